@@ -1,0 +1,185 @@
+//! Subcommands. Each loads settings the same way, so they all reach the same database.
+
+mod keys;
+mod serve;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+
+use crate::cache::Epoch;
+use crate::cli::{Cli, Command};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Settings, Source};
+use crate::crypto::kek::Kek;
+use crate::keys::KeyService;
+use crate::store::{Backend, Store};
+
+/// Exit code for configuration errors (`check-config`, bad flags).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Runs the parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let source = Source {
+        config_file: cli.global.config.clone(),
+        dev: cli.global.dev,
+        data_dir: Some(cli.global.data_dir.clone()),
+        listen: cli.global.listen.clone(),
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let settings = match config::load(&source, &env) {
+        Ok(s) => s,
+        Err(e) => {
+            for p in e.problems() {
+                eprintln!("{p}");
+            }
+            eprintln!("configuration is invalid ({} problem(s))", e.problems().len());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if matches!(cli.command, Command::CheckConfig) {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    let otlp = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok();
+    let _telemetry = match crate::telemetry::init(&settings.log_level, settings.log_format, otlp.as_deref()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("failed to set up logging: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => serve::run(settings).await,
+        Command::Migrate => migrate(&settings).await,
+        Command::Keys(k) => keys::run(&settings, k).await,
+        Command::CheckConfig => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a command needs to work on the database.
+pub(crate) struct Context {
+    pub settings: Settings,
+    pub store: Store,
+    pub kek: Arc<Kek>,
+    pub keys: Arc<KeyService>,
+    pub clock: Arc<dyn Clock>,
+    pub epoch: Epoch,
+}
+
+/// The ENCRYPTION_KEY: configured, or in `--dev` the data dir's key file (created once).
+fn encryption_key(settings: &Settings) -> anyhow::Result<SecretString> {
+    if let Some(k) = &settings.encryption_key {
+        return Ok(k.clone());
+    }
+    let dir = settings
+        .data_dir
+        .as_deref()
+        .context("ENCRYPTION_KEY is not set")?;
+    dev_key_file(dir)
+}
+
+fn dev_key_file(dir: &Path) -> anyhow::Result<SecretString> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+
+    let path = dir.join("encryption.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read dev key file {}", path.display()))?;
+        return Ok(SecretString::from(text.trim().to_owned()));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("failed to create data dir {}", dir.display()))?;
+    let key = Kek::generate_hex();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("failed to create dev key file {}", path.display()))?;
+    f.write_all(secrecy::ExposeSecret::expose_secret(&key).as_bytes())?;
+    tracing::warn!(
+        path = %path.display(),
+        "DEVELOPMENT MODE: generated a new ENCRYPTION_KEY and stored it in plain text next to the database. \
+         Never use --dev in production; losing this file makes the stored private keys unreadable."
+    );
+    Ok(key)
+}
+
+/// Connects and makes sure the schema is usable. SQLite is embedded and single-node, so
+/// it is migrated in place; PostgreSQL is migrated only by `authserver migrate` (the
+/// migration Job), and other commands refuse to run against an older schema.
+pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Result<Context> {
+    let kek = Arc::new(Kek::from_hex(&encryption_key(&settings)?)?);
+    let store = Store::connect(&settings.database)
+        .await
+        .context("failed to connect to the database (database.url)")?;
+    if auto_migrate && store.backend() == Backend::Sqlite {
+        let applied = store.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(count = applied.len(), "applied SQLite migrations");
+        }
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let epoch = Epoch::default();
+    let keys = Arc::new(KeyService::new(
+        store.clone(),
+        Arc::clone(&kek),
+        settings.keys.clone(),
+        Arc::clone(&clock),
+        &epoch,
+    ));
+    Ok(Context {
+        settings,
+        store,
+        kek,
+        keys,
+        clock,
+        epoch,
+    })
+}
+
+/// Fails unless every migration this binary knows has been applied.
+pub(crate) async fn require_current_schema(store: &Store) -> anyhow::Result<()> {
+    let status = store.schema_status().await?;
+    if !status.is_current() {
+        let missing: Vec<String> = status.pending.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "database schema is behind this binary (missing migration(s) {}): run `authserver migrate` first",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database)
+        .await
+        .context("failed to connect to the database (database.url)")?;
+    let applied = store.migrate().await?;
+    if applied.is_empty() {
+        println!("schema up to date");
+    } else {
+        for m in &applied {
+            println!("applied {m}");
+        }
+        println!("schema up to date ({} migration(s) applied)", applied.len());
+    }
+    store.close().await;
+    Ok(())
+}

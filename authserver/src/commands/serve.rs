@@ -1,0 +1,144 @@
+//! `authserver serve`: startup sequence, HTTP listener, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::{Context, open};
+use crate::config::Settings;
+use crate::http::{self, AppState, Readiness, metrics::Metrics, tenant_routing::TenantDirectory};
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let ctx = open(settings, true).await?;
+    let state = build_state(&ctx)?;
+    // Keep caches coherent with writes from other pods, the CLI and the operator.
+    let _watcher = ctx.store.spawn_change_watcher(ctx.epoch.clone());
+
+    match ctx.store.schema_status().await?.is_current() {
+        // The usual case: initialise before accepting traffic so that a wrong
+        // ENCRYPTION_KEY stops the process with a clear error.
+        true => initialise(&ctx).await?,
+        // Schema behind (PostgreSQL; the migration Job has not run yet): serve /healthz
+        // and a failing /readyz naming the missing migration, and finish start-up once
+        // the schema is current.
+        false => {
+            let _ = state.readiness.check().await;
+            let ctx = Context {
+                settings: ctx.settings.clone(),
+                store: ctx.store.clone(),
+                kek: Arc::clone(&ctx.kek),
+                keys: Arc::clone(&ctx.keys),
+                clock: Arc::clone(&ctx.clock),
+                epoch: ctx.epoch.clone(),
+            };
+            let readiness = Arc::clone(&state.readiness);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if ctx.store.schema_status().await.is_ok_and(|s| s.is_current()) {
+                        break;
+                    }
+                }
+                match initialise(&ctx).await {
+                    Ok(()) => readiness.set_startup(None),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "start-up failed after migration");
+                        readiness.set_startup(Some(format!("start-up failed: {e:#}")));
+                    }
+                }
+            });
+        }
+    }
+    if ctx.store.schema_status().await?.is_current() {
+        state.readiness.set_startup(None);
+    }
+
+    let listener = tokio::net::TcpListener::bind(ctx.settings.listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (server.listen)", ctx.settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        listen = %addr,
+        backend = ctx.store.backend().as_str(),
+        startup_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "serving"
+    );
+    for t in &ctx.settings.tenants {
+        tracing::info!(tenant = %t.id, issuer = %t.issuer, "tenant configured");
+    }
+
+    let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    let grace = Duration::from_secs(ctx.settings.shutdown_timeout_seconds);
+    let mut stop_rx_deadline = stop_rx.clone();
+    tokio::select! {
+        res = server => res.context("HTTP server failed")?,
+        () = async move {
+            let _ = stop_rx_deadline.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting"),
+    }
+    ctx.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The HTTP state for a context (also used by tests).
+pub(crate) fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
+    Ok(AppState {
+        store: ctx.store.clone(),
+        keys: Arc::clone(&ctx.keys),
+        tenants: Arc::new(TenantDirectory::new(ctx.store.clone(), &ctx.epoch)),
+        metrics: Arc::new(
+            Metrics::new(&ctx.settings.metrics_prefix).context("failed to set up metrics")?,
+        ),
+        readiness: Readiness::new(ctx.store.clone()),
+        trusted_proxies: Arc::new(ctx.settings.trusted_proxies.clone()),
+        clock: Arc::clone(&ctx.clock),
+    })
+}
+
+/// Declared tenants are upserted, existing keys must decrypt, missing keys are created.
+async fn initialise(ctx: &Context) -> anyhow::Result<()> {
+    for spec in &ctx.settings.tenants {
+        if ctx.store.upsert_tenant(spec, ctx.clock.now()).await? {
+            tracing::info!(tenant = %spec.id, issuer = %spec.issuer, "tenant created or updated");
+        }
+    }
+    let readable = ctx
+        .keys
+        .check_decryptable()
+        .await
+        .context("cannot use the stored signing keys")?;
+    tracing::debug!(keys = readable, "stored signing keys decrypt");
+    for spec in &ctx.settings.tenants {
+        ctx.keys.bootstrap(&spec.id).await?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,136 @@
+//! Environment overrides. Each settable leaf has exactly one `GATEHOUSE_…` variable (and a
+//! few well-known bare names); the table below is also what `docs/configuration.md` lists.
+
+use serde_yaml::{Mapping, Value};
+
+/// One environment variable and the configuration path it overrides.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvOverride {
+    pub var: &'static str,
+    /// Accepted as-is when the `GATEHOUSE_` variable is unset (conventional names).
+    pub alias: Option<&'static str>,
+    pub path: &'static [&'static str],
+    pub kind: Kind,
+}
+
+/// How a variable's text becomes a configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Number,
+    /// Comma-separated list.
+    List,
+}
+
+const fn text(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
+    EnvOverride {
+        var,
+        alias: None,
+        path,
+        kind: Kind::Text,
+    }
+}
+
+const fn number(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
+    EnvOverride {
+        kind: Kind::Number,
+        ..text(var, path)
+    }
+}
+
+const fn list(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
+    EnvOverride {
+        kind: Kind::List,
+        ..text(var, path)
+    }
+}
+
+/// Every supported override.
+pub const ENV_OVERRIDES: &[EnvOverride] = &[
+    text("GATEHOUSE_SERVER_LISTEN", &["server", "listen"]),
+    list("GATEHOUSE_SERVER_TRUSTED_PROXIES", &["server", "trusted_proxies"]),
+    number("GATEHOUSE_SERVER_SHUTDOWN_TIMEOUT_SECONDS",
+        &["server", "shutdown_timeout_seconds"],
+    ),
+    EnvOverride {
+        alias: Some("DATABASE_URL"),
+        ..text("GATEHOUSE_DATABASE_URL", &["database", "url"])
+    },
+    number("GATEHOUSE_DATABASE_MAX_CONNECTIONS",
+        &["database", "max_connections"],
+    ),
+    number("GATEHOUSE_DATABASE_CONNECT_TIMEOUT_SECONDS",
+        &["database", "connect_timeout_seconds"],
+    ),
+    number("GATEHOUSE_DATABASE_STARTUP_TIMEOUT_SECONDS",
+        &["database", "startup_timeout_seconds"],
+    ),
+    EnvOverride {
+        alias: Some("ENCRYPTION_KEY"),
+        ..text("GATEHOUSE_ENCRYPTION_KEY", &["encryption", "key"])
+    },
+    list("GATEHOUSE_KEYS_ALGORITHMS", &["keys", "algorithms"]),
+    number("GATEHOUSE_KEYS_RSA_BITS", &["keys", "rsa_bits"]),
+    number("GATEHOUSE_KEYS_ROTATION_INTERVAL_DAYS",
+        &["keys", "rotation_interval_days"],
+    ),
+    number("GATEHOUSE_KEYS_OVERLAP_WINDOW_SECONDS",
+        &["keys", "overlap_window_seconds"],
+    ),
+    number("GATEHOUSE_KEYS_PROMOTION_DELAY_SECONDS",
+        &["keys", "promotion_delay_seconds"],
+    ),
+    EnvOverride {
+        alias: Some("RUST_LOG"),
+        ..text("GATEHOUSE_LOG_LEVEL", &["log", "level"])
+    },
+    text("GATEHOUSE_LOG_FORMAT", &["log", "format"]),
+    text("GATEHOUSE_METRICS_PREFIX", &["metrics", "prefix"]),
+];
+
+/// Writes every set variable into the YAML tree, creating sections as needed.
+pub(super) fn apply(tree: &mut Value, env: &dyn Fn(&str) -> Option<String>) {
+    for o in ENV_OVERRIDES {
+        let Some(raw) = env(o.var).or_else(|| o.alias.and_then(env)) else {
+            continue;
+        };
+        let value = match o.kind {
+            Kind::List => Value::Sequence(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.to_owned()))
+                    .collect(),
+            ),
+            // A non-number stays text so the typed field reports it with its path.
+            Kind::Number => raw
+                .trim()
+                .parse::<u64>()
+                .map_or_else(|_| Value::String(raw.clone()), |n| Value::Number(n.into())),
+            Kind::Text => Value::String(raw),
+        };
+        set(tree, o.path, value);
+    }
+}
+
+fn set(tree: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = tree;
+    for key in parents {
+        if !node.is_mapping() {
+            *node = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(map) = node else { return };
+        node = map
+            .entry(Value::String((*key).to_owned()))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+    }
+    if !node.is_mapping() {
+        *node = Value::Mapping(Mapping::new());
+    }
+    if let Value::Mapping(map) = node {
+        map.insert(Value::String((*last).to_owned()), value);
+    }
+}

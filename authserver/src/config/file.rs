@@ -1,0 +1,78 @@
+//! The shape of the YAML file. Values stay loosely typed (strings) where validation wants
+//! to report a readable problem instead of a deserializer error.
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub database: DatabaseSection,
+    pub encryption: EncryptionSection,
+    pub tenants: Vec<TenantEntry>,
+    pub keys: KeysSection,
+    pub log: LogSection,
+    pub metrics: MetricsSection,
+}
+
+/// `server.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub trusted_proxies: Vec<String>,
+    pub shutdown_timeout_seconds: Option<u64>,
+}
+
+/// `database.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+    pub connect_timeout_seconds: Option<u64>,
+    pub startup_timeout_seconds: Option<u64>,
+}
+
+/// `encryption.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncryptionSection {
+    pub key: Option<String>,
+}
+
+/// One entry of `tenants`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantEntry {
+    pub id: String,
+    pub issuer: String,
+    pub display_name: Option<String>,
+}
+
+/// `keys.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysSection {
+    pub algorithms: Option<Vec<String>>,
+    pub rsa_bits: Option<u32>,
+    pub rotation_interval_days: Option<u32>,
+    pub overlap_window_seconds: Option<u64>,
+    pub promotion_delay_seconds: Option<u64>,
+}
+
+/// `log.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+/// `metrics.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub prefix: Option<String>,
+}

@@ -1,0 +1,349 @@
+//! Configuration: a YAML file, overridden by environment variables, validated once into
+//! typed [`Settings`]. Every problem is reported with the path of the field it concerns,
+//! so `authserver check-config` can list them all at once.
+
+mod env;
+mod file;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+pub use env::{ENV_OVERRIDES, EnvOverride};
+pub use file::FileConfig;
+pub use validate::Problem;
+
+use crate::domain::signing_key::{Algorithm, KeyPolicy};
+use crate::domain::tenant::TenantSpec;
+
+/// Options every subcommand shares: where the configuration and the database are.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub config_file: Option<PathBuf>,
+    pub dev: bool,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+/// Default data directory for `--dev`.
+pub const DEFAULT_DEV_DATA_DIR: &str = "./data";
+/// Default listen address in `--dev`: loopback only.
+pub const DEFAULT_DEV_LISTEN: &str = "127.0.0.1:8080";
+/// Default listen address in production: all interfaces (a pod).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// Validated, typed settings passed down to every component.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dev: bool,
+    pub data_dir: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub shutdown_timeout_seconds: u64,
+    pub trusted_proxies: Vec<IpNet>,
+    pub database: DatabaseSettings,
+    /// `None` only in `--dev` before the dev key file is created (see `crate::commands`).
+    pub encryption_key: Option<SecretString>,
+    pub tenants: Vec<TenantSpec>,
+    pub keys: KeyPolicy,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub metrics_prefix: String,
+}
+
+/// Database connection settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://…`; contains the password, so never log it.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub connect_timeout_seconds: u64,
+    /// How long `serve` and the CLI keep retrying an unreachable database at start.
+    pub startup_timeout_seconds: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// An IP network in CIDR notation, for `server.trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse().ok()?, p.parse().ok()?),
+            None => {
+                let a: std::net::IpAddr = s.parse().ok()?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        match (self.addr, ip) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration:\n{}", format_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Error {
+    /// The individual problems, for `check-config`.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Error::Read { .. } => vec![self.to_string()],
+            Error::Invalid(p) => p.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// Loads the file (if any), applies environment overrides from `env`, and validates.
+/// `env` is a lookup function so tests need not touch the process environment.
+pub fn load(source: &Source, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Error> {
+    let text = match &source.config_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| Error::Read {
+            path: path.clone(),
+            source: e,
+        })?,
+        None => String::new(),
+    };
+    from_yaml(&text, source, env)
+}
+
+/// Same as [`load`] with the YAML text given directly.
+pub fn from_yaml(
+    text: &str,
+    source: &Source,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, Error> {
+    let mut tree: serde_yaml::Value = if text.trim().is_empty() {
+        serde_yaml::Value::Mapping(serde_yaml::Mapping::new())
+    } else {
+        serde_yaml::from_str(text).map_err(|e| {
+            Error::Invalid(vec![Problem::new(
+                e.location().map_or_else(
+                    || "(file)".to_owned(),
+                    |l| format!("(line {}, column {})", l.line(), l.column()),
+                ),
+                format!("invalid YAML: {e}"),
+            )])
+        })?
+    };
+    if tree.is_null() {
+        tree = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+    }
+    env::apply(&mut tree, env);
+    let file: FileConfig = {
+        let de = tree;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            Error::Invalid(vec![Problem::new(path, e.into_inner().to_string())])
+        })?
+    };
+    validate::settings(file, source)
+}
+
+/// Path of the dev database inside a data dir.
+pub fn dev_database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("authserver.db")
+}
+
+/// Parses a comma-separated algorithm list (used by the env override and the file).
+pub fn parse_algorithms(values: &[String]) -> Result<Vec<Algorithm>, String> {
+    let mut out = Vec::new();
+    for v in values {
+        let alg = v
+            .parse::<Algorithm>()
+            .map_err(|()| format!("unknown algorithm {v:?} (expected RS256, ES256 or EdDSA)"))?;
+        if !out.contains(&alg) {
+            out.push(alg);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn prod_env(name: &str) -> Option<String> {
+        match name {
+            "ENCRYPTION_KEY" => Some(KEY.into()),
+            "DATABASE_URL" => Some("postgres://u@localhost/db".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let yaml = "server:\n  listen: x\nkeys:\n  algorithms: [RS256, HS999]\n  overlap_window_seconds: 10\n";
+        let err = from_yaml(yaml, &Source::default(), &no_env).unwrap_err();
+        let problems = err.problems();
+        assert!(
+            problems.contains(&r#"server.listen: invalid socket address "x""#.to_owned()),
+            "{problems:?}"
+        );
+        assert!(problems.iter().any(|p| p.starts_with("keys.algorithms:")));
+        assert!(problems.iter().any(|p| p.starts_with("encryption.key:")));
+        assert!(problems.iter().any(|p| p.starts_with("database.url:")));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_path() {
+        let err = from_yaml("server:\n  lisen: x\n", &Source::default(), &prod_env).unwrap_err();
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("server: unknown field `lisen`"), "{problems:?}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let err = from_yaml(
+            "database:\n  max_connections: lots\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap_err();
+        assert!(err.problems()[0].starts_with("database.max_connections:"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let yaml = "server:\n  listen: 127.0.0.1:1\ndatabase:\n  url: postgres://file/db\n";
+        let env = |name: &str| match name {
+            "GATEHOUSE_SERVER_LISTEN" => Some("127.0.0.1:2".to_owned()),
+            "GATEHOUSE_DATABASE_URL" => Some("postgres://env/db".to_owned()),
+            "GATEHOUSE_KEYS_ALGORITHMS" => Some("ES256,EdDSA".to_owned()),
+            "GATEHOUSE_KEYS_OVERLAP_WINDOW_SECONDS" => Some("60".to_owned()),
+            _ => prod_env(name),
+        };
+        let s = from_yaml(yaml, &Source::default(), &env).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&s.database.url),
+            "postgres://env/db"
+        );
+        assert_eq!(s.keys.algorithms, vec![Algorithm::Es256, Algorithm::EdDsa]);
+        assert_eq!(s.keys.overlap_window_seconds, 60);
+    }
+
+    #[test]
+    fn gatehouse_prefixed_variable_wins_over_the_bare_one() {
+        let env = |name: &str| match name {
+            "GATEHOUSE_DATABASE_URL" => Some("postgres://prefixed/db".to_owned()),
+            _ => prod_env(name),
+        };
+        let s = from_yaml("", &Source::default(), &env).unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&s.database.url),
+            "postgres://prefixed/db"
+        );
+    }
+
+    #[test]
+    fn production_requires_a_64_hex_encryption_key() {
+        let env = |name: &str| match name {
+            "ENCRYPTION_KEY" => Some("abc".to_owned()),
+            _ => prod_env(name),
+        };
+        let err = from_yaml("", &Source::default(), &env).unwrap_err();
+        assert_eq!(
+            err.problems(),
+            vec!["encryption.key: ENCRYPTION_KEY must be 64 hexadecimal characters (32 bytes), got 3 characters".to_owned()]
+        );
+        let missing = |name: &str| match name {
+            "ENCRYPTION_KEY" => None,
+            _ => prod_env(name),
+        };
+        let err = from_yaml("", &Source::default(), &missing).unwrap_err();
+        assert!(err.problems()[0].contains("ENCRYPTION_KEY is not set"));
+    }
+
+    #[test]
+    fn production_issuers_must_be_https_except_localhost() {
+        let yaml = "tenants:\n  - id: a\n    issuer: http://id.example.com\n  - id: b\n    issuer: http://localhost:8080/t/b\n  - id: c\n    issuer: https://id.example.com/t/c\n";
+        let err = from_yaml(yaml, &Source::default(), &prod_env).unwrap_err();
+        assert_eq!(
+            err.problems(),
+            vec![
+                "tenants[0].issuer: issuer must use https (http is allowed for localhost only): \"http://id.example.com\"".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn dev_mode_needs_nothing_and_derives_the_sqlite_path() {
+        let source = Source {
+            dev: true,
+            data_dir: Some("/tmp/gh".into()),
+            ..Source::default()
+        };
+        let s = from_yaml("", &source, &no_env).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_DEV_LISTEN);
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&s.database.url),
+            "sqlite:///tmp/gh/authserver.db"
+        );
+        assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.tenants.len(), 1);
+        assert_eq!(s.tenants[0].issuer, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let net = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.1.2.3".parse().unwrap()));
+        assert!(IpNet::parse("10.0.0.0/33").is_none());
+        assert!(
+            IpNet::parse("::1")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! Turns a [`FileConfig`] into [`Settings`], collecting every problem instead of stopping
+//! at the first.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+
+use super::file::FileConfig;
+use super::{
+    DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN, DEFAULT_LISTEN, DatabaseSettings, Error, IpNet,
+    LogFormat, Settings, Source, dev_database_path, parse_algorithms,
+};
+use crate::domain::signing_key::{Algorithm, KeyPolicy};
+use crate::domain::tenant::{self, TenantSpec};
+
+/// One configuration problem: the field's path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[allow(clippy::too_many_lines)] // one linear pass over the sections reads best
+pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Error> {
+    let mut problems = Vec::new();
+    let dev = source.dev;
+
+    let listen_text = source
+        .listen
+        .clone()
+        .or(file.server.listen)
+        .unwrap_or_else(|| (if dev { DEFAULT_DEV_LISTEN } else { DEFAULT_LISTEN }).to_owned());
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        problems.push(Problem::new(
+            "server.listen",
+            format!("invalid socket address {listen_text:?}"),
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+
+    let mut trusted_proxies = Vec::new();
+    for (i, cidr) in file.server.trusted_proxies.iter().enumerate() {
+        match IpNet::parse(cidr) {
+            Some(net) => trusted_proxies.push(net),
+            None => problems.push(Problem::new(
+                format!("server.trusted_proxies[{i}]"),
+                format!("invalid CIDR {cidr:?}"),
+            )),
+        }
+    }
+
+    let data_dir = dev.then(|| {
+        source
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DEV_DATA_DIR))
+    });
+
+    let url = match (file.database.url, &data_dir) {
+        (Some(url), _) => Some(url),
+        (None, Some(dir)) => Some(format!("sqlite://{}", dev_database_path(dir).display())),
+        (None, None) => {
+            problems.push(Problem::new(
+                "database.url",
+                "no database configured: set DATABASE_URL (postgres://… or sqlite://…) or use --dev",
+            ));
+            None
+        }
+    };
+    if let Some(url) = &url
+        && !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+    {
+        problems.push(Problem::new(
+            "database.url",
+            "unsupported database URL scheme (expected postgres:// or sqlite://)",
+        ));
+    }
+
+    let encryption_key = match file.encryption.key {
+        Some(key) => {
+            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.push(Problem::new(
+                    "encryption.key",
+                    format!(
+                        "ENCRYPTION_KEY must be 64 hexadecimal characters (32 bytes), got {} characters",
+                        key.len()
+                    ),
+                ));
+            }
+            Some(SecretString::from(key))
+        }
+        None if dev => None,
+        None => {
+            problems.push(Problem::new(
+                "encryption.key",
+                "ENCRYPTION_KEY is not set: generate one with `openssl rand -hex 32` and keep it with your database backups",
+            ));
+            None
+        }
+    };
+
+    let mut tenants = Vec::new();
+    for (i, t) in file.tenants.iter().enumerate() {
+        let spec = TenantSpec {
+            id: t.id.clone(),
+            issuer: t.issuer.trim_end_matches('/').to_owned(),
+            display_name: t.display_name.clone().unwrap_or_else(|| t.id.clone()),
+        };
+        if let Err(e) = tenant::validate_id(&spec.id) {
+            problems.push(Problem::new(format!("tenants[{i}].id"), e));
+        }
+        if let Err(e) = tenant::validate_issuer(&spec.issuer, dev) {
+            problems.push(Problem::new(format!("tenants[{i}].issuer"), e));
+        }
+        if tenants.iter().any(|o: &TenantSpec| o.id == spec.id) {
+            problems.push(Problem::new(
+                format!("tenants[{i}].id"),
+                format!("duplicate tenant id {:?}", spec.id),
+            ));
+        }
+        tenants.push(spec);
+    }
+    if dev && !tenants.iter().any(|t| t.id == tenant::DEFAULT_TENANT) {
+        tenants.push(TenantSpec {
+            id: tenant::DEFAULT_TENANT.to_owned(),
+            issuer: format!("http://{listen}"),
+            display_name: "Default".to_owned(),
+        });
+    }
+
+    let mut keys = KeyPolicy::default();
+    if let Some(algs) = &file.keys.algorithms {
+        match parse_algorithms(algs) {
+            Ok(a) if a.is_empty() => problems.push(Problem::new(
+                "keys.algorithms",
+                "at least one algorithm is required",
+            )),
+            Ok(a) => keys.algorithms = a,
+            Err(e) => problems.push(Problem::new("keys.algorithms", e)),
+        }
+    }
+    if let Some(bits) = file.keys.rsa_bits {
+        if [2048, 3072, 4096].contains(&bits) {
+            keys.rsa_bits = bits;
+        } else {
+            problems.push(Problem::new(
+                "keys.rsa_bits",
+                format!("unsupported RSA key size {bits} (expected 2048, 3072 or 4096)"),
+            ));
+        }
+    }
+    if let Some(days) = file.keys.rotation_interval_days {
+        if days == 0 {
+            problems.push(Problem::new("keys.rotation_interval_days", "must be at least 1"));
+        } else {
+            keys.rotation_interval_seconds = u64::from(days) * 86_400;
+        }
+    }
+    if let Some(v) = file.keys.overlap_window_seconds {
+        keys.overlap_window_seconds = v;
+    }
+    if let Some(v) = file.keys.promotion_delay_seconds {
+        keys.promotion_delay_seconds = v;
+    }
+    if keys.overlap_window_seconds > keys.rotation_interval_seconds {
+        problems.push(Problem::new(
+            "keys.overlap_window_seconds",
+            "must not be longer than the rotation interval",
+        ));
+    }
+    if keys.algorithms.contains(&Algorithm::Rs256) && keys.rsa_bits < 2048 {
+        problems.push(Problem::new("keys.rsa_bits", "RSA keys need at least 2048 bits"));
+    }
+
+    let log_format = match file.log.format.as_deref() {
+        None => {
+            if dev {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            }
+        }
+        Some("json") => LogFormat::Json,
+        Some("pretty") => LogFormat::Pretty,
+        Some(other) => {
+            problems.push(Problem::new(
+                "log.format",
+                format!("unknown log format {other:?} (expected json or pretty)"),
+            ));
+            LogFormat::Json
+        }
+    };
+    let log_level = file.log.level.unwrap_or_else(|| "info".to_owned());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        problems.push(Problem::new(
+            "log.level",
+            format!("invalid log filter {log_level:?}"),
+        ));
+    }
+
+    let metrics_prefix = file.metrics.prefix.unwrap_or_else(|| "gatehouse_".to_owned());
+    if !metrics_prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || metrics_prefix.starts_with(|c: char| c.is_ascii_digit())
+    {
+        problems.push(Problem::new(
+            "metrics.prefix",
+            format!("invalid Prometheus metric prefix {metrics_prefix:?}"),
+        ));
+    }
+
+    let max_connections = file.database.max_connections.unwrap_or(10);
+    if max_connections == 0 {
+        problems.push(Problem::new("database.max_connections", "must be at least 1"));
+    }
+
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    let Some(url) = url else {
+        return Err(Error::Invalid(vec![Problem::new(
+            "database.url",
+            "no database configured",
+        )]));
+    };
+    Ok(Settings {
+        dev,
+        data_dir,
+        listen,
+        shutdown_timeout_seconds: file.server.shutdown_timeout_seconds.unwrap_or(25),
+        trusted_proxies,
+        database: DatabaseSettings {
+            url: SecretString::from(url),
+            max_connections,
+            connect_timeout_seconds: file.database.connect_timeout_seconds.unwrap_or(5),
+            startup_timeout_seconds: file.database.startup_timeout_seconds.unwrap_or(60),
+        },
+        encryption_key,
+        tenants,
+        keys,
+        log_level,
+        log_format,
+        metrics_prefix,
+    })
+}

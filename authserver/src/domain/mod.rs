@@ -1,0 +1,4 @@
+//! Domain types and pure rules. No database, no HTTP.
+
+pub mod signing_key;
+pub mod tenant;

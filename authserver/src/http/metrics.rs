@@ -1,0 +1,121 @@
+//! `GET /metrics`: Prometheus text exposition. A registry per process (no global), so
+//! tests and multiple servers in one process never share counters.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use super::AppState;
+use crate::domain::signing_key::KeyState;
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool_connections: IntGaugeVec,
+    pool_max: IntGauge,
+    keys: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Builds the registry; `prefix` (e.g. `gatehouse_`) starts every metric name.
+    pub fn new(prefix: &str) -> Result<Self, prometheus::Error> {
+        let p = |name: &str| format!("{prefix}{name}");
+        let requests = IntCounterVec::new(
+            Opts::new(p("http_requests_total"), "HTTP requests by method, route and status"),
+            &["method", "route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                p("http_request_duration_seconds"),
+                "HTTP request latency by route and status",
+            )
+            .buckets(vec![
+                0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route", "status"],
+        )?;
+        let pool_connections = IntGaugeVec::new(
+            Opts::new(p("db_pool_connections"), "Database pool connections by state"),
+            &["state"],
+        )?;
+        let pool_max = IntGauge::new(
+            p("db_pool_max_connections"),
+            "Configured maximum of database pool connections",
+        )?;
+        let keys = IntGaugeVec::new(
+            Opts::new(p("signing_keys"), "Signing keys of all tenants by state"),
+            &["state"],
+        )?;
+        let registry = Registry::new();
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pool_connections.clone()))?;
+        registry.register(Box::new(pool_max.clone()))?;
+        registry.register(Box::new(keys.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            pool_connections,
+            pool_max,
+            keys,
+        })
+    }
+
+    /// Records one finished request.
+    pub fn observe_request(&self, method: &str, route: &str, status: StatusCode, took: Duration) {
+        let status = status.as_str();
+        self.requests
+            .with_label_values(&[method, route, status])
+            .inc();
+        self.latency
+            .with_label_values(&[route, status])
+            .observe(took.as_secs_f64());
+    }
+}
+
+pub async fn render(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    let pool = state.store.pool_stats();
+    m.pool_connections
+        .with_label_values(&["idle"])
+        .set(i64::from(pool.idle));
+    m.pool_connections
+        .with_label_values(&["in_use"])
+        .set(i64::from(pool.size.saturating_sub(pool.idle)));
+    m.pool_max.set(i64::from(pool.max));
+    // Key counts are read at scrape time: states change with time, not with writes.
+    if let Ok(keys) = state.store.list_all_keys().await {
+        let now = state.clock.now();
+        for s in [
+            KeyState::Pending,
+            KeyState::Active,
+            KeyState::Retiring,
+            KeyState::Retired,
+        ] {
+            let n = keys.iter().filter(|k| k.meta.state(now) == s).count();
+            m.keys
+                .with_label_values(&[s.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut buf) {
+        return super::ApiError::internal(e).into_response();
+    }
+    let mut resp = buf.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,63 @@
+//! The HTTP surface: per-tenant protocol endpoints under each issuer, plus process-level
+//! health and metrics. `app` assembles the router; each endpoint family has its module.
+
+mod discovery;
+mod error;
+mod health;
+mod jwks;
+pub mod metrics;
+mod observe;
+pub mod tenant_routing;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+
+pub use error::ApiError;
+pub use health::Readiness;
+
+use crate::clock::Clock;
+use crate::config::IpNet;
+use crate::keys::KeyService;
+use crate::store::Store;
+use metrics::Metrics;
+use tenant_routing::TenantDirectory;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub keys: Arc<KeyService>,
+    pub tenants: Arc<TenantDirectory>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub trusted_proxies: Arc<Vec<IpNet>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Endpoints served under every tenant's issuer path. Paths here are relative to the
+/// issuer; each one that exists must also be advertised by `discovery`.
+fn tenant_router() -> Router<AppState> {
+    Router::new()
+        .merge(discovery::router())
+        .merge(jwks::router())
+        .fallback(|| async { ApiError::NotFound })
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let tenant_app = tenant_router()
+        .layer(axum::middleware::from_fn(observe::label_route))
+        .with_state(state.clone());
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(move |st, req| tenant_routing::dispatch(st, tenant_app.clone(), req))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,100 @@
+//! Per-request cross-cutting work: a tracing span (joined to the caller's W3C trace when
+//! OpenTelemetry is on), one log line, metrics, and security headers.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument as _;
+
+use super::AppState;
+use super::tenant_routing::TenantLabel;
+
+/// The matched route inside the tenant router (response extension).
+#[derive(Debug, Clone)]
+struct RouteLabel(String);
+
+/// Inner-router middleware: exposes the matched path to the outer `observe`.
+pub async fn label_route(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| format!("{{issuer}}{}", p.as_str()));
+    let mut resp = next.run(req).await;
+    if let Some(route) = route {
+        resp.extensions_mut().insert(RouteLabel(route));
+    }
+    resp
+}
+
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let outer_route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = tracing::field::Empty,
+        http.method = %method,
+        http.route = tracing::field::Empty,
+        http.status = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::join_remote_trace(&span, req.headers());
+
+    let mut resp = next.run(req).instrument(span.clone()).await;
+
+    let tenant = resp.extensions().get::<TenantLabel>().cloned();
+    let route = resp
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|r| r.0.clone())
+        .or(outer_route)
+        // Unmatched paths are not labels: that would let clients mint metric series.
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = resp.status();
+    security_headers(&mut resp, tenant.as_ref().is_some_and(|t| t.https));
+    let took = start.elapsed();
+    state
+        .metrics
+        .observe_request(&method, &route, status, took);
+
+    let tenant_id = tenant.as_ref().map_or("", |t| t.id.as_str());
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            route = %route,
+            status = status.as_u16(),
+            latency_ms = took.as_secs_f64() * 1000.0,
+            tenant = tenant_id,
+            "request"
+        );
+    });
+    // Recorded after the log line so it does not repeat them; exported with the span.
+    span.record("otel.name", format!("{method} {route}"));
+    span.record("http.route", route.as_str());
+    span.record("http.status", status.as_u16());
+    span.record("tenant", tenant_id);
+    resp
+}
+
+fn security_headers(resp: &mut Response, https_issuer: bool) {
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if https_issuer {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+}

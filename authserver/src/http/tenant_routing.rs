@@ -1,0 +1,197 @@
+//! Routes a request to its tenant by issuer: scheme + host + longest matching path
+//! prefix. Several tenants may share a host (`https://id.example.com/t/acme`,
+//! `…/t/beta`). The scheme is known only from a trusted proxy's `X-Forwarded-Proto`;
+//! a direct request matches on host and path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt as _;
+
+use super::{ApiError, AppState};
+use crate::cache::{Cached, DEFAULT_TTL, Epoch};
+use crate::config::IpNet;
+use crate::domain::tenant::{IssuerRoute, Tenant};
+use crate::store::{self, Store};
+
+/// The tenant a request was routed to (request extension for tenant handlers).
+#[derive(Debug, Clone)]
+pub struct CurrentTenant(pub Arc<Tenant>);
+
+/// Tenant id and whether its issuer is https (response extension, for logs/headers).
+#[derive(Debug, Clone)]
+pub struct TenantLabel {
+    pub id: String,
+    pub https: bool,
+}
+
+/// All tenants with their parsed issuer routes, cached per pod.
+#[derive(Debug)]
+pub struct TenantDirectory {
+    store: Store,
+    cache: Cached<(), Arc<Vec<(IssuerRoute, Arc<Tenant>)>>>,
+}
+
+impl TenantDirectory {
+    pub fn new(store: Store, epoch: &Epoch) -> Self {
+        Self {
+            store,
+            cache: Cached::new(epoch.clone(), DEFAULT_TTL),
+        }
+    }
+
+    async fn routes(&self) -> store::Result<Arc<Vec<(IssuerRoute, Arc<Tenant>)>>> {
+        if let Some(r) = self.cache.get(&()) {
+            return Ok(r);
+        }
+        let epoch = self.cache.begin_load();
+        let mut routes: Vec<_> = self
+            .store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .filter_map(|t| IssuerRoute::parse(&t.issuer).map(|r| (r, Arc::new(t))))
+            .collect();
+        // Longest path first, so `/t/acme/x` beats a host-level issuer on the same host.
+        routes.sort_by(|a, b| b.0.path.len().cmp(&a.0.path.len()));
+        let routes = Arc::new(routes);
+        self.cache.insert((), epoch, Arc::clone(&routes));
+        Ok(routes)
+    }
+
+    /// The tenant owning `path` on `authority`, and the path relative to its issuer.
+    pub async fn resolve(
+        &self,
+        https: Option<bool>,
+        authority: &str,
+        path: &str,
+    ) -> store::Result<Option<(Arc<Tenant>, String)>> {
+        let routes = self.routes().await?;
+        Ok(routes.iter().find_map(|(route, tenant)| {
+            route
+                .strip(https, authority, path)
+                .map(|rest| (Arc::clone(tenant), rest.to_owned()))
+        }))
+    }
+}
+
+/// Scheme and authority as the client saw them. Forwarded headers count only from a
+/// trusted proxy: anyone else could claim any host.
+fn client_view(
+    headers: &HeaderMap,
+    uri: &Uri,
+    peer: Option<SocketAddr>,
+    trusted: &[IpNet],
+) -> (Option<bool>, Option<String>) {
+    let from_proxy = peer.is_some_and(|p| trusted.iter().any(|n| n.contains(p.ip())));
+    let header_str = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(',').next().unwrap_or(s).trim().to_owned())
+    };
+    let https = if from_proxy {
+        header_str("x-forwarded-proto").map(|p| p.eq_ignore_ascii_case("https"))
+    } else {
+        None
+    };
+    let forwarded_host = if from_proxy { header_str("x-forwarded-host") } else { None };
+    let authority = forwarded_host
+        .or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .or_else(|| uri.authority().map(ToString::to_string))
+        .map(|a| normalize_authority(&a, https));
+    (https, authority)
+}
+
+/// Lower-cases and drops a default port, matching `IssuerRoute`'s form.
+fn normalize_authority(authority: &str, https: Option<bool>) -> String {
+    let a = authority.to_ascii_lowercase();
+    match (a.rsplit_once(':'), https) {
+        (Some((host, "443")), Some(true) | None) => host.to_owned(),
+        (Some((host, "80")), Some(false) | None) => host.to_owned(),
+        _ => a,
+    }
+}
+
+/// Fallback of the process router: find the tenant, strip its issuer path, and hand the
+/// request to the tenant router.
+pub async fn dispatch(State(state): State<AppState>, tenant_app: Router, mut req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let (https, authority) = client_view(req.headers(), req.uri(), peer, &state.trusted_proxies);
+    let Some(authority) = authority else {
+        return ApiError::NotFound.into_response();
+    };
+    let path = req.uri().path().to_owned();
+    let resolved = match state.tenants.resolve(https, &authority, &path).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    let Some((tenant, rest)) = resolved else {
+        return ApiError::NotFound.into_response();
+    };
+    let rest = if rest.is_empty() { "/".to_owned() } else { rest };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest,
+    };
+    let Ok(uri) = Uri::builder().path_and_query(path_and_query).build() else {
+        return ApiError::NotFound.into_response();
+    };
+    *req.uri_mut() = uri;
+    let label = TenantLabel {
+        id: tenant.id.clone(),
+        https: tenant.issuer.starts_with("https://"),
+    };
+    req.extensions_mut().insert(CurrentTenant(tenant));
+    let mut resp = match tenant_app.oneshot(req.map(Body::new)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    resp.extensions_mut().insert(label);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "internal:8080".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("x-forwarded-host", "ID.example.com".parse().unwrap());
+        let uri: Uri = "/x".parse().unwrap();
+        let proxy: SocketAddr = "10.0.0.5:1234".parse().unwrap();
+        let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
+        assert_eq!(
+            client_view(&h, &uri, Some(proxy), &trusted),
+            (Some(true), Some("id.example.com".to_owned()))
+        );
+        let stranger: SocketAddr = "192.0.2.1:1234".parse().unwrap();
+        assert_eq!(
+            client_view(&h, &uri, Some(stranger), &trusted),
+            (None, Some("internal:8080".to_owned()))
+        );
+    }
+
+    #[test]
+    fn default_ports_are_dropped() {
+        assert_eq!(normalize_authority("Example.com:443", Some(true)), "example.com");
+        assert_eq!(normalize_authority("example.com:80", None), "example.com");
+        assert_eq!(normalize_authority("example.com:8443", None), "example.com:8443");
+    }
+}

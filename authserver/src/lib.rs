@@ -1,0 +1,14 @@
+//! Gatehouse auth server library: configuration, domain rules, storage, crypto, the
+//! signing key service and the HTTP surface. `main.rs` only parses and runs.
+
+pub mod cache;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod http;
+pub mod keys;
+pub mod store;
+pub mod telemetry;

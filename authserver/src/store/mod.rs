@@ -1,0 +1,222 @@
+//! Storage: one interface, two drivers (PostgreSQL for production, SQLite for standalone).
+//!
+//! Queries are written once in portable SQL (`$n` placeholders work on both) and run on
+//! whichever pool is configured via [`with_pool!`]; each arm is compiled for its own
+//! driver, so there is no `Any` indirection and no backend branch inside a query. What
+//! truly differs per backend (locking, change notification) lives in `migrate` and
+//! `changes` and in the per-backend migration folders.
+
+pub mod changes;
+pub mod migrate;
+pub mod signing_keys;
+pub mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::DatabaseSettings;
+
+/// Storage errors the caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not found")]
+    NotFound,
+    #[error("conflicts with existing data ({constraint})")]
+    Conflict { constraint: String },
+    #[error("invalid database URL: {0}")]
+    BadUrl(#[source] sqlx::Error),
+    #[error("database unreachable after {waited_seconds} s: {source}")]
+    Unreachable {
+        waited_seconds: u64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("failed to migrate the database schema: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            return Error::Conflict {
+                constraint: db.constraint().unwrap_or("unique").to_owned(),
+            };
+        }
+        if matches!(e, sqlx::Error::RowNotFound) {
+            return Error::NotFound;
+        }
+        Error::Database(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// The database handle every component shares. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// Runs the same body against whichever pool backs the store; `$pool` is bound to a
+/// `&PgPool` or `&SqlitePool`. The body must be valid for both drivers.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Postgres($pool) => $body,
+            $crate::store::Pool::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Like [`with_pool!`] inside a transaction: `$tx` is the open transaction; it is
+/// committed when the body returns `Ok`, rolled back (dropped) otherwise.
+macro_rules! in_transaction {
+    ($store:expr, $tx:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::store::Pool::Sqlite(pool) => {
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+pub(crate) use in_transaction;
+
+/// Connection pool figures for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl Store {
+    /// Connects, retrying with exponential backoff until `startup_timeout_seconds`: a pod
+    /// that starts before its database should wait, not crash-loop.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self> {
+        let url = settings.url.expose_secret();
+        let acquire = Duration::from_secs(settings.connect_timeout_seconds.max(1));
+        let pool = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(Error::BadUrl)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(acquire)
+                .connect_lazy_with(opts);
+            Pool::Sqlite(pool)
+        } else {
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(Error::BadUrl)?
+                .application_name("gatehouse-authserver");
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(acquire)
+                .connect_lazy_with(opts);
+            Pool::Postgres(pool)
+        };
+        let store = Self { pool };
+        store.wait_reachable(settings.startup_timeout_seconds).await?;
+        Ok(store)
+    }
+
+    async fn wait_reachable(&self, timeout_seconds: u64) -> Result<()> {
+        let start = tokio::time::Instant::now();
+        let deadline = start + Duration::from_secs(timeout_seconds);
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.ping().await {
+                Ok(()) => return Ok(()),
+                Err(Error::Database(e)) if tokio::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "database unreachable, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(Error::Database(source)) => {
+                    return Err(Error::Unreachable {
+                        waited_seconds: start.elapsed().as_secs(),
+                        source,
+                    });
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// A trivial round trip.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let (size, idle, max) = with_pool!(self, pool => (
+            pool.size(),
+            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            pool.options().get_max_connections(),
+        ));
+        PoolStats { size, idle, max }
+    }
+
+    /// Closes every connection (on shutdown).
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+}

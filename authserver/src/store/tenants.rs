@@ -1,0 +1,78 @@
+//! Tenant rows.
+
+use super::{Result, Store, with_pool};
+use crate::clock::UnixTime;
+use crate::domain::tenant::{Tenant, TenantSpec};
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    id: String,
+    issuer: String,
+    display_name: String,
+    settings: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<TenantRow> for Tenant {
+    fn from(r: TenantRow) -> Self {
+        Tenant {
+            id: r.id,
+            issuer: r.issuer,
+            display_name: r.display_name,
+            settings: serde_json::from_str(&r.settings)
+                .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new())),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, issuer, display_name, settings, created_at, updated_at";
+
+impl Store {
+    /// Creates the tenant or updates its issuer and display name; settings are kept.
+    /// Returns whether anything changed (so callers can stay quiet on no-ops).
+    pub async fn upsert_tenant(&self, spec: &TenantSpec, now: UnixTime) -> Result<bool> {
+        let changed = with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO tenants (id, issuer, display_name, settings, created_at, updated_at) \
+                 VALUES ($1, $2, $3, '{}', $4, $4) \
+                 ON CONFLICT (id) DO UPDATE SET issuer = excluded.issuer, \
+                     display_name = excluded.display_name, updated_at = excluded.updated_at \
+                 WHERE tenants.issuer <> excluded.issuer OR tenants.display_name <> excluded.display_name",
+            )
+            .bind(&spec.id)
+            .bind(&spec.issuer)
+            .bind(&spec.display_name)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(changed > 0)
+    }
+
+    pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM tenants WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(Tenant::from))
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM tenants ORDER BY id"
+            )))
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows.into_iter().map(Tenant::from).collect())
+    }
+}

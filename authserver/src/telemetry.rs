@@ -1,0 +1,99 @@
+//! Logging and tracing setup. JSON logs in production, pretty in `--dev`; level from
+//! config or `RUST_LOG`. OpenTelemetry export is opt-in: only when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set is a tracer built; otherwise no OTel layer exists
+//! and nothing is paid for it.
+
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::LogFormat;
+
+/// Flushes and stops the OTLP exporter when dropped (at process exit).
+#[derive(Debug, Default)]
+pub struct Guard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take()
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("failed to flush traces: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber. `otlp_endpoint` is `OTEL_EXPORTER_OTLP_ENDPOINT`.
+pub fn init(level: &str, format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Guard> {
+    let filter = EnvFilter::try_new(level)?;
+    let fmt_layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+    };
+    let mut guard = Guard::default();
+    let otel_layer = match otlp_endpoint {
+        Some(endpoint) if !endpoint.is_empty() => {
+            // The exporter reads OTEL_EXPORTER_OTLP_* itself (endpoint, headers, timeout).
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?;
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("gatehouse-authserver")
+                        .build(),
+                )
+                .build();
+            let tracer = provider.tracer("gatehouse");
+            guard.provider = Some(provider);
+            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+        }
+        _ => None,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()?;
+    Ok(guard)
+}
+
+/// Makes `span` a child of the caller's W3C `traceparent` (if any) and records the trace
+/// id on it, so every log line inside the request carries it. Without an OTel layer the
+/// span has no OTel context and this does nothing measurable.
+pub fn join_remote_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    if parent.span().span_context().is_valid() {
+        // Only fails when no OTel layer is installed: then there is nothing to join.
+        let _ = span.set_parent(parent);
+    }
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", trace_id.to_string());
+    }
+}
+
+struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
+}
