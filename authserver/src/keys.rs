@@ -113,7 +113,8 @@ impl KeyService {
         for n in &plan.new {
             let (alg, bits) = (n.alg, self.policy.rsa_bits);
             // RSA generation takes tens of milliseconds: keep it off the async workers.
-            let generated = tokio::task::spawn_blocking(move || signing::generate(alg, bits)).await??;
+            let generated =
+                tokio::task::spawn_blocking(move || signing::generate(alg, bits)).await??;
             let kid = generated.key.kid().to_owned();
             out.push(NewStoredKey {
                 public_jwk: generated.key.public_jwk(),

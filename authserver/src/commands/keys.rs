@@ -99,7 +99,7 @@ async fn list(ctx: &Context, tenant: Option<String>, json: bool) -> anyhow::Resu
             rows.push((id.clone(), k));
         }
     }
-    let opt = |t: Option<i64>| t.map(rfc3339).unwrap_or_else(|| "-".to_owned());
+    let opt = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), rfc3339);
     if json {
         let out: Vec<_> = rows
             .iter()
@@ -140,8 +140,9 @@ async fn list(ctx: &Context, tenant: Option<String>, json: bool) -> anyhow::Resu
 }
 
 async fn reencrypt(ctx: &Context, old_key_env: &str) -> anyhow::Result<()> {
-    let old = std::env::var(old_key_env)
-        .with_context(|| format!("environment variable {old_key_env} (--old-key-env) is not set"))?;
+    let old = std::env::var(old_key_env).with_context(|| {
+        format!("environment variable {old_key_env} (--old-key-env) is not set")
+    })?;
     let old = Kek::from_hex(&secrecy::SecretString::from(old))
         .with_context(|| format!("{old_key_env} is not a valid ENCRYPTION_KEY"))?;
     let n = ctx.keys.reencrypt(&old).await?;

@@ -36,7 +36,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             for p in e.problems() {
                 eprintln!("{p}");
             }
-            eprintln!("configuration is invalid ({} problem(s))", e.problems().len());
+            eprintln!(
+                "configuration is invalid ({} problem(s))",
+                e.problems().len()
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -45,13 +48,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let otlp = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok();
-    let _telemetry = match crate::telemetry::init(&settings.log_level, settings.log_format, otlp.as_deref()) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("failed to set up logging: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let _telemetry =
+        match crate::telemetry::init(&settings.log_level, settings.log_format, otlp.as_deref()) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("failed to set up logging: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
     let result = match cli.command {
         Command::Serve => serve::run(settings).await,
         Command::Migrate => migrate(&settings).await,

@@ -17,14 +17,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Keep caches coherent with writes from other pods, the CLI and the operator.
     let _watcher = ctx.store.spawn_change_watcher(ctx.epoch.clone());
 
-    match ctx.store.schema_status().await?.is_current() {
+    if ctx.store.schema_status().await?.is_current() {
         // The usual case: initialise before accepting traffic so that a wrong
         // ENCRYPTION_KEY stops the process with a clear error.
-        true => initialise(&ctx).await?,
+        initialise(&ctx).await?;
+    } else {
         // Schema behind (PostgreSQL; the migration Job has not run yet): serve /healthz
         // and a failing /readyz naming the missing migration, and finish start-up once
         // the schema is current.
-        false => {
+        {
             let _ = state.readiness.check().await;
             let ctx = Context {
                 settings: ctx.settings.clone(),
@@ -38,7 +39,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(2)).await;
-                    if ctx.store.schema_status().await.is_ok_and(|s| s.is_current()) {
+                    if ctx
+                        .store
+                        .schema_status()
+                        .await
+                        .is_ok_and(|s| s.is_current())
+                    {
                         break;
                     }
                 }
@@ -58,7 +64,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(ctx.settings.listen)
         .await
-        .with_context(|| format!("failed to listen on {} (server.listen)", ctx.settings.listen))?;
+        .with_context(|| {
+            format!(
+                "failed to listen on {} (server.listen)",
+                ctx.settings.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     tracing::info!(
         listen = %addr,

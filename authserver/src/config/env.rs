@@ -48,21 +48,28 @@ const fn list(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
 /// Every supported override.
 pub const ENV_OVERRIDES: &[EnvOverride] = &[
     text("GATEHOUSE_SERVER_LISTEN", &["server", "listen"]),
-    list("GATEHOUSE_SERVER_TRUSTED_PROXIES", &["server", "trusted_proxies"]),
-    number("GATEHOUSE_SERVER_SHUTDOWN_TIMEOUT_SECONDS",
+    list(
+        "GATEHOUSE_SERVER_TRUSTED_PROXIES",
+        &["server", "trusted_proxies"],
+    ),
+    number(
+        "GATEHOUSE_SERVER_SHUTDOWN_TIMEOUT_SECONDS",
         &["server", "shutdown_timeout_seconds"],
     ),
     EnvOverride {
         alias: Some("DATABASE_URL"),
         ..text("GATEHOUSE_DATABASE_URL", &["database", "url"])
     },
-    number("GATEHOUSE_DATABASE_MAX_CONNECTIONS",
+    number(
+        "GATEHOUSE_DATABASE_MAX_CONNECTIONS",
         &["database", "max_connections"],
     ),
-    number("GATEHOUSE_DATABASE_CONNECT_TIMEOUT_SECONDS",
+    number(
+        "GATEHOUSE_DATABASE_CONNECT_TIMEOUT_SECONDS",
         &["database", "connect_timeout_seconds"],
     ),
-    number("GATEHOUSE_DATABASE_STARTUP_TIMEOUT_SECONDS",
+    number(
+        "GATEHOUSE_DATABASE_STARTUP_TIMEOUT_SECONDS",
         &["database", "startup_timeout_seconds"],
     ),
     EnvOverride {
@@ -71,13 +78,16 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
     },
     list("GATEHOUSE_KEYS_ALGORITHMS", &["keys", "algorithms"]),
     number("GATEHOUSE_KEYS_RSA_BITS", &["keys", "rsa_bits"]),
-    number("GATEHOUSE_KEYS_ROTATION_INTERVAL_DAYS",
+    number(
+        "GATEHOUSE_KEYS_ROTATION_INTERVAL_DAYS",
         &["keys", "rotation_interval_days"],
     ),
-    number("GATEHOUSE_KEYS_OVERLAP_WINDOW_SECONDS",
+    number(
+        "GATEHOUSE_KEYS_OVERLAP_WINDOW_SECONDS",
         &["keys", "overlap_window_seconds"],
     ),
-    number("GATEHOUSE_KEYS_PROMOTION_DELAY_SECONDS",
+    number(
+        "GATEHOUSE_KEYS_PROMOTION_DELAY_SECONDS",
         &["keys", "promotion_delay_seconds"],
     ),
     EnvOverride {

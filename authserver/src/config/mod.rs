@@ -79,12 +79,11 @@ pub struct IpNet {
 
 impl IpNet {
     pub fn parse(s: &str) -> Option<Self> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a.parse().ok()?, p.parse().ok()?),
-            None => {
-                let a: std::net::IpAddr = s.parse().ok()?;
-                (a, if a.is_ipv4() { 32 } else { 128 })
-            }
+        let (addr, prefix) = if let Some((a, p)) = s.split_once('/') {
+            (a.parse().ok()?, p.parse().ok()?)
+        } else {
+            let a: std::net::IpAddr = s.parse().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         (prefix <= max).then_some(Self { addr, prefix })
@@ -93,11 +92,15 @@ impl IpNet {
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         match (self.addr, ip) {
             (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -238,7 +241,10 @@ mod tests {
         let err = from_yaml("server:\n  lisen: x\n", &Source::default(), &prod_env).unwrap_err();
         let problems = err.problems();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].starts_with("server: unknown field `lisen`"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("server: unknown field `lisen`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

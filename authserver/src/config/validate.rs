@@ -46,7 +46,14 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         .listen
         .clone()
         .or(file.server.listen)
-        .unwrap_or_else(|| (if dev { DEFAULT_DEV_LISTEN } else { DEFAULT_LISTEN }).to_owned());
+        .unwrap_or_else(|| {
+            (if dev {
+                DEFAULT_DEV_LISTEN
+            } else {
+                DEFAULT_LISTEN
+            })
+            .to_owned()
+        });
     let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
         problems.push(Problem::new(
             "server.listen",
@@ -170,7 +177,10 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
     }
     if let Some(days) = file.keys.rotation_interval_days {
         if days == 0 {
-            problems.push(Problem::new("keys.rotation_interval_days", "must be at least 1"));
+            problems.push(Problem::new(
+                "keys.rotation_interval_days",
+                "must be at least 1",
+            ));
         } else {
             keys.rotation_interval_seconds = u64::from(days) * 86_400;
         }
@@ -188,7 +198,10 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         ));
     }
     if keys.algorithms.contains(&Algorithm::Rs256) && keys.rsa_bits < 2048 {
-        problems.push(Problem::new("keys.rsa_bits", "RSA keys need at least 2048 bits"));
+        problems.push(Problem::new(
+            "keys.rsa_bits",
+            "RSA keys need at least 2048 bits",
+        ));
     }
 
     let log_format = match file.log.format.as_deref() {
@@ -217,7 +230,10 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         ));
     }
 
-    let metrics_prefix = file.metrics.prefix.unwrap_or_else(|| "gatehouse_".to_owned());
+    let metrics_prefix = file
+        .metrics
+        .prefix
+        .unwrap_or_else(|| "gatehouse_".to_owned());
     if !metrics_prefix
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -231,7 +247,10 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
 
     let max_connections = file.database.max_connections.unwrap_or(10);
     if max_connections == 0 {
-        problems.push(Problem::new("database.max_connections", "must be at least 1"));
+        problems.push(Problem::new(
+            "database.max_connections",
+            "must be at least 1",
+        ));
     }
 
     if !problems.is_empty() {

@@ -19,7 +19,9 @@ pub enum Error {
          or re-encrypt with `authserver keys reencrypt --old-key-env VAR`)"
     )]
     WrongKey { stored: String, configured: String },
-    #[error("failed to decrypt data under key-encryption key {kek_id}: ciphertext is corrupt or was tampered with")]
+    #[error(
+        "failed to decrypt data under key-encryption key {kek_id}: ciphertext is corrupt or was tampered with"
+    )]
     Corrupt { kek_id: String },
 }
 
@@ -33,7 +35,9 @@ pub struct Kek {
 
 impl std::fmt::Debug for Kek {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kek").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Kek")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,7 +141,10 @@ mod tests {
     fn seal_then_open_round_trips_and_binds_the_aad() {
         let k = kek(A);
         let sealed = k.seal(b"private key", b"tenant/kid");
-        assert_eq!(k.open(k.id(), &sealed, b"tenant/kid").unwrap(), b"private key");
+        assert_eq!(
+            k.open(k.id(), &sealed, b"tenant/kid").unwrap(),
+            b"private key"
+        );
         assert!(matches!(
             k.open(k.id(), &sealed, b"tenant/other"),
             Err(Error::Corrupt { .. })

@@ -134,8 +134,14 @@ impl SigningKey {
                 let point = pair.public_key().as_ref();
                 m.insert("crv".into(), "P-256".into());
                 m.insert("kty".into(), "EC".into());
-                m.insert("x".into(), b64url(point.get(1..33).unwrap_or_default()).into());
-                m.insert("y".into(), b64url(point.get(33..65).unwrap_or_default()).into());
+                m.insert(
+                    "x".into(),
+                    b64url(point.get(1..33).unwrap_or_default()).into(),
+                );
+                m.insert(
+                    "y".into(),
+                    b64url(point.get(33..65).unwrap_or_default()).into(),
+                );
             }
             Inner::Ed(pair) => {
                 m.insert("crv".into(), "Ed25519".into());
@@ -242,7 +248,10 @@ mod tests {
             assert_eq!(jwk["alg"], alg.as_str());
             assert_eq!(jwk["use"], "sig");
             for private in ["d", "p", "q", "dp", "dq", "qi"] {
-                assert!(jwk.get(private).is_none(), "{alg}: private member {private}");
+                assert!(
+                    jwk.get(private).is_none(),
+                    "{alg}: private member {private}"
+                );
             }
             let sig = reloaded.sign(b"hello").unwrap();
             verify(&jwk, b"hello", &sig);
@@ -254,7 +263,10 @@ mod tests {
         let g = generate(Algorithm::Rs256, 3072).unwrap();
         let n = unb64(g.key.public_jwk()["n"].as_str().unwrap());
         assert_eq!(n.len() * 8, 3072);
-        assert!(matches!(generate(Algorithm::Rs256, 1024), Err(Error::RsaSize(1024))));
+        assert!(matches!(
+            generate(Algorithm::Rs256, 1024),
+            Err(Error::RsaSize(1024))
+        ));
     }
 
     #[test]
@@ -264,7 +276,10 @@ mod tests {
         m.insert("e".into(), "AQAB".into());
         m.insert("kty".into(), "RSA".into());
         m.insert("n".into(), "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".into());
-        assert_eq!(thumbprint(&m), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&m),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]

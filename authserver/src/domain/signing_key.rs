@@ -295,12 +295,17 @@ mod tests {
     fn rotation_walks_pending_active_retiring_retired() {
         let p = policy(600);
         let mut keys = Vec::new();
-        apply(&mut keys, &plan_rotation(&keys, &p, RotationMode::Bootstrap, T0), T0);
+        let plan = plan_rotation(&keys, &p, RotationMode::Bootstrap, T0);
+        apply(&mut keys, &plan, T0);
         let t1 = T0 + 1000;
         let plan = plan_rotation(&keys, &p, RotationMode::Force, t1);
         apply(&mut keys, &plan, t1);
         let old = keys[0].clone();
-        let new = keys.iter().find(|k| k.alg == old.alg && k.kid != old.kid).unwrap().clone();
+        let new = keys
+            .iter()
+            .find(|k| k.alg == old.alg && k.kid != old.kid)
+            .unwrap()
+            .clone();
 
         assert_eq!(new.state(t1), KeyState::Pending);
         assert_eq!(old.state(t1), KeyState::Active);
@@ -319,7 +324,8 @@ mod tests {
     fn if_due_rotates_only_after_the_interval() {
         let p = policy(0);
         let mut keys = Vec::new();
-        apply(&mut keys, &plan_rotation(&keys, &p, RotationMode::Bootstrap, T0), T0);
+        let plan = plan_rotation(&keys, &p, RotationMode::Bootstrap, T0);
+        apply(&mut keys, &plan, T0);
         let interval = i64::try_from(p.rotation_interval_seconds).unwrap();
         assert!(plan_rotation(&keys, &p, RotationMode::IfDue, T0 + interval - 1).is_empty());
         assert_eq!(next_rotation(&keys, &p, T0), Some(T0 + interval));
@@ -335,7 +341,8 @@ mod tests {
             algorithms: vec![Algorithm::Es256],
             ..KeyPolicy::default()
         };
-        apply(&mut keys, &plan_rotation(&keys, &es_only, RotationMode::Bootstrap, T0), T0);
+        let plan = plan_rotation(&keys, &es_only, RotationMode::Bootstrap, T0);
+        apply(&mut keys, &plan, T0);
         let plan = plan_rotation(&keys, &KeyPolicy::default(), RotationMode::Bootstrap, T0);
         let algs: Vec<_> = plan.new.iter().map(|n| n.alg).collect();
         assert_eq!(algs, vec![Algorithm::Rs256, Algorithm::EdDsa]);

@@ -62,7 +62,9 @@ pub fn validate_issuer(issuer: &str, dev: bool) -> Result<url::Url, String> {
         "http" => Err(format!(
             "issuer must use https (http is allowed for localhost only): {issuer:?}"
         )),
-        other => Err(format!("issuer scheme {other:?} is not http(s): {issuer:?}")),
+        other => Err(format!(
+            "issuer scheme {other:?} is not http(s): {issuer:?}"
+        )),
     }
 }
 
@@ -101,8 +103,14 @@ impl IssuerRoute {
 
     /// If a request for `authority` + `path` belongs to this issuer, the rest of the path
     /// (always starting with `/`).
-    pub fn strip<'p>(&self, https: Option<bool>, authority: &str, path: &'p str) -> Option<&'p str> {
-        if https.is_some_and(|h| h != self.https) || !self.authority.eq_ignore_ascii_case(authority) {
+    pub fn strip<'p>(
+        &self,
+        https: Option<bool>,
+        authority: &str,
+        path: &'p str,
+    ) -> Option<&'p str> {
+        if https.is_some_and(|h| h != self.https) || !self.authority.eq_ignore_ascii_case(authority)
+        {
             return None;
         }
         let rest = path.strip_prefix(self.path.as_str())?;
@@ -122,7 +130,11 @@ mod tests {
     fn issuer_routes_match_host_and_path_prefix() {
         let r = IssuerRoute::parse("https://id.example.com/t/acme").unwrap();
         assert_eq!(
-            r.strip(None, "id.example.com", "/t/acme/.well-known/openid-configuration"),
+            r.strip(
+                None,
+                "id.example.com",
+                "/t/acme/.well-known/openid-configuration"
+            ),
             Some("/.well-known/openid-configuration")
         );
         assert_eq!(r.strip(None, "id.example.com", "/t/acmeco/jwks"), None);
@@ -134,11 +146,15 @@ mod tests {
     #[test]
     fn default_ports_are_elided() {
         assert_eq!(
-            IssuerRoute::parse("https://id.example.com:443").unwrap().authority,
+            IssuerRoute::parse("https://id.example.com:443")
+                .unwrap()
+                .authority,
             "id.example.com"
         );
         assert_eq!(
-            IssuerRoute::parse("http://127.0.0.1:8080/").unwrap().authority,
+            IssuerRoute::parse("http://127.0.0.1:8080/")
+                .unwrap()
+                .authority,
             "127.0.0.1:8080"
         );
     }

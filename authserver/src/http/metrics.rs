@@ -30,7 +30,10 @@ impl Metrics {
     pub fn new(prefix: &str) -> Result<Self, prometheus::Error> {
         let p = |name: &str| format!("{prefix}{name}");
         let requests = IntCounterVec::new(
-            Opts::new(p("http_requests_total"), "HTTP requests by method, route and status"),
+            Opts::new(
+                p("http_requests_total"),
+                "HTTP requests by method, route and status",
+            ),
             &["method", "route", "status"],
         )?;
         let latency = HistogramVec::new(
@@ -44,7 +47,10 @@ impl Metrics {
             &["route", "status"],
         )?;
         let pool_connections = IntGaugeVec::new(
-            Opts::new(p("db_pool_connections"), "Database pool connections by state"),
+            Opts::new(
+                p("db_pool_connections"),
+                "Database pool connections by state",
+            ),
             &["state"],
         )?;
         let pool_max = IntGauge::new(

@@ -60,9 +60,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let status = resp.status();
     security_headers(&mut resp, tenant.as_ref().is_some_and(|t| t.https));
     let took = start.elapsed();
-    state
-        .metrics
-        .observe_request(&method, &route, status, took);
+    state.metrics.observe_request(&method, &route, status, took);
 
     let tenant_id = tenant.as_ref().map_or("", |t| t.id.as_str());
     span.in_scope(|| {
@@ -90,7 +88,10 @@ fn security_headers(resp: &mut Response, https_issuer: bool) {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if https_issuer {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,

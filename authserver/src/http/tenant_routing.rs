@@ -30,11 +30,14 @@ pub struct TenantLabel {
     pub https: bool,
 }
 
+/// Issuer routes, longest path first.
+type Routes = Vec<(IssuerRoute, Arc<Tenant>)>;
+
 /// All tenants with their parsed issuer routes, cached per pod.
 #[derive(Debug)]
 pub struct TenantDirectory {
     store: Store,
-    cache: Cached<(), Arc<Vec<(IssuerRoute, Arc<Tenant>)>>>,
+    cache: Cached<(), Arc<Routes>>,
 }
 
 impl TenantDirectory {
@@ -45,7 +48,7 @@ impl TenantDirectory {
         }
     }
 
-    async fn routes(&self) -> store::Result<Arc<Vec<(IssuerRoute, Arc<Tenant>)>>> {
+    async fn routes(&self) -> store::Result<Arc<Routes>> {
         if let Some(r) = self.cache.get(&()) {
             return Ok(r);
         }
@@ -58,7 +61,7 @@ impl TenantDirectory {
             .filter_map(|t| IssuerRoute::parse(&t.issuer).map(|r| (r, Arc::new(t))))
             .collect();
         // Longest path first, so `/t/acme/x` beats a host-level issuer on the same host.
-        routes.sort_by(|a, b| b.0.path.len().cmp(&a.0.path.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.path.len()));
         let routes = Arc::new(routes);
         self.cache.insert((), epoch, Arc::clone(&routes));
         Ok(routes)
@@ -100,7 +103,11 @@ fn client_view(
     } else {
         None
     };
-    let forwarded_host = if from_proxy { header_str("x-forwarded-host") } else { None };
+    let forwarded_host = if from_proxy {
+        header_str("x-forwarded-host")
+    } else {
+        None
+    };
     let authority = forwarded_host
         .or_else(|| {
             headers
@@ -117,15 +124,20 @@ fn client_view(
 fn normalize_authority(authority: &str, https: Option<bool>) -> String {
     let a = authority.to_ascii_lowercase();
     match (a.rsplit_once(':'), https) {
-        (Some((host, "443")), Some(true) | None) => host.to_owned(),
-        (Some((host, "80")), Some(false) | None) => host.to_owned(),
+        (Some((host, "443")), Some(true) | None) | (Some((host, "80")), Some(false) | None) => {
+            host.to_owned()
+        }
         _ => a,
     }
 }
 
 /// Fallback of the process router: find the tenant, strip its issuer path, and hand the
 /// request to the tenant router.
-pub async fn dispatch(State(state): State<AppState>, tenant_app: Router, mut req: Request) -> Response {
+pub async fn dispatch(
+    State(state): State<AppState>,
+    tenant_app: Router,
+    mut req: Request,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -142,7 +154,11 @@ pub async fn dispatch(State(state): State<AppState>, tenant_app: Router, mut req
     let Some((tenant, rest)) = resolved else {
         return ApiError::NotFound.into_response();
     };
-    let rest = if rest.is_empty() { "/".to_owned() } else { rest };
+    let rest = if rest.is_empty() {
+        "/".to_owned()
+    } else {
+        rest
+    };
     let path_and_query = match req.uri().query() {
         Some(q) => format!("{rest}?{q}"),
         None => rest,
@@ -156,12 +172,12 @@ pub async fn dispatch(State(state): State<AppState>, tenant_app: Router, mut req
         https: tenant.issuer.starts_with("https://"),
     };
     req.extensions_mut().insert(CurrentTenant(tenant));
-    let mut resp = match tenant_app.oneshot(req.map(Body::new)).await {
+    let mut response = match tenant_app.oneshot(req.map(Body::new)).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
-    resp.extensions_mut().insert(label);
-    resp
+    response.extensions_mut().insert(label);
+    response
 }
 
 #[cfg(test)]
@@ -190,8 +206,14 @@ mod tests {
 
     #[test]
     fn default_ports_are_dropped() {
-        assert_eq!(normalize_authority("Example.com:443", Some(true)), "example.com");
+        assert_eq!(
+            normalize_authority("Example.com:443", Some(true)),
+            "example.com"
+        );
         assert_eq!(normalize_authority("example.com:80", None), "example.com");
-        assert_eq!(normalize_authority("example.com:8443", None), "example.com:8443");
+        assert_eq!(
+            normalize_authority("example.com:8443", None),
+            "example.com:8443"
+        );
     }
 }

@@ -47,7 +47,11 @@ fn migrator(pool: &Pool) -> &'static Migrator {
 }
 
 fn name(m: &sqlx::migrate::Migration) -> MigrationName {
-    MigrationName(format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
+    MigrationName(format!(
+        "{:04}_{}",
+        m.version,
+        m.description.replace(' ', "_")
+    ))
 }
 
 /// The newest migration version this binary embeds for `backend`.

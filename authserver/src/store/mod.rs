@@ -162,7 +162,9 @@ impl Store {
             Pool::Postgres(pool)
         };
         let store = Self { pool };
-        store.wait_reachable(settings.startup_timeout_seconds).await?;
+        store
+            .wait_reachable(settings.startup_timeout_seconds)
+            .await?;
         Ok(store)
     }
 

@@ -85,7 +85,11 @@ impl Store {
     }
 
     /// Keys of a tenant still published at `now` (not retired).
-    pub async fn list_published_keys(&self, tenant_id: &str, now: UnixTime) -> Result<Vec<StoredKey>> {
+    pub async fn list_published_keys(
+        &self,
+        tenant_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<StoredKey>> {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM signing_keys \
@@ -105,7 +109,11 @@ impl Store {
     /// to add and supersede, and writes the result. Concurrent rotations of one tenant
     /// (two pods bootstrapping at once, the CLI and the operator) serialize, so they never
     /// create two keys for one algorithm.
-    pub async fn rotate_keys<F, Fut, E>(&self, tenant_id: &str, plan: F) -> Result<Vec<NewStoredKey>, E>
+    pub async fn rotate_keys<F, Fut, E>(
+        &self,
+        tenant_id: &str,
+        plan: F,
+    ) -> Result<Vec<NewStoredKey>, E>
     where
         F: FnOnce(Vec<KeyMeta>) -> Fut,
         Fut: std::future::Future<Output = Result<(Vec<NewStoredKey>, Vec<Supersede>), E>>,
@@ -113,9 +121,13 @@ impl Store {
     {
         let lock_sql = match self.backend() {
             // Transaction-scoped: released at commit or rollback, never leaked to the pool.
-            super::Backend::Postgres => "SELECT pg_advisory_xact_lock(hashtext('signing_keys/' || $1))",
+            super::Backend::Postgres => {
+                "SELECT pg_advisory_xact_lock(hashtext('signing_keys/' || $1))"
+            }
             // A write takes SQLite's database write lock up front.
-            super::Backend::Sqlite => "UPDATE change_counter SET generation = generation WHERE id = 1 AND $1 IS NOT NULL",
+            super::Backend::Sqlite => {
+                "UPDATE change_counter SET generation = generation WHERE id = 1 AND $1 IS NOT NULL"
+            }
         };
         with_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(Error::from)?;
