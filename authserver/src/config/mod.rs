@@ -242,7 +242,7 @@ mod tests {
         let problems = err.problems();
         assert_eq!(problems.len(), 1);
         assert!(
-            problems[0].starts_with("server: unknown field `lisen`"),
+            problems[0].starts_with("server.lisen: unknown field `lisen`"),
             "{problems:?}"
         );
     }
