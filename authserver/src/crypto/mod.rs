@@ -1,7 +1,9 @@
 //! Cryptography: the key-encryption key and signing keys. Everything goes through
 //! aws-lc-rs so there is one implementation to audit.
 
+pub mod jws;
 pub mod kek;
+pub mod secret;
 pub mod signing;
 
 use base64::Engine as _;

@@ -100,7 +100,8 @@ impl SigningKey {
             kid: String::new(),
             inner,
         };
-        key.kid = thumbprint(&key.public_members());
+        key.kid = super::jws::thumbprint(&Value::Object(key.public_members()))
+            .map_err(|_| Error::BadPkcs8 { alg })?;
         Ok(key)
     }
 
@@ -193,13 +194,6 @@ impl SigningKey {
     }
 }
 
-/// RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
-/// `serde_json::Map` keeps keys sorted (no `preserve_order` feature), which is that order.
-fn thumbprint(members: &Map<String, Value>) -> String {
-    let canonical = Value::Object(members.clone()).to_string();
-    b64url(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,19 +261,6 @@ mod tests {
             generate(Algorithm::Rs256, 1024),
             Err(Error::RsaSize(1024))
         ));
-    }
-
-    #[test]
-    fn kid_is_the_rfc7638_thumbprint() {
-        // RFC 7638 §3.1 example key.
-        let mut m = Map::new();
-        m.insert("e".into(), "AQAB".into());
-        m.insert("kty".into(), "RSA".into());
-        m.insert("n".into(), "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".into());
-        assert_eq!(
-            thumbprint(&m),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
     }
 
     #[test]

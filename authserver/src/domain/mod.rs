@@ -1,4 +1,5 @@
 //! Domain types and pure rules. No database, no HTTP.
 
+pub mod client;
 pub mod signing_key;
 pub mod tenant;

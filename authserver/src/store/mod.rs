@@ -6,8 +6,12 @@
 //! truly differs per backend (locking, change notification) lives in `migrate` and
 //! `changes` and in the per-backend migration folders.
 
+pub mod audit;
 pub mod changes;
+pub mod clients;
 pub mod migrate;
+pub mod purge;
+pub mod replay;
 pub mod signing_keys;
 pub mod tenants;
 

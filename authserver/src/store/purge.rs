@@ -1,0 +1,70 @@
+//! Deleting expired rows in bounded batches: each batch is its own short statement, so
+//! purging never holds long locks on tables live traffic writes to.
+
+use super::{Result, Store, with_pool};
+use crate::clock::UnixTime;
+
+/// A purge target as users type it, and the table it cleans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub name: &'static str,
+    /// `DELETE` of at most `$3` rows expired before `$1`, of tenant `$2` (or all when
+    /// `$2` is NULL), keyed by the primary key so it works on both backends.
+    sql: &'static str,
+}
+
+/// Every target, in the order a full purge runs them. Tables added by later features
+/// add their target here.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "dpop-nonces",
+        sql: "DELETE FROM dpop_nonces WHERE (tenant_id, nonce) IN (SELECT tenant_id, nonce FROM dpop_nonces \
+              WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+    },
+    Target {
+        name: "dpop-jti",
+        sql: "DELETE FROM dpop_jti WHERE (tenant_id, jti) IN (SELECT tenant_id, jti FROM dpop_jti \
+              WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+    },
+    Target {
+        name: "assertion-jti",
+        sql: "DELETE FROM assertion_jti WHERE (tenant_id, client_id, jti) IN (SELECT tenant_id, client_id, jti \
+              FROM assertion_jti WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+    },
+    Target {
+        name: "jti",
+        sql: "DELETE FROM revoked_tokens WHERE (tenant_id, jti) IN (SELECT tenant_id, jti FROM revoked_tokens \
+              WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+    },
+    Target {
+        name: "audit",
+        sql: "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
+              WHERE at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+    },
+];
+
+/// Looks a target up by the name users type.
+pub fn target(name: &str) -> Option<Target> {
+    TARGETS.iter().copied().find(|t| t.name == name)
+}
+
+impl Store {
+    /// Deletes one batch of `target`'s rows older than `before`; returns how many.
+    pub async fn purge_batch(
+        &self,
+        target: Target,
+        before: UnixTime,
+        tenant_id: Option<&str>,
+        batch: i64,
+    ) -> Result<u64> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query(target.sql)
+                .bind(before)
+                .bind(tenant_id)
+                .bind(batch)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+}
