@@ -43,6 +43,101 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage OAuth clients directly in the configured database.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Delete expired rows (revoked token ids, replay caches, nonces, old audit events).
+    Purge(PurgeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; prints {"client_id": …, "client_secret": …} (the secret only
+    /// once, and none for public clients).
+    Create(CreateClientArgs),
+    /// List a tenant's clients as JSON lines.
+    List {
+        /// Tenant (default: the only tenant, or `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete a client.
+    Delete {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Issue a new secret; the previous one stays valid for the overlap.
+    RotateSecret {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How long the previous secret keeps working, in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        overlap_seconds: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateClientArgs {
+    /// Client id (letters, digits, - . _ ~).
+    #[arg(long)]
+    pub id: String,
+    /// Tenant (default: the only tenant, or `default`).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A public client (no secret; auth method none).
+    #[arg(long)]
+    pub public: bool,
+    /// Comma-separated grant types (default: client_credentials, or authorization_code
+    /// when redirect URIs are given).
+    #[arg(long, value_delimiter = ',')]
+    pub grant_types: Vec<String>,
+    /// Allowed redirect URI (repeatable).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// Allowed post-logout redirect URI (repeatable).
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Space-separated scopes the client may request.
+    #[arg(long, default_value = "")]
+    pub scopes: String,
+    /// Space-separated audiences (resources) the client may request tokens for.
+    #[arg(long, default_value = "")]
+    pub audiences: String,
+    /// client_secret_basic | client_secret_post | private_key_jwt | none.
+    #[arg(long)]
+    pub auth_method: Option<String>,
+    /// The client's JWK Set URL (private_key_jwt).
+    #[arg(long)]
+    pub jwks_uri: Option<String>,
+    /// Access tokens must be DPoP-bound.
+    #[arg(long)]
+    pub dpop_bound_access_tokens: bool,
+    /// First-party client: no consent screen.
+    #[arg(long)]
+    pub first_party: bool,
+    /// Access token lifetime in seconds (60–86400).
+    #[arg(long)]
+    pub access_token_lifetime: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Comma-separated targets (default: all). Unknown names exit 2 with the valid list.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Stop after this long (e.g. 10m, 90s, 1h); 0 disables the deadline.
+    #[arg(long, default_value = "10m")]
+    pub timeout: String,
+    /// Only this tenant's rows.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Rows per batch (each batch is one short statement).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: i64,
 }
 
 #[derive(Debug, Subcommand)]

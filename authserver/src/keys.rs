@@ -162,6 +162,17 @@ impl KeyService {
         Ok(json!({ "keys": keys }))
     }
 
+    /// The published public JWK with `kid` (for verifying our own tokens).
+    pub async fn public_jwk(&self, tenant_id: &str, kid: &str) -> Result<Option<Value>> {
+        let now = self.clock.now();
+        Ok(self
+            .published_keys(tenant_id)
+            .await?
+            .iter()
+            .find(|k| k.meta.kid == kid && k.meta.state(now).published())
+            .map(|k| k.public_jwk.clone()))
+    }
+
     /// The key that signs with `alg` for the tenant right now, decrypted.
     pub async fn signer(&self, tenant_id: &str, alg: Algorithm) -> Result<Option<Arc<SigningKey>>> {
         let now = self.clock.now();

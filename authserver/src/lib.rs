@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -10,5 +11,6 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod oauth;
 pub mod store;
 pub mod telemetry;

@@ -34,13 +34,18 @@ impl Drop for Guard {
 pub fn init(level: &str, format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Guard> {
     let filter = EnvFilter::try_new(level)?;
     let fmt_layer = match format {
+        // Logs go to stderr: stdout belongs to command output (JSON a script parses).
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .compact()
+            .boxed(),
     };
     let mut guard = Guard::default();
     let otel_layer = match otlp_endpoint {

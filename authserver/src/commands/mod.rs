@@ -1,6 +1,8 @@
 //! Subcommands. Each loads settings the same way, so they all reach the same database.
 
+mod clients;
 mod keys;
+mod purge;
 mod serve;
 
 use std::path::Path;
@@ -12,6 +14,7 @@ use secrecy::SecretString;
 
 use crate::cache::Epoch;
 use crate::cli::{Cli, Command};
+use crate::clients::ClientService;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Settings, Source};
 use crate::crypto::kek::Kek;
@@ -60,10 +63,16 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve::run(settings).await,
         Command::Migrate => migrate(&settings).await,
         Command::Keys(k) => keys::run(&settings, k).await,
+        Command::Clients(c) => clients::run(&settings, c).await,
+        Command::Purge(p) => purge::run(&settings, p).await,
         Command::CheckConfig => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
@@ -72,12 +81,18 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Bad input on the command line (exit code 2, like configuration errors).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub String);
+
 /// What a command needs to work on the database.
 pub(crate) struct Context {
     pub settings: Settings,
     pub store: Store,
     pub kek: Arc<Kek>,
     pub keys: Arc<KeyService>,
+    pub clients: Arc<ClientService>,
     pub clock: Arc<dyn Clock>,
     pub epoch: Epoch,
 }
@@ -148,11 +163,19 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         Arc::clone(&clock),
         &epoch,
     ));
+    let clients = Arc::new(ClientService::new(
+        store.clone(),
+        &kek,
+        Arc::clone(&clock),
+        settings.keys.algorithms.clone(),
+        &epoch,
+    ));
     Ok(Context {
         settings,
         store,
         kek,
         keys,
+        clients,
         clock,
         epoch,
     })

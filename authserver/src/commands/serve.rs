@@ -9,11 +9,15 @@ use anyhow::Context as _;
 use super::{Context, open};
 use crate::config::Settings;
 use crate::http::{self, AppState, Readiness, metrics::Metrics, tenant_routing::TenantDirectory};
+use crate::oauth::OAuthService;
+use crate::oauth::dpop::Dpop;
+use crate::oauth::jwks_fetch::JwksFetcher;
+use crate::oauth::rate_limit::RateLimiter;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let ctx = open(settings, true).await?;
-    let state = build_state(&ctx)?;
+    let state = build_state(&ctx).await?;
     // Keep caches coherent with writes from other pods, the CLI and the operator.
     let _watcher = ctx.store.spawn_change_watcher(ctx.epoch.clone());
 
@@ -32,6 +36,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 store: ctx.store.clone(),
                 kek: Arc::clone(&ctx.kek),
                 keys: Arc::clone(&ctx.keys),
+                clients: Arc::clone(&ctx.clients),
                 clock: Arc::clone(&ctx.clock),
                 epoch: ctx.epoch.clone(),
             };
@@ -103,9 +108,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The HTTP state for a context (also used by tests).
-pub(crate) fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
+pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
+    let s = &ctx.settings;
+    let oauth = OAuthService {
+        store: ctx.store.clone(),
+        clients: Arc::clone(&ctx.clients),
+        keys: Arc::clone(&ctx.keys),
+        clock: Arc::clone(&ctx.clock),
+        tokens: s.tokens.clone(),
+        rate_limits: s.rate_limits.clone(),
+        dpop: Dpop::new(s.dpop.clone(), ctx.store.clone(), Arc::clone(&ctx.clock)),
+        limiter: RateLimiter::new(
+            s.rate_limits.window_seconds,
+            s.rate_limits.redis_url.as_ref(),
+        )
+        .await?,
+        jwks: JwksFetcher::new().context("failed to build the HTTP client")?,
+    };
     Ok(AppState {
         store: ctx.store.clone(),
+        oauth: Arc::new(oauth),
         keys: Arc::clone(&ctx.keys),
         tenants: Arc::new(TenantDirectory::new(ctx.store.clone(), &ctx.epoch)),
         metrics: Arc::new(
@@ -136,7 +158,7 @@ async fn initialise(ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -20,6 +20,8 @@ pub enum Kind {
     Number,
     /// Comma-separated list.
     List,
+    /// `true`/`false` (also 1/0, yes/no).
+    Bool,
 }
 
 const fn text(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
@@ -34,6 +36,13 @@ const fn text(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
 const fn number(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
     EnvOverride {
         kind: Kind::Number,
+        ..text(var, path)
+    }
+}
+
+const fn boolean(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
+    EnvOverride {
+        kind: Kind::Bool,
         ..text(var, path)
     }
 }
@@ -96,6 +105,56 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
     },
     text("GATEHOUSE_LOG_FORMAT", &["log", "format"]),
     text("GATEHOUSE_METRICS_PREFIX", &["metrics", "prefix"]),
+    text(
+        "GATEHOUSE_TOKENS_ACCESS_TOKEN_ALG",
+        &["tokens", "access_token_alg"],
+    ),
+    number(
+        "GATEHOUSE_TOKENS_CLIENT_ASSERTION_MAX_LIFETIME_SECONDS",
+        &["tokens", "client_assertion_max_lifetime_seconds"],
+    ),
+    list("GATEHOUSE_DPOP_ALGORITHMS", &["dpop", "algorithms"]),
+    boolean("GATEHOUSE_DPOP_REQUIRE_NONCE", &["dpop", "require_nonce"]),
+    number(
+        "GATEHOUSE_DPOP_PROOF_MAX_AGE_SECONDS",
+        &["dpop", "proof_max_age_seconds"],
+    ),
+    number(
+        "GATEHOUSE_DPOP_NONCE_LIFETIME_SECONDS",
+        &["dpop", "nonce_lifetime_seconds"],
+    ),
+    boolean("GATEHOUSE_RATE_LIMITS_ENABLED", &["rate_limits", "enabled"]),
+    number(
+        "GATEHOUSE_RATE_LIMITS_WINDOW_SECONDS",
+        &["rate_limits", "window_seconds"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_TOKEN_PER_CLIENT",
+        &["rate_limits", "token_per_client"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_TOKEN_PER_IP",
+        &["rate_limits", "token_per_ip"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_INTROSPECTION_PER_CLIENT",
+        &["rate_limits", "introspection_per_client"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_INTROSPECTION_PER_IP",
+        &["rate_limits", "introspection_per_ip"],
+    ),
+    EnvOverride {
+        alias: Some("REDIS_URL"),
+        ..text("GATEHOUSE_REDIS_URL", &["rate_limits", "redis_url"])
+    },
+    text("GATEHOUSE_ADMIN_LISTEN", &["admin", "listen"]),
+    text("GATEHOUSE_ADMIN_TOKEN", &["admin", "token"]),
+    text("GATEHOUSE_ADMIN_TOKEN_FILE", &["admin", "token_file"]),
+    number(
+        "GATEHOUSE_AUDIT_RETENTION_DAYS",
+        &["audit", "retention_days"],
+    ),
 ];
 
 /// Writes every set variable into the YAML tree, creating sections as needed.
@@ -117,6 +176,11 @@ pub(super) fn apply(tree: &mut Value, env: &dyn Fn(&str) -> Option<String>) {
                 .trim()
                 .parse::<u64>()
                 .map_or_else(|_| Value::String(raw.clone()), |n| Value::Number(n.into())),
+            Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Value::Bool(true),
+                "false" | "0" | "no" | "off" => Value::Bool(false),
+                _ => Value::String(raw),
+            },
             Kind::Text => Value::String(raw),
         };
         set(tree, o.path, value);

@@ -14,6 +14,11 @@ pub struct FileConfig {
     pub keys: KeysSection,
     pub log: LogSection,
     pub metrics: MetricsSection,
+    pub tokens: TokensSection,
+    pub dpop: DpopSection,
+    pub rate_limits: RateLimitsSection,
+    pub admin: AdminSection,
+    pub audit: AuditSection,
 }
 
 /// `server.*`
@@ -75,4 +80,51 @@ pub struct LogSection {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
     pub prefix: Option<String>,
+}
+
+/// `tokens.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensSection {
+    pub access_token_alg: Option<String>,
+    pub client_assertion_max_lifetime_seconds: Option<u64>,
+}
+
+/// `dpop.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopSection {
+    pub algorithms: Option<Vec<String>>,
+    pub require_nonce: Option<bool>,
+    pub proof_max_age_seconds: Option<u64>,
+    pub nonce_lifetime_seconds: Option<u64>,
+}
+
+/// `rate_limits.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsSection {
+    pub enabled: Option<bool>,
+    pub window_seconds: Option<u64>,
+    pub token_per_client: Option<u64>,
+    pub token_per_ip: Option<u64>,
+    pub introspection_per_client: Option<u64>,
+    pub introspection_per_ip: Option<u64>,
+    pub redis_url: Option<String>,
+}
+
+/// `admin.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+}
+
+/// `audit.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    pub retention_days: Option<u64>,
 }

@@ -50,6 +50,50 @@ pub struct Settings {
     pub log_level: String,
     pub log_format: LogFormat,
     pub metrics_prefix: String,
+    pub tokens: TokenSettings,
+    pub dpop: DpopSettings,
+    pub rate_limits: RateLimitSettings,
+    pub admin: AdminSettings,
+    pub audit_retention_days: u64,
+}
+
+/// `tokens.*`
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// Default access token signing algorithm (clients may override).
+    pub access_token_alg: Algorithm,
+    /// Longest `exp - now` accepted on a private_key_jwt client assertion.
+    pub client_assertion_max_lifetime_seconds: u64,
+}
+
+/// `dpop.*` (RFC 9449)
+#[derive(Debug, Clone)]
+pub struct DpopSettings {
+    pub algorithms: Vec<Algorithm>,
+    pub require_nonce: bool,
+    pub proof_max_age_seconds: u64,
+    pub nonce_lifetime_seconds: u64,
+}
+
+/// `rate_limits.*`: fixed windows per client and per source IP.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub window_seconds: u64,
+    pub token_per_client: u64,
+    pub token_per_ip: u64,
+    pub introspection_per_client: u64,
+    pub introspection_per_ip: u64,
+    /// Shared counters across pods; per-pod memory when unset. May hold a password.
+    pub redis_url: Option<SecretString>,
+}
+
+/// `admin.*`: the admin gRPC API.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// Bearer token; `None` disables the admin API.
+    pub token: Option<SecretString>,
 }
 
 /// Database connection settings.

@@ -9,8 +9,9 @@ use secrecy::SecretString;
 
 use super::file::FileConfig;
 use super::{
-    DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN, DEFAULT_LISTEN, DatabaseSettings, Error, IpNet,
-    LogFormat, Settings, Source, dev_database_path, parse_algorithms,
+    AdminSettings, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN, DEFAULT_LISTEN, DatabaseSettings,
+    DpopSettings, Error, IpNet, LogFormat, RateLimitSettings, Settings, Source, TokenSettings,
+    dev_database_path, parse_algorithms,
 };
 use crate::domain::signing_key::{Algorithm, KeyPolicy};
 use crate::domain::tenant::{self, TenantSpec};
@@ -253,6 +254,132 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         ));
     }
 
+    let tokens = TokenSettings {
+        access_token_alg: match file.tokens.access_token_alg.as_deref() {
+            None => Algorithm::Es256,
+            Some(a) => match a.parse::<Algorithm>() {
+                Ok(alg) if keys.algorithms.contains(&alg) => alg,
+                Ok(alg) => {
+                    problems.push(Problem::new(
+                        "tokens.access_token_alg",
+                        format!("{alg} is not in keys.algorithms"),
+                    ));
+                    alg
+                }
+                Err(()) => {
+                    problems.push(Problem::new(
+                        "tokens.access_token_alg",
+                        format!("unknown algorithm {a:?} (expected RS256, ES256 or EdDSA)"),
+                    ));
+                    Algorithm::Es256
+                }
+            },
+        },
+        client_assertion_max_lifetime_seconds: file
+            .tokens
+            .client_assertion_max_lifetime_seconds
+            .unwrap_or(300),
+    };
+    if file.tokens.access_token_alg.is_none() && !keys.algorithms.contains(&Algorithm::Es256) {
+        problems.push(Problem::new(
+            "tokens.access_token_alg",
+            "the default ES256 is not in keys.algorithms: set tokens.access_token_alg",
+        ));
+    }
+
+    let dpop = DpopSettings {
+        algorithms: match &file.dpop.algorithms {
+            None => vec![Algorithm::Es256, Algorithm::EdDsa, Algorithm::Rs256],
+            Some(a) => parse_algorithms(a).unwrap_or_else(|e| {
+                problems.push(Problem::new("dpop.algorithms", e));
+                Vec::new()
+            }),
+        },
+        require_nonce: file.dpop.require_nonce.unwrap_or(false),
+        proof_max_age_seconds: file.dpop.proof_max_age_seconds.unwrap_or(60),
+        nonce_lifetime_seconds: file.dpop.nonce_lifetime_seconds.unwrap_or(300),
+    };
+    if dpop.nonce_lifetime_seconds < 30 {
+        problems.push(Problem::new(
+            "dpop.nonce_lifetime_seconds",
+            "must be at least 30",
+        ));
+    }
+
+    let rl = &file.rate_limits;
+    let rate_limits = RateLimitSettings {
+        enabled: rl.enabled.unwrap_or(true),
+        window_seconds: rl.window_seconds.unwrap_or(60),
+        token_per_client: rl.token_per_client.unwrap_or(1200),
+        token_per_ip: rl.token_per_ip.unwrap_or(2400),
+        introspection_per_client: rl.introspection_per_client.unwrap_or(6000),
+        introspection_per_ip: rl.introspection_per_ip.unwrap_or(12000),
+        redis_url: rl.redis_url.clone().map(SecretString::from),
+    };
+    if rate_limits.window_seconds == 0 {
+        problems.push(Problem::new(
+            "rate_limits.window_seconds",
+            "must be at least 1",
+        ));
+    }
+    if let Some(u) = &rl.redis_url
+        && !(u.starts_with("redis://") || u.starts_with("rediss://"))
+    {
+        problems.push(Problem::new(
+            "rate_limits.redis_url",
+            "must start with redis:// or rediss://",
+        ));
+    }
+
+    let admin_listen_text = file.admin.listen.clone().unwrap_or_else(|| {
+        (if dev {
+            "127.0.0.1:8081"
+        } else {
+            "0.0.0.0:8081"
+        })
+        .to_owned()
+    });
+    let admin_listen = admin_listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        problems.push(Problem::new(
+            "admin.listen",
+            format!("invalid socket address {admin_listen_text:?}"),
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8081))
+    });
+    let admin_token = match (&file.admin.token, &file.admin.token_file) {
+        (Some(_), Some(_)) => {
+            problems.push(Problem::new(
+                "admin.token",
+                "set either admin.token or admin.token_file, not both",
+            ));
+            None
+        }
+        (Some(t), None) => Some(t.trim().to_owned()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(t) => Some(t.trim().to_owned()),
+            Err(e) => {
+                problems.push(Problem::new(
+                    "admin.token_file",
+                    format!("cannot read {path:?}: {e}"),
+                ));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if let Some(t) = &admin_token
+        && t.len() < 32
+    {
+        problems.push(Problem::new(
+            "admin.token",
+            "the admin bearer token must be at least 32 characters",
+        ));
+    }
+    let admin = AdminSettings {
+        listen: admin_listen,
+        token: admin_token.map(SecretString::from),
+    };
+
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
@@ -280,5 +407,10 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         log_level,
         log_format,
         metrics_prefix,
+        tokens,
+        dpop,
+        rate_limits,
+        admin,
+        audit_retention_days: file.audit.retention_days.unwrap_or(90),
     })
 }

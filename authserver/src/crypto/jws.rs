@@ -45,7 +45,8 @@ pub fn parse(token: &str) -> Result<Parsed, Error> {
         return Err(Error::Malformed);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Error::Malformed);
     };
@@ -197,15 +198,27 @@ mod tests {
         let b = generate(Algorithm::Es256, 2048).unwrap().key;
         let token = a.sign_jwt("x", &json!({"sub": "x"})).unwrap();
         let parsed = parse(&token).unwrap();
-        assert_eq!(parsed.verify(&b.public_jwk(), &Algorithm::ALL), Err(Error::Signature));
-        assert_eq!(parsed.verify(&a.public_jwk(), &[Algorithm::EdDsa]), Err(Error::Alg));
+        assert_eq!(
+            parsed.verify(&b.public_jwk(), &Algorithm::ALL),
+            Err(Error::Signature)
+        );
+        assert_eq!(
+            parsed.verify(&a.public_jwk(), &[Algorithm::EdDsa]),
+            Err(Error::Alg)
+        );
         let ed = generate(Algorithm::EdDsa, 2048).unwrap().key;
-        assert_eq!(parsed.verify(&ed.public_jwk(), &Algorithm::ALL), Err(Error::Key));
+        assert_eq!(
+            parsed.verify(&ed.public_jwk(), &Algorithm::ALL),
+            Err(Error::Key)
+        );
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged = crate::crypto::b64url(br#"{"sub":"admin"}"#);
         parts[1] = &forged;
         let tampered = parse(&parts.join(".")).unwrap();
-        assert_eq!(tampered.verify(&a.public_jwk(), &Algorithm::ALL), Err(Error::Signature));
+        assert_eq!(
+            tampered.verify(&a.public_jwk(), &Algorithm::ALL),
+            Err(Error::Signature)
+        );
     }
 
     #[test]
@@ -233,7 +246,7 @@ mod tests {
         m.insert("kty".into(), "RSA".into());
         m.insert("n".into(), "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".into());
         assert_eq!(
-            thumbprint(&m),
+            thumbprint(&Value::Object(m)).unwrap(),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
     }
@@ -248,6 +261,8 @@ mod tests {
     #[test]
     fn private_members_are_detected() {
         assert!(has_private_members(&json!({"kty": "EC", "d": "x"})));
-        assert!(!has_private_members(&json!({"kty": "EC", "x": "x", "y": "y"})));
+        assert!(!has_private_members(
+            &json!({"kty": "EC", "x": "x", "y": "y"})
+        ));
     }
 }

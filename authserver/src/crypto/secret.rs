@@ -46,7 +46,10 @@ impl std::fmt::Debug for SecretHasher {
 impl SecretHasher {
     pub fn new(kek: &Kek) -> Self {
         Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &kek.derive("gatehouse client secret digest v1")),
+            key: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                &kek.derive("gatehouse client secret digest v1"),
+            ),
         }
     }
 

@@ -249,6 +249,7 @@ fn validate_https_url(uri: &str) -> Result<(), String> {
 impl ClientSpec {
     /// Every problem with this registration; empty when valid. `algorithms` are the
     /// tenant's signing algorithms.
+    #[allow(clippy::too_many_lines)] // one check per field, in field order
     pub fn validate(&self, algorithms: &[Algorithm]) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let mut err = |field: &'static str, message: String| {
@@ -275,7 +276,10 @@ impl ClientSpec {
             ),
         }
         if self.grant_types.is_empty() {
-            err("grant_types", "at least one grant type is required".to_owned());
+            err(
+                "grant_types",
+                "at least one grant type is required".to_owned(),
+            );
         }
         if self.client_type == ClientType::Public
             && self.grant_types.contains(&GrantType::ClientCredentials)
@@ -285,7 +289,8 @@ impl ClientSpec {
                 "public clients cannot use client_credentials".to_owned(),
             );
         }
-        if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
+        if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty()
+        {
             err(
                 "redirect_uris",
                 "authorization_code clients need at least one redirect URI".to_owned(),
@@ -319,7 +324,10 @@ impl ClientSpec {
         if let Some(jwks) = &self.jwks
             && !jwks.get("keys").is_some_and(serde_json::Value::is_array)
         {
-            err("jwks", "must be a JWK Set object with a \"keys\" array".to_owned());
+            err(
+                "jwks",
+                "must be a JWK Set object with a \"keys\" array".to_owned(),
+            );
         }
         if self.auth_method == AuthMethod::PrivateKeyJwt
             && self.jwks_uri.is_none()
@@ -386,7 +394,10 @@ mod tests {
     }
 
     fn fields(spec: &ClientSpec) -> Vec<&'static str> {
-        spec.validate(&Algorithm::ALL).iter().map(|e| e.field).collect()
+        spec.validate(&Algorithm::ALL)
+            .iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -444,6 +455,10 @@ mod tests {
             access_token_alg: Some(Algorithm::Rs256),
             ..machine()
         };
-        assert!(spec.validate(&[Algorithm::Es256]).iter().any(|e| e.field == "access_token_alg"));
+        assert!(
+            spec.validate(&[Algorithm::Es256])
+                .iter()
+                .any(|e| e.field == "access_token_alg")
+        );
     }
 }

@@ -19,13 +19,42 @@ pub fn router() -> Router<AppState> {
 pub const JWKS_PATH: &str = "/jwks";
 
 async fn discovery(
-    State(_state): State<AppState>,
+    State(state): State<AppState>,
     Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
 ) -> Response {
     let issuer = &tenant.issuer;
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none",
+    ];
+    let algs: Vec<&str> = crate::domain::signing_key::Algorithm::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    let dpop_algs: Vec<&str> = state
+        .oauth
+        .dpop
+        .settings()
+        .algorithms
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
     let doc = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "token_endpoint": format!("{issuer}{}", super::token::TOKEN_PATH),
+        "introspection_endpoint": format!("{issuer}{}", super::token::INTROSPECTION_PATH),
+        "revocation_endpoint": format!("{issuer}{}", super::token::REVOCATION_PATH),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": algs,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": algs,
+        "dpop_signing_alg_values_supported": dpop_algs,
     });
     let mut resp = Json(doc).into_response();
     resp.headers_mut().insert(

@@ -14,6 +14,9 @@ pub enum ApiError {
     /// Something failed on our side; the message is logged, not returned.
     #[error("server_error: {0}")]
     Internal(String),
+    /// An OAuth protocol error (RFC 6749 §5.2 JSON).
+    #[error("{0}")]
+    OAuth(#[from] crate::oauth::OAuthError),
 }
 
 impl ApiError {
@@ -24,16 +27,83 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::OAuth(e) = self {
+            return oauth_response(&e);
+        }
         let (status, code) = match &self {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
             }
+            ApiError::OAuth(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
         };
         let mut resp = (status, axum::Json(json!({ "error": code }))).into_response();
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp
     }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache`, required on token responses
+/// (RFC 6749 §5.1) and harmless on the other protocol endpoints.
+pub fn no_store(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// Rate limit headers (draft-ietf-httpapi-ratelimit-headers style, as widely deployed).
+pub fn rate_headers(headers: &mut axum::http::HeaderMap, rate: crate::oauth::RateHeaders) {
+    for (name, value) in [
+        ("x-ratelimit-limit", rate.limit),
+        ("x-ratelimit-remaining", rate.remaining),
+        ("x-ratelimit-reset", rate.reset_seconds),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+}
+
+fn oauth_response(e: &crate::oauth::OAuthError) -> Response {
+    use crate::oauth::ErrorCode;
+    let status = match e.code {
+        ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        ErrorCode::SlowDown => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut body = json!({ "error": e.code.as_str() });
+    if let Some(d) = &e.description {
+        body["error_description"] = d.clone().into();
+    }
+    let mut resp = (status, axum::Json(body)).into_response();
+    let h = resp.headers_mut();
+    no_store(h);
+    if e.code == ErrorCode::InvalidClient {
+        // RFC 6749 §5.2: a Basic challenge when the client tried Basic; otherwise a
+        // challenge naming the schemes we accept keeps 401 well-formed.
+        let challenge = if e.basic_challenge {
+            "Basic realm=\"gatehouse\", charset=\"UTF-8\""
+        } else {
+            "Basic realm=\"gatehouse\""
+        };
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    if let Some(n) = &e.dpop_nonce
+        && let Ok(v) = HeaderValue::from_str(n)
+    {
+        h.insert("dpop-nonce", v);
+    }
+    if let Some(rate) = e.rate {
+        rate_headers(h, rate);
+        if e.code == ErrorCode::SlowDown {
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(rate.reset_seconds.max(1)),
+            );
+        }
+    }
+    resp
 }

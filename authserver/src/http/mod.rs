@@ -8,6 +8,7 @@ mod jwks;
 pub mod metrics;
 mod observe;
 pub mod tenant_routing;
+mod token;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use tenant_routing::TenantDirectory;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub oauth: Arc<crate::oauth::OAuthService>,
     pub keys: Arc<KeyService>,
     pub tenants: Arc<TenantDirectory>,
     pub metrics: Arc<Metrics>,
@@ -42,6 +44,7 @@ fn tenant_router() -> Router<AppState> {
     Router::new()
         .merge(discovery::router())
         .merge(jwks::router())
+        .merge(token::router())
         .fallback(|| async { ApiError::NotFound })
 }
 

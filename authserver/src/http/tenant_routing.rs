@@ -120,6 +120,35 @@ fn client_view(
     (https, authority)
 }
 
+/// The client's IP: the peer, or — when the peer is a trusted proxy — the rightmost
+/// `X-Forwarded-For` entry that is not itself a trusted proxy (entries further left
+/// are client-controlled).
+pub fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trusted: &[IpNet],
+) -> Option<std::net::IpAddr> {
+    let peer = peer?.ip();
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(*ip))
+            .unwrap_or(peer),
+    )
+}
+
 /// Lower-cases and drops a default port, matching `IssuerRoute`'s form.
 fn normalize_authority(authority: &str, https: Option<bool>) -> String {
     let a = authority.to_ascii_lowercase();
@@ -201,6 +230,26 @@ mod tests {
         assert_eq!(
             client_view(&h, &uri, Some(stranger), &trusted),
             (None, Some("internal:8080".to_owned()))
+        );
+    }
+
+    #[test]
+    fn client_ip_follows_forwarded_for_only_through_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7, 10.0.0.6".parse().unwrap(),
+        );
+        let trusted = [IpNet::parse("10.0.0.0/8").unwrap()];
+        let proxy: SocketAddr = "10.0.0.5:1".parse().unwrap();
+        assert_eq!(
+            client_ip(&h, Some(proxy), &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        let direct: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert_eq!(
+            client_ip(&h, Some(direct), &trusted),
+            Some("192.0.2.1".parse().unwrap())
         );
     }
 

@@ -36,6 +36,8 @@ pub enum SecretChange {
     Keep,
     /// Make this digest the only secret (unless it already is).
     Set(Vec<u8>),
+    /// Remove every secret (the client no longer authenticates with one).
+    Clear,
 }
 
 /// What an upsert did.
@@ -68,7 +70,11 @@ fn decode(row: ClientRow, secrets: Vec<SecretDigest>) -> Result<StoredClient> {
 
 impl Store {
     #[tracing::instrument(name = "db.get_client", skip_all)]
-    pub async fn get_client(&self, tenant_id: &str, client_id: &str) -> Result<Option<StoredClient>> {
+    pub async fn get_client(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<StoredClient>> {
         let found = with_pool!(self, pool => {
             let row = sqlx::query_as::<_, ClientRow>(
                 "SELECT tenant_id, spec, created_at, updated_at FROM clients \
@@ -187,6 +193,15 @@ impl Store {
                     .await?;
                     secret_changed = true;
                 }
+            }
+            if matches!(secret, SecretChange::Clear) {
+                let n = sqlx::query("DELETE FROM client_secrets WHERE tenant_id = $1 AND client_id = $2")
+                    .bind(tenant_id)
+                    .bind(&spec.client_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                secret_changed = n > 0;
             }
             tx.commit().await?;
             Ok(if outcome == UpsertOutcome::Unchanged && secret_changed {

@@ -85,7 +85,12 @@ impl Store {
     }
 
     /// Stores a server-issued DPoP nonce.
-    pub async fn insert_dpop_nonce(&self, tenant_id: &str, nonce: &str, expires_at: UnixTime) -> Result<()> {
+    pub async fn insert_dpop_nonce(
+        &self,
+        tenant_id: &str,
+        nonce: &str,
+        expires_at: UnixTime,
+    ) -> Result<()> {
         with_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO dpop_nonces (tenant_id, nonce, expires_at) VALUES ($1, $2, $3) \
@@ -101,7 +106,12 @@ impl Store {
     }
 
     /// When a nonce expires, if it was issued for this tenant and is still valid.
-    pub async fn dpop_nonce_expiry(&self, tenant_id: &str, nonce: &str, now: UnixTime) -> Result<Option<UnixTime>> {
+    pub async fn dpop_nonce_expiry(
+        &self,
+        tenant_id: &str,
+        nonce: &str,
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>> {
         Ok(with_pool!(self, pool => {
             sqlx::query_scalar(
                 "SELECT expires_at FROM dpop_nonces \

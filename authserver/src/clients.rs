@@ -1,0 +1,381 @@
+//! The client registry service: validated registration, secret issuance and rotation,
+//! audit events, and a per-pod cache that the token endpoint reads on every request.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use crate::cache::{Cached, DEFAULT_TTL, Epoch};
+use crate::clock::Clock;
+use crate::crypto::kek::Kek;
+use crate::crypto::secret::{self, SecretHasher};
+use crate::domain::client::{ClientSpec, FieldError};
+use crate::domain::signing_key::Algorithm;
+use crate::store::audit::AuditEvent;
+use crate::store::clients::{SecretChange, StoredClient, UpsertOutcome};
+use crate::store::{self, Store};
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid client registration: {}", format_fields(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("client {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("client {0:?} does not exist")]
+    NotFound(String),
+    #[error("tenant {0:?} does not exist")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+fn format_fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to do about the client secret when registering.
+#[derive(Debug, Clone)]
+pub enum SecretRequest {
+    /// Generate a new one if the client has none (returned once); keep an existing one.
+    GenerateIfMissing,
+    /// Use this caller-supplied secret (at least 32 characters).
+    Supplied(SecretString),
+}
+
+/// Result of a registration.
+#[derive(Debug)]
+pub struct Registered {
+    pub outcome: UpsertOutcome,
+    /// A newly generated secret: shown to the caller once, never stored in clear.
+    pub generated_secret: Option<SecretString>,
+}
+
+/// Who asked for a change (audit `actor`).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor {
+    Cli,
+    AdminApi,
+}
+
+impl Actor {
+    fn as_str(self) -> &'static str {
+        match self {
+            Actor::Cli => "cli",
+            Actor::AdminApi => "admin-api",
+        }
+    }
+}
+
+/// Cached lookups: `None` caches "no such client" too, so unknown ids cost no query.
+type ClientCache = Cached<(String, String), Option<Arc<StoredClient>>>;
+
+/// The client registry.
+#[derive(Debug)]
+pub struct ClientService {
+    store: Store,
+    hasher: SecretHasher,
+    clock: Arc<dyn Clock>,
+    algorithms: Vec<Algorithm>,
+    cache: ClientCache,
+}
+
+impl ClientService {
+    pub fn new(
+        store: Store,
+        kek: &Kek,
+        clock: Arc<dyn Clock>,
+        algorithms: Vec<Algorithm>,
+        epoch: &Epoch,
+    ) -> Self {
+        Self {
+            store,
+            hasher: SecretHasher::new(kek),
+            clock,
+            algorithms,
+            cache: Cached::new(epoch.clone(), DEFAULT_TTL),
+        }
+    }
+
+    pub fn hasher(&self) -> &SecretHasher {
+        &self.hasher
+    }
+
+    /// The client, from the pod cache when possible.
+    pub async fn get(&self, tenant_id: &str, client_id: &str) -> Result<Option<Arc<StoredClient>>> {
+        let key = (tenant_id.to_owned(), client_id.to_owned());
+        if let Some(hit) = self.cache.get(&key) {
+            return Ok(hit);
+        }
+        let epoch = self.cache.begin_load();
+        let found = self
+            .store
+            .get_client(tenant_id, client_id)
+            .await?
+            .map(Arc::new);
+        self.cache.insert(key, epoch, found.clone());
+        Ok(found)
+    }
+
+    /// Whether `candidate` is one of the client's currently valid secrets (constant time
+    /// per digest).
+    pub fn verify_secret(&self, client: &StoredClient, candidate: &SecretString) -> bool {
+        let now = self.clock.now();
+        let valid: Vec<&[u8]> = client
+            .secrets
+            .iter()
+            .filter(|s| s.valid_at(now))
+            .map(|s| s.digest.as_slice())
+            .collect();
+        self.hasher
+            .matches(&client.tenant_id, &client.spec.client_id, candidate, &valid)
+    }
+
+    /// Spends the same work as a real check, for unknown clients (no timing oracle).
+    pub fn verify_dummy(&self, candidate: &SecretString) {
+        let _ = self.hasher.matches("", "", candidate, &[&[0u8; 32]]);
+    }
+
+    async fn require_tenant(&self, tenant_id: &str) -> Result<()> {
+        if self.store.get_tenant(tenant_id).await?.is_none() {
+            return Err(Error::UnknownTenant(tenant_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn validate(&self, spec: &ClientSpec, secret: &SecretRequest) -> Result<()> {
+        let mut errors = spec.validate(&self.algorithms);
+        if let SecretRequest::Supplied(s) = secret {
+            if !spec.auth_method.uses_secret() {
+                errors.push(FieldError {
+                    field: "client_secret",
+                    message: format!("a client using {} has no secret", spec.auth_method.as_str()),
+                });
+            } else if let Err(e) = secret::check_supplied(s) {
+                errors.push(FieldError {
+                    field: "client_secret",
+                    message: e,
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(errors))
+        }
+    }
+
+    /// Creates a client; fails if the id is taken. Returns the generated secret, if any.
+    pub async fn create(
+        &self,
+        tenant_id: &str,
+        spec: &ClientSpec,
+        secret: SecretRequest,
+        actor: Actor,
+    ) -> Result<Registered> {
+        self.require_tenant(tenant_id).await?;
+        self.validate(spec, &secret)?;
+        if self
+            .store
+            .get_client(tenant_id, &spec.client_id)
+            .await?
+            .is_some()
+        {
+            return Err(Error::AlreadyExists(spec.client_id.clone()));
+        }
+        self.upsert_validated(tenant_id, spec, secret, actor).await
+    }
+
+    /// Creates or updates a client to match `spec` (idempotent: nothing is written when
+    /// nothing differs). Used by the admin API for reconciliation.
+    pub async fn upsert(
+        &self,
+        tenant_id: &str,
+        spec: &ClientSpec,
+        secret: SecretRequest,
+        actor: Actor,
+    ) -> Result<Registered> {
+        self.require_tenant(tenant_id).await?;
+        self.validate(spec, &secret)?;
+        self.upsert_validated(tenant_id, spec, secret, actor).await
+    }
+
+    async fn upsert_validated(
+        &self,
+        tenant_id: &str,
+        spec: &ClientSpec,
+        secret: SecretRequest,
+        actor: Actor,
+    ) -> Result<Registered> {
+        let now = self.clock.now();
+        let existing = self.store.get_client(tenant_id, &spec.client_id).await?;
+        let has_valid_secret = existing
+            .as_ref()
+            .is_some_and(|c| c.secrets.iter().any(|s| s.valid_at(now)));
+        let has_secrets = existing.as_ref().is_some_and(|c| !c.secrets.is_empty());
+        let (change, generated) = match (&secret, spec.auth_method.uses_secret()) {
+            // Switching to a method without a shared secret: stale secrets must not keep
+            // working.
+            (_, false) if has_secrets => (SecretChange::Clear, None),
+            (_, false) => (SecretChange::Keep, None),
+            (SecretRequest::Supplied(s), true) => (
+                SecretChange::Set(self.hasher.digest(tenant_id, &spec.client_id, s)),
+                None,
+            ),
+            (SecretRequest::GenerateIfMissing, true) if has_valid_secret => {
+                (SecretChange::Keep, None)
+            }
+            (SecretRequest::GenerateIfMissing, true) => {
+                let s = secret::generate();
+                (
+                    SecretChange::Set(self.hasher.digest(tenant_id, &spec.client_id, &s)),
+                    Some(s),
+                )
+            }
+        };
+        let outcome = self
+            .store
+            .upsert_client(tenant_id, spec, &change, now)
+            .await?;
+        let event = match outcome {
+            UpsertOutcome::Created => Some("client.created"),
+            UpsertOutcome::Updated => Some("client.updated"),
+            UpsertOutcome::Unchanged => None,
+        };
+        if let Some(event) = event {
+            self.audit(
+                tenant_id,
+                event,
+                actor,
+                &spec.client_id,
+                serde_json::json!({
+                    "auth_method": spec.auth_method.as_str(),
+                    "secret_set": matches!(change, SecretChange::Set(_)),
+                }),
+            )
+            .await;
+            tracing::info!(tenant = tenant_id, client_id = %spec.client_id, event, "client registry changed");
+        }
+        Ok(Registered {
+            outcome,
+            generated_secret: generated,
+        })
+    }
+
+    /// Deletes a client; `false` when it did not exist (deleting twice is fine).
+    pub async fn delete(&self, tenant_id: &str, client_id: &str, actor: Actor) -> Result<bool> {
+        let existed = self.store.delete_client(tenant_id, client_id).await?;
+        if existed {
+            self.audit(
+                tenant_id,
+                "client.deleted",
+                actor,
+                client_id,
+                serde_json::json!({}),
+            )
+            .await;
+            tracing::info!(tenant = tenant_id, client_id, "client deleted");
+        }
+        Ok(existed)
+    }
+
+    /// Issues a new current secret (generated, or supplied); the previous one stays valid
+    /// for `overlap_seconds`. Returns the generated secret, if one was generated.
+    pub async fn rotate_secret(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        supplied: Option<SecretString>,
+        overlap_seconds: u64,
+        actor: Actor,
+    ) -> Result<Option<SecretString>> {
+        let Some(client) = self.store.get_client(tenant_id, client_id).await? else {
+            return Err(Error::NotFound(client_id.to_owned()));
+        };
+        if !client.spec.auth_method.uses_secret() {
+            return Err(Error::Invalid(vec![FieldError {
+                field: "client_secret",
+                message: format!(
+                    "client {client_id:?} uses {} and has no secret to rotate",
+                    client.spec.auth_method.as_str()
+                ),
+            }]));
+        }
+        if let Some(s) = &supplied
+            && let Err(e) = secret::check_supplied(s)
+        {
+            return Err(Error::Invalid(vec![FieldError {
+                field: "client_secret",
+                message: e,
+            }]));
+        }
+        let (new, generated) = if let Some(s) = supplied {
+            (s, None)
+        } else {
+            let s = secret::generate();
+            (s.clone(), Some(s))
+        };
+        let now = self.clock.now();
+        let digest = self.hasher.digest(tenant_id, client_id, &new);
+        let overlap = i64::try_from(overlap_seconds).unwrap_or(i64::MAX);
+        self.store
+            .rotate_client_secret(
+                tenant_id,
+                client_id,
+                &digest,
+                now.saturating_add(overlap),
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                store::Error::NotFound => Error::NotFound(client_id.to_owned()),
+                other => Error::Store(other),
+            })?;
+        self.audit(
+            tenant_id,
+            "client.secret_rotated",
+            actor,
+            client_id,
+            serde_json::json!({
+                "previous_valid_for_seconds": overlap_seconds,
+            }),
+        )
+        .await;
+        tracing::info!(
+            tenant = tenant_id,
+            client_id,
+            overlap_seconds,
+            "client secret rotated"
+        );
+        Ok(generated)
+    }
+
+    async fn audit(
+        &self,
+        tenant_id: &str,
+        event: &str,
+        actor: Actor,
+        subject: &str,
+        details: serde_json::Value,
+    ) {
+        let e = AuditEvent {
+            tenant_id: tenant_id.to_owned(),
+            at: self.clock.now(),
+            event: event.to_owned(),
+            actor: Some(actor.as_str().to_owned()),
+            subject: Some(subject.to_owned()),
+            ip: None,
+            details,
+        };
+        // Audit is best effort: a failed insert must not undo a committed change.
+        if let Err(err) = self.store.record_audit(&e).await {
+            tracing::warn!(error = %err, event, "failed to record audit event");
+        }
+    }
+}

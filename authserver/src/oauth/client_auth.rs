@@ -1,0 +1,363 @@
+//! Client authentication at the token, introspection and revocation endpoints
+//! (RFC 6749 §2.3, RFC 7523 §2.2 / §3, OIDC Core §9). Exactly one method per request; the
+//! method used must be the one registered.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use super::OAuthService;
+use super::error::OAuthError;
+use super::form::Form;
+use crate::crypto::jws;
+use crate::domain::client::{AuthMethod, ClientType};
+use crate::domain::signing_key::Algorithm;
+use crate::domain::tenant::Tenant;
+use crate::store::audit::AuditEvent;
+use crate::store::clients::StoredClient;
+use crate::store::replay::ReplayCache;
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A client that proved who it is.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub client: Arc<StoredClient>,
+    pub method: AuthMethod,
+}
+
+/// The credentials a request carries, before checking them.
+enum Presented {
+    Basic { id: String, secret: SecretString },
+    Post { id: String, secret: SecretString },
+    Assertion { assertion: String },
+    None { id: String },
+}
+
+/// Failure reasons, for the audit log (never the credential itself).
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    UnknownClient,
+    WrongSecret,
+    MethodMismatch,
+    BadAssertion,
+    ReplayedAssertion,
+}
+
+impl Failure {
+    fn as_str(self) -> &'static str {
+        match self {
+            Failure::UnknownClient => "unknown_client",
+            Failure::WrongSecret => "wrong_secret",
+            Failure::MethodMismatch => "method_mismatch",
+            Failure::BadAssertion => "bad_assertion",
+            Failure::ReplayedAssertion => "replayed_assertion",
+        }
+    }
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
+fn decode_basic(header: &str) -> Result<(String, SecretString), OAuthError> {
+    let bad =
+        || OAuthError::invalid_client("malformed Basic credentials").with_basic_challenge(true);
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))
+        .ok_or_else(bad)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    let id = decode(id).filter(|s| !s.is_empty()).ok_or_else(bad)?;
+    let secret = decode(secret).ok_or_else(bad)?;
+    Ok((id, SecretString::from(secret)))
+}
+
+fn presented(authorization: Option<&str>, form: &Form) -> Result<Presented, OAuthError> {
+    let basic = authorization
+        .filter(|h| h.len() > 6 && h[..6].eq_ignore_ascii_case("basic "))
+        .map(decode_basic)
+        .transpose()?;
+    let form_secret = form.get("client_secret");
+    let assertion_type = form.get("client_assertion_type");
+    let assertion = form.get("client_assertion");
+    let methods = usize::from(basic.is_some())
+        + usize::from(form_secret.is_some())
+        + usize::from(assertion.is_some() || assertion_type.is_some());
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "more than one client authentication method was used",
+        ));
+    }
+    if let Some((id, secret)) = basic {
+        if form.get("client_id").is_some_and(|f| f != id) {
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the Basic credentials",
+            ));
+        }
+        return Ok(Presented::Basic { id, secret });
+    }
+    if let Some(secret) = form_secret {
+        let id = form.require("client_id")?;
+        return Ok(Presented::Post {
+            id: id.to_owned(),
+            secret: SecretString::from(secret.to_owned()),
+        });
+    }
+    if assertion.is_some() || assertion_type.is_some() {
+        if assertion_type != Some(JWT_BEARER) {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {JWT_BEARER}"
+            )));
+        }
+        let assertion = form.require("client_assertion")?;
+        return Ok(Presented::Assertion {
+            assertion: assertion.to_owned(),
+        });
+    }
+    match form.get("client_id") {
+        Some(id) => Ok(Presented::None { id: id.to_owned() }),
+        None => Err(OAuthError::invalid_client(
+            "client authentication is required",
+        )),
+    }
+}
+
+impl OAuthService {
+    /// Authenticates the client of a request to `endpoint_url` (the assertion audience).
+    pub async fn authenticate(
+        &self,
+        tenant: &Tenant,
+        endpoint_url: &str,
+        authorization: Option<&str>,
+        form: &Form,
+        ip: Option<&str>,
+    ) -> Result<Authenticated, OAuthError> {
+        let p = presented(authorization, form)?;
+        let basic = matches!(p, Presented::Basic { .. });
+        let fail = |id: Option<String>, why: Failure| async move {
+            self.audit_auth_failure(tenant, id, why, ip).await;
+            OAuthError::invalid_client("client authentication failed").with_basic_challenge(basic)
+        };
+        match p {
+            Presented::Basic { id, secret } | Presented::Post { id, secret } => {
+                let method = if basic {
+                    AuthMethod::ClientSecretBasic
+                } else {
+                    AuthMethod::ClientSecretPost
+                };
+                let Some(client) = self.lookup(tenant, &id).await? else {
+                    self.clients.verify_dummy(&secret);
+                    return Err(fail(Some(id), Failure::UnknownClient).await);
+                };
+                let secret_ok = self.clients.verify_secret(&client, &secret);
+                if client.spec.auth_method != method {
+                    return Err(fail(Some(id), Failure::MethodMismatch).await);
+                }
+                if !secret_ok {
+                    return Err(fail(Some(id), Failure::WrongSecret).await);
+                }
+                Ok(Authenticated { client, method })
+            }
+            Presented::None { id } => {
+                let Some(client) = self.lookup(tenant, &id).await? else {
+                    return Err(fail(Some(id), Failure::UnknownClient).await);
+                };
+                if client.spec.client_type != ClientType::Public
+                    || client.spec.auth_method != AuthMethod::None
+                {
+                    return Err(fail(Some(id), Failure::MethodMismatch).await);
+                }
+                Ok(Authenticated {
+                    client,
+                    method: AuthMethod::None,
+                })
+            }
+            Presented::Assertion { assertion } => {
+                match self
+                    .check_assertion(tenant, endpoint_url, &assertion, form)
+                    .await
+                {
+                    Ok(client) => Ok(Authenticated {
+                        client,
+                        method: AuthMethod::PrivateKeyJwt,
+                    }),
+                    Err((id, why)) => Err(fail(id, why).await),
+                }
+            }
+        }
+    }
+
+    async fn lookup(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+    ) -> Result<Option<Arc<StoredClient>>, OAuthError> {
+        self.clients
+            .get(&tenant.id, id)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))
+    }
+
+    /// RFC 7523 §3 checks for a private_key_jwt assertion.
+    async fn check_assertion(
+        &self,
+        tenant: &Tenant,
+        endpoint_url: &str,
+        assertion: &str,
+        form: &Form,
+    ) -> Result<Arc<StoredClient>, (Option<String>, Failure)> {
+        let parsed = jws::parse(assertion).map_err(|_| (None, Failure::BadAssertion))?;
+        let id = parsed
+            .claim_str("sub")
+            .ok_or((None, Failure::BadAssertion))?
+            .to_owned();
+        let bad = |why| (Some(id.clone()), why);
+        if parsed.claim_str("iss") != Some(id.as_str())
+            || form.get("client_id").is_some_and(|c| c != id)
+        {
+            return Err(bad(Failure::BadAssertion));
+        }
+        let client = self
+            .lookup(tenant, &id)
+            .await
+            .map_err(|_| bad(Failure::UnknownClient))?
+            .ok_or_else(|| bad(Failure::UnknownClient))?;
+        if client.spec.auth_method != AuthMethod::PrivateKeyJwt {
+            return Err(bad(Failure::MethodMismatch));
+        }
+        // The key: inline JWKS, or the client's jwks_uri (refetched once on a kid miss).
+        let kid = parsed.header_str("kid").map(str::to_owned);
+        let find = |set: &Value| -> Option<Value> {
+            let keys = set.get("keys")?.as_array()?;
+            keys.iter()
+                .find(|k| match &kid {
+                    Some(kid) => k.get("kid").and_then(Value::as_str) == Some(kid.as_str()),
+                    None => keys.len() == 1,
+                })
+                .cloned()
+        };
+        let jwk = match (&client.spec.jwks, &client.spec.jwks_uri) {
+            (Some(set), _) => find(set),
+            (None, Some(uri)) => {
+                let mut jwk = self.jwks.get(uri, false).await.ok().as_ref().and_then(find);
+                if jwk.is_none() {
+                    jwk = self.jwks.get(uri, true).await.ok().as_ref().and_then(find);
+                }
+                jwk
+            }
+            (None, None) => None,
+        }
+        .ok_or_else(|| bad(Failure::BadAssertion))?;
+        parsed
+            .verify(&jwk, &Algorithm::ALL)
+            .map_err(|_| bad(Failure::BadAssertion))?;
+
+        // aud: the token endpoint URL or the issuer (RFC 7523 §3 item 3; OIDC Core §9).
+        let aud_ok = |a: &str| a == endpoint_url || a == tenant.issuer;
+        let aud_matches = match parsed.claims.get("aud") {
+            Some(Value::String(a)) => aud_ok(a),
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(aud_ok),
+            _ => false,
+        };
+        let now = self.clock.now();
+        let max = i64::try_from(self.tokens.client_assertion_max_lifetime_seconds).unwrap_or(300);
+        let exp = parsed
+            .claim_i64("exp")
+            .ok_or_else(|| bad(Failure::BadAssertion))?;
+        let skew = 30;
+        let fresh = exp > now - skew
+            && exp <= now + max + skew
+            && parsed.claim_i64("iat").is_none_or(|iat| iat <= now + skew)
+            && parsed.claim_i64("nbf").is_none_or(|nbf| nbf <= now + skew);
+        let jti = parsed
+            .claim_str("jti")
+            .filter(|j| !j.is_empty() && j.len() <= 256);
+        let (true, true, Some(jti)) = (aud_matches, fresh, jti) else {
+            return Err(bad(Failure::BadAssertion));
+        };
+        let first_use = self
+            .store
+            .use_jti(
+                ReplayCache::Assertion,
+                &tenant.id,
+                &id,
+                jti,
+                exp.max(now) + skew,
+            )
+            .await
+            .map_err(|_| bad(Failure::BadAssertion))?;
+        if !first_use {
+            return Err(bad(Failure::ReplayedAssertion));
+        }
+        Ok(client)
+    }
+
+    async fn audit_auth_failure(
+        &self,
+        tenant: &Tenant,
+        client_id: Option<String>,
+        why: Failure,
+        ip: Option<&str>,
+    ) {
+        tracing::info!(tenant = %tenant.id, client_id = client_id.as_deref().unwrap_or(""),
+            reason = why.as_str(), "client authentication failed");
+        let e = AuditEvent {
+            tenant_id: tenant.id.clone(),
+            at: self.clock.now(),
+            event: "client.auth_failed".to_owned(),
+            actor: client_id.clone(),
+            subject: client_id,
+            ip: ip.map(str::to_owned),
+            details: serde_json::json!({ "reason": why.as_str() }),
+        };
+        if let Err(err) = self.store.record_audit(&e).await {
+            tracing::warn!(error = %err, "failed to record audit event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_urlencoded_then_base64() {
+        let h = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("my%3Aclient:p%40ss+word")
+        );
+        let (id, secret) = decode_basic(&h).unwrap();
+        assert_eq!(id, "my:client");
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "p@ss word");
+        assert!(decode_basic("Basic !!!").is_err());
+        assert!(decode_basic("Basic Zm9v").is_err()); // no colon
+    }
+
+    #[test]
+    fn two_methods_at_once_are_rejected() {
+        let form = Form::from_pairs(&[("client_id", "a"), ("client_secret", "s")]);
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("a:s")
+        );
+        assert!(matches!(
+            presented(Some(&basic), &form),
+            Err(e) if e.code == super::super::error::ErrorCode::InvalidRequest
+        ));
+    }
+
+    #[test]
+    fn no_credentials_at_all_is_invalid_client() {
+        let err = presented(None, &Form::default()).err().unwrap();
+        assert_eq!(err.code, super::super::error::ErrorCode::InvalidClient);
+    }
+}

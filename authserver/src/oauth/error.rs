@@ -1,0 +1,123 @@
+//! OAuth protocol errors (RFC 6749 §5.2, RFC 7009, RFC 7662, RFC 8707, RFC 9449). The
+//! `Display` of an [`ErrorCode`] is the registered error code.
+
+use std::fmt;
+
+/// Registered OAuth error codes this server returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// RFC 6749 §5.2: malformed request.
+    InvalidRequest,
+    /// RFC 6749 §5.2: client authentication failed (401).
+    InvalidClient,
+    /// RFC 6749 §5.2: grant invalid, expired, revoked or replayed.
+    InvalidGrant,
+    /// RFC 6749 §5.2: the client may not use this grant type.
+    UnauthorizedClient,
+    /// RFC 6749 §5.2: grant type not supported by the server.
+    UnsupportedGrantType,
+    /// RFC 6749 §5.2: scope not allowed for the client.
+    InvalidScope,
+    /// RFC 8707 §2: resource / audience not allowed.
+    InvalidTarget,
+    /// RFC 9449 §5: DPoP proof invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8: a server nonce is required (comes with a `DPoP-Nonce` header).
+    UseDpopNonce,
+    /// RFC 7009 §2.2.1: token type not supported for revocation.
+    UnsupportedTokenType,
+    /// Rate limit exceeded (429).
+    SlowDown,
+    /// RFC 6749 §5.2 server_error: something failed on our side (500).
+    ServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth error with what the HTTP layer needs to render it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    /// Human-readable, safe to show (never a secret, never database text).
+    pub description: Option<String>,
+    /// The client tried HTTP Basic: answer 401 with a `WWW-Authenticate: Basic` challenge.
+    pub basic_challenge: bool,
+    /// A fresh server nonce for `DPoP-Nonce`.
+    pub dpop_nonce: Option<String>,
+    /// Rate limit state for `X-RateLimit-*` / `Retry-After` headers.
+    pub rate: Option<RateHeaders>,
+}
+
+/// The figures behind `X-RateLimit-Limit`, `-Remaining`, `-Reset` (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_seconds: u64,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: Some(description.into()),
+            basic_challenge: false,
+            dpop_nonce: None,
+            rate: None,
+        }
+    }
+
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, d)
+    }
+
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidClient, d)
+    }
+
+    /// Internal failure: the detail is logged, the client sees a generic message.
+    pub fn server_error(detail: &dyn fmt::Display) -> Self {
+        tracing::error!(error = %detail, "request failed");
+        Self::new(ErrorCode::ServerError, "internal error")
+    }
+
+    #[must_use]
+    pub fn with_basic_challenge(mut self, basic: bool) -> Self {
+        self.basic_challenge = basic;
+        self
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.description {
+            Some(d) => write!(f, "{}: {d}", self.code),
+            None => write!(f, "{}", self.code),
+        }
+    }
+}
+
+impl std::error::Error for OAuthError {}

@@ -1,0 +1,36 @@
+//! The OAuth 2.0 token service: client authentication, the token endpoint grants,
+//! introspection and revocation, DPoP and rate limits. HTTP handlers in `http::token`
+//! and friends only translate requests and responses.
+
+pub mod client_auth;
+pub mod dpop;
+pub mod error;
+pub mod form;
+pub mod jwks_fetch;
+pub mod rate_limit;
+mod token;
+
+use std::sync::Arc;
+
+use crate::clients::ClientService;
+use crate::clock::Clock;
+use crate::config::{RateLimitSettings, TokenSettings};
+use crate::keys::KeyService;
+use crate::store::Store;
+
+pub use error::{ErrorCode, OAuthError, RateHeaders};
+pub use token::{EndpointRequest, TokenResponse};
+
+/// Everything the protocol endpoints need, shared by all requests.
+#[derive(Debug)]
+pub struct OAuthService {
+    pub store: Store,
+    pub clients: Arc<ClientService>,
+    pub keys: Arc<KeyService>,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: TokenSettings,
+    pub rate_limits: RateLimitSettings,
+    pub dpop: dpop::Dpop,
+    pub limiter: rate_limit::RateLimiter,
+    pub jwks: jwks_fetch::JwksFetcher,
+}

@@ -1,0 +1,431 @@
+//! Token endpoint grants (RFC 6749 §4.4 client_credentials), JWT access tokens
+//! (RFC 9068), introspection (RFC 7662) and revocation (RFC 7009).
+
+use serde_json::{Map, Value, json};
+
+use super::OAuthService;
+use super::dpop::{self, Expectation, Proof};
+use super::error::{ErrorCode, OAuthError, RateHeaders};
+use super::form::Form;
+use crate::crypto::{b64url, jws, random_bytes};
+use crate::domain::client::GrantType;
+use crate::domain::tenant::Tenant;
+
+/// JOSE `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// A protocol request as the service sees it.
+#[derive(Debug)]
+pub struct EndpointRequest<'a> {
+    pub method: &'a str,
+    /// The endpoint's URL under the issuer (DPoP `htu`, assertion `aud`).
+    pub url: String,
+    pub authorization: Option<&'a str>,
+    pub dpop: Vec<&'a str>,
+    pub form: Form,
+    /// The client's IP (after trusted-proxy resolution), for limits and audit.
+    pub ip: Option<String>,
+}
+
+/// A successful token response.
+#[derive(Debug)]
+pub struct TokenResponse {
+    pub body: Value,
+    pub dpop_nonce: Option<String>,
+    pub rate: Option<RateHeaders>,
+}
+
+/// Claims of an access token that passed every check.
+#[derive(Debug)]
+struct ActiveToken {
+    claims: Value,
+}
+
+fn slow_down(headers: RateHeaders) -> OAuthError {
+    let mut e = OAuthError::new(ErrorCode::SlowDown, "rate limit exceeded, retry later");
+    e.rate = Some(headers);
+    e
+}
+
+/// The tighter of two limit states, for the response headers.
+fn tighter(a: RateHeaders, b: Option<RateHeaders>) -> RateHeaders {
+    match b {
+        Some(b) if b.remaining < a.remaining => b,
+        _ => a,
+    }
+}
+
+impl OAuthService {
+    /// Counts a request against a limit; `Err` when exceeded.
+    async fn limit(&self, key: String, limit: u64) -> Result<Option<RateHeaders>, OAuthError> {
+        if !self.rate_limits.enabled {
+            return Ok(None);
+        }
+        let d = self.limiter.hit(&key, limit, self.clock.now()).await;
+        if d.allowed {
+            Ok(Some(d.headers))
+        } else {
+            Err(slow_down(d.headers))
+        }
+    }
+
+    /// `POST {issuer}/token`.
+    pub async fn token(
+        &self,
+        tenant: &Tenant,
+        req: EndpointRequest<'_>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let ip_rate = match &req.ip {
+            Some(ip) => {
+                self.limit(
+                    format!("token:ip:{}:{ip}", tenant.id),
+                    self.rate_limits.token_per_ip,
+                )
+                .await?
+            }
+            None => None,
+        };
+        let grant = req.form.require("grant_type")?.to_owned();
+        let client = self
+            .authenticate(
+                tenant,
+                &req.url,
+                req.authorization,
+                &req.form,
+                req.ip.as_deref(),
+            )
+            .await?;
+        let client_rate = self
+            .limit(
+                format!(
+                    "token:client:{}:{}",
+                    tenant.id, client.client.spec.client_id
+                ),
+                self.rate_limits.token_per_client,
+            )
+            .await?;
+        let rate = client_rate.map(|c| tighter(c, ip_rate));
+
+        let proof = self
+            .dpop
+            .validate(
+                &tenant.id,
+                &req.dpop,
+                &Expectation {
+                    method: req.method,
+                    url: &req.url,
+                    access_token: None,
+                },
+            )
+            .await?;
+        let spec = &client.client.spec;
+        if spec.dpop_bound_access_tokens && proof.is_none() {
+            return Err(OAuthError::invalid_request(
+                "this client must use DPoP: send a DPoP proof",
+            ));
+        }
+
+        let body = match grant.as_str() {
+            "client_credentials" => {
+                if !spec.allows_grant(GrantType::ClientCredentials) {
+                    return Err(OAuthError::new(
+                        ErrorCode::UnauthorizedClient,
+                        "the client is not allowed to use client_credentials",
+                    ));
+                }
+                self.client_credentials(tenant, &client.client, &req.form, proof.as_ref())
+                    .await?
+            }
+            "authorization_code" | "refresh_token" => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    format!("grant type {grant} is not supported yet"),
+                ));
+            }
+            other => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    format!("unsupported grant type {other:?}"),
+                ));
+            }
+        };
+        let dpop_nonce = if proof.is_some() && self.dpop.settings().require_nonce {
+            Some(
+                self.dpop
+                    .nonce(&tenant.id)
+                    .await
+                    .map_err(|e| OAuthError::server_error(&e))?,
+            )
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            body,
+            dpop_nonce,
+            rate,
+        })
+    }
+
+    async fn client_credentials(
+        &self,
+        tenant: &Tenant,
+        client: &crate::store::clients::StoredClient,
+        form: &Form,
+        proof: Option<&Proof>,
+    ) -> Result<Value, OAuthError> {
+        let spec = &client.spec;
+        let requested = form.list("scope");
+        let scopes = if requested.is_empty() {
+            spec.scopes.clone()
+        } else {
+            if let Some(bad) = requested.iter().find(|s| !spec.scopes.contains(s)) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("scope {bad:?} is not allowed for this client"),
+                ));
+            }
+            requested
+        };
+        // RFC 8707 `resource` and the widely used `audience`; both name the audience.
+        let mut audiences: Vec<String> = form.list("audience");
+        if let Some(r) = form.get("resource") {
+            audiences.push(r.to_owned());
+        }
+        let audiences = if audiences.is_empty() {
+            if spec.audiences.is_empty() {
+                vec![spec.client_id.clone()]
+            } else {
+                spec.audiences.clone()
+            }
+        } else {
+            if let Some(bad) = audiences.iter().find(|a| !spec.audiences.contains(a)) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidTarget,
+                    format!("audience {bad:?} is not allowed for this client"),
+                ));
+            }
+            audiences
+        };
+
+        let now = self.clock.now();
+        let lifetime = i64::try_from(spec.access_token_lifetime_seconds).unwrap_or(600);
+        let mut claims = Map::new();
+        claims.insert("iss".into(), tenant.issuer.clone().into());
+        claims.insert("sub".into(), spec.client_id.clone().into());
+        claims.insert("client_id".into(), spec.client_id.clone().into());
+        claims.insert(
+            "aud".into(),
+            if audiences.len() == 1 {
+                Value::String(audiences[0].clone())
+            } else {
+                json!(audiences)
+            },
+        );
+        claims.insert("iat".into(), now.into());
+        claims.insert("exp".into(), (now + lifetime).into());
+        claims.insert("jti".into(), b64url(&random_bytes::<16>()).into());
+        if !scopes.is_empty() {
+            claims.insert("scope".into(), scopes.join(" ").into());
+        }
+        if let Some(p) = proof {
+            claims.insert("cnf".into(), dpop::cnf(p));
+        }
+        let alg = spec
+            .access_token_alg
+            .unwrap_or(self.tokens.access_token_alg);
+        let key = self
+            .keys
+            .signer(&tenant.id, alg)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?
+            .ok_or_else(|| {
+                OAuthError::server_error(&format!("tenant {} has no active {alg} key", tenant.id))
+            })?;
+        let token = key
+            .sign_jwt(ACCESS_TOKEN_TYP, &Value::Object(claims))
+            .map_err(|e| OAuthError::server_error(&e))?;
+        let mut body = json!({
+            "access_token": token,
+            "token_type": if proof.is_some() { "DPoP" } else { "Bearer" },
+            "expires_in": lifetime,
+        });
+        if !scopes.is_empty() {
+            body["scope"] = scopes.join(" ").into();
+        }
+        Ok(body)
+    }
+
+    /// Verifies an access token of this tenant: signature by one of its published keys,
+    /// `typ`, issuer, expiry, revocation, and that its client still exists.
+    async fn active_token(
+        &self,
+        tenant: &Tenant,
+        token: &str,
+    ) -> Result<Option<ActiveToken>, OAuthError> {
+        let Ok(parsed) = jws::parse(token) else {
+            return Ok(None);
+        };
+        if parsed.header_str("typ") != Some(ACCESS_TOKEN_TYP) {
+            return Ok(None);
+        }
+        let Some(kid) = parsed.header_str("kid") else {
+            return Ok(None);
+        };
+        let Some(jwk) = self
+            .keys
+            .public_jwk(&tenant.id, kid)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?
+        else {
+            return Ok(None);
+        };
+        if parsed
+            .verify(&jwk, &crate::domain::signing_key::Algorithm::ALL)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        if parsed.claim_str("iss") != Some(tenant.issuer.as_str())
+            || parsed.claim_i64("exp").is_none_or(|exp| exp <= now)
+        {
+            return Ok(None);
+        }
+        let Some(jti) = parsed.claim_str("jti") else {
+            return Ok(None);
+        };
+        if self
+            .store
+            .is_revoked(&tenant.id, jti)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?
+        {
+            return Ok(None);
+        }
+        let Some(client_id) = parsed.claim_str("client_id") else {
+            return Ok(None);
+        };
+        if self
+            .clients
+            .get(&tenant.id, client_id)
+            .await
+            .map_err(|e| OAuthError::server_error(&e))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(ActiveToken {
+            claims: parsed.claims,
+        }))
+    }
+
+    /// `POST {issuer}/introspect` (RFC 7662). Inactive tokens get `{"active": false}`
+    /// and nothing else, whatever the reason.
+    pub async fn introspect(
+        &self,
+        tenant: &Tenant,
+        req: EndpointRequest<'_>,
+    ) -> Result<(Value, Option<RateHeaders>), OAuthError> {
+        if let Some(ip) = &req.ip {
+            self.limit(
+                format!("introspect:ip:{}:{ip}", tenant.id),
+                self.rate_limits.introspection_per_ip,
+            )
+            .await?;
+        }
+        let caller = self
+            .authenticate(
+                tenant,
+                &req.url,
+                req.authorization,
+                &req.form,
+                req.ip.as_deref(),
+            )
+            .await?;
+        let rate = self
+            .limit(
+                format!(
+                    "introspect:client:{}:{}",
+                    tenant.id, caller.client.spec.client_id
+                ),
+                self.rate_limits.introspection_per_client,
+            )
+            .await?;
+        let token = req.form.require("token")?;
+        let Some(active) = self.active_token(tenant, token).await? else {
+            return Ok((json!({ "active": false }), rate));
+        };
+        let c = &active.claims;
+        let mut out = Map::new();
+        out.insert("active".into(), true.into());
+        for name in [
+            "scope",
+            "client_id",
+            "sub",
+            "aud",
+            "iss",
+            "exp",
+            "iat",
+            "nbf",
+            "jti",
+            "cnf",
+        ] {
+            if let Some(v) = c.get(name) {
+                out.insert(name.into(), v.clone());
+            }
+        }
+        let bound = c.get("cnf").is_some_and(|cnf| cnf.get("jkt").is_some());
+        out.insert(
+            "token_type".into(),
+            (if bound { "DPoP" } else { "Bearer" }).into(),
+        );
+        Ok((Value::Object(out), rate))
+    }
+
+    /// `POST {issuer}/revoke` (RFC 7009). Unknown, invalid or foreign tokens succeed
+    /// without effect (§2.2): the caller learns nothing.
+    pub async fn revoke(
+        &self,
+        tenant: &Tenant,
+        req: EndpointRequest<'_>,
+    ) -> Result<(), OAuthError> {
+        let caller = self
+            .authenticate(
+                tenant,
+                &req.url,
+                req.authorization,
+                &req.form,
+                req.ip.as_deref(),
+            )
+            .await?;
+        let token = req.form.require("token")?;
+        if let Some(hint) = req.form.get("token_type_hint")
+            && !matches!(hint, "access_token" | "refresh_token")
+        {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedTokenType,
+                format!("token_type_hint {hint:?} is not supported"),
+            ));
+        }
+        let Some(active) = self.active_token(tenant, token).await? else {
+            return Ok(());
+        };
+        let c = &active.claims;
+        // Only the client a token was issued to may revoke it.
+        if c.get("client_id").and_then(Value::as_str) != Some(caller.client.spec.client_id.as_str())
+        {
+            return Ok(());
+        }
+        if let (Some(jti), Some(exp)) = (
+            c.get("jti").and_then(Value::as_str),
+            c.get("exp").and_then(Value::as_i64),
+        ) {
+            self.store
+                .revoke_jti(&tenant.id, jti, exp, self.clock.now())
+                .await
+                .map_err(|e| OAuthError::server_error(&e))?;
+            tracing::info!(tenant = %tenant.id, client_id = %caller.client.spec.client_id, "access token revoked");
+        }
+        Ok(())
+    }
+}
