@@ -81,18 +81,30 @@ impl KeyService {
         self.rotate(tenant_id, RotationMode::Bootstrap).await
     }
 
-    /// Plans and applies a rotation in one transaction; returns the new keys.
+    /// Plans and applies a rotation under the configured policy; returns the new keys.
     pub async fn rotate(&self, tenant_id: &str, mode: RotationMode) -> Result<Vec<KeyMeta>> {
+        self.rotate_with(tenant_id, mode, &self.policy).await
+    }
+
+    /// Plans and applies a rotation in one transaction under `policy` (a tenant's own,
+    /// e.g. from its SigningKeySet); returns the new keys.
+    pub async fn rotate_with(
+        &self,
+        tenant_id: &str,
+        mode: RotationMode,
+        policy: &KeyPolicy,
+    ) -> Result<Vec<KeyMeta>> {
         if self.store.get_tenant(tenant_id).await?.is_none() {
             return Err(Error::UnknownTenant(tenant_id.to_owned()));
         }
         let now = self.clock.now();
-        let policy = &self.policy;
         let new = self
             .store
             .rotate_keys(tenant_id, |existing| async move {
                 let plan = plan_rotation(&existing, policy, mode, now);
-                let new = self.generate(tenant_id, &plan, now).await?;
+                let new = self
+                    .generate(tenant_id, &plan, policy.rsa_bits, now)
+                    .await?;
                 Ok::<_, Error>((new, plan.supersede))
             })
             .await?;
@@ -107,11 +119,12 @@ impl KeyService {
         &self,
         tenant_id: &str,
         plan: &RotationPlan,
+        rsa_bits: u32,
         now: UnixTime,
     ) -> Result<Vec<NewStoredKey>> {
         let mut out = Vec::with_capacity(plan.new.len());
         for n in &plan.new {
-            let (alg, bits) = (n.alg, self.policy.rsa_bits);
+            let (alg, bits) = (n.alg, rsa_bits);
             // RSA generation takes tens of milliseconds: keep it off the async workers.
             let generated =
                 tokio::task::spawn_blocking(move || signing::generate(alg, bits)).await??;
@@ -132,6 +145,60 @@ impl KeyService {
             });
         }
         Ok(out)
+    }
+
+    /// Imports a PKCS#8 private key as the next key for its algorithm: it activates
+    /// after the promotion delay and supersedes the current key, like a rotation.
+    /// Returns the kid and whether it was new (importing the same key twice is a no-op).
+    pub async fn import(
+        &self,
+        tenant_id: &str,
+        alg: Algorithm,
+        pkcs8: &[u8],
+        policy: &KeyPolicy,
+    ) -> Result<(String, bool)> {
+        if self.store.get_tenant(tenant_id).await?.is_none() {
+            return Err(Error::UnknownTenant(tenant_id.to_owned()));
+        }
+        let key = SigningKey::from_pkcs8(alg, pkcs8)?;
+        let kid = key.kid().to_owned();
+        let now = self.clock.now();
+        let only_alg = KeyPolicy {
+            algorithms: vec![alg],
+            ..policy.clone()
+        };
+        let new = self
+            .store
+            .rotate_keys(tenant_id, |existing| {
+                let kid = kid.clone();
+                async move {
+                    if existing.iter().any(|k| k.kid == kid) {
+                        return Ok::<_, Error>((Vec::new(), Vec::new()));
+                    }
+                    let plan = plan_rotation(&existing, &only_alg, RotationMode::Force, now);
+                    let activates_at = plan.new.first().map_or(now, |n| n.activates_at);
+                    let stored = NewStoredKey {
+                        public_jwk: key.public_jwk(),
+                        sealed_private_key: self.kek.seal(pkcs8, &aad(tenant_id, &kid)),
+                        kek_id: self.kek.id().to_owned(),
+                        source: "imported".to_owned(),
+                        meta: KeyMeta {
+                            kid,
+                            alg,
+                            created_at: now,
+                            activates_at,
+                            superseded_at: None,
+                            retires_at: None,
+                        },
+                    };
+                    Ok((vec![stored], plan.supersede))
+                }
+            })
+            .await?;
+        if !new.is_empty() {
+            tracing::info!(tenant = tenant_id, kid = %kid, alg = %alg, "signing key imported");
+        }
+        Ok((kid, !new.is_empty()))
     }
 
     async fn published_keys(&self, tenant_id: &str) -> Result<Arc<Vec<StoredKey>>> {

@@ -1,6 +1,7 @@
 //! Gatehouse auth server library: configuration, domain rules, storage, crypto, the
 //! signing key service and the HTTP surface. `main.rs` only parses and runs.
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod clients;

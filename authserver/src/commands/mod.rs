@@ -87,6 +87,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 pub(crate) struct UsageError(pub String);
 
 /// What a command needs to work on the database.
+#[derive(Clone)]
 pub(crate) struct Context {
     pub settings: Settings,
     pub store: Store,

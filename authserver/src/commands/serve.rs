@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::{Context, open};
+use crate::admin::AdminService;
 use crate::config::Settings;
 use crate::http::{self, AppState, Readiness, metrics::Metrics, tenant_routing::TenantDirectory};
 use crate::oauth::OAuthService;
@@ -21,48 +22,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Keep caches coherent with writes from other pods, the CLI and the operator.
     let _watcher = ctx.store.spawn_change_watcher(ctx.epoch.clone());
 
-    if ctx.store.schema_status().await?.is_current() {
-        // The usual case: initialise before accepting traffic so that a wrong
-        // ENCRYPTION_KEY stops the process with a clear error.
-        initialise(&ctx).await?;
-    } else {
-        // Schema behind (PostgreSQL; the migration Job has not run yet): serve /healthz
-        // and a failing /readyz naming the missing migration, and finish start-up once
-        // the schema is current.
-        {
-            let _ = state.readiness.check().await;
-            let ctx = Context {
-                settings: ctx.settings.clone(),
-                store: ctx.store.clone(),
-                kek: Arc::clone(&ctx.kek),
-                keys: Arc::clone(&ctx.keys),
-                clients: Arc::clone(&ctx.clients),
-                clock: Arc::clone(&ctx.clock),
-                epoch: ctx.epoch.clone(),
-            };
-            let readiness = Arc::clone(&state.readiness);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    if ctx
-                        .store
-                        .schema_status()
-                        .await
-                        .is_ok_and(|s| s.is_current())
-                    {
-                        break;
-                    }
-                }
-                match initialise(&ctx).await {
-                    Ok(()) => readiness.set_startup(None),
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "start-up failed after migration");
-                        readiness.set_startup(Some(format!("start-up failed: {e:#}")));
-                    }
-                }
-            });
-        }
-    }
+    start_up(&ctx, &state).await?;
     if ctx.store.schema_status().await?.is_current() {
         state.readiness.set_startup(None);
     }
@@ -88,22 +48,91 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = stop_tx.send(true);
     });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let admin = if let Some(token) = ctx.settings.admin.token.clone() {
+        let service = AdminService {
+            store: ctx.store.clone(),
+            keys: Arc::clone(&ctx.keys),
+            clients: Arc::clone(&ctx.clients),
+            clock: Arc::clone(&ctx.clock),
+        };
+        Some(tokio::spawn(crate::admin::serve(
+            ctx.settings.admin.listen,
+            service,
+            token,
+            stopped(stop_rx.clone()),
+        )))
+    } else {
+        tracing::info!("admin gRPC API disabled (set GATEHOUSE_ADMIN_TOKEN or admin.token_file)");
+        None
+    };
+
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let grace = Duration::from_secs(ctx.settings.shutdown_timeout_seconds);
-    let mut stop_rx_deadline = stop_rx.clone();
     tokio::select! {
         res = server => res.context("HTTP server failed")?,
-        () = async move {
-            let _ = stop_rx_deadline.wait_for(|s| *s).await;
+        () = async {
+            stopped(stop_rx.clone()).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting"),
     }
+    if let Some(admin) = admin {
+        match tokio::time::timeout(grace, admin).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %format!("{e:#}"), "admin API failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "admin API task failed"),
+            Ok(Ok(Ok(()))) | Err(_) => {}
+        }
+    }
     ctx.store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Initialises now when the schema is current; otherwise serves a failing `/readyz`
+/// naming the missing migration and finishes start-up once the migration Job has run.
+async fn start_up(ctx: &Context, state: &AppState) -> anyhow::Result<()> {
+    if ctx.store.schema_status().await?.is_current() {
+        // The usual case: initialise before accepting traffic so that a wrong
+        // ENCRYPTION_KEY stops the process with a clear error.
+        initialise(ctx).await?;
+    } else {
+        // Schema behind (PostgreSQL; the migration Job has not run yet): serve /healthz
+        // and a failing /readyz naming the missing migration, and finish start-up once
+        // the schema is current.
+        {
+            let _ = state.readiness.check().await;
+            let ctx = ctx.clone();
+            let readiness = Arc::clone(&state.readiness);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if ctx
+                        .store
+                        .schema_status()
+                        .await
+                        .is_ok_and(|s| s.is_current())
+                    {
+                        break;
+                    }
+                }
+                match initialise(&ctx).await {
+                    Ok(()) => readiness.set_startup(None),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "start-up failed after migration");
+                        readiness.set_startup(Some(format!("start-up failed: {e:#}")));
+                    }
+                }
+            });
+        }
+    }
     Ok(())
 }
 

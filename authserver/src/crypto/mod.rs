@@ -20,3 +20,60 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     aws_lc_rs::rand::fill(&mut buf).expect("system random number generator failed");
     buf
 }
+
+/// Decodes a PKCS#8 PEM private key ("-----BEGIN PRIVATE KEY-----") to DER.
+pub fn pkcs8_from_pem(pem: &str) -> Result<Vec<u8>, String> {
+    const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+    const END: &str = "-----END PRIVATE KEY-----";
+    let start = pem.find(BEGIN).ok_or_else(|| {
+        if pem.contains("-----BEGIN RSA PRIVATE KEY-----")
+            || pem.contains("-----BEGIN EC PRIVATE KEY-----")
+        {
+            "key is not PKCS#8; convert it with `openssl pkcs8 -topk8 -nocrypt -in key.pem`"
+                .to_owned()
+        } else if pem.contains("ENCRYPTED PRIVATE KEY") {
+            "encrypted private keys are not supported; decrypt it first".to_owned()
+        } else {
+            format!("no {BEGIN} block found")
+        }
+    })? + BEGIN.len();
+    let end = pem[start..]
+        .find(END)
+        .ok_or_else(|| format!("no {END} line found"))?
+        + start;
+    let body: String = pem[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| "the PEM body is not valid base64".to_owned())
+}
+
+/// Encodes DER as a PKCS#8 PEM block (tests and tooling).
+pub fn pkcs8_to_pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END PRIVATE KEY-----\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trips_and_explains_other_formats() {
+        let der = vec![1u8, 2, 3, 4, 5];
+        assert_eq!(pkcs8_from_pem(&pkcs8_to_pem(&der)).unwrap(), der);
+        let err =
+            pkcs8_from_pem("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----")
+                .unwrap_err();
+        assert!(err.contains("openssl pkcs8"), "{err}");
+        assert!(pkcs8_from_pem("garbage").is_err());
+    }
+}

@@ -53,6 +53,41 @@ impl Store {
         Ok(changed > 0)
     }
 
+    /// Replaces a tenant's settings (a JSON object). Returns whether it changed.
+    pub async fn set_tenant_settings(
+        &self,
+        id: &str,
+        settings: &serde_json::Value,
+        now: UnixTime,
+    ) -> Result<bool> {
+        let text = settings.to_string();
+        let n = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE tenants SET settings = $2, updated_at = $3 WHERE id = $1 AND settings <> $2",
+            )
+            .bind(id)
+            .bind(&text)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Deletes a tenant; its clients and keys go with it (foreign keys). Returns whether
+    /// it existed.
+    pub async fn delete_tenant(&self, id: &str) -> Result<bool> {
+        let n = with_pool!(self, pool => {
+            sqlx::query("DELETE FROM tenants WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(n > 0)
+    }
+
     pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
         let row = with_pool!(self, pool => {
             sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(

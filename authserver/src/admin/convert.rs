@@ -1,0 +1,208 @@
+//! Protobuf ⇄ domain conversion. Requests are validated into domain types here, so every
+//! bad argument becomes INVALID_ARGUMENT naming its field.
+
+use tonic::Status;
+
+use super::proto;
+use crate::domain::client::{
+    AuthMethod, ClientSpec, ClientType, DEFAULT_ACCESS_TOKEN_LIFETIME,
+    DEFAULT_REFRESH_TOKEN_LIFETIME, FieldError, GrantType, SubjectType,
+};
+use crate::domain::signing_key::{Algorithm, KeyMeta, KeyPolicy, KeyState};
+use crate::store::clients::StoredClient;
+
+pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {message}"))
+}
+
+pub fn field_errors(prefix: &str, errors: &[FieldError]) -> Status {
+    Status::invalid_argument(
+        errors
+            .iter()
+            .map(|e| format!("{prefix}{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(invalid(field, "is required"))
+    } else {
+        Ok(value)
+    }
+}
+
+pub fn algorithm(field: &str, s: &str) -> Result<Algorithm, Status> {
+    s.parse::<Algorithm>().map_err(|()| {
+        invalid(
+            field,
+            format!("unknown algorithm {s:?} (expected RS256, ES256 or EdDSA)"),
+        )
+    })
+}
+
+pub fn client_spec(p: proto::ClientSpec) -> Result<ClientSpec, Status> {
+    let client_type = match p.client_type.as_str() {
+        "" | "confidential" => ClientType::Confidential,
+        "public" => ClientType::Public,
+        other => {
+            return Err(invalid(
+                "spec.client_type",
+                format!("unknown client type {other:?} (expected confidential or public)"),
+            ));
+        }
+    };
+    let grant_types = p
+        .grant_types
+        .iter()
+        .map(|g| g.parse::<GrantType>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("spec.grant_types", e))?;
+    let auth_method = match p.token_endpoint_auth_method.as_str() {
+        "" if client_type == ClientType::Public => AuthMethod::None,
+        "" => AuthMethod::ClientSecretBasic,
+        m => m
+            .parse::<AuthMethod>()
+            .map_err(|e| invalid("spec.token_endpoint_auth_method", e))?,
+    };
+    let subject_type = match p.subject_type.as_str() {
+        "" | "public" => SubjectType::Public,
+        "pairwise" => SubjectType::Pairwise,
+        other => {
+            return Err(invalid(
+                "spec.subject_type",
+                format!("unknown subject type {other:?} (expected public or pairwise)"),
+            ));
+        }
+    };
+    let jwks = p
+        .jwks_json
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .transpose()
+        .map_err(|e| invalid("spec.jwks_json", format!("not JSON: {e}")))?;
+    let access_token_alg = match p.access_token_alg.as_str() {
+        "" => None,
+        a => Some(algorithm("spec.access_token_alg", a)?),
+    };
+    let or_default = |v: u64, d: u64| if v == 0 { d } else { v };
+    Ok(ClientSpec {
+        client_id: p.client_id,
+        client_type,
+        grant_types,
+        redirect_uris: p.redirect_uris,
+        post_logout_redirect_uris: p.post_logout_redirect_uris,
+        scopes: p.scopes,
+        audiences: p.audiences,
+        auth_method,
+        jwks_uri: p.jwks_uri.filter(|u| !u.is_empty()),
+        jwks,
+        access_token_lifetime_seconds: or_default(
+            p.access_token_lifetime_seconds,
+            DEFAULT_ACCESS_TOKEN_LIFETIME,
+        ),
+        refresh_token_lifetime_seconds: or_default(
+            p.refresh_token_lifetime_seconds,
+            DEFAULT_REFRESH_TOKEN_LIFETIME,
+        ),
+        subject_type,
+        dpop_bound_access_tokens: p.dpop_bound_access_tokens,
+        allowed_cors_origins: p.allowed_cors_origins,
+        first_party: p.first_party,
+        access_token_alg,
+    })
+}
+
+pub fn client_spec_to_proto(s: &ClientSpec) -> proto::ClientSpec {
+    proto::ClientSpec {
+        client_id: s.client_id.clone(),
+        client_type: match s.client_type {
+            ClientType::Confidential => "confidential",
+            ClientType::Public => "public",
+        }
+        .to_owned(),
+        grant_types: s
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect(),
+        redirect_uris: s.redirect_uris.clone(),
+        post_logout_redirect_uris: s.post_logout_redirect_uris.clone(),
+        scopes: s.scopes.clone(),
+        audiences: s.audiences.clone(),
+        token_endpoint_auth_method: s.auth_method.as_str().to_owned(),
+        jwks_uri: s.jwks_uri.clone(),
+        jwks_json: s.jwks.as_ref().map(ToString::to_string),
+        access_token_lifetime_seconds: s.access_token_lifetime_seconds,
+        refresh_token_lifetime_seconds: s.refresh_token_lifetime_seconds,
+        subject_type: match s.subject_type {
+            SubjectType::Public => "public",
+            SubjectType::Pairwise => "pairwise",
+        }
+        .to_owned(),
+        dpop_bound_access_tokens: s.dpop_bound_access_tokens,
+        allowed_cors_origins: s.allowed_cors_origins.clone(),
+        first_party: s.first_party,
+        access_token_alg: s
+            .access_token_alg
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+pub fn client_to_proto(c: &StoredClient, now: i64) -> proto::Client {
+    proto::Client {
+        tenant_id: c.tenant_id.clone(),
+        spec: Some(client_spec_to_proto(&c.spec)),
+        valid_secrets: u32::try_from(c.secrets.iter().filter(|s| s.valid_at(now)).count())
+            .unwrap_or(u32::MAX),
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
+}
+
+/// A request's key policy over the server default; zero/empty fields keep the default.
+pub fn key_policy(p: Option<proto::KeyPolicy>, default: &KeyPolicy) -> Result<KeyPolicy, Status> {
+    let Some(p) = p else {
+        return Ok(default.clone());
+    };
+    let mut out = default.clone();
+    if !p.algorithms.is_empty() {
+        out.algorithms = crate::config::parse_algorithms(&p.algorithms)
+            .map_err(|e| invalid("policy.algorithms", e))?;
+    }
+    if p.rsa_bits != 0 {
+        if ![2048, 3072, 4096].contains(&p.rsa_bits) {
+            return Err(invalid("policy.rsa_bits", "must be 2048, 3072 or 4096"));
+        }
+        out.rsa_bits = p.rsa_bits;
+    }
+    if p.rotation_interval_seconds != 0 {
+        out.rotation_interval_seconds = p.rotation_interval_seconds;
+    }
+    if p.overlap_window_seconds != 0 {
+        out.overlap_window_seconds = p.overlap_window_seconds;
+    }
+    out.promotion_delay_seconds = p.promotion_delay_seconds;
+    if out.overlap_window_seconds > out.rotation_interval_seconds {
+        return Err(invalid(
+            "policy.overlap_window_seconds",
+            "must not exceed the rotation interval",
+        ));
+    }
+    Ok(out)
+}
+
+pub fn key_to_proto(k: &KeyMeta, source: &str, now: i64) -> proto::SigningKey {
+    proto::SigningKey {
+        kid: k.kid.clone(),
+        alg: k.alg.as_str().to_owned(),
+        state: KeyState::as_str(k.state(now)).to_owned(),
+        created_at: k.created_at,
+        activates_at: k.activates_at,
+        superseded_at: k.superseded_at,
+        retires_at: k.retires_at,
+        source: source.to_owned(),
+    }
+}

@@ -1,0 +1,414 @@
+//! The `Admin` service: validate the request into domain types, call one service
+//! function, map the outcome (bad input → INVALID_ARGUMENT, absent → NOT_FOUND, the rest
+//! → INTERNAL with the detail logged, not returned).
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use tonic::{Request, Response, Status};
+
+use super::convert::{
+    algorithm, client_spec, client_to_proto, field_errors, invalid, key_policy, key_to_proto,
+    required,
+};
+use super::proto::{self, admin_server::Admin};
+use crate::clients::{self, Actor, ClientService, SecretRequest};
+use crate::clock::Clock;
+use crate::domain::signing_key::{RotationMode, next_rotation};
+use crate::domain::tenant::{self, TenantSpec};
+use crate::keys::{self, KeyService};
+use crate::store::audit::AuditEvent;
+use crate::store::clients::UpsertOutcome;
+use crate::store::{self, Store};
+
+/// State of the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    pub store: Store,
+    pub keys: Arc<KeyService>,
+    pub clients: Arc<ClientService>,
+    pub clock: Arc<dyn Clock>,
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "admin API call failed");
+    Status::internal("internal error")
+}
+
+fn store_err(e: &store::Error) -> Status {
+    internal(e)
+}
+
+fn clients_err(e: clients::Error) -> Status {
+    match e {
+        clients::Error::Invalid(errors) => field_errors("spec.", &errors),
+        clients::Error::AlreadyExists(id) => {
+            Status::already_exists(format!("client {id:?} already exists"))
+        }
+        clients::Error::NotFound(id) => Status::not_found(format!("client {id:?} does not exist")),
+        clients::Error::UnknownTenant(id) => {
+            Status::not_found(format!("tenant {id:?} does not exist"))
+        }
+        clients::Error::Store(e) => store_err(&e),
+    }
+}
+
+fn keys_err(e: keys::Error) -> Status {
+    match e {
+        keys::Error::UnknownTenant(id) => {
+            Status::not_found(format!("tenant {id:?} does not exist"))
+        }
+        keys::Error::Crypto(e) => invalid("private_key_pem", e),
+        other => internal(&other),
+    }
+}
+
+fn tenant_to_proto(t: &tenant::Tenant) -> proto::Tenant {
+    proto::Tenant {
+        id: t.id.clone(),
+        issuer: t.issuer.clone(),
+        display_name: t.display_name.clone(),
+        settings_json: t.settings.to_string(),
+        created_at: t.created_at,
+        updated_at: t.updated_at,
+    }
+}
+
+impl AdminService {
+    async fn audit(&self, tenant_id: &str, event: &str, subject: &str) {
+        let e = AuditEvent {
+            tenant_id: tenant_id.to_owned(),
+            at: self.clock.now(),
+            event: event.to_owned(),
+            actor: Some("admin-api".to_owned()),
+            subject: Some(subject.to_owned()),
+            ip: None,
+            details: serde_json::json!({}),
+        };
+        if let Err(err) = self.store.record_audit(&e).await {
+            tracing::warn!(error = %err, event, "failed to record audit event");
+        }
+    }
+
+    async fn key_set(
+        &self,
+        tenant_id: &str,
+        policy: &crate::domain::signing_key::KeyPolicy,
+    ) -> Result<proto::SigningKeySet, Status> {
+        let now = self.clock.now();
+        let stored = self
+            .store
+            .list_keys(tenant_id)
+            .await
+            .map_err(|e| store_err(&e))?;
+        let metas: Vec<_> = stored.iter().map(|k| k.meta.clone()).collect();
+        Ok(proto::SigningKeySet {
+            keys: stored
+                .iter()
+                .map(|k| key_to_proto(&k.meta, &k.source, now))
+                .collect(),
+            next_rotation: next_rotation(&metas, policy, now),
+        })
+    }
+
+    async fn require_tenant(&self, id: &str) -> Result<(), Status> {
+        match self.store.get_tenant(id).await.map_err(|e| store_err(&e))? {
+            Some(_) => Ok(()),
+            None => Err(Status::not_found(format!("tenant {id:?} does not exist"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn health(
+        &self,
+        _req: Request<proto::HealthRequest>,
+    ) -> Result<Response<proto::HealthResponse>, Status> {
+        let reachable = self.store.ping().await.is_ok();
+        let status = if reachable {
+            self.store.schema_status().await.ok()
+        } else {
+            None
+        };
+        Ok(Response::new(proto::HealthResponse {
+            database_reachable: reachable,
+            schema_current: status
+                .as_ref()
+                .is_some_and(store::migrate::SchemaStatus::is_current),
+            schema_version: status.as_ref().and_then(|s| s.current_version).unwrap_or(0),
+            pending_migrations: status
+                .map(|s| s.pending.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn upsert_tenant(
+        &self,
+        req: Request<proto::UpsertTenantRequest>,
+    ) -> Result<Response<proto::UpsertTenantResponse>, Status> {
+        let r = req.into_inner();
+        tenant::validate_id(&r.id).map_err(|e| invalid("id", e))?;
+        let issuer = r.issuer.trim_end_matches('/').to_owned();
+        tenant::validate_issuer(&issuer, false).map_err(|e| invalid("issuer", e))?;
+        let settings: serde_json::Value = if r.settings_json.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::from_str(&r.settings_json)
+                .map_err(|e| invalid("settings_json", format!("not JSON: {e}")))?
+        };
+        if !settings.is_object() {
+            return Err(invalid("settings_json", "must be a JSON object"));
+        }
+        let spec = TenantSpec {
+            display_name: if r.display_name.is_empty() {
+                r.id.clone()
+            } else {
+                r.display_name
+            },
+            id: r.id,
+            issuer,
+        };
+        let now = self.clock.now();
+        let changed = self
+            .store
+            .upsert_tenant(&spec, now)
+            .await
+            .map_err(|e| match e {
+                store::Error::Conflict { .. } => Status::already_exists(format!(
+                    "issuer {:?} is already used by another tenant",
+                    spec.issuer
+                )),
+                other => store_err(&other),
+            })?;
+        let settings_changed = self
+            .store
+            .set_tenant_settings(&spec.id, &settings, now)
+            .await
+            .map_err(|e| store_err(&e))?;
+        if changed || settings_changed {
+            self.audit(&spec.id, "tenant.upserted", &spec.id).await;
+            tracing::info!(tenant = %spec.id, issuer = %spec.issuer, "tenant upserted via admin API");
+        }
+        let t = self
+            .store
+            .get_tenant(&spec.id)
+            .await
+            .map_err(|e| store_err(&e))?
+            .ok_or_else(|| Status::internal("tenant vanished"))?;
+        Ok(Response::new(proto::UpsertTenantResponse {
+            tenant: Some(tenant_to_proto(&t)),
+            changed: changed || settings_changed,
+        }))
+    }
+
+    async fn get_tenant(
+        &self,
+        req: Request<proto::GetTenantRequest>,
+    ) -> Result<Response<proto::Tenant>, Status> {
+        let id = req.into_inner().id;
+        required("id", &id)?;
+        match self
+            .store
+            .get_tenant(&id)
+            .await
+            .map_err(|e| store_err(&e))?
+        {
+            Some(t) => Ok(Response::new(tenant_to_proto(&t))),
+            None => Err(Status::not_found(format!("tenant {id:?} does not exist"))),
+        }
+    }
+
+    async fn delete_tenant(
+        &self,
+        req: Request<proto::DeleteTenantRequest>,
+    ) -> Result<Response<proto::DeleteTenantResponse>, Status> {
+        let id = req.into_inner().id;
+        required("id", &id)?;
+        let deleted = self
+            .store
+            .delete_tenant(&id)
+            .await
+            .map_err(|e| store_err(&e))?;
+        if deleted {
+            self.audit(&id, "tenant.deleted", &id).await;
+            tracing::info!(tenant = %id, "tenant deleted via admin API");
+        }
+        Ok(Response::new(proto::DeleteTenantResponse { deleted }))
+    }
+
+    async fn upsert_client(
+        &self,
+        req: Request<proto::UpsertClientRequest>,
+    ) -> Result<Response<proto::UpsertClientResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        let spec = client_spec(r.spec.ok_or_else(|| invalid("spec", "is required"))?)?;
+        let secret = match r.secret {
+            Some(proto::upsert_client_request::Secret::SuppliedSecret(s)) => {
+                SecretRequest::Supplied(SecretString::from(s))
+            }
+            Some(proto::upsert_client_request::Secret::GenerateIfMissing(_)) | None => {
+                SecretRequest::GenerateIfMissing
+            }
+        };
+        let registered = self
+            .clients
+            .upsert(&r.tenant_id, &spec, secret, Actor::AdminApi)
+            .await
+            .map_err(clients_err)?;
+        let stored = self
+            .store
+            .get_client(&r.tenant_id, &spec.client_id)
+            .await
+            .map_err(|e| store_err(&e))?
+            .ok_or_else(|| Status::internal("client vanished"))?;
+        Ok(Response::new(proto::UpsertClientResponse {
+            outcome: match registered.outcome {
+                UpsertOutcome::Created => "created",
+                UpsertOutcome::Updated => "updated",
+                UpsertOutcome::Unchanged => "unchanged",
+            }
+            .to_owned(),
+            generated_secret: registered
+                .generated_secret
+                .map(|s| s.expose_secret().to_owned()),
+            client: Some(client_to_proto(&stored, self.clock.now())),
+        }))
+    }
+
+    async fn get_client(
+        &self,
+        req: Request<proto::GetClientRequest>,
+    ) -> Result<Response<proto::Client>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("client_id", &r.client_id)?;
+        match self
+            .store
+            .get_client(&r.tenant_id, &r.client_id)
+            .await
+            .map_err(|e| store_err(&e))?
+        {
+            Some(c) => Ok(Response::new(client_to_proto(&c, self.clock.now()))),
+            None => Err(Status::not_found(format!(
+                "client {:?} does not exist in tenant {:?}",
+                r.client_id, r.tenant_id
+            ))),
+        }
+    }
+
+    async fn delete_client(
+        &self,
+        req: Request<proto::DeleteClientRequest>,
+    ) -> Result<Response<proto::DeleteClientResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("client_id", &r.client_id)?;
+        let deleted = self
+            .clients
+            .delete(&r.tenant_id, &r.client_id, Actor::AdminApi)
+            .await
+            .map_err(clients_err)?;
+        Ok(Response::new(proto::DeleteClientResponse { deleted }))
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        req: Request<proto::RotateClientSecretRequest>,
+    ) -> Result<Response<proto::RotateClientSecretResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("client_id", &r.client_id)?;
+        let generated = self
+            .clients
+            .rotate_secret(
+                &r.tenant_id,
+                &r.client_id,
+                r.supplied_secret.map(SecretString::from),
+                r.overlap_seconds,
+                Actor::AdminApi,
+            )
+            .await
+            .map_err(clients_err)?;
+        Ok(Response::new(proto::RotateClientSecretResponse {
+            generated_secret: generated.map(|s| s.expose_secret().to_owned()),
+            previous_secret_expires_at: self
+                .clock
+                .now()
+                .saturating_add(i64::try_from(r.overlap_seconds).unwrap_or(i64::MAX)),
+        }))
+    }
+
+    async fn list_signing_keys(
+        &self,
+        req: Request<proto::ListSigningKeysRequest>,
+    ) -> Result<Response<proto::SigningKeySet>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        self.require_tenant(&r.tenant_id).await?;
+        let policy = key_policy(r.policy, self.keys.policy())?;
+        Ok(Response::new(self.key_set(&r.tenant_id, &policy).await?))
+    }
+
+    async fn rotate_signing_keys(
+        &self,
+        req: Request<proto::RotateSigningKeysRequest>,
+    ) -> Result<Response<proto::RotateSigningKeysResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        let mode = match r.mode.as_str() {
+            "bootstrap" => RotationMode::Bootstrap,
+            "if_due" => RotationMode::IfDue,
+            "force" | "" => RotationMode::Force,
+            other => {
+                return Err(invalid(
+                    "mode",
+                    format!("unknown mode {other:?} (expected bootstrap, if_due or force)"),
+                ));
+            }
+        };
+        let policy = key_policy(r.policy, self.keys.policy())?;
+        let created = self
+            .keys
+            .rotate_with(&r.tenant_id, mode, &policy)
+            .await
+            .map_err(keys_err)?;
+        let now = self.clock.now();
+        for k in &created {
+            self.audit(&r.tenant_id, "signing_key.rotated", &k.kid)
+                .await;
+        }
+        Ok(Response::new(proto::RotateSigningKeysResponse {
+            created: created
+                .iter()
+                .map(|k| key_to_proto(k, "generated", now))
+                .collect(),
+            key_set: Some(self.key_set(&r.tenant_id, &policy).await?),
+        }))
+    }
+
+    async fn import_signing_key(
+        &self,
+        req: Request<proto::ImportSigningKeyRequest>,
+    ) -> Result<Response<proto::ImportSigningKeyResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        let alg = algorithm("alg", &r.alg)?;
+        let der = crate::crypto::pkcs8_from_pem(&r.private_key_pem)
+            .map_err(|e| invalid("private_key_pem", e))?;
+        let policy = key_policy(r.policy, self.keys.policy())?;
+        let (kid, imported) = self
+            .keys
+            .import(&r.tenant_id, alg, &der, &policy)
+            .await
+            .map_err(keys_err)?;
+        if imported {
+            self.audit(&r.tenant_id, "signing_key.imported", &kid).await;
+        }
+        Ok(Response::new(proto::ImportSigningKeyResponse {
+            kid,
+            imported,
+        }))
+    }
+}
