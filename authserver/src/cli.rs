@@ -122,6 +122,9 @@ pub struct CreateClientArgs {
     /// Access token lifetime in seconds (60–86400).
     #[arg(long)]
     pub access_token_lifetime: Option<u64>,
+    /// Access token signing algorithm: RS256, ES256 or EdDSA (default: tokens.access_token_alg).
+    #[arg(long)]
+    pub access_token_alg: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -96,6 +96,11 @@ fn spec_from_args(args: &CreateClientArgs) -> anyhow::Result<ClientSpec> {
     if let Some(l) = args.access_token_lifetime {
         spec.access_token_lifetime_seconds = l;
     }
+    if let Some(a) = &args.access_token_alg {
+        spec.access_token_alg = Some(a.parse().map_err(|()| {
+            anyhow::anyhow!("--access-token-alg: unknown algorithm {a:?} (expected RS256, ES256 or EdDSA)")
+        })?);
+    }
     Ok(spec)
 }
 
