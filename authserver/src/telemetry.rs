@@ -1,4 +1,4 @@
-//! Logging and tracing setup. JSON logs in production, pretty in `--dev`; level from
+//! Logging and tracing setup. JSON logs on stderr in production, pretty in `--dev`; level from
 //! config or `RUST_LOG`. OpenTelemetry export is opt-in: only when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set is a tracer built; otherwise no OTel layer exists
 //! and nothing is paid for it.
@@ -33,8 +33,9 @@ impl Drop for Guard {
 /// Installs the global subscriber. `otlp_endpoint` is `OTEL_EXPORTER_OTLP_ENDPOINT`.
 pub fn init(level: &str, format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Guard> {
     let filter = EnvFilter::try_new(level)?;
+    // Logs go to stderr: stdout is the command's output (`keys list --json`, `migrate`),
+    // which scripts parse and must not find log lines in.
     let fmt_layer = match format {
-        // Logs go to stderr: stdout belongs to command output (JSON a script parses).
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .json()

@@ -105,12 +105,17 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
 
     let encryption_key = match file.encryption.key {
         Some(key) => {
+            // Never echo the value: it may be a real key with a typo.
+            let got = if key.len() == 64 {
+                "a character that is not hexadecimal".to_owned()
+            } else {
+                format!("{} characters", key.len())
+            };
             if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
                 problems.push(Problem::new(
                     "encryption.key",
                     format!(
-                        "ENCRYPTION_KEY must be 64 hexadecimal characters (32 bytes), got {} characters",
-                        key.len()
+                        "ENCRYPTION_KEY must be 64 hexadecimal characters (32 bytes), got {got}"
                     ),
                 ));
             }

@@ -34,8 +34,10 @@ pub enum Error {
     Conflict { constraint: String },
     #[error("invalid database URL: {0}")]
     BadUrl(#[source] sqlx::Error),
-    #[error("database unreachable after {waited_seconds} s: {source}")]
+    /// `target` is the URL without password or query, so it is safe to print.
+    #[error("database {target} unreachable after {waited_seconds} s")]
     Unreachable {
+        target: String,
         waited_seconds: u64,
         #[source]
         source: sqlx::Error,
@@ -128,6 +130,20 @@ macro_rules! in_transaction {
 }
 pub(crate) use in_transaction;
 
+/// The database URL for messages: scheme, user, host, port and database (or the SQLite
+/// path), never the password or query parameters (which may carry one).
+pub fn describe_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.scheme() != "sqlite" => {
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        _ => url.split(['?', '#']).next().unwrap_or(url).to_owned(),
+    }
+}
+
 /// Connection pool figures for metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolStats {
@@ -166,37 +182,58 @@ impl Store {
             Pool::Postgres(pool)
         };
         let store = Self { pool };
-        store
-            .wait_reachable(settings.startup_timeout_seconds)
-            .await?;
+        store.wait_reachable(settings, &describe_url(url)).await?;
         Ok(store)
     }
 
-    async fn wait_reachable(&self, timeout_seconds: u64) -> Result<()> {
+    /// Retries a direct connection with exponential backoff until `startup_timeout_seconds`
+    /// have passed. Each attempt is a fresh connection rather than a pool checkout: the
+    /// pool would retry internally until its acquire timeout (overshooting the window)
+    /// and then report only "pool timed out", hiding why.
+    async fn wait_reachable(&self, settings: &DatabaseSettings, target: &str) -> Result<()> {
         let start = tokio::time::Instant::now();
-        let deadline = start + Duration::from_secs(timeout_seconds);
+        let deadline = start + Duration::from_secs(settings.startup_timeout_seconds);
+        let per_attempt = Duration::from_secs(settings.connect_timeout_seconds.max(1));
         let mut delay = Duration::from_millis(250);
         loop {
-            match self.ping().await {
-                Ok(()) => return Ok(()),
-                Err(Error::Database(e)) if tokio::time::Instant::now() + delay < deadline => {
-                    tracing::warn!(
-                        error = %e,
-                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "database unreachable, retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(Error::Database(source)) => {
-                    return Err(Error::Unreachable {
-                        waited_seconds: start.elapsed().as_secs(),
-                        source,
-                    });
-                }
-                Err(other) => return Err(other),
+            let budget = per_attempt
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .max(Duration::from_millis(100));
+            let error = match tokio::time::timeout(budget, self.probe()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => e,
+                Err(_) => sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {} ms", budget.as_millis()),
+                )),
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::Unreachable {
+                    target: target.to_owned(),
+                    waited_seconds: start.elapsed().as_secs(),
+                    source: error,
+                });
             }
+            let wait = delay.min(deadline - now);
+            tracing::warn!(
+                database = target,
+                error = %error,
+                retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "database unreachable, retrying"
+            );
+            tokio::time::sleep(wait).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// Opens and closes one connection outside the pool.
+    async fn probe(&self) -> std::result::Result<(), sqlx::Error> {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        with_pool!(self, pool => {
+            let conn = pool.connect_options().connect().await?;
+            conn.close().await
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -224,5 +261,22 @@ impl Store {
     /// Closes every connection (on shutdown).
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_url;
+
+    #[test]
+    fn described_urls_carry_no_password() {
+        assert_eq!(
+            describe_url("postgres://app:s3cret@db.internal:5432/idp?password=x&sslmode=require"),
+            "postgres://app@db.internal:5432/idp"
+        );
+        assert_eq!(
+            describe_url("sqlite:///var/lib/gatehouse/authserver.db?mode=rwc"),
+            "sqlite:///var/lib/gatehouse/authserver.db"
+        );
     }
 }

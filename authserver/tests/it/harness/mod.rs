@@ -1,0 +1,251 @@
+//! Test harness: real databases and the real `authserver` binary as child processes.
+//!
+//! - [`TestDb`]: a fresh database per test with its own random `ENCRYPTION_KEY`, a scratch
+//!   directory and a config file declaring tenant `main`. PostgreSQL databases are created
+//!   on the server `DATABASE_URL` names, or on an ephemeral cluster the harness starts
+//!   itself (see [`postgres`]); SQLite databases are files in the scratch directory.
+//! - [`Cli`]: one `authserver` invocation with a clean environment; [`Cli::run`] captures
+//!   its output, [`Cli::serve`] starts `serve` and waits until it is ready.
+//! - [`Server`]: a running `serve`, killed on drop; its logs are kept in files.
+
+pub mod postgres;
+mod process;
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use sqlx::Connection as _;
+
+pub use process::{Cli, Output, Server, free_port};
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Runs an `async fn name(backend: Backend)` once per backend, as the tests
+/// `name::postgres` and `name::sqlite`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::harness::Backend;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await;
+            }
+        }
+    )*};
+}
+
+/// `n` random bytes as lowercase hex, from the kernel.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("/dev/urandom is readable");
+    bytes.iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
+}
+
+/// A fresh 64-hex-character ENCRYPTION_KEY.
+pub fn new_encryption_key() -> String {
+    random_hex(32)
+}
+
+/// A fresh database for one test, dropped (best effort) with it.
+#[derive(Debug)]
+pub struct TestDb {
+    pub backend: Backend,
+    url: String,
+    key: String,
+    /// Port reserved for this database's primary server; tenant `main`'s issuer uses it.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    _pg: Option<postgres::Database>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("gatehouse-it-")
+            .tempdir()
+            .expect("create scratch dir");
+        let (url, pg) = match backend {
+            Backend::Postgres => {
+                let db = postgres::Database::create().await;
+                (db.url.clone(), Some(db))
+            }
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("authserver.db").display()),
+                None,
+            ),
+        };
+        let port = free_port();
+        let db = Self {
+            backend,
+            url,
+            key: new_encryption_key(),
+            port,
+            dir,
+            _pg: pg,
+        };
+        db.write_config("config.yaml", &db.tenant_config(&[("main", "")]));
+        db
+    }
+
+    /// A fresh database with the schema applied.
+    pub async fn migrated(backend: Backend) -> Self {
+        let db = Self::new(backend).await;
+        db.cli().args(["migrate"]).run().await.assert_success();
+        db
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The issuer `http://127.0.0.1:{port}{path}` of this database's primary server.
+    pub fn issuer(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// YAML declaring tenants `(id, issuer path)` on this database's primary server.
+    pub fn tenant_config(&self, tenants: &[(&str, &str)]) -> String {
+        let mut yaml = String::from("tenants:\n");
+        for (id, path) in tenants {
+            let _ = write!(
+                yaml,
+                "  - id: {id}\n    issuer: {}\n    display_name: Tenant {id}\n",
+                self.issuer(path)
+            );
+        }
+        yaml
+    }
+
+    /// Writes a file into the scratch dir and returns its path.
+    pub fn write_config(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write config file");
+        path
+    }
+
+    /// The `authserver` command with this database, its key and its config file.
+    pub fn cli(&self) -> Cli {
+        Cli::new()
+            .env("DATABASE_URL", &self.url)
+            .env("ENCRYPTION_KEY", &self.key)
+            .env(
+                "GATEHOUSE_CONFIG",
+                self.dir.path().join("config.yaml").display().to_string(),
+            )
+    }
+
+    /// Starts `serve` on the primary port and waits until it is ready.
+    pub async fn serve(&self) -> Server {
+        self.cli().serve(self.port).await
+    }
+
+    /// Whether the database exists at all and has `table`.
+    pub async fn has_table(&self, table: &str) -> bool {
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+                     WHERE table_schema = 'public' AND table_name = $1)",
+                )
+                .bind(table)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+            }
+            Backend::Sqlite => {
+                if !self.sqlite_path().exists() {
+                    return false;
+                }
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+                )
+                .bind(table)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+                    > 0
+            }
+        }
+    }
+
+    /// Path of the SQLite file (SQLite only).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.dir.path().join("authserver.db")
+    }
+
+    /// Runs a query returning one integer.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Runs a query returning rows of text, each row's columns joined with `|`.
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Every signing key row as `tenant|kid|kek_id|superseded_at` plus the sealed private
+    /// key in hex, ordered: a snapshot to prove a failed command changed nothing.
+    pub async fn key_snapshot(&self) -> Vec<String> {
+        let hex = match self.backend {
+            Backend::Postgres => "encode(private_key, 'hex')",
+            Backend::Sqlite => "hex(private_key)",
+        };
+        self.rows(&format!(
+            "SELECT tenant_id || '|' || kid || '|' || kek_id || '|' || \
+             coalesce(CAST(superseded_at AS TEXT), '-') || '|' || {hex} \
+             FROM signing_keys ORDER BY tenant_id, kid"
+        ))
+        .await
+    }
+}

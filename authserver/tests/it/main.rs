@@ -1,0 +1,20 @@
+//! Integration tests: the real `authserver` binary, run as child processes against real
+//! PostgreSQL and SQLite databases and called over HTTP. One test binary for the crate
+//! (STYLE §7); each module covers one area, most tests run on both backends.
+
+// All of this crate is test code, but clippy.toml's allow-*-in-tests only covers
+// `#[test]` functions, not the harness they share.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod harness;
+
+mod config;
+mod discovery;
+mod docs;
+mod keys;
+mod lifecycle;
+mod metrics;
+mod migrate;
+mod multi_pod;
+mod routing;
