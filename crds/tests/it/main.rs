@@ -8,6 +8,7 @@
 mod cel;
 mod examples;
 mod generated;
+mod structural;
 
 use std::path::{Path, PathBuf};
 
