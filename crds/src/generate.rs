@@ -365,6 +365,7 @@ fn type_of(field: &Value) -> String {
     }
     match field["type"].as_str() {
         Some("array") => format!("[]{}", type_of(&field["items"])),
+        Some("string") if field["format"] == "date-time" => "timestamp (RFC 3339)".to_owned(),
         Some(ty) => ty.to_owned(),
         None => "object".to_owned(),
     }
