@@ -244,8 +244,10 @@ impl KeyService {
     pub async fn signer(&self, tenant_id: &str, alg: Algorithm) -> Result<Option<Arc<SigningKey>>> {
         let now = self.clock.now();
         let keys = self.published_keys(tenant_id).await?;
-        let metas: Vec<KeyMeta> = keys.iter().map(|k| k.meta.clone()).collect();
-        let Some(meta) = crate::domain::signing_key::signing_key(&metas, alg, now) else {
+        // The hot path of every token: no copies of the key list, one map lookup.
+        let Some(meta) =
+            crate::domain::signing_key::signing_key(keys.iter().map(|k| &k.meta), alg, now)
+        else {
             return Ok(None);
         };
         let cache_key = (tenant_id.to_owned(), meta.kid.clone());

@@ -243,8 +243,12 @@ pub fn next_rotation(keys: &[KeyMeta], policy: &KeyPolicy, now: UnixTime) -> Opt
 }
 
 /// The key that signs with `alg` at `now`: the active one.
-pub fn signing_key(keys: &[KeyMeta], alg: Algorithm, now: UnixTime) -> Option<&KeyMeta> {
-    keys.iter()
+pub fn signing_key<'a>(
+    keys: impl IntoIterator<Item = &'a KeyMeta>,
+    alg: Algorithm,
+    now: UnixTime,
+) -> Option<&'a KeyMeta> {
+    keys.into_iter()
         .filter(|k| k.alg == alg && k.state(now) == KeyState::Active)
         .max_by_key(|k| k.activates_at)
 }
