@@ -53,7 +53,7 @@ use crate::fake_apiserver::{
 };
 
 /// How long [`FakeApiServer::trigger_cronjob`] waits for the Job.
-pub const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+pub const JOB_TIMEOUT: Duration = Duration::from_mins(5);
 
 /// Maps container images to local binaries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,8 +480,7 @@ fn finish(shared: &Shared, job_key: &ObjKey, pod_key: &ObjKey, outcome: Outcome)
     let now = crate::fake_apiserver::now_rfc3339();
     let started = store
         .get_key(job_key)
-        .map(|j| j["status"]["startTime"].clone())
-        .unwrap_or_else(|| now.clone().into());
+        .map_or_else(|| now.clone().into(), |j| j["status"]["startTime"].clone());
     let container = store
         .get_key(pod_key)
         .and_then(|p| p["spec"]["containers"][0]["name"].as_str())
@@ -836,7 +835,8 @@ fn mount_volumes(
 }
 
 async fn pump(mut from: impl AsyncRead + Unpin, into: &Mutex<Vec<u8>>) {
-    let mut buf = [0_u8; 8192];
+    // On the heap: the futures of running Jobs stay small.
+    let mut buf = vec![0_u8; 8192];
     while let Ok(n) = from.read(&mut buf).await {
         if n == 0 {
             break;

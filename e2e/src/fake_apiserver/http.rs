@@ -129,7 +129,7 @@ fn api_group_list(shared: &Shared) -> Value {
         }
         match groups.iter_mut().find(|(g, _)| *g == rt.group) {
             Some((_, versions)) if !versions.contains(&rt.version) => {
-                versions.push(rt.version.clone())
+                versions.push(rt.version.clone());
             }
             Some(_) => {}
             None => groups.push((rt.group.clone(), vec![rt.version.clone()])),

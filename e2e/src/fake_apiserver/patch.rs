@@ -69,22 +69,20 @@ fn json_patch(doc: &mut Value, patch: &Value) -> Result<()> {
     for op in &ops {
         match op {
             PatchOperation::Test(test) => {
-                let path = test.path.as_str();
+                let pointer = test.path.as_str();
                 // Like the real server's JSON-patch library: testing for `null` succeeds
                 // when the parent exists and the member is missing (kube's `finalizer()`
                 // relies on this for `test /metadata/finalizers == null`).
-                let actual = doc.pointer(path);
-                let ok = match actual {
-                    Some(v) => *v == test.value,
-                    None => {
-                        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
-                        test.value.is_null() && doc.pointer(parent).is_some()
-                    }
+                let ok = if let Some(v) = doc.pointer(pointer) {
+                    *v == test.value
+                } else {
+                    let parent = pointer.rsplit_once('/').map_or("", |(p, _)| p);
+                    test.value.is_null() && doc.pointer(parent).is_some()
                 };
                 if !ok {
                     return Err(ApiError::unprocessable(format!(
                         "the server rejected our request due to an error in our request: \
-                         testing value {path} failed"
+                         testing value {pointer} failed"
                     )));
                 }
             }

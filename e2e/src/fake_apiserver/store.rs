@@ -408,20 +408,10 @@ impl Store {
         Ok(())
     }
 
-    /// POST: create.
-    pub(crate) fn create(
-        &mut self,
-        rt: &ResourceType,
-        ns: Option<&str>,
-        mut obj: Value,
-        dry_run: bool,
-    ) -> Result<Value> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request("the body must be a JSON object"));
-        }
-        Self::check_type_meta(rt, &mut obj, false)?;
-        let generate_name = meta_str(&obj, "generateName").map(str::to_owned);
-        let name = match (meta_str(&obj, "name"), generate_name) {
+    /// `metadata.name`, or `generateName` plus a suffix, checked like the real server.
+    fn name_for_create(&mut self, rt: &ResourceType, obj: &Value) -> Result<String> {
+        let generate_name = meta_str(obj, "generateName").map(str::to_owned);
+        let name = match (meta_str(obj, "name"), generate_name) {
             (Some(n), _) if !n.is_empty() => n.to_owned(),
             (_, Some(prefix)) => format!("{prefix}{}", self.random_suffix()),
             _ => {
@@ -450,40 +440,63 @@ impl Store {
                 )],
             ));
         }
-        let ns = if rt.namespaced {
-            let Some(ns) = ns else {
-                return Err(ApiError::bad_request(format!(
-                    "{} must be created in a namespace",
-                    rt.group_resource()
-                )));
-            };
-            if let Some(body_ns) = meta_str(&obj, "namespace")
-                && body_ns != ns
-            {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-            match self.objects.get(&ObjKey::namespace_object(ns)) {
-                None => {
-                    let ns_rt = self.resource("", "v1", "namespaces");
-                    return Err(match ns_rt {
-                        Some(ns_rt) => ApiError::not_found(&ns_rt, ns),
-                        None => ApiError::bad_request(format!("namespace {ns} not found")),
-                    });
-                }
-                Some(n) if meta(n).get("deletionTimestamp").is_some() => {
-                    return Err(ApiError::forbidden(format!(
-                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                        rt.group_resource()
-                    )));
-                }
-                Some(_) => {}
-            }
-            Some(ns)
-        } else {
-            None
+        Ok(name)
+    }
+
+    /// The namespace a new object goes to: the URL's, which must exist and not be
+    /// terminating; `None` for cluster-scoped kinds.
+    fn namespace_for_create<'a>(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&'a str>,
+        obj: &Value,
+        name: &str,
+    ) -> Result<Option<&'a str>> {
+        if !rt.namespaced {
+            return Ok(None);
+        }
+        let Some(ns) = ns else {
+            return Err(ApiError::bad_request(format!(
+                "{} must be created in a namespace",
+                rt.group_resource()
+            )));
         };
+        if let Some(body_ns) = meta_str(obj, "namespace")
+            && body_ns != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        match self.objects.get(&ObjKey::namespace_object(ns)) {
+            None => Err(match self.resource("", "v1", "namespaces") {
+                Some(ns_rt) => ApiError::not_found(&ns_rt, ns),
+                None => ApiError::bad_request(format!("namespace {ns} not found")),
+            }),
+            Some(n) if meta(n).get("deletionTimestamp").is_some() => {
+                Err(ApiError::forbidden(format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    rt.group_resource()
+                )))
+            }
+            Some(_) => Ok(Some(ns)),
+        }
+    }
+
+    /// POST: create.
+    pub(crate) fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        Self::check_type_meta(rt, &mut obj, false)?;
+        let name = self.name_for_create(rt, &obj)?;
+        let ns = self.namespace_for_create(rt, ns, &obj, &name)?;
         let key = ObjKey::new(rt, ns, &name);
         if self.objects.contains_key(&key) {
             return Err(ApiError::already_exists(rt, &name));
@@ -652,61 +665,8 @@ impl Store {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
-        let mut new = match sub {
-            Subresource::Status => {
-                let mut n = old.clone();
-                match (candidate.get("status"), &mut n) {
-                    (Some(s), n) => n["status"] = s.clone(),
-                    (None, Value::Object(o)) => {
-                        o.remove("status");
-                    }
-                    (None, _) => {}
-                }
-                n
-            }
-            Subresource::Main => {
-                let mut n = candidate;
-                if rt.status_subresource
-                    && let Value::Object(o) = &mut n
-                {
-                    match old.get("status") {
-                        Some(s) => {
-                            o.insert("status".into(), s.clone());
-                        }
-                        None => {
-                            o.remove("status");
-                        }
-                    }
-                }
-                n
-            }
-        };
-        new["apiVersion"] = old["apiVersion"].clone();
-        new["kind"] = old["kind"].clone();
-        {
-            let m = meta_mut(&mut new);
-            m.remove("managedFields");
-            m.remove("selfLink");
-            for f in [
-                "name",
-                "namespace",
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-                "resourceVersion",
-            ] {
-                match meta(old).get(f) {
-                    Some(v) => {
-                        m.insert(f.into(), v.clone());
-                    }
-                    None => {
-                        m.remove(f);
-                    }
-                }
-            }
-        }
+        let mut new = Self::merge_subresource(rt, old, candidate, sub);
+        keep_server_metadata(old, &mut new);
         if meta(old).get("deletionTimestamp").is_some() {
             let before: BTreeSet<String> = finalizers(old).into_iter().collect();
             if finalizers(&new).iter().any(|f| !before.contains(f)) {
@@ -761,11 +721,52 @@ impl Store {
         else {
             return;
         };
-        let candidate = json!({ "status": status });
+        let mut candidate = Map::new();
+        candidate.insert("status".into(), status);
+        let candidate = Value::Object(candidate);
         if let Err(error) =
             self.commit_update(&rt, key, &old, candidate, Subresource::Status, false)
         {
             tracing::warn!(%error, name = %key.name, "fake apiserver could not set a status");
+        }
+    }
+
+    /// A `/status` write keeps everything but `status`; a main write keeps the stored
+    /// `status` when a subresource owns it.
+    fn merge_subresource(
+        rt: &ResourceType,
+        old: &Value,
+        candidate: Value,
+        sub: Subresource,
+    ) -> Value {
+        match sub {
+            Subresource::Status => {
+                let mut n = old.clone();
+                match (candidate.get("status"), &mut n) {
+                    (Some(s), n) => n["status"] = s.clone(),
+                    (None, Value::Object(o)) => {
+                        o.remove("status");
+                    }
+                    (None, _) => {}
+                }
+                n
+            }
+            Subresource::Main => {
+                let mut n = candidate;
+                if rt.status_subresource
+                    && let Value::Object(o) = &mut n
+                {
+                    match old.get("status") {
+                        Some(s) => {
+                            o.insert("status".into(), s.clone());
+                        }
+                        None => {
+                            o.remove("status");
+                        }
+                    }
+                }
+                n
+            }
         }
     }
 
@@ -1001,6 +1002,36 @@ impl Store {
         ) {
             Err(e) if e.reason == "AlreadyExists" => Ok(()),
             other => other.map(|_| ()),
+        }
+    }
+}
+
+/// Metadata only the server sets: identity, timestamps, generation, resourceVersion.
+fn keep_server_metadata(old: &Value, new: &mut Value) {
+    new["apiVersion"] = old["apiVersion"].clone();
+    new["kind"] = old["kind"].clone();
+    {
+        let m = meta_mut(new);
+        m.remove("managedFields");
+        m.remove("selfLink");
+        for f in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ] {
+            match meta(old).get(f) {
+                Some(v) => {
+                    m.insert(f.into(), v.clone());
+                }
+                None => {
+                    m.remove(f);
+                }
+            }
         }
     }
 }

@@ -63,7 +63,7 @@ async fn apply(obj: Arc<OidcClient>, ctx: &Context) -> Result<Action, Error> {
             &Patch::Apply(&status),
         )
         .await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Action::requeue(Duration::from_mins(5)))
 }
 
 async fn reconcile(obj: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action, Error> {

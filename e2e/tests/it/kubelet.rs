@@ -24,7 +24,7 @@ where
         .unwrap()
 }
 
-fn job(name: &str, container: Value, volumes: Value) -> Value {
+fn job(name: &str, container: &Value, volumes: &Value) -> Value {
     json!({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name},
@@ -62,8 +62,8 @@ async fn a_job_runs_its_command_with_env_from_secrets_fields_and_config_map_volu
         &client,
         job(
             "echo",
-            container,
-            json!([{"name": "conf", "configMap": {"name": "conf"}}]),
+            &container,
+            &json!([{"name": "conf", "configMap": {"name": "conf"}}]),
         ),
     )
     .await;
@@ -112,7 +112,7 @@ async fn a_failing_job_is_marked_failed_with_a_message_and_its_log() {
         "name": "main", "image": "busybox",
         "command": ["/bin/sh", "-c", "echo migrating; echo 'schema is newer' >&2; exit 3"],
     });
-    create::<Job>(&client, job("fails", container, json!([]))).await;
+    create::<Job>(&client, job("fails", &container, &json!([]))).await;
     let run = fake.wait_for_job("default", "fails", WAIT).await.unwrap();
     assert!(!run.succeeded);
     assert_eq!(run.exit_code, Some(3));
@@ -120,7 +120,7 @@ async fn a_failing_job_is_marked_failed_with_a_message_and_its_log() {
     let message = run.message.unwrap();
     assert!(message.contains("exit status: 3"), "{message}");
 
-    let status = Api::<Job>::namespaced(client, "default")
+    let status = Api::<Job>::namespaced(client.clone(), "default")
         .get("fails")
         .await
         .unwrap()
@@ -143,7 +143,7 @@ async fn a_failing_job_is_marked_failed_with_a_message_and_its_log() {
         "name": "main", "image": "busybox", "command": ["/bin/true"],
         "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "X"}}}],
     });
-    create::<Job>(&client_for(&fake), job("no-secret", container, json!([]))).await;
+    create::<Job>(&client, job("no-secret", &container, &json!([]))).await;
     let run = fake
         .wait_for_job("default", "no-secret", WAIT)
         .await
@@ -158,10 +158,6 @@ async fn a_failing_job_is_marked_failed_with_a_message_and_its_log() {
     );
 }
 
-fn client_for(fake: &FakeApiServer) -> Client {
-    fake.client().unwrap()
-}
-
 #[tokio::test]
 async fn mapped_images_run_the_local_binary() {
     let fake = FakeApiServer::start_with(Options {
@@ -174,11 +170,11 @@ async fn mapped_images_run_the_local_binary() {
     // No command: the mapped binary is the entrypoint and gets the args.
     let entrypoint =
         json!({"name": "main", "image": "ghcr.io/gatehouse/echo:1.0", "args": ["from", "args"]});
-    create::<Job>(&client, job("entrypoint", entrypoint, json!([]))).await;
+    create::<Job>(&client, job("entrypoint", &entrypoint, &json!([]))).await;
     // A command naming the binary's file name runs the mapped binary.
     let command = json!({"name": "main", "image": "ghcr.io/gatehouse/echo@sha256:00",
                          "command": ["/usr/local/bin/echo", "from"], "args": ["command"]});
-    create::<Job>(&client, job("command", command, json!([]))).await;
+    create::<Job>(&client, job("command", &command, &json!([]))).await;
 
     let run = fake
         .wait_for_job("default", "entrypoint", WAIT)
@@ -190,7 +186,7 @@ async fn mapped_images_run_the_local_binary() {
 
     // An unmapped image without a command cannot run.
     let unmapped = json!({"name": "main", "image": "example/unknown:1"});
-    create::<Job>(&client, job("unmapped", unmapped, json!([]))).await;
+    create::<Job>(&client, job("unmapped", &unmapped, &json!([]))).await;
     let run = fake
         .wait_for_job("default", "unmapped", WAIT)
         .await
