@@ -369,6 +369,8 @@ struct Launch {
     args: Vec<String>,
     env: Vec<(String, String)>,
     workdir: PathBuf,
+    /// The pod's temporary directory, `HOME` of the process.
+    home: PathBuf,
     deadline: Option<Duration>,
 }
 
@@ -585,6 +587,7 @@ fn prepare(
         args,
         env,
         workdir,
+        home: dir.to_path_buf(),
         deadline,
     })
 }
@@ -852,7 +855,7 @@ async fn execute(launch: Launch) -> Outcome {
     cmd.args(&launch.args)
         .env_clear()
         .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
-        .env("HOME", &launch.workdir)
+        .env("HOME", &launch.home)
         .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(&launch.workdir)
         .stdin(Stdio::null())

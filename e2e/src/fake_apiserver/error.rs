@@ -139,7 +139,10 @@ impl ApiError {
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+                "the body of the request was in an unknown format - the fake API server accepts \
+                 application/json, application/json-patch+json, application/merge-patch+json, \
+                 application/strategic-merge-patch+json and application/apply-patch+yaml \
+                 (got {content_type:?})"
             ),
         )
     }

@@ -162,7 +162,7 @@ fn resource_list(shared: &Shared, group: &str, version: &str) -> Value {
         seen.push(rt.plural.clone());
         resources.push(json!({
             "name": rt.plural, "singularName": rt.kind.to_lowercase(), "namespaced": rt.namespaced,
-            "kind": rt.kind,
+            "kind": rt.kind, "shortNames": rt.short_names,
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
         }));
         if rt.status_subresource {
@@ -287,6 +287,14 @@ fn resource_request(
         }
         Some(_) => return Err(ApiError::no_route(&rest.join("/"))),
     };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.contains("protobuf") {
+        // kubectl's imperative commands (`create job`, `create cronjob`) send protobuf.
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
     let ok = |v: &Value| Ok(json_response(StatusCode::OK, v));
     match (method.clone(), name) {
         (Method::GET, None) if query.flag("watch") => watch(shared, &rt, ns, query),
@@ -311,11 +319,7 @@ fn resource_request(
                 .replace(&rt, ns, &name, obj, subresource, dry_run(query, None))?)
         }
         (Method::PATCH, Some(name)) => {
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            let kind = PatchKind::from_content_type(ct)?;
+            let kind = PatchKind::from_content_type(content_type)?;
             let patch = kind.parse_body(body)?;
             let mut store = shared.lock();
             let existed = store.get(&rt, ns, &name).is_ok();

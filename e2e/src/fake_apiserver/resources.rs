@@ -29,6 +29,27 @@ pub struct ResourceType {
     /// subresource-managed status changes), as the real server does for CRs, Jobs, CronJobs,
     /// Deployments and CRDs — not for Secrets, ConfigMaps, Events, Leases or Namespaces.
     pub generation: bool,
+    /// Short names for discovery (`kubectl get oidc`).
+    pub short_names: Vec<String>,
+}
+
+/// Short names of the built-in kinds, as the real server (or the CRD) declares them.
+fn built_in_short_names(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "namespaces" => &["ns"],
+        "configmaps" => &["cm"],
+        "events" => &["ev"],
+        "pods" => &["po"],
+        "services" => &["svc"],
+        "serviceaccounts" => &["sa"],
+        "cronjobs" => &["cj"],
+        "deployments" => &["deploy"],
+        "customresourcedefinitions" => &["crd", "crds"],
+        "identitytenants" => &["idt"],
+        "oidcclients" => &["oidc"],
+        "signingkeysets" => &["sks"],
+        _ => &[],
+    }
 }
 
 /// `(group, version, kind, plural, namespaced, status subresource, generation)`.
@@ -161,6 +182,10 @@ pub(crate) fn built_in() -> Vec<ResourceType> {
                     namespaced,
                     status_subresource,
                     generation,
+                    short_names: built_in_short_names(plural)
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
                 }
             },
         )
@@ -213,6 +238,12 @@ impl ResourceType {
                     namespaced,
                     status_subresource: v["subresources"].get("status").is_some(),
                     generation: true,
+                    short_names: spec["names"]["shortNames"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect(),
                 };
                 let schema = v["schema"].get("openAPIV3Schema").cloned();
                 Some((rt, schema))

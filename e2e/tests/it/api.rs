@@ -627,3 +627,89 @@ async fn the_kubeconfig_file_points_at_the_server() {
         .collect();
     assert_eq!(names, ["default", "kube-system"]);
 }
+
+#[tokio::test]
+async fn a_patch_carrying_a_stale_resource_version_conflicts() {
+    let (_fake, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let created = api
+        .create(&PostParams::default(), &config_map("cas", &[]))
+        .await
+        .unwrap();
+    let fresh =
+        json!({"metadata": {"resourceVersion": created.resource_version()}, "data": {"a": "1"}});
+    api.patch("cas", &PatchParams::default(), &Patch::Merge(&fresh))
+        .await
+        .unwrap();
+    let stale = api
+        .patch("cas", &PatchParams::default(), &Patch::Merge(&fresh))
+        .await;
+    assert_eq!(api_error(stale), (409, "Conflict".into()));
+}
+
+#[tokio::test]
+async fn a_watch_from_before_the_kept_history_gets_410_expired() {
+    let fake = e2e::FakeApiServer::start_with(e2e::Options {
+        history_limit: 2,
+        ..e2e::Options::default()
+    })
+    .await
+    .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(fake.client().unwrap(), "default");
+    for name in ["a", "b", "c", "d"] {
+        api.create(&PostParams::default(), &config_map(name, &[]))
+            .await
+            .unwrap();
+    }
+    let first = api
+        .watch(&WatchParams::default(), "1")
+        .await
+        .unwrap()
+        .boxed()
+        .next()
+        .await
+        .unwrap()
+        .unwrap();
+    let WatchEvent::Error(status) = first else {
+        panic!("expected an ERROR event, got {first:?}");
+    };
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+}
+
+#[tokio::test]
+async fn streaming_lists_send_initial_events_then_changes() {
+    use kube::runtime::watcher::{self, Event};
+
+    let (_fake, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &config_map("existing", &[]))
+        .await
+        .unwrap();
+    let mut events =
+        watcher::watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut seen = Vec::new();
+    while let Some(event) = tokio::time::timeout(crate::support::WAIT, events.next())
+        .await
+        .unwrap()
+    {
+        match event.unwrap() {
+            Event::Init => seen.push("init".to_owned()),
+            Event::InitApply(o) => seen.push(format!("init-apply {}", o.name_any())),
+            Event::InitDone => {
+                seen.push("init-done".to_owned());
+                api.create(&PostParams::default(), &config_map("later", &[]))
+                    .await
+                    .unwrap();
+            }
+            Event::Apply(o) => {
+                seen.push(format!("apply {}", o.name_any()));
+                break;
+            }
+            Event::Delete(o) => seen.push(format!("delete {}", o.name_any())),
+        }
+    }
+    assert_eq!(
+        seen,
+        ["init", "init-apply existing", "init-done", "apply later"]
+    );
+}
