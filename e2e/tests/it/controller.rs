@@ -8,8 +8,10 @@ use std::time::Duration;
 use crds::OidcClient;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event as EventObject;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::wait::conditions;
 use kube::runtime::watcher;
@@ -23,6 +25,7 @@ const MANAGER: &str = "e2e-test-controller";
 
 struct Context {
     client: Client,
+    recorder: Recorder,
     /// Objects whose cleanup ran, in order.
     cleaned: Mutex<Vec<String>>,
 }
@@ -61,6 +64,19 @@ async fn apply(obj: Arc<OidcClient>, ctx: &Context) -> Result<Action, Error> {
             &name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&status),
+        )
+        .await?;
+    // Published on every reconcile: the first creates the Event, later ones patch its series.
+    ctx.recorder
+        .publish(
+            &KubeEvent {
+                type_: EventType::Normal,
+                reason: "Reconciled".into(),
+                note: Some("Secret applied".into()),
+                action: "Reconcile".into(),
+                secondary: None,
+            },
+            &obj.object_ref(&()),
         )
         .await?;
     Ok(Action::requeue(Duration::from_mins(5)))
@@ -115,6 +131,13 @@ async fn controller_reconciles_existing_and_new_objects_and_cleans_up_on_delete(
 
     let ctx = Arc::new(Context {
         client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: None,
+            },
+        ),
         cleaned: Mutex::new(Vec::new()),
     });
     let controller = Controller::new(
@@ -190,7 +213,32 @@ async fn controller_reconciles_existing_and_new_objects_and_cleans_up_on_delete(
     )
     .await;
     assert_eq!(*ctx.cleaned.lock().unwrap(), ["after"]);
+
+    assert_events_recorded(&client).await;
     assert!(clients.get_opt("before").await.unwrap().is_some());
 
     controller.abort();
+}
+
+/// Events (events.k8s.io/v1) were recorded, repeated ones as a series.
+async fn assert_events_recorded(client: &Client) {
+    let events = Api::<EventObject>::namespaced(client.clone(), "shop")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let for_before: Vec<&EventObject> = events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("before"))
+        .collect();
+    assert!(!for_before.is_empty());
+    assert!(
+        for_before
+            .iter()
+            .all(|e| e.reason.as_deref() == Some("Reconciled"))
+    );
+    assert!(
+        events.items.iter().any(|e| e.series.is_some()),
+        "a repeated event is patched into a series"
+    );
 }
