@@ -1,11 +1,11 @@
 //! PATCH bodies: JSON patch (RFC 6902), JSON merge patch (RFC 7386), strategic merge
-//! patch (treated as a merge patch) and server-side apply (treated as a merge of the
-//! applied configuration into the live object).
+//! patch (treated as a merge patch, `$`-directives dropped) and server-side apply
+//! (treated as a merge of the applied configuration into the live object).
 //!
 //! Not modelled: strategic-merge list merging by key (`containers` by name, …) — lists
 //! are replaced whole; server-side apply field ownership (`managedFields`), so fields a
 //! manager stops applying are NOT removed, and applying never conflicts (with or without
-//! `force`); `$patch`/`$retainKeys` directives.
+//! `force`); the meaning of `$patch`/`$retainKeys`/`$setElementOrder` directives (dropped).
 
 use json_patch::PatchOperation;
 use serde_json::Value;
@@ -53,14 +53,36 @@ pub fn apply(kind: PatchKind, live: &Value, patch: &Value) -> Result<Value> {
     let mut doc = live.clone();
     match kind {
         PatchKind::Json => json_patch(&mut doc, patch)?,
-        PatchKind::Merge | PatchKind::StrategicMerge | PatchKind::Apply => {
+        PatchKind::Merge | PatchKind::Apply => {
             if !patch.is_object() {
                 return Err(ApiError::bad_request("patch body must be a JSON object"));
             }
             json_patch::merge(&mut doc, patch);
         }
+        PatchKind::StrategicMerge => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("patch body must be a JSON object"));
+            }
+            json_patch::merge(&mut doc, &without_directives(patch));
+        }
     }
     Ok(doc)
+}
+
+/// A strategic merge patch without its `$`-directives (`$setElementOrder/…`, `$patch`,
+/// `$retainKeys`, `$deleteFromPrimitiveList/…`, which kubectl's client-side apply sends):
+/// merged as a plain merge patch they would otherwise land in the object.
+fn without_directives(patch: &Value) -> Value {
+    match patch {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), without_directives(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_directives).collect()),
+        other => other.clone(),
+    }
 }
 
 fn json_patch(doc: &mut Value, patch: &Value) -> Result<()> {
@@ -112,6 +134,15 @@ mod tests {
         assert_eq!(patched["metadata"]["finalizers"], json!(["f"]));
         let err = apply(PatchKind::Json, &patched, &add).unwrap_err();
         assert_eq!((err.code, err.reason), (422, "Invalid"));
+    }
+
+    #[test]
+    fn strategic_merge_directives_are_dropped() {
+        let live = json!({"spec": {"containers": [{"name": "a"}]}});
+        let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "b"}],
+                                    "containers": [{"name": "b", "$patch": "replace"}]}});
+        let out = apply(PatchKind::StrategicMerge, &live, &patch).unwrap();
+        assert_eq!(out, json!({"spec": {"containers": [{"name": "b"}]}}));
     }
 
     #[test]

@@ -650,6 +650,12 @@ impl Store {
         {
             return Err(ApiError::conflict(rt, name));
         }
+        if let Some(uid) = meta_str(&candidate, "uid")
+            && Some(uid) != meta_str(old, "uid")
+        {
+            // A uid in the body is a precondition on the real server too.
+            return Err(ApiError::conflict(rt, name));
+        }
         if let Some(n) = meta_str(&candidate, "name")
             && n != name
         {
