@@ -27,13 +27,13 @@
 //!   deleted, namespace removed once empty), Secret `stringData` folded into `data`,
 //!   CRD `Established` status.
 //! - Custom resources whose CRD was applied: defaults, pruning and validation against the
-//!   `openAPIV3Schema` (see `schema` for the keywords covered).
+//!   `openAPIV3Schema` (see `schema` for the keywords covered), CEL rules included.
 //! - A kubelet for Jobs (see [`crate::kubelet`]).
 //!
 //! # What it does not model
 //! Server-side-apply field ownership (`managedFields`: no apply conflicts, fields a
 //! manager stops applying are not removed, lists are replaced whole), strategic-merge
-//! list merging, CEL validation rules, admission (webhooks, quotas, defaults of built-in
+//! list merging, schema `pattern`/`format`, admission (webhooks, quotas, defaults of built-in
 //! kinds such as a Pod's `restartPolicy`), version conversion, authentication,
 //! authorization (RBAC objects are stored, never enforced), paging (`limit` and
 //! `continue` are ignored: every LIST is one page), field selectors restricted per kind,

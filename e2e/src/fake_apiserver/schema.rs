@@ -6,10 +6,11 @@
 //! field is dropped, as the real server does), `enum`, `minimum`/`maximum`,
 //! `minLength`/`maxLength`, `minItems`/`maxItems`, `x-kubernetes-preserve-unknown-fields`,
 //! `x-kubernetes-int-or-string`, and `oneOf`/`anyOf`/`allOf` as far as their branches'
-//! `required` lists go (what schemars emits for Rust enums).
-//! Not modelled: CEL `x-kubernetes-validations` (immutability, cross-field rules),
-//! `pattern`, `format`, `multipleOf`, list types (`x-kubernetes-list-type` uniqueness),
-//! `not`, ratcheting.
+//! `required` lists go (what schemars emits for Rust enums); CEL rules
+//! (`x-kubernetes-validations`, including transition rules on `oldSelf`) through kube's
+//! client-side evaluator (kube-cel), see [`check_cel`].
+//! Not modelled: `pattern`, `format`, `multipleOf`, list types (`x-kubernetes-list-type`
+//! uniqueness), `not`, CEL cost limits, ratcheting.
 
 use serde_json::{Map, Value};
 
@@ -19,6 +20,38 @@ pub(crate) fn apply(obj: &mut Value, schema: &Value) -> Vec<(String, String)> {
     let mut errors = Vec::new();
     walk(obj, schema, "", true, &mut errors);
     errors
+}
+
+/// Evaluates the schema's CEL rules. Only rules that evaluate to false reject the object;
+/// a rule kube-cel cannot compile or evaluate (a function it lacks) is logged and
+/// skipped, so the fake never refuses an object the real server would accept for that
+/// reason.
+pub(crate) fn check_cel(
+    schema: &Value,
+    obj: &Value,
+    old: Option<&Value>,
+) -> Result<(), Vec<(String, String)>> {
+    use kube::core::cel::{ErrorKind, compile_schema, validate_compiled};
+    let Err(errors) = validate_compiled(&compile_schema(schema), obj, old) else {
+        return Ok(());
+    };
+    let mut causes = Vec::new();
+    for e in errors.into_vec() {
+        match e.kind {
+            ErrorKind::ValidationFailure | ErrorKind::InvalidResult => causes.push((
+                field(&e.field_path),
+                format!("Invalid value: \"object\": {}", e.message),
+            )),
+            _ => {
+                tracing::warn!(rule = %e.rule, error = %e.message, "fake apiserver skipped a CEL rule it cannot evaluate")
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(causes)
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {

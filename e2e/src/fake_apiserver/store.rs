@@ -396,16 +396,24 @@ impl Store {
     }
 
     /// Defaults, prunes and validates a custom resource against its CRD schema, if one
-    /// was applied.
-    fn validate(&self, rt: &ResourceType, name: &str, obj: &mut Value) -> Result<()> {
+    /// was applied: the structural checks of `schema`, then the CEL rules
+    /// (`x-kubernetes-validations`, transition rules with `oldSelf` on updates).
+    fn validate(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<()> {
         let key = (rt.group.clone(), rt.version.clone(), rt.plural.clone());
-        if let Some(s) = self.schemas.get(&key) {
-            let errors = schema::apply(obj, s);
-            if !errors.is_empty() {
-                return Err(ApiError::invalid(rt, name, &errors));
-            }
+        let Some(s) = self.schemas.get(&key) else {
+            return Ok(());
+        };
+        let errors = schema::apply(obj, s);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(rt, name, &errors));
         }
-        Ok(())
+        schema::check_cel(s, obj, old).map_err(|causes| ApiError::invalid(rt, name, &causes))
     }
 
     /// `metadata.name`, or `generateName` plus a suffix, checked like the real server.
@@ -533,7 +541,7 @@ impl Store {
         if rt.group.is_empty() && rt.kind == "Secret" {
             normalize_secret(&mut obj);
         }
-        self.validate(rt, &name, &mut obj)?;
+        self.validate(rt, &name, &mut obj, None)?;
         let uid = self.new_uid();
         {
             let m = meta_mut(&mut obj);
@@ -690,7 +698,7 @@ impl Store {
         if rt.group.is_empty() && rt.kind == "Secret" {
             normalize_secret(&mut new);
         }
-        self.validate(rt, name, &mut new)?;
+        self.validate(rt, name, &mut new, Some(old))?;
         if rt.kind == "CustomResourceDefinition" {
             crd_status(&mut new);
         }

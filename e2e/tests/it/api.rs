@@ -713,3 +713,62 @@ async fn streaming_lists_send_initial_events_then_changes() {
         ["init", "init-apply existing", "init-done", "apply later"]
     );
 }
+
+#[tokio::test]
+async fn applied_crds_enforce_their_cel_rules_including_transition_rules() {
+    let (_fake, client) = start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds::crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    create_namespace(&client, "shop", json!({})).await;
+    let clients: Api<OidcClient> = Api::namespaced(client, "shop");
+
+    let mut public_machine = oidc_client("public-machine");
+    public_machine.spec.client_type = crds::oidc_client::ClientType::Public;
+    let rejected = clients
+        .create(&PostParams::default(), &public_machine)
+        .await;
+    let Err(kube::Error::Api(status)) = rejected else {
+        panic!("expected a 422, got {rejected:?}");
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .contains("client_credentials needs a confidential client"),
+        "{}",
+        status.message
+    );
+
+    let mut pinned = oidc_client("pinned");
+    pinned.spec.client_id = Some("shop-pinned".into());
+    clients
+        .create(&PostParams::default(), &pinned)
+        .await
+        .unwrap();
+    let changed = clients
+        .patch(
+            "pinned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"clientId": "other"}})),
+        )
+        .await;
+    let Err(kube::Error::Api(status)) = changed else {
+        panic!("expected a 422, got {changed:?}");
+    };
+    assert!(
+        status.message.contains("clientId is immutable"),
+        "{}",
+        status.message
+    );
+    // Other changes to the same object still pass the transition rule.
+    clients
+        .patch(
+            "pinned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"displayName": "Pinned"}})),
+        )
+        .await
+        .unwrap();
+}
