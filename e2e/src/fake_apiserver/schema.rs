@@ -43,7 +43,11 @@ pub(crate) fn check_cel(
                 format!("Invalid value: \"object\": {}", e.message),
             )),
             _ => {
-                tracing::warn!(rule = %e.rule, error = %e.message, "fake apiserver skipped a CEL rule it cannot evaluate")
+                tracing::warn!(
+                    rule = %e.rule,
+                    error = %e.message,
+                    "fake apiserver skipped a CEL rule it cannot evaluate"
+                );
             }
         }
     }
