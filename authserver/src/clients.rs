@@ -179,17 +179,7 @@ impl ClientService {
         secret: SecretRequest,
         actor: Actor,
     ) -> Result<Registered> {
-        self.require_tenant(tenant_id).await?;
-        self.validate(spec, &secret)?;
-        if self
-            .store
-            .get_client(tenant_id, &spec.client_id)
-            .await?
-            .is_some()
-        {
-            return Err(Error::AlreadyExists(spec.client_id.clone()));
-        }
-        self.upsert_validated(tenant_id, spec, secret, actor).await
+        self.register(tenant_id, spec, secret, actor, false).await
     }
 
     /// Creates or updates a client to match `spec` (idempotent: nothing is written when
@@ -201,8 +191,28 @@ impl ClientService {
         secret: SecretRequest,
         actor: Actor,
     ) -> Result<Registered> {
+        self.register(tenant_id, spec, secret, actor, true).await
+    }
+
+    async fn register(
+        &self,
+        tenant_id: &str,
+        spec: &ClientSpec,
+        secret: SecretRequest,
+        actor: Actor,
+        may_exist: bool,
+    ) -> Result<Registered> {
         self.require_tenant(tenant_id).await?;
         self.validate(spec, &secret)?;
+        if !may_exist
+            && self
+                .store
+                .get_client(tenant_id, &spec.client_id)
+                .await?
+                .is_some()
+        {
+            return Err(Error::AlreadyExists(spec.client_id.clone()));
+        }
         self.upsert_validated(tenant_id, spec, secret, actor).await
     }
 
