@@ -209,8 +209,14 @@ pub fn secret(
     if let Some(uid) = owner_uid {
         s["metadata"]["ownerReferences"] = json!([{
             "apiVersion": "gatehouse.dev/v1alpha1", "kind": "OidcClient", "name": "web",
-            "uid": uid, "controller": true, "blockOwnerDeletion": true,
+            "uid": uid, "controller": true,
         }]);
+        s["metadata"]["labels"] = json!({
+            "app.kubernetes.io/managed-by": "gatehouse-operator",
+            "app.kubernetes.io/name": "gatehouse",
+            "app.kubernetes.io/component": "client-credentials",
+            "gatehouse.dev/oidcclient": "web",
+        });
     }
     s
 }

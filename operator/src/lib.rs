@@ -4,6 +4,7 @@
 
 pub mod admin_client;
 pub mod authserver_pod;
+pub mod client;
 pub mod context;
 pub mod controller;
 pub mod metrics;
