@@ -7,6 +7,7 @@ pub mod authserver_pod;
 pub mod client;
 pub mod context;
 pub mod controller;
+pub mod keyset;
 pub mod metrics;
 pub mod migration;
 pub mod tenant;
