@@ -249,6 +249,7 @@ pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Value {
 }
 
 /// A list response.
+#[allow(clippy::needless_pass_by_value)] // reads best at the call sites
 pub fn list(api_version: &str, kind: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": "100"}, "items": items})
 }
@@ -291,6 +292,16 @@ impl Step {
     /// `GET path`.
     pub fn get(path: &str) -> Self {
         Self::new(Method::GET, path)
+    }
+
+    /// `POST path` (answered with the request body).
+    pub fn post(path: &str) -> Self {
+        Self::new(Method::POST, path)
+    }
+
+    /// `PUT path` (answered with the request body).
+    pub fn put(path: &str) -> Self {
+        Self::new(Method::PUT, path)
     }
 
     /// `DELETE path`.
@@ -509,7 +520,7 @@ impl FakeAdmin {
     fn enter(
         &self,
         method: &'static str,
-        args: String,
+        args: &str,
     ) -> AdminResult<std::sync::MutexGuard<'_, FakeState>> {
         let mut s = self.state();
         s.calls.push(format!("{method}({args})"));
@@ -553,7 +564,7 @@ fn uses_secret(spec: &proto::ClientSpec) -> bool {
 #[tonic::async_trait]
 impl AdminApi for FakeAdmin {
     async fn health(&self) -> AdminResult<proto::HealthResponse> {
-        let _s = self.enter("Health", String::new())?;
+        let _s = self.enter("Health", "")?;
         Ok(proto::HealthResponse {
             database_reachable: true,
             schema_current: true,
@@ -566,7 +577,7 @@ impl AdminApi for FakeAdmin {
         &self,
         req: proto::UpsertTenantRequest,
     ) -> AdminResult<proto::UpsertTenantResponse> {
-        let mut s = self.enter("UpsertTenant", req.id.clone())?;
+        let mut s = self.enter("UpsertTenant", &req.id)?;
         let tenant = proto::Tenant {
             id: req.id.clone(),
             issuer: req.issuer.trim_end_matches('/').to_owned(),
@@ -584,7 +595,7 @@ impl AdminApi for FakeAdmin {
     }
 
     async fn delete_tenant(&self, id: &str) -> AdminResult<bool> {
-        let mut s = self.enter("DeleteTenant", id.to_owned())?;
+        let mut s = self.enter("DeleteTenant", id)?;
         s.clients.retain(|(t, _), _| t != id);
         s.keys.remove(id);
         Ok(s.tenants.remove(id).is_some())
@@ -602,7 +613,7 @@ impl AdminApi for FakeAdmin {
         };
         let mut s = self.enter(
             "UpsertClient",
-            format!("{}/{}, {how}", req.tenant_id, spec.client_id),
+            &format!("{}/{}, {how}", req.tenant_id, spec.client_id),
         )?;
         s.require_tenant(&req.tenant_id)?;
         let key = (req.tenant_id.clone(), spec.client_id.clone());
@@ -613,21 +624,17 @@ impl AdminApi for FakeAdmin {
             .unwrap_or_default();
         let mut generated = None;
         let mut secret_changed = false;
-        if !uses_secret(&spec) {
-            secret_changed = !secrets.is_empty();
-            secrets.clear();
-        } else {
+        if uses_secret(&spec) {
             match req.secret {
-                Some(proto::upsert_client_request::Secret::SuppliedSecret(v)) => {
-                    if secrets.first() != Some(&v) || secrets.len() != 1 {
-                        // The server replaces all secrets unless the supplied one is the
-                        // current one (a rotation overlap survives re-supplying it).
-                        if secrets.first() != Some(&v) {
-                            secrets = vec![v];
-                            secret_changed = true;
-                        }
-                    }
+                // The server replaces all secrets unless the supplied one is the current
+                // one (a rotation overlap survives re-supplying it).
+                Some(proto::upsert_client_request::Secret::SuppliedSecret(v))
+                    if secrets.first() != Some(&v) =>
+                {
+                    secrets = vec![v];
+                    secret_changed = true;
                 }
+                Some(proto::upsert_client_request::Secret::SuppliedSecret(_)) => {}
                 _ if secrets.is_empty() => {
                     let new = s.new_secret();
                     secrets = vec![new.clone()];
@@ -636,6 +643,9 @@ impl AdminApi for FakeAdmin {
                 }
                 _ => {}
             }
+        } else {
+            secret_changed = !secrets.is_empty();
+            secrets.clear();
         }
         let outcome = match &existing {
             None => "created",
@@ -663,7 +673,7 @@ impl AdminApi for FakeAdmin {
     }
 
     async fn delete_client(&self, tenant_id: &str, client_id: &str) -> AdminResult<bool> {
-        let mut s = self.enter("DeleteClient", format!("{tenant_id}/{client_id}"))?;
+        let mut s = self.enter("DeleteClient", &format!("{tenant_id}/{client_id}"))?;
         Ok(s.clients
             .remove(&(tenant_id.to_owned(), client_id.to_owned()))
             .is_some())
@@ -675,7 +685,7 @@ impl AdminApi for FakeAdmin {
     ) -> AdminResult<proto::RotateClientSecretResponse> {
         let mut s = self.enter(
             "RotateClientSecret",
-            format!(
+            &format!(
                 "{}/{}, overlap={}{}",
                 req.tenant_id,
                 req.client_id,
@@ -694,12 +704,11 @@ impl AdminApi for FakeAdmin {
                 "client does not exist",
             ));
         }
-        let (new, generated) = match req.supplied_secret {
-            Some(v) => (v, None),
-            None => {
-                let v = s.new_secret();
-                (v.clone(), Some(v))
-            }
+        let (new, generated) = if let Some(v) = req.supplied_secret {
+            (v, None)
+        } else {
+            let v = s.new_secret();
+            (v.clone(), Some(v))
         };
         let client = s.clients.get_mut(&key).unwrap();
         let previous = client.secrets.first().cloned();
@@ -714,7 +723,7 @@ impl AdminApi for FakeAdmin {
         &self,
         req: proto::ListSigningKeysRequest,
     ) -> AdminResult<proto::SigningKeySet> {
-        let s = self.enter("ListSigningKeys", req.tenant_id.clone())?;
+        let s = self.enter("ListSigningKeys", &req.tenant_id)?;
         s.require_tenant(&req.tenant_id)?;
         Ok(proto::SigningKeySet {
             keys: s.keys.get(&req.tenant_id).cloned().unwrap_or_default(),
@@ -728,7 +737,7 @@ impl AdminApi for FakeAdmin {
     ) -> AdminResult<proto::RotateSigningKeysResponse> {
         let mut s = self.enter(
             "RotateSigningKeys",
-            format!("{}, {}", req.tenant_id, req.mode),
+            &format!("{}, {}", req.tenant_id, req.mode),
         )?;
         s.require_tenant(&req.tenant_id)?;
         let algorithms = req
@@ -789,7 +798,7 @@ impl AdminApi for FakeAdmin {
     ) -> AdminResult<proto::ImportSigningKeyResponse> {
         let mut s = self.enter(
             "ImportSigningKey",
-            format!("{}, {}", req.tenant_id, req.alg),
+            &format!("{}, {}", req.tenant_id, req.alg),
         )?;
         s.require_tenant(&req.tenant_id)?;
         if !req.private_key_pem.contains("BEGIN PRIVATE KEY") {

@@ -340,7 +340,6 @@ async fn peers(ctx: &Context) -> Result<Vec<SigningKeySet>> {
 async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
     ctx.migration.borrow().gate()?;
     let tenant = &key_set.spec.tenant_ref;
-    let object_ref = key_set.object_ref(&());
     Api::<IdentityTenant>::all(ctx.client.clone())
         .get_opt(tenant)
         .await
@@ -363,40 +362,7 @@ async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
     let policy = key_policy(&key_set.spec);
 
     let keys = match &key_set.spec.source {
-        KeySource::Generated {} => {
-            let mode = rotation_mode(key_set);
-            let response = ctx
-                .admin
-                .rotate_signing_keys(proto::RotateSigningKeysRequest {
-                    tenant_id: tenant.clone(),
-                    mode: mode.to_owned(),
-                    policy: Some(policy),
-                })
-                .await
-                .map_err(|e| admin_error(e, Error::RotateKeys))?;
-            if !response.created.is_empty() {
-                let kids: Vec<String> = response
-                    .created
-                    .iter()
-                    .map(|k| format!("{} ({})", k.kid, k.alg))
-                    .collect();
-                let reason = if mode == "bootstrap" {
-                    "KeysCreated"
-                } else {
-                    "KeysRotated"
-                };
-                tracing::info!(%tenant, mode, kids = %kids.join(", "), "signing keys created");
-                ctx.events
-                    .publish(
-                        &object_ref,
-                        EventType::Normal,
-                        reason,
-                        format!("new signing keys ({mode}): {}", kids.join(", ")),
-                    )
-                    .await;
-            }
-            response.key_set.unwrap_or_default()
-        }
+        KeySource::Generated {} => rotate(key_set, ctx, policy).await?,
         KeySource::SecretRef { name, namespace } => {
             import_keys(key_set, ctx, namespace, name, &policy).await?;
             ctx.admin
@@ -439,6 +405,48 @@ async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
         now,
         ctx.config.resync,
     )))
+}
+
+/// `RotateSigningKeys` in the mode the object asks for; the resulting key set.
+async fn rotate(
+    key_set: &SigningKeySet,
+    ctx: &Context,
+    policy: proto::KeyPolicy,
+) -> Result<proto::SigningKeySet> {
+    let tenant = &key_set.spec.tenant_ref;
+    let object_ref = key_set.object_ref(&());
+    let mode = rotation_mode(key_set);
+    let response = ctx
+        .admin
+        .rotate_signing_keys(proto::RotateSigningKeysRequest {
+            tenant_id: tenant.clone(),
+            mode: mode.to_owned(),
+            policy: Some(policy),
+        })
+        .await
+        .map_err(|e| admin_error(e, Error::RotateKeys))?;
+    if !response.created.is_empty() {
+        let kids: Vec<String> = response
+            .created
+            .iter()
+            .map(|k| format!("{} ({})", k.kid, k.alg))
+            .collect();
+        let reason = if mode == "bootstrap" {
+            "KeysCreated"
+        } else {
+            "KeysRotated"
+        };
+        tracing::info!(%tenant, mode, kids = %kids.join(", "), "signing keys created");
+        ctx.events
+            .publish(
+                &object_ref,
+                EventType::Normal,
+                reason,
+                format!("new signing keys ({mode}): {}", kids.join(", ")),
+            )
+            .await;
+    }
+    Ok(response.key_set.unwrap_or_default())
 }
 
 /// Imports each algorithm's PEM from the Secret (a key already present is not imported
@@ -580,6 +588,8 @@ async fn reconcile_guarded(
     .await
 }
 
+// The signature `Controller::run` expects.
+#[allow(clippy::needless_pass_by_value)]
 fn error_policy(
     guard: Arc<DeserializeGuard<SigningKeySet>>,
     error: &Error,

@@ -437,6 +437,8 @@ async fn reconcile_guarded(
     .await
 }
 
+// The signature `Controller::run` expects.
+#[allow(clippy::needless_pass_by_value)]
 fn error_policy(
     guard: Arc<DeserializeGuard<IdentityTenant>>,
     error: &Error,

@@ -719,7 +719,7 @@ fn finalizer_removal(obj: &OidcClient) -> Step {
             assert_eq!(
                 body[1],
                 json!({"op": "remove", "path": "/metadata/finalizers/0"})
-            )
+            );
         })
         .respond_obj(obj)
 }
@@ -840,4 +840,39 @@ async fn a_malformed_object_is_reported_and_awaits_a_change() {
     assert!(ctx.metrics.render().contains(
         r#"gatehouse_operator_reconcile_errors_total{controller="oidcclient",reason="InvalidSpec"} 1"#
     ));
+}
+
+#[tokio::test]
+async fn a_failed_rotation_keeps_the_secret_and_retries_the_annotation() {
+    let mut c = client(json!({}))
+        .finalized()
+        .annotated(ROTATE_SECRET_ANNOTATION, "v2");
+    c.status = Some(ready_status(&c, Some("v1")));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: client_spec(&c),
+            secrets: vec![stored.clone()],
+        },
+    );
+    admin.fail_method(
+        "RotateClientSecret",
+        AdminErrorKind::Unavailable,
+        "connection reset",
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(our_secret(&stored)));
+    // No Secret write; the status keeps the old annotation so the next attempt rotates.
+    steps.push(status_step(&c, |body| {
+        assert_ready(body, "False", "AuthServerUnavailable");
+        assert_eq!(body["status"]["lastSecretRotationAnnotation"], "v1");
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    assert!(result.is_err());
+    assert_eq!(
+        admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())].secrets,
+        [stored]
+    );
 }

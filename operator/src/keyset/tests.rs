@@ -134,13 +134,13 @@ fn the_requeue_is_the_next_key_deadline_capped_by_resync() {
     // Rotation in 2 minutes: then.
     assert_eq!(
         requeue_after(&set(vec![], Some(t + 120)), now, resync),
-        Duration::from_secs(120)
+        Duration::from_mins(2)
     );
     // A pending key activating in 60 s comes first.
     let pending = key("k2", "RS256", "pending", t + 60, None);
     assert_eq!(
         requeue_after(&set(vec![pending], Some(t + 120)), now, resync),
-        Duration::from_secs(60)
+        Duration::from_mins(1)
     );
     // A retiring key retiring in 30 s.
     let retiring = key("k1", "RS256", "retiring", t - DAY, Some(t + 30));
@@ -199,7 +199,7 @@ async fn the_first_reconcile_bootstraps_keys_and_requeues_at_the_next_rotation()
         assert_eq!(body["status"]["observedGeneration"], 1);
     }));
     let (result, ctx) = run(k, admin.clone(), steps).await;
-    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(60)));
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_mins(1)));
     assert_eq!(admin.calls(), ["RotateSigningKeys(acme, bootstrap)"]);
     assert_eq!(reasons(&ctx), ["KeysCreated"]);
 }
