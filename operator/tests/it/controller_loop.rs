@@ -133,6 +133,14 @@ async fn the_controllers_register_watch_restore_and_clean_up() {
     .await;
     assert!(admin.clients.lock().unwrap().is_empty(), "DeleteClient ran");
 
+    // Every request the controllers made is granted by rbac.yaml.
+    for request in fake.requests() {
+        assert!(
+            crate::rbac::allowed(&request),
+            "rbac.yaml does not grant {request}"
+        );
+    }
+
     stop_tx.send_replace(true);
     tokio::time::timeout(Duration::from_secs(10), controllers)
         .await

@@ -15,6 +15,7 @@ mod admin_stub;
 mod authserver;
 mod controller_loop;
 mod kube_fake;
+mod rbac;
 mod real_grpc;
 
 use std::sync::Arc;
