@@ -25,6 +25,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario, step by step
 async fn the_controllers_register_watch_restore_and_clean_up() {
     let (kube, fake) = FakeKube::start();
     let admin = Arc::new(AdminStub::default());
