@@ -14,6 +14,7 @@
 mod admin_stub;
 mod authserver;
 mod controller_loop;
+mod docs;
 mod kube_fake;
 mod rbac;
 mod real_grpc;
