@@ -334,16 +334,29 @@ fn secret_up_to_date(existing: &Secret, desired: &Secret) -> bool {
         .iter()
         .flatten()
         .all(|(k, v)| existing.labels().get(k) == Some(v));
-    data_ok && labels_ok
+    let owner_ok = existing.owner_references().iter().any(|o| {
+        o.controller == Some(true) && desired.owner_references().iter().any(|d| d.uid == o.uid)
+    });
+    data_ok && labels_ok && owner_ok
 }
 
-/// Whether `secret` is controlled by `client`.
+/// Whether `secret` belongs to `client`: controlled by it, or carrying its labels and no
+/// other controller (someone removed the owner reference; the next apply restores it).
 fn owned_by(secret: &Secret, client: &OidcClient) -> bool {
     let uid = client.uid();
-    secret
+    let controller = secret
         .owner_references()
         .iter()
-        .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+        .find(|o| o.controller == Some(true));
+    match controller {
+        Some(o) => Some(&o.uid) == uid.as_ref(),
+        None => {
+            let labels = secret.labels();
+            labels.get(authserver_pod::MANAGED_BY.0).map(String::as_str)
+                == Some(authserver_pod::MANAGED_BY.1)
+                && labels.get(CLIENT_LABEL) == Some(&client.name_any())
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

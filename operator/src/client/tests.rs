@@ -876,3 +876,28 @@ async fn a_failed_rotation_keeps_the_secret_and_retries_the_annotation() {
         [stored]
     );
 }
+
+#[tokio::test]
+async fn a_secret_that_lost_its_owner_reference_is_adopted_and_repaired() {
+    let mut c = client(json!({})).finalized();
+    c.status = Some(ready_status(&c, None));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let mut orphaned = our_secret(&stored);
+    orphaned["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(orphaned));
+    steps.push(Step::apply(SECRET, FIELD_MANAGER).check(move |body| {
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["uid"],
+            "uid-client-web"
+        );
+        assert_eq!(secret_data(body)["CLIENT_SECRET"], stored);
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
+}
