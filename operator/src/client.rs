@@ -348,14 +348,13 @@ fn owned_by(secret: &Secret, client: &OidcClient) -> bool {
         .owner_references()
         .iter()
         .find(|o| o.controller == Some(true));
-    match controller {
-        Some(o) => Some(&o.uid) == uid.as_ref(),
-        None => {
-            let labels = secret.labels();
-            labels.get(authserver_pod::MANAGED_BY.0).map(String::as_str)
-                == Some(authserver_pod::MANAGED_BY.1)
-                && labels.get(CLIENT_LABEL) == Some(&client.name_any())
-        }
+    if let Some(o) = controller {
+        Some(&o.uid) == uid.as_ref()
+    } else {
+        let labels = secret.labels();
+        labels.get(authserver_pod::MANAGED_BY.0).map(String::as_str)
+            == Some(authserver_pod::MANAGED_BY.1)
+            && labels.get(CLIENT_LABEL) == Some(&client.name_any())
     }
 }
 
