@@ -455,6 +455,8 @@ pub async fn run(
     let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
     let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
     Controller::new(tenants, watcher::Config::default().any_semantic())
+        // kube-runtime finds the cluster-scoped owner of a namespaced CronJob (its
+        // store retries an owner lookup without the namespace).
         .owns(
             cronjobs,
             watcher::Config::default().labels(&purge_selector()),

@@ -94,6 +94,29 @@ async fn the_controllers_register_watch_restore_and_clean_up() {
         .is_some()
     );
 
+    // A purge CronJob deleted by hand comes back (watched, mapped to its tenant).
+    let cron = || {
+        fake.get(
+            "batch/v1",
+            "cronjobs",
+            Some("gatehouse"),
+            "gatehouse-purge-acme",
+        )
+    };
+    let first_uid = cron().unwrap()["metadata"]["uid"].clone();
+    fake.delete(
+        "batch/v1",
+        "cronjobs",
+        Some("gatehouse"),
+        "gatehouse-purge-acme",
+    );
+    eventually("the purge CronJob to be re-created", WAIT, || async {
+        cron()
+            .filter(|c| c["metadata"]["uid"] != first_uid)
+            .map(|_| ())
+    })
+    .await;
+
     let broken = eventually("the malformed client to be reported", WAIT, || async {
         let b = fake.get(GROUP_VERSION, "oidcclients", Some("shop"), "broken")?;
         (ready(&b).1 == "InvalidSpec").then_some(b)
