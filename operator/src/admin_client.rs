@@ -1,0 +1,377 @@
+//! The auth server's admin gRPC API as the reconcilers see it: the [`AdminApi`] trait
+//! (so reconcilers can run against a fake in tests), its tonic implementation
+//! [`GrpcAdmin`] (bearer token on every call) and [`AdminError`], which keeps only what
+//! a reconciler acts on: the gRPC code class and the server's message.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+/// Generated protobuf types and the `Admin` client (no server: see `build.rs`).
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("gatehouse.admin.v1");
+}
+
+use proto::admin_client::AdminClient;
+
+/// How a failed admin call failed, as far as a reconciler cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminErrorKind {
+    /// Not reachable (connection refused, DNS, timeout) or not serving: retry with backoff.
+    Unavailable,
+    /// The request was rejected; the message starts with the offending field path.
+    InvalidArgument,
+    /// The tenant or client named in the request does not exist.
+    NotFound,
+    /// Another object already holds the identity (an issuer used by another tenant).
+    AlreadyExists,
+    /// The bearer token was refused: the operator's `--admin-token-file` is wrong.
+    Unauthenticated,
+    /// Anything else (the server logged the detail): retry with backoff.
+    Other,
+}
+
+/// A failed admin API call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct AdminError {
+    pub kind: AdminErrorKind,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(kind: AdminErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn is(&self, kind: AdminErrorKind) -> bool {
+        self.kind == kind
+    }
+}
+
+impl From<Status> for AdminError {
+    fn from(status: Status) -> Self {
+        let kind = match status.code() {
+            // tonic reports connect errors (refused, DNS, TLS) as UNAVAILABLE and its
+            // per-request timeout as CANCELLED/DEADLINE_EXCEEDED: all "not reachable now".
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                AdminErrorKind::Unavailable
+            }
+            Code::InvalidArgument => AdminErrorKind::InvalidArgument,
+            Code::NotFound => AdminErrorKind::NotFound,
+            Code::AlreadyExists => AdminErrorKind::AlreadyExists,
+            Code::Unauthenticated | Code::PermissionDenied => AdminErrorKind::Unauthenticated,
+            _ => AdminErrorKind::Other,
+        };
+        let message = if status.message().is_empty() {
+            format!("{:?}", status.code())
+        } else {
+            status.message().to_owned()
+        };
+        Self { kind, message }
+    }
+}
+
+/// Result of an admin call.
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// The admin API calls the reconcilers make. Implemented by [`GrpcAdmin`] and, in tests,
+/// by an in-memory fake.
+#[tonic::async_trait]
+pub trait AdminApi: Send + Sync {
+    async fn health(&self) -> AdminResult<proto::HealthResponse>;
+    async fn upsert_tenant(
+        &self,
+        req: proto::UpsertTenantRequest,
+    ) -> AdminResult<proto::UpsertTenantResponse>;
+    /// Whether the tenant existed.
+    async fn delete_tenant(&self, id: &str) -> AdminResult<bool>;
+    async fn upsert_client(
+        &self,
+        req: proto::UpsertClientRequest,
+    ) -> AdminResult<proto::UpsertClientResponse>;
+    /// Whether the client existed.
+    async fn delete_client(&self, tenant_id: &str, client_id: &str) -> AdminResult<bool>;
+    async fn rotate_client_secret(
+        &self,
+        req: proto::RotateClientSecretRequest,
+    ) -> AdminResult<proto::RotateClientSecretResponse>;
+    async fn list_signing_keys(
+        &self,
+        req: proto::ListSigningKeysRequest,
+    ) -> AdminResult<proto::SigningKeySet>;
+    async fn rotate_signing_keys(
+        &self,
+        req: proto::RotateSigningKeysRequest,
+    ) -> AdminResult<proto::RotateSigningKeysResponse>;
+    async fn import_signing_key(
+        &self,
+        req: proto::ImportSigningKeyRequest,
+    ) -> AdminResult<proto::ImportSigningKeyResponse>;
+}
+
+/// Adds `authorization: Bearer <token>` to every call. The value is marked sensitive so
+/// tonic and hyper never print it.
+#[derive(Clone)]
+pub struct BearerToken(Arc<MetadataValue<Ascii>>);
+
+impl BearerToken {
+    pub fn new(token: &SecretString) -> Result<Self, String> {
+        let mut value: MetadataValue<Ascii> =
+            format!("Bearer {}", token.expose_secret())
+                .parse()
+                .map_err(|_| "the admin token contains characters not allowed in a header")?;
+        value.set_sensitive(true);
+        Ok(Self(Arc::new(value)))
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut()
+            .insert("authorization", (*self.0).clone());
+        Ok(req)
+    }
+}
+
+/// Reads the admin token from `path` (surrounding whitespace trimmed, as Secrets mounted
+/// from `kubectl create secret --from-file` often end in a newline).
+pub fn read_token(path: &Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(SecretString::from(token.to_owned()))
+}
+
+/// Connect timeout for the admin API: a missing Service fails fast into backoff.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-call timeout: every admin call is a few database statements.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The admin API over gRPC. The channel connects lazily and reconnects by itself, so an
+/// auth server that is down at start or restarts later only fails the calls made
+/// meanwhile (as [`AdminErrorKind::Unavailable`]).
+#[derive(Clone)]
+pub struct GrpcAdmin {
+    client: AdminClient<InterceptedService<Channel, BearerToken>>,
+}
+
+impl GrpcAdmin {
+    /// A client for `addr` (`http://host:port`), authenticating with `token`.
+    pub fn connect_lazy(addr: &str, token: &SecretString) -> Result<Self, String> {
+        let endpoint = Endpoint::from_shared(addr.to_owned())
+            .map_err(|e| format!("invalid address {addr:?}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint.connect_lazy();
+        Ok(Self {
+            client: AdminClient::with_interceptor(channel, BearerToken::new(token)?),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AdminApi for GrpcAdmin {
+    async fn health(&self) -> AdminResult<proto::HealthResponse> {
+        let mut c = self.client.clone();
+        Ok(c.health(proto::HealthRequest {}).await?.into_inner())
+    }
+
+    async fn upsert_tenant(
+        &self,
+        req: proto::UpsertTenantRequest,
+    ) -> AdminResult<proto::UpsertTenantResponse> {
+        let mut c = self.client.clone();
+        Ok(c.upsert_tenant(req).await?.into_inner())
+    }
+
+    async fn delete_tenant(&self, id: &str) -> AdminResult<bool> {
+        let mut c = self.client.clone();
+        let req = proto::DeleteTenantRequest { id: id.to_owned() };
+        Ok(c.delete_tenant(req).await?.into_inner().deleted)
+    }
+
+    async fn upsert_client(
+        &self,
+        req: proto::UpsertClientRequest,
+    ) -> AdminResult<proto::UpsertClientResponse> {
+        let mut c = self.client.clone();
+        Ok(c.upsert_client(req).await?.into_inner())
+    }
+
+    async fn delete_client(&self, tenant_id: &str, client_id: &str) -> AdminResult<bool> {
+        let mut c = self.client.clone();
+        let req = proto::DeleteClientRequest {
+            tenant_id: tenant_id.to_owned(),
+            client_id: client_id.to_owned(),
+        };
+        Ok(c.delete_client(req).await?.into_inner().deleted)
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        req: proto::RotateClientSecretRequest,
+    ) -> AdminResult<proto::RotateClientSecretResponse> {
+        let mut c = self.client.clone();
+        Ok(c.rotate_client_secret(req).await?.into_inner())
+    }
+
+    async fn list_signing_keys(
+        &self,
+        req: proto::ListSigningKeysRequest,
+    ) -> AdminResult<proto::SigningKeySet> {
+        let mut c = self.client.clone();
+        Ok(c.list_signing_keys(req).await?.into_inner())
+    }
+
+    async fn rotate_signing_keys(
+        &self,
+        req: proto::RotateSigningKeysRequest,
+    ) -> AdminResult<proto::RotateSigningKeysResponse> {
+        let mut c = self.client.clone();
+        Ok(c.rotate_signing_keys(req).await?.into_inner())
+    }
+
+    async fn import_signing_key(
+        &self,
+        req: proto::ImportSigningKeyRequest,
+    ) -> AdminResult<proto::ImportSigningKeyResponse> {
+        let mut c = self.client.clone();
+        Ok(c.import_signing_key(req).await?.into_inner())
+    }
+}
+
+/// Rewrites the field path at the start of an INVALID_ARGUMENT message from the proto
+/// request (`spec.redirect_uris: …`) to the custom resource's (`spec.redirectUris: …`), so
+/// the condition names the field the user wrote. `renames` maps whole proto paths that
+/// differ in more than case (`issuer` → `spec.issuer`).
+pub fn resource_field_message(message: &str, renames: &[(&str, &str)]) -> String {
+    message
+        .split("; ")
+        .map(|part| {
+            let Some((path, rest)) = part.split_once(": ") else {
+                return part.to_owned();
+            };
+            if let Some((_, to)) = renames.iter().find(|(from, _)| *from == path) {
+                return format!("{to}: {rest}");
+            }
+            format!("{}: {rest}", camel_case_path(path))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `spec.post_logout_redirect_uris[0]` → `spec.postLogoutRedirectUris[0]`.
+fn camel_case_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut upper = false;
+    for c in path.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_map_to_what_a_reconciler_does_next() {
+        let kind = |s: Status| AdminError::from(s).kind;
+        assert_eq!(
+            kind(Status::unavailable("tcp connect error")),
+            AdminErrorKind::Unavailable
+        );
+        assert_eq!(
+            kind(Status::deadline_exceeded("")),
+            AdminErrorKind::Unavailable
+        );
+        assert_eq!(
+            kind(Status::invalid_argument("issuer: bad")),
+            AdminErrorKind::InvalidArgument
+        );
+        assert_eq!(kind(Status::not_found("x")), AdminErrorKind::NotFound);
+        assert_eq!(
+            kind(Status::already_exists("x")),
+            AdminErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            kind(Status::unauthenticated("x")),
+            AdminErrorKind::Unauthenticated
+        );
+        assert_eq!(kind(Status::internal("x")), AdminErrorKind::Other);
+        assert_eq!(
+            AdminError::from(Status::internal("")).message,
+            "Internal",
+            "an empty message still says something"
+        );
+    }
+
+    #[test]
+    fn invalid_argument_paths_are_rewritten_to_the_resource_fields() {
+        assert_eq!(
+            resource_field_message(
+                "spec.redirect_uris[1]: must be https; spec.grant_types: unknown",
+                &[]
+            ),
+            "spec.redirectUris[1]: must be https; spec.grantTypes: unknown"
+        );
+        assert_eq!(
+            resource_field_message(
+                "issuer: must be https",
+                &[("issuer", "spec.issuer"), ("id", "metadata.name")]
+            ),
+            "spec.issuer: must be https"
+        );
+        assert_eq!(resource_field_message("no path here", &[]), "no path here");
+    }
+
+    #[test]
+    fn the_bearer_header_is_sensitive_and_prefixed() {
+        let mut auth = BearerToken::new(&SecretString::from("t".repeat(32))).unwrap();
+        let req = auth.call(Request::new(())).unwrap();
+        let value = req.metadata().get("authorization").unwrap();
+        assert!(value.is_sensitive());
+        assert_eq!(
+            value.to_str().unwrap(),
+            format!("Bearer {}", "t".repeat(32))
+        );
+        assert!(BearerToken::new(&SecretString::from("bad\ntoken".to_owned())).is_err());
+    }
+
+    #[test]
+    fn the_token_file_is_trimmed_and_must_not_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  secret-token\n").unwrap();
+        assert_eq!(read_token(&path).unwrap().expose_secret(), "secret-token");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_token(&path).unwrap_err().contains("is empty"));
+        assert!(
+            read_token(&dir.path().join("missing"))
+                .unwrap_err()
+                .contains("cannot read")
+        );
+    }
+}

@@ -1,0 +1,917 @@
+//! The OidcClient controller: registers the client with its tenant (`UpsertClient`) when
+//! the tenant allows the client's namespace, and keeps the credentials Secret
+//! (`secretName`, default `<name>-oidc`: `CLIENT_ID`, `CLIENT_SECRET`, `ISSUER_URL`) in
+//! the client's namespace, owned by the OidcClient.
+//!
+//! The auth server stores only a digest of a client secret and returns a generated one
+//! exactly once, so the generated Secret is the authoritative copy of the plaintext:
+//! every reconcile supplies its `CLIENT_SECRET` back (which also undoes changes made to
+//! the client through the admin API), and a Secret that was deleted or lost its value is
+//! restored by rotating (the previous secret stays valid for the overlap). With
+//! `secretRef`, the referenced Secret's value is supplied instead and never replaced.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crds::conditions::{self, Status};
+use crds::identity_tenant::IdentityTenant;
+use crds::oidc_client::{ClientType, OidcClient, OidcClientStatus};
+use crds::{DeletionPolicy, ROTATE_SECRET_ANNOTATION};
+use futures::StreamExt as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, finalizer, watcher};
+use kube::{Api, Resource as _, ResourceExt as _};
+
+use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
+use crate::authserver_pod;
+use crate::context::Context;
+use crate::controller::{
+    self, FINALIZER, ReconcileError, admin_reason, annotation, apply_status,
+    flatten_finalizer_error, generation, with_ready,
+};
+use crate::migration::Gate;
+
+/// Field manager of everything this controller writes.
+pub const FIELD_MANAGER: &str = "gatehouse-operator/oidcclient";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "oidcclient";
+/// Keys of the credentials Secret.
+pub const CLIENT_ID_KEY: &str = "CLIENT_ID";
+pub const CLIENT_SECRET_KEY: &str = "CLIENT_SECRET";
+pub const ISSUER_URL_KEY: &str = "ISSUER_URL";
+/// Label on a credentials Secret naming its OidcClient.
+pub const CLIENT_LABEL: &str = "gatehouse.dev/oidcclient";
+/// `app.kubernetes.io/component` of credentials Secrets.
+const SECRET_COMPONENT: &str = "client-credentials";
+/// The auth server's minimum length of a supplied secret.
+const MIN_SECRET_LEN: usize = 32;
+
+/// Why reconciling an OidcClient failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("waiting for the schema migration: {0}")]
+    MigrationPending(String),
+    #[error("the schema migration failed: {0}")]
+    MigrationFailed(String),
+    #[error("{0}")]
+    TenantNotFound(String),
+    #[error("{0}")]
+    NamespaceNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    SecretNotFound(String),
+    #[error("{0}")]
+    SecretInvalid(String),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("failed to read {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to register the client with the auth server: {0}")]
+    UpsertClient(#[source] AdminError),
+    #[error("failed to rotate the client secret: {0}")]
+    RotateSecret(#[source] AdminError),
+    #[error("failed to apply Secret {name}: {source}")]
+    ApplySecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to update the status: {0}")]
+    UpdateStatus(#[source] kube::Error),
+    #[error("failed to delete the client from the auth server: {0}")]
+    DeleteClient(#[source] AdminError),
+    #[error("failed to update the finalizer: {0}")]
+    Finalizer(String),
+    #[error("the object does not match the schema: {0}")]
+    Malformed(String),
+}
+
+/// Result of this controller's steps.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::MigrationPending(_) => conditions::MIGRATION_PENDING,
+            Error::MigrationFailed(_) => conditions::MIGRATION_FAILED,
+            Error::TenantNotFound(_) => conditions::TENANT_NOT_FOUND,
+            Error::NamespaceNotAllowed(_) => conditions::NAMESPACE_NOT_ALLOWED,
+            Error::Conflict(_) => conditions::CONFLICT,
+            Error::SecretNotFound(_) => conditions::SECRET_NOT_FOUND,
+            Error::SecretInvalid(_) => conditions::SECRET_INVALID,
+            Error::InvalidSpec(_) | Error::Malformed(_) => conditions::INVALID_SPEC,
+            Error::UpsertClient(e) | Error::RotateSecret(e) | Error::DeleteClient(e) => {
+                admin_reason(e)
+            }
+            Error::Read { .. } => "ReadFailed",
+            Error::ApplySecret { .. } => "ApplySecretFailed",
+            Error::UpdateStatus(_) => "UpdateStatusFailed",
+            Error::Finalizer(_) => "FinalizerFailed",
+        }
+    }
+
+    fn awaits_change(&self) -> bool {
+        matches!(self, Error::InvalidSpec(_) | Error::Malformed(_))
+    }
+}
+
+impl Error {
+    /// The `Ready=False` reason this failure shows; `None` leaves the status alone.
+    fn condition_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::DeleteClient(_) => Some(conditions::DELETING),
+            Error::Read { .. }
+            | Error::ApplySecret { .. }
+            | Error::UpdateStatus(_)
+            | Error::Finalizer(_) => None,
+            other => Some(other.category()),
+        }
+    }
+}
+
+impl From<Gate> for Error {
+    fn from(gate: Gate) -> Self {
+        match gate {
+            Gate::Pending(m) => Error::MigrationPending(m),
+            Gate::Failed(m) => Error::MigrationFailed(m),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pure steps: validate and build
+
+/// Whether `labels` satisfy `selector` (Kubernetes label-selector semantics). An unset
+/// selector selects nothing; `{}` selects everything.
+pub fn selector_matches(
+    selector: Option<&LabelSelector>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let Some(selector) = selector else {
+        return false;
+    };
+    let labels_match = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            // An operator this code does not know must not widen access.
+            _ => false,
+        }
+    });
+    labels_match && expressions_match
+}
+
+/// Whether `client` is the registered owner of client id `id`: it reported `Ready=True`
+/// for that id.
+fn established(client: &OidcClient, id: &str) -> bool {
+    client.status.as_ref().is_some_and(|s| {
+        s.client_id.as_deref() == Some(id) && conditions::is_true(&s.conditions, conditions::READY)
+    })
+}
+
+fn age_key(client: &OidcClient) -> (Option<jiff::Timestamp>, String, String) {
+    (
+        client.creation_timestamp().map(|t| t.0),
+        client.namespace().unwrap_or_default(),
+        client.name_any(),
+    )
+}
+
+/// The other OidcClient that keeps `me`'s client id in `me`'s tenant, if any: an
+/// established claimant wins over one that is not; between equals the older one wins
+/// (then namespace/name, so the answer is the same from both sides).
+pub fn conflicting_owner<'a>(
+    me: &OidcClient,
+    peers: impl IntoIterator<Item = &'a OidcClient>,
+) -> Option<&'a OidcClient> {
+    let id = me.client_id();
+    let me_established = established(me, &id);
+    peers
+        .into_iter()
+        .filter(|p| {
+            p.uid() != me.uid() && p.spec.tenant_ref == me.spec.tenant_ref && p.client_id() == id
+        })
+        .find(|p| {
+            let p_established = established(p, &id);
+            (p_established && !me_established)
+                || (p_established == me_established && age_key(p) < age_key(me))
+        })
+}
+
+/// The registration the spec asks for.
+pub fn client_spec(client: &OidcClient) -> proto::ClientSpec {
+    let s = &client.spec;
+    let seconds = |v: Option<i32>| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
+    proto::ClientSpec {
+        client_id: client.client_id(),
+        client_type: match s.client_type {
+            ClientType::Confidential => "confidential",
+            ClientType::Public => "public",
+        }
+        .to_owned(),
+        grant_types: s
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect(),
+        redirect_uris: s.redirect_uris.clone(),
+        post_logout_redirect_uris: s.post_logout_redirect_uris.clone(),
+        scopes: s.scopes.clone(),
+        audiences: s.audiences.clone(),
+        token_endpoint_auth_method: s.auth_method().as_str().to_owned(),
+        jwks_uri: s.jwks_uri.clone(),
+        jwks_json: None,
+        access_token_lifetime_seconds: seconds(s.access_token_lifetime_seconds),
+        refresh_token_lifetime_seconds: seconds(s.refresh_token_lifetime_seconds),
+        subject_type: s.subject_type.as_str().to_owned(),
+        dpop_bound_access_tokens: s.dpop_bound_access_tokens,
+        allowed_cors_origins: s.allowed_cors_origins.clone(),
+        first_party: s.first_party,
+        access_token_alg: String::new(),
+    }
+}
+
+/// Checks against the tenant what the schema cannot: the subject type must be offered.
+pub fn validate(client: &OidcClient, tenant: &IdentityTenant) -> Result<()> {
+    if !tenant
+        .spec
+        .subject_types
+        .contains(&client.spec.subject_type)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "spec.subjectType: {} is not offered by IdentityTenant {} (its spec.subjectTypes)",
+            client.spec.subject_type.as_str(),
+            tenant.name_any()
+        )));
+    }
+    Ok(())
+}
+
+/// A usable secret value: UTF-8 of at least [`MIN_SECRET_LEN`] characters.
+fn secret_value(bytes: &[u8]) -> Result<String, String> {
+    let value = std::str::from_utf8(bytes)
+        .map_err(|_| "is not UTF-8".to_owned())?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned();
+    if value.chars().count() < MIN_SECRET_LEN {
+        return Err(format!("is shorter than {MIN_SECRET_LEN} characters"));
+    }
+    Ok(value)
+}
+
+/// The credentials Secret of `client`.
+pub fn build_secret(
+    client: &OidcClient,
+    issuer: &str,
+    client_secret: Option<&str>,
+) -> Result<Secret> {
+    let owner = client
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::InvalidSpec("the object has no uid yet".to_owned()))?;
+    let mut data = BTreeMap::from([
+        (
+            CLIENT_ID_KEY.to_owned(),
+            ByteString(client.client_id().into_bytes()),
+        ),
+        (
+            ISSUER_URL_KEY.to_owned(),
+            ByteString(issuer.as_bytes().to_vec()),
+        ),
+    ]);
+    if let Some(s) = client_secret {
+        data.insert(
+            CLIENT_SECRET_KEY.to_owned(),
+            ByteString(s.as_bytes().to_vec()),
+        );
+    }
+    let mut labels = authserver_pod::labels(SECRET_COMPONENT);
+    labels.insert(CLIENT_LABEL.to_owned(), client.name_any());
+    Ok(Secret {
+        metadata: ObjectMeta {
+            name: Some(client.secret_name()),
+            namespace: client.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    })
+}
+
+/// Whether the stored Secret already is `desired` as far as this controller owns it.
+fn secret_up_to_date(existing: &Secret, desired: &Secret) -> bool {
+    let empty = BTreeMap::new();
+    let have = existing.data.as_ref().unwrap_or(&empty);
+    let want = desired.data.as_ref().unwrap_or(&empty);
+    let data_ok = want.iter().all(|(k, v)| have.get(k) == Some(v))
+        && (want.contains_key(CLIENT_SECRET_KEY) || !have.contains_key(CLIENT_SECRET_KEY));
+    let labels_ok = desired
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| existing.labels().get(k) == Some(v));
+    let owner_ok = existing.owner_references().iter().any(|o| {
+        o.controller == Some(true) && desired.owner_references().iter().any(|d| d.uid == o.uid)
+    });
+    data_ok && labels_ok && owner_ok
+}
+
+/// Whether `secret` belongs to `client`: controlled by it, or carrying its labels and no
+/// other controller (someone removed the owner reference; the next apply restores it).
+fn owned_by(secret: &Secret, client: &OidcClient) -> bool {
+    let uid = client.uid();
+    let controller = secret
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true));
+    if let Some(o) = controller {
+        Some(&o.uid) == uid.as_ref()
+    } else {
+        let labels = secret.labels();
+        labels.get(authserver_pod::MANAGED_BY.0).map(String::as_str)
+            == Some(authserver_pod::MANAGED_BY.1)
+            && labels.get(CLIENT_LABEL) == Some(&client.name_any())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reconcile
+
+/// Reconciles one OidcClient: finalizer first, then apply or cleanup.
+pub async fn reconcile(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = client.namespace().unwrap_or_default();
+    let api: Api<OidcClient> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, client, |event| async {
+        match event {
+            finalizer::Event::Apply(c) => apply(&c, &ctx).await,
+            finalizer::Event::Cleanup(c) => cleanup(&c, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| flatten_finalizer_error(e, Error::Finalizer))
+}
+
+async fn apply(client: &OidcClient, ctx: &Context) -> Result<Action> {
+    match apply_steps(client, ctx).await {
+        Ok(()) => Ok(Action::requeue(ctx.config.resync)),
+        Err(e) => {
+            report_failure(client, ctx, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// Where the client secret sent to the auth server comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SecretPlan {
+    /// The client authenticates without a shared secret (public, private_key_jwt).
+    NoSecret,
+    /// `spec.secretRef`'s value.
+    Referenced(String),
+    /// The plaintext kept in the generated Secret.
+    Stored(String),
+    /// The generated Secret is missing or lost its value.
+    Generate,
+}
+
+/// Every OidcClient in the cluster (from the controller's cache when running).
+async fn peers(ctx: &Context) -> Result<Vec<OidcClient>> {
+    let guards = if let Some(store) = ctx.client_store.get() {
+        // Before the first full LIST the cache could miss the established owner.
+        let _ = store.wait_until_ready().await;
+        store.state()
+    } else {
+        let api: Api<DeserializeGuard<OidcClient>> = Api::all(ctx.client.clone());
+        api.list(&ListParams::default())
+            .await
+            .map_err(|source| Error::Read {
+                what: "OidcClients".to_owned(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    };
+    Ok(guards
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect())
+}
+
+async fn get_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Option<Secret>> {
+    Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("Secret {namespace}/{name}"),
+            source,
+        })
+}
+
+/// migration gate → tenant → namespace → conflicts → secret source → UpsertClient →
+/// rotation → Secret → status.
+#[allow(clippy::too_many_lines)] // one linear sequence of steps reads best in one place
+async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
+    ctx.migration.borrow().gate()?;
+    let namespace = client.namespace().unwrap_or_default();
+    let tenant_name = &client.spec.tenant_ref;
+    let client_id = client.client_id();
+    let object_ref = client.object_ref(&());
+
+    // Dereference.
+    let tenant = Api::<IdentityTenant>::all(ctx.client.clone())
+        .get_opt(tenant_name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("IdentityTenant {tenant_name}"),
+            source,
+        })?
+        .ok_or_else(|| {
+            Error::TenantNotFound(format!(
+                "spec.tenantRef: IdentityTenant {tenant_name} does not exist"
+            ))
+        })?;
+    let labels = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(&namespace)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("Namespace {namespace}"),
+            source,
+        })?
+        .and_then(|ns| ns.metadata.labels)
+        .unwrap_or_default();
+    if !selector_matches(tenant.spec.allowed_namespaces.as_ref(), &labels) {
+        return Err(Error::NamespaceNotAllowed(format!(
+            "IdentityTenant {tenant_name} does not allow clients from namespace {namespace}: \
+             its spec.allowedNamespaces does not select the namespace's labels; nothing was registered"
+        )));
+    }
+    let peers = peers(ctx).await?;
+    if let Some(owner) = conflicting_owner(client, &peers) {
+        return Err(Error::Conflict(format!(
+            "client id {client_id} in tenant {tenant_name} belongs to OidcClient {}/{}; \
+             set spec.clientId to another id",
+            owner.namespace().unwrap_or_default(),
+            owner.name_any()
+        )));
+    }
+
+    // Validate.
+    validate(client, &tenant)?;
+    let spec = client_spec(client);
+    let issuer = tenant.spec.issuer.trim_end_matches('/').to_owned();
+
+    let secret_name = client.secret_name();
+    let existing = get_secret(ctx, &namespace, &secret_name).await?;
+    if let Some(s) = &existing
+        && !owned_by(s, client)
+    {
+        return Err(Error::Conflict(format!(
+            "Secret {namespace}/{secret_name} exists and is not owned by this OidcClient; \
+             delete it or set spec.secretName to another name"
+        )));
+    }
+    let plan = if !client.spec.auth_method().uses_secret() {
+        SecretPlan::NoSecret
+    } else if let Some(r) = &client.spec.secret_ref {
+        let referenced = get_secret(ctx, &namespace, &r.name).await?.ok_or_else(|| {
+            Error::SecretNotFound(format!(
+                "spec.secretRef: Secret {namespace}/{} does not exist (yet); waiting for it",
+                r.name
+            ))
+        })?;
+        let bytes = referenced
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .ok_or_else(|| {
+                Error::SecretInvalid(format!(
+                    "spec.secretRef: Secret {namespace}/{} has no key {}",
+                    r.name, r.key
+                ))
+            })?;
+        SecretPlan::Referenced(secret_value(&bytes.0).map_err(|e| {
+            Error::SecretInvalid(format!(
+                "spec.secretRef: key {} of Secret {namespace}/{} {e}",
+                r.key, r.name
+            ))
+        })?)
+    } else {
+        match existing
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(CLIENT_SECRET_KEY))
+            .map(|b| secret_value(&b.0))
+        {
+            Some(Ok(v)) => SecretPlan::Stored(v),
+            _ => SecretPlan::Generate,
+        }
+    };
+
+    let rotation = annotation(client, ROTATE_SECRET_ANNOTATION);
+    let status = client.status.clone().unwrap_or_default();
+    let rotation_requested =
+        rotation.is_some() && rotation != status.last_secret_rotation_annotation;
+    let overlap = u64::try_from(client.spec.secret_rotation_overlap_seconds).unwrap_or(0);
+    let mut rotated = false;
+
+    // A supplied secret that differs from the current one replaces it at once; rotating
+    // first keeps the previous one valid for the overlap.
+    if let (SecretPlan::Referenced(value), true) = (&plan, rotation_requested) {
+        match ctx
+            .admin
+            .rotate_client_secret(proto::RotateClientSecretRequest {
+                tenant_id: tenant_name.clone(),
+                client_id: client_id.clone(),
+                supplied_secret: Some(value.clone()),
+                overlap_seconds: overlap,
+            })
+            .await
+        {
+            Ok(_) => {
+                rotated = true;
+                ctx.events
+                    .publish(&object_ref, EventType::Normal, "SecretRotated",
+                        format!("the value of spec.secretRef is now the current secret; the previous one stays valid for {overlap} s"))
+                    .await;
+            }
+            // Not registered yet: there is no previous secret to keep.
+            Err(e) if e.is(AdminErrorKind::NotFound) => {}
+            Err(e) => return Err(Error::RotateSecret(e)),
+        }
+    }
+
+    // Apply.
+    let secret_request = match &plan {
+        SecretPlan::NoSecret => None,
+        SecretPlan::Referenced(v) | SecretPlan::Stored(v) => Some(
+            proto::upsert_client_request::Secret::SuppliedSecret(v.clone()),
+        ),
+        SecretPlan::Generate => Some(proto::upsert_client_request::Secret::GenerateIfMissing(
+            true,
+        )),
+    };
+    let response = ctx
+        .admin
+        .upsert_client(proto::UpsertClientRequest {
+            tenant_id: tenant_name.clone(),
+            spec: Some(spec),
+            secret: secret_request,
+        })
+        .await
+        .map_err(|e| upsert_error(e, &plan, &namespace))?;
+    match response.outcome.as_str() {
+        "created" => {
+            tracing::info!(%client_id, tenant = %tenant_name, "client registered");
+            ctx.events
+                .publish(
+                    &object_ref,
+                    EventType::Normal,
+                    "ClientRegistered",
+                    format!("client {client_id} registered with tenant {tenant_name}"),
+                )
+                .await;
+        }
+        "updated" => {
+            tracing::info!(%client_id, tenant = %tenant_name, "client updated to match the spec");
+            ctx.events
+                .publish(
+                    &object_ref,
+                    EventType::Normal,
+                    "ClientUpdated",
+                    format!("client {client_id} in tenant {tenant_name} set to match the spec"),
+                )
+                .await;
+        }
+        _ => {}
+    }
+    let created = response.outcome == "created";
+
+    let mut secret_value = match &plan {
+        SecretPlan::NoSecret => None,
+        SecretPlan::Referenced(v) | SecretPlan::Stored(v) => Some(v.clone()),
+        SecretPlan::Generate => response.generated_secret.clone(),
+    };
+    let rotate = |supplied: Option<String>| {
+        ctx.admin
+            .rotate_client_secret(proto::RotateClientSecretRequest {
+                tenant_id: tenant_name.clone(),
+                client_id: client_id.clone(),
+                supplied_secret: supplied,
+                overlap_seconds: overlap,
+            })
+    };
+    if plan == SecretPlan::Generate && secret_value.is_none() {
+        // The server has a secret but its plaintext is gone (Secret deleted or edited):
+        // issue a new one; the lost one keeps working for the overlap.
+        let new = rotate(None)
+            .await
+            .map_err(Error::RotateSecret)?
+            .generated_secret;
+        tracing::warn!(%client_id, secret = %secret_name, "credentials Secret lost its secret; issued a new one");
+        ctx.events
+            .publish(&object_ref, EventType::Warning, "SecretRestored",
+                format!("Secret {secret_name} was missing or had no usable CLIENT_SECRET: a new secret was issued; \
+                         the previous one stays valid for {overlap} s"))
+            .await;
+        secret_value = new;
+        rotated = true;
+    } else if rotation_requested
+        && !created
+        && matches!(plan, SecretPlan::Stored(_) | SecretPlan::Generate)
+    {
+        secret_value = rotate(None)
+            .await
+            .map_err(Error::RotateSecret)?
+            .generated_secret;
+        tracing::info!(%client_id, "client secret rotated");
+        ctx.events
+            .publish(&object_ref, EventType::Normal, "SecretRotated",
+                format!("new client secret in Secret {secret_name}; the previous one stays valid for {overlap} s"))
+            .await;
+        rotated = true;
+    } else if response.generated_secret.is_some() {
+        ctx.events
+            .publish(
+                &object_ref,
+                EventType::Normal,
+                "SecretCreated",
+                format!("client secret written to Secret {secret_name}"),
+            )
+            .await;
+    }
+
+    let desired = build_secret(client, &issuer, secret_value.as_deref())?;
+    if existing
+        .as_ref()
+        .is_none_or(|e| !secret_up_to_date(e, &desired))
+    {
+        Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+            .patch(
+                &secret_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .map_err(|source| Error::ApplySecret {
+                name: secret_name.clone(),
+                source,
+            })?;
+        tracing::info!(secret = %secret_name, "credentials Secret written");
+    }
+
+    let new_status = OidcClientStatus {
+        observed_generation: generation(client),
+        conditions: with_ready(
+            &status.conditions,
+            Status::True,
+            conditions::RECONCILED,
+            format!("registered with tenant {tenant_name}; credentials in Secret {secret_name}"),
+            generation(client),
+            Time(ctx.now()),
+        ),
+        client_id: Some(client_id),
+        secret_name: Some(secret_name),
+        secret_rotated_at: if rotated {
+            Some(Time(ctx.now()))
+        } else {
+            status.secret_rotated_at.clone()
+        },
+        last_secret_rotation_annotation: rotation,
+    };
+    write_status(client, ctx, &new_status)
+        .await
+        .map_err(Error::UpdateStatus)
+}
+
+fn upsert_error(e: AdminError, plan: &SecretPlan, namespace: &str) -> Error {
+    match e.kind {
+        AdminErrorKind::InvalidArgument
+            if e.message.starts_with("client_secret")
+                && matches!(plan, SecretPlan::Referenced(_)) =>
+        {
+            Error::SecretInvalid(format!(
+                "spec.secretRef: the auth server rejected the secret: {}",
+                e.message
+            ))
+        }
+        AdminErrorKind::InvalidArgument => Error::InvalidSpec(format!(
+            "the auth server rejected the client: {}",
+            resource_field_message(&e.message, &[("tenant_id", "spec.tenantRef")])
+        )),
+        AdminErrorKind::NotFound => Error::TenantNotFound(format!(
+            "spec.tenantRef: the tenant is not registered with the auth server yet ({}); \
+             check the IdentityTenant's status (namespace {namespace})",
+            e.message
+        )),
+        _ => Error::UpsertClient(e),
+    }
+}
+
+async fn write_status(
+    client: &OidcClient,
+    ctx: &Context,
+    status: &OidcClientStatus,
+) -> kube::Result<()> {
+    if client.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<OidcClient> =
+        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
+    apply_status(&api, &client.name_any(), FIELD_MANAGER, status).await
+}
+
+/// A Warning Event and, where the failure has a reason, `Ready=False` with it.
+async fn report_failure(client: &OidcClient, ctx: &Context, error: &Error) {
+    ctx.events
+        .publish(
+            &client.object_ref(&()),
+            EventType::Warning,
+            error.category(),
+            error.to_string(),
+        )
+        .await;
+    let Some(reason) = error.condition_reason() else {
+        return;
+    };
+    let mut status = client.status.clone().unwrap_or_default();
+    status.observed_generation = generation(client);
+    status.conditions = with_ready(
+        &status.conditions,
+        Status::False,
+        reason,
+        error.to_string(),
+        generation(client),
+        Time(ctx.now()),
+    );
+    if let Err(e) = write_status(client, ctx, &status).await {
+        tracing::warn!(error = %e, "failed to write the failure into the status");
+    }
+}
+
+/// Releases the registration per `deletionPolicy`. Idempotent and fine when nothing was
+/// ever registered (DeleteClient of an unknown client succeeds), but never deletes a
+/// client id that another OidcClient owns (this one lost a conflict). The credentials
+/// Secret goes with the OidcClient through its owner reference.
+async fn cleanup(client: &OidcClient, ctx: &Context) -> Result<Action> {
+    let object_ref = client.object_ref(&());
+    let tenant = &client.spec.tenant_ref;
+    let client_id = client
+        .status
+        .as_ref()
+        .and_then(|s| s.client_id.clone())
+        .unwrap_or_else(|| client.client_id());
+    if client.spec.deletion_policy == DeletionPolicy::Retain {
+        ctx.events
+            .publish(&object_ref, EventType::Normal, "ClientRetained",
+                format!("deletionPolicy Retain: client {client_id} stays registered with tenant {tenant}"))
+            .await;
+        return Ok(Action::await_change());
+    }
+    let peers = peers(ctx).await?;
+    if let Some(owner) = conflicting_owner(client, &peers) {
+        ctx.events
+            .publish(
+                &object_ref,
+                EventType::Normal,
+                "ClientRetained",
+                format!(
+                    "client {client_id} belongs to OidcClient {}/{}; not deleted",
+                    owner.namespace().unwrap_or_default(),
+                    owner.name_any()
+                ),
+            )
+            .await;
+        return Ok(Action::await_change());
+    }
+    match ctx.admin.delete_client(tenant, &client_id).await {
+        Ok(_) => {
+            tracing::info!(%client_id, %tenant, "client deleted from the auth server");
+            ctx.events
+                .publish(
+                    &object_ref,
+                    EventType::Normal,
+                    "ClientDeleted",
+                    format!("client {client_id} deleted from tenant {tenant}"),
+                )
+                .await;
+            Ok(Action::await_change())
+        }
+        Err(e) if e.is(AdminErrorKind::NotFound) => Ok(Action::await_change()),
+        Err(e) => {
+            let error = Error::DeleteClient(e);
+            report_failure(client, ctx, &error).await;
+            Err(error)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Controller
+
+async fn reconcile_guarded(
+    guard: Arc<DeserializeGuard<OidcClient>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let status_api = Api::namespaced(
+        ctx.client.clone(),
+        guard.meta().namespace.as_deref().unwrap_or_default(),
+    );
+    controller::run_guarded(
+        CONTROLLER,
+        guard,
+        ctx,
+        status_api,
+        FIELD_MANAGER,
+        reconcile,
+        Error::Malformed,
+    )
+    .await
+}
+
+// The signature `Controller::run` expects.
+#[allow(clippy::needless_pass_by_value)]
+fn error_policy(
+    guard: Arc<DeserializeGuard<OidcClient>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    controller::error_policy(&guard, error, &ctx)
+}
+
+/// Label selector of the credentials Secrets (the `.owns()` watch).
+pub fn secret_selector() -> String {
+    format!(
+        "{},{}={SECRET_COMPONENT}",
+        authserver_pod::MANAGED_SELECTOR,
+        authserver_pod::COMPONENT
+    )
+}
+
+/// Runs the OidcClient controller until `shutdown` resolves. A change to an
+/// IdentityTenant (created, allowedNamespaces or issuer changed) reconciles its clients.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let clients: Api<DeserializeGuard<OidcClient>> = Api::all(ctx.client.clone());
+    let controller = Controller::new(clients, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let _ = ctx.client_store.set(store.clone());
+    let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
+    controller
+        .owns(
+            Api::<Secret>::all(ctx.client.clone()),
+            watcher::Config::default().labels(&secret_selector()),
+        )
+        .watches(
+            tenants,
+            watcher::Config::default().any_semantic(),
+            move |tenant| {
+                let name = tenant.name_any();
+                store
+                    .state()
+                    .iter()
+                    .filter(|c| c.0.as_ref().is_ok_and(|c| c.spec.tenant_ref == name))
+                    .map(|c| ObjectRef::from_obj(&**c))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_guarded, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, controller = CONTROLLER, "controller event");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests;

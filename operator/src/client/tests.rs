@@ -1,0 +1,903 @@
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::fixtures::{
+    self, ApiServerVerifier, FakeAdmin, FakeClient, Step, TestObject as _, assert_ready, client,
+    list, namespace, secret, secret_data, tenant,
+};
+use crate::migration::MigrationState;
+
+const TENANT: &str = "/apis/gatehouse.dev/v1alpha1/identitytenants/acme";
+const NAMESPACE: &str = "/api/v1/namespaces/shop";
+const ALL_CLIENTS: &str = "/apis/gatehouse.dev/v1alpha1/oidcclients";
+const CLIENT: &str = "/apis/gatehouse.dev/v1alpha1/namespaces/shop/oidcclients/web";
+const STATUS: &str = "/apis/gatehouse.dev/v1alpha1/namespaces/shop/oidcclients/web/status";
+const SECRET: &str = "/api/v1/namespaces/shop/secrets/web-oidc";
+const ISSUER: &str = "https://id.example.com/t/acme";
+
+fn secret_path(name: &str) -> String {
+    format!("/api/v1/namespaces/shop/secrets/{name}")
+}
+
+/// The reads every apply starts with: tenant, namespace, all OidcClients (conflicts).
+fn dereference(peers: Vec<Value>) -> Vec<Step> {
+    vec![
+        Step::get(TENANT).respond_obj(&tenant(json!({}))),
+        Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "acme")])),
+        Step::get(ALL_CLIENTS).respond(list("gatehouse.dev/v1alpha1", "OidcClientList", peers)),
+    ]
+}
+
+fn status_step(obj: &OidcClient, check: impl FnOnce(&Value) + Send + 'static) -> Step {
+    Step::apply(STATUS, FIELD_MANAGER)
+        .check(check)
+        .respond_obj(obj)
+}
+
+fn our_secret(client_secret: &str) -> Value {
+    secret(
+        "shop",
+        "web-oidc",
+        &[
+            ("CLIENT_ID", "shop-web"),
+            ("CLIENT_SECRET", client_secret),
+            ("ISSUER_URL", ISSUER),
+        ],
+        Some("uid-client-web"),
+    )
+}
+
+fn ready_status(obj: &OidcClient, annotation: Option<&str>) -> OidcClientStatus {
+    OidcClientStatus {
+        observed_generation: Some(1),
+        conditions: with_ready(
+            &[],
+            Status::True,
+            conditions::RECONCILED,
+            "registered with tenant acme; credentials in Secret web-oidc",
+            Some(1),
+            Time(fixtures::now()),
+        ),
+        client_id: Some(obj.client_id()),
+        secret_name: Some("web-oidc".into()),
+        secret_rotated_at: None,
+        last_secret_rotation_annotation: annotation.map(Into::into),
+    }
+}
+
+async fn run(
+    obj: OidcClient,
+    admin: Arc<FakeAdmin>,
+    steps: Vec<Step>,
+) -> (Result<Action>, Arc<Context>) {
+    let (kube, verifier) = ApiServerVerifier::run(steps);
+    let ctx = fixtures::context(kube, admin, MigrationState::Succeeded);
+    let result = reconcile(Arc::new(obj), ctx.clone()).await;
+    verifier.done().await;
+    (result, ctx)
+}
+
+fn reasons(ctx: &Context) -> Vec<String> {
+    ctx.events
+        .recorded()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect()
+}
+
+// --- pure -------------------------------------------------------------------------------
+
+#[test]
+fn label_selectors_follow_kubernetes_semantics() {
+    let labels = BTreeMap::from([
+        ("team".to_owned(), "shop".to_owned()),
+        ("env".to_owned(), "prod".to_owned()),
+    ]);
+    let sel = |v: Value| -> LabelSelector { serde_json::from_value(v).unwrap() };
+    assert!(!selector_matches(None, &labels), "unset selects nothing");
+    assert!(
+        selector_matches(Some(&sel(json!({}))), &labels),
+        "{{}} selects all"
+    );
+    assert!(selector_matches(
+        Some(&sel(json!({"matchLabels": {"team": "shop"}}))),
+        &labels
+    ));
+    assert!(!selector_matches(
+        Some(&sel(json!({"matchLabels": {"team": "web"}}))),
+        &labels
+    ));
+    let expr = |op: &str, values: &[&str]| {
+        sel(json!({"matchExpressions": [LabelSelectorRequirement {
+            key: "env".into(), operator: op.into(),
+            values: Some(values.iter().map(|v| (*v).to_owned()).collect()),
+        }]}))
+    };
+    assert!(selector_matches(
+        Some(&expr("In", &["prod", "staging"])),
+        &labels
+    ));
+    assert!(!selector_matches(Some(&expr("In", &["dev"])), &labels));
+    assert!(selector_matches(Some(&expr("NotIn", &["dev"])), &labels));
+    assert!(!selector_matches(Some(&expr("NotIn", &["prod"])), &labels));
+    assert!(selector_matches(Some(&expr("Exists", &[])), &labels));
+    assert!(!selector_matches(Some(&expr("DoesNotExist", &[])), &labels));
+    assert!(
+        !selector_matches(Some(&expr("Matches", &["prod"])), &labels),
+        "unknown operator"
+    );
+}
+
+#[test]
+fn the_established_claimant_keeps_a_client_id() {
+    let id = "shared";
+    let newcomer = client(json!({"clientId": id})).created_at("2025-01-01T00:00:00Z");
+    let mut established_peer = client(json!({"clientId": id}))
+        .named("other", "uid-other")
+        .in_namespace("team-b")
+        .created_at("2025-06-01T00:00:00Z");
+    established_peer.status = Some(ready_status(&established_peer, None));
+    // Younger, but established: it wins.
+    assert_eq!(
+        conflicting_owner(&newcomer, [&established_peer]).map(ResourceExt::name_any),
+        Some("other".into())
+    );
+    assert!(conflicting_owner(&established_peer, [&newcomer]).is_none());
+    // Neither established: the older one wins, from both sides.
+    let older = client(json!({"clientId": id}))
+        .named("older", "uid-older")
+        .created_at("2024-01-01T00:00:00Z");
+    assert!(conflicting_owner(&newcomer, [&older]).is_some());
+    assert!(conflicting_owner(&older, [&newcomer]).is_none());
+    // Another tenant or another id is no conflict; nor is the object itself.
+    let other_tenant = client(json!({"clientId": id, "tenantRef": "globex"})).named("g", "uid-g");
+    assert!(conflicting_owner(&newcomer, [&other_tenant, &newcomer]).is_none());
+}
+
+#[test]
+fn the_registration_mirrors_the_spec() {
+    let c = client(json!({
+        "grantTypes": ["authorization_code", "refresh_token"],
+        "redirectUris": ["https://shop.example.com/cb"],
+        "accessTokenLifetimeSeconds": 300,
+        "dpopBoundAccessTokens": true,
+    }));
+    let spec = client_spec(&c);
+    assert_eq!(spec.client_id, "shop-web");
+    assert_eq!(spec.client_type, "confidential");
+    assert_eq!(spec.grant_types, ["authorization_code", "refresh_token"]);
+    assert_eq!(spec.token_endpoint_auth_method, "client_secret_basic");
+    assert_eq!(spec.access_token_lifetime_seconds, 300);
+    assert_eq!(spec.refresh_token_lifetime_seconds, 0, "0 = server default");
+    assert_eq!(spec.subject_type, "public");
+    assert!(spec.dpop_bound_access_tokens);
+    let public = client(
+        json!({"clientType": "public", "grantTypes": ["authorization_code"],
+                               "redirectUris": ["https://a/cb"]}),
+    );
+    assert_eq!(client_spec(&public).token_endpoint_auth_method, "none");
+}
+
+#[test]
+fn a_subject_type_the_tenant_does_not_offer_is_invalid() {
+    let c = client(json!({"subjectType": "pairwise"}));
+    let err = validate(&c, &tenant(json!({}))).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("spec.subjectType: pairwise is not offered"),
+        "{err}"
+    );
+    assert!(validate(&c, &tenant(json!({"subjectTypes": ["public", "pairwise"]}))).is_ok());
+}
+
+#[test]
+fn short_or_binary_secrets_are_unusable() {
+    assert!(secret_value(&[b'x'; 32]).is_ok());
+    assert_eq!(
+        secret_value(format!("{}\n", "x".repeat(32)).as_bytes()).unwrap(),
+        "x".repeat(32)
+    );
+    assert!(
+        secret_value(b"short")
+            .unwrap_err()
+            .contains("shorter than 32")
+    );
+    assert!(secret_value(&[0xff; 40]).unwrap_err().contains("UTF-8"));
+}
+
+// --- reconcile ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn client_without_finalizer_gets_one() {
+    let c = client(json!({}));
+    let finalized = c.clone().finalized();
+    let admin = FakeAdmin::with_tenant();
+    let (result, _) = run(
+        c,
+        admin.clone(),
+        vec![Step::json_patch(CLIENT).respond_obj(&finalized)],
+    )
+    .await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_new_confidential_client_is_registered_and_gets_a_generated_secret() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(Step::apply(SECRET, FIELD_MANAGER).check(|body| {
+        let data = secret_data(body);
+        assert_eq!(data["CLIENT_ID"], "shop-web");
+        assert_eq!(data["ISSUER_URL"], ISSUER);
+        assert!(data["CLIENT_SECRET"].starts_with("generated-secret-"));
+        assert_eq!(body["type"], "Opaque");
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["uid"],
+            "uid-client-web"
+        );
+        assert_eq!(body["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(
+            body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "gatehouse-operator"
+        );
+    }));
+    steps.push(status_step(&c, |body| {
+        assert_ready(body, "True", "Reconciled");
+        assert_eq!(body["status"]["clientId"], "shop-web");
+        assert_eq!(body["status"]["secretName"], "web-oidc");
+        assert_eq!(body["status"]["observedGeneration"], 1);
+    }));
+    let (result, ctx) = run(c, admin.clone(), steps).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_mins(5)));
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, generate)"]);
+    let registered = &admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())];
+    assert_eq!(registered.spec.grant_types, ["client_credentials"]);
+    assert_eq!(reasons(&ctx), ["ClientRegistered", "SecretCreated"]);
+}
+
+#[tokio::test]
+async fn the_stored_secret_is_supplied_back_and_admin_api_drift_is_undone() {
+    let mut c = client(json!({})).finalized();
+    c.status = Some(ready_status(&c, None));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    // Someone changed the client through the admin API: other scopes, another secret.
+    let mut drifted = client_spec(&c);
+    drifted.scopes = vec!["admin".into()];
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: drifted,
+            secrets: vec!["changed-by-hand".into()],
+        },
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(our_secret(&stored)));
+    // Secret and status already match: no writes.
+    let (result, ctx) = run(c.clone(), admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
+    let registered = admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())].clone();
+    assert_eq!(registered.spec, client_spec(&c), "spec restored");
+    assert_eq!(
+        registered.secrets,
+        [stored],
+        "the Secret's value is the secret again"
+    );
+    assert_eq!(reasons(&ctx), ["ClientUpdated"]);
+}
+
+#[tokio::test]
+async fn an_edited_secret_is_restored() {
+    let mut c = client(json!({})).finalized();
+    c.status = Some(ready_status(&c, None));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    let mut edited = our_secret(&stored);
+    edited["data"]["ISSUER_URL"] = json!("aHR0cHM6Ly9ldmlsLmV4YW1wbGU="); // https://evil.example
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(edited));
+    let expected = stored.clone();
+    steps.push(Step::apply(SECRET, FIELD_MANAGER).check(move |body| {
+        let data = secret_data(body);
+        assert_eq!(data["ISSUER_URL"], ISSUER);
+        assert_eq!(data["CLIENT_SECRET"], expected);
+    }));
+    let (result, _) = run(c, admin, steps).await;
+    result.unwrap();
+}
+
+#[tokio::test]
+async fn a_deleted_secret_with_lost_plaintext_is_restored_by_rotation() {
+    let mut c = client(json!({"secretRotationOverlapSeconds": 600})).finalized();
+    c.status = Some(ready_status(&c, None));
+    let admin = FakeAdmin::with_tenant();
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: client_spec(&c),
+            secrets: vec!["lost-secret".into()],
+        },
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(Step::apply(SECRET, FIELD_MANAGER).check(|body| {
+        assert!(secret_data(body)["CLIENT_SECRET"].starts_with("generated-secret-"));
+    }));
+    steps.push(status_step(&c, |body| {
+        assert_eq!(body["status"]["secretRotatedAt"], "2026-01-01T00:00:00Z");
+    }));
+    let (result, ctx) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(
+        admin.calls(),
+        [
+            "UpsertClient(acme/shop-web, generate)",
+            "RotateClientSecret(acme/shop-web, overlap=600)"
+        ]
+    );
+    let secrets = admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())]
+        .secrets
+        .clone();
+    assert_eq!(
+        secrets.len(),
+        2,
+        "the lost secret stays valid for the overlap"
+    );
+    let events = ctx.events.recorded();
+    assert_eq!(events[0].reason, "SecretRestored");
+    assert!(events[0].warning);
+}
+
+#[tokio::test]
+async fn a_public_client_gets_a_secret_without_client_secret() {
+    let c = client(
+        json!({"clientType": "public", "grantTypes": ["authorization_code"],
+                          "redirectUris": ["https://shop.example.com/cb"]}),
+    )
+    .finalized();
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(Step::apply(SECRET, FIELD_MANAGER).check(|body| {
+        let data = secret_data(body);
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["CLIENT_ID", "ISSUER_URL"]);
+    }));
+    steps.push(status_step(&c, |body| {
+        assert_ready(body, "True", "Reconciled");
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, none)"]);
+}
+
+#[tokio::test]
+async fn a_forbidden_namespace_registers_nothing() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    let steps = vec![
+        Step::get(TENANT).respond_obj(&tenant(json!({}))),
+        Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "globex")])),
+        status_step(&c, |body| {
+            let m = assert_ready(body, "False", "NamespaceNotAllowed");
+            assert!(
+                m.contains("does not allow clients from namespace shop"),
+                "{m}"
+            );
+            assert!(body["status"].get("clientId").is_none());
+        }),
+    ];
+    let (result, ctx) = run(c, admin.clone(), steps).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.category(), "NamespaceNotAllowed");
+    assert!(admin.calls().is_empty(), "nothing registered");
+    assert!(ctx.events.recorded()[0].warning);
+}
+
+#[tokio::test]
+async fn a_tenant_without_allowed_namespaces_allows_none() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    let steps = vec![
+        Step::get(TENANT).respond_obj(&tenant(json!({"allowedNamespaces": null}))),
+        Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "acme")])),
+        status_step(&c, |body| {
+            assert_ready(body, "False", "NamespaceNotAllowed");
+        }),
+    ];
+    let (result, _) = run(c, admin.clone(), steps).await;
+    assert!(result.is_err());
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_tenant_ref_waits_with_tenant_not_found() {
+    let c = client(json!({"tenantRef": "nope"})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    let steps = vec![
+        Step::get("/apis/gatehouse.dev/v1alpha1/identitytenants/nope").not_found(),
+        status_step(&c, |body| {
+            let m = assert_ready(body, "False", "TenantNotFound");
+            assert!(
+                m.contains("spec.tenantRef: IdentityTenant nope does not exist"),
+                "{m}"
+            );
+        }),
+    ];
+    let (result, ctx) = run(c, admin.clone(), steps).await;
+    let err = result.unwrap_err();
+    assert!(
+        !err.awaits_change(),
+        "retried: the tenant may be created later"
+    );
+    assert!(admin.calls().is_empty());
+    let guard = DeserializeGuard(Ok(client(json!({}))));
+    assert_eq!(
+        controller::error_policy(&guard, &err, &ctx),
+        Action::requeue(Duration::from_secs(5))
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_not_yet_registered_with_the_auth_server_is_tenant_not_found() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::new(); // the auth server has no tenant acme
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "TenantNotFound");
+        assert!(m.contains("not registered with the auth server yet"), "{m}");
+    }));
+    let (result, _) = run(c, admin, steps).await;
+    assert!(result.is_err());
+}
+
+#[tokio::test]
+async fn a_missing_secret_ref_waits_and_never_invents_a_secret() {
+    let c = client(json!({"secretRef": {"name": "web-credentials"}})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(Step::get(&secret_path("web-credentials")).not_found());
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "SecretNotFound");
+        assert!(
+            m.contains("Secret shop/web-credentials does not exist"),
+            "{m}"
+        );
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    assert_eq!(result.unwrap_err().category(), "SecretNotFound");
+    assert!(
+        admin.calls().is_empty(),
+        "nothing registered, no secret generated"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_ref_without_the_key_is_secret_invalid() {
+    let c =
+        client(json!({"secretRef": {"name": "web-credentials", "key": "password"}})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(Step::get(&secret_path("web-credentials")).respond(secret(
+        "shop",
+        "web-credentials",
+        &[("CLIENT_SECRET", "x")],
+        None,
+    )));
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "SecretInvalid");
+        assert!(m.contains("has no key password"), "{m}");
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    assert_eq!(result.unwrap_err().category(), "SecretInvalid");
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_short_secret_ref_value_is_secret_invalid() {
+    let c = client(json!({"secretRef": {"name": "web-credentials"}})).finalized();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(Step::get(&secret_path("web-credentials")).respond(secret(
+        "shop",
+        "web-credentials",
+        &[("CLIENT_SECRET", "too-short")],
+        None,
+    )));
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "SecretInvalid");
+        assert!(m.contains("shorter than 32 characters"), "{m}");
+    }));
+    let (result, _) = run(c, FakeAdmin::with_tenant(), steps).await;
+    assert!(result.is_err());
+}
+
+#[tokio::test]
+async fn a_secret_ref_value_is_supplied_and_copied_into_the_credentials_secret() {
+    let c = client(json!({"secretRef": {"name": "web-credentials"}})).finalized();
+    let value = "b".repeat(40);
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(Step::get(&secret_path("web-credentials")).respond(secret(
+        "shop",
+        "web-credentials",
+        &[("CLIENT_SECRET", &value)],
+        None,
+    )));
+    let expected = value.clone();
+    steps.push(Step::apply(SECRET, FIELD_MANAGER).check(move |body| {
+        assert_eq!(secret_data(body)["CLIENT_SECRET"], expected);
+    }));
+    steps.push(status_step(&c, |body| {
+        assert_ready(body, "True", "Reconciled");
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
+    assert_eq!(
+        admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())].secrets,
+        [value]
+    );
+}
+
+#[tokio::test]
+async fn a_second_claimant_of_a_client_id_gets_conflict() {
+    let c = client(json!({"clientId": "shared"})).finalized();
+    let mut owner = client(json!({"clientId": "shared"}))
+        .named("billing", "uid-billing")
+        .created_at("2026-06-01T00:00:00Z");
+    owner.status = Some(ready_status(&owner, None));
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![serde_json::to_value(&owner).unwrap()]);
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "Conflict");
+        assert!(
+            m.contains("client id shared in tenant acme belongs to OidcClient shop/billing"),
+            "{m}"
+        );
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    assert_eq!(result.unwrap_err().category(), "Conflict");
+    assert!(
+        admin.calls().is_empty(),
+        "the established owner's registration is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_secret_with_our_name_is_a_conflict() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(secret("shop", "web-oidc", &[("x", "y")], None)));
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "Conflict");
+        assert!(m.contains("is not owned by this OidcClient"), "{m}");
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    assert!(result.is_err());
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn the_rotate_secret_annotation_rotates_with_the_overlap() {
+    let mut c = client(json!({"secretRotationOverlapSeconds": 3600}))
+        .finalized()
+        .annotated(ROTATE_SECRET_ANNOTATION, "2026-01-01");
+    c.status = Some(ready_status(&c, Some("2025-06-01")));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: client_spec(&c),
+            secrets: vec![stored.clone()],
+        },
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(our_secret(&stored)));
+    let old = stored.clone();
+    steps.push(Step::apply(SECRET, FIELD_MANAGER).check(move |body| {
+        let new = &secret_data(body)["CLIENT_SECRET"];
+        assert_ne!(new, &old);
+        assert!(new.starts_with("generated-secret-"));
+    }));
+    steps.push(status_step(&c, |body| {
+        assert_eq!(body["status"]["lastSecretRotationAnnotation"], "2026-01-01");
+        assert_eq!(body["status"]["secretRotatedAt"], "2026-01-01T00:00:00Z");
+    }));
+    let (result, ctx) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(
+        admin.calls(),
+        [
+            "UpsertClient(acme/shop-web, supplied)",
+            "RotateClientSecret(acme/shop-web, overlap=3600)"
+        ]
+    );
+    let secrets = admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())]
+        .secrets
+        .clone();
+    assert_eq!(secrets[1], stored, "the previous secret stays valid");
+    assert_eq!(reasons(&ctx), ["SecretRotated"]);
+}
+
+#[tokio::test]
+async fn an_already_handled_rotation_annotation_does_nothing() {
+    let mut c = client(json!({}))
+        .finalized()
+        .annotated(ROTATE_SECRET_ANNOTATION, "v1");
+    c.status = Some(ready_status(&c, Some("v1")));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(our_secret(&stored)));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_auth_server_is_reported_and_retried() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    admin.fail_with(
+        AdminErrorKind::Unavailable,
+        "tcp connect error: Connection refused",
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(status_step(&c, |body| {
+        assert_ready(body, "False", "AuthServerUnavailable");
+    }));
+    let (result, ctx) = run(c, admin, steps).await;
+    let err = result.unwrap_err();
+    let guard = DeserializeGuard(Ok(client(json!({}))));
+    assert_eq!(
+        controller::error_policy(&guard, &err, &ctx),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert_eq!(
+        controller::error_policy(&guard, &err, &ctx),
+        Action::requeue(Duration::from_secs(10))
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_spec_is_invalid_spec_naming_the_crd_field() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    admin.fail_with(
+        AdminErrorKind::InvalidArgument,
+        "spec.redirect_uris[0]: must be an absolute https URL",
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "InvalidSpec");
+        assert!(
+            m.contains("spec.redirectUris[0]: must be an absolute https URL"),
+            "{m}"
+        );
+    }));
+    let (result, ctx) = run(c, admin, steps).await;
+    let err = result.unwrap_err();
+    let guard = DeserializeGuard(Ok(client(json!({}))));
+    assert_eq!(
+        controller::error_policy(&guard, &err, &ctx),
+        Action::await_change()
+    );
+}
+
+#[tokio::test]
+async fn migration_pending_registers_nothing() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    let (kube, verifier) = ApiServerVerifier::run(vec![status_step(&c, |body| {
+        assert_ready(body, "False", "MigrationPending");
+    })]);
+    let ctx = fixtures::context(kube, admin.clone(), MigrationState::unchecked("img"));
+    assert!(reconcile(Arc::new(c), ctx).await.is_err());
+    verifier.done().await;
+    assert!(admin.calls().is_empty());
+}
+
+fn finalizer_removal(obj: &OidcClient) -> Step {
+    Step::json_patch(CLIENT)
+        .check(|body| {
+            assert_eq!(
+                body[1],
+                json!({"op": "remove", "path": "/metadata/finalizers/0"})
+            );
+        })
+        .respond_obj(obj)
+}
+
+#[tokio::test]
+async fn deleting_with_delete_removes_the_registration() {
+    let mut c = client(json!({})).finalized().deleting();
+    c.status = Some(ready_status(&c, None));
+    let admin = FakeAdmin::with_tenant();
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: client_spec(&c),
+            secrets: vec![],
+        },
+    );
+    let steps = vec![
+        Step::get(ALL_CLIENTS).respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![])),
+        finalizer_removal(&c),
+    ];
+    let (result, ctx) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["DeleteClient(acme/shop-web)"]);
+    assert!(admin.state().clients.is_empty());
+    assert_eq!(reasons(&ctx), ["ClientDeleted"]);
+}
+
+#[tokio::test]
+async fn deleting_a_never_registered_client_is_fine() {
+    let c = client(json!({})).finalized().deleting();
+    let admin = FakeAdmin::new();
+    let steps = vec![
+        Step::get(ALL_CLIENTS).respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![])),
+        finalizer_removal(&c),
+    ];
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["DeleteClient(acme/shop-web)"]);
+}
+
+#[tokio::test]
+async fn deleting_with_retain_keeps_the_registration() {
+    let c = client(json!({"deletionPolicy": "Retain"}))
+        .finalized()
+        .deleting();
+    let admin = FakeAdmin::with_tenant();
+    let (result, ctx) = run(c.clone(), admin.clone(), vec![finalizer_removal(&c)]).await;
+    result.unwrap();
+    assert!(admin.calls().is_empty());
+    assert_eq!(reasons(&ctx), ["ClientRetained"]);
+}
+
+#[tokio::test]
+async fn deleting_the_loser_of_a_conflict_leaves_the_owners_registration() {
+    let c = client(json!({"clientId": "shared"})).finalized().deleting();
+    let mut owner = client(json!({"clientId": "shared"})).named("billing", "uid-billing");
+    owner.status = Some(ready_status(&owner, None));
+    let admin = FakeAdmin::with_tenant();
+    let steps = vec![
+        Step::get(ALL_CLIENTS).respond(list(
+            "gatehouse.dev/v1alpha1",
+            "OidcClientList",
+            vec![serde_json::to_value(&owner).unwrap()],
+        )),
+        finalizer_removal(&c),
+    ];
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_delete_keeps_the_finalizer() {
+    let c = client(json!({})).finalized().deleting();
+    let admin = FakeAdmin::with_tenant();
+    admin.fail_with(AdminErrorKind::Unavailable, "unreachable");
+    let steps = vec![
+        Step::get(ALL_CLIENTS).respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![])),
+        status_step(&c, |body| {
+            assert_ready(body, "False", "Deleting");
+        }),
+    ];
+    let (result, _) = run(c, admin, steps).await;
+    assert_eq!(result.unwrap_err().category(), "AuthServerUnavailable");
+}
+
+#[tokio::test]
+async fn a_malformed_object_is_reported_and_awaits_a_change() {
+    // A spec the types reject (grantTypes must be a list), as a watch would deliver it.
+    let raw = json!({
+        "apiVersion": "gatehouse.dev/v1alpha1", "kind": "OidcClient",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "uid-client-web", "generation": 3},
+        "spec": {"tenantRef": "acme", "grantTypes": "client_credentials"},
+    });
+    let guard: DeserializeGuard<OidcClient> = serde_json::from_value(raw.clone()).unwrap();
+    assert!(guard.0.is_err());
+    let (kube, verifier) = ApiServerVerifier::run(vec![
+        Step::apply(STATUS, FIELD_MANAGER)
+            .check(|body| {
+                let m = assert_ready(body, "False", "InvalidSpec");
+                assert!(m.contains("does not match the schema"), "{m}");
+                assert_eq!(body["status"]["observedGeneration"], 3);
+            })
+            .respond(raw),
+    ]);
+    let admin = FakeAdmin::with_tenant();
+    let ctx = fixtures::context(kube, admin.clone(), MigrationState::Succeeded);
+    let err = reconcile_guarded(Arc::new(guard.clone()), ctx.clone())
+        .await
+        .unwrap_err();
+    verifier.done().await;
+    assert!(err.awaits_change());
+    assert_eq!(
+        error_policy(Arc::new(guard), &err, ctx.clone()),
+        Action::await_change()
+    );
+    assert!(admin.calls().is_empty());
+    assert!(ctx.metrics.render().contains(
+        r#"gatehouse_operator_reconcile_errors_total{controller="oidcclient",reason="InvalidSpec"} 1"#
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_rotation_keeps_the_secret_and_retries_the_annotation() {
+    let mut c = client(json!({}))
+        .finalized()
+        .annotated(ROTATE_SECRET_ANNOTATION, "v2");
+    c.status = Some(ready_status(&c, Some("v1")));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: client_spec(&c),
+            secrets: vec![stored.clone()],
+        },
+    );
+    admin.fail_method(
+        "RotateClientSecret",
+        AdminErrorKind::Unavailable,
+        "connection reset",
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(our_secret(&stored)));
+    // No Secret write; the status keeps the old annotation so the next attempt rotates.
+    steps.push(status_step(&c, |body| {
+        assert_ready(body, "False", "AuthServerUnavailable");
+        assert_eq!(body["status"]["lastSecretRotationAnnotation"], "v1");
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    assert!(result.is_err());
+    assert_eq!(
+        admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())].secrets,
+        [stored]
+    );
+}
+
+#[tokio::test]
+async fn a_secret_that_lost_its_owner_reference_is_adopted_and_repaired() {
+    let mut c = client(json!({})).finalized();
+    c.status = Some(ready_status(&c, None));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let mut orphaned = our_secret(&stored);
+    orphaned["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(orphaned));
+    steps.push(Step::apply(SECRET, FIELD_MANAGER).check(move |body| {
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["uid"],
+            "uid-client-web"
+        );
+        assert_eq!(secret_data(body)["CLIENT_SECRET"], stored);
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
+}

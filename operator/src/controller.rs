@@ -1,0 +1,258 @@
+//! Plumbing the three controllers share: the guarded entry point (malformed objects,
+//! metrics, the per-reconcile span, backoff bookkeeping), `error_policy`, status writes
+//! through server-side apply, the finalizer's error mapping and the mapping of admin API
+//! failures to condition reasons.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crds::conditions::{self, Status};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer;
+use kube::{Api, Resource, ResourceExt as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::Instrument as _;
+
+use crate::admin_client::{AdminError, AdminErrorKind};
+use crate::context::Context;
+
+/// The finalizer on IdentityTenants and OidcClients: their database rows are released
+/// (or deliberately retained) before the object goes away.
+pub const FINALIZER: &str = "gatehouse.dev/cleanup";
+
+/// What the shared plumbing needs to know about a controller's error.
+pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
+    /// Stable, CamelCase name of the failure for metrics and Events.
+    fn category(&self) -> &'static str;
+    /// Whether retrying before the object changes is pointless (invalid spec): the
+    /// controller then waits for a change instead of backing off.
+    fn awaits_change(&self) -> bool;
+}
+
+/// `Kind namespace/name` (or `Kind name`) of an object: the backoff key and the span field.
+pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    key_of::<K>(obj.meta().namespace.as_deref(), obj.meta().name.as_deref())
+}
+
+fn key_of<K: Resource<DynamicType = ()>>(namespace: Option<&str>, name: Option<&str>) -> String {
+    let kind = K::kind(&());
+    match namespace {
+        Some(ns) => format!("{kind} {ns}/{}", name.unwrap_or_default()),
+        None => format!("{kind} {}", name.unwrap_or_default()),
+    }
+}
+
+fn guard_key<K: Resource<DynamicType = ()>>(guard: &DeserializeGuard<K>) -> String {
+    match &guard.0 {
+        Ok(obj) => object_key(obj),
+        Err(invalid) => key_of::<K>(
+            invalid.metadata.namespace.as_deref(),
+            invalid.metadata.name.as_deref(),
+        ),
+    }
+}
+
+/// Runs `reconcile` for a watched object inside a span, with metrics and backoff
+/// bookkeeping. An object that does not deserialize into `K` (someone bypassed the schema,
+/// or an old operator reads a newer object) gets `Ready=False`, reason `InvalidSpec`, and
+/// a Warning Event, and the controller waits for it to change: one malformed object never
+/// stalls the others.
+pub async fn run_guarded<K, E, Fut>(
+    controller: &'static str,
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    status_api: Api<DeserializeGuard<K>>,
+    field_manager: &'static str,
+    reconcile: impl FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    malformed: impl FnOnce(String) -> E,
+) -> Result<Action, E>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    E: ReconcileError,
+    Fut: Future<Output = Result<Action, E>>,
+{
+    let key = guard_key(&guard);
+    let span = tracing::info_span!("reconcile", controller, object = %key);
+    async move {
+        let started = Instant::now();
+        let result = match &guard.0 {
+            Ok(obj) => reconcile(Arc::new(obj.clone()), Arc::clone(&ctx)).await,
+            Err(invalid) => {
+                report_malformed(&status_api, invalid, &ctx, field_manager).await;
+                Err(malformed(invalid.error.clone()))
+            }
+        };
+        ctx.metrics.observe(
+            controller,
+            started.elapsed(),
+            result.as_ref().err().map(ReconcileError::category),
+        );
+        match &result {
+            Ok(action) => {
+                ctx.reset_backoff(&key);
+                tracing::debug!(?action, "reconciled");
+            }
+            Err(e) => tracing::warn!(error = %e, category = e.category(), "reconcile failed"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn report_malformed<K>(
+    api: &Api<DeserializeGuard<K>>,
+    invalid: &InvalidObject,
+    ctx: &Context,
+    field_manager: &str,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let message = format!("the object does not match the schema: {}", invalid.error);
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: invalid.metadata.name.clone(),
+        namespace: invalid.metadata.namespace.clone(),
+        uid: invalid.metadata.uid.clone(),
+        ..Default::default()
+    };
+    ctx.events
+        .publish(
+            &reference,
+            EventType::Warning,
+            conditions::INVALID_SPEC,
+            &message,
+        )
+        .await;
+    let condition = conditions::ready(
+        Status::False,
+        conditions::INVALID_SPEC,
+        message,
+        invalid.metadata.generation,
+        Time(ctx.now()),
+    );
+    let status = json!({
+        "observedGeneration": invalid.metadata.generation,
+        "conditions": [condition],
+    });
+    if let Some(name) = &invalid.metadata.name
+        && let Err(e) = apply_status(api, name, field_manager, &status).await
+    {
+        tracing::warn!(error = %e, "failed to report a malformed object in its status");
+    }
+}
+
+/// `error_policy` of every controller: wait for a change after an invalid spec,
+/// otherwise retry with exponential backoff (5 s doubling up to the resync interval).
+pub fn error_policy<K, E>(guard: &DeserializeGuard<K>, error: &E, ctx: &Context) -> Action
+where
+    K: Resource<DynamicType = ()>,
+    E: ReconcileError,
+{
+    if error.awaits_change() {
+        Action::await_change()
+    } else {
+        Action::requeue(ctx.backoff(&guard_key(guard)))
+    }
+}
+
+/// Writes `status` through server-side apply on the status subresource, owning exactly
+/// the fields given (so a field the controller stops setting is removed).
+pub async fn apply_status<K>(
+    api: &Api<K>,
+    name: &str,
+    field_manager: &str,
+    status: &impl Serialize,
+) -> kube::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// `conditions` with `Ready` set as given, observed at `generation`.
+pub fn with_ready(
+    conditions: &[Condition],
+    status: Status,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Time,
+) -> Vec<Condition> {
+    conditions::merge(
+        conditions,
+        conditions::ready(status, reason, message, generation, now),
+    )
+}
+
+/// The condition reason for a failed admin call that was not mapped more precisely by
+/// the caller: an unreachable or misconfigured auth server.
+pub fn admin_reason(error: &AdminError) -> &'static str {
+    match error.kind {
+        AdminErrorKind::InvalidArgument => conditions::INVALID_SPEC,
+        AdminErrorKind::NotFound => conditions::TENANT_NOT_FOUND,
+        AdminErrorKind::AlreadyExists => conditions::CONFLICT,
+        AdminErrorKind::Unavailable | AdminErrorKind::Unauthenticated | AdminErrorKind::Other => {
+            conditions::AUTH_SERVER_UNAVAILABLE
+        }
+    }
+}
+
+/// Flattens the finalizer helper's error into the controller's: reconcile errors come
+/// back as they were, finalizer bookkeeping errors through `wrap`.
+pub fn flatten_finalizer_error<E>(error: finalizer::Error<E>, wrap: impl FnOnce(String) -> E) -> E
+where
+    E: std::error::Error + 'static,
+{
+    match error {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => wrap(other.to_string()),
+    }
+}
+
+/// The generation of an object, for `observedGeneration`.
+pub fn generation<K: Resource>(obj: &K) -> Option<i64> {
+    obj.meta().generation
+}
+
+/// Whether the object is being deleted.
+pub fn is_deleting<K: Resource>(obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_some()
+}
+
+/// The value of annotation `key`, if set.
+pub fn annotation<K: Resource>(obj: &K, key: &str) -> Option<String> {
+    obj.annotations().get(key).cloned()
+}
+
+/// A stream that yields whenever the migration state changes, so every object is
+/// reconciled again when the gate opens (or closes) instead of waiting for its backoff.
+pub fn migration_changes(
+    rx: tokio::sync::watch::Receiver<crate::migration::MigrationState>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
+}

@@ -1,0 +1,638 @@
+//! The SigningKeySet controller: keeps a tenant's signing keys per algorithm through the
+//! admin API. `source.generated`: `RotateSigningKeys` with mode `bootstrap` on the first
+//! reconcile, `if_due` afterwards (the server rotates what its policy says is due), and
+//! `force` when the `gatehouse.dev/rotate` annotation changes. `source.secretRef`: each
+//! algorithm's PEM private key (`rs256.pem`, `es256.pem`, `eddsa.pem`) is imported instead
+//! (idempotent: a key already imported is not imported again). The status lists the keys
+//! and the next rotation; the controller requeues at the next key deadline.
+//!
+//! There is no finalizer: the keys belong to the tenant (deleting the IdentityTenant with
+//! `deletionPolicy: Delete` removes them). Deleting a SigningKeySet only stops rotation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::ROTATE_ANNOTATION;
+use crds::conditions::{self, Status};
+use crds::identity_tenant::IdentityTenant;
+use crds::signing_key_set::{
+    KeySource, KeyState, SigningAlgorithm, SigningKeySet, SigningKeySetSpec, SigningKeySetStatus,
+    SigningKeyStatus,
+};
+use futures::StreamExt as _;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ListParams;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource as _, ResourceExt as _};
+
+use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
+use crate::context::Context;
+use crate::controller::{
+    self, ReconcileError, admin_reason, annotation, apply_status, generation, with_ready,
+};
+use crate::migration::Gate;
+
+/// Field manager of everything this controller writes.
+pub const FIELD_MANAGER: &str = "gatehouse-operator/signingkeyset";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "signingkeyset";
+/// Retired keys stay listed in the status this long after retiring.
+const RETIRED_SHOWN_FOR: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+/// Shortest requeue after a successful reconcile (a deadline that just passed).
+const MIN_REQUEUE: Duration = Duration::from_secs(5);
+
+/// Why reconciling a SigningKeySet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("waiting for the schema migration: {0}")]
+    MigrationPending(String),
+    #[error("the schema migration failed: {0}")]
+    MigrationFailed(String),
+    #[error("{0}")]
+    TenantNotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    SecretNotFound(String),
+    #[error("{0}")]
+    SecretInvalid(String),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("failed to read {what}: {source}")]
+    Read {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to rotate the signing keys: {0}")]
+    RotateKeys(#[source] AdminError),
+    #[error("failed to import a signing key: {0}")]
+    ImportKey(#[source] AdminError),
+    #[error("failed to list the signing keys: {0}")]
+    ListKeys(#[source] AdminError),
+    #[error("failed to update the status: {0}")]
+    UpdateStatus(#[source] kube::Error),
+    #[error("the object does not match the schema: {0}")]
+    Malformed(String),
+}
+
+/// Result of this controller's steps.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::MigrationPending(_) => conditions::MIGRATION_PENDING,
+            Error::MigrationFailed(_) => conditions::MIGRATION_FAILED,
+            Error::TenantNotFound(_) => conditions::TENANT_NOT_FOUND,
+            Error::Conflict(_) => conditions::CONFLICT,
+            Error::SecretNotFound(_) => conditions::SECRET_NOT_FOUND,
+            Error::SecretInvalid(_) => conditions::SECRET_INVALID,
+            Error::InvalidSpec(_) | Error::Malformed(_) => conditions::INVALID_SPEC,
+            Error::RotateKeys(e) | Error::ImportKey(e) | Error::ListKeys(e) => admin_reason(e),
+            Error::Read { .. } => "ReadFailed",
+            Error::UpdateStatus(_) => "UpdateStatusFailed",
+        }
+    }
+
+    fn awaits_change(&self) -> bool {
+        matches!(self, Error::InvalidSpec(_) | Error::Malformed(_))
+    }
+}
+
+impl Error {
+    fn condition_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::Read { .. } | Error::UpdateStatus(_) => None,
+            other => Some(other.category()),
+        }
+    }
+}
+
+impl From<Gate> for Error {
+    fn from(gate: Gate) -> Self {
+        match gate {
+            Gate::Pending(m) => Error::MigrationPending(m),
+            Gate::Failed(m) => Error::MigrationFailed(m),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pure steps
+
+/// The key policy of the spec, as the admin API takes it.
+pub fn key_policy(spec: &SigningKeySetSpec) -> proto::KeyPolicy {
+    let secs = |v: i64| u64::try_from(v).unwrap_or(0);
+    proto::KeyPolicy {
+        algorithms: spec
+            .algorithms
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect(),
+        rsa_bits: spec.rsa_bits.bits(),
+        rotation_interval_seconds: secs(i64::from(spec.rotation_interval_days) * 86_400),
+        // The server reads 0 as "its default"; the schema allows 0 but such a policy
+        // keeps the server's default overlap window.
+        overlap_window_seconds: secs(i64::from(spec.overlap_window_seconds)),
+        promotion_delay_seconds: secs(i64::from(spec.promotion_delay_seconds)),
+    }
+}
+
+/// The rotation mode for this reconcile: `force` when the rotate annotation changed,
+/// `bootstrap` on the first reconcile, `if_due` afterwards.
+pub fn rotation_mode(key_set: &SigningKeySet) -> &'static str {
+    let status = key_set.status.clone().unwrap_or_default();
+    let requested = annotation(key_set, ROTATE_ANNOTATION);
+    if requested.is_some() && requested != status.last_rotation_annotation {
+        "force"
+    } else if status.observed_generation.is_none() {
+        "bootstrap"
+    } else {
+        "if_due"
+    }
+}
+
+fn time(seconds: i64) -> Option<Time> {
+    Timestamp::from_second(seconds).ok().map(Time)
+}
+
+fn parse_alg(alg: &str) -> Option<SigningAlgorithm> {
+    SigningAlgorithm::ALL
+        .into_iter()
+        .find(|a| a.as_str() == alg)
+}
+
+fn parse_state(state: &str) -> Option<KeyState> {
+    [
+        KeyState::Pending,
+        KeyState::Active,
+        KeyState::Retiring,
+        KeyState::Retired,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == state)
+}
+
+/// The keys to show: all but those retired more than a day ago, by algorithm then
+/// activation.
+pub fn status_keys(keys: &[proto::SigningKey], now: Timestamp) -> Vec<SigningKeyStatus> {
+    let mut out: Vec<SigningKeyStatus> = keys
+        .iter()
+        .filter_map(|k| {
+            let state = parse_state(&k.state)?;
+            let retires_at = k.retires_at.and_then(time);
+            if state == KeyState::Retired
+                && retires_at
+                    .as_ref()
+                    .is_some_and(|t| t.0 + RETIRED_SHOWN_FOR < now)
+            {
+                return None;
+            }
+            Some(SigningKeyStatus {
+                kid: k.kid.clone(),
+                alg: parse_alg(&k.alg)?,
+                state,
+                activated_at: time(k.activates_at),
+                retires_at,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (
+            a.alg.as_str(),
+            &a.activated_at.as_ref().map(|t| t.0),
+            &a.kid,
+        )
+            .cmp(&(
+                b.alg.as_str(),
+                &b.activated_at.as_ref().map(|t| t.0),
+                &b.kid,
+            ))
+    });
+    out
+}
+
+/// When to look again: the earliest future deadline among the next rotation, a pending
+/// key's activation and a retiring key's retirement, capped by `resync`.
+pub fn requeue_after(key_set: &proto::SigningKeySet, now: Timestamp, resync: Duration) -> Duration {
+    let deadlines = key_set
+        .next_rotation
+        .into_iter()
+        .chain(
+            key_set
+                .keys
+                .iter()
+                .filter(|k| k.state == "pending")
+                .map(|k| k.activates_at),
+        )
+        .chain(
+            key_set
+                .keys
+                .iter()
+                .filter(|k| k.state == "retiring")
+                .filter_map(|k| k.retires_at),
+        );
+    let now_s = now.as_second();
+    deadlines
+        .map(|t| Duration::from_secs(u64::try_from(t.saturating_sub(now_s)).unwrap_or(0)))
+        .min()
+        .map_or(resync, |d| d.min(resync))
+        .max(MIN_REQUEUE)
+}
+
+/// The other SigningKeySet that keeps `me`'s tenant, if any: an established one (Ready
+/// once) wins over one that is not, then the older one.
+pub fn conflicting_key_set<'a>(
+    me: &SigningKeySet,
+    peers: impl IntoIterator<Item = &'a SigningKeySet>,
+) -> Option<&'a SigningKeySet> {
+    let established = |k: &SigningKeySet| {
+        k.status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
+    };
+    let age = |k: &SigningKeySet| (k.creation_timestamp().map(|t| t.0), k.name_any());
+    let me_established = established(me);
+    peers
+        .into_iter()
+        .filter(|p| p.uid() != me.uid() && p.spec.tenant_ref == me.spec.tenant_ref)
+        .find(|p| {
+            let p_established = established(p);
+            (p_established && !me_established)
+                || (p_established == me_established && age(p) < age(me))
+        })
+}
+
+fn admin_error(e: AdminError, wrap: fn(AdminError) -> Error) -> Error {
+    match e.kind {
+        AdminErrorKind::InvalidArgument => Error::InvalidSpec(format!(
+            "the auth server rejected the key policy: {}",
+            resource_field_message(
+                &e.message,
+                &[
+                    ("policy.algorithms", "spec.algorithms"),
+                    ("policy.rsa_bits", "spec.rsaBits"),
+                    (
+                        "policy.rotation_interval_seconds",
+                        "spec.rotationIntervalDays"
+                    ),
+                    ("policy.overlap_window_seconds", "spec.overlapWindowSeconds"),
+                    (
+                        "policy.promotion_delay_seconds",
+                        "spec.promotionDelaySeconds"
+                    ),
+                ],
+            )
+        )),
+        AdminErrorKind::NotFound => Error::TenantNotFound(format!(
+            "spec.tenantRef: the tenant is not registered with the auth server yet ({})",
+            e.message
+        )),
+        _ => wrap(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reconcile
+
+/// Reconciles one SigningKeySet.
+pub async fn reconcile(key_set: Arc<SigningKeySet>, ctx: Arc<Context>) -> Result<Action> {
+    match apply_steps(&key_set, &ctx).await {
+        Ok(action) => Ok(action),
+        Err(e) => {
+            report_failure(&key_set, &ctx, &e).await;
+            Err(e)
+        }
+    }
+}
+
+async fn peers(ctx: &Context) -> Result<Vec<SigningKeySet>> {
+    let guards = if let Some(store) = ctx.keyset_store.get() {
+        let _ = store.wait_until_ready().await;
+        store.state()
+    } else {
+        let api: Api<DeserializeGuard<SigningKeySet>> = Api::all(ctx.client.clone());
+        api.list(&ListParams::default())
+            .await
+            .map_err(|source| Error::Read {
+                what: "SigningKeySets".to_owned(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    };
+    Ok(guards
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect())
+}
+
+/// migration gate → tenant → conflicts → rotate or import → status.
+async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
+    ctx.migration.borrow().gate()?;
+    let tenant = &key_set.spec.tenant_ref;
+    Api::<IdentityTenant>::all(ctx.client.clone())
+        .get_opt(tenant)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("IdentityTenant {tenant}"),
+            source,
+        })?
+        .ok_or_else(|| {
+            Error::TenantNotFound(format!(
+                "spec.tenantRef: IdentityTenant {tenant} does not exist"
+            ))
+        })?;
+    let peers = peers(ctx).await?;
+    if let Some(owner) = conflicting_key_set(key_set, &peers) {
+        return Err(Error::Conflict(format!(
+            "the keys of tenant {tenant} are managed by SigningKeySet {}; a tenant has one key set",
+            owner.name_any()
+        )));
+    }
+    let policy = key_policy(&key_set.spec);
+
+    let keys = match &key_set.spec.source {
+        KeySource::Generated {} => rotate(key_set, ctx, policy).await?,
+        KeySource::SecretRef { name, namespace } => {
+            import_keys(key_set, ctx, namespace, name, &policy).await?;
+            ctx.admin
+                .list_signing_keys(proto::ListSigningKeysRequest {
+                    tenant_id: tenant.clone(),
+                    policy: Some(policy),
+                })
+                .await
+                .map_err(|e| admin_error(e, Error::ListKeys))?
+        }
+    };
+
+    let now = ctx.now();
+    let current = key_set.status.clone().unwrap_or_default();
+    let shown = status_keys(&keys.keys, now);
+    let active: Vec<String> = shown
+        .iter()
+        .filter(|k| k.state == KeyState::Active)
+        .map(|k| format!("{} {}", k.alg.as_str(), k.kid))
+        .collect();
+    let status = SigningKeySetStatus {
+        observed_generation: generation(key_set),
+        conditions: with_ready(
+            &current.conditions,
+            Status::True,
+            conditions::RECONCILED,
+            format!("active keys: {}", active.join(", ")),
+            generation(key_set),
+            Time(now),
+        ),
+        keys: shown,
+        next_rotation: keys.next_rotation.and_then(time),
+        last_rotation_annotation: annotation(key_set, ROTATE_ANNOTATION),
+    };
+    write_status(key_set, ctx, &status)
+        .await
+        .map_err(Error::UpdateStatus)?;
+    Ok(Action::requeue(requeue_after(
+        &keys,
+        now,
+        ctx.config.resync,
+    )))
+}
+
+/// `RotateSigningKeys` in the mode the object asks for; the resulting key set.
+async fn rotate(
+    key_set: &SigningKeySet,
+    ctx: &Context,
+    policy: proto::KeyPolicy,
+) -> Result<proto::SigningKeySet> {
+    let tenant = &key_set.spec.tenant_ref;
+    let object_ref = key_set.object_ref(&());
+    let mode = rotation_mode(key_set);
+    let response = ctx
+        .admin
+        .rotate_signing_keys(proto::RotateSigningKeysRequest {
+            tenant_id: tenant.clone(),
+            mode: mode.to_owned(),
+            policy: Some(policy),
+        })
+        .await
+        .map_err(|e| admin_error(e, Error::RotateKeys))?;
+    if !response.created.is_empty() {
+        let kids: Vec<String> = response
+            .created
+            .iter()
+            .map(|k| format!("{} ({})", k.kid, k.alg))
+            .collect();
+        let reason = if mode == "bootstrap" {
+            "KeysCreated"
+        } else {
+            "KeysRotated"
+        };
+        tracing::info!(%tenant, mode, kids = %kids.join(", "), "signing keys created");
+        ctx.events
+            .publish(
+                &object_ref,
+                EventType::Normal,
+                reason,
+                format!("new signing keys ({mode}): {}", kids.join(", ")),
+            )
+            .await;
+    }
+    Ok(response.key_set.unwrap_or_default())
+}
+
+/// Imports each algorithm's PEM from the Secret (a key already present is not imported
+/// again, so this is idempotent; a new PEM becomes the algorithm's next key).
+async fn import_keys(
+    key_set: &SigningKeySet,
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    policy: &proto::KeyPolicy,
+) -> Result<()> {
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("Secret {namespace}/{name}"),
+            source,
+        })?
+        .ok_or_else(|| {
+            Error::SecretNotFound(format!(
+                "spec.source.secretRef: Secret {namespace}/{name} does not exist (yet); waiting for it"
+            ))
+        })?;
+    let data = secret.data.unwrap_or_default();
+    // Check every key first, so a half-filled Secret imports nothing.
+    let mut pems = Vec::new();
+    for alg in &key_set.spec.algorithms {
+        let key = alg.secret_key();
+        let pem = data
+            .get(key)
+            .ok_or_else(|| {
+                Error::SecretInvalid(format!(
+                    "spec.source.secretRef: Secret {namespace}/{name} has no key {key} for {}",
+                    alg.as_str()
+                ))
+            })
+            .and_then(|b| {
+                String::from_utf8(b.0.clone()).map_err(|_| {
+                    Error::SecretInvalid(format!(
+                        "spec.source.secretRef: key {key} of Secret {namespace}/{name} is not a PEM text"
+                    ))
+                })
+            })?;
+        pems.push((*alg, pem));
+    }
+    for (alg, pem) in pems {
+        let response = ctx
+            .admin
+            .import_signing_key(proto::ImportSigningKeyRequest {
+                tenant_id: key_set.spec.tenant_ref.clone(),
+                alg: alg.as_str().to_owned(),
+                private_key_pem: pem,
+                policy: Some(policy.clone()),
+            })
+            .await
+            .map_err(|e| match e.kind {
+                AdminErrorKind::InvalidArgument => Error::SecretInvalid(format!(
+                    "spec.source.secretRef: key {} of Secret {namespace}/{name}: {}",
+                    alg.secret_key(),
+                    e.message.trim_start_matches("private_key_pem: ")
+                )),
+                _ => admin_error(e, Error::ImportKey),
+            })?;
+        if response.imported {
+            tracing::info!(tenant = %key_set.spec.tenant_ref, kid = %response.kid, alg = alg.as_str(), "signing key imported");
+            ctx.events
+                .publish(
+                    &key_set.object_ref(&()),
+                    EventType::Normal,
+                    "KeyImported",
+                    format!(
+                        "{} key {} imported from Secret {namespace}/{name}",
+                        alg.as_str(),
+                        response.kid
+                    ),
+                )
+                .await;
+        }
+    }
+    Ok(())
+}
+
+async fn write_status(
+    key_set: &SigningKeySet,
+    ctx: &Context,
+    status: &SigningKeySetStatus,
+) -> kube::Result<()> {
+    if key_set.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<SigningKeySet> = Api::all(ctx.client.clone());
+    apply_status(&api, &key_set.name_any(), FIELD_MANAGER, status).await
+}
+
+async fn report_failure(key_set: &SigningKeySet, ctx: &Context, error: &Error) {
+    ctx.events
+        .publish(
+            &key_set.object_ref(&()),
+            EventType::Warning,
+            error.category(),
+            error.to_string(),
+        )
+        .await;
+    let Some(reason) = error.condition_reason() else {
+        return;
+    };
+    let mut status = key_set.status.clone().unwrap_or_default();
+    status.observed_generation = generation(key_set);
+    status.conditions = with_ready(
+        &status.conditions,
+        Status::False,
+        reason,
+        error.to_string(),
+        generation(key_set),
+        Time(ctx.now()),
+    );
+    if let Err(e) = write_status(key_set, ctx, &status).await {
+        tracing::warn!(error = %e, "failed to write the failure into the status");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Controller
+
+async fn reconcile_guarded(
+    guard: Arc<DeserializeGuard<SigningKeySet>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let status_api = Api::all(ctx.client.clone());
+    controller::run_guarded(
+        CONTROLLER,
+        guard,
+        ctx,
+        status_api,
+        FIELD_MANAGER,
+        reconcile,
+        Error::Malformed,
+    )
+    .await
+}
+
+// The signature `Controller::run` expects.
+#[allow(clippy::needless_pass_by_value)]
+fn error_policy(
+    guard: Arc<DeserializeGuard<SigningKeySet>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    controller::error_policy(&guard, error, &ctx)
+}
+
+/// Runs the SigningKeySet controller until `shutdown` resolves. A change to an
+/// IdentityTenant reconciles its key set (a key set waiting for its tenant proceeds).
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let key_sets: Api<DeserializeGuard<SigningKeySet>> = Api::all(ctx.client.clone());
+    let controller = Controller::new(key_sets, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let _ = ctx.keyset_store.set(store.clone());
+    let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
+    controller
+        .watches(
+            tenants,
+            watcher::Config::default().any_semantic(),
+            move |tenant| {
+                let name = tenant.name_any();
+                store
+                    .state()
+                    .iter()
+                    .filter(|k| k.0.as_ref().is_ok_and(|k| k.spec.tenant_ref == name))
+                    .map(|k| ObjectRef::from_obj(&**k))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_guarded, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, controller = CONTROLLER, "controller event");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests;

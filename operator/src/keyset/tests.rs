@@ -1,0 +1,463 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::fixtures::{
+    self, ApiServerVerifier, FakeAdmin, Step, TestObject as _, assert_ready, keyset, list, secret,
+    tenant,
+};
+use crate::migration::MigrationState;
+
+const TENANT: &str = "/apis/gatehouse.dev/v1alpha1/identitytenants/acme";
+const ALL: &str = "/apis/gatehouse.dev/v1alpha1/signingkeysets";
+const STATUS: &str = "/apis/gatehouse.dev/v1alpha1/signingkeysets/acme/status";
+const KEYS_SECRET: &str = "/api/v1/namespaces/gatehouse/secrets/acme-keys";
+const DAY: i64 = 86_400;
+
+fn dereference(peers: Vec<Value>) -> Vec<Step> {
+    vec![
+        Step::get(TENANT).respond_obj(&tenant(json!({}))),
+        Step::get(ALL).respond(list("gatehouse.dev/v1alpha1", "SigningKeySetList", peers)),
+    ]
+}
+
+fn status_step(obj: &SigningKeySet, check: impl FnOnce(&Value) + Send + 'static) -> Step {
+    Step::apply(STATUS, FIELD_MANAGER)
+        .check(check)
+        .respond_obj(obj)
+}
+
+/// A key set that was reconciled before (observedGeneration set).
+fn reconciled(k: SigningKeySet, annotation: Option<&str>) -> SigningKeySet {
+    let mut k = k;
+    k.status = Some(SigningKeySetStatus {
+        observed_generation: Some(1),
+        conditions: with_ready(
+            &[],
+            Status::True,
+            conditions::RECONCILED,
+            "x",
+            Some(1),
+            Time(fixtures::now()),
+        ),
+        keys: vec![],
+        next_rotation: None,
+        last_rotation_annotation: annotation.map(Into::into),
+    });
+    k
+}
+
+async fn run(
+    obj: SigningKeySet,
+    admin: Arc<FakeAdmin>,
+    steps: Vec<Step>,
+) -> (Result<Action>, Arc<Context>) {
+    let (kube, verifier) = ApiServerVerifier::run(steps);
+    let ctx = fixtures::context(kube, admin, MigrationState::Succeeded);
+    let result = reconcile(Arc::new(obj), ctx.clone()).await;
+    verifier.done().await;
+    (result, ctx)
+}
+
+fn reasons(ctx: &Context) -> Vec<String> {
+    ctx.events
+        .recorded()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect()
+}
+
+// --- pure -------------------------------------------------------------------------------
+
+#[test]
+fn the_policy_comes_from_the_spec() {
+    let k = keyset(
+        json!({"rsaBits": 3072, "rotationIntervalDays": 30, "overlapWindowSeconds": 3600,
+                          "promotionDelaySeconds": 600}),
+    );
+    let p = key_policy(&k.spec);
+    assert_eq!(p.algorithms, ["RS256", "ES256"]);
+    assert_eq!(p.rsa_bits, 3072);
+    assert_eq!(p.rotation_interval_seconds, 30 * 86_400);
+    assert_eq!(p.overlap_window_seconds, 3600);
+    assert_eq!(p.promotion_delay_seconds, 600);
+}
+
+#[test]
+fn the_mode_is_bootstrap_then_if_due_and_force_on_a_new_annotation() {
+    assert_eq!(rotation_mode(&keyset(json!({}))), "bootstrap");
+    assert_eq!(
+        rotation_mode(&reconciled(keyset(json!({})), None)),
+        "if_due"
+    );
+    let annotated = keyset(json!({})).annotated(ROTATE_ANNOTATION, "1");
+    assert_eq!(rotation_mode(&reconciled(annotated.clone(), None)), "force");
+    assert_eq!(
+        rotation_mode(&reconciled(annotated.clone(), Some("0"))),
+        "force"
+    );
+    assert_eq!(rotation_mode(&reconciled(annotated, Some("1"))), "if_due");
+}
+
+fn key(
+    kid: &str,
+    alg: &str,
+    state: &str,
+    activates_at: i64,
+    retires_at: Option<i64>,
+) -> proto::SigningKey {
+    proto::SigningKey {
+        kid: kid.into(),
+        alg: alg.into(),
+        state: state.into(),
+        created_at: activates_at,
+        activates_at,
+        superseded_at: None,
+        retires_at,
+        source: "generated".into(),
+    }
+}
+
+#[test]
+fn the_requeue_is_the_next_key_deadline_capped_by_resync() {
+    let now = fixtures::now();
+    let t = now.as_second();
+    let resync = Duration::from_mins(5);
+    let set = |keys, next| proto::SigningKeySet {
+        keys,
+        next_rotation: next,
+    };
+    // Rotation in 90 days: the resync interval.
+    assert_eq!(
+        requeue_after(&set(vec![], Some(t + 90 * DAY)), now, resync),
+        resync
+    );
+    // Rotation in 2 minutes: then.
+    assert_eq!(
+        requeue_after(&set(vec![], Some(t + 120)), now, resync),
+        Duration::from_mins(2)
+    );
+    // A pending key activating in 60 s comes first.
+    let pending = key("k2", "RS256", "pending", t + 60, None);
+    assert_eq!(
+        requeue_after(&set(vec![pending], Some(t + 120)), now, resync),
+        Duration::from_mins(1)
+    );
+    // A retiring key retiring in 30 s.
+    let retiring = key("k1", "RS256", "retiring", t - DAY, Some(t + 30));
+    assert_eq!(
+        requeue_after(&set(vec![retiring], None), now, resync),
+        Duration::from_secs(30)
+    );
+    // A deadline that just passed does not spin.
+    assert_eq!(
+        requeue_after(&set(vec![], Some(t - 10)), now, resync),
+        Duration::from_secs(5)
+    );
+    assert_eq!(requeue_after(&set(vec![], None), now, resync), resync);
+}
+
+#[test]
+fn status_keys_hide_long_retired_ones_and_skip_unknown_values() {
+    let now = fixtures::now();
+    let t = now.as_second();
+    let keys = vec![
+        key("old", "RS256", "retired", t - 10 * DAY, Some(t - 2 * DAY)),
+        key("recent", "RS256", "retired", t - 10 * DAY, Some(t - 3600)),
+        key("cur", "RS256", "active", t - DAY, None),
+        key("ec", "ES256", "active", t - DAY, None),
+        key("x", "HS256", "active", t, None),
+        key("y", "RS256", "weird", t, None),
+    ];
+    let shown = status_keys(&keys, now);
+    let kids: Vec<&str> = shown.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, ["ec", "recent", "cur"]);
+    let v = serde_json::to_value(&shown[2]).unwrap();
+    assert_eq!(
+        v,
+        json!({"kid": "cur", "alg": "RS256", "state": "active", "activatedAt": "2025-12-31T00:00:00Z"})
+    );
+}
+
+// --- reconcile ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_first_reconcile_bootstraps_keys_and_requeues_at_the_next_rotation() {
+    let k = keyset(json!({}));
+    let admin = FakeAdmin::with_tenant();
+    admin.state().next_rotation = Some(fixtures::now().as_second() + 60);
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        let m = assert_ready(body, "True", "Reconciled");
+        assert!(
+            m.contains("RS256 rs256-1") && m.contains("ES256 es256-2"),
+            "{m}"
+        );
+        let keys = body["status"]["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0]["state"], "active");
+        assert_eq!(body["status"]["nextRotation"], "2026-01-01T00:01:00Z");
+        assert_eq!(body["status"]["observedGeneration"], 1);
+    }));
+    let (result, ctx) = run(k, admin.clone(), steps).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_mins(1)));
+    assert_eq!(admin.calls(), ["RotateSigningKeys(acme, bootstrap)"]);
+    assert_eq!(reasons(&ctx), ["KeysCreated"]);
+}
+
+#[tokio::test]
+async fn a_rotation_not_yet_due_changes_nothing() {
+    let admin = FakeAdmin::with_tenant();
+    admin.state().next_rotation = Some(fixtures::now().as_second() + 80 * DAY);
+    // First reconcile, to have keys.
+    let k = keyset(json!({}));
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |_| {}));
+    let _ = run(k, admin.clone(), steps).await;
+    let before = admin.state().keys.clone();
+    let k = reconciled(keyset(json!({})), None);
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        assert_eq!(body["status"]["keys"].as_array().unwrap().len(), 2);
+    }));
+    let (result, ctx) = run(k, admin.clone(), steps).await;
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(Duration::from_mins(5)),
+        "capped by resync"
+    );
+    assert_eq!(
+        admin.calls().last().unwrap(),
+        "RotateSigningKeys(acme, if_due)"
+    );
+    assert_eq!(admin.state().keys, before);
+    assert!(reasons(&ctx).is_empty());
+}
+
+#[tokio::test]
+async fn a_due_rotation_creates_new_keys() {
+    let admin = FakeAdmin::with_tenant();
+    let k = keyset(json!({}));
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |_| {}));
+    let _ = run(k, admin.clone(), steps).await;
+    admin.state().rotation_due = true;
+    let k = reconciled(keyset(json!({})), None);
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        let states: Vec<&str> = body["status"]["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["retiring", "active", "retiring", "active"]);
+    }));
+    let (result, ctx) = run(k, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(
+        admin.calls().last().unwrap(),
+        "RotateSigningKeys(acme, if_due)"
+    );
+    assert_eq!(reasons(&ctx), ["KeysRotated"]);
+}
+
+#[tokio::test]
+async fn a_new_rotate_annotation_forces_a_rotation_and_is_recorded() {
+    let admin = FakeAdmin::with_tenant();
+    let k = reconciled(
+        keyset(json!({})).annotated(ROTATE_ANNOTATION, "2026-01-01"),
+        Some("2025-10-01"),
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        assert_eq!(body["status"]["lastRotationAnnotation"], "2026-01-01");
+    }));
+    let (result, ctx) = run(k, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["RotateSigningKeys(acme, force)"]);
+    assert_eq!(reasons(&ctx), ["KeysRotated"]);
+}
+
+#[tokio::test]
+async fn an_unknown_tenant_ref_is_tenant_not_found() {
+    let k = keyset(json!({"tenantRef": "nope"}));
+    let admin = FakeAdmin::with_tenant();
+    let steps = vec![
+        Step::get("/apis/gatehouse.dev/v1alpha1/identitytenants/nope").not_found(),
+        status_step(&k, |body| {
+            let m = assert_ready(body, "False", "TenantNotFound");
+            assert!(m.contains("IdentityTenant nope does not exist"), "{m}");
+        }),
+    ];
+    let (result, _) = run(k, admin.clone(), steps).await;
+    assert!(result.is_err());
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_second_key_set_for_a_tenant_is_a_conflict() {
+    let mut owner = keyset(json!({})).named("acme-main", "uid-main");
+    owner.status = reconciled(owner.clone(), None).status;
+    let k = keyset(json!({}));
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![serde_json::to_value(&owner).unwrap()]);
+    steps.push(status_step(&k, |body| {
+        let m = assert_ready(body, "False", "Conflict");
+        assert!(m.contains("managed by SigningKeySet acme-main"), "{m}");
+    }));
+    let (result, _) = run(k, admin.clone(), steps).await;
+    assert!(result.is_err());
+    assert!(admin.calls().is_empty());
+}
+
+fn from_secret() -> SigningKeySet {
+    keyset(json!({"source": {"secretRef": {"name": "acme-keys", "namespace": "gatehouse"}}}))
+}
+
+const RS_PEM: &str = "-----BEGIN PRIVATE KEY-----\nrs\n-----END PRIVATE KEY-----\n";
+const EC_PEM: &str = "-----BEGIN PRIVATE KEY-----\nec\n-----END PRIVATE KEY-----\n";
+
+#[tokio::test]
+async fn keys_from_a_secret_are_imported_once() {
+    let admin = FakeAdmin::with_tenant();
+    for round in 0..2 {
+        let k = from_secret();
+        let mut steps = dereference(vec![]);
+        steps.push(Step::get(KEYS_SECRET).respond(secret(
+            "gatehouse",
+            "acme-keys",
+            &[("rs256.pem", RS_PEM), ("es256.pem", EC_PEM)],
+            None,
+        )));
+        steps.push(status_step(&k, |body| {
+            assert_eq!(body["status"]["keys"].as_array().unwrap().len(), 2);
+        }));
+        let (result, ctx) = run(k, admin.clone(), steps).await;
+        result.unwrap();
+        let expected = if round == 0 {
+            vec!["KeyImported", "KeyImported"]
+        } else {
+            vec![]
+        };
+        assert_eq!(reasons(&ctx), expected, "round {round}");
+    }
+    assert_eq!(
+        admin.calls(),
+        [
+            "ImportSigningKey(acme, RS256)",
+            "ImportSigningKey(acme, ES256)",
+            "ListSigningKeys(acme)",
+            "ImportSigningKey(acme, RS256)",
+            "ImportSigningKey(acme, ES256)",
+            "ListSigningKeys(acme)",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_key_secret_is_secret_not_found() {
+    let k = from_secret();
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(KEYS_SECRET).not_found());
+    steps.push(status_step(&k, |body| {
+        assert_ready(body, "False", "SecretNotFound");
+    }));
+    let (result, _) = run(k, admin.clone(), steps).await;
+    assert!(result.is_err());
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_key_secret_without_an_algorithms_pem_imports_nothing() {
+    let k = from_secret();
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(KEYS_SECRET).respond(secret(
+        "gatehouse",
+        "acme-keys",
+        &[("rs256.pem", RS_PEM)],
+        None,
+    )));
+    steps.push(status_step(&k, |body| {
+        let m = assert_ready(body, "False", "SecretInvalid");
+        assert!(m.contains("has no key es256.pem for ES256"), "{m}");
+    }));
+    let (result, _) = run(k, admin.clone(), steps).await;
+    assert!(result.is_err());
+    assert!(admin.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_pem_is_secret_invalid() {
+    let k = from_secret();
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(KEYS_SECRET).respond(secret(
+        "gatehouse",
+        "acme-keys",
+        &[("rs256.pem", "not a key"), ("es256.pem", EC_PEM)],
+        None,
+    )));
+    steps.push(status_step(&k, |body| {
+        let m = assert_ready(body, "False", "SecretInvalid");
+        assert!(
+            m.contains("key rs256.pem of Secret gatehouse/acme-keys: not a PKCS#8 PEM private key"),
+            "{m}"
+        );
+    }));
+    let (result, _) = run(k, admin, steps).await;
+    assert!(result.is_err());
+}
+
+#[tokio::test]
+async fn a_rejected_policy_is_invalid_spec_naming_the_field() {
+    let k = keyset(json!({}));
+    let admin = FakeAdmin::with_tenant();
+    admin.fail_with(
+        AdminErrorKind::InvalidArgument,
+        "policy.overlap_window_seconds: must not exceed the rotation interval",
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        let m = assert_ready(body, "False", "InvalidSpec");
+        assert!(
+            m.contains("spec.overlapWindowSeconds: must not exceed"),
+            "{m}"
+        );
+    }));
+    let (result, _) = run(k, admin, steps).await;
+    assert!(result.unwrap_err().awaits_change());
+}
+
+#[tokio::test]
+async fn an_unreachable_auth_server_is_reported() {
+    let k = keyset(json!({}));
+    let admin = FakeAdmin::with_tenant();
+    admin.fail_with(AdminErrorKind::Unavailable, "connection refused");
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        assert_ready(body, "False", "AuthServerUnavailable");
+    }));
+    let (result, _) = run(k, admin, steps).await;
+    assert_eq!(result.unwrap_err().category(), "AuthServerUnavailable");
+}
+
+#[tokio::test]
+async fn migration_failed_holds_rotation() {
+    let k = keyset(json!({}));
+    let admin = FakeAdmin::with_tenant();
+    let (kube, verifier) = ApiServerVerifier::run(vec![status_step(&k, |body| {
+        assert_ready(body, "False", "MigrationFailed");
+    })]);
+    let ctx = fixtures::context(
+        kube,
+        admin.clone(),
+        MigrationState::Failed {
+            message: "job failed".into(),
+        },
+    );
+    assert!(reconcile(Arc::new(k), ctx).await.is_err());
+    verifier.done().await;
+    assert!(admin.calls().is_empty());
+}

@@ -1,0 +1,234 @@
+//! Gatehouse operator: reconciles IdentityTenant, OidcClient and SigningKeySet resources
+//! into the auth server (through its admin gRPC API only: the operator never holds the
+//! database password or `ENCRYPTION_KEY`), credentials Secrets, purge CronJobs and the
+//! schema migration Job.
+//!
+//! [`run`] wires it up: probes, leader election, the migration gate and one kube-runtime
+//! `Controller` per resource ([`tenant`], [`client`], [`keyset`]).
+
+pub mod admin_client;
+pub mod args;
+pub mod authserver_pod;
+pub mod client;
+pub mod context;
+pub mod controller;
+pub mod keyset;
+pub mod leader;
+pub mod metrics;
+pub mod migration;
+pub mod probes;
+pub mod telemetry;
+pub mod tenant;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::watch;
+
+use crate::admin_client::GrpcAdmin;
+use crate::args::Args;
+use crate::context::{Context, Events, SystemClock};
+use crate::metrics::Metrics;
+use crate::migration::MigrationState;
+
+/// Resolves when `rx` turns true (or its sender is gone).
+async fn turned_true(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sets `tx` to true on SIGTERM or SIGINT.
+fn on_signal(tx: watch::Sender<bool>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        tx.send_replace(true);
+    });
+    Ok(())
+}
+
+/// Runs the operator until SIGTERM/SIGINT (`Ok`) or until it loses the leader Lease
+/// (`Err`: the process exits and restarts as a standby, with clean state).
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.config().map_err(anyhow::Error::msg)?;
+    let token = admin_client::read_token(&args.admin_token_file)
+        .map_err(|e| anyhow::anyhow!("--admin-token-file: {e}"))?;
+    let admin = GrpcAdmin::connect_lazy(&args.admin_addr, &token)
+        .map_err(|e| anyhow::anyhow!("--admin-addr: {e}"))?;
+    let identity = args.identity();
+
+    let (stop_tx, stop) = watch::channel(false);
+    on_signal(stop_tx.clone())?;
+    let metrics = Arc::new(Metrics::new());
+    let (ready_tx, ready) = watch::channel(false);
+    let (leader_tx, leader) = watch::channel(!args.leader_election);
+    let probes = tokio::spawn(probes::serve(
+        args.probe_addr,
+        probes::ProbeState {
+            metrics: Arc::clone(&metrics),
+            ready,
+            leader: leader.clone(),
+        },
+        stop.clone(),
+    ));
+
+    let client = kube::Client::try_default()
+        .await
+        .context("failed to configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let version = client
+        .apiserver_version()
+        .await
+        .context("failed to reach the Kubernetes API server")?;
+    tracing::info!(
+        kubernetes = %version.git_version,
+        %identity,
+        admin = %args.admin_addr,
+        image = %config.authserver_image,
+        "starting"
+    );
+    ready_tx.send_replace(true);
+
+    let clock: Arc<dyn context::Clock> = Arc::new(SystemClock);
+    let elector = if args.leader_election {
+        let candidate = leader::Candidate {
+            namespace: config.namespace.clone(),
+            identity: identity.clone(),
+        };
+        Some(tokio::spawn(leader::run(
+            client.clone(),
+            candidate,
+            clock.clone(),
+            leader_tx,
+            Arc::clone(&metrics),
+            stop.clone(),
+        )))
+    } else {
+        metrics.leader.set(1);
+        drop(leader_tx);
+        None
+    };
+
+    // Standby until leader (or told to stop).
+    tokio::select! {
+        () = turned_true(leader.clone()) => {}
+        () = turned_true(stop.clone()) => {}
+    }
+    let mut lost_lease = false;
+    if !*stop.borrow() {
+        let setup = Setup {
+            client,
+            admin,
+            config,
+            identity,
+            clock,
+            metrics,
+        };
+        lost_lease = lead(setup, leader, stop.clone()).await;
+    }
+
+    stop_tx.send_replace(true);
+    if let Some(elector) = elector {
+        let _ = elector.await;
+    }
+    if let Ok(Err(e)) = probes.await {
+        tracing::warn!(error = %e, "probe server failed");
+    }
+    if lost_lease {
+        anyhow::bail!("lost the leader Lease");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What the leader needs to run the controllers.
+struct Setup {
+    client: kube::Client,
+    admin: GrpcAdmin,
+    config: context::Config,
+    identity: String,
+    clock: Arc<dyn context::Clock>,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs the migration gate and the three controllers until `stop` or until leadership
+/// is lost; returns whether leadership was lost.
+async fn lead(
+    setup: Setup,
+    mut leading: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+) -> bool {
+    let Setup {
+        client,
+        admin,
+        config,
+        identity,
+        clock,
+        metrics,
+    } = setup;
+    tracing::info!(%identity, "leading: starting the controllers");
+    // Stop the controllers on SIGTERM, or when the Lease is lost.
+    let (halt_tx, halt) = watch::channel(false);
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = turned_true(stop) => {}
+                () = async {
+                    while *leading.borrow_and_update() {
+                        if leading.changed().await.is_err() {
+                            // No election (single replica): lead until stopped.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                } => tracing::error!("lost the leader Lease: stopping the controllers"),
+            }
+            halt_tx.send_replace(true);
+        });
+    }
+
+    let (state_tx, state) = watch::channel(MigrationState::unchecked(&config.authserver_image));
+    let migration = tokio::spawn(migration::run(
+        client.clone(),
+        config.clone(),
+        clock.clone(),
+        state_tx,
+        Arc::clone(&metrics),
+        halt.clone(),
+    ));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "gatehouse-operator".to_owned(),
+            instance: Some(identity),
+        },
+    );
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(admin),
+        config,
+        Events::Kube(Arc::new(recorder)),
+        metrics,
+        clock,
+        state,
+    ));
+    tokio::join!(
+        tenant::run(Arc::clone(&ctx), turned_true(halt.clone())),
+        client::run(Arc::clone(&ctx), turned_true(halt.clone())),
+        keyset::run(Arc::clone(&ctx), turned_true(halt.clone())),
+    );
+    migration.abort();
+    tracing::info!("controllers stopped");
+    !*stop.borrow()
+}

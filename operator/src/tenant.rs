@@ -1,0 +1,874 @@
+//! The IdentityTenant controller: registers the tenant with the auth server
+//! (`UpsertTenant`: issuer, display name, policies as settings JSON), keeps a purge
+//! CronJob `gatehouse-purge-<tenant>` in the operator's namespace, and reports `issuer`,
+//! `discoveryUrl` and `Ready` in the status. On delete, `deletionPolicy: Delete` removes
+//! the tenant and everything in it from the database; `Retain` (default) keeps the rows.
+
+use std::sync::Arc;
+
+use crds::DeletionPolicy;
+use crds::conditions::{self, Status};
+use crds::identity_tenant::{IdentityTenant, IdentityTenantSpec, IdentityTenantStatus};
+use futures::StreamExt as _;
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::{Controller, finalizer, watcher};
+use kube::{Api, Resource as _, ResourceExt as _};
+use serde_json::json;
+
+use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
+use crate::authserver_pod::{self, bounded_name};
+use crate::context::{Config, Context};
+use crate::controller::{
+    self, FINALIZER, ReconcileError, admin_reason, apply_status, flatten_finalizer_error,
+    generation, with_ready,
+};
+use crate::migration::Gate;
+
+/// Field manager of everything this controller writes.
+pub const FIELD_MANAGER: &str = "gatehouse-operator/identitytenant";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "identitytenant";
+/// Label on a purge CronJob naming its tenant.
+pub const TENANT_LABEL: &str = "gatehouse.dev/tenant";
+/// `app.kubernetes.io/component` of purge CronJobs.
+const PURGE_COMPONENT: &str = "purge";
+/// Extra time a purge Job gets beyond its own `--timeout` before Kubernetes kills it.
+const PURGE_GRACE_SECONDS: i64 = 300;
+
+/// Why reconciling an IdentityTenant failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("waiting for the schema migration: {0}")]
+    MigrationPending(String),
+    #[error("the schema migration failed: {0}")]
+    MigrationFailed(String),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("failed to register the tenant with the auth server: {0}")]
+    UpsertTenant(#[source] AdminError),
+    #[error("failed to apply purge CronJob {name}: {source}")]
+    ApplyCronJob {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to update the status: {0}")]
+    UpdateStatus(#[source] kube::Error),
+    #[error("failed to delete the tenant from the auth server: {0}")]
+    DeleteTenant(#[source] AdminError),
+    #[error("failed to update the finalizer: {0}")]
+    Finalizer(String),
+    #[error("the object does not match the schema: {0}")]
+    Malformed(String),
+}
+
+/// Result of this controller's steps.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::MigrationPending(_) => conditions::MIGRATION_PENDING,
+            Error::MigrationFailed(_) => conditions::MIGRATION_FAILED,
+            Error::InvalidSpec(_) | Error::Malformed(_) => conditions::INVALID_SPEC,
+            Error::Conflict(_) => conditions::CONFLICT,
+            Error::UpsertTenant(e) | Error::DeleteTenant(e) => admin_reason(e),
+            Error::ApplyCronJob { .. } => "ApplyCronJobFailed",
+            Error::UpdateStatus(_) => "UpdateStatusFailed",
+            Error::Finalizer(_) => "FinalizerFailed",
+        }
+    }
+
+    fn awaits_change(&self) -> bool {
+        matches!(self, Error::InvalidSpec(_) | Error::Malformed(_))
+    }
+}
+
+impl Error {
+    /// The `Ready=False` reason this failure shows; `None` leaves the status alone
+    /// (a failing Kubernetes API would most likely fail the status write too).
+    fn condition_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::DeleteTenant(_) => Some(conditions::DELETING),
+            Error::ApplyCronJob { .. } | Error::UpdateStatus(_) | Error::Finalizer(_) => None,
+            other => Some(other.category()),
+        }
+    }
+}
+
+impl From<Gate> for Error {
+    fn from(gate: Gate) -> Self {
+        match gate {
+            Gate::Pending(m) => Error::MigrationPending(m),
+            Gate::Failed(m) => Error::MigrationFailed(m),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pure steps: build
+
+/// The tenant's policies as the auth server's `settings_json`: the spec's `session`,
+/// `password`, `mfa`, `tokens` and `subjectTypes`, in the CRD's camelCase.
+pub fn settings_json(spec: &IdentityTenantSpec) -> String {
+    json!({
+        "session": spec.session,
+        "password": spec.password,
+        "mfa": spec.mfa,
+        "tokens": spec.tokens,
+        "subjectTypes": spec.subject_types,
+    })
+    .to_string()
+}
+
+/// The `UpsertTenant` request for `tenant`.
+pub fn upsert_request(tenant: &IdentityTenant) -> proto::UpsertTenantRequest {
+    proto::UpsertTenantRequest {
+        id: tenant.name_any(),
+        issuer: tenant.spec.issuer.trim_end_matches('/').to_owned(),
+        display_name: tenant
+            .spec
+            .display_name
+            .clone()
+            .unwrap_or_else(|| tenant.name_any()),
+        settings_json: settings_json(&tenant.spec),
+    }
+}
+
+/// `gatehouse-purge-<tenant>`, shortened with a hash beyond the 52 characters a CronJob
+/// name may have (its Jobs append 11).
+pub fn purge_cronjob_name(tenant: &str) -> String {
+    bounded_name("gatehouse-purge-", tenant, 52)
+}
+
+/// Seconds of a purge `timeout` (`90s`, `10m`, `1h`); the schema enforces the format.
+pub fn timeout_seconds(timeout: &str) -> Option<i64> {
+    let split = timeout.len().checked_sub(1)?;
+    let (number, unit) = timeout.split_at(split);
+    let n: i64 = number.parse().ok()?;
+    match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    }
+}
+
+/// The purge CronJob of `tenant`: `authserver purge --tenant <t> [--only …] --timeout
+/// <timeout>` on the spec's schedule, never two runs at once, owned by the tenant.
+pub fn build_cronjob(tenant: &IdentityTenant, config: &Config) -> Result<CronJob> {
+    let name = tenant.name_any();
+    let purge = &tenant.spec.purge;
+    let timeout = timeout_seconds(&purge.timeout).ok_or_else(|| {
+        Error::InvalidSpec(format!(
+            "spec.purge.timeout: {:?} is not a number with unit s, m or h",
+            purge.timeout
+        ))
+    })?;
+    let owner = tenant
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::InvalidSpec("the object has no uid yet".to_owned()))?;
+    let mut args = vec!["purge".to_owned(), "--tenant".to_owned(), name.clone()];
+    if !purge.targets.is_empty() {
+        let only: Vec<&str> = purge.targets.iter().map(|t| t.as_str()).collect();
+        args.extend(["--only".to_owned(), only.join(",")]);
+    }
+    args.extend(["--timeout".to_owned(), purge.timeout.clone()]);
+    let mut labels = authserver_pod::labels(PURGE_COMPONENT);
+    labels.insert(TENANT_LABEL.to_owned(), name.clone());
+    Ok(CronJob {
+        metadata: ObjectMeta {
+            name: Some(purge_cronjob_name(&name)),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(labels.clone()),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(CronJobSpec {
+            schedule: purge.schedule.clone(),
+            // A purge still running when the next is due: skip the next, never overlap.
+            concurrency_policy: Some("Forbid".to_owned()),
+            // After operator or controller-manager downtime, run at most once late.
+            starting_deadline_seconds: Some(600),
+            successful_jobs_history_limit: Some(1),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(1),
+                    active_deadline_seconds: Some(timeout.saturating_add(PURGE_GRACE_SECONDS)),
+                    template: authserver_pod::pod_template(config, labels, args),
+                    ..JobSpec::default()
+                }),
+            },
+            ..CronJobSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// Label selector of the purge CronJobs (the `.owns()` watch).
+pub fn purge_selector() -> String {
+    format!(
+        "{},{}={PURGE_COMPONENT}",
+        authserver_pod::MANAGED_SELECTOR,
+        authserver_pod::COMPONENT
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Reconcile
+
+/// Reconciles one IdentityTenant: finalizer first, then apply or cleanup.
+pub async fn reconcile(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
+    let api: Api<IdentityTenant> = Api::all(ctx.client.clone());
+    finalizer(&api, FINALIZER, tenant, |event| async {
+        match event {
+            finalizer::Event::Apply(t) => apply(&t, &ctx).await,
+            finalizer::Event::Cleanup(t) => cleanup(&t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| flatten_finalizer_error(e, Error::Finalizer))
+}
+
+async fn apply(tenant: &IdentityTenant, ctx: &Context) -> Result<Action> {
+    match apply_steps(tenant, ctx).await {
+        Ok(()) => Ok(Action::requeue(ctx.config.resync)),
+        Err(e) => {
+            report_failure(tenant, ctx, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// migration gate → build → UpsertTenant → CronJob → status.
+async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
+    ctx.migration.borrow().gate()?;
+    let request = upsert_request(tenant);
+    let cronjob = build_cronjob(tenant, &ctx.config)?;
+
+    let response = ctx
+        .admin
+        .upsert_tenant(request)
+        .await
+        .map_err(|e| match e.kind {
+            AdminErrorKind::InvalidArgument => Error::InvalidSpec(format!(
+                "the auth server rejected the tenant: {}",
+                resource_field_message(
+                    &e.message,
+                    &[
+                        ("id", "metadata.name"),
+                        ("issuer", "spec.issuer"),
+                        ("display_name", "spec.displayName"),
+                        ("settings_json", "spec"),
+                    ],
+                )
+            )),
+            AdminErrorKind::AlreadyExists => Error::Conflict(e.message),
+            _ => Error::UpsertTenant(e),
+        })?;
+    let issuer = response.tenant.map_or_else(
+        || tenant.spec.issuer.trim_end_matches('/').to_owned(),
+        |t| t.issuer,
+    );
+    if response.changed {
+        let (reason, note) = if tenant.status.as_ref().is_some_and(|s| s.issuer.is_some()) {
+            (
+                "TenantUpdated",
+                format!("tenant updated in the auth server (issuer {issuer})"),
+            )
+        } else {
+            (
+                "TenantRegistered",
+                format!("tenant registered with the auth server (issuer {issuer})"),
+            )
+        };
+        tracing::info!(tenant = %tenant.name_any(), %issuer, "tenant upserted");
+        ctx.events
+            .publish(&tenant.object_ref(&()), EventType::Normal, reason, note)
+            .await;
+    }
+
+    let cronjob_name = cronjob.metadata.name.clone().unwrap_or_default();
+    let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    cronjobs
+        .patch(
+            &cronjob_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&cronjob),
+        )
+        .await
+        .map_err(|source| Error::ApplyCronJob {
+            name: cronjob_name.clone(),
+            source,
+        })?;
+
+    let current = tenant.status.clone().unwrap_or_default();
+    let status = IdentityTenantStatus {
+        observed_generation: generation(tenant),
+        conditions: with_ready(
+            &current.conditions,
+            Status::True,
+            conditions::RECONCILED,
+            format!(
+                "registered with the auth server; purge CronJob {}/{cronjob_name}",
+                ctx.config.namespace
+            ),
+            generation(tenant),
+            Time(ctx.now()),
+        ),
+        discovery_url: Some(format!("{issuer}/.well-known/openid-configuration")),
+        issuer: Some(issuer),
+    };
+    write_status(tenant, ctx, &status)
+        .await
+        .map_err(Error::UpdateStatus)
+}
+
+/// Writes `status` unless it is what the object already has.
+async fn write_status(
+    tenant: &IdentityTenant,
+    ctx: &Context,
+    status: &IdentityTenantStatus,
+) -> kube::Result<()> {
+    if tenant.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<IdentityTenant> = Api::all(ctx.client.clone());
+    apply_status(&api, &tenant.name_any(), FIELD_MANAGER, status).await
+}
+
+/// A Warning Event and, where the failure has a reason, `Ready=False` with it.
+async fn report_failure(tenant: &IdentityTenant, ctx: &Context, error: &Error) {
+    ctx.events
+        .publish(
+            &tenant.object_ref(&()),
+            EventType::Warning,
+            error.category(),
+            error.to_string(),
+        )
+        .await;
+    let Some(reason) = error.condition_reason() else {
+        return;
+    };
+    let mut status = tenant.status.clone().unwrap_or_default();
+    status.observed_generation = generation(tenant);
+    status.conditions = with_ready(
+        &status.conditions,
+        Status::False,
+        reason,
+        error.to_string(),
+        generation(tenant),
+        Time(ctx.now()),
+    );
+    if let Err(e) = write_status(tenant, ctx, &status).await {
+        tracing::warn!(error = %e, "failed to write the failure into the status");
+    }
+}
+
+/// Releases the tenant's database rows per `deletionPolicy`. Idempotent, and fine when
+/// the tenant was never registered (DeleteTenant of an unknown tenant succeeds). The
+/// purge CronJob goes with the tenant through its owner reference.
+async fn cleanup(tenant: &IdentityTenant, ctx: &Context) -> Result<Action> {
+    let name = tenant.name_any();
+    match tenant.spec.deletion_policy {
+        DeletionPolicy::Retain => {
+            tracing::info!(tenant = %name, "tenant deleted; database rows retained");
+            ctx.events
+                .publish(
+                    &tenant.object_ref(&()),
+                    EventType::Normal,
+                    "TenantRetained",
+                    "deletionPolicy Retain: the tenant's users, clients and keys stay in the database",
+                )
+                .await;
+        }
+        DeletionPolicy::Delete => match ctx.admin.delete_tenant(&name).await {
+            Ok(_) => {
+                tracing::info!(tenant = %name, "tenant deleted from the auth server");
+                ctx.events
+                    .publish(
+                        &tenant.object_ref(&()),
+                        EventType::Normal,
+                        "TenantDeleted",
+                        "deletionPolicy Delete: the tenant and everything in it were deleted from the database",
+                    )
+                    .await;
+            }
+            Err(e) if e.is(AdminErrorKind::NotFound) => {}
+            Err(e) => {
+                let error = Error::DeleteTenant(e);
+                report_failure(tenant, ctx, &error).await;
+                return Err(error);
+            }
+        },
+    }
+    Ok(Action::await_change())
+}
+
+// ---------------------------------------------------------------------------------------
+// Controller
+
+async fn reconcile_guarded(
+    guard: Arc<DeserializeGuard<IdentityTenant>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let status_api = Api::all(ctx.client.clone());
+    controller::run_guarded(
+        CONTROLLER,
+        guard,
+        ctx,
+        status_api,
+        FIELD_MANAGER,
+        reconcile,
+        Error::Malformed,
+    )
+    .await
+}
+
+// The signature `Controller::run` expects.
+#[allow(clippy::needless_pass_by_value)]
+fn error_policy(
+    guard: Arc<DeserializeGuard<IdentityTenant>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    controller::error_policy(&guard, error, &ctx)
+}
+
+/// Runs the IdentityTenant controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
+    let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    Controller::new(tenants, watcher::Config::default().any_semantic())
+        // kube-runtime finds the cluster-scoped owner of a namespaced CronJob (its
+        // store retries an owner lookup without the namespace).
+        .owns(
+            cronjobs,
+            watcher::Config::default().labels(&purge_selector()),
+        )
+        .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_guarded, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, controller = CONTROLLER, "controller event");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::fixtures::{
+        self, ApiServerVerifier, FakeAdmin, Step, TestObject as _, assert_ready, tenant,
+    };
+    use crate::migration::MigrationState;
+
+    const TENANT: &str = "/apis/gatehouse.dev/v1alpha1/identitytenants/acme";
+    const CRONJOB: &str = "/apis/batch/v1/namespaces/gatehouse/cronjobs/gatehouse-purge-acme";
+
+    fn status_path() -> String {
+        format!("{TENANT}/status")
+    }
+
+    #[test]
+    fn policies_become_camel_case_settings() {
+        let t = tenant(json!({"mfa": {"required": true}, "subjectTypes": ["public", "pairwise"]}));
+        let settings: serde_json::Value = serde_json::from_str(&settings_json(&t.spec)).unwrap();
+        assert_eq!(
+            settings,
+            json!({
+                "session": {"idleTimeoutSeconds": 1800, "absoluteTimeoutSeconds": 86400},
+                "password": {"minLength": 8, "maxLength": 128, "rejectBreached": true},
+                "mfa": {"required": true},
+                "tokens": {"accessTokenSeconds": 600, "idTokenSeconds": 3600,
+                           "refreshTokenSeconds": 2_592_000, "authorizationCodeSeconds": 60},
+                "subjectTypes": ["public", "pairwise"],
+            })
+        );
+        let req = upsert_request(&t);
+        assert_eq!(req.id, "acme");
+        assert_eq!(req.issuer, "https://id.example.com/t/acme");
+        assert_eq!(req.display_name, "ACME");
+        let unnamed = tenant(json!({"displayName": null}));
+        assert_eq!(upsert_request(&unnamed).display_name, "acme");
+    }
+
+    #[test]
+    fn the_purge_cronjob_runs_purge_for_the_tenant_without_overlap() {
+        let t = tenant(
+            json!({"purge": {"schedule": "*/5 * * * *", "targets": ["sessions", "jti"], "timeout": "2m"}}),
+        );
+        let cj = serde_json::to_value(build_cronjob(&t, &fixtures::config()).unwrap()).unwrap();
+        assert_eq!(cj["metadata"]["name"], "gatehouse-purge-acme");
+        assert_eq!(cj["metadata"]["namespace"], "gatehouse");
+        assert_eq!(cj["metadata"]["labels"]["gatehouse.dev/tenant"], "acme");
+        assert_eq!(
+            cj["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "gatehouse.dev/v1alpha1", "kind": "IdentityTenant", "name": "acme",
+                    "uid": "uid-tenant-acme", "controller": true}])
+        );
+        assert_eq!(cj["spec"]["schedule"], "*/5 * * * *");
+        assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
+        assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 1);
+        assert_eq!(cj["spec"]["failedJobsHistoryLimit"], 3);
+        let job = &cj["spec"]["jobTemplate"]["spec"];
+        assert_eq!(job["activeDeadlineSeconds"], 120 + 300);
+        let c = &job["template"]["spec"]["containers"][0];
+        assert_eq!(
+            c["args"],
+            json!([
+                "purge",
+                "--tenant",
+                "acme",
+                "--only",
+                "sessions,jti",
+                "--timeout",
+                "2m"
+            ])
+        );
+        assert_eq!(c["image"], "ghcr.io/gatehouse-dev/authserver:1.2.3");
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+
+        let all = build_cronjob(&tenant(json!({})), &fixtures::config()).unwrap();
+        let v = serde_json::to_value(all).unwrap();
+        assert_eq!(
+            v["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["purge", "--tenant", "acme", "--timeout", "10m"]),
+            "no targets: purge everything"
+        );
+    }
+
+    #[test]
+    fn purge_timeouts_parse_with_their_unit() {
+        assert_eq!(timeout_seconds("90s"), Some(90));
+        assert_eq!(timeout_seconds("10m"), Some(600));
+        assert_eq!(timeout_seconds("2h"), Some(7200));
+        assert_eq!(timeout_seconds("10"), None);
+        assert_eq!(timeout_seconds(""), None);
+        assert_eq!(timeout_seconds("xm"), None);
+    }
+
+    #[tokio::test]
+    async fn tenant_without_finalizer_gets_one_first() {
+        let t = tenant(json!({}));
+        let finalized = t.clone().finalized();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::json_patch(TENANT)
+                .check(|body| {
+                    assert_eq!(
+                        body,
+                        &json!([
+                            {"op": "test", "path": "/metadata/finalizers", "value": null},
+                            {"op": "add", "path": "/metadata/finalizers", "value": ["gatehouse.dev/cleanup"]},
+                        ])
+                    );
+                })
+                .respond_obj(&finalized),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let action = reconcile(Arc::new(t), ctx).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        assert!(
+            admin.calls().is_empty(),
+            "nothing registered before the finalizer"
+        );
+        verifier.done().await;
+    }
+
+    #[tokio::test]
+    async fn tenant_is_upserted_with_its_cronjob_and_status() {
+        let t = tenant(json!({})).finalized();
+        let obj = t.clone();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(CRONJOB, FIELD_MANAGER).check(|body| {
+                assert_eq!(body["kind"], "CronJob");
+                assert_eq!(body["spec"]["concurrencyPolicy"], "Forbid");
+            }),
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(|body| {
+                    assert_ready(body, "True", "Reconciled");
+                    assert_eq!(body["status"]["issuer"], "https://id.example.com/t/acme");
+                    assert_eq!(
+                        body["status"]["discoveryUrl"],
+                        "https://id.example.com/t/acme/.well-known/openid-configuration"
+                    );
+                    assert_eq!(body["status"]["observedGeneration"], 1);
+                    assert_eq!(
+                        body["status"]["conditions"][0]["lastTransitionTime"],
+                        "2026-01-01T00:00:00Z"
+                    );
+                })
+                .respond_obj(&obj),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let action = reconcile(Arc::new(t), ctx.clone()).await.unwrap();
+        assert_eq!(action, Action::requeue(std::time::Duration::from_mins(5)));
+        assert_eq!(admin.calls(), ["UpsertTenant(acme)"]);
+        let stored = admin.state().tenants["acme"].clone();
+        assert!(
+            stored
+                .settings_json
+                .contains("\"subjectTypes\":[\"public\"]")
+        );
+        let events = ctx.events.recorded();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, "TenantRegistered");
+        assert!(!events[0].warning);
+        verifier.done().await;
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_tenant_writes_no_status() {
+        let mut t = tenant(json!({})).finalized();
+        t.status = Some(IdentityTenantStatus {
+            observed_generation: Some(1),
+            conditions: with_ready(
+                &[],
+                Status::True,
+                conditions::RECONCILED,
+                "registered with the auth server; purge CronJob gatehouse/gatehouse-purge-acme",
+                Some(1),
+                Time(fixtures::now()),
+            ),
+            issuer: Some("https://id.example.com/t/acme".into()),
+            discovery_url: Some(
+                "https://id.example.com/t/acme/.well-known/openid-configuration".into(),
+            ),
+        });
+        // Only the CronJob apply (a no-op for the API server when nothing changed).
+        let (client, verifier) = ApiServerVerifier::run(vec![Step::apply(CRONJOB, FIELD_MANAGER)]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        reconcile(Arc::new(t.clone()), ctx.clone()).await.unwrap();
+        // The second upsert reports no change: no Event.
+        assert_eq!(ctx.events.recorded().len(), 1);
+        verifier.done().await;
+        let (client, verifier) = ApiServerVerifier::run(vec![Step::apply(CRONJOB, FIELD_MANAGER)]);
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        reconcile(Arc::new(t), ctx.clone()).await.unwrap();
+        assert!(ctx.events.recorded().is_empty(), "no change, no Event");
+        verifier.done().await;
+    }
+
+    async fn failing_reconcile(
+        t: IdentityTenant,
+        admin: Arc<FakeAdmin>,
+        state: MigrationState,
+        check: impl FnOnce(&serde_json::Value) + Send + 'static,
+    ) -> (Error, Arc<Context>) {
+        let obj = t.clone();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(check)
+                .respond_obj(&obj),
+        ]);
+        let ctx = fixtures::context(client, admin, state);
+        let err = reconcile(Arc::new(t), ctx.clone()).await.unwrap_err();
+        verifier.done().await;
+        (err, ctx)
+    }
+
+    #[tokio::test]
+    async fn migration_pending_holds_the_tenant() {
+        let admin = FakeAdmin::new();
+        let (err, ctx) = failing_reconcile(
+            tenant(json!({})).finalized(),
+            admin.clone(),
+            MigrationState::Pending {
+                message: "waiting for migration Job gatehouse-migrate-1-2-3-x".into(),
+            },
+            |body| {
+                let m = assert_ready(body, "False", "MigrationPending");
+                assert!(m.contains("gatehouse-migrate-1-2-3-x"), "{m}");
+            },
+        )
+        .await;
+        assert!(admin.calls().is_empty());
+        assert_eq!(err.category(), "MigrationPending");
+        let guard = DeserializeGuard(Ok(tenant(json!({}))));
+        assert_eq!(
+            controller::error_policy(&guard, &err, &ctx),
+            Action::requeue(std::time::Duration::from_secs(5))
+        );
+        let events = ctx.events.recorded();
+        assert!(events[0].warning);
+        assert_eq!(events[0].reason, "MigrationPending");
+    }
+
+    #[tokio::test]
+    async fn a_failed_migration_is_shown_with_the_job_failure() {
+        let admin = FakeAdmin::new();
+        let (err, _) = failing_reconcile(
+            tenant(json!({})).finalized(),
+            admin.clone(),
+            MigrationState::Failed { message: "migration Job x failed (BackoffLimitExceeded: Job has reached the specified backoff limit)".into() },
+            |body| {
+                let m = assert_ready(body, "False", "MigrationFailed");
+                assert!(m.contains("BackoffLimitExceeded"), "{m}");
+            },
+        )
+        .await;
+        assert!(admin.calls().is_empty());
+        assert!(!err.awaits_change());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_auth_server_backs_off_exponentially() {
+        let admin = FakeAdmin::new();
+        admin.fail_with(
+            AdminErrorKind::Unavailable,
+            "tcp connect error: Connection refused",
+        );
+        let (err, ctx) = failing_reconcile(
+            tenant(json!({})).finalized(),
+            admin.clone(),
+            MigrationState::Succeeded,
+            |body| {
+                let m = assert_ready(body, "False", "AuthServerUnavailable");
+                assert!(m.contains("Connection refused"), "{m}");
+            },
+        )
+        .await;
+        let guard = DeserializeGuard(Ok(tenant(json!({}))));
+        for secs in [5, 10, 20, 40] {
+            assert_eq!(
+                controller::error_policy(&guard, &err, &ctx),
+                Action::requeue(std::time::Duration::from_secs(secs))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalid_argument_becomes_invalid_spec_naming_the_field() {
+        let admin = FakeAdmin::new();
+        admin.fail_with(
+            AdminErrorKind::InvalidArgument,
+            "issuer: must be an https URL",
+        );
+        let (err, ctx) = failing_reconcile(
+            tenant(json!({})).finalized(),
+            admin,
+            MigrationState::Succeeded,
+            |body| {
+                let m = assert_ready(body, "False", "InvalidSpec");
+                assert!(m.contains("spec.issuer: must be an https URL"), "{m}");
+            },
+        )
+        .await;
+        assert!(err.awaits_change());
+        let guard = DeserializeGuard(Ok(tenant(json!({}))));
+        assert_eq!(
+            controller::error_policy(&guard, &err, &ctx),
+            Action::await_change()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_issuer_used_by_another_tenant_is_a_conflict() {
+        let admin = FakeAdmin::new();
+        admin.fail_with(
+            AdminErrorKind::AlreadyExists,
+            "issuer \"https://id.example.com/t/acme\" is already used by another tenant",
+        );
+        failing_reconcile(
+            tenant(json!({})).finalized(),
+            admin,
+            MigrationState::Succeeded,
+            |body| {
+                let m = assert_ready(body, "False", "Conflict");
+                assert!(m.contains("already used"), "{m}");
+            },
+        )
+        .await;
+    }
+
+    fn finalizer_removal() -> Step {
+        Step::json_patch(TENANT).check(|body| {
+            assert_eq!(
+                body,
+                &json!([
+                    {"op": "test", "path": "/metadata/finalizers/0", "value": "gatehouse.dev/cleanup"},
+                    {"op": "remove", "path": "/metadata/finalizers/0"},
+                ])
+            );
+        })
+    }
+
+    #[tokio::test]
+    async fn deleting_with_retain_keeps_the_rows() {
+        let t = tenant(json!({"deletionPolicy": "Retain"}))
+            .finalized()
+            .deleting();
+        let obj = t.clone();
+        let (client, verifier) =
+            ApiServerVerifier::run(vec![finalizer_removal().respond_obj(&obj)]);
+        let admin = FakeAdmin::with_tenant();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        reconcile(Arc::new(t), ctx.clone()).await.unwrap();
+        assert!(admin.calls().is_empty());
+        assert!(admin.state().tenants.contains_key("acme"));
+        assert_eq!(ctx.events.recorded()[0].reason, "TenantRetained");
+        verifier.done().await;
+    }
+
+    #[tokio::test]
+    async fn deleting_with_delete_removes_the_tenant_even_if_never_registered() {
+        for admin in [FakeAdmin::with_tenant(), FakeAdmin::new()] {
+            let t = tenant(json!({"deletionPolicy": "Delete"}))
+                .finalized()
+                .deleting();
+            let obj = t.clone();
+            let (client, verifier) =
+                ApiServerVerifier::run(vec![finalizer_removal().respond_obj(&obj)]);
+            // Cleanup does not wait for the migration.
+            let ctx = fixtures::context(client, admin.clone(), MigrationState::unchecked("x"));
+            reconcile(Arc::new(t), ctx).await.unwrap();
+            assert_eq!(admin.calls(), ["DeleteTenant(acme)"]);
+            assert!(admin.state().tenants.is_empty());
+            verifier.done().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_delete_keeps_the_finalizer_and_says_so() {
+        let t = tenant(json!({"deletionPolicy": "Delete"}))
+            .finalized()
+            .deleting();
+        let obj = t.clone();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(|body| {
+                    let m = assert_ready(body, "False", "Deleting");
+                    assert!(m.contains("unreachable"), "{m}");
+                })
+                .respond_obj(&obj),
+        ]);
+        let admin = FakeAdmin::with_tenant();
+        admin.fail_with(AdminErrorKind::Unavailable, "unreachable");
+        let ctx = fixtures::context(client, admin, MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t), ctx).await.unwrap_err();
+        assert_eq!(err.category(), "AuthServerUnavailable");
+        verifier.done().await;
+    }
+}
