@@ -27,6 +27,7 @@ for values in "" charts/gatehouse/ci/all-values.yaml; do
   # --strict: unknown fields fail. Custom resources without a bundled schema (the
   # ServiceMonitor) are only warned about.
   "$VENV/bin/kubernetes-validate" -k 1.30.0 --strict --quiet "$work/rendered.yaml"
+  "$VENV/bin/python" scripts/compare_rbac.py "$work/rendered.yaml" operator/rbac.yaml
 done
 
 echo "check-chart: bad values are rejected at install time"
