@@ -18,3 +18,4 @@ mod metrics;
 mod migrate;
 mod multi_pod;
 mod routing;
+mod token;
