@@ -119,8 +119,12 @@ impl OAuthService {
             )
             .await?;
         let spec = &client.client.spec;
+        // RFC 9449 §5.2 leaves the code open. `invalid_dpop_proof` (not the generic
+        // `invalid_request`) names the fix: DPoP-capable client libraries react to it by
+        // attaching a proof, and the request itself is well-formed OAuth.
         if spec.dpop_bound_access_tokens && proof.is_none() {
-            return Err(OAuthError::invalid_request(
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
                 "this client must use DPoP: send a DPoP proof",
             ));
         }
