@@ -9,9 +9,11 @@
 #[macro_use]
 mod harness;
 
+mod client_auth;
 mod config;
 mod discovery;
 mod docs;
+mod dpop;
 mod keys;
 mod lifecycle;
 mod metrics;

@@ -16,6 +16,12 @@ pub fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+pub fn unb64url(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
+
 /// Seconds since the epoch, read through jsonwebtoken (the crate's clock, not ours).
 pub fn now() -> i64 {
     i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap()
