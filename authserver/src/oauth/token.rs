@@ -8,7 +8,7 @@ use super::dpop::{self, Expectation, Proof};
 use super::error::{ErrorCode, OAuthError, RateHeaders};
 use super::form::Form;
 use crate::crypto::{b64url, jws, random_bytes};
-use crate::domain::client::GrantType;
+use crate::domain::client::{AuthMethod, GrantType};
 use crate::domain::tenant::Tenant;
 
 /// JOSE `typ` of access tokens (RFC 9068 §2.1).
@@ -346,6 +346,13 @@ impl OAuthService {
                 req.ip.as_deref(),
             )
             .await?;
+        // RFC 7662 §2.1 demands authorization against token scanning; a public client's
+        // id is no credential (it travels in browser URLs), so it cannot introspect.
+        if caller.method == AuthMethod::None {
+            return Err(OAuthError::invalid_client(
+                "introspection requires client credentials; public clients cannot introspect",
+            ));
+        }
         let rate = self
             .limit(
                 format!(
