@@ -14,6 +14,7 @@ mod config;
 mod discovery;
 mod docs;
 mod dpop;
+mod introspection;
 mod keys;
 mod lifecycle;
 mod metrics;

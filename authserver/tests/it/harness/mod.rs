@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use sqlx::Connection as _;
 
-pub use process::{Cli, Output, Server, free_port};
+pub use process::{Cli, Output, POLL, Server, free_port};
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
