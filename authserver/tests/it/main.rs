@@ -9,6 +9,7 @@
 #[macro_use]
 mod harness;
 
+mod admin_api;
 mod client_auth;
 mod config;
 mod discovery;
