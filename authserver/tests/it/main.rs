@@ -11,6 +11,7 @@ mod harness;
 
 mod admin_api;
 mod client_auth;
+mod clients_cli;
 mod config;
 mod discovery;
 mod docs;
