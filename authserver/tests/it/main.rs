@@ -22,5 +22,6 @@ mod lifecycle;
 mod metrics;
 mod migrate;
 mod multi_pod;
+mod purge;
 mod routing;
 mod token;
