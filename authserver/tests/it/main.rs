@@ -23,5 +23,6 @@ mod metrics;
 mod migrate;
 mod multi_pod;
 mod purge;
+mod rate_limit;
 mod routing;
 mod token;
