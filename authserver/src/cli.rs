@@ -54,7 +54,7 @@ pub enum Command {
 pub enum ClientsCommand {
     /// Register a client; prints {"client_id": …, "client_secret": …} (the secret only
     /// once, and none for public clients).
-    Create(CreateClientArgs),
+    Create(Box<CreateClientArgs>),
     /// List a tenant's clients as JSON lines.
     List {
         /// Tenant (default: the only tenant, or `default`).

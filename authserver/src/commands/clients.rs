@@ -17,7 +17,7 @@ pub async fn run(settings: &Settings, cmd: ClientsCommand) -> anyhow::Result<()>
     require_current_schema(&ctx.store).await?;
     ensure_declared_tenants(&ctx).await?;
     let result = match cmd {
-        ClientsCommand::Create(args) => create(&ctx, args).await,
+        ClientsCommand::Create(args) => create(&ctx, *args).await,
         ClientsCommand::List { tenant } => list(&ctx, tenant).await,
         ClientsCommand::Delete { id, tenant } => delete(&ctx, tenant, &id).await,
         ClientsCommand::RotateSecret {
@@ -98,7 +98,9 @@ fn spec_from_args(args: &CreateClientArgs) -> anyhow::Result<ClientSpec> {
     }
     if let Some(a) = &args.access_token_alg {
         spec.access_token_alg = Some(a.parse().map_err(|()| {
-            anyhow::anyhow!("--access-token-alg: unknown algorithm {a:?} (expected RS256, ES256 or EdDSA)")
+            anyhow::anyhow!(
+                "--access-token-alg: unknown algorithm {a:?} (expected RS256, ES256 or EdDSA)"
+            )
         })?);
     }
     Ok(spec)
