@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use authserver::admin::proto::admin_client::AdminClient;
 use authserver::admin::proto::{
-    self, ClientSpec, DeleteClientRequest, DeleteTenantRequest, GetClientRequest,
-    GetTenantRequest, HealthRequest, ImportSigningKeyRequest, ListSigningKeysRequest,
-    RotateClientSecretRequest, RotateSigningKeysRequest, UpsertClientRequest,
-    UpsertTenantRequest,
+    self, ClientSpec, DeleteClientRequest, DeleteTenantRequest, GetClientRequest, GetTenantRequest,
+    HealthRequest, ImportSigningKeyRequest, ListSigningKeysRequest, RotateClientSecretRequest,
+    RotateSigningKeysRequest, UpsertClientRequest, UpsertTenantRequest,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -63,13 +62,19 @@ async fn calls_without_the_bearer_token_are_unauthenticated(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert!(health.database_reachable && health.schema_current, "{health:?}");
+    assert!(
+        health.database_reachable && health.schema_current,
+        "{health:?}"
+    );
     assert!(health.pending_migrations.is_empty());
 }
 
 /// Asserts INVALID_ARGUMENT whose message starts with `field: `.
 #[track_caller]
-fn assert_invalid<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>, field: &str) {
+fn assert_invalid<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    field: &str,
+) {
     let status = result.expect_err("the call must fail");
     assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
     assert!(
@@ -299,7 +304,11 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 
     assert_eq!(db.snapshot().await, before);
-    assert_eq!(db.audit().await, audit_before, "rejected calls are not audited as changes");
+    assert_eq!(
+        db.audit().await,
+        audit_before,
+        "rejected calls are not audited as changes"
+    );
 }
 
 async fn upsert_client_is_idempotent(backend: Backend) {
@@ -320,7 +329,11 @@ async fn upsert_client_is_idempotent(backend: Backend) {
     let second = upsert(&mut admin, machine_spec("app")).await;
     assert_eq!(second.outcome, "unchanged");
     assert_eq!(second.generated_secret, None, "the secret is shown once");
-    assert_eq!(db.snapshot().await, snapshot, "an unchanged upsert writes nothing");
+    assert_eq!(
+        db.snapshot().await,
+        snapshot,
+        "an unchanged upsert writes nothing"
+    );
 
     // A changed spec updates the client and keeps its secret.
     let third = upsert(
@@ -368,7 +381,9 @@ async fn upsert_client_is_idempotent(backend: Backend) {
         assert!(Instant::now() < deadline, "the replaced secret still works");
         tokio::time::sleep(POLL).await;
     }
-    token(&server, &creds.with_secret(&supplied), &[]).await.ok();
+    token(&server, &creds.with_secret(&supplied), &[])
+        .await
+        .ok();
 
     let delete = |id: &str| DeleteClientRequest {
         tenant_id: "main".into(),
@@ -410,7 +425,9 @@ async fn a_rotated_secret_overlaps_with_the_previous_one(backend: Backend) {
     let (server, mut admin) = serve_with_admin(&db).await;
     let old = Creds {
         id: "app".into(),
-        secret: upsert(&mut admin, machine_spec("app")).await.generated_secret,
+        secret: upsert(&mut admin, machine_spec("app"))
+            .await
+            .generated_secret,
     };
 
     let rotate = |supplied: Option<String>, overlap: u64| RotateClientSecretRequest {
@@ -489,7 +506,10 @@ async fn tenants_are_upserted_read_and_deleted(backend: Backend) {
         .into_inner();
     assert!(r.changed);
     let t = r.tenant.unwrap();
-    assert_eq!((t.id.as_str(), t.issuer.as_str()), ("acme", issuer.as_str()));
+    assert_eq!(
+        (t.id.as_str(), t.issuer.as_str()),
+        ("acme", issuer.as_str())
+    );
     let again = admin
         .upsert_tenant(authed(request()))
         .await
@@ -629,7 +649,10 @@ async fn signing_keys_are_rotated_and_imported(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((again.kid.as_str(), again.imported), (key.kid.as_str(), false));
+    assert_eq!(
+        (again.kid.as_str(), again.imported),
+        (key.kid.as_str(), false)
+    );
 
     let sec1 = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA2Hwf1duRSxKtLYX5CB04fSeQ6tF1aY/PuoAoGCCqGSM49\n-----END EC PRIVATE KEY-----\n";
     assert_invalid(

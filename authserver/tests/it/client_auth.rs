@@ -30,6 +30,7 @@ async fn with_assertion(server: &Server, assertion: &str, extra: &[(&str, &str)]
     send(post_form(server, "/token", &params)).await
 }
 
+#[allow(clippy::too_many_lines)] // one case per RFC 7523 §3 check
 async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let (server, mut admin) = serve_with_admin(&db).await;
@@ -46,7 +47,10 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
     )
     .await;
     assert_eq!(registered.outcome, "created");
-    assert_eq!(registered.generated_secret, None, "no secret for private_key_jwt");
+    assert_eq!(
+        registered.generated_secret, None,
+        "no secret for private_key_jwt"
+    );
 
     // aud may be the token endpoint or the issuer (alone or in a list); client_id may
     // accompany the assertion.
@@ -135,7 +139,11 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
         .iter()
         .map(|row| {
             let parts: Vec<&str> = row.splitn(4, '|').collect();
-            assert_eq!(&parts[..3], ["client.auth_failed", "signer", "signer"], "{row}");
+            assert_eq!(
+                &parts[..3],
+                ["client.auth_failed", "signer", "signer"],
+                "{row}"
+            );
             let details: Value = serde_json::from_str(parts[3]).unwrap();
             details["reason"].as_str().unwrap().to_owned()
         })
@@ -147,7 +155,9 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
     let basic = upsert(&mut admin, machine_spec("basic")).await;
     assert!(basic.generated_secret.is_some());
     let a = key.assertion("basic", &token_endpoint, &json!({}));
-    with_assertion(&server, &a, &[]).await.assert_invalid_client();
+    with_assertion(&server, &a, &[])
+        .await
+        .assert_invalid_client();
 }
 
 /// Serves `GET /jwks.json` from `jwks`, counting fetches.
@@ -190,8 +200,8 @@ async fn assertions_against_a_jwks_uri_verify_with_the_published_key(backend: Ba
         let a = key.assertion("remote-keys", &format!("{issuer}/token"), &json!({}));
         let r = with_assertion(&server, &a, &[]).await;
         let token = r.ok()["access_token"].as_str().unwrap().to_owned();
-        let claims = verify_access_token(&server, &token, Algorithm::ES256, &issuer, "remote-keys")
-            .await;
+        let claims =
+            verify_access_token(&server, &token, Algorithm::ES256, &issuer, "remote-keys").await;
         assert_eq!(claims["client_id"], "remote-keys");
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 1, "the key set is cached");
@@ -199,6 +209,8 @@ async fn assertions_against_a_jwks_uri_verify_with_the_published_key(backend: Ba
     let before = db.snapshot().await;
     let stranger = ClientKey::ed25519();
     let a = stranger.assertion("remote-keys", &issuer, &json!({}));
-    with_assertion(&server, &a, &[]).await.assert_invalid_client();
+    with_assertion(&server, &a, &[])
+        .await
+        .assert_invalid_client();
     assert_eq!(db.snapshot().await, before);
 }

@@ -102,15 +102,29 @@ async fn bad_input_exits_2_and_changes_nothing(backend: Backend) {
         (&["--id", "x", "--grant-types", "password"], "--grant-types"),
         (&["--id", "x", "--auth-method", "magic"], "--auth-method"),
         (
-            &["--id", "x", "--public", "--redirect-uri", "http://app.example.com/cb"],
+            &[
+                "--id",
+                "x",
+                "--public",
+                "--redirect-uri",
+                "http://app.example.com/cb",
+            ],
             "redirect_uris",
         ),
         (&["--id", "x", "--public"], "grant_types"),
         (&["--id", "has space"], "client_id"),
-        (&["--id", "x", "--access-token-alg", "HS256"], "--access-token-alg"),
+        (
+            &["--id", "x", "--access-token-alg", "HS256"],
+            "--access-token-alg",
+        ),
     ];
     for (args, message) in cases {
-        let out = db.cli().args(["clients", "create"]).args(args.iter().copied()).run().await;
+        let out = db
+            .cli()
+            .args(["clients", "create"])
+            .args(args.iter().copied())
+            .run()
+            .await;
         out.assert_code(2).assert_stderr_contains(message);
         assert_eq!(out.stdout, "", "{args:?}");
         assert_eq!(db.snapshot().await, before, "{args:?}");
@@ -126,6 +140,7 @@ async fn bad_input_exits_2_and_changes_nothing(backend: Backend) {
     assert_eq!(db.audit().await, audit_before);
 }
 
+#[allow(clippy::too_many_lines)] // the life of one client, command by command
 async fn list_rotate_secret_and_delete(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let server = db.serve().await;
@@ -144,7 +159,10 @@ async fn list_rotate_secret_and_delete(backend: Backend) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let ids: Vec<&str> = listed.iter().map(|c| c["client_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["billing", "spa"]);
     assert_eq!(listed[0]["tenant"], "main");
     assert_eq!(listed[0]["auth_method"], "client_secret_basic");
@@ -156,7 +174,14 @@ async fn list_rotate_secret_and_delete(backend: Backend) {
     token(&server, &old, &[]).await.ok();
     let out = db
         .cli()
-        .args(["clients", "rotate-secret", "--id", "billing", "--overlap-seconds", "3600"])
+        .args([
+            "clients",
+            "rotate-secret",
+            "--id",
+            "billing",
+            "--overlap-seconds",
+            "3600",
+        ])
         .run()
         .await;
     out.assert_success();
@@ -169,7 +194,10 @@ async fn list_rotate_secret_and_delete(backend: Backend) {
     token(&server, &old, &[]).await.ok();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while token(&server, &new, &[]).await.status != 200 {
-        assert!(std::time::Instant::now() < deadline, "new secret not accepted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new secret not accepted"
+        );
         tokio::time::sleep(crate::harness::POLL).await;
     }
     assert_eq!(
@@ -184,7 +212,8 @@ async fn list_rotate_secret_and_delete(backend: Backend) {
         .args(["clients", "rotate-secret", "--id", "spa"])
         .run()
         .await;
-    out.assert_code(2).assert_stderr_contains("has no secret to rotate");
+    out.assert_code(2)
+        .assert_stderr_contains("has no secret to rotate");
     assert_eq!(db.snapshot().await, before);
 
     // delete: the client and its secrets go; deleting again fails.

@@ -83,7 +83,12 @@ async fn bad_proofs_are_refused_and_change_nothing(backend: Backend) {
         ("replayed proof", vec![used.clone()]),
         (
             "htu of another endpoint",
-            vec![key.dpop_proof("POST", &format!("{issuer}/introspect"), &no_patch, &no_patch)],
+            vec![key.dpop_proof(
+                "POST",
+                &format!("{issuer}/introspect"),
+                &no_patch,
+                &no_patch,
+            )],
         ),
         (
             "htu of another server",
@@ -185,7 +190,10 @@ async fn required_nonces_are_handed_out_and_accepted(backend: Backend) {
     let jti_before = db.rows("SELECT jti FROM dpop_jti").await;
     let r = with_proofs(&server, &creds, &[&no_nonce]).await;
     r.assert_error(400, "use_dpop_nonce");
-    let nonce = r.header("dpop-nonce").expect("DPoP-Nonce header").to_owned();
+    let nonce = r
+        .header("dpop-nonce")
+        .expect("DPoP-Nonce header")
+        .to_owned();
     assert!(nonce.len() >= 16, "{nonce}");
     assert_eq!(db.rows("SELECT jti FROM dpop_jti").await, jti_before);
 
@@ -200,11 +208,15 @@ async fn required_nonces_are_handed_out_and_accepted(backend: Backend) {
     let body = r.ok();
     assert_eq!(body["token_type"], "DPoP");
     let token = body["access_token"].as_str().unwrap();
-    let claims: Value =
-        serde_json::from_slice(&crate::harness::jose::unb64url(token.split('.').nth(1).unwrap()))
-            .unwrap();
+    let claims: Value = serde_json::from_slice(&crate::harness::jose::unb64url(
+        token.split('.').nth(1).unwrap(),
+    ))
+    .unwrap();
     assert_eq!(claims["cnf"]["jkt"], jkt.as_str());
-    let next = r.header("dpop-nonce").expect("a nonce for the next request").to_owned();
+    let next = r
+        .header("dpop-nonce")
+        .expect("a nonce for the next request")
+        .to_owned();
 
     // That nonce works for the next proof; a made-up one does not.
     let p = key.dpop_proof("POST", &htu, &json!({}), &json!({ "nonce": next }));

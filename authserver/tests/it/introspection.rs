@@ -149,8 +149,12 @@ async fn inactive_tokens_get_active_false_and_nothing_else(backend: Backend) {
 
     let foreign = {
         let r = send(
-            post_form(&server, "/t/other/token", &[("grant_type", "client_credentials")])
-                .header(header::AUTHORIZATION, elsewhere.basic()),
+            post_form(
+                &server,
+                "/t/other/token",
+                &[("grant_type", "client_credentials")],
+            )
+            .header(header::AUTHORIZATION, elsewhere.basic()),
         )
         .await;
         r.ok()["access_token"].as_str().unwrap().to_owned()
@@ -228,7 +232,11 @@ async fn inactive_tokens_get_active_false_and_nothing_else(backend: Backend) {
         ),
         (
             "public client",
-            post_form(&server, "/introspect", &[("token", &live), ("client_id", &spa.id)]),
+            post_form(
+                &server,
+                "/introspect",
+                &[("token", &live), ("client_id", &spa.id)],
+            ),
         ),
         (
             "client of another tenant",
@@ -296,7 +304,13 @@ async fn revocation_follows_rfc_7009(backend: Backend) {
     assert_eq!(db.snapshot().await, before);
 
     // The owner revokes it: inactive at once, on the denylist until it would expire.
-    let r = revoke(&server, &app, &access, &[("token_type_hint", "access_token")]).await;
+    let r = revoke(
+        &server,
+        &app,
+        &access,
+        &[("token_type_hint", "access_token")],
+    )
+    .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(!is_active(&server, &rs, &access).await);
     assert_eq!(db.scalar("SELECT count(*) FROM revoked_tokens").await, 1);

@@ -121,7 +121,9 @@ async fn a_client_registered_through_one_pods_admin_api_works_on_another_within_
     // Revoked through A: inactive on B at once (the denylist is read, never cached).
     let rs = Creds {
         id: "api".into(),
-        secret: upsert(&mut on_b, machine_spec("api")).await.generated_secret,
+        secret: upsert(&mut on_b, machine_spec("api"))
+            .await
+            .generated_secret,
     };
     let deadline = Instant::now() + DEADLINE;
     while token(&a, &rs, &[]).await.status != 200 {
@@ -131,7 +133,10 @@ async fn a_client_registered_through_one_pods_admin_api_works_on_another_within_
     assert!(is_active(&a, &rs, &access).await);
     assert!(is_active(&b, &rs, &access).await);
     assert_eq!(revoke(&a, &creds, &access, &[]).await.status, 200);
-    assert!(!is_active(&b, &rs, &access).await, "revoked token active on B");
+    assert!(
+        !is_active(&b, &rs, &access).await,
+        "revoked token active on B"
+    );
     assert!(!is_active(&a, &rs, &access).await);
 }
 

@@ -69,7 +69,12 @@ async fn state(db: &TestDb) -> Vec<String> {
             "SELECT event FROM audit_events WHERE event LIKE '%-main' OR event LIKE '%-other'",
         ),
     ] {
-        rows.extend(db.rows(sql).await.into_iter().map(|r| format!("{target}|{r}")));
+        rows.extend(
+            db.rows(sql)
+                .await
+                .into_iter()
+                .map(|r| format!("{target}|{r}")),
+        );
     }
     rows.sort();
     rows
@@ -99,11 +104,12 @@ fn report(stdout: &str) -> Vec<(String, u64)> {
             let mut parts = l.split(' ');
             let target = parts.next().unwrap().strip_prefix("target=").unwrap();
             let rows = parts.next().unwrap().strip_prefix("rows=").unwrap();
-            assert!(
-                parts.next().unwrap().starts_with("elapsed_ms="),
-                "{l}"
+            assert!(parts.next().unwrap().starts_with("elapsed_ms="), "{l}");
+            assert_eq!(
+                parts.next(),
+                None,
+                "a complete target has nothing more: {l}"
             );
-            assert_eq!(parts.next(), None, "a complete target has nothing more: {l}");
             (target.to_owned(), rows.parse().unwrap())
         })
         .collect()
@@ -120,13 +126,20 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
     assert_eq!(seeded.len(), 5 * 2 * (EXPIRED + 1));
     let per_target = u64::try_from(EXPIRED * TENANTS.len()).unwrap();
 
-    let out = db.cli().args(["purge", "--only", "jti,dpop-jti"]).run().await;
+    let out = db
+        .cli()
+        .args(["purge", "--only", "jti,dpop-jti"])
+        .run()
+        .await;
     out.assert_success();
     assert_eq!(
         report(&out.stdout),
         rows(&[("jti", per_target), ("dpop-jti", per_target)])
     );
-    assert_eq!(state(&db).await, expected(&seeded, &["jti", "dpop-jti"], &TENANTS));
+    assert_eq!(
+        state(&db).await,
+        expected(&seeded, &["jti", "dpop-jti"], &TENANTS)
+    );
 
     let out = db.cli().args(["purge"]).run().await;
     out.assert_success();
@@ -170,10 +183,7 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("audit", 0),
         ])
     );
-    assert_eq!(
-        state(&db).await,
-        expected(&seeded, &ALL[..4], &["other"])
-    );
+    assert_eq!(state(&db).await, expected(&seeded, &ALL[..4], &["other"]));
 
     // One row per batch, no deadline: everything expired still goes.
     let out = db
@@ -213,7 +223,12 @@ async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Back
         &["--timeout", "soon"],
         &["--batch-size", "0"],
     ] {
-        let out = db.cli().args(["purge"]).args(args.iter().copied()).run().await;
+        let out = db
+            .cli()
+            .args(["purge"])
+            .args(args.iter().copied())
+            .run()
+            .await;
         out.assert_code(2);
         assert_eq!(out.stdout, "", "{args:?}");
     }

@@ -50,7 +50,10 @@ async fn requests_beyond_the_client_limit_get_429_slow_down(backend: Backend) {
     let mut access = String::new();
     for remaining in [2, 1, 0] {
         let r = token(&server, &app, &[]).await;
-        access = r.ok()["access_token"].as_str().unwrap().to_owned();
+        r.ok()["access_token"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut access);
         assert_eq!(header_u64(&r, "x-ratelimit-limit"), 3);
         assert_eq!(header_u64(&r, "x-ratelimit-remaining"), remaining);
         assert!(header_u64(&r, "x-ratelimit-reset") >= 1);
@@ -125,7 +128,9 @@ async fn forwarded_for_counts_only_from_trusted_proxies(backend: Backend) {
     let creds = create_client(&db, "app", &[]).await;
     from(&proxied, &creds, "203.0.113.1").await.ok();
     // The rightmost untrusted entry counts; what the client put further left does not.
-    from(&proxied, &creds, "198.51.100.99, 203.0.113.1").await.ok();
+    from(&proxied, &creds, "198.51.100.99, 203.0.113.1")
+        .await
+        .ok();
     let r = from(&proxied, &creds, "203.0.113.1").await;
     assert_limited(&r, 2);
     from(&proxied, &creds, "203.0.113.2").await.ok();

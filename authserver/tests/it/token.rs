@@ -59,7 +59,12 @@ async fn an_oauth2_client_gets_tokens_that_verify_against_the_jwks(backend: Back
     let db = TestDb::migrated(backend).await;
     let server = db.serve().await;
     let issuer = db.issuer("");
-    let allowed = ["--scopes", "read write", "--audiences", "urn:api urn:reports"];
+    let allowed = [
+        "--scopes",
+        "read write",
+        "--audiences",
+        "urn:api urn:reports",
+    ];
     let cases: [(&str, &[&str], Algorithm, AuthType); 4] = [
         ("es256-basic", &[], Algorithm::ES256, AuthType::BasicAuth),
         (
@@ -326,7 +331,12 @@ async fn token_endpoint_errors_are_oauth_json_and_change_nothing(backend: Backen
             reply.assert_invalid_client();
         }
         assert!(reply.body.get("access_token").is_none(), "{}", case.name);
-        assert_eq!(db.snapshot().await, before, "{} changed the database", case.name);
+        assert_eq!(
+            db.snapshot().await,
+            before,
+            "{} changed the database",
+            case.name
+        );
     }
 
     // Each authentication failure is audited with its reason, never with the secret.

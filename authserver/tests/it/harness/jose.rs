@@ -100,7 +100,12 @@ impl ClientKey {
             "x": b64url(&point[1..33]),
             "y": b64url(&point[33..]),
         });
-        Self::new(Algorithm::ES256, EncodingKey::from_ec_der(&pkcs8), public, pkcs8)
+        Self::new(
+            Algorithm::ES256,
+            EncodingKey::from_ec_der(&pkcs8),
+            public,
+            pkcs8,
+        )
     }
 
     /// A fresh Ed25519 key (EdDSA).
@@ -116,7 +121,12 @@ impl ClientKey {
             "crv": "Ed25519",
             "x": b64url(pair.public_key().as_ref()),
         });
-        Self::new(Algorithm::EdDSA, EncodingKey::from_ed_der(&pkcs8), public, pkcs8)
+        Self::new(
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_der(&pkcs8),
+            public,
+            pkcs8,
+        )
     }
 
     fn new(alg: Algorithm, encoding: EncodingKey, public: Value, pkcs8: Vec<u8>) -> Self {
@@ -182,10 +192,7 @@ impl ClientKey {
     /// A DPoP proof (RFC 9449 §4.2) for `htm` `htu`; `header` and `claims` patches are
     /// merged over the valid defaults (`null` removes a member).
     pub fn dpop_proof(&self, htm: &str, htu: &str, header: &Value, claims: &Value) -> String {
-        let h = merged(
-            json!({ "typ": "dpop+jwt", "jwk": self.public }),
-            header,
-        );
+        let h = merged(json!({ "typ": "dpop+jwt", "jwk": self.public }), header);
         let c = merged(
             json!({ "jti": random_hex(16), "htm": htm, "htu": htu, "iat": now() }),
             claims,

@@ -123,11 +123,6 @@ impl TestDb {
         &self.url
     }
 
-    /// The scratch directory (config files, SQLite database).
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
     /// The issuer `http://127.0.0.1:{port}{path}` of this database's primary server.
     pub fn issuer(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)

@@ -179,7 +179,12 @@ pub async fn is_active(server: &Server, caller: &Creds, token: &str) -> bool {
 }
 
 /// Revokes `token` as `caller` (Basic auth) with extra parameters.
-pub async fn revoke(server: &Server, caller: &Creds, token: &str, params: &[(&str, &str)]) -> Reply {
+pub async fn revoke(
+    server: &Server,
+    caller: &Creds,
+    token: &str,
+    params: &[(&str, &str)],
+) -> Reply {
     let mut all = vec![("token", token)];
     all.extend_from_slice(params);
     send(post_form(server, "/revoke", &all).header(header::AUTHORIZATION, caller.basic())).await
@@ -202,7 +207,9 @@ pub async fn verify_access_token(
     let (status, _, jwks) = server.get_json("/jwks").await;
     assert_eq!(status, StatusCode::OK);
     let set: JwkSet = serde_json::from_value(jwks).unwrap();
-    let jwk = set.find(&kid).unwrap_or_else(|| panic!("kid {kid} not in JWKS"));
+    let jwk = set
+        .find(&kid)
+        .unwrap_or_else(|| panic!("kid {kid} not in JWKS"));
     let key = DecodingKey::from_jwk(jwk).unwrap();
     let mut validation = Validation::new(alg);
     validation.set_issuer(&[issuer]);
