@@ -92,6 +92,12 @@ pub fn join_remote_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) 
     }
 }
 
+/// Names the exported span after its route, known only once routing is done (the OTel
+/// span has started by then, so `otel.name` would be ignored). No-op without OTel.
+pub fn rename(span: &tracing::Span, name: String) {
+    span.context().span().update_name(name);
+}
+
 struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
 
 impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {

@@ -38,7 +38,6 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         .map(|p| p.as_str().to_owned());
     let span = tracing::info_span!(
         "http_request",
-        otel.name = tracing::field::Empty,
         http.method = %method,
         http.route = tracing::field::Empty,
         http.status = tracing::field::Empty,
@@ -74,7 +73,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         );
     });
     // Recorded after the log line so it does not repeat them; exported with the span.
-    span.record("otel.name", format!("{method} {route}"));
+    crate::telemetry::rename(&span, format!("{method} {route}"));
     span.record("http.route", route.as_str());
     span.record("http.status", status.as_u16());
     span.record("tenant", tenant_id);

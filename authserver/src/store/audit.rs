@@ -33,6 +33,7 @@ struct AuditRow {
 }
 
 impl Store {
+    #[tracing::instrument(name = "db.record_audit", skip_all)]
     pub async fn record_audit(&self, e: &AuditEvent) -> Result<()> {
         with_pool!(self, pool => {
             sqlx::query(

@@ -103,6 +103,7 @@ impl Store {
     }
 
     /// A tenant's clients (without secret digests), ordered by id.
+    #[tracing::instrument(name = "db.list_clients", skip_all)]
     pub async fn list_clients(&self, tenant_id: &str) -> Result<Vec<StoredClient>> {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, ClientRow>(
@@ -118,6 +119,7 @@ impl Store {
 
     /// Creates or updates a client; writes nothing when the registration and secret are
     /// already as requested, so periodic reconciliation stays silent and cheap.
+    #[tracing::instrument(name = "db.upsert_client", skip_all)]
     pub async fn upsert_client(
         &self,
         tenant_id: &str,
@@ -213,6 +215,7 @@ impl Store {
     }
 
     /// Deletes a client (its secrets cascade). Returns whether it existed.
+    #[tracing::instrument(name = "db.delete_client", skip_all)]
     pub async fn delete_client(&self, tenant_id: &str, client_id: &str) -> Result<bool> {
         let n = with_pool!(self, pool => {
             sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND client_id = $2")
@@ -227,6 +230,7 @@ impl Store {
 
     /// Makes `new_digest` the current secret; the current one stays valid until
     /// `previous_expires_at` and any older one is dropped (at most two secrets).
+    #[tracing::instrument(name = "db.rotate_client_secret", skip_all)]
     pub async fn rotate_client_secret(
         &self,
         tenant_id: &str,

@@ -66,6 +66,7 @@ pub fn latest_version(store: &Store) -> i64 {
 impl Store {
     /// Compares applied migrations with the embedded ones. A missing bookkeeping table
     /// means nothing is applied.
+    #[tracing::instrument(name = "db.schema_status", skip_all)]
     pub async fn schema_status(&self) -> Result<SchemaStatus> {
         let applied: Vec<i64> = match super::with_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>(
@@ -96,6 +97,7 @@ impl Store {
 
     /// Applies every pending migration and returns the names of those this call applied
     /// (empty: the schema was already up to date).
+    #[tracing::instrument(name = "db.migrate", skip_all)]
     pub async fn migrate(&self) -> Result<Vec<MigrationName>> {
         match &self.pool {
             Pool::Postgres(pool) => {

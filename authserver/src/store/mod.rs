@@ -244,6 +244,7 @@ impl Store {
     }
 
     /// A trivial round trip.
+    #[tracing::instrument(name = "db.ping", skip_all)]
     pub async fn ping(&self) -> Result<()> {
         with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
         Ok(())

@@ -50,6 +50,7 @@ pub fn target(name: &str) -> Option<Target> {
 
 impl Store {
     /// Deletes one batch of `target`'s rows older than `before`; returns how many.
+    #[tracing::instrument(name = "db.purge_batch", skip_all)]
     pub async fn purge_batch(
         &self,
         target: Target,

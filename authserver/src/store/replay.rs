@@ -16,6 +16,7 @@ pub enum ReplayCache {
 impl Store {
     /// Records `jti` as used until `expires_at`. Returns `false` when it was already
     /// recorded: a replay. Atomic across pods (primary key).
+    #[tracing::instrument(name = "db.use_jti", skip_all)]
     pub async fn use_jti(
         &self,
         cache: ReplayCache,
@@ -49,6 +50,7 @@ impl Store {
     }
 
     /// Puts an access token's `jti` on the denylist until it expires.
+    #[tracing::instrument(name = "db.revoke_jti", skip_all)]
     pub async fn revoke_jti(
         &self,
         tenant_id: &str,
@@ -71,6 +73,7 @@ impl Store {
         Ok(())
     }
 
+    #[tracing::instrument(name = "db.is_revoked", skip_all)]
     pub async fn is_revoked(&self, tenant_id: &str, jti: &str) -> Result<bool> {
         let found: Option<i64> = with_pool!(self, pool => {
             sqlx::query_scalar(
@@ -85,6 +88,7 @@ impl Store {
     }
 
     /// Stores a server-issued DPoP nonce.
+    #[tracing::instrument(name = "db.insert_dpop_nonce", skip_all)]
     pub async fn insert_dpop_nonce(
         &self,
         tenant_id: &str,
@@ -106,6 +110,7 @@ impl Store {
     }
 
     /// When a nonce expires, if it was issued for this tenant and is still valid.
+    #[tracing::instrument(name = "db.dpop_nonce_expiry", skip_all)]
     pub async fn dpop_nonce_expiry(
         &self,
         tenant_id: &str,

@@ -72,6 +72,7 @@ const COLUMNS: &str = "tenant_id, kid, alg, public_jwk, private_key, kek_id, sou
 
 impl Store {
     /// Every key of a tenant, oldest first (retired ones included).
+    #[tracing::instrument(name = "db.list_keys", skip_all)]
     pub async fn list_keys(&self, tenant_id: &str) -> Result<Vec<StoredKey>> {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
@@ -85,6 +86,7 @@ impl Store {
     }
 
     /// Keys of a tenant still published at `now` (not retired).
+    #[tracing::instrument(name = "db.list_published_keys", skip_all)]
     pub async fn list_published_keys(
         &self,
         tenant_id: &str,
@@ -109,6 +111,7 @@ impl Store {
     /// to add and supersede, and writes the result. Concurrent rotations of one tenant
     /// (two pods bootstrapping at once, the CLI and the operator) serialize, so they never
     /// create two keys for one algorithm.
+    #[tracing::instrument(name = "db.rotate_keys", skip_all)]
     pub async fn rotate_keys<F, Fut, E>(
         &self,
         tenant_id: &str,
@@ -184,6 +187,7 @@ impl Store {
     }
 
     /// Every key of every tenant (for KEK re-encryption).
+    #[tracing::instrument(name = "db.list_all_keys", skip_all)]
     pub async fn list_all_keys(&self) -> Result<Vec<StoredKey>> {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
@@ -197,6 +201,7 @@ impl Store {
 
     /// Replaces the sealed private keys given as (tenant, kid, sealed, kek id), all or
     /// nothing: a KEK rotation never leaves the table half re-encrypted.
+    #[tracing::instrument(name = "db.reseal_keys", skip_all)]
     pub async fn reseal_keys(&self, updates: &[(String, String, Vec<u8>, String)]) -> Result<()> {
         in_transaction!(self, tx => {
             for (tenant_id, kid, sealed, kek_id) in updates {

@@ -33,6 +33,7 @@ const COLUMNS: &str = "id, issuer, display_name, settings, created_at, updated_a
 impl Store {
     /// Creates the tenant or updates its issuer and display name; settings are kept.
     /// Returns whether anything changed (so callers can stay quiet on no-ops).
+    #[tracing::instrument(name = "db.upsert_tenant", skip_all)]
     pub async fn upsert_tenant(&self, spec: &TenantSpec, now: UnixTime) -> Result<bool> {
         let changed = with_pool!(self, pool => {
             sqlx::query(
@@ -77,6 +78,7 @@ impl Store {
 
     /// Deletes a tenant; its clients and keys go with it (foreign keys). Returns whether
     /// it existed.
+    #[tracing::instrument(name = "db.delete_tenant", skip_all)]
     pub async fn delete_tenant(&self, id: &str) -> Result<bool> {
         let n = with_pool!(self, pool => {
             sqlx::query("DELETE FROM tenants WHERE id = $1")
@@ -88,6 +90,7 @@ impl Store {
         Ok(n > 0)
     }
 
+    #[tracing::instrument(name = "db.get_tenant", skip_all)]
     pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
         let row = with_pool!(self, pool => {
             sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(
@@ -100,6 +103,7 @@ impl Store {
         Ok(row.map(Tenant::from))
     }
 
+    #[tracing::instrument(name = "db.list_tenants", skip_all)]
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(format!(

@@ -25,4 +25,5 @@ mod multi_pod;
 mod purge;
 mod rate_limit;
 mod routing;
+mod telemetry;
 mod token;

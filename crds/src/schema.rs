@@ -1,0 +1,70 @@
+//! Schema pieces the derives cannot express on their own: CEL rules shared by several
+//! fields, rules on list items, and schemars transforms.
+//!
+//! URL rules use `matches()` rather than the Kubernetes URL library (`url(self)`):
+//! a regex means the same thing in the API server (RE2) and in client-side evaluators,
+//! whereas URL parsers disagree on edge cases (kube-cel 0.8 reports an empty scheme for
+//! every `http://localhost` URL, for one).
+
+use schemars::Schema;
+use serde_json::{Value, json};
+
+/// CEL: `self` is an https URL (scheme, authority, optional path and query; no fragment,
+/// userinfo or whitespace), or the same over plain http on a loopback host of RFC 8252
+/// §7.3 (`localhost`, `127.0.0.1`, `[::1]`, any port).
+pub(crate) const HTTPS_OR_LOOPBACK_URL: &str = r"self.matches('^https://[^/?#@\\s]+([/?][^#\\s]*)?$') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\[::1\\])(:[0-9]{1,5})?([/?][^#\\s]*)?$')";
+
+/// CEL: `self` is an issuer identifier — https (or loopback http), no query, no
+/// fragment, no trailing slash (OpenID Connect Discovery §3; the discovery document
+/// lives at `<issuer>/.well-known/openid-configuration`).
+pub(crate) const ISSUER_RULE: &str = r"(self.matches('^https://[^/?#@\\s]+(/[^?#\\s]*)?$') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\[::1\\])(:[0-9]{1,5})?(/[^?#\\s]*)?$')) && !self.endsWith('/')";
+/// Message for [`ISSUER_RULE`].
+pub(crate) const ISSUER_MESSAGE: &str = "issuer must be an https URL (http only on localhost, 127.0.0.1 or [::1]) without query, fragment or trailing slash";
+
+/// Message for redirect-like URLs checked with [`HTTPS_OR_LOOPBACK_URL`].
+pub(crate) const REDIRECT_URI_MESSAGE: &str =
+    "must be an https URL, or http on localhost, 127.0.0.1 or [::1], without a fragment";
+
+/// CEL: `self` is a Web origin (`scheme://host[:port]`, RFC 6454), https or loopback http.
+const ORIGIN_RULE: &str = r"self.matches('^https://[^/?#@\\s]+$') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\[::1\\])(:[0-9]{1,5})?$')";
+const ORIGIN_MESSAGE: &str = "must be an origin (scheme://host[:port], no path): https, or http on localhost, 127.0.0.1 or [::1]";
+
+/// Pattern of a DNS label (RFC 1123): the names of cluster-scoped Gatehouse objects that
+/// are tenant ids, and of namespaces.
+pub(crate) const DNS_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Pattern of a DNS subdomain (RFC 1123): names of Secrets and most Kubernetes objects.
+pub(crate) const DNS_SUBDOMAIN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Adds a CEL rule to the schema of every item of a list field.
+fn validate_items(schema: &mut Schema, rule: &str, message: &str) {
+    let rule = json!({ "rule": rule, "message": message });
+    if let Some(Value::Object(items)) = schema.get_mut("items") {
+        match items.get_mut("x-kubernetes-validations") {
+            Some(Value::Array(rules)) => rules.push(rule),
+            _ => {
+                items.insert("x-kubernetes-validations".into(), json!([rule]));
+            }
+        }
+    }
+}
+
+/// schemars transform for lists of redirect URIs: each item is checked on its own, so
+/// the API server names the offending index (`spec.redirectUris[1]`).
+pub(crate) fn redirect_uri_items(schema: &mut Schema) {
+    validate_items(schema, HTTPS_OR_LOOPBACK_URL, REDIRECT_URI_MESSAGE);
+}
+
+/// schemars transform for lists of Web origins.
+pub(crate) fn origin_items(schema: &mut Schema) {
+    validate_items(schema, ORIGIN_RULE, ORIGIN_MESSAGE);
+}
+
+/// schemars transform for enums used as `Option<Enum>` fields: kube hoists the enum's
+/// own schema over the field's when it rewrites `Option`, so an enum description would
+/// replace the field's `kubectl explain` text. The field documents the values instead.
+pub(crate) fn without_description(schema: &mut Schema) {
+    if let Some(obj) = schema.as_object_mut() {
+        obj.remove("description");
+    }
+}
