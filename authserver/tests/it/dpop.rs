@@ -161,6 +161,30 @@ async fn bad_proofs_are_refused_and_change_nothing(backend: Backend) {
         r.assert_error(400, "invalid_dpop_proof");
         assert_eq!(db.snapshot().await, before, "{name} changed the database");
     }
+    // A request refused for something else leaves its valid proof unused: the same
+    // proof works once the request is fixed.
+    let proof = key.dpop_proof("POST", &htu, &no_patch, &no_patch);
+    let r = send(
+        post_form(
+            &server,
+            "/token",
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+        )
+        .header(header::AUTHORIZATION, creds.basic())
+        .header("DPoP", &proof),
+    )
+    .await;
+    r.assert_error(400, "invalid_scope");
+    assert_eq!(
+        db.snapshot().await,
+        before,
+        "the refused request used the proof"
+    );
+    assert_eq!(
+        with_proofs(&server, &creds, &[&proof]).await.ok()["token_type"],
+        "DPoP"
+    );
+
     // A client-side mistake in a proof does not burn its jti: corrected, it is accepted.
     let jti = "corrected-proof";
     let wrong = key.dpop_proof("GET", &htu, &no_patch, &json!({ "jti": jti }));
