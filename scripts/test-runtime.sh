@@ -20,7 +20,11 @@ chown 65532:65532 "$work/data" "$work/empty"
 PORT=${PORT:-18191}
 server=
 # A failed check must not leave the server running (it would hold the port).
-trap '[[ -n "$server" ]] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+  if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # In a private mount namespace: the whole tree read-only, the data dir a writable tmpfs.
 # A clean environment, as in the container: CI exports DATABASE_URL (and REDIS_URL) for
