@@ -18,16 +18,24 @@ install -m 0755 "$BIN" "$work/authserver"          # readable by the unprivilege
 mkdir -m 0700 "$work/data" "$work/empty"
 chown 65532:65532 "$work/data" "$work/empty"
 PORT=${PORT:-18191}
-trap 'rm -rf "$work"' EXIT
+server=
+# A failed check must not leave the server running (it would hold the port).
+cleanup() {
+  if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # In a private mount namespace: the whole tree read-only, the data dir a writable tmpfs.
+# A clean environment, as in the container: CI exports DATABASE_URL (and REDIS_URL) for
+# the tests, and `--dev` would use that database instead of the SQLite file.
 unshare --mount --propagation private bash -c "
   set -euo pipefail
   mount -o remount,bind,ro /
   mount -t tmpfs -o size=64m,uid=65532,gid=65532,mode=0700 tmpfs '$work/data'
   cd '$work/empty'
   if touch /probe-ro 2>/dev/null; then echo 'test-runtime: root filesystem is writable' >&2; exit 1; fi
-  exec setpriv --reuid=65532 --regid=65532 --clear-groups --inh-caps=-all \
+  exec env -i PATH=\"\$PATH\" setpriv --reuid=65532 --regid=65532 --clear-groups --inh-caps=-all \
     '$work/authserver' serve --dev --data-dir '$work/data' --listen 127.0.0.1:$PORT
 " >"$work.log" 2>&1 &
 server=$!

@@ -15,11 +15,16 @@ pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
 }
 
-pub fn field_errors(prefix: &str, errors: &[FieldError]) -> Status {
+/// Registration problems named as the request spells the field: the registration's
+/// fields live under `spec.`, a caller-supplied secret is the request's `supplied_secret`.
+pub fn field_errors(errors: &[FieldError]) -> Status {
     Status::invalid_argument(
         errors
             .iter()
-            .map(|e| format!("{prefix}{}: {}", e.field, e.message))
+            .map(|e| match e.field {
+                "client_secret" => format!("supplied_secret: {}", e.message),
+                field => format!("spec.{field}: {}", e.message),
+            })
             .collect::<Vec<_>>()
             .join("; "),
     )

@@ -41,7 +41,7 @@ fn store_err(e: &store::Error) -> Status {
 
 fn clients_err(e: clients::Error) -> Status {
     match e {
-        clients::Error::Invalid(errors) => field_errors("spec.", &errors),
+        clients::Error::Invalid(errors) => field_errors(&errors),
         clients::Error::AlreadyExists(id) => {
             Status::already_exists(format!("client {id:?} already exists"))
         }

@@ -50,7 +50,9 @@ async fn discovery(
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": algs,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
+        // Public clients (`none`) may revoke their tokens (RFC 7009 §2.1) but not
+        // introspect: RFC 7662 §2.1 wants real credentials there.
+        "introspection_endpoint_auth_methods_supported": &auth_methods[..3],
         "introspection_endpoint_auth_signing_alg_values_supported": algs,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_signing_alg_values_supported": algs,

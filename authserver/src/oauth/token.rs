@@ -8,7 +8,7 @@ use super::dpop::{self, Expectation, Proof};
 use super::error::{ErrorCode, OAuthError, RateHeaders};
 use super::form::Form;
 use crate::crypto::{b64url, jws, random_bytes};
-use crate::domain::client::GrantType;
+use crate::domain::client::{AuthMethod, GrantType};
 use crate::domain::tenant::Tenant;
 
 /// JOSE `typ` of access tokens (RFC 9068 §2.1).
@@ -53,6 +53,54 @@ fn tighter(a: RateHeaders, b: Option<RateHeaders>) -> RateHeaders {
         Some(b) if b.remaining < a.remaining => b,
         _ => a,
     }
+}
+
+/// What a client_credentials request asks for, after checking it against the client.
+#[derive(Debug)]
+struct ClientCredentials {
+    scopes: Vec<String>,
+    audiences: Vec<String>,
+}
+
+/// Checks the requested scopes (`invalid_scope`) and audiences (`invalid_target`)
+/// against the client's registration; nothing requested means everything allowed.
+fn client_credentials_grant(
+    spec: &crate::domain::client::ClientSpec,
+    form: &Form,
+) -> Result<ClientCredentials, OAuthError> {
+    let requested = form.list("scope");
+    let scopes = if requested.is_empty() {
+        spec.scopes.clone()
+    } else {
+        if let Some(bad) = requested.iter().find(|s| !spec.scopes.contains(s)) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                format!("scope {bad:?} is not allowed for this client"),
+            ));
+        }
+        requested
+    };
+    // RFC 8707 `resource` and the widely used `audience`; both name the audience.
+    let mut audiences: Vec<String> = form.list("audience");
+    if let Some(r) = form.get("resource") {
+        audiences.push(r.to_owned());
+    }
+    let audiences = if audiences.is_empty() {
+        if spec.audiences.is_empty() {
+            vec![spec.client_id.clone()]
+        } else {
+            spec.audiences.clone()
+        }
+    } else {
+        if let Some(bad) = audiences.iter().find(|a| !spec.audiences.contains(a)) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                format!("audience {bad:?} is not allowed for this client"),
+            ));
+        }
+        audiences
+    };
+    Ok(ClientCredentials { scopes, audiences })
 }
 
 impl OAuthService {
@@ -106,26 +154,8 @@ impl OAuthService {
             .await?;
         let rate = client_rate.map(|c| tighter(c, ip_rate));
 
-        let proof = self
-            .dpop
-            .validate(
-                &tenant.id,
-                &req.dpop,
-                &Expectation {
-                    method: req.method,
-                    url: &req.url,
-                    access_token: None,
-                },
-            )
-            .await?;
         let spec = &client.client.spec;
-        if spec.dpop_bound_access_tokens && proof.is_none() {
-            return Err(OAuthError::invalid_request(
-                "this client must use DPoP: send a DPoP proof",
-            ));
-        }
-
-        let body = match grant.as_str() {
+        match grant.as_str() {
             "client_credentials" => {
                 if !spec.allows_grant(GrantType::ClientCredentials) {
                     return Err(OAuthError::new(
@@ -133,8 +163,6 @@ impl OAuthService {
                         "the client is not allowed to use client_credentials",
                     ));
                 }
-                self.client_credentials(tenant, &client.client, &req.form, proof.as_ref())
-                    .await?
             }
             "authorization_code" | "refresh_token" => {
                 return Err(OAuthError::new(
@@ -148,7 +176,35 @@ impl OAuthService {
                     format!("unsupported grant type {other:?}"),
                 ));
             }
-        };
+        }
+        let asked = client_credentials_grant(spec, &req.form)?;
+        // RFC 9449 §5.2 leaves the code open. `invalid_dpop_proof` (not the generic
+        // `invalid_request`) names the fix: DPoP-capable client libraries react to it by
+        // attaching a proof, and the request itself is well-formed OAuth.
+        if spec.dpop_bound_access_tokens && req.dpop.is_empty() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "this client must use DPoP: send a DPoP proof",
+            ));
+        }
+        // Last, because validating a proof records its jti: a request refused for
+        // anything else must leave the proof unused, so the client can fix the request
+        // and resend it (and a refused request writes nothing).
+        let proof = self
+            .dpop
+            .validate(
+                &tenant.id,
+                &req.dpop,
+                &Expectation {
+                    method: req.method,
+                    url: &req.url,
+                    access_token: None,
+                },
+            )
+            .await?;
+        let body = self
+            .client_credentials(tenant, &client.client, asked, proof.as_ref())
+            .await?;
         let dpop_nonce = if proof.is_some() && self.dpop.settings().require_nonce {
             Some(
                 self.dpop
@@ -170,43 +226,11 @@ impl OAuthService {
         &self,
         tenant: &Tenant,
         client: &crate::store::clients::StoredClient,
-        form: &Form,
+        grant: ClientCredentials,
         proof: Option<&Proof>,
     ) -> Result<Value, OAuthError> {
         let spec = &client.spec;
-        let requested = form.list("scope");
-        let scopes = if requested.is_empty() {
-            spec.scopes.clone()
-        } else {
-            if let Some(bad) = requested.iter().find(|s| !spec.scopes.contains(s)) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    format!("scope {bad:?} is not allowed for this client"),
-                ));
-            }
-            requested
-        };
-        // RFC 8707 `resource` and the widely used `audience`; both name the audience.
-        let mut audiences: Vec<String> = form.list("audience");
-        if let Some(r) = form.get("resource") {
-            audiences.push(r.to_owned());
-        }
-        let audiences = if audiences.is_empty() {
-            if spec.audiences.is_empty() {
-                vec![spec.client_id.clone()]
-            } else {
-                spec.audiences.clone()
-            }
-        } else {
-            if let Some(bad) = audiences.iter().find(|a| !spec.audiences.contains(a)) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidTarget,
-                    format!("audience {bad:?} is not allowed for this client"),
-                ));
-            }
-            audiences
-        };
-
+        let ClientCredentials { scopes, audiences } = grant;
         let now = self.clock.now();
         let lifetime = i64::try_from(spec.access_token_lifetime_seconds).unwrap_or(600);
         let mut claims = Map::new();
@@ -342,6 +366,13 @@ impl OAuthService {
                 req.ip.as_deref(),
             )
             .await?;
+        // RFC 7662 §2.1 demands authorization against token scanning; a public client's
+        // id is no credential (it travels in browser URLs), so it cannot introspect.
+        if caller.method == AuthMethod::None {
+            return Err(OAuthError::invalid_client(
+                "introspection requires client credentials; public clients cannot introspect",
+            ));
+        }
         let rate = self
             .limit(
                 format!(

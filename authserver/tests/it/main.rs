@@ -9,13 +9,21 @@
 #[macro_use]
 mod harness;
 
+mod admin_api;
+mod client_auth;
+mod clients_cli;
 mod config;
 mod discovery;
 mod docs;
+mod dpop;
+mod introspection;
 mod keys;
 mod lifecycle;
 mod metrics;
 mod migrate;
 mod multi_pod;
+mod purge;
+mod rate_limit;
 mod routing;
 mod telemetry;
+mod token;

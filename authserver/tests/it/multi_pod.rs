@@ -1,10 +1,13 @@
-//! Several processes on one database: a key change made through the CLI reaches every
-//! other running server within a second (PostgreSQL LISTEN/NOTIFY; SQLite polls a
-//! trigger-maintained counter), though their JWKS caches live for 30 s.
+//! Several processes on one database: a key or client change made through the CLI or
+//! one pod's admin API reaches every other running server within a second (PostgreSQL
+//! LISTEN/NOTIFY; SQLite polls a trigger-maintained counter), though their caches live
+//! for 30 s; a revocation is seen everywhere at once.
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Backend, Cli, TestDb, free_port};
+use crate::harness::admin::{admin_cli, authed, connect, machine_spec, upsert};
+use crate::harness::oauth::{Creds, create_client, is_active, revoke, token};
+use crate::harness::{Backend, Cli, POLL, TestDb, free_port};
 
 /// The target is one second; the assertion leaves room for a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(2);
@@ -58,5 +61,124 @@ async fn rotation_through_the_cli_reaches_another_server_within_a_second(backend
         first
             .wait_for_kids("/jwks", DEADLINE, |kids| kids.len() == 6)
             .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_registered_through_one_pods_admin_api_works_on_another_within_a_second() {
+    let db = TestDb::migrated(Backend::Postgres).await;
+    let (admin_a, admin_b) = (free_port(), free_port());
+    let a = admin_cli(&db, admin_a).serve(db.port).await;
+    let b = admin_cli(&db, admin_b)
+        .serve(free_port())
+        .await
+        .with_host(format!("127.0.0.1:{}", db.port));
+    let mut on_a = connect(admin_a).await;
+    let mut on_b = connect(admin_b).await;
+    for admin in [&mut on_a, &mut on_b] {
+        let h = admin
+            .health(authed(authserver::admin::proto::HealthRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(h.schema_current);
+    }
+    // B has already cached that the client does not exist.
+    let guess = Creds {
+        id: "billing".into(),
+        secret: Some("x".repeat(43)),
+    };
+    token(&b, &guess, &[]).await.assert_invalid_client();
+
+    let registered_at = Instant::now();
+    let secret = upsert(&mut on_a, machine_spec("billing"))
+        .await
+        .generated_secret;
+    let call_took = registered_at.elapsed();
+    let creds = Creds {
+        id: "billing".into(),
+        secret,
+    };
+    let polled_at = Instant::now();
+    let access = loop {
+        let r = token(&b, &creds, &[]).await;
+        if r.status == 200 {
+            break r.body["access_token"].as_str().unwrap().to_owned();
+        }
+        r.assert_invalid_client();
+        assert!(
+            polled_at.elapsed() < DEADLINE,
+            "client not usable on the other pod after {DEADLINE:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    println!(
+        "client registered on A usable on B {} ms after UpsertClient returned ({} ms after it was sent)",
+        polled_at.elapsed().as_millis(),
+        (call_took + polled_at.elapsed()).as_millis()
+    );
+
+    // Revoked through A: inactive on B at once (the denylist is read, never cached).
+    let rs = Creds {
+        id: "api".into(),
+        secret: upsert(&mut on_b, machine_spec("api"))
+            .await
+            .generated_secret,
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while token(&a, &rs, &[]).await.status != 200 {
+        assert!(Instant::now() < deadline, "api client not visible on A");
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(is_active(&a, &rs, &access).await);
+    assert!(is_active(&b, &rs, &access).await);
+    assert_eq!(revoke(&a, &creds, &access, &[]).await.status, 200);
+    assert!(
+        !is_active(&b, &rs, &access).await,
+        "revoked token active on B"
+    );
+    assert!(!is_active(&a, &rs, &access).await);
+}
+
+on_both_backends!(a_client_created_by_the_cli_is_usable_on_a_running_server_within_a_second);
+
+async fn a_client_created_by_the_cli_is_usable_on_a_running_server_within_a_second(
+    backend: Backend,
+) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let guess = Creds {
+        id: "late".into(),
+        secret: Some("x".repeat(43)),
+    };
+    token(&server, &guess, &[]).await.assert_invalid_client();
+
+    let started = Instant::now();
+    let creds = create_client(&db, "late", &[]).await;
+    let cli_took = started.elapsed();
+    let polled_at = Instant::now();
+    while token(&server, &creds, &[]).await.status != 200 {
+        assert!(
+            polled_at.elapsed() < DEADLINE,
+            "client not usable after {DEADLINE:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    println!(
+        "{backend:?}: client created by the CLI usable {} ms after `clients create` exited ({} ms after it started)",
+        polled_at.elapsed().as_millis(),
+        (cli_took + polled_at.elapsed()).as_millis()
+    );
+
+    // Deleted by the CLI: refused within a second as well.
+    db.cli()
+        .args(["clients", "delete", "--id", "late"])
+        .run()
+        .await
+        .assert_success();
+    let polled_at = Instant::now();
+    while token(&server, &creds, &[]).await.status != 401 {
+        assert!(polled_at.elapsed() < DEADLINE, "deleted client still works");
+        tokio::time::sleep(POLL).await;
     }
 }

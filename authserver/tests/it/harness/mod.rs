@@ -8,6 +8,9 @@
 //!   its output, [`Cli::serve`] starts `serve` and waits until it is ready.
 //! - [`Server`]: a running `serve`, killed on drop; its logs are kept in files.
 
+pub mod admin;
+pub mod jose;
+pub mod oauth;
 pub mod postgres;
 mod process;
 
@@ -17,7 +20,7 @@ use std::path::PathBuf;
 
 use sqlx::Connection as _;
 
-pub use process::{Cli, Output, Server, free_port};
+pub use process::{Cli, Output, POLL, Server, free_port};
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +116,11 @@ impl TestDb {
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The database URL (for tests that use the authserver library directly).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The issuer `http://127.0.0.1:{port}{path}` of this database's primary server.
@@ -232,6 +240,58 @@ impl TestDb {
                     .unwrap()
             }
         }
+    }
+
+    /// Every row a protocol request or an admin call could change (tenants, clients and
+    /// their secret digests, the revocation denylist, replay caches, DPoP nonces, signing
+    /// keys), each as `table|columns…`, ordered: compare before and after a rejected
+    /// request to prove it changed nothing. Audit events are left out: recording a
+    /// failure is the one write a rejected request is expected to make.
+    pub async fn snapshot(&self) -> Vec<String> {
+        let hex = match self.backend {
+            Backend::Postgres => "encode(digest, 'hex')",
+            Backend::Sqlite => "hex(digest)",
+        };
+        let opt = |c: &str| format!("coalesce(CAST({c} AS TEXT), '-')");
+        let queries = [
+            "SELECT 'tenants|' || id || '|' || issuer || '|' || display_name FROM tenants"
+                .to_owned(),
+            "SELECT 'clients|' || tenant_id || '|' || client_id || '|' || spec || '|' || \
+             CAST(updated_at AS TEXT) FROM clients"
+                .to_owned(),
+            format!(
+                "SELECT 'client_secrets|' || tenant_id || '|' || client_id || '|' || {hex} \
+                 || '|' || {} FROM client_secrets",
+                opt("expires_at")
+            ),
+            "SELECT 'revoked_tokens|' || tenant_id || '|' || jti FROM revoked_tokens".to_owned(),
+            "SELECT 'assertion_jti|' || tenant_id || '|' || client_id || '|' || jti \
+             FROM assertion_jti"
+                .to_owned(),
+            "SELECT 'dpop_jti|' || tenant_id || '|' || jti FROM dpop_jti".to_owned(),
+            "SELECT 'dpop_nonces|' || tenant_id || '|' || nonce FROM dpop_nonces".to_owned(),
+        ];
+        let mut rows = Vec::new();
+        for q in queries {
+            rows.extend(self.rows(&q).await);
+        }
+        rows.extend(
+            self.key_snapshot()
+                .await
+                .into_iter()
+                .map(|k| format!("signing_keys|{k}")),
+        );
+        rows.sort();
+        rows
+    }
+
+    /// Audit events as `event|actor|subject|details`, oldest first.
+    pub async fn audit(&self) -> Vec<String> {
+        self.rows(
+            "SELECT event || '|' || coalesce(actor, '-') || '|' || coalesce(subject, '-') \
+             || '|' || details FROM audit_events ORDER BY id",
+        )
+        .await
     }
 
     /// Every signing key row as `tenant|kid|kek_id|superseded_at` plus the sealed private

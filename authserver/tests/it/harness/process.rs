@@ -237,6 +237,18 @@ impl Server {
         self.wait_for("/readyz").await;
     }
 
+    /// `http://127.0.0.1:{port}{path}`: where requests to this process go.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `POST {path}` with this server's Host header, to be completed by the caller.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url(path))
+            .header(reqwest::header::HOST, &self.host)
+    }
+
     /// `GET http://127.0.0.1:{port}{path}` with this server's Host header.
     pub async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
         self.get_with_host(path, &self.host).await

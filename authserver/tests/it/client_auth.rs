@@ -1,0 +1,216 @@
+//! private_key_jwt client authentication (RFC 7523): assertions signed by the client's
+//! key, found in a JWK Set registered inline (admin API) or at a `jwks_uri` (a tiny HTTP
+//! server in the test); single-use `jti`, bounded `exp`, `aud` = token endpoint or issuer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+use crate::harness::admin::{machine_spec, serve_with_admin, upsert};
+use crate::harness::jose::{ClientKey, now};
+use crate::harness::oauth::{Reply, create_client, post_form, send, verify_access_token};
+use crate::harness::{Backend, Server, TestDb};
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+on_both_backends!(
+    assertions_against_an_inline_jwks_are_single_use_and_bounded,
+    assertions_against_a_jwks_uri_verify_with_the_published_key,
+);
+
+async fn with_assertion(server: &Server, assertion: &str, extra: &[(&str, &str)]) -> Reply {
+    let mut params = vec![
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion),
+    ];
+    params.extend_from_slice(extra);
+    send(post_form(server, "/token", &params)).await
+}
+
+#[allow(clippy::too_many_lines)] // one case per RFC 7523 §3 check
+async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let (server, mut admin) = serve_with_admin(&db).await;
+    let issuer = db.issuer("");
+    let token_endpoint = format!("{issuer}/token");
+    let key = ClientKey::es256();
+    let registered = upsert(
+        &mut admin,
+        authserver::admin::proto::ClientSpec {
+            token_endpoint_auth_method: "private_key_jwt".to_owned(),
+            jwks_json: Some(key.jwks().to_string()),
+            ..machine_spec("signer")
+        },
+    )
+    .await;
+    assert_eq!(registered.outcome, "created");
+    assert_eq!(
+        registered.generated_secret, None,
+        "no secret for private_key_jwt"
+    );
+
+    // aud may be the token endpoint or the issuer (alone or in a list); client_id may
+    // accompany the assertion.
+    let first = key.assertion("signer", &token_endpoint, &json!({}));
+    let r = with_assertion(&server, &first, &[]).await;
+    let claims = verify_access_token(
+        &server,
+        r.ok()["access_token"].as_str().unwrap(),
+        Algorithm::ES256,
+        &issuer,
+        "signer",
+    )
+    .await;
+    assert_eq!(claims["sub"], "signer");
+    for aud in [json!(issuer), json!(["https://elsewhere.example", issuer])] {
+        let a = key.assertion("signer", "", &json!({ "aud": aud }));
+        with_assertion(&server, &a, &[("client_id", "signer")])
+            .await
+            .ok();
+    }
+    // Just inside the lifetime bound (300 s) is fine.
+    let a = key.assertion("signer", &issuer, &json!({ "exp": now() + 290 }));
+    with_assertion(&server, &a, &[]).await.ok();
+
+    let before = db.snapshot().await;
+    let audit_before = db.audit().await.len();
+    let other = ClientKey::es256();
+    // Signed by another key under the registered key's kid.
+    let forged = other.sign(
+        &json!({ "typ": "JWT", "kid": key.kid }),
+        &json!({ "iss": "signer", "sub": "signer", "aud": token_endpoint,
+            "jti": "forged", "iat": now(), "exp": now() + 60 }),
+    );
+    let tampered = {
+        let mut parts: Vec<String> = key
+            .assertion("signer", &token_endpoint, &json!({}))
+            .split('.')
+            .map(str::to_owned)
+            .collect();
+        let claims = json!({ "iss": "signer", "sub": "signer", "aud": token_endpoint,
+            "jti": "tampered", "exp": now() + 60 });
+        parts[1] = crate::harness::jose::b64url(claims.to_string().as_bytes());
+        parts.join(".")
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("replayed assertion", first.clone(), "replayed_assertion"),
+        (
+            "wrong aud",
+            key.assertion("signer", "https://other.example/token", &json!({})),
+            "bad_assertion",
+        ),
+        (
+            "expired",
+            key.assertion(
+                "signer",
+                &token_endpoint,
+                &json!({ "iat": now() - 600, "exp": now() - 120 }),
+            ),
+            "bad_assertion",
+        ),
+        (
+            "exp more than 300 s ahead",
+            key.assertion("signer", &token_endpoint, &json!({ "exp": now() + 900 })),
+            "bad_assertion",
+        ),
+        ("signed by another key", forged, "bad_assertion"),
+        ("claims changed after signing", tampered, "bad_assertion"),
+        (
+            "no jti",
+            key.assertion("signer", &token_endpoint, &json!({ "jti": null })),
+            "bad_assertion",
+        ),
+        (
+            "iss differs from sub",
+            key.assertion("signer", &token_endpoint, &json!({ "iss": "someone" })),
+            "bad_assertion",
+        ),
+    ];
+    for (name, assertion, _) in &cases {
+        let r = with_assertion(&server, assertion, &[]).await;
+        r.assert_invalid_client();
+        assert_eq!(db.snapshot().await, before, "{name} changed the database");
+    }
+    let audit = db.audit().await;
+    let reasons: Vec<String> = audit[audit_before..]
+        .iter()
+        .map(|row| {
+            let parts: Vec<&str> = row.splitn(4, '|').collect();
+            assert_eq!(
+                &parts[..3],
+                ["client.auth_failed", "signer", "signer"],
+                "{row}"
+            );
+            let details: Value = serde_json::from_str(parts[3]).unwrap();
+            details["reason"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let expected: Vec<&str> = cases.iter().map(|c| c.2).collect();
+    assert_eq!(reasons, expected);
+
+    // The assertion's key is the client's only credential: a Basic client cannot use one.
+    let basic = upsert(&mut admin, machine_spec("basic")).await;
+    assert!(basic.generated_secret.is_some());
+    let a = key.assertion("basic", &token_endpoint, &json!({}));
+    with_assertion(&server, &a, &[])
+        .await
+        .assert_invalid_client();
+}
+
+/// Serves `GET /jwks.json` from `jwks`, counting fetches.
+async fn jwks_server(jwks: Value) -> (u16, Arc<AtomicUsize>) {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&fetches);
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            let counter = Arc::clone(&counter);
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                axum::Json(jwks)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, fetches)
+}
+
+async fn assertions_against_a_jwks_uri_verify_with_the_published_key(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let issuer = db.issuer("");
+    let key = ClientKey::ed25519();
+    let (port, fetches) = jwks_server(key.jwks()).await;
+    let jwks_uri = format!("http://127.0.0.1:{port}/jwks.json");
+    let creds = create_client(
+        &db,
+        "remote-keys",
+        &["--auth-method", "private_key_jwt", "--jwks-uri", &jwks_uri],
+    )
+    .await;
+    assert_eq!(creds.secret, None, "no secret for private_key_jwt");
+
+    for _ in 0..3 {
+        let a = key.assertion("remote-keys", &format!("{issuer}/token"), &json!({}));
+        let r = with_assertion(&server, &a, &[]).await;
+        let token = r.ok()["access_token"].as_str().unwrap().to_owned();
+        let claims =
+            verify_access_token(&server, &token, Algorithm::ES256, &issuer, "remote-keys").await;
+        assert_eq!(claims["client_id"], "remote-keys");
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "the key set is cached");
+
+    let before = db.snapshot().await;
+    let stranger = ClientKey::ed25519();
+    let a = stranger.assertion("remote-keys", &issuer, &json!({}));
+    with_assertion(&server, &a, &[])
+        .await
+        .assert_invalid_client();
+    assert_eq!(db.snapshot().await, before);
+}

@@ -1,0 +1,236 @@
+//! `authserver purge`: expired rows go, live ones stay, per target and per tenant, in
+//! batches of any size; `--only` and unknown targets. Rows are inserted with SQL, as the
+//! protocol endpoints would have left them.
+
+use crate::harness::jose::now;
+use crate::harness::{Backend, TestDb};
+
+on_both_backends!(
+    purge_removes_expired_rows_of_the_chosen_targets_only,
+    tenant_and_batch_size_options,
+    unknown_targets_and_bad_options_exit_2_and_delete_nothing,
+);
+
+/// Expired rows per table and tenant.
+const EXPIRED: usize = 3;
+const TENANTS: [&str; 2] = ["main", "other"];
+
+/// Inserts, for each tenant, `EXPIRED` expired rows and one live row into every
+/// purgeable table (audit: 100 days old vs. an hour old; the default retention is 90
+/// days). Each row's id says which it is.
+async fn seed(db: &TestDb) {
+    let now = now();
+    let day = 86_400;
+    let mut sql = Vec::new();
+    for t in TENANTS {
+        let mut rows = vec![("live".to_owned(), now + 600, now - 3600)];
+        for i in 0..EXPIRED {
+            rows.push((format!("expired{i}"), now - 10, now - 100 * day));
+        }
+        for (id, expires, audit_at) in rows {
+            let id = format!("{id}-{t}");
+            sql.push(format!(
+                "INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
+                 VALUES ('{t}', '{id}', {expires}, {})",
+                now - 1000
+            ));
+            sql.push(format!(
+                "INSERT INTO assertion_jti (tenant_id, client_id, jti, expires_at) \
+                 VALUES ('{t}', 'client', '{id}', {expires})"
+            ));
+            sql.push(format!(
+                "INSERT INTO dpop_jti (tenant_id, jti, expires_at) VALUES ('{t}', '{id}', {expires})"
+            ));
+            sql.push(format!(
+                "INSERT INTO dpop_nonces (tenant_id, nonce, expires_at) \
+                 VALUES ('{t}', '{id}', {expires})"
+            ));
+            sql.push(format!(
+                "INSERT INTO audit_events (tenant_id, at, event, details) \
+                 VALUES ('{t}', {audit_at}, '{id}', '{{}}')"
+            ));
+        }
+    }
+    for s in sql {
+        db.rows(&format!("{s} RETURNING tenant_id")).await;
+    }
+}
+
+/// Every purgeable row as `target|row id`, sorted.
+async fn state(db: &TestDb) -> Vec<String> {
+    let mut rows = Vec::new();
+    for (target, sql) in [
+        ("jti", "SELECT jti FROM revoked_tokens"),
+        ("assertion-jti", "SELECT jti FROM assertion_jti"),
+        ("dpop-jti", "SELECT jti FROM dpop_jti"),
+        ("dpop-nonces", "SELECT nonce FROM dpop_nonces"),
+        (
+            "audit",
+            "SELECT event FROM audit_events WHERE event LIKE '%-main' OR event LIKE '%-other'",
+        ),
+    ] {
+        rows.extend(
+            db.rows(sql)
+                .await
+                .into_iter()
+                .map(|r| format!("{target}|{r}")),
+        );
+    }
+    rows.sort();
+    rows
+}
+
+/// `state` as it should be once `targets` were purged for `tenants`.
+fn expected(all: &[String], targets: &[&str], tenants: &[&str]) -> Vec<String> {
+    all.iter()
+        .filter(|r| {
+            let (target, id) = r.split_once('|').unwrap();
+            let purged = id.starts_with("expired")
+                && targets.contains(&target)
+                && tenants.iter().any(|t| id.ends_with(&format!("-{t}")));
+            !purged
+        })
+        .cloned()
+        .collect()
+}
+
+const ALL: [&str; 5] = ["dpop-nonces", "dpop-jti", "assertion-jti", "jti", "audit"];
+
+/// The `target=… rows=…` pairs of purge's stdout, in order.
+fn report(stdout: &str) -> Vec<(String, u64)> {
+    stdout
+        .lines()
+        .map(|l| {
+            let mut parts = l.split(' ');
+            let target = parts.next().unwrap().strip_prefix("target=").unwrap();
+            let rows = parts.next().unwrap().strip_prefix("rows=").unwrap();
+            assert!(parts.next().unwrap().starts_with("elapsed_ms="), "{l}");
+            assert_eq!(
+                parts.next(),
+                None,
+                "a complete target has nothing more: {l}"
+            );
+            (target.to_owned(), rows.parse().unwrap())
+        })
+        .collect()
+}
+
+fn rows(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pairs.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect()
+}
+
+async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    seed(&db).await;
+    let seeded = state(&db).await;
+    assert_eq!(seeded.len(), 5 * 2 * (EXPIRED + 1));
+    let per_target = u64::try_from(EXPIRED * TENANTS.len()).unwrap();
+
+    let out = db
+        .cli()
+        .args(["purge", "--only", "jti,dpop-jti"])
+        .run()
+        .await;
+    out.assert_success();
+    assert_eq!(
+        report(&out.stdout),
+        rows(&[("jti", per_target), ("dpop-jti", per_target)])
+    );
+    assert_eq!(
+        state(&db).await,
+        expected(&seeded, &["jti", "dpop-jti"], &TENANTS)
+    );
+
+    let out = db.cli().args(["purge"]).run().await;
+    out.assert_success();
+    assert_eq!(
+        report(&out.stdout),
+        rows(&[
+            ("dpop-nonces", per_target),
+            ("dpop-jti", 0),
+            ("assertion-jti", per_target),
+            ("jti", 0),
+            ("audit", per_target),
+        ])
+    );
+    let left = state(&db).await;
+    assert_eq!(left, expected(&seeded, &ALL, &TENANTS));
+    assert!(left.iter().all(|r| r.contains("|live-")), "{left:?}");
+    assert_eq!(left.len(), 5 * 2);
+}
+
+async fn tenant_and_batch_size_options(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    seed(&db).await;
+    let seeded = state(&db).await;
+    let per_tenant = u64::try_from(EXPIRED).unwrap();
+
+    // A long audit retention keeps the 100-day-old events.
+    let out = db
+        .cli()
+        .env("GATEHOUSE_AUDIT_RETENTION_DAYS", "365")
+        .args(["purge", "--tenant", "other"])
+        .run()
+        .await;
+    out.assert_success();
+    assert_eq!(
+        report(&out.stdout),
+        rows(&[
+            ("dpop-nonces", per_tenant),
+            ("dpop-jti", per_tenant),
+            ("assertion-jti", per_tenant),
+            ("jti", per_tenant),
+            ("audit", 0),
+        ])
+    );
+    assert_eq!(state(&db).await, expected(&seeded, &ALL[..4], &["other"]));
+
+    // One row per batch, no deadline: everything expired still goes.
+    let out = db
+        .cli()
+        .args(["purge", "--batch-size", "1", "--timeout", "0"])
+        .run()
+        .await;
+    out.assert_success();
+    assert_eq!(
+        report(&out.stdout),
+        rows(&[
+            ("dpop-nonces", per_tenant),
+            ("dpop-jti", per_tenant),
+            ("assertion-jti", per_tenant),
+            ("jti", per_tenant),
+            ("audit", 2 * per_tenant),
+        ])
+    );
+    assert_eq!(state(&db).await, expected(&seeded, &ALL, &TENANTS));
+    // Nothing left: a second run purges nothing and succeeds.
+    let out = db.cli().args(["purge", "--timeout", "90s"]).run().await;
+    out.assert_success();
+    assert!(report(&out.stdout).iter().all(|(_, n)| *n == 0), "{out}");
+}
+
+async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    seed(&db).await;
+    let seeded = state(&db).await;
+    let out = db.cli().args(["purge", "--only", "jti,tokens"]).run().await;
+    out.assert_code(2).assert_stderr_contains(
+        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, audit",
+    );
+    assert_eq!(out.stdout, "");
+    for args in [
+        &["--timeout", "1w"][..],
+        &["--timeout", "soon"],
+        &["--batch-size", "0"],
+    ] {
+        let out = db
+            .cli()
+            .args(["purge"])
+            .args(args.iter().copied())
+            .run()
+            .await;
+        out.assert_code(2);
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+    assert_eq!(state(&db).await, seeded);
+}

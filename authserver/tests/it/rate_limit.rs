@@ -1,0 +1,146 @@
+//! Rate limits on the token and introspection endpoints: per client and per source IP,
+//! `429 slow_down` with `Retry-After` and `X-RateLimit-*`; counters shared through Redis
+//! between pods; `X-Forwarded-For` believed only from trusted proxies.
+
+use reqwest::header;
+
+use crate::harness::oauth::{Creds, Reply, create_client, introspect, post_form, send, token};
+use crate::harness::{Backend, Cli, Server, TestDb, free_port, random_hex};
+
+on_both_backends!(
+    requests_beyond_the_client_limit_get_429_slow_down,
+    forwarded_for_counts_only_from_trusted_proxies,
+);
+
+/// A window long enough that a test never straddles two.
+const WINDOW: &str = "3600";
+
+fn limited(db: &TestDb) -> Cli {
+    db.cli().env("GATEHOUSE_RATE_LIMITS_WINDOW_SECONDS", WINDOW)
+}
+
+fn header_u64(r: &Reply, name: &str) -> u64 {
+    r.header(name)
+        .unwrap_or_else(|| panic!("no {name}: {r:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_limited(r: &Reply, limit: u64) {
+    r.assert_error(429, "slow_down");
+    assert_eq!(header_u64(r, "x-ratelimit-limit"), limit, "{r:?}");
+    assert_eq!(header_u64(r, "x-ratelimit-remaining"), 0, "{r:?}");
+    let reset = header_u64(r, "x-ratelimit-reset");
+    assert!((1..=3600).contains(&reset), "{r:?}");
+    let retry = header_u64(r, "retry-after");
+    assert!(retry >= 1 && retry <= reset.max(1), "{r:?}");
+}
+
+async fn requests_beyond_the_client_limit_get_429_slow_down(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = limited(&db)
+        .env("GATEHOUSE_RATE_LIMITS_TOKEN_PER_CLIENT", "3")
+        .env("GATEHOUSE_RATE_LIMITS_INTROSPECTION_PER_CLIENT", "2")
+        .serve(db.port)
+        .await;
+    let app = create_client(&db, "app", &[]).await;
+    let other = create_client(&db, "other", &[]).await;
+
+    let mut access = String::new();
+    for remaining in [2, 1, 0] {
+        let r = token(&server, &app, &[]).await;
+        r.ok()["access_token"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut access);
+        assert_eq!(header_u64(&r, "x-ratelimit-limit"), 3);
+        assert_eq!(header_u64(&r, "x-ratelimit-remaining"), remaining);
+        assert!(header_u64(&r, "x-ratelimit-reset") >= 1);
+    }
+    let before = db.snapshot().await;
+    let r = token(&server, &app, &[]).await;
+    assert_limited(&r, 3);
+    assert!(r.body.get("access_token").is_none());
+    assert_eq!(db.snapshot().await, before);
+    // The limit is per client.
+    token(&server, &other, &[]).await.ok();
+
+    // Introspection has its own limit per calling client.
+    for _ in 0..2 {
+        introspect(&server, &other, &access).await.ok();
+    }
+    assert_limited(&introspect(&server, &other, &access).await, 2);
+    introspect(&server, &app, &access).await.ok();
+}
+
+/// Two `serve` pods on one PostgreSQL sharing their counters through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_share_the_counters_through_redis() {
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let db = TestDb::migrated(Backend::Postgres).await;
+    let pod = limited(&db)
+        .env("REDIS_URL", redis.as_str())
+        .env("GATEHOUSE_RATE_LIMITS_TOKEN_PER_CLIENT", "3");
+    let a = pod.serve(db.port).await;
+    let b = pod
+        .serve(free_port())
+        .await
+        .with_host(format!("127.0.0.1:{}", db.port));
+    // Every test database has a tenant `main`: a fresh client id keeps this run's
+    // counters apart from earlier runs' on the same Redis.
+    let creds = create_client(&db, &format!("shared-{}", random_hex(8)), &[]).await;
+    let remaining: Vec<u64> = {
+        let mut v = Vec::new();
+        for pod in [&a, &b, &a] {
+            let r = token(pod, &creds, &[]).await;
+            r.ok();
+            v.push(header_u64(&r, "x-ratelimit-remaining"));
+        }
+        v
+    };
+    assert_eq!(remaining, [2, 1, 0], "one counter for both pods");
+    // B has served one request itself, but the shared counter is spent.
+    assert_limited(&token(&b, &creds, &[]).await, 3);
+    assert_limited(&token(&a, &creds, &[]).await, 3);
+}
+
+/// A token request from `ip` as told by `X-Forwarded-For` (no client authentication
+/// needed: the per-IP limit is counted first).
+async fn from(server: &Server, creds: &Creds, forwarded_for: &str) -> Reply {
+    send(
+        post_form(server, "/token", &[("grant_type", "client_credentials")])
+            .header(header::AUTHORIZATION, creds.basic())
+            .header("x-forwarded-for", forwarded_for),
+    )
+    .await
+}
+
+async fn forwarded_for_counts_only_from_trusted_proxies(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let per_ip = |cli: Cli| cli.env("GATEHOUSE_RATE_LIMITS_TOKEN_PER_IP", "2");
+    // Behind a trusted proxy (the test itself, on 127.0.0.1), each client IP has its
+    // own budget.
+    let proxied = per_ip(limited(&db))
+        .env("GATEHOUSE_SERVER_TRUSTED_PROXIES", "127.0.0.1/32")
+        .serve(db.port)
+        .await;
+    let creds = create_client(&db, "app", &[]).await;
+    from(&proxied, &creds, "203.0.113.1").await.ok();
+    // The rightmost untrusted entry counts; what the client put further left does not.
+    from(&proxied, &creds, "198.51.100.99, 203.0.113.1")
+        .await
+        .ok();
+    let r = from(&proxied, &creds, "203.0.113.1").await;
+    assert_limited(&r, 2);
+    from(&proxied, &creds, "203.0.113.2").await.ok();
+
+    // Not trusted: the header is ignored and every request counts against 127.0.0.1.
+    let direct = per_ip(limited(&db))
+        .serve(free_port())
+        .await
+        .with_host(format!("127.0.0.1:{}", db.port));
+    from(&direct, &creds, "203.0.113.3").await.ok();
+    from(&direct, &creds, "203.0.113.4").await.ok();
+    assert_limited(&from(&direct, &creds, "203.0.113.5").await, 2);
+}
