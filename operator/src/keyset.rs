@@ -138,9 +138,8 @@ pub fn key_policy(spec: &SigningKeySetSpec) -> proto::KeyPolicy {
             .collect(),
         rsa_bits: spec.rsa_bits.bits(),
         rotation_interval_seconds: secs(i64::from(spec.rotation_interval_days) * 86_400),
-        // The server reads 0 as "its default"; the schema allows 0 but such a policy
-        // keeps the server's default overlap window.
-        overlap_window_seconds: secs(i64::from(spec.overlap_window_seconds)),
+        // Always sent: 0 is a valid overlap (retire at once), not "use the default".
+        overlap_window_seconds: Some(secs(i64::from(spec.overlap_window_seconds))),
         promotion_delay_seconds: secs(i64::from(spec.promotion_delay_seconds)),
     }
 }

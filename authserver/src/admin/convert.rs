@@ -186,8 +186,8 @@ pub fn key_policy(p: Option<proto::KeyPolicy>, default: &KeyPolicy) -> Result<Ke
     if p.rotation_interval_seconds != 0 {
         out.rotation_interval_seconds = p.rotation_interval_seconds;
     }
-    if p.overlap_window_seconds != 0 {
-        out.overlap_window_seconds = p.overlap_window_seconds;
+    if let Some(v) = p.overlap_window_seconds {
+        out.overlap_window_seconds = v;
     }
     out.promotion_delay_seconds = p.promotion_delay_seconds;
     if out.overlap_window_seconds > out.rotation_interval_seconds {
@@ -209,5 +209,51 @@ pub fn key_to_proto(k: &KeyMeta, source: &str, now: i64) -> proto::SigningKey {
         superseded_at: k.superseded_at,
         retires_at: k.retires_at,
         source: source.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(overlap: Option<u64>) -> proto::KeyPolicy {
+        proto::KeyPolicy {
+            algorithms: vec!["ES256".into()],
+            rsa_bits: 0,
+            rotation_interval_seconds: 86_400,
+            overlap_window_seconds: overlap,
+            promotion_delay_seconds: 0,
+        }
+    }
+
+    #[test]
+    fn an_explicit_zero_overlap_is_kept_and_unset_means_the_default() {
+        let default = KeyPolicy::default();
+        assert_eq!(
+            key_policy(Some(policy(Some(0))), &default)
+                .unwrap()
+                .overlap_window_seconds,
+            0
+        );
+        assert_eq!(
+            key_policy(Some(policy(None)), &default)
+                .unwrap()
+                .overlap_window_seconds,
+            default.overlap_window_seconds
+        );
+    }
+
+    #[test]
+    fn bad_policies_name_the_field() {
+        let mut p = policy(Some(10));
+        p.rsa_bits = 1024;
+        let err = key_policy(Some(p), &KeyPolicy::default()).unwrap_err();
+        assert!(
+            err.message().starts_with("policy.rsa_bits:"),
+            "{}",
+            err.message()
+        );
+        let err = key_policy(Some(policy(Some(90_000))), &KeyPolicy::default()).unwrap_err();
+        assert!(err.message().starts_with("policy.overlap_window_seconds:"));
     }
 }
