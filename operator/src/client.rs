@@ -874,7 +874,9 @@ pub fn secret_selector() -> String {
 }
 
 /// Runs the OidcClient controller until `shutdown` resolves. A change to an
-/// IdentityTenant (created, allowedNamespaces or issuer changed) reconciles its clients.
+/// IdentityTenant (created, allowedNamespaces or issuer changed) reconciles its clients;
+/// a change to a Namespace (its labels decide `allowedNamespaces`) reconciles the
+/// clients in it, so allowing or forbidding a namespace takes effect at once.
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -884,6 +886,8 @@ pub async fn run(
     let store = controller.store();
     let _ = ctx.client_store.set(store.clone());
     let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let in_namespace = store.clone();
     controller
         .owns(
             Api::<Secret>::all(ctx.client.clone()),
@@ -898,6 +902,19 @@ pub async fn run(
                     .state()
                     .iter()
                     .filter(|c| c.0.as_ref().is_ok_and(|c| c.spec.tenant_ref == name))
+                    .map(|c| ObjectRef::from_obj(&**c))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            namespaces,
+            watcher::Config::default().any_semantic(),
+            move |ns| {
+                let name = ns.name_any();
+                in_namespace
+                    .state()
+                    .iter()
+                    .filter(|c| c.namespace().as_deref() == Some(name.as_str()))
                     .map(|c| ObjectRef::from_obj(&**c))
                     .collect::<Vec<_>>()
             },
