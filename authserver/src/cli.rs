@@ -46,6 +46,9 @@ pub enum Command {
     /// Manage OAuth clients directly in the configured database.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Manage end users directly in the configured database.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Delete expired rows (revoked token ids, replay caches, nonces, old audit events).
     Purge(PurgeArgs),
 }
@@ -78,6 +81,63 @@ pub enum ClientsCommand {
         #[arg(long, default_value_t = 86_400)]
         overlap_seconds: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; the password is read from stdin (never from the command line).
+    /// Prints {"user_id": …, "username": …}.
+    Create(Box<CreateUserArgs>),
+    /// List a tenant's users as JSON lines (never a password hash).
+    List {
+        /// Tenant (default: the only tenant, or `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete a user.
+    Delete {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Set a user's password, read from stdin.
+    SetPassword {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Read the password from stdin (the only way: argv is visible to other users).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    /// Username: letters, digits and . _ - @ +; unique per tenant, case-insensitively.
+    #[arg(long)]
+    pub username: String,
+    /// Tenant (default: the only tenant, or `default`).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Mark the email address as verified.
+    #[arg(long)]
+    pub email_verified: bool,
+    /// Full name (the `name` claim).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The `given_name` claim.
+    #[arg(long)]
+    pub given_name: Option<String>,
+    /// The `family_name` claim.
+    #[arg(long)]
+    pub family_name: Option<String>,
+    /// Read the password from stdin (the only way: argv is visible to other users).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Args)]

@@ -65,7 +65,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Actor::Cli => "cli",
             Actor::AdminApi => "admin-api",

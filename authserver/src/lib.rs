@@ -2,6 +2,7 @@
 //! signing key service and the HTTP surface. `main.rs` only parses and runs.
 
 pub mod admin;
+pub mod breach;
 pub mod cache;
 pub mod cli;
 pub mod clients;
@@ -15,3 +16,4 @@ pub mod keys;
 pub mod oauth;
 pub mod store;
 pub mod telemetry;
+pub mod users;

@@ -9,7 +9,9 @@ use crate::domain::client::{
     DEFAULT_REFRESH_TOKEN_LIFETIME, FieldError, GrantType, SubjectType,
 };
 use crate::domain::signing_key::{Algorithm, KeyMeta, KeyPolicy, KeyState};
+use crate::domain::user::NewUser;
 use crate::store::clients::StoredClient;
+use crate::store::users::StoredUser;
 
 pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
@@ -28,6 +30,57 @@ pub fn field_errors(errors: &[FieldError]) -> Status {
             .collect::<Vec<_>>()
             .join("; "),
     )
+}
+
+/// User problems named as the request spells the field (`profile` is `profile_json`).
+pub fn user_field_errors(errors: &[FieldError]) -> Status {
+    Status::invalid_argument(
+        errors
+            .iter()
+            .map(|e| match e.field {
+                "profile" => format!("profile_json: {}", e.message),
+                field => format!("{field}: {}", e.message),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+/// The tenant and the validated-shape user of a create request (the domain rules run
+/// in the user service, which reports every field at once).
+pub fn new_user(r: proto::CreateUserRequest) -> Result<(String, NewUser), Status> {
+    let profile = if r.profile_json.trim().is_empty() {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_str::<serde_json::Value>(&r.profile_json) {
+            Ok(serde_json::Value::Object(m)) => m,
+            Ok(_) => return Err(invalid("profile_json", "must be a JSON object")),
+            Err(e) => return Err(invalid("profile_json", format!("not JSON: {e}"))),
+        }
+    };
+    Ok((
+        r.tenant_id,
+        NewUser {
+            username: r.username,
+            email: r.email.filter(|e| !e.is_empty()),
+            email_verified: r.email_verified,
+            profile,
+        },
+    ))
+}
+
+pub fn user_to_proto(u: &StoredUser) -> proto::User {
+    proto::User {
+        tenant_id: u.tenant_id.clone(),
+        user_id: u.user_id.clone(),
+        username: u.username.clone(),
+        email: u.email.clone(),
+        email_verified: u.email_verified,
+        profile_json: serde_json::Value::Object(u.profile.clone()).to_string(),
+        has_password: u.password_hash.is_some(),
+        created_at: u.created_at,
+        updated_at: u.updated_at,
+    }
 }
 
 pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{
     algorithm, client_spec, client_to_proto, field_errors, invalid, key_policy, key_to_proto,
-    required,
+    new_user, required, user_field_errors, user_to_proto,
 };
 use super::proto::{self, admin_server::Admin};
 use crate::clients::{self, Actor, ClientService, SecretRequest};
@@ -20,6 +20,7 @@ use crate::keys::{self, KeyService};
 use crate::store::audit::AuditEvent;
 use crate::store::clients::UpsertOutcome;
 use crate::store::{self, Store};
+use crate::users::{self, UserService};
 
 /// State of the admin API.
 #[derive(Debug, Clone)]
@@ -27,6 +28,7 @@ pub struct AdminService {
     pub store: Store,
     pub keys: Arc<KeyService>,
     pub clients: Arc<ClientService>,
+    pub users: Arc<UserService>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -50,6 +52,20 @@ fn clients_err(e: clients::Error) -> Status {
             Status::not_found(format!("tenant {id:?} does not exist"))
         }
         clients::Error::Store(e) => store_err(&e),
+    }
+}
+
+fn users_err(e: users::Error) -> Status {
+    match e {
+        users::Error::Invalid(errors) => user_field_errors(&errors),
+        users::Error::AlreadyExists(name) => {
+            Status::already_exists(format!("user {name:?} already exists"))
+        }
+        users::Error::NotFound(name) => Status::not_found(format!("user {name:?} does not exist")),
+        users::Error::UnknownTenant(id) => {
+            Status::not_found(format!("tenant {id:?} does not exist"))
+        }
+        other => internal(&other),
     }
 }
 
@@ -410,5 +426,84 @@ impl Admin for AdminService {
             kid,
             imported,
         }))
+    }
+
+    async fn create_user(
+        &self,
+        req: Request<proto::CreateUserRequest>,
+    ) -> Result<Response<proto::User>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        let password = SecretString::from(r.password.clone());
+        let (tenant_id, user) = new_user(r)?;
+        let created = self
+            .users
+            .create(&tenant_id, &user, &password, Actor::AdminApi)
+            .await
+            .map_err(users_err)?;
+        Ok(Response::new(user_to_proto(&created)))
+    }
+
+    async fn get_user(
+        &self,
+        req: Request<proto::GetUserRequest>,
+    ) -> Result<Response<proto::User>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        let found = if r.user_id.is_empty() {
+            required("username", &r.username)
+                .map_err(|_| invalid("user_id", "user_id or username is required"))?;
+            self.users.get_by_username(&r.tenant_id, &r.username).await
+        } else {
+            self.store
+                .get_user(&r.tenant_id, &r.user_id)
+                .await
+                .map_err(users::Error::from)
+        }
+        .map_err(users_err)?;
+        match found {
+            Some(u) => Ok(Response::new(user_to_proto(&u))),
+            None => Err(Status::not_found(format!(
+                "user {:?} does not exist in tenant {:?}",
+                if r.user_id.is_empty() {
+                    &r.username
+                } else {
+                    &r.user_id
+                },
+                r.tenant_id
+            ))),
+        }
+    }
+
+    async fn delete_user(
+        &self,
+        req: Request<proto::DeleteUserRequest>,
+    ) -> Result<Response<proto::DeleteUserResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("username", &r.username)?;
+        let deleted = self
+            .users
+            .delete(&r.tenant_id, &r.username, Actor::AdminApi)
+            .await
+            .map_err(users_err)?;
+        Ok(Response::new(proto::DeleteUserResponse { deleted }))
+    }
+
+    async fn set_user_password(
+        &self,
+        req: Request<proto::SetUserPasswordRequest>,
+    ) -> Result<Response<proto::User>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("username", &r.username)?;
+        required("password", &r.password)?;
+        let password = SecretString::from(r.password);
+        let user = self
+            .users
+            .set_password(&r.tenant_id, &r.username, &password, Actor::AdminApi)
+            .await
+            .map_err(users_err)?;
+        Ok(Response::new(user_to_proto(&user)))
     }
 }

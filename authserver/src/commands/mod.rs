@@ -4,6 +4,7 @@ mod clients;
 mod keys;
 mod purge;
 mod serve;
+mod users;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use crate::config::{self, Settings, Source};
 use crate::crypto::kek::Kek;
 use crate::keys::KeyService;
 use crate::store::{Backend, Store};
+use crate::users::UserService;
 
 /// Exit code for configuration errors (`check-config`, bad flags).
 pub const EXIT_CONFIG: u8 = 2;
@@ -64,6 +66,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate => migrate(&settings).await,
         Command::Keys(k) => keys::run(&settings, k).await,
         Command::Clients(c) => clients::run(&settings, c).await,
+        Command::Users(u) => users::run(&settings, u).await,
         Command::Purge(p) => purge::run(&settings, p).await,
         Command::CheckConfig => Ok(()),
     };
@@ -94,6 +97,7 @@ pub(crate) struct Context {
     pub kek: Arc<Kek>,
     pub keys: Arc<KeyService>,
     pub clients: Arc<ClientService>,
+    pub users: Arc<UserService>,
     pub clock: Arc<dyn Clock>,
     pub epoch: Epoch,
 }
@@ -171,12 +175,18 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         settings.keys.algorithms.clone(),
         &epoch,
     ));
+    let users = Arc::new(UserService::new(
+        store.clone(),
+        Arc::clone(&clock),
+        settings.passwords.clone(),
+    ));
     Ok(Context {
         settings,
         store,
         kek,
         keys,
         clients,
+        users,
         clock,
         epoch,
     })

@@ -62,6 +62,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             store: ctx.store.clone(),
             keys: Arc::clone(&ctx.keys),
             clients: Arc::clone(&ctx.clients),
+            users: Arc::clone(&ctx.users),
             clock: Arc::clone(&ctx.clock),
         };
         Some(tokio::spawn(crate::admin::serve(

@@ -155,6 +155,35 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_AUDIT_RETENTION_DAYS",
         &["audit", "retention_days"],
     ),
+    number(
+        "GATEHOUSE_PASSWORDS_ARGON2_MEMORY_KIB",
+        &["passwords", "argon2_memory_kib"],
+    ),
+    number(
+        "GATEHOUSE_PASSWORDS_ARGON2_ITERATIONS",
+        &["passwords", "argon2_iterations"],
+    ),
+    number(
+        "GATEHOUSE_PASSWORDS_ARGON2_PARALLELISM",
+        &["passwords", "argon2_parallelism"],
+    ),
+    number(
+        "GATEHOUSE_PASSWORDS_MIN_LENGTH",
+        &["passwords", "min_length"],
+    ),
+    number(
+        "GATEHOUSE_PASSWORDS_MAX_LENGTH",
+        &["passwords", "max_length"],
+    ),
+    text("GATEHOUSE_PASSWORDS_BREACHED", &["passwords", "breached"]),
+    text(
+        "GATEHOUSE_PASSWORDS_HIBP_BASE_URL",
+        &["passwords", "hibp_base_url"],
+    ),
+    number(
+        "GATEHOUSE_PASSWORDS_HIBP_TIMEOUT_SECONDS",
+        &["passwords", "hibp_timeout_seconds"],
+    ),
 ];
 
 /// Writes every set variable into the YAML tree, creating sections as needed.

@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub rate_limits: RateLimitsSection,
     pub admin: AdminSection,
     pub audit: AuditSection,
+    pub passwords: PasswordsSection,
 }
 
 /// `server.*`
@@ -127,4 +128,18 @@ pub struct AdminSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSection {
     pub retention_days: Option<u64>,
+}
+
+/// `passwords.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordsSection {
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_parallelism: Option<u32>,
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+    pub breached: Option<String>,
+    pub hibp_base_url: Option<String>,
+    pub hibp_timeout_seconds: Option<u64>,
 }

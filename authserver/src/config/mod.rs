@@ -55,6 +55,7 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub admin: AdminSettings,
     pub audit_retention_days: u64,
+    pub passwords: PasswordSettings,
 }
 
 /// `tokens.*`
@@ -64,6 +65,60 @@ pub struct TokenSettings {
     pub access_token_alg: Algorithm,
     /// Longest `exp - now` accepted on a private_key_jwt client assertion.
     pub client_assertion_max_lifetime_seconds: u64,
+}
+
+/// `passwords.*`: hashing parameters and the policy applied whenever a password is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordSettings {
+    pub argon2: Argon2Params,
+    /// Shortest accepted password, in characters.
+    pub min_length: usize,
+    /// Longest accepted password, in characters: bounds the work one request can cause.
+    pub max_length: usize,
+    pub breached: BreachPolicy,
+    /// Have I Been Pwned range API base URL (`{base}/range/{prefix}`).
+    pub hibp_base_url: String,
+    pub hibp_timeout_seconds: u64,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            argon2: Argon2Params::OWASP,
+            min_length: 8,
+            max_length: 128,
+            breached: BreachPolicy::Reject,
+            hibp_base_url: DEFAULT_HIBP_BASE_URL.to_owned(),
+            hibp_timeout_seconds: 3,
+        }
+    }
+}
+
+/// Default Have I Been Pwned range API.
+pub const DEFAULT_HIBP_BASE_URL: &str = "https://api.pwnedpasswords.com";
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Argon2Params {
+    /// OWASP's recommended Argon2id configuration (m=19 MiB, t=2, p=1).
+    pub const OWASP: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
+
+/// What to do with a password found in a known breach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreachPolicy {
+    Reject,
+    Warn,
 }
 
 /// `dpop.*` (RFC 9449)

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
-use super::file::FileConfig;
+use super::file::{FileConfig, PasswordsSection};
 use super::{
-    AdminSettings, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN, DEFAULT_LISTEN, DatabaseSettings,
-    DpopSettings, Error, IpNet, LogFormat, RateLimitSettings, Settings, Source, TokenSettings,
-    dev_database_path, parse_algorithms,
+    AdminSettings, Argon2Params, BreachPolicy, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN,
+    DEFAULT_HIBP_BASE_URL, DEFAULT_LISTEN, DatabaseSettings, DpopSettings, Error, IpNet, LogFormat,
+    PasswordSettings, RateLimitSettings, Settings, Source, TokenSettings, dev_database_path,
+    parse_algorithms,
 };
 use crate::domain::signing_key::{Algorithm, KeyPolicy};
 use crate::domain::tenant::{self, TenantSpec};
@@ -385,6 +386,8 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         token: admin_token.map(SecretString::from),
     };
 
+    let passwords = passwords(&file.passwords, &mut problems);
+
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
@@ -417,5 +420,85 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         rate_limits,
         admin,
         audit_retention_days: file.audit.retention_days.unwrap_or(90),
+        passwords,
     })
+}
+
+fn passwords(p: &PasswordsSection, problems: &mut Vec<Problem>) -> PasswordSettings {
+    let d = PasswordSettings::default();
+    let argon2 = Argon2Params {
+        memory_kib: p.argon2_memory_kib.unwrap_or(d.argon2.memory_kib),
+        iterations: p.argon2_iterations.unwrap_or(d.argon2.iterations),
+        parallelism: p.argon2_parallelism.unwrap_or(d.argon2.parallelism),
+    };
+    if !(1..=16).contains(&argon2.parallelism) {
+        problems.push(Problem::new(
+            "passwords.argon2_parallelism",
+            "must be between 1 and 16",
+        ));
+    }
+    if !(1..=16).contains(&argon2.iterations) {
+        problems.push(Problem::new(
+            "passwords.argon2_iterations",
+            "must be between 1 and 16",
+        ));
+    }
+    // Below OWASP's weakest listed configuration (7 MiB) offline guessing gets cheap;
+    // above 1 GiB a handful of concurrent logins exhaust a pod.
+    if !(7_168..=1_048_576).contains(&argon2.memory_kib) {
+        problems.push(Problem::new(
+            "passwords.argon2_memory_kib",
+            "must be between 7168 (7 MiB) and 1048576 (1 GiB)",
+        ));
+    }
+    let min_length = p.min_length.unwrap_or(d.min_length);
+    let max_length = p.max_length.unwrap_or(d.max_length);
+    if min_length == 0 {
+        problems.push(Problem::new("passwords.min_length", "must be at least 1"));
+    }
+    if max_length < min_length.max(1) || max_length > 1024 {
+        problems.push(Problem::new(
+            "passwords.max_length",
+            "must be at least passwords.min_length and at most 1024",
+        ));
+    }
+    let breached = match p.breached.as_deref().map(str::trim) {
+        None | Some("reject") => BreachPolicy::Reject,
+        Some("warn") => BreachPolicy::Warn,
+        Some(other) => {
+            problems.push(Problem::new(
+                "passwords.breached",
+                format!("unknown policy {other:?} (expected reject or warn)"),
+            ));
+            BreachPolicy::Reject
+        }
+    };
+    let hibp_base_url = p
+        .hibp_base_url
+        .as_deref()
+        .unwrap_or(DEFAULT_HIBP_BASE_URL)
+        .trim_end_matches('/')
+        .to_owned();
+    match url::Url::parse(&hibp_base_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+        _ => problems.push(Problem::new(
+            "passwords.hibp_base_url",
+            format!("must be an http(s) URL without a query, got {hibp_base_url:?}"),
+        )),
+    }
+    let hibp_timeout_seconds = p.hibp_timeout_seconds.unwrap_or(d.hibp_timeout_seconds);
+    if !(1..=30).contains(&hibp_timeout_seconds) {
+        problems.push(Problem::new(
+            "passwords.hibp_timeout_seconds",
+            "must be between 1 and 30",
+        ));
+    }
+    PasswordSettings {
+        argon2,
+        min_length,
+        max_length,
+        breached,
+        hibp_base_url,
+        hibp_timeout_seconds,
+    }
 }

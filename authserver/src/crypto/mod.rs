@@ -3,6 +3,7 @@
 
 pub mod jws;
 pub mod kek;
+pub mod password;
 pub mod secret;
 pub mod signing;
 

@@ -3,3 +3,4 @@
 pub mod client;
 pub mod signing_key;
 pub mod tenant;
+pub mod user;

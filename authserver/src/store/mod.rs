@@ -14,6 +14,7 @@ pub mod purge;
 pub mod replay;
 pub mod signing_keys;
 pub mod tenants;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -81,7 +81,11 @@ async fn pods_share_the_counters_through_redis() {
     // say so when none does rather than fail on a machine without it.
     let redis = match std::env::var("REDIS_URL") {
         Ok(url) => url,
-        Err(_) if tokio::net::TcpStream::connect("127.0.0.1:6379").await.is_ok() => {
+        Err(_)
+            if tokio::net::TcpStream::connect("127.0.0.1:6379")
+                .await
+                .is_ok() =>
+        {
             "redis://127.0.0.1:6379".to_owned()
         }
         Err(_) => {

@@ -1,0 +1,154 @@
+//! `authserver users …`: bootstrap end users directly in the database. Passwords are
+//! read from stdin only, never echoed, logged or printed.
+
+use anyhow::Context as _;
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::clients::tenant_or_default;
+use super::keys::ensure_declared_tenants;
+use super::{Context, UsageError, open, require_current_schema};
+use crate::cli::{CreateUserArgs, UsersCommand};
+use crate::clients::Actor;
+use crate::domain::user::NewUser;
+use crate::users;
+
+pub async fn run(settings: &crate::config::Settings, cmd: UsersCommand) -> anyhow::Result<()> {
+    let ctx = open(settings.clone(), true).await?;
+    require_current_schema(&ctx.store).await?;
+    ensure_declared_tenants(&ctx).await?;
+    let result = match cmd {
+        UsersCommand::Create(args) => create(&ctx, *args).await,
+        UsersCommand::List { tenant } => list(&ctx, tenant).await,
+        UsersCommand::Delete { username, tenant } => delete(&ctx, tenant, &username).await,
+        UsersCommand::SetPassword {
+            username, tenant, ..
+        } => set_password(&ctx, tenant, &username).await,
+    };
+    ctx.store.close().await;
+    result
+}
+
+/// Reads the password from stdin: everything up to EOF, minus one trailing newline (what
+/// `echo` or a heredoc adds). Bounded, so a stray pipe cannot exhaust memory.
+async fn read_password() -> anyhow::Result<SecretString> {
+    const LIMIT: u64 = 64 * 1024;
+    let buf = tokio::task::spawn_blocking(|| {
+        use std::io::Read as _;
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .take(LIMIT + 1)
+            .read_to_end(&mut buf)
+            .map(|_| buf)
+    })
+    .await?
+    .context("failed to read the password from stdin")?;
+    if buf.len() as u64 > LIMIT {
+        return Err(UsageError("the password on stdin is too long".to_owned()).into());
+    }
+    let mut text = String::from_utf8(buf)
+        .map_err(|_| UsageError("the password on stdin is not UTF-8".to_owned()))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(UsageError("no password on stdin".to_owned()).into());
+    }
+    Ok(SecretString::from(text))
+}
+
+fn usage_or(e: users::Error, what: &'static str) -> anyhow::Error {
+    match e {
+        e @ (users::Error::Invalid(_)
+        | users::Error::AlreadyExists(_)
+        | users::Error::UnknownTenant(_)) => UsageError(e.to_string()).into(),
+        other => anyhow::Error::new(other).context(what),
+    }
+}
+
+async fn create(ctx: &Context, args: CreateUserArgs) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, args.tenant.clone()).await?;
+    let password = read_password().await?;
+    let mut profile = serde_json::Map::new();
+    for (claim, value) in [
+        ("name", &args.name),
+        ("given_name", &args.given_name),
+        ("family_name", &args.family_name),
+    ] {
+        if let Some(v) = value {
+            profile.insert(claim.to_owned(), v.clone().into());
+        }
+    }
+    let user = NewUser {
+        username: args.username,
+        email: args.email,
+        email_verified: args.email_verified,
+        profile,
+    };
+    let created = ctx
+        .users
+        .create(&tenant, &user, &password, Actor::Cli)
+        .await
+        .map_err(|e| usage_or(e, "failed to create the user"))?;
+    println!(
+        "{}",
+        json!({ "user_id": created.user_id, "username": created.username })
+    );
+    Ok(())
+}
+
+async fn list(ctx: &Context, tenant: Option<String>) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    for u in ctx.users.list(&tenant).await? {
+        println!(
+            "{}",
+            json!({
+                "tenant": tenant,
+                "user_id": u.user_id,
+                "username": u.username,
+                "email": u.email,
+                "email_verified": u.email_verified,
+                "profile": u.profile,
+                "has_password": u.password_hash.is_some(),
+                "created_at": u.created_at,
+                "updated_at": u.updated_at,
+            })
+        );
+    }
+    Ok(())
+}
+
+async fn delete(ctx: &Context, tenant: Option<String>, username: &str) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    if ctx.users.delete(&tenant, username, Actor::Cli).await? {
+        println!("deleted user {username}");
+        Ok(())
+    } else {
+        anyhow::bail!("user {username:?} does not exist in tenant {tenant:?}")
+    }
+}
+
+async fn set_password(ctx: &Context, tenant: Option<String>, username: &str) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    let password = read_password().await?;
+    match ctx
+        .users
+        .set_password(&tenant, username, &password, Actor::Cli)
+        .await
+    {
+        Ok(u) => {
+            println!(
+                "{}",
+                json!({ "user_id": u.user_id, "username": u.username })
+            );
+            Ok(())
+        }
+        Err(users::Error::NotFound(_)) => {
+            anyhow::bail!("user {username:?} does not exist in tenant {tenant:?}")
+        }
+        Err(e) => Err(usage_or(e, "failed to set the password")),
+    }
+}

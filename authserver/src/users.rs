@@ -1,0 +1,353 @@
+//! The user service: validated creation, password setting under the password policy
+//! (length limits, breached-password check), deletion, and password verification with a
+//! transparent rehash when the stored Argon2 parameters differ from the configured ones.
+//! Audit events name the user, never the password.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::breach::{BreachChecker, Verdict};
+use crate::clients::Actor;
+use crate::clock::Clock;
+use crate::config::{BreachPolicy, PasswordSettings};
+use crate::crypto::password;
+use crate::domain::client::FieldError;
+use crate::domain::user::{NewUser, check_password_length};
+use crate::store::audit::AuditEvent;
+use crate::store::users::StoredUser;
+use crate::store::{self, Store};
+
+/// The message for a password found in a known breach (policy `reject`).
+pub const BREACHED_MESSAGE: &str = "this password appears in a known data breach; choose another";
+
+/// Why a user operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid user: {}", format_fields(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("user {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("user {0:?} does not exist")]
+    NotFound(String),
+    #[error("tenant {0:?} does not exist")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    Hash(#[from] password::Error),
+    #[error("password hashing task failed: {0}")]
+    Join(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+fn format_fields(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn invalid_password(message: impl Into<String>) -> Error {
+    Error::Invalid(vec![FieldError {
+        field: "password",
+        message: message.into(),
+    }])
+}
+
+/// The user service.
+#[derive(Debug)]
+pub struct UserService {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    policy: PasswordSettings,
+    breach: BreachChecker,
+}
+
+impl UserService {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, policy: PasswordSettings) -> Self {
+        let breach = BreachChecker::new(
+            &policy.hibp_base_url,
+            Duration::from_secs(policy.hibp_timeout_seconds),
+        );
+        Self {
+            store,
+            clock,
+            policy,
+            breach,
+        }
+    }
+
+    pub fn policy(&self) -> &PasswordSettings {
+        &self.policy
+    }
+
+    /// Applies the password policy: length limits first (no network call for a password
+    /// that is rejected anyway), then the breached-password check.
+    pub async fn check_password(&self, username: &str, password: &SecretString) -> Result<()> {
+        check_password_length(
+            password.expose_secret(),
+            self.policy.min_length,
+            self.policy.max_length,
+        )
+        .map_err(invalid_password)?;
+        if let Verdict::Breached(count) = self.breach.check(password).await {
+            match self.policy.breached {
+                BreachPolicy::Reject => return Err(invalid_password(BREACHED_MESSAGE)),
+                BreachPolicy::Warn => tracing::warn!(
+                    username,
+                    breach_count = count,
+                    "password appears in a known data breach; accepted because passwords.breached is warn"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hashes off the async runtime: Argon2id takes tens of milliseconds and 19 MiB.
+    async fn hash(&self, password: &SecretString) -> Result<String> {
+        let params = self.policy.argon2;
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || password::hash(&password, params))
+            .await
+            .map_err(Error::Join)?
+            .map_err(Error::Hash)
+    }
+
+    async fn require_tenant(&self, tenant_id: &str) -> Result<()> {
+        if self.store.get_tenant(tenant_id).await?.is_none() {
+            return Err(Error::UnknownTenant(tenant_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Creates a user with a password. Validates everything (and checks the password
+    /// policy) before writing; a taken username is [`Error::AlreadyExists`].
+    pub async fn create(
+        &self,
+        tenant_id: &str,
+        user: &NewUser,
+        password: &SecretString,
+        actor: Actor,
+    ) -> Result<StoredUser> {
+        self.require_tenant(tenant_id).await?;
+        let mut errors = user.validate();
+        if let Err(message) = check_password_length(
+            password.expose_secret(),
+            self.policy.min_length,
+            self.policy.max_length,
+        ) {
+            errors.push(FieldError {
+                field: "password",
+                message,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        if self
+            .store
+            .get_user_by_username(tenant_id, &user.username)
+            .await?
+            .is_some()
+        {
+            return Err(Error::AlreadyExists(user.username.clone()));
+        }
+        self.check_password(&user.username, password).await?;
+        let hash = self.hash(password).await?;
+        let now = self.clock.now();
+        let stored = StoredUser {
+            tenant_id: tenant_id.to_owned(),
+            user_id: crate::crypto::b64url(&crate::crypto::random_bytes::<16>()),
+            username: user.username.clone(),
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            profile: user.profile.clone(),
+            password_hash: Some(hash),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_user(&stored).await.map_err(|e| match e {
+            // Lost a race with a concurrent create of the same name.
+            store::Error::Conflict { .. } => Error::AlreadyExists(user.username.clone()),
+            other => Error::Store(other),
+        })?;
+        self.audit(
+            tenant_id,
+            "user.created",
+            actor,
+            &stored.user_id,
+            serde_json::json!({ "username": stored.username }),
+        )
+        .await;
+        tracing::info!(tenant = tenant_id, user_id = %stored.user_id, "user created");
+        Ok(stored)
+    }
+
+    /// The user with this username (any case).
+    pub async fn get_by_username(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<Option<StoredUser>> {
+        Ok(self.store.get_user_by_username(tenant_id, username).await?)
+    }
+
+    /// A tenant's users.
+    pub async fn list(&self, tenant_id: &str) -> Result<Vec<StoredUser>> {
+        Ok(self.store.list_users(tenant_id).await?)
+    }
+
+    /// Deletes a user by username; `false` when there was none.
+    pub async fn delete(&self, tenant_id: &str, username: &str, actor: Actor) -> Result<bool> {
+        let Some(user) = self.store.get_user_by_username(tenant_id, username).await? else {
+            return Ok(false);
+        };
+        let existed = self.store.delete_user(tenant_id, &user.user_id).await?;
+        if existed {
+            self.audit(
+                tenant_id,
+                "user.deleted",
+                actor,
+                &user.user_id,
+                serde_json::json!({ "username": user.username }),
+            )
+            .await;
+            tracing::info!(tenant = tenant_id, user_id = %user.user_id, "user deleted");
+        }
+        Ok(existed)
+    }
+
+    /// Sets a new password under the policy.
+    pub async fn set_password(
+        &self,
+        tenant_id: &str,
+        username: &str,
+        password: &SecretString,
+        actor: Actor,
+    ) -> Result<StoredUser> {
+        let Some(user) = self.store.get_user_by_username(tenant_id, username).await? else {
+            return Err(Error::NotFound(username.to_owned()));
+        };
+        self.check_password(&user.username, password).await?;
+        let hash = self.hash(password).await?;
+        let now = self.clock.now();
+        self.store
+            .set_user_password_hash(tenant_id, &user.user_id, &hash, now)
+            .await
+            .map_err(|e| match e {
+                store::Error::NotFound => Error::NotFound(username.to_owned()),
+                other => Error::Store(other),
+            })?;
+        self.audit(
+            tenant_id,
+            "user.password_set",
+            actor,
+            &user.user_id,
+            serde_json::json!({ "username": user.username }),
+        )
+        .await;
+        tracing::info!(tenant = tenant_id, user_id = %user.user_id, "user password set");
+        Ok(StoredUser {
+            password_hash: Some(hash),
+            updated_at: now,
+            ..user
+        })
+    }
+
+    /// Checks a password for a login. Returns the user when it matches, `None` when the
+    /// user is unknown, has no password, or the password is wrong — with the same Argon2
+    /// work in every case, so response time does not reveal which usernames exist. On a
+    /// match whose stored hash was made with other parameters than the configured ones,
+    /// stores a fresh hash (best effort: a failed rehash does not fail the login).
+    pub async fn verify_and_maybe_rehash(
+        &self,
+        tenant_id: &str,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<Option<StoredUser>> {
+        if check_password_length(password.expose_secret(), 1, self.policy.max_length).is_err() {
+            // Never hash unbounded input; an over-long password cannot have been set.
+            return Ok(None);
+        }
+        let user = self.store.get_user_by_username(tenant_id, username).await?;
+        let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        let params = self.policy.argon2;
+        let candidate = password.clone();
+        let matched = tokio::task::spawn_blocking(move || {
+            if let Some(h) = stored_hash {
+                password::verify(&candidate, &h)
+            } else {
+                // Same cost as a real check for unknown users (no enumeration by timing).
+                let _ = password::dummy_hash(params);
+                false
+            }
+        })
+        .await
+        .map_err(Error::Join)?;
+        let Some(user) = user.filter(|_| matched) else {
+            return Ok(None);
+        };
+        let Some(old) = user.password_hash.clone() else {
+            return Ok(None);
+        };
+        if !password::needs_rehash(&old, params) {
+            return Ok(Some(user));
+        }
+        let new = match self.hash(password).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, user_id = %user.user_id, "failed to rehash a password");
+                return Ok(Some(user));
+            }
+        };
+        match self
+            .store
+            .replace_user_password_hash(tenant_id, &user.user_id, &old, &new)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(
+                    tenant = tenant_id,
+                    user_id = %user.user_id,
+                    "rehashed a password with the configured Argon2 parameters"
+                );
+                Ok(Some(StoredUser {
+                    password_hash: Some(new),
+                    ..user
+                }))
+            }
+            Ok(false) => Ok(Some(user)),
+            Err(e) => {
+                tracing::warn!(error = %e, user_id = %user.user_id, "failed to store a rehashed password");
+                Ok(Some(user))
+            }
+        }
+    }
+
+    async fn audit(
+        &self,
+        tenant_id: &str,
+        event: &str,
+        actor: Actor,
+        subject: &str,
+        details: serde_json::Value,
+    ) {
+        let e = AuditEvent {
+            tenant_id: tenant_id.to_owned(),
+            at: self.clock.now(),
+            event: event.to_owned(),
+            actor: Some(actor.as_str().to_owned()),
+            subject: Some(subject.to_owned()),
+            ip: None,
+            details,
+        };
+        // Audit is best effort: a failed insert must not undo a committed change.
+        if let Err(err) = self.store.record_audit(&e).await {
+            tracing::warn!(error = %err, event, "failed to record audit event");
+        }
+    }
+}
