@@ -27,3 +27,4 @@ mod rate_limit;
 mod routing;
 mod telemetry;
 mod token;
+mod users;

@@ -40,6 +40,7 @@ pub fn free_port() -> u16 {
 pub struct Cli {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    stdin: Option<String>,
 }
 
 /// What a finished command printed and how it exited.
@@ -107,6 +108,12 @@ impl Cli {
         self
     }
 
+    /// Feeds `text` to the command's stdin (otherwise stdin is empty).
+    pub fn stdin(mut self, text: impl Into<String>) -> Self {
+        self.stdin = Some(text.into());
+        self
+    }
+
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -128,10 +135,35 @@ impl Cli {
 
     /// Runs to completion and captures the output.
     pub async fn run(&self) -> Output {
-        let out = tokio::time::timeout(COMMAND_TIMEOUT, self.command().output())
-            .await
-            .unwrap_or_else(|_| panic!("authserver {:?} did not finish in time", self.args))
-            .expect("spawn authserver");
+        let out = if let Some(text) = self.stdin.clone() {
+            // tokio's pipe writers need `io-util`, which the crate does not otherwise use:
+            // feed stdin from a blocking thread instead.
+            let mut cmd = std::process::Command::new(BIN);
+            cmd.args(&self.args)
+                .env_clear()
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let run = tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
+                let mut child = cmd.spawn()?;
+                if let Some(mut pipe) = child.stdin.take() {
+                    pipe.write_all(text.as_bytes())?;
+                }
+                child.wait_with_output()
+            });
+            tokio::time::timeout(COMMAND_TIMEOUT, run)
+                .await
+                .unwrap_or_else(|_| panic!("authserver {:?} did not finish in time", self.args))
+                .expect("join the command thread")
+                .expect("spawn authserver")
+        } else {
+            tokio::time::timeout(COMMAND_TIMEOUT, self.command().output())
+                .await
+                .unwrap_or_else(|_| panic!("authserver {:?} did not finish in time", self.args))
+                .expect("spawn authserver")
+        };
         Output {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
