@@ -1,0 +1,320 @@
+//! Local mode's Gatehouse: a fresh PostgreSQL database, two `authserver serve` replicas
+//! (A and B) sharing it, each with the admin API on its own port, and the real
+//! `gatehouse-operator` talking to replica A's admin API and to the fake API server
+//! through its kubeconfig. All of them are child processes killed when [`Local`] is
+//! dropped — also when a step panics or fails.
+//!
+//! The schema is not migrated by hand: the replicas start on an empty database (alive,
+//! not ready) and the operator's migration Job, run by the fake's kubelet with the
+//! `authserver` binary, migrates it.
+//!
+//! The binaries are the workspace's debug builds next to this test binary
+//! (`$CARGO_TARGET_DIR/debug/{authserver,gatehouse-operator}`). `cargo test --workspace`
+//! builds both before any test runs (they are the authserver's and the operator's
+//! integration-test binaries); `cargo test -p e2e` alone does not, so run
+//! `cargo build -p operator -p authserver` first. A missing binary, or one older than its
+//! sources, fails the scenario with that command in the message.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, bail, ensure};
+use e2e::FakeApiServer;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use super::postgres::Database;
+use super::{Deadline, Gatehouse};
+
+/// The operator's namespace in the fake: migration Job, purge CronJobs, Secrets.
+pub const NAMESPACE: &str = "gatehouse";
+/// The image the operator is told to use for its Jobs; the kubelet maps it to the
+/// `authserver` debug binary.
+pub const AUTHSERVER_IMAGE: &str = "ghcr.io/gatehouse-dev/authserver:e2e";
+/// How long a process may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `n` random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("/dev/urandom is readable");
+    bytes.iter().fold(String::new(), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
+}
+
+/// A loopback port nobody in this process has been given before.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral port")
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// `$CARGO_TARGET_DIR/debug`: this test binary is `…/debug/deps/it-<hash>`.
+pub fn target_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("no current_exe")?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("the test binary is not under target/<profile>/deps")
+}
+
+/// The newest modification time of the files under `dirs` (workspace-relative).
+fn newest_source(dirs: &[&str]) -> Option<SystemTime> {
+    fn walk(path: &Path, newest: &mut Option<SystemTime>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(m) = meta.modified() {
+            *newest = (*newest).max(Some(m));
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest = None;
+    for dir in dirs {
+        walk(&root.join(dir), &mut newest);
+    }
+    newest
+}
+
+/// The debug build of workspace binary `name`, built from the current sources `dirs`.
+pub fn binary(name: &str, sources: &[&str]) -> anyhow::Result<PathBuf> {
+    const BUILD: &str = "cargo build -p operator -p authserver";
+    let path = target_dir()?.join(name);
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} is missing: run `{BUILD}` before `cargo test -p e2e` \
+                 (`cargo test --workspace` builds it)",
+                path.display()
+            )
+        })?;
+    if let Some(newest) = newest_source(sources) {
+        ensure!(
+            built >= newest,
+            "{} is older than its sources ({}): run `{BUILD}`",
+            path.display(),
+            sources.join(", ")
+        );
+    }
+    Ok(path)
+}
+
+pub fn authserver_binary() -> anyhow::Result<PathBuf> {
+    binary(
+        "authserver",
+        &[
+            "authserver/src",
+            "authserver/migrations",
+            "authserver/build.rs",
+            "authserver/Cargo.toml",
+            "proto",
+        ],
+    )
+}
+
+pub fn operator_binary() -> anyhow::Result<PathBuf> {
+    binary(
+        "gatehouse-operator",
+        &[
+            "operator/src",
+            "operator/build.rs",
+            "operator/Cargo.toml",
+            "crds/src",
+            "proto",
+        ],
+    )
+}
+
+/// A child process whose stdout and stderr go to one log file; killed on drop.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(name: &str, mut command: Command, logs: &Path) -> anyhow::Result<Self> {
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("failed to start {name}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+        })
+    }
+
+    /// Everything it printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails (with the log) if the process has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited ({status}):\n{}", self.name, self.log());
+        }
+        Ok(())
+    }
+}
+
+/// The running local installation.
+pub struct Local {
+    // Field order is drop order: processes first, then the database they use.
+    operator: Process,
+    replicas: [Process; 2],
+    /// The database, for checks in SQL.
+    pub database: Database,
+    logs: tempfile::TempDir,
+}
+
+impl Local {
+    /// Starts everything; returns the installation and what the scenario needs to know.
+    pub async fn start(fake: &FakeApiServer) -> anyhow::Result<(Self, Gatehouse)> {
+        let authserver = authserver_binary()?;
+        let operator = operator_binary()?;
+        let database = tokio::task::spawn_blocking(Database::create).await??;
+        let encryption_key = random_hex(32);
+        let admin_token = random_hex(24);
+        let logs = tempfile::Builder::new()
+            .prefix("gatehouse-e2e-")
+            .tempdir()?;
+
+        let mut ports = Vec::new();
+        let mut replicas = Vec::new();
+        for name in ["authserver-a", "authserver-b"] {
+            let (http, admin) = (free_port(), free_port());
+            let mut c = Command::new(&authserver);
+            c.args(["--listen", &format!("127.0.0.1:{http}"), "serve"])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("DATABASE_URL", &database.url)
+                .env("ENCRYPTION_KEY", &encryption_key)
+                .env("GATEHOUSE_ADMIN_TOKEN", &admin_token)
+                .env("GATEHOUSE_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+                .env("RUST_LOG", "info");
+            replicas.push(Process::spawn(name, c, logs.path())?);
+            ports.push((http, admin));
+        }
+        let [a, b]: [Process; 2] = replicas.try_into().ok().expect("two replicas");
+        let mut replicas = [a, b];
+        let gatehouse = Gatehouse::new(
+            NAMESPACE,
+            AUTHSERVER_IMAGE,
+            &format!("http://127.0.0.1:{}", ports[0].0),
+            &format!("http://127.0.0.1:{}", ports[1].0),
+        )?;
+        // Alive (the schema is not there yet, so not ready): /healthz answers.
+        for (replica, process) in gatehouse.replicas.iter().zip(&mut replicas) {
+            let deadline = Deadline::after(
+                START_TIMEOUT,
+                format!("replica {} to answer /healthz", replica.name),
+            );
+            loop {
+                process.check_running()?;
+                let status = replica.get_status("/healthz").await;
+                if matches!(status, Ok(200)) {
+                    break;
+                }
+                deadline.tick(format!("{status:?}")).await?;
+            }
+        }
+
+        // What the chart would create: the Secrets the operator's Jobs read, and the
+        // admin token file (a mounted Secret in a cluster).
+        let secrets: Api<Secret> = Api::namespaced(fake.client()?, NAMESPACE);
+        for (name, key, value) in [
+            ("gatehouse-database", "DATABASE_URL", database.url.as_str()),
+            ("gatehouse-encryption", "ENCRYPTION_KEY", &encryption_key),
+        ] {
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "stringData": {key: value},
+            }))?;
+            secrets.create(&PostParams::default(), &secret).await?;
+        }
+        let token_file = logs.path().join("admin-token");
+        std::fs::write(&token_file, format!("{admin_token}\n"))?;
+
+        let mut c = Command::new(&operator);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", fake.kubeconfig_path())
+            .env(
+                "GATEHOUSE_ADMIN_ADDR",
+                format!("http://127.0.0.1:{}", ports[0].1),
+            )
+            .env("GATEHOUSE_ADMIN_TOKEN_FILE", &token_file)
+            .env("GATEHOUSE_AUTHSERVER_IMAGE", AUTHSERVER_IMAGE)
+            .env("POD_NAMESPACE", NAMESPACE)
+            .env("POD_NAME", "gatehouse-operator-e2e")
+            .env("GATEHOUSE_PROBE_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("GATEHOUSE_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info");
+        let operator = Process::spawn("gatehouse-operator", c, logs.path())?;
+        Ok((
+            Self {
+                operator,
+                replicas,
+                database,
+                logs,
+            },
+            gatehouse,
+        ))
+    }
+
+    /// Fails with its log when a process died.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        self.operator.check_running()?;
+        for r in &mut self.replicas {
+            r.check_running()?;
+        }
+        Ok(())
+    }
+
+    /// The processes' logs, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut out = format!("logs in {}\n", self.logs.path().display());
+        for p in std::iter::once(&self.operator).chain(&self.replicas) {
+            let log = p.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let _ = writeln!(out, "--- {} (last {} lines) ---", p.name, tail.len());
+            for line in tail.iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
