@@ -41,7 +41,7 @@ use base64::Engine as _;
 use crds::{IdentityTenant, OidcClient, SigningKeySet};
 use e2e::FakeApiServer;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{
@@ -1053,22 +1053,36 @@ async fn steps(run: &Run<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes what the run created and waits for the clients' namespace to go (the
-/// operator removes the finalizers, so this runs before it is stopped).
+/// How long cleanup waits for the operator's finalizers.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Deletes what the run created and waits until it is gone (the operator removes the
+/// finalizers, so this runs before it is stopped: a cluster-scoped tenant left with a
+/// finalizer and no operator would never go).
 pub async fn cleanup(cluster: &Cluster, names: &Names) -> anyhow::Result<()> {
     let client = cluster.client();
+    let mut deleted = Vec::new();
     for obj in examples(names)?.iter().rev() {
         let api = api_for(&client, obj).await?;
-        if let Err(kube::Error::Api(s)) =
-            api.delete(&obj.name_any(), &DeleteParams::default()).await
-            && s.code != 404
-        {
-            bail!("failed to delete {}: {}", obj.name_any(), s.message);
+        match api.delete(&obj.name_any(), &DeleteParams::default()).await {
+            Ok(_) => deleted.push((api, obj.name_any())),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => bail!("failed to delete {}: {e}", obj.name_any()),
         }
     }
-    let namespaces: Api<Namespace> = Api::all(client);
-    wait_deleted(&namespaces, &names.namespace).await.ok();
-    Ok(())
+    tokio::time::timeout(CLEANUP_TIMEOUT, async {
+        for (api, name) in &deleted {
+            wait_deleted(api, name).await?;
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cleanup: {:?} not gone after {CLEANUP_TIMEOUT:?} (finalizers?)",
+            deleted.iter().map(|(_, n)| n).collect::<Vec<_>>()
+        )
+    })?
 }
 
 /// The whole scenario: install Gatehouse (local processes, or the chart), run the steps,

@@ -12,8 +12,9 @@
 //! (`$CARGO_TARGET_DIR/debug/{authserver,gatehouse-operator}`). `cargo test --workspace`
 //! builds both before any test runs (they are the authserver's and the operator's
 //! integration-test binaries); `cargo test -p e2e` alone does not, so run
-//! `cargo build -p operator -p authserver` first. A missing binary, or one older than its
-//! sources, fails the scenario with that command in the message.
+//! `cargo build -p operator -p authserver` first. A missing binary, one older than its
+//! sources or one built from another checkout (the target directory may be shared)
+//! fails the scenario with that command in the message.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -22,7 +23,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use e2e::FakeApiServer;
@@ -78,30 +79,11 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
         .context("the test binary is not under target/<profile>/deps")
 }
 
-/// The newest modification time of the files under `dirs` (workspace-relative).
-fn newest_source(dirs: &[&str]) -> Option<SystemTime> {
-    fn walk(path: &Path, newest: &mut Option<SystemTime>) {
-        let Ok(meta) = std::fs::metadata(path) else {
-            return;
-        };
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                walk(&entry.path(), newest);
-            }
-        } else if let Ok(m) = meta.modified() {
-            *newest = (*newest).max(Some(m));
-        }
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut newest = None;
-    for dir in dirs {
-        walk(&root.join(dir), &mut newest);
-    }
-    newest
-}
-
-/// The debug build of workspace binary `name`, built from the current sources `dirs`.
-pub fn binary(name: &str, sources: &[&str]) -> anyhow::Result<PathBuf> {
+/// The debug build of workspace binary `name` (whose `main` is `{package}/src/main.rs`),
+/// checked against cargo's dep-info file next to it: it must have been built from this
+/// checkout (the target directory may be shared) and be newer than every source file
+/// it was built from.
+pub fn binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     const BUILD: &str = "cargo build -p operator -p authserver";
     let path = target_dir()?.join(name);
     let built = std::fs::metadata(&path)
@@ -113,41 +95,46 @@ pub fn binary(name: &str, sources: &[&str]) -> anyhow::Result<PathBuf> {
                 path.display()
             )
         })?;
-    if let Some(newest) = newest_source(sources) {
+    let dep_info = path.with_extension("d");
+    let deps = std::fs::read_to_string(&dep_info)
+        .with_context(|| format!("cannot read {}: run `{BUILD}`", dep_info.display()))?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the e2e crate is in the workspace")?;
+    // `target: dep dep …` (paths without spaces; ours have none).
+    let sources: Vec<&Path> = deps
+        .split_once(": ")
+        .map(|(_, deps)| deps)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(Path::new)
+        .filter(|p| p.starts_with(root))
+        .collect();
+    let main = root.join(package).join("src/main.rs");
+    ensure!(
+        sources.contains(&main.as_path()),
+        "{} was built from another checkout (its sources are not under {}): run `{BUILD}`",
+        path.display(),
+        root.display()
+    );
+    for source in sources {
+        let modified = std::fs::metadata(source).and_then(|m| m.modified());
         ensure!(
-            built >= newest,
-            "{} is older than its sources ({}): run `{BUILD}`",
+            modified.is_ok_and(|m| m <= built),
+            "{} is older than {} (or it is gone): run `{BUILD}`",
             path.display(),
-            sources.join(", ")
+            source.display()
         );
     }
     Ok(path)
 }
 
 pub fn authserver_binary() -> anyhow::Result<PathBuf> {
-    binary(
-        "authserver",
-        &[
-            "authserver/src",
-            "authserver/migrations",
-            "authserver/build.rs",
-            "authserver/Cargo.toml",
-            "proto",
-        ],
-    )
+    binary("authserver", "authserver")
 }
 
 pub fn operator_binary() -> anyhow::Result<PathBuf> {
-    binary(
-        "gatehouse-operator",
-        &[
-            "operator/src",
-            "operator/build.rs",
-            "operator/Cargo.toml",
-            "crds/src",
-            "proto",
-        ],
-    )
+    binary("gatehouse-operator", "operator")
 }
 
 /// A child process whose stdout and stderr go to one log file; killed on drop.
