@@ -327,6 +327,29 @@ impl Replica {
         Self::reply(response).await
     }
 
+    /// Polls `GET` of an issuer endpoint until `ok` holds for the reply.
+    pub async fn get_until(
+        &self,
+        issuer: &str,
+        endpoint: &str,
+        ok: impl Fn(&Reply) -> bool,
+    ) -> anyhow::Result<Reply> {
+        let deadline = Deadline::after(
+            STEP_TIMEOUT,
+            format!(
+                "GET {endpoint} on replica {} to answer as expected",
+                self.name
+            ),
+        );
+        loop {
+            let reply = self.get(issuer, endpoint).await?;
+            if ok(&reply) {
+                return Ok(reply);
+            }
+            deadline.tick(&reply).await?;
+        }
+    }
+
     /// A form `POST` to an issuer endpoint (`/token`, `/introspect`).
     pub async fn post(
         &self,
@@ -369,7 +392,7 @@ pub struct Gatehouse {
     pub namespace: String,
     /// The image the operator runs its Jobs with (what it records as migrated).
     pub authserver_image: String,
-    /// Replica A (the issuer's address, and the operator's admin API) and replica B.
+    /// Replica A (its address is the issuer's) and replica B.
     pub replicas: [Replica; 2],
 }
 
@@ -654,18 +677,16 @@ impl Run<'_> {
                 && status.observed_generation == tenant.metadata.generation,
             "unexpected tenant status: {status:?}"
         );
+        // A replica sees the new tenant once its cache is dropped (LISTEN/NOTIFY).
         for replica in &self.gatehouse.replicas {
-            let reply = replica
-                .get(issuer, "/.well-known/openid-configuration")
+            replica
+                .get_until(issuer, "/.well-known/openid-configuration", |reply| {
+                    reply.status == 200
+                        && reply.body["issuer"] == issuer
+                        && reply.body["token_endpoint"] == format!("{issuer}/token")
+                        && reply.body["introspection_endpoint"] == format!("{issuer}/introspect")
+                })
                 .await?;
-            ensure!(
-                reply.status == 200
-                    && reply.body["issuer"] == issuer
-                    && reply.body["token_endpoint"] == format!("{issuer}/token")
-                    && reply.body["introspection_endpoint"] == format!("{issuer}/introspect"),
-                "discovery on replica {}: {reply}",
-                replica.name
-            );
         }
         let cronjobs: Api<CronJob> =
             Api::namespaced(self.client.clone(), &self.gatehouse.namespace);
