@@ -272,3 +272,27 @@ impl Release {
         uninstalled
     }
 }
+
+#[test]
+fn images_split_into_the_charts_repository_and_tag() {
+    assert_eq!(
+        split_image("V", "localhost/gatehouse/authserver:dev", "authserver").unwrap(),
+        ("localhost/gatehouse".to_owned(), "dev".to_owned())
+    );
+    assert_eq!(
+        split_image(
+            "V",
+            "registry:5000/x/gatehouse-operator:0.1.0",
+            "gatehouse-operator"
+        )
+        .unwrap(),
+        ("registry:5000/x".to_owned(), "0.1.0".to_owned())
+    );
+    let no_tag = split_image("V", "registry:5000/x/authserver", "authserver").unwrap_err();
+    assert!(no_tag.to_string().contains("has no tag"), "{no_tag}");
+    let other = split_image("V", "ghcr.io/x/auth:1", "authserver").unwrap_err();
+    assert!(
+        other.to_string().contains("<repository>/authserver:<tag>"),
+        "{other}"
+    );
+}
