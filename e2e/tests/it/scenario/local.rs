@@ -13,8 +13,8 @@
 //! builds both before any test runs (they are the authserver's and the operator's
 //! integration-test binaries); `cargo test -p e2e` alone does not, so run
 //! `cargo build -p operator -p authserver` first. A missing binary, one older than its
-//! sources or one built from another checkout (the target directory may be shared)
-//! fails the scenario with that command in the message.
+//! sources or one built from another checkout with other sources (the target directory
+//! may be shared) fails the scenario with that command in the message.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -80,9 +80,10 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// The debug build of workspace binary `name` (whose `main` is `{package}/src/main.rs`),
-/// checked against cargo's dep-info file next to it: it must have been built from this
-/// checkout (the target directory may be shared) and be newer than every source file
-/// it was built from.
+/// checked against cargo's dep-info file next to it: built from this checkout and newer
+/// than every source file it was built from, or — the target directory may be shared
+/// by several checkouts — built from another checkout whose sources are byte for byte
+/// this one's.
 pub fn binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     const BUILD: &str = "cargo build -p operator -p authserver";
     let path = target_dir()?.join(name);
@@ -102,29 +103,38 @@ pub fn binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
         .parent()
         .context("the e2e crate is in the workspace")?;
     // `target: dep dep …` (paths without spaces; ours have none).
-    let sources: Vec<&Path> = deps
+    let deps: Vec<&Path> = deps
         .split_once(": ")
         .map(|(_, deps)| deps)
         .unwrap_or_default()
         .split_whitespace()
         .map(Path::new)
-        .filter(|p| p.starts_with(root))
         .collect();
-    let main = root.join(package).join("src/main.rs");
-    ensure!(
-        sources.contains(&main.as_path()),
-        "{} was built from another checkout (its sources are not under {}): run `{BUILD}`",
-        path.display(),
-        root.display()
-    );
-    for source in sources {
-        let modified = std::fs::metadata(source).and_then(|m| m.modified());
-        ensure!(
-            modified.is_ok_and(|m| m <= built),
-            "{} is older than {} (or it is gone): run `{BUILD}`",
-            path.display(),
-            source.display()
-        );
+    let main = Path::new(package).join("src/main.rs");
+    let built_from = deps
+        .iter()
+        .find_map(|d| d.to_str()?.strip_suffix(main.to_str()?))
+        .map(Path::new)
+        .with_context(|| format!("{} names no {}", dep_info.display(), main.display()))?;
+    for source in deps.iter().filter_map(|d| d.strip_prefix(built_from).ok()) {
+        let ours = root.join(source);
+        if built_from == root {
+            let modified = std::fs::metadata(&ours).and_then(|m| m.modified());
+            ensure!(
+                modified.is_ok_and(|m| m <= built),
+                "{} is older than {} (or it is gone): run `{BUILD}`",
+                path.display(),
+                ours.display()
+            );
+        } else {
+            ensure!(
+                std::fs::read(&ours).ok() == std::fs::read(built_from.join(source)).ok(),
+                "{} was built from {}, whose {} is not this checkout's (or is gone): run `{BUILD}`",
+                path.display(),
+                built_from.display(),
+                source.display()
+            );
+        }
     }
     Ok(path)
 }
