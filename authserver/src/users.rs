@@ -336,18 +336,10 @@ impl UserService {
         subject: &str,
         details: serde_json::Value,
     ) {
-        let e = AuditEvent {
-            tenant_id: tenant_id.to_owned(),
-            at: self.clock.now(),
-            event: event.to_owned(),
-            actor: Some(actor.as_str().to_owned()),
-            subject: Some(subject.to_owned()),
-            ip: None,
-            details,
-        };
-        // Audit is best effort: a failed insert must not undo a committed change.
-        if let Err(err) = self.store.record_audit(&e).await {
-            tracing::warn!(error = %err, event, "failed to record audit event");
-        }
+        let e = AuditEvent::new(tenant_id, self.clock.now(), event)
+            .actor(Some(actor.as_str()))
+            .subject(Some(subject))
+            .details(details);
+        self.store.audit(e).await;
     }
 }

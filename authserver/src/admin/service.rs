@@ -92,18 +92,10 @@ fn tenant_to_proto(t: &tenant::Tenant) -> proto::Tenant {
 
 impl AdminService {
     async fn audit(&self, tenant_id: &str, event: &str, subject: &str) {
-        let e = AuditEvent {
-            tenant_id: tenant_id.to_owned(),
-            at: self.clock.now(),
-            event: event.to_owned(),
-            actor: Some("admin-api".to_owned()),
-            subject: Some(subject.to_owned()),
-            ip: None,
-            details: serde_json::json!({}),
-        };
-        if let Err(err) = self.store.record_audit(&e).await {
-            tracing::warn!(error = %err, event, "failed to record audit event");
-        }
+        let e = AuditEvent::new(tenant_id, self.clock.now(), event)
+            .actor(Some("admin-api"))
+            .subject(Some(subject));
+        self.store.audit(e).await;
     }
 
     async fn key_set(

@@ -310,18 +310,12 @@ impl OAuthService {
     ) {
         tracing::info!(tenant = %tenant.id, client_id = client_id.as_deref().unwrap_or(""),
             reason = why.as_str(), "client authentication failed");
-        let e = AuditEvent {
-            tenant_id: tenant.id.clone(),
-            at: self.clock.now(),
-            event: "client.auth_failed".to_owned(),
-            actor: client_id.clone(),
-            subject: client_id,
-            ip: ip.map(str::to_owned),
-            details: serde_json::json!({ "reason": why.as_str() }),
-        };
-        if let Err(err) = self.store.record_audit(&e).await {
-            tracing::warn!(error = %err, "failed to record audit event");
-        }
+        let e = AuditEvent::new(&tenant.id, self.clock.now(), "client.auth_failed")
+            .actor(client_id.as_deref())
+            .subject(client_id.as_deref())
+            .ip(ip)
+            .details(serde_json::json!({ "reason": why.as_str() }));
+        self.store.audit(e).await;
     }
 }
 

@@ -21,6 +21,45 @@ pub struct AuditEvent {
     pub details: Value,
 }
 
+impl AuditEvent {
+    /// An event of `tenant_id` at `at`; add who, what and details with the builders.
+    pub fn new(tenant_id: &str, at: UnixTime, event: &str) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            at,
+            event: event.to_owned(),
+            actor: None,
+            subject: None,
+            ip: None,
+            details: Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    #[must_use]
+    pub fn actor(mut self, actor: Option<&str>) -> Self {
+        self.actor = actor.map(str::to_owned);
+        self
+    }
+
+    #[must_use]
+    pub fn subject(mut self, subject: Option<&str>) -> Self {
+        self.subject = subject.map(str::to_owned);
+        self
+    }
+
+    #[must_use]
+    pub fn ip(mut self, ip: Option<&str>) -> Self {
+        self.ip = ip.map(str::to_owned);
+        self
+    }
+
+    #[must_use]
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct AuditRow {
     tenant_id: String,
@@ -51,6 +90,14 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+
+    /// Records an event, best effort: a failed insert is logged, never returned, so it
+    /// cannot fail (or undo) the change the event describes.
+    pub async fn audit(&self, e: AuditEvent) {
+        if let Err(err) = self.record_audit(&e).await {
+            tracing::warn!(error = %err, event = %e.event, "failed to record audit event");
+        }
     }
 
     /// A tenant's most recent events, newest first.
