@@ -33,8 +33,8 @@ use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_mess
 use crate::authserver_pod;
 use crate::context::Context;
 use crate::controller::{
-    self, FINALIZER, ReconcileError, admin_reason, annotation, apply_status,
-    flatten_finalizer_error, generation, with_ready,
+    self, FINALIZER, ReconcileError, admin_reason, annotation, flatten_finalizer_error, generation,
+    with_ready,
 };
 use crate::migration::Gate;
 
@@ -733,45 +733,30 @@ fn upsert_error(e: AdminError, plan: &SecretPlan, namespace: &str) -> Error {
     }
 }
 
+fn api(obj: &OidcClient, ctx: &Context) -> Api<OidcClient> {
+    Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default())
+}
+
 async fn write_status(
     client: &OidcClient,
     ctx: &Context,
     status: &OidcClientStatus,
 ) -> kube::Result<()> {
-    if client.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<OidcClient> =
-        Api::namespaced(ctx.client.clone(), &client.namespace().unwrap_or_default());
-    apply_status(&api, &client.name_any(), FIELD_MANAGER, status).await
+    controller::write_status(client, &api(client, ctx), FIELD_MANAGER, status).await
 }
 
 /// A Warning Event and, where the failure has a reason, `Ready=False` with it.
 async fn report_failure(client: &OidcClient, ctx: &Context, error: &Error) {
-    ctx.events
-        .publish(
-            &client.object_ref(&()),
-            EventType::Warning,
-            error.category(),
-            error.to_string(),
-        )
-        .await;
-    let Some(reason) = error.condition_reason() else {
-        return;
-    };
-    let mut status = client.status.clone().unwrap_or_default();
-    status.observed_generation = generation(client);
-    status.conditions = with_ready(
-        &status.conditions,
-        Status::False,
-        reason,
+    controller::report_failure(
+        client,
+        &api(client, ctx),
+        FIELD_MANAGER,
+        ctx,
+        error.category(),
+        error.condition_reason(),
         error.to_string(),
-        generation(client),
-        Time(ctx.now()),
-    );
-    if let Err(e) = write_status(client, ctx, &status).await {
-        tracing::warn!(error = %e, "failed to write the failure into the status");
-    }
+    )
+    .await;
 }
 
 /// Releases the registration per `deletionPolicy`. Idempotent and fine when nothing was

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
+use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer;
@@ -255,4 +256,84 @@ pub fn migration_changes(
         rx.changed().await.ok()?;
         Some(((), rx))
     })
+}
+
+/// Status types with an `observedGeneration` and `conditions`, so failure reporting is
+/// written once for every controller.
+pub trait ReadyStatus: Default + Clone + PartialEq + Serialize {
+    fn observed_generation_and_conditions(&mut self) -> (&mut Option<i64>, &mut Vec<Condition>);
+}
+
+macro_rules! ready_status {
+    ($($t:ty),*) => {$(
+        impl ReadyStatus for $t {
+            fn observed_generation_and_conditions(&mut self) -> (&mut Option<i64>, &mut Vec<Condition>) {
+                (&mut self.observed_generation, &mut self.conditions)
+            }
+        }
+    )*};
+}
+ready_status!(
+    crds::IdentityTenantStatus,
+    crds::OidcClientStatus,
+    crds::SigningKeySetStatus
+);
+
+/// Writes `status` (server-side apply on `/status`) unless the object already has it.
+pub async fn write_status<K>(
+    obj: &K,
+    api: &Api<K>,
+    field_manager: &str,
+    status: &K::Status,
+) -> kube::Result<()>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug,
+    K::Status: ReadyStatus,
+{
+    if obj.status() == Some(status) {
+        return Ok(());
+    }
+    apply_status(api, &obj.name_any(), field_manager, status).await
+}
+
+/// A Warning Event for a failed reconcile and, when the failure has a condition reason,
+/// `Ready=False` with that reason and the error as message.
+pub async fn report_failure<K>(
+    obj: &K,
+    api: &Api<K>,
+    field_manager: &str,
+    ctx: &Context,
+    category: &str,
+    reason: Option<&str>,
+    message: String,
+) where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug,
+    K::Status: ReadyStatus,
+{
+    ctx.events
+        .publish(
+            &obj.object_ref(&()),
+            EventType::Warning,
+            category,
+            message.clone(),
+        )
+        .await;
+    let Some(reason) = reason else {
+        return;
+    };
+    let mut status = obj.status().cloned().unwrap_or_default();
+    let observed = generation(obj);
+    let (observed_generation, conditions) = status.observed_generation_and_conditions();
+    *observed_generation = observed;
+    *conditions = with_ready(
+        conditions,
+        Status::False,
+        reason,
+        message,
+        observed,
+        Time(ctx.now()),
+    );
+    if let Err(e) = write_status(obj, api, field_manager, &status).await {
+        tracing::warn!(error = %e, "failed to write the failure into the status");
+    }
 }

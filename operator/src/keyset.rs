@@ -33,9 +33,7 @@ use kube::{Api, Resource as _, ResourceExt as _};
 
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
 use crate::context::Context;
-use crate::controller::{
-    self, ReconcileError, admin_reason, annotation, apply_status, generation, with_ready,
-};
+use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
 use crate::migration::Gate;
 
 /// Field manager of everything this controller writes.
@@ -528,43 +526,31 @@ async fn import_keys(
     Ok(())
 }
 
+fn api(obj: &SigningKeySet, ctx: &Context) -> Api<SigningKeySet> {
+    let _ = obj;
+    Api::all(ctx.client.clone())
+}
+
 async fn write_status(
     key_set: &SigningKeySet,
     ctx: &Context,
     status: &SigningKeySetStatus,
 ) -> kube::Result<()> {
-    if key_set.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<SigningKeySet> = Api::all(ctx.client.clone());
-    apply_status(&api, &key_set.name_any(), FIELD_MANAGER, status).await
+    controller::write_status(key_set, &api(key_set, ctx), FIELD_MANAGER, status).await
 }
 
+/// A Warning Event and, where the failure has a reason, `Ready=False` with it.
 async fn report_failure(key_set: &SigningKeySet, ctx: &Context, error: &Error) {
-    ctx.events
-        .publish(
-            &key_set.object_ref(&()),
-            EventType::Warning,
-            error.category(),
-            error.to_string(),
-        )
-        .await;
-    let Some(reason) = error.condition_reason() else {
-        return;
-    };
-    let mut status = key_set.status.clone().unwrap_or_default();
-    status.observed_generation = generation(key_set);
-    status.conditions = with_ready(
-        &status.conditions,
-        Status::False,
-        reason,
+    controller::report_failure(
+        key_set,
+        &api(key_set, ctx),
+        FIELD_MANAGER,
+        ctx,
+        error.category(),
+        error.condition_reason(),
         error.to_string(),
-        generation(key_set),
-        Time(ctx.now()),
-    );
-    if let Err(e) = write_status(key_set, ctx, &status).await {
-        tracing::warn!(error = %e, "failed to write the failure into the status");
-    }
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -24,8 +24,7 @@ use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_mess
 use crate::authserver_pod::{self, bounded_name};
 use crate::context::{Config, Context};
 use crate::controller::{
-    self, FINALIZER, ReconcileError, admin_reason, apply_status, flatten_finalizer_error,
-    generation, with_ready,
+    self, FINALIZER, ReconcileError, admin_reason, flatten_finalizer_error, generation, with_ready,
 };
 use crate::migration::Gate;
 
@@ -337,44 +336,31 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
 }
 
 /// Writes `status` unless it is what the object already has.
+fn api(obj: &IdentityTenant, ctx: &Context) -> Api<IdentityTenant> {
+    let _ = obj;
+    Api::all(ctx.client.clone())
+}
+
 async fn write_status(
     tenant: &IdentityTenant,
     ctx: &Context,
     status: &IdentityTenantStatus,
 ) -> kube::Result<()> {
-    if tenant.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<IdentityTenant> = Api::all(ctx.client.clone());
-    apply_status(&api, &tenant.name_any(), FIELD_MANAGER, status).await
+    controller::write_status(tenant, &api(tenant, ctx), FIELD_MANAGER, status).await
 }
 
 /// A Warning Event and, where the failure has a reason, `Ready=False` with it.
 async fn report_failure(tenant: &IdentityTenant, ctx: &Context, error: &Error) {
-    ctx.events
-        .publish(
-            &tenant.object_ref(&()),
-            EventType::Warning,
-            error.category(),
-            error.to_string(),
-        )
-        .await;
-    let Some(reason) = error.condition_reason() else {
-        return;
-    };
-    let mut status = tenant.status.clone().unwrap_or_default();
-    status.observed_generation = generation(tenant);
-    status.conditions = with_ready(
-        &status.conditions,
-        Status::False,
-        reason,
+    controller::report_failure(
+        tenant,
+        &api(tenant, ctx),
+        FIELD_MANAGER,
+        ctx,
+        error.category(),
+        error.condition_reason(),
         error.to_string(),
-        generation(tenant),
-        Time(ctx.now()),
-    );
-    if let Err(e) = write_status(tenant, ctx, &status).await {
-        tracing::warn!(error = %e, "failed to write the failure into the status");
-    }
+    )
+    .await;
 }
 
 /// Releases the tenant's database rows per `deletionPolicy`. Idempotent, and fine when
