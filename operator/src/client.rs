@@ -21,7 +21,7 @@ use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -400,27 +400,12 @@ enum SecretPlan {
 
 /// Every OidcClient in the cluster (from the controller's cache when running).
 async fn peers(ctx: &Context) -> Result<Vec<OidcClient>> {
-    let guards = if let Some(store) = ctx.client_store.get() {
-        // Before the first full LIST the cache could miss the established owner.
-        let _ = store.wait_until_ready().await;
-        store.state()
-    } else {
-        let api: Api<DeserializeGuard<OidcClient>> = Api::all(ctx.client.clone());
-        api.list(&ListParams::default())
-            .await
-            .map_err(|source| Error::Read {
-                what: "OidcClients".to_owned(),
-                source,
-            })?
-            .items
-            .into_iter()
-            .map(Arc::new)
-            .collect()
-    };
-    Ok(guards
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok().cloned())
-        .collect())
+    controller::all_objects(ctx.client_store.get(), &ctx.client)
+        .await
+        .map_err(|source| Error::Read {
+            what: "OidcClients".to_owned(),
+            source,
+        })
 }
 
 async fn get_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Option<Secret>> {

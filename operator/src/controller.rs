@@ -337,3 +337,31 @@ pub async fn report_failure<K>(
         tracing::warn!(error = %e, "failed to write the failure into the status");
     }
 }
+
+/// Every well-formed object of kind `K` in the cluster: from the controller's cache when
+/// it runs (after its first full LIST, so an established owner is never missed), else
+/// listed from the API server.
+pub async fn all_objects<K>(
+    cache: Option<&kube::runtime::reflector::Store<DeserializeGuard<K>>>,
+    client: &kube::Client,
+) -> kube::Result<Vec<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let guards = if let Some(store) = cache {
+        let _ = store.wait_until_ready().await;
+        store.state()
+    } else {
+        let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
+        api.list(&kube::api::ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    };
+    Ok(guards
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .collect())
+}

@@ -23,7 +23,6 @@ use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -311,26 +310,12 @@ pub async fn reconcile(key_set: Arc<SigningKeySet>, ctx: Arc<Context>) -> Result
 }
 
 async fn peers(ctx: &Context) -> Result<Vec<SigningKeySet>> {
-    let guards = if let Some(store) = ctx.keyset_store.get() {
-        let _ = store.wait_until_ready().await;
-        store.state()
-    } else {
-        let api: Api<DeserializeGuard<SigningKeySet>> = Api::all(ctx.client.clone());
-        api.list(&ListParams::default())
-            .await
-            .map_err(|source| Error::Read {
-                what: "SigningKeySets".to_owned(),
-                source,
-            })?
-            .items
-            .into_iter()
-            .map(Arc::new)
-            .collect()
-    };
-    Ok(guards
-        .iter()
-        .filter_map(|g| g.0.as_ref().ok().cloned())
-        .collect())
+    controller::all_objects(ctx.keyset_store.get(), &ctx.client)
+        .await
+        .map_err(|source| Error::Read {
+            what: "SigningKeySets".to_owned(),
+            source,
+        })
 }
 
 /// migration gate → tenant → conflicts → rotate or import → status.

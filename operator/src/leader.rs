@@ -201,6 +201,17 @@ mod tests {
         }
     }
 
+    /// One acquisition attempt by `me()` at the fixed test time.
+    async fn acquire(client: kube::Client) -> bool {
+        try_acquire(
+            &Api::namespaced(client, "gatehouse"),
+            &me(),
+            fixtures::now(),
+        )
+        .await
+        .unwrap()
+    }
+
     fn lease(holder: Option<&str>, renewed: &str, transitions: i32) -> Value {
         json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -220,15 +231,7 @@ mod tests {
                 assert_eq!(body["spec"]["renewTime"], "2026-01-01T00:00:00.000000Z");
             }),
         ]);
-        assert!(
-            try_acquire(
-                &Api::namespaced(client, "gatehouse"),
-                &me(),
-                fixtures::now()
-            )
-            .await
-            .unwrap()
-        );
+        assert!(acquire(client).await);
         verifier.done().await;
     }
 
@@ -240,15 +243,7 @@ mod tests {
                 "2025-12-31T23:59:55.000000Z",
                 3,
             ))]);
-        assert!(
-            !try_acquire(
-                &Api::namespaced(client, "gatehouse"),
-                &me(),
-                fixtures::now()
-            )
-            .await
-            .unwrap()
-        );
+        assert!(!acquire(client).await);
         verifier.done().await;
     }
 
@@ -267,15 +262,7 @@ mod tests {
                 assert_eq!(body["spec"]["acquireTime"], "2026-01-01T00:00:00.000000Z");
             }),
         ]);
-        assert!(
-            try_acquire(
-                &Api::namespaced(client, "gatehouse"),
-                &me(),
-                fixtures::now()
-            )
-            .await
-            .unwrap()
-        );
+        assert!(acquire(client).await);
         verifier.done().await;
     }
 
@@ -295,15 +282,7 @@ mod tests {
                 );
             }),
         ]);
-        assert!(
-            try_acquire(
-                &Api::namespaced(client, "gatehouse"),
-                &me(),
-                fixtures::now()
-            )
-            .await
-            .unwrap()
-        );
+        assert!(acquire(client).await);
         verifier.done().await;
     }
 
@@ -313,15 +292,7 @@ mod tests {
             Step::get(&lease_path()).respond(lease(None, "2025-12-31T23:00:00.000000Z", 1)),
             Step::put(&lease_path()).fails(409, "Conflict"),
         ]);
-        assert!(
-            !try_acquire(
-                &Api::namespaced(client, "gatehouse"),
-                &me(),
-                fixtures::now()
-            )
-            .await
-            .unwrap()
-        );
+        assert!(!acquire(client).await);
         verifier.done().await;
     }
 
