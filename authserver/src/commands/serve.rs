@@ -165,6 +165,8 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         ),
         readiness: Readiness::new(ctx.store.clone()),
         trusted_proxies: Arc::new(ctx.settings.trusted_proxies.clone()),
+        tracing_export: std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .is_some_and(|v| !v.is_empty()),
         clock: Arc::clone(&ctx.clock),
     })
 }

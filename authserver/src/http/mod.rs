@@ -35,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub trusted_proxies: Arc<Vec<IpNet>>,
+    /// OpenTelemetry export is on: join callers' traces and name spans by route.
+    pub tracing_export: bool,
     pub clock: Arc<dyn Clock>,
 }
 

@@ -44,7 +44,10 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         tenant = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    crate::telemetry::join_remote_trace(&span, req.headers());
+    // Without an exporter there is no trace to join: keep the hot path free of it.
+    if state.tracing_export {
+        crate::telemetry::join_remote_trace(&span, req.headers());
+    }
 
     let mut resp = next.run(req).instrument(span.clone()).await;
 
@@ -73,7 +76,9 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         );
     });
     // Recorded after the log line so it does not repeat them; exported with the span.
-    crate::telemetry::rename(&span, format!("{method} {route}"));
+    if state.tracing_export {
+        crate::telemetry::rename(&span, format!("{method} {route}"));
+    }
     span.record("http.route", route.as_str());
     span.record("http.status", status.as_u16());
     span.record("tenant", tenant_id);
