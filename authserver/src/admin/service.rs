@@ -168,6 +168,8 @@ impl Admin for AdminService {
         if !settings.is_object() {
             return Err(invalid("settings_json", "must be a JSON object"));
         }
+        crate::domain::policy::TenantPolicy::parse(&settings)
+            .map_err(|e| invalid("settings_json", e))?;
         let spec = TenantSpec {
             display_name: if r.display_name.is_empty() {
                 r.id.clone()

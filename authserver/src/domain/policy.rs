@@ -1,0 +1,254 @@
+//! Per-tenant policy: what the `IdentityTenant` resource (or the admin API) puts in a
+//! tenant's `settings` JSON, in the CRD's camelCase, with the documented defaults for
+//! everything left out. One parser serves the admin API (which rejects bad input) and
+//! the request path (which reads what was accepted).
+
+use serde::{Deserialize, Serialize};
+
+use super::client::SubjectType;
+
+/// A tenant's policies. Unknown top-level sections are ignored so an older server keeps
+/// working with a newer operator; known sections are checked strictly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TenantPolicy {
+    pub session: SessionPolicy,
+    pub password: PasswordPolicy,
+    pub mfa: MfaPolicy,
+    pub tokens: TokenLifetimes,
+    /// Subject types clients of this tenant may use (OIDC Core §8).
+    pub subject_types: Vec<SubjectType>,
+    /// PKCE (S256) on every authorization request, confidential clients included
+    /// (RFC 9700 §2.1.1). Public clients always need it.
+    pub require_pkce: bool,
+    /// Authorization requests must be pushed first (RFC 9126 §5), for every client.
+    pub require_par: bool,
+}
+
+impl Default for TenantPolicy {
+    fn default() -> Self {
+        Self {
+            session: SessionPolicy::default(),
+            password: PasswordPolicy::default(),
+            mfa: MfaPolicy::default(),
+            tokens: TokenLifetimes::default(),
+            subject_types: vec![SubjectType::Public],
+            require_pkce: true,
+            require_par: false,
+        }
+    }
+}
+
+/// Browser sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionPolicy {
+    pub idle_timeout_seconds: u64,
+    pub absolute_timeout_seconds: u64,
+    /// Signing in beyond this many sessions ends the user's oldest one.
+    pub max_sessions_per_user: Option<u32>,
+    /// End a session when the client's IP address changes.
+    pub bind_ip: bool,
+    /// End a session when the browser's User-Agent changes.
+    pub bind_user_agent: bool,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle_timeout_seconds: 1800,
+            absolute_timeout_seconds: 86_400,
+            max_sessions_per_user: None,
+            bind_ip: false,
+            bind_user_agent: false,
+        }
+    }
+}
+
+/// Password rules for this tenant's users (NIST SP 800-63B: length and breaches only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordPolicy {
+    pub min_length: usize,
+    pub max_length: usize,
+    pub reject_breached: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: 8,
+            max_length: 128,
+            reject_breached: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct MfaPolicy {
+    /// Every sign-in needs a second factor; users without one enrol first.
+    pub required: bool,
+}
+
+/// Token lifetimes in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenLifetimes {
+    pub access_token_seconds: u64,
+    pub id_token_seconds: u64,
+    /// Absolute lifetime of a refresh-token family.
+    pub refresh_token_seconds: u64,
+    pub authorization_code_seconds: u64,
+}
+
+impl Default for TokenLifetimes {
+    fn default() -> Self {
+        Self {
+            access_token_seconds: 600,
+            id_token_seconds: 3600,
+            refresh_token_seconds: 30 * 86_400,
+            authorization_code_seconds: 60,
+        }
+    }
+}
+
+impl TenantPolicy {
+    /// Parses and checks a tenant's settings; the error names the field.
+    pub fn parse(settings: &serde_json::Value) -> Result<Self, String> {
+        if settings.is_null() {
+            return Ok(Self::default());
+        }
+        let policy: Self = serde_path_to_error::deserialize(settings)
+            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        policy.check()?;
+        Ok(policy)
+    }
+
+    /// The policy of a stored tenant. Settings are checked when written, so a failure
+    /// here means the row was edited by hand: fall back to the defaults (safe ones) and
+    /// say so, rather than fail every request of the tenant.
+    pub fn of(tenant: &super::tenant::Tenant) -> Self {
+        Self::parse(&tenant.settings).unwrap_or_else(|e| {
+            tracing::warn!(tenant = %tenant.id, error = %e, "invalid tenant settings; using defaults");
+            Self::default()
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let s = &self.session;
+        if !(60..=2_592_000).contains(&s.idle_timeout_seconds) {
+            return Err("session.idleTimeoutSeconds: must be 60 to 2592000".into());
+        }
+        if !(300..=31_536_000).contains(&s.absolute_timeout_seconds) {
+            return Err("session.absoluteTimeoutSeconds: must be 300 to 31536000".into());
+        }
+        if s.absolute_timeout_seconds < s.idle_timeout_seconds {
+            return Err(
+                "session.absoluteTimeoutSeconds: must not be shorter than idleTimeoutSeconds"
+                    .into(),
+            );
+        }
+        if s.max_sessions_per_user == Some(0) {
+            return Err("session.maxSessionsPerUser: must be at least 1".into());
+        }
+        let p = &self.password;
+        if p.min_length < 1 || p.max_length < p.min_length || p.max_length > 4096 {
+            return Err(
+                "password: minLength must be at least 1 and maxLength between minLength and 4096"
+                    .into(),
+            );
+        }
+        let t = &self.tokens;
+        for (name, v, min, max) in [
+            (
+                "tokens.accessTokenSeconds",
+                t.access_token_seconds,
+                60,
+                86_400,
+            ),
+            ("tokens.idTokenSeconds", t.id_token_seconds, 60, 86_400),
+            (
+                "tokens.refreshTokenSeconds",
+                t.refresh_token_seconds,
+                300,
+                31_536_000,
+            ),
+            (
+                "tokens.authorizationCodeSeconds",
+                t.authorization_code_seconds,
+                10,
+                600,
+            ),
+        ] {
+            if !(min..=max).contains(&v) {
+                return Err(format!("{name}: must be {min} to {max}"));
+            }
+        }
+        if self.subject_types.is_empty() {
+            return Err("subjectTypes: name at least one of public, pairwise".into());
+        }
+        Ok(())
+    }
+
+    pub fn allows_subject_type(&self, t: SubjectType) -> bool {
+        self.subject_types.contains(&t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_settings_are_the_defaults() {
+        assert_eq!(
+            TenantPolicy::parse(&json!({})).unwrap(),
+            TenantPolicy::default()
+        );
+        assert_eq!(
+            TenantPolicy::parse(&json!(null)).unwrap(),
+            TenantPolicy::default()
+        );
+        let d = TenantPolicy::default();
+        assert_eq!(d.session.idle_timeout_seconds, 1800);
+        assert_eq!(d.session.absolute_timeout_seconds, 86_400);
+        assert_eq!(d.tokens.authorization_code_seconds, 60);
+        assert!(d.require_pkce);
+        assert!(!d.require_par);
+    }
+
+    #[test]
+    fn reads_what_the_operator_writes() {
+        let p = TenantPolicy::parse(&json!({
+            "session": {"idleTimeoutSeconds": 600, "absoluteTimeoutSeconds": 3600, "maxSessionsPerUser": 3},
+            "password": {"minLength": 12, "maxLength": 256, "rejectBreached": false},
+            "mfa": {"required": true},
+            "tokens": {"accessTokenSeconds": 300, "idTokenSeconds": 900, "refreshTokenSeconds": 86400, "authorizationCodeSeconds": 30},
+            "subjectTypes": ["public", "pairwise"],
+            "purge": {"schedule": "@hourly"}
+        }))
+        .unwrap();
+        assert_eq!(p.session.max_sessions_per_user, Some(3));
+        assert_eq!(p.password.min_length, 12);
+        assert!(p.mfa.required);
+        assert_eq!(p.tokens.id_token_seconds, 900);
+        assert!(p.allows_subject_type(SubjectType::Pairwise));
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let e = TenantPolicy::parse(&json!({"session": {"idleTimeoutSeconds": 5}})).unwrap_err();
+        assert!(e.contains("session.idleTimeoutSeconds"), "{e}");
+        let e = TenantPolicy::parse(&json!({"session": {"idleTimeoutSecs": 600}})).unwrap_err();
+        assert!(e.contains("session"), "{e}");
+        let e = TenantPolicy::parse(&json!({"tokens": {"authorizationCodeSeconds": 3600}}))
+            .unwrap_err();
+        assert!(e.contains("authorizationCodeSeconds"), "{e}");
+        let e = TenantPolicy::parse(&json!({"subjectTypes": ["secret"]})).unwrap_err();
+        assert!(e.contains("subjectTypes"), "{e}");
+        let e = TenantPolicy::parse(&json!({"requirePkce": "yes"})).unwrap_err();
+        assert!(e.contains("requirePkce"), "{e}");
+    }
+}
