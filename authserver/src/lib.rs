@@ -14,6 +14,8 @@ pub mod domain;
 pub mod http;
 pub mod keys;
 pub mod oauth;
+pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod users;

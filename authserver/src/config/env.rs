@@ -184,6 +184,15 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_PASSWORDS_HIBP_TIMEOUT_SECONDS",
         &["passwords", "hibp_timeout_seconds"],
     ),
+    text("GATEHOUSE_UI_TEMPLATES_DIR", &["ui", "templates_dir"]),
+    number(
+        "GATEHOUSE_SESSIONS_MAX_ACCOUNTS",
+        &["sessions", "max_accounts"],
+    ),
+    boolean(
+        "GATEHOUSE_SESSIONS_ENCRYPT_DATA",
+        &["sessions", "encrypt_data"],
+    ),
 ];
 
 /// Writes every set variable into the YAML tree, creating sections as needed.

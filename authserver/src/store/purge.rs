@@ -37,6 +37,18 @@ pub const TARGETS: &[Target] = &[
               WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
     },
     Target {
+        name: "sessions",
+        // Accounts go with their browser session (ON DELETE CASCADE); an account that
+        // ended on its own is removed when its browser is next seen.
+        sql: "DELETE FROM browser_sessions WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
+              FROM browser_sessions WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+    },
+    Target {
+        name: "par-requests",
+        sql: "DELETE FROM authorization_requests WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
+              FROM authorization_requests WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+    },
+    Target {
         name: "audit",
         sql: "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
               WHERE at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
