@@ -19,6 +19,7 @@ mod dpop;
 mod introspection;
 mod keys;
 mod lifecycle;
+mod login;
 mod metrics;
 mod migrate;
 mod multi_pod;

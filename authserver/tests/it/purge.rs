@@ -23,6 +23,13 @@ async fn seed(db: &TestDb) {
     let day = 86_400;
     let mut sql = Vec::new();
     for t in TENANTS {
+        // Browser sessions and authorization requests belong to a tenant row.
+        db.rows(&format!(
+            "INSERT INTO tenants (id, issuer, display_name, settings, created_at, updated_at) \
+             VALUES ('{t}', 'http://127.0.0.1:1/{t}', '{t}', '{{}}', {now}, {now}) \
+             ON CONFLICT (id) DO NOTHING RETURNING id"
+        ))
+        .await;
         let mut rows = vec![("live".to_owned(), now + 600, now - 3600)];
         for i in 0..EXPIRED {
             rows.push((format!("expired{i}"), now - 10, now - 100 * day));
@@ -46,6 +53,14 @@ async fn seed(db: &TestDb) {
                  VALUES ('{t}', '{id}', {expires})"
             ));
             sql.push(format!(
+                "INSERT INTO browser_sessions (tenant_id, id_hash, created_at, last_seen_at, \
+                 expires_at) VALUES ('{t}', '{id}', {now}, {now}, {expires})"
+            ));
+            sql.push(format!(
+                "INSERT INTO authorization_requests (tenant_id, id_hash, client_id, params, \
+                 created_at, expires_at) VALUES ('{t}', '{id}', 'client', '{{}}', {now}, {expires})"
+            ));
+            sql.push(format!(
                 "INSERT INTO audit_events (tenant_id, at, event, details) \
                  VALUES ('{t}', {audit_at}, '{id}', '{{}}')"
             ));
@@ -64,6 +79,8 @@ async fn state(db: &TestDb) -> Vec<String> {
         ("assertion-jti", "SELECT jti FROM assertion_jti"),
         ("dpop-jti", "SELECT jti FROM dpop_jti"),
         ("dpop-nonces", "SELECT nonce FROM dpop_nonces"),
+        ("sessions", "SELECT id_hash FROM browser_sessions"),
+        ("par-requests", "SELECT id_hash FROM authorization_requests"),
         (
             "audit",
             "SELECT event FROM audit_events WHERE event LIKE '%-main' OR event LIKE '%-other'",
@@ -94,7 +111,15 @@ fn expected(all: &[String], targets: &[&str], tenants: &[&str]) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 5] = ["dpop-nonces", "dpop-jti", "assertion-jti", "jti", "audit"];
+const ALL: [&str; 7] = [
+    "dpop-nonces",
+    "dpop-jti",
+    "assertion-jti",
+    "jti",
+    "sessions",
+    "par-requests",
+    "audit",
+];
 
 /// The `target=… rows=…` pairs of purge's stdout, in order.
 fn report(stdout: &str) -> Vec<(String, u64)> {
@@ -123,7 +148,7 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
     let db = TestDb::migrated(backend).await;
     seed(&db).await;
     let seeded = state(&db).await;
-    assert_eq!(seeded.len(), 5 * 2 * (EXPIRED + 1));
+    assert_eq!(seeded.len(), ALL.len() * 2 * (EXPIRED + 1));
     let per_target = u64::try_from(EXPIRED * TENANTS.len()).unwrap();
 
     let out = db
@@ -150,13 +175,15 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
             ("dpop-jti", 0),
             ("assertion-jti", per_target),
             ("jti", 0),
+            ("sessions", per_target),
+            ("par-requests", per_target),
             ("audit", per_target),
         ])
     );
     let left = state(&db).await;
     assert_eq!(left, expected(&seeded, &ALL, &TENANTS));
     assert!(left.iter().all(|r| r.contains("|live-")), "{left:?}");
-    assert_eq!(left.len(), 5 * 2);
+    assert_eq!(left.len(), ALL.len() * 2);
 }
 
 async fn tenant_and_batch_size_options(backend: Backend) {
@@ -180,10 +207,12 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("dpop-jti", per_tenant),
             ("assertion-jti", per_tenant),
             ("jti", per_tenant),
+            ("sessions", per_tenant),
+            ("par-requests", per_tenant),
             ("audit", 0),
         ])
     );
-    assert_eq!(state(&db).await, expected(&seeded, &ALL[..4], &["other"]));
+    assert_eq!(state(&db).await, expected(&seeded, &ALL[..6], &["other"]));
 
     // One row per batch, no deadline: everything expired still goes.
     let out = db
@@ -199,6 +228,8 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("dpop-jti", per_tenant),
             ("assertion-jti", per_tenant),
             ("jti", per_tenant),
+            ("sessions", per_tenant),
+            ("par-requests", per_tenant),
             ("audit", 2 * per_tenant),
         ])
     );
@@ -215,7 +246,7 @@ async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Back
     let seeded = state(&db).await;
     let out = db.cli().args(["purge", "--only", "jti,tokens"]).run().await;
     out.assert_code(2).assert_stderr_contains(
-        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, audit",
+        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, sessions, par-requests, audit",
     );
     assert_eq!(out.stdout, "");
     for args in [

@@ -9,6 +9,7 @@
 //! - [`Server`]: a running `serve`, killed on drop; its logs are kept in files.
 
 pub mod admin;
+pub mod browser;
 pub mod jose;
 pub mod oauth;
 pub mod postgres;

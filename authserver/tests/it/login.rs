@@ -1,0 +1,572 @@
+//! The sign-in pages against the real binary: the form, generic failures, CSRF, session
+//! cookies and timeouts, the per-user session limit, the account chooser, logout, and the
+//! security headers of every page. Driven like a browser (cookie jar, forms by field
+//! name).
+
+use crate::harness::browser::{Browser, Page, create_user, fast};
+use crate::harness::{Backend, Server, TestDb};
+
+on_both_backends!(
+    login_page_is_accessible_and_carries_the_security_headers,
+    sign_in_succeeds_and_every_failure_looks_the_same,
+    a_missing_or_wrong_csrf_token_is_refused_and_changes_nothing,
+    idle_and_absolute_timeouts_end_the_session,
+    signing_in_beyond_max_sessions_per_user_evicts_the_oldest,
+    bound_sessions_end_when_the_user_agent_changes,
+    the_account_chooser_switches_between_signed_in_accounts,
+    logout_without_a_hint_asks_first_and_checks_the_return_address,
+    templates_dir_overrides_a_page_and_a_broken_template_stops_start_up,
+);
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Tenant `main` with `settings` (a JSON object as YAML flow text), written to the config.
+fn with_settings(db: &TestDb, settings: &str) {
+    db.write_config(
+        "config.yaml",
+        &format!(
+            "tenants:\n  - id: main\n    issuer: {}\n    display_name: Tenant main\n    settings: {settings}\n",
+            db.issuer("")
+        ),
+    );
+}
+
+async fn serve(db: &TestDb) -> Server {
+    fast(db.cli()).serve(db.port).await
+}
+
+fn assert_page_headers(p: &Page) {
+    let csp = p
+        .header("content-security-policy")
+        .expect("CSP on every page");
+    assert_eq!(
+        csp,
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+    );
+    assert_eq!(p.header("cache-control"), Some("no-store"));
+    assert_eq!(p.header("x-frame-options"), Some("DENY"));
+    assert_eq!(p.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(p.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        p.header("content-type")
+            .is_some_and(|c| c.starts_with("text/html")),
+        "{:?}",
+        p.headers
+    );
+}
+
+async fn count(db: &TestDb, table: &str) -> i64 {
+    db.scalar(&format!("SELECT count(*) FROM {table}")).await
+}
+
+async fn login_page_is_accessible_and_carries_the_security_headers(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    let p = b.get(&format!("{issuer}/login")).await;
+    p.assert_status(200);
+    assert_page_headers(&p);
+    for needle in [
+        "<html lang=\"en\">",
+        "<label for=\"username\">",
+        "<label for=\"password\">",
+        "name=\"username\"",
+        "name=\"password\"",
+        "name=\"_csrf\"",
+        "<button type=\"submit\">",
+        "Tenant main",
+    ] {
+        assert!(p.body.contains(needle), "{needle} missing: {}", p.body);
+    }
+    assert!(!p.body.contains("<script"), "no scripts on the login page");
+    // http issuer: no __Host- prefix and no Secure (a browser would drop it).
+    let cookies = p.set_cookies();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert!(
+        cookies[0].starts_with("gatehouse-session=")
+            && cookies[0].contains("HttpOnly")
+            && cookies[0].contains("SameSite=Lax")
+            && cookies[0].contains("Path=/")
+            && !cookies[0].contains("Secure"),
+        "{cookies:?}"
+    );
+    assert_eq!(count(&db, "browser_sessions").await, 1);
+    // The cookie is a handle; the database keeps only its hash.
+    let value = cookies[0]
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("gatehouse-session=")
+        .to_owned();
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM browser_sessions WHERE id_hash = '{value}' OR data LIKE '%{value}%'"
+        ))
+        .await,
+        0
+    );
+
+    // The same browser reuses its session.
+    let again = b.get(&format!("{issuer}/login")).await;
+    assert!(again.set_cookies().is_empty());
+    assert_eq!(count(&db, "browser_sessions").await, 1);
+
+    // The stylesheet is same-origin and long-cached; a page without a form makes no row.
+    let css = server.get("/assets/gatehouse.css").await.unwrap();
+    assert_eq!(css.status(), 200);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert!(
+        css.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=")
+    );
+    let other = Browser::new();
+    other
+        .get(&format!("{issuer}/logout"))
+        .await
+        .assert_status(200);
+    assert_eq!(count(&db, "browser_sessions").await, 1);
+}
+
+async fn sign_in_succeeds_and_every_failure_looks_the_same(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    // A user without a password (set by an admin later).
+    db.rows(
+        "INSERT INTO users (tenant_id, user_id, username, username_normalized, email_verified, \
+         profile, created_at, updated_at) VALUES ('main', 'u-nopw', 'nopw', 'nopw', FALSE, '{}', 0, 0) \
+         RETURNING user_id",
+    )
+    .await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+
+    let b = Browser::new();
+    let mut bodies = Vec::new();
+    for (user, password) in [
+        ("alice", "wrong password!"),
+        ("mallory", PASSWORD),
+        ("nopw", PASSWORD),
+    ] {
+        let p = b.sign_in(&issuer, user, password).await;
+        p.assert_status(200);
+        assert_page_headers(&p);
+        assert!(
+            p.body
+                .contains("<p class=\"alert\" role=\"alert\">Incorrect username or password.</p>"),
+            "{}",
+            p.body
+        );
+        assert!(!p.body.contains(password));
+        bodies.push(p.body.replace(user, "USER"));
+    }
+    assert_eq!(bodies[0], bodies[1], "unknown user vs wrong password");
+    assert_eq!(bodies[0], bodies[2], "no password vs wrong password");
+    assert_eq!(count(&db, "sessions").await, 0);
+    let audit = db.audit().await;
+    let failed: Vec<_> = audit
+        .iter()
+        .filter(|e| e.starts_with("login.failed|"))
+        .collect();
+    assert_eq!(failed.len(), 3, "{audit:?}");
+    assert!(failed[0].contains("bad_password"), "{failed:?}");
+    assert!(failed[1].contains("unknown_user") && !failed[1].contains("mallory"));
+    assert!(failed[2].contains("no_password") && failed[2].contains("u-nopw"));
+    assert!(
+        audit
+            .iter()
+            .all(|e| !e.contains(PASSWORD) && !e.contains("wrong password"))
+    );
+
+    let before = b.cookies(&issuer).unwrap();
+    let p = b.sign_in(&issuer, "alice", PASSWORD).await;
+    p.assert_status(200);
+    assert!(p.body.contains("You are signed in"), "{}", p.body);
+    assert!(p.body.contains("alice"));
+    // The session id is replaced at sign-in (fixation).
+    let after = b.cookies(&issuer).unwrap();
+    assert_ne!(before, after);
+    assert_eq!(count(&db, "browser_sessions").await, 1);
+    let rows = db
+        .rows("SELECT user_id || '|' || amr || '|' || acr FROM sessions")
+        .await;
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].ends_with("|[\"pwd\"]|1"), "{rows:?}");
+    let audit = db.audit().await;
+    assert!(audit.iter().any(|e| e.starts_with("login.succeeded|user|")));
+    assert!(audit.iter().any(|e| e.starts_with("session.created|user|")));
+}
+
+async fn a_missing_or_wrong_csrf_token_is_refused_and_changes_nothing(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    let form = b.get(&format!("{issuer}/login")).await;
+    let sessions_before = db
+        .rows("SELECT id_hash || data FROM browser_sessions")
+        .await;
+    let url = format!("{issuer}/login");
+    for fields in [
+        vec![("username", "alice"), ("password", PASSWORD)],
+        vec![
+            ("_csrf", "forged"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ],
+    ] {
+        let p = b.post(&url, &fields).await;
+        p.assert_status(403);
+        assert_page_headers(&p);
+        assert!(p.body.contains("role=\"alert\""));
+        assert_eq!(count(&db, "sessions").await, 0);
+        assert_eq!(
+            db.rows("SELECT id_hash || data FROM browser_sessions")
+                .await,
+            sessions_before
+        );
+    }
+    // A browser without a session cannot post at all.
+    let stranger = Browser::new();
+    let p = stranger
+        .post(
+            &url,
+            &[
+                ("_csrf", &form.input("_csrf").unwrap()),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    p.assert_status(403);
+    assert_eq!(count(&db, "sessions").await, 0);
+    assert_eq!(count(&db, "browser_sessions").await, 1);
+    assert!(
+        !db.audit().await.iter().any(|e| e.starts_with("login.")),
+        "a refused form does not even count as an attempt"
+    );
+    // The real form still works.
+    b.submit(&form, &[("username", "alice"), ("password", PASSWORD)])
+        .await
+        .assert_status(200);
+    assert_eq!(count(&db, "sessions").await, 1);
+}
+
+async fn idle_and_absolute_timeouts_end_the_session(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    with_settings(
+        &db,
+        "{session: {idleTimeoutSeconds: 60, absoluteTimeoutSeconds: 300}}",
+    );
+    create_user(&db, "alice", PASSWORD).await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let chooser = format!("{issuer}/select-account");
+
+    for (what, sql) in [
+        // Idle: no activity until after the idle expiry.
+        (
+            "idle",
+            "UPDATE browser_sessions SET expires_at = expires_at - 61",
+        ),
+        // Absolute: kept alive, but created longer ago than the absolute timeout.
+        (
+            "absolute",
+            "UPDATE browser_sessions SET created_at = created_at - 301",
+        ),
+    ] {
+        let b = Browser::new();
+        b.sign_in(&issuer, "alice", PASSWORD)
+            .await
+            .assert_status(200);
+        let p = b.get(&chooser).await;
+        p.assert_status(200);
+        assert!(p.body.contains("alice"), "{what}: {}", p.body);
+        // Sessions are created with the tenant's timeouts.
+        assert_eq!(
+            db.scalar("SELECT max(expires_at - created_at) FROM sessions")
+                .await,
+            300
+        );
+        assert_eq!(
+            db.scalar("SELECT max(idle_expires_at - created_at) FROM sessions")
+                .await,
+            60
+        );
+        db.rows(&format!("{sql} RETURNING id_hash")).await;
+        let p = b.get(&chooser).await;
+        assert_eq!(p.status, 303, "{what}: an expired session is no session");
+        assert!(p.location().unwrap().ends_with("/login"), "{what}");
+        assert_eq!(count(&db, "browser_sessions").await, 0, "{what}");
+        assert_eq!(count(&db, "sessions").await, 0, "{what}");
+    }
+}
+
+async fn signing_in_beyond_max_sessions_per_user_evicts_the_oldest(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    with_settings(&db, "{session: {maxSessionsPerUser: 2}}");
+    create_user(&db, "alice", PASSWORD).await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let browsers = [Browser::new(), Browser::new(), Browser::new()];
+    let mut sids = Vec::new();
+    for b in &browsers {
+        // Earlier sign-ins are older (the clock has one-second resolution).
+        db.rows("UPDATE sessions SET created_at = created_at - 10 RETURNING sid")
+            .await;
+        b.sign_in(&issuer, "alice", PASSWORD)
+            .await
+            .assert_status(200);
+        sids.push(
+            db.rows("SELECT sid FROM sessions ORDER BY created_at DESC, sid")
+                .await,
+        );
+    }
+    assert_eq!(count(&db, "sessions").await, 2);
+    // The first browser's account is the one that went.
+    let first_sid = sids[0][0].clone();
+    assert!(
+        !db.rows("SELECT sid FROM sessions")
+            .await
+            .contains(&first_sid),
+        "oldest session evicted"
+    );
+    let p = browsers[0].get(&format!("{issuer}/select-account")).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let audit = db.audit().await;
+    let evicted: Vec<_> = audit
+        .iter()
+        .filter(|e| e.starts_with("session.evicted|"))
+        .collect();
+    assert_eq!(evicted.len(), 1, "{audit:?}");
+    assert!(evicted[0].contains(&first_sid));
+}
+
+async fn bound_sessions_end_when_the_user_agent_changes(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    with_settings(&db, "{session: {bindUserAgent: true, bindIp: true}}");
+    create_user(&db, "alice", PASSWORD).await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::with_user_agent("Browser/1");
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    // Same IP and User-Agent: still signed in.
+    b.get(&format!("{issuer}/select-account"))
+        .await
+        .assert_status(200);
+    // Same cookie, another User-Agent: the session ends.
+    let cookie = b.cookies(&issuer).unwrap();
+    let thief = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = thief
+        .get(format!("{issuer}/select-account"))
+        .header("cookie", cookie)
+        .header("user-agent", "Other/2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(count(&db, "sessions").await, 0);
+    assert_eq!(count(&db, "browser_sessions").await, 0);
+    let audit = db.audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.starts_with("session.revoked|") && e.contains("user_agent_changed")),
+        "{audit:?}"
+    );
+}
+
+async fn the_account_chooser_switches_between_signed_in_accounts(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    create_user(&db, "bob", PASSWORD).await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    b.sign_in(&issuer, "bob", PASSWORD).await.assert_status(200);
+    assert_eq!(count(&db, "sessions").await, 2);
+    assert_eq!(count(&db, "browser_sessions").await, 1);
+
+    let chooser = b.get(&format!("{issuer}/select-account")).await;
+    chooser.assert_status(200);
+    assert_page_headers(&chooser);
+    assert!(chooser.body.contains(">alice</button>"), "{}", chooser.body);
+    assert!(chooser.body.contains(">bob</button>"));
+    assert!(chooser.body.contains("Use another account"));
+    let alice = account_value(&chooser, "alice");
+    let p = b.submit(&chooser, &[("account", &alice)]).await;
+    p.assert_status(200);
+    assert!(
+        p.body.contains("Signed in as <strong>alice</strong>"),
+        "{}",
+        p.body
+    );
+    // "Use another account" goes to the sign-in form.
+    let chooser = b.get(&format!("{issuer}/select-account")).await;
+    let p = b.submit(&chooser, &[("account", "other")]).await;
+    assert_eq!(p.status, 303);
+    assert!(p.location().unwrap().ends_with("/login"));
+    let form = b.follow(&p).await;
+    form.assert_status(200);
+    assert!(form.body.contains("name=\"password\""));
+    // Signing the same user in again replaces that account, it does not add one.
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    assert_eq!(count(&db, "sessions").await, 2);
+    // Without a valid _csrf nothing changes.
+    let p = b
+        .post(&format!("{issuer}/select-account"), &[("account", "0")])
+        .await;
+    p.assert_status(403);
+}
+
+async fn logout_without_a_hint_asks_first_and_checks_the_return_address(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    db.cli()
+        .args([
+            "clients",
+            "create",
+            "--id",
+            "rp",
+            "--redirect-uri",
+            "https://rp.example/cb",
+            "--post-logout-redirect-uri",
+            "https://rp.example/bye",
+        ])
+        .run()
+        .await
+        .assert_success();
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+
+    // Unregistered return address, unknown client, or no client: an error page, never a
+    // redirect, and the session stays.
+    for query in [
+        "client_id=rp&post_logout_redirect_uri=https://evil.example/bye",
+        "client_id=nope&post_logout_redirect_uri=https://rp.example/bye",
+        "post_logout_redirect_uri=https://rp.example/bye",
+        "id_token_hint=not.a.token",
+    ] {
+        let p = b.get(&format!("{issuer}/logout?{query}")).await;
+        p.assert_status(400);
+        assert!(p.location().is_none());
+        assert!(p.body.contains("role=\"alert\""), "{query}: {}", p.body);
+        assert_page_headers(&p);
+    }
+    assert_eq!(count(&db, "sessions").await, 1);
+
+    // No hint: a confirmation page; a GET alone signs nobody out.
+    let confirm = b
+        .get(&format!(
+            "{issuer}/logout?client_id=rp&post_logout_redirect_uri=https://rp.example/bye&state=xyz"
+        ))
+        .await;
+    confirm.assert_status(200);
+    assert_page_headers(&confirm);
+    assert!(confirm.body.contains("alice"));
+    assert_eq!(count(&db, "sessions").await, 1);
+    // A forged confirmation changes nothing.
+    b.post(&format!("{issuer}/logout"), &[("_csrf", "x")])
+        .await
+        .assert_status(403);
+    assert_eq!(count(&db, "sessions").await, 1);
+
+    let p = b
+        .submit(
+            &confirm,
+            &[
+                ("client_id", &confirm.input("client_id").unwrap()),
+                (
+                    "post_logout_redirect_uri",
+                    &confirm.input("post_logout_redirect_uri").unwrap(),
+                ),
+                ("state", &confirm.input("state").unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location().unwrap(), "https://rp.example/bye?state=xyz");
+    assert!(
+        p.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("gatehouse-session=;") && c.contains("Max-Age=0")),
+        "{:?}",
+        p.set_cookies()
+    );
+    assert_eq!(count(&db, "sessions").await, 0);
+    assert_eq!(count(&db, "browser_sessions").await, 0);
+    let audit = db.audit().await;
+    assert!(
+        audit.iter().any(|e| e.starts_with("logout|user|")),
+        "{audit:?}"
+    );
+
+    // Signed out already: no confirmation needed, the signed-out page.
+    let p = b.get(&format!("{issuer}/logout")).await;
+    p.assert_status(200);
+    assert!(p.body.contains("You have been signed out"));
+}
+
+async fn templates_dir_overrides_a_page_and_a_broken_template_stops_start_up(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("signed_out.html"),
+        "{% extends \"base.html\" %}{% block content %}<h1>Custom goodbye</h1>{% endblock %}",
+    )
+    .unwrap();
+    let dir_s = dir.path().display().to_string();
+    {
+        let _server = fast(db.cli())
+            .env("GATEHOUSE_UI_TEMPLATES_DIR", &dir_s)
+            .serve(db.port)
+            .await;
+        let p = Browser::new()
+            .get(&format!("{}/logout", db.issuer("")))
+            .await;
+        p.assert_status(200);
+        assert!(p.body.contains("Custom goodbye"), "{}", p.body);
+        assert!(p.body.contains("Tenant main"), "the layout still applies");
+    }
+    std::fs::write(dir.path().join("consent.html"), "{% for %}").unwrap();
+    let out = db
+        .cli()
+        .env("GATEHOUSE_UI_TEMPLATES_DIR", &dir_s)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .run()
+        .await;
+    assert_ne!(out.code(), Some(0), "{out}");
+    assert!(out.stderr.contains("consent.html"), "{out}");
+}
+
+/// The chooser button's `value` for `username`.
+fn account_value(chooser: &Page, username: &str) -> String {
+    let end = chooser
+        .body
+        .find(&format!(">{username}</button>"))
+        .unwrap_or_else(|| panic!("no button for {username}: {}", chooser.body));
+    let start = chooser.body[..end].rfind("value=\"").unwrap() + "value=\"".len();
+    chooser.body[start..end].trim_end_matches('"').to_owned()
+}
