@@ -9,6 +9,8 @@
 //! anything changes.
 
 mod accounts;
+#[allow(dead_code)] // used by the /authorize flow, wired when the authorize module lands
+mod decide;
 mod login;
 mod logout;
 
