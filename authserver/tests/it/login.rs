@@ -15,6 +15,7 @@ on_both_backends!(
     bound_sessions_end_when_the_user_agent_changes,
     the_account_chooser_switches_between_signed_in_accounts,
     logout_without_a_hint_asks_first_and_checks_the_return_address,
+    logout_with_an_id_token_hint_ends_that_session_at_once,
     templates_dir_overrides_a_page_and_a_broken_template_stops_start_up,
 );
 
@@ -569,4 +570,133 @@ fn account_value(chooser: &Page, username: &str) -> String {
         .unwrap_or_else(|| panic!("no button for {username}: {}", chooser.body));
     let start = chooser.body[..end].rfind("value=\"").unwrap() + "value=\"".len();
     chooser.body[start..end].trim_end_matches('"').to_owned()
+}
+
+/// An ID token signed with tenant `main`'s active key, as the token endpoint would.
+async fn id_token(db: &TestDb, claims: &serde_json::Value) -> String {
+    use std::sync::Arc;
+
+    use authserver::cache::Epoch;
+    use authserver::clock::SystemClock;
+    use authserver::config::DatabaseSettings;
+    use authserver::crypto::kek::Kek;
+    use authserver::domain::signing_key::{Algorithm, KeyPolicy};
+    use authserver::keys::KeyService;
+    use authserver::store::Store;
+    use secrecy::SecretString;
+
+    let store = Store::connect(&DatabaseSettings {
+        url: SecretString::from(db.url().to_owned()),
+        max_connections: 1,
+        connect_timeout_seconds: 5,
+        startup_timeout_seconds: 10,
+    })
+    .await
+    .unwrap();
+    let kek = Kek::from_hex(&SecretString::from(db.key().to_owned())).unwrap();
+    let keys = KeyService::new(
+        store.clone(),
+        Arc::new(kek),
+        KeyPolicy::default(),
+        Arc::new(SystemClock),
+        &Epoch::default(),
+    );
+    let mut signer = None;
+    for alg in Algorithm::ALL {
+        if let Some(s) = keys.signer("main", alg).await.unwrap() {
+            signer = Some(s);
+            break;
+        }
+    }
+    let token = signer
+        .expect("tenant main has an active key")
+        .sign_jwt("JWT", claims)
+        .unwrap();
+    store.close().await;
+    token
+}
+
+async fn logout_with_an_id_token_hint_ends_that_session_at_once(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    for id in ["rp", "other"] {
+        db.cli()
+            .args([
+                "clients",
+                "create",
+                "--id",
+                id,
+                "--redirect-uri",
+                &format!("https://{id}.example/cb"),
+                "--post-logout-redirect-uri",
+                &format!("https://{id}.example/bye"),
+            ])
+            .run()
+            .await
+            .assert_success();
+    }
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    let sid = db.rows("SELECT sid FROM sessions").await.remove(0);
+    let now = crate::harness::jose::now();
+    // Expired long ago: a hint names a session, it does not authenticate.
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": "someone", "aud": "rp", "sid": sid,
+        "iat": now - 7200, "exp": now - 3600,
+    });
+    let hint = id_token(&db, &claims).await;
+    let mut foreign = claims.clone();
+    foreign["iss"] = serde_json::json!("http://127.0.0.1:1");
+    let foreign = id_token(&db, &foreign).await;
+    let (head, _) = hint.rsplit_once('.').unwrap();
+    let forged = format!("{head}.AAAA");
+
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    for (query, why) in [
+        (format!("id_token_hint={}", enc(&foreign)), "another issuer"),
+        (format!("id_token_hint={}", enc(&forged)), "bad signature"),
+        (
+            format!("id_token_hint={}&client_id=other", enc(&hint)),
+            "client_id is not the hint's audience",
+        ),
+        (
+            format!(
+                "id_token_hint={}&post_logout_redirect_uri={}",
+                enc(&hint),
+                enc("https://other.example/bye")
+            ),
+            "another client's return address",
+        ),
+    ] {
+        let p = b.get(&format!("{issuer}/logout?{query}")).await;
+        assert_eq!(p.status, 400, "{why}: {}", p.body);
+        assert!(p.location().is_none(), "{why}");
+        assert_eq!(count(&db, "sessions").await, 1, "{why}");
+    }
+
+    // Valid hint from any browser (here: one without the cookie) ends that session.
+    let p = Browser::new()
+        .get(&format!(
+            "{issuer}/logout?id_token_hint={}&post_logout_redirect_uri={}&state=s1",
+            enc(&hint),
+            enc("https://rp.example/bye")
+        ))
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location().unwrap(), "https://rp.example/bye?state=s1");
+    assert_eq!(count(&db, "sessions").await, 0);
+    let audit = db.audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.starts_with("logout|user|") && e.contains(&sid)),
+        "{audit:?}"
+    );
+    // The browser that held it is signed out.
+    let p = b.get(&format!("{issuer}/select-account")).await;
+    assert_eq!(p.status, 303);
 }
