@@ -17,6 +17,7 @@ on_both_backends!(
     logout_without_a_hint_asks_first_and_checks_the_return_address,
     logout_with_an_id_token_hint_ends_that_session_at_once,
     templates_dir_overrides_a_page_and_a_broken_template_stops_start_up,
+    session_data_can_be_encrypted_and_accounts_per_browser_are_limited,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -699,4 +700,45 @@ async fn logout_with_an_id_token_hint_ends_that_session_at_once(backend: Backend
     // The browser that held it is signed out.
     let p = b.get(&format!("{issuer}/select-account")).await;
     assert_eq!(p.status, 303);
+}
+
+async fn session_data_can_be_encrypted_and_accounts_per_browser_are_limited(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    for u in ["alice", "bob", "carol"] {
+        create_user(&db, u, PASSWORD).await;
+    }
+    let _server = fast(db.cli())
+        .env("GATEHOUSE_SESSIONS_ENCRYPT_DATA", "true")
+        .env("GATEHOUSE_SESSIONS_MAX_ACCOUNTS", "2")
+        .serve(db.port)
+        .await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    let form = b.get(&format!("{issuer}/login")).await;
+    let csrf = form.input("_csrf").unwrap();
+    let data = db.rows("SELECT data FROM browser_sessions").await;
+    assert_eq!(data.len(), 1);
+    assert!(data[0].starts_with("enc1:"), "{data:?}");
+    assert!(!data[0].contains(&csrf) && !data[0].contains("csrf"));
+    // Encrypted data still works: the CSRF token checks out.
+    for u in ["alice", "bob", "carol"] {
+        db.rows("UPDATE sessions SET created_at = created_at - 10 RETURNING sid")
+            .await;
+        b.sign_in(&issuer, u, PASSWORD).await.assert_status(200);
+    }
+    // Two accounts per browser: alice (the oldest) was signed out.
+    assert_eq!(count(&db, "sessions").await, 2);
+    let chooser = b.get(&format!("{issuer}/select-account")).await;
+    assert!(
+        !chooser.body.contains(">alice</button>"),
+        "{}",
+        chooser.body
+    );
+    assert!(chooser.body.contains(">bob</button>") && chooser.body.contains(">carol</button>"));
+    assert!(
+        db.audit()
+            .await
+            .iter()
+            .any(|e| e.starts_with("session.evicted|")),
+    );
 }

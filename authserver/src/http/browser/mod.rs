@@ -58,6 +58,11 @@ pub(super) struct PageRequest {
     pub query: HashMap<String, String>,
     /// The urlencoded body of a POST (empty otherwise).
     pub form: HashMap<String, String>,
+    /// The query and body as sent, for the protocol parser (which rejects repeats).
+    #[allow(dead_code)] // read by the /authorize handler
+    pub raw_query: String,
+    #[allow(dead_code)]
+    pub raw_body: Vec<u8>,
     pub origin: Origin,
 }
 
@@ -74,10 +79,11 @@ impl PageRequest {
             .map(|c| c.0);
         let ip = client_ip(&parts.headers, peer, &state.trusted_proxies);
         let origin = Origin::from_request(&parts.headers, ip);
-        let query = parse_pairs(parts.uri.query().unwrap_or("").as_bytes());
-        let form = if parts.method == Method::POST {
+        let raw_query = parts.uri.query().unwrap_or("").to_owned();
+        let query = parse_pairs(raw_query.as_bytes());
+        let raw_body = if parts.method == Method::POST {
             match axum::body::to_bytes(body, MAX_FORM).await {
-                Ok(b) => parse_pairs(&b),
+                Ok(b) => b.to_vec(),
                 Err(_) => {
                     return Err(error_page(
                         state,
@@ -88,14 +94,16 @@ impl PageRequest {
                 }
             }
         } else {
-            HashMap::new()
+            Vec::new()
         };
         Ok(Self {
             tenant,
             method: parts.method,
             headers: parts.headers,
             query,
-            form,
+            form: parse_pairs(&raw_body),
+            raw_query,
+            raw_body,
             origin,
         })
     }
