@@ -141,6 +141,8 @@ pub struct CreateUserArgs {
 }
 
 #[derive(Debug, Args)]
+// Each flag is a yes/no switch on the command line; an enum would only rename them.
+#[allow(clippy::struct_excessive_bools)]
 pub struct CreateClientArgs {
     /// Client id (letters, digits, - . _ ~).
     #[arg(long)]
@@ -185,6 +187,9 @@ pub struct CreateClientArgs {
     /// Access token signing algorithm: RS256, ES256 or EdDSA (default: tokens.access_token_alg).
     #[arg(long)]
     pub access_token_alg: Option<String>,
+    /// Authorization requests must be pushed first (RFC 9126 PAR).
+    #[arg(long)]
+    pub require_par: bool,
 }
 
 #[derive(Debug, Args)]

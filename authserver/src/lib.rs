@@ -2,6 +2,7 @@
 //! signing key service and the HTTP surface. `main.rs` only parses and runs.
 
 pub mod admin;
+pub mod authorize;
 pub mod breach;
 pub mod cache;
 pub mod cli;

@@ -249,6 +249,7 @@ pub fn client_spec(client: &OidcClient) -> proto::ClientSpec {
         allowed_cors_origins: s.allowed_cors_origins.clone(),
         first_party: s.first_party,
         access_token_alg: String::new(),
+        require_pushed_authorization_requests: false,
     }
 }
 

@@ -169,6 +169,7 @@ pub fn client_spec(p: proto::ClientSpec) -> Result<ClientSpec, Status> {
         allowed_cors_origins: p.allowed_cors_origins,
         first_party: p.first_party,
         access_token_alg,
+        require_pushed_authorization_requests: p.require_pushed_authorization_requests,
     })
 }
 
@@ -206,6 +207,7 @@ pub fn client_spec_to_proto(s: &ClientSpec) -> proto::ClientSpec {
             .access_token_alg
             .map(|a| a.as_str().to_owned())
             .unwrap_or_default(),
+        require_pushed_authorization_requests: s.require_pushed_authorization_requests,
     }
 }
 

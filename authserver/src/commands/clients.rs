@@ -91,6 +91,7 @@ fn spec_from_args(args: &CreateClientArgs) -> anyhow::Result<ClientSpec> {
         jwks_uri: args.jwks_uri.clone(),
         dpop_bound_access_tokens: args.dpop_bound_access_tokens,
         first_party: args.first_party,
+        require_pushed_authorization_requests: args.require_par,
         ..ClientSpec::default()
     };
     if let Some(l) = args.access_token_lifetime {

@@ -142,6 +142,8 @@ pub struct ClientSpec {
     pub first_party: bool,
     /// Access token signing algorithm; `None` = the server default.
     pub access_token_alg: Option<Algorithm>,
+    /// Authorization requests must be pushed first (RFC 9126 §6).
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Defaults for newly registered clients.
@@ -168,6 +170,7 @@ impl Default for ClientSpec {
             allowed_cors_origins: Vec::new(),
             first_party: false,
             access_token_alg: None,
+            require_pushed_authorization_requests: false,
         }
     }
 }

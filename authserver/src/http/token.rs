@@ -1,6 +1,6 @@
-//! `POST {issuer}/token`, `{issuer}/introspect`, `{issuer}/revoke`. Each route is listed
-//! in the discovery document (`token_endpoint`, `introspection_endpoint`,
-//! `revocation_endpoint`).
+//! `POST {issuer}/token`, `{issuer}/introspect`, `{issuer}/revoke`, `{issuer}/par`. Each
+//! route is listed in the discovery document (`token_endpoint`, `introspection_endpoint`,
+//! `revocation_endpoint`, `pushed_authorization_request_endpoint`).
 
 use std::net::SocketAddr;
 
@@ -19,6 +19,7 @@ use crate::oauth::{EndpointRequest, OAuthError};
 pub const TOKEN_PATH: &str = "/token";
 pub const INTROSPECTION_PATH: &str = "/introspect";
 pub const REVOCATION_PATH: &str = "/revoke";
+pub const PAR_PATH: &str = "/par";
 
 /// Request bodies beyond this are not OAuth requests.
 const MAX_BODY: usize = 64 * 1024;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route(TOKEN_PATH, post(token))
         .route(INTROSPECTION_PATH, post(introspect))
         .route(REVOCATION_PATH, post(revoke))
+        .route(PAR_PATH, post(par))
 }
 
 /// Reads what every protocol endpoint needs from the HTTP request.
@@ -130,6 +132,22 @@ async fn revoke(
     let (parts, form) = read(&state, &tenant.issuer, REVOCATION_PATH, req).await?;
     state.oauth.revoke(&tenant, parts.request(form)).await?;
     let mut resp = ().into_response();
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+/// RFC 9126 §2.2: `201 Created` with the `request_uri`.
+async fn par(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, form) = read(&state, &tenant.issuer, PAR_PATH, req).await?;
+    let body = state
+        .oauth
+        .push_authorization_request(&tenant, parts.request(form))
+        .await?;
+    let mut resp = (axum::http::StatusCode::CREATED, Json(body)).into_response();
     no_store(resp.headers_mut());
     Ok(resp)
 }

@@ -26,6 +26,22 @@ pub enum ErrorCode {
     UseDpopNonce,
     /// RFC 7009 §2.2.1: token type not supported for revocation.
     UnsupportedTokenType,
+    /// RFC 6749 §4.1.2.1: the user or server denied the request.
+    AccessDenied,
+    /// RFC 6749 §4.1.2.1: only `response_type=code` is supported.
+    UnsupportedResponseType,
+    /// OIDC Core §3.1.2.6: `prompt=none` but the user must sign in…
+    LoginRequired,
+    /// …or must consent…
+    ConsentRequired,
+    /// …or must choose an account…
+    AccountSelectionRequired,
+    /// …or must otherwise interact.
+    InteractionRequired,
+    /// OIDC Core §6: request objects (`request`) are not supported.
+    RequestNotSupported,
+    /// RFC 9101 §6.2: the `request_uri` is unknown, expired or used.
+    InvalidRequestUri,
     /// Rate limit exceeded (429).
     SlowDown,
     /// RFC 6749 §5.2 server_error: something failed on our side (500).
@@ -45,6 +61,14 @@ impl ErrorCode {
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::AccountSelectionRequired => "account_selection_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ServerError => "server_error",
         }

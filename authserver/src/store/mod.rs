@@ -7,6 +7,7 @@
 //! `changes` and in the per-backend migration folders.
 
 pub mod audit;
+pub mod authorization_requests;
 pub mod changes;
 pub mod clients;
 pub mod codes;
