@@ -10,6 +10,7 @@
 mod harness;
 
 mod admin_api;
+mod authorize_flow;
 mod client_auth;
 mod clients_cli;
 mod config;

@@ -7,11 +7,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::login::CONTINUE_PATH;
+use super::authorize::CONTINUE_PATH;
+use super::login::request_for;
 use super::{
     LOGIN_PATH, PageRequest, SELECT_ACCOUNT_PATH, base_context, csrf_failure, internal_error, page,
     see_other, url_with_request, with_cookie,
 };
+use crate::crypto::handle_hash;
 use crate::http::AppState;
 use crate::session::{Browser, csrf_matches};
 use crate::store::sessions::AccountSession;
@@ -48,6 +50,11 @@ pub async fn show(State(state): State<AppState>, req: Request) -> Response {
             LOGIN_PATH,
             request.as_deref(),
         ));
+    }
+    if let Some(handle) = &request
+        && let Err(resp) = request_for(&state, &req, &browser, handle).await
+    {
+        return resp;
     }
     render(&state, &req, &browser, &accounts, request.as_deref()).await
 }
@@ -101,6 +108,11 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
         return csrf_failure(&state, tenant);
     }
     let request = req.query.get("request").cloned();
+    if let Some(handle) = &request
+        && let Err(resp) = request_for(&state, &req, &browser, handle).await
+    {
+        return resp;
+    }
     let choice = req.form.get("account").map(String::as_str);
     let accounts = match state.sessions.accounts(&browser).await {
         Ok(a) => a,
@@ -122,6 +134,27 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
         return internal_error(&state, tenant, &e);
     }
     if let Some(r) = request {
+        match state
+            .store
+            .set_auth_request_login(
+                &tenant.id,
+                &handle_hash(&r),
+                &chosen.sid,
+                state.sessions.now(),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return super::error_page(
+                    &state,
+                    tenant,
+                    StatusCode::BAD_REQUEST,
+                    super::authorize::STALE_REQUEST,
+                );
+            }
+            Err(e) => return internal_error(&state, tenant, &e),
+        }
         return with_cookie(
             Some(&browser),
             see_other(&url_with_request(req.issuer(), CONTINUE_PATH, Some(&r))),

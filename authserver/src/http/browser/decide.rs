@@ -15,6 +15,7 @@ pub struct Prompts {
     pub select_account: bool,
 }
 
+#[cfg(test)]
 impl Prompts {
     /// Parses the space-separated `prompt` (unknown values are the validator's concern).
     pub fn parse(prompt: Option<&str>) -> Self {

@@ -9,10 +9,13 @@ use axum::response::Response;
 use secrecy::SecretString;
 use serde_json::json;
 
+use super::authorize::{CONTINUE_PATH, STALE_REQUEST, bound_request};
 use super::{
     LOGIN_PATH, PageRequest, base_context, csrf_failure, internal_error, page, see_other,
     url_with_request,
 };
+use crate::authorize::AuthRequest;
+use crate::crypto::handle_hash;
 use crate::http::AppState;
 use crate::session::{Browser, csrf_matches};
 use crate::store::audit::AuditEvent;
@@ -23,9 +26,6 @@ pub const LOGIN_FAILED: &str = "Incorrect username or password.";
 
 /// `acr` of a password-only sign-in (documented in docs/security.md).
 pub const ACR_PASSWORD: &str = "1";
-
-/// Path the browser continues at once signed in for an authorization request.
-pub const CONTINUE_PATH: &str = "/authorize/continue";
 
 pub async fn show(State(state): State<AppState>, req: Request) -> Response {
     let req = match PageRequest::read(&state, req).await {
@@ -41,15 +41,40 @@ pub async fn show(State(state): State<AppState>, req: Request) -> Response {
         Err(e) => return internal_error(&state, &req.tenant, &e),
     };
     let request = req.param("request").map(str::to_owned);
+    let auth = match &request {
+        Some(handle) => match request_for(&state, &req, &browser, handle).await {
+            Ok(a) => Some(a),
+            Err(resp) => return resp,
+        },
+        None => None,
+    };
+    let hint = auth.as_ref().and_then(|a| a.login_hint.clone());
     render_form(
         &state,
         &req,
         &browser,
         request.as_deref(),
-        None,
+        hint.as_deref(),
         None,
         StatusCode::OK,
     )
+}
+
+/// The authorization request `handle` names, bound to this browser; otherwise the page
+/// saying it is stale.
+pub(super) async fn request_for(
+    state: &AppState,
+    req: &PageRequest,
+    browser: &Browser,
+    handle: &str,
+) -> Result<AuthRequest, Response> {
+    match bound_request(state, &req.tenant, browser, handle).await? {
+        Some((_, auth)) => Ok(auth),
+        None => Err(super::with_cookie(
+            Some(browser),
+            super::error_page(state, &req.tenant, StatusCode::BAD_REQUEST, STALE_REQUEST),
+        )),
+    }
 }
 
 pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
@@ -67,6 +92,11 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
         return csrf_failure(&state, tenant);
     }
     let request = req.query.get("request").cloned();
+    if let Some(handle) = &request
+        && let Err(resp) = request_for(&state, &req, &browser, handle).await
+    {
+        return resp;
+    }
     let username = req.form.get("username").map_or("", |s| s.trim()).to_owned();
     let password = SecretString::from(req.form.get("password").cloned().unwrap_or_default());
     if username.is_empty() {
@@ -154,6 +184,26 @@ pub(super) async fn complete(
         .await;
     tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "user signed in");
     if let Some(request) = request {
+        // The request moved with the browser's new id (see `rotate_browser_session`).
+        match state
+            .store
+            .set_auth_request_login(
+                &tenant.id,
+                &handle_hash(request),
+                &session.sid,
+                state.sessions.now(),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return super::with_cookie(
+                    Some(browser),
+                    super::error_page(state, tenant, StatusCode::BAD_REQUEST, STALE_REQUEST),
+                );
+            }
+            Err(e) => return internal_error(state, tenant, &e),
+        }
         return super::with_cookie(
             Some(browser),
             see_other(&url_with_request(

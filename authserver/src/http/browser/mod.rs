@@ -9,7 +9,8 @@
 //! anything changes.
 
 mod accounts;
-#[allow(dead_code)] // used by the /authorize flow, wired when the authorize module lands
+mod authorize;
+mod consent;
 mod decide;
 mod login;
 mod logout;
@@ -48,6 +49,15 @@ pub fn router() -> Router<AppState> {
             get(accounts::show).post(accounts::submit),
         )
         .route(LOGOUT_PATH, get(logout::handle).post(logout::handle))
+        .route(
+            authorize::AUTHORIZE_PATH,
+            get(authorize::start).post(authorize::start),
+        )
+        .route(authorize::CONTINUE_PATH, get(authorize::resume))
+        .route(
+            authorize::CONSENT_PATH,
+            get(consent::show).post(consent::submit),
+        )
 }
 
 /// What a page handler needs from the request.
@@ -59,9 +69,7 @@ pub(super) struct PageRequest {
     /// The urlencoded body of a POST (empty otherwise).
     pub form: HashMap<String, String>,
     /// The query and body as sent, for the protocol parser (which rejects repeats).
-    #[allow(dead_code)] // read by the /authorize handler
     pub raw_query: String,
-    #[allow(dead_code)]
     pub raw_body: Vec<u8>,
     pub origin: Origin,
 }
