@@ -22,6 +22,7 @@ mod lifecycle;
 mod metrics;
 mod migrate;
 mod multi_pod;
+mod par;
 mod purge;
 mod rate_limit;
 mod routing;
