@@ -24,6 +24,7 @@ mod login;
 mod metrics;
 mod migrate;
 mod multi_pod;
+mod par;
 mod purge;
 mod rate_limit;
 mod routing;
