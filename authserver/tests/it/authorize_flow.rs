@@ -14,6 +14,7 @@ on_both_backends!(
     several_accounts_go_through_the_chooser,
     consent_deny_and_first_party_clients,
     a_request_is_honoured_only_in_its_own_browser,
+    a_pushed_request_with_form_post_completes_in_the_browser,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -425,4 +426,72 @@ async fn a_request_is_honoured_only_in_its_own_browser(backend: Backend) {
     b.get(&format!("{issuer}/authorize/continue?request=nope"))
         .await
         .assert_status(400);
+}
+
+async fn a_pushed_request_with_form_post_completes_in_the_browser(backend: Backend) {
+    use crate::harness::oauth::{create_client, post_form, send};
+
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    let creds = create_client(&db, "pushy", &["--redirect-uri", CB, "--first-party"]).await;
+    let server = fast(db.cli()).serve(db.port).await;
+    let issuer = db.issuer("");
+    let challenge = challenge();
+    let pushed = send(
+        post_form(
+            &server,
+            "/par",
+            &[
+                ("response_type", "code"),
+                ("client_id", "pushy"),
+                ("redirect_uri", CB),
+                ("scope", "openid"),
+                ("state", "pst"),
+                ("nonce", "pn"),
+                ("response_mode", "form_post"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .header(reqwest::header::AUTHORIZATION, creds.basic()),
+    )
+    .await;
+    assert_eq!(pushed.status, 201, "{pushed:?}");
+    let request_uri = pushed.body["request_uri"].as_str().unwrap().to_owned();
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "pushy"),
+            ("request_uri", request_uri.as_str()),
+        ])
+        .finish();
+    let b = Browser::new();
+    let login = settle(&b, b.get(&format!("{issuer}/authorize?{q}")).await).await;
+    login.assert_status(200);
+    let done = settle(
+        &b,
+        b.submit(&login, &[("username", "alice"), ("password", PASSWORD)])
+            .await,
+    )
+    .await;
+    // form_post: an auto-submitting page posting code, state and iss to the client.
+    done.assert_status(200);
+    assert_eq!(done.form_action().as_deref(), Some(CB), "{}", done.body);
+    assert_eq!(done.input("state").as_deref(), Some("pst"));
+    assert_eq!(done.input("iss").as_deref(), Some(issuer.as_str()));
+    let code = done.input("code").expect("a code");
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "authorization_codes WHERE code_hash = '{}' AND nonce = 'pn'",
+                sha256_hex(&code)
+            )
+        )
+        .await,
+        1
+    );
+    // The request_uri was single use.
+    let p = b.get(&format!("{issuer}/authorize?{q}")).await;
+    p.assert_status(400);
+    assert!(p.location().is_none());
 }
