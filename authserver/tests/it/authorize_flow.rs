@@ -102,6 +102,7 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
     db.scalar(&format!("SELECT count(*) FROM {sql}")).await
 }
 
+#[allow(clippy::too_many_lines)] // one journey, asserted step by step
 async fn a_first_sign_in_asks_for_consent_and_ends_in_a_code(backend: Backend) {
     let (db, _server) = setup(backend).await;
     let issuer = db.issuer("");
@@ -184,6 +185,61 @@ async fn a_first_sign_in_asks_for_consent_and_ends_in_a_code(backend: Backend) {
     .await;
     more.assert_status(200);
     assert!(more.body.contains("name=\"decision\""), "{}", more.body);
+
+    // Consents can be listed and revoked (what the admin API builds on); a revoked
+    // consent is asked for again.
+    let store = store(&db).await;
+    let user_id = db
+        .rows("SELECT user_id FROM users WHERE username = 'alice'")
+        .await
+        .remove(0);
+    let listed = store.list_consents("main", &user_id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].client_id, "app");
+    assert_eq!(
+        listed[0].scopes,
+        vec!["email".to_owned(), "openid".to_owned()]
+    );
+    store
+        .record_consent(
+            "main",
+            &user_id,
+            "app",
+            &["profile".to_owned(), "email".to_owned()],
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.consent_scopes("main", &user_id, "app").await.unwrap(),
+        Some(vec![
+            "email".to_owned(),
+            "openid".to_owned(),
+            "profile".to_owned()
+        ]),
+        "consent is a sorted union"
+    );
+    assert!(store.revoke_consent("main", &user_id, "app").await.unwrap());
+    assert!(!store.revoke_consent("main", &user_id, "app").await.unwrap());
+    assert_eq!(
+        store.consent_scopes("main", &user_id, "app").await.unwrap(),
+        None
+    );
+    store.close().await;
+    let asked = settle(&b, b.get(&authorize_url(&db, "app", &[])).await).await;
+    asked.assert_status(200);
+    assert!(asked.body.contains("name=\"decision\""));
+}
+
+async fn store(db: &TestDb) -> authserver::store::Store {
+    authserver::store::Store::connect(&authserver::config::DatabaseSettings {
+        url: secrecy::SecretString::from(db.url().to_owned()),
+        max_connections: 1,
+        connect_timeout_seconds: 5,
+        startup_timeout_seconds: 10,
+    })
+    .await
+    .unwrap()
 }
 
 async fn a_bad_client_or_redirect_uri_is_a_page_never_a_redirect(backend: Backend) {
