@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod mfa;
 pub mod oauth;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,3 @@
+//! Multi-factor authentication: TOTP (RFC 6238) and one-time recovery codes.
+
+pub mod totp;
