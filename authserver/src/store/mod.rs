@@ -10,11 +10,14 @@ pub mod audit;
 pub mod changes;
 pub mod clients;
 pub mod codes;
+pub mod mfa;
 pub mod migrate;
 pub mod purge;
 pub mod replay;
 pub mod signing_keys;
 pub mod tenants;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod users;
 
 use std::str::FromStr;
