@@ -17,4 +17,5 @@ pub mod mfa;
 pub mod oauth;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 pub mod users;

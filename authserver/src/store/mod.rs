@@ -18,6 +18,7 @@ pub mod signing_keys;
 pub mod tenants;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod throttle;
 pub mod users;
 
 use std::str::FromStr;
