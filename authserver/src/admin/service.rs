@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::domain::signing_key::{RotationMode, next_rotation};
 use crate::domain::tenant::{self, TenantSpec};
 use crate::keys::{self, KeyService};
+use crate::mfa::MfaService;
 use crate::store::audit::AuditEvent;
 use crate::store::clients::UpsertOutcome;
 use crate::store::{self, Store};
@@ -29,6 +30,7 @@ pub struct AdminService {
     pub keys: Arc<KeyService>,
     pub clients: Arc<ClientService>,
     pub users: Arc<UserService>,
+    pub mfa: Arc<MfaService>,
     pub clock: Arc<dyn Clock>,
 }
 
