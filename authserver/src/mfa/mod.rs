@@ -393,6 +393,31 @@ impl MfaService {
         Ok(removed)
     }
 
+    /// Re-seals every TOTP secret not yet under the current KEK, opening it with `old`
+    /// (`authserver keys reencrypt`). All or nothing: one undecryptable secret fails the
+    /// whole run before anything is written. Returns how many were re-sealed.
+    pub async fn reencrypt(&self, old: &Kek) -> Result<u64> {
+        let mut updates = Vec::new();
+        for t in self.store.list_all_totp().await? {
+            if t.kek_id == self.kek.id() {
+                continue;
+            }
+            let aad = aad(&t.tenant_id, &t.user_id);
+            let plain = old
+                .open(&t.kek_id, &t.secret_sealed, &aad)
+                .map_err(MfaError::Decrypt)?;
+            let sealed = self.kek.seal(&plain, &aad);
+            updates.push((
+                t.tenant_id,
+                t.user_id,
+                t.kek_id,
+                sealed,
+                self.kek.id().to_owned(),
+            ));
+        }
+        Ok(self.store.reseal_totp(&updates).await?)
+    }
+
     /// Sets the user's own "MFA required" flag; `UnknownUser` when there is no such user.
     pub async fn set_required(
         &self,
@@ -753,6 +778,53 @@ mod tests {
                     .filter(|k| *k == "mfa.required_changed")
                     .count(),
                 1
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn reencryption_moves_secrets_to_the_new_kek_and_they_keep_working() {
+        for db in testing::both().await {
+            let clock = FixedClock::new(NOW);
+            let old = service(&db, clock.clone());
+            let (user, secret) = enrol(&db, &old, "gina").await;
+            old.confirm_totp("t", &user.user_id, &code(&secret, NOW), None)
+                .await
+                .unwrap();
+            let new_kek = Kek::from_hex(&Kek::generate_hex()).unwrap();
+            let new_id = new_kek.id().to_owned();
+            let new = MfaService::new(db.store.clone(), Arc::new(new_kek), clock.clone());
+            let old_kek = Kek::from_hex(&SecretString::from(
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".to_owned(),
+            ))
+            .unwrap();
+            // The wrong old key fails and changes nothing.
+            let wrong = Kek::from_hex(&Kek::generate_hex()).unwrap();
+            assert!(new.reencrypt(&wrong).await.is_err());
+            assert_ne!(
+                db.store
+                    .get_totp("t", &user.user_id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .kek_id,
+                new_id
+            );
+            assert_eq!(new.reencrypt(&old_kek).await.unwrap(), 1, "{}", db.name());
+            assert_eq!(new.reencrypt(&old_kek).await.unwrap(), 0);
+            let row = db
+                .store
+                .get_totp("t", &user.user_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(row.kek_id, new_id);
+            clock.advance(30);
+            assert_eq!(
+                new.verify("t", &user.user_id, &code(&secret, clock.now()), None)
+                    .await
+                    .unwrap(),
+                MfaMethod::Totp
             );
         }
     }

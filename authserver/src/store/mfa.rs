@@ -123,6 +123,50 @@ impl Store {
         row.map(StoredTotp::try_from).transpose()
     }
 
+    /// Every TOTP enrolment of every tenant (for re-encryption under a new KEK only).
+    #[tracing::instrument(name = "db.list_all_totp", skip_all)]
+    pub async fn list_all_totp(&self) -> Result<Vec<StoredTotp>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, TotpRow>(
+                "SELECT tenant_id, user_id, secret_sealed, kek_id, confirmed_at, last_step, \
+                     created_at \
+                 FROM user_totp ORDER BY tenant_id, user_id",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(StoredTotp::try_from).collect()
+    }
+
+    /// Replaces sealed TOTP secrets in one transaction: `(tenant, user, old kek id, new
+    /// sealed secret, new kek id)`. A row whose KEK id is no longer the old one (it was
+    /// re-enrolled meanwhile) is left alone. Returns how many rows changed.
+    #[tracing::instrument(name = "db.reseal_totp", skip_all)]
+    pub async fn reseal_totp(
+        &self,
+        updates: &[(String, String, String, Vec<u8>, String)],
+    ) -> Result<u64> {
+        let n = in_transaction!(self, tx => {
+            let mut n = 0;
+            for (tenant_id, user_id, old_kek_id, sealed, kek_id) in updates {
+                n += sqlx::query(
+                    "UPDATE user_totp SET secret_sealed = $4, kek_id = $5 \
+                     WHERE tenant_id = $1 AND user_id = $2 AND kek_id = $3",
+                )
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(old_kek_id)
+                .bind(b64(sealed))
+                .bind(kek_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            n
+        });
+        Ok(n)
+    }
+
     /// Confirms a pending enrolment with the step of the first valid code and, in the
     /// same transaction, replaces the user's recovery codes with `recovery_digests`.
     /// `false` (and nothing written) when there is no pending enrolment any more, or the

@@ -18,12 +18,13 @@ use serde_json::Value;
 use tonic::Code;
 
 use crate::harness::admin::{admin_cli, authed, connect};
-use crate::harness::{Backend, Cli, TestDb, free_port};
+use crate::harness::{Backend, Cli, TestDb, free_port, new_encryption_key};
 
 on_both_backends!(
     cli_resets_mfa_and_sets_the_required_flag,
     bad_cli_input_fails_clearly_and_changes_nothing,
     admin_api_mfa_calls,
+    keys_reencrypt_also_moves_totp_secrets,
 );
 
 const PASSWORD: &str = "tr0ub4dor&3-horse-battery";
@@ -55,6 +56,10 @@ async fn create_user(db: &TestDb, username: &str) -> String {
 
 /// The MFA service of a pod on this database.
 async fn service(db: &TestDb) -> (Store, MfaService) {
+    service_with_key(db, db.key()).await
+}
+
+async fn service_with_key(db: &TestDb, key: &str) -> (Store, MfaService) {
     let store = Store::connect(&DatabaseSettings {
         url: SecretString::from(db.url().to_owned()),
         max_connections: 2,
@@ -63,7 +68,7 @@ async fn service(db: &TestDb) -> (Store, MfaService) {
     })
     .await
     .unwrap();
-    let kek = Kek::from_hex(&SecretString::from(db.key().to_owned())).unwrap();
+    let kek = Kek::from_hex(&SecretString::from(key.to_owned())).unwrap();
     let mfa = MfaService::new(store.clone(), Arc::new(kek), Arc::new(SystemClock));
     (store, mfa)
 }
@@ -392,4 +397,37 @@ async fn admin_api_mfa_calls(backend: Backend) {
         count(&audit, &format!("mfa.required_changed|admin-api|{dave}|")),
         2
     );
+}
+
+async fn keys_reencrypt_also_moves_totp_secrets(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let erin = create_user(&db, "erin").await;
+    let (secret, _) = enrol(&db, "erin").await;
+    let old_kek = db.rows("SELECT kek_id FROM user_totp").await;
+    let new_key = new_encryption_key();
+    let out = cli(&db)
+        .env("ENCRYPTION_KEY", new_key.as_str())
+        .env("OLD_ENCRYPTION_KEY", db.key())
+        .args(["keys", "reencrypt", "--old-key-env", "OLD_ENCRYPTION_KEY"])
+        .run()
+        .await;
+    out.assert_success();
+    assert!(
+        out.stdout.contains("re-encrypted 1 TOTP secret(s)"),
+        "{out}"
+    );
+    assert_ne!(db.rows("SELECT kek_id FROM user_totp").await, old_kek);
+
+    // A pod with the new key accepts the authenticator's codes; one with the old cannot
+    // open the secret any more.
+    let (_, with_new) = service_with_key(&db, &new_key).await;
+    let now = authserver::clock::Clock::now(&SystemClock);
+    let code = secret.code_at_step(totp::step(now));
+    assert_eq!(
+        with_new.verify("main", &erin, &code, None).await.unwrap(),
+        MfaMethod::Totp
+    );
+    let (_, with_old) = service(&db).await;
+    let next = secret.code_at_step(totp::step(now) + 1);
+    assert!(with_old.verify("main", &erin, &next, None).await.is_err());
 }
