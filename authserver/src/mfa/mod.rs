@@ -830,6 +830,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn enrolling_an_unknown_user_fails_and_writes_nothing() {
+        for db in testing::both().await {
+            let mfa = service(&db, FixedClock::new(NOW));
+            let real = db.user("t", "henry").await;
+            let tenant = db.store.get_tenant("t").await.unwrap().unwrap();
+            let ghost = StoredUser {
+                user_id: "no-such-id".to_owned(),
+                ..real
+            };
+            assert!(
+                matches!(
+                    mfa.begin_totp(&tenant, &ghost).await,
+                    Err(MfaError::UnknownUser)
+                ),
+                "{}",
+                db.name()
+            );
+            assert!(db.store.list_all_totp().await.unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
     async fn a_sealed_secret_moved_to_another_user_does_not_open() {
         for db in testing::both().await {
             let clock = FixedClock::new(NOW);
