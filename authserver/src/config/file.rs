@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub admin: AdminSection,
     pub audit: AuditSection,
     pub passwords: PasswordsSection,
+    pub login: LoginSection,
 }
 
 /// `server.*`
@@ -142,4 +143,14 @@ pub struct PasswordsSection {
     pub breached: Option<String>,
     pub hibp_base_url: Option<String>,
     pub hibp_timeout_seconds: Option<u64>,
+}
+
+/// `login.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSection {
+    pub max_failures: Option<u32>,
+    pub max_failures_per_ip: Option<u32>,
+    pub failure_window_seconds: Option<u64>,
+    pub lockout_seconds: Option<u64>,
 }

@@ -21,7 +21,9 @@ pub use health::Readiness;
 use crate::clock::Clock;
 use crate::config::IpNet;
 use crate::keys::KeyService;
+use crate::mfa::MfaService;
 use crate::store::Store;
+use crate::throttle::LoginThrottle;
 use metrics::Metrics;
 use tenant_routing::TenantDirectory;
 
@@ -38,6 +40,10 @@ pub struct AppState {
     /// OpenTelemetry export is on: join callers' traces and name spans by route.
     pub tracing_export: bool,
     pub clock: Arc<dyn Clock>,
+    /// TOTP and recovery codes (enrolment, verification, status).
+    pub mfa: Arc<MfaService>,
+    /// Per-username and per-IP sign-in throttling.
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 /// Endpoints served under every tenant's issuer path. Paths here are relative to the

@@ -11,11 +11,15 @@ pub mod authorization_requests;
 pub mod changes;
 pub mod clients;
 pub mod codes;
+pub mod mfa;
 pub mod migrate;
 pub mod purge;
 pub mod replay;
 pub mod signing_keys;
 pub mod tenants;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod throttle;
 pub mod users;
 
 use std::str::FromStr;

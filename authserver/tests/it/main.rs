@@ -20,6 +20,7 @@ mod introspection;
 mod keys;
 mod lifecycle;
 mod metrics;
+mod mfa;
 mod migrate;
 mod multi_pod;
 mod par;

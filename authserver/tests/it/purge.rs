@@ -23,6 +23,12 @@ async fn seed(db: &TestDb) {
     let day = 86_400;
     let mut sql = Vec::new();
     for t in TENANTS {
+        // login_throttles rows belong to a tenant row.
+        db.rows(&format!(
+            "INSERT INTO tenants (id, issuer, display_name, created_at, updated_at) \
+             VALUES ('{t}', 'https://seed.example/{t}', '{t}', {now}, {now}) RETURNING id"
+        ))
+        .await;
         let mut rows = vec![("live".to_owned(), now + 600, now - 3600)];
         for i in 0..EXPIRED {
             rows.push((format!("expired{i}"), now - 10, now - 100 * day));
@@ -46,6 +52,12 @@ async fn seed(db: &TestDb) {
                  VALUES ('{t}', '{id}', {expires})"
             ));
             sql.push(format!(
+                "INSERT INTO login_throttles (tenant_id, throttle_key, failures, \
+                 window_started_at, locked_until, expires_at) \
+                 VALUES ('{t}', '{id}', 1, {}, NULL, {expires})",
+                now - 1000
+            ));
+            sql.push(format!(
                 "INSERT INTO audit_events (tenant_id, at, event, details) \
                  VALUES ('{t}', {audit_at}, '{id}', '{{}}')"
             ));
@@ -64,6 +76,7 @@ async fn state(db: &TestDb) -> Vec<String> {
         ("assertion-jti", "SELECT jti FROM assertion_jti"),
         ("dpop-jti", "SELECT jti FROM dpop_jti"),
         ("dpop-nonces", "SELECT nonce FROM dpop_nonces"),
+        ("rate-limits", "SELECT throttle_key FROM login_throttles"),
         (
             "audit",
             "SELECT event FROM audit_events WHERE event LIKE '%-main' OR event LIKE '%-other'",
@@ -94,7 +107,14 @@ fn expected(all: &[String], targets: &[&str], tenants: &[&str]) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 5] = ["dpop-nonces", "dpop-jti", "assertion-jti", "jti", "audit"];
+const ALL: [&str; 6] = [
+    "dpop-nonces",
+    "dpop-jti",
+    "assertion-jti",
+    "jti",
+    "rate-limits",
+    "audit",
+];
 
 /// The `target=… rows=…` pairs of purge's stdout, in order.
 fn report(stdout: &str) -> Vec<(String, u64)> {
@@ -123,7 +143,7 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
     let db = TestDb::migrated(backend).await;
     seed(&db).await;
     let seeded = state(&db).await;
-    assert_eq!(seeded.len(), 5 * 2 * (EXPIRED + 1));
+    assert_eq!(seeded.len(), 6 * 2 * (EXPIRED + 1));
     let per_target = u64::try_from(EXPIRED * TENANTS.len()).unwrap();
 
     let out = db
@@ -150,13 +170,14 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
             ("dpop-jti", 0),
             ("assertion-jti", per_target),
             ("jti", 0),
+            ("rate-limits", per_target),
             ("audit", per_target),
         ])
     );
     let left = state(&db).await;
     assert_eq!(left, expected(&seeded, &ALL, &TENANTS));
     assert!(left.iter().all(|r| r.contains("|live-")), "{left:?}");
-    assert_eq!(left.len(), 5 * 2);
+    assert_eq!(left.len(), 6 * 2);
 }
 
 async fn tenant_and_batch_size_options(backend: Backend) {
@@ -180,10 +201,11 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("dpop-jti", per_tenant),
             ("assertion-jti", per_tenant),
             ("jti", per_tenant),
+            ("rate-limits", per_tenant),
             ("audit", 0),
         ])
     );
-    assert_eq!(state(&db).await, expected(&seeded, &ALL[..4], &["other"]));
+    assert_eq!(state(&db).await, expected(&seeded, &ALL[..5], &["other"]));
 
     // One row per batch, no deadline: everything expired still goes.
     let out = db
@@ -199,6 +221,7 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("dpop-jti", per_tenant),
             ("assertion-jti", per_tenant),
             ("jti", per_tenant),
+            ("rate-limits", per_tenant),
             ("audit", 2 * per_tenant),
         ])
     );
@@ -215,7 +238,7 @@ async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Back
     let seeded = state(&db).await;
     let out = db.cli().args(["purge", "--only", "jti,tokens"]).run().await;
     out.assert_code(2).assert_stderr_contains(
-        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, audit",
+        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, rate-limits, audit",
     );
     assert_eq!(out.stdout, "");
     for args in [
