@@ -111,6 +111,25 @@ pub enum UsersCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Remove a user's TOTP authenticator and recovery codes (a lost device); the user
+    /// enrols again at the next sign-in that needs a second factor.
+    ResetMfa {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Require (or stop requiring) a second factor for one user, whatever the tenant
+    /// policy says.
+    SetMfaRequired {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// true or false.
+        #[arg(long, required = true, action = clap::ArgAction::Set, value_name = "true|false")]
+        required: bool,
+    },
 }
 
 #[derive(Debug, Args)]

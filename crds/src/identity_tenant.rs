@@ -84,6 +84,18 @@ pub struct IdentityTenantSpec {
     #[schemars(length(min = 1, max = 2))]
     pub subject_types: Vec<SubjectType>,
 
+    /// Require PKCE (S256) on every authorization request, confidential clients included
+    /// (OAuth 2.0 Security BCP, RFC 9700 §2.1.1). Public clients always need it, and the
+    /// `plain` method is never accepted. Default: true.
+    #[serde(default = "default_true")]
+    pub require_pkce: bool,
+
+    /// Require every client of this tenant to push its authorization requests first
+    /// (RFC 9126 PAR) instead of passing them in the browser URL. An OidcClient can
+    /// also require it for itself. Default: false.
+    #[serde(default)]
+    pub require_par: bool,
+
     /// The CronJob that deletes expired rows (`authserver purge`) for this tenant.
     #[serde(default)]
     pub purge: PurgePolicy,
@@ -125,6 +137,16 @@ pub struct SessionPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_sessions_per_user: Option<i32>,
+
+    /// End a session when the browser's IP address changes (as seen after trusted
+    /// proxies). Off by default: mobile networks and dual-stack clients change
+    /// addresses often. Default: false.
+    #[serde(default)]
+    pub bind_ip: bool,
+
+    /// End a session when the browser's User-Agent header changes. Default: false.
+    #[serde(default)]
+    pub bind_user_agent: bool,
 }
 
 impl Default for SessionPolicy {
@@ -133,6 +155,8 @@ impl Default for SessionPolicy {
             idle_timeout_seconds: default_idle_timeout(),
             absolute_timeout_seconds: default_absolute_timeout(),
             max_sessions_per_user: None,
+            bind_ip: false,
+            bind_user_agent: false,
         }
     }
 }
@@ -443,8 +467,11 @@ mod tests {
         let spec = at(&schema, "properties.spec.properties");
         assert_eq!(
             spec["session"]["default"],
-            json!({"idleTimeoutSeconds": 1800, "absoluteTimeoutSeconds": 86400})
+            json!({"idleTimeoutSeconds": 1800, "absoluteTimeoutSeconds": 86400,
+                   "bindIp": false, "bindUserAgent": false})
         );
+        assert_eq!(spec["requirePkce"]["default"], json!(true));
+        assert_eq!(spec["requirePar"]["default"], json!(false));
         assert_eq!(
             spec["password"]["default"],
             json!({"minLength": 8, "maxLength": 128, "rejectBreached": true})

@@ -123,6 +123,8 @@ pub fn settings_json(spec: &IdentityTenantSpec) -> String {
         "mfa": spec.mfa,
         "tokens": spec.tokens,
         "subjectTypes": spec.subject_types,
+        "requirePkce": spec.require_pkce,
+        "requirePar": spec.require_par,
     })
     .to_string()
 }
@@ -482,12 +484,15 @@ mod tests {
         assert_eq!(
             settings,
             json!({
-                "session": {"idleTimeoutSeconds": 1800, "absoluteTimeoutSeconds": 86400},
+                "session": {"idleTimeoutSeconds": 1800, "absoluteTimeoutSeconds": 86400,
+                            "bindIp": false, "bindUserAgent": false},
                 "password": {"minLength": 8, "maxLength": 128, "rejectBreached": true},
                 "mfa": {"required": true},
                 "tokens": {"accessTokenSeconds": 600, "idTokenSeconds": 3600,
                            "refreshTokenSeconds": 2_592_000, "authorizationCodeSeconds": 60},
                 "subjectTypes": ["public", "pairwise"],
+                "requirePkce": true,
+                "requirePar": false,
             })
         );
         let req = upsert_request(&t);

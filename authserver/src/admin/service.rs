@@ -17,8 +17,10 @@ use crate::clock::Clock;
 use crate::domain::signing_key::{RotationMode, next_rotation};
 use crate::domain::tenant::{self, TenantSpec};
 use crate::keys::{self, KeyService};
+use crate::mfa::{self, MfaService};
 use crate::store::audit::AuditEvent;
 use crate::store::clients::UpsertOutcome;
+use crate::store::users::StoredUser;
 use crate::store::{self, Store};
 use crate::users::{self, UserService};
 
@@ -29,6 +31,7 @@ pub struct AdminService {
     pub keys: Arc<KeyService>,
     pub clients: Arc<ClientService>,
     pub users: Arc<UserService>,
+    pub mfa: Arc<MfaService>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -69,6 +72,13 @@ fn users_err(e: users::Error) -> Status {
     }
 }
 
+fn mfa_err(e: mfa::MfaError) -> Status {
+    match e {
+        mfa::MfaError::UnknownUser => Status::not_found("user does not exist"),
+        other => internal(&other),
+    }
+}
+
 fn keys_err(e: keys::Error) -> Status {
     match e {
         keys::Error::UnknownTenant(id) => {
@@ -91,6 +101,35 @@ fn tenant_to_proto(t: &tenant::Tenant) -> proto::Tenant {
 }
 
 impl AdminService {
+    /// The user with this username, or NOT_FOUND naming it.
+    async fn find_user(&self, tenant_id: &str, username: &str) -> Result<StoredUser, Status> {
+        self.users
+            .get_by_username(tenant_id, username)
+            .await
+            .map_err(users_err)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "user {username:?} does not exist in tenant {tenant_id:?}"
+                ))
+            })
+    }
+
+    async fn user_mfa(&self, user: &StoredUser) -> Result<proto::UserMfa, Status> {
+        let s = self
+            .mfa
+            .status(&user.tenant_id, &user.user_id)
+            .await
+            .map_err(mfa_err)?;
+        Ok(proto::UserMfa {
+            tenant_id: user.tenant_id.clone(),
+            user_id: user.user_id.clone(),
+            username: user.username.clone(),
+            totp_enrolled: s.totp_enrolled,
+            recovery_codes_left: u32::try_from(s.recovery_codes_left).unwrap_or(u32::MAX),
+            mfa_required: s.required_for_user,
+        })
+    }
+
     async fn audit(&self, tenant_id: &str, event: &str, subject: &str) {
         let e = AuditEvent::new(tenant_id, self.clock.now(), event)
             .actor(Some("admin-api"))
@@ -499,5 +538,42 @@ impl Admin for AdminService {
             .await
             .map_err(users_err)?;
         Ok(Response::new(user_to_proto(&user)))
+    }
+
+    async fn reset_user_mfa(
+        &self,
+        req: Request<proto::ResetUserMfaRequest>,
+    ) -> Result<Response<proto::ResetUserMfaResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("username", &r.username)?;
+        let user = self.find_user(&r.tenant_id, &r.username).await?;
+        let removed = self
+            .mfa
+            .remove(&r.tenant_id, &user.user_id, Actor::AdminApi.as_str())
+            .await
+            .map_err(mfa_err)?;
+        Ok(Response::new(proto::ResetUserMfaResponse {
+            removed,
+            mfa: Some(self.user_mfa(&user).await?),
+        }))
+    }
+
+    async fn set_user_mfa_required(
+        &self,
+        req: Request<proto::SetUserMfaRequiredRequest>,
+    ) -> Result<Response<proto::UserMfa>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("username", &r.username)?;
+        let flag = r
+            .required
+            .ok_or_else(|| invalid("required", "is required (true or false)"))?;
+        let user = self.find_user(&r.tenant_id, &r.username).await?;
+        self.mfa
+            .set_required(&r.tenant_id, &user.user_id, flag, Actor::AdminApi.as_str())
+            .await
+            .map_err(mfa_err)?;
+        Ok(Response::new(self.user_mfa(&user).await?))
     }
 }

@@ -151,5 +151,15 @@ async fn reencrypt(ctx: &Context, old_key_env: &str) -> anyhow::Result<()> {
         old.id(),
         ctx.kek.id()
     );
+    let n = ctx
+        .mfa
+        .reencrypt(&old)
+        .await
+        .context("failed to re-encrypt the TOTP secrets")?;
+    println!(
+        "re-encrypted {n} TOTP secret(s) from {} to {}",
+        old.id(),
+        ctx.kek.id()
+    );
     Ok(())
 }

@@ -20,6 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Settings, Source};
 use crate::crypto::kek::Kek;
 use crate::keys::KeyService;
+use crate::mfa::MfaService;
 use crate::store::{Backend, Store};
 use crate::users::UserService;
 
@@ -98,6 +99,7 @@ pub(crate) struct Context {
     pub keys: Arc<KeyService>,
     pub clients: Arc<ClientService>,
     pub users: Arc<UserService>,
+    pub mfa: Arc<MfaService>,
     pub clock: Arc<dyn Clock>,
     pub epoch: Epoch,
 }
@@ -180,6 +182,11 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         Arc::clone(&clock),
         settings.passwords.clone(),
     ));
+    let mfa = Arc::new(MfaService::new(
+        store.clone(),
+        Arc::clone(&kek),
+        Arc::clone(&clock),
+    ));
     Ok(Context {
         settings,
         store,
@@ -187,6 +194,7 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         keys,
         clients,
         users,
+        mfa,
         clock,
         epoch,
     })

@@ -14,6 +14,7 @@ use crate::oauth::OAuthService;
 use crate::oauth::dpop::Dpop;
 use crate::oauth::jwks_fetch::JwksFetcher;
 use crate::oauth::rate_limit::RateLimiter;
+use crate::throttle::LoginThrottle;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -63,6 +64,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             keys: Arc::clone(&ctx.keys),
             clients: Arc::clone(&ctx.clients),
             users: Arc::clone(&ctx.users),
+            mfa: Arc::clone(&ctx.mfa),
             clock: Arc::clone(&ctx.clock),
         };
         Some(tokio::spawn(crate::admin::serve(
@@ -179,6 +181,12 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             &ctx.kek,
         )),
         users: Arc::clone(&ctx.users),
+        mfa: Arc::clone(&ctx.mfa),
+        login_throttle: Arc::new(LoginThrottle::new(
+            ctx.store.clone(),
+            Arc::clone(&ctx.clock),
+            ctx.settings.login,
+        )),
     })
 }
 

@@ -11,6 +11,8 @@ use super::{Context, UsageError, open, require_current_schema};
 use crate::cli::{CreateUserArgs, UsersCommand};
 use crate::clients::Actor;
 use crate::domain::user::NewUser;
+use crate::mfa::MfaError;
+use crate::store::users::StoredUser;
 use crate::users;
 
 pub async fn run(settings: &crate::config::Settings, cmd: UsersCommand) -> anyhow::Result<()> {
@@ -24,6 +26,12 @@ pub async fn run(settings: &crate::config::Settings, cmd: UsersCommand) -> anyho
         UsersCommand::SetPassword {
             username, tenant, ..
         } => set_password(&ctx, tenant, &username).await,
+        UsersCommand::ResetMfa { username, tenant } => reset_mfa(&ctx, tenant, &username).await,
+        UsersCommand::SetMfaRequired {
+            username,
+            tenant,
+            required,
+        } => set_mfa_required(&ctx, tenant, &username, required).await,
     };
     ctx.store.close().await;
     result
@@ -150,5 +158,66 @@ async fn set_password(ctx: &Context, tenant: Option<String>, username: &str) -> 
             anyhow::bail!("user {username:?} does not exist in tenant {tenant:?}")
         }
         Err(e) => Err(usage_or(e, "failed to set the password")),
+    }
+}
+
+async fn existing_user(ctx: &Context, tenant: &str, username: &str) -> anyhow::Result<StoredUser> {
+    ctx.users
+        .get_by_username(tenant, username)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("user {username:?} does not exist in tenant {tenant:?}"))
+}
+
+/// Prints the user's MFA state as one JSON line (never a secret or a code).
+async fn print_mfa(ctx: &Context, user: &StoredUser, removed: Option<bool>) -> anyhow::Result<()> {
+    let s = ctx
+        .mfa
+        .status(&user.tenant_id, &user.user_id)
+        .await
+        .context("failed to read the user's MFA state")?;
+    let mut out = json!({
+        "user_id": user.user_id,
+        "username": user.username,
+        "totp_enrolled": s.totp_enrolled,
+        "recovery_codes_left": s.recovery_codes_left,
+        "mfa_required": s.required_for_user,
+    });
+    if let Some(removed) = removed {
+        out["removed"] = removed.into();
+    }
+    println!("{out}");
+    Ok(())
+}
+
+async fn reset_mfa(ctx: &Context, tenant: Option<String>, username: &str) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    let user = existing_user(ctx, &tenant, username).await?;
+    let removed = ctx
+        .mfa
+        .remove(&tenant, &user.user_id, Actor::Cli.as_str())
+        .await
+        .context("failed to reset the user's MFA")?;
+    print_mfa(ctx, &user, Some(removed)).await
+}
+
+async fn set_mfa_required(
+    ctx: &Context,
+    tenant: Option<String>,
+    username: &str,
+    required: bool,
+) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    let user = existing_user(ctx, &tenant, username).await?;
+    match ctx
+        .mfa
+        .set_required(&tenant, &user.user_id, required, Actor::Cli.as_str())
+        .await
+    {
+        Ok(()) => print_mfa(ctx, &user, None).await,
+        // Deleted between the lookup and the update.
+        Err(MfaError::UnknownUser) => {
+            anyhow::bail!("user {username:?} does not exist in tenant {tenant:?}")
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("failed to set mfa_required")),
     }
 }

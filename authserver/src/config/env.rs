@@ -193,6 +193,19 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_SESSIONS_ENCRYPT_DATA",
         &["sessions", "encrypt_data"],
     ),
+    number("GATEHOUSE_LOGIN_MAX_FAILURES", &["login", "max_failures"]),
+    number(
+        "GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP",
+        &["login", "max_failures_per_ip"],
+    ),
+    number(
+        "GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS",
+        &["login", "failure_window_seconds"],
+    ),
+    number(
+        "GATEHOUSE_LOGIN_LOCKOUT_SECONDS",
+        &["login", "lockout_seconds"],
+    ),
 ];
 
 /// Writes every set variable into the YAML tree, creating sections as needed.

@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub passwords: PasswordsSection,
     pub ui: UiSection,
     pub sessions: SessionsSection,
+    pub login: LoginSection,
 }
 
 /// `server.*`
@@ -162,4 +163,14 @@ pub struct UiSection {
 pub struct SessionsSection {
     pub max_accounts: Option<usize>,
     pub encrypt_data: Option<bool>,
+}
+
+/// `login.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSection {
+    pub max_failures: Option<u32>,
+    pub max_failures_per_ip: Option<u32>,
+    pub failure_window_seconds: Option<u64>,
+    pub lockout_seconds: Option<u64>,
 }

@@ -56,6 +56,7 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub audit_retention_days: u64,
     pub passwords: PasswordSettings,
+    pub login: LoginSettings,
     /// Settings given for tenants in the file (`tenants[].settings`), by tenant id,
     /// already checked as a `TenantPolicy`; written to the tenant rows at start-up.
     pub tenant_settings: Vec<(String, serde_json::Value)>,
@@ -121,6 +122,29 @@ impl Default for PasswordSettings {
             breached: BreachPolicy::Reject,
             hibp_base_url: DEFAULT_HIBP_BASE_URL.to_owned(),
             hibp_timeout_seconds: 3,
+        }
+    }
+}
+
+/// `login.*`: sign-in throttling (see `crate::throttle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginSettings {
+    /// Failed sign-ins per username within the window before it is locked.
+    pub max_failures: u32,
+    /// Failed sign-ins per client address (IPv6: per /64) within the window before it
+    /// is locked.
+    pub max_failures_per_ip: u32,
+    pub failure_window_seconds: u64,
+    pub lockout_seconds: u64,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            max_failures_per_ip: 50,
+            failure_window_seconds: 900,
+            lockout_seconds: 900,
         }
     }
 }
@@ -468,6 +492,44 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert_eq!(s.tenants.len(), 1);
         assert_eq!(s.tenants[0].issuer, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn login_throttling_has_defaults_env_overrides_and_checked_ranges() {
+        let s = from_yaml("", &Source::default(), &prod_env).unwrap();
+        assert_eq!(s.login, LoginSettings::default());
+        let env = |name: &str| match name {
+            "GATEHOUSE_LOGIN_MAX_FAILURES" => Some("7".to_owned()),
+            "GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP" => Some("70".to_owned()),
+            "GATEHOUSE_LOGIN_FAILURE_WINDOW_SECONDS" => Some("600".to_owned()),
+            "GATEHOUSE_LOGIN_LOCKOUT_SECONDS" => Some("120".to_owned()),
+            _ => prod_env(name),
+        };
+        let s = from_yaml("login:\n  max_failures: 3\n", &Source::default(), &env).unwrap();
+        assert_eq!(
+            s.login,
+            LoginSettings {
+                max_failures: 7,
+                max_failures_per_ip: 70,
+                failure_window_seconds: 600,
+                lockout_seconds: 120,
+            }
+        );
+        let yaml = "login:\n  max_failures: 0\n  max_failures_per_ip: 0\n  failure_window_seconds: 0\n  lockout_seconds: 999999\n";
+        let problems = from_yaml(yaml, &Source::default(), &prod_env)
+            .unwrap_err()
+            .problems();
+        for field in [
+            "login.max_failures:",
+            "login.max_failures_per_ip:",
+            "login.failure_window_seconds:",
+            "login.lockout_seconds:",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(field)),
+                "{field} {problems:?}"
+            );
+        }
     }
 
     #[test]

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
-use super::file::{FileConfig, PasswordsSection};
+use super::file::{FileConfig, LoginSection, PasswordsSection};
 use super::{
     AdminSettings, Argon2Params, BreachPolicy, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN,
     DEFAULT_HIBP_BASE_URL, DEFAULT_LISTEN, DatabaseSettings, DpopSettings, Error, IpNet, LogFormat,
-    PasswordSettings, RateLimitSettings, SessionSettings, Settings, Source, TokenSettings,
-    UiSettings, dev_database_path, parse_algorithms,
+    LoginSettings, PasswordSettings, RateLimitSettings, SessionSettings, Settings, Source,
+    TokenSettings, UiSettings, dev_database_path, parse_algorithms,
 };
 use crate::domain::signing_key::{Algorithm, KeyPolicy};
 use crate::domain::tenant::{self, TenantSpec};
@@ -415,6 +415,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
     };
+    let login = login(&file.login, &mut problems);
 
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
@@ -452,7 +453,43 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         tenant_settings,
         ui,
         sessions,
+        login,
     })
+}
+
+fn login(l: &LoginSection, problems: &mut Vec<Problem>) -> LoginSettings {
+    let d = LoginSettings::default();
+    let s = LoginSettings {
+        max_failures: l.max_failures.unwrap_or(d.max_failures),
+        max_failures_per_ip: l.max_failures_per_ip.unwrap_or(d.max_failures_per_ip),
+        failure_window_seconds: l.failure_window_seconds.unwrap_or(d.failure_window_seconds),
+        lockout_seconds: l.lockout_seconds.unwrap_or(d.lockout_seconds),
+    };
+    if !(1..=1000).contains(&s.max_failures) {
+        problems.push(Problem::new(
+            "login.max_failures",
+            "must be between 1 and 1000",
+        ));
+    }
+    if !(1..=100_000).contains(&s.max_failures_per_ip) {
+        problems.push(Problem::new(
+            "login.max_failures_per_ip",
+            "must be between 1 and 100000",
+        ));
+    }
+    if !(1..=86_400).contains(&s.failure_window_seconds) {
+        problems.push(Problem::new(
+            "login.failure_window_seconds",
+            "must be between 1 and 86400 (one day)",
+        ));
+    }
+    if !(1..=86_400).contains(&s.lockout_seconds) {
+        problems.push(Problem::new(
+            "login.lockout_seconds",
+            "must be between 1 and 86400 (one day)",
+        ));
+    }
+    s
 }
 
 fn passwords(p: &PasswordsSection, problems: &mut Vec<Problem>) -> PasswordSettings {

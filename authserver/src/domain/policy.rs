@@ -222,15 +222,19 @@ mod tests {
     #[test]
     fn reads_what_the_operator_writes() {
         let p = TenantPolicy::parse(&json!({
-            "session": {"idleTimeoutSeconds": 600, "absoluteTimeoutSeconds": 3600, "maxSessionsPerUser": 3},
+            "session": {"idleTimeoutSeconds": 600, "absoluteTimeoutSeconds": 3600, "maxSessionsPerUser": 3,
+                        "bindIp": true, "bindUserAgent": false},
             "password": {"minLength": 12, "maxLength": 256, "rejectBreached": false},
             "mfa": {"required": true},
             "tokens": {"accessTokenSeconds": 300, "idTokenSeconds": 900, "refreshTokenSeconds": 86400, "authorizationCodeSeconds": 30},
             "subjectTypes": ["public", "pairwise"],
+            "requirePkce": true,
+            "requirePar": true,
             "purge": {"schedule": "@hourly"}
         }))
         .unwrap();
         assert_eq!(p.session.max_sessions_per_user, Some(3));
+        assert!(p.session.bind_ip && p.require_par);
         assert_eq!(p.password.min_length, 12);
         assert!(p.mfa.required);
         assert_eq!(p.tokens.id_token_seconds, 900);

@@ -22,7 +22,9 @@ pub use health::Readiness;
 use crate::clock::Clock;
 use crate::config::IpNet;
 use crate::keys::KeyService;
+use crate::mfa::MfaService;
 use crate::store::Store;
+use crate::throttle::LoginThrottle;
 use metrics::Metrics;
 use tenant_routing::TenantDirectory;
 
@@ -44,6 +46,10 @@ pub struct AppState {
     /// Browser sessions and signed-in accounts.
     pub sessions: Arc<crate::session::SessionService>,
     pub users: Arc<crate::users::UserService>,
+    /// TOTP and recovery codes (enrolment, verification, status).
+    pub mfa: Arc<MfaService>,
+    /// Per-username and per-IP sign-in throttling.
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 /// Endpoints served under every tenant's issuer path. Paths here are relative to the

@@ -12,12 +12,16 @@ pub mod changes;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod mfa;
 pub mod migrate;
 pub mod purge;
 pub mod replay;
 pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod throttle;
 pub mod users;
 
 use std::str::FromStr;

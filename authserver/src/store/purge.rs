@@ -49,6 +49,11 @@ pub const TARGETS: &[Target] = &[
               FROM authorization_requests WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
     },
     Target {
+        name: "rate-limits",
+        sql: "DELETE FROM login_throttles WHERE (tenant_id, throttle_key) IN (SELECT tenant_id, throttle_key \
+              FROM login_throttles WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+    },
+    Target {
         name: "audit",
         sql: "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
               WHERE at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",

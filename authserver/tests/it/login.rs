@@ -18,6 +18,8 @@ on_both_backends!(
     logout_with_an_id_token_hint_ends_that_session_at_once,
     templates_dir_overrides_a_page_and_a_broken_template_stops_start_up,
     session_data_can_be_encrypted_and_accounts_per_browser_are_limited,
+    mfa_enrolment_verification_and_recovery_codes_in_the_browser,
+    repeated_failures_lock_the_username_with_the_time_left,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -741,4 +743,172 @@ async fn session_data_can_be_encrypted_and_accounts_per_browser_are_limited(back
             .iter()
             .any(|e| e.starts_with("session.evicted|")),
     );
+}
+
+#[allow(clippy::too_many_lines)] // one journey, asserted step by step
+async fn mfa_enrolment_verification_and_recovery_codes_in_the_browser(backend: Backend) {
+    use authserver::mfa::totp::{self, Secret};
+
+    let db = TestDb::migrated(backend).await;
+    with_settings(&db, "{mfa: {required: true}}");
+    create_user(&db, "alice", PASSWORD).await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let now = || crate::harness::jose::now();
+
+    // Required but not set up: enrol after the password, before any session exists.
+    let b = Browser::new();
+    let p = b.sign_in(&issuer, "alice", PASSWORD).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location().unwrap().ends_with("/login/mfa/enroll"));
+    assert_eq!(count(&db, "sessions").await, 0);
+    let enrol = b.follow(&p).await;
+    enrol.assert_status(200);
+    assert_page_headers(&enrol);
+    assert!(
+        crate::harness::browser::decode_entities(&enrol.body)
+            .contains("src=\"data:image/svg+xml;base64,"),
+        "{}",
+        enrol.body
+    );
+    assert!(enrol.body.contains("<label for=\"totp\">"));
+    let start =
+        enrol.body.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    let end = start + enrol.body[start..].find("</code>").unwrap();
+    let secret = Secret::from_bytes(totp::base32_decode(&enrol.body[start..end]).unwrap());
+
+    // A wrong code: the page again with an error, nothing enrolled.
+    let again = b.submit(&enrol, &[("totp", "000000")]).await;
+    again.assert_status(200);
+    assert!(
+        again
+            .body
+            .contains("role=\"alert\">That code is not valid."),
+        "{}",
+        again.body
+    );
+    assert_eq!(count(&db, "sessions").await, 0);
+    // The retry page shows a fresh key: use it.
+    let start =
+        again.body.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    let end = start + again.body[start..].find("</code>").unwrap();
+    let secret2 = Secret::from_bytes(totp::base32_decode(&again.body[start..end]).unwrap());
+    let _ = secret;
+    let secret = secret2;
+    let codes_page = b
+        .submit(&again, &[("totp", &secret.code_at_step(totp::step(now())))])
+        .await;
+    codes_page.assert_status(200);
+    let codes: Vec<String> = codes_page
+        .body
+        .split("<li><code>")
+        .skip(1)
+        .map(|c| c.split("</code>").next().unwrap().to_owned())
+        .collect();
+    assert!(codes.len() >= 5, "{}", codes_page.body);
+    assert_eq!(
+        count(&db, "sessions").await,
+        0,
+        "not signed in before continuing"
+    );
+    let done = b.submit(&codes_page, &[]).await;
+    done.assert_status(200);
+    assert!(done.body.contains("You are signed in"), "{}", done.body);
+    assert_eq!(
+        db.rows("SELECT amr || '|' || acr FROM sessions").await,
+        vec!["[\"pwd\",\"otp\",\"mfa\"]|2".to_owned()]
+    );
+
+    // Enrolled: the next sign-in asks for a code; a recovery code works once.
+    let b2 = Browser::new();
+    let p = b2.sign_in(&issuer, "alice", PASSWORD).await;
+    assert!(
+        p.location().unwrap().ends_with("/login/mfa"),
+        "{:?}",
+        p.location()
+    );
+    let form = b2.follow(&p).await;
+    form.assert_status(200);
+    assert!(form.body.contains("name=\"totp\""));
+    let wrong = b2.submit(&form, &[("totp", "123456")]).await;
+    wrong.assert_status(200);
+    assert!(wrong.body.contains("That code is not valid."));
+    let ok = b2.submit(&wrong, &[("totp", &codes[0])]).await;
+    ok.assert_status(200);
+    assert!(ok.body.contains("You are signed in"), "{}", ok.body);
+    assert_eq!(count(&db, "sessions").await, 2);
+
+    let b3 = Browser::new();
+    let p = b3.sign_in(&issuer, "alice", PASSWORD).await;
+    let form = b3.follow(&p).await;
+    let reused = b3.submit(&form, &[("totp", &codes[0])]).await;
+    assert!(
+        reused.body.contains("That code is not valid."),
+        "a recovery code works once"
+    );
+    let ok = b3
+        .submit(
+            &reused,
+            &[("totp", &secret.code_at_step(totp::step(now()) + 1))],
+        )
+        .await;
+    ok.assert_status(200);
+    assert!(ok.body.contains("You are signed in"), "{}", ok.body);
+    // Without the password step, the MFA pages send the browser back to the form.
+    let p = Browser::new().get(&format!("{issuer}/login/mfa")).await;
+    assert_eq!(p.status, 303);
+    assert!(p.location().unwrap().ends_with("/login"));
+}
+
+async fn repeated_failures_lock_the_username_with_the_time_left(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    let _server = fast(db.cli())
+        .env("GATEHOUSE_LOGIN_MAX_FAILURES", "3")
+        .env("GATEHOUSE_LOGIN_LOCKOUT_SECONDS", "120")
+        .serve(db.port)
+        .await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    for _ in 0..2 {
+        let p = b.sign_in(&issuer, "alice", "wrong password!").await;
+        p.assert_status(200);
+        assert!(p.body.contains("Incorrect username or password."));
+    }
+    let p = b.sign_in(&issuer, "alice", "wrong password!").await;
+    p.assert_status(429);
+    assert!(
+        p.body
+            .contains("Too many failed attempts. Try again in 2 minutes."),
+        "{}",
+        p.body
+    );
+    assert!(p.header("retry-after").is_some());
+    // Locked: even the right password is refused, without a session.
+    let p = b.sign_in(&issuer, "alice", PASSWORD).await;
+    p.assert_status(429);
+    assert!(
+        p.body
+            .contains("role=\"alert\">Too many failed attempts. Try again in 2 minutes."),
+        "{}",
+        p.body
+    );
+    assert_eq!(count(&db, "sessions").await, 0);
+    let audit = db.audit().await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.starts_with("login.failed|") && e.contains("\"locked\"")),
+        "{audit:?}"
+    );
+    // An unknown username locks the same way (no enumeration through the lockout).
+    for _ in 0..3 {
+        b.sign_in(&issuer, "nobody", "wrong password!").await;
+    }
+    let p = b.sign_in(&issuer, "nobody", "wrong password!").await;
+    p.assert_status(429);
+    // Another user is not affected.
+    create_user(&db, "bob", PASSWORD).await;
+    let p = Browser::new().sign_in(&issuer, "bob", PASSWORD).await;
+    p.assert_status(200);
 }

@@ -22,6 +22,7 @@ mod keys;
 mod lifecycle;
 mod login;
 mod metrics;
+mod mfa;
 mod migrate;
 mod multi_pod;
 mod par;

@@ -23,10 +23,11 @@ async fn seed(db: &TestDb) {
     let day = 86_400;
     let mut sql = Vec::new();
     for t in TENANTS {
-        // Browser sessions and authorization requests belong to a tenant row.
+        // Browser sessions, authorization requests and login_throttles rows belong to a
+        // tenant row.
         db.rows(&format!(
             "INSERT INTO tenants (id, issuer, display_name, settings, created_at, updated_at) \
-             VALUES ('{t}', 'http://127.0.0.1:1/{t}', '{t}', '{{}}', {now}, {now}) \
+             VALUES ('{t}', 'https://seed.example/{t}', '{t}', '{{}}', {now}, {now}) \
              ON CONFLICT (id) DO NOTHING RETURNING id"
         ))
         .await;
@@ -61,6 +62,12 @@ async fn seed(db: &TestDb) {
                  created_at, expires_at) VALUES ('{t}', '{id}', 'client', '{{}}', {now}, {expires})"
             ));
             sql.push(format!(
+                "INSERT INTO login_throttles (tenant_id, throttle_key, failures, \
+                 window_started_at, locked_until, expires_at) \
+                 VALUES ('{t}', '{id}', 1, {}, NULL, {expires})",
+                now - 1000
+            ));
+            sql.push(format!(
                 "INSERT INTO audit_events (tenant_id, at, event, details) \
                  VALUES ('{t}', {audit_at}, '{id}', '{{}}')"
             ));
@@ -81,6 +88,7 @@ async fn state(db: &TestDb) -> Vec<String> {
         ("dpop-nonces", "SELECT nonce FROM dpop_nonces"),
         ("sessions", "SELECT id_hash FROM browser_sessions"),
         ("par-requests", "SELECT id_hash FROM authorization_requests"),
+        ("rate-limits", "SELECT throttle_key FROM login_throttles"),
         (
             "audit",
             "SELECT event FROM audit_events WHERE event LIKE '%-main' OR event LIKE '%-other'",
@@ -111,13 +119,14 @@ fn expected(all: &[String], targets: &[&str], tenants: &[&str]) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "dpop-nonces",
     "dpop-jti",
     "assertion-jti",
     "jti",
     "sessions",
     "par-requests",
+    "rate-limits",
     "audit",
 ];
 
@@ -177,6 +186,7 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
             ("jti", 0),
             ("sessions", per_target),
             ("par-requests", per_target),
+            ("rate-limits", per_target),
             ("audit", per_target),
         ])
     );
@@ -209,10 +219,11 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("jti", per_tenant),
             ("sessions", per_tenant),
             ("par-requests", per_tenant),
+            ("rate-limits", per_tenant),
             ("audit", 0),
         ])
     );
-    assert_eq!(state(&db).await, expected(&seeded, &ALL[..6], &["other"]));
+    assert_eq!(state(&db).await, expected(&seeded, &ALL[..7], &["other"]));
 
     // One row per batch, no deadline: everything expired still goes.
     let out = db
@@ -230,6 +241,7 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("jti", per_tenant),
             ("sessions", per_tenant),
             ("par-requests", per_tenant),
+            ("rate-limits", per_tenant),
             ("audit", 2 * per_tenant),
         ])
     );
@@ -246,7 +258,7 @@ async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Back
     let seeded = state(&db).await;
     let out = db.cli().args(["purge", "--only", "jti,tokens"]).run().await;
     out.assert_code(2).assert_stderr_contains(
-        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, sessions, par-requests, audit",
+        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, sessions, par-requests, rate-limits, audit",
     );
     assert_eq!(out.stdout, "");
     for args in [

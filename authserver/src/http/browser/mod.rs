@@ -14,6 +14,7 @@ mod consent;
 mod decide;
 mod login;
 mod logout;
+mod mfa;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ use crate::domain::tenant::Tenant;
 use crate::session::{self, Browser, Origin};
 
 pub const LOGIN_PATH: &str = "/login";
+pub const MFA_PATH: &str = "/login/mfa";
+pub const MFA_ENROLL_PATH: &str = "/login/mfa/enroll";
 pub const SELECT_ACCOUNT_PATH: &str = "/select-account";
 /// Advertised in discovery as `end_session_endpoint`.
 pub const LOGOUT_PATH: &str = "/logout";
@@ -44,6 +47,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(STYLESHEET_PATH, get(|| async { crate::ui::stylesheet() }))
         .route(LOGIN_PATH, get(login::show).post(login::submit))
+        .route(MFA_PATH, get(mfa::show_verify).post(mfa::submit_verify))
+        .route(
+            MFA_ENROLL_PATH,
+            get(mfa::show_enroll).post(mfa::submit_enroll),
+        )
         .route(
             SELECT_ACCOUNT_PATH,
             get(accounts::show).post(accounts::submit),

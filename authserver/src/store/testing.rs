@@ -1,0 +1,146 @@
+//! Test support for storage-backed unit tests: a freshly migrated [`Store`] on SQLite (a
+//! temp file) and on PostgreSQL (a new database on `DATABASE_URL`'s server, or on the
+//! ephemeral cluster the shared test helper starts), each dropped with its guard.
+//! Tests loop over [`both`] so every case runs on both backends.
+
+use secrecy::SecretString;
+use sqlx::{Connection as _, Executor as _};
+
+use super::Store;
+use crate::config::DatabaseSettings;
+use crate::domain::tenant::TenantSpec;
+use crate::store::users::StoredUser;
+
+#[path = "../../../testing/ephemeral_postgres.rs"]
+#[allow(dead_code, clippy::all, clippy::pedantic)]
+mod ephemeral;
+
+/// A migrated store and what must live as long as it.
+pub struct TestStore {
+    pub store: Store,
+    guard: Guard,
+}
+
+enum Guard {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+fn settings(url: String) -> DatabaseSettings {
+    DatabaseSettings {
+        url: SecretString::from(url),
+        max_connections: 4,
+        connect_timeout_seconds: 5,
+        startup_timeout_seconds: 10,
+    }
+}
+
+/// A migrated SQLite store in a temp directory.
+pub async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let store = Store::connect(&settings(url))
+        .await
+        .expect("sqlite connects");
+    store.migrate().await.expect("sqlite migrates");
+    TestStore {
+        store,
+        guard: Guard::Sqlite(dir),
+    }
+}
+
+/// A migrated PostgreSQL store in a database of its own.
+pub async fn postgres() -> TestStore {
+    let admin_url = ephemeral::admin_url().unwrap_or_else(|e| panic!("{e}"));
+    let name = format!(
+        "gh_unit_{}",
+        hex::encode(crate::crypto::random_bytes::<8>())
+    );
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("CREATE DATABASE (needs CREATEDB)");
+    let _ = admin.close().await;
+    let mut url = url::Url::parse(&admin_url).expect("admin URL parses");
+    url.set_path(&format!("/{name}"));
+    let store = Store::connect(&settings(url.to_string()))
+        .await
+        .expect("postgres connects");
+    store.migrate().await.expect("postgres migrates");
+    TestStore {
+        store,
+        guard: Guard::Postgres { admin_url, name },
+    }
+}
+
+/// One store per backend: SQLite first, then PostgreSQL.
+pub async fn both() -> Vec<TestStore> {
+    vec![sqlite().await, postgres().await]
+}
+
+impl TestStore {
+    /// Creates tenant `tenant_id` (if needed) and a user in it.
+    pub async fn user(&self, tenant_id: &str, username: &str) -> StoredUser {
+        self.store
+            .upsert_tenant(
+                &TenantSpec {
+                    id: tenant_id.to_owned(),
+                    issuer: format!("https://id.example.com/{tenant_id}"),
+                    display_name: format!("Tenant {tenant_id}"),
+                },
+                1_000,
+            )
+            .await
+            .expect("tenant");
+        let user = StoredUser {
+            tenant_id: tenant_id.to_owned(),
+            user_id: format!("id-{username}"),
+            username: username.to_owned(),
+            email: None,
+            email_verified: false,
+            profile: serde_json::Map::new(),
+            password_hash: None,
+            created_at: 1_000,
+            updated_at: 1_000,
+        };
+        self.store.insert_user(&user).await.expect("user");
+        user
+    }
+
+    /// Which backend, for assertion messages.
+    pub fn name(&self) -> &'static str {
+        self.store.backend().as_str()
+    }
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let Guard::Postgres { admin_url, name } = &self.guard else {
+            return;
+        };
+        // Drop cannot await inside the test's runtime: use a thread with its own small
+        // runtime. `WITH (FORCE)` ends the pool's connections; a failure only leaves a
+        // stray database behind.
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
