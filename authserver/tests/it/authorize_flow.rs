@@ -15,6 +15,7 @@ on_both_backends!(
     consent_deny_and_first_party_clients,
     a_request_is_honoured_only_in_its_own_browser,
     a_pushed_request_with_form_post_completes_in_the_browser,
+    the_second_factor_keeps_the_request,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -550,4 +551,58 @@ async fn a_pushed_request_with_form_post_completes_in_the_browser(backend: Backe
     let p = b.get(&format!("{issuer}/authorize?{q}")).await;
     p.assert_status(400);
     assert!(p.location().is_none());
+}
+
+async fn the_second_factor_keeps_the_request(backend: Backend) {
+    use authserver::mfa::totp::{self, Secret};
+
+    let db = TestDb::migrated(backend).await;
+    db.write_config(
+        "config.yaml",
+        &format!(
+            "tenants:\n  - id: main\n    issuer: {}\n    display_name: Tenant main\n    settings: {{mfa: {{required: true}}}}\n",
+            db.issuer("")
+        ),
+    );
+    create_user(&db, "alice", PASSWORD).await;
+    db.cli()
+        .args([
+            "clients",
+            "create",
+            "--id",
+            "internal",
+            "--redirect-uri",
+            CB,
+            "--first-party",
+        ])
+        .run()
+        .await
+        .assert_success();
+    let _server = fast(db.cli()).serve(db.port).await;
+    let b = Browser::new();
+    let login = settle(&b, b.get(&authorize_url(&db, "internal", &[])).await).await;
+    login.assert_status(200);
+    let enrol = settle(
+        &b,
+        b.submit(&login, &[("username", "alice"), ("password", PASSWORD)])
+            .await,
+    )
+    .await;
+    enrol.assert_status(200);
+    assert!(enrol.body.contains("name=\"totp\""), "{}", enrol.body);
+    assert!(enrol.form_action().unwrap().contains("request="));
+    let start =
+        enrol.body.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
+    let end = start + enrol.body[start..].find("</code>").unwrap();
+    let secret = Secret::from_bytes(totp::base32_decode(&enrol.body[start..end]).unwrap());
+    let code = secret.code_at_step(totp::step(crate::harness::jose::now()));
+    let codes = b.submit(&enrol, &[("totp", &code)]).await;
+    codes.assert_status(200);
+    assert_eq!(count(&db, "grants").await, 0);
+    let done = settle(&b, b.submit(&codes, &[]).await).await;
+    assert!(client_params(&done).contains_key("code"));
+    assert_eq!(
+        db.rows("SELECT amr || '|' || acr FROM grants").await,
+        vec!["[\"pwd\",\"otp\",\"mfa\"]|2".to_owned()]
+    );
 }
