@@ -11,6 +11,7 @@ on_both_backends!(
     sign_in_succeeds_and_every_failure_looks_the_same,
     a_missing_or_wrong_csrf_token_is_refused_and_changes_nothing,
     idle_and_absolute_timeouts_end_the_session,
+    activity_is_written_at_most_once_a_minute,
     signing_in_beyond_max_sessions_per_user_evicts_the_oldest,
     bound_sessions_end_when_the_user_agent_changes,
     the_account_chooser_switches_between_signed_in_accounts,
@@ -911,4 +912,47 @@ async fn repeated_failures_lock_the_username_with_the_time_left(backend: Backend
     create_user(&db, "bob", PASSWORD).await;
     let p = Browser::new().sign_in(&issuer, "bob", PASSWORD).await;
     p.assert_status(200);
+}
+
+async fn activity_is_written_at_most_once_a_minute(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    let chooser = format!("{issuer}/select-account");
+    // 30 s ago: not written again.
+    db.rows("UPDATE browser_sessions SET last_seen_at = last_seen_at - 30, expires_at = expires_at - 30 RETURNING id_hash")
+        .await;
+    db.rows("UPDATE sessions SET idle_expires_at = idle_expires_at - 30 RETURNING sid")
+        .await;
+    let before = activity(&db).await;
+    b.get(&chooser).await.assert_status(200);
+    assert_eq!(activity(&db).await, before, "no write within a minute");
+    // 61 s ago: written, idle expiries move forward.
+    db.rows("UPDATE browser_sessions SET last_seen_at = last_seen_at - 31, expires_at = expires_at - 31 RETURNING id_hash")
+        .await;
+    let before = activity(&db).await;
+    b.get(&chooser).await.assert_status(200);
+    let after = activity(&db).await;
+    assert_ne!(after, before);
+    let parse = |row: &str| -> Vec<i64> { row.split('|').map(|v| v.parse().unwrap()).collect() };
+    let (b0, a0) = (parse(&before[0]), parse(&after[0]));
+    assert!(
+        a0[0] > b0[0] && a0[1] > b0[1] && a0[2] > b0[2],
+        "{before:?} -> {after:?}"
+    );
+}
+
+/// `last_seen_at|expires_at` of the browser and `idle_expires_at` of its account.
+async fn activity(db: &TestDb) -> Vec<String> {
+    db.rows(
+        "SELECT CAST(b.last_seen_at AS TEXT) || '|' || CAST(b.expires_at AS TEXT) || '|' \
+         || CAST(s.idle_expires_at AS TEXT) FROM browser_sessions b JOIN sessions s \
+         ON s.tenant_id = b.tenant_id AND s.browser_id_hash = b.id_hash",
+    )
+    .await
 }
