@@ -144,6 +144,10 @@ pub fn client_spec(p: proto::ClientSpec) -> Result<ClientSpec, Status> {
         "" => None,
         a => Some(algorithm("spec.access_token_alg", a)?),
     };
+    let id_token_alg = match p.id_token_alg.as_str() {
+        "" => None,
+        a => Some(algorithm("spec.id_token_alg", a)?),
+    };
     let or_default = |v: u64, d: u64| if v == 0 { d } else { v };
     Ok(ClientSpec {
         client_id: p.client_id,
@@ -169,6 +173,9 @@ pub fn client_spec(p: proto::ClientSpec) -> Result<ClientSpec, Status> {
         allowed_cors_origins: p.allowed_cors_origins,
         first_party: p.first_party,
         access_token_alg,
+        id_token_alg,
+        refresh_without_offline_access: p.refresh_without_offline_access,
+        sector_identifier_uri: p.sector_identifier_uri.filter(|u| !u.is_empty()),
     })
 }
 
@@ -206,6 +213,12 @@ pub fn client_spec_to_proto(s: &ClientSpec) -> proto::ClientSpec {
             .access_token_alg
             .map(|a| a.as_str().to_owned())
             .unwrap_or_default(),
+        id_token_alg: s
+            .id_token_alg
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default(),
+        refresh_without_offline_access: s.refresh_without_offline_access,
+        sector_identifier_uri: s.sector_identifier_uri.clone(),
     }
 }
 
