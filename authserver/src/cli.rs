@@ -141,6 +141,7 @@ pub struct CreateUserArgs {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // independent on/off flags of a registration
 pub struct CreateClientArgs {
     /// Client id (letters, digits, - . _ ~).
     #[arg(long)]

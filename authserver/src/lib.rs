@@ -15,5 +15,6 @@ pub mod http;
 pub mod keys;
 pub mod oauth;
 pub mod store;
+pub mod subject;
 pub mod telemetry;
 pub mod users;

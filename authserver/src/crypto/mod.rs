@@ -63,6 +63,21 @@ pub fn pkcs8_to_pem(der: &[u8]) -> String {
     out
 }
 
+/// A fresh opaque handle for a browser or client to hold (session cookie, request
+/// handle, code, refresh token): 256 random bits, base64url.
+pub fn new_handle() -> String {
+    b64url(&random_bytes::<32>())
+}
+
+/// What the database keeps of a handle: its SHA-256, hex. Handles are 256-bit random,
+/// so an unkeyed hash is enough — and it lets a lookup be one indexed equality.
+pub fn handle_hash(handle: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        handle.as_bytes(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,19 +92,4 @@ mod tests {
         assert!(err.contains("openssl pkcs8"), "{err}");
         assert!(pkcs8_from_pem("garbage").is_err());
     }
-}
-
-/// A fresh opaque handle for a browser or client to hold (session cookie, request
-/// handle, code, refresh token): 256 random bits, base64url.
-pub fn new_handle() -> String {
-    b64url(&random_bytes::<32>())
-}
-
-/// What the database keeps of a handle: its SHA-256, hex. Handles are 256-bit random,
-/// so an unkeyed hash is enough — and it lets a lookup be one indexed equality.
-pub fn handle_hash(handle: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        handle.as_bytes(),
-    ))
 }

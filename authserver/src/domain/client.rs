@@ -431,8 +431,7 @@ impl ClientSpec {
             None => self
                 .redirect_uris
                 .first()
-                .map(|u| uri_host(u))
-                .unwrap_or_else(|| self.client_id.clone()),
+                .map_or_else(|| self.client_id.clone(), |u| uri_host(u)),
         }
     }
 

@@ -3,6 +3,7 @@
 //! and friends only translate requests and responses.
 
 pub mod client_auth;
+pub mod code_grant;
 pub mod dpop;
 pub mod error;
 pub mod form;
@@ -33,4 +34,6 @@ pub struct OAuthService {
     pub dpop: dpop::Dpop,
     pub limiter: rate_limit::RateLimiter,
     pub jwks: jwks_fetch::JwksFetcher,
+    /// End-user `sub` values (public or pairwise).
+    pub subjects: Arc<crate::subject::Subjects>,
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod changes;
 pub mod clients;
 pub mod codes;
+pub mod grants;
 pub mod migrate;
 pub mod purge;
 pub mod replay;
