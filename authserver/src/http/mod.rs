@@ -9,6 +9,7 @@ pub mod metrics;
 mod observe;
 pub mod tenant_routing;
 mod token;
+mod userinfo;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ fn tenant_router() -> Router<AppState> {
         .merge(discovery::router())
         .merge(jwks::router())
         .merge(token::router())
+        .merge(userinfo::router())
         .fallback(|| async { ApiError::NotFound })
 }
 

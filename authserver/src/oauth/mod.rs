@@ -10,6 +10,7 @@ pub mod form;
 pub mod jwks_fetch;
 pub mod rate_limit;
 mod token;
+pub mod userinfo;
 
 use std::sync::Arc;
 

@@ -37,8 +37,8 @@ pub struct TokenResponse {
 
 /// Claims of an access token that passed every check.
 #[derive(Debug)]
-struct ActiveToken {
-    claims: Value,
+pub(super) struct ActiveToken {
+    pub claims: Value,
 }
 
 fn slow_down(headers: RateHeaders) -> OAuthError {
@@ -400,7 +400,7 @@ impl OAuthService {
 
     /// Verifies an access token of this tenant: signature by one of its published keys,
     /// `typ`, issuer, expiry, revocation, and that its client still exists.
-    async fn active_token(
+    pub(super) async fn active_token(
         &self,
         tenant: &Tenant,
         token: &str,
