@@ -1,6 +1,7 @@
 //! The HTTP surface: per-tenant protocol endpoints under each issuer, plus process-level
 //! health and metrics. `app` assembles the router; each endpoint family has its module.
 
+mod cors;
 mod discovery;
 mod error;
 mod health;
@@ -56,6 +57,10 @@ fn tenant_router() -> Router<AppState> {
 pub fn app(state: AppState) -> Router {
     let tenant_app = tenant_router()
         .layer(axum::middleware::from_fn(observe::label_route))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::cors,
+        ))
         .with_state(state.clone());
     Router::new()
         .route("/healthz", get(health::healthz))
