@@ -12,6 +12,7 @@ mod harness;
 mod admin_api;
 mod client_auth;
 mod clients_cli;
+mod code_grant;
 mod config;
 mod discovery;
 mod docs;
