@@ -25,6 +25,7 @@ mod migrate;
 mod multi_pod;
 mod purge;
 mod rate_limit;
+mod refresh;
 mod routing;
 mod telemetry;
 mod token;
