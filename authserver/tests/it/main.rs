@@ -29,4 +29,5 @@ mod refresh;
 mod routing;
 mod telemetry;
 mod token;
+mod userinfo;
 mod users;
