@@ -26,6 +26,35 @@ pub enum Error {
     Sealed(String),
 }
 
+/// The AAD binding a sealed tenant secret to its row.
+fn secret_aad(tenant_id: &str, name: &str) -> Vec<u8> {
+    format!("{tenant_id}/{name}").into_bytes()
+}
+
+/// Re-seals every tenant secret sealed under `old` with `new` (`keys reencrypt`), in
+/// one transaction; returns how many. Secrets already under `new` are left alone.
+pub async fn reseal_tenant_secrets(store: &Store, old: &Kek, new: &Kek) -> Result<usize, Error> {
+    let mut updates = Vec::new();
+    for (tenant_id, name, sealed, kek_id) in store.list_tenant_secrets().await? {
+        if kek_id == new.id() {
+            continue;
+        }
+        let aad = secret_aad(&tenant_id, &name);
+        let sealed = hex::decode(sealed).map_err(|e| Error::Sealed(e.to_string()))?;
+        let plain = old
+            .open(&kek_id, &sealed, &aad)
+            .map_err(|e| Error::Sealed(format!("tenant {tenant_id} secret {name}: {e}")))?;
+        updates.push((
+            tenant_id,
+            name,
+            hex::encode(new.seal(&plain, &aad)),
+            new.id().to_owned(),
+        ));
+    }
+    store.reseal_tenant_secrets(&updates).await?;
+    Ok(updates.len())
+}
+
 /// The pairwise subject of `user_id` for `sector` under `salt`.
 pub fn pairwise(sector: &str, user_id: &str, salt: &[u8]) -> String {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
@@ -78,14 +107,14 @@ impl Subjects {
         {
             return Ok(*s);
         }
-        let aad = format!("{tenant_id}/{PAIRWISE_SALT}");
+        let aad = secret_aad(tenant_id, PAIRWISE_SALT);
         if self
             .store
             .get_tenant_secret(tenant_id, PAIRWISE_SALT)
             .await?
             .is_none()
         {
-            let sealed = self.kek.seal(&random_bytes::<32>(), aad.as_bytes());
+            let sealed = self.kek.seal(&random_bytes::<32>(), &aad);
             self.store
                 .insert_tenant_secret(
                     tenant_id,
@@ -104,7 +133,7 @@ impl Subjects {
         let sealed = hex::decode(sealed).map_err(|e| Error::Sealed(e.to_string()))?;
         let plain = self
             .kek
-            .open(&kek_id, &sealed, aad.as_bytes())
+            .open(&kek_id, &sealed, &aad)
             .map_err(|e| Error::Sealed(e.to_string()))?;
         let salt: [u8; 32] = plain
             .try_into()

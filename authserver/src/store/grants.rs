@@ -298,6 +298,42 @@ impl Store {
         }))
     }
 
+    /// Every per-tenant secret as `(tenant_id, name, sealed, kek_id)`.
+    #[tracing::instrument(name = "db.list_tenant_secrets", skip_all)]
+    pub async fn list_tenant_secrets(&self) -> Result<Vec<(String, String, String, String)>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String, String, String)>(
+                "SELECT tenant_id, name, sealed, kek_id FROM tenant_secrets",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Replaces sealed tenant secrets `(tenant_id, name, sealed, kek_id)` in one
+    /// transaction (re-encryption under a new `ENCRYPTION_KEY`).
+    #[tracing::instrument(name = "db.reseal_tenant_secrets", skip_all)]
+    pub async fn reseal_tenant_secrets(
+        &self,
+        updates: &[(String, String, String, String)],
+    ) -> Result<()> {
+        in_transaction!(self, tx => {
+            for (tenant_id, name, sealed, kek_id) in updates {
+                sqlx::query(
+                    "UPDATE tenant_secrets SET sealed = $3, kek_id = $4 \
+                     WHERE tenant_id = $1 AND name = $2",
+                )
+                .bind(tenant_id)
+                .bind(name)
+                .bind(sealed)
+                .bind(kek_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Stores a per-tenant secret unless one already exists (the first writer wins;
     /// read it back with [`Store::get_tenant_secret`]).
     #[tracing::instrument(name = "db.insert_tenant_secret", skip_all)]

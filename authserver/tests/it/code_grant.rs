@@ -21,6 +21,8 @@ on_both_backends!(
     bad_redemptions_are_invalid_grant_and_change_nothing,
     a_public_client_redeems_with_the_oauth2_crate,
     pairwise_subjects_differ_per_sector_and_are_stable,
+    pairwise_subjects_survive_encryption_key_rotation,
+    dpop_bound_codes_and_deleted_users,
 );
 
 pub const REDIRECT: &str = "https://app.example.com/cb";
@@ -517,4 +519,110 @@ async fn pairwise_subjects_differ_per_sector_and_are_stable(backend: Backend) {
     assert_eq!(db.scalar("SELECT count(*) FROM tenant_secrets").await, 1);
     let sealed = db.rows("SELECT sealed FROM tenant_secrets").await;
     assert!(sealed[0].len() > 64, "sealed salt carries nonce and tag");
+}
+
+async fn pairwise_sub(db: &TestDb, server: &Server, creds: &Creds, user: &str) -> String {
+    let code = plant_code(db, &Plant::new(&creds.id, user, "openid")).await;
+    let body = redeem(server, creds, &code, &[]).await.ok().clone();
+    let id = verify_id_token(
+        server,
+        body["id_token"].as_str().unwrap(),
+        Algorithm::RS256,
+        &db.issuer(""),
+        &creds.id,
+    )
+    .await;
+    id["sub"].as_str().unwrap().to_owned()
+}
+
+async fn pairwise_subjects_survive_encryption_key_rotation(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    // A public client: client secret digests are keyed by a subkey of ENCRYPTION_KEY
+    // and do not survive its rotation, which this test is not about.
+    let a = web_client(&db, "a", &["--public", "--subject-type", "pairwise"]).await;
+    let alice = create_user(&db, "alice").await;
+    db.rows(
+        "UPDATE tenants SET settings = '{\"subjectTypes\":[\"pairwise\"]}' \
+         WHERE id = 'main' RETURNING id",
+    )
+    .await;
+    let server = db.serve().await;
+    let before = pairwise_sub(&db, &server, &a, &alice).await;
+    drop(server);
+    let new_key = crate::harness::new_encryption_key();
+    let with_new = db.cli().env("ENCRYPTION_KEY", new_key.as_str());
+    let out = with_new
+        .clone()
+        .env("OLD_ENCRYPTION_KEY", db.key())
+        .args(["keys", "reencrypt", "--old-key-env", "OLD_ENCRYPTION_KEY"])
+        .run()
+        .await;
+    out.assert_success();
+    assert!(
+        out.stdout.contains("re-encrypted 1 tenant secret(s)"),
+        "{out}"
+    );
+    let server = with_new.serve(db.port).await;
+    assert_eq!(pairwise_sub(&db, &server, &a, &alice).await, before);
+}
+
+async fn dpop_bound_codes_and_deleted_users(backend: Backend) {
+    use crate::harness::jose::ClientKey;
+    use serde_json::json;
+    let db = TestDb::migrated(backend).await;
+    let web = web_client(&db, "web", &[]).await;
+    let alice = create_user(&db, "alice").await;
+    let bob = create_user(&db, "bob").await;
+    let server = db.serve().await;
+    let key = ClientKey::es256();
+    let jkt = key.thumbprint();
+    let htu = db.issuer("/token");
+    let code = plant_code(
+        &db,
+        &Plant {
+            dpop_jkt: Some(&jkt),
+            ..Plant::new("web", &alice, "openid")
+        },
+    )
+    .await;
+    let with_proof = |proof: Option<String>| {
+        let mut req = post_form(
+            &server,
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .header(header::AUTHORIZATION, web.basic());
+        if let Some(p) = proof {
+            req = req.header("DPoP", p);
+        }
+        send(req)
+    };
+    with_proof(None)
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    let other = ClientKey::es256().dpop_proof("POST", &htu, &json!({}), &json!({}));
+    with_proof(Some(other))
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    let body = with_proof(Some(key.dpop_proof("POST", &htu, &json!({}), &json!({}))))
+        .await
+        .ok()
+        .clone();
+    assert_eq!(body["token_type"], "DPoP");
+
+    // A user deleted between login and redemption: the code is gone with the grant.
+    let code = plant_code(&db, &Plant::new("web", &bob, "openid")).await;
+    db.cli()
+        .args(["users", "delete", "--username", "bob"])
+        .run()
+        .await
+        .assert_success();
+    redeem(&server, &web, &code, &[])
+        .await
+        .assert_error(400, "invalid_grant");
 }
