@@ -282,6 +282,42 @@ pub fn key_to_proto(k: &KeyMeta, source: &str, now: i64) -> proto::SigningKey {
 mod tests {
     use super::*;
 
+    #[test]
+    fn end_user_client_fields_round_trip_and_default() {
+        let p = proto::ClientSpec {
+            client_id: "web".into(),
+            grant_types: vec!["authorization_code".into()],
+            redirect_uris: vec!["https://app.example.com/cb".into()],
+            subject_type: "pairwise".into(),
+            id_token_alg: "ES256".into(),
+            refresh_without_offline_access: true,
+            sector_identifier_uri: Some("https://sector.example.com/x.json".into()),
+            ..proto::ClientSpec::default()
+        };
+        let spec = client_spec(p).unwrap();
+        assert_eq!(spec.id_token_alg, Some(Algorithm::Es256));
+        assert!(spec.refresh_without_offline_access);
+        assert_eq!(spec.sector(), "sector.example.com");
+        let back = client_spec_to_proto(&spec);
+        assert_eq!(back.id_token_alg, "ES256");
+        assert!(back.refresh_without_offline_access);
+        let plain = client_spec(proto::ClientSpec {
+            client_id: "m".into(),
+            sector_identifier_uri: Some(String::new()),
+            ..proto::ClientSpec::default()
+        })
+        .unwrap();
+        assert_eq!(plain.id_token_alg, None);
+        assert!(!plain.refresh_without_offline_access);
+        assert_eq!(plain.sector_identifier_uri, None);
+        let bad = client_spec(proto::ClientSpec {
+            id_token_alg: "HS256".into(),
+            ..proto::ClientSpec::default()
+        })
+        .unwrap_err();
+        assert!(bad.message().contains("spec.id_token_alg"), "{bad:?}");
+    }
+
     fn policy(overlap: Option<u64>) -> proto::KeyPolicy {
         proto::KeyPolicy {
             algorithms: vec!["ES256".into()],

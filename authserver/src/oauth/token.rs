@@ -590,3 +590,36 @@ impl OAuthService {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::client::ClientSpec;
+
+    fn tenant(settings: Value) -> Tenant {
+        Tenant {
+            id: "t".into(),
+            issuer: "https://id.example.com".into(),
+            display_name: "T".into(),
+            settings,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn access_token_lifetime_is_the_clients_else_the_tenants() {
+        let policy = tenant(json!({"tokens": {"accessTokenSeconds": 300}}));
+        let default_client = ClientSpec::default();
+        assert_eq!(access_token_lifetime(&policy, &default_client), 300);
+        assert_eq!(
+            access_token_lifetime(&tenant(json!({})), &default_client),
+            600
+        );
+        let own = ClientSpec {
+            access_token_lifetime_seconds: 120,
+            ..ClientSpec::default()
+        };
+        assert_eq!(access_token_lifetime(&policy, &own), 120);
+    }
+}
