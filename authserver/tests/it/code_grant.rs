@@ -615,8 +615,13 @@ async fn dpop_bound_codes_and_deleted_users(backend: Backend) {
         .clone();
     assert_eq!(body["token_type"], "DPoP");
 
-    // A user deleted between login and redemption: the code is gone with the grant.
+    // A user deleted between login and redemption: the code is gone with the grant; the
+    // tokens issued before are no longer active.
     let code = plant_code(&db, &Plant::new("web", &bob, "openid")).await;
+    let earlier = plant_code(&db, &Plant::new("web", &bob, "openid")).await;
+    let issued = redeem(&server, &web, &earlier, &[]).await.ok().clone();
+    let access = issued["access_token"].as_str().unwrap();
+    assert!(is_active(&server, &web, access).await);
     db.cli()
         .args(["users", "delete", "--username", "bob"])
         .run()
@@ -625,4 +630,5 @@ async fn dpop_bound_codes_and_deleted_users(backend: Backend) {
     redeem(&server, &web, &code, &[])
         .await
         .assert_error(400, "invalid_grant");
+    assert!(!is_active(&server, &web, access).await);
 }
