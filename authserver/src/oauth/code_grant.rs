@@ -597,7 +597,13 @@ impl OAuthService {
         let Some((row, grant)) = self.own_refresh_token(tenant, caller, token).await? else {
             return Ok(None);
         };
-        let sub = self.user_subject(tenant, caller, &grant.user_id).await?;
+        // A pairwise client of a tenant that stopped offering pairwise subjects cannot
+        // use the token any more: inactive, like every other reason.
+        let sub = match self.user_subject(tenant, caller, &grant.user_id).await {
+            Ok(sub) => sub,
+            Err(e) if e.code == ErrorCode::ServerError => return Err(e),
+            Err(_) => return Ok(None),
+        };
         Ok(Some(json!({
             "active": true,
             "token_type": "refresh_token",
