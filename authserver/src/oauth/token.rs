@@ -445,12 +445,12 @@ impl OAuthService {
         {
             return Ok(None);
         }
-        // A user's token (it has `auth_time`) lives only as long as its grant: the grant
-        // row goes when the user is deleted (and the record when the grant is purged).
+        // A user's token (it has `auth_time`) lives only as long as its grant: revoked,
+        // or gone with its user (or purged with the grant).
         if parsed.claims.get("auth_time").is_some()
             && self
                 .store
-                .grant_of_jti(&tenant.id, jti)
+                .live_grant_of_jti(&tenant.id, jti)
                 .await
                 .map_err(|e| OAuthError::server_error(&e))?
                 .is_none()

@@ -149,6 +149,25 @@ impl Store {
         }))
     }
 
+    /// The grant of an access token (`jti`) if it is recorded and not revoked: `None`
+    /// for tokens of a revoked or deleted grant and for tokens of no grant. The join
+    /// also covers a token recorded after its grant was revoked (a code replayed while
+    /// the first redemption was still issuing), which the denylist alone would miss.
+    #[tracing::instrument(name = "db.live_grant_of_jti", skip_all)]
+    pub async fn live_grant_of_jti(&self, tenant_id: &str, jti: &str) -> Result<Option<String>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT g.grant_id FROM grant_access_tokens a JOIN grants g \
+                 ON g.tenant_id = a.tenant_id AND g.grant_id = a.grant_id \
+                 WHERE a.tenant_id = $1 AND a.jti = $2 AND g.revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(jti)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// Records an access token issued under a grant, so revoking the grant reaches it.
     #[tracing::instrument(name = "db.record_grant_access_token", skip_all)]
     pub async fn record_grant_access_token(

@@ -23,6 +23,7 @@ on_both_backends!(
     pairwise_subjects_differ_per_sector_and_are_stable,
     pairwise_subjects_survive_encryption_key_rotation,
     dpop_bound_codes_and_deleted_users,
+    concurrent_redemptions_of_one_code_issue_once,
 );
 
 pub const REDIRECT: &str = "https://app.example.com/cb";
@@ -631,4 +632,32 @@ async fn dpop_bound_codes_and_deleted_users(backend: Backend) {
         .await
         .assert_error(400, "invalid_grant");
     assert!(!is_active(&server, &web, access).await);
+}
+
+async fn concurrent_redemptions_of_one_code_issue_once(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let web = web_client(&db, "web", &[]).await;
+    let alice = create_user(&db, "alice").await;
+    let server = db.serve().await;
+    for _ in 0..3 {
+        let code = plant_code(&db, &Plant::new("web", &alice, "openid offline_access")).await;
+        let (a, b) = tokio::join!(
+            redeem(&server, &web, &code, &[]),
+            redeem(&server, &web, &code, &[])
+        );
+        let (won, lost) = if a.status == StatusCode::OK {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let tokens = won.ok().clone();
+        lost.assert_error(400, "invalid_grant");
+        // The loser is a replay: whatever the winner got is revoked.
+        assert!(!is_active(&server, &web, tokens["access_token"].as_str().unwrap()).await);
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM grants WHERE revoked_at IS NULL")
+            .await,
+        0
+    );
 }

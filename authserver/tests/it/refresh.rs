@@ -19,6 +19,7 @@ on_both_backends!(
     scope_and_client_checks_change_nothing,
     public_clients_get_dpop_bound_refresh_tokens,
     revoking_a_refresh_token_revokes_its_grant,
+    concurrent_uses_of_one_refresh_token_are_reuse,
 );
 
 async fn refresh(server: &Server, creds: &Creds, token: &str, extra: &[(&str, &str)]) -> Reply {
@@ -337,4 +338,38 @@ async fn revoking_a_refresh_token_revokes_its_grant(backend: Backend) {
     let t = tokens(&db, &server, &web, &alice, "openid offline_access").await;
     revoke(&server, &web, &s(&t, "refresh_token"), &[]).await;
     assert!(!is_active(&server, &web, &s(&t, "access_token")).await);
+}
+
+async fn concurrent_uses_of_one_refresh_token_are_reuse(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let web = web_client(&db, "web", &[]).await;
+    let alice = create_user(&db, "alice").await;
+    let server = db.serve().await;
+    for _ in 0..3 {
+        let t = tokens(&db, &server, &web, &alice, "openid offline_access").await;
+        let token = s(&t, "refresh_token");
+        let (a, b) = tokio::join!(
+            refresh(&server, &web, &token, &[]),
+            refresh(&server, &web, &token, &[])
+        );
+        let (won, lost) = if a.status == reqwest::StatusCode::OK {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let next = won.ok().clone();
+        lost.assert_error(400, "invalid_grant");
+        for k in ["access_token", "refresh_token"] {
+            assert!(!is_active(&server, &web, &s(&next, k)).await, "{k}");
+        }
+    }
+    let audit = db.audit().await;
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.starts_with("refresh_token.reuse_detected|"))
+            .count(),
+        3,
+        "{audit:?}"
+    );
 }
