@@ -17,6 +17,7 @@ pub mod keys;
 pub mod mfa;
 pub mod oauth;
 pub mod store;
+pub mod subject;
 pub mod telemetry;
 pub mod throttle;
 pub mod users;

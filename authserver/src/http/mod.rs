@@ -1,6 +1,7 @@
 //! The HTTP surface: per-tenant protocol endpoints under each issuer, plus process-level
 //! health and metrics. `app` assembles the router; each endpoint family has its module.
 
+mod cors;
 mod discovery;
 mod error;
 mod health;
@@ -9,6 +10,7 @@ pub mod metrics;
 mod observe;
 pub mod tenant_routing;
 mod token;
+mod userinfo;
 
 use std::sync::Arc;
 
@@ -53,6 +55,7 @@ fn tenant_router() -> Router<AppState> {
         .merge(discovery::router())
         .merge(jwks::router())
         .merge(token::router())
+        .merge(userinfo::router())
         .fallback(|| async { ApiError::NotFound })
 }
 
@@ -60,6 +63,10 @@ fn tenant_router() -> Router<AppState> {
 pub fn app(state: AppState) -> Router {
     let tenant_app = tenant_router()
         .layer(axum::middleware::from_fn(observe::label_route))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::cors,
+        ))
         .with_state(state.clone());
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -11,6 +11,7 @@ pub mod authorization_requests;
 pub mod changes;
 pub mod clients;
 pub mod codes;
+pub mod grants;
 pub mod mfa;
 pub mod migrate;
 pub mod purge;
