@@ -206,6 +206,25 @@ pub struct CreateClientArgs {
     /// Access token signing algorithm: RS256, ES256 or EdDSA (default: tokens.access_token_alg).
     #[arg(long)]
     pub access_token_alg: Option<String>,
+    /// Refresh token (sliding) lifetime in seconds (60–31536000).
+    #[arg(long)]
+    pub refresh_token_lifetime: Option<u64>,
+    /// ID token signing algorithm: RS256, ES256 or EdDSA (default: tokens.id_token_alg).
+    #[arg(long)]
+    pub id_token_alg: Option<String>,
+    /// Issue refresh tokens even without the offline_access scope.
+    #[arg(long)]
+    pub refresh_without_offline_access: bool,
+    /// Subject type for end users: public (default) or pairwise.
+    #[arg(long)]
+    pub subject_type: Option<String>,
+    /// Pairwise subjects: https URL whose host is the sector identifier.
+    #[arg(long)]
+    pub sector_identifier_uri: Option<String>,
+    /// Origin allowed to call the token, userinfo, discovery and JWKS endpoints from a
+    /// browser (repeatable; scheme://host[:port]).
+    #[arg(long = "allowed-cors-origin")]
+    pub allowed_cors_origins: Vec<String>,
     /// Authorization requests must be pushed first (RFC 9126 PAR).
     #[arg(long)]
     pub require_par: bool,

@@ -84,6 +84,8 @@ pub struct ClientService {
     clock: Arc<dyn Clock>,
     algorithms: Vec<Algorithm>,
     cache: ClientCache,
+    /// Per tenant: every origin any client allows (CORS), dropped with the client cache.
+    cors: Cached<String, Arc<std::collections::HashSet<String>>>,
 }
 
 impl ClientService {
@@ -100,6 +102,7 @@ impl ClientService {
             clock,
             algorithms,
             cache: Cached::new(epoch.clone(), DEFAULT_TTL),
+            cors: Cached::new(epoch.clone(), DEFAULT_TTL),
         }
     }
 
@@ -121,6 +124,29 @@ impl ClientService {
             .map(Arc::new);
         self.cache.insert(key, epoch, found.clone());
         Ok(found)
+    }
+
+    /// The browser origins the tenant's clients allow (`allowed_cors_origins`), from the
+    /// pod cache when possible.
+    pub async fn cors_origins(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Arc<std::collections::HashSet<String>>> {
+        let key = tenant_id.to_owned();
+        if let Some(hit) = self.cors.get(&key) {
+            return Ok(hit);
+        }
+        let epoch = self.cors.begin_load();
+        let origins: std::collections::HashSet<String> = self
+            .store
+            .list_clients(tenant_id)
+            .await?
+            .into_iter()
+            .flat_map(|c| c.spec.allowed_cors_origins)
+            .collect();
+        let origins = Arc::new(origins);
+        self.cors.insert(key, epoch, Arc::clone(&origins));
+        Ok(origins)
     }
 
     /// Whether `candidate` is one of the client's currently valid secrets (constant time

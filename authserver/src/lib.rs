@@ -18,6 +18,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod session;
 pub mod store;
+pub mod subject;
 pub mod telemetry;
 pub mod throttle;
 pub mod ui;

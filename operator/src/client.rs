@@ -249,6 +249,9 @@ pub fn client_spec(client: &OidcClient) -> proto::ClientSpec {
         allowed_cors_origins: s.allowed_cors_origins.clone(),
         first_party: s.first_party,
         access_token_alg: String::new(),
+        id_token_alg: String::new(),
+        refresh_without_offline_access: false,
+        sector_identifier_uri: None,
         require_pushed_authorization_requests: false,
     }
 }

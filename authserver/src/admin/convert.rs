@@ -144,6 +144,10 @@ pub fn client_spec(p: proto::ClientSpec) -> Result<ClientSpec, Status> {
         "" => None,
         a => Some(algorithm("spec.access_token_alg", a)?),
     };
+    let id_token_alg = match p.id_token_alg.as_str() {
+        "" => None,
+        a => Some(algorithm("spec.id_token_alg", a)?),
+    };
     let or_default = |v: u64, d: u64| if v == 0 { d } else { v };
     Ok(ClientSpec {
         client_id: p.client_id,
@@ -169,6 +173,9 @@ pub fn client_spec(p: proto::ClientSpec) -> Result<ClientSpec, Status> {
         allowed_cors_origins: p.allowed_cors_origins,
         first_party: p.first_party,
         access_token_alg,
+        id_token_alg,
+        refresh_without_offline_access: p.refresh_without_offline_access,
+        sector_identifier_uri: p.sector_identifier_uri.filter(|u| !u.is_empty()),
         require_pushed_authorization_requests: p.require_pushed_authorization_requests,
     })
 }
@@ -207,6 +214,12 @@ pub fn client_spec_to_proto(s: &ClientSpec) -> proto::ClientSpec {
             .access_token_alg
             .map(|a| a.as_str().to_owned())
             .unwrap_or_default(),
+        id_token_alg: s
+            .id_token_alg
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default(),
+        refresh_without_offline_access: s.refresh_without_offline_access,
+        sector_identifier_uri: s.sector_identifier_uri.clone(),
         require_pushed_authorization_requests: s.require_pushed_authorization_requests,
     }
 }
@@ -270,6 +283,42 @@ pub fn key_to_proto(k: &KeyMeta, source: &str, now: i64) -> proto::SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_user_client_fields_round_trip_and_default() {
+        let p = proto::ClientSpec {
+            client_id: "web".into(),
+            grant_types: vec!["authorization_code".into()],
+            redirect_uris: vec!["https://app.example.com/cb".into()],
+            subject_type: "pairwise".into(),
+            id_token_alg: "ES256".into(),
+            refresh_without_offline_access: true,
+            sector_identifier_uri: Some("https://sector.example.com/x.json".into()),
+            ..proto::ClientSpec::default()
+        };
+        let spec = client_spec(p).unwrap();
+        assert_eq!(spec.id_token_alg, Some(Algorithm::Es256));
+        assert!(spec.refresh_without_offline_access);
+        assert_eq!(spec.sector(), "sector.example.com");
+        let back = client_spec_to_proto(&spec);
+        assert_eq!(back.id_token_alg, "ES256");
+        assert!(back.refresh_without_offline_access);
+        let plain = client_spec(proto::ClientSpec {
+            client_id: "m".into(),
+            sector_identifier_uri: Some(String::new()),
+            ..proto::ClientSpec::default()
+        })
+        .unwrap();
+        assert_eq!(plain.id_token_alg, None);
+        assert!(!plain.refresh_without_offline_access);
+        assert_eq!(plain.sector_identifier_uri, None);
+        let bad = client_spec(proto::ClientSpec {
+            id_token_alg: "HS256".into(),
+            ..proto::ClientSpec::default()
+        })
+        .unwrap_err();
+        assert!(bad.message().contains("spec.id_token_alg"), "{bad:?}");
+    }
 
     fn policy(overlap: Option<u64>) -> proto::KeyPolicy {
         proto::KeyPolicy {

@@ -10,7 +10,7 @@ use super::{Context, UsageError, open, require_current_schema};
 use crate::cli::{ClientsCommand, CreateClientArgs};
 use crate::clients::{self, Actor, SecretRequest};
 use crate::config::Settings;
-use crate::domain::client::{AuthMethod, ClientSpec, ClientType, GrantType};
+use crate::domain::client::{AuthMethod, ClientSpec, ClientType, GrantType, SubjectType};
 
 pub async fn run(settings: &Settings, cmd: ClientsCommand) -> anyhow::Result<()> {
     let ctx = open(settings.clone(), true).await?;
@@ -91,9 +91,31 @@ fn spec_from_args(args: &CreateClientArgs) -> anyhow::Result<ClientSpec> {
         jwks_uri: args.jwks_uri.clone(),
         dpop_bound_access_tokens: args.dpop_bound_access_tokens,
         first_party: args.first_party,
+        refresh_without_offline_access: args.refresh_without_offline_access,
+        sector_identifier_uri: args.sector_identifier_uri.clone(),
+        allowed_cors_origins: args.allowed_cors_origins.clone(),
         require_pushed_authorization_requests: args.require_par,
         ..ClientSpec::default()
     };
+    if let Some(l) = args.refresh_token_lifetime {
+        spec.refresh_token_lifetime_seconds = l;
+    }
+    if let Some(t) = &args.subject_type {
+        spec.subject_type = match t.as_str() {
+            "public" => SubjectType::Public,
+            "pairwise" => SubjectType::Pairwise,
+            other => anyhow::bail!(
+                "--subject-type: unknown subject type {other:?} (expected public or pairwise)"
+            ),
+        };
+    }
+    if let Some(a) = &args.id_token_alg {
+        spec.id_token_alg = Some(a.parse().map_err(|()| {
+            anyhow::anyhow!(
+                "--id-token-alg: unknown algorithm {a:?} (expected RS256, ES256 or EdDSA)"
+            )
+        })?);
+    }
     if let Some(l) = args.access_token_lifetime {
         spec.access_token_lifetime_seconds = l;
     }

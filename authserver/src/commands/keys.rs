@@ -161,5 +161,7 @@ async fn reencrypt(ctx: &Context, old_key_env: &str) -> anyhow::Result<()> {
         old.id(),
         ctx.kek.id()
     );
+    let n = crate::subject::reseal_tenant_secrets(&ctx.store, &old, &ctx.kek).await?;
+    println!("re-encrypted {n} tenant secret(s)");
     Ok(())
 }

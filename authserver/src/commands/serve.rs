@@ -156,6 +156,11 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         )
         .await?,
         jwks: JwksFetcher::new().context("failed to build the HTTP client")?,
+        subjects: Arc::new(crate::subject::Subjects::new(
+            ctx.store.clone(),
+            Arc::clone(&ctx.kek),
+            Arc::clone(&ctx.clock),
+        )),
     };
     Ok(AppState {
         store: ctx.store.clone(),

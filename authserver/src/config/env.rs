@@ -109,6 +109,7 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_TOKENS_ACCESS_TOKEN_ALG",
         &["tokens", "access_token_alg"],
     ),
+    text("GATEHOUSE_TOKENS_ID_TOKEN_ALG", &["tokens", "id_token_alg"]),
     number(
         "GATEHOUSE_TOKENS_CLIENT_ASSERTION_MAX_LIFETIME_SECONDS",
         &["tokens", "client_assertion_max_lifetime_seconds"],

@@ -94,6 +94,7 @@ pub struct MetricsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct TokensSection {
     pub access_token_alg: Option<String>,
+    pub id_token_alg: Option<String>,
     pub client_assertion_max_lifetime_seconds: Option<u64>,
 }
 

@@ -95,6 +95,8 @@ impl Default for SessionSettings {
 pub struct TokenSettings {
     /// Default access token signing algorithm (clients may override).
     pub access_token_alg: Algorithm,
+    /// Default ID token signing algorithm (clients may override).
+    pub id_token_alg: Algorithm,
     /// Longest `exp - now` accepted on a private_key_jwt client assertion.
     pub client_assertion_max_lifetime_seconds: u64,
 }

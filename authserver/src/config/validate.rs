@@ -288,6 +288,36 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
                 }
             },
         },
+        // OIDC's default (Core §15.1; what relying-party libraries accept unless told
+        // otherwise). A server without RSA keys falls back to the access token default.
+        id_token_alg: match file.tokens.id_token_alg.as_deref() {
+            None if keys.algorithms.contains(&Algorithm::Rs256) => Algorithm::Rs256,
+            None => file
+                .tokens
+                .access_token_alg
+                .as_deref()
+                .and_then(|a| a.parse::<Algorithm>().ok())
+                .filter(|a| keys.algorithms.contains(a))
+                .or_else(|| keys.algorithms.first().copied())
+                .unwrap_or(Algorithm::Rs256),
+            Some(a) => match a.parse::<Algorithm>() {
+                Ok(alg) if keys.algorithms.contains(&alg) => alg,
+                Ok(alg) => {
+                    problems.push(Problem::new(
+                        "tokens.id_token_alg",
+                        format!("{alg} is not in keys.algorithms"),
+                    ));
+                    alg
+                }
+                Err(()) => {
+                    problems.push(Problem::new(
+                        "tokens.id_token_alg",
+                        format!("unknown algorithm {a:?} (expected RS256, ES256 or EdDSA)"),
+                    ));
+                    Algorithm::Rs256
+                }
+            },
+        },
         client_assertion_max_lifetime_seconds: file
             .tokens
             .client_assertion_max_lifetime_seconds

@@ -117,6 +117,8 @@ pub enum SubjectType {
 /// Everything a registration says about a client (without credentials).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+// Registration metadata is a set of independent switches (RFC 7591 names them so).
+#[allow(clippy::struct_excessive_bools)]
 pub struct ClientSpec {
     pub client_id: String,
     pub client_type: ClientType,
@@ -142,6 +144,14 @@ pub struct ClientSpec {
     pub first_party: bool,
     /// Access token signing algorithm; `None` = the server default.
     pub access_token_alg: Option<Algorithm>,
+    /// ID token signing algorithm; `None` = the server default (`tokens.id_token_alg`).
+    pub id_token_alg: Option<Algorithm>,
+    /// Issue refresh tokens even when `offline_access` was not granted (the client must
+    /// still be allowed the refresh_token grant).
+    pub refresh_without_offline_access: bool,
+    /// OIDC Core §8.1: for pairwise subjects, the host of this https URL is the sector.
+    /// Without it, the redirect URIs' single host is.
+    pub sector_identifier_uri: Option<String>,
     /// Authorization requests must be pushed first (RFC 9126 §6).
     pub require_pushed_authorization_requests: bool,
 }
@@ -170,6 +180,9 @@ impl Default for ClientSpec {
             allowed_cors_origins: Vec::new(),
             first_party: false,
             access_token_alg: None,
+            id_token_alg: None,
+            refresh_without_offline_access: false,
+            sector_identifier_uri: None,
             require_pushed_authorization_requests: false,
         }
     }
@@ -237,6 +250,16 @@ fn is_loopback_host(url: &url::Url) -> bool {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
+    }
+}
+
+/// The lower-case host of a URI, or its scheme when it has none.
+fn uri_host(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(u) => u
+            .host_str()
+            .map_or_else(|| u.scheme().to_owned(), str::to_ascii_lowercase),
+        Err(_) => uri.to_owned(),
     }
 }
 
@@ -375,7 +398,46 @@ impl ClientSpec {
                 format!("{alg} is not one of the tenant's signing algorithms"),
             );
         }
+        if let Some(alg) = self.id_token_alg
+            && !algorithms.contains(&alg)
+        {
+            err(
+                "id_token_alg",
+                format!("{alg} is not one of the tenant's signing algorithms"),
+            );
+        }
+        if let Some(uri) = &self.sector_identifier_uri {
+            if let Err(e) = validate_https_url(uri) {
+                err("sector_identifier_uri", e);
+            }
+        } else if self.subject_type == SubjectType::Pairwise {
+            let mut hosts: Vec<String> = self.redirect_uris.iter().map(|u| uri_host(u)).collect();
+            hosts.sort();
+            hosts.dedup();
+            if hosts.len() > 1 {
+                err(
+                    "sector_identifier_uri",
+                    format!(
+                        "a pairwise client whose redirect URIs use several hosts ({}) needs a sector_identifier_uri",
+                        hosts.join(", ")
+                    ),
+                );
+            }
+        }
         errors
+    }
+
+    /// The sector identifier of a pairwise client (OIDC Core §8.1): the host of
+    /// `sector_identifier_uri`, else of the (single-host) redirect URIs. A redirect URI
+    /// without a host (a native app's private-use scheme) counts by its scheme.
+    pub fn sector(&self) -> String {
+        match &self.sector_identifier_uri {
+            Some(u) => uri_host(u),
+            None => self
+                .redirect_uris
+                .first()
+                .map_or_else(|| self.client_id.clone(), |u| uri_host(u)),
+        }
     }
 
     pub fn allows_grant(&self, g: GrantType) -> bool {
@@ -463,5 +525,51 @@ mod tests {
                 .iter()
                 .any(|e| e.field == "access_token_alg")
         );
+    }
+
+    #[test]
+    fn pairwise_clients_need_one_sector() {
+        let spec = ClientSpec {
+            grant_types: vec![GrantType::AuthorizationCode],
+            redirect_uris: vec![
+                "https://a.example.com/cb".into(),
+                "https://b.example.com/cb".into(),
+            ],
+            subject_type: SubjectType::Pairwise,
+            ..machine()
+        };
+        assert_eq!(fields(&spec), vec!["sector_identifier_uri"]);
+        let with_sector = ClientSpec {
+            sector_identifier_uri: Some("https://sector.example.com/uris.json".into()),
+            ..spec.clone()
+        };
+        assert!(fields(&with_sector).is_empty());
+        assert_eq!(with_sector.sector(), "sector.example.com");
+        let one_host = ClientSpec {
+            redirect_uris: vec![
+                "https://A.example.com/cb".into(),
+                "https://a.example.com/other".into(),
+            ],
+            ..spec.clone()
+        };
+        assert!(fields(&one_host).is_empty());
+        assert_eq!(one_host.sector(), "a.example.com");
+        let bad = ClientSpec {
+            sector_identifier_uri: Some("ftp://x.example.com/".into()),
+            ..spec
+        };
+        assert_eq!(fields(&bad), vec!["sector_identifier_uri"]);
+    }
+
+    #[test]
+    fn id_token_alg_must_be_a_tenant_algorithm() {
+        let spec = ClientSpec {
+            id_token_alg: Some(Algorithm::EdDsa),
+            ..machine()
+        };
+        let errors = spec.validate(&[Algorithm::Rs256]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "id_token_alg");
+        assert!(spec.validate(&[Algorithm::EdDsa]).is_empty());
     }
 }

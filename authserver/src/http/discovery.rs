@@ -41,13 +41,67 @@ async fn discovery(
         .iter()
         .map(|a| a.as_str())
         .collect();
+    let policy = crate::domain::policy::TenantPolicy::of(&tenant);
+    let subject_types: Vec<&str> = policy
+        .subject_types
+        .iter()
+        .map(|t| match t {
+            crate::domain::client::SubjectType::Public => "public",
+            crate::domain::client::SubjectType::Pairwise => "pairwise",
+        })
+        .collect();
+    let id_token_algs: Vec<&str> = state
+        .keys
+        .policy()
+        .algorithms
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    let mut claims = vec![
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "azp",
+        "sid",
+        "at_hash",
+        "email",
+        "email_verified",
+        "updated_at",
+    ];
+    claims.extend_from_slice(crate::domain::user::PROFILE_CLAIMS);
     let doc = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
         "token_endpoint": format!("{issuer}{}", super::token::TOKEN_PATH),
         "introspection_endpoint": format!("{issuer}{}", super::token::INTROSPECTION_PATH),
         "revocation_endpoint": format!("{issuer}{}", super::token::REVOCATION_PATH),
-        "grant_types_supported": ["client_credentials"],
+        // Served by the authorize, PAR and logout modules; listed here so the document
+        // stays the one place that says what this issuer offers.
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+        "require_pushed_authorization_requests": policy.require_par,
+        "userinfo_endpoint": format!("{issuer}{}", super::userinfo::USERINFO_PATH),
+        "end_session_endpoint": format!("{issuer}/logout"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "subject_types_supported": subject_types,
+        "id_token_signing_alg_values_supported": id_token_algs,
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": claims,
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        // OIDC Discovery's default is true: say false explicitly.
+        "request_uri_parameter_supported": false,
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": algs,
         // Public clients (`none`) may revoke their tokens (RFC 7009 §2.1) but not

@@ -2,6 +2,7 @@
 //! health and metrics. `app` assembles the router; each endpoint family has its module.
 
 mod browser;
+mod cors;
 mod discovery;
 mod error;
 mod health;
@@ -10,6 +11,7 @@ pub mod metrics;
 mod observe;
 pub mod tenant_routing;
 mod token;
+mod userinfo;
 
 use std::sync::Arc;
 
@@ -60,6 +62,7 @@ fn tenant_router() -> Router<AppState> {
         .merge(jwks::router())
         .merge(token::router())
         .merge(browser::router())
+        .merge(userinfo::router())
         .fallback(|| async { ApiError::NotFound })
 }
 
@@ -67,6 +70,10 @@ fn tenant_router() -> Router<AppState> {
 pub fn app(state: AppState) -> Router {
     let tenant_app = tenant_router()
         .layer(axum::middleware::from_fn(observe::label_route))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::cors,
+        ))
         .with_state(state.clone());
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -3,12 +3,14 @@
 //! and friends only translate requests and responses.
 
 pub mod client_auth;
+pub mod code_grant;
 pub mod dpop;
 pub mod error;
 pub mod form;
 pub mod jwks_fetch;
 pub mod rate_limit;
 mod token;
+pub mod userinfo;
 
 use std::sync::Arc;
 
@@ -33,4 +35,6 @@ pub struct OAuthService {
     pub dpop: dpop::Dpop,
     pub limiter: rate_limit::RateLimiter,
     pub jwks: jwks_fetch::JwksFetcher,
+    /// End-user `sub` values (public or pairwise).
+    pub subjects: Arc<crate::subject::Subjects>,
 }

@@ -37,8 +37,8 @@ pub struct TokenResponse {
 
 /// Claims of an access token that passed every check.
 #[derive(Debug)]
-struct ActiveToken {
-    claims: Value,
+pub(super) struct ActiveToken {
+    pub claims: Value,
 }
 
 fn slow_down(headers: RateHeaders) -> OAuthError {
@@ -80,7 +80,17 @@ fn client_credentials_grant(
         }
         requested
     };
-    // RFC 8707 `resource` and the widely used `audience`; both name the audience.
+    let audiences = requested_audiences(spec, form)?;
+    Ok(ClientCredentials { scopes, audiences })
+}
+
+/// The audiences a token request asks for (RFC 8707 `resource` and the widely used
+/// `audience`), checked against the client (`invalid_target`); none asked means the
+/// client's registered audiences, or the client itself.
+pub(super) fn requested_audiences(
+    spec: &crate::domain::client::ClientSpec,
+    form: &Form,
+) -> Result<Vec<String>, OAuthError> {
     let mut audiences: Vec<String> = form.list("audience");
     if let Some(r) = form.get("resource") {
         audiences.push(r.to_owned());
@@ -100,10 +110,102 @@ fn client_credentials_grant(
         }
         audiences
     };
-    Ok(ClientCredentials { scopes, audiences })
+    Ok(audiences)
+}
+
+/// What goes into an access token beyond the issuer-wide claims.
+#[derive(Debug)]
+pub(super) struct AccessTokenRequest<'a> {
+    /// The client (client_credentials) or the end user's subject.
+    pub sub: &'a str,
+    pub scopes: &'a [String],
+    pub audiences: &'a [String],
+    pub proof: Option<&'a Proof>,
+    /// RFC 9068 §2.2.1 authentication claims (`auth_time`, `acr`) for user tokens.
+    pub extra: Map<String, Value>,
+}
+
+/// A signed access token.
+#[derive(Debug)]
+pub(super) struct MintedAccessToken {
+    pub token: String,
+    pub jti: String,
+    pub expires_at: i64,
+    pub lifetime: i64,
+}
+
+impl MintedAccessToken {
+    /// The RFC 6749 §5.1 response fields for this token.
+    pub fn response(&self, scopes: &[String], proof: Option<&Proof>) -> Value {
+        let mut body = json!({
+            "access_token": self.token,
+            "token_type": if proof.is_some() { "DPoP" } else { "Bearer" },
+            "expires_in": self.lifetime,
+        });
+        if !scopes.is_empty() {
+            body["scope"] = scopes.join(" ").into();
+        }
+        body
+    }
+}
+
+/// Access token lifetime: the client's own when it set one (anything other than the
+/// registration default), else the tenant's `tokens.accessTokenSeconds`.
+pub(super) fn access_token_lifetime(
+    tenant: &Tenant,
+    spec: &crate::domain::client::ClientSpec,
+) -> i64 {
+    let seconds = if spec.access_token_lifetime_seconds
+        == crate::domain::client::DEFAULT_ACCESS_TOKEN_LIFETIME
+    {
+        crate::domain::policy::TenantPolicy::of(tenant)
+            .tokens
+            .access_token_seconds
+    } else {
+        spec.access_token_lifetime_seconds
+    };
+    i64::try_from(seconds).unwrap_or(600)
+}
+
+/// RFC 9449 §5.2 leaves the code open. `invalid_dpop_proof` (not the generic
+/// `invalid_request`) names the fix: DPoP-capable client libraries react to it by
+/// attaching a proof, and the request itself is well-formed OAuth.
+pub(super) fn require_dpop_if_bound(
+    spec: &crate::domain::client::ClientSpec,
+    req: &EndpointRequest<'_>,
+) -> Result<(), OAuthError> {
+    if spec.dpop_bound_access_tokens && req.dpop.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            "this client must use DPoP: send a DPoP proof",
+        ));
+    }
+    Ok(())
 }
 
 impl OAuthService {
+    /// Validates the DPoP proof of a token request. Call it last, because validating a
+    /// proof records its jti: a request refused for anything else must leave the proof
+    /// unused, so the client can fix the request and resend it (and a refused request
+    /// writes nothing).
+    pub(super) async fn token_proof(
+        &self,
+        tenant: &Tenant,
+        req: &EndpointRequest<'_>,
+    ) -> Result<Option<Proof>, OAuthError> {
+        self.dpop
+            .validate(
+                &tenant.id,
+                &req.dpop,
+                &Expectation {
+                    method: req.method,
+                    url: &req.url,
+                    access_token: None,
+                },
+            )
+            .await
+    }
+
     /// Counts a request against a limit; `Err` when exceeded.
     async fn limit(&self, key: String, limit: u64) -> Result<Option<RateHeaders>, OAuthError> {
         if !self.rate_limits.enabled {
@@ -155,7 +257,7 @@ impl OAuthService {
         let rate = client_rate.map(|c| tighter(c, ip_rate));
 
         let spec = &client.client.spec;
-        match grant.as_str() {
+        let (body, proof) = match grant.as_str() {
             "client_credentials" => {
                 if !spec.allows_grant(GrantType::ClientCredentials) {
                     return Err(OAuthError::new(
@@ -163,12 +265,21 @@ impl OAuthService {
                         "the client is not allowed to use client_credentials",
                     ));
                 }
+                let asked = client_credentials_grant(spec, &req.form)?;
+                require_dpop_if_bound(spec, &req)?;
+                let proof = self.token_proof(tenant, &req).await?;
+                let body = self
+                    .client_credentials(tenant, &client.client, asked, proof.as_ref())
+                    .await?;
+                (body, proof)
             }
-            "authorization_code" | "refresh_token" => {
-                return Err(OAuthError::new(
-                    ErrorCode::UnsupportedGrantType,
-                    format!("grant type {grant} is not supported yet"),
-                ));
+            "authorization_code" => {
+                self.authorization_code_grant(tenant, &client.client, &req)
+                    .await?
+            }
+            "refresh_token" => {
+                self.refresh_token_grant(tenant, &client.client, &req)
+                    .await?
             }
             other => {
                 return Err(OAuthError::new(
@@ -176,35 +287,7 @@ impl OAuthService {
                     format!("unsupported grant type {other:?}"),
                 ));
             }
-        }
-        let asked = client_credentials_grant(spec, &req.form)?;
-        // RFC 9449 §5.2 leaves the code open. `invalid_dpop_proof` (not the generic
-        // `invalid_request`) names the fix: DPoP-capable client libraries react to it by
-        // attaching a proof, and the request itself is well-formed OAuth.
-        if spec.dpop_bound_access_tokens && req.dpop.is_empty() {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidDpopProof,
-                "this client must use DPoP: send a DPoP proof",
-            ));
-        }
-        // Last, because validating a proof records its jti: a request refused for
-        // anything else must leave the proof unused, so the client can fix the request
-        // and resend it (and a refused request writes nothing).
-        let proof = self
-            .dpop
-            .validate(
-                &tenant.id,
-                &req.dpop,
-                &Expectation {
-                    method: req.method,
-                    url: &req.url,
-                    access_token: None,
-                },
-            )
-            .await?;
-        let body = self
-            .client_credentials(tenant, &client.client, asked, proof.as_ref())
-            .await?;
+        };
         let dpop_nonce = if proof.is_some() && self.dpop.settings().require_nonce {
             Some(
                 self.dpop
@@ -229,34 +312,80 @@ impl OAuthService {
         grant: ClientCredentials,
         proof: Option<&Proof>,
     ) -> Result<Value, OAuthError> {
-        let spec = &client.spec;
         let ClientCredentials { scopes, audiences } = grant;
+        let minted = self
+            .mint_access_token(
+                tenant,
+                &client.spec,
+                AccessTokenRequest {
+                    sub: &client.spec.client_id,
+                    scopes: &scopes,
+                    audiences: &audiences,
+                    proof,
+                    extra: Map::new(),
+                },
+            )
+            .await?;
+        Ok(minted.response(&scopes, proof))
+    }
+
+    /// Signs a JWT access token (RFC 9068) for `spec`: the one minting path of every
+    /// grant, so all access tokens look alike to resource servers.
+    pub(super) async fn mint_access_token(
+        &self,
+        tenant: &Tenant,
+        spec: &crate::domain::client::ClientSpec,
+        req: AccessTokenRequest<'_>,
+    ) -> Result<MintedAccessToken, OAuthError> {
         let now = self.clock.now();
-        let lifetime = i64::try_from(spec.access_token_lifetime_seconds).unwrap_or(600);
+        let lifetime = access_token_lifetime(tenant, spec);
+        let jti = b64url(&random_bytes::<16>());
         let mut claims = Map::new();
         claims.insert("iss".into(), tenant.issuer.clone().into());
-        claims.insert("sub".into(), spec.client_id.clone().into());
+        claims.insert("sub".into(), req.sub.into());
         claims.insert("client_id".into(), spec.client_id.clone().into());
         claims.insert(
             "aud".into(),
-            if audiences.len() == 1 {
-                Value::String(audiences[0].clone())
+            if req.audiences.len() == 1 {
+                Value::String(req.audiences[0].clone())
             } else {
-                json!(audiences)
+                json!(req.audiences)
             },
         );
         claims.insert("iat".into(), now.into());
         claims.insert("exp".into(), (now + lifetime).into());
-        claims.insert("jti".into(), b64url(&random_bytes::<16>()).into());
-        if !scopes.is_empty() {
-            claims.insert("scope".into(), scopes.join(" ").into());
+        claims.insert("jti".into(), jti.clone().into());
+        if !req.scopes.is_empty() {
+            claims.insert("scope".into(), req.scopes.join(" ").into());
         }
-        if let Some(p) = proof {
+        if let Some(p) = req.proof {
             claims.insert("cnf".into(), dpop::cnf(p));
+        }
+        for (k, v) in req.extra {
+            claims.insert(k, v);
         }
         let alg = spec
             .access_token_alg
             .unwrap_or(self.tokens.access_token_alg);
+        let token = self
+            .sign(tenant, alg, ACCESS_TOKEN_TYP, &Value::Object(claims))
+            .await?;
+        Ok(MintedAccessToken {
+            token,
+            jti,
+            expires_at: now + lifetime,
+            lifetime,
+        })
+    }
+
+    /// Signs `claims` with the tenant's active key for `alg`.
+    pub(super) async fn sign(
+        &self,
+        tenant: &Tenant,
+        alg: crate::domain::signing_key::Algorithm,
+        typ: &str,
+        claims: &Value,
+    ) -> Result<String, OAuthError> {
         let key = self
             .keys
             .signer(&tenant.id, alg)
@@ -265,23 +394,13 @@ impl OAuthService {
             .ok_or_else(|| {
                 OAuthError::server_error(&format!("tenant {} has no active {alg} key", tenant.id))
             })?;
-        let token = key
-            .sign_jwt(ACCESS_TOKEN_TYP, &Value::Object(claims))
-            .map_err(|e| OAuthError::server_error(&e))?;
-        let mut body = json!({
-            "access_token": token,
-            "token_type": if proof.is_some() { "DPoP" } else { "Bearer" },
-            "expires_in": lifetime,
-        });
-        if !scopes.is_empty() {
-            body["scope"] = scopes.join(" ").into();
-        }
-        Ok(body)
+        key.sign_jwt(typ, claims)
+            .map_err(|e| OAuthError::server_error(&e))
     }
 
     /// Verifies an access token of this tenant: signature by one of its published keys,
     /// `typ`, issuer, expiry, revocation, and that its client still exists.
-    async fn active_token(
+    pub(super) async fn active_token(
         &self,
         tenant: &Tenant,
         token: &str,
@@ -323,6 +442,18 @@ impl OAuthService {
             .is_revoked(&tenant.id, jti)
             .await
             .map_err(|e| OAuthError::server_error(&e))?
+        {
+            return Ok(None);
+        }
+        // A user's token (it has `auth_time`) lives only as long as its grant: revoked,
+        // or gone with its user (or purged with the grant).
+        if parsed.claims.get("auth_time").is_some()
+            && self
+                .store
+                .live_grant_of_jti(&tenant.id, jti)
+                .await
+                .map_err(|e| OAuthError::server_error(&e))?
+                .is_none()
         {
             return Ok(None);
         }
@@ -384,7 +515,10 @@ impl OAuthService {
             .await?;
         let token = req.form.require("token")?;
         let Some(active) = self.active_token(tenant, token).await? else {
-            return Ok((json!({ "active": false }), rate));
+            let refresh = self
+                .introspect_refresh_token(tenant, &caller.client.spec, token)
+                .await?;
+            return Ok((refresh.unwrap_or_else(|| json!({ "active": false })), rate));
         };
         let c = &active.claims;
         let mut out = Map::new();
@@ -438,7 +572,15 @@ impl OAuthService {
                 format!("token_type_hint {hint:?} is not supported"),
             ));
         }
-        let Some(active) = self.active_token(tenant, token).await? else {
+        let access = if req.form.get("token_type_hint") == Some("refresh_token") {
+            None
+        } else {
+            self.active_token(tenant, token).await?
+        };
+        let Some(active) = access else {
+            // RFC 7009 §2.1: revoking a refresh token revokes its whole grant.
+            self.revoke_refresh_token(tenant, &caller.client.spec, token, req.ip.as_deref())
+                .await?;
             return Ok(());
         };
         let c = &active.claims;
@@ -458,5 +600,38 @@ impl OAuthService {
             tracing::info!(tenant = %tenant.id, client_id = %caller.client.spec.client_id, "access token revoked");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::client::ClientSpec;
+
+    fn tenant(settings: Value) -> Tenant {
+        Tenant {
+            id: "t".into(),
+            issuer: "https://id.example.com".into(),
+            display_name: "T".into(),
+            settings,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn access_token_lifetime_is_the_clients_else_the_tenants() {
+        let policy = tenant(json!({"tokens": {"accessTokenSeconds": 300}}));
+        let default_client = ClientSpec::default();
+        assert_eq!(access_token_lifetime(&policy, &default_client), 300);
+        assert_eq!(
+            access_token_lifetime(&tenant(json!({})), &default_client),
+            600
+        );
+        let own = ClientSpec {
+            access_token_lifetime_seconds: 120,
+            ..ClientSpec::default()
+        };
+        assert_eq!(access_token_lifetime(&policy, &own), 120);
     }
 }

@@ -12,6 +12,7 @@ pub mod changes;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod grants;
 pub mod mfa;
 pub mod migrate;
 pub mod purge;

@@ -8,9 +8,10 @@ use crate::clock::UnixTime;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
     pub name: &'static str,
-    /// `DELETE` of at most `$3` rows expired before `$1`, of tenant `$2` (or all when
-    /// `$2` is NULL), keyed by the primary key so it works on both backends.
-    sql: &'static str,
+    /// `DELETE`s of at most `$3` rows expired before `$1`, of tenant `$2` (or all when
+    /// `$2` is NULL), keyed by the primary key so it works on both backends. A target
+    /// that cleans related tables runs one statement per table, in order.
+    sql: &'static [&'static str],
 }
 
 /// Every target, in the order a full purge runs them. Tables added by later features
@@ -18,45 +19,82 @@ pub struct Target {
 pub const TARGETS: &[Target] = &[
     Target {
         name: "dpop-nonces",
-        sql: "DELETE FROM dpop_nonces WHERE (tenant_id, nonce) IN (SELECT tenant_id, nonce FROM dpop_nonces \
+        sql: &[
+            "DELETE FROM dpop_nonces WHERE (tenant_id, nonce) IN (SELECT tenant_id, nonce FROM dpop_nonces \
               WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
     },
     Target {
         name: "dpop-jti",
-        sql: "DELETE FROM dpop_jti WHERE (tenant_id, jti) IN (SELECT tenant_id, jti FROM dpop_jti \
+        sql: &[
+            "DELETE FROM dpop_jti WHERE (tenant_id, jti) IN (SELECT tenant_id, jti FROM dpop_jti \
               WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
     },
     Target {
         name: "assertion-jti",
-        sql: "DELETE FROM assertion_jti WHERE (tenant_id, client_id, jti) IN (SELECT tenant_id, client_id, jti \
+        sql: &[
+            "DELETE FROM assertion_jti WHERE (tenant_id, client_id, jti) IN (SELECT tenant_id, client_id, jti \
               FROM assertion_jti WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
     },
     Target {
         name: "jti",
-        sql: "DELETE FROM revoked_tokens WHERE (tenant_id, jti) IN (SELECT tenant_id, jti FROM revoked_tokens \
+        sql: &[
+            "DELETE FROM revoked_tokens WHERE (tenant_id, jti) IN (SELECT tenant_id, jti FROM revoked_tokens \
               WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
+    },
+    Target {
+        name: "authorization-codes",
+        sql: &[
+            "DELETE FROM authorization_codes WHERE (tenant_id, code_hash) IN (SELECT tenant_id, code_hash \
+              FROM authorization_codes WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
+    },
+    // Refresh tokens past their sliding expiry; then whole grants past their absolute
+    // end (their codes, refresh tokens and access-token records go with them, ON DELETE
+    // CASCADE); then access-token records whose token has expired.
+    Target {
+        name: "refresh-tokens",
+        sql: &[
+            "DELETE FROM refresh_tokens WHERE (tenant_id, token_hash) IN (SELECT tenant_id, token_hash \
+              FROM refresh_tokens WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+            "DELETE FROM grants WHERE (tenant_id, grant_id) IN (SELECT tenant_id, grant_id \
+              FROM grants WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+            "DELETE FROM grant_access_tokens WHERE (tenant_id, jti) IN (SELECT tenant_id, jti \
+              FROM grant_access_tokens WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
     },
     Target {
         name: "sessions",
         // Accounts go with their browser session (ON DELETE CASCADE); an account that
         // ended on its own is removed when its browser is next seen.
-        sql: "DELETE FROM browser_sessions WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
+        sql: &[
+            "DELETE FROM browser_sessions WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
               FROM browser_sessions WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
     },
     Target {
         name: "par-requests",
-        sql: "DELETE FROM authorization_requests WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
+        sql: &[
+            "DELETE FROM authorization_requests WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
               FROM authorization_requests WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
     },
     Target {
         name: "rate-limits",
-        sql: "DELETE FROM login_throttles WHERE (tenant_id, throttle_key) IN (SELECT tenant_id, throttle_key \
+        sql: &[
+            "DELETE FROM login_throttles WHERE (tenant_id, throttle_key) IN (SELECT tenant_id, throttle_key \
               FROM login_throttles WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
     },
     Target {
         name: "audit",
-        sql: "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
+        sql: &[
+            "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
               WHERE at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
     },
 ];
 
@@ -75,14 +113,18 @@ impl Store {
         tenant_id: Option<&str>,
         batch: i64,
     ) -> Result<u64> {
-        Ok(with_pool!(self, pool => {
-            sqlx::query(target.sql)
-                .bind(before)
-                .bind(tenant_id)
-                .bind(batch)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        }))
+        let mut rows = 0;
+        for sql in target.sql {
+            rows += with_pool!(self, pool => {
+                sqlx::query(*sql)
+                    .bind(before)
+                    .bind(tenant_id)
+                    .bind(batch)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        Ok(rows)
     }
 }

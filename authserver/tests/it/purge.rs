@@ -23,14 +23,26 @@ async fn seed(db: &TestDb) {
     let day = 86_400;
     let mut sql = Vec::new();
     for t in TENANTS {
-        // Browser sessions, authorization requests and login_throttles rows belong to a
-        // tenant row.
+        // Browser sessions, authorization requests, login_throttles rows and grants
+        // belong to a tenant row.
         db.rows(&format!(
             "INSERT INTO tenants (id, issuer, display_name, settings, created_at, updated_at) \
-             VALUES ('{t}', 'https://seed.example/{t}', '{t}', '{{}}', {now}, {now}) \
+             VALUES ('{t}', 'https://purge.example/{t}', '{t}', '{{}}', {now}, {now}) \
              ON CONFLICT (id) DO NOTHING RETURNING id"
         ))
         .await;
+        sql.push(format!(
+            "INSERT INTO users (tenant_id, user_id, username, username_normalized, created_at, \
+             updated_at) VALUES ('{t}', 'u-{t}', 'u', 'u', {now}, {now})"
+        ));
+        let grant = |id: &str, expires: i64| {
+            format!(
+                "INSERT INTO grants (tenant_id, grant_id, client_id, user_id, scope, auth_time, \
+                 created_at, expires_at) VALUES ('{t}', '{id}', 'c', 'u-{t}', 'openid', {now}, \
+                 {now}, {expires})"
+            )
+        };
+        sql.push(grant(&format!("live-{t}"), now + 600));
         let mut rows = vec![("live".to_owned(), now + 600, now - 3600)];
         for i in 0..EXPIRED {
             rows.push((format!("expired{i}"), now - 10, now - 100 * day));
@@ -52,6 +64,22 @@ async fn seed(db: &TestDb) {
             sql.push(format!(
                 "INSERT INTO dpop_nonces (tenant_id, nonce, expires_at) \
                  VALUES ('{t}', '{id}', {expires})"
+            ));
+            if id.starts_with("expired") {
+                sql.push(grant(&id, expires));
+            }
+            sql.push(format!(
+                "INSERT INTO authorization_codes (tenant_id, code_hash, grant_id, client_id, \
+                 redirect_uri, created_at, expires_at) \
+                 VALUES ('{t}', '{id}', 'live-{t}', 'c', 'https://c/cb', {now}, {expires})"
+            ));
+            sql.push(format!(
+                "INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, created_at, expires_at) \
+                 VALUES ('{t}', '{id}', 'live-{t}', {now}, {expires})"
+            ));
+            sql.push(format!(
+                "INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, expires_at) \
+                 VALUES ('{t}', '{id}', 'live-{t}', {expires})"
             ));
             sql.push(format!(
                 "INSERT INTO browser_sessions (tenant_id, id_hash, created_at, last_seen_at, \
@@ -90,6 +118,13 @@ async fn state(db: &TestDb) -> Vec<String> {
         ("par-requests", "SELECT id_hash FROM authorization_requests"),
         ("rate-limits", "SELECT throttle_key FROM login_throttles"),
         (
+            "authorization-codes",
+            "SELECT code_hash FROM authorization_codes",
+        ),
+        ("refresh-tokens", "SELECT token_hash FROM refresh_tokens"),
+        ("refresh-tokens", "SELECT grant_id FROM grants"),
+        ("refresh-tokens", "SELECT jti FROM grant_access_tokens"),
+        (
             "audit",
             "SELECT event FROM audit_events WHERE event LIKE '%-main' OR event LIKE '%-other'",
         ),
@@ -119,16 +154,22 @@ fn expected(all: &[String], targets: &[&str], tenants: &[&str]) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 10] = [
     "dpop-nonces",
     "dpop-jti",
     "assertion-jti",
     "jti",
+    "authorization-codes",
+    "refresh-tokens",
     "sessions",
     "par-requests",
     "rate-limits",
     "audit",
 ];
+
+/// Purgeable rows per tenant and expiry class: one per table, three tables for
+/// refresh-tokens (refresh tokens, grants, access-token records).
+const TABLES: usize = 12;
 
 /// The `target=… rows=…` pairs of purge's stdout, in order.
 fn report(stdout: &str) -> Vec<(String, u64)> {
@@ -157,7 +198,7 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
     let db = TestDb::migrated(backend).await;
     seed(&db).await;
     let seeded = state(&db).await;
-    assert_eq!(seeded.len(), ALL.len() * 2 * (EXPIRED + 1));
+    assert_eq!(seeded.len(), TABLES * 2 * (EXPIRED + 1));
     let per_target = u64::try_from(EXPIRED * TENANTS.len()).unwrap();
 
     let out = db
@@ -184,6 +225,8 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
             ("dpop-jti", 0),
             ("assertion-jti", per_target),
             ("jti", 0),
+            ("authorization-codes", per_target),
+            ("refresh-tokens", 3 * per_target),
             ("sessions", per_target),
             ("par-requests", per_target),
             ("rate-limits", per_target),
@@ -193,7 +236,7 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
     let left = state(&db).await;
     assert_eq!(left, expected(&seeded, &ALL, &TENANTS));
     assert!(left.iter().all(|r| r.contains("|live-")), "{left:?}");
-    assert_eq!(left.len(), ALL.len() * 2);
+    assert_eq!(left.len(), TABLES * 2);
 }
 
 async fn tenant_and_batch_size_options(backend: Backend) {
@@ -217,13 +260,15 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("dpop-jti", per_tenant),
             ("assertion-jti", per_tenant),
             ("jti", per_tenant),
+            ("authorization-codes", per_tenant),
+            ("refresh-tokens", 3 * per_tenant),
             ("sessions", per_tenant),
             ("par-requests", per_tenant),
             ("rate-limits", per_tenant),
             ("audit", 0),
         ])
     );
-    assert_eq!(state(&db).await, expected(&seeded, &ALL[..7], &["other"]));
+    assert_eq!(state(&db).await, expected(&seeded, &ALL[..9], &["other"]));
 
     // One row per batch, no deadline: everything expired still goes.
     let out = db
@@ -239,6 +284,8 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("dpop-jti", per_tenant),
             ("assertion-jti", per_tenant),
             ("jti", per_tenant),
+            ("authorization-codes", per_tenant),
+            ("refresh-tokens", 3 * per_tenant),
             ("sessions", per_tenant),
             ("par-requests", per_tenant),
             ("rate-limits", per_tenant),
@@ -258,7 +305,7 @@ async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Back
     let seeded = state(&db).await;
     let out = db.cli().args(["purge", "--only", "jti,tokens"]).run().await;
     out.assert_code(2).assert_stderr_contains(
-        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, sessions, par-requests, rate-limits, audit",
+        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, authorization-codes, refresh-tokens, sessions, par-requests, rate-limits, audit",
     );
     assert_eq!(out.stdout, "");
     for args in [

@@ -274,6 +274,16 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The HTTP client, for requests the helpers do not cover (other methods).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The Host header this server's requests carry.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// `POST {path}` with this server's Host header, to be completed by the caller.
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http

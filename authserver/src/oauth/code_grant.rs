@@ -1,0 +1,717 @@
+//! End-user grants at the token endpoint: `authorization_code` (RFC 6749 §4.1.3 with
+//! PKCE, RFC 7636) and `refresh_token` (§6) with rotation and reuse detection, and the
+//! tokens they issue: access token (RFC 9068), ID token (OIDC Core §2, §3.1.3.6) and
+//! refresh token (opaque, stored hashed).
+
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq as _;
+
+use super::OAuthService;
+use super::dpop::Proof;
+use super::error::{ErrorCode, OAuthError};
+use super::token::{
+    AccessTokenRequest, EndpointRequest, requested_audiences, require_dpop_if_bound,
+};
+use crate::crypto::{b64url, handle_hash, new_handle};
+use crate::domain::client::{ClientSpec, ClientType, GrantType, SubjectType};
+use crate::domain::policy::TenantPolicy;
+use crate::domain::signing_key::Algorithm;
+use crate::domain::tenant::Tenant;
+use crate::domain::user::PROFILE_CLAIMS;
+use crate::store::audit::AuditEvent;
+use crate::store::clients::StoredClient;
+use crate::store::grants::{GrantRow, NewRefresh};
+use crate::store::users::StoredUser;
+
+/// JOSE `typ` of ID tokens.
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+fn invalid_grant(d: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, d)
+}
+
+fn server_error(e: &dyn std::fmt::Display) -> OAuthError {
+    OAuthError::server_error(e)
+}
+
+/// Checks a PKCE `code_verifier` against what the authorization request stored
+/// (RFC 7636 §4.6). Only S256 challenges are ever stored; anything else fails.
+pub fn verify_pkce(
+    challenge: Option<&str>,
+    method: Option<&str>,
+    verifier: Option<&str>,
+) -> Result<(), &'static str> {
+    match (challenge, verifier) {
+        (None, None) => Ok(()),
+        (Some(_), None) => Err("code_verifier is required"),
+        (None, Some(_)) => {
+            Err("code_verifier sent, but the authorization request had no code_challenge")
+        }
+        (Some(challenge), Some(verifier)) => {
+            if method.is_some_and(|m| m != "S256") {
+                return Err("unsupported code_challenge_method");
+            }
+            // RFC 7636 §4.1: 43 to 128 unreserved characters.
+            if !(43..=128).contains(&verifier.len())
+                || !verifier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+            {
+                return Err("code_verifier must be 43 to 128 unreserved characters");
+            }
+            let computed = b64url(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
+            );
+            if bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+                Ok(())
+            } else {
+                Err("code_verifier does not match the code_challenge")
+            }
+        }
+    }
+}
+
+/// `at_hash` (OIDC Core §3.1.3.6): base64url of the left half of the hash of the
+/// access token, with the hash of the ID token's algorithm (SHA-512 for Ed25519).
+pub fn at_hash(alg: Algorithm, access_token: &str) -> String {
+    let digest = match alg {
+        Algorithm::EdDsa => &aws_lc_rs::digest::SHA512,
+        Algorithm::Rs256 | Algorithm::Es256 => &aws_lc_rs::digest::SHA256,
+    };
+    let h = aws_lc_rs::digest::digest(digest, access_token.as_bytes());
+    let bytes = h.as_ref();
+    b64url(&bytes[..bytes.len() / 2])
+}
+
+fn has(scopes: &[String], s: &str) -> bool {
+    scopes.iter().any(|x| x == s)
+}
+
+/// The user's claims a set of scopes releases (OIDC Core §5.4): profile claims with
+/// `profile`, `email`/`email_verified` with `email`. Shared by ID token and userinfo.
+pub fn user_claims(user: &StoredUser, scopes: &[String]) -> Map<String, Value> {
+    let mut out = Map::new();
+    if has(scopes, "profile") {
+        out.insert("preferred_username".into(), user.username.clone().into());
+        for name in PROFILE_CLAIMS {
+            if let Some(v) = user.profile.get(*name) {
+                out.insert((*name).to_owned(), v.clone());
+            }
+        }
+        out.insert("updated_at".into(), user.updated_at.into());
+    }
+    if has(scopes, "email")
+        && let Some(email) = &user.email
+    {
+        out.insert("email".into(), email.clone().into());
+        out.insert("email_verified".into(), user.email_verified.into());
+    }
+    out
+}
+
+/// How the refresh token of a response comes about.
+enum RefreshIssue {
+    /// None for this response.
+    None,
+    /// A new family member, stored by the caller already.
+    Issued(String),
+}
+
+impl OAuthService {
+    /// The `sub` a client sees for a user; a pairwise client of a tenant that no longer
+    /// offers pairwise subjects gets nothing (its `sub` values would change meaning).
+    pub(crate) async fn user_subject(
+        &self,
+        tenant: &Tenant,
+        spec: &ClientSpec,
+        user_id: &str,
+    ) -> Result<String, OAuthError> {
+        if spec.subject_type == SubjectType::Pairwise
+            && !TenantPolicy::of(tenant).allows_subject_type(SubjectType::Pairwise)
+        {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "the client uses pairwise subjects, which this tenant does not offer",
+            ));
+        }
+        self.subjects
+            .subject(&tenant.id, spec, user_id)
+            .await
+            .map_err(|e| server_error(&e))
+    }
+
+    /// Revokes a grant after a replayed code or reused refresh token, and records why.
+    async fn revoke_family(
+        &self,
+        tenant: &Tenant,
+        grant: &GrantRow,
+        event: &str,
+        ip: Option<&str>,
+    ) -> Result<(), OAuthError> {
+        let now = self.clock.now();
+        self.store
+            .revoke_grant(&tenant.id, &grant.grant_id, now)
+            .await
+            .map_err(|e| server_error(&e))?;
+        tracing::warn!(tenant = %tenant.id, client_id = %grant.client_id, event, "grant revoked");
+        self.store
+            .audit(
+                AuditEvent::new(&tenant.id, now, event)
+                    .actor(Some(&grant.client_id))
+                    .subject(Some(&grant.user_id))
+                    .ip(ip)
+                    .details(json!({ "grant_id": grant.grant_id, "client_id": grant.client_id })),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// A live grant of `client` and its user: `invalid_grant` when the grant was revoked
+    /// or ran out, or the user is gone.
+    async fn live_grant(
+        &self,
+        tenant: &Tenant,
+        grant_id: &str,
+    ) -> Result<(GrantRow, StoredUser), OAuthError> {
+        let now = self.clock.now();
+        let grant = self
+            .store
+            .get_grant(&tenant.id, grant_id)
+            .await
+            .map_err(|e| server_error(&e))?
+            .ok_or_else(|| invalid_grant("the grant no longer exists"))?;
+        if grant.revoked_at.is_some() {
+            return Err(invalid_grant("the grant has been revoked"));
+        }
+        if grant.expires_at <= now {
+            return Err(invalid_grant("the grant has expired"));
+        }
+        let user = self
+            .store
+            .get_user(&tenant.id, &grant.user_id)
+            .await
+            .map_err(|e| server_error(&e))?
+            .ok_or_else(|| invalid_grant("the user no longer exists"))?;
+        Ok((grant, user))
+    }
+
+    /// `grant_type=authorization_code`.
+    #[allow(clippy::too_many_lines)] // the checks of RFC 6749 §4.1.3, in order
+    pub(super) async fn authorization_code_grant(
+        &self,
+        tenant: &Tenant,
+        client: &StoredClient,
+        req: &EndpointRequest<'_>,
+    ) -> Result<(Value, Option<Proof>), OAuthError> {
+        let spec = &client.spec;
+        if !spec.allows_grant(GrantType::AuthorizationCode) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "the client is not allowed to use authorization_code",
+            ));
+        }
+        let code = req.form.require("code")?;
+        let redirect_uri = req.form.require("redirect_uri")?;
+        let code_hash = handle_hash(code);
+        let now = self.clock.now();
+        let row = self
+            .store
+            .find_code(&tenant.id, &code_hash)
+            .await
+            .map_err(|e| server_error(&e))?
+            .ok_or_else(|| invalid_grant("the code is invalid, expired or already used"))?;
+        // Another client presenting this code learns nothing and changes nothing.
+        if row.client_id != spec.client_id {
+            return Err(invalid_grant(
+                "the code is invalid, expired or already used",
+            ));
+        }
+        if row.used_at.is_some() {
+            // RFC 6749 §4.1.2: a code used twice revokes what it issued.
+            if let Some(grant) = self
+                .store
+                .get_grant(&tenant.id, &row.grant_id)
+                .await
+                .map_err(|e| server_error(&e))?
+            {
+                self.revoke_family(
+                    tenant,
+                    &grant,
+                    "authorization_code.replayed",
+                    req.ip.as_deref(),
+                )
+                .await?;
+            }
+            return Err(invalid_grant(
+                "the code is invalid, expired or already used",
+            ));
+        }
+        if row.expires_at <= now {
+            return Err(invalid_grant(
+                "the code is invalid, expired or already used",
+            ));
+        }
+        if row.redirect_uri != redirect_uri {
+            return Err(invalid_grant(
+                "redirect_uri differs from the authorization request",
+            ));
+        }
+        verify_pkce(
+            row.code_challenge.as_deref(),
+            row.code_challenge_method.as_deref(),
+            req.form.get("code_verifier"),
+        )
+        .map_err(invalid_grant)?;
+        let (grant, user) = self.live_grant(tenant, &row.grant_id).await?;
+        let scopes = grant.scopes();
+        let sub = self.user_subject(tenant, spec, &user.user_id).await?;
+        let audiences = requested_audiences(spec, &req.form)?;
+        require_dpop_if_bound(spec, req)?;
+        if row.dpop_jkt.is_some() && req.dpop.is_empty() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "the code is bound to a DPoP key: send a DPoP proof",
+            ));
+        }
+        let proof = self.token_proof(tenant, req).await?;
+        if let Some(jkt) = &row.dpop_jkt
+            && proof.as_ref().is_none_or(|p| &p.jkt != jkt)
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "the DPoP proof key differs from the dpop_jkt of the authorization request",
+            ));
+        }
+        if !self
+            .store
+            .use_code(&tenant.id, &code_hash, now)
+            .await
+            .map_err(|e| server_error(&e))?
+        {
+            // Lost a race with another redemption of the same code: a replay.
+            self.revoke_family(
+                tenant,
+                &grant,
+                "authorization_code.replayed",
+                req.ip.as_deref(),
+            )
+            .await?;
+            return Err(invalid_grant(
+                "the code is invalid, expired or already used",
+            ));
+        }
+        let refresh = if (has(&scopes, "offline_access") || spec.refresh_without_offline_access)
+            && spec.allows_grant(GrantType::RefreshToken)
+        {
+            // RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key
+            // (a confidential client's are bound by its authentication already).
+            let jkt = match (spec.client_type, &proof) {
+                (ClientType::Public, Some(p)) => Some(p.jkt.as_str()),
+                _ => None,
+            };
+            let token = new_handle();
+            let hash = handle_hash(&token);
+            self.store
+                .insert_refresh_token(
+                    &tenant.id,
+                    &NewRefresh {
+                        token_hash: &hash,
+                        grant_id: &grant.grant_id,
+                        dpop_jkt: jkt,
+                        created_at: now,
+                        expires_at: refresh_expiry(spec, &grant, now),
+                    },
+                )
+                .await
+                .map_err(|e| server_error(&e))?;
+            RefreshIssue::Issued(token)
+        } else {
+            RefreshIssue::None
+        };
+        let body = self
+            .user_tokens(
+                tenant,
+                spec,
+                &grant,
+                &user,
+                UserTokens {
+                    sub: &sub,
+                    scopes: &scopes,
+                    audiences: &audiences,
+                    nonce: row.nonce.as_deref(),
+                    proof: proof.as_ref(),
+                    refresh,
+                },
+            )
+            .await?;
+        Ok((body, proof))
+    }
+
+    /// `grant_type=refresh_token`.
+    #[allow(clippy::too_many_lines)] // the checks of RFC 6749 §6, in order
+    pub(super) async fn refresh_token_grant(
+        &self,
+        tenant: &Tenant,
+        client: &StoredClient,
+        req: &EndpointRequest<'_>,
+    ) -> Result<(Value, Option<Proof>), OAuthError> {
+        let spec = &client.spec;
+        if !spec.allows_grant(GrantType::RefreshToken) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "the client is not allowed to use refresh_token",
+            ));
+        }
+        let presented = req.form.require("refresh_token")?;
+        let old_hash = handle_hash(presented);
+        let now = self.clock.now();
+        let unknown = || invalid_grant("the refresh token is invalid, expired or revoked");
+        let row = self
+            .store
+            .find_refresh_token(&tenant.id, &old_hash)
+            .await
+            .map_err(|e| server_error(&e))?
+            .ok_or_else(unknown)?;
+        let grant = self
+            .store
+            .get_grant(&tenant.id, &row.grant_id)
+            .await
+            .map_err(|e| server_error(&e))?
+            .ok_or_else(unknown)?;
+        if grant.client_id != spec.client_id {
+            return Err(unknown());
+        }
+        if row.rotated_at.is_some() {
+            if grant.revoked_at.is_none() {
+                self.revoke_family(
+                    tenant,
+                    &grant,
+                    "refresh_token.reuse_detected",
+                    req.ip.as_deref(),
+                )
+                .await?;
+            }
+            return Err(unknown());
+        }
+        if row.expires_at <= now {
+            return Err(unknown());
+        }
+        let (grant, user) = self.live_grant(tenant, &row.grant_id).await?;
+        let granted = grant.scopes();
+        let requested = req.form.list("scope");
+        let scopes = if requested.is_empty() {
+            granted
+        } else {
+            // RFC 6749 §6: narrowing is allowed, widening is not.
+            if let Some(bad) = requested.iter().find(|s| !granted.contains(s)) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("scope {bad:?} was not granted"),
+                ));
+            }
+            requested
+        };
+        let sub = self.user_subject(tenant, spec, &user.user_id).await?;
+        let audiences = requested_audiences(spec, &req.form)?;
+        require_dpop_if_bound(spec, req)?;
+        if row.dpop_jkt.is_some() && req.dpop.is_empty() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                "this refresh token is DPoP-bound: send a DPoP proof",
+            ));
+        }
+        let proof = self.token_proof(tenant, req).await?;
+        if let Some(jkt) = &row.dpop_jkt
+            && proof.as_ref().is_none_or(|p| &p.jkt != jkt)
+        {
+            return Err(invalid_grant(
+                "the DPoP proof key differs from the key the refresh token is bound to",
+            ));
+        }
+        let token = new_handle();
+        let hash = handle_hash(&token);
+        let rotated = self
+            .store
+            .rotate_refresh_token(
+                &tenant.id,
+                &old_hash,
+                &NewRefresh {
+                    token_hash: &hash,
+                    grant_id: &grant.grant_id,
+                    dpop_jkt: row.dpop_jkt.as_deref(),
+                    created_at: now,
+                    expires_at: refresh_expiry(spec, &grant, now),
+                },
+            )
+            .await
+            .map_err(|e| server_error(&e))?;
+        if !rotated {
+            // Rotated by a concurrent request between our read and our write: reuse.
+            self.revoke_family(
+                tenant,
+                &grant,
+                "refresh_token.reuse_detected",
+                req.ip.as_deref(),
+            )
+            .await?;
+            return Err(unknown());
+        }
+        let body = self
+            .user_tokens(
+                tenant,
+                spec,
+                &grant,
+                &user,
+                UserTokens {
+                    sub: &sub,
+                    scopes: &scopes,
+                    audiences: &audiences,
+                    // OIDC Core §12.2: no nonce in a refreshed ID token.
+                    nonce: None,
+                    proof: proof.as_ref(),
+                    refresh: RefreshIssue::Issued(token),
+                },
+            )
+            .await?;
+        Ok((body, proof))
+    }
+
+    /// Mints the access token (recorded under the grant) and, with `openid`, the ID
+    /// token; returns the token response.
+    async fn user_tokens(
+        &self,
+        tenant: &Tenant,
+        spec: &ClientSpec,
+        grant: &GrantRow,
+        user: &StoredUser,
+        t: UserTokens<'_>,
+    ) -> Result<Value, OAuthError> {
+        let mut extra = Map::new();
+        extra.insert("auth_time".into(), grant.auth_time.into());
+        if let Some(acr) = &grant.acr {
+            extra.insert("acr".into(), acr.clone().into());
+        }
+        let minted = self
+            .mint_access_token(
+                tenant,
+                spec,
+                AccessTokenRequest {
+                    sub: t.sub,
+                    scopes: t.scopes,
+                    audiences: t.audiences,
+                    proof: t.proof,
+                    extra,
+                },
+            )
+            .await?;
+        self.store
+            .record_grant_access_token(&tenant.id, &minted.jti, &grant.grant_id, minted.expires_at)
+            .await
+            .map_err(|e| server_error(&e))?;
+        let mut body = minted.response(t.scopes, t.proof);
+        if has(t.scopes, "openid") {
+            let alg = spec.id_token_alg.unwrap_or(self.tokens.id_token_alg);
+            let now = self.clock.now();
+            let lifetime =
+                i64::try_from(TenantPolicy::of(tenant).tokens.id_token_seconds).unwrap_or(3600);
+            let mut claims = Map::new();
+            claims.insert("iss".into(), tenant.issuer.clone().into());
+            claims.insert("sub".into(), t.sub.into());
+            claims.insert("aud".into(), spec.client_id.clone().into());
+            claims.insert("azp".into(), spec.client_id.clone().into());
+            claims.insert("exp".into(), (now + lifetime).into());
+            claims.insert("iat".into(), now.into());
+            claims.insert("auth_time".into(), grant.auth_time.into());
+            if let Some(nonce) = t.nonce {
+                claims.insert("nonce".into(), nonce.into());
+            }
+            if let Some(acr) = &grant.acr {
+                claims.insert("acr".into(), acr.clone().into());
+            }
+            if !grant.amr.is_empty() {
+                claims.insert("amr".into(), json!(grant.amr));
+            }
+            if let Some(sid) = &grant.sid {
+                claims.insert("sid".into(), sid.clone().into());
+            }
+            claims.insert("at_hash".into(), at_hash(alg, &minted.token).into());
+            for (k, v) in user_claims(user, t.scopes) {
+                claims.insert(k, v);
+            }
+            let id_token = self
+                .sign(tenant, alg, ID_TOKEN_TYP, &Value::Object(claims))
+                .await?;
+            body["id_token"] = id_token.into();
+        }
+        if let RefreshIssue::Issued(token) = t.refresh {
+            body["refresh_token"] = token.into();
+        }
+        Ok(body)
+    }
+}
+
+impl OAuthService {
+    /// The live refresh token `token` of `client`, with its grant.
+    async fn own_refresh_token(
+        &self,
+        tenant: &Tenant,
+        client: &ClientSpec,
+        token: &str,
+    ) -> Result<Option<(crate::store::grants::RefreshRow, GrantRow)>, OAuthError> {
+        let now = self.clock.now();
+        let Some(row) = self
+            .store
+            .find_refresh_token(&tenant.id, &handle_hash(token))
+            .await
+            .map_err(|e| server_error(&e))?
+        else {
+            return Ok(None);
+        };
+        let Some(grant) = self
+            .store
+            .get_grant(&tenant.id, &row.grant_id)
+            .await
+            .map_err(|e| server_error(&e))?
+        else {
+            return Ok(None);
+        };
+        if grant.client_id != client.client_id {
+            return Ok(None);
+        }
+        Ok(Some((row, grant)).filter(|(row, grant)| {
+            row.rotated_at.is_none()
+                && row.expires_at > now
+                && grant.revoked_at.is_none()
+                && grant.expires_at > now
+        }))
+    }
+
+    /// RFC 7662 for refresh tokens: only the client the token belongs to sees it
+    /// active; anything else is `None` (the caller answers `{"active": false}`).
+    pub(super) async fn introspect_refresh_token(
+        &self,
+        tenant: &Tenant,
+        caller: &ClientSpec,
+        token: &str,
+    ) -> Result<Option<Value>, OAuthError> {
+        let Some((row, grant)) = self.own_refresh_token(tenant, caller, token).await? else {
+            return Ok(None);
+        };
+        // A pairwise client of a tenant that stopped offering pairwise subjects cannot
+        // use the token any more: inactive, like every other reason.
+        let sub = match self.user_subject(tenant, caller, &grant.user_id).await {
+            Ok(sub) => sub,
+            Err(e) if e.code == ErrorCode::ServerError => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        Ok(Some(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "scope": grant.scope,
+            "client_id": grant.client_id,
+            "sub": sub,
+            "exp": row.expires_at,
+            "iss": tenant.issuer,
+        })))
+    }
+
+    /// RFC 7009 §2.1: revoking a refresh token revokes its grant (every token issued
+    /// under it). Tokens of other clients, unknown or dead ones: no effect.
+    pub(super) async fn revoke_refresh_token(
+        &self,
+        tenant: &Tenant,
+        caller: &ClientSpec,
+        token: &str,
+        ip: Option<&str>,
+    ) -> Result<(), OAuthError> {
+        let Some((_, grant)) = self.own_refresh_token(tenant, caller, token).await? else {
+            return Ok(());
+        };
+        self.revoke_family(tenant, &grant, "grant.revoked", ip)
+            .await
+    }
+}
+
+/// What a user token response carries.
+struct UserTokens<'a> {
+    sub: &'a str,
+    scopes: &'a [String],
+    audiences: &'a [String],
+    nonce: Option<&'a str>,
+    proof: Option<&'a Proof>,
+    refresh: RefreshIssue,
+}
+
+/// Sliding expiry of a new refresh token, never past the grant's absolute end.
+fn refresh_expiry(spec: &ClientSpec, grant: &GrantRow, now: i64) -> i64 {
+    let sliding = i64::try_from(spec.refresh_token_lifetime_seconds).unwrap_or(86_400);
+    (now + sliding).min(grant.expires_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    // RFC 7636 Appendix B.
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    #[test]
+    fn pkce_accepts_the_rfc_example() {
+        assert_eq!(
+            verify_pkce(Some(CHALLENGE), Some("S256"), Some(VERIFIER)),
+            Ok(())
+        );
+        assert_eq!(verify_pkce(None, None, None), Ok(()));
+    }
+
+    #[test]
+    fn pkce_rejects_wrong_missing_or_unexpected_verifiers() {
+        let wrong = "eBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        assert!(verify_pkce(Some(CHALLENGE), Some("S256"), Some(wrong)).is_err());
+        assert!(verify_pkce(Some(CHALLENGE), Some("S256"), None).is_err());
+        assert!(verify_pkce(None, None, Some(VERIFIER)).is_err());
+        assert!(verify_pkce(Some(CHALLENGE), Some("plain"), Some(VERIFIER)).is_err());
+        assert!(verify_pkce(Some(CHALLENGE), Some("S256"), Some("short")).is_err());
+        let bad_chars = format!("{VERIFIER}+");
+        assert!(verify_pkce(Some(CHALLENGE), Some("S256"), Some(&bad_chars)).is_err());
+    }
+
+    #[test]
+    fn at_hash_uses_the_algorithms_hash() {
+        // OIDC Core §A.3 example: access token "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y".
+        let token = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y";
+        assert_eq!(at_hash(Algorithm::Rs256, token), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(at_hash(Algorithm::Es256, token), "77QmUPtjPfzWtF2AnpK9RQ");
+        let sha512 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, token.as_bytes());
+        let want = b64url(&sha512.as_ref()[..32]);
+        assert_eq!(at_hash(Algorithm::EdDsa, token), want);
+        assert_eq!(want.len(), 43);
+    }
+
+    #[test]
+    fn claims_follow_scopes() {
+        let mut profile = Map::new();
+        profile.insert("name".into(), "Alice A".into());
+        let user = StoredUser {
+            tenant_id: "t".into(),
+            user_id: "u1".into(),
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            profile,
+            password_hash: None,
+            created_at: 1,
+            updated_at: 2,
+        };
+        assert!(user_claims(&user, &["openid".into()]).is_empty());
+        let p = user_claims(&user, &["profile".into()]);
+        assert_eq!(p["preferred_username"], "alice");
+        assert_eq!(p["name"], "Alice A");
+        assert!(p.get("email").is_none());
+        let e = user_claims(&user, &["email".into()]);
+        assert_eq!(e["email"], "alice@example.com");
+        assert_eq!(e["email_verified"], true);
+        assert!(e.get("name").is_none());
+    }
+}

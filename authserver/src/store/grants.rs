@@ -1,0 +1,382 @@
+//! Redeeming what `codes` issued: authorization codes (single use), the grants they
+//! start, the access tokens and refresh tokens issued under a grant, and revoking a
+//! grant as a whole (code replay, refresh-token reuse, RFC 7009 revocation).
+
+use super::{Result, Store, in_transaction, with_pool};
+use crate::clock::UnixTime;
+
+/// A stored authorization code (looked up by the hash of its value).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CodeRow {
+    pub grant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub dpop_jkt: Option<String>,
+    pub expires_at: UnixTime,
+    pub used_at: Option<UnixTime>,
+}
+
+/// A stored grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub sid: Option<String>,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    pub auth_time: UnixTime,
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+impl GrantRow {
+    pub fn scopes(&self) -> Vec<String> {
+        self.scope.split_whitespace().map(str::to_owned).collect()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantDbRow {
+    grant_id: String,
+    client_id: String,
+    user_id: String,
+    sid: Option<String>,
+    scope: String,
+    auth_time: i64,
+    amr: String,
+    acr: Option<String>,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+/// A stored refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RefreshRow {
+    pub grant_id: String,
+    pub dpop_jkt: Option<String>,
+    pub expires_at: UnixTime,
+    pub rotated_at: Option<UnixTime>,
+}
+
+/// A refresh token to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefresh<'a> {
+    pub token_hash: &'a str,
+    pub grant_id: &'a str,
+    pub dpop_jkt: Option<&'a str>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl Store {
+    #[tracing::instrument(name = "db.find_code", skip_all)]
+    pub async fn find_code(&self, tenant_id: &str, code_hash: &str) -> Result<Option<CodeRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, CodeRow>(
+                "SELECT grant_id, client_id, redirect_uri, nonce, code_challenge, \
+                 code_challenge_method, dpop_jkt, expires_at, used_at \
+                 FROM authorization_codes WHERE tenant_id = $1 AND code_hash = $2",
+            )
+            .bind(tenant_id)
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Marks a code used. `false` when it already was: of two concurrent redemptions
+    /// exactly one wins (the row update is atomic on both backends).
+    #[tracing::instrument(name = "db.use_code", skip_all)]
+    pub async fn use_code(&self, tenant_id: &str, code_hash: &str, now: UnixTime) -> Result<bool> {
+        let n = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE authorization_codes SET used_at = $3 \
+                 WHERE tenant_id = $1 AND code_hash = $2 AND used_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(code_hash)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    #[tracing::instrument(name = "db.get_grant", skip_all)]
+    pub async fn get_grant(&self, tenant_id: &str, grant_id: &str) -> Result<Option<GrantRow>> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, GrantDbRow>(
+                "SELECT grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, \
+                 expires_at, revoked_at FROM grants WHERE tenant_id = $1 AND grant_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(grant_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|r| GrantRow {
+            amr: serde_json::from_str(&r.amr).unwrap_or_default(),
+            grant_id: r.grant_id,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            sid: r.sid,
+            scope: r.scope,
+            auth_time: r.auth_time,
+            acr: r.acr,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        }))
+    }
+
+    /// The grant an access token (`jti`) was issued under, if any.
+    #[tracing::instrument(name = "db.grant_of_jti", skip_all)]
+    pub async fn grant_of_jti(&self, tenant_id: &str, jti: &str) -> Result<Option<String>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT grant_id FROM grant_access_tokens WHERE tenant_id = $1 AND jti = $2",
+            )
+            .bind(tenant_id)
+            .bind(jti)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// The grant of an access token (`jti`) if it is recorded and not revoked: `None`
+    /// for tokens of a revoked or deleted grant and for tokens of no grant. The join
+    /// also covers a token recorded after its grant was revoked (a code replayed while
+    /// the first redemption was still issuing), which the denylist alone would miss.
+    #[tracing::instrument(name = "db.live_grant_of_jti", skip_all)]
+    pub async fn live_grant_of_jti(&self, tenant_id: &str, jti: &str) -> Result<Option<String>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_scalar::<_, String>(
+                "SELECT g.grant_id FROM grant_access_tokens a JOIN grants g \
+                 ON g.tenant_id = a.tenant_id AND g.grant_id = a.grant_id \
+                 WHERE a.tenant_id = $1 AND a.jti = $2 AND g.revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(jti)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Records an access token issued under a grant, so revoking the grant reaches it.
+    #[tracing::instrument(name = "db.record_grant_access_token", skip_all)]
+    pub async fn record_grant_access_token(
+        &self,
+        tenant_id: &str,
+        jti: &str,
+        grant_id: &str,
+        expires_at: UnixTime,
+    ) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(tenant_id)
+            .bind(jti)
+            .bind(grant_id)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Revokes a grant and everything issued under it, in one transaction: the grant is
+    /// marked revoked (its refresh tokens die with it) and every access token recorded
+    /// for it goes on the denylist until it expires. Idempotent.
+    #[tracing::instrument(name = "db.revoke_grant", skip_all)]
+    pub async fn revoke_grant(&self, tenant_id: &str, grant_id: &str, now: UnixTime) -> Result<()> {
+        in_transaction!(self, tx => {
+            sqlx::query(
+                "UPDATE grants SET revoked_at = $3 \
+                 WHERE tenant_id = $1 AND grant_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(grant_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
+                 SELECT tenant_id, jti, expires_at, $3 FROM grant_access_tokens \
+                 WHERE tenant_id = $1 AND grant_id = $2 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant_id)
+            .bind(grant_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
+
+    #[tracing::instrument(name = "db.insert_refresh_token", skip_all)]
+    pub async fn insert_refresh_token(&self, tenant_id: &str, new: &NewRefresh<'_>) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, dpop_jkt, \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(tenant_id)
+            .bind(new.token_hash)
+            .bind(new.grant_id)
+            .bind(new.dpop_jkt)
+            .bind(new.created_at)
+            .bind(new.expires_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "db.find_refresh_token", skip_all)]
+    pub async fn find_refresh_token(
+        &self,
+        tenant_id: &str,
+        token_hash: &str,
+    ) -> Result<Option<RefreshRow>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, RefreshRow>(
+                "SELECT grant_id, dpop_jkt, expires_at, rotated_at FROM refresh_tokens \
+                 WHERE tenant_id = $1 AND token_hash = $2",
+            )
+            .bind(tenant_id)
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Rotates a refresh token: marks `old_hash` rotated and stores its successor, in
+    /// one transaction. `false` (and nothing written) when `old_hash` was already
+    /// rotated: a concurrent use of the same token, which is reuse.
+    #[tracing::instrument(name = "db.rotate_refresh_token", skip_all)]
+    pub async fn rotate_refresh_token(
+        &self,
+        tenant_id: &str,
+        old_hash: &str,
+        new: &NewRefresh<'_>,
+    ) -> Result<bool> {
+        in_transaction!(self, tx => {
+            let n = sqlx::query(
+                "UPDATE refresh_tokens SET rotated_at = $3 \
+                 WHERE tenant_id = $1 AND token_hash = $2 AND rotated_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(old_hash)
+            .bind(new.created_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                // Dropping the transaction rolls it back.
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, dpop_jkt, \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(tenant_id)
+            .bind(new.token_hash)
+            .bind(new.grant_id)
+            .bind(new.dpop_jkt)
+            .bind(new.created_at)
+            .bind(new.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            Ok(true)
+        })
+    }
+
+    /// Reads a per-tenant secret: `(sealed, kek_id)`.
+    #[tracing::instrument(name = "db.get_tenant_secret", skip_all)]
+    pub async fn get_tenant_secret(
+        &self,
+        tenant_id: &str,
+        name: &str,
+    ) -> Result<Option<(String, String)>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT sealed, kek_id FROM tenant_secrets WHERE tenant_id = $1 AND name = $2",
+            )
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Every per-tenant secret as `(tenant_id, name, sealed, kek_id)`.
+    #[tracing::instrument(name = "db.list_tenant_secrets", skip_all)]
+    pub async fn list_tenant_secrets(&self) -> Result<Vec<(String, String, String, String)>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, (String, String, String, String)>(
+                "SELECT tenant_id, name, sealed, kek_id FROM tenant_secrets",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Replaces sealed tenant secrets `(tenant_id, name, sealed, kek_id)` in one
+    /// transaction (re-encryption under a new `ENCRYPTION_KEY`).
+    #[tracing::instrument(name = "db.reseal_tenant_secrets", skip_all)]
+    pub async fn reseal_tenant_secrets(
+        &self,
+        updates: &[(String, String, String, String)],
+    ) -> Result<()> {
+        in_transaction!(self, tx => {
+            for (tenant_id, name, sealed, kek_id) in updates {
+                sqlx::query(
+                    "UPDATE tenant_secrets SET sealed = $3, kek_id = $4 \
+                     WHERE tenant_id = $1 AND name = $2",
+                )
+                .bind(tenant_id)
+                .bind(name)
+                .bind(sealed)
+                .bind(kek_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Stores a per-tenant secret unless one already exists (the first writer wins;
+    /// read it back with [`Store::get_tenant_secret`]).
+    #[tracing::instrument(name = "db.insert_tenant_secret", skip_all)]
+    pub async fn insert_tenant_secret(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        sealed: &str,
+        kek_id: &str,
+        now: UnixTime,
+    ) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO tenant_secrets (tenant_id, name, sealed, kek_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant_id)
+            .bind(name)
+            .bind(sealed)
+            .bind(kek_id)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}
