@@ -16,6 +16,7 @@ on_both_backends!(
     a_request_is_honoured_only_in_its_own_browser,
     a_pushed_request_with_form_post_completes_in_the_browser,
     the_second_factor_keeps_the_request,
+    the_code_redeems_for_an_id_token_whose_hint_signs_the_session_out,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -605,4 +606,81 @@ async fn the_second_factor_keeps_the_request(backend: Backend) {
         db.rows("SELECT amr || '|' || acr FROM grants").await,
         vec!["[\"pwd\",\"otp\",\"mfa\"]|2".to_owned()]
     );
+}
+
+async fn the_code_redeems_for_an_id_token_whose_hint_signs_the_session_out(backend: Backend) {
+    use crate::harness::oauth::{create_client, post_form, send};
+
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    let creds = create_client(
+        &db,
+        "web",
+        &[
+            "--redirect-uri",
+            CB,
+            "--post-logout-redirect-uri",
+            "https://app.example/bye",
+            "--first-party",
+        ],
+    )
+    .await;
+    let server = fast(db.cli()).serve(db.port).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    let login = settle(&b, b.get(&authorize_url(&db, "web", &[])).await).await;
+    let done = settle(
+        &b,
+        b.submit(&login, &[("username", "alice"), ("password", PASSWORD)])
+            .await,
+    )
+    .await;
+    let code = client_params(&done)["code"].clone();
+    let tokens = send(
+        post_form(
+            &server,
+            "/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .header(reqwest::header::AUTHORIZATION, creds.basic()),
+    )
+    .await;
+    assert_eq!(tokens.status, 200, "{tokens:?}");
+    let id_token = tokens.body["id_token"]
+        .as_str()
+        .expect("an ID token")
+        .to_owned();
+    let payload = id_token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let sid = db.rows("SELECT sid FROM sessions").await.remove(0);
+    assert_eq!(claims["sid"], sid.as_str(), "{claims}");
+    assert_eq!(claims["nonce"], "n");
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(claims["acr"], "1");
+
+    // RP-initiated logout with that ID token ends the session and returns to the client.
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("id_token_hint", id_token.as_str()),
+            ("post_logout_redirect_uri", "https://app.example/bye"),
+            ("state", "bye-state"),
+        ])
+        .finish();
+    let p = b.get(&format!("{issuer}/logout?{q}")).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(
+        p.location().unwrap(),
+        "https://app.example/bye?state=bye-state"
+    );
+    assert_eq!(count(&db, "sessions").await, 0);
+    assert!(p.set_cookies().iter().any(|c| c.contains("Max-Age=0")));
 }
