@@ -26,6 +26,7 @@ mod metrics;
 mod mfa;
 mod migrate;
 mod multi_pod;
+mod oidc_rp;
 mod par;
 mod purge;
 mod rate_limit;

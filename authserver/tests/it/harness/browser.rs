@@ -82,6 +82,9 @@ pub struct Browser {
     http: reqwest::Client,
     jar: Arc<reqwest::cookie::Jar>,
     user_agent: String,
+    /// Sends requests for one origin to another server (same cookies, the original
+    /// `Host`): a load balancer picking another pod.
+    route: Option<(String, String)>,
 }
 
 impl Default for Browser {
@@ -106,6 +109,27 @@ impl Browser {
                 .unwrap(),
             jar,
             user_agent: ua.to_owned(),
+            route: None,
+        }
+    }
+
+    /// The same browser (cookie jar) reaching `origin` through the server at `via`
+    /// (`http://127.0.0.1:PORT`), as when a load balancer sends it to another replica.
+    pub fn via(&self, origin: &str, via: &str) -> Self {
+        Self {
+            route: Some((origin.to_owned(), via.to_owned())),
+            ..self.clone()
+        }
+    }
+
+    /// The URL to connect to and the `Host` to send.
+    fn target(&self, url: &str) -> (String, Option<String>) {
+        match &self.route {
+            Some((origin, via)) if url.starts_with(origin.as_str()) => (
+                format!("{via}{}", &url[origin.len()..]),
+                Some(origin.split("://").nth(1).unwrap_or(origin).to_owned()),
+            ),
+            _ => (url.to_owned(), None),
         }
     }
 
@@ -128,10 +152,13 @@ impl Browser {
     }
 
     pub async fn get(&self, url: &str) -> Page {
+        let (target, host) = self.target(url);
+        let mut req = self.http.get(&target);
+        if let Some(h) = host {
+            req = req.header(header::HOST, h);
+        }
         Self::read(
-            self.http
-                .get(url)
-                .header(header::USER_AGENT, &self.user_agent)
+            req.header(header::USER_AGENT, &self.user_agent)
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("GET {url}: {e}")),
@@ -143,10 +170,13 @@ impl Browser {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
+        let (target, host) = self.target(url);
+        let mut req = self.http.post(&target);
+        if let Some(h) = host {
+            req = req.header(header::HOST, h);
+        }
         Self::read(
-            self.http
-                .post(url)
-                .header(header::USER_AGENT, &self.user_agent)
+            req.header(header::USER_AGENT, &self.user_agent)
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(body)
                 .send()
