@@ -87,7 +87,7 @@ impl TestDb {
             .expect("create scratch dir");
         let (url, pg) = match backend {
             Backend::Postgres => {
-                let db = postgres::Database::create().await;
+                let db = postgres::Database::for_test().await;
                 (db.url.clone(), Some(db))
             }
             Backend::Sqlite => (
