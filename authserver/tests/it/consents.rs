@@ -1,4 +1,5 @@
-//! Consents a user gave: listed and revoked through the admin gRPC API and the CLI.
+//! Consents a user gave: listed and revoked through the admin gRPC API, the CLI and the
+//! signed-in user's own page (`{issuer}/account/consents`).
 //! Revoking a consent revokes every live grant of the user for that client (refresh
 //! tokens refused, access tokens inactive) and the next authorization asks again; bad
 //! input names the field and changes nothing. The consent is given in the scripted
@@ -21,6 +22,7 @@ on_both_backends!(
     revoking_a_consent_over_grpc_revokes_its_grants,
     bad_grpc_requests_name_the_field_and_change_nothing,
     the_cli_lists_and_revokes_consents,
+    the_account_page_lists_and_revokes_consents,
 );
 
 const SCOPE: &str = "openid email offline_access";
@@ -457,4 +459,87 @@ async fn the_cli_lists_and_revokes_consents(backend: Backend) {
     let out = cli().args(["consents", "--username", "alice"]).run().await;
     out.assert_success();
     assert_eq!(out.stdout.trim(), "");
+}
+
+async fn the_account_page_lists_and_revokes_consents(backend: Backend) {
+    let s = setup(backend).await;
+    let issuer = s.db.issuer("");
+    let url = format!("{issuer}/account/consents");
+    let b = Browser::new();
+    let tokens = consent_and_redeem(&s, &b, "alice").await;
+    let bob_tokens = consent_and_redeem(&s, &Browser::new(), "bob").await;
+
+    // Not signed in: to the sign-in page, and a POST is a CSRF failure.
+    let stranger = Browser::new();
+    let p = stranger.get(&url).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location().unwrap(), format!("{issuer}/login"));
+
+    let listed = b.get(&url).await;
+    listed.assert_status(200);
+    for text in [
+        "<h2 id=\"consent-1\">app</h2>",
+        "Sign you in with your account",
+        "See your email address",
+        "Keep access while you are not using it",
+        "<button type=\"submit\"",
+        "Signed in as <strong>alice</strong>",
+    ] {
+        assert!(listed.body.contains(text), "{text}: {}", listed.body);
+    }
+    assert_eq!(listed.input("client_id").as_deref(), Some("app"));
+    assert_eq!(listed.form_action().as_deref(), Some(url.as_str()));
+    let csrf = listed.input("_csrf").unwrap();
+
+    // Missing or wrong _csrf, or another browser's session: 403 and nothing changed.
+    let before = consent_state(&s.db).await;
+    for (who, fields) in [
+        (&b, vec![("client_id", "app")]),
+        (&b, vec![("_csrf", "wrong"), ("client_id", "app")]),
+        (&b, vec![("_csrf", ""), ("client_id", "app")]),
+        (
+            &stranger,
+            vec![("_csrf", csrf.as_str()), ("client_id", "app")],
+        ),
+    ] {
+        who.post(&url, &fields).await.assert_status(403);
+    }
+    // No or a malformed client_id: 400, nothing changed.
+    for client in ["", "a b"] {
+        b.post(&url, &[("_csrf", csrf.as_str()), ("client_id", client)])
+            .await
+            .assert_status(400);
+    }
+    assert_eq!(consent_state(&s.db).await, before);
+    // Still alive: the refresh token rotates; the new pair is what the revocation must reach.
+    let tokens = refresh(&s, &field(&tokens, "refresh_token"))
+        .await
+        .ok()
+        .clone();
+
+    let done = b.submit(&listed, &[("client_id", "app")]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location().unwrap(), url);
+    let after = b.get(&url).await;
+    after.assert_status(200);
+    assert!(
+        after.body.contains("No application has access"),
+        "{}",
+        after.body
+    );
+    assert!(!after.body.contains("name=\"client_id\""));
+    assert_dead(&s, &tokens).await;
+    let alice = user_id(&s.db, "alice").await;
+    assert!(
+        s.db.audit()
+            .await
+            .iter()
+            .any(|e| e.starts_with(&format!("consent.revoked|user|{alice}|"))),
+    );
+    // Bob's consent is his own.
+    assert_eq!(
+        s.db.rows("SELECT client_id FROM consents").await,
+        vec!["app".to_owned()]
+    );
+    refresh(&s, &field(&bob_tokens, "refresh_token")).await.ok();
 }
