@@ -130,6 +130,24 @@ pub enum UsersCommand {
         #[arg(long, required = true, action = clap::ArgAction::Set, value_name = "true|false")]
         required: bool,
     },
+    /// List the clients a user has consented to as JSON lines
+    /// ({"client_id": …, "scopes": […], "granted_at": …, "updated_at": …}).
+    Consents {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a user's consent to a client together with every live grant of the user
+    /// for it (refresh tokens stop working, access tokens introspect inactive).
+    RevokeConsent {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -62,6 +62,8 @@ pub struct Registered {
 pub enum Actor {
     Cli,
     AdminApi,
+    /// A signed-in user acting on their own account (the account pages).
+    User,
 }
 
 impl Actor {
@@ -69,6 +71,7 @@ impl Actor {
         match self {
             Actor::Cli => "cli",
             Actor::AdminApi => "admin-api",
+            Actor::User => "user",
         }
     }
 }

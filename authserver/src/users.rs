@@ -1,7 +1,9 @@
 //! The user service: validated creation, password setting under the password policy
 //! (length limits, breached-password check), deletion, and password verification with a
 //! transparent rehash when the stored Argon2 parameters differ from the configured ones.
-//! Audit events name the user, never the password.
+//! Consents: a user's list, and revocation, which also revokes every live grant of the
+//! user for that client (the admin API, the CLI and the account page all come here).
+//! Audit events name the user, never the password or a token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +15,10 @@ use crate::clients::Actor;
 use crate::clock::Clock;
 use crate::config::{BreachPolicy, PasswordSettings};
 use crate::crypto::password;
-use crate::domain::client::FieldError;
+use crate::domain::client::{FieldError, validate_client_id};
 use crate::domain::user::{NewUser, check_password_length};
 use crate::store::audit::AuditEvent;
+use crate::store::consents::Consent;
 use crate::store::users::StoredUser;
 use crate::store::{self, Store};
 
@@ -59,6 +62,19 @@ fn invalid_password(message: impl Into<String>) -> Error {
         field: "password",
         message: message.into(),
     }])
+}
+
+fn check_client_id(client_id: &str) -> Result<()> {
+    validate_client_id(client_id).map_err(|message| {
+        // The field is named once, by FieldError's Display.
+        let message = message
+            .strip_prefix("client_id ")
+            .map_or_else(|| message.clone(), str::to_owned);
+        Error::Invalid(vec![FieldError {
+            field: "client_id",
+            message,
+        }])
+    })
 }
 
 /// The user service.
@@ -267,6 +283,79 @@ impl UserService {
         })
     }
 
+    /// The user with this username in an existing tenant: [`Error::UnknownTenant`] or
+    /// [`Error::NotFound`] otherwise.
+    async fn require_user(&self, tenant_id: &str, username: &str) -> Result<StoredUser> {
+        self.require_tenant(tenant_id).await?;
+        self.store
+            .get_user_by_username(tenant_id, username)
+            .await?
+            .ok_or_else(|| Error::NotFound(username.to_owned()))
+    }
+
+    /// The consents a user gave, by client id.
+    pub async fn consents(&self, tenant_id: &str, username: &str) -> Result<Vec<Consent>> {
+        let user = self.require_user(tenant_id, username).await?;
+        self.consents_of(tenant_id, &user.user_id).await
+    }
+
+    /// The consents of a user known by id (a signed-in account).
+    pub async fn consents_of(&self, tenant_id: &str, user_id: &str) -> Result<Vec<Consent>> {
+        Ok(self.store.list_consents(tenant_id, user_id).await?)
+    }
+
+    /// Revokes a user's consent to `client_id` and every live grant of the user for that
+    /// client; `false` (and nothing changed) when there was no such consent.
+    pub async fn revoke_consent(
+        &self,
+        tenant_id: &str,
+        username: &str,
+        client_id: &str,
+        actor: Actor,
+    ) -> Result<bool> {
+        check_client_id(client_id)?;
+        let user = self.require_user(tenant_id, username).await?;
+        self.revoke_consent_of(tenant_id, &user.user_id, client_id, actor)
+            .await
+    }
+
+    /// [`UserService::revoke_consent`] for a user known by id (a signed-in account).
+    pub async fn revoke_consent_of(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        client_id: &str,
+        actor: Actor,
+    ) -> Result<bool> {
+        check_client_id(client_id)?;
+        let now = self.clock.now();
+        let done = self
+            .store
+            .revoke_consent_and_grants(tenant_id, user_id, client_id, now)
+            .await?;
+        if done.existed {
+            self.audit(
+                tenant_id,
+                "consent.revoked",
+                actor,
+                user_id,
+                serde_json::json!({
+                    "client_id": client_id,
+                    "grants_revoked": done.grants_revoked,
+                }),
+            )
+            .await;
+            tracing::info!(
+                tenant = tenant_id,
+                user_id,
+                client_id,
+                grants_revoked = done.grants_revoked,
+                "consent revoked"
+            );
+        }
+        Ok(done.existed)
+    }
+
     /// Checks a password for a login. Returns the user when it matches, `None` when the
     /// user is unknown, has no password, or the password is wrong — with the same Argon2
     /// work in every case, so response time does not reveal which usernames exist. On a
@@ -351,5 +440,29 @@ impl UserService {
             .subject(Some(subject))
             .details(details);
         self.store.audit(e).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consent_client_ids_are_checked_naming_the_field_once() {
+        let Err(Error::Invalid(errors)) = check_client_id("a b") else {
+            panic!("a space is not allowed in a client id");
+        };
+        assert_eq!(
+            errors[0].to_string(),
+            "client_id: \"a b\" may contain only letters, digits and - . _ ~"
+        );
+        let Err(Error::Invalid(errors)) = check_client_id("") else {
+            panic!("an empty client id is refused");
+        };
+        assert_eq!(
+            errors[0].to_string(),
+            "client_id: must be 1 to 128 characters"
+        );
+        assert!(check_client_id("app-1.x_y~z").is_ok());
     }
 }

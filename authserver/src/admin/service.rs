@@ -72,6 +72,16 @@ fn users_err(e: users::Error) -> Status {
     }
 }
 
+/// Like [`users_err`], naming the tenant of a user that does not exist.
+fn user_lookup_err(e: users::Error, tenant_id: &str) -> Status {
+    match e {
+        users::Error::NotFound(name) => Status::not_found(format!(
+            "user {name:?} does not exist in tenant {tenant_id:?}"
+        )),
+        other => users_err(other),
+    }
+}
+
 fn mfa_err(e: mfa::MfaError) -> Status {
     match e {
         mfa::MfaError::UnknownUser => Status::not_found("user does not exist"),
@@ -575,5 +585,46 @@ impl Admin for AdminService {
             .await
             .map_err(mfa_err)?;
         Ok(Response::new(self.user_mfa(&user).await?))
+    }
+
+    async fn list_user_consents(
+        &self,
+        req: Request<proto::ListUserConsentsRequest>,
+    ) -> Result<Response<proto::ListUserConsentsResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("username", &r.username)?;
+        let consents = self
+            .users
+            .consents(&r.tenant_id, &r.username)
+            .await
+            .map_err(|e| user_lookup_err(e, &r.tenant_id))?;
+        Ok(Response::new(proto::ListUserConsentsResponse {
+            consents: consents
+                .into_iter()
+                .map(|c| proto::Consent {
+                    client_id: c.client_id,
+                    scopes: c.scopes,
+                    granted_at: c.created_at,
+                    updated_at: c.updated_at,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn revoke_user_consent(
+        &self,
+        req: Request<proto::RevokeUserConsentRequest>,
+    ) -> Result<Response<proto::RevokeUserConsentResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("username", &r.username)?;
+        required("client_id", &r.client_id)?;
+        let revoked = self
+            .users
+            .revoke_consent(&r.tenant_id, &r.username, &r.client_id, Actor::AdminApi)
+            .await
+            .map_err(|e| user_lookup_err(e, &r.tenant_id))?;
+        Ok(Response::new(proto::RevokeUserConsentResponse { revoked }))
     }
 }

@@ -32,6 +32,12 @@ pub async fn run(settings: &crate::config::Settings, cmd: UsersCommand) -> anyho
             tenant,
             required,
         } => set_mfa_required(&ctx, tenant, &username, required).await,
+        UsersCommand::Consents { username, tenant } => consents(&ctx, tenant, &username).await,
+        UsersCommand::RevokeConsent {
+            username,
+            client_id,
+            tenant,
+        } => revoke_consent(&ctx, tenant, &username, &client_id).await,
     };
     ctx.store.close().await;
     result
@@ -219,5 +225,55 @@ async fn set_mfa_required(
             anyhow::bail!("user {username:?} does not exist in tenant {tenant:?}")
         }
         Err(e) => Err(anyhow::Error::new(e).context("failed to set mfa_required")),
+    }
+}
+
+async fn consents(ctx: &Context, tenant: Option<String>, username: &str) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    match ctx.users.consents(&tenant, username).await {
+        Ok(list) => {
+            for c in list {
+                println!(
+                    "{}",
+                    json!({
+                        "client_id": c.client_id,
+                        "scopes": c.scopes,
+                        "granted_at": c.created_at,
+                        "updated_at": c.updated_at,
+                    })
+                );
+            }
+            Ok(())
+        }
+        Err(users::Error::NotFound(_)) => {
+            anyhow::bail!("user {username:?} does not exist in tenant {tenant:?}")
+        }
+        Err(e) => Err(usage_or(e, "failed to list the user's consents")),
+    }
+}
+
+async fn revoke_consent(
+    ctx: &Context,
+    tenant: Option<String>,
+    username: &str,
+    client_id: &str,
+) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    match ctx
+        .users
+        .revoke_consent(&tenant, username, client_id, Actor::Cli)
+        .await
+    {
+        Ok(revoked) => {
+            println!(
+                "{}",
+                json!({ "username": username, "client_id": client_id, "revoked": revoked })
+            );
+            Ok(())
+        }
+        Err(users::Error::NotFound(_)) => {
+            anyhow::bail!("user {username:?} does not exist in tenant {tenant:?}")
+        }
+        Err(e) => Err(usage_or(e, "failed to revoke the consent")),
     }
 }

@@ -1,5 +1,7 @@
 //! Consent: the scopes a user granted a client, kept as one sorted, space-separated set
-//! per (tenant, user, client). Granting more scopes widens the set (union).
+//! per (tenant, user, client). Granting more scopes widens the set (union). Revoking a
+//! consent revokes, in the same transaction, everything the client still holds for the
+//! user.
 
 use super::{Result, Store, in_transaction, with_pool};
 use crate::clock::UnixTime;
@@ -11,6 +13,15 @@ pub struct Consent {
     pub scopes: Vec<String>,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
+}
+
+/// What revoking a consent did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsentRevocation {
+    /// There was a consent to revoke.
+    pub existed: bool,
+    /// Live grants of the user for the client that were revoked with it.
+    pub grants_revoked: u64,
 }
 
 fn split(scope: &str) -> Vec<String> {
@@ -123,5 +134,59 @@ impl Store {
                 .rows_affected()
         });
         Ok(n > 0)
+    }
+
+    /// Forgets a consent and revokes every live grant of the user for the client in
+    /// the same transaction: the grants are marked revoked (their refresh tokens die
+    /// with them) and their unexpired access tokens go on the denylist. Without a
+    /// consent nothing is written, so a first-party client's grants are left alone.
+    #[tracing::instrument(name = "db.revoke_consent_and_grants", skip_all)]
+    pub async fn revoke_consent_and_grants(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<ConsentRevocation> {
+        in_transaction!(self, tx => {
+            let n = sqlx::query(
+                "DELETE FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Ok(ConsentRevocation { existed: false, grants_revoked: 0 });
+            }
+            // Deny-list first: the UPDATE below is what makes these grants no longer live.
+            sqlx::query(
+                "INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
+                 SELECT a.tenant_id, a.jti, a.expires_at, $4 FROM grant_access_tokens a \
+                 JOIN grants g ON g.tenant_id = a.tenant_id AND g.grant_id = a.grant_id \
+                 WHERE g.tenant_id = $1 AND g.user_id = $2 AND g.client_id = $3 \
+                 AND g.revoked_at IS NULL AND a.expires_at > $4 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let grants_revoked = sqlx::query(
+                "UPDATE grants SET revoked_at = $4 \
+                 WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(ConsentRevocation { existed: true, grants_revoked })
+        })
     }
 }

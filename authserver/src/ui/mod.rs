@@ -32,6 +32,10 @@ const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/select_account.html"),
     ),
     ("consent.html", include_str!("../../templates/consent.html")),
+    (
+        "account_consents.html",
+        include_str!("../../templates/account_consents.html"),
+    ),
     ("logout.html", include_str!("../../templates/logout.html")),
     (
         "signed_out.html",

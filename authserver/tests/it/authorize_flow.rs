@@ -19,9 +19,9 @@ on_both_backends!(
     the_code_redeems_for_an_id_token_whose_hint_signs_the_session_out,
 );
 
-const PASSWORD: &str = "correct horse battery staple";
-const CB: &str = "https://app.example/cb";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const CB: &str = "https://app.example/cb";
+pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 fn challenge() -> String {
     use base64::Engine as _;
@@ -58,7 +58,7 @@ async fn setup(backend: Backend) -> (TestDb, Server) {
 }
 
 /// `{issuer}/authorize?…` for `client` with PKCE, state `st` and nonce `n`, plus `extra`.
-fn authorize_url(db: &TestDb, client: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn authorize_url(db: &TestDb, client: &str, extra: &[(&str, &str)]) -> String {
     let challenge = challenge();
     let mut params = vec![
         ("response_type", "code"),
@@ -78,7 +78,7 @@ fn authorize_url(db: &TestDb, client: &str, extra: &[(&str, &str)]) -> String {
 }
 
 /// The query parameters of a redirect to the client.
-fn client_params(p: &Page) -> std::collections::HashMap<String, String> {
+pub(crate) fn client_params(p: &Page) -> std::collections::HashMap<String, String> {
     assert_eq!(p.status, 303, "{}", p.body);
     let loc = p.location().unwrap();
     assert!(loc.starts_with(CB), "redirect to the client, got {loc}");
@@ -90,7 +90,7 @@ fn client_params(p: &Page) -> std::collections::HashMap<String, String> {
 }
 
 /// Follows 303s within the issuer until a page or a redirect to the client.
-async fn settle(b: &Browser, mut p: Page) -> Page {
+pub(crate) async fn settle(b: &Browser, mut p: Page) -> Page {
     for _ in 0..8 {
         match p.location() {
             Some(loc) if p.status == 303 && !loc.starts_with(CB) => p = b.get(&loc).await,

@@ -15,6 +15,7 @@ mod client_auth;
 mod clients_cli;
 mod code_grant;
 mod config;
+mod consents;
 mod discovery;
 mod docs;
 mod dpop;

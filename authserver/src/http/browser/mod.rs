@@ -1,13 +1,14 @@
 //! The pages a person sees, under each issuer: sign-in (`/login`, `/login/mfa`,
 //! `/login/mfa/enroll`), the account chooser (`/select-account`), consent (`/consent`),
 //! the authorization endpoint's browser flow (`/authorize`, `/authorize/continue`) and
-//! RP-initiated logout (`/logout`, advertised as `end_session_endpoint`), plus the
-//! stylesheet (`/assets/gatehouse.css`).
+//! RP-initiated logout (`/logout`, advertised as `end_session_endpoint`), the signed-in
+//! user's consents (`/account/consents`), plus the stylesheet (`/assets/gatehouse.css`).
 //!
 //! Every page is server-rendered HTML that works without JavaScript; every POST form
 //! carries the browser session's CSRF token as `_csrf`, checked in constant time before
 //! anything changes.
 
+mod account;
 mod accounts;
 mod authorize;
 mod consent;
@@ -65,6 +66,10 @@ pub fn router() -> Router<AppState> {
         .route(
             authorize::CONSENT_PATH,
             get(consent::show).post(consent::submit),
+        )
+        .route(
+            account::ACCOUNT_CONSENTS_PATH,
+            get(account::show).post(account::submit),
         )
 }
 
