@@ -68,7 +68,18 @@ const MACHINE_CLIENT: &str = "billing-worker";
 /// The audience the machine client's tokens are for.
 const MACHINE_AUDIENCE: &str = "https://billing.example.com";
 /// The purge targets `authserver purge` knows (`authserver/src/store/purge.rs`).
-const PURGE_TARGETS: [&str; 5] = ["dpop-nonces", "dpop-jti", "assertion-jti", "jti", "audit"];
+const PURGE_TARGETS: [&str; 10] = [
+    "dpop-nonces",
+    "dpop-jti",
+    "assertion-jti",
+    "jti",
+    "authorization-codes",
+    "refresh-tokens",
+    "sessions",
+    "par-requests",
+    "rate-limits",
+    "audit",
+];
 
 /// Where the scenario runs.
 pub enum Cluster {
