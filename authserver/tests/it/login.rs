@@ -21,6 +21,7 @@ on_both_backends!(
     session_data_can_be_encrypted_and_accounts_per_browser_are_limited,
     mfa_enrolment_verification_and_recovery_codes_in_the_browser,
     repeated_failures_lock_the_username_with_the_time_left,
+    a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -955,4 +956,108 @@ async fn activity(db: &TestDb) -> Vec<String> {
          ON s.tenant_id = b.tenant_id AND s.browser_id_hash = b.id_hash",
     )
     .await
+}
+
+/// `n` copies of `form` posted at once with the same cookie and `_csrf`, each with the
+/// fields `fields(i)`; the statuses.
+async fn burst(
+    b: &Browser,
+    form: &Page,
+    n: usize,
+    fields: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> Vec<u16> {
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (b, form, fields) = (b.clone(), form.clone(), fields(i));
+        posts.spawn(async move {
+            let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.submit(&form, &refs).await.status.as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = posts.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    statuses
+}
+
+async fn a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times(backend: Backend) {
+    use authserver::mfa::totp;
+
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    create_user(&db, "bob", PASSWORD).await;
+    let _server = fast(db.cli())
+        .env("GATEHOUSE_LOGIN_MAX_FAILURES", "3")
+        .env("GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP", "1000")
+        .serve(db.port)
+        .await;
+    let issuer = db.issuer("");
+    let failed = |audit: &[String], reason: &str| {
+        audit
+            .iter()
+            .filter(|e| e.starts_with("login.failed|") && e.contains(reason))
+            .count()
+    };
+
+    // Passwords: 40 guesses at once, one cookie and one _csrf.
+    let b = Browser::new();
+    let form = b.get(&format!("{issuer}/login")).await;
+    let statuses = burst(&b, &form, 40, |i| {
+        vec![
+            ("username", "alice".to_owned()),
+            ("password", format!("guess number {i}")),
+        ]
+    })
+    .await;
+    let audit = db.audit().await;
+    assert_eq!(failed(&audit, "bad_password"), 3, "{audit:?}");
+    assert_eq!(failed(&audit, "\"locked\""), 37, "{audit:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        38,
+        "{statuses:?}"
+    );
+    // Locked: the right password is refused too.
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(429);
+    assert_eq!(count(&db, "sessions").await, 0);
+
+    // Second factor: bob's password is right, then 40 code guesses at once.
+    let (secret, _) = crate::mfa::enrol(&db, "bob").await;
+    let now = crate::harness::jose::now();
+    let valid: Vec<String> = (-2..=2)
+        .map(|d| secret.code_at_step(totp::step(now) + d))
+        .collect();
+    let b = Browser::new();
+    let p = b.sign_in(&issuer, "bob", PASSWORD).await;
+    assert!(p.location().unwrap().ends_with("/login/mfa"), "{}", p.body);
+    let form = b.follow(&p).await;
+    form.assert_status(200);
+    let before = db.audit().await.len();
+    let statuses = burst(&b, &form, 40, |i| {
+        let mut code = format!("{:06}", 100_000 + i * 7919);
+        if valid.contains(&code) {
+            code = format!("{:06}", 999_999 - i);
+        }
+        vec![("totp", code)]
+    })
+    .await;
+    let audit = db.audit().await;
+    let mfa_failed = audit[before..]
+        .iter()
+        .filter(|e| e.starts_with("mfa.failed|"))
+        .count();
+    assert_eq!(mfa_failed, 3, "{audit:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        38,
+        "{statuses:?}"
+    );
+    let right = b
+        .submit(&form, &[("totp", &secret.code_at_step(totp::step(now)))])
+        .await;
+    right.assert_status(429);
+    assert_eq!(count(&db, "sessions").await, 0);
 }
