@@ -22,9 +22,13 @@ on_both_backends!(
     mfa_enrolment_verification_and_recovery_codes_in_the_browser,
     repeated_failures_lock_the_username_with_the_time_left,
     a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times,
+    tenants_on_one_host_keep_their_own_sessions,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
+/// The session cookie of tenant `main` on an http issuer: `8` hex characters of
+/// SHA-256("main") after the name.
+const COOKIE: &str = "gatehouse-session-0d6e4079";
 
 /// Tenant `main` with `settings` (a JSON object as YAML flow text), written to the config.
 fn with_settings(db: &TestDb, settings: &str) {
@@ -90,7 +94,7 @@ async fn login_page_is_accessible_and_carries_the_security_headers(backend: Back
     let cookies = p.set_cookies();
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(
-        cookies[0].starts_with("gatehouse-session=")
+        cookies[0].starts_with(&format!("{COOKIE}="))
             && cookies[0].contains("HttpOnly")
             && cookies[0].contains("SameSite=Lax")
             && cookies[0].contains("Path=/")
@@ -103,7 +107,7 @@ async fn login_page_is_accessible_and_carries_the_security_headers(backend: Back
         .split(';')
         .next()
         .unwrap()
-        .trim_start_matches("gatehouse-session=")
+        .trim_start_matches(&format!("{COOKIE}="))
         .to_owned();
     assert_eq!(
         db.scalar(&format!(
@@ -517,7 +521,7 @@ async fn logout_without_a_hint_asks_first_and_checks_the_return_address(backend:
     assert!(
         p.set_cookies()
             .iter()
-            .any(|c| c.starts_with("gatehouse-session=;") && c.contains("Max-Age=0")),
+            .any(|c| c.starts_with(&format!("{COOKIE}=;")) && c.contains("Max-Age=0")),
         "{:?}",
         p.set_cookies()
     );
@@ -1060,4 +1064,54 @@ async fn a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times(backe
         .await;
     right.assert_status(429);
     assert_eq!(count(&db, "sessions").await, 0);
+}
+
+async fn tenants_on_one_host_keep_their_own_sessions(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    db.write_config(
+        "config.yaml",
+        &db.tenant_config(&[("acme", "/t/acme"), ("beta", "/t/beta")]),
+    );
+    let _server = serve(&db).await;
+    for tenant in ["acme", "beta"] {
+        fast(db.cli())
+            .args([
+                "users",
+                "create",
+                "--tenant",
+                tenant,
+                "--username",
+                "alice",
+                "--password-stdin",
+            ])
+            .stdin(format!("{PASSWORD}\n"))
+            .run()
+            .await
+            .assert_success();
+    }
+    let (acme, beta) = (db.issuer("/t/acme"), db.issuer("/t/beta"));
+    let b = Browser::new();
+    let p = b.sign_in(&acme, "alice", PASSWORD).await;
+    assert!(p.body.contains("You are signed in"), "{}", p.body);
+    // Tenant beta's pages set their own cookie and leave acme's alone.
+    let form = b.get(&format!("{beta}/login")).await;
+    form.assert_status(200);
+    let set = form.set_cookies();
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(set[0].starts_with("gatehouse-session-"), "{set:?}");
+    let chooser = b.get(&format!("{acme}/select-account")).await;
+    chooser.assert_status(200);
+    assert!(chooser.body.contains(">alice</button>"), "{}", chooser.body);
+    // Signing in at beta too: both tenants keep their account.
+    let p = b.sign_in(&beta, "alice", PASSWORD).await;
+    assert!(p.body.contains("You are signed in"), "{}", p.body);
+    for issuer in [&acme, &beta] {
+        let chooser = b.get(&format!("{issuer}/select-account")).await;
+        assert!(
+            chooser.body.contains(">alice</button>"),
+            "{issuer}: {}",
+            chooser.body
+        );
+    }
+    assert_eq!(count(&db, "sessions").await, 2);
 }

@@ -234,7 +234,7 @@ fn done(
     if clear_cookie {
         cookie::append(
             resp.headers_mut(),
-            &cookie::clear(tenant.issuer.starts_with("https://")),
+            &cookie::clear(&tenant.id, tenant.issuer.starts_with("https://")),
         );
     }
     resp
