@@ -6,6 +6,7 @@ use crate::harness::browser::{Browser, Page, create_user, fast};
 use crate::harness::{Backend, Server, TestDb};
 
 on_both_backends!(
+    a_post_to_authorize_keeps_the_signed_in_session,
     a_first_sign_in_asks_for_consent_and_ends_in_a_code,
     a_bad_client_or_redirect_uri_is_a_page_never_a_redirect,
     other_errors_go_back_to_the_client_with_state_and_iss,
@@ -683,4 +684,48 @@ async fn the_code_redeems_for_an_id_token_whose_hint_signs_the_session_out(backe
     );
     assert_eq!(count(&db, "sessions").await, 0);
     assert!(p.set_cookies().iter().any(|c| c.contains("Max-Age=0")));
+}
+
+async fn a_post_to_authorize_keeps_the_signed_in_session(backend: Backend) {
+    let (db, _server) = setup(backend).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    let cookie = b.cookies(&issuer).unwrap();
+    let browsers = count(&db, "browser_sessions").await;
+    for prompt in ["", "none"] {
+        let url = authorize_url(&db, "internal", &[("prompt", prompt)]);
+        let (_, query) = url.split_once('?').unwrap();
+        let fields: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let fields: Vec<(&str, &str)> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // A cross-site form POST carries no Lax cookie: here, a browser without one.
+        let p = Browser::new()
+            .post(&format!("{issuer}/authorize"), &fields)
+            .await;
+        assert_eq!(p.status, 303, "{}", p.body);
+        assert!(p.set_cookies().is_empty(), "{:?}", p.set_cookies());
+        let loc = p.location().unwrap();
+        assert!(loc.starts_with(&format!("{issuer}/authorize?")), "{loc}");
+        assert_eq!(count(&db, "browser_sessions").await, browsers);
+        // The top-level GET that follows carries the cookie: a code, no new sign-in.
+        let get = b.get(&loc).await;
+        let end = settle(&b, get).await;
+        let params = client_params(&end);
+        assert!(params.contains_key("code"), "prompt={prompt}: {params:?}");
+        assert_eq!(params["state"], "st");
+        assert_eq!(
+            b.cookies(&issuer).unwrap(),
+            cookie,
+            "the cookie was not replaced"
+        );
+    }
+    assert_eq!(count(&db, "sessions").await, 1);
 }
