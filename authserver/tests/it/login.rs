@@ -23,6 +23,7 @@ on_both_backends!(
     repeated_failures_lock_the_username_with_the_time_left,
     a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times,
     tenants_on_one_host_keep_their_own_sessions,
+    a_hint_whose_sid_is_gone_ends_that_users_accounts_in_this_browser,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -1114,4 +1115,73 @@ async fn tenants_on_one_host_keep_their_own_sessions(backend: Backend) {
         );
     }
     assert_eq!(count(&db, "sessions").await, 2);
+}
+
+async fn a_hint_whose_sid_is_gone_ends_that_users_accounts_in_this_browser(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    create_user(&db, "bob", PASSWORD).await;
+    db.cli()
+        .args([
+            "clients",
+            "create",
+            "--id",
+            "rp",
+            "--redirect-uri",
+            "https://rp.example/cb",
+            "--post-logout-redirect-uri",
+            "https://rp.example/bye",
+        ])
+        .run()
+        .await
+        .assert_success();
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    let old_sid = db.rows("SELECT sid FROM sessions").await.remove(0);
+    let alice = db
+        .rows("SELECT user_id FROM users WHERE username = 'alice'")
+        .await
+        .remove(0);
+    // Signing in again replaces the account: the ID token's sid is gone.
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    b.sign_in(&issuer, "bob", PASSWORD).await.assert_status(200);
+    assert_eq!(count(&db, "sessions").await, 2);
+    // A sub that names no account here: asked first, nothing ended.
+    let p = hint_logout(&db, &b, &old_sid, "someone-else").await;
+    p.assert_status(200);
+    assert!(p.body.contains("name=\"_csrf\""), "{}", p.body);
+    assert_eq!(count(&db, "sessions").await, 2);
+    // alice's sub: her current account ends, bob's stays.
+    let p = hint_logout(&db, &b, &old_sid, &alice).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location().unwrap(), "https://rp.example/bye");
+    assert_eq!(
+        db.rows("SELECT u.username FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.user_id = s.user_id")
+            .await,
+        vec!["bob".to_owned()]
+    );
+}
+
+/// `GET /logout` in `b` with a hint naming `sid` and `sub` for client `rp`.
+async fn hint_logout(db: &TestDb, b: &Browser, sid: &str, sub: &str) -> Page {
+    let issuer = db.issuer("");
+    let now = crate::harness::jose::now();
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": sub, "aud": "rp", "sid": sid,
+        "iat": now - 60, "exp": now + 3600,
+    });
+    let hint = id_token(db, &claims).await;
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    b.get(&format!(
+        "{issuer}/logout?id_token_hint={}&post_logout_redirect_uri={}",
+        enc(&hint),
+        enc("https://rp.example/bye")
+    ))
+    .await
 }

@@ -3,7 +3,10 @@
 //! - `id_token_hint`: an ID token we issued (signature checked with the tenant's keys,
 //!   `iss` must be this issuer; an expired one is fine — it names a session, it does not
 //!   authenticate anyone). With a valid hint the session it names (`sid`, else the
-//!   browser's active account) ends at once.
+//!   browser's active account) ends at once. When that `sid` no longer exists (signing
+//!   in again makes a new one), this browser's accounts of the hint's user end instead:
+//!   the hint's `sub` is compared with each account's subject as the hint's client sees
+//!   it (public or pairwise); when none matches, the user confirms as without a hint.
 //! - `client_id`: must be one of the hint's audiences when both are given.
 //! - `post_logout_redirect_uri`: must equal one of that client's registered
 //!   `post_logout_redirect_uris`; otherwise an error page, never a redirect. `state` is
@@ -31,6 +34,7 @@ use crate::store::audit::AuditEvent;
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Hint {
     audiences: Vec<String>,
+    sub: Option<String>,
     sid: Option<String>,
 }
 
@@ -89,6 +93,23 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     };
 
     if let Some(hint) = hint {
+        if let Some(sid) = hint.sid.as_deref() {
+            match state.store.get_session(&tenant.id, sid).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return by_subject(
+                        &state,
+                        &req,
+                        browser,
+                        &hint,
+                        client_id.as_deref(),
+                        redirect.as_deref(),
+                    )
+                    .await;
+                }
+                Err(e) => return internal_error(&state, tenant, &e),
+            }
+        }
         return finish(
             &state,
             &req,
@@ -148,6 +169,77 @@ async fn confirm(
     ctx.insert("username".into(), json!(username));
     ctx.insert("hidden".into(), json!(hidden));
     page(state, Some(browser), StatusCode::OK, "logout.html", &ctx)
+}
+
+/// The hint's `sid` is gone: ends this browser's accounts whose user the hint's `sub`
+/// names, each compared the way that client's ID tokens compute `sub` (public or
+/// pairwise, for any of the hint's audiences); when none matches, the confirmation page.
+async fn by_subject(
+    state: &AppState,
+    req: &PageRequest,
+    browser: Option<Browser>,
+    hint: &Hint,
+    client_id: Option<&str>,
+    redirect: Option<&str>,
+) -> Response {
+    let tenant = &req.tenant;
+    let Some(mut browser) = browser else {
+        // Nobody is signed in in this browser: nothing to end or confirm.
+        return done(state, tenant, None, true, redirect);
+    };
+    let accounts = match state.sessions.accounts(&browser).await {
+        Ok(a) => a,
+        Err(e) => return internal_error(state, tenant, &e),
+    };
+    let mut specs = Vec::new();
+    for aud in &hint.audiences {
+        match state.oauth.clients.get(&tenant.id, aud).await {
+            Ok(Some(c)) => specs.push(c),
+            Ok(None) => {}
+            Err(e) => return internal_error(state, tenant, &e),
+        }
+    }
+    let mut matching = Vec::new();
+    if let Some(sub) = hint.sub.as_deref() {
+        for account in &accounts {
+            for client in &specs {
+                // A client whose subjects cannot be computed names nobody.
+                let expected = state
+                    .oauth
+                    .user_subject(tenant, &client.spec, &account.user_id)
+                    .await;
+                if expected.is_ok_and(|s| s == sub) {
+                    matching.push(account);
+                    break;
+                }
+            }
+        }
+    }
+    if matching.is_empty() {
+        return confirm(state, req, &browser, client_id).await;
+    }
+    let mut remaining = true;
+    for account in matching {
+        match state
+            .sessions
+            .end_account(tenant, &mut browser, &account.sid, &req.origin)
+            .await
+        {
+            Ok(r) => remaining = r,
+            Err(e) => return internal_error(state, tenant, &e),
+        }
+        state
+            .store
+            .audit(
+                AuditEvent::new(&tenant.id, state.sessions.now(), "logout")
+                    .actor(Some("user"))
+                    .subject(Some(&account.user_id))
+                    .ip(req.origin.ip.as_deref())
+                    .details(json!({ "sid": account.sid, "hint_sid": hint.sid })),
+            )
+            .await;
+    }
+    done(state, tenant, None, !remaining, redirect)
 }
 
 /// Ends `sid` (or the browser's active account), audits `logout`, and answers.
@@ -287,6 +379,7 @@ async fn verify_hint(
     };
     Ok(Some(Hint {
         audiences,
+        sub: parsed.claim_str("sub").map(str::to_owned),
         sid: parsed.claim_str("sid").map(str::to_owned),
     }))
 }
