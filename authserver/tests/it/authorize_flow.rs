@@ -6,6 +6,7 @@ use crate::harness::browser::{Browser, Page, create_user, fast};
 use crate::harness::{Backend, Server, TestDb};
 
 on_both_backends!(
+    the_account_chooser_is_no_way_around_prompt_login,
     a_post_to_authorize_keeps_the_signed_in_session,
     a_first_sign_in_asks_for_consent_and_ends_in_a_code,
     a_bad_client_or_redirect_uri_is_a_page_never_a_redirect,
@@ -728,4 +729,54 @@ async fn a_post_to_authorize_keeps_the_signed_in_session(backend: Backend) {
         );
     }
     assert_eq!(count(&db, "sessions").await, 1);
+}
+
+async fn the_account_chooser_is_no_way_around_prompt_login(backend: Backend) {
+    let (db, _server) = setup(backend).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    b.sign_in(&issuer, "bob", PASSWORD).await.assert_status(200);
+    // Both accounts signed in well before the request.
+    db.rows("UPDATE sessions SET auth_time = auth_time - 600 RETURNING sid")
+        .await;
+    for extra in [[("prompt", "login")], [("max_age", "60")]] {
+        // The sign-in form (prompt=login) or the chooser (max_age: two accounts).
+        let first = settle(&b, b.get(&authorize_url(&db, "internal", &extra)).await).await;
+        first.assert_status(200);
+        // Instead of signing in, pick an old account in the chooser for this request.
+        let action = first.form_action().unwrap();
+        let handle = action.split_once("request=").unwrap().1.to_owned();
+        let chooser = b
+            .get(&format!("{issuer}/select-account?request={handle}"))
+            .await;
+        chooser.assert_status(200);
+        let end = chooser.body.find(">alice</button>").unwrap();
+        let start = chooser.body[..end].rfind("value=\"").unwrap() + 7;
+        let alice = chooser.body[start..end].trim_end_matches('"').to_owned();
+        let p = settle(&b, b.submit(&chooser, &[("account", &alice)]).await).await;
+        assert!(
+            !p.location().is_some_and(|l| l.starts_with(CB)),
+            "{extra:?}: the chooser ended in a redirect to the client: {:?}",
+            p.location()
+        );
+        p.assert_status(200);
+        assert!(
+            p.body.contains("name=\"password\""),
+            "{extra:?}: {}",
+            p.body
+        );
+        // Signing in for real completes it.
+        let done = settle(
+            &b,
+            b.submit(&p, &[("username", "alice"), ("password", PASSWORD)])
+                .await,
+        )
+        .await;
+        assert!(client_params(&done).contains_key("code"), "{extra:?}");
+        db.rows("UPDATE sessions SET auth_time = auth_time - 600 RETURNING sid")
+            .await;
+    }
 }
