@@ -795,13 +795,12 @@ async fn mfa_enrolment_verification_and_recovery_codes_in_the_browser(backend: B
         again.body
     );
     assert_eq!(count(&db, "sessions").await, 0);
-    // The retry page shows a fresh key: use it.
+    // The retry page shows the key already scanned, which still works.
     let start =
         again.body.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
     let end = start + again.body[start..].find("</code>").unwrap();
-    let secret2 = Secret::from_bytes(totp::base32_decode(&again.body[start..end]).unwrap());
-    let _ = secret;
-    let secret = secret2;
+    let shown = Secret::from_bytes(totp::base32_decode(&again.body[start..end]).unwrap());
+    assert!(shown == secret, "the retry page replaced the key");
     let codes_page = b
         .submit(&again, &[("totp", &secret.code_at_step(totp::step(now())))])
         .await;

@@ -191,11 +191,14 @@ async fn finish(
     .await
 }
 
+/// The enrolment page. `keep_pending`: show the secret of the enrolment already
+/// started (after a wrong code: the user has scanned it), rather than a new one.
 async fn enroll_form(
     state: &AppState,
     req: &PageRequest,
     browser: &Browser,
     p: &PendingLogin,
+    keep_pending: bool,
     error: Option<&str>,
 ) -> Response {
     let tenant = &req.tenant;
@@ -210,7 +213,17 @@ async fn enroll_form(
         }
         Err(e) => return internal_error(state, tenant, &e),
     };
-    let enrollment = match state.mfa.begin_totp(tenant, &user).await {
+    let shown = if keep_pending {
+        state.mfa.pending_totp(tenant, &user).await
+    } else {
+        Ok(None)
+    };
+    let enrollment = match shown {
+        Ok(Some(e)) => Ok(e),
+        Ok(None) => state.mfa.begin_totp(tenant, &user).await,
+        Err(e) => Err(e),
+    };
+    let enrollment = match enrollment {
         Ok(e) => e,
         Err(MfaError::AlreadyEnrolled) => {
             // Enrolled meanwhile (another tab): verify instead.
@@ -267,6 +280,7 @@ async fn locked_enroll_form(
         req,
         browser,
         p,
+        true,
         Some(&super::login::locked_message(locked)),
     )
     .await;
@@ -286,7 +300,7 @@ pub async fn show_enroll(State(state): State<AppState>, req: Request) -> Respons
         Err(resp) => return resp,
     };
     match pending(&state, &req, &[PendingStage::Enroll]).await {
-        Ok((browser, p)) => enroll_form(&state, &req, &browser, &p, None).await,
+        Ok((browser, p)) => enroll_form(&state, &req, &browser, &p, false, None).await,
         Err(resp) => resp,
     }
 }
@@ -331,7 +345,7 @@ pub async fn submit_enroll(State(state): State<AppState>, req: Request) -> Respo
             if let Some(locked) = state.login_throttle.failed(reservation).await {
                 return locked_enroll_form(&state, &req, &browser, &p, locked).await;
             }
-            return enroll_form(&state, &req, &browser, &p, Some(WRONG_CODE)).await;
+            return enroll_form(&state, &req, &browser, &p, true, Some(WRONG_CODE)).await;
         }
         Err(e) => {
             throttle_release(&state, reservation).await;
