@@ -584,6 +584,11 @@ fn account_value(chooser: &Page, username: &str) -> String {
 
 /// An ID token signed with tenant `main`'s active key, as the token endpoint would.
 async fn id_token(db: &TestDb, claims: &serde_json::Value) -> String {
+    signed_jwt(db, "JWT", claims).await
+}
+
+/// A JWT of type `typ` signed with tenant `main`'s active key.
+async fn signed_jwt(db: &TestDb, typ: &str, claims: &serde_json::Value) -> String {
     use std::sync::Arc;
 
     use authserver::cache::Epoch;
@@ -620,7 +625,7 @@ async fn id_token(db: &TestDb, claims: &serde_json::Value) -> String {
     }
     let token = signer
         .expect("tenant main has an active key")
-        .sign_jwt("JWT", claims)
+        .sign_jwt(typ, claims)
         .unwrap();
     store.close().await;
     token
@@ -664,11 +669,21 @@ async fn logout_with_an_id_token_hint_ends_that_session_at_once(backend: Backend
     let foreign = id_token(&db, &foreign).await;
     let (head, _) = hint.rsplit_once('.').unwrap();
     let forged = format!("{head}.AAAA");
+    // Signed by us, but not ID tokens: an access token, and a token without `sub`.
+    let access_token = signed_jwt(&db, "at+jwt", &claims).await;
+    let mut no_sub = claims.clone();
+    no_sub.as_object_mut().unwrap().remove("sub");
+    let no_sub = id_token(&db, &no_sub).await;
 
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     for (query, why) in [
         (format!("id_token_hint={}", enc(&foreign)), "another issuer"),
         (format!("id_token_hint={}", enc(&forged)), "bad signature"),
+        (
+            format!("id_token_hint={}", enc(&access_token)),
+            "an access token",
+        ),
+        (format!("id_token_hint={}", enc(&no_sub)), "no sub"),
         (
             format!("id_token_hint={}&client_id=other", enc(&hint)),
             "client_id is not the hint's audience",

@@ -346,8 +346,10 @@ fn with_state(uri: &str, state: Option<&str>) -> String {
     }
 }
 
-/// Checks an `id_token_hint`: our signature (any of the tenant's published keys) and
-/// our issuer. Expiry is deliberately not checked. `Ok(None)` when it is not ours.
+/// Checks an `id_token_hint`: our signature (any of the tenant's published keys), our
+/// issuer, and the shape of an ID token — a header `typ`, when present, of `JWT` (so an
+/// access token, `at+jwt`, or any other JWT we sign is no hint), and `sub` and `aud`.
+/// Expiry is deliberately not checked. `Ok(None)` when it is not one of our ID tokens.
 async fn verify_hint(
     state: &AppState,
     tenant: &Tenant,
@@ -356,6 +358,9 @@ async fn verify_hint(
     let Ok(parsed) = jws::parse(token) else {
         return Ok(None);
     };
+    if !typ_is_id_token(parsed.header_str("typ")) {
+        return Ok(None);
+    }
     let Some(kid) = parsed.header_str("kid") else {
         return Ok(None);
     };
@@ -368,6 +373,9 @@ async fn verify_hint(
     if parsed.claim_str("iss") != Some(tenant.issuer.as_str()) {
         return Ok(None);
     }
+    let Some(sub) = parsed.claim_str("sub").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
     let audiences = match parsed.claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
         Some(Value::Array(a)) => a
@@ -379,14 +387,30 @@ async fn verify_hint(
     };
     Ok(Some(Hint {
         audiences,
-        sub: parsed.claim_str("sub").map(str::to_owned),
+        sub: Some(sub.to_owned()),
         sid: parsed.claim_str("sid").map(str::to_owned),
     }))
+}
+
+/// Our ID tokens say `typ: JWT`; a missing `typ` is tolerated (RFC 7515 makes it
+/// optional), any other value (`at+jwt`, `logout+jwt`, …) is another kind of token.
+fn typ_is_id_token(typ: Option<&str>) -> bool {
+    typ.is_none_or(|t| t.eq_ignore_ascii_case("JWT"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_id_token_typ_is_a_hint() {
+        assert!(typ_is_id_token(None));
+        assert!(typ_is_id_token(Some("JWT")));
+        assert!(typ_is_id_token(Some("jwt")));
+        assert!(!typ_is_id_token(Some("at+jwt")));
+        assert!(!typ_is_id_token(Some("application/at+jwt")));
+        assert!(!typ_is_id_token(Some("logout+jwt")));
+    }
 
     #[test]
     fn state_is_appended_to_the_redirect() {
