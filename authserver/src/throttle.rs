@@ -1,11 +1,23 @@
-//! Login throttling: failed sign-ins are counted per username and per client IP in the
-//! database (shared by every pod); the failure that reaches the limit within the window
-//! locks that key for the lockout period. While a key is locked, [`LoginThrottle::check`]
-//! refuses the attempt before any password is checked and says how long to wait.
+//! Login throttling: sign-in attempts are counted per username and per client IP in the
+//! database (shared by every pod); the attempt that reaches the limit within the window
+//! locks that key for the lockout period.
+//!
+//! Check and count are one step: [`LoginThrottle::reserve`] counts the attempt *before*
+//! the password or code is checked, in one statement per key that refuses it while the
+//! key is locked. Only then is the secret verified; a parallel burst of guesses therefore
+//! gets at most `max_failures` of them checked, whatever their timing, and the rest are
+//! refused with the time to wait. Afterwards the [`Reservation`] is settled:
+//! [`LoginThrottle::failed`] keeps the count (the attempt was a failure all along) and
+//! audits a lock it started; [`LoginThrottle::release`] gives the attempt back (the count
+//! goes down by one, and a lock that this very attempt started is lifted), so successful
+//! sign-ins never accumulate on a shared address. While attempts are in flight they
+//! count, so a user at `max_failures - 1` who sends two attempts at once may see the
+//! second refused until the first is settled.
 //!
 //! Unknown usernames are counted like real ones, so a lockout reveals nothing about
-//! which accounts exist. A successful sign-in clears the username's count (not the IP's:
-//! one good password must not reset a password-spraying source).
+//! which accounts exist. A complete sign-in also clears the username's count
+//! ([`LoginThrottle::record_success`]; not the IP's: one good password must not reset a
+//! password-spraying source).
 //!
 //! Keys: `user:<normalized username>` (over-long input by its SHA-256, so a row stays
 //! small) and `ip:<address>`, an IPv6 address by its /64 (one subscriber usually holds a
@@ -77,44 +89,70 @@ pub fn lock_at(locked_until: Option<UnixTime>, now: UnixTime) -> Option<Locked> 
     })
 }
 
-/// What the store computes for one more failure, as a pure function (the SQL of
-/// `Store::record_login_failure` implements exactly this; a test holds them together).
-pub fn next_state(
+/// What the store computes when an attempt is reserved, as a pure function (the SQL of
+/// `Store::reserve_login_attempt` implements exactly this; a test holds them together):
+/// `None` while a lock is in force (the attempt is refused and nothing changes).
+pub fn reserve_state(
     prev: Option<ThrottleState>,
     limits: ThrottleLimits,
     now: UnixTime,
-) -> ThrottleState {
+) -> Option<ThrottleState> {
     let window = i64::try_from(limits.window_seconds).unwrap_or(i64::MAX);
     let lockout = i64::try_from(limits.lockout_seconds).unwrap_or(i64::MAX);
     let lock_now = |failures: i32| {
         (i64::from(failures) >= i64::from(limits.max_failures)).then(|| now.saturating_add(lockout))
     };
     match prev {
-        // Still counting: a lock in force, or no lock and the window still open.
-        Some(p)
-            if p.locked_until.map_or_else(
-                || p.window_started_at.saturating_add(window) > now,
-                |until| until > now,
-            ) =>
-        {
+        Some(p) if lock_at(p.locked_until, now).is_some() => None,
+        // Still counting: no lock, and the window still open.
+        Some(p) if p.locked_until.is_none() && p.window_started_at.saturating_add(window) > now => {
             let failures = p.failures.saturating_add(1);
-            ThrottleState {
+            Some(ThrottleState {
                 failures,
                 window_started_at: p.window_started_at,
-                locked_until: p.locked_until.or_else(|| lock_now(failures)),
-            }
+                locked_until: lock_now(failures),
+            })
         }
-        _ => ThrottleState {
+        // No row, a lock that has ended, or a window that has run out.
+        _ => Some(ThrottleState {
             failures: 1,
             window_started_at: now,
             locked_until: lock_now(1),
-        },
+        }),
     }
 }
 
-/// Whether the failure that produced `state` is the one that started its lock.
-pub fn lock_started(state: &ThrottleState, limits: ThrottleLimits) -> bool {
-    state.locked_until.is_some() && i64::from(state.failures) == i64::from(limits.max_failures)
+/// What the store computes when the attempt that returned `reserved` is given back
+/// (`Store::release_login_attempt`).
+pub fn release_state(current: ThrottleState, reserved: &ThrottleState) -> ThrottleState {
+    if current.window_started_at != reserved.window_started_at {
+        return current;
+    }
+    ThrottleState {
+        failures: (current.failures - 1).max(0),
+        window_started_at: current.window_started_at,
+        locked_until: current
+            .locked_until
+            .filter(|until| Some(*until) != reserved.locked_until),
+    }
+}
+
+/// One attempt counted in advance against each of its keys; settle it with
+/// [`LoginThrottle::failed`] or [`LoginThrottle::release`]. Dropped unsettled, the
+/// attempt stays counted as a failure.
+#[derive(Debug)]
+#[must_use = "settle the reservation with `failed` or `release`"]
+pub struct Reservation {
+    tenant_id: String,
+    ip: Option<IpAddr>,
+    taken: Vec<Taken>,
+}
+
+/// The reservation on one key: the state it left (a lock in it is the one it started).
+#[derive(Debug)]
+struct Taken {
+    key: String,
+    state: ThrottleState,
 }
 
 /// Per-username and per-IP login throttling.
@@ -149,77 +187,107 @@ impl LoginThrottle {
         }
     }
 
-    /// Call before checking a password: `Err(CheckError::Locked)` while the username or
-    /// the address is locked (refuse the attempt without checking the password, and
-    /// show the wait).
-    pub async fn check(
+    /// Call before checking a password or a code: counts the attempt against the
+    /// username and the address, or `Err(CheckError::Locked)` while either is locked
+    /// (refuse the attempt without checking anything, and show the wait). On `Ok`, check
+    /// the secret and settle the reservation with [`Self::failed`] or [`Self::release`].
+    pub async fn reserve(
         &self,
         tenant_id: &str,
         username: &str,
         ip: Option<IpAddr>,
-    ) -> Result<(), CheckError> {
+    ) -> Result<Reservation, CheckError> {
         let now = self.clock.now();
-        let user = user_key(username);
-        let ip = ip.map(ip_key);
-        let mut keys = vec![user.as_str()];
-        keys.extend(ip.as_deref());
-        let until = self.store.login_locked_until(tenant_id, &keys, now).await?;
-        match lock_at(until, now) {
-            Some(locked) => Err(CheckError::Locked(locked)),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a failed sign-in (wrong password, unknown user, wrong second factor)
-    /// against the username and the address. Returns the lock this failure started or
-    /// ran into, if any; a lock that starts is audited once (`login.locked`).
-    pub async fn record_failure(
-        &self,
-        tenant_id: &str,
-        username: &str,
-        ip: Option<IpAddr>,
-    ) -> Result<Option<Locked>, store::Error> {
-        let now = self.clock.now();
-        let mut counted = vec![(user_key(username), self.user_limits())];
+        let mut keys = vec![(user_key(username), self.user_limits())];
         if let Some(ip) = ip {
-            counted.push((ip_key(ip), self.ip_limits()));
+            keys.push((ip_key(ip), self.ip_limits()));
         }
-        let mut latest: Option<UnixTime> = None;
-        for (key, limits) in &counted {
-            let state = self
+        let mut reservation = Reservation {
+            tenant_id: tenant_id.to_owned(),
+            ip,
+            taken: Vec::with_capacity(keys.len()),
+        };
+        for (key, limits) in keys {
+            let reserved = self
                 .store
-                .record_login_failure(tenant_id, key, *limits, now)
-                .await?;
-            if lock_started(&state, *limits) {
-                let scope = if key.starts_with("ip:") {
-                    "ip"
-                } else {
-                    "username"
-                };
-                tracing::info!(
-                    tenant = tenant_id,
-                    scope,
-                    "sign-in locked after repeated failures"
-                );
-                self.store
-                    .audit(
-                        AuditEvent::new(tenant_id, now, "login.locked")
-                            .subject(Some(key))
-                            .ip(ip.map(|i| i.to_string()).as_deref())
-                            .details(serde_json::json!({
-                                "scope": scope,
-                                "failures": state.failures,
-                                "locked_until": state.locked_until,
-                            })),
-                    )
-                    .await;
+                .reserve_login_attempt(tenant_id, &key, limits, now)
+                .await;
+            let refused = match reserved {
+                Ok(Some(state)) => {
+                    reservation.taken.push(Taken { key, state });
+                    continue;
+                }
+                Ok(None) => self
+                    .store
+                    .login_locked_until(tenant_id, &[&key], now)
+                    .await
+                    .map_or_else(CheckError::Store, |until| {
+                        // The lock ended between the two statements: refuse this once anyway.
+                        CheckError::Locked(lock_at(until, now).unwrap_or(Locked {
+                            retry_after_seconds: 1,
+                        }))
+                    }),
+                Err(e) => CheckError::Store(e),
+            };
+            // Keys already reserved give their attempt back: this one was never checked.
+            if let Err(e) = self.release(reservation).await {
+                tracing::warn!(error = %e, "failed to give back a refused sign-in attempt");
             }
-            latest = latest.max(state.locked_until);
+            return Err(refused);
         }
-        Ok(lock_at(latest, now))
+        Ok(reservation)
     }
 
-    /// A successful sign-in: forgets the username's failures.
+    /// The reserved attempt failed (wrong password, unknown user, wrong second factor):
+    /// it stays counted. Returns the lock it started, if any; a lock that starts is
+    /// audited once (`login.locked`).
+    pub async fn failed(&self, reservation: Reservation) -> Option<Locked> {
+        let now = self.clock.now();
+        let tenant_id = reservation.tenant_id.as_str();
+        let mut latest: Option<UnixTime> = None;
+        for taken in &reservation.taken {
+            let Some(until) = taken.state.locked_until else {
+                continue;
+            };
+            let scope = if taken.key.starts_with("ip:") {
+                "ip"
+            } else {
+                "username"
+            };
+            tracing::info!(
+                tenant = tenant_id,
+                scope,
+                "sign-in locked after repeated failures"
+            );
+            self.store
+                .audit(
+                    AuditEvent::new(tenant_id, now, "login.locked")
+                        .subject(Some(&taken.key))
+                        .ip(reservation.ip.map(|i| i.to_string()).as_deref())
+                        .details(serde_json::json!({
+                            "scope": scope,
+                            "failures": taken.state.failures,
+                            "locked_until": until,
+                        })),
+                )
+                .await;
+            latest = latest.max(Some(until));
+        }
+        lock_at(latest, now)
+    }
+
+    /// The reserved attempt did not fail (the password or code was right, or it could
+    /// not be checked): gives it back on every key, lifting a lock it started.
+    pub async fn release(&self, reservation: Reservation) -> Result<(), store::Error> {
+        for taken in &reservation.taken {
+            self.store
+                .release_login_attempt(&reservation.tenant_id, &taken.key, &taken.state)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A complete sign-in: forgets the username's failures.
     pub async fn record_success(
         &self,
         tenant_id: &str,
@@ -244,54 +312,48 @@ mod tests {
     };
 
     #[test]
-    fn the_nth_failure_in_a_window_locks_for_the_lockout() {
+    fn the_nth_attempt_in_a_window_locks_and_later_ones_are_refused() {
         let clock = FixedClock::new(10_000);
         let mut s = None;
         for expected in 1..=2 {
-            let next = next_state(s, LIMITS, clock.now());
+            let next = reserve_state(s, LIMITS, clock.now()).unwrap();
             assert_eq!(next.failures, expected);
             assert_eq!(next.locked_until, None);
-            assert!(!lock_started(&next, LIMITS));
             s = Some(next);
             clock.advance(60);
         }
-        let third = next_state(s, LIMITS, clock.now());
+        // The third is still let through (and checked), but starts the lock.
+        let third = reserve_state(s, LIMITS, clock.now()).unwrap();
         assert_eq!(third.locked_until, Some(clock.now() + 600));
-        assert!(lock_started(&third, LIMITS));
         assert_eq!(
             lock_at(third.locked_until, clock.now()),
             Some(Locked {
                 retry_after_seconds: 600
             })
         );
-        // More failures while locked keep the lock and never start another one.
+        // While locked, attempts are refused and change nothing.
         clock.advance(100);
-        let fourth = next_state(Some(third), LIMITS, clock.now());
-        assert_eq!(fourth.locked_until, third.locked_until);
-        assert!(!lock_started(&fourth, LIMITS));
+        assert_eq!(reserve_state(Some(third), LIMITS, clock.now()), None);
         assert_eq!(
-            lock_at(fourth.locked_until, clock.now())
+            lock_at(third.locked_until, clock.now())
                 .unwrap()
                 .retry_after_seconds,
             500
         );
-        // The lock ends; the next failure starts a fresh count.
+        // The lock ends; the next attempt starts a fresh count.
         clock.advance(500);
-        assert_eq!(lock_at(fourth.locked_until, clock.now()), None);
-        let fresh = next_state(Some(fourth), LIMITS, clock.now());
+        assert_eq!(lock_at(third.locked_until, clock.now()), None);
+        let fresh = reserve_state(Some(third), LIMITS, clock.now()).unwrap();
         assert_eq!((fresh.failures, fresh.window_started_at), (1, clock.now()));
         assert_eq!(fresh.locked_until, None);
     }
 
     #[test]
     fn failures_outside_the_window_no_longer_count() {
-        let clock = FixedClock::new(0);
-        let a = next_state(None, LIMITS, clock.now());
-        clock.advance(899);
-        let b = next_state(Some(a), LIMITS, clock.now());
+        let a = reserve_state(None, LIMITS, 0).unwrap();
+        let b = reserve_state(Some(a), LIMITS, 899).unwrap();
         assert_eq!(b.failures, 2);
-        clock.advance(1);
-        let c = next_state(Some(b), LIMITS, clock.now());
+        let c = reserve_state(Some(b), LIMITS, 900).unwrap();
         assert_eq!(
             (c.failures, c.window_started_at, c.locked_until),
             (1, 900, None)
@@ -306,26 +368,41 @@ mod tests {
         };
         let mut s = None;
         for t in [0, 1, 2] {
-            s = Some(next_state(s, long, t));
+            s = reserve_state(s, long, t);
         }
         let locked = s.unwrap();
         assert_eq!(locked.locked_until, Some(2002));
-        let later = next_state(s, long, 1500);
-        assert_eq!(later.locked_until, Some(2002));
-        assert_eq!(later.failures, 4);
-        let after = next_state(Some(later), long, 2002);
+        assert_eq!(reserve_state(s, long, 1500), None);
+        let after = reserve_state(s, long, 2002).unwrap();
         assert_eq!((after.failures, after.locked_until), (1, None));
     }
 
     #[test]
-    fn a_limit_of_one_locks_on_the_first_failure() {
+    fn a_limit_of_one_locks_on_the_first_attempt() {
         let one = ThrottleLimits {
             max_failures: 1,
             ..LIMITS
         };
-        let s = next_state(None, one, 5);
+        let s = reserve_state(None, one, 5).unwrap();
         assert_eq!(s.locked_until, Some(605));
-        assert!(lock_started(&s, one));
+        assert_eq!(reserve_state(Some(s), one, 6), None);
+    }
+
+    #[test]
+    fn releasing_gives_the_attempt_back_and_lifts_only_its_own_lock() {
+        let a = reserve_state(None, LIMITS, 0).unwrap();
+        let b = reserve_state(Some(a), LIMITS, 1).unwrap();
+        let c = reserve_state(Some(b), LIMITS, 2).unwrap();
+        assert_eq!(c.locked_until, Some(602));
+        // The attempt that locked was right after all: two failures, no lock.
+        let released = release_state(c, &c);
+        assert_eq!((released.failures, released.locked_until), (2, None));
+        // Releasing an earlier attempt keeps a lock someone else started.
+        let other = release_state(c, &a);
+        assert_eq!((other.failures, other.locked_until), (2, Some(602)));
+        // A window that started afresh is left alone.
+        let fresh = reserve_state(Some(c), LIMITS, 700).unwrap();
+        assert_eq!(release_state(fresh, &a), fresh);
     }
 
     #[test]
@@ -350,11 +427,27 @@ mod tests {
 
     #[tokio::test]
     async fn the_store_computes_what_the_pure_model_does() {
-        // A script of failure times that crosses every branch: counting, locking,
-        // failing while locked, the lock ending, the window running out.
-        // The second limits lock for longer than the window: the lock must outlive it.
-        let times = [
-            0, 10, 20, 30, 400, 700, 701, 702, 703, 1000, 2000, 2001, 2800, 5000,
+        // A script of attempts that crosses every branch: counting, locking, refusing
+        // while locked, the lock ending, the window running out, releases (of an
+        // attempt that locked, and of one that did not). The second limits lock for
+        // longer than the window: the lock must outlive it.
+        let script = [
+            (0, false),
+            (10, true),
+            (20, false),
+            (30, true),
+            (31, false),
+            (400, false),
+            (700, false),
+            (701, false),
+            (702, false),
+            (703, false),
+            (1000, false),
+            (2000, false),
+            (2001, true),
+            (2002, false),
+            (2800, false),
+            (5000, false),
         ];
         let long_lock = ThrottleLimits {
             lockout_seconds: 2000,
@@ -363,17 +456,33 @@ mod tests {
         for db in testing::both().await {
             db.user("t", "u").await;
             for (key, limits) in [("user:a", LIMITS), ("user:b", long_lock)] {
-                let mut model = None;
-                for &t in &times {
+                let mut model: Option<ThrottleState> = None;
+                for &(t, release) in &script {
                     let got = db
                         .store
-                        .record_login_failure("t", key, limits, t)
+                        .reserve_login_attempt("t", key, limits, t)
                         .await
                         .unwrap();
-                    let want = next_state(model, limits, t);
+                    let want = reserve_state(model, limits, t);
                     assert_eq!(got, want, "{} {key} at {t}", db.name());
-                    model = Some(want);
+                    model = want.or(model);
+                    if let (true, Some(reserved)) = (release, want) {
+                        db.store
+                            .release_login_attempt("t", key, &reserved)
+                            .await
+                            .unwrap();
+                        model = model.map(|m| release_state(m, &reserved));
+                    }
                 }
+                let stored = db
+                    .store
+                    .login_locked_until("t", &[key], 5000)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    stored,
+                    model.and_then(|m| m.locked_until).filter(|u| *u > 5000)
+                );
             }
         }
     }
@@ -395,24 +504,21 @@ mod tests {
             let pod_a = LoginThrottle::new(db.store.clone(), clock.clone(), settings());
             let pod_b = LoginThrottle::new(db.store.clone(), clock.clone(), settings());
             let ip: IpAddr = "198.51.100.1".parse().unwrap();
-            assert!(pod_a.check("t", "Alice", Some(ip)).await.is_ok());
-            assert_eq!(
-                pod_a.record_failure("t", "alice", Some(ip)).await.unwrap(),
-                None
-            );
-            assert_eq!(
-                pod_b.record_failure("t", "ALICE", Some(ip)).await.unwrap(),
-                None
-            );
-            let locked = pod_a.record_failure("t", "alice", Some(ip)).await.unwrap();
+            let r = pod_a.reserve("t", "Alice", Some(ip)).await.unwrap();
+            assert_eq!(pod_a.failed(r).await, None);
+            let r = pod_b.reserve("t", "ALICE", Some(ip)).await.unwrap();
+            assert_eq!(pod_b.failed(r).await, None);
+            let r = pod_a.reserve("t", "alice", Some(ip)).await.unwrap();
+            let locked = pod_a.failed(r).await;
             assert_eq!(locked.unwrap().retry_after_seconds, 600, "{}", db.name());
             // Another address is refused for this username too; another username is not.
             let other: IpAddr = "203.0.113.9".parse().unwrap();
-            match pod_b.check("t", "alice", Some(other)).await {
+            match pod_b.reserve("t", "alice", Some(other)).await {
                 Err(CheckError::Locked(l)) => assert_eq!(l.retry_after_seconds, 600),
                 r => panic!("expected a lock, got {r:?}"),
             }
-            assert!(pod_b.check("t", "bob", Some(other)).await.is_ok());
+            let r = pod_b.reserve("t", "bob", Some(other)).await.unwrap();
+            pod_b.release(r).await.unwrap();
             // Exactly one audit event for the lock start.
             let events = db.store.list_audit("t", 50).await.unwrap();
             let locks: Vec<_> = events
@@ -423,40 +529,96 @@ mod tests {
             assert_eq!(locks[0].subject.as_deref(), Some("user:alice"));
             assert_eq!(locks[0].ip.as_deref(), Some("198.51.100.1"));
             clock.advance(599);
-            assert!(pod_a.check("t", "alice", None).await.is_err());
+            assert!(pod_a.reserve("t", "alice", None).await.is_err());
             clock.advance(1);
-            assert!(pod_a.check("t", "alice", None).await.is_ok());
+            let r = pod_a.reserve("t", "alice", None).await.unwrap();
+            pod_a.release(r).await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_attempts_never_get_past_the_limit() {
+        for db in testing::both().await {
+            db.user("t", "u").await;
+            let clock = FixedClock::new(7_000);
+            let th = Arc::new(LoginThrottle::new(
+                db.store.clone(),
+                clock.clone(),
+                settings(),
+            ));
+            let ip: IpAddr = "192.0.2.50".parse().unwrap();
+            let mut attempts = tokio::task::JoinSet::new();
+            for _ in 0..40 {
+                let th = Arc::clone(&th);
+                attempts.spawn(async move { th.reserve("t", "alice", Some(ip)).await });
+            }
+            let mut granted = Vec::new();
+            while let Some(r) = attempts.join_next().await {
+                match r.unwrap() {
+                    Ok(r) => granted.push(r),
+                    Err(CheckError::Locked(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(granted.len(), 3, "{}", db.name());
+            for r in granted {
+                th.failed(r).await;
+            }
+            assert!(matches!(
+                th.reserve("t", "alice", None).await,
+                Err(CheckError::Locked(_))
+            ));
         }
     }
 
     #[tokio::test]
-    async fn the_ip_limit_catches_spraying_and_success_clears_only_the_username() {
+    async fn released_attempts_do_not_accumulate_and_a_refusal_gives_the_other_key_back() {
         for db in testing::both().await {
             db.user("t", "u").await;
             let clock = FixedClock::new(1_000);
             let th = LoginThrottle::new(db.store.clone(), clock.clone(), settings());
             let ip: IpAddr = "2001:db8::1".parse().unwrap();
-            for i in 0..4 {
+            // Many good sign-ins from one address never lock it.
+            for i in 0..20 {
                 let r = th
-                    .record_failure("t", &format!("user{i}"), Some(ip))
+                    .reserve("t", &format!("user{i}"), Some(ip))
                     .await
                     .unwrap();
-                assert_eq!(r, None, "{}", db.name());
+                th.release(r).await.unwrap();
             }
-            th.record_failure("t", "carol", Some(ip)).await.unwrap();
-            th.record_failure("t", "carol", None).await.unwrap();
-            th.record_success("t", "carol").await.unwrap();
-            // The fifth failure from the /64 locked the address, whoever signs in next.
+            // Five failures from the /64 lock the address, whoever signs in next.
+            for i in 0..5 {
+                let r = th
+                    .reserve("t", &format!("user{i}"), Some(ip))
+                    .await
+                    .unwrap();
+                th.failed(r).await;
+            }
             let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
             assert!(matches!(
-                th.check("t", "dave", Some(neighbour)).await,
+                th.reserve("t", "dave", Some(neighbour)).await,
                 Err(CheckError::Locked(_))
             ));
-            assert!(th.check("t", "carol", None).await.is_ok());
-            // carol's count was cleared: two more failures do not lock her.
-            th.record_failure("t", "carol", None).await.unwrap();
-            th.record_failure("t", "carol", None).await.unwrap();
-            assert!(th.check("t", "carol", None).await.is_ok(), "{}", db.name());
+            // dave's username slot was given back when the address refused him.
+            for _ in 0..2 {
+                let r = th.reserve("t", "dave", None).await.unwrap();
+                th.failed(r).await;
+            }
+            let r = th.reserve("t", "dave", None).await.unwrap();
+            th.release(r).await.unwrap();
+            // A complete sign-in clears the username's count, not the address's.
+            th.record_success("t", "dave").await.unwrap();
+            for _ in 0..2 {
+                let r = th.reserve("t", "dave", None).await.unwrap();
+                th.failed(r).await;
+            }
+            let r = th.reserve("t", "dave", None).await.unwrap();
+            th.release(r).await.unwrap();
+            assert!(
+                th.reserve("t", "x", Some(ip)).await.is_err(),
+                "{}",
+                db.name()
+            );
         }
     }
 }

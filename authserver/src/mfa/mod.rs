@@ -104,6 +104,19 @@ impl std::fmt::Debug for TotpEnrollment {
     }
 }
 
+/// What the enrolment page shows for `secret`.
+fn enrollment(tenant: &Tenant, user: &StoredUser, secret: &Secret) -> Result<TotpEnrollment> {
+    let otpauth_uri = totp::otpauth_uri(&tenant.display_name, &user.username, secret);
+    let qr_svg = totp::qr_svg(&otpauth_uri)?;
+    let qr_data_uri = totp::svg_data_uri(&qr_svg);
+    Ok(TotpEnrollment {
+        secret_base32: secret.to_base32(),
+        otpauth_uri,
+        qr_svg,
+        qr_data_uri,
+    })
+}
+
 /// Additional authenticated data of a sealed TOTP secret: binds it to its row.
 fn aad(tenant_id: &str, user_id: &str) -> Vec<u8> {
     format!("user_totp/{tenant_id}/{user_id}").into_bytes()
@@ -175,15 +188,27 @@ impl MfaService {
         if !started {
             return Err(MfaError::AlreadyEnrolled);
         }
-        let otpauth_uri = totp::otpauth_uri(&tenant.display_name, &user.username, &secret);
-        let qr_svg = totp::qr_svg(&otpauth_uri)?;
-        let qr_data_uri = totp::svg_data_uri(&qr_svg);
-        Ok(TotpEnrollment {
-            secret_base32: secret.to_base32(),
-            otpauth_uri,
-            qr_svg,
-            qr_data_uri,
-        })
+        enrollment(tenant, user, &secret)
+    }
+
+    /// The enrolment started and not yet confirmed, shown again with the same secret
+    /// (after a wrong code the user keeps the entry they already scanned); `None` when
+    /// none is pending.
+    pub async fn pending_totp(
+        &self,
+        tenant: &Tenant,
+        user: &StoredUser,
+    ) -> Result<Option<TotpEnrollment>> {
+        let Some(pending) = self
+            .store
+            .get_totp(&tenant.id, &user.user_id)
+            .await?
+            .filter(|t| t.confirmed_at.is_none())
+        else {
+            return Ok(None);
+        };
+        let secret = self.open_secret(&pending)?;
+        enrollment(tenant, user, &secret).map(Some)
     }
 
     fn open_secret(&self, t: &store::mfa::StoredTotp) -> Result<Secret> {

@@ -1,43 +1,55 @@
-//! The session cookie. On an https issuer it is `__Host-gatehouse-session` (the prefix
-//! makes browsers insist on `Secure`, `Path=/` and no `Domain`, so a sibling subdomain
-//! cannot plant or overwrite it); on a plain-http issuer (development, loopback) the
-//! name has no prefix and no `Secure`, which a browser would otherwise drop.
+//! The session cookie. On an https issuer it is `__Host-gatehouse-session-<t>` (the
+//! prefix makes browsers insist on `Secure`, `Path=/` and no `Domain`, so a sibling
+//! subdomain cannot plant or overwrite it); on a plain-http issuer (development,
+//! loopback) it is `gatehouse-session-<t>`, with no prefix and no `Secure`, which a
+//! browser would otherwise drop.
+//!
+//! `<t>` is the first 8 hex characters of SHA-256(tenant id): tenants may share a host
+//! under different issuer paths (`/t/acme`, `/t/beta`), and with `Path=/` one cookie
+//! name would let a visit to one tenant's pages overwrite the other tenant's session.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-/// Cookie name on https issuers.
-pub const SECURE_NAME: &str = "__Host-gatehouse-session";
-/// Cookie name on http issuers.
-pub const PLAIN_NAME: &str = "gatehouse-session";
+/// Cookie name prefix on https issuers.
+pub const SECURE_PREFIX: &str = "__Host-gatehouse-session";
+/// Cookie name prefix on http issuers.
+pub const PLAIN_PREFIX: &str = "gatehouse-session";
 
-/// The cookie name for an issuer.
-pub fn name(https: bool) -> &'static str {
-    if https { SECURE_NAME } else { PLAIN_NAME }
+/// The tenant's part of the cookie name: short, stable, and no tenant id in the clear.
+pub fn tenant_suffix(tenant_id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, tenant_id.as_bytes());
+    hex::encode(&digest.as_ref()[..4])
+}
+
+/// The cookie name for a tenant's issuer.
+pub fn name(tenant_id: &str, https: bool) -> String {
+    let prefix = if https { SECURE_PREFIX } else { PLAIN_PREFIX };
+    format!("{prefix}-{}", tenant_suffix(tenant_id))
 }
 
 /// `Set-Cookie` carrying `value`. A session cookie (no `Max-Age`): the server-side
 /// timeouts decide how long it is worth anything.
-pub fn set(https: bool, value: &str) -> String {
+pub fn set(tenant_id: &str, https: bool, value: &str) -> String {
     let secure = if https { "; Secure" } else { "" };
     format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Lax{secure}",
-        name(https)
+        name(tenant_id, https)
     )
 }
 
 /// `Set-Cookie` that removes the cookie.
-pub fn clear(https: bool) -> String {
+pub fn clear(tenant_id: &str, https: bool) -> String {
     let secure = if https { "; Secure" } else { "" };
     format!(
         "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
-        name(https)
+        name(tenant_id, https)
     )
 }
 
-/// The session cookie's value in a request, if any. Only the name for this issuer's
-/// scheme counts.
-pub fn read(headers: &HeaderMap, https: bool) -> Option<String> {
-    let wanted = name(https);
+/// The session cookie's value in a request, if any. Only the name for this tenant and
+/// this issuer's scheme counts.
+pub fn read(headers: &HeaderMap, tenant_id: &str, https: bool) -> Option<String> {
+    let wanted = name(tenant_id, https);
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -67,36 +79,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_name_carries_a_stable_per_tenant_suffix() {
+        // SHA-256("main") = 0d6e4079...; the suffix is its first 8 hex characters.
+        assert_eq!(tenant_suffix("main"), "0d6e4079");
+        assert_eq!(name("main", false), "gatehouse-session-0d6e4079");
+        assert_ne!(name("acme", false), name("beta", false));
+        assert_eq!(
+            name("acme", true),
+            format!("__Host-{}", name("acme", false))
+        );
+    }
+
+    #[test]
     fn https_cookies_are_host_prefixed_and_secure() {
+        let n = name("main", true);
         assert_eq!(
-            set(true, "abc"),
-            "__Host-gatehouse-session=abc; Path=/; HttpOnly; SameSite=Lax; Secure"
+            set("main", true, "abc"),
+            format!("{n}=abc; Path=/; HttpOnly; SameSite=Lax; Secure")
         );
         assert_eq!(
-            clear(true),
-            "__Host-gatehouse-session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
+            clear("main", true),
+            format!("{n}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure")
         );
+        assert!(n.starts_with("__Host-gatehouse-session-"));
     }
 
     #[test]
     fn http_cookies_have_no_prefix_and_no_secure() {
-        let c = set(false, "abc");
-        assert_eq!(c, "gatehouse-session=abc; Path=/; HttpOnly; SameSite=Lax");
+        let c = set("main", false, "abc");
+        assert_eq!(
+            c,
+            "gatehouse-session-0d6e4079=abc; Path=/; HttpOnly; SameSite=Lax"
+        );
         assert!(!c.contains("Secure"));
     }
 
     #[test]
-    fn reads_only_the_name_for_the_scheme_and_well_formed_values() {
+    fn reads_only_the_name_for_the_tenant_and_scheme_and_well_formed_values() {
+        let mine = name("main", false);
+        let other = name("other", false);
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            "a=1; gatehouse-session=Zm9v_-x; other=2".parse().unwrap(),
+            format!("a=1; {other}=T3RoZXI; {mine}=Zm9v_-x; gatehouse-session=old")
+                .parse()
+                .unwrap(),
         );
-        assert_eq!(read(&h, false).as_deref(), Some("Zm9v_-x"));
-        assert_eq!(read(&h, true), None);
-        h.insert(header::COOKIE, "gatehouse-session=a;b".parse().unwrap());
-        assert_eq!(read(&h, false).as_deref(), Some("a"));
-        h.insert(header::COOKIE, "gatehouse-session=%3Cx%3E".parse().unwrap());
-        assert_eq!(read(&h, false), None);
+        assert_eq!(read(&h, "main", false).as_deref(), Some("Zm9v_-x"));
+        assert_eq!(read(&h, "other", false).as_deref(), Some("T3RoZXI"));
+        assert_eq!(read(&h, "main", true), None);
+        assert_eq!(read(&h, "third", false), None);
+        h.insert(header::COOKIE, format!("{mine}=a;b").parse().unwrap());
+        assert_eq!(read(&h, "main", false).as_deref(), Some("a"));
+        h.insert(header::COOKIE, format!("{mine}=%3Cx%3E").parse().unwrap());
+        assert_eq!(read(&h, "main", false), None);
     }
 }

@@ -114,7 +114,7 @@ impl Browser {
     pub fn set_cookie(&self) -> Option<String> {
         self.new_cookie
             .as_deref()
-            .map(|v| cookie::set(self.https, v))
+            .map(|v| cookie::set(&self.row.tenant_id, self.https, v))
     }
 }
 
@@ -215,7 +215,7 @@ impl SessionService {
         origin: &Origin,
     ) -> Result<Option<Browser>> {
         let https = tenant.issuer.starts_with("https://");
-        let Some(handle) = cookie::read(headers, https) else {
+        let Some(handle) = cookie::read(headers, &tenant.id, https) else {
             return Ok(None);
         };
         let id_hash = crypto::handle_hash(&handle);

@@ -6,6 +6,8 @@ use crate::harness::browser::{Browser, Page, create_user, fast};
 use crate::harness::{Backend, Server, TestDb};
 
 on_both_backends!(
+    the_account_chooser_is_no_way_around_prompt_login,
+    a_post_to_authorize_keeps_the_signed_in_session,
     a_first_sign_in_asks_for_consent_and_ends_in_a_code,
     a_bad_client_or_redirect_uri_is_a_page_never_a_redirect,
     other_errors_go_back_to_the_client_with_state_and_iss,
@@ -683,4 +685,98 @@ async fn the_code_redeems_for_an_id_token_whose_hint_signs_the_session_out(backe
     );
     assert_eq!(count(&db, "sessions").await, 0);
     assert!(p.set_cookies().iter().any(|c| c.contains("Max-Age=0")));
+}
+
+async fn a_post_to_authorize_keeps_the_signed_in_session(backend: Backend) {
+    let (db, _server) = setup(backend).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    let cookie = b.cookies(&issuer).unwrap();
+    let browsers = count(&db, "browser_sessions").await;
+    for prompt in ["", "none"] {
+        let url = authorize_url(&db, "internal", &[("prompt", prompt)]);
+        let (_, query) = url.split_once('?').unwrap();
+        let fields: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let fields: Vec<(&str, &str)> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        // A cross-site form POST carries no Lax cookie: here, a browser without one.
+        let p = Browser::new()
+            .post(&format!("{issuer}/authorize"), &fields)
+            .await;
+        assert_eq!(p.status, 303, "{}", p.body);
+        assert!(p.set_cookies().is_empty(), "{:?}", p.set_cookies());
+        let loc = p.location().unwrap();
+        assert!(loc.starts_with(&format!("{issuer}/authorize?")), "{loc}");
+        assert_eq!(count(&db, "browser_sessions").await, browsers);
+        // The top-level GET that follows carries the cookie: a code, no new sign-in.
+        let get = b.get(&loc).await;
+        let end = settle(&b, get).await;
+        let params = client_params(&end);
+        assert!(params.contains_key("code"), "prompt={prompt}: {params:?}");
+        assert_eq!(params["state"], "st");
+        assert_eq!(
+            b.cookies(&issuer).unwrap(),
+            cookie,
+            "the cookie was not replaced"
+        );
+    }
+    assert_eq!(count(&db, "sessions").await, 1);
+}
+
+async fn the_account_chooser_is_no_way_around_prompt_login(backend: Backend) {
+    let (db, _server) = setup(backend).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    b.sign_in(&issuer, "bob", PASSWORD).await.assert_status(200);
+    // Both accounts signed in well before the request.
+    db.rows("UPDATE sessions SET auth_time = auth_time - 600 RETURNING sid")
+        .await;
+    for extra in [[("prompt", "login")], [("max_age", "60")]] {
+        // The sign-in form (prompt=login) or the chooser (max_age: two accounts).
+        let first = settle(&b, b.get(&authorize_url(&db, "internal", &extra)).await).await;
+        first.assert_status(200);
+        // Instead of signing in, pick an old account in the chooser for this request.
+        let action = first.form_action().unwrap();
+        let handle = action.split_once("request=").unwrap().1.to_owned();
+        let chooser = b
+            .get(&format!("{issuer}/select-account?request={handle}"))
+            .await;
+        chooser.assert_status(200);
+        let end = chooser.body.find(">alice</button>").unwrap();
+        let start = chooser.body[..end].rfind("value=\"").unwrap() + 7;
+        let alice = chooser.body[start..end].trim_end_matches('"').to_owned();
+        let p = settle(&b, b.submit(&chooser, &[("account", &alice)]).await).await;
+        assert!(
+            !p.location().is_some_and(|l| l.starts_with(CB)),
+            "{extra:?}: the chooser ended in a redirect to the client: {:?}",
+            p.location()
+        );
+        p.assert_status(200);
+        assert!(
+            p.body.contains("name=\"password\""),
+            "{extra:?}: {}",
+            p.body
+        );
+        // Signing in for real completes it.
+        let done = settle(
+            &b,
+            b.submit(&p, &[("username", "alice"), ("password", PASSWORD)])
+                .await,
+        )
+        .await;
+        assert!(client_params(&done).contains_key("code"), "{extra:?}");
+        db.rows("UPDATE sessions SET auth_time = auth_time - 600 RETURNING sid")
+            .await;
+    }
 }

@@ -21,9 +21,15 @@ on_both_backends!(
     session_data_can_be_encrypted_and_accounts_per_browser_are_limited,
     mfa_enrolment_verification_and_recovery_codes_in_the_browser,
     repeated_failures_lock_the_username_with_the_time_left,
+    a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times,
+    tenants_on_one_host_keep_their_own_sessions,
+    a_hint_whose_sid_is_gone_ends_that_users_accounts_in_this_browser,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
+/// The session cookie of tenant `main` on an http issuer: `8` hex characters of
+/// SHA-256("main") after the name.
+const COOKIE: &str = "gatehouse-session-0d6e4079";
 
 /// Tenant `main` with `settings` (a JSON object as YAML flow text), written to the config.
 fn with_settings(db: &TestDb, settings: &str) {
@@ -89,7 +95,7 @@ async fn login_page_is_accessible_and_carries_the_security_headers(backend: Back
     let cookies = p.set_cookies();
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     assert!(
-        cookies[0].starts_with("gatehouse-session=")
+        cookies[0].starts_with(&format!("{COOKIE}="))
             && cookies[0].contains("HttpOnly")
             && cookies[0].contains("SameSite=Lax")
             && cookies[0].contains("Path=/")
@@ -102,7 +108,7 @@ async fn login_page_is_accessible_and_carries_the_security_headers(backend: Back
         .split(';')
         .next()
         .unwrap()
-        .trim_start_matches("gatehouse-session=")
+        .trim_start_matches(&format!("{COOKIE}="))
         .to_owned();
     assert_eq!(
         db.scalar(&format!(
@@ -516,7 +522,7 @@ async fn logout_without_a_hint_asks_first_and_checks_the_return_address(backend:
     assert!(
         p.set_cookies()
             .iter()
-            .any(|c| c.starts_with("gatehouse-session=;") && c.contains("Max-Age=0")),
+            .any(|c| c.starts_with(&format!("{COOKIE}=;")) && c.contains("Max-Age=0")),
         "{:?}",
         p.set_cookies()
     );
@@ -578,6 +584,11 @@ fn account_value(chooser: &Page, username: &str) -> String {
 
 /// An ID token signed with tenant `main`'s active key, as the token endpoint would.
 async fn id_token(db: &TestDb, claims: &serde_json::Value) -> String {
+    signed_jwt(db, "JWT", claims).await
+}
+
+/// A JWT of type `typ` signed with tenant `main`'s active key.
+async fn signed_jwt(db: &TestDb, typ: &str, claims: &serde_json::Value) -> String {
     use std::sync::Arc;
 
     use authserver::cache::Epoch;
@@ -614,7 +625,7 @@ async fn id_token(db: &TestDb, claims: &serde_json::Value) -> String {
     }
     let token = signer
         .expect("tenant main has an active key")
-        .sign_jwt("JWT", claims)
+        .sign_jwt(typ, claims)
         .unwrap();
     store.close().await;
     token
@@ -658,11 +669,21 @@ async fn logout_with_an_id_token_hint_ends_that_session_at_once(backend: Backend
     let foreign = id_token(&db, &foreign).await;
     let (head, _) = hint.rsplit_once('.').unwrap();
     let forged = format!("{head}.AAAA");
+    // Signed by us, but not ID tokens: an access token, and a token without `sub`.
+    let access_token = signed_jwt(&db, "at+jwt", &claims).await;
+    let mut no_sub = claims.clone();
+    no_sub.as_object_mut().unwrap().remove("sub");
+    let no_sub = id_token(&db, &no_sub).await;
 
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     for (query, why) in [
         (format!("id_token_hint={}", enc(&foreign)), "another issuer"),
         (format!("id_token_hint={}", enc(&forged)), "bad signature"),
+        (
+            format!("id_token_hint={}", enc(&access_token)),
+            "an access token",
+        ),
+        (format!("id_token_hint={}", enc(&no_sub)), "no sub"),
         (
             format!("id_token_hint={}&client_id=other", enc(&hint)),
             "client_id is not the hint's audience",
@@ -789,13 +810,12 @@ async fn mfa_enrolment_verification_and_recovery_codes_in_the_browser(backend: B
         again.body
     );
     assert_eq!(count(&db, "sessions").await, 0);
-    // The retry page shows a fresh key: use it.
+    // The retry page shows the key already scanned, which still works.
     let start =
         again.body.find("<code class=\"secret\">").unwrap() + "<code class=\"secret\">".len();
     let end = start + again.body[start..].find("</code>").unwrap();
-    let secret2 = Secret::from_bytes(totp::base32_decode(&again.body[start..end]).unwrap());
-    let _ = secret;
-    let secret = secret2;
+    let shown = Secret::from_bytes(totp::base32_decode(&again.body[start..end]).unwrap());
+    assert!(shown == secret, "the retry page replaced the key");
     let codes_page = b
         .submit(&again, &[("totp", &secret.code_at_step(totp::step(now())))])
         .await;
@@ -954,5 +974,228 @@ async fn activity(db: &TestDb) -> Vec<String> {
          || CAST(s.idle_expires_at AS TEXT) FROM browser_sessions b JOIN sessions s \
          ON s.tenant_id = b.tenant_id AND s.browser_id_hash = b.id_hash",
     )
+    .await
+}
+
+/// `n` copies of `form` posted at once with the same cookie and `_csrf`, each with the
+/// fields `fields(i)`; the statuses.
+async fn burst(
+    b: &Browser,
+    form: &Page,
+    n: usize,
+    fields: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> Vec<u16> {
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (b, form, fields) = (b.clone(), form.clone(), fields(i));
+        posts.spawn(async move {
+            let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            b.submit(&form, &refs).await.status.as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = posts.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    statuses
+}
+
+async fn a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times(backend: Backend) {
+    use authserver::mfa::totp;
+
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    create_user(&db, "bob", PASSWORD).await;
+    let _server = fast(db.cli())
+        .env("GATEHOUSE_LOGIN_MAX_FAILURES", "3")
+        .env("GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP", "1000")
+        .serve(db.port)
+        .await;
+    let issuer = db.issuer("");
+    let failed = |audit: &[String], reason: &str| {
+        audit
+            .iter()
+            .filter(|e| e.starts_with("login.failed|") && e.contains(reason))
+            .count()
+    };
+
+    // Passwords: 40 guesses at once, one cookie and one _csrf.
+    let b = Browser::new();
+    let form = b.get(&format!("{issuer}/login")).await;
+    let statuses = burst(&b, &form, 40, |i| {
+        vec![
+            ("username", "alice".to_owned()),
+            ("password", format!("guess number {i}")),
+        ]
+    })
+    .await;
+    let audit = db.audit().await;
+    assert_eq!(failed(&audit, "bad_password"), 3, "{audit:?}");
+    assert_eq!(failed(&audit, "\"locked\""), 37, "{audit:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        38,
+        "{statuses:?}"
+    );
+    // Locked: the right password is refused too.
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(429);
+    assert_eq!(count(&db, "sessions").await, 0);
+
+    // Second factor: bob's password is right, then 40 code guesses at once.
+    let (secret, _) = crate::mfa::enrol(&db, "bob").await;
+    let now = crate::harness::jose::now();
+    let valid: Vec<String> = (-2..=2)
+        .map(|d| secret.code_at_step(totp::step(now) + d))
+        .collect();
+    let b = Browser::new();
+    let p = b.sign_in(&issuer, "bob", PASSWORD).await;
+    assert!(p.location().unwrap().ends_with("/login/mfa"), "{}", p.body);
+    let form = b.follow(&p).await;
+    form.assert_status(200);
+    let before = db.audit().await.len();
+    let statuses = burst(&b, &form, 40, |i| {
+        let mut code = format!("{:06}", 100_000 + i * 7919);
+        if valid.contains(&code) {
+            code = format!("{:06}", 999_999 - i);
+        }
+        vec![("totp", code)]
+    })
+    .await;
+    let audit = db.audit().await;
+    let mfa_failed = audit[before..]
+        .iter()
+        .filter(|e| e.starts_with("mfa.failed|"))
+        .count();
+    assert_eq!(mfa_failed, 3, "{audit:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        38,
+        "{statuses:?}"
+    );
+    let right = b
+        .submit(&form, &[("totp", &secret.code_at_step(totp::step(now)))])
+        .await;
+    right.assert_status(429);
+    assert_eq!(count(&db, "sessions").await, 0);
+}
+
+async fn tenants_on_one_host_keep_their_own_sessions(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    db.write_config(
+        "config.yaml",
+        &db.tenant_config(&[("acme", "/t/acme"), ("beta", "/t/beta")]),
+    );
+    let _server = serve(&db).await;
+    for tenant in ["acme", "beta"] {
+        fast(db.cli())
+            .args([
+                "users",
+                "create",
+                "--tenant",
+                tenant,
+                "--username",
+                "alice",
+                "--password-stdin",
+            ])
+            .stdin(format!("{PASSWORD}\n"))
+            .run()
+            .await
+            .assert_success();
+    }
+    let (acme, beta) = (db.issuer("/t/acme"), db.issuer("/t/beta"));
+    let b = Browser::new();
+    let p = b.sign_in(&acme, "alice", PASSWORD).await;
+    assert!(p.body.contains("You are signed in"), "{}", p.body);
+    // Tenant beta's pages set their own cookie and leave acme's alone.
+    let form = b.get(&format!("{beta}/login")).await;
+    form.assert_status(200);
+    let set = form.set_cookies();
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert!(set[0].starts_with("gatehouse-session-"), "{set:?}");
+    let chooser = b.get(&format!("{acme}/select-account")).await;
+    chooser.assert_status(200);
+    assert!(chooser.body.contains(">alice</button>"), "{}", chooser.body);
+    // Signing in at beta too: both tenants keep their account.
+    let p = b.sign_in(&beta, "alice", PASSWORD).await;
+    assert!(p.body.contains("You are signed in"), "{}", p.body);
+    for issuer in [&acme, &beta] {
+        let chooser = b.get(&format!("{issuer}/select-account")).await;
+        assert!(
+            chooser.body.contains(">alice</button>"),
+            "{issuer}: {}",
+            chooser.body
+        );
+    }
+    assert_eq!(count(&db, "sessions").await, 2);
+}
+
+async fn a_hint_whose_sid_is_gone_ends_that_users_accounts_in_this_browser(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    create_user(&db, "bob", PASSWORD).await;
+    db.cli()
+        .args([
+            "clients",
+            "create",
+            "--id",
+            "rp",
+            "--redirect-uri",
+            "https://rp.example/cb",
+            "--post-logout-redirect-uri",
+            "https://rp.example/bye",
+        ])
+        .run()
+        .await
+        .assert_success();
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    let old_sid = db.rows("SELECT sid FROM sessions").await.remove(0);
+    let alice = db
+        .rows("SELECT user_id FROM users WHERE username = 'alice'")
+        .await
+        .remove(0);
+    // Signing in again replaces the account: the ID token's sid is gone.
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    b.sign_in(&issuer, "bob", PASSWORD).await.assert_status(200);
+    assert_eq!(count(&db, "sessions").await, 2);
+    // A sub that names no account here: asked first, nothing ended.
+    let p = hint_logout(&db, &b, &old_sid, "someone-else").await;
+    p.assert_status(200);
+    assert!(p.body.contains("name=\"_csrf\""), "{}", p.body);
+    assert_eq!(count(&db, "sessions").await, 2);
+    // alice's sub: her current account ends, bob's stays.
+    let p = hint_logout(&db, &b, &old_sid, &alice).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location().unwrap(), "https://rp.example/bye");
+    assert_eq!(
+        db.rows("SELECT u.username FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.user_id = s.user_id")
+            .await,
+        vec!["bob".to_owned()]
+    );
+}
+
+/// `GET /logout` in `b` with a hint naming `sid` and `sub` for client `rp`.
+async fn hint_logout(db: &TestDb, b: &Browser, sid: &str, sub: &str) -> Page {
+    let issuer = db.issuer("");
+    let now = crate::harness::jose::now();
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": sub, "aud": "rp", "sid": sid,
+        "iat": now - 60, "exp": now + 3600,
+    });
+    let hint = id_token(db, &claims).await;
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    b.get(&format!(
+        "{issuer}/logout?id_token_hint={}&post_logout_redirect_uri={}",
+        enc(&hint),
+        enc("https://rp.example/bye")
+    ))
     .await
 }

@@ -74,7 +74,7 @@ async fn service_with_key(db: &TestDb, key: &str) -> (Store, MfaService) {
 }
 
 /// Enrols `username` in tenant `main` with TOTP; returns the secret and recovery codes.
-async fn enrol(db: &TestDb, username: &str) -> (Secret, Vec<String>) {
+pub(crate) async fn enrol(db: &TestDb, username: &str) -> (Secret, Vec<String>) {
     let (store, mfa) = service(db).await;
     let tenant = store.get_tenant("main").await.unwrap().unwrap();
     let user = store

@@ -7,6 +7,12 @@
 //! ([`super::decide`]): sign-in, account chooser, consent, or the code. Each of those
 //! steps comes back through `/authorize/continue`, which honours the handle only in the
 //! browser it is bound to. Issuing the code consumes the request (single use).
+//!
+//! `POST /authorize` touches no session: a cross-site form POST carries no `SameSite=Lax`
+//! cookie, so it would look like a browser without a session (starting a new one would
+//! replace the user's cookie and sign them out, and `prompt=none` would always fail).
+//! It is answered with `303` to `GET /authorize` with the same parameters in the query:
+//! that top-level GET carries the cookie.
 
 use std::collections::HashMap;
 
@@ -52,12 +58,13 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
         Err(resp) => return resp,
     };
     let tenant = &req.tenant;
-    let raw: &[u8] = if req.is_post() {
-        &req.raw_body
-    } else {
-        req.raw_query.as_bytes()
-    };
-    let form = match Form::parse(Some("application/x-www-form-urlencoded"), raw) {
+    if req.is_post() {
+        return as_get(&req);
+    }
+    let form = match Form::parse(
+        Some("application/x-www-form-urlencoded"),
+        req.raw_query.as_bytes(),
+    ) {
         Ok(f) => f,
         Err(e) => {
             let message = e
@@ -125,6 +132,15 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
     };
     let mut browser = browser;
     drive(&state, &req, &mut browser, &handle, &stored, &auth).await
+}
+
+/// `POST /authorize`: `303` to `GET /authorize` with the body's parameters as the query
+/// (re-encoded, order and repeats kept: the GET validates them).
+fn as_get(req: &PageRequest) -> Response {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(url::form_urlencoded::parse(&req.raw_body))
+        .finish();
+    see_other(&format!("{}{AUTHORIZE_PATH}?{query}", req.issuer()))
 }
 
 /// `GET {issuer}/authorize/continue?request=<handle>`.

@@ -73,12 +73,14 @@ pub enum Next {
 
 /// Picks the account for the request, or says what must happen first.
 pub fn account(s: &Situation<'_>) -> Next {
-    // Signed in or chosen for this request: the prompts are satisfied.
+    // Signed in or chosen for this request: `select_account` is satisfied; `login`
+    // (and an exceeded `max_age`) only by a sign-in after the request was made — the
+    // account chooser must not stand in for one.
     if let Some(chosen) = s.chosen_sid
         && let Some(a) = s.accounts.iter().find(|a| a.sid == chosen)
     {
         let fresh = a.auth_time >= s.request_created_at;
-        if fresh || !max_age_exceeded(a, s.max_age, s.now) {
+        if fresh || (!s.prompts.login && !max_age_exceeded(a, s.max_age, s.now)) {
             return Next::Proceed(a.clone());
         }
         return login_or(s, Some(a.username.clone()), "login_required");
@@ -270,6 +272,31 @@ mod tests {
             ..situation(&one, "select_account")
         };
         assert_eq!(account(&s), Next::Proceed(one[0].clone()));
+    }
+
+    #[test]
+    fn choosing_an_old_account_does_not_satisfy_prompt_login() {
+        let old = [acct("s1", "alice", NOW - 100), acct("s2", "bob", NOW - 50)];
+        for prompt in ["login", "login select_account", "login consent"] {
+            let s = Situation {
+                chosen_sid: Some("s1"),
+                ..situation(&old, prompt)
+            };
+            assert_eq!(
+                account(&s),
+                Next::Login {
+                    username: Some("alice".into())
+                },
+                "{prompt}"
+            );
+        }
+        // Signed in again after the request: that satisfies it.
+        let fresh = [acct("s3", "alice", NOW - 5), acct("s2", "bob", NOW - 50)];
+        let s = Situation {
+            chosen_sid: Some("s3"),
+            ..situation(&fresh, "login")
+        };
+        assert_eq!(account(&s), Next::Proceed(fresh[0].clone()));
     }
 
     #[test]

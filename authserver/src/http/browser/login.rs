@@ -22,7 +22,7 @@ use crate::session::{Browser, csrf_matches};
 use crate::session::{PENDING_LOGIN_SECONDS, PendingLogin, PendingStage};
 use crate::store::audit::AuditEvent;
 use crate::store::users::StoredUser;
-use crate::throttle::{CheckError, Locked};
+use crate::throttle::{CheckError, Locked, Reservation};
 
 /// The one message for every failed sign-in (no user enumeration).
 pub const LOGIN_FAILED: &str = "Incorrect username or password.";
@@ -116,9 +116,10 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
         );
     }
 
-    match throttle_check(&state, &req, &username).await {
-        Ok(None) => {}
-        Ok(Some(locked)) => {
+    // The attempt is counted before the password is checked (see `crate::throttle`).
+    let reservation = match throttle_reserve(&state, &req, &username).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(locked)) => {
             audit_reason(&state, &req, None, "locked").await;
             return locked_form(
                 &state,
@@ -130,18 +131,21 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
             );
         }
         Err(resp) => return resp,
-    }
+    };
     let verified = match state
         .users
         .verify_and_maybe_rehash(&tenant.id, &username, &password)
         .await
     {
         Ok(v) => v,
-        Err(e) => return internal_error(&state, tenant, &e),
+        Err(e) => {
+            throttle_release(&state, reservation).await;
+            return internal_error(&state, tenant, &e);
+        }
     };
     let Some(user) = verified else {
         audit_failure(&state, &req, &username).await;
-        if let Some(locked) = throttle_failure(&state, &req, &username).await {
+        if let Some(locked) = state.login_throttle.failed(reservation).await {
             return locked_form(
                 &state,
                 &req,
@@ -161,6 +165,8 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
             StatusCode::OK,
         );
     };
+    // The right password: the attempt is given back (a second factor reserves its own).
+    throttle_release(&state, reservation).await;
     // A second factor, when one applies, before any session exists.
     if let Some(resp) = second_factor(&state, &req, &mut browser, &user, request.as_deref()).await {
         return resp;
@@ -316,40 +322,30 @@ fn client_ip(req: &PageRequest) -> Option<std::net::IpAddr> {
     req.origin.ip.as_deref().and_then(|i| i.parse().ok())
 }
 
-/// Whether the username or the client's address is locked; `Err` is a 500 page.
-pub(super) async fn throttle_check(
+/// Counts an attempt for the username and the client's address before its secret is
+/// checked: `Ok(Err(lock))` when either is locked (refuse without checking anything);
+/// `Err` is a 500 page.
+pub(super) async fn throttle_reserve(
     state: &AppState,
     req: &PageRequest,
     username: &str,
-) -> Result<Option<Locked>, Response> {
+) -> Result<Result<Reservation, Locked>, Response> {
     match state
         .login_throttle
-        .check(&req.tenant.id, username, client_ip(req))
+        .reserve(&req.tenant.id, username, client_ip(req))
         .await
     {
-        Ok(()) => Ok(None),
-        Err(CheckError::Locked(l)) => Ok(Some(l)),
+        Ok(r) => Ok(Ok(r)),
+        Err(CheckError::Locked(l)) => Ok(Err(l)),
         Err(CheckError::Store(e)) => Err(internal_error(state, &req.tenant, &e)),
     }
 }
 
-/// Counts a failed attempt; the lock it started or ran into, if any. A throttle that
-/// cannot be written is logged, not shown: the attempt failed anyway.
-pub(super) async fn throttle_failure(
-    state: &AppState,
-    req: &PageRequest,
-    username: &str,
-) -> Option<Locked> {
-    match state
-        .login_throttle
-        .record_failure(&req.tenant.id, username, client_ip(req))
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, "failed to record a failed sign-in");
-            None
-        }
+/// Gives back an attempt that did not fail. A throttle that cannot be written is
+/// logged, not shown: the attempt itself went through.
+pub(super) async fn throttle_release(state: &AppState, reservation: Reservation) {
+    if let Err(e) = state.login_throttle.release(reservation).await {
+        tracing::warn!(error = %e, "failed to give back a sign-in attempt");
     }
 }
 

@@ -3,7 +3,10 @@
 //! - `id_token_hint`: an ID token we issued (signature checked with the tenant's keys,
 //!   `iss` must be this issuer; an expired one is fine — it names a session, it does not
 //!   authenticate anyone). With a valid hint the session it names (`sid`, else the
-//!   browser's active account) ends at once.
+//!   browser's active account) ends at once. When that `sid` no longer exists (signing
+//!   in again makes a new one), this browser's accounts of the hint's user end instead:
+//!   the hint's `sub` is compared with each account's subject as the hint's client sees
+//!   it (public or pairwise); when none matches, the user confirms as without a hint.
 //! - `client_id`: must be one of the hint's audiences when both are given.
 //! - `post_logout_redirect_uri`: must equal one of that client's registered
 //!   `post_logout_redirect_uris`; otherwise an error page, never a redirect. `state` is
@@ -31,6 +34,7 @@ use crate::store::audit::AuditEvent;
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Hint {
     audiences: Vec<String>,
+    sub: Option<String>,
     sid: Option<String>,
 }
 
@@ -89,6 +93,23 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     };
 
     if let Some(hint) = hint {
+        if let Some(sid) = hint.sid.as_deref() {
+            match state.store.get_session(&tenant.id, sid).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return by_subject(
+                        &state,
+                        &req,
+                        browser,
+                        &hint,
+                        client_id.as_deref(),
+                        redirect.as_deref(),
+                    )
+                    .await;
+                }
+                Err(e) => return internal_error(&state, tenant, &e),
+            }
+        }
         return finish(
             &state,
             &req,
@@ -148,6 +169,77 @@ async fn confirm(
     ctx.insert("username".into(), json!(username));
     ctx.insert("hidden".into(), json!(hidden));
     page(state, Some(browser), StatusCode::OK, "logout.html", &ctx)
+}
+
+/// The hint's `sid` is gone: ends this browser's accounts whose user the hint's `sub`
+/// names, each compared the way that client's ID tokens compute `sub` (public or
+/// pairwise, for any of the hint's audiences); when none matches, the confirmation page.
+async fn by_subject(
+    state: &AppState,
+    req: &PageRequest,
+    browser: Option<Browser>,
+    hint: &Hint,
+    client_id: Option<&str>,
+    redirect: Option<&str>,
+) -> Response {
+    let tenant = &req.tenant;
+    let Some(mut browser) = browser else {
+        // Nobody is signed in in this browser: nothing to end or confirm.
+        return done(state, tenant, None, true, redirect);
+    };
+    let accounts = match state.sessions.accounts(&browser).await {
+        Ok(a) => a,
+        Err(e) => return internal_error(state, tenant, &e),
+    };
+    let mut specs = Vec::new();
+    for aud in &hint.audiences {
+        match state.oauth.clients.get(&tenant.id, aud).await {
+            Ok(Some(c)) => specs.push(c),
+            Ok(None) => {}
+            Err(e) => return internal_error(state, tenant, &e),
+        }
+    }
+    let mut matching = Vec::new();
+    if let Some(sub) = hint.sub.as_deref() {
+        for account in &accounts {
+            for client in &specs {
+                // A client whose subjects cannot be computed names nobody.
+                let expected = state
+                    .oauth
+                    .user_subject(tenant, &client.spec, &account.user_id)
+                    .await;
+                if expected.is_ok_and(|s| s == sub) {
+                    matching.push(account);
+                    break;
+                }
+            }
+        }
+    }
+    if matching.is_empty() {
+        return confirm(state, req, &browser, client_id).await;
+    }
+    let mut remaining = true;
+    for account in matching {
+        match state
+            .sessions
+            .end_account(tenant, &mut browser, &account.sid, &req.origin)
+            .await
+        {
+            Ok(r) => remaining = r,
+            Err(e) => return internal_error(state, tenant, &e),
+        }
+        state
+            .store
+            .audit(
+                AuditEvent::new(&tenant.id, state.sessions.now(), "logout")
+                    .actor(Some("user"))
+                    .subject(Some(&account.user_id))
+                    .ip(req.origin.ip.as_deref())
+                    .details(json!({ "sid": account.sid, "hint_sid": hint.sid })),
+            )
+            .await;
+    }
+    done(state, tenant, None, !remaining, redirect)
 }
 
 /// Ends `sid` (or the browser's active account), audits `logout`, and answers.
@@ -234,7 +326,7 @@ fn done(
     if clear_cookie {
         cookie::append(
             resp.headers_mut(),
-            &cookie::clear(tenant.issuer.starts_with("https://")),
+            &cookie::clear(&tenant.id, tenant.issuer.starts_with("https://")),
         );
     }
     resp
@@ -254,8 +346,10 @@ fn with_state(uri: &str, state: Option<&str>) -> String {
     }
 }
 
-/// Checks an `id_token_hint`: our signature (any of the tenant's published keys) and
-/// our issuer. Expiry is deliberately not checked. `Ok(None)` when it is not ours.
+/// Checks an `id_token_hint`: our signature (any of the tenant's published keys), our
+/// issuer, and the shape of an ID token — a header `typ`, when present, of `JWT` (so an
+/// access token, `at+jwt`, or any other JWT we sign is no hint), and `sub` and `aud`.
+/// Expiry is deliberately not checked. `Ok(None)` when it is not one of our ID tokens.
 async fn verify_hint(
     state: &AppState,
     tenant: &Tenant,
@@ -264,6 +358,9 @@ async fn verify_hint(
     let Ok(parsed) = jws::parse(token) else {
         return Ok(None);
     };
+    if !typ_is_id_token(parsed.header_str("typ")) {
+        return Ok(None);
+    }
     let Some(kid) = parsed.header_str("kid") else {
         return Ok(None);
     };
@@ -276,6 +373,9 @@ async fn verify_hint(
     if parsed.claim_str("iss") != Some(tenant.issuer.as_str()) {
         return Ok(None);
     }
+    let Some(sub) = parsed.claim_str("sub").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
     let audiences = match parsed.claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
         Some(Value::Array(a)) => a
@@ -287,13 +387,30 @@ async fn verify_hint(
     };
     Ok(Some(Hint {
         audiences,
+        sub: Some(sub.to_owned()),
         sid: parsed.claim_str("sid").map(str::to_owned),
     }))
+}
+
+/// Our ID tokens say `typ: JWT`; a missing `typ` is tolerated (RFC 7515 makes it
+/// optional), any other value (`at+jwt`, `logout+jwt`, …) is another kind of token.
+fn typ_is_id_token(typ: Option<&str>) -> bool {
+    typ.is_none_or(|t| t.eq_ignore_ascii_case("JWT"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_id_token_typ_is_a_hint() {
+        assert!(typ_is_id_token(None));
+        assert!(typ_is_id_token(Some("JWT")));
+        assert!(typ_is_id_token(Some("jwt")));
+        assert!(!typ_is_id_token(Some("at+jwt")));
+        assert!(!typ_is_id_token(Some("application/at+jwt")));
+        assert!(!typ_is_id_token(Some("logout+jwt")));
+    }
 
     #[test]
     fn state_is_appended_to_the_redirect() {

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::login::{ACR_MFA, complete};
+use super::login::{ACR_MFA, complete, throttle_release, throttle_reserve};
 use super::{
     LOGIN_PATH, MFA_ENROLL_PATH, MFA_PATH, PageRequest, base_context, csrf_failure, internal_error,
     page, see_other, url_with_request, with_cookie,
@@ -20,6 +20,7 @@ use super::{
 use crate::http::AppState;
 use crate::mfa::MfaError;
 use crate::session::{Browser, PendingLogin, PendingStage, csrf_matches};
+use crate::throttle::Locked;
 
 /// The message for a wrong or reused code.
 pub const WRONG_CODE: &str = "That code is not valid. Try again.";
@@ -95,7 +96,7 @@ fn locked_mfa_form(
     req: &PageRequest,
     browser: &Browser,
     p: &PendingLogin,
-    locked: crate::throttle::Locked,
+    locked: Locked,
 ) -> Response {
     let mut resp = mfa_form(
         state,
@@ -133,25 +134,29 @@ pub async fn submit_verify(State(state): State<AppState>, req: Request) -> Respo
         Err(resp) => return resp,
     };
     let tenant = &req.tenant;
-    match super::login::throttle_check(&state, &req, &p.username).await {
-        Ok(None) => {}
-        Ok(Some(locked)) => return locked_mfa_form(&state, &req, &browser, &p, locked),
+    // The attempt is counted before the code is checked (see `crate::throttle`).
+    let reservation = match throttle_reserve(&state, &req, &p.username).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(locked)) => return locked_mfa_form(&state, &req, &browser, &p, locked),
         Err(resp) => return resp,
-    }
+    };
     let code = req.form.get("totp").map_or("", |s| s.trim());
-    match state
+    let verified = state
         .mfa
         .verify(&tenant.id, &p.user_id, code, req.origin.ip.as_deref())
-        .await
-    {
-        Ok(_) => {}
+        .await;
+    match verified {
+        Ok(_) => throttle_release(&state, reservation).await,
         Err(MfaError::InvalidCode | MfaError::NotEnrolled) => {
-            if let Some(locked) = super::login::throttle_failure(&state, &req, &p.username).await {
+            if let Some(locked) = state.login_throttle.failed(reservation).await {
                 return locked_mfa_form(&state, &req, &browser, &p, locked);
             }
             return mfa_form(&state, &req, &browser, &p, Some(WRONG_CODE));
         }
-        Err(e) => return internal_error(&state, tenant, &e),
+        Err(e) => {
+            throttle_release(&state, reservation).await;
+            return internal_error(&state, tenant, &e);
+        }
     }
     finish(&state, &req, &mut browser, &p).await
 }
@@ -186,11 +191,14 @@ async fn finish(
     .await
 }
 
+/// The enrolment page. `keep_pending`: show the secret of the enrolment already
+/// started (after a wrong code: the user has scanned it), rather than a new one.
 async fn enroll_form(
     state: &AppState,
     req: &PageRequest,
     browser: &Browser,
     p: &PendingLogin,
+    keep_pending: bool,
     error: Option<&str>,
 ) -> Response {
     let tenant = &req.tenant;
@@ -205,7 +213,17 @@ async fn enroll_form(
         }
         Err(e) => return internal_error(state, tenant, &e),
     };
-    let enrollment = match state.mfa.begin_totp(tenant, &user).await {
+    let shown = if keep_pending {
+        state.mfa.pending_totp(tenant, &user).await
+    } else {
+        Ok(None)
+    };
+    let enrollment = match shown {
+        Ok(Some(e)) => Ok(e),
+        Ok(None) => state.mfa.begin_totp(tenant, &user).await,
+        Err(e) => Err(e),
+    };
+    let enrollment = match enrollment {
         Ok(e) => e,
         Err(MfaError::AlreadyEnrolled) => {
             // Enrolled meanwhile (another tab): verify instead.
@@ -249,13 +267,40 @@ async fn enroll_form(
     )
 }
 
+/// The enrolment form with the lockout message: 429 with `Retry-After`.
+async fn locked_enroll_form(
+    state: &AppState,
+    req: &PageRequest,
+    browser: &Browser,
+    p: &PendingLogin,
+    locked: Locked,
+) -> Response {
+    let mut resp = enroll_form(
+        state,
+        req,
+        browser,
+        p,
+        true,
+        Some(&super::login::locked_message(locked)),
+    )
+    .await;
+    if resp.status() == StatusCode::OK {
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(locked.retry_after_seconds.max(1)),
+        );
+    }
+    resp
+}
+
 pub async fn show_enroll(State(state): State<AppState>, req: Request) -> Response {
     let req = match PageRequest::read(&state, req).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     match pending(&state, &req, &[PendingStage::Enroll]).await {
-        Ok((browser, p)) => enroll_form(&state, &req, &browser, &p, None).await,
+        Ok((browser, p)) => enroll_form(&state, &req, &browser, &p, false, None).await,
         Err(resp) => resp,
     }
 }
@@ -280,17 +325,32 @@ pub async fn submit_enroll(State(state): State<AppState>, req: Request) -> Respo
         // The "continue" button under the recovery codes.
         return finish(&state, &req, &mut browser, &p).await;
     }
+    // Guessing the first code is throttled like guessing a sign-in code.
+    let reservation = match throttle_reserve(&state, &req, &p.username).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(locked)) => return locked_enroll_form(&state, &req, &browser, &p, locked).await,
+        Err(resp) => return resp,
+    };
     let code = req.form.get("totp").map_or("", |s| s.trim());
-    let codes = match state
+    let confirmed = state
         .mfa
         .confirm_totp(&tenant.id, &p.user_id, code, req.origin.ip.as_deref())
-        .await
-    {
-        Ok(c) => c,
-        Err(MfaError::InvalidCode | MfaError::NotEnrolling) => {
-            return enroll_form(&state, &req, &browser, &p, Some(WRONG_CODE)).await;
+        .await;
+    let codes = match confirmed {
+        Ok(c) => {
+            throttle_release(&state, reservation).await;
+            c
         }
-        Err(e) => return internal_error(&state, tenant, &e),
+        Err(MfaError::InvalidCode | MfaError::NotEnrolling) => {
+            if let Some(locked) = state.login_throttle.failed(reservation).await {
+                return locked_enroll_form(&state, &req, &browser, &p, locked).await;
+            }
+            return enroll_form(&state, &req, &browser, &p, true, Some(WRONG_CODE)).await;
+        }
+        Err(e) => {
+            throttle_release(&state, reservation).await;
+            return internal_error(&state, tenant, &e);
+        }
     };
     if let Some(pp) = browser.data.pending.as_mut() {
         pp.stage = PendingStage::Enrolled;
