@@ -37,6 +37,9 @@ pub enum Error {
     Hash(#[from] password::Error),
     #[error("password hashing task failed: {0}")]
     Join(#[source] tokio::task::JoinError),
+    /// The hashing slots were closed (only at shutdown).
+    #[error("password hashing is unavailable")]
+    Busy,
     #[error(transparent)]
     Store(#[from] store::Error),
 }
@@ -65,6 +68,9 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     policy: PasswordSettings,
     breach: BreachChecker,
+    /// Argon2id takes `memory_kib` per hash: bounding how many run at once bounds the
+    /// memory a burst of sign-ins can take (the rest wait their turn).
+    hashing: tokio::sync::Semaphore,
 }
 
 impl UserService {
@@ -73,11 +79,13 @@ impl UserService {
             &policy.hibp_base_url,
             Duration::from_secs(policy.hibp_timeout_seconds),
         );
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         Self {
             store,
             clock,
             policy,
             breach,
+            hashing: tokio::sync::Semaphore::new(slots),
         }
     }
 
@@ -111,6 +119,7 @@ impl UserService {
     async fn hash(&self, password: &SecretString) -> Result<String> {
         let params = self.policy.argon2;
         let password = password.clone();
+        let _slot = self.hashing.acquire().await.map_err(|_| Error::Busy)?;
         tokio::task::spawn_blocking(move || password::hash(&password, params))
             .await
             .map_err(Error::Join)?
@@ -277,6 +286,7 @@ impl UserService {
         let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
         let params = self.policy.argon2;
         let candidate = password.clone();
+        let _slot = self.hashing.acquire().await.map_err(|_| Error::Busy)?;
         let matched = tokio::task::spawn_blocking(move || {
             if let Some(h) = stored_hash {
                 password::verify(&candidate, &h)

@@ -2,11 +2,17 @@
 //! registers it through the admin API and writes its credentials into a Secret in the
 //! client's namespace (`CLIENT_ID`, `CLIENT_SECRET`, `ISSUER_URL`).
 
+// `OidcClientSpec`'s registration metadata is a set of independent switches (RFC 7591
+// names them so). Module-wide because KubeSchema derives a copy of the struct without
+// its attributes.
+#![allow(clippy::struct_excessive_bools)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::signing_key_set::SigningAlgorithm;
 use crate::{DeletionPolicy, SubjectType, schema};
 
 /// An OAuth 2.0 / OpenID Connect client of a tenant.
@@ -59,6 +65,10 @@ use crate::{DeletionPolicy, SubjectType, schema};
     validation = Rule::new("!('authorization_code' in self.grantTypes) || size(self.redirectUris) > 0")
         .message("authorization_code needs at least one entry in redirectUris")
         .field_path(".redirectUris")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new(schema::PAIRWISE_SINGLE_SECTOR)
+        .message("a pairwise client whose redirectUris use several hosts needs sectorIdentifierUri: its host becomes the sector")
+        .field_path(".sectorIdentifierUri")
         .reason(Reason::FieldValueRequired),
     validation = Rule::new("has(self.clientId) == has(oldSelf.clientId) && (!has(self.clientId) || self.clientId == oldSelf.clientId)")
         .message("clientId is immutable: create a new OidcClient for a new client id")
@@ -166,10 +176,46 @@ pub struct OidcClientSpec {
     #[schemars(range(min = 300, max = 31_536_000))]
     pub refresh_token_lifetime_seconds: Option<i32>,
 
+    /// Algorithm the client's ID tokens are signed with: `RS256`, `ES256` or `EdDSA`.
+    /// Choose one of the tenant's SigningKeySet `algorithms`: the tenant's key for it
+    /// signs, and sign-ins fail while there is none. An algorithm the auth server does not
+    /// enable is rejected (Ready=False, reason InvalidSpec). Unset (default): the auth
+    /// server's default, RS256, which every OpenID Connect client supports (Discovery §3).
+    /// Example: `ES256` for a client library that verifies ECDSA signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_signing_alg: Option<SigningAlgorithm>,
+
+    /// Issue a refresh token on every authorization-code exchange, even when the user did
+    /// not grant the `offline_access` scope. Default: false (refresh tokens only with
+    /// `offline_access`, as OpenID Connect Core §11 intends). Takes effect only when
+    /// grantTypes includes refresh_token. Example: true for a web app that keeps the
+    /// session alive in the background while the user is signed in.
+    #[serde(default)]
+    pub refresh_without_offline_access: bool,
+
     /// `sub` claim type for this client: `public` (default) or `pairwise`. The tenant must
     /// list it in `subjectTypes`.
     #[serde(default = "default_subject_type")]
     pub subject_type: SubjectType,
+
+    /// For `subjectType: pairwise`: the host of this https URL is the client's sector
+    /// (OpenID Connect Core §8.1), so clients sharing it see the same `sub` for a user.
+    /// The auth server uses only the host; it does not fetch the URL. Unset (default): the
+    /// sector is the host of redirectUris, which must then all share one host. Ignored
+    /// for public subjects. Changing the sector changes every user's `sub` at this
+    /// client. Example: `https://apps.example.com/redirect_uris.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(schema::HTTPS_URL).message(schema::HTTPS_URL_MESSAGE))]
+    #[schemars(length(min = 1, max = 2048))]
+    pub sector_identifier_uri: Option<String>,
+
+    /// Require this client to push its authorization requests to the PAR endpoint first
+    /// (RFC 9126) and pass only the returned `request_uri` in the browser; plain
+    /// authorization requests are refused. Default: false. The tenant's `requirePar`
+    /// requires it for every client regardless of this field. Example: true for a client
+    /// whose authorization parameters must not travel through the browser.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 
     /// A first-party client (operated by the tenant's owner) skips the consent page.
     /// Default: false.
@@ -483,6 +529,20 @@ mod tests {
                 .unwrap()
                 .starts_with("How the client authenticates")
         );
+        assert_eq!(spec["refreshWithoutOfflineAccess"]["default"], false);
+        assert_eq!(spec["requirePushedAuthorizationRequests"]["default"], false);
+        assert_eq!(
+            spec["idTokenSigningAlg"]["enum"],
+            json!(["RS256", "ES256", "EdDSA", null])
+        );
+        assert!(spec["idTokenSigningAlg"].get("default").is_none());
+        assert!(
+            spec["idTokenSigningAlg"]["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Algorithm the client's ID tokens are signed with")
+        );
+        assert_eq!(spec["sectorIdentifierUri"]["maxLength"], 2048);
         assert_eq!(
             at(spec, "tenantRef.x-kubernetes-validations.0.rule"),
             "self == oldSelf"
@@ -540,6 +600,110 @@ mod tests {
             let errs = errors(json!({"postLogoutRedirectUris": [bad]}));
             assert_fails_with(&errs, &["must be an https URL"]);
         }
+    }
+
+    #[test]
+    fn the_new_registration_fields_default_to_the_server_defaults() {
+        let c = client(json!({}));
+        assert_eq!(c.spec.id_token_signing_alg, None);
+        assert!(!c.spec.refresh_without_offline_access);
+        assert_eq!(c.spec.sector_identifier_uri, None);
+        assert!(!c.spec.require_pushed_authorization_requests);
+        let c = client(json!({
+            "idTokenSigningAlg": "EdDSA",
+            "refreshWithoutOfflineAccess": true,
+            "sectorIdentifierUri": "https://apps.example.com/uris.json",
+            "requirePushedAuthorizationRequests": true,
+        }));
+        assert_eq!(c.spec.id_token_signing_alg, Some(SigningAlgorithm::EdDsa));
+        assert!(c.spec.refresh_without_offline_access);
+        assert!(c.spec.require_pushed_authorization_requests);
+        // Unset optional fields stay out of the applied object.
+        let applied = serde_json::to_value(client(json!({})).spec).unwrap();
+        assert!(applied.get("idTokenSigningAlg").is_none());
+        assert!(applied.get("sectorIdentifierUri").is_none());
+        assert!(
+            serde_json::from_value::<OidcClientSpec>(
+                json!({"tenantRef": "acme", "idTokenSigningAlg": "HS256"})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn sector_identifier_uri_is_an_https_url() {
+        for good in [
+            "https://apps.example.com/redirect_uris.json",
+            "https://apps.example.com",
+            "https://apps.example.com:8443/s?v=1",
+        ] {
+            assert!(
+                errors(json!({"sectorIdentifierUri": good})).is_empty(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "http://apps.example.com/uris.json",
+            "http://localhost/uris.json",
+            "https://apps.example.com/uris.json#x",
+            "https://user@apps.example.com/",
+            "https:///uris.json",
+            "apps.example.com",
+        ] {
+            let errs = errors(json!({"sectorIdentifierUri": bad}));
+            assert_fails_with(&errs, &["must be an https URL (https://host/path)"]);
+            assert_eq!(errs[0].field_path, "spec.sectorIdentifierUri", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_pairwise_client_with_redirect_uris_on_several_hosts_needs_a_sector() {
+        let pairwise =
+            |uris: serde_json::Value| json!({"subjectType": "pairwise", "redirectUris": uris});
+        // One host, compared as the auth server does: case, scheme and port aside.
+        for one_host in [
+            json!(["https://app.example.com/cb"]),
+            json!([
+                "https://app.example.com/cb",
+                "https://APP.example.com:8443/other?x=1"
+            ]),
+            json!(["http://localhost:8080/cb", "https://localhost/cb"]),
+            json!(["http://[::1]:51000/cb", "http://[::1]/cb"]),
+        ] {
+            assert!(errors(pairwise(one_host.clone())).is_empty(), "{one_host}");
+        }
+        for several in [
+            json!(["https://app.example.com/cb", "https://www.example.com/cb"]),
+            json!(["https://app.example.com/cb", "http://localhost:8080/cb"]),
+            json!([
+                "https://app.example.com/cb",
+                "https://app.example.com.evil.test/cb"
+            ]),
+            json!(["http://[::1]/cb", "http://127.0.0.1/cb"]),
+        ] {
+            let errs = errors(pairwise(several.clone()));
+            assert_fails_with(
+                &errs,
+                &[
+                    "a pairwise client whose redirectUris use several hosts needs sectorIdentifierUri",
+                ],
+            );
+            assert_eq!(errs[0].field_path, "spec.sectorIdentifierUri", "{several}");
+            let mut with_sector = pairwise(several.clone());
+            with_sector["sectorIdentifierUri"] = json!("https://apps.example.com/uris.json");
+            assert!(errors(with_sector).is_empty(), "{several}");
+            // Public subjects have no sector.
+            assert!(errors(json!({"redirectUris": several})).is_empty());
+        }
+        // A pairwise machine client has no redirect URIs and needs no sector here (the
+        // auth server falls back to the client id).
+        assert!(
+            errors(
+                json!({"subjectType": "pairwise", "grantTypes": ["client_credentials"],
+                          "redirectUris": []})
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -14,6 +14,20 @@ use serde_json::{Value, json};
 /// §7.3 (`localhost`, `127.0.0.1`, `[::1]`, any port).
 pub(crate) const HTTPS_OR_LOOPBACK_URL: &str = r"self.matches('^https://[^/?#@\\s]+([/?][^#\\s]*)?$') || self.matches('^http://(localhost|127[.]0[.]0[.]1|\\[::1\\])(:[0-9]{1,5})?([/?][^#\\s]*)?$')";
 
+/// CEL: `self` is an https URL, with the same form as [`HTTPS_OR_LOOPBACK_URL`] but
+/// without the loopback http exception.
+pub(crate) const HTTPS_URL: &str = r"self.matches('^https://[^/?#@\\s]+([/?][^#\\s]*)?$')";
+/// Message for [`HTTPS_URL`].
+pub(crate) const HTTPS_URL_MESSAGE: &str =
+    "must be an https URL (https://host/path), without userinfo or fragment";
+
+/// CEL on an OidcClient spec: a pairwise client has a sector (OpenID Connect Core §8.1):
+/// sectorIdentifierUri, or redirect URIs that all share one host, compared as the auth
+/// server does (case-insensitively, ignoring scheme and port; an IPv6 host keeps its
+/// brackets). Each redirect URI must also match [`HTTPS_OR_LOOPBACK_URL`], so an
+/// accepted one has `://` followed by its host. The auth server re-checks on register.
+pub(crate) const PAIRWISE_SINGLE_SECTOR: &str = r"self.subjectType != 'pairwise' || has(self.sectorIdentifierUri) || self.redirectUris.all(u, u.find('://(\\[[^\\]]*\\]|[^/?#:]+)').lowerAscii() == self.redirectUris[0].find('://(\\[[^\\]]*\\]|[^/?#:]+)').lowerAscii())";
+
 /// CEL: `self` is an issuer identifier — https (or loopback http), no query, no
 /// fragment, no trailing slash (OpenID Connect Discovery §3; the discovery document
 /// lives at `<issuer>/.well-known/openid-configuration`).

@@ -248,11 +248,15 @@ pub fn client_spec(client: &OidcClient) -> proto::ClientSpec {
         dpop_bound_access_tokens: s.dpop_bound_access_tokens,
         allowed_cors_origins: s.allowed_cors_origins.clone(),
         first_party: s.first_party,
+        // Not in the CRD: empty asks for the server default.
         access_token_alg: String::new(),
-        id_token_alg: String::new(),
-        refresh_without_offline_access: false,
-        sector_identifier_uri: None,
-        require_pushed_authorization_requests: false,
+        id_token_alg: s
+            .id_token_signing_alg
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default(),
+        refresh_without_offline_access: s.refresh_without_offline_access,
+        sector_identifier_uri: s.sector_identifier_uri.clone(),
+        require_pushed_authorization_requests: s.require_pushed_authorization_requests,
     }
 }
 
@@ -711,7 +715,13 @@ fn upsert_error(e: AdminError, plan: &SecretPlan, namespace: &str) -> Error {
         }
         AdminErrorKind::InvalidArgument => Error::InvalidSpec(format!(
             "the auth server rejected the client: {}",
-            resource_field_message(&e.message, &[("tenant_id", "spec.tenantRef")])
+            resource_field_message(
+                &e.message,
+                &[
+                    ("tenant_id", "spec.tenantRef"),
+                    ("spec.id_token_alg", "spec.idTokenSigningAlg"),
+                ]
+            )
         )),
         AdminErrorKind::NotFound => Error::TenantNotFound(format!(
             "spec.tenantRef: the tenant is not registered with the auth server yet ({}); \

@@ -175,6 +175,17 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         tracing_export: std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")
             .is_some_and(|v| !v.is_empty()),
         clock: Arc::clone(&ctx.clock),
+        ui: Arc::new(
+            crate::ui::Templates::load(s.ui.templates_dir.as_deref())
+                .context("failed to load the page templates (ui.templates_dir)")?,
+        ),
+        sessions: Arc::new(crate::session::SessionService::new(
+            ctx.store.clone(),
+            Arc::clone(&ctx.clock),
+            s.sessions.clone(),
+            &ctx.kek,
+        )),
+        users: Arc::clone(&ctx.users),
         mfa: Arc::clone(&ctx.mfa),
         login_throttle: Arc::new(LoginThrottle::new(
             ctx.store.clone(),
@@ -189,6 +200,15 @@ async fn initialise(ctx: &Context) -> anyhow::Result<()> {
     for spec in &ctx.settings.tenants {
         if ctx.store.upsert_tenant(spec, ctx.clock.now()).await? {
             tracing::info!(tenant = %spec.id, issuer = %spec.issuer, "tenant created or updated");
+        }
+    }
+    for (id, settings) in &ctx.settings.tenant_settings {
+        if ctx
+            .store
+            .set_tenant_settings(id, settings, ctx.clock.now())
+            .await?
+        {
+            tracing::info!(tenant = %id, "tenant settings updated from the config file");
         }
     }
     let readable = ctx

@@ -185,6 +185,15 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_PASSWORDS_HIBP_TIMEOUT_SECONDS",
         &["passwords", "hibp_timeout_seconds"],
     ),
+    text("GATEHOUSE_UI_TEMPLATES_DIR", &["ui", "templates_dir"]),
+    number(
+        "GATEHOUSE_SESSIONS_MAX_ACCOUNTS",
+        &["sessions", "max_accounts"],
+    ),
+    boolean(
+        "GATEHOUSE_SESSIONS_ENCRYPT_DATA",
+        &["sessions", "encrypt_data"],
+    ),
     number("GATEHOUSE_LOGIN_MAX_FAILURES", &["login", "max_failures"]),
     number(
         "GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP",

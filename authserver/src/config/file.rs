@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub admin: AdminSection,
     pub audit: AuditSection,
     pub passwords: PasswordsSection,
+    pub ui: UiSection,
+    pub sessions: SessionsSection,
     pub login: LoginSection,
 }
 
@@ -56,6 +58,9 @@ pub struct TenantEntry {
     pub id: String,
     pub issuer: String,
     pub display_name: Option<String>,
+    /// Tenant policy (`TenantPolicy`, the IdentityTenant's camelCase settings); when
+    /// given, it replaces the stored settings at start-up.
+    pub settings: Option<serde_json::Value>,
 }
 
 /// `keys.*`
@@ -144,6 +149,21 @@ pub struct PasswordsSection {
     pub breached: Option<String>,
     pub hibp_base_url: Option<String>,
     pub hibp_timeout_seconds: Option<u64>,
+}
+
+/// `ui.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSection {
+    pub templates_dir: Option<String>,
+}
+
+/// `sessions.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    pub max_accounts: Option<usize>,
+    pub encrypt_data: Option<bool>,
 }
 
 /// `login.*`

@@ -57,6 +57,37 @@ pub struct Settings {
     pub audit_retention_days: u64,
     pub passwords: PasswordSettings,
     pub login: LoginSettings,
+    /// Settings given for tenants in the file (`tenants[].settings`), by tenant id,
+    /// already checked as a `TenantPolicy`; written to the tenant rows at start-up.
+    pub tenant_settings: Vec<(String, serde_json::Value)>,
+    pub ui: UiSettings,
+    pub sessions: SessionSettings,
+}
+
+/// `ui.*`: the login pages.
+#[derive(Debug, Clone, Default)]
+pub struct UiSettings {
+    /// Directory whose `<name>.html` files replace the embedded templates.
+    pub templates_dir: Option<PathBuf>,
+}
+
+/// `sessions.*`: browser sessions (timeouts and bindings are tenant policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// Most accounts signed in at once in one browser (account chooser).
+    pub max_accounts: usize,
+    /// Encrypt `browser_sessions.data` with AES-256-GCM under a key derived from
+    /// `ENCRYPTION_KEY`.
+    pub encrypt_data: bool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            max_accounts: 5,
+            encrypt_data: false,
+        }
+    }
 }
 
 /// `tokens.*`

@@ -11,8 +11,8 @@ use super::file::{FileConfig, LoginSection, PasswordsSection};
 use super::{
     AdminSettings, Argon2Params, BreachPolicy, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN,
     DEFAULT_HIBP_BASE_URL, DEFAULT_LISTEN, DatabaseSettings, DpopSettings, Error, IpNet, LogFormat,
-    LoginSettings, PasswordSettings, RateLimitSettings, Settings, Source, TokenSettings,
-    dev_database_path, parse_algorithms,
+    LoginSettings, PasswordSettings, RateLimitSettings, SessionSettings, Settings, Source,
+    TokenSettings, UiSettings, dev_database_path, parse_algorithms,
 };
 use crate::domain::signing_key::{Algorithm, KeyPolicy};
 use crate::domain::tenant::{self, TenantSpec};
@@ -133,7 +133,14 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
     };
 
     let mut tenants = Vec::new();
+    let mut tenant_settings = Vec::new();
     for (i, t) in file.tenants.iter().enumerate() {
+        if let Some(settings) = &t.settings {
+            match crate::domain::policy::TenantPolicy::parse(settings) {
+                Ok(_) => tenant_settings.push((t.id.clone(), settings.clone())),
+                Err(e) => problems.push(Problem::new(format!("tenants[{i}].settings"), e)),
+            }
+        }
         let spec = TenantSpec {
             id: t.id.clone(),
             issuer: t.issuer.trim_end_matches('/').to_owned(),
@@ -417,6 +424,27 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
     };
 
     let passwords = passwords(&file.passwords, &mut problems);
+    let sessions = SessionSettings {
+        max_accounts: file
+            .sessions
+            .max_accounts
+            .unwrap_or(SessionSettings::default().max_accounts),
+        encrypt_data: file.sessions.encrypt_data.unwrap_or(false),
+    };
+    if !(1..=20).contains(&sessions.max_accounts) {
+        problems.push(Problem::new(
+            "sessions.max_accounts",
+            "must be between 1 and 20",
+        ));
+    }
+    let ui = UiSettings {
+        templates_dir: file
+            .ui
+            .templates_dir
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
+    };
     let login = login(&file.login, &mut problems);
 
     if !problems.is_empty() {
@@ -452,6 +480,9 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         admin,
         audit_retention_days: file.audit.retention_days.unwrap_or(90),
         passwords,
+        tenant_settings,
+        ui,
+        sessions,
         login,
     })
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: per-tenant protocol endpoints under each issuer, plus process-level
 //! health and metrics. `app` assembles the router; each endpoint family has its module.
 
+mod browser;
 mod cors;
 mod discovery;
 mod error;
@@ -42,6 +43,11 @@ pub struct AppState {
     /// OpenTelemetry export is on: join callers' traces and name spans by route.
     pub tracing_export: bool,
     pub clock: Arc<dyn Clock>,
+    /// Login, consent and logout pages.
+    pub ui: Arc<crate::ui::Templates>,
+    /// Browser sessions and signed-in accounts.
+    pub sessions: Arc<crate::session::SessionService>,
+    pub users: Arc<crate::users::UserService>,
     /// TOTP and recovery codes (enrolment, verification, status).
     pub mfa: Arc<MfaService>,
     /// Per-username and per-IP sign-in throttling.
@@ -55,6 +61,7 @@ fn tenant_router() -> Router<AppState> {
         .merge(discovery::router())
         .merge(jwks::router())
         .merge(token::router())
+        .merge(browser::router())
         .merge(userinfo::router())
         .fallback(|| async { ApiError::NotFound })
 }

@@ -211,7 +211,7 @@ impl OAuthService {
             ));
         }
         let code = req.form.require("code")?;
-        let redirect_uri = req.form.require("redirect_uri")?;
+        let redirect_uri = req.form.get("redirect_uri");
         let code_hash = handle_hash(code);
         let now = self.clock.now();
         let row = self
@@ -251,10 +251,23 @@ impl OAuthService {
                 "the code is invalid, expired or already used",
             ));
         }
-        if row.redirect_uri != redirect_uri {
-            return Err(invalid_grant(
-                "redirect_uri differs from the authorization request",
-            ));
+        // RFC 6749 §4.1.3: required when the authorization request had it. It may only
+        // have been left out for a client with exactly one registered URI (non-OIDC
+        // requests, see `authorize::request`), which is then what the code is bound to.
+        let implied = spec.redirect_uris.len() == 1 && spec.redirect_uris[0] == row.redirect_uri;
+        match redirect_uri {
+            Some(uri) if uri == row.redirect_uri => {}
+            None if implied => {}
+            None => {
+                return Err(OAuthError::invalid_request(
+                    "missing parameter \"redirect_uri\"",
+                ));
+            }
+            Some(_) => {
+                return Err(invalid_grant(
+                    "redirect_uri differs from the authorization request",
+                ));
+            }
         }
         verify_pkce(
             row.code_challenge.as_deref(),

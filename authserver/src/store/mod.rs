@@ -11,11 +11,13 @@ pub mod authorization_requests;
 pub mod changes;
 pub mod clients;
 pub mod codes;
+pub mod consents;
 pub mod grants;
 pub mod mfa;
 pub mod migrate;
 pub mod purge;
 pub mod replay;
+pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
 #[cfg(test)]

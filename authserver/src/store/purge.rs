@@ -67,6 +67,22 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        name: "sessions",
+        // Accounts go with their browser session (ON DELETE CASCADE); an account that
+        // ended on its own is removed when its browser is next seen.
+        sql: &[
+            "DELETE FROM browser_sessions WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
+              FROM browser_sessions WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
+    },
+    Target {
+        name: "par-requests",
+        sql: &[
+            "DELETE FROM authorization_requests WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
+              FROM authorization_requests WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
+    },
+    Target {
         name: "rate-limits",
         sql: &[
             "DELETE FROM login_throttles WHERE (tenant_id, throttle_key) IN (SELECT tenant_id, throttle_key \

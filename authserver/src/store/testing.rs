@@ -4,7 +4,6 @@
 //! Tests loop over [`both`] so every case runs on both backends.
 
 use secrecy::SecretString;
-use sqlx::{Connection as _, Executor as _};
 
 use super::Store;
 use crate::config::DatabaseSettings;
@@ -15,15 +14,19 @@ use crate::store::users::StoredUser;
 #[allow(dead_code, clippy::all, clippy::pedantic)]
 mod ephemeral;
 
+#[path = "../../../testing/database.rs"]
+mod database;
+
 /// A migrated store and what must live as long as it.
 pub struct TestStore {
     pub store: Store,
-    guard: Guard,
+    // Held for its Drop: the temp dir or database goes when the store does.
+    _guard: Guard,
 }
 
 enum Guard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres(#[allow(dead_code)] database::Database),
 }
 
 fn settings(url: String) -> DatabaseSettings {
@@ -45,7 +48,7 @@ pub async fn sqlite() -> TestStore {
     store.migrate().await.expect("sqlite migrates");
     TestStore {
         store,
-        guard: Guard::Sqlite(dir),
+        _guard: Guard::Sqlite(dir),
     }
 }
 
@@ -56,23 +59,14 @@ pub async fn postgres() -> TestStore {
         "gh_unit_{}",
         hex::encode(crate::crypto::random_bytes::<8>())
     );
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("CREATE DATABASE (needs CREATEDB)");
-    let _ = admin.close().await;
-    let mut url = url::Url::parse(&admin_url).expect("admin URL parses");
-    url.set_path(&format!("/{name}"));
-    let store = Store::connect(&settings(url.to_string()))
+    let db = database::Database::create(admin_url, name).await;
+    let store = Store::connect(&settings(db.url.clone()))
         .await
         .expect("postgres connects");
     store.migrate().await.expect("postgres migrates");
     TestStore {
         store,
-        guard: Guard::Postgres { admin_url, name },
+        _guard: Guard::Postgres(db),
     }
 }
 
@@ -113,34 +107,5 @@ impl TestStore {
     /// Which backend, for assertion messages.
     pub fn name(&self) -> &'static str {
         self.store.backend().as_str()
-    }
-}
-
-impl Drop for TestStore {
-    fn drop(&mut self) {
-        let Guard::Postgres { admin_url, name } = &self.guard else {
-            return;
-        };
-        // Drop cannot await inside the test's runtime: use a thread with its own small
-        // runtime. `WITH (FORCE)` ends the pool's connections; a failure only leaves a
-        // stray database behind.
-        let (admin_url, name) = (admin_url.clone(), name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .await
-                    .ok()?;
-                admin.close().await.ok()
-            })
-        })
-        .join();
     }
 }

@@ -396,12 +396,15 @@ async fn bad_redemptions_are_invalid_grant_and_change_nothing(backend: Backend) 
         r.assert_error(400, "invalid_grant");
     }
     // Missing parameters are invalid_request.
-    redeem(&server, &web, &code, &[("redirect_uri", "")])
+    redeem(&server, &web, &code, &[("code", "")])
         .await
         .assert_error(400, "invalid_request");
     assert_eq!(code_state(&db).await, before, "nothing changed");
-    // The code is still good for its own client with the right verifier.
-    redeem(&server, &web, &code, &[]).await.ok();
+    // The code is still good for its own client with the right verifier; with a single
+    // registered redirect URI, leaving redirect_uri out names that one (RFC 6749 §4.1.3).
+    redeem(&server, &web, &code, &[("redirect_uri", "")])
+        .await
+        .ok();
     redeem(&server, &web, &no_pkce, &[("code_verifier", "")])
         .await
         .ok();

@@ -10,6 +10,7 @@
 mod harness;
 
 mod admin_api;
+mod authorize_flow;
 mod client_auth;
 mod clients_cli;
 mod code_grant;
@@ -20,10 +21,12 @@ mod dpop;
 mod introspection;
 mod keys;
 mod lifecycle;
+mod login;
 mod metrics;
 mod mfa;
 mod migrate;
 mod multi_pod;
+mod oidc_rp;
 mod par;
 mod purge;
 mod rate_limit;

@@ -23,12 +23,12 @@ async fn seed(db: &TestDb) {
     let day = 86_400;
     let mut sql = Vec::new();
     for t in TENANTS {
-        // Codes, refresh tokens and access-token records hang off a live grant of a
-        // user; the expired grants below are rows of the refresh-tokens target too.
+        // Browser sessions, authorization requests, login_throttles rows and grants
+        // belong to a tenant row.
         db.rows(&format!(
-            "INSERT INTO tenants (id, issuer, display_name, created_at, updated_at) \
-             VALUES ('{t}', 'https://purge.example/{t}', '{t}', {now}, {now}) \
-             ON CONFLICT DO NOTHING RETURNING id"
+            "INSERT INTO tenants (id, issuer, display_name, settings, created_at, updated_at) \
+             VALUES ('{t}', 'https://purge.example/{t}', '{t}', '{{}}', {now}, {now}) \
+             ON CONFLICT (id) DO NOTHING RETURNING id"
         ))
         .await;
         sql.push(format!(
@@ -82,6 +82,14 @@ async fn seed(db: &TestDb) {
                  VALUES ('{t}', '{id}', 'live-{t}', {expires})"
             ));
             sql.push(format!(
+                "INSERT INTO browser_sessions (tenant_id, id_hash, created_at, last_seen_at, \
+                 expires_at) VALUES ('{t}', '{id}', {now}, {now}, {expires})"
+            ));
+            sql.push(format!(
+                "INSERT INTO authorization_requests (tenant_id, id_hash, client_id, params, \
+                 created_at, expires_at) VALUES ('{t}', '{id}', 'client', '{{}}', {now}, {expires})"
+            ));
+            sql.push(format!(
                 "INSERT INTO login_throttles (tenant_id, throttle_key, failures, \
                  window_started_at, locked_until, expires_at) \
                  VALUES ('{t}', '{id}', 1, {}, NULL, {expires})",
@@ -106,6 +114,8 @@ async fn state(db: &TestDb) -> Vec<String> {
         ("assertion-jti", "SELECT jti FROM assertion_jti"),
         ("dpop-jti", "SELECT jti FROM dpop_jti"),
         ("dpop-nonces", "SELECT nonce FROM dpop_nonces"),
+        ("sessions", "SELECT id_hash FROM browser_sessions"),
+        ("par-requests", "SELECT id_hash FROM authorization_requests"),
         ("rate-limits", "SELECT throttle_key FROM login_throttles"),
         (
             "authorization-codes",
@@ -144,20 +154,22 @@ fn expected(all: &[String], targets: &[&str], tenants: &[&str]) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 10] = [
     "dpop-nonces",
     "dpop-jti",
     "assertion-jti",
     "jti",
     "authorization-codes",
     "refresh-tokens",
+    "sessions",
+    "par-requests",
     "rate-limits",
     "audit",
 ];
 
 /// Purgeable rows per tenant and expiry class: one per table, three tables for
 /// refresh-tokens (refresh tokens, grants, access-token records).
-const TABLES: usize = 10;
+const TABLES: usize = 12;
 
 /// The `target=… rows=…` pairs of purge's stdout, in order.
 fn report(stdout: &str) -> Vec<(String, u64)> {
@@ -215,6 +227,8 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
             ("jti", 0),
             ("authorization-codes", per_target),
             ("refresh-tokens", 3 * per_target),
+            ("sessions", per_target),
+            ("par-requests", per_target),
             ("rate-limits", per_target),
             ("audit", per_target),
         ])
@@ -248,11 +262,13 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("jti", per_tenant),
             ("authorization-codes", per_tenant),
             ("refresh-tokens", 3 * per_tenant),
+            ("sessions", per_tenant),
+            ("par-requests", per_tenant),
             ("rate-limits", per_tenant),
             ("audit", 0),
         ])
     );
-    assert_eq!(state(&db).await, expected(&seeded, &ALL[..7], &["other"]));
+    assert_eq!(state(&db).await, expected(&seeded, &ALL[..9], &["other"]));
 
     // One row per batch, no deadline: everything expired still goes.
     let out = db
@@ -270,6 +286,8 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("jti", per_tenant),
             ("authorization-codes", per_tenant),
             ("refresh-tokens", 3 * per_tenant),
+            ("sessions", per_tenant),
+            ("par-requests", per_tenant),
             ("rate-limits", per_tenant),
             ("audit", 2 * per_tenant),
         ])
@@ -287,7 +305,7 @@ async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Back
     let seeded = state(&db).await;
     let out = db.cli().args(["purge", "--only", "jti,tokens"]).run().await;
     out.assert_code(2).assert_stderr_contains(
-        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, authorization-codes, refresh-tokens, rate-limits, audit",
+        "unknown purge target \"tokens\"; valid targets: dpop-nonces, dpop-jti, assertion-jti, jti, authorization-codes, refresh-tokens, sessions, par-requests, rate-limits, audit",
     );
     assert_eq!(out.stdout, "");
     for args in [

@@ -151,4 +151,10 @@ fn examples_fit_together() {
 
     let (_, keys) = check_kind::<SigningKeySet>("SigningKeySet").remove(0);
     assert_eq!(keys.spec.tenant_ref, "acme");
+    // The auth server refuses an ID token algorithm the tenant has no key for.
+    let alg = web
+        .spec
+        .id_token_signing_alg
+        .expect("the web example sets one");
+    assert!(keys.spec.algorithms.contains(&alg), "{alg:?}");
 }

@@ -175,11 +175,44 @@ fn the_registration_mirrors_the_spec() {
     assert_eq!(spec.refresh_token_lifetime_seconds, 0, "0 = server default");
     assert_eq!(spec.subject_type, "public");
     assert!(spec.dpop_bound_access_tokens);
+    // Unset: the server's defaults (empty algorithm, no sector, switches off).
+    assert_eq!(spec.access_token_alg, "", "not in the CRD");
+    assert_eq!(spec.id_token_alg, "");
+    assert!(!spec.refresh_without_offline_access);
+    assert_eq!(spec.sector_identifier_uri, None);
+    assert!(!spec.require_pushed_authorization_requests);
     let public = client(
         json!({"clientType": "public", "grantTypes": ["authorization_code"],
                                "redirectUris": ["https://a/cb"]}),
     );
     assert_eq!(client_spec(&public).token_endpoint_auth_method, "none");
+}
+
+#[test]
+fn the_registration_carries_id_token_alg_refresh_sector_and_par() {
+    let c = client(json!({
+        "grantTypes": ["authorization_code", "refresh_token"],
+        "redirectUris": ["https://shop.example.com/cb", "https://admin.example.com/cb"],
+        "subjectType": "pairwise",
+        "idTokenSigningAlg": "EdDSA",
+        "refreshWithoutOfflineAccess": true,
+        "sectorIdentifierUri": "https://shop.example.com/sector.json",
+        "requirePushedAuthorizationRequests": true,
+    }));
+    let spec = client_spec(&c);
+    assert_eq!(spec.id_token_alg, "EdDSA");
+    assert_eq!(spec.access_token_alg, "", "not in the CRD");
+    assert!(spec.refresh_without_offline_access);
+    assert_eq!(
+        spec.sector_identifier_uri.as_deref(),
+        Some("https://shop.example.com/sector.json")
+    );
+    assert!(spec.require_pushed_authorization_requests);
+    assert_eq!(spec.subject_type, "pairwise");
+    for alg in ["RS256", "ES256"] {
+        let c = client(json!({"idTokenSigningAlg": alg}));
+        assert_eq!(client_spec(&c).id_token_alg, alg);
+    }
 }
 
 #[test]
@@ -698,6 +731,27 @@ async fn a_rejected_spec_is_invalid_spec_naming_the_crd_field() {
         controller::error_policy(&guard, &err, &ctx),
         Action::await_change()
     );
+}
+
+#[tokio::test]
+async fn a_rejected_id_token_alg_names_the_crd_field() {
+    let c = client(json!({"idTokenSigningAlg": "EdDSA"})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    admin.fail_with(
+        AdminErrorKind::InvalidArgument,
+        "spec.id_token_alg: EdDSA is not one of the tenant's signing algorithms",
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "InvalidSpec");
+        assert!(
+            m.contains("spec.idTokenSigningAlg: EdDSA is not one of the tenant's signing"),
+            "{m}"
+        );
+    }));
+    let (result, _ctx) = run(c, admin, steps).await;
+    assert!(matches!(result, Err(Error::InvalidSpec(_))), "{result:?}");
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! - [`Server`]: a running `serve`, killed on drop; its logs are kept in files.
 
 pub mod admin;
+pub mod browser;
 pub mod jose;
 pub mod oauth;
 pub mod postgres;
@@ -86,7 +87,7 @@ impl TestDb {
             .expect("create scratch dir");
         let (url, pg) = match backend {
             Backend::Postgres => {
-                let db = postgres::Database::create().await;
+                let db = postgres::Database::for_test().await;
                 (db.url.clone(), Some(db))
             }
             Backend::Sqlite => (

@@ -10,66 +10,20 @@
 //! stops the cluster with `pg_ctl stop -m immediate` and deletes its directory once the
 //! test process is gone, however it ended.
 
-use sqlx::{Connection as _, Executor as _};
-
 use super::random_hex;
 
 #[path = "../../../../testing/ephemeral_postgres.rs"]
 mod ephemeral;
 
-/// A database created for one test; dropped (best effort) when this is dropped.
-#[derive(Debug)]
-pub struct Database {
-    admin_url: String,
-    name: String,
-    /// URL of the new database.
-    pub url: String,
-}
+#[path = "../../../../testing/database.rs"]
+mod database;
+
+pub use database::Database;
 
 impl Database {
-    pub async fn create() -> Self {
-        let admin_url = admin_url();
-        let name = format!("gh_{}", random_hex(8));
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to the admin database {admin_url}: {e}"));
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed (needs CREATEDB): {e}"));
-        let _ = admin.close().await;
-        let mut url = url::Url::parse(&admin_url).expect("admin URL parses");
-        url.set_path(&format!("/{name}"));
-        Self {
-            admin_url,
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime, which cannot block on a future: use a
-        // thread with its own small runtime. Failures only leave a stray database.
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .await
-                    .ok()?;
-                admin.close().await.ok()
-            })
-        })
-        .join();
+    /// A fresh database for one test on the admin server.
+    pub async fn for_test() -> Self {
+        Self::create(admin_url(), format!("gh_{}", random_hex(8))).await
     }
 }
 

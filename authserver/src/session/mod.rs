@@ -1,0 +1,655 @@
+//! Browser sessions: the cookie, its server-side row, the CSRF token, the accounts signed
+//! in to the browser (each an OpenID Connect session with its `sid`), timeouts and
+//! bindings from the tenant's session policy, and optional encryption of the row's data.
+//!
+//! A browser row is created only when one is needed (a form to protect, a sign-in), so
+//! crawlers and health checks do not fill the table. Its id is rotated at every sign-in
+//! (session fixation). Timeouts: every row has an idle expiry moved forward on use (at
+//! most once a minute, to keep reads cheap) and never beyond its absolute end.
+
+pub mod cookie;
+
+use std::sync::Arc;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
+
+use crate::clock::{Clock, UnixTime};
+use crate::config::SessionSettings;
+use crate::crypto::{self, kek::Kek};
+use crate::domain::policy::{SessionPolicy, TenantPolicy};
+use crate::domain::tenant::Tenant;
+use crate::store::audit::AuditEvent;
+use crate::store::sessions::{AccountSession, BrowserRow};
+use crate::store::{self, Store};
+
+/// How often a session's `last_seen_at` (and idle expiry) is written at most.
+pub const TOUCH_INTERVAL_SECONDS: i64 = 60;
+/// How long a half-finished sign-in (password done, second factor pending) lasts.
+pub const PENDING_LOGIN_SECONDS: i64 = 300;
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("failed to encode session data: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the browser row's `data` holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserData {
+    /// The CSRF token every form of this browser carries as `_csrf`.
+    pub csrf: String,
+    /// The account the browser uses unless told otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_sid: Option<String>,
+    /// A sign-in waiting for its second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingLogin>,
+}
+
+/// The stage a pending sign-in is at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingStage {
+    /// Enter a TOTP or recovery code.
+    Verify,
+    /// MFA is required but not set up: enrol first.
+    Enroll,
+    /// Enrolled; the recovery codes were shown; continue to finish the sign-in.
+    Enrolled,
+}
+
+/// Password verified, second factor outstanding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub user_id: String,
+    pub username: String,
+    pub amr: Vec<String>,
+    pub stage: PendingStage,
+    pub expires_at: UnixTime,
+    /// The authorization request handle the sign-in continues, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+/// Where a request comes from, for binding checks and audit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    pub fn from_request(headers: &HeaderMap, ip: Option<std::net::IpAddr>) -> Self {
+        Self {
+            ip: ip.map(|i| i.to_string()),
+            user_agent: headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(512).collect()),
+        }
+    }
+}
+
+/// A loaded (or new) browser session.
+#[derive(Debug, Clone)]
+pub struct Browser {
+    pub row: BrowserRow,
+    pub data: BrowserData,
+    pub https: bool,
+    /// A cookie value the response must set (new or rotated session).
+    pub new_cookie: Option<String>,
+}
+
+impl Browser {
+    /// The `Set-Cookie` header this response needs, if any.
+    pub fn set_cookie(&self) -> Option<String> {
+        self.new_cookie
+            .as_deref()
+            .map(|v| cookie::set(self.https, v))
+    }
+}
+
+/// Browser sessions and their accounts.
+pub struct SessionService {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: SessionSettings,
+    data_key: Option<LessSafeKey>,
+}
+
+impl std::fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+const ENC_PREFIX: &str = "enc1:";
+
+impl SessionService {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, settings: SessionSettings, kek: &Kek) -> Self {
+        let data_key = settings.encrypt_data.then(|| {
+            let key = kek.derive("session-data");
+            // A 32-byte key is always a valid AES-256 key.
+            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32-byte AES-256 key"))
+        });
+        Self {
+            store,
+            clock,
+            settings,
+            data_key,
+        }
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    fn encode(&self, tenant_id: &str, id_hash: &str, data: &BrowserData) -> Result<String> {
+        let json = serde_json::to_string(data).map_err(Error::Encode)?;
+        let Some(key) = &self.data_key else {
+            return Ok(json);
+        };
+        let nonce = crypto::random_bytes::<NONCE_LEN>();
+        let mut body = json.into_bytes();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad(tenant_id, id_hash)),
+            &mut body,
+        )
+        .expect("AES-GCM seal of a small buffer");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&body);
+        Ok(format!("{ENC_PREFIX}{}", crypto::b64url(&out)))
+    }
+
+    /// `None` when the data cannot be read (tampered, or written under another key or
+    /// encryption setting): the session is then treated as gone.
+    fn decode(&self, row: &BrowserRow) -> Option<BrowserData> {
+        let json = match (&self.data_key, row.data.strip_prefix(ENC_PREFIX)) {
+            (Some(key), Some(b64)) => {
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(b64)
+                    .ok()?;
+                if raw.len() < NONCE_LEN {
+                    return None;
+                }
+                let (nonce, body) = raw.split_at(NONCE_LEN);
+                let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+                let mut body = body.to_vec();
+                let plain = key
+                    .open_in_place(
+                        nonce,
+                        Aad::from(aad(&row.tenant_id, &row.id_hash)),
+                        &mut body,
+                    )
+                    .ok()?;
+                String::from_utf8(plain.to_vec()).ok()?
+            }
+            (None, None) => row.data.clone(),
+            _ => return None,
+        };
+        serde_json::from_str(&json).ok()
+    }
+
+    /// The browser session the request's cookie names, if it is still valid. An expired
+    /// one, or one whose bound IP or User-Agent changed, is deleted.
+    pub async fn load(
+        &self,
+        tenant: &Tenant,
+        headers: &HeaderMap,
+        origin: &Origin,
+    ) -> Result<Option<Browser>> {
+        let https = tenant.issuer.starts_with("https://");
+        let Some(handle) = cookie::read(headers, https) else {
+            return Ok(None);
+        };
+        let id_hash = crypto::handle_hash(&handle);
+        let Some(row) = self.store.get_browser_session(&tenant.id, &id_hash).await? else {
+            return Ok(None);
+        };
+        let policy = TenantPolicy::of(tenant).session;
+        let now = self.clock.now();
+        if let Some(reason) = invalid_reason(&row, &policy, origin, now) {
+            let ended = self
+                .store
+                .delete_browser_session(&tenant.id, &id_hash)
+                .await?;
+            if reason != "expired" {
+                for s in ended {
+                    self.audit(tenant, "session.revoked", &s.user_id, origin)
+                        .details(serde_json::json!({ "sid": s.sid, "reason": reason }))
+                        .record(&self.store)
+                        .await;
+                }
+            }
+            return Ok(None);
+        }
+        let Some(data) = self.decode(&row) else {
+            tracing::warn!(tenant = %tenant.id, "unreadable browser session data; ending the session");
+            self.store
+                .delete_browser_session(&tenant.id, &id_hash)
+                .await?;
+            return Ok(None);
+        };
+        let mut row = row;
+        if now - row.last_seen_at >= TOUCH_INTERVAL_SECONDS {
+            let expires = idle_expiry(row.created_at, &policy, now);
+            self.store
+                .touch_browser_session(
+                    &tenant.id,
+                    &id_hash,
+                    now,
+                    expires,
+                    now + secs(policy.idle_timeout_seconds),
+                )
+                .await?;
+            row.last_seen_at = now;
+            row.expires_at = expires;
+        }
+        Ok(Some(Browser {
+            row,
+            data,
+            https,
+            new_cookie: None,
+        }))
+    }
+
+    /// A new browser session (and its cookie).
+    pub async fn create(&self, tenant: &Tenant, origin: &Origin) -> Result<Browser> {
+        let policy = TenantPolicy::of(tenant).session;
+        let now = self.clock.now();
+        let handle = crypto::new_handle();
+        let data = BrowserData {
+            csrf: crypto::new_handle(),
+            ..BrowserData::default()
+        };
+        let mut row = BrowserRow {
+            tenant_id: tenant.id.clone(),
+            id_hash: crypto::handle_hash(&handle),
+            data: String::new(),
+            ip: origin.ip.clone(),
+            user_agent: origin.user_agent.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: idle_expiry(now, &policy, now),
+        };
+        row.data = self.encode(&row.tenant_id, &row.id_hash, &data)?;
+        self.store.insert_browser_session(&row).await?;
+        Ok(Browser {
+            row,
+            data,
+            https: tenant.issuer.starts_with("https://"),
+            new_cookie: Some(handle),
+        })
+    }
+
+    /// [`Self::load`], or [`Self::create`] when there is no valid session.
+    pub async fn load_or_create(
+        &self,
+        tenant: &Tenant,
+        headers: &HeaderMap,
+        origin: &Origin,
+    ) -> Result<Browser> {
+        match self.load(tenant, headers, origin).await? {
+            Some(b) => Ok(b),
+            None => self.create(tenant, origin).await,
+        }
+    }
+
+    /// Writes the browser's data back.
+    pub async fn save(&self, b: &Browser) -> Result<()> {
+        let text = self.encode(&b.row.tenant_id, &b.row.id_hash, &b.data)?;
+        self.store
+            .set_browser_session_data(&b.row.tenant_id, &b.row.id_hash, &text)
+            .await?;
+        Ok(())
+    }
+
+    /// The browser's accounts that are still valid, newest first; expired ones are
+    /// deleted on the way.
+    pub async fn accounts(&self, b: &Browser) -> Result<Vec<AccountSession>> {
+        let now = self.clock.now();
+        let all = self
+            .store
+            .list_browser_accounts(&b.row.tenant_id, &b.row.id_hash)
+            .await?;
+        let mut valid = Vec::with_capacity(all.len());
+        for s in all {
+            if s.is_valid(now) {
+                valid.push(s);
+            } else {
+                self.store.delete_session(&s.tenant_id, &s.sid).await?;
+            }
+        }
+        Ok(valid)
+    }
+
+    /// The active account: the one `active_sid` names when still valid, else the newest.
+    pub async fn active_account(&self, b: &Browser) -> Result<Option<AccountSession>> {
+        let accounts = self.accounts(b).await?;
+        let active = b
+            .data
+            .active_sid
+            .as_ref()
+            .and_then(|sid| accounts.iter().find(|a| &a.sid == sid).cloned());
+        Ok(active.or_else(|| accounts.into_iter().next()))
+    }
+
+    /// Signs `user_id` in to the browser: rotates the browser id, creates the account
+    /// session (ending the oldest beyond the tenant's per-user and the per-browser
+    /// limits) and makes it the active account. Audits `session.created` and
+    /// `session.evicted`.
+    pub async fn sign_in(
+        &self,
+        tenant: &Tenant,
+        b: &mut Browser,
+        user_id: &str,
+        amr: Vec<String>,
+        acr: Option<String>,
+        origin: &Origin,
+    ) -> Result<AccountSession> {
+        let policy = TenantPolicy::of(tenant).session;
+        let now = self.clock.now();
+
+        let handle = crypto::new_handle();
+        let new_hash = crypto::handle_hash(&handle);
+        b.data.pending = None;
+        b.data.csrf = crypto::new_handle();
+        let text = self.encode(&tenant.id, &new_hash, &b.data)?;
+        self.store
+            .rotate_browser_session(&b.row, &new_hash, &text)
+            .await?;
+        b.row.id_hash = new_hash;
+        b.row.data = text;
+        b.new_cookie = Some(handle);
+
+        let session = AccountSession {
+            tenant_id: tenant.id.clone(),
+            sid: crypto::new_handle(),
+            browser_id_hash: b.row.id_hash.clone(),
+            user_id: user_id.to_owned(),
+            auth_time: now,
+            amr,
+            acr,
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at: now + secs(policy.idle_timeout_seconds),
+            expires_at: now + secs(policy.absolute_timeout_seconds),
+        };
+        let outcome = self
+            .store
+            .insert_session(
+                &session,
+                policy.max_sessions_per_user,
+                self.settings.max_accounts,
+            )
+            .await?;
+        self.audit(tenant, "session.created", user_id, origin)
+            .details(serde_json::json!({ "sid": session.sid, "amr": session.amr }))
+            .record(&self.store)
+            .await;
+        for (sid, victim) in outcome.evicted {
+            self.audit(tenant, "session.evicted", &victim, origin)
+                .details(serde_json::json!({ "sid": sid }))
+                .record(&self.store)
+                .await;
+        }
+        b.data.active_sid = Some(session.sid.clone());
+        self.save(b).await?;
+        Ok(session)
+    }
+
+    /// Ends one account of this browser (audit `session.revoked`, reason `logout`).
+    /// When none remain the browser session is deleted too; returns whether any remain.
+    pub async fn end_account(
+        &self,
+        tenant: &Tenant,
+        b: &mut Browser,
+        sid: &str,
+        origin: &Origin,
+    ) -> Result<bool> {
+        if let Some(s) = self.store.get_session(&tenant.id, sid).await?
+            && self.store.delete_session(&tenant.id, sid).await?
+        {
+            self.audit(tenant, "session.revoked", &s.user_id, origin)
+                .details(serde_json::json!({ "sid": sid, "reason": "logout" }))
+                .record(&self.store)
+                .await;
+        }
+        let remaining = self.accounts(b).await?;
+        if remaining.is_empty() {
+            self.store
+                .delete_browser_session(&tenant.id, &b.row.id_hash)
+                .await?;
+            return Ok(false);
+        }
+        if b.data.active_sid.as_deref() == Some(sid) {
+            b.data.active_sid = remaining.first().map(|a| a.sid.clone());
+            self.save(b).await?;
+        }
+        Ok(true)
+    }
+
+    fn audit(&self, tenant: &Tenant, event: &str, user_id: &str, origin: &Origin) -> Audit {
+        Audit(
+            AuditEvent::new(&tenant.id, self.clock.now(), event)
+                .actor(Some("user"))
+                .subject(Some(user_id))
+                .ip(origin.ip.as_deref()),
+        )
+    }
+}
+
+/// An audit event being built (keeps call sites short).
+struct Audit(AuditEvent);
+
+impl Audit {
+    fn details(self, d: serde_json::Value) -> Self {
+        Self(self.0.details(d))
+    }
+
+    async fn record(self, store: &Store) {
+        store.audit(self.0).await;
+    }
+}
+
+/// Compares a submitted `_csrf` with the browser's token in constant time.
+pub fn csrf_matches(b: &Browser, submitted: Option<&str>) -> bool {
+    let Some(submitted) = submitted else {
+        return false;
+    };
+    let expected = b.data.csrf.as_bytes();
+    !expected.is_empty() && bool::from(expected.ct_eq(submitted.as_bytes()))
+}
+
+fn aad(tenant_id: &str, id_hash: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(tenant_id.len() + id_hash.len() + 1);
+    v.extend_from_slice(tenant_id.as_bytes());
+    v.push(0);
+    v.extend_from_slice(id_hash.as_bytes());
+    v
+}
+
+fn secs(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX / 2)
+}
+
+/// The idle expiry after activity at `now`: never past the absolute end.
+pub fn idle_expiry(created_at: UnixTime, policy: &SessionPolicy, now: UnixTime) -> UnixTime {
+    (now + secs(policy.idle_timeout_seconds))
+        .min(created_at + secs(policy.absolute_timeout_seconds))
+}
+
+/// Why a stored browser session may not be used any more, if it may not.
+pub fn invalid_reason(
+    row: &BrowserRow,
+    policy: &SessionPolicy,
+    origin: &Origin,
+    now: UnixTime,
+) -> Option<&'static str> {
+    if now >= row.expires_at || now >= row.created_at + secs(policy.absolute_timeout_seconds) {
+        return Some("expired");
+    }
+    if policy.bind_ip && row.ip != origin.ip {
+        return Some("ip_changed");
+    }
+    if policy.bind_user_agent && row.user_agent != origin.user_agent {
+        return Some("user_agent_changed");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(created: i64, expires: i64) -> BrowserRow {
+        BrowserRow {
+            tenant_id: "t".into(),
+            id_hash: "h".into(),
+            data: "{}".into(),
+            ip: Some("192.0.2.1".into()),
+            user_agent: Some("UA".into()),
+            created_at: created,
+            last_seen_at: created,
+            expires_at: expires,
+        }
+    }
+
+    fn origin(ip: &str, ua: &str) -> Origin {
+        Origin {
+            ip: Some(ip.into()),
+            user_agent: Some(ua.into()),
+        }
+    }
+
+    #[test]
+    fn idle_expiry_moves_forward_but_never_past_the_absolute_end() {
+        let p = SessionPolicy::default();
+        assert_eq!(idle_expiry(1000, &p, 1000), 1000 + 1800);
+        assert_eq!(idle_expiry(1000, &p, 5000), 5000 + 1800);
+        assert_eq!(idle_expiry(1000, &p, 1000 + 86_000), 1000 + 86_400);
+    }
+
+    #[test]
+    fn sessions_end_at_idle_and_absolute_timeouts() {
+        let p = SessionPolicy::default();
+        let clock = crate::clock::FixedClock::new(1000);
+        let r = row(1000, idle_expiry(1000, &p, clock.now()));
+        let o = origin("192.0.2.1", "UA");
+        assert_eq!(invalid_reason(&r, &p, &o, clock.now()), None);
+        clock.advance(1799);
+        assert_eq!(invalid_reason(&r, &p, &o, clock.now()), None);
+        clock.advance(1);
+        assert_eq!(invalid_reason(&r, &p, &o, clock.now()), Some("expired"));
+        // Kept alive by activity, it still ends at the absolute timeout.
+        let kept = row(1000, 1000 + 86_400 + 500);
+        assert_eq!(
+            invalid_reason(&kept, &p, &o, 1000 + 86_400),
+            Some("expired")
+        );
+    }
+
+    #[test]
+    fn bindings_end_a_session_when_ip_or_user_agent_change() {
+        let mut p = SessionPolicy::default();
+        let r = row(0, 100);
+        assert_eq!(
+            invalid_reason(&r, &p, &origin("198.51.100.1", "X"), 1),
+            None
+        );
+        p.bind_ip = true;
+        assert_eq!(
+            invalid_reason(&r, &p, &origin("198.51.100.1", "UA"), 1),
+            Some("ip_changed")
+        );
+        p.bind_ip = false;
+        p.bind_user_agent = true;
+        assert_eq!(
+            invalid_reason(&r, &p, &origin("198.51.100.1", "Other"), 1),
+            Some("user_agent_changed")
+        );
+        assert_eq!(invalid_reason(&r, &p, &origin("192.0.2.1", "UA"), 1), None);
+    }
+
+    #[test]
+    fn csrf_is_compared_exactly() {
+        let b = Browser {
+            row: row(0, 100),
+            data: BrowserData {
+                csrf: "token-abc".into(),
+                ..BrowserData::default()
+            },
+            https: false,
+            new_cookie: None,
+        };
+        assert!(csrf_matches(&b, Some("token-abc")));
+        assert!(!csrf_matches(&b, Some("token-abd")));
+        assert!(!csrf_matches(&b, Some("token-ab")));
+        assert!(!csrf_matches(&b, Some("")));
+        assert!(!csrf_matches(&b, None));
+        let empty = Browser {
+            data: BrowserData::default(),
+            ..b
+        };
+        assert!(!csrf_matches(&empty, Some("")));
+    }
+
+    #[test]
+    fn encrypted_data_round_trips_and_is_bound_to_its_row() {
+        let kek = Kek::from_hex(&secrecy::SecretString::from("11".repeat(32))).unwrap();
+        let store_settings = crate::config::DatabaseSettings {
+            url: secrecy::SecretString::from("sqlite::memory:"),
+            max_connections: 1,
+            connect_timeout_seconds: 1,
+            startup_timeout_seconds: 1,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = rt.block_on(Store::connect(&store_settings)).unwrap();
+        let svc = SessionService::new(
+            store,
+            crate::clock::FixedClock::new(0),
+            SessionSettings {
+                max_accounts: 5,
+                encrypt_data: true,
+            },
+            &kek,
+        );
+        let data = BrowserData {
+            csrf: "c".into(),
+            active_sid: Some("s".into()),
+            pending: None,
+        };
+        let mut r = row(0, 100);
+        r.data = svc.encode("t", "h", &data).unwrap();
+        assert!(r.data.starts_with(ENC_PREFIX));
+        assert!(!r.data.contains("\"csrf\""));
+        assert_eq!(svc.decode(&r), Some(data));
+        r.id_hash = "other".into();
+        assert_eq!(svc.decode(&r), None);
+        r.data = "{\"csrf\":\"c\"}".into();
+        assert_eq!(
+            svc.decode(&r),
+            None,
+            "plain data is not accepted when encryption is on"
+        );
+    }
+}

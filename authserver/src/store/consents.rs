@@ -1,0 +1,127 @@
+//! Consent: the scopes a user granted a client, kept as one sorted, space-separated set
+//! per (tenant, user, client). Granting more scopes widens the set (union).
+
+use super::{Result, Store, in_transaction, with_pool};
+use crate::clock::UnixTime;
+
+/// One stored consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+fn split(scope: &str) -> Vec<String> {
+    scope.split_whitespace().map(str::to_owned).collect()
+}
+
+impl Store {
+    /// The scopes `user_id` granted `client_id`, or `None` when never asked.
+    #[tracing::instrument(name = "db.consent_scopes", skip_all)]
+    pub async fn consent_scopes(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Vec<String>>> {
+        let row: Option<(String,)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT scope FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(s,)| split(&s)))
+    }
+
+    /// Adds `scopes` to what the user granted the client (union, sorted).
+    #[tracing::instrument(name = "db.record_consent", skip_all)]
+    pub async fn record_consent(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: UnixTime,
+    ) -> Result<()> {
+        in_transaction!(self, tx => {
+            let existing: Option<(String,)> = sqlx::query_as(
+                "SELECT scope FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let mut all: Vec<String> = existing.as_ref().map(|(s,)| split(s)).unwrap_or_default();
+            all.extend(scopes.iter().cloned());
+            all.sort();
+            all.dedup();
+            let scope = all.join(" ");
+            sqlx::query(
+                "INSERT INTO consents (tenant_id, user_id, client_id, scope, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) \
+                 ON CONFLICT (tenant_id, user_id, client_id) DO UPDATE SET scope = excluded.scope, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(client_id)
+            .bind(&scope)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok::<(), super::Error>(())
+        })?;
+        Ok(())
+    }
+
+    /// Every consent a user gave, by client id.
+    #[tracing::instrument(name = "db.list_consents", skip_all)]
+    pub async fn list_consents(&self, tenant_id: &str, user_id: &str) -> Result<Vec<Consent>> {
+        let rows: Vec<(String, String, i64, i64)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT client_id, scope, created_at, updated_at FROM consents \
+                 WHERE tenant_id = $1 AND user_id = $2 ORDER BY client_id",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(client_id, scope, created_at, updated_at)| Consent {
+                client_id,
+                scopes: split(&scope),
+                created_at,
+                updated_at,
+            })
+            .collect())
+    }
+
+    /// Forgets a consent; `false` when there was none.
+    #[tracing::instrument(name = "db.revoke_consent", skip_all)]
+    pub async fn revoke_consent(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<bool> {
+        let n = with_pool!(self, pool => {
+            sqlx::query("DELETE FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3")
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(client_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,256 @@
+//! Server-rendered pages: the HTML templates (embedded defaults, each overridable by a
+//! file of the same name in `ui.templates_dir`), the stylesheet, and the response
+//! headers every page carries. Templates are compiled once at start-up, so a syntax
+//! error in an override stops the server with the file name instead of failing a login.
+
+use std::path::{Path, PathBuf};
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// The default templates, by the name an override file must have.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("mfa.html", include_str!("../../templates/mfa.html")),
+    (
+        "mfa_enroll.html",
+        include_str!("../../templates/mfa_enroll.html"),
+    ),
+    (
+        "recovery_codes.html",
+        include_str!("../../templates/recovery_codes.html"),
+    ),
+    (
+        "signed_in.html",
+        include_str!("../../templates/signed_in.html"),
+    ),
+    (
+        "select_account.html",
+        include_str!("../../templates/select_account.html"),
+    ),
+    ("consent.html", include_str!("../../templates/consent.html")),
+    ("logout.html", include_str!("../../templates/logout.html")),
+    (
+        "signed_out.html",
+        include_str!("../../templates/signed_out.html"),
+    ),
+];
+
+/// The one stylesheet, served from `{issuer}/assets/gatehouse.css`.
+pub const STYLESHEET: &str = include_str!("../../templates/gatehouse.css");
+
+/// Content-Security-Policy of every page. No `form-action`: Chrome applies it to the
+/// redirect after a form POST and would block the way back to the client.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                       frame-ancestors 'none'; base-uri 'none'";
+
+/// Why the templates could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read template directory {path}: {source}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read template {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to compile template {name}: {source}")]
+    Compile {
+        name: String,
+        #[source]
+        source: minijinja::Error,
+    },
+    #[error("failed to render template {name}: {source}")]
+    Render {
+        name: String,
+        #[source]
+        source: minijinja::Error,
+    },
+}
+
+/// The compiled templates.
+#[derive(Debug)]
+pub struct Templates {
+    env: minijinja::Environment<'static>,
+}
+
+impl Templates {
+    /// The embedded defaults, each replaced by `dir/<name>` when that file exists. Files
+    /// in `dir` that match no default are ignored (a typo would otherwise go unnoticed,
+    /// so they are logged).
+    pub fn load(dir: Option<&Path>) -> Result<Self, Error> {
+        let mut env = minijinja::Environment::new();
+        // Every template is HTML, whatever its override file is called.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        let mut sources: Vec<(String, String)> = DEFAULTS
+            .iter()
+            .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
+            .collect();
+        if let Some(dir) = dir {
+            let entries = std::fs::read_dir(dir).map_err(|e| Error::ReadDir {
+                path: dir.to_owned(),
+                source: e,
+            })?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::ReadDir {
+                    path: dir.to_owned(),
+                    source: e,
+                })?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(slot) = sources.iter_mut().find(|(n, _)| *n == name) else {
+                    tracing::warn!(file = %entry.path().display(), "ignoring a file that overrides no template");
+                    continue;
+                };
+                slot.1 = std::fs::read_to_string(entry.path()).map_err(|e| Error::Read {
+                    path: entry.path(),
+                    source: e,
+                })?;
+                tracing::info!(template = %name, "using template override");
+            }
+        }
+        for (name, source) in sources {
+            let shown = dir.map_or_else(|| name.clone(), |d| d.join(&name).display().to_string());
+            env.add_template_owned(name, source)
+                .map_err(|e| Error::Compile {
+                    name: shown,
+                    source: e,
+                })?;
+        }
+        // Rendering checks what compiling cannot (e.g. an `extends` of a missing name).
+        for (name, _) in DEFAULTS {
+            env.get_template(name).map_err(|e| Error::Compile {
+                name: (*name).to_owned(),
+                source: e,
+            })?;
+        }
+        Ok(Self { env })
+    }
+
+    /// Renders `name` with `ctx`.
+    pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String, Error> {
+        let render_err = |e| Error::Render {
+            name: name.to_owned(),
+            source: e,
+        };
+        self.env
+            .get_template(name)
+            .map_err(render_err)?
+            .render(minijinja::value::Serde(ctx))
+            .map_err(render_err)
+    }
+
+    /// Renders a page as a response with [`page_headers`]; a render failure is a 500 with
+    /// a plain message (the template is ours or the operator's, never the user's fault).
+    pub fn page(&self, status: StatusCode, name: &str, ctx: &impl Serialize) -> Response {
+        match self.render(name, ctx) {
+            Ok(body) => html(status, body),
+            Err(e) => {
+                tracing::error!(error = %e, "page rendering failed");
+                html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><html lang=\"en\"><title>Error</title>\
+                     <p role=\"alert\">Something went wrong. Please try again later.</p></html>"
+                        .to_owned(),
+                )
+            }
+        }
+    }
+}
+
+/// An HTML response with the page headers.
+pub fn html(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    page_headers(resp.headers_mut());
+    resp
+}
+
+/// The headers every HTML page carries beyond the ones `http::observe` adds to all
+/// responses (`X-Frame-Options: DENY`, `Referrer-Policy: no-referrer`, `nosniff`).
+pub fn page_headers(h: &mut axum::http::HeaderMap) {
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// `GET {issuer}/assets/gatehouse.css`: long-cached (its content changes only with the
+/// binary; an operator who restyles overrides `base.html` to point elsewhere).
+pub fn stylesheet() -> Response {
+    let mut resp = STYLESHEET.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_compile_and_escape_html() {
+        let t = Templates::load(None).unwrap();
+        let body = t
+            .render(
+                "error.html",
+                &json!({"tenant_name": "<b>Acme</b>", "message": "x<script>", "issuer": "http://i"}),
+            )
+            .unwrap();
+        assert!(body.contains("&lt;b&gt;Acme"), "{body}");
+        assert!(!body.contains("<b>Acme"));
+        assert!(!body.contains("<script>"));
+        assert!(body.contains("lang=\"en\""));
+        assert!(body.contains("role=\"alert\""));
+    }
+
+    #[test]
+    fn an_override_replaces_the_default_and_a_syntax_error_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("error.html"),
+            "{% extends \"base.html\" %}{% block content %}CUSTOM {{ message }}{% endblock %}",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let body = t.render("error.html", &json!({"message": "m"})).unwrap();
+        assert!(body.contains("CUSTOM m"), "{body}");
+
+        std::fs::write(dir.path().join("login.html"), "{% if %}").unwrap();
+        let e = Templates::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("login.html"), "{e}");
+    }
+
+    #[test]
+    fn pages_carry_csp_and_no_store() {
+        let r = html(StatusCode::OK, String::new());
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert!(!csp.contains("unsafe-inline"));
+        assert!(!csp.contains("form-action"));
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+    }
+}
