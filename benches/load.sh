@@ -21,8 +21,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target}"
 DURATION="${DURATION:-15s}"
 CONNECTIONS="${CONNECTIONS:-64}"
-# Each sign-in holds 19 MiB and a core for tens of milliseconds; more connections than
-# a few per core only queue in the blocking pool.
+# Each sign-in holds 19 MiB and a core for tens of milliseconds, and the server runs at
+# most 2 per core at once: more connections only queue.
 LOGIN_CONNECTIONS="${LOGIN_CONNECTIONS:-8}"
 PORT="${PORT:-18090}"
 URL="http://127.0.0.1:$PORT"
