@@ -129,8 +129,11 @@ macro_rules! in_transaction {
                 $tx.commit().await?;
                 out
             }
+            // IMMEDIATE takes the write lock up front: a deferred transaction that
+            // reads and then writes fails at once with SQLITE_BUSY(_SNAPSHOT) when another
+            // writer got there first, while IMMEDIATE waits `busy_timeout` for its turn.
             $crate::store::Pool::Sqlite(pool) => {
-                let mut $tx = pool.begin().await?;
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
                 $tx.commit().await?;
                 out

@@ -24,7 +24,31 @@ on_both_backends!(
     a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times,
     tenants_on_one_host_keep_their_own_sessions,
     a_hint_whose_sid_is_gone_ends_that_users_accounts_in_this_browser,
+    concurrent_sign_ins_all_succeed,
 );
+
+/// Many browsers signing in at once: every sign-in writes a session, and none may fail
+/// on the other writers (SQLite serialises writers; its transactions take the write
+/// lock up front and wait for it).
+async fn concurrent_sign_ins_all_succeed(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    let _server = serve(&db).await;
+    let issuer = db.issuer("");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let issuer = issuer.clone();
+        tasks.push(tokio::spawn(async move {
+            let p = Browser::new().sign_in(&issuer, "alice", PASSWORD).await;
+            (p.status.as_u16(), p.body.contains("You are signed in"))
+        }));
+    }
+    for t in tasks {
+        let (status, signed_in) = t.await.unwrap();
+        assert_eq!((status, signed_in), (200, true));
+    }
+    assert_eq!(count(&db, "sessions").await, 16);
+}
 
 const PASSWORD: &str = "correct horse battery staple";
 /// The session cookie of tenant `main` on an http issuer: `8` hex characters of
