@@ -31,23 +31,33 @@ on_both_backends!(
 /// on the other writers (SQLite serialises writers; its transactions take the write
 /// lock up front and wait for it).
 async fn concurrent_sign_ins_all_succeed(backend: Backend) {
+    const USERS: usize = 8;
     let db = TestDb::migrated(backend).await;
-    create_user(&db, "alice", PASSWORD).await;
+    // One user each: attempts in flight count towards a username's lockout budget.
+    for i in 0..USERS {
+        create_user(&db, &format!("user{i}"), PASSWORD).await;
+    }
     let _server = serve(&db).await;
     let issuer = db.issuer("");
     let mut tasks = Vec::new();
-    for _ in 0..16 {
+    for i in 0..USERS {
         let issuer = issuer.clone();
         tasks.push(tokio::spawn(async move {
-            let p = Browser::new().sign_in(&issuer, "alice", PASSWORD).await;
-            (p.status.as_u16(), p.body.contains("You are signed in"))
+            let p = Browser::new()
+                .sign_in(&issuer, &format!("user{i}"), PASSWORD)
+                .await;
+            (
+                p.status.as_u16(),
+                p.body.contains("You are signed in"),
+                p.body,
+            )
         }));
     }
     for t in tasks {
-        let (status, signed_in) = t.await.unwrap();
-        assert_eq!((status, signed_in), (200, true));
+        let (status, signed_in, body) = t.await.unwrap();
+        assert_eq!((status, signed_in), (200, true), "{body}");
     }
-    assert_eq!(count(&db, "sessions").await, 16);
+    assert_eq!(count(&db, "sessions").await, i64::try_from(USERS).unwrap());
 }
 
 const PASSWORD: &str = "correct horse battery staple";
