@@ -64,8 +64,22 @@ pub enum ClientsCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Delete a client.
+    /// Delete a client: revokes its grants, refresh and access tokens, deletes its
+    /// consents, codes and pending authorization requests, and retires its id.
     Delete {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List the tenant's retired client ids (deleted clients) as JSON lines.
+    ListRetired {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Free a retired client id for registration again; refused until the longest token
+    /// lifetime has passed since the deletion.
+    PurgeRetired {
         #[arg(long)]
         id: String,
         #[arg(long)]
@@ -218,6 +232,10 @@ pub struct CreateClientArgs {
     /// First-party client: no consent screen.
     #[arg(long)]
     pub first_party: bool,
+    /// May introspect every token of the tenant (a resource server); without it a client
+    /// learns only about tokens issued to it or naming it as an audience.
+    #[arg(long)]
+    pub introspect_any_token: bool,
     /// Access token lifetime in seconds (60–86400).
     #[arg(long)]
     pub access_token_lifetime: Option<u64>,

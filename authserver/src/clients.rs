@@ -10,9 +10,12 @@ use crate::clock::Clock;
 use crate::crypto::kek::Kek;
 use crate::crypto::secret::{self, SecretHasher};
 use crate::domain::client::{ClientSpec, FieldError};
+use crate::domain::policy::TenantPolicy;
 use crate::domain::signing_key::Algorithm;
 use crate::store::audit::AuditEvent;
-use crate::store::clients::{SecretChange, StoredClient, UpsertOutcome};
+use crate::store::clients::{
+    PurgeRetired, RetiredClient, Retirement, SecretChange, StoredClient, UpsertOutcome,
+};
 use crate::store::{self, Store};
 
 /// Why a registry operation failed.
@@ -26,8 +29,46 @@ pub enum Error {
     NotFound(String),
     #[error("tenant {0:?} does not exist")]
     UnknownTenant(String),
+    /// The id belonged to a deleted client; see `clients purge-retired`.
+    #[error(
+        "client id {client_id:?} is retired: a client with this id was deleted; \
+         it can be registered again after `clients purge-retired --id {client_id}`, \
+         allowed from {reusable_at} (Unix time), when its tokens have expired"
+    )]
+    Retired { client_id: String, reusable_at: i64 },
+    #[error(
+        "client id {client_id:?} cannot be purged before {reusable_at} (Unix time): \
+         tokens issued before its deletion may still be alive"
+    )]
+    RetiredUntil { client_id: String, reusable_at: i64 },
+    #[error("client id {0:?} is not retired")]
+    NotRetired(String),
     #[error(transparent)]
-    Store(#[from] store::Error),
+    Store(store::Error),
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+/// The longest any token issued to the client can live: until then a retired id must
+/// not be reused, or a token of the old client could pass for one of the new.
+fn longest_token_lifetime(policy: &TenantPolicy, spec: &ClientSpec) -> i64 {
+    let t = &policy.tokens;
+    let longest = [
+        t.access_token_seconds,
+        t.id_token_seconds,
+        t.refresh_token_seconds,
+        t.authorization_code_seconds,
+        spec.access_token_lifetime_seconds,
+        spec.refresh_token_lifetime_seconds,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    i64::try_from(longest).unwrap_or(i64::MAX)
 }
 
 fn format_fields(errors: &[FieldError]) -> String {
@@ -281,7 +322,14 @@ impl ClientService {
         let outcome = self
             .store
             .upsert_client(tenant_id, spec, &change, now)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                store::Error::Retired { reusable_at } => Error::Retired {
+                    client_id: spec.client_id.clone(),
+                    reusable_at,
+                },
+                e => Error::Store(e),
+            })?;
         let event = match outcome {
             UpsertOutcome::Created => Some("client.created"),
             UpsertOutcome::Updated => Some("client.updated"),
@@ -307,21 +355,78 @@ impl ClientService {
         })
     }
 
-    /// Deletes a client; `false` when it did not exist (deleting twice is fine).
-    pub async fn delete(&self, tenant_id: &str, client_id: &str, actor: Actor) -> Result<bool> {
-        let existed = self.store.delete_client(tenant_id, client_id).await?;
-        if existed {
-            self.audit(
-                tenant_id,
-                "client.deleted",
-                actor,
+    /// Deletes a client, revokes everything issued to it and retires its id (see
+    /// [`Store::retire_client`]), in one transaction with its audit event. `None` when it
+    /// did not exist (deleting twice is fine).
+    pub async fn delete(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        actor: Actor,
+    ) -> Result<Option<Retirement>> {
+        let Some(client) = self.store.get_client(tenant_id, client_id).await? else {
+            return Ok(None);
+        };
+        let policy = match self.store.get_tenant(tenant_id).await? {
+            Some(t) => TenantPolicy::of(&t),
+            None => return Ok(None),
+        };
+        let now = self.clock.now();
+        let reusable_at = now.saturating_add(longest_token_lifetime(&policy, &client.spec));
+        let event = AuditEvent::new(tenant_id, now, "client.deleted")
+            .actor(Some(actor.as_str()))
+            .subject(Some(client_id))
+            .details(serde_json::json!({}));
+        let retired = self
+            .store
+            .retire_client(tenant_id, client_id, now, reusable_at, &event)
+            .await?;
+        if let Some(r) = &retired {
+            tracing::info!(
+                tenant = tenant_id,
                 client_id,
-                serde_json::json!({}),
-            )
-            .await;
-            tracing::info!(tenant = tenant_id, client_id, "client deleted");
+                grants_revoked = r.grants_revoked,
+                consents_deleted = r.consents_deleted,
+                "client deleted and its id retired"
+            );
         }
-        Ok(existed)
+        Ok(retired)
+    }
+
+    /// A tenant's retired client ids.
+    pub async fn list_retired(&self, tenant_id: &str) -> Result<Vec<RetiredClient>> {
+        self.require_tenant(tenant_id).await?;
+        Ok(self.store.list_retired_clients(tenant_id).await?)
+    }
+
+    /// Frees a retired client id for registration again, once every token issued under
+    /// it has expired.
+    pub async fn purge_retired(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        actor: Actor,
+    ) -> Result<()> {
+        self.require_tenant(tenant_id).await?;
+        let now = self.clock.now();
+        let event = AuditEvent::new(tenant_id, now, "client.retired_id_purged")
+            .actor(Some(actor.as_str()))
+            .subject(Some(client_id));
+        match self
+            .store
+            .purge_retired_client(tenant_id, client_id, now, &event)
+            .await?
+        {
+            PurgeRetired::Purged => {
+                tracing::info!(tenant = tenant_id, client_id, "retired client id purged");
+                Ok(())
+            }
+            PurgeRetired::NotRetired => Err(Error::NotRetired(client_id.to_owned())),
+            PurgeRetired::TooEarly { reusable_at } => Err(Error::RetiredUntil {
+                client_id: client_id.to_owned(),
+                reusable_at,
+            }),
+        }
     }
 
     /// Issues a new current secret (generated, or supplied); the previous one stays valid

@@ -38,9 +38,14 @@ pub const MIGRATION_FAILED: &str = "MigrationFailed";
 pub const AUTH_SERVER_UNAVAILABLE: &str = "AuthServerUnavailable";
 /// Ready=False: the resource is being deleted and its cleanup has not finished.
 pub const DELETING: &str = "Deleting";
+/// Ready=False (OidcClient): the `clientId` belonged to a client that was deleted; it is
+/// retired so that a new client cannot inherit the old one's consents and tokens. Choose
+/// another id, or free it with `authserver clients purge-retired` once the old client's
+/// tokens have expired.
+pub const CLIENT_ID_RETIRED: &str = "ClientIdRetired";
 
 /// Every reason above, for tests and docs.
-pub const REASONS: [&str; 11] = [
+pub const REASONS: [&str; 12] = [
     RECONCILED,
     NAMESPACE_NOT_ALLOWED,
     SECRET_NOT_FOUND,
@@ -52,6 +57,7 @@ pub const REASONS: [&str; 11] = [
     MIGRATION_FAILED,
     AUTH_SERVER_UNAVAILABLE,
     DELETING,
+    CLIENT_ID_RETIRED,
 ];
 
 /// The `status` of a condition.

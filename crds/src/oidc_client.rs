@@ -222,6 +222,14 @@ pub struct OidcClientSpec {
     #[serde(default)]
     pub first_party: bool,
 
+    /// Token introspection (RFC 7662) answers this client for every access token of the
+    /// tenant: for a resource server that accepts tokens issued to other clients without
+    /// being named in their audience. Default false: a client learns only about tokens
+    /// issued to it or whose `aud` names its client id; for any other token it gets
+    /// `{"active": false}`.
+    #[serde(default)]
+    pub introspect_any_token: bool,
+
     /// Web origins (`https://app.example.com`, no path) allowed to call the token,
     /// userinfo and revocation endpoints from a browser (CORS). Empty (default): none.
     #[serde(default)]

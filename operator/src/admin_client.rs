@@ -35,6 +35,9 @@ pub enum AdminErrorKind {
     AlreadyExists,
     /// The bearer token was refused: the operator's `--admin-token-file` is wrong.
     Unauthenticated,
+    /// The client id is retired: a client with that id was deleted (admin.proto's one
+    /// FAILED_PRECONDITION); waits for a spec change.
+    ClientIdRetired,
     /// Anything else (the server logged the detail): retry with backoff.
     Other,
 }
@@ -71,6 +74,7 @@ impl From<Status> for AdminError {
             Code::InvalidArgument => AdminErrorKind::InvalidArgument,
             Code::NotFound => AdminErrorKind::NotFound,
             Code::AlreadyExists => AdminErrorKind::AlreadyExists,
+            Code::FailedPrecondition => AdminErrorKind::ClientIdRetired,
             Code::Unauthenticated | Code::PermissionDenied => AdminErrorKind::Unauthenticated,
             _ => AdminErrorKind::Other,
         };
@@ -319,6 +323,10 @@ mod tests {
         assert_eq!(
             kind(Status::unauthenticated("x")),
             AdminErrorKind::Unauthenticated
+        );
+        assert_eq!(
+            kind(Status::failed_precondition("client id \"web\" is retired")),
+            AdminErrorKind::ClientIdRetired
         );
         assert_eq!(kind(Status::internal("x")), AdminErrorKind::Other);
         assert_eq!(

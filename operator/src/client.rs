@@ -72,6 +72,8 @@ pub enum Error {
     SecretInvalid(String),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    #[error("{0}")]
+    ClientIdRetired(String),
     #[error("failed to read {what}: {source}")]
     Read {
         what: String,
@@ -112,6 +114,7 @@ impl ReconcileError for Error {
             Error::SecretNotFound(_) => conditions::SECRET_NOT_FOUND,
             Error::SecretInvalid(_) => conditions::SECRET_INVALID,
             Error::InvalidSpec(_) | Error::Malformed(_) => conditions::INVALID_SPEC,
+            Error::ClientIdRetired(_) => conditions::CLIENT_ID_RETIRED,
             Error::UpsertClient(e) | Error::RotateSecret(e) | Error::DeleteClient(e) => {
                 admin_reason(e)
             }
@@ -123,7 +126,10 @@ impl ReconcileError for Error {
     }
 
     fn awaits_change(&self) -> bool {
-        matches!(self, Error::InvalidSpec(_) | Error::Malformed(_))
+        matches!(
+            self,
+            Error::InvalidSpec(_) | Error::Malformed(_) | Error::ClientIdRetired(_)
+        )
     }
 }
 
@@ -248,6 +254,7 @@ pub fn client_spec(client: &OidcClient) -> proto::ClientSpec {
         dpop_bound_access_tokens: s.dpop_bound_access_tokens,
         allowed_cors_origins: s.allowed_cors_origins.clone(),
         first_party: s.first_party,
+        introspect_any_token: s.introspect_any_token,
         // Not in the CRD: empty asks for the server default.
         access_token_alg: String::new(),
         id_token_alg: s
@@ -722,6 +729,10 @@ fn upsert_error(e: AdminError, plan: &SecretPlan, namespace: &str) -> Error {
                     ("spec.id_token_alg", "spec.idTokenSigningAlg"),
                 ]
             )
+        )),
+        AdminErrorKind::ClientIdRetired => Error::ClientIdRetired(format!(
+            "spec.clientId: {}; choose another clientId",
+            e.message
         )),
         AdminErrorKind::NotFound => Error::TenantNotFound(format!(
             "spec.tenantRef: the tenant is not registered with the auth server yet ({}); \

@@ -214,6 +214,7 @@ pub fn admin_reason(error: &AdminError) -> &'static str {
         AdminErrorKind::InvalidArgument => conditions::INVALID_SPEC,
         AdminErrorKind::NotFound => conditions::TENANT_NOT_FOUND,
         AdminErrorKind::AlreadyExists => conditions::CONFLICT,
+        AdminErrorKind::ClientIdRetired => conditions::CLIENT_ID_RETIRED,
         AdminErrorKind::Unavailable | AdminErrorKind::Unauthenticated | AdminErrorKind::Other => {
             conditions::AUTH_SERVER_UNAVAILABLE
         }

@@ -458,6 +458,8 @@ pub struct FakeState {
     pub calls: Vec<String>,
     pub tenants: BTreeMap<String, proto::Tenant>,
     pub clients: BTreeMap<(String, String), FakeClient>,
+    /// Ids of deleted clients: the server refuses to register them again.
+    pub retired: std::collections::BTreeSet<(String, String)>,
     pub keys: BTreeMap<String, Vec<proto::SigningKey>>,
     /// Every call fails with this error while set.
     pub fail: Option<AdminError>,
@@ -597,6 +599,7 @@ impl AdminApi for FakeAdmin {
     async fn delete_tenant(&self, id: &str) -> AdminResult<bool> {
         let mut s = self.enter("DeleteTenant", id)?;
         s.clients.retain(|(t, _), _| t != id);
+        s.retired.retain(|(t, _)| t != id);
         s.keys.remove(id);
         Ok(s.tenants.remove(id).is_some())
     }
@@ -617,6 +620,12 @@ impl AdminApi for FakeAdmin {
         )?;
         s.require_tenant(&req.tenant_id)?;
         let key = (req.tenant_id.clone(), spec.client_id.clone());
+        if s.retired.contains(&key) {
+            return Err(AdminError::new(
+                AdminErrorKind::ClientIdRetired,
+                format!("client id {:?} is retired", spec.client_id),
+            ));
+        }
         let existing = s.clients.get(&key).cloned();
         let mut secrets = existing
             .as_ref()
@@ -674,9 +683,12 @@ impl AdminApi for FakeAdmin {
 
     async fn delete_client(&self, tenant_id: &str, client_id: &str) -> AdminResult<bool> {
         let mut s = self.enter("DeleteClient", &format!("{tenant_id}/{client_id}"))?;
-        Ok(s.clients
-            .remove(&(tenant_id.to_owned(), client_id.to_owned()))
-            .is_some())
+        let key = (tenant_id.to_owned(), client_id.to_owned());
+        let existed = s.clients.remove(&key).is_some();
+        if existed {
+            s.retired.insert(key);
+        }
+        Ok(existed)
     }
 
     async fn rotate_client_secret(

@@ -177,6 +177,7 @@ pub fn client_spec(p: proto::ClientSpec) -> Result<ClientSpec, Status> {
         refresh_without_offline_access: p.refresh_without_offline_access,
         sector_identifier_uri: p.sector_identifier_uri.filter(|u| !u.is_empty()),
         require_pushed_authorization_requests: p.require_pushed_authorization_requests,
+        introspect_any_token: p.introspect_any_token,
     })
 }
 
@@ -221,6 +222,7 @@ pub fn client_spec_to_proto(s: &ClientSpec) -> proto::ClientSpec {
         refresh_without_offline_access: s.refresh_without_offline_access,
         sector_identifier_uri: s.sector_identifier_uri.clone(),
         require_pushed_authorization_requests: s.require_pushed_authorization_requests,
+        introspect_any_token: s.introspect_any_token,
     }
 }
 

@@ -54,6 +54,13 @@ fn clients_err(e: clients::Error) -> Status {
         clients::Error::UnknownTenant(id) => {
             Status::not_found(format!("tenant {id:?} does not exist"))
         }
+        clients::Error::NotRetired(id) => {
+            Status::not_found(format!("client id {id:?} is not retired"))
+        }
+        // The one FAILED_PRECONDITION of the client calls (admin.proto): the id is retired.
+        e @ (clients::Error::Retired { .. } | clients::Error::RetiredUntil { .. }) => {
+            Status::failed_precondition(e.to_string())
+        }
         clients::Error::Store(e) => store_err(&e),
     }
 }
@@ -364,12 +371,29 @@ impl Admin for AdminService {
         let r = req.into_inner();
         required("tenant_id", &r.tenant_id)?;
         required("client_id", &r.client_id)?;
-        let deleted = self
+        let retired = self
             .clients
             .delete(&r.tenant_id, &r.client_id, Actor::AdminApi)
             .await
             .map_err(clients_err)?;
-        Ok(Response::new(proto::DeleteClientResponse { deleted }))
+        Ok(Response::new(proto::DeleteClientResponse {
+            deleted: retired.is_some(),
+            retired_until: retired.map_or(0, |r| r.reusable_at),
+        }))
+    }
+
+    async fn purge_retired_client(
+        &self,
+        req: Request<proto::PurgeRetiredClientRequest>,
+    ) -> Result<Response<proto::PurgeRetiredClientResponse>, Status> {
+        let r = req.into_inner();
+        required("tenant_id", &r.tenant_id)?;
+        required("client_id", &r.client_id)?;
+        self.clients
+            .purge_retired(&r.tenant_id, &r.client_id, Actor::AdminApi)
+            .await
+            .map_err(clients_err)?;
+        Ok(Response::new(proto::PurgeRetiredClientResponse {}))
     }
 
     async fn rotate_client_secret(

@@ -20,6 +20,8 @@ pub async fn run(settings: &Settings, cmd: ClientsCommand) -> anyhow::Result<()>
         ClientsCommand::Create(args) => create(&ctx, *args).await,
         ClientsCommand::List { tenant } => list(&ctx, tenant).await,
         ClientsCommand::Delete { id, tenant } => delete(&ctx, tenant, &id).await,
+        ClientsCommand::ListRetired { tenant } => list_retired(&ctx, tenant).await,
+        ClientsCommand::PurgeRetired { id, tenant } => purge_retired(&ctx, tenant, &id).await,
         ClientsCommand::RotateSecret {
             id,
             tenant,
@@ -91,6 +93,7 @@ fn spec_from_args(args: &CreateClientArgs) -> anyhow::Result<ClientSpec> {
         jwks_uri: args.jwks_uri.clone(),
         dpop_bound_access_tokens: args.dpop_bound_access_tokens,
         first_party: args.first_party,
+        introspect_any_token: args.introspect_any_token,
         refresh_without_offline_access: args.refresh_without_offline_access,
         sector_identifier_uri: args.sector_identifier_uri.clone(),
         allowed_cors_origins: args.allowed_cors_origins.clone(),
@@ -138,7 +141,11 @@ async fn create(ctx: &Context, args: CreateClientArgs) -> anyhow::Result<()> {
         .await
     {
         Ok(r) => r,
-        Err(e @ (clients::Error::Invalid(_) | clients::Error::AlreadyExists(_))) => {
+        Err(
+            e @ (clients::Error::Invalid(_)
+            | clients::Error::AlreadyExists(_)
+            | clients::Error::Retired { .. }),
+        ) => {
             return Err(UsageError(e.to_string()).into());
         }
         Err(e) => return Err(e).context("failed to create the client"),
@@ -163,11 +170,51 @@ async fn list(ctx: &Context, tenant: Option<String>) -> anyhow::Result<()> {
 
 async fn delete(ctx: &Context, tenant: Option<String>, id: &str) -> anyhow::Result<()> {
     let tenant = tenant_or_default(ctx, tenant).await?;
-    if ctx.clients.delete(&tenant, id, Actor::Cli).await? {
-        println!("deleted client {id}");
-        Ok(())
-    } else {
-        anyhow::bail!("client {id:?} does not exist in tenant {tenant:?}")
+    match ctx.clients.delete(&tenant, id, Actor::Cli).await? {
+        Some(r) => {
+            println!(
+                "{}",
+                json!({
+                    "deleted": id,
+                    "grants_revoked": r.grants_revoked,
+                    "consents_deleted": r.consents_deleted,
+                    "authorization_requests_deleted": r.requests_deleted,
+                    "retired_until": r.reusable_at,
+                })
+            );
+            Ok(())
+        }
+        None => anyhow::bail!("client {id:?} does not exist in tenant {tenant:?}"),
+    }
+}
+
+async fn list_retired(ctx: &Context, tenant: Option<String>) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    for r in ctx.clients.list_retired(&tenant).await? {
+        println!(
+            "{}",
+            json!({
+                "client_id": r.client_id,
+                "tenant": tenant,
+                "retired_at": r.retired_at,
+                "reusable_at": r.reusable_at,
+            })
+        );
+    }
+    Ok(())
+}
+
+async fn purge_retired(ctx: &Context, tenant: Option<String>, id: &str) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    match ctx.clients.purge_retired(&tenant, id, Actor::Cli).await {
+        Ok(()) => {
+            println!("{}", json!({ "purged": id }));
+            Ok(())
+        }
+        Err(e @ (clients::Error::NotRetired(_) | clients::Error::RetiredUntil { .. })) => {
+            Err(UsageError(e.to_string()).into())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

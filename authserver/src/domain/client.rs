@@ -154,6 +154,10 @@ pub struct ClientSpec {
     pub sector_identifier_uri: Option<String>,
     /// Authorization requests must be pushed first (RFC 9126 §6).
     pub require_pushed_authorization_requests: bool,
+    /// Introspection answers this client for every token of the tenant; without it, only
+    /// for tokens issued to it or naming it as an audience (RFC 7662 §4: the server
+    /// decides what a caller may learn).
+    pub introspect_any_token: bool,
 }
 
 /// Defaults for newly registered clients.
@@ -184,6 +188,7 @@ impl Default for ClientSpec {
             refresh_without_offline_access: false,
             sector_identifier_uri: None,
             require_pushed_authorization_requests: false,
+            introspect_any_token: false,
         }
     }
 }

@@ -63,6 +63,26 @@ pub fn rate_headers(headers: &mut axum::http::HeaderMap, rate: crate::oauth::Rat
     }
 }
 
+/// An RFC 7235 challenge: `scheme` and its auth-params as quoted strings. Values keep only
+/// the characters RFC 6750 §3 allows in `error_description` (printable ASCII without `"`
+/// and `\`), so no input can break out of the quotes or inject a header line.
+pub fn auth_challenge(scheme: &str, params: &[(&str, &str)]) -> String {
+    if params.is_empty() {
+        return scheme.to_owned();
+    }
+    let quoted: Vec<String> = params
+        .iter()
+        .map(|(name, value)| {
+            let value: String = value
+                .chars()
+                .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+                .collect();
+            format!("{name}=\"{value}\"")
+        })
+        .collect();
+    format!("{scheme} {}", quoted.join(", "))
+}
+
 fn oauth_response(e: &crate::oauth::OAuthError) -> Response {
     use crate::oauth::ErrorCode;
     let status = match e.code {
@@ -79,17 +99,20 @@ fn oauth_response(e: &crate::oauth::OAuthError) -> Response {
     let h = resp.headers_mut();
     no_store(h);
     if e.code == ErrorCode::InvalidClient {
-        // RFC 6749 §5.2: a Basic challenge when the client tried Basic; otherwise a
-        // challenge naming the schemes we accept keeps 401 well-formed.
-        let challenge = if e.basic_challenge {
-            "Basic realm=\"gatehouse\", charset=\"UTF-8\""
-        } else {
-            "Basic realm=\"gatehouse\""
-        };
-        h.insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
-        );
+        // RFC 6749 §5.2: a Basic challenge (a 401 must carry one). The error code and
+        // description ride along in the RFC 6750 §3 style, so client libraries that only
+        // read the header can still show why.
+        let mut params = vec![("realm", "gatehouse")];
+        if e.basic_challenge {
+            params.push(("charset", "UTF-8"));
+        }
+        params.push(("error", e.code.as_str()));
+        if let Some(d) = &e.description {
+            params.push(("error_description", d.as_str()));
+        }
+        if let Ok(v) = HeaderValue::from_str(&auth_challenge("Basic", &params)) {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
     }
     if let Some(n) = &e.dpop_nonce
         && let Ok(v) = HeaderValue::from_str(n)
@@ -106,4 +129,26 @@ fn oauth_response(e: &crate::oauth::OAuthError) -> Response {
         }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auth_challenge;
+
+    #[test]
+    fn challenges_quote_their_params_and_nothing_breaks_out() {
+        assert_eq!(auth_challenge("Bearer", &[]), "Bearer");
+        assert_eq!(
+            auth_challenge(
+                "Basic",
+                &[("realm", "gatehouse"), ("error", "invalid_client")]
+            ),
+            "Basic realm=\"gatehouse\", error=\"invalid_client\""
+        );
+        let hostile = "client \"x\\\", error=\"y\"\r\nSet-Cookie: a=b é";
+        assert_eq!(
+            auth_challenge("Basic", &[("error_description", hostile)]),
+            "Basic error_description=\"client x, error=ySet-Cookie: a=b \""
+        );
+    }
 }

@@ -24,23 +24,17 @@ pub fn router() -> Router<AppState> {
 
 /// RFC 6750 §3 / RFC 9449 §7.1 challenge.
 fn challenge(e: &ResourceError, dpop_algs: &str) -> String {
-    let mut parts = Vec::new();
+    let mut params = Vec::new();
     if let Some(err) = e.error {
-        parts.push(format!("error=\"{err}\""));
+        params.push(("error", err));
     }
     if let Some(d) = &e.description {
-        // Quoted-string: no quotes or backslashes inside (descriptions are ours).
-        let d: String = d.chars().filter(|c| *c != '"' && *c != '\\').collect();
-        parts.push(format!("error_description=\"{d}\""));
+        params.push(("error_description", d.as_str()));
     }
     if e.scheme == "DPoP" {
-        parts.push(format!("algs=\"{dpop_algs}\""));
+        params.push(("algs", dpop_algs));
     }
-    if parts.is_empty() {
-        e.scheme.to_owned()
-    } else {
-        format!("{} {}", e.scheme, parts.join(", "))
-    }
+    super::error::auth_challenge(e.scheme, &params)
 }
 
 async fn userinfo(

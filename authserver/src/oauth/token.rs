@@ -460,13 +460,15 @@ impl OAuthService {
         let Some(client_id) = parsed.claim_str("client_id") else {
             return Ok(None);
         };
-        if self
+        let client = self
             .clients
             .get(&tenant.id, client_id)
             .await
-            .map_err(|e| OAuthError::server_error(&e))?
-            .is_none()
-        {
+            .map_err(|e| OAuthError::server_error(&e))?;
+        // A token older than its client's registration was issued to a deleted client
+        // that had the same id (its tombstone was purged): it is not the new client's.
+        let issued = parsed.claim_i64("iat").unwrap_or(i64::MIN);
+        if client.is_none_or(|c| issued < c.created_at) {
             return Ok(None);
         }
         Ok(Some(ActiveToken {
@@ -521,6 +523,9 @@ impl OAuthService {
             return Ok((refresh.unwrap_or_else(|| json!({ "active": false })), rate));
         };
         let c = &active.claims;
+        if !may_introspect(&caller.client.spec, c) {
+            return Ok((json!({ "active": false }), rate));
+        }
         let mut out = Map::new();
         out.insert("active".into(), true.into());
         for name in [
@@ -603,10 +608,45 @@ impl OAuthService {
     }
 }
 
+/// Whether `caller` may learn about an active access token with `claims`: the client it
+/// was issued to, a resource server its `aud` names, or a client registered to
+/// introspect every token of the tenant. Anyone else could scan tokens it intercepted
+/// (RFC 7662 §4), so they are told `active: false`.
+fn may_introspect(caller: &crate::domain::client::ClientSpec, claims: &Value) -> bool {
+    let me = caller.client_id.as_str();
+    let audience = match claims.get("aud") {
+        Some(Value::String(a)) => a == me,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(me)),
+        _ => false,
+    };
+    caller.introspect_any_token
+        || audience
+        || claims.get("client_id").and_then(Value::as_str) == Some(me)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::client::ClientSpec;
+
+    #[test]
+    fn only_the_tokens_client_its_audiences_and_trusted_introspectors_learn_about_it() {
+        let claims = json!({ "client_id": "web", "aud": ["api", "billing"] });
+        let caller = |id: &str, any: bool| ClientSpec {
+            client_id: id.to_owned(),
+            introspect_any_token: any,
+            ..ClientSpec::default()
+        };
+        assert!(may_introspect(&caller("web", false), &claims));
+        assert!(may_introspect(&caller("api", false), &claims));
+        assert!(may_introspect(&caller("billing", false), &claims));
+        assert!(!may_introspect(&caller("other", false), &claims));
+        assert!(may_introspect(&caller("other", true), &claims));
+        let single = json!({ "client_id": "web", "aud": "api" });
+        assert!(may_introspect(&caller("api", false), &single));
+        assert!(!may_introspect(&caller("ap", false), &single));
+        assert!(!may_introspect(&caller("other", false), &json!({})));
+    }
 
     fn tenant(settings: Value) -> Tenant {
         Tenant {

@@ -71,24 +71,34 @@ struct AuditRow {
     details: String,
 }
 
+/// Inserts one event through `$conn` (a pool, or `&mut *tx` so that the event commits
+/// with the change it describes). A macro, like `with_pool!`, so one statement serves
+/// both drivers.
+macro_rules! insert_audit {
+    ($conn:expr, $e:expr) => {{
+        let e: &$crate::store::audit::AuditEvent = $e;
+        sqlx::query(
+            "INSERT INTO audit_events (tenant_id, at, event, actor, subject, ip, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&e.tenant_id)
+        .bind(e.at)
+        .bind(&e.event)
+        .bind(&e.actor)
+        .bind(&e.subject)
+        .bind(&e.ip)
+        .bind(e.details.to_string())
+        .execute($conn)
+        .await
+        .map(|_| ())
+    }};
+}
+pub(crate) use insert_audit;
+
 impl Store {
     #[tracing::instrument(name = "db.record_audit", skip_all)]
     pub async fn record_audit(&self, e: &AuditEvent) -> Result<()> {
-        with_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO audit_events (tenant_id, at, event, actor, subject, ip, details) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&e.tenant_id)
-            .bind(e.at)
-            .bind(&e.event)
-            .bind(&e.actor)
-            .bind(&e.subject)
-            .bind(&e.ip)
-            .bind(e.details.to_string())
-            .execute(pool)
-            .await?;
-        });
+        with_pool!(self, pool => insert_audit!(pool, e))?;
         Ok(())
     }
 

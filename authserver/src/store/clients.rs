@@ -1,8 +1,40 @@
 //! Client rows and their secret digests.
 
-use super::{Error, Result, Store, with_pool};
+use super::audit::{AuditEvent, insert_audit};
+use super::{Error, Result, Store, in_transaction, with_pool};
 use crate::clock::UnixTime;
 use crate::domain::client::ClientSpec;
+
+/// What retiring a client removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retirement {
+    pub grants_revoked: u64,
+    pub codes_deleted: u64,
+    pub consents_deleted: u64,
+    pub requests_deleted: u64,
+    /// From when `purge_retired_client` may free the id.
+    pub reusable_at: UnixTime,
+}
+
+/// A retired client id (tombstone).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RetiredClient {
+    pub client_id: String,
+    pub retired_at: i64,
+    pub reusable_at: i64,
+}
+
+/// What `purge_retired_client` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeRetired {
+    Purged,
+    /// The id is not retired (never was, or already purged).
+    NotRetired,
+    /// Tokens issued before the deletion may still be alive until then.
+    TooEarly {
+        reusable_at: UnixTime,
+    },
+}
 
 /// One stored secret digest.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -129,8 +161,19 @@ impl Store {
     ) -> Result<UpsertOutcome> {
         let spec_json = serde_json::to_string(spec)
             .map_err(|e| Error::Corrupt(format!("cannot encode client registration: {e}")))?;
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        in_transaction!(self, tx => {
+            // Checked in the same transaction as the insert, so a concurrent delete cannot
+            // slip a re-registration between the check and the write.
+            let retired: Option<i64> = sqlx::query_scalar(
+                "SELECT reusable_at FROM retired_clients WHERE tenant_id = $1 AND client_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(&spec.client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(reusable_at) = retired {
+                return Err(Error::Retired { reusable_at });
+            }
             let existing: Option<String> = sqlx::query_scalar(
                 "SELECT spec FROM clients WHERE tenant_id = $1 AND client_id = $2",
             )
@@ -205,7 +248,6 @@ impl Store {
                     .rows_affected();
                 secret_changed = n > 0;
             }
-            tx.commit().await?;
             Ok(if outcome == UpsertOutcome::Unchanged && secret_changed {
                 UpsertOutcome::Updated
             } else {
@@ -214,18 +256,165 @@ impl Store {
         })
     }
 
-    /// Deletes a client (its secrets cascade). Returns whether it existed.
-    #[tracing::instrument(name = "db.delete_client", skip_all)]
-    pub async fn delete_client(&self, tenant_id: &str, client_id: &str) -> Result<bool> {
-        let n = with_pool!(self, pool => {
-            sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND client_id = $2")
+    /// Deletes a client and everything issued to it, and retires its id, in one
+    /// transaction: its grants are revoked (their refresh tokens die with them) and their
+    /// unexpired access tokens deny-listed, its codes, consents and pending (pushed or
+    /// interactive) authorization requests are deleted, a tombstone keeps the id from
+    /// being registered again until `reusable_at`, and `audit` is recorded. `None` when
+    /// the client did not exist (nothing is written).
+    #[tracing::instrument(name = "db.retire_client", skip_all)]
+    pub async fn retire_client(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        now: UnixTime,
+        reusable_at: UnixTime,
+        audit: &AuditEvent,
+    ) -> Result<Option<Retirement>> {
+        in_transaction!(self, tx => {
+            let n = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND client_id = $2")
                 .bind(tenant_id)
                 .bind(client_id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
-        });
-        Ok(n > 0)
+                .rows_affected();
+            if n == 0 {
+                return Ok(None);
+            }
+            // Deny-list first: the UPDATE below is what makes these grants no longer live.
+            sqlx::query(
+                "INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
+                 SELECT a.tenant_id, a.jti, a.expires_at, $3 FROM grant_access_tokens a \
+                 JOIN grants g ON g.tenant_id = a.tenant_id AND g.grant_id = a.grant_id \
+                 WHERE g.tenant_id = $1 AND g.client_id = $2 AND g.revoked_at IS NULL \
+                 AND a.expires_at > $3 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant_id)
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let grants_revoked = sqlx::query(
+                "UPDATE grants SET revoked_at = $3 \
+                 WHERE tenant_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let mut deleted = [0u64; 3];
+            for (i, sql) in [
+                "DELETE FROM authorization_codes WHERE tenant_id = $1 AND client_id = $2",
+                "DELETE FROM consents WHERE tenant_id = $1 AND client_id = $2",
+                "DELETE FROM authorization_requests WHERE tenant_id = $1 AND client_id = $2",
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                deleted[i] = sqlx::query(sql)
+                    .bind(tenant_id)
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            sqlx::query(
+                "INSERT INTO retired_clients (tenant_id, client_id, retired_at, reusable_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, client_id) \
+                 DO UPDATE SET retired_at = excluded.retired_at, reusable_at = excluded.reusable_at",
+            )
+            .bind(tenant_id)
+            .bind(client_id)
+            .bind(now)
+            .bind(reusable_at)
+            .execute(&mut *tx)
+            .await?;
+            let retirement = Retirement {
+                grants_revoked,
+                codes_deleted: deleted[0],
+                consents_deleted: deleted[1],
+                requests_deleted: deleted[2],
+                reusable_at,
+            };
+            let mut event = audit.clone();
+            if let serde_json::Value::Object(details) = &mut event.details {
+                details.insert("grants_revoked".into(), grants_revoked.into());
+                details.insert("consents_deleted".into(), deleted[1].into());
+                details.insert("requests_deleted".into(), deleted[2].into());
+                details.insert("reusable_at".into(), reusable_at.into());
+            }
+            insert_audit!(&mut *tx, &event)?;
+            Ok(Some(retirement))
+        })
+    }
+
+    /// The tombstone of a retired client id, if there is one.
+    #[tracing::instrument(name = "db.retired_client", skip_all)]
+    pub async fn retired_client(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<RetiredClient>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, RetiredClient>(
+                "SELECT client_id, retired_at, reusable_at FROM retired_clients \
+                 WHERE tenant_id = $1 AND client_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// A tenant's retired client ids, ordered by id.
+    #[tracing::instrument(name = "db.list_retired_clients", skip_all)]
+    pub async fn list_retired_clients(&self, tenant_id: &str) -> Result<Vec<RetiredClient>> {
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as::<_, RetiredClient>(
+                "SELECT client_id, retired_at, reusable_at FROM retired_clients \
+                 WHERE tenant_id = $1 ORDER BY client_id",
+            )
+            .bind(tenant_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Removes a tombstone, making the id registrable again; refused before its
+    /// `reusable_at`. The audit event is written in the same transaction.
+    #[tracing::instrument(name = "db.purge_retired_client", skip_all)]
+    pub async fn purge_retired_client(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        now: UnixTime,
+        audit: &AuditEvent,
+    ) -> Result<PurgeRetired> {
+        in_transaction!(self, tx => {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT reusable_at FROM retired_clients WHERE tenant_id = $1 AND client_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match found {
+                None => Ok(PurgeRetired::NotRetired),
+                Some(reusable_at) if now < reusable_at => Ok(PurgeRetired::TooEarly { reusable_at }),
+                Some(_) => {
+                    sqlx::query("DELETE FROM retired_clients WHERE tenant_id = $1 AND client_id = $2")
+                        .bind(tenant_id)
+                        .bind(client_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_audit!(&mut *tx, audit)?;
+                    Ok(PurgeRetired::Purged)
+                }
+            }
+        })
     }
 
     /// Makes `new_digest` the current secret; the current one stays valid until
@@ -239,8 +428,7 @@ impl Store {
         previous_expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<()> {
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+        in_transaction!(self, tx => {
             let exists: Option<i64> = sqlx::query_scalar(
                 "SELECT created_at FROM clients WHERE tenant_id = $1 AND client_id = $2",
             )
@@ -278,8 +466,112 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            tx.commit().await?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    fn spec(id: &str) -> ClientSpec {
+        ClientSpec {
+            client_id: id.to_owned(),
+            ..ClientSpec::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retired_id_cannot_be_registered_until_its_tombstone_is_purged() {
+        for t in testing::both().await {
+            let db = &t.store;
+            t.user("t", "alice").await;
+            let created = db
+                .upsert_client("t", &spec("web"), &SecretChange::Set(vec![1; 32]), 1_000)
+                .await
+                .unwrap();
+            assert_eq!(created, UpsertOutcome::Created, "{}", t.name());
+            let deleted = AuditEvent::new("t", 2_000, "client.deleted").subject(Some("web"));
+            let retired = db
+                .retire_client("t", "web", 2_000, 5_000, &deleted)
+                .await
+                .unwrap()
+                .expect("the client existed");
+            assert_eq!(retired.reusable_at, 5_000);
+            assert!(db.get_client("t", "web").await.unwrap().is_none());
+            assert_eq!(
+                db.retire_client("t", "web", 2_001, 6_000, &deleted)
+                    .await
+                    .unwrap(),
+                None,
+                "deleting twice writes nothing ({})",
+                t.name()
+            );
+
+            // Registering the id again is refused, and writes nothing.
+            let again = db
+                .upsert_client("t", &spec("web"), &SecretChange::Set(vec![2; 32]), 3_000)
+                .await;
+            assert!(
+                matches!(again, Err(Error::Retired { reusable_at: 5_000 })),
+                "{again:?} ({})",
+                t.name()
+            );
+            assert!(db.get_client("t", "web").await.unwrap().is_none());
+            // Another tenant's `web` is another client.
+            t.user("u", "bob").await;
+            db.upsert_client("u", &spec("web"), &SecretChange::Keep, 3_000)
+                .await
+                .unwrap();
+
+            let purged = AuditEvent::new("t", 4_999, "client.retired_id_purged");
+            assert_eq!(
+                db.purge_retired_client("t", "web", 4_999, &purged)
+                    .await
+                    .unwrap(),
+                PurgeRetired::TooEarly { reusable_at: 5_000 }
+            );
+            assert_eq!(
+                db.list_retired_clients("t").await.unwrap(),
+                [RetiredClient {
+                    client_id: "web".into(),
+                    retired_at: 2_000,
+                    reusable_at: 5_000
+                }]
+            );
+            assert_eq!(
+                db.purge_retired_client("t", "web", 5_000, &purged)
+                    .await
+                    .unwrap(),
+                PurgeRetired::Purged
+            );
+            assert_eq!(
+                db.purge_retired_client("t", "web", 5_000, &purged)
+                    .await
+                    .unwrap(),
+                PurgeRetired::NotRetired
+            );
+            assert_eq!(
+                db.upsert_client("t", &spec("web"), &SecretChange::Keep, 5_001)
+                    .await
+                    .unwrap(),
+                UpsertOutcome::Created
+            );
+            let events: Vec<String> = db
+                .list_audit("t", 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event)
+                .collect();
+            assert_eq!(
+                events,
+                ["client.retired_id_purged", "client.deleted"],
+                "one event per change, none for refusals ({})",
+                t.name()
+            );
+        }
     }
 }

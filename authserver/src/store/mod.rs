@@ -58,6 +58,9 @@ pub enum Error {
     Database(#[source] sqlx::Error),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The client id was deleted and is retired (tombstoned) until `reusable_at`.
+    #[error("the client id is retired (deleted); it can be purged from {reusable_at}")]
+    Retired { reusable_at: i64 },
 }
 
 impl From<sqlx::Error> for Error {

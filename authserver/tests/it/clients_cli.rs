@@ -223,7 +223,8 @@ async fn list_rotate_secret_and_delete(backend: Backend) {
         .run()
         .await;
     out.assert_success();
-    assert_eq!(out.stdout.trim(), "deleted client billing");
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["deleted"], "billing", "{out}");
     assert_eq!(db.scalar("SELECT count(*) FROM client_secrets").await, 0);
     let out = db
         .cli()

@@ -37,7 +37,7 @@ async fn a_valid_proof_binds_the_token_to_the_key_thumbprint(backend: Backend) {
     let issuer = db.issuer("");
     let htu = format!("{issuer}/token");
     let creds = create_client(&db, "bound", &["--scopes", "read"]).await;
-    let rs = create_client(&db, "resource-server", &[]).await;
+    let rs = create_client(&db, "resource-server", &["--introspect-any-token"]).await;
 
     for key in [ClientKey::es256(), ClientKey::ed25519()] {
         let jkt = key.thumbprint();

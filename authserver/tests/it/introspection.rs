@@ -20,7 +20,52 @@ on_both_backends!(
     introspection_describes_an_active_token,
     inactive_tokens_get_active_false_and_nothing_else,
     revocation_follows_rfc_7009,
+    only_the_tokens_client_its_audience_and_trusted_resource_servers_may_introspect,
 );
+
+/// Security review, defect 6: any confidential client could introspect any client's
+/// tokens. Now a token is described only to its own client, to a client its `aud`
+/// names, and to clients registered with `--introspect-any-token`; everyone else gets
+/// `{"active":false}`, exactly what an unknown token gets.
+async fn only_the_tokens_client_its_audience_and_trusted_resource_servers_may_introspect(
+    backend: Backend,
+) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let app = create_client(&db, "app", &["--audiences", "orders urn:other"]).await;
+    let orders = create_client(&db, "orders", &[]).await;
+    let intruder = create_client(&db, "intruder", &[]).await;
+    let trusted = create_client(&db, "gateway", &["--introspect-any-token"]).await;
+    let r = token(&server, &app, &[("resource", "orders")]).await;
+    let for_orders = r.ok()["access_token"].as_str().unwrap().to_owned();
+    let r = token(&server, &app, &[("resource", "urn:other")]).await;
+    let for_other = r.ok()["access_token"].as_str().unwrap().to_owned();
+
+    let before = db.snapshot().await;
+    assert!(
+        is_active(&server, &app, &for_orders).await,
+        "its own client"
+    );
+    assert!(
+        is_active(&server, &orders, &for_orders).await,
+        "its audience"
+    );
+    assert!(
+        is_active(&server, &trusted, &for_orders).await,
+        "a trusted introspector"
+    );
+    assert!(is_active(&server, &trusted, &for_other).await);
+    for (caller, token) in [(&intruder, &for_orders), (&orders, &for_other)] {
+        let r = introspect(&server, caller, token).await;
+        assert_eq!(
+            r.ok(),
+            &json!({ "active": false }),
+            "{} learnt about it",
+            caller.id
+        );
+    }
+    assert_eq!(db.snapshot().await, before, "introspection changes nothing");
+}
 
 /// Tenants `main` (issuer at the root) and `other` (under `/t/other`) on one server.
 async fn two_tenants(backend: Backend) -> (TestDb, Server) {
@@ -42,7 +87,16 @@ async fn introspection_describes_an_active_token(backend: Backend) {
         &["--scopes", "read write", "--audiences", "urn:api"],
     )
     .await;
-    let rs = create_client(&db, "api", &["--auth-method", "client_secret_post"]).await;
+    let rs = create_client(
+        &db,
+        "api",
+        &[
+            "--auth-method",
+            "client_secret_post",
+            "--introspect-any-token",
+        ],
+    )
+    .await;
     let r = token(&server, &app, &[("scope", "read"), ("resource", "urn:api")]).await;
     let access = r.ok()["access_token"].as_str().unwrap().to_owned();
 
@@ -130,10 +184,11 @@ async fn inactive_tokens_get_active_false_and_nothing_else(backend: Backend) {
     let (db, server) = two_tenants(backend).await;
     let issuer = db.issuer("");
     let app = create_client(&db, "app", &["--tenant", "main"]).await;
-    let rs = create_client(&db, "api", &["--tenant", "main"]).await;
+    let rs = create_client(&db, "api", &["--tenant", "main", "--introspect-any-token"]).await;
     let gone = create_client(&db, "gone", &["--tenant", "main"]).await;
     let elsewhere = create_client(&db, "app", &["--tenant", "other"]).await;
-    let other_rs = create_client(&db, "api", &["--tenant", "other"]).await;
+    let other_rs =
+        create_client(&db, "api", &["--tenant", "other", "--introspect-any-token"]).await;
 
     let claims = |iat: i64, exp: i64| {
         json!({ "iss": issuer, "sub": "app", "client_id": "app", "aud": "app",
@@ -258,7 +313,7 @@ async fn revocation_follows_rfc_7009(backend: Backend) {
     let server = db.serve().await;
     let app = create_client(&db, "app", &[]).await;
     let intruder = create_client(&db, "intruder", &[]).await;
-    let rs = create_client(&db, "api", &[]).await;
+    let rs = create_client(&db, "api", &["--introspect-any-token"]).await;
     let spa = create_client(
         &db,
         "spa",

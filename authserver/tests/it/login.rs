@@ -737,17 +737,53 @@ async fn logout_with_an_id_token_hint_ends_that_session_at_once(backend: Backend
         assert_eq!(count(&db, "sessions").await, 1, "{why}");
     }
 
-    // Valid hint from any browser (here: one without the cookie) ends that session.
-    let p = Browser::new()
-        .get(&format!(
-            "{issuer}/logout?id_token_hint={}&post_logout_redirect_uri={}&state=s1",
-            enc(&hint),
-            enc("https://rp.example/bye")
-        ))
-        .await;
+    // Security review, defect 5: a valid hint sent by another browser (here: one without
+    // the cookie, as an attacker holding alice's ID token would) ends nothing. It still
+    // returns to the registered URI: there is nothing to sign out in that browser.
+    let logout_url = format!(
+        "{issuer}/logout?id_token_hint={}&post_logout_redirect_uri={}&state=s1",
+        enc(&hint),
+        enc("https://rp.example/bye")
+    );
+    let before = db.rows("SELECT sid FROM sessions").await;
+    let p = Browser::new().get(&logout_url).await;
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(p.location().unwrap(), "https://rp.example/bye?state=s1");
-    assert_eq!(count(&db, "sessions").await, 0);
+    assert_eq!(db.rows("SELECT sid FROM sessions").await, before);
+    assert!(
+        !db.audit().await.iter().any(|e| e.starts_with("logout|")),
+        "nothing was signed out"
+    );
+    // Another signed-in browser sending the hint keeps its own account and alice's.
+    let other = Browser::new();
+    other
+        .sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    let p = other.get(&logout_url).await;
+    assert!(
+        p.location().is_none(),
+        "no redirect before the user confirms"
+    );
+    assert_eq!(
+        count(&db, &format!("sessions WHERE sid = '{sid}'")).await,
+        1
+    );
+    assert_eq!(count(&db, "sessions").await, 2);
+
+    // The browser that holds the session ends it at once with the hint.
+    let p = b.get(&logout_url).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location().unwrap(), "https://rp.example/bye?state=s1");
+    assert_eq!(
+        count(&db, &format!("sessions WHERE sid = '{sid}'")).await,
+        0
+    );
+    assert_eq!(
+        count(&db, "sessions").await,
+        1,
+        "the other browser's account stays"
+    );
     let audit = db.audit().await;
     assert!(
         audit

@@ -12,6 +12,7 @@ mod harness;
 mod admin_api;
 mod authorize_flow;
 mod client_auth;
+mod client_retirement;
 mod clients_cli;
 mod code_grant;
 mod config;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::harness::admin::{admin_cli, authed, connect, machine_spec, upsert};
 use crate::harness::oauth::{Creds, create_client, is_active, revoke, token};
 use crate::harness::{Backend, Cli, POLL, TestDb, free_port};
+use authserver::admin::proto::ClientSpec;
 
 /// The target is one second; the assertion leaves room for a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(2);
@@ -121,9 +122,15 @@ async fn a_client_registered_through_one_pods_admin_api_works_on_another_within_
     // Revoked through A: inactive on B at once (the denylist is read, never cached).
     let rs = Creds {
         id: "api".into(),
-        secret: upsert(&mut on_b, machine_spec("api"))
-            .await
-            .generated_secret,
+        secret: upsert(
+            &mut on_b,
+            ClientSpec {
+                introspect_any_token: true,
+                ..machine_spec("api")
+            },
+        )
+        .await
+        .generated_secret,
     };
     let deadline = Instant::now() + DEADLINE;
     while token(&a, &rs, &[]).await.status != 200 {

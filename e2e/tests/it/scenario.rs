@@ -21,7 +21,8 @@
 //! 4. the machine client's Secret appears with its credentials;
 //! 5. they get a client_credentials token from replica A that introspects active on B;
 //! 6. annotating the key set rotates: new kids in both replicas' JWKS, old ones kept;
-//! 7. deleting the client makes the token endpoint reject its credentials on both;
+//! 7. deleting the client makes the token endpoint reject its credentials on both, and
+//!    applying it again is refused (`ClientIdRetired`);
 //! 8. the purge CronJob, triggered once, logs per-target counts;
 //! 9. deleting the tenant (`Retain`) removes the object but keeps its rows.
 //!
@@ -919,8 +920,10 @@ impl Run<'_> {
     }
 
     /// Step 7: deleting the machine client removes the object (the operator's finalizer
-    /// deletes the registration) and its Secret (garbage collection); its credentials get
-    /// `401 invalid_client` from the token endpoint of both replicas.
+    /// deletes the registration, revoking its tokens and retiring its id) and its Secret
+    /// (garbage collection); its credentials get `401 invalid_client` from the token
+    /// endpoint of both replicas; the same object applied again reports
+    /// `Ready=False, reason=ClientIdRetired`.
     async fn delete_client(&self, credentials: &Credentials) -> anyhow::Result<()> {
         let clients: Api<OidcClient> = Api::namespaced(self.client.clone(), &self.names.namespace);
         clients
@@ -948,7 +951,36 @@ impl Run<'_> {
                 self.names.tenant, credentials.client_id
             ))?;
             ensure!(rows == "0", "the deleted client still has {rows} row(s)");
+            let retired = db.query(&format!(
+                "SELECT count(*) FROM retired_clients WHERE tenant_id = '{}' AND client_id = '{}'",
+                self.names.tenant, credentials.client_id
+            ))?;
+            ensure!(retired == "1", "the deleted client id is not retired");
         }
+        // The id is retired: the same OidcClient applied again is refused with a reason,
+        // so no object (here or in another namespace) can inherit the old client's tokens.
+        let again = examples(self.names)?
+            .into_iter()
+            .find(|o| o.name_any() == MACHINE_CLIENT)
+            .context("the machine client example")?;
+        let api = api_for(&self.client, &again).await?;
+        api.patch(
+            MACHINE_CLIENT,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&again),
+        )
+        .await?;
+        wait(&clients, MACHINE_CLIENT, |c: Option<&OidcClient>| {
+            c.and_then(|c| c.status.as_ref())
+                .and_then(|s| ready(&s.conditions))
+                .is_some_and(|r| r.status == "False" && r.reason == "ClientIdRetired")
+        })
+        .await
+        .context("the re-applied client to report Ready=False, reason ClientIdRetired")?;
+        clients
+            .delete(MACHINE_CLIENT, &DeleteParams::default())
+            .await?;
+        wait_deleted(&clients, MACHINE_CLIENT).await?;
         Ok(())
     }
 

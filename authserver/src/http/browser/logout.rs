@@ -2,11 +2,14 @@
 //!
 //! - `id_token_hint`: an ID token we issued (signature checked with the tenant's keys,
 //!   `iss` must be this issuer; an expired one is fine — it names a session, it does not
-//!   authenticate anyone). With a valid hint the session it names (`sid`, else the
-//!   browser's active account) ends at once. When that `sid` no longer exists (signing
-//!   in again makes a new one), this browser's accounts of the hint's user end instead:
-//!   the hint's `sub` is compared with each account's subject as the hint's client sees
-//!   it (public or pairwise); when none matches, the user confirms as without a hint.
+//!   authenticate anyone). A hint only ever ends sessions of the browser that sends it:
+//!   with a valid hint the session it names (`sid`, else the browser's active account)
+//!   ends at once when this browser holds it. When this browser does not hold that `sid`
+//!   (it is gone — signing in again makes a new one — or it is another browser's), this
+//!   browser's accounts of the hint's user end instead: the hint's `sub` is compared with
+//!   each account's subject as the hint's client sees it (public or pairwise); when none
+//!   matches, the user confirms as without a hint. Anyone can obtain someone else's ID
+//!   token (it travels through RPs and logs), so it must never sign another browser out.
 //! - `client_id`: must be one of the hint's audiences when both are given.
 //! - `post_logout_redirect_uri`: must equal one of that client's registered
 //!   `post_logout_redirect_uris`; otherwise an error page, never a redirect. `state` is
@@ -95,8 +98,11 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     if let Some(hint) = hint {
         if let Some(sid) = hint.sid.as_deref() {
             match state.store.get_session(&tenant.id, sid).await {
-                Ok(Some(_)) => {}
-                Ok(None) => {
+                Ok(Some(s))
+                    if browser
+                        .as_ref()
+                        .is_some_and(|b| b.row.id_hash == s.browser_id_hash) => {}
+                Ok(_) => {
                     return by_subject(
                         &state,
                         &req,
@@ -275,23 +281,9 @@ async fn finish(
                     Err(e) => return internal_error(state, tenant, &e),
                 }
             }
-            _ => {
-                // The hint names a session of another browser (or this request came
-                // without a cookie): end it in the database all the same.
-                if let Err(e) = state.store.delete_session(&tenant.id, &target.sid).await {
-                    return internal_error(state, tenant, &e);
-                }
-                state
-                    .store
-                    .audit(
-                        AuditEvent::new(&tenant.id, state.sessions.now(), "session.revoked")
-                            .actor(Some("user"))
-                            .subject(Some(&target.user_id))
-                            .ip(req.origin.ip.as_deref())
-                            .details(json!({ "sid": target.sid, "reason": "logout" })),
-                    )
-                    .await;
-            }
+            // `handle` sends a hint naming another browser's session to `by_subject`;
+            // should one get here all the same, it is not this browser's to end.
+            _ => return done(state, tenant, None, !remaining, redirect),
         }
         state
             .store

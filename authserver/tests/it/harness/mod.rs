@@ -222,6 +222,21 @@ impl TestDb {
         }
     }
 
+    /// Runs a statement (a test moving stored state, e.g. time that "has passed").
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+
     /// Runs a query returning rows of text, each row's columns joined with `|`.
     pub async fn rows(&self, sql: &str) -> Vec<String> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
@@ -271,6 +286,9 @@ impl TestDb {
                 .to_owned(),
             "SELECT 'dpop_jti|' || tenant_id || '|' || jti FROM dpop_jti".to_owned(),
             "SELECT 'dpop_nonces|' || tenant_id || '|' || nonce FROM dpop_nonces".to_owned(),
+            "SELECT 'retired_clients|' || tenant_id || '|' || client_id || '|' || \
+             CAST(reusable_at AS TEXT) FROM retired_clients"
+                .to_owned(),
         ];
         let mut rows = Vec::new();
         for q in queries {

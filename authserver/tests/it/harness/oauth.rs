@@ -51,13 +51,15 @@ impl Reply {
         self
     }
 
-    /// [`Reply::assert_error`] for 401 `invalid_client`, which must carry a Basic challenge.
+    /// [`Reply::assert_error`] for 401 `invalid_client`, which must carry a Basic challenge
+    /// naming the error (RFC 6750 §3 style), next to the JSON body.
     #[track_caller]
     pub fn assert_invalid_client(&self) -> &Self {
         self.assert_error(401, "invalid_client");
         assert!(
             self.header("www-authenticate")
-                .is_some_and(|c| c.starts_with("Basic ")),
+                .is_some_and(|c| c.starts_with("Basic realm=\"gatehouse\"")
+                    && c.contains("error=\"invalid_client\"")),
             "{self:?}"
         );
         self
