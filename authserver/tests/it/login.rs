@@ -665,6 +665,7 @@ async fn signed_jwt(db: &TestDb, typ: &str, claims: &serde_json::Value) -> Strin
     token
 }
 
+#[allow(clippy::too_many_lines)] // one journey, asserted step by step
 async fn logout_with_an_id_token_hint_ends_that_session_at_once(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     create_user(&db, "alice", PASSWORD).await;
