@@ -38,6 +38,8 @@ pub enum ErrorCode {
     AccountSelectionRequired,
     /// …or must otherwise interact.
     InteractionRequired,
+    /// OpenID Connect Core §3.1.2.6 / RFC 9470: the requested `acr_values` cannot be met.
+    UnmetAuthenticationRequirements,
     /// OIDC Core §6: request objects (`request`) are not supported.
     RequestNotSupported,
     /// RFC 9101 §6.2: the `request_uri` is unknown, expired or used.
@@ -67,6 +69,7 @@ impl ErrorCode {
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::AccountSelectionRequired => "account_selection_required",
             ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::UnmetAuthenticationRequirements => "unmet_authentication_requirements",
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::InvalidRequestUri => "invalid_request_uri",
             ErrorCode::SlowDown => "slow_down",

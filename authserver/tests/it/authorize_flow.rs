@@ -7,6 +7,8 @@ use crate::harness::{Backend, Server, TestDb};
 
 on_both_backends!(
     the_account_chooser_is_no_way_around_prompt_login,
+    the_consent_page_is_no_way_around_a_fresh_sign_in,
+    acr_values_step_up_to_a_second_factor_or_fail_unmet,
     a_post_to_authorize_keeps_the_signed_in_session,
     a_first_sign_in_asks_for_consent_and_ends_in_a_code,
     a_bad_client_or_redirect_uri_is_a_page_never_a_redirect,
@@ -778,5 +780,162 @@ async fn the_account_chooser_is_no_way_around_prompt_login(backend: Backend) {
         assert!(client_params(&done).contains_key("code"), "{extra:?}");
         db.rows("UPDATE sessions SET auth_time = auth_time - 600 RETURNING sid")
             .await;
+    }
+}
+
+/// Security review, defect 2: with `prompt=login` or `max_age=0`, choosing an old account
+/// in the chooser and then going straight to the consent page (GET, then POST
+/// `decision=allow`) issued a code with the old `auth_time`. The consent page now sends
+/// the browser to the sign-in form, and a POST to it issues nothing.
+async fn the_consent_page_is_no_way_around_a_fresh_sign_in(backend: Backend) {
+    let (db, _server) = setup(backend).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    db.rows("UPDATE sessions SET auth_time = auth_time - 600 RETURNING sid")
+        .await;
+    for extra in [[("prompt", "login")], [("max_age", "0")]] {
+        let login = settle(&b, b.get(&authorize_url(&db, "app", &extra)).await).await;
+        login.assert_status(200);
+        assert!(login.body.contains("name=\"password\""), "{extra:?}");
+        let csrf = login.input("_csrf").unwrap();
+        let handle = login
+            .form_action()
+            .unwrap()
+            .split_once("request=")
+            .unwrap()
+            .1
+            .to_owned();
+        // The chooser binds the old account to the request…
+        let chooser = b
+            .get(&format!("{issuer}/select-account?request={handle}"))
+            .await;
+        chooser.assert_status(200);
+        let end = chooser.body.find(">alice</button>").unwrap();
+        let start = chooser.body[..end].rfind("value=\"").unwrap() + 7;
+        let alice = chooser.body[start..end].trim_end_matches('"').to_owned();
+        b.submit(&chooser, &[("account", &alice)]).await;
+        let codes = db.scalar("SELECT count(*) FROM authorization_codes").await;
+        // …but the consent page neither shows nor accepts it.
+        let shown = settle(
+            &b,
+            b.get(&format!("{issuer}/consent?request={handle}")).await,
+        )
+        .await;
+        assert!(
+            shown.body.contains("name=\"password\"") && !shown.body.contains("decision"),
+            "{extra:?}: the consent page was shown: {}",
+            shown.body
+        );
+        let posted = b
+            .post(
+                &format!("{issuer}/consent?request={handle}"),
+                &[("_csrf", &csrf), ("decision", "allow")],
+            )
+            .await;
+        assert!(
+            !posted.location().is_some_and(|l| l.starts_with(CB)),
+            "{extra:?}: a code went to the client: {:?}",
+            posted.location()
+        );
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM authorization_codes").await,
+            codes,
+            "{extra:?}: no code was issued"
+        );
+        assert_eq!(
+            db.scalar("SELECT count(*) FROM consents").await,
+            0,
+            "{extra:?}: no consent was recorded"
+        );
+        // Signing in for real goes on to the consent page, then the code.
+        let p = settle(
+            &b,
+            b.submit(&shown, &[("username", "alice"), ("password", PASSWORD)])
+                .await,
+        )
+        .await;
+        assert!(p.body.contains("value=\"allow\""), "{extra:?}: {}", p.body);
+        let done = b.submit(&p, &[("decision", "allow")]).await;
+        assert!(client_params(&done).contains_key("code"), "{extra:?}");
+        db.rows("UPDATE sessions SET auth_time = auth_time - 600 RETURNING sid")
+            .await;
+        db.execute("DELETE FROM consents").await;
+    }
+}
+
+/// `acr_values=2` (advertised in `acr_values_supported`) asks a password-only session for
+/// a second factor; values the tenant cannot satisfy fail with
+/// `unmet_authentication_requirements` instead of a silent downgrade.
+async fn acr_values_step_up_to_a_second_factor_or_fail_unmet(backend: Backend) {
+    let (db, _server) = setup(backend).await;
+    let issuer = db.issuer("");
+    let b = Browser::new();
+    b.sign_in(&issuer, "alice", PASSWORD)
+        .await
+        .assert_status(200);
+    let doc: serde_json::Value = reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["acr_values_supported"], serde_json::json!(["1", "2"]));
+
+    // Nothing we can satisfy: an error for the client, nothing issued.
+    let p = settle(
+        &b,
+        b.get(&authorize_url(
+            &db,
+            "internal",
+            &[("acr_values", "urn:example:loa:4")],
+        ))
+        .await,
+    )
+    .await;
+    let params = client_params(&p);
+    assert_eq!(
+        params["error"], "unmet_authentication_requirements",
+        "{params:?}"
+    );
+    assert_eq!(params["state"], "st");
+
+    // A password session is not enough for "2": the sign-in form, and after the
+    // password the second factor (enrolment, as alice has none yet) — never a code.
+    let p = settle(
+        &b,
+        b.get(&authorize_url(&db, "internal", &[("acr_values", "2")]))
+            .await,
+    )
+    .await;
+    p.assert_status(200);
+    assert!(p.body.contains("name=\"password\""), "{}", p.body);
+    let after = b
+        .submit(&p, &[("username", "alice"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(after.status, 303, "{}", after.body);
+    assert!(
+        after
+            .location()
+            .is_some_and(|l| l.contains("/login/mfa/enroll")),
+        "{:?}",
+        after.location()
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM authorization_codes").await,
+        0
+    );
+
+    // "1" (or "1 2") is met by the password session at once.
+    for values in ["1", "2 1"] {
+        let p = settle(
+            &b,
+            b.get(&authorize_url(&db, "internal", &[("acr_values", values)]))
+                .await,
+        )
+        .await;
+        assert!(client_params(&p).contains_key("code"), "{values}");
     }
 }

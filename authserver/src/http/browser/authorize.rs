@@ -221,18 +221,29 @@ async fn accounts(
             user_id: s.user_id.clone(),
             username: user.username,
             auth_time: s.auth_time,
+            acr: s.acr.clone(),
         });
         by_sid.insert(s.sid.clone(), s);
     }
     Ok((accounts, by_sid))
 }
 
-fn error_code(e: &str) -> ErrorCode {
-    match e {
-        "consent_required" => ErrorCode::ConsentRequired,
-        "account_selection_required" => ErrorCode::AccountSelectionRequired,
-        "interaction_required" => ErrorCode::InteractionRequired,
-        _ => ErrorCode::LoginRequired,
+/// The request's re-authentication rules (`prompt=login`, `max_age`, `acr_values`).
+pub(super) fn demands(stored: &StoredAuthRequest, auth: &AuthRequest) -> decide::Demands {
+    decide::Demands {
+        login: auth.has_prompt(Prompt::Login),
+        max_age: auth.max_age,
+        acr: decide::AcrDemand::of(&auth.acr_values),
+        request_created_at: stored.created_at,
+    }
+}
+
+fn describe(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::UnmetAuthenticationRequirements => {
+            "none of the requested acr_values can be satisfied"
+        }
+        _ => "user interaction is required",
     }
 }
 
@@ -259,6 +270,7 @@ async fn drive(
     let situation = Situation {
         prompts,
         max_age: auth.max_age,
+        acr: decide::AcrDemand::of(&auth.acr_values),
         login_hint: auth.login_hint.as_deref(),
         request_created_at: stored.created_at,
         accounts: &accounts,
@@ -266,17 +278,8 @@ async fn drive(
         now: state.sessions.now(),
     };
     let account = match decide::account(&situation) {
-        Next::Error(e) => {
-            return fail(
-                state,
-                tenant,
-                browser,
-                handle,
-                auth,
-                error_code(e),
-                "user interaction is required",
-            )
-            .await;
+        Next::Error(code) => {
+            return fail(state, tenant, browser, handle, auth, code, describe(code)).await;
         }
         Next::Login { .. } => {
             return with_cookie(
@@ -326,7 +329,7 @@ async fn drive(
     }
 
     consent_or_issue(
-        state, req, browser, handle, auth, prompts, &account, session,
+        state, req, browser, handle, stored, auth, prompts, &account, session,
     )
     .await
 }
@@ -338,6 +341,7 @@ async fn consent_or_issue(
     req: &PageRequest,
     browser: &Browser,
     handle: &str,
+    stored: &StoredAuthRequest,
     auth: &AuthRequest,
     prompts: Prompts,
     account: &Account,
@@ -391,7 +395,30 @@ async fn consent_or_issue(
             )),
         );
     }
-    issue(state, req, browser, handle, auth, session).await
+    issue(state, req, browser, handle, stored, auth, session).await
+}
+
+/// The request's sign-in is not good enough (`prompt=login`, `max_age`, `acr_values`):
+/// the sign-in form for it, or the error for the client when it cannot be asked.
+pub(super) async fn reauthenticate(
+    state: &AppState,
+    tenant: &Tenant,
+    browser: &Browser,
+    handle: &str,
+    stored: &StoredAuthRequest,
+    auth: &AuthRequest,
+) -> Response {
+    let code = match demands(stored, auth).acr {
+        decide::AcrDemand::Unmet => ErrorCode::UnmetAuthenticationRequirements,
+        _ if auth.has_prompt(Prompt::None) => ErrorCode::LoginRequired,
+        _ => {
+            return with_cookie(
+                Some(browser),
+                see_other(&url_with_request(&tenant.issuer, LOGIN_PATH, Some(handle))),
+            );
+        }
+    };
+    fail(state, tenant, browser, handle, auth, code, describe(code)).await
 }
 
 /// Ends the request with an error sent to the client.
@@ -418,16 +445,22 @@ pub(super) async fn fail(
 }
 
 /// Issues the code for `session` and sends it to the client; the request is used up.
+/// Whatever page led here, the request's re-authentication rules are checked first: a
+/// sign-in that is not fresh or strong enough gets the sign-in form, never a code.
 pub(super) async fn issue(
     state: &AppState,
     req: &PageRequest,
     browser: &Browser,
     handle: &str,
+    stored: &StoredAuthRequest,
     auth: &AuthRequest,
     session: &AccountSession,
 ) -> Response {
     let tenant = &req.tenant;
     let now = state.sessions.now();
+    if !demands(stored, auth).satisfied_by(session.auth_time, session.acr.as_deref(), now) {
+        return reauthenticate(state, tenant, browser, handle, stored, auth).await;
+    }
     match state
         .store
         .consume_auth_request(&tenant.id, &handle_hash(handle), now)

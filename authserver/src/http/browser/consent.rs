@@ -69,6 +69,18 @@ async fn context(
     else {
         return Err(gone());
     };
+    // The consent page cannot stand in for a sign-in the request demands (an account
+    // chosen in the chooser sets `login_sid` without signing in again).
+    if !super::authorize::demands(&stored, &auth).satisfied_by(
+        session.auth_time,
+        session.acr.as_deref(),
+        state.sessions.now(),
+    ) {
+        return Err(super::authorize::reauthenticate(
+            state, tenant, &browser, &handle, &stored, &auth,
+        )
+        .await);
+    }
     Ok((browser, handle, stored, auth, session))
 }
 
@@ -126,7 +138,7 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
     if !csrf_matches(&browser, req.form.get("_csrf").map(String::as_str)) {
         return csrf_failure(&state, tenant);
     }
-    let (browser, handle, _, auth, session) = match context(&state, &req).await {
+    let (browser, handle, stored, auth, session) = match context(&state, &req).await {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -156,7 +168,7 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
                         .details(json!({ "client_id": auth.client_id, "scopes": auth.scopes })),
                 )
                 .await;
-            issue(&state, &req, &browser, &handle, &auth, &session).await
+            issue(&state, &req, &browser, &handle, &stored, &auth, &session).await
         }
         Some("deny") => {
             state

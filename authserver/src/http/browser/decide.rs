@@ -1,8 +1,86 @@
 //! What an authorization request needs next, as a pure function of the request, the
 //! browser's signed-in accounts and the stored consent — so every rule of OpenID
-//! Connect Core §3.1.2.1 (`prompt`, `max_age`, `login_hint`) is unit-tested without HTTP.
+//! Connect Core §3.1.2.1 (`prompt`, `max_age`, `login_hint`, `acr_values`) is unit-tested
+//! without HTTP. The re-authentication rules live in [`Demands`], which both the page
+//! flow and the code issuance check: no page the browser posts to (chooser, consent)
+//! can advance a request whose authentication is not fresh or strong enough.
 
 use crate::clock::UnixTime;
+use crate::oauth::ErrorCode;
+
+/// `acr` of a password-only sign-in (documented in docs/security.md).
+pub const ACR_PASSWORD: &str = "1";
+/// `acr` of a sign-in with a second factor (TOTP or a recovery code).
+pub const ACR_MFA: &str = "2";
+/// What `acr_values_supported` advertises, weakest first.
+pub const ACR_VALUES_SUPPORTED: [&str; 2] = [ACR_PASSWORD, ACR_MFA];
+
+/// The strength of an `acr`: 0 for none or an unknown value.
+pub fn acr_level(acr: Option<&str>) -> u8 {
+    match acr {
+        Some(ACR_PASSWORD) => 1,
+        Some(ACR_MFA) => 2,
+        _ => 0,
+    }
+}
+
+/// What `acr_values` asks of the authentication (OpenID Connect Core §3.1.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcrDemand {
+    /// No `acr_values`: any sign-in will do.
+    Any,
+    /// At least this level (the weakest value listed that we support: any listed value
+    /// is acceptable to the client).
+    AtLeast(u8),
+    /// Only values we cannot satisfy: `unmet_authentication_requirements`, never a
+    /// silent downgrade.
+    Unmet,
+}
+
+impl AcrDemand {
+    pub fn of(acr_values: &[String]) -> Self {
+        if acr_values.is_empty() {
+            return AcrDemand::Any;
+        }
+        acr_values
+            .iter()
+            .map(|v| acr_level(Some(v)))
+            .filter(|l| *l > 0)
+            .min()
+            .map_or(AcrDemand::Unmet, AcrDemand::AtLeast)
+    }
+
+    /// Whether a sign-in needs a second factor to satisfy this demand.
+    pub fn needs_second_factor(self) -> bool {
+        matches!(self, AcrDemand::AtLeast(l) if l >= acr_level(Some(ACR_MFA)))
+    }
+}
+
+/// What a request demands of the sign-in behind its code: `prompt=login`, `max_age` and
+/// `acr_values`. Decided here once, checked on every path that issues a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demands {
+    pub login: bool,
+    pub max_age: Option<u64>,
+    pub acr: AcrDemand,
+    /// When the authorization request was stored: a sign-in after it is fresh.
+    pub request_created_at: UnixTime,
+}
+
+impl Demands {
+    /// Whether a sign-in at `auth_time` with `acr` satisfies the request at `now`.
+    pub fn satisfied_by(&self, auth_time: UnixTime, acr: Option<&str>, now: UnixTime) -> bool {
+        let fresh = auth_time >= self.request_created_at;
+        let recent_enough =
+            fresh || (!self.login && !max_age_exceeded(auth_time, self.max_age, now));
+        let strong_enough = match self.acr {
+            AcrDemand::Any => true,
+            AcrDemand::AtLeast(level) => acr_level(acr) >= level,
+            AcrDemand::Unmet => false,
+        };
+        recent_enough && strong_enough
+    }
+}
 
 /// The `prompt` values (OpenID Connect Core §3.1.2.1).
 // Four independent flags: exactly the four `prompt` values of the spec.
@@ -40,6 +118,7 @@ pub struct Account {
     pub user_id: String,
     pub username: String,
     pub auth_time: UnixTime,
+    pub acr: Option<String>,
 }
 
 /// The inputs of one decision.
@@ -47,6 +126,7 @@ pub struct Account {
 pub struct Situation<'a> {
     pub prompts: Prompts,
     pub max_age: Option<u64>,
+    pub acr: AcrDemand,
     pub login_hint: Option<&'a str>,
     /// When the authorization request was stored: a sign-in after it satisfies
     /// `prompt=login` and `max_age`.
@@ -67,35 +147,65 @@ pub enum Next {
     SelectAccount,
     /// Use this account (consent is decided by [`needs_consent`]).
     Proceed(Account),
-    /// `prompt=none` and UI would be needed: this error goes back to the client.
-    Error(&'static str),
+    /// The request cannot go on (`prompt=none` and UI would be needed, or `acr_values`
+    /// we cannot satisfy): this error goes back to the client.
+    Error(ErrorCode),
+}
+
+impl Situation<'_> {
+    /// The request's re-authentication rules.
+    pub fn demands(&self) -> Demands {
+        Demands {
+            login: self.prompts.login,
+            max_age: self.max_age,
+            acr: self.acr,
+            request_created_at: self.request_created_at,
+        }
+    }
+
+    /// Whether `a` satisfies the request. Only an account signed in (or chosen) for this
+    /// very request can count as a sign-in after it: with one-second timestamps, an
+    /// account that merely exists may have signed in the same second before the request.
+    fn satisfied_by(&self, a: &Account, for_this_request: bool) -> bool {
+        let demands = if for_this_request {
+            self.demands()
+        } else {
+            Demands {
+                request_created_at: UnixTime::MAX,
+                ..self.demands()
+            }
+        };
+        demands.satisfied_by(a.auth_time, a.acr.as_deref(), self.now)
+    }
 }
 
 /// Picks the account for the request, or says what must happen first.
 pub fn account(s: &Situation<'_>) -> Next {
+    if s.acr == AcrDemand::Unmet {
+        return Next::Error(ErrorCode::UnmetAuthenticationRequirements);
+    }
     // Signed in or chosen for this request: `select_account` is satisfied; `login`
-    // (and an exceeded `max_age`) only by a sign-in after the request was made — the
-    // account chooser must not stand in for one.
+    // (and an exceeded `max_age`, a too weak `acr`) only by a sign-in after the request
+    // was made — the account chooser must not stand in for one.
     if let Some(chosen) = s.chosen_sid
         && let Some(a) = s.accounts.iter().find(|a| a.sid == chosen)
     {
-        let fresh = a.auth_time >= s.request_created_at;
-        if fresh || (!s.prompts.login && !max_age_exceeded(a, s.max_age, s.now)) {
+        if s.satisfied_by(a, true) {
             return Next::Proceed(a.clone());
         }
-        return login_or(s, Some(a.username.clone()), "login_required");
+        return login_or(s, Some(a.username.clone()), ErrorCode::LoginRequired);
     }
     let hint = s.login_hint.map(str::trim).filter(|h| !h.is_empty());
     if s.accounts.is_empty() {
-        return login_or(s, hint.map(str::to_owned), "login_required");
+        return login_or(s, hint.map(str::to_owned), ErrorCode::LoginRequired);
     }
     if s.prompts.login {
         // `prompt=none` with `login` is rejected by validation; keep the error anyway.
-        return login_or(s, hint.map(str::to_owned), "login_required");
+        return login_or(s, hint.map(str::to_owned), ErrorCode::LoginRequired);
     }
     if s.prompts.select_account {
         return if s.prompts.none {
-            Next::Error("account_selection_required")
+            Next::Error(ErrorCode::AccountSelectionRequired)
         } else {
             Next::SelectAccount
         };
@@ -107,24 +217,28 @@ pub fn account(s: &Situation<'_>) -> Next {
             .find(|a| a.username.eq_ignore_ascii_case(h))
         {
             Some(a) => a,
-            None => return login_or(s, Some(h.to_owned()), "login_required"),
+            None => return login_or(s, Some(h.to_owned()), ErrorCode::LoginRequired),
         },
         None if s.accounts.len() == 1 => &s.accounts[0],
         None => {
             return if s.prompts.none {
-                Next::Error("account_selection_required")
+                Next::Error(ErrorCode::AccountSelectionRequired)
             } else {
                 Next::SelectAccount
             };
         }
     };
-    if max_age_exceeded(candidate, s.max_age, s.now) {
-        return login_or(s, Some(candidate.username.clone()), "login_required");
+    if !s.satisfied_by(candidate, false) {
+        return login_or(
+            s,
+            Some(candidate.username.clone()),
+            ErrorCode::LoginRequired,
+        );
     }
     Next::Proceed(candidate.clone())
 }
 
-fn login_or(s: &Situation<'_>, username: Option<String>, error: &'static str) -> Next {
+fn login_or(s: &Situation<'_>, username: Option<String>, error: ErrorCode) -> Next {
     if s.prompts.none {
         Next::Error(error)
     } else {
@@ -134,15 +248,11 @@ fn login_or(s: &Situation<'_>, username: Option<String>, error: &'static str) ->
 
 /// `auth_time + max_age < now` (OpenID Connect Core §3.1.2.1); `max_age=0` means a
 /// fresh sign-in every time.
-pub fn max_age_exceeded(a: &Account, max_age: Option<u64>, now: UnixTime) -> bool {
+pub fn max_age_exceeded(auth_time: UnixTime, max_age: Option<u64>, now: UnixTime) -> bool {
     match max_age {
         None => false,
         Some(0) => true,
-        Some(m) => {
-            a.auth_time
-                .saturating_add(i64::try_from(m).unwrap_or(i64::MAX))
-                < now
-        }
+        Some(m) => auth_time.saturating_add(i64::try_from(m).unwrap_or(i64::MAX)) < now,
     }
 }
 
@@ -178,6 +288,7 @@ mod tests {
             user_id: format!("u-{name}"),
             username: name.into(),
             auth_time,
+            acr: Some(ACR_PASSWORD.into()),
         }
     }
 
@@ -185,6 +296,7 @@ mod tests {
         Situation {
             prompts: Prompts::parse(Some(prompt)),
             max_age: None,
+            acr: AcrDemand::Any,
             login_hint: None,
             request_created_at: NOW - 5,
             accounts,
@@ -209,7 +321,7 @@ mod tests {
         );
         assert_eq!(
             account(&situation(&[], "none")),
-            Next::Error("login_required")
+            Next::Error(ErrorCode::LoginRequired)
         );
     }
 
@@ -225,7 +337,7 @@ mod tests {
         assert_eq!(account(&situation(&two, "")), Next::SelectAccount);
         assert_eq!(
             account(&situation(&two, "none")),
-            Next::Error("account_selection_required")
+            Next::Error(ErrorCode::AccountSelectionRequired)
         );
         // A login_hint picks the matching account, or asks to sign it in.
         let s = Situation {
@@ -258,7 +370,7 @@ mod tests {
         );
         assert_eq!(
             account(&situation(&one, "none select_account")),
-            Next::Error("account_selection_required")
+            Next::Error(ErrorCode::AccountSelectionRequired)
         );
         // Once signed in (or chosen) for this request, the prompt is satisfied.
         let fresh = [acct("s9", "alice", NOW)];
@@ -325,7 +437,7 @@ mod tests {
                 ..situation(&a, "none")
             };
             if exceeded {
-                assert_eq!(account(&none), Next::Error("login_required"));
+                assert_eq!(account(&none), Next::Error(ErrorCode::LoginRequired));
             }
         }
         // max_age=0 after signing in for this request does not loop back to the form.
@@ -357,5 +469,126 @@ mod tests {
         assert!(needs_consent(none, false, &req, Some(&partial)));
         let consent = Prompts::parse(Some("consent"));
         assert!(needs_consent(consent, true, &req, Some(&granted)));
+    }
+
+    fn values(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn acr_values_demand_the_weakest_supported_level_or_are_unmet() {
+        assert_eq!(AcrDemand::of(&[]), AcrDemand::Any);
+        assert_eq!(AcrDemand::of(&values(&["2"])), AcrDemand::AtLeast(2));
+        assert_eq!(AcrDemand::of(&values(&["2", "1"])), AcrDemand::AtLeast(1));
+        assert_eq!(
+            AcrDemand::of(&values(&["urn:x:loa:4", "2"])),
+            AcrDemand::AtLeast(2)
+        );
+        assert_eq!(AcrDemand::of(&values(&["urn:x:loa:4"])), AcrDemand::Unmet);
+        assert!(AcrDemand::AtLeast(2).needs_second_factor());
+        assert!(!AcrDemand::AtLeast(1).needs_second_factor());
+        assert!(!AcrDemand::Any.needs_second_factor());
+    }
+
+    #[test]
+    fn unmet_acr_values_fail_instead_of_downgrading() {
+        let one = [acct("s1", "alice", NOW - 100)];
+        for prompt in ["", "none"] {
+            let s = Situation {
+                acr: AcrDemand::Unmet,
+                ..situation(&one, prompt)
+            };
+            assert_eq!(
+                account(&s),
+                Next::Error(ErrorCode::UnmetAuthenticationRequirements)
+            );
+        }
+    }
+
+    #[test]
+    fn a_password_session_steps_up_for_a_second_factor_and_the_chooser_cannot_skip_it() {
+        let one = [acct("s1", "alice", NOW - 100)];
+        let s = Situation {
+            acr: AcrDemand::AtLeast(2),
+            ..situation(&one, "")
+        };
+        assert_eq!(
+            account(&s),
+            Next::Login {
+                username: Some("alice".into())
+            }
+        );
+        // Chosen in the account chooser for this request: still not strong enough.
+        let chosen = Situation {
+            chosen_sid: Some("s1"),
+            ..s.clone()
+        };
+        assert_eq!(
+            account(&chosen),
+            Next::Login {
+                username: Some("alice".into())
+            }
+        );
+        let none = Situation {
+            prompts: Prompts::parse(Some("none")),
+            ..s.clone()
+        };
+        assert_eq!(account(&none), Next::Error(ErrorCode::LoginRequired));
+        // A sign-in with a second factor satisfies it, old or new.
+        let strong = [Account {
+            acr: Some(ACR_MFA.into()),
+            ..acct("s1", "alice", NOW - 100)
+        }];
+        let s = Situation {
+            accounts: &strong,
+            ..s
+        };
+        assert_eq!(account(&s), Next::Proceed(strong[0].clone()));
+    }
+
+    #[test]
+    fn demands_are_met_only_by_a_fresh_enough_and_strong_enough_sign_in() {
+        let d = Demands {
+            login: true,
+            max_age: None,
+            acr: AcrDemand::Any,
+            request_created_at: NOW - 5,
+        };
+        assert!(
+            !d.satisfied_by(NOW - 6, Some(ACR_PASSWORD), NOW),
+            "before the request"
+        );
+        assert!(
+            d.satisfied_by(NOW - 5, Some(ACR_PASSWORD), NOW),
+            "after the request"
+        );
+        let d = Demands {
+            login: false,
+            max_age: Some(0),
+            ..d
+        };
+        assert!(!d.satisfied_by(NOW - 6, Some(ACR_PASSWORD), NOW));
+        assert!(d.satisfied_by(NOW - 1, Some(ACR_PASSWORD), NOW));
+        let d = Demands {
+            max_age: Some(60),
+            ..d
+        };
+        assert!(d.satisfied_by(NOW - 60, None, NOW));
+        assert!(!d.satisfied_by(NOW - 61, None, NOW));
+        let d = Demands {
+            max_age: None,
+            acr: AcrDemand::AtLeast(2),
+            ..d
+        };
+        assert!(
+            !d.satisfied_by(NOW, Some(ACR_PASSWORD), NOW),
+            "fresh but too weak"
+        );
+        assert!(d.satisfied_by(NOW - 1000, Some(ACR_MFA), NOW));
+        let d = Demands {
+            acr: AcrDemand::Unmet,
+            ..d
+        };
+        assert!(!d.satisfied_by(NOW, Some(ACR_MFA), NOW));
     }
 }

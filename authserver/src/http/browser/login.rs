@@ -27,10 +27,7 @@ use crate::throttle::{CheckError, Locked, Reservation};
 /// The one message for every failed sign-in (no user enumeration).
 pub const LOGIN_FAILED: &str = "Incorrect username or password.";
 
-/// `acr` of a password-only sign-in (documented in docs/security.md).
-pub const ACR_PASSWORD: &str = "1";
-/// `acr` of a sign-in with a second factor (TOTP or a recovery code).
-pub const ACR_MFA: &str = "2";
+pub use super::decide::{ACR_MFA, ACR_PASSWORD};
 
 pub async fn show(State(state): State<AppState>, req: Request) -> Response {
     let req = match PageRequest::read(&state, req).await {
@@ -82,6 +79,23 @@ pub(super) async fn request_for(
     }
 }
 
+/// Checks the request a sign-in is for (when there is one); `true` when its
+/// `acr_values` ask for a second factor, which this sign-in then uses (step-up).
+async fn step_up(
+    state: &AppState,
+    req: &PageRequest,
+    browser: &Browser,
+    request: Option<&str>,
+) -> Result<bool, Response> {
+    let Some(handle) = request else {
+        return Ok(false);
+    };
+    let auth = request_for(state, req, browser, handle).await?;
+    Ok(super::decide::AcrDemand::of(&auth.acr_values).needs_second_factor())
+}
+
+// The sign-in steps in order; the interaction engine (issue 12) takes them out of here.
+#[allow(clippy::too_many_lines)]
 pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
     let req = match PageRequest::read(&state, req).await {
         Ok(r) => r,
@@ -97,11 +111,10 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
         return csrf_failure(&state, tenant);
     }
     let request = req.query.get("request").cloned();
-    if let Some(handle) = &request
-        && let Err(resp) = request_for(&state, &req, &browser, handle).await
-    {
-        return resp;
-    }
+    let step_up = match step_up(&state, &req, &browser, request.as_deref()).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
     let username = req.form.get("username").map_or("", |s| s.trim()).to_owned();
     let password = SecretString::from(req.form.get("password").cloned().unwrap_or_default());
     if username.is_empty() {
@@ -168,7 +181,16 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
     // The right password: the attempt is given back (a second factor reserves its own).
     throttle_release(&state, reservation).await;
     // A second factor, when one applies, before any session exists.
-    if let Some(resp) = second_factor(&state, &req, &mut browser, &user, request.as_deref()).await {
+    if let Some(resp) = second_factor(
+        &state,
+        &req,
+        &mut browser,
+        &user,
+        request.as_deref(),
+        step_up,
+    )
+    .await
+    {
         return resp;
     }
     throttle_success(&state, &req, &username).await;
@@ -192,13 +214,14 @@ async fn second_factor(
     browser: &mut Browser,
     user: &StoredUser,
     request: Option<&str>,
+    step_up: bool,
 ) -> Option<Response> {
     let tenant = &req.tenant;
     let status = match state.mfa.status(&tenant.id, &user.user_id).await {
         Ok(s) => s,
         Err(e) => return Some(internal_error(state, tenant, &e)),
     };
-    if state.mfa.required(&TenantPolicy::of(tenant), &status) {
+    if step_up || state.mfa.required(&TenantPolicy::of(tenant), &status) {
         let next_stage = if status.totp_enrolled {
             PendingStage::Verify
         } else {

@@ -12,7 +12,7 @@ mod account;
 mod accounts;
 mod authorize;
 mod consent;
-mod decide;
+pub(crate) mod decide;
 mod login;
 mod logout;
 mod mfa;
