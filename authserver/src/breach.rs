@@ -7,9 +7,15 @@
 //! password is accepted (fail-open) and a warning is logged — never the password, its
 //! hash or the prefix.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::outbound::Fetcher;
+
+/// A padded range answer is about 40 KB; anything near this is not one.
+const MAX_BYTES: usize = 1024 * 1024;
 
 /// What the range API said about a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,25 +30,19 @@ pub enum Verdict {
 /// A client for the range API.
 #[derive(Debug, Clone)]
 pub struct BreachChecker {
-    http: reqwest::Client,
+    fetcher: Arc<Fetcher>,
     base_url: String,
+    timeout: Duration,
 }
 
 impl BreachChecker {
-    /// `base_url` without a trailing slash; every request is bounded by `timeout`.
-    pub fn new(base_url: &str, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("gatehouse-authserver/", env!("CARGO_PKG_VERSION")))
-            .build()
-            // Only fails when the TLS backend cannot initialise; fall back to defaults so
-            // a pod still starts (the check then fails open).
-            .unwrap_or_default();
+    /// `base_url` without a trailing slash; every request is bounded by `timeout` (and
+    /// by the fetcher's own limits and destination policy).
+    pub fn new(fetcher: Arc<Fetcher>, base_url: &str, timeout: Duration) -> Self {
         Self {
-            http,
+            fetcher,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout,
         }
     }
 
@@ -73,32 +73,18 @@ impl BreachChecker {
 
     async fn fetch(&self, prefix: &str) -> Result<String, String> {
         let url = format!("{}/range/{prefix}", self.base_url);
-        // Errors carry the URL (and so the prefix): strip it before it can be logged.
-        let response = self
-            .http
-            .get(url)
-            .header("Add-Padding", "true")
-            .send()
+        // Fetch errors never carry the URL (and so the prefix).
+        let fetched = self
+            .fetcher
+            .get(
+                &url,
+                &[("Add-Padding", "true")],
+                MAX_BYTES,
+                Some(self.timeout),
+            )
             .await
-            .map_err(|e| describe(&e.without_url()))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("range API answered HTTP {}", status.as_u16()));
-        }
-        response
-            .text()
-            .await
-            .map_err(|e| describe(&e.without_url()))
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "range API timed out".to_owned()
-    } else if e.is_connect() {
-        "cannot connect to the range API".to_owned()
-    } else {
-        format!("range API request failed: {e}")
+            .map_err(|e| format!("range API: {e}"))?;
+        String::from_utf8(fetched.body).map_err(|_| "range API answered non-UTF-8".to_owned())
     }
 }
 
@@ -200,7 +186,15 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_api_fails_open() {
         // Port 9 (discard) on loopback: nothing listens in a test environment.
-        let checker = BreachChecker::new("http://127.0.0.1:9", Duration::from_secs(1));
+        let settings = crate::config::OutboundSettings {
+            allowed_networks: crate::config::IpNet::parse("127.0.0.0/8")
+                .into_iter()
+                .collect(),
+            allow_http: true,
+            ..crate::config::OutboundSettings::default()
+        };
+        let fetcher = Arc::new(Fetcher::new(&settings).unwrap());
+        let checker = BreachChecker::new(fetcher, "http://127.0.0.1:9", Duration::from_secs(1));
         assert_eq!(checker.check(&pw("password")).await, Verdict::Unavailable);
     }
 }

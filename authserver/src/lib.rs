@@ -16,6 +16,7 @@ pub mod http;
 pub mod keys;
 pub mod mfa;
 pub mod oauth;
+pub mod outbound;
 pub mod session;
 pub mod store;
 pub mod subject;

@@ -90,8 +90,14 @@ pub struct UserService {
 }
 
 impl UserService {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, policy: PasswordSettings) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        policy: PasswordSettings,
+        fetcher: Arc<crate::outbound::Fetcher>,
+    ) -> Self {
         let breach = BreachChecker::new(
+            fetcher,
             &policy.hibp_base_url,
             Duration::from_secs(policy.hibp_timeout_seconds),
         );

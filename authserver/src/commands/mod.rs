@@ -102,6 +102,8 @@ pub(crate) struct Context {
     pub mfa: Arc<MfaService>,
     pub clock: Arc<dyn Clock>,
     pub epoch: Epoch,
+    /// The bounded fetcher for everything the server downloads.
+    pub outbound: Arc<crate::outbound::Fetcher>,
 }
 
 /// The ENCRYPTION_KEY: configured, or in `--dev` the data dir's key file (created once).
@@ -177,10 +179,15 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         settings.keys.algorithms.clone(),
         &epoch,
     ));
+    let outbound = Arc::new(
+        crate::outbound::Fetcher::new(&settings.outbound)
+            .context("failed to build the outbound HTTP client")?,
+    );
     let users = Arc::new(UserService::new(
         store.clone(),
         Arc::clone(&clock),
         settings.passwords.clone(),
+        Arc::clone(&outbound),
     ));
     let mfa = Arc::new(MfaService::new(
         store.clone(),
@@ -197,6 +204,7 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         mfa,
         clock,
         epoch,
+        outbound,
     })
 }
 

@@ -155,7 +155,7 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             s.rate_limits.redis_url.as_ref(),
         )
         .await?,
-        jwks: JwksFetcher::new().context("failed to build the HTTP client")?,
+        jwks: JwksFetcher::new(Arc::clone(&ctx.outbound)),
         subjects: Arc::new(crate::subject::Subjects::new(
             ctx.store.clone(),
             Arc::clone(&ctx.kek),

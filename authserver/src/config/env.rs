@@ -65,6 +65,19 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_SERVER_SHUTDOWN_TIMEOUT_SECONDS",
         &["server", "shutdown_timeout_seconds"],
     ),
+    list(
+        "GATEHOUSE_OUTBOUND_ALLOWED_NETWORKS",
+        &["outbound", "allowed_networks"],
+    ),
+    boolean("GATEHOUSE_OUTBOUND_ALLOW_HTTP", &["outbound", "allow_http"]),
+    number(
+        "GATEHOUSE_OUTBOUND_CONNECT_TIMEOUT_SECONDS",
+        &["outbound", "connect_timeout_seconds"],
+    ),
+    number(
+        "GATEHOUSE_OUTBOUND_TIMEOUT_SECONDS",
+        &["outbound", "timeout_seconds"],
+    ),
     EnvOverride {
         alias: Some("DATABASE_URL"),
         ..text("GATEHOUSE_DATABASE_URL", &["database", "url"])

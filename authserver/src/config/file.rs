@@ -23,6 +23,17 @@ pub struct FileConfig {
     pub ui: UiSection,
     pub sessions: SessionsSection,
     pub login: LoginSection,
+    pub outbound: OutboundSection,
+}
+
+/// `outbound.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSection {
+    pub allowed_networks: Vec<String>,
+    pub allow_http: Option<bool>,
+    pub connect_timeout_seconds: Option<u64>,
+    pub timeout_seconds: Option<u64>,
 }
 
 /// `server.*`

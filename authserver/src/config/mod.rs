@@ -62,6 +62,7 @@ pub struct Settings {
     pub tenant_settings: Vec<(String, serde_json::Value)>,
     pub ui: UiSettings,
     pub sessions: SessionSettings,
+    pub outbound: OutboundSettings,
 }
 
 /// `ui.*`: the login pages.
@@ -224,6 +225,30 @@ pub struct DatabaseSettings {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+/// `outbound.*`: the bounded fetcher for everything the server downloads (see
+/// `crate::outbound`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSettings {
+    /// Internal networks that may be fetched anyway (loopback, private, link-local are
+    /// refused otherwise). `--dev` adds loopback.
+    pub allowed_networks: Vec<IpNet>,
+    /// Plain `http` URLs may be fetched (`--dev` only, by default).
+    pub allow_http: bool,
+    pub connect_timeout_seconds: u64,
+    pub timeout_seconds: u64,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            allowed_networks: Vec::new(),
+            allow_http: false,
+            connect_timeout_seconds: 3,
+            timeout_seconds: 5,
+        }
+    }
 }
 
 /// An IP network in CIDR notation, for `server.trusted_proxies`.

@@ -446,6 +446,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             .map(PathBuf::from),
     };
     let login = login(&file.login, &mut problems);
+    let outbound = outbound(&file.outbound, dev, &mut problems);
 
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
@@ -462,6 +463,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         listen,
         shutdown_timeout_seconds: file.server.shutdown_timeout_seconds.unwrap_or(25),
         trusted_proxies,
+        outbound,
         database: DatabaseSettings {
             url: SecretString::from(url),
             max_connections,
@@ -598,5 +600,58 @@ fn passwords(p: &PasswordsSection, problems: &mut Vec<Problem>) -> PasswordSetti
         breached,
         hibp_base_url,
         hibp_timeout_seconds,
+    }
+}
+
+/// `outbound.*`; `--dev` may fetch from loopback over plain http (a local client's
+/// `jwks_uri`), production only what is public and https unless configured.
+fn outbound(
+    section: &super::file::OutboundSection,
+    dev: bool,
+    problems: &mut Vec<Problem>,
+) -> super::OutboundSettings {
+    let d = super::OutboundSettings::default();
+    let mut allowed_networks = Vec::new();
+    for (i, cidr) in section.allowed_networks.iter().enumerate() {
+        match IpNet::parse(cidr) {
+            Some(net) => allowed_networks.push(net),
+            None => problems.push(Problem::new(
+                format!("outbound.allowed_networks[{i}]"),
+                format!("invalid CIDR {cidr:?}"),
+            )),
+        }
+    }
+    if dev {
+        allowed_networks.extend(
+            ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|c| IpNet::parse(c)),
+        );
+    }
+    let mut seconds = |name: &str, value: Option<u64>, default: u64| {
+        let v = value.unwrap_or(default);
+        if !(1..=60).contains(&v) {
+            problems.push(Problem::new(
+                format!("outbound.{name}"),
+                format!("must be 1 to 60 seconds, got {v}"),
+            ));
+        }
+        v.clamp(1, 60)
+    };
+    let connect_timeout_seconds = seconds(
+        "connect_timeout_seconds",
+        section.connect_timeout_seconds,
+        d.connect_timeout_seconds,
+    );
+    let timeout_seconds = seconds(
+        "timeout_seconds",
+        section.timeout_seconds,
+        d.timeout_seconds,
+    );
+    super::OutboundSettings {
+        allowed_networks,
+        allow_http: section.allow_http.unwrap_or(dev),
+        connect_timeout_seconds,
+        timeout_seconds,
     }
 }

@@ -1,80 +1,228 @@
-//! Fetching and caching clients' `jwks_uri` key sets (private_key_jwt). A miss on a kid
-//! forces one refetch, at most every few seconds, so a client's key rotation works
-//! without letting forged kids turn us into a request amplifier.
+//! Clients' `jwks_uri` key sets (private_key_jwt), fetched through the bounded
+//! [`Fetcher`](crate::outbound::Fetcher) and cached.
+//!
+//! A registered `jwks_uri` is attacker-controlled, and anyone can make us use it by
+//! sending an assertion naming the client, unauthenticated. So: at most 256 KiB per
+//! set; a good set is kept as long as its `Cache-Control` says, within 1 minute to 1 hour
+//! (5 minutes without one); a failure is remembered too and retried only after a backoff
+//! that doubles from 10 s to 5 minutes (the previous good set, if any, keeps serving
+//! meanwhile); a miss on a kid refetches at most every 10 s, so a client's key rotation
+//! works without letting forged kids make us a request amplifier; and one fetch per URI
+//! runs at a time (single flight): concurrent requests wait for it and share its result.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const TTL: Duration = Duration::from_mins(5);
+use crate::outbound::{FetchError, Fetcher};
+
+const DEFAULT_TTL: Duration = Duration::from_mins(5);
+const MIN_TTL: Duration = Duration::from_mins(1);
+const MAX_TTL: Duration = Duration::from_hours(1);
 const MIN_REFETCH: Duration = Duration::from_secs(10);
-const MAX_BYTES: usize = 256 * 1024;
+const FIRST_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_mins(5);
+/// A JWK Set is a few kilobytes; this leaves room for many large RSA keys.
+pub const MAX_BYTES: usize = 256 * 1024;
+
+/// What is known about one URI.
+#[derive(Debug, Default)]
+struct Entry {
+    /// The last good set, when it was fetched, and how long it stays fresh.
+    good: Option<(Instant, Duration, Value)>,
+    /// The last failure: when, the message, and how long to wait before trying again.
+    failed: Option<(Instant, Duration, String)>,
+    /// Held while a fetch of this URI runs.
+    flight: Arc<tokio::sync::Mutex<()>>,
+}
 
 /// Key sets by URI.
 #[derive(Debug)]
 pub struct JwksFetcher {
-    http: reqwest::Client,
-    cache: Mutex<HashMap<String, (Instant, Value)>>,
+    fetcher: Arc<Fetcher>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// What the cache says before any fetch.
+enum Cached {
+    /// Use this (fresh, or recently refetched, or a remembered failure's fallback).
+    Hit(Result<Value, String>),
+    /// Fetch, holding this flight lock.
+    Fetch(Arc<tokio::sync::Mutex<()>>),
 }
 
 impl JwksFetcher {
-    pub fn new() -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("gatehouse-authserver")
-            .build()?;
-        Ok(Self {
-            http,
-            cache: Mutex::new(HashMap::new()),
-        })
+    pub fn new(fetcher: Arc<Fetcher>) -> Self {
+        Self {
+            fetcher,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// The key set at `uri`; `refresh` asks for a refetch (unknown kid).
+    /// The key set at `uri`; `refresh` asks for a refetch (an unknown kid).
     pub async fn get(&self, uri: &str, refresh: bool) -> Result<Value, String> {
-        let cached = self.cache.lock().ok().and_then(|c| c.get(uri).cloned());
-        if let Some((at, set)) = &cached {
-            let age = at.elapsed();
-            if age < TTL && (!refresh || age < MIN_REFETCH) {
-                return Ok(set.clone());
-            }
+        let flight = match self.cached(uri, refresh) {
+            Cached::Hit(r) => return r,
+            Cached::Fetch(f) => f,
+        };
+        let _flying = flight.lock().await;
+        // Whoever held the flight before us may have just fetched: use that.
+        if let Cached::Hit(r) = self.cached(uri, refresh) {
+            return r;
         }
-        match self.fetch(uri).await {
-            Ok(set) => {
-                if let Ok(mut c) = self.cache.lock() {
-                    c.insert(uri.to_owned(), (Instant::now(), set.clone()));
-                }
+        let result = self.fetch(uri).await;
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = entries.entry(uri.to_owned()).or_default();
+        match result {
+            Ok((set, ttl)) => {
+                entry.good = Some((Instant::now(), ttl, set.clone()));
+                entry.failed = None;
                 Ok(set)
             }
-            // A stale set beats none while the client's server hiccups.
-            Err(e) => cached.map(|(_, s)| s).ok_or(e),
+            Err(e) => {
+                let backoff = entry
+                    .failed
+                    .as_ref()
+                    .map_or(FIRST_BACKOFF, |(_, b, _)| (*b * 2).min(MAX_BACKOFF));
+                tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "client jwks_uri fetch failed");
+                entry.failed = Some((Instant::now(), backoff, e.clone()));
+                // A stale set beats none while the client's server hiccups.
+                entry.good.as_ref().map(|(_, _, s)| s.clone()).ok_or(e)
+            }
         }
     }
 
-    async fn fetch(&self, uri: &str) -> Result<Value, String> {
-        let resp = self
-            .http
-            .get(uri)
-            .send()
-            .await
-            .map_err(|e| format!("cannot fetch jwks_uri: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("jwks_uri answered {}", resp.status()));
+    fn cached(&self, uri: &str, refresh: bool) -> Cached {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = entries.entry(uri.to_owned()).or_default();
+        let good = entry
+            .good
+            .as_ref()
+            .map(|(at, ttl, set)| (at.elapsed(), *ttl, set));
+        if let Some((age, ttl, set)) = good
+            && age < ttl
+            && (!refresh || age < MIN_REFETCH)
+        {
+            return Cached::Hit(Ok(set.clone()));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("cannot read jwks_uri: {e}"))?;
-        if body.len() > MAX_BYTES {
-            return Err("jwks_uri document is too large".to_owned());
+        if let Some((at, backoff, e)) = &entry.failed
+            && at.elapsed() < *backoff
+        {
+            return Cached::Hit(good.map(|(_, _, s)| s.clone()).ok_or_else(|| e.clone()));
         }
+        Cached::Fetch(Arc::clone(&entry.flight))
+    }
+
+    async fn fetch(&self, uri: &str) -> Result<(Value, Duration), String> {
+        let fetched = self
+            .fetcher
+            .get(
+                uri,
+                &[("accept", "application/jwk-set+json, application/json")],
+                MAX_BYTES,
+                None,
+            )
+            .await
+            .map_err(|e: FetchError| format!("cannot fetch jwks_uri: {e}"))?;
         let set: Value =
-            serde_json::from_slice(&body).map_err(|_| "jwks_uri is not JSON".to_owned())?;
+            serde_json::from_slice(&fetched.body).map_err(|_| "jwks_uri is not JSON".to_owned())?;
         if !set.get("keys").is_some_and(Value::is_array) {
             return Err("jwks_uri is not a JWK Set".to_owned());
         }
-        Ok(set)
+        let ttl = fetched
+            .max_age
+            .map_or(DEFAULT_TTL, |a| a.clamp(MIN_TTL, MAX_TTL));
+        Ok((set, ttl))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::config::{IpNet, OutboundSettings};
+
+    /// A local server answering every GET with `body` (after `delay`), counting requests.
+    async fn serve(status: u16, body: &'static str, delay: Duration) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = sock.read(&mut buf).await;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(body.as_bytes()).await;
+                });
+            }
+        });
+        (format!("http://127.0.0.1:{port}/jwks"), hits)
+    }
+
+    fn fetcher() -> JwksFetcher {
+        let settings = OutboundSettings {
+            allowed_networks: IpNet::parse("127.0.0.0/8").into_iter().collect(),
+            allow_http: true,
+            ..OutboundSettings::default()
+        };
+        JwksFetcher::new(Arc::new(Fetcher::new(&settings).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_fetch_and_a_kid_miss_refetches_at_most_every_10_s() {
+        let (uri, hits) = serve(200, r#"{"keys":[]}"#, Duration::from_millis(200)).await;
+        let jwks = Arc::new(fetcher());
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (jwks, uri) = (Arc::clone(&jwks), uri.clone());
+            tasks.push(tokio::spawn(async move { jwks.get(&uri, false).await }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "single flight");
+        // A kid miss right after the fetch does not refetch.
+        jwks.get(&uri, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn failures_are_remembered_with_backoff() {
+        let (uri, hits) = serve(500, "", Duration::ZERO).await;
+        let jwks = fetcher();
+        for refresh in [false, true, false, true] {
+            let e = jwks.get(&uri, refresh).await.unwrap_err();
+            assert!(e.contains("HTTP 500"), "{e}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch, then backoff");
+        let (bad, _) = serve(200, "not json", Duration::ZERO).await;
+        assert_eq!(
+            jwks.get(&bad, false).await.unwrap_err(),
+            "jwks_uri is not JSON"
+        );
+        let (not_a_set, _) = serve(200, r#"{"k":1}"#, Duration::ZERO).await;
+        assert_eq!(
+            jwks.get(&not_a_set, false).await.unwrap_err(),
+            "jwks_uri is not a JWK Set"
+        );
     }
 }

@@ -18,6 +18,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 on_both_backends!(
     assertions_against_an_inline_jwks_are_single_use_and_bounded,
     assertions_against_a_jwks_uri_verify_with_the_published_key,
+    a_huge_or_internal_jwks_uri_costs_the_server_nothing,
 );
 
 async fn with_assertion(server: &Server, assertion: &str, extra: &[(&str, &str)]) -> Reply {
@@ -213,4 +214,103 @@ async fn assertions_against_a_jwks_uri_verify_with_the_published_key(backend: Ba
         .await
         .assert_invalid_client();
     assert_eq!(db.snapshot().await, before);
+}
+
+/// A server that answers every request with an endless body, counting requests and the
+/// bytes it managed to write before the reader hung up.
+async fn endless_server() -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (hits, written) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (h, w) = (Arc::clone(&hits), Arc::clone(&written));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (h, w) = (Arc::clone(&h), Arc::clone(&w));
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = sock.read(&mut buf).await;
+                h.fetch_add(1, Ordering::SeqCst);
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"keys\":[\"";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'A'; 64 * 1024];
+                // 400 MiB at most, as in the report.
+                for _ in 0..6400 {
+                    if sock.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    w.fetch_add(chunk.len(), Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, hits, written)
+}
+
+/// Security review, defect 3: a `jwks_uri` that streams 400 MiB raised the server's RSS
+/// by 800 MiB on one unauthenticated request, and every request fetched (twice). Now the
+/// body is cut off at 256 KiB, the failure is remembered (one fetch for many requests),
+/// and a `jwks_uri` on an internal address is never contacted.
+async fn a_huge_or_internal_jwks_uri_costs_the_server_nothing(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let issuer = db.issuer("");
+    let (port, hits, written) = endless_server().await;
+    create_client(
+        &db,
+        "hoarder",
+        &[
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks-uri",
+            &format!("http://127.0.0.1:{port}/jwks.json"),
+        ],
+    )
+    .await;
+    create_client(
+        &db,
+        "metadata",
+        &[
+            "--auth-method",
+            "private_key_jwt",
+            "--jwks-uri",
+            "https://169.254.169.254/latest/meta-data/jwks.json",
+        ],
+    )
+    .await;
+    let before = db.snapshot().await;
+    let dummy = ClientKey::es256();
+    for _ in 0..3 {
+        let a = dummy.assertion("hoarder", &issuer, &json!({}));
+        with_assertion(&server, &a, &[])
+            .await
+            .assert_invalid_client();
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "one fetch, then the failure is remembered"
+    );
+    let sent = written.load(Ordering::SeqCst);
+    assert!(
+        sent < 16 * 1024 * 1024,
+        "the server read {sent} bytes before hanging up (cap 256 KiB plus socket buffers)"
+    );
+    let a = dummy.assertion("metadata", &issuer, &json!({}));
+    with_assertion(&server, &a, &[])
+        .await
+        .assert_invalid_client();
+    assert!(
+        server.logs().contains("is not allowed"),
+        "the refusal is logged: {}",
+        server.logs()
+    );
+    assert_eq!(db.snapshot().await, before, "nothing was stored");
+    let health = server
+        .get("/.well-known/openid-configuration")
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the server stays healthy");
 }

@@ -387,6 +387,16 @@ async fn a_login_rehashes_a_password_made_with_other_parameters(backend: Backend
             hibp_base_url: hibp.url.clone(),
             ..PasswordSettings::default()
         },
+        Arc::new(
+            authserver::outbound::Fetcher::new(&authserver::config::OutboundSettings {
+                allowed_networks: authserver::config::IpNet::parse("127.0.0.0/8")
+                    .into_iter()
+                    .collect(),
+                allow_http: true,
+                ..authserver::config::OutboundSettings::default()
+            })
+            .unwrap(),
+        ),
     );
     assert_eq!(users.policy().argon2, Argon2Params::OWASP);
     let pw = |s: &str| SecretString::from(s.to_owned());

@@ -154,6 +154,9 @@ impl TestDb {
         Cli::new()
             .env("DATABASE_URL", &self.url)
             .env("ENCRYPTION_KEY", &self.key)
+            // The tests' fake JWKS and breach servers listen on loopback over plain http.
+            .env("GATEHOUSE_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8")
+            .env("GATEHOUSE_OUTBOUND_ALLOW_HTTP", "true")
             .env(
                 "GATEHOUSE_CONFIG",
                 self.dir.path().join("config.yaml").display().to_string(),
