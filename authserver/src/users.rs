@@ -19,6 +19,7 @@ use crate::domain::client::{FieldError, validate_client_id};
 use crate::domain::user::{NewUser, check_password_length};
 use crate::store::audit::AuditEvent;
 use crate::store::consents::Consent;
+use crate::store::sessions::EndAccess;
 use crate::store::users::StoredUser;
 use crate::store::{self, Store};
 
@@ -87,6 +88,8 @@ pub struct UserService {
     /// Argon2id takes `memory_kib` per hash: bounding how many run at once bounds the
     /// memory a burst of sign-ins can take (the rest wait their turn).
     hashing: tokio::sync::Semaphore,
+    /// `sessions.revoke_on_credential_reset`.
+    revoke_on_reset: bool,
 }
 
 impl UserService {
@@ -95,6 +98,7 @@ impl UserService {
         clock: Arc<dyn Clock>,
         policy: PasswordSettings,
         fetcher: Arc<crate::outbound::Fetcher>,
+        revoke_on_reset: bool,
     ) -> Self {
         let breach = BreachChecker::new(
             fetcher,
@@ -108,6 +112,7 @@ impl UserService {
             policy,
             breach,
             hashing: tokio::sync::Semaphore::new(slots),
+            revoke_on_reset,
         }
     }
 
@@ -266,8 +271,16 @@ impl UserService {
         self.check_password(&user.username, password).await?;
         let hash = self.hash(password).await?;
         let now = self.clock.now();
-        self.store
-            .set_user_password_hash(tenant_id, &user.user_id, &hash, now)
+        // A password set by someone else is a reset (a compromised account, a forgotten
+        // password): whoever held the old one must not keep a session or refresh token.
+        let end = if self.revoke_on_reset {
+            EndAccess::All
+        } else {
+            EndAccess::Nothing
+        };
+        let ended = self
+            .store
+            .set_user_password_hash(tenant_id, &user.user_id, &hash, now, end)
             .await
             .map_err(|e| match e {
                 store::Error::NotFound => Error::NotFound(username.to_owned()),
@@ -278,10 +291,20 @@ impl UserService {
             "user.password_set",
             actor,
             &user.user_id,
-            serde_json::json!({ "username": user.username }),
+            serde_json::json!({
+                "username": user.username,
+                "sessions_ended": ended.sessions,
+                "grants_revoked": ended.grants,
+            }),
         )
         .await;
-        tracing::info!(tenant = tenant_id, user_id = %user.user_id, "user password set");
+        tracing::info!(
+            tenant = tenant_id,
+            user_id = %user.user_id,
+            sessions_ended = ended.sessions,
+            grants_revoked = ended.grants,
+            "user password set"
+        );
         Ok(StoredUser {
             password_hash: Some(hash),
             updated_at: now,

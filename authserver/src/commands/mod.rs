@@ -188,11 +188,13 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         Arc::clone(&clock),
         settings.passwords.clone(),
         Arc::clone(&outbound),
+        settings.sessions.revoke_on_credential_reset,
     ));
     let mfa = Arc::new(MfaService::new(
         store.clone(),
         Arc::clone(&kek),
         Arc::clone(&clock),
+        settings.sessions.revoke_on_credential_reset,
     ));
     Ok(Context {
         settings,

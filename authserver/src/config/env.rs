@@ -207,6 +207,10 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_SESSIONS_ENCRYPT_DATA",
         &["sessions", "encrypt_data"],
     ),
+    boolean(
+        "GATEHOUSE_SESSIONS_REVOKE_ON_CREDENTIAL_RESET",
+        &["sessions", "revoke_on_credential_reset"],
+    ),
     number("GATEHOUSE_LOGIN_MAX_FAILURES", &["login", "max_failures"]),
     number(
         "GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP",

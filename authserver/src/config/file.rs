@@ -175,6 +175,7 @@ pub struct UiSection {
 pub struct SessionsSection {
     pub max_accounts: Option<usize>,
     pub encrypt_data: Option<bool>,
+    pub revoke_on_credential_reset: Option<bool>,
 }
 
 /// `login.*`

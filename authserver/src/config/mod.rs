@@ -80,6 +80,9 @@ pub struct SessionSettings {
     /// Encrypt `browser_sessions.data` with AES-256-GCM under a key derived from
     /// `ENCRYPTION_KEY`.
     pub encrypt_data: bool,
+    /// Setting a password or removing a second factor (by an administrator) ends the
+    /// user's sessions and revokes their refresh tokens.
+    pub revoke_on_credential_reset: bool,
 }
 
 impl Default for SessionSettings {
@@ -87,6 +90,7 @@ impl Default for SessionSettings {
         Self {
             max_accounts: 5,
             encrypt_data: false,
+            revoke_on_credential_reset: true,
         }
     }
 }

@@ -430,6 +430,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             .max_accounts
             .unwrap_or(SessionSettings::default().max_accounts),
         encrypt_data: file.sessions.encrypt_data.unwrap_or(false),
+        revoke_on_credential_reset: file.sessions.revoke_on_credential_reset.unwrap_or(true),
     };
     if !(1..=20).contains(&sessions.max_accounts) {
         problems.push(Problem::new(

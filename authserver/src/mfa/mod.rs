@@ -19,6 +19,7 @@ use crate::crypto::kek::{self, Kek};
 use crate::domain::policy::TenantPolicy;
 use crate::domain::tenant::Tenant;
 use crate::store::audit::AuditEvent;
+use crate::store::sessions::EndAccess;
 use crate::store::users::StoredUser;
 use crate::store::{self, Store};
 use recovery::RecoveryHasher;
@@ -129,16 +130,19 @@ pub struct MfaService {
     kek: Arc<Kek>,
     recovery: RecoveryHasher,
     clock: Arc<dyn Clock>,
+    revoke_on_reset: bool,
 }
 
 impl MfaService {
-    pub fn new(store: Store, kek: Arc<Kek>, clock: Arc<dyn Clock>) -> Self {
+    /// `revoke_on_reset`: `sessions.revoke_on_credential_reset`.
+    pub fn new(store: Store, kek: Arc<Kek>, clock: Arc<dyn Clock>, revoke_on_reset: bool) -> Self {
         let recovery = RecoveryHasher::new(&kek);
         Self {
             store,
             kek,
             recovery,
             clock,
+            revoke_on_reset,
         }
     }
 
@@ -404,18 +408,38 @@ impl MfaService {
     /// Removes the user's authenticator and recovery codes (a lost phone, an admin
     /// reset). Returns whether there was anything to remove. `actor`: `cli`,
     /// `admin-api`, or `user` for self-service.
+    /// A reset also ends the user's sessions and revokes their refresh tokens (see
+    /// `sessions.revoke_on_credential_reset`): a lost or stolen phone may sit next to a
+    /// signed-in browser.
     pub async fn remove(&self, tenant_id: &str, user_id: &str, actor: &str) -> Result<bool> {
-        let removed = self.store.delete_mfa(tenant_id, user_id).await?;
-        if removed {
+        let end = if self.revoke_on_reset {
+            EndAccess::All
+        } else {
+            EndAccess::Nothing
+        };
+        let now = self.clock.now();
+        let removed = self.store.delete_mfa(tenant_id, user_id, now, end).await?;
+        if let Some(ended) = removed {
             self.audit(
-                AuditEvent::new(tenant_id, self.clock.now(), "mfa.removed")
+                AuditEvent::new(tenant_id, now, "mfa.removed")
                     .actor(Some(actor))
-                    .subject(Some(user_id)),
+                    .subject(Some(user_id))
+                    .details(json!({
+                        "sessions_ended": ended.sessions,
+                        "grants_revoked": ended.grants,
+                    })),
             )
             .await;
-            tracing::info!(tenant = tenant_id, user_id, actor, "MFA removed");
+            tracing::info!(
+                tenant = tenant_id,
+                user_id,
+                actor,
+                sessions_ended = ended.sessions,
+                grants_revoked = ended.grants,
+                "MFA removed"
+            );
         }
-        Ok(removed)
+        Ok(removed.is_some())
     }
 
     /// Re-seals every TOTP secret not yet under the current KEK, opening it with `old`
@@ -500,7 +524,7 @@ mod tests {
             "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".to_owned(),
         ))
         .unwrap();
-        MfaService::new(db.store.clone(), Arc::new(kek), clock)
+        MfaService::new(db.store.clone(), Arc::new(kek), clock, true)
     }
 
     async fn enrol(db: &TestStore, mfa: &MfaService, username: &str) -> (StoredUser, Secret) {
@@ -818,7 +842,7 @@ mod tests {
                 .unwrap();
             let new_kek = Kek::from_hex(&Kek::generate_hex()).unwrap();
             let new_id = new_kek.id().to_owned();
-            let new = MfaService::new(db.store.clone(), Arc::new(new_kek), clock.clone());
+            let new = MfaService::new(db.store.clone(), Arc::new(new_kek), clock.clone(), true);
             let old_kek = Kek::from_hex(&SecretString::from(
                 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".to_owned(),
             ))

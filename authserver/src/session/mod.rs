@@ -628,8 +628,8 @@ mod tests {
             store,
             crate::clock::FixedClock::new(0),
             SessionSettings {
-                max_accounts: 5,
                 encrypt_data: true,
+                ..SessionSettings::default()
             },
             &kek,
         );

@@ -248,8 +248,16 @@ impl Store {
     /// Removes a user's TOTP enrolment and recovery codes in one transaction. Returns
     /// whether there was anything to remove.
     #[tracing::instrument(name = "db.delete_mfa", skip_all)]
-    pub async fn delete_mfa(&self, tenant_id: &str, user_id: &str) -> Result<bool> {
-        let n = in_transaction!(self, tx => {
+    /// Removes the user's second factor and, when there was one, ends what `end` says
+    /// in the same transaction.
+    pub async fn delete_mfa(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        now: UnixTime,
+        end: super::sessions::EndAccess<'_>,
+    ) -> Result<Option<super::sessions::AccessEnded>> {
+        in_transaction!(self, tx => {
             let totp = sqlx::query("DELETE FROM user_totp WHERE tenant_id = $1 AND user_id = $2")
                 .bind(tenant_id)
                 .bind(user_id)
@@ -263,9 +271,11 @@ impl Store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-            totp + codes
-        });
-        Ok(n > 0)
+            if totp + codes == 0 {
+                return Ok(None);
+            }
+            Ok(Some(super::sessions::end_user_access!(tx, tenant_id, user_id, now, end)))
+        })
     }
 
     /// Replaces a user's recovery codes (digests) in one transaction: the old set stops
@@ -406,6 +416,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::sessions::EndAccess;
     use crate::store::testing;
 
     #[tokio::test]
@@ -532,12 +543,24 @@ mod tests {
         for db in testing::both().await {
             let (s, be) = (&db.store, db.name());
             let u = db.user("t", "erin").await;
-            assert!(!s.delete_mfa("t", &u.user_id).await.unwrap(), "{be}");
+            assert!(
+                s.delete_mfa("t", &u.user_id, 1, EndAccess::All)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{be}"
+            );
             s.begin_totp("t", &u.user_id, b"x", "k", 1).await.unwrap();
             s.confirm_totp("t", &u.user_id, 3, &["d".to_owned()], 2)
                 .await
                 .unwrap();
-            assert!(s.delete_mfa("t", &u.user_id).await.unwrap(), "{be}");
+            assert!(
+                s.delete_mfa("t", &u.user_id, 1, EndAccess::All)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{be}"
+            );
             assert!(s.get_totp("t", &u.user_id).await.unwrap().is_none());
             assert_eq!(s.count_recovery_codes("t", &u.user_id).await.unwrap(), 0);
 

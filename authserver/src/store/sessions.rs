@@ -86,6 +86,78 @@ pub struct SignInOutcome {
     pub evicted: Vec<(String, String)>,
 }
 
+/// What a credential change (password set, second factor removed) ends besides itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndAccess<'a> {
+    /// Nothing (`sessions.revoke_on_credential_reset: false`).
+    Nothing,
+    /// Every session of the user and every live grant (refresh and access tokens).
+    All,
+    /// The same, but this session stays (a user changing their own credentials).
+    AllBut(&'a str),
+}
+
+/// What ending a user's access removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccessEnded {
+    pub sessions: u64,
+    pub grants: u64,
+}
+
+/// Ends the user's sessions and revokes their live grants inside the open transaction
+/// `$tx` (so it commits with the credential change that calls for it). A macro, like
+/// `in_transaction!`, so one set of statements serves both drivers.
+macro_rules! end_user_access {
+    ($tx:ident, $tenant:expr, $user:expr, $now:expr, $end:expr) => {{
+        let (tenant, user, now): (&str, &str, $crate::clock::UnixTime) = ($tenant, $user, $now);
+        let keep = match $end {
+            $crate::store::sessions::EndAccess::Nothing => None,
+            $crate::store::sessions::EndAccess::All => Some(""),
+            $crate::store::sessions::EndAccess::AllBut(sid) => Some(sid),
+        };
+        match keep {
+            None => $crate::store::sessions::AccessEnded::default(),
+            Some(keep) => {
+                // Deny-list first: the UPDATE below is what makes these grants not live.
+                sqlx::query(
+                    "INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
+                     SELECT a.tenant_id, a.jti, a.expires_at, $3 FROM grant_access_tokens a \
+                     JOIN grants g ON g.tenant_id = a.tenant_id AND g.grant_id = a.grant_id \
+                     WHERE g.tenant_id = $1 AND g.user_id = $2 AND g.revoked_at IS NULL \
+                     AND a.expires_at > $3 ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(user)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?;
+                let grants = sqlx::query(
+                    "UPDATE grants SET revoked_at = $3 \
+                     WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(tenant)
+                .bind(user)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+                // Session ids are never empty: `All` keeps none.
+                let sessions = sqlx::query(
+                    "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND sid <> $3",
+                )
+                .bind(tenant)
+                .bind(user)
+                .bind(keep)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+                $crate::store::sessions::AccessEnded { sessions, grants }
+            }
+        }
+    }};
+}
+pub(crate) use end_user_access;
+
 impl Store {
     #[tracing::instrument(name = "db.insert_browser_session", skip_all)]
     pub async fn insert_browser_session(&self, row: &BrowserRow) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Error, Result, Store, with_pool};
+use super::{Error, Result, Store, in_transaction, with_pool};
 use crate::clock::UnixTime;
 use crate::domain::user::normalize_username;
 
@@ -173,15 +173,18 @@ impl Store {
 
     /// Replaces a user's password hash; `NotFound` if the user is gone.
     #[tracing::instrument(name = "db.set_user_password_hash", skip_all)]
+    /// Sets the password hash and, in the same transaction, ends what `end` says (a
+    /// reset must not leave an attacker's session or refresh token alive).
     pub async fn set_user_password_hash(
         &self,
         tenant_id: &str,
         user_id: &str,
         password_hash: &str,
         now: UnixTime,
-    ) -> Result<()> {
-        let n = with_pool!(self, pool => {
-            sqlx::query(
+        end: super::sessions::EndAccess<'_>,
+    ) -> Result<super::sessions::AccessEnded> {
+        in_transaction!(self, tx => {
+            let n = sqlx::query(
                 "UPDATE users SET password_hash = $3, updated_at = $4 \
                  WHERE tenant_id = $1 AND user_id = $2",
             )
@@ -189,14 +192,14 @@ impl Store {
             .bind(user_id)
             .bind(password_hash)
             .bind(now)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
-        });
-        if n == 0 {
-            return Err(Error::NotFound);
-        }
-        Ok(())
+            .rows_affected();
+            if n == 0 {
+                return Err(Error::NotFound);
+            }
+            Ok(super::sessions::end_user_access!(tx, tenant_id, user_id, now, end))
+        })
     }
 
     /// Replaces the hash only if it is still `expected` (a transparent rehash must not

@@ -30,7 +30,7 @@ fn scoped(db: &TestDb, client: &str) -> String {
 
 /// Signs alice in (when needed), consents for `client` and redeems the code (Basic auth
 /// when `creds` has a secret, `client_id` in the body for a public client).
-async fn tokens_for(server: &Server, db: &TestDb, b: &Browser, creds: &Creds) -> Value {
+pub(crate) async fn tokens_for(server: &Server, db: &TestDb, b: &Browser, creds: &Creds) -> Value {
     let mut page = settle(b, b.get(&scoped(db, &creds.id)).await).await;
     if page.body.contains("name=\"password\"") {
         page = settle(
@@ -63,7 +63,7 @@ async fn tokens_for(server: &Server, db: &TestDb, b: &Browser, creds: &Creds) ->
     send(req).await.ok().clone()
 }
 
-async fn refresh_public(server: &Server, client: &str, token: &str) -> Reply {
+pub(crate) async fn refresh_public(server: &Server, client: &str, token: &str) -> Reply {
     send(post_form(
         server,
         "/token",

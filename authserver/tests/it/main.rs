@@ -17,6 +17,7 @@ mod clients_cli;
 mod code_grant;
 mod config;
 mod consents;
+mod credential_reset;
 mod discovery;
 mod docs;
 mod dpop;

@@ -69,7 +69,7 @@ async fn service_with_key(db: &TestDb, key: &str) -> (Store, MfaService) {
     .await
     .unwrap();
     let kek = Kek::from_hex(&SecretString::from(key.to_owned())).unwrap();
-    let mfa = MfaService::new(store.clone(), Arc::new(kek), Arc::new(SystemClock));
+    let mfa = MfaService::new(store.clone(), Arc::new(kek), Arc::new(SystemClock), true);
     (store, mfa)
 }
 

@@ -397,6 +397,7 @@ async fn a_login_rehashes_a_password_made_with_other_parameters(backend: Backend
             })
             .unwrap(),
         ),
+        true,
     );
     assert_eq!(users.policy().argon2, Argon2Params::OWASP);
     let pw = |s: &str| SecretString::from(s.to_owned());
