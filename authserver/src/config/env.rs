@@ -127,6 +127,10 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_TOKENS_CLIENT_ASSERTION_MAX_LIFETIME_SECONDS",
         &["tokens", "client_assertion_max_lifetime_seconds"],
     ),
+    boolean(
+        "GATEHOUSE_TOKENS_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUDIENCE",
+        &["tokens", "client_assertion_accept_endpoint_audience"],
+    ),
     list("GATEHOUSE_DPOP_ALGORITHMS", &["dpop", "algorithms"]),
     boolean("GATEHOUSE_DPOP_REQUIRE_NONCE", &["dpop", "require_nonce"]),
     number(

@@ -107,6 +107,7 @@ pub struct TokensSection {
     pub access_token_alg: Option<String>,
     pub id_token_alg: Option<String>,
     pub client_assertion_max_lifetime_seconds: Option<u64>,
+    pub client_assertion_accept_endpoint_audience: Option<bool>,
 }
 
 /// `dpop.*`

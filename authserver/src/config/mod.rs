@@ -104,6 +104,8 @@ pub struct TokenSettings {
     pub id_token_alg: Algorithm,
     /// Longest `exp - now` accepted on a private_key_jwt client assertion.
     pub client_assertion_max_lifetime_seconds: u64,
+    /// Also accept the token endpoint URL (not only the issuer) as an assertion's `aud`.
+    pub client_assertion_accept_endpoint_audience: bool,
 }
 
 /// `passwords.*`: hashing parameters and the policy applied whenever a password is set.

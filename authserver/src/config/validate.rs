@@ -322,6 +322,10 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             .tokens
             .client_assertion_max_lifetime_seconds
             .unwrap_or(300),
+        client_assertion_accept_endpoint_audience: file
+            .tokens
+            .client_assertion_accept_endpoint_audience
+            .unwrap_or(false),
     };
     if file.tokens.access_token_alg.is_none() && !keys.algorithms.contains(&Algorithm::Es256) {
         problems.push(Problem::new(

@@ -261,8 +261,14 @@ impl OAuthService {
             .verify(&jwk, &Algorithm::ALL)
             .map_err(|_| bad(Failure::BadAssertion))?;
 
-        // aud: the token endpoint URL or the issuer (RFC 7523 §3 item 3; OIDC Core §9).
-        let aud_ok = |a: &str| a == endpoint_url || a == tenant.issuer;
+        // aud: the issuer. RFC 7523 §3 also allows the token endpoint URL, but an
+        // assertion aimed at an endpoint URL can be replayed at another server that shares
+        // it or is tricked into naming it (the 2025 audience-injection findings against
+        // private_key_jwt): the endpoint is accepted only with the compatibility setting.
+        let aud_ok = |a: &str| {
+            a == tenant.issuer
+                || (self.tokens.client_assertion_accept_endpoint_audience && a == endpoint_url)
+        };
         let aud_matches = match parsed.claims.get("aud") {
             Some(Value::String(a)) => aud_ok(a),
             Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(aud_ok),

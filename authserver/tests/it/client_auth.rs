@@ -19,6 +19,7 @@ on_both_backends!(
     assertions_against_an_inline_jwks_are_single_use_and_bounded,
     assertions_against_a_jwks_uri_verify_with_the_published_key,
     a_huge_or_internal_jwks_uri_costs_the_server_nothing,
+    the_token_endpoint_as_audience_needs_the_compatibility_setting,
 );
 
 async fn with_assertion(server: &Server, assertion: &str, extra: &[(&str, &str)]) -> Reply {
@@ -53,9 +54,8 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
         "no secret for private_key_jwt"
     );
 
-    // aud may be the token endpoint or the issuer (alone or in a list); client_id may
-    // accompany the assertion.
-    let first = key.assertion("signer", &token_endpoint, &json!({}));
+    // aud is the issuer (alone or in a list); client_id may accompany the assertion.
+    let first = key.assertion("signer", &issuer, &json!({}));
     let r = with_assertion(&server, &first, &[]).await;
     let claims = verify_access_token(
         &server,
@@ -82,7 +82,7 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
     // Signed by another key under the registered key's kid.
     let forged = other.sign(
         &json!({ "typ": "JWT", "kid": key.kid }),
-        &json!({ "iss": "signer", "sub": "signer", "aud": token_endpoint,
+        &json!({ "iss": "signer", "sub": "signer", "aud": issuer,
             "jti": "forged", "iat": now(), "exp": now() + 60 }),
     );
     let tampered = {
@@ -91,7 +91,7 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
             .split('.')
             .map(str::to_owned)
             .collect();
-        let claims = json!({ "iss": "signer", "sub": "signer", "aud": token_endpoint,
+        let claims = json!({ "iss": "signer", "sub": "signer", "aud": issuer,
             "jti": "tampered", "exp": now() + 60 });
         parts[1] = crate::harness::jose::b64url(claims.to_string().as_bytes());
         parts.join(".")
@@ -101,6 +101,12 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
         (
             "wrong aud",
             key.assertion("signer", "https://other.example/token", &json!({})),
+            "bad_assertion",
+        ),
+        (
+            // Audience injection (2025): only the issuer is accepted by default.
+            "the token endpoint as aud",
+            key.assertion("signer", &token_endpoint, &json!({})),
             "bad_assertion",
         ),
         (
@@ -114,19 +120,19 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
         ),
         (
             "exp more than 300 s ahead",
-            key.assertion("signer", &token_endpoint, &json!({ "exp": now() + 900 })),
+            key.assertion("signer", &issuer, &json!({ "exp": now() + 900 })),
             "bad_assertion",
         ),
         ("signed by another key", forged, "bad_assertion"),
         ("claims changed after signing", tampered, "bad_assertion"),
         (
             "no jti",
-            key.assertion("signer", &token_endpoint, &json!({ "jti": null })),
+            key.assertion("signer", &issuer, &json!({ "jti": null })),
             "bad_assertion",
         ),
         (
             "iss differs from sub",
-            key.assertion("signer", &token_endpoint, &json!({ "iss": "someone" })),
+            key.assertion("signer", &issuer, &json!({ "iss": "someone" })),
             "bad_assertion",
         ),
     ];
@@ -155,7 +161,7 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
     // The assertion's key is the client's only credential: a Basic client cannot use one.
     let basic = upsert(&mut admin, machine_spec("basic")).await;
     assert!(basic.generated_secret.is_some());
-    let a = key.assertion("basic", &token_endpoint, &json!({}));
+    let a = key.assertion("basic", &issuer, &json!({}));
     with_assertion(&server, &a, &[])
         .await
         .assert_invalid_client();
@@ -198,7 +204,7 @@ async fn assertions_against_a_jwks_uri_verify_with_the_published_key(backend: Ba
     assert_eq!(creds.secret, None, "no secret for private_key_jwt");
 
     for _ in 0..3 {
-        let a = key.assertion("remote-keys", &format!("{issuer}/token"), &json!({}));
+        let a = key.assertion("remote-keys", &issuer, &json!({}));
         let r = with_assertion(&server, &a, &[]).await;
         let token = r.ok()["access_token"].as_str().unwrap().to_owned();
         let claims =
@@ -313,4 +319,34 @@ async fn a_huge_or_internal_jwks_uri_costs_the_server_nothing(backend: Backend) 
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "the server stays healthy");
+}
+
+/// `tokens.client_assertion_accept_endpoint_audience: true` lets a client library that
+/// can only name the token endpoint authenticate; the issuer keeps working.
+async fn the_token_endpoint_as_audience_needs_the_compatibility_setting(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let admin_port = crate::harness::free_port();
+    let server = crate::harness::admin::admin_cli(&db, admin_port)
+        .env(
+            "GATEHOUSE_TOKENS_CLIENT_ASSERTION_ACCEPT_ENDPOINT_AUDIENCE",
+            "true",
+        )
+        .serve(db.port)
+        .await;
+    let mut admin = crate::harness::admin::connect(admin_port).await;
+    let issuer = db.issuer("");
+    let key = ClientKey::es256();
+    upsert(
+        &mut admin,
+        authserver::admin::proto::ClientSpec {
+            token_endpoint_auth_method: "private_key_jwt".to_owned(),
+            jwks_json: Some(key.jwks().to_string()),
+            ..machine_spec("legacy")
+        },
+    )
+    .await;
+    for aud in [format!("{issuer}/token"), issuer.clone()] {
+        let a = key.assertion("legacy", &aud, &json!({}));
+        with_assertion(&server, &a, &[]).await.ok();
+    }
 }
