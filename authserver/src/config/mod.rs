@@ -424,6 +424,42 @@ mod tests {
     }
 
     #[test]
+    fn issuers_that_route_alike_are_one_issuer() {
+        let yaml = "tenants:\n  - id: a\n    issuer: https://id.example.com/t/x\n  \
+                    - id: b\n    issuer: HTTPS://ID.Example.com:443/t/x/\n  \
+                    - id: c\n    issuer: https://id.example.com/t/y\n";
+        let err = from_yaml(yaml, &Source::default(), &prod_env).unwrap_err();
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("tenants[1].issuer: issuer \"HTTPS://ID.Example.com:443/t/x\" routes like tenant \"a\""),
+            "{problems:?}"
+        );
+        // Outbound defaults: nothing internal, https only; --dev opens loopback.
+        let ok = from_yaml("", &Source::default(), &prod_env).unwrap();
+        assert_eq!(ok.outbound, OutboundSettings::default());
+        let bad = from_yaml(
+            "outbound:\n  allowed_networks: [10.0.0.0/33]\n  timeout_seconds: 0\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap_err();
+        let problems = bad.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("outbound.allowed_networks[0]: invalid CIDR")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("outbound.timeout_seconds: must be 1 to 60")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_rejected_with_their_path() {
         let err = from_yaml("server:\n  lisen: x\n", &Source::default(), &prod_env).unwrap_err();
         let problems = err.problems();

@@ -158,6 +158,18 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
                 format!("duplicate tenant id {:?}", spec.id),
             ));
         }
+        let route = tenant::IssuerRoute::parse(&spec.issuer);
+        if let Some(other) = tenants.iter().find(|o: &&TenantSpec| {
+            route.is_some() && tenant::IssuerRoute::parse(&o.issuer) == route
+        }) {
+            problems.push(Problem::new(
+                format!("tenants[{i}].issuer"),
+                format!(
+                    "issuer {:?} routes like tenant {:?}'s {:?} (scheme, host case, default port and trailing slash do not tell issuers apart)",
+                    spec.issuer, other.id, other.issuer
+                ),
+            ));
+        }
         tenants.push(spec);
     }
     if dev && !tenants.iter().any(|t| t.id == tenant::DEFAULT_TENANT) {

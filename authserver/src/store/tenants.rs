@@ -1,8 +1,8 @@
 //! Tenant rows.
 
-use super::{Result, Store, with_pool};
+use super::{Error, Result, Store, in_transaction, with_pool};
 use crate::clock::UnixTime;
-use crate::domain::tenant::{Tenant, TenantSpec};
+use crate::domain::tenant::{IssuerRoute, Tenant, TenantSpec};
 
 #[derive(sqlx::FromRow)]
 struct TenantRow {
@@ -35,7 +35,25 @@ impl Store {
     /// Returns whether anything changed (so callers can stay quiet on no-ops).
     #[tracing::instrument(name = "db.upsert_tenant", skip_all)]
     pub async fn upsert_tenant(&self, spec: &TenantSpec, now: UnixTime) -> Result<bool> {
-        let changed = with_pool!(self, pool => {
+        // Issuers must be unique as routing sees them (scheme, case-insensitive host,
+        // default port dropped, trailing slash ignored), not just as strings: two tenants
+        // whose issuers route alike would share every request.
+        let route = IssuerRoute::parse(&spec.issuer);
+        let changed = in_transaction!(self, tx => {
+            let others: Vec<(String, String)> =
+                sqlx::query_as("SELECT id, issuer FROM tenants WHERE id <> $1")
+                    .bind(&spec.id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            if let Some((other, _)) = others
+                .iter()
+                .find(|(_, issuer)| route.is_some() && IssuerRoute::parse(issuer) == route)
+            {
+                tracing::debug!(tenant = %spec.id, other = %other, "issuer already routed to another tenant");
+                return Err(Error::Conflict {
+                    constraint: "tenants_issuer_normalized".to_owned(),
+                });
+            }
             sqlx::query(
                 "INSERT INTO tenants (id, issuer, display_name, settings, created_at, updated_at) \
                  VALUES ($1, $2, $3, '{}', $4, $4) \
@@ -47,10 +65,10 @@ impl Store {
             .bind(&spec.issuer)
             .bind(&spec.display_name)
             .bind(now)
-            .execute(pool)
+            .execute(&mut *tx)
             .await
-            .map(|r| r.rows_affected())
-        })?;
+            .map(|r| r.rows_affected())?
+        });
         Ok(changed > 0)
     }
 

@@ -549,6 +549,51 @@ async fn tenants_are_upserted_read_and_deleted(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    // Security review, item 10: nor one that routes the same (scheme and host case,
+    // default port, trailing slash), which would share every request with it.
+    admin
+        .upsert_tenant(authed(UpsertTenantRequest {
+            id: "named".into(),
+            issuer: "http://localhost/t/named".into(),
+            ..request()
+        }))
+        .await
+        .unwrap();
+    let before = db.snapshot().await;
+    for variant in [
+        "HTTP://LocalHost/t/named",
+        "http://localhost:80/t/named/",
+        "http://LOCALHOST:80/t/named//",
+    ] {
+        let e = admin
+            .upsert_tenant(authed(UpsertTenantRequest {
+                id: "copycat".into(),
+                issuer: variant.into(),
+                ..request()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists, "{variant}: {e:?}");
+    }
+    // A different path or port is another issuer.
+    for (id, other) in [
+        ("deeper", "http://localhost/t/named/x"),
+        ("port", "http://localhost:81/t/named"),
+    ] {
+        admin
+            .upsert_tenant(authed(UpsertTenantRequest {
+                id: id.into(),
+                issuer: other.into(),
+                ..request()
+            }))
+            .await
+            .unwrap();
+        admin
+            .delete_tenant(authed(DeleteTenantRequest { id: id.into() }))
+            .await
+            .unwrap();
+    }
+    assert_eq!(db.snapshot().await, before);
 
     let deleted = admin
         .delete_tenant(authed(DeleteTenantRequest { id: "acme".into() }))
@@ -577,6 +622,11 @@ async fn tenants_are_upserted_read_and_deleted(backend: Backend) {
         events,
         [
             "tenant.upserted|admin-api|acme",
+            "tenant.upserted|admin-api|named",
+            "tenant.upserted|admin-api|deeper",
+            "tenant.deleted|admin-api|deeper",
+            "tenant.upserted|admin-api|port",
+            "tenant.deleted|admin-api|port",
             "tenant.deleted|admin-api|acme"
         ]
     );
