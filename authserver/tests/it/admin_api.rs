@@ -489,6 +489,7 @@ async fn a_rotated_secret_overlaps_with_the_previous_one(backend: Backend) {
     );
 }
 
+#[allow(clippy::too_many_lines)] // the tenant life cycle, asserted step by step
 async fn tenants_are_upserted_read_and_deleted(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let (server, mut admin) = serve_with_admin(&db).await;
