@@ -12,7 +12,9 @@ use crate::domain::policy::TenantPolicy;
 use crate::domain::tenant::Tenant;
 use crate::oauth::dpop::Expectation;
 use crate::oauth::form::Form;
-use crate::oauth::{EndpointRequest, ErrorCode, OAuthError, OAuthService};
+use crate::oauth::{
+    Counted, EndpointRequest, ErrorCode, OAuthError, OAuthService, RateHeaders, tighter,
+};
 use crate::store::authorization_requests::NewAuthRequest;
 
 pub use request::{AuthRequest, AuthorizeError, ErrorRedirect, Prompt, ResponseMode};
@@ -104,7 +106,15 @@ impl OAuthService {
         &self,
         tenant: &Tenant,
         req: EndpointRequest<'_>,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<(Value, Option<RateHeaders>), OAuthError> {
+        let ip_rate = self
+            .limit(
+                "par",
+                tenant,
+                Counted::Ip(req.ip.as_deref()),
+                self.rate_limits.par_per_ip,
+            )
+            .await?;
         let client = self
             .authenticate(
                 tenant,
@@ -114,6 +124,15 @@ impl OAuthService {
                 req.ip.as_deref(),
             )
             .await?;
+        let rate = self
+            .limit(
+                "par",
+                tenant,
+                Counted::Client(&client.client.spec.client_id),
+                self.rate_limits.par_per_client,
+            )
+            .await?
+            .map(|c| tighter(c, ip_rate));
         if req.form.get("request_uri").is_some() {
             return Err(OAuthError::invalid_request(
                 "request_uri must not be pushed (RFC 9126 §2.1)",
@@ -175,9 +194,12 @@ impl OAuthService {
             )
             .await
             .map_err(|e| OAuthError::server_error(&e))?;
-        Ok(json!({
-            "request_uri": format!("{REQUEST_URI_PREFIX}{handle}"),
-            "expires_in": PAR_LIFETIME_SECONDS,
-        }))
+        Ok((
+            json!({
+                "request_uri": format!("{REQUEST_URI_PREFIX}{handle}"),
+                "expires_in": PAR_LIFETIME_SECONDS,
+            }),
+            rate,
+        ))
     }
 }

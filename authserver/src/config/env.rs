@@ -162,6 +162,34 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_RATE_LIMITS_INTROSPECTION_PER_IP",
         &["rate_limits", "introspection_per_ip"],
     ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_REVOCATION_PER_CLIENT",
+        &["rate_limits", "revocation_per_client"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_REVOCATION_PER_IP",
+        &["rate_limits", "revocation_per_ip"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_PAR_PER_CLIENT",
+        &["rate_limits", "par_per_client"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_PAR_PER_IP",
+        &["rate_limits", "par_per_ip"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_AUTHORIZE_PER_CLIENT",
+        &["rate_limits", "authorize_per_client"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_AUTHORIZE_PER_IP",
+        &["rate_limits", "authorize_per_ip"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_LOGIN_PER_IP",
+        &["rate_limits", "login_per_ip"],
+    ),
     EnvOverride {
         alias: Some("REDIS_URL"),
         ..text("GATEHOUSE_REDIS_URL", &["rate_limits", "redis_url"])

@@ -130,6 +130,13 @@ pub struct RateLimitsSection {
     pub token_per_ip: Option<u64>,
     pub introspection_per_client: Option<u64>,
     pub introspection_per_ip: Option<u64>,
+    pub revocation_per_client: Option<u64>,
+    pub revocation_per_ip: Option<u64>,
+    pub par_per_client: Option<u64>,
+    pub par_per_ip: Option<u64>,
+    pub authorize_per_client: Option<u64>,
+    pub authorize_per_ip: Option<u64>,
+    pub login_per_ip: Option<u64>,
     pub redis_url: Option<String>,
 }
 

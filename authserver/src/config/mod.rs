@@ -203,6 +203,13 @@ pub struct RateLimitSettings {
     pub token_per_ip: u64,
     pub introspection_per_client: u64,
     pub introspection_per_ip: u64,
+    pub revocation_per_client: u64,
+    pub revocation_per_ip: u64,
+    pub par_per_client: u64,
+    pub par_per_ip: u64,
+    pub authorize_per_client: u64,
+    pub authorize_per_ip: u64,
+    pub login_per_ip: u64,
     /// Shared counters across pods; per-pod memory when unset. May hold a password.
     pub redis_url: Option<SecretString>,
 }

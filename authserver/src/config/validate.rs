@@ -373,6 +373,13 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         token_per_ip: rl.token_per_ip.unwrap_or(2400),
         introspection_per_client: rl.introspection_per_client.unwrap_or(6000),
         introspection_per_ip: rl.introspection_per_ip.unwrap_or(12000),
+        revocation_per_client: rl.revocation_per_client.unwrap_or(1200),
+        revocation_per_ip: rl.revocation_per_ip.unwrap_or(2400),
+        par_per_client: rl.par_per_client.unwrap_or(600),
+        par_per_ip: rl.par_per_ip.unwrap_or(1200),
+        authorize_per_client: rl.authorize_per_client.unwrap_or(6000),
+        authorize_per_ip: rl.authorize_per_ip.unwrap_or(600),
+        login_per_ip: rl.login_per_ip.unwrap_or(300),
         redis_url: rl.redis_url.clone().map(SecretString::from),
     };
     if rate_limits.window_seconds == 0 {

@@ -130,9 +130,12 @@ async fn revoke(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, form) = read(&state, &tenant.issuer, REVOCATION_PATH, req).await?;
-    state.oauth.revoke(&tenant, parts.request(form)).await?;
+    let rate = state.oauth.revoke(&tenant, parts.request(form)).await?;
     let mut resp = ().into_response();
     no_store(resp.headers_mut());
+    if let Some(rate) = rate {
+        rate_headers(resp.headers_mut(), rate);
+    }
     Ok(resp)
 }
 
@@ -143,11 +146,14 @@ async fn par(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, form) = read(&state, &tenant.issuer, PAR_PATH, req).await?;
-    let body = state
+    let (body, rate) = state
         .oauth
         .push_authorization_request(&tenant, parts.request(form))
         .await?;
     let mut resp = (axum::http::StatusCode::CREATED, Json(body)).into_response();
     no_store(resp.headers_mut());
+    if let Some(rate) = rate {
+        rate_headers(resp.headers_mut(), rate);
+    }
     Ok(resp)
 }

@@ -265,29 +265,13 @@ impl OAuthService {
         // assertion aimed at an endpoint URL can be replayed at another server that shares
         // it or is tricked into naming it (the 2025 audience-injection findings against
         // private_key_jwt): the endpoint is accepted only with the compatibility setting.
-        let aud_ok = |a: &str| {
-            a == tenant.issuer
-                || (self.tokens.client_assertion_accept_endpoint_audience && a == endpoint_url)
-        };
-        let aud_matches = match parsed.claims.get("aud") {
-            Some(Value::String(a)) => aud_ok(a),
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(aud_ok),
-            _ => false,
-        };
-        let now = self.clock.now();
+        let mut audiences = vec![tenant.issuer.as_str()];
+        if self.tokens.client_assertion_accept_endpoint_audience {
+            audiences.push(endpoint_url);
+        }
         let max = i64::try_from(self.tokens.client_assertion_max_lifetime_seconds).unwrap_or(300);
-        let exp = parsed
-            .claim_i64("exp")
-            .ok_or_else(|| bad(Failure::BadAssertion))?;
-        let skew = 30;
-        let fresh = exp > now - skew
-            && exp <= now + max + skew
-            && parsed.claim_i64("iat").is_none_or(|iat| iat <= now + skew)
-            && parsed.claim_i64("nbf").is_none_or(|nbf| nbf <= now + skew);
-        let jti = parsed
-            .claim_str("jti")
-            .filter(|j| !j.is_empty() && j.len() <= 256);
-        let (true, true, Some(jti)) = (aud_matches, fresh, jti) else {
+        let now = self.clock.now();
+        let Some((jti, exp)) = assertion_claims(&parsed, &audiences, now, max) else {
             return Err(bad(Failure::BadAssertion));
         };
         let first_use = self
@@ -297,7 +281,7 @@ impl OAuthService {
                 &tenant.id,
                 &id,
                 jti,
-                exp.max(now) + skew,
+                exp.max(now) + ASSERTION_SKEW,
             )
             .await
             .map_err(|_| bad(Failure::BadAssertion))?;
@@ -323,6 +307,41 @@ impl OAuthService {
             .details(serde_json::json!({ "reason": why.as_str() }));
         self.store.audit(e).await;
     }
+}
+
+/// Clock skew allowed on an assertion's `exp`, `iat` and `nbf`.
+const ASSERTION_SKEW: i64 = 30;
+
+/// The RFC 7523 §3 claim checks of an assertion whose signature was verified: `aud` names
+/// one of `audiences`, `exp` is not past and at most `max_lifetime` ahead, `iat` and
+/// `nbf` are not in the future (all with 30 s of skew), and a `jti` of at most 256
+/// characters. Returns the `jti` and `exp`. Pure, so it is unit-tested and fuzzed.
+pub fn assertion_claims<'a>(
+    parsed: &'a jws::Parsed,
+    audiences: &[&str],
+    now: i64,
+    max_lifetime: i64,
+) -> Option<(&'a str, i64)> {
+    let aud_ok = |a: &str| audiences.contains(&a);
+    let aud_matches = match parsed.claims.get("aud") {
+        Some(Value::String(a)) => aud_ok(a),
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(aud_ok),
+        _ => false,
+    };
+    let exp = parsed.claim_i64("exp")?;
+    let skew = ASSERTION_SKEW;
+    let fresh = exp > now.saturating_sub(skew)
+        && exp <= now.saturating_add(max_lifetime).saturating_add(skew)
+        && parsed
+            .claim_i64("iat")
+            .is_none_or(|iat| iat <= now.saturating_add(skew))
+        && parsed
+            .claim_i64("nbf")
+            .is_none_or(|nbf| nbf <= now.saturating_add(skew));
+    let jti = parsed
+        .claim_str("jti")
+        .filter(|j| !j.is_empty() && j.len() <= 256)?;
+    (aud_matches && fresh).then_some((jti, exp))
 }
 
 #[cfg(test)]

@@ -148,50 +148,10 @@ impl Dpop {
             [one] => *one,
             _ => return Err(invalid("more than one DPoP header")),
         };
-        let parsed = jws::parse(proof).map_err(|_| invalid("DPoP proof is not a JWS"))?;
-        if parsed.header_str("typ") != Some("dpop+jwt") {
-            return Err(invalid("DPoP proof typ must be dpop+jwt"));
-        }
-        let jwk = parsed
-            .header
-            .get("jwk")
-            .filter(|j| j.is_object())
-            .ok_or_else(|| invalid("DPoP proof has no embedded jwk"))?;
-        if jws::has_private_members(jwk) {
-            return Err(invalid("DPoP proof jwk contains a private key"));
-        }
-        parsed
-            .verify(jwk, &self.settings.algorithms)
-            .map_err(|e| invalid(&format!("DPoP proof signature rejected: {e}")))?;
-        let jti = parsed
-            .claim_str("jti")
-            .filter(|j| !j.is_empty() && j.len() <= 256)
-            .ok_or_else(|| invalid("DPoP proof has no valid jti"))?;
-        if parsed.claim_str("htm") != Some(expect.method) {
-            return Err(invalid("DPoP proof htm does not match the request method"));
-        }
-        if !parsed
-            .claim_str("htu")
-            .is_some_and(|htu| same_url(htu, expect.url))
-        {
-            return Err(invalid("DPoP proof htu does not match the request URL"));
-        }
         let now = self.clock.now();
         let window = i64::try_from(self.settings.proof_max_age_seconds).unwrap_or(60);
-        let iat = parsed
-            .claim_i64("iat")
-            .ok_or_else(|| invalid("DPoP proof has no iat"))?;
-        if iat > now + window || iat < now - window {
-            return Err(invalid("DPoP proof iat is outside the acceptable window"));
-        }
-        if let Some(token) = expect.access_token {
-            let ath = b64url(
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
-            );
-            if parsed.claim_str("ath") != Some(ath.as_str()) {
-                return Err(invalid("DPoP proof ath does not match the access token"));
-            }
-        }
+        let checked = check_proof(proof, &self.settings.algorithms, expect, now, window)?;
+        let (parsed, jti, iat) = (&checked.parsed, checked.jti.as_str(), checked.iat);
         let nonce_ok = match parsed.claim_str("nonce") {
             Some(n) => self
                 .nonce_valid(tenant_id, n)
@@ -216,9 +176,80 @@ impl Dpop {
         if !fresh {
             return Err(invalid("DPoP proof jti has already been used"));
         }
-        let jkt = jws::thumbprint(jwk).map_err(|_| invalid("DPoP proof jwk is not usable"))?;
-        Ok(Some(Proof { jkt }))
+        Ok(Some(Proof { jkt: checked.jkt }))
     }
+}
+
+/// A proof that passed every check that needs no state (nonce and replay remain).
+#[derive(Debug)]
+pub struct CheckedProof {
+    pub parsed: jws::Parsed,
+    pub jti: String,
+    pub iat: UnixTime,
+    pub jkt: String,
+}
+
+/// The stateless checks of RFC 9449 §4.3: a JWS of `typ` `dpop+jwt` signed by the public
+/// key it embeds, with one of `algorithms`, a `jti`, `htm` and `htu` of this request, an
+/// `iat` within `window` seconds of `now`, and `ath` when a token is presented. Pure, so
+/// it is unit-tested and fuzzed on its own.
+pub fn check_proof(
+    proof: &str,
+    algorithms: &[crate::domain::signing_key::Algorithm],
+    expect: &Expectation<'_>,
+    now: UnixTime,
+    window: i64,
+) -> Result<CheckedProof, OAuthError> {
+    let parsed = jws::parse(proof).map_err(|_| invalid("DPoP proof is not a JWS"))?;
+    if parsed.header_str("typ") != Some("dpop+jwt") {
+        return Err(invalid("DPoP proof typ must be dpop+jwt"));
+    }
+    let jwk = parsed
+        .header
+        .get("jwk")
+        .filter(|j| j.is_object())
+        .ok_or_else(|| invalid("DPoP proof has no embedded jwk"))?;
+    if jws::has_private_members(jwk) {
+        return Err(invalid("DPoP proof jwk contains a private key"));
+    }
+    parsed
+        .verify(jwk, algorithms)
+        .map_err(|e| invalid(&format!("DPoP proof signature rejected: {e}")))?;
+    let jti = parsed
+        .claim_str("jti")
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or_else(|| invalid("DPoP proof has no valid jti"))?
+        .to_owned();
+    if parsed.claim_str("htm") != Some(expect.method) {
+        return Err(invalid("DPoP proof htm does not match the request method"));
+    }
+    if !parsed
+        .claim_str("htu")
+        .is_some_and(|htu| same_url(htu, expect.url))
+    {
+        return Err(invalid("DPoP proof htu does not match the request URL"));
+    }
+    let iat = parsed
+        .claim_i64("iat")
+        .ok_or_else(|| invalid("DPoP proof has no iat"))?;
+    if iat > now.saturating_add(window) || iat < now.saturating_sub(window) {
+        return Err(invalid("DPoP proof iat is outside the acceptable window"));
+    }
+    if let Some(token) = expect.access_token {
+        let ath = b64url(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+        );
+        if parsed.claim_str("ath") != Some(ath.as_str()) {
+            return Err(invalid("DPoP proof ath does not match the access token"));
+        }
+    }
+    let jkt = jws::thumbprint(jwk).map_err(|_| invalid("DPoP proof jwk is not usable"))?;
+    Ok(CheckedProof {
+        parsed,
+        jti,
+        iat,
+        jkt,
+    })
 }
 
 /// The `cnf` claim for a bound token (RFC 9449 §6).

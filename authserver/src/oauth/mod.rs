@@ -21,6 +21,7 @@ use crate::keys::KeyService;
 use crate::store::Store;
 
 pub use error::{ErrorCode, OAuthError, RateHeaders};
+pub(crate) use token::{Counted, tighter};
 pub use token::{EndpointRequest, TokenResponse};
 
 /// Everything the protocol endpoints need, shared by all requests.

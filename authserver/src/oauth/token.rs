@@ -41,6 +41,15 @@ pub(super) struct ActiveToken {
     pub claims: Value,
 }
 
+/// Who a rate limit counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counted<'a> {
+    /// The source IP (`None`: unknown, not counted).
+    Ip(Option<&'a str>),
+    /// An authenticated client (or the `client_id` a browser request names).
+    Client(&'a str),
+}
+
 fn slow_down(headers: RateHeaders) -> OAuthError {
     let mut e = OAuthError::new(ErrorCode::SlowDown, "rate limit exceeded, retry later");
     e.rate = Some(headers);
@@ -48,7 +57,7 @@ fn slow_down(headers: RateHeaders) -> OAuthError {
 }
 
 /// The tighter of two limit states, for the response headers.
-fn tighter(a: RateHeaders, b: Option<RateHeaders>) -> RateHeaders {
+pub(crate) fn tighter(a: RateHeaders, b: Option<RateHeaders>) -> RateHeaders {
     match b {
         Some(b) if b.remaining < a.remaining => b,
         _ => a,
@@ -206,11 +215,24 @@ impl OAuthService {
             .await
     }
 
-    /// Counts a request against a limit; `Err` when exceeded.
-    async fn limit(&self, key: String, limit: u64) -> Result<Option<RateHeaders>, OAuthError> {
+    /// Counts a request to `endpoint` of `tenant` against `limit` for `who`; `Err`
+    /// (`slow_down`, with the rate headers) when exceeded. Unlimited when rate limits
+    /// are off or the source IP is unknown.
+    pub(crate) async fn limit(
+        &self,
+        endpoint: &str,
+        tenant: &Tenant,
+        who: Counted<'_>,
+        limit: u64,
+    ) -> Result<Option<RateHeaders>, OAuthError> {
         if !self.rate_limits.enabled {
             return Ok(None);
         }
+        let key = match who {
+            Counted::Ip(None) => return Ok(None),
+            Counted::Ip(Some(ip)) => format!("{endpoint}:ip:{}:{ip}", tenant.id),
+            Counted::Client(id) => format!("{endpoint}:client:{}:{id}", tenant.id),
+        };
         let d = self.limiter.hit(&key, limit, self.clock.now()).await;
         if d.allowed {
             Ok(Some(d.headers))
@@ -225,16 +247,14 @@ impl OAuthService {
         tenant: &Tenant,
         req: EndpointRequest<'_>,
     ) -> Result<TokenResponse, OAuthError> {
-        let ip_rate = match &req.ip {
-            Some(ip) => {
-                self.limit(
-                    format!("token:ip:{}:{ip}", tenant.id),
-                    self.rate_limits.token_per_ip,
-                )
-                .await?
-            }
-            None => None,
-        };
+        let ip_rate = self
+            .limit(
+                "token",
+                tenant,
+                Counted::Ip(req.ip.as_deref()),
+                self.rate_limits.token_per_ip,
+            )
+            .await?;
         let grant = req.form.require("grant_type")?.to_owned();
         let client = self
             .authenticate(
@@ -247,10 +267,9 @@ impl OAuthService {
             .await?;
         let client_rate = self
             .limit(
-                format!(
-                    "token:client:{}:{}",
-                    tenant.id, client.client.spec.client_id
-                ),
+                "token",
+                tenant,
+                Counted::Client(&client.client.spec.client_id),
                 self.rate_limits.token_per_client,
             )
             .await?;
@@ -483,13 +502,13 @@ impl OAuthService {
         tenant: &Tenant,
         req: EndpointRequest<'_>,
     ) -> Result<(Value, Option<RateHeaders>), OAuthError> {
-        if let Some(ip) = &req.ip {
-            self.limit(
-                format!("introspect:ip:{}:{ip}", tenant.id),
-                self.rate_limits.introspection_per_ip,
-            )
-            .await?;
-        }
+        self.limit(
+            "introspect",
+            tenant,
+            Counted::Ip(req.ip.as_deref()),
+            self.rate_limits.introspection_per_ip,
+        )
+        .await?;
         let caller = self
             .authenticate(
                 tenant,
@@ -508,10 +527,9 @@ impl OAuthService {
         }
         let rate = self
             .limit(
-                format!(
-                    "introspect:client:{}:{}",
-                    tenant.id, caller.client.spec.client_id
-                ),
+                "introspect",
+                tenant,
+                Counted::Client(&caller.client.spec.client_id),
                 self.rate_limits.introspection_per_client,
             )
             .await?;
@@ -558,7 +576,15 @@ impl OAuthService {
         &self,
         tenant: &Tenant,
         req: EndpointRequest<'_>,
-    ) -> Result<(), OAuthError> {
+    ) -> Result<Option<RateHeaders>, OAuthError> {
+        let ip_rate = self
+            .limit(
+                "revoke",
+                tenant,
+                Counted::Ip(req.ip.as_deref()),
+                self.rate_limits.revocation_per_ip,
+            )
+            .await?;
         let caller = self
             .authenticate(
                 tenant,
@@ -568,6 +594,15 @@ impl OAuthService {
                 req.ip.as_deref(),
             )
             .await?;
+        let rate = self
+            .limit(
+                "revoke",
+                tenant,
+                Counted::Client(&caller.client.spec.client_id),
+                self.rate_limits.revocation_per_client,
+            )
+            .await?
+            .map(|c| tighter(c, ip_rate));
         let token = req.form.require("token")?;
         if let Some(hint) = req.form.get("token_type_hint")
             && !matches!(hint, "access_token" | "refresh_token")
@@ -586,13 +621,13 @@ impl OAuthService {
             // RFC 7009 §2.1: revoking a refresh token revokes its whole grant.
             self.revoke_refresh_token(tenant, &caller.client.spec, token, req.ip.as_deref())
                 .await?;
-            return Ok(());
+            return Ok(rate);
         };
         let c = &active.claims;
         // Only the client a token was issued to may revoke it.
         if c.get("client_id").and_then(Value::as_str) != Some(caller.client.spec.client_id.as_str())
         {
-            return Ok(());
+            return Ok(rate);
         }
         if let (Some(jti), Some(exp)) = (
             c.get("jti").and_then(Value::as_str),
@@ -604,7 +639,7 @@ impl OAuthService {
                 .map_err(|e| OAuthError::server_error(&e))?;
             tracing::info!(tenant = %tenant.id, client_id = %caller.client.spec.client_id, "access token revoked");
         }
-        Ok(())
+        Ok(rate)
     }
 }
 

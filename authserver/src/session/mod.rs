@@ -247,7 +247,9 @@ impl SessionService {
             return Ok(None);
         };
         let mut row = row;
-        if now - row.last_seen_at >= TOUCH_INTERVAL_SECONDS {
+        // A pre-session (nobody signed in yet) keeps its short life however often it is
+        // used: unauthenticated traffic must not keep rows alive (see `create`).
+        if data.active_sid.is_some() && now - row.last_seen_at >= TOUCH_INTERVAL_SECONDS {
             let expires = idle_expiry(row.created_at, &policy, now);
             self.store
                 .touch_browser_session(
@@ -269,7 +271,11 @@ impl SessionService {
         }))
     }
 
-    /// A new browser session (and its cookie).
+    /// A new browser session (and its cookie). Until someone signs in it is a
+    /// pre-session: it lives [`PRE_SESSION_SECONDS`] and is not extended by use, so
+    /// unauthenticated `/authorize` and `/login` traffic (rate-limited per IP) leaves at
+    /// most a bounded number of rows, which `authserver purge` (target `sessions`)
+    /// removes once expired.
     pub async fn create(&self, tenant: &Tenant, origin: &Origin) -> Result<Browser> {
         let policy = TenantPolicy::of(tenant).session;
         let now = self.clock.now();
@@ -286,7 +292,7 @@ impl SessionService {
             user_agent: origin.user_agent.clone(),
             created_at: now,
             last_seen_at: now,
-            expires_at: idle_expiry(now, &policy, now),
+            expires_at: idle_expiry(now, &policy, now).min(now + PRE_SESSION_SECONDS),
         };
         row.data = self.encode(&row.tenant_id, &row.id_hash, &data)?;
         self.store.insert_browser_session(&row).await?;
@@ -371,6 +377,9 @@ impl SessionService {
         b.data.pending = None;
         b.data.csrf = crypto::new_handle();
         let text = self.encode(&tenant.id, &new_hash, &b.data)?;
+        // Signed in: from a pre-session's short life to the tenant's idle timeout.
+        b.row.last_seen_at = now;
+        b.row.expires_at = idle_expiry(b.row.created_at, &policy, now);
         self.store
             .rotate_browser_session(&b.row, &new_hash, &text)
             .await?;
@@ -490,6 +499,10 @@ fn secs(v: u64) -> i64 {
 }
 
 /// The idle expiry after activity at `now`: never past the absolute end.
+/// How long a browser session lives before anyone signs in: longer than an
+/// authorization request (10 minutes) so a slow sign-in still completes.
+pub const PRE_SESSION_SECONDS: UnixTime = 15 * 60;
+
 pub fn idle_expiry(created_at: UnixTime, policy: &SessionPolicy, now: UnixTime) -> UnixTime {
     (now + secs(policy.idle_timeout_seconds))
         .min(created_at + secs(policy.absolute_timeout_seconds))

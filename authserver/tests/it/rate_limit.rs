@@ -1,4 +1,5 @@
-//! Rate limits on the token and introspection endpoints: per client and per source IP,
+//! Rate limits on the token, introspection, revocation and PAR endpoints and the
+//! `/authorize` and `/login` pages: per client and per source IP,
 //! `429 slow_down` with `Retry-After` and `X-RateLimit-*`; counters shared through Redis
 //! between pods; `X-Forwarded-For` believed only from trusted proxies.
 
@@ -10,6 +11,8 @@ use crate::harness::{Backend, Cli, Server, TestDb, free_port, random_hex};
 on_both_backends!(
     requests_beyond_the_client_limit_get_429_slow_down,
     forwarded_for_counts_only_from_trusted_proxies,
+    revocation_and_par_are_limited_per_client_and_ip,
+    unauthenticated_browser_traffic_is_limited_and_leaves_short_lived_rows,
 );
 
 /// A window long enough that a test never straddles two.
@@ -158,4 +161,145 @@ async fn forwarded_for_counts_only_from_trusted_proxies(backend: Backend) {
     from(&direct, &creds, "203.0.113.3").await.ok();
     from(&direct, &creds, "203.0.113.4").await.ok();
     assert_limited(&from(&direct, &creds, "203.0.113.5").await, 2);
+}
+
+/// Security review, defect 3: `/revoke` and `/par` were not rate-limited.
+async fn revocation_and_par_are_limited_per_client_and_ip(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = limited(&db)
+        .env("GATEHOUSE_RATE_LIMITS_REVOCATION_PER_CLIENT", "2")
+        .env("GATEHOUSE_RATE_LIMITS_PAR_PER_CLIENT", "2")
+        .env("GATEHOUSE_RATE_LIMITS_PAR_PER_IP", "4")
+        .serve(db.port)
+        .await;
+    let app = create_client(&db, "app", &["--redirect-uri", "https://app.example/cb"]).await;
+    let other = create_client(&db, "other", &["--redirect-uri", "https://app.example/cb"]).await;
+    let revoke = |c: &Creds| {
+        send(
+            post_form(&server, "/revoke", &[("token", "unknown")])
+                .header(header::AUTHORIZATION, c.basic()),
+        )
+    };
+    for remaining in [1, 0] {
+        let r = revoke(&app).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(header_u64(&r, "x-ratelimit-remaining"), remaining);
+    }
+    assert_limited(&revoke(&app).await, 2);
+    assert_eq!(revoke(&other).await.status, 200, "per client");
+
+    let par = |c: &Creds| {
+        send(
+            post_form(
+                &server,
+                "/par",
+                &[
+                    ("response_type", "code"),
+                    ("redirect_uri", "https://app.example/cb"),
+                    ("scope", "openid"),
+                    (
+                        "code_challenge",
+                        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                    ),
+                    ("code_challenge_method", "S256"),
+                ],
+            )
+            .header(header::AUTHORIZATION, c.basic()),
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(par(&app).await.status, 201);
+    }
+    let before = db.snapshot().await;
+    let pushed = db
+        .scalar("SELECT count(*) FROM authorization_requests")
+        .await;
+    assert_limited(&par(&app).await, 2);
+    assert_eq!(par(&other).await.status, 201, "per client");
+    // Four requests (the refused one counts: it reached us) used the IP's budget: the
+    // fifth is refused whoever sends it.
+    assert_limited(&par(&other).await, 4);
+    assert_eq!(db.snapshot().await, before);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM authorization_requests")
+            .await,
+        pushed + 1,
+        "refused requests store nothing"
+    );
+}
+
+/// Security review, items 3 and 11: `/authorize` and `/login` are limited per source IP
+/// (and `/authorize` per `client_id`), and what unauthenticated traffic stores is a
+/// pre-session that lives 15 minutes whatever happens to it, until someone signs in.
+async fn unauthenticated_browser_traffic_is_limited_and_leaves_short_lived_rows(backend: Backend) {
+    use crate::authorize_flow::{PASSWORD, authorize_url};
+    use crate::harness::browser::{Browser, create_user};
+    let db = TestDb::migrated(backend).await;
+    create_user(&db, "alice", PASSWORD).await;
+    create_client(&db, "app", &["--redirect-uri", crate::authorize_flow::CB]).await;
+    let server = limited(&db)
+        .env("GATEHOUSE_RATE_LIMITS_AUTHORIZE_PER_IP", "3")
+        .env("GATEHOUSE_RATE_LIMITS_LOGIN_PER_IP", "4")
+        .serve(db.port)
+        .await;
+    let url = authorize_url(&db, "app", &[]);
+    for _ in 0..3 {
+        let p = Browser::new().get(&url).await;
+        assert_eq!(p.status, 303, "{}", p.body);
+    }
+    let rows = db.scalar("SELECT count(*) FROM browser_sessions").await;
+    let requests = db
+        .scalar("SELECT count(*) FROM authorization_requests")
+        .await;
+    assert_eq!((rows, requests), (3, 3));
+    let p = Browser::new().get(&url).await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert_eq!(p.header("x-ratelimit-limit"), Some("3"));
+    assert!(p.header("retry-after").is_some());
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM browser_sessions").await,
+        rows
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM authorization_requests")
+            .await,
+        requests
+    );
+
+    // Pre-sessions live 15 minutes and are not extended by use.
+    let lives = db
+        .rows("SELECT CAST(expires_at - created_at AS TEXT) FROM browser_sessions")
+        .await;
+    assert!(lives.iter().all(|l| l == "900"), "{lives:?}");
+    let b = Browser::new();
+    db.execute("UPDATE browser_sessions SET last_seen_at = last_seen_at - 120")
+        .await;
+    let login = b.get(&format!("{}/login", db.issuer(""))).await;
+    assert_eq!(login.status, 200);
+    db.execute("UPDATE browser_sessions SET last_seen_at = last_seen_at - 120")
+        .await;
+    b.get(&format!("{}/login", db.issuer("")))
+        .await
+        .assert_status(200);
+    let lives = db
+        .rows("SELECT CAST(expires_at - created_at AS TEXT) FROM browser_sessions")
+        .await;
+    assert!(lives.iter().all(|l| l == "900"), "{lives:?}");
+    // Signing in gives the browser the tenant's idle timeout (30 minutes by default).
+    b.submit(&login, &[("username", "alice"), ("password", PASSWORD)])
+        .await;
+    let signed_in = db
+        .rows(
+            "SELECT CAST(b.expires_at - b.last_seen_at AS TEXT) FROM browser_sessions b \
+             JOIN sessions s ON s.tenant_id = b.tenant_id AND s.browser_id_hash = b.id_hash",
+        )
+        .await;
+    assert_eq!(signed_in, ["1800"]);
+    // The login page has its own per-IP limit (4: two GETs, one POST so far).
+    b.get(&format!("{}/login", db.issuer("")))
+        .await
+        .assert_status(200);
+    let p = b.get(&format!("{}/login", db.issuer(""))).await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    drop(server);
 }

@@ -61,6 +61,16 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
     if req.is_post() {
         return as_get(&req);
     }
+    if let Some(resp) = super::rate_limited(
+        &state,
+        &req,
+        super::Limited::Authorize,
+        req.query.get("client_id").map(String::as_str),
+    )
+    .await
+    {
+        return resp;
+    }
     let form = match Form::parse(
         Some("application/x-www-form-urlencoded"),
         req.raw_query.as_bytes(),

@@ -34,6 +34,9 @@ pub async fn show(State(state): State<AppState>, req: Request) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Some(resp) = super::rate_limited(&state, &req, super::Limited::Login, None).await {
+        return resp;
+    }
     let browser = match state
         .sessions
         .load_or_create(&req.tenant, &req.headers, &req.origin)
@@ -102,6 +105,9 @@ pub async fn submit(State(state): State<AppState>, req: Request) -> Response {
         Err(resp) => return resp,
     };
     let tenant = &req.tenant;
+    if let Some(resp) = super::rate_limited(&state, &req, super::Limited::Login, None).await {
+        return resp;
+    }
     let mut browser = match state.sessions.load(tenant, &req.headers, &req.origin).await {
         Ok(Some(b)) => b,
         Ok(None) => return csrf_failure(&state, tenant),

@@ -157,6 +157,63 @@ fn parse_pairs(bytes: &[u8]) -> HashMap<String, String> {
 }
 
 /// The variables every page gets.
+/// Which browser endpoint a rate limit counts (`rate_limits.*_per_ip`, `*_per_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Limited {
+    Authorize,
+    Login,
+}
+
+/// Counts a page request against its limits: per source IP, and for `/authorize` per
+/// `client_id`. Over a limit: a 429 page with `Retry-After` and the rate headers.
+pub(super) async fn rate_limited(
+    state: &AppState,
+    req: &PageRequest,
+    endpoint: Limited,
+    client_id: Option<&str>,
+) -> Option<Response> {
+    use crate::oauth::Counted;
+    let limits = &state.oauth.rate_limits;
+    let (name, per_ip, per_client) = match endpoint {
+        Limited::Authorize => (
+            "authorize",
+            limits.authorize_per_ip,
+            Some(limits.authorize_per_client),
+        ),
+        Limited::Login => ("login", limits.login_per_ip, None),
+    };
+    let mut result = state
+        .oauth
+        .limit(
+            name,
+            &req.tenant,
+            Counted::Ip(req.origin.ip.as_deref()),
+            per_ip,
+        )
+        .await;
+    if let (Ok(_), Some(limit), Some(id)) = (&result, per_client, client_id) {
+        result = state
+            .oauth
+            .limit(name, &req.tenant, Counted::Client(id), limit)
+            .await;
+    }
+    let e = result.err()?;
+    let mut resp = error_page(
+        state,
+        &req.tenant,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests from your network. Wait a moment, then try again.",
+    );
+    if let Some(rate) = e.rate {
+        crate::http::error::rate_headers(resp.headers_mut(), rate);
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(rate.reset_seconds.max(1)),
+        );
+    }
+    Some(resp)
+}
+
 pub(super) fn base_context(tenant: &Tenant) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("tenant_name".into(), json!(tenant.display_name));
