@@ -59,6 +59,16 @@ pub struct IdentityTenantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_namespaces: Option<LabelSelector>,
 
+    /// Namespaces whose OidcClients may set `firstParty: true` (skip the consent page).
+    /// Skipping consent means users are never asked what a client may see, so only the
+    /// tenant owner's own namespaces should be listed. Default: none — an OidcClient
+    /// elsewhere with `firstParty: true` gets Ready=False, reason InvalidSpec, and nothing
+    /// is registered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 63)))]
+    pub first_party_namespaces: Vec<String>,
+
     /// Browser session lifetimes at the login pages.
     #[serde(default)]
     pub session: SessionPolicy,

@@ -218,7 +218,8 @@ pub struct OidcClientSpec {
     pub require_pushed_authorization_requests: bool,
 
     /// A first-party client (operated by the tenant's owner) skips the consent page.
-    /// Default: false.
+    /// Honoured only in namespaces the IdentityTenant lists in `firstPartyNamespaces`;
+    /// elsewhere the client gets Ready=False, reason InvalidSpec. Default: false.
     #[serde(default)]
     pub first_party: bool,
 

@@ -267,8 +267,25 @@ pub fn client_spec(client: &OidcClient) -> proto::ClientSpec {
     }
 }
 
-/// Checks against the tenant what the schema cannot: the subject type must be offered.
+/// Checks against the tenant what the schema cannot: the subject type must be offered,
+/// and only namespaces the tenant trusts may register first-party (consent-skipping)
+/// clients.
 pub fn validate(client: &OidcClient, tenant: &IdentityTenant) -> Result<()> {
+    let namespace = client.namespace().unwrap_or_default();
+    if client.spec.first_party
+        && !tenant
+            .spec
+            .first_party_namespaces
+            .iter()
+            .any(|n| *n == namespace)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "spec.firstParty: namespace {namespace} is not trusted for first-party clients by \
+             IdentityTenant {} (its spec.firstPartyNamespaces); first-party clients skip the \
+             consent page",
+            tenant.name_any()
+        )));
+    }
     if !tenant
         .spec
         .subject_types

@@ -215,6 +215,31 @@ fn the_registration_carries_id_token_alg_refresh_sector_and_par() {
     }
 }
 
+/// Security review, item 9: any allowed namespace could register a client that skips
+/// consent. `firstParty` is honoured only for namespaces the tenant lists as trusted.
+#[test]
+fn first_party_clients_need_a_namespace_the_tenant_trusts() {
+    let c = client(json!({"firstParty": true}));
+    let err = validate(&c, &tenant(json!({}))).unwrap_err();
+    assert_eq!(err.category(), "InvalidSpec");
+    assert!(
+        err.to_string().contains(
+            "spec.firstParty: namespace shop is not trusted for first-party clients by IdentityTenant acme"
+        ),
+        "{err}"
+    );
+    assert!(validate(&c, &tenant(json!({"firstPartyNamespaces": ["other"]}))).is_err());
+    assert!(
+        validate(
+            &c,
+            &tenant(json!({"firstPartyNamespaces": ["other", "shop"]}))
+        )
+        .is_ok()
+    );
+    // Not first party: no trust needed.
+    assert!(validate(&client(json!({})), &tenant(json!({}))).is_ok());
+}
+
 #[test]
 fn a_subject_type_the_tenant_does_not_offer_is_invalid() {
     let c = client(json!({"subjectType": "pairwise"}));
