@@ -11,8 +11,8 @@ use crate::admin::AdminService;
 use crate::config::Settings;
 use crate::http::{self, AppState, Readiness, metrics::Metrics, tenant_routing::TenantDirectory};
 use crate::oauth::OAuthService;
+use crate::oauth::client_documents::{self, DocumentCache};
 use crate::oauth::dpop::Dpop;
-use crate::oauth::jwks_fetch::JwksFetcher;
 use crate::oauth::rate_limit::RateLimiter;
 use crate::throttle::LoginThrottle;
 
@@ -155,7 +155,11 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             s.rate_limits.redis_url.as_ref(),
         )
         .await?,
-        jwks: JwksFetcher::new(Arc::clone(&ctx.outbound)),
+        jwks: DocumentCache::new(Arc::clone(&ctx.outbound), client_documents::JWKS),
+        sectors: DocumentCache::new(
+            Arc::clone(&ctx.outbound),
+            client_documents::SECTOR_DOCUMENTS,
+        ),
         subjects: Arc::new(crate::subject::Subjects::new(
             ctx.store.clone(),
             Arc::clone(&ctx.kek),

@@ -134,10 +134,39 @@ impl OAuthService {
                 "the client uses pairwise subjects, which this tenant does not offer",
             ));
         }
+        if spec.subject_type == SubjectType::Pairwise
+            && let Some(uri) = &spec.sector_identifier_uri
+        {
+            self.verify_sector(uri, &spec.redirect_uris).await?;
+        }
         self.subjects
             .subject(&tenant.id, spec, user_id)
             .await
             .map_err(|e| server_error(&e))
+    }
+
+    /// OpenID Connect Registration §5: the document at `sector_identifier_uri` must list
+    /// every redirect URI of the client; until it does (or while it cannot be fetched),
+    /// the client gets no pairwise subject — otherwise any client could name another's
+    /// host as its sector and receive the same `sub` values.
+    async fn verify_sector(&self, uri: &str, redirect_uris: &[String]) -> Result<(), OAuthError> {
+        let unusable = |why: String| {
+            OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                format!("pairwise subjects are unavailable: {why}"),
+            )
+        };
+        let listed = self.sectors.get(uri, false).await.map_err(unusable)?;
+        let listed: Vec<&str> = listed
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match redirect_uris.iter().find(|r| !listed.contains(&r.as_str())) {
+            Some(missing) => Err(unusable(format!(
+                "the sector_identifier_uri does not list the redirect URI {missing}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Revokes a grant after a replayed code or reused refresh token, and records why.

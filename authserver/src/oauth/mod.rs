@@ -3,11 +3,11 @@
 //! and friends only translate requests and responses.
 
 pub mod client_auth;
+pub mod client_documents;
 pub mod code_grant;
 pub mod dpop;
 pub mod error;
 pub mod form;
-pub mod jwks_fetch;
 pub mod rate_limit;
 mod token;
 pub mod userinfo;
@@ -35,7 +35,9 @@ pub struct OAuthService {
     pub rate_limits: RateLimitSettings,
     pub dpop: dpop::Dpop,
     pub limiter: rate_limit::RateLimiter,
-    pub jwks: jwks_fetch::JwksFetcher,
+    pub jwks: client_documents::DocumentCache,
+    /// Clients' sector identifier documents (pairwise subjects).
+    pub sectors: client_documents::DocumentCache,
     /// End-user `sub` values (public or pairwise).
     pub subjects: Arc<crate::subject::Subjects>,
 }

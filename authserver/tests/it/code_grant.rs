@@ -467,8 +467,29 @@ async fn a_public_client_redeems_with_the_oauth2_crate(backend: Backend) {
     assert!(again.is_err(), "replay must fail");
 }
 
+/// Serves sector identifier documents: `/good.json` lists [`REDIRECT`], `/other.json`
+/// lists another URI only.
+async fn sector_server() -> u16 {
+    let app = axum::Router::new()
+        .route(
+            "/good.json",
+            axum::routing::get(|| async { axum::Json(serde_json::json!([REDIRECT])) }),
+        )
+        .route(
+            "/other.json",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!(["https://elsewhere.example/cb"]))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
 async fn pairwise_subjects_differ_per_sector_and_are_stable(backend: Backend) {
     let db = TestDb::migrated(backend).await;
+    let sectors = sector_server().await;
     let a = web_client(&db, "a", &["--subject-type", "pairwise"]).await;
     let b = web_client(
         &db,
@@ -477,7 +498,20 @@ async fn pairwise_subjects_differ_per_sector_and_are_stable(backend: Backend) {
             "--subject-type",
             "pairwise",
             "--sector-identifier-uri",
-            "https://sector-b.example.com/uris.json",
+            &format!("http://localhost:{sectors}/good.json"),
+        ],
+    )
+    .await;
+    // Security review, item 8: a sector document that does not list the client's
+    // redirect URIs gives it no pairwise subject (it could claim any host's sector).
+    let liar = web_client(
+        &db,
+        "liar",
+        &[
+            "--subject-type",
+            "pairwise",
+            "--sector-identifier-uri",
+            &format!("http://localhost:{sectors}/other.json"),
         ],
     )
     .await;
@@ -499,6 +533,15 @@ async fn pairwise_subjects_differ_per_sector_and_are_stable(backend: Backend) {
     )
     .await;
     let server = db.serve().await;
+    let code = plant_code(&db, &Plant::new("liar", &alice, "openid")).await;
+    let r = redeem(&server, &liar, &code, &[]).await;
+    r.assert_error(400, "unauthorized_client");
+    assert!(
+        r.body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("does not list the redirect URI")),
+        "{r:?}"
+    );
     let mut subs = Vec::new();
     for creds in [a.clone(), b, a2, public, a] {
         let code = plant_code(&db, &Plant::new(&creds.id, &alice, "openid")).await;

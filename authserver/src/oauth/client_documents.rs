@@ -1,9 +1,10 @@
-//! Clients' `jwks_uri` key sets (private_key_jwt), fetched through the bounded
-//! [`Fetcher`](crate::outbound::Fetcher) and cached.
+//! JSON documents that clients register by URL — their `jwks_uri` key sets
+//! (private_key_jwt) and `sector_identifier_uri` lists (pairwise subjects) — fetched
+//! through the bounded [`Fetcher`](crate::outbound::Fetcher) and cached.
 //!
-//! A registered `jwks_uri` is attacker-controlled, and anyone can make us use it by
+//! A registered URL is attacker-controlled, and anyone can make us use a `jwks_uri` by
 //! sending an assertion naming the client, unauthenticated. So: at most 256 KiB per
-//! set; a good set is kept as long as its `Cache-Control` says, within 1 minute to 1 hour
+//! document; a good one is kept as long as its `Cache-Control` says, within 1 minute to 1 hour
 //! (5 minutes without one); a failure is remembered too and retried only after a backoff
 //! that doubles from 10 s to 5 minutes (the previous good set, if any, keeps serving
 //! meanwhile); a miss on a kid refetches at most every 10 s, so a client's key rotation
@@ -27,6 +28,35 @@ const MAX_BACKOFF: Duration = Duration::from_mins(5);
 /// A JWK Set is a few kilobytes; this leaves room for many large RSA keys.
 pub const MAX_BYTES: usize = 256 * 1024;
 
+/// Which documents a cache holds: what they are called in messages and what they must
+/// look like.
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentKind {
+    /// The registration field, for messages (`jwks_uri`).
+    pub field: &'static str,
+    /// What the document must be, for messages (`a JWK Set`).
+    pub expected: &'static str,
+    pub accept: &'static str,
+    pub is_valid: fn(&Value) -> bool,
+}
+
+/// Clients' key sets (RFC 7517 §5).
+pub const JWKS: DocumentKind = DocumentKind {
+    field: "jwks_uri",
+    expected: "a JWK Set",
+    accept: "application/jwk-set+json, application/json",
+    is_valid: |v| v.get("keys").is_some_and(Value::is_array),
+};
+
+/// Sector identifier documents (OpenID Connect Registration §5): a JSON array of the
+/// client's redirect URIs.
+pub const SECTOR_DOCUMENTS: DocumentKind = DocumentKind {
+    field: "sector_identifier_uri",
+    expected: "a JSON array of URIs",
+    accept: "application/json",
+    is_valid: |v| v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+};
+
 /// What is known about one URI.
 #[derive(Debug, Default)]
 struct Entry {
@@ -38,10 +68,11 @@ struct Entry {
     flight: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Key sets by URI.
+/// Documents of one kind by URI.
 #[derive(Debug)]
-pub struct JwksFetcher {
+pub struct DocumentCache {
     fetcher: Arc<Fetcher>,
+    kind: DocumentKind,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -53,15 +84,16 @@ enum Cached {
     Fetch(Arc<tokio::sync::Mutex<()>>),
 }
 
-impl JwksFetcher {
-    pub fn new(fetcher: Arc<Fetcher>) -> Self {
+impl DocumentCache {
+    pub fn new(fetcher: Arc<Fetcher>, kind: DocumentKind) -> Self {
         Self {
             fetcher,
+            kind,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The key set at `uri`; `refresh` asks for a refetch (an unknown kid).
+    /// The document at `uri`; `refresh` asks for a refetch (an unknown kid).
     pub async fn get(&self, uri: &str, refresh: bool) -> Result<Value, String> {
         let flight = match self.cached(uri, refresh) {
             Cached::Hit(r) => return r,
@@ -89,7 +121,7 @@ impl JwksFetcher {
                     .failed
                     .as_ref()
                     .map_or(FIRST_BACKOFF, |(_, b, _)| (*b * 2).min(MAX_BACKOFF));
-                tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "client jwks_uri fetch failed");
+                tracing::warn!(field = self.kind.field, error = %e, retry_in_s = backoff.as_secs(), "client document fetch failed");
                 entry.failed = Some((Instant::now(), backoff, e.clone()));
                 // A stale set beats none while the client's server hiccups.
                 entry.good.as_ref().map(|(_, _, s)| s.clone()).ok_or(e)
@@ -122,20 +154,16 @@ impl JwksFetcher {
     }
 
     async fn fetch(&self, uri: &str) -> Result<(Value, Duration), String> {
+        let field = self.kind.field;
         let fetched = self
             .fetcher
-            .get(
-                uri,
-                &[("accept", "application/jwk-set+json, application/json")],
-                MAX_BYTES,
-                None,
-            )
+            .get(uri, &[("accept", self.kind.accept)], MAX_BYTES, None)
             .await
-            .map_err(|e: FetchError| format!("cannot fetch jwks_uri: {e}"))?;
+            .map_err(|e: FetchError| format!("cannot fetch {field}: {e}"))?;
         let set: Value =
-            serde_json::from_slice(&fetched.body).map_err(|_| "jwks_uri is not JSON".to_owned())?;
-        if !set.get("keys").is_some_and(Value::is_array) {
-            return Err("jwks_uri is not a JWK Set".to_owned());
+            serde_json::from_slice(&fetched.body).map_err(|_| format!("{field} is not JSON"))?;
+        if !(self.kind.is_valid)(&set) {
+            return Err(format!("{field} is not {}", self.kind.expected));
         }
         let ttl = fetched
             .max_age
@@ -178,13 +206,13 @@ mod tests {
         (format!("http://127.0.0.1:{port}/jwks"), hits)
     }
 
-    fn fetcher() -> JwksFetcher {
+    fn fetcher() -> DocumentCache {
         let settings = OutboundSettings {
             allowed_networks: IpNet::parse("127.0.0.0/8").into_iter().collect(),
             allow_http: true,
             ..OutboundSettings::default()
         };
-        JwksFetcher::new(Arc::new(Fetcher::new(&settings).unwrap()))
+        DocumentCache::new(Arc::new(Fetcher::new(&settings).unwrap()), JWKS)
     }
 
     #[tokio::test]
