@@ -272,13 +272,7 @@ pub fn client_spec(client: &OidcClient) -> proto::ClientSpec {
 /// clients.
 pub fn validate(client: &OidcClient, tenant: &IdentityTenant) -> Result<()> {
     let namespace = client.namespace().unwrap_or_default();
-    if client.spec.first_party
-        && !tenant
-            .spec
-            .first_party_namespaces
-            .iter()
-            .any(|n| *n == namespace)
-    {
+    if client.spec.first_party && !tenant.spec.first_party_namespaces.contains(&namespace) {
         return Err(Error::InvalidSpec(format!(
             "spec.firstParty: namespace {namespace} is not trusted for first-party clients by \
              IdentityTenant {} (its spec.firstPartyNamespaces); first-party clients skip the \
