@@ -17,6 +17,9 @@ pub enum ApiError {
     /// An OAuth protocol error (RFC 6749 §5.2 JSON).
     #[error("{0}")]
     OAuth(#[from] crate::oauth::OAuthError),
+    /// The request body is larger than any endpoint accepts (or could not be read).
+    #[error("payload_too_large")]
+    PayloadTooLarge,
 }
 
 impl ApiError {
@@ -37,6 +40,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
             }
             ApiError::OAuth(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
         };
         let mut resp = (status, axum::Json(json!({ "error": code }))).into_response();
         resp.headers_mut()

@@ -66,6 +66,32 @@ fn tenant_router() -> Router<AppState> {
         .fallback(|| async { ApiError::NotFound })
 }
 
+/// The largest request body any endpoint reads (forms and JSON are a few KiB).
+pub const MAX_REQUEST_BODY: u64 = 64 * 1024;
+
+/// Refuses a request whose declared body is larger than any endpoint reads, before a
+/// byte of it is read: a 5 MiB upload costs a header, not 5 MiB. Bodies without a
+/// declared length are cut off by each endpoint's own limit.
+async fn body_limit(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().parse::<u64>());
+    match declared {
+        Some(Ok(n)) if n > MAX_REQUEST_BODY => {
+            axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge)
+        }
+        Some(Err(_)) => axum::response::IntoResponse::into_response(ApiError::OAuth(
+            crate::oauth::OAuthError::invalid_request("invalid Content-Length"),
+        )),
+        _ => next.run(req).await,
+    }
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let tenant_app = tenant_router()
@@ -80,6 +106,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .fallback(move |st, req| tenant_routing::dispatch(st, tenant_app.clone(), req))
+        .layer(axum::middleware::from_fn(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,

@@ -13,8 +13,8 @@ use axum::{Json, Router};
 use super::error::{no_store, rate_headers};
 use super::tenant_routing::{CurrentTenant, client_ip};
 use super::{ApiError, AppState};
+use crate::oauth::EndpointRequest;
 use crate::oauth::form::Form;
-use crate::oauth::{EndpointRequest, OAuthError};
 
 pub const TOKEN_PATH: &str = "/token";
 pub const INTROSPECTION_PATH: &str = "/introspect";
@@ -42,7 +42,7 @@ async fn read(
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| OAuthError::invalid_request("request body is too large or unreadable"))?;
+        .map_err(|_| ApiError::PayloadTooLarge)?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)

@@ -11,6 +11,7 @@ mod harness;
 
 mod admin_api;
 mod authorize_flow;
+mod bad_input;
 mod client_auth;
 mod client_retirement;
 mod clients_cli;

@@ -52,6 +52,9 @@ pub const STALE_REQUEST: &str = "This sign-in request has expired, was already c
                                  and start again.";
 
 /// `GET/POST {issuer}/authorize`.
+/// The largest query `/authorize` accepts.
+const MAX_QUERY: usize = 8 * 1024;
+
 pub async fn start(State(state): State<AppState>, req: Request) -> Response {
     let req = match PageRequest::read(&state, req).await {
         Ok(r) => r,
@@ -60,6 +63,16 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
     let tenant = &req.tenant;
     if req.is_post() {
         return as_get(&req);
+    }
+    // Every parameter is stored with the request until it completes: a browser URL has
+    // no business being larger (a large request is pushed first, RFC 9126).
+    if req.raw_query.len() > MAX_QUERY {
+        return error_page(
+            &state,
+            tenant,
+            StatusCode::BAD_REQUEST,
+            "The request is too large. Large authorization requests must be pushed (PAR).",
+        );
     }
     if let Some(resp) = super::rate_limited(
         &state,
