@@ -30,6 +30,7 @@ mod metrics;
 mod mfa;
 mod migrate;
 mod multi_pod;
+mod no_secrets_logged;
 mod oidc_rp;
 mod par;
 mod purge;
