@@ -5,9 +5,11 @@ mod convert;
 mod service;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::config::SecretSource;
 use subtle::ConstantTimeEq as _;
 use tonic::{Request, Status};
 
@@ -19,16 +21,51 @@ pub mod proto {
     tonic::include_proto!("gatehouse.admin.v1");
 }
 
-/// Checks `authorization: Bearer <token>` in constant time.
+/// How often a token file (`admin.token_file`, a mounted Secret) is read again: a
+/// rotated Secret reaches the kubelet's copy within about a minute, and us soon after.
+const TOKEN_RELOAD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checks `authorization: Bearer <token>` in constant time. A token from a file is read
+/// again every few seconds, so rotating it needs no restart; while the file is missing
+/// (its Secret not created yet) every call is refused.
 #[derive(Clone)]
 pub struct BearerAuth {
-    expected: Arc<SecretString>,
+    expected: Arc<RwLock<Option<SecretString>>>,
 }
 
 impl BearerAuth {
-    pub fn new(token: SecretString) -> Self {
-        Self {
-            expected: Arc::new(token),
+    pub fn new(source: &SecretSource) -> Self {
+        let auth = Self {
+            expected: Arc::new(RwLock::new(None)),
+        };
+        match source {
+            SecretSource::Value(token) => auth.set(Some(token.clone())),
+            SecretSource::File(path) => {
+                auth.set(read_token(path));
+                let (auth, path) = (auth.clone(), path.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(TOKEN_RELOAD).await;
+                        let text = tokio::fs::read_to_string(&path).await.ok();
+                        auth.set(text.and_then(|t| token_of(&t)));
+                    }
+                });
+            }
+        }
+        auth
+    }
+
+    fn set(&self, token: Option<SecretString>) {
+        if let Ok(mut slot) = self.expected.write() {
+            let changed = match (&*slot, &token) {
+                (Some(a), Some(b)) => a.expose_secret() != b.expose_secret(),
+                (None, None) => false,
+                _ => true,
+            };
+            if changed {
+                tracing::info!(available = token.is_some(), "admin API token loaded");
+            }
+            *slot = token;
         }
     }
 
@@ -39,8 +76,20 @@ impl BearerAuth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("missing bearer token"))?;
-        let expected = self.expected.expose_secret().as_bytes();
-        if bool::from(presented.as_bytes().ct_eq(expected)) {
+        let guard = self
+            .expected
+            .read()
+            .map_err(|_| Status::internal("internal error"))?;
+        let Some(expected) = guard.as_ref() else {
+            return Err(Status::unauthenticated(
+                "the admin token is not available yet (admin.token_file)",
+            ));
+        };
+        if bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(expected.expose_secret().as_bytes()),
+        ) {
             Ok(())
         } else {
             Err(Status::unauthenticated("invalid bearer token"))
@@ -48,14 +97,26 @@ impl BearerAuth {
     }
 }
 
+fn read_token(path: &std::path::Path) -> Option<SecretString> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| token_of(&t))
+}
+
+/// A usable token: trimmed, at least 32 characters (config validation says the same).
+fn token_of(text: &str) -> Option<SecretString> {
+    let t = text.trim();
+    (t.len() >= 32).then(|| SecretString::from(t.to_owned()))
+}
+
 /// Serves the admin API on `addr` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     service: AdminService,
-    token: SecretString,
+    token: SecretSource,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let auth = BearerAuth::new(token);
+    let auth = BearerAuth::new(&token);
     let svc =
         proto::admin_server::AdminServer::with_interceptor(service, move |req: Request<()>| {
             auth.check(&req).map(|()| req)

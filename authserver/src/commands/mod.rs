@@ -106,16 +106,43 @@ pub(crate) struct Context {
     pub outbound: Arc<crate::outbound::Fetcher>,
 }
 
-/// The ENCRYPTION_KEY: configured, or in `--dev` the data dir's key file (created once).
+/// The ENCRYPTION_KEY: configured, read from `encryption.key_file`, or in `--dev` the
+/// data dir's key file (created once).
 fn encryption_key(settings: &Settings) -> anyhow::Result<SecretString> {
     if let Some(k) = &settings.encryption_key {
         return Ok(k.clone());
+    }
+    if let Some(path) = &settings.encryption_key_file {
+        return read_key_file(path).map_err(|e| anyhow::anyhow!(e));
     }
     let dir = settings
         .data_dir
         .as_deref()
         .context("ENCRYPTION_KEY is not set")?;
     dev_key_file(dir)
+}
+
+/// The ENCRYPTION_KEY in `path` (`encryption.key_file`), or why it is not usable yet.
+/// Never echoes the file's content.
+pub(crate) fn read_key_file(path: &Path) -> Result<SecretString, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "waiting for the ENCRYPTION_KEY: {} does not exist yet (its Secret is missing; the operator creates it, or bring your own)",
+                path.display()
+            )
+        } else {
+            format!("cannot read the ENCRYPTION_KEY file {}: {e}", path.display())
+        }
+    })?;
+    let key = text.trim();
+    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "the ENCRYPTION_KEY in {} must be 64 hexadecimal characters",
+            path.display()
+        ));
+    }
+    Ok(SecretString::from(key.to_owned()))
 }
 
 fn dev_key_file(dir: &Path) -> anyhow::Result<SecretString> {

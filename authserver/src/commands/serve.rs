@@ -18,6 +18,9 @@ use crate::throttle::LoginThrottle;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    if let Some(path) = settings.encryption_key_file.clone() {
+        wait_for_key(&settings, &path).await?;
+    }
     let ctx = open(settings, true).await?;
     let state = build_state(&ctx).await?;
     // Keep caches coherent with writes from other pods, the CLI and the operator.
@@ -96,6 +99,67 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     ctx.store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// How often a missing ENCRYPTION_KEY file is looked for again.
+const KEY_POLL: Duration = Duration::from_secs(2);
+
+/// Until `encryption.key_file` holds a key (its Secret may be created after the pod
+/// starts — the operator bootstraps it once), serves `/healthz` and a `/readyz` that
+/// answers 503 with the reason, so the pod stays alive, unready and explains itself.
+async fn wait_for_key(settings: &Settings, path: &std::path::Path) -> anyhow::Result<()> {
+    let Err(reason) = super::read_key_file(path) else {
+        return Ok(());
+    };
+    tracing::warn!(reason = %reason, "not ready");
+    let reason = Arc::new(std::sync::RwLock::new(reason));
+    let shown = Arc::clone(&reason);
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let reason = shown.read().map(|r| r.clone()).unwrap_or_default();
+                async move {
+                    (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"status": "not_ready", "reason": reason})),
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (server.listen)", settings.listen))?;
+    let (found_tx, found_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = found_rx.await;
+            })
+            .await
+    });
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(KEY_POLL) => {}
+            () = shutdown_signal() => anyhow::bail!("stopped while waiting for the ENCRYPTION_KEY"),
+        }
+        match super::read_key_file(path) {
+            Ok(_) => break,
+            Err(r) => {
+                if let Ok(mut slot) = reason.write() {
+                    *slot = r;
+                }
+            }
+        }
+    }
+    tracing::info!(path = %path.display(), "ENCRYPTION_KEY file found; starting");
+    let _ = found_tx.send(());
+    server.await.context("readiness server task")??;
     Ok(())
 }
 

@@ -98,6 +98,7 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         alias: Some("ENCRYPTION_KEY"),
         ..text("GATEHOUSE_ENCRYPTION_KEY", &["encryption", "key"])
     },
+    text("GATEHOUSE_ENCRYPTION_KEY_FILE", &["encryption", "key_file"]),
     list("GATEHOUSE_KEYS_ALGORITHMS", &["keys", "algorithms"]),
     number("GATEHOUSE_KEYS_RSA_BITS", &["keys", "rsa_bits"]),
     number(

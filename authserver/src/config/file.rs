@@ -60,6 +60,7 @@ pub struct DatabaseSection {
 #[serde(deny_unknown_fields, default)]
 pub struct EncryptionSection {
     pub key: Option<String>,
+    pub key_file: Option<String>,
 }
 
 /// One entry of `tenants`.

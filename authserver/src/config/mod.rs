@@ -45,6 +45,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// `None` only in `--dev` before the dev key file is created (see `crate::commands`).
     pub encryption_key: Option<SecretString>,
+    /// A file holding the ENCRYPTION_KEY (a mounted Secret): `serve` waits, unready,
+    /// until it exists.
+    pub encryption_key_file: Option<PathBuf>,
     pub tenants: Vec<TenantSpec>,
     pub keys: KeyPolicy,
     pub log_level: String,
@@ -214,12 +217,20 @@ pub struct RateLimitSettings {
     pub redis_url: Option<SecretString>,
 }
 
+/// Where a secret comes from: the configuration itself, or a file (a mounted Secret)
+/// that is read again while the process runs, so rotating it needs no restart.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Value(SecretString),
+    File(PathBuf),
+}
+
 /// `admin.*`: the admin gRPC API.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
     /// Bearer token; `None` disables the admin API.
-    pub token: Option<SecretString>,
+    pub token: Option<SecretSource>,
 }
 
 /// Database connection settings.

@@ -11,8 +11,8 @@ use super::file::{FileConfig, LoginSection, PasswordsSection};
 use super::{
     AdminSettings, Argon2Params, BreachPolicy, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN,
     DEFAULT_HIBP_BASE_URL, DEFAULT_LISTEN, DatabaseSettings, DpopSettings, Error, IpNet, LogFormat,
-    LoginSettings, PasswordSettings, RateLimitSettings, SessionSettings, Settings, Source,
-    TokenSettings, UiSettings, dev_database_path, parse_algorithms,
+    LoginSettings, PasswordSettings, RateLimitSettings, SecretSource, SessionSettings, Settings,
+    Source, TokenSettings, UiSettings, dev_database_path, parse_algorithms,
 };
 use crate::domain::signing_key::{Algorithm, KeyPolicy};
 use crate::domain::tenant::{self, TenantSpec};
@@ -104,6 +104,18 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         ));
     }
 
+    let encryption_key_file = file
+        .encryption
+        .key_file
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    if encryption_key_file.is_some() && file.encryption.key.is_some() {
+        problems.push(Problem::new(
+            "encryption.key_file",
+            "set either encryption.key or encryption.key_file, not both",
+        ));
+    }
     let encryption_key = match file.encryption.key {
         Some(key) => {
             // Never echo the value: it may be a real key with a typo.
@@ -122,7 +134,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             }
             Some(SecretString::from(key))
         }
-        None if dev => None,
+        None if dev || encryption_key_file.is_some() => None,
         None => {
             problems.push(Problem::new(
                 "encryption.key",
@@ -420,30 +432,39 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             ));
             None
         }
-        (Some(t), None) => Some(t.trim().to_owned()),
+        (Some(t), None) => {
+            if t.trim().len() < 32 {
+                problems.push(Problem::new(
+                    "admin.token",
+                    "the admin bearer token must be at least 32 characters",
+                ));
+            }
+            Some(SecretSource::Value(SecretString::from(t.trim().to_owned())))
+        }
+        // A file that does not exist yet is fine: the token Secret may be created after
+        // the pod starts (the operator bootstraps it); until then every call is refused.
         (None, Some(path)) => match std::fs::read_to_string(path) {
-            Ok(t) => Some(t.trim().to_owned()),
-            Err(e) => {
+            Ok(t) if !t.trim().is_empty() && t.trim().len() < 32 => {
+                problems.push(Problem::new(
+                    "admin.token_file",
+                    format!("the admin bearer token in {path:?} must be at least 32 characters"),
+                ));
+                None
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 problems.push(Problem::new(
                     "admin.token_file",
                     format!("cannot read {path:?}: {e}"),
                 ));
                 None
             }
+            _ => Some(SecretSource::File(PathBuf::from(path))),
         },
         (None, None) => None,
     };
-    if let Some(t) = &admin_token
-        && t.len() < 32
-    {
-        problems.push(Problem::new(
-            "admin.token",
-            "the admin bearer token must be at least 32 characters",
-        ));
-    }
     let admin = AdminSettings {
         listen: admin_listen,
-        token: admin_token.map(SecretString::from),
+        token: admin_token,
     };
 
     let passwords = passwords(&file.passwords, &mut problems);
@@ -495,6 +516,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             startup_timeout_seconds: file.database.startup_timeout_seconds.unwrap_or(60),
         },
         encryption_key,
+        encryption_key_file,
         tenants,
         keys,
         log_level,

@@ -7,7 +7,104 @@ use crate::harness::{Backend, Cli, TestDb, free_port, new_encryption_key};
 on_both_backends!(
     sigterm_stops_the_server_promptly_with_exit_code_zero,
     unreachable_database_fails_clearly_after_retrying,
+    a_missing_key_file_keeps_serve_unready_until_its_secret_appears,
+    the_admin_token_file_is_read_again_without_a_restart,
 );
+
+/// GitOps bootstrap (operator/chart issue, defect 1): the ENCRYPTION_KEY comes from a
+/// mounted Secret that may be created after the pod starts. Until the file exists the
+/// process stays up, `/healthz` answers and `/readyz` says why it is not ready.
+async fn a_missing_key_file_keeps_serve_unready_until_its_secret_appears(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("ENCRYPTION_KEY");
+    let mut server = db
+        .cli()
+        .env_remove("ENCRYPTION_KEY")
+        .env(
+            "GATEHOUSE_ENCRYPTION_KEY_FILE",
+            key_file.display().to_string(),
+        )
+        .spawn(db.port)
+        .await;
+    let (status, _, body) = server.get_json("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("waiting for the ENCRYPTION_KEY")
+                && r.contains("does not exist yet")),
+        "{body}"
+    );
+    // A malformed key is reported, never echoed.
+    std::fs::write(&key_file, "not-a-key-but-a-secret-looking-value").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, body) = server.get_json("/readyz").await;
+        if body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("64 hexadecimal"))
+        {
+            assert!(!body.to_string().contains("secret-looking"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(crate::harness::POLL).await;
+    }
+    // The Secret appears (as the kubelet writes it): the server starts and is ready.
+    std::fs::write(&key_file, format!("{}\n", db.key())).unwrap();
+    server.wait_ready().await;
+    assert_eq!(server.get("/jwks").await.unwrap().status(), 200);
+    assert!(!server.logs().contains(db.key()), "the key was logged");
+}
+
+/// The admin token comes from a mounted Secret: rotating the Secret reaches the running
+/// server without a restart (operator/chart issue, defect 1).
+async fn the_admin_token_file_is_read_again_without_a_restart(backend: Backend) {
+    use crate::harness::admin::{connect, with_token};
+    use authserver::admin::proto::HealthRequest;
+    let db = TestDb::migrated(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let admin_port = free_port();
+    let _server = db
+        .cli()
+        .env(
+            "GATEHOUSE_ADMIN_TOKEN_FILE",
+            token_file.display().to_string(),
+        )
+        .env("GATEHOUSE_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
+        .serve(db.port)
+        .await;
+    let mut admin = connect(admin_port).await;
+    let first = "first-admin-token-0123456789abcdef-0123";
+    let second = "second-admin-token-0123456789abcdef-012";
+    // No file yet: every call is refused.
+    let e = admin
+        .health(with_token(HealthRequest {}, first))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    for (now_valid, no_longer) in [(first, None), (second, Some(first))] {
+        std::fs::write(&token_file, format!("{now_valid}\n")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while admin
+            .health(with_token(HealthRequest {}, now_valid))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "token {now_valid} not picked up");
+            tokio::time::sleep(crate::harness::POLL).await;
+        }
+        if let Some(old) = no_longer {
+            let e = admin
+                .health(with_token(HealthRequest {}, old))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        }
+    }
+}
 
 async fn sigterm_stops_the_server_promptly_with_exit_code_zero(backend: Backend) {
     let db = TestDb::migrated(backend).await;
