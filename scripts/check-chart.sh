@@ -24,6 +24,15 @@ for values in "" charts/gatehouse/ci/all-values.yaml; do
   "$HELM" lint --strict charts/gatehouse ${values:+-f "$values"} >/dev/null
   echo "check-chart: render and validate against Kubernetes 1.30 ($label)"
   "$HELM" template gatehouse charts/gatehouse "${args[@]}" >"$work/rendered.yaml"
+  # GitOps (Argo CD, Flux, `helm template | kubectl apply`) renders without cluster
+  # access: the output must be a pure function of the values (no lookup, no random).
+  echo "check-chart: two renders are identical ($label)"
+  "$HELM" template gatehouse charts/gatehouse "${args[@]}" >"$work/rendered-again.yaml"
+  diff -u "$work/rendered.yaml" "$work/rendered-again.yaml"
+  if grep -nE '\b(lookup|randAlphaNum|randAlpha|randNumeric|randAscii|randBytes|uuidv4|genPrivateKey|genCA|now)\b' charts/gatehouse/templates/*; then
+    echo "check-chart: a template uses lookup or a random/time function" >&2
+    exit 1
+  fi
   # --strict: unknown fields fail. Custom resources without a bundled schema (the
   # ServiceMonitor) are only warned about.
   "$VENV/bin/kubernetes-validate" -k 1.30.0 --strict --quiet "$work/rendered.yaml"

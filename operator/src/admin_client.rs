@@ -126,26 +126,67 @@ pub trait AdminApi: Send + Sync {
 }
 
 /// Adds `authorization: Bearer <token>` to every call. The value is marked sensitive so
-/// tonic and hyper never print it.
+/// tonic and hyper never print it. Built from a file (a mounted Secret), the token is
+/// read again every few seconds: a rotated Secret reaches the operator without a
+/// restart, and a Secret created after start (bootstrap) is picked up when it appears.
 #[derive(Clone)]
-pub struct BearerToken(Arc<MetadataValue<Ascii>>);
+pub struct BearerToken(Arc<std::sync::RwLock<Result<MetadataValue<Ascii>, String>>>);
+
+/// How often the token file is read again.
+const TOKEN_RELOAD: Duration = Duration::from_secs(5);
+
+fn header_value(token: &SecretString) -> Result<MetadataValue<Ascii>, String> {
+    let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret())
+        .parse()
+        .map_err(|_| "the admin token contains characters not allowed in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
 
 impl BearerToken {
     pub fn new(token: &SecretString) -> Result<Self, String> {
-        let mut value: MetadataValue<Ascii> =
-            format!("Bearer {}", token.expose_secret())
-                .parse()
-                .map_err(|_| "the admin token contains characters not allowed in a header")?;
-        value.set_sensitive(true);
-        Ok(Self(Arc::new(value)))
+        Ok(Self(Arc::new(std::sync::RwLock::new(Ok(header_value(
+            token,
+        )?)))))
+    }
+
+    /// The token in `path`, read now and again every few seconds (needs a Tokio runtime).
+    pub fn from_file(path: &Path) -> Self {
+        let load = |p: &Path| read_token(p).and_then(|t| header_value(&t));
+        let auth = Self(Arc::new(std::sync::RwLock::new(load(path))));
+        let (slot, path) = (Arc::clone(&auth.0), path.to_owned());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TOKEN_RELOAD).await;
+                let next = load(&path);
+                if let Ok(mut current) = slot.write() {
+                    if current.is_ok() != next.is_ok() {
+                        tracing::info!(available = next.is_ok(), "admin token file changed");
+                    }
+                    *current = next;
+                }
+            }
+        });
+        auth
     }
 }
 
 impl Interceptor for BearerToken {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut()
-            .insert("authorization", (*self.0).clone());
-        Ok(req)
+        let current = self
+            .0
+            .read()
+            .map_err(|_| Status::internal("admin token lock poisoned"))?;
+        match &*current {
+            Ok(value) => {
+                req.metadata_mut().insert("authorization", value.clone());
+                Ok(req)
+            }
+            // Not sent at all: the call fails as unauthenticated, and says why.
+            Err(why) => Err(Status::unauthenticated(format!(
+                "no admin token: {why} (--admin-token-file)"
+            ))),
+        }
     }
 }
 
@@ -177,13 +218,22 @@ pub struct GrpcAdmin {
 impl GrpcAdmin {
     /// A client for `addr` (`http://host:port`), authenticating with `token`.
     pub fn connect_lazy(addr: &str, token: &SecretString) -> Result<Self, String> {
+        Self::with_auth(addr, BearerToken::new(token)?)
+    }
+
+    /// A client for `addr` whose token comes from a file read again while running.
+    pub fn connect_lazy_with_token_file(addr: &str, path: &Path) -> Result<Self, String> {
+        Self::with_auth(addr, BearerToken::from_file(path))
+    }
+
+    fn with_auth(addr: &str, auth: BearerToken) -> Result<Self, String> {
         let endpoint = Endpoint::from_shared(addr.to_owned())
             .map_err(|e| format!("invalid address {addr:?}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
         let channel = endpoint.connect_lazy();
         Ok(Self {
-            client: AdminClient::with_interceptor(channel, BearerToken::new(token)?),
+            client: AdminClient::with_interceptor(channel, auth),
         })
     }
 }
@@ -366,6 +416,27 @@ mod tests {
             format!("Bearer {}", "t".repeat(32))
         );
         assert!(BearerToken::new(&SecretString::from("bad\ntoken".to_owned())).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_token_file_that_appears_or_changes_is_picked_up_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let mut auth = BearerToken::from_file(&path);
+        let refused = auth.call(Request::new(())).unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert!(refused.message().contains("cannot read"), "{refused:?}");
+        std::fs::write(&path, "first-token\n").unwrap();
+        tokio::time::sleep(TOKEN_RELOAD + Duration::from_millis(500)).await;
+        let req = auth.call(Request::new(())).unwrap();
+        assert_eq!(
+            req.metadata()
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "Bearer first-token"
+        );
     }
 
     #[test]

@@ -58,6 +58,28 @@ pub struct Args {
     )]
     pub encryption_secret: String,
 
+    /// Create the Secret named by --encryption-secret (key ENCRYPTION_KEY, 32 random bytes
+    /// in hex) when it does not exist: once, without an owner, never updated or deleted.
+    /// For installs that do not bring their own key.
+    #[arg(
+        long,
+        env = "GATEHOUSE_BOOTSTRAP_ENCRYPTION_SECRET",
+        default_value_t = false,
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub bootstrap_encryption_secret: bool,
+
+    /// Create this Secret (in --namespace) with a random admin API token under
+    /// --admin-secret-key when it does not exist: once, never updated or deleted.
+    #[arg(long, env = "GATEHOUSE_BOOTSTRAP_ADMIN_SECRET")]
+    pub bootstrap_admin_secret: Option<String>,
+
+    /// Key of the admin token in its Secret.
+    #[arg(long, env = "GATEHOUSE_ADMIN_SECRET_KEY", default_value = "token")]
+    pub admin_secret_key: String,
+
     /// ConfigMap with the authserver `config.yaml`, mounted into the Jobs and CronJobs at
     /// /etc/gatehouse (GATEHOUSE_CONFIG=/etc/gatehouse/config.yaml). Default: none.
     #[arg(long, env = "GATEHOUSE_AUTHSERVER_CONFIG_MAP")]
@@ -164,6 +186,33 @@ impl Args {
     }
 }
 
+impl Args {
+    /// The bootstrap Secrets to create when missing (see `crate::bootstrap`).
+    pub fn bootstrap(&self) -> Vec<crate::bootstrap::Wanted> {
+        use crate::bootstrap::{Kind, Wanted};
+        let mut wanted = Vec::new();
+        if self.bootstrap_encryption_secret {
+            wanted.push(Wanted {
+                name: self.encryption_secret.clone(),
+                key: "ENCRYPTION_KEY".to_owned(),
+                kind: Kind::EncryptionKey,
+            });
+        }
+        if let Some(name) = self
+            .bootstrap_admin_secret
+            .as_deref()
+            .filter(|n| !n.is_empty())
+        {
+            wanted.push(Wanted {
+                name: name.to_owned(),
+                key: self.admin_secret_key.clone(),
+                kind: Kind::AdminToken,
+            });
+        }
+        wanted
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +237,30 @@ mod tests {
         assert_eq!(c.resync, Duration::from_mins(5));
         assert_eq!(c.database_secret, "gatehouse-database");
         assert_eq!(c.authserver_config_map, None);
+        assert!(a.bootstrap().is_empty(), "nothing is created unless asked");
+    }
+
+    #[test]
+    fn bootstrap_secrets_are_named_by_their_flags() {
+        let a = parse(&[
+            "--authserver-image",
+            "x:1",
+            "--encryption-secret",
+            "gh-encryption",
+            "--bootstrap-encryption-secret",
+            "--bootstrap-admin-secret",
+            "gh-admin-token",
+        ])
+        .unwrap();
+        let names: Vec<(String, String)> =
+            a.bootstrap().into_iter().map(|w| (w.name, w.key)).collect();
+        assert_eq!(
+            names,
+            [
+                ("gh-encryption".to_owned(), "ENCRYPTION_KEY".to_owned()),
+                ("gh-admin-token".to_owned(), "token".to_owned())
+            ]
+        );
     }
 
     #[test]

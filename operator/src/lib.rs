@@ -9,6 +9,7 @@
 pub mod admin_client;
 pub mod args;
 pub mod authserver_pod;
+pub mod bootstrap;
 pub mod client;
 pub mod context;
 pub mod controller;
@@ -63,9 +64,9 @@ fn on_signal(tx: watch::Sender<bool>) -> anyhow::Result<()> {
 /// (`Err`: the process exits and restarts as a standby, with clean state).
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.config().map_err(anyhow::Error::msg)?;
-    let token = admin_client::read_token(&args.admin_token_file)
-        .map_err(|e| anyhow::anyhow!("--admin-token-file: {e}"))?;
-    let admin = GrpcAdmin::connect_lazy(&args.admin_addr, &token)
+    // The token file may not exist yet (its Secret is bootstrapped below once this
+    // replica leads); calls fail as unauthenticated until it does.
+    let admin = GrpcAdmin::connect_lazy_with_token_file(&args.admin_addr, &args.admin_token_file)
         .map_err(|e| anyhow::anyhow!("--admin-addr: {e}"))?;
     let identity = args.identity();
 
@@ -128,6 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut lost_lease = false;
     if !*stop.borrow() {
         let setup = Setup {
+            bootstrap: args.bootstrap(),
             client,
             admin,
             config,
@@ -154,6 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// What the leader needs to run the controllers.
 struct Setup {
+    bootstrap: Vec<bootstrap::Wanted>,
     client: kube::Client,
     admin: GrpcAdmin,
     config: context::Config,
@@ -170,6 +173,7 @@ async fn lead(
     stop: watch::Receiver<bool>,
 ) -> bool {
     let Setup {
+        bootstrap,
         client,
         admin,
         config,
@@ -198,6 +202,21 @@ async fn lead(
         });
     }
 
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "gatehouse-operator".to_owned(),
+            instance: Some(identity),
+        },
+    );
+    let events = Events::Kube(Arc::new(recorder));
+    // Before anything needs them: the auth pods wait (unready) for these Secrets, and the
+    // migration Job started next reads the ENCRYPTION_KEY from one of them.
+    if !bootstrap.is_empty()
+        && let Err(e) = bootstrap::ensure(&client, &config.namespace, &bootstrap, &events).await
+    {
+        tracing::error!(error = %e, "failed to create the bootstrap Secrets; the auth server stays unready until they exist");
+    }
     let (state_tx, state) = watch::channel(MigrationState::unchecked(&config.authserver_image));
     let migration = tokio::spawn(migration::run(
         client.clone(),
@@ -207,18 +226,11 @@ async fn lead(
         Arc::clone(&metrics),
         halt.clone(),
     ));
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "gatehouse-operator".to_owned(),
-            instance: Some(identity),
-        },
-    );
     let ctx = Arc::new(Context::new(
         client,
         Arc::new(admin),
         config,
-        Events::Kube(Arc::new(recorder)),
+        events,
         metrics,
         clock,
         state,

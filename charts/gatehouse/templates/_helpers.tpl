@@ -58,16 +58,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- required "database.existingSecret is required: create a Secret with the PostgreSQL DSN (key DATABASE_URL) and name it here" .Values.database.existingSecret -}}
 {{- end -}}
 
-{{/* Environment shared by the auth pods and the Jobs the operator creates. */}}
+{{/* The auth pods' database DSN. The ENCRYPTION_KEY comes from a mounted file (see
+the Deployment): its Secret may be created after the pod starts. */}}
 {{- define "gatehouse.databaseEnv" -}}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "gatehouse.databaseSecret" . }}
       key: DATABASE_URL
-- name: ENCRYPTION_KEY
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "gatehouse.encryptionSecret" . }}
-      key: ENCRYPTION_KEY
 {{- end -}}

@@ -327,6 +327,17 @@ impl Replica {
         Ok(response.status().as_u16())
     }
 
+    /// The JSON body of `GET {base}{path}` (health endpoints), whatever the status.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::HOST, &self.host)
+            .send()
+            .await?;
+        Ok(Self::reply(response).await?.body)
+    }
+
     /// `GET` of an issuer endpoint (`/jwks`, `/.well-known/openid-configuration`).
     pub async fn get(&self, issuer: &str, endpoint: &str) -> anyhow::Result<Reply> {
         let response = self

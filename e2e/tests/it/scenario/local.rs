@@ -183,17 +183,55 @@ pub struct Local {
     logs: tempfile::TempDir,
 }
 
+/// "The kubelet": each bootstrapped Secret, once the operator has created it (labelled,
+/// without an owner), becomes the file its volume mounts.
+async fn mount_bootstrap_secrets(
+    secrets: &Api<Secret>,
+    operator: &mut Process,
+    mounts: &[(&str, &str, &PathBuf)],
+) -> anyhow::Result<()> {
+    for (name, key, file) in mounts {
+        let deadline = Deadline::after(
+            START_TIMEOUT,
+            format!("the operator to create the bootstrap Secret {name}"),
+        );
+        let value = loop {
+            operator.check_running()?;
+            if let Some(s) = secrets.get_opt(name).await? {
+                let labels = s.metadata.labels.clone().unwrap_or_default();
+                ensure!(
+                    labels.get("gatehouse.dev/bootstrap").map(String::as_str) == Some("true")
+                        && s.metadata.owner_references.is_none(),
+                    "bootstrap Secret {name} is unlabelled or owned: {:?}",
+                    s.metadata
+                );
+                let data = s.data.unwrap_or_default();
+                break data
+                    .get(*key)
+                    .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                    .with_context(|| format!("Secret {name} has no {key}"))?;
+            }
+            deadline.tick(name).await?;
+        };
+        std::fs::write(file, format!("{value}\n"))?;
+    }
+    Ok(())
+}
+
 impl Local {
     /// Starts everything; returns the installation and what the scenario needs to know.
     pub async fn start(fake: &FakeApiServer) -> anyhow::Result<(Self, Gatehouse)> {
         let authserver = authserver_binary()?;
         let operator = operator_binary()?;
         let database = tokio::task::spawn_blocking(Database::create).await??;
-        let encryption_key = random_hex(32);
-        let admin_token = random_hex(24);
         let logs = tempfile::Builder::new()
             .prefix("gatehouse-e2e-")
             .tempdir()?;
+        // As the chart installs it: the ENCRYPTION_KEY and admin token Secrets do not
+        // exist yet; the operator bootstraps them, and "the kubelet" (this harness)
+        // writes them into the files the replicas and the operator read.
+        let key_file = logs.path().join("ENCRYPTION_KEY");
+        let token_file = logs.path().join("admin-token");
 
         let mut ports = Vec::new();
         let mut replicas = Vec::new();
@@ -204,8 +242,8 @@ impl Local {
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("DATABASE_URL", &database.url)
-                .env("ENCRYPTION_KEY", &encryption_key)
-                .env("GATEHOUSE_ADMIN_TOKEN", &admin_token)
+                .env("GATEHOUSE_ENCRYPTION_KEY_FILE", &key_file)
+                .env("GATEHOUSE_ADMIN_TOKEN_FILE", &token_file)
                 .env("GATEHOUSE_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
                 .env("RUST_LOG", "info");
             replicas.push(Process::spawn(name, c, logs.path())?);
@@ -235,21 +273,15 @@ impl Local {
             }
         }
 
-        // What the chart would create: the Secrets the operator's Jobs read, and the
-        // admin token file (a mounted Secret in a cluster).
+        // What the user brings: the database Secret. The others are bootstrapped.
         let secrets: Api<Secret> = Api::namespaced(fake.client()?, NAMESPACE);
-        for (name, key, value) in [
-            ("gatehouse-database", "DATABASE_URL", database.url.as_str()),
-            ("gatehouse-encryption", "ENCRYPTION_KEY", &encryption_key),
-        ] {
-            let secret: Secret = serde_json::from_value(json!({
-                "metadata": {"name": name, "namespace": NAMESPACE},
-                "stringData": {key: value},
-            }))?;
-            secrets.create(&PostParams::default(), &secret).await?;
-        }
-        let token_file = logs.path().join("admin-token");
-        std::fs::write(&token_file, format!("{admin_token}\n"))?;
+        let database_secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "gatehouse-database", "namespace": NAMESPACE},
+            "stringData": {"DATABASE_URL": database.url.as_str()},
+        }))?;
+        secrets
+            .create(&PostParams::default(), &database_secret)
+            .await?;
 
         let mut c = Command::new(&operator);
         c.env_clear()
@@ -265,8 +297,27 @@ impl Local {
             .env("POD_NAME", "gatehouse-operator-e2e")
             .env("GATEHOUSE_PROBE_ADDR", format!("127.0.0.1:{}", free_port()))
             .env("GATEHOUSE_LOG_FORMAT", "json")
+            .env("GATEHOUSE_BOOTSTRAP_ENCRYPTION_SECRET", "true")
+            .env("GATEHOUSE_BOOTSTRAP_ADMIN_SECRET", "gatehouse-admin-token")
             .env("RUST_LOG", "info");
-        let operator = Process::spawn("gatehouse-operator", c, logs.path())?;
+        let mut operator = Process::spawn("gatehouse-operator", c, logs.path())?;
+        // The replicas stay unready, saying why, until the key Secret exists.
+        let reason = gatehouse.replicas[0].get_json("/readyz").await?;
+        ensure!(
+            reason["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("waiting for the ENCRYPTION_KEY")),
+            "replica A before the key exists: {reason}"
+        );
+        mount_bootstrap_secrets(
+            &secrets,
+            &mut operator,
+            &[
+                ("gatehouse-encryption", "ENCRYPTION_KEY", &key_file),
+                ("gatehouse-admin-token", "token", &token_file),
+            ],
+        )
+        .await?;
         Ok((
             Self {
                 operator,
