@@ -223,10 +223,9 @@ mod tests {
                     assert!(body["metadata"].get("ownerReferences").is_none(), "{body}");
                     assert_eq!(body["metadata"]["labels"][LABEL], "true");
                     let key = body["data"]["ENCRYPTION_KEY"].as_str().unwrap();
-                    use base64::Engine as _;
-                    let raw = base64::engine::general_purpose::STANDARD
-                        .decode(key)
-                        .unwrap();
+                    let raw =
+                        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key)
+                            .unwrap();
                     assert_eq!(raw.len(), 64);
                 })
                 .respond(json!({"apiVersion": "v1", "kind": "Secret",
