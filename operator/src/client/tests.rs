@@ -414,6 +414,31 @@ async fn a_deleted_secret_with_lost_plaintext_is_restored_by_rotation() {
     assert!(events[0].warning);
 }
 
+/// Security review, defect 1: a deleted client's id is retired in the auth server, so
+/// an OidcClient claiming it (here or in another namespace) is refused with its own
+/// reason, registers nothing, and waits for a spec change.
+#[tokio::test]
+async fn a_retired_client_id_is_ready_false_client_id_retired() {
+    let c = client(json!({})).finalized();
+    let admin = FakeAdmin::with_tenant();
+    admin
+        .state()
+        .retired
+        .insert(("acme".to_owned(), "shop-web".to_owned()));
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).not_found());
+    steps.push(status_step(&c, |body| {
+        let m = assert_ready(body, "False", "ClientIdRetired");
+        assert!(m.contains("spec.clientId") && m.contains("retired"), "{m}");
+        assert!(body["status"].get("clientId").is_none());
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.category(), "ClientIdRetired");
+    assert!(err.awaits_change(), "retried only when the spec changes");
+    assert!(admin.state().clients.is_empty(), "nothing registered");
+}
+
 #[tokio::test]
 async fn a_public_client_gets_a_secret_without_client_secret() {
     let c = client(
