@@ -39,6 +39,17 @@ for values in "" charts/gatehouse/ci/all-values.yaml; do
   "$VENV/bin/python" scripts/compare_rbac.py "$work/rendered.yaml" operator/rbac.yaml
 done
 
+echo "check-chart: the PodDisruptionBudget is rendered only when it can be satisfied"
+"$HELM" template gatehouse charts/gatehouse --namespace gatehouse >"$work/two.yaml"
+grep -q '^kind: PodDisruptionBudget' "$work/two.yaml"
+for set in authserver.replicas=1 "authserver.autoscaling.enabled=true,authserver.autoscaling.minReplicas=1"; do
+  "$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set "$set" >"$work/one.yaml"
+  if grep -q '^kind: PodDisruptionBudget' "$work/one.yaml"; then
+    echo "check-chart: a PodDisruptionBudget that blocks drains was rendered with $set" >&2
+    exit 1
+  fi
+done
+
 echo "check-chart: bad values are rejected at install time"
 if "$HELM" template gatehouse charts/gatehouse --set authserver.replicas=many >/dev/null 2>"$work/err"; then
   echo "check-chart: values.schema.json accepted authserver.replicas=many" >&2
