@@ -50,6 +50,25 @@ for set in authserver.replicas=1 "authserver.autoscaling.enabled=true,authserver
   fi
 done
 
+echo "check-chart: names fit their limits with the longest release name Helm allows"
+long=identity-provider-with-a-release-name-of-53-chars-xy
+"$HELM" template "$long" charts/gatehouse --namespace gatehouse >"$work/long.yaml"
+"$VENV/bin/python" - "$work/long.yaml" <<'PY'
+import sys, yaml
+bad = []
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if not doc:
+        continue
+    meta = doc.get("metadata", {})
+    if doc.get("kind") == "Service" and len(meta.get("name", "")) > 63:
+        bad.append(f"Service {meta['name']} is longer than 63 characters")
+    for k, v in (meta.get("labels") or {}).items():
+        if len(str(v)) > 63:
+            bad.append(f"{doc.get('kind')} {meta.get('name')}: label {k} value longer than 63")
+if bad:
+    sys.exit("\n".join(bad))
+PY
+
 echo "check-chart: bad values are rejected at install time"
 if "$HELM" template gatehouse charts/gatehouse --set authserver.replicas=many >/dev/null 2>"$work/err"; then
   echo "check-chart: values.schema.json accepted authserver.replicas=many" >&2

@@ -46,6 +46,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s/gatehouse-operator:%s" .Values.image.repository (include "gatehouse.tag" .) -}}
 {{- end -}}
 
+{{/* The admin Service: a Service name is a DNS label (at most 63 characters), so the
+fullname is cut to leave room for the suffix (Helm allows 53-character release names). */}}
+{{- define "gatehouse.adminService" -}}
+{{- printf "%s-admin" (include "gatehouse.fullname" . | trunc 57 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "gatehouse.encryptionSecret" -}}
 {{- default (printf "%s-encryption" (include "gatehouse.fullname" .)) .Values.encryption.existingSecret -}}
 {{- end -}}
