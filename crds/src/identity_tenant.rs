@@ -297,14 +297,14 @@ fn default_authorization_code_seconds() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct PurgePolicy {
     /// When the purge runs, in CronJob syntax (five fields, or `@hourly`, `@daily`, …),
-    /// in the controller manager's time zone. Default: "17 * * * *" (hourly, off the
+    /// in the controller manager's time zone. Each field is checked against its range
+    /// (minute 0-59, hour 0-23, day 1-31, month 1-12 or JAN-DEC, weekday 0-7 or
+    /// SUN-SAT), so a schedule the CronJob API would refuse is refused here. Default: "17 * * * *" (hourly, off the
     /// full hour to spread load).
     #[serde(default = "default_purge_schedule")]
     #[schemars(
         length(min = 1, max = 100),
-        regex(
-            pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$"
-        )
+        regex(pattern = crate::schema::CRON_SCHEDULE_PATTERN)
     )]
     pub schedule: String,
 

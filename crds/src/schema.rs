@@ -21,6 +21,29 @@ pub(crate) const HTTPS_URL: &str = r"self.matches('^https://[^/?#@\\s]+([/?][^#\
 pub(crate) const HTTPS_URL_MESSAGE: &str =
     "must be an https URL (https://host/path), without userinfo or fragment";
 
+/// A CronJob schedule as Kubernetes' parser accepts it, field by field, so a schedule the
+/// CronJob API would reject with a 422 (`99 * * * *`) is rejected by the CRD already:
+/// five fields (lists, ranges, `*`, steps 1–99; month and weekday names; `?` for the
+/// day fields) or a `@hourly`-style macro. Generated from per-field number patterns.
+pub const CRON_SCHEDULE_PATTERN: &str = concat!(
+    r"^(?:@(?:yearly|annually|monthly|weekly|daily|midnight|hourly)|",
+    // minute
+    r"(?:\*|(?:[0-9]|[1-5][0-9])(?:-(?:[0-9]|[1-5][0-9]))?)(?:/[1-9][0-9]?)?(?:,(?:\*|(?:[0-9]|[1-5][0-9])(?:-(?:[0-9]|[1-5][0-9]))?)(?:/[1-9][0-9]?)?)*",
+    r" +",
+    // hour
+    r"(?:\*|(?:[0-9]|1[0-9]|2[0-3])(?:-(?:[0-9]|1[0-9]|2[0-3]))?)(?:/[1-9][0-9]?)?(?:,(?:\*|(?:[0-9]|1[0-9]|2[0-3])(?:-(?:[0-9]|1[0-9]|2[0-3]))?)(?:/[1-9][0-9]?)?)*",
+    r" +",
+    // day of month
+    r"(?:\?|(?:\*|(?:[1-9]|[12][0-9]|3[01])(?:-(?:[1-9]|[12][0-9]|3[01]))?)(?:/[1-9][0-9]?)?)(?:,(?:\?|(?:\*|(?:[1-9]|[12][0-9]|3[01])(?:-(?:[1-9]|[12][0-9]|3[01]))?)(?:/[1-9][0-9]?)?))*",
+    r" +",
+    // month
+    r"(?:\*|(?:(?:[1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(?:-(?:(?:[1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))?)(?:/[1-9][0-9]?)?(?:,(?:\*|(?:(?:[1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(?:-(?:(?:[1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))?)(?:/[1-9][0-9]?)?)*",
+    r" +",
+    // day of week
+    r"(?:\?|(?:\*|(?:[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT|sun|mon|tue|wed|thu|fri|sat)(?:-(?:[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT|sun|mon|tue|wed|thu|fri|sat))?)(?:/[1-9][0-9]?)?)(?:,(?:\?|(?:\*|(?:[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT|sun|mon|tue|wed|thu|fri|sat)(?:-(?:[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT|sun|mon|tue|wed|thu|fri|sat))?)(?:/[1-9][0-9]?)?))*",
+    r")$"
+);
+
 /// CEL on an OidcClient spec: a pairwise client has a sector (OpenID Connect Core §8.1):
 /// sectorIdentifierUri, or redirect URIs that all share one host, compared as the auth
 /// server does (case-insensitively, ignoring scheme and port; an IPv6 host keeps its
@@ -80,5 +103,39 @@ pub(crate) fn origin_items(schema: &mut Schema) {
 pub(crate) fn without_description(schema: &mut Schema) {
     if let Some(obj) = schema.as_object_mut() {
         obj.remove("description");
+    }
+}
+
+#[cfg(test)]
+mod cron_tests {
+    #[test]
+    fn cron_schedules_are_checked_field_by_field() {
+        let re = regex::Regex::new(super::CRON_SCHEDULE_PATTERN).unwrap();
+        for good in [
+            "17 * * * *",
+            "*/15 2-5 1,15 JAN-MAR MON-FRI",
+            "0 0 * * 0",
+            "@hourly",
+            "59 23 31 12 7",
+            "0 0 ? * *",
+            "5 4 * * sun",
+            "0 */2 * * *",
+        ] {
+            assert!(re.is_match(good), "{good}");
+        }
+        for bad in [
+            "99 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "* * * 13 *",
+            "* * * * 8",
+            "*/0 * * * *",
+            "17 * * *",
+            "@every 5m",
+            "x * * * *",
+            "1-60 * * * *",
+        ] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
     }
 }
