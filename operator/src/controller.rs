@@ -146,11 +146,22 @@ async fn report_malformed<K>(
         "observedGeneration": invalid.metadata.generation,
         "conditions": [condition],
     });
+    // A field manager of its own: applied by the controller's manager, this status
+    // (only observedGeneration and conditions) would make the API server drop every
+    // status field that manager owned and no longer sent — issuer, clientId, keys, the
+    // acknowledged rotation annotations — and the next good reconcile would see them as
+    // new and rotate keys and secrets.
+    let manager = invalid_object_manager(field_manager);
     if let Some(name) = &invalid.metadata.name
-        && let Err(e) = apply_status(api, name, field_manager, &status).await
+        && let Err(e) = apply_status(api, name, &manager, &status).await
     {
         tracing::warn!(error = %e, "failed to report a malformed object in its status");
     }
+}
+
+/// The field manager of the status written for an object that does not parse.
+pub fn invalid_object_manager(field_manager: &str) -> String {
+    format!("{field_manager}-invalid-object")
 }
 
 /// `error_policy` of every controller: wait for a change after an invalid spec,

@@ -920,8 +920,12 @@ async fn a_malformed_object_is_reported_and_awaits_a_change() {
     });
     let guard: DeserializeGuard<OidcClient> = serde_json::from_value(raw.clone()).unwrap();
     assert!(guard.0.is_err());
+    // Not the controller's own field manager: an apply by it with only these fields
+    // would remove the status fields it owns (issuer, clientId, …) on a real API server.
+    let manager = crate::controller::invalid_object_manager(FIELD_MANAGER);
+    assert_ne!(manager, FIELD_MANAGER);
     let (kube, verifier) = ApiServerVerifier::run(vec![
-        Step::apply(STATUS, FIELD_MANAGER)
+        Step::apply(STATUS, &manager)
             .check(|body| {
                 let m = assert_ready(body, "False", "InvalidSpec");
                 assert!(m.contains("does not match the schema"), "{m}");
