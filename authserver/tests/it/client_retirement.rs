@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::authorize_flow::{CB, PASSWORD, VERIFIER, authorize_url, client_params, settle};
 use crate::harness::browser::{Browser, create_user};
-use crate::harness::oauth::{Creds, Reply, create_client, introspect, post_form, send};
+use crate::harness::oauth::{Creds, Reply, create_client, field, introspect, post_form, send};
 use crate::harness::{Backend, POLL, Server, TestDb};
 
 on_both_backends!(
@@ -86,12 +86,6 @@ async fn userinfo_status(server: &Server, token: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-fn field(v: &Value, k: &str) -> String {
-    v[k].as_str()
-        .unwrap_or_else(|| panic!("{k} in {v}"))
-        .to_owned()
 }
 
 /// Waits until the server has seen a registry change (its change feed), proven by `check`.

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 use crate::authorize_flow::{CB, PASSWORD, VERIFIER, authorize_url, client_params, settle};
 use crate::harness::admin::{admin_cli, authed, connect};
 use crate::harness::browser::{Browser, create_user, fast};
-use crate::harness::oauth::{Creds, Reply, create_client, is_active, post_form, send};
+use crate::harness::oauth::{Creds, Reply, create_client, field, is_active, post_form, send};
 use crate::harness::{Backend, Server, TestDb, free_port};
 
 on_both_backends!(
@@ -117,12 +117,6 @@ async fn refresh(s: &Setup, token: &str) -> Reply {
         .header(header::AUTHORIZATION, s.app.basic()),
     )
     .await
-}
-
-fn field(v: &Value, k: &str) -> String {
-    v[k].as_str()
-        .unwrap_or_else(|| panic!("{k} in {v}"))
-        .to_owned()
 }
 
 async fn user_id(db: &TestDb, username: &str) -> String {

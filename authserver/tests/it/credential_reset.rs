@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::authorize_flow::{CB, PASSWORD, authorize_url, settle};
 use crate::client_retirement::tokens_for;
 use crate::harness::browser::{Browser, create_user};
-use crate::harness::oauth::{Creds, Reply, create_client, is_active, post_form, send};
+use crate::harness::oauth::{Creds, Reply, create_client, field, is_active, post_form, send};
 use crate::harness::{Backend, Cli, Server, TestDb};
 
 on_both_backends!(
@@ -68,12 +68,6 @@ async fn refresh(s: &Setup, token: &str) -> Reply {
         .header(header::AUTHORIZATION, s.web.basic()),
     )
     .await
-}
-
-fn field(v: &Value, k: &str) -> String {
-    v[k].as_str()
-        .unwrap_or_else(|| panic!("{k} in {v}"))
-        .to_owned()
 }
 
 /// Alice (signed in, with tokens) and Bob, the bystander.

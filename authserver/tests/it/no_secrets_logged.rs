@@ -8,22 +8,16 @@ use authserver::admin::proto::{
 };
 use authserver::mfa::totp;
 use reqwest::header;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::authorize_flow::{CB, PASSWORD, VERIFIER, authorize_url, client_params, settle};
 use crate::harness::admin::{ADMIN_TOKEN, admin_cli, authed, connect, machine_spec};
 use crate::harness::browser::{Browser, create_user};
 use crate::harness::jose::ClientKey;
-use crate::harness::oauth::{create_client, introspect, post_form, revoke, send, token};
+use crate::harness::oauth::{create_client, field, introspect, post_form, revoke, send, token};
 use crate::harness::{Backend, TestDb, free_port};
 
 on_both_backends!(no_secret_is_ever_logged_even_at_trace);
-
-fn field(v: &Value, k: &str) -> String {
-    v[k].as_str()
-        .unwrap_or_else(|| panic!("{k} in {v}"))
-        .to_owned()
-}
 
 #[allow(clippy::too_many_lines)] // one journey through every kind of secret
 async fn no_secret_is_ever_logged_even_at_trace(backend: Backend) {

@@ -66,6 +66,13 @@ impl Reply {
     }
 }
 
+/// The string member `k` of a JSON reply (a token, a code); panics naming it when absent.
+pub fn field(v: &Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("{k} in {v}"))
+        .to_owned()
+}
+
 /// Sends a request and reads the reply.
 pub async fn send(request: reqwest::RequestBuilder) -> Reply {
     let r = request.send().await.expect("request reaches the server");
