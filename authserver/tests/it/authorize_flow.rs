@@ -733,6 +733,22 @@ async fn a_post_to_authorize_keeps_the_signed_in_session(backend: Backend) {
     assert_eq!(count(&db, "sessions").await, 1);
 }
 
+/// Opens the account chooser for the request `page`'s form belongs to and picks alice's
+/// existing account there; returns the request handle and the chooser's answer.
+async fn choose_alice(b: &Browser, issuer: &str, page: &Page) -> (String, Page) {
+    let action = page.form_action().unwrap();
+    let handle = action.split_once("request=").unwrap().1.to_owned();
+    let chooser = b
+        .get(&format!("{issuer}/select-account?request={handle}"))
+        .await;
+    chooser.assert_status(200);
+    let end = chooser.body.find(">alice</button>").unwrap();
+    let start = chooser.body[..end].rfind("value=\"").unwrap() + 7;
+    let alice = chooser.body[start..end].trim_end_matches('"').to_owned();
+    let answer = b.submit(&chooser, &[("account", &alice)]).await;
+    (handle, answer)
+}
+
 async fn the_account_chooser_is_no_way_around_prompt_login(backend: Backend) {
     let (db, _server) = setup(backend).await;
     let issuer = db.issuer("");
@@ -749,16 +765,8 @@ async fn the_account_chooser_is_no_way_around_prompt_login(backend: Backend) {
         let first = settle(&b, b.get(&authorize_url(&db, "internal", &extra)).await).await;
         first.assert_status(200);
         // Instead of signing in, pick an old account in the chooser for this request.
-        let action = first.form_action().unwrap();
-        let handle = action.split_once("request=").unwrap().1.to_owned();
-        let chooser = b
-            .get(&format!("{issuer}/select-account?request={handle}"))
-            .await;
-        chooser.assert_status(200);
-        let end = chooser.body.find(">alice</button>").unwrap();
-        let start = chooser.body[..end].rfind("value=\"").unwrap() + 7;
-        let alice = chooser.body[start..end].trim_end_matches('"').to_owned();
-        let p = settle(&b, b.submit(&chooser, &[("account", &alice)]).await).await;
+        let (_, chosen) = choose_alice(&b, &issuer, &first).await;
+        let p = settle(&b, chosen).await;
         assert!(
             !p.location().is_some_and(|l| l.starts_with(CB)),
             "{extra:?}: the chooser ended in a redirect to the client: {:?}",
@@ -801,22 +809,8 @@ async fn the_consent_page_is_no_way_around_a_fresh_sign_in(backend: Backend) {
         login.assert_status(200);
         assert!(login.body.contains("name=\"password\""), "{extra:?}");
         let csrf = login.input("_csrf").unwrap();
-        let handle = login
-            .form_action()
-            .unwrap()
-            .split_once("request=")
-            .unwrap()
-            .1
-            .to_owned();
         // The chooser binds the old account to the request…
-        let chooser = b
-            .get(&format!("{issuer}/select-account?request={handle}"))
-            .await;
-        chooser.assert_status(200);
-        let end = chooser.body.find(">alice</button>").unwrap();
-        let start = chooser.body[..end].rfind("value=\"").unwrap() + 7;
-        let alice = chooser.body[start..end].trim_end_matches('"').to_owned();
-        b.submit(&chooser, &[("account", &alice)]).await;
+        let (handle, _) = choose_alice(&b, &issuer, &login).await;
         let codes = db.scalar("SELECT count(*) FROM authorization_codes").await;
         // …but the consent page neither shows nor accepts it.
         let shown = settle(
