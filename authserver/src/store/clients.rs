@@ -281,29 +281,9 @@ impl Store {
             if n == 0 {
                 return Ok(None);
             }
-            // Deny-list first: the UPDATE below is what makes these grants no longer live.
-            sqlx::query(
-                "INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
-                 SELECT a.tenant_id, a.jti, a.expires_at, $3 FROM grant_access_tokens a \
-                 JOIN grants g ON g.tenant_id = a.tenant_id AND g.grant_id = a.grant_id \
-                 WHERE g.tenant_id = $1 AND g.client_id = $2 AND g.revoked_at IS NULL \
-                 AND a.expires_at > $3 ON CONFLICT DO NOTHING",
-            )
-            .bind(tenant_id)
-            .bind(client_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let grants_revoked = sqlx::query(
-                "UPDATE grants SET revoked_at = $3 \
-                 WHERE tenant_id = $1 AND client_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(tenant_id)
-            .bind(client_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let grants_revoked = super::grants::revoke_live_grants!(
+                tx, tenant_id, now, "client_id" = client_id
+            );
             let mut deleted = [0u64; 3];
             for (i, sql) in [
                 "DELETE FROM authorization_codes WHERE tenant_id = $1 AND client_id = $2",

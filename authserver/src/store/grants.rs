@@ -74,6 +74,55 @@ pub struct NewRefresh<'a> {
     pub expires_at: UnixTime,
 }
 
+/// Revokes, inside the open transaction `$tx`, every live grant of `$tenant` whose
+/// columns equal the values given (`"client_id" = id`, optionally a second pair): their
+/// unexpired access tokens go on the denylist first (the UPDATE is what makes the grants
+/// no longer live), then the grants are marked revoked, so their refresh tokens die
+/// with them. Evaluates to the number of grants revoked. One statement pair for every
+/// mass revocation (a client deleted, a consent withdrawn, a credential reset).
+macro_rules! revoke_live_grants {
+    ($tx:ident, $tenant:expr, $now:expr, $col:literal = $val:expr) => {
+        $crate::store::grants::revoke_live_grants!(@run $tx, $tenant, $now,
+            concat!(" AND g.", $col, " = $3"), concat!(" AND ", $col, " = $3"), $val, None::<&str>)
+    };
+    ($tx:ident, $tenant:expr, $now:expr, $col:literal = $val:expr, $col2:literal = $val2:expr) => {
+        $crate::store::grants::revoke_live_grants!(@run $tx, $tenant, $now,
+            concat!(" AND g.", $col, " = $3 AND g.", $col2, " = $4"),
+            concat!(" AND ", $col, " = $3 AND ", $col2, " = $4"), $val, Some($val2))
+    };
+    (@run $tx:ident, $tenant:expr, $now:expr, $joined:expr, $plain:expr, $val:expr, $val2:expr) => {{
+        let (tenant, now, val, val2): (&str, $crate::clock::UnixTime, &str, Option<&str>) =
+            ($tenant, $now, $val, $val2);
+        let mut deny = sqlx::query(concat!(
+            "INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
+             SELECT a.tenant_id, a.jti, a.expires_at, $2 FROM grant_access_tokens a \
+             JOIN grants g ON g.tenant_id = a.tenant_id AND g.grant_id = a.grant_id \
+             WHERE g.tenant_id = $1 AND g.revoked_at IS NULL AND a.expires_at > $2",
+            $joined,
+            " ON CONFLICT DO NOTHING"
+        ))
+        .bind(tenant)
+        .bind(now)
+        .bind(val);
+        if let Some(v) = val2 {
+            deny = deny.bind(v);
+        }
+        deny.execute(&mut *$tx).await?;
+        let mut revoke = sqlx::query(concat!(
+            "UPDATE grants SET revoked_at = $2 WHERE tenant_id = $1 AND revoked_at IS NULL",
+            $plain
+        ))
+        .bind(tenant)
+        .bind(now)
+        .bind(val);
+        if let Some(v) = val2 {
+            revoke = revoke.bind(v);
+        }
+        revoke.execute(&mut *$tx).await?.rows_affected()
+    }};
+}
+pub(crate) use revoke_live_grants;
+
 impl Store {
     #[tracing::instrument(name = "db.find_code", skip_all)]
     pub async fn find_code(&self, tenant_id: &str, code_hash: &str) -> Result<Option<CodeRow>> {

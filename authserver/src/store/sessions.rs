@@ -118,29 +118,8 @@ macro_rules! end_user_access {
         match keep {
             None => $crate::store::sessions::AccessEnded::default(),
             Some(keep) => {
-                // Deny-list first: the UPDATE below is what makes these grants not live.
-                sqlx::query(
-                    "INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
-                     SELECT a.tenant_id, a.jti, a.expires_at, $3 FROM grant_access_tokens a \
-                     JOIN grants g ON g.tenant_id = a.tenant_id AND g.grant_id = a.grant_id \
-                     WHERE g.tenant_id = $1 AND g.user_id = $2 AND g.revoked_at IS NULL \
-                     AND a.expires_at > $3 ON CONFLICT DO NOTHING",
-                )
-                .bind(tenant)
-                .bind(user)
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?;
-                let grants = sqlx::query(
-                    "UPDATE grants SET revoked_at = $3 \
-                     WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
-                )
-                .bind(tenant)
-                .bind(user)
-                .bind(now)
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected();
+                let grants =
+                    $crate::store::grants::revoke_live_grants!($tx, tenant, now, "user_id" = user);
                 // Session ids are never empty: `All` keeps none.
                 let sessions = sqlx::query(
                     "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND sid <> $3",
