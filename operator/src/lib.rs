@@ -60,8 +60,8 @@ fn on_signal(tx: watch::Sender<bool>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the operator until SIGTERM/SIGINT (`Ok`) or until it loses the leader Lease
-/// (`Err`: the process exits and restarts as a standby, with clean state).
+/// Runs the operator until SIGTERM/SIGINT or until it loses the leader Lease (both
+/// `Ok`: after a loss the process exits 0 and restarts as a standby, with clean state).
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.config().map_err(anyhow::Error::msg)?;
     // The token file may not exist yet (its Secret is bootstrapped below once this
@@ -102,18 +102,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ready_tx.send_replace(true);
 
     let clock: Arc<dyn context::Clock> = Arc::new(SystemClock);
+    // The Lease is released only once the controllers stopped (or never started).
+    let (release_tx, release) = watch::channel(false);
     let elector = if args.leader_election {
         let candidate = leader::Candidate {
             namespace: config.namespace.clone(),
             identity: identity.clone(),
         };
         Some(tokio::spawn(leader::run(
-            client.clone(),
-            candidate,
-            clock.clone(),
+            leader::Elector::new(client.clone(), candidate, clock.clone()),
             leader_tx,
             Arc::clone(&metrics),
-            stop.clone(),
+            release,
         )))
     } else {
         metrics.leader.set(1);
@@ -140,6 +140,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         lost_lease = lead(setup, leader, stop.clone()).await;
     }
 
+    release_tx.send_replace(true);
     stop_tx.send_replace(true);
     if let Some(elector) = elector {
         let _ = elector.await;
@@ -148,9 +149,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "probe server failed");
     }
     if lost_lease {
-        anyhow::bail!("lost the leader Lease");
+        // Not an error: during an API server upgrade or a network partition this is the
+        // election working. Exiting 0 restarts the pod as a standby with clean state.
+        tracing::warn!("lost the leader Lease: exiting to restart as a standby");
+    } else {
+        tracing::info!("stopped");
     }
-    tracing::info!("stopped");
     Ok(())
 }
 
