@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Chart and manifest checks (CI): helm lint --strict, render with default values and with
 # ci/all-values.yaml, validate every rendered object strictly against the Kubernetes 1.30
-# schemas (kubernetes-validate, offline), check the plain manifests are current, and
-# validate the CRD examples against the generated CRD schemas.
+# schemas (kubernetes-validate, offline), check the plain manifests are current,
+# validate the CRD examples against the generated CRD schemas, and run the Argo CD health
+# checks of the custom resources against their fixtures (Lua 5.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-k8s-tools.sh >/dev/null
@@ -80,4 +81,7 @@ scripts/render-manifests.sh --check
 .tools/bin/kubectl kustomize manifests/ >"$work/kustomized.yaml"
 "$VENV/bin/kubernetes-validate" -k 1.30.0 --strict --quiet "$work/kustomized.yaml"
 GATEHOUSE_VENV="$VENV" scripts/validate-examples.sh
+echo "check-chart: Argo CD health checks (deploy/argocd)"
+"$VENV/bin/kubernetes-validate" -k 1.30.0 --strict --quiet deploy/argocd/argocd-cm.yaml
+GATEHOUSE_VENV="$VENV" scripts/check-argocd-health.sh
 echo "check-chart: all chart and manifest checks passed"
