@@ -295,13 +295,7 @@ fn resource_request(
         // kubectl's imperative commands (`create job`, `create cronjob`) send protobuf.
         return Err(ApiError::unsupported_media_type(content_type));
     }
-    let manager = FieldManager {
-        query: query.get("fieldManager"),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
-        force: query.flag("force"),
-    };
+    let manager = field_manager(query, headers);
     let ok = |v: &Value| Ok(json_response(StatusCode::OK, v));
     match (method.clone(), name) {
         (Method::GET, None) if query.flag("watch") => watch(shared, &rt, ns, query),
@@ -375,6 +369,16 @@ fn resource_request(
             "method {m} is not supported on {}",
             rest.join("/")
         ))),
+    }
+}
+
+fn field_manager<'a>(query: &'a Query, headers: &'a HeaderMap) -> FieldManager<'a> {
+    FieldManager {
+        query: query.get("fieldManager"),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        force: query.flag("force"),
     }
 }
 

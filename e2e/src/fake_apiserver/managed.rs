@@ -162,7 +162,7 @@ pub(crate) fn remove_leaf(obj: &mut Value, path: &[String]) {
     }
     if let Value::Object(m) = node
         && m.get(last)
-            .is_some_and(|v| !v.as_object().is_some_and(|o| !o.is_empty()))
+            .is_some_and(|v| v.as_object().is_none_or(Map::is_empty))
     {
         m.remove(last);
     }
@@ -310,10 +310,8 @@ fn decode_fields(v: &Value, path: &mut Path, out: &mut FieldSet) {
     let Value::Object(m) = v else {
         return;
     };
-    if m.is_empty() || m.contains_key(".") {
-        if !path.is_empty() {
-            out.insert(path.clone());
-        }
+    if (m.is_empty() || m.contains_key(".")) && !path.is_empty() {
+        out.insert(path.clone());
     }
     for (k, child) in m {
         if let Some(f) = k.strip_prefix("f:") {
@@ -409,7 +407,7 @@ impl ManagedFields {
         if !diff.changed.is_empty() {
             let own = self.entry_mut(writer);
             own.fields.extend(diff.changed.iter().cloned());
-            own.api_version = writer.api_version.to_owned();
+            writer.api_version.clone_into(&mut own.api_version);
             own.time = Some(now.to_owned());
         }
         if let Some(own) = self.entries.iter_mut().find(|e| e.is(writer)) {
@@ -456,7 +454,7 @@ impl ManagedFields {
         let is_new = !self.entries.iter().any(|e| e.is(writer));
         let own = self.entry_mut(writer);
         own.fields = config;
-        own.api_version = writer.api_version.to_owned();
+        writer.api_version.clone_into(&mut own.api_version);
         if is_new || !diff.is_empty() {
             own.time = Some(now.to_owned());
         }
@@ -465,9 +463,11 @@ impl ManagedFields {
     }
 
     fn entry_mut(&mut self, writer: &Writer<'_>) -> &mut Entry {
-        let i = match self.entries.iter().position(|e| e.is(writer)) {
-            Some(i) => i,
-            None => {
+        let i = self
+            .entries
+            .iter()
+            .position(|e| e.is(writer))
+            .unwrap_or_else(|| {
                 self.entries.push(Entry {
                     manager: writer.manager.to_owned(),
                     operation: writer.operation,
@@ -477,8 +477,7 @@ impl ManagedFields {
                     fields: FieldSet::new(),
                 });
                 self.entries.len() - 1
-            }
-        };
+            });
         &mut self.entries[i]
     }
 }

@@ -665,6 +665,8 @@ impl Store {
     }
 
     /// PUT: replace.
+    // The URL's parts, the body and the request's options, as the handler has them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn replace(
         &mut self,
         rt: &ResourceType,
@@ -739,6 +741,7 @@ impl Store {
     }
 
     /// The common tail of PUT and PATCH. See the module docs.
+    #[allow(clippy::too_many_arguments)] // as `replace`
     fn commit_update(
         &mut self,
         rt: &ResourceType,

@@ -55,7 +55,7 @@ fn forced(name: &str) -> FieldManager<'_> {
 fn apply_data(
     store: &mut Store,
     manager: &FieldManager<'_>,
-    data: Value,
+    data: &Value,
 ) -> crate::fake_apiserver::error::Result<Value> {
     let rt = config_maps(store);
     let body =
@@ -74,7 +74,7 @@ fn apply_data(
 fn apply_status(
     store: &mut Store,
     manager: &FieldManager<'_>,
-    status: Value,
+    status: &Value,
 ) -> crate::fake_apiserver::error::Result<Value> {
     let rt = oidc_clients(store);
     let body =
@@ -133,7 +133,7 @@ fn status_owner(manager: &str, fields: Value) -> (String, String, String, Value)
 #[test]
 fn apply_records_its_manager_with_the_applied_fields() {
     let mut s = store();
-    let created = apply_data(&mut s, &applier("m"), json!({"a": "1"})).unwrap();
+    let created = apply_data(&mut s, &applier("m"), &json!({"a": "1"})).unwrap();
     assert_eq!(
         owners(&created),
         [owner("m", "Apply", json!({"f:data": {"f:a": {}}}))]
@@ -148,8 +148,8 @@ fn apply_records_its_manager_with_the_applied_fields() {
 #[test]
 fn apply_removes_the_fields_its_manager_no_longer_sends() {
     let mut s = store();
-    apply_data(&mut s, &applier("m"), json!({"a": "1", "b": "2"})).unwrap();
-    let out = apply_data(&mut s, &applier("m"), json!({"a": "1"})).unwrap();
+    apply_data(&mut s, &applier("m"), &json!({"a": "1", "b": "2"})).unwrap();
+    let out = apply_data(&mut s, &applier("m"), &json!({"a": "1"})).unwrap();
     assert_eq!(out["data"], json!({"a": "1"}));
     assert_eq!(
         owners(&out),
@@ -160,10 +160,10 @@ fn apply_removes_the_fields_its_manager_no_longer_sends() {
 #[test]
 fn a_field_another_manager_also_applied_survives_when_one_drops_it() {
     let mut s = store();
-    apply_data(&mut s, &applier("one"), json!({"a": "1", "b": "2"})).unwrap();
+    apply_data(&mut s, &applier("one"), &json!({"a": "1", "b": "2"})).unwrap();
     // The same value: shared ownership, no conflict.
-    apply_data(&mut s, &applier("two"), json!({"b": "2"})).unwrap();
-    let out = apply_data(&mut s, &applier("one"), json!({"a": "1"})).unwrap();
+    apply_data(&mut s, &applier("two"), &json!({"b": "2"})).unwrap();
+    let out = apply_data(&mut s, &applier("one"), &json!({"a": "1"})).unwrap();
     assert_eq!(out["data"], json!({"a": "1", "b": "2"}));
     assert_eq!(
         owners(&out),
@@ -173,15 +173,15 @@ fn a_field_another_manager_also_applied_survives_when_one_drops_it() {
         ]
     );
     // Once its last owner drops it, it goes.
-    let out = apply_data(&mut s, &applier("two"), json!({"c": "3"})).unwrap();
+    let out = apply_data(&mut s, &applier("two"), &json!({"c": "3"})).unwrap();
     assert_eq!(out["data"], json!({"a": "1", "c": "3"}));
 }
 
 #[test]
 fn changing_another_managers_field_conflicts_unless_forced_which_moves_it() {
     let mut s = store();
-    let before = apply_data(&mut s, &applier("one"), json!({"a": "1", "b": "1"})).unwrap();
-    let err = apply_data(&mut s, &applier("two"), json!({"a": "2"})).unwrap_err();
+    let before = apply_data(&mut s, &applier("one"), &json!({"a": "1", "b": "1"})).unwrap();
+    let err = apply_data(&mut s, &applier("two"), &json!({"a": "2"})).unwrap_err();
     assert_eq!((err.code, err.reason), (409, "Conflict"));
     assert_eq!(
         err.message,
@@ -198,7 +198,7 @@ fn changing_another_managers_field_conflicts_unless_forced_which_moves_it() {
         "a conflict changes nothing"
     );
 
-    let out = apply_data(&mut s, &forced("two"), json!({"a": "2"})).unwrap();
+    let out = apply_data(&mut s, &forced("two"), &json!({"a": "2"})).unwrap();
     assert_eq!(out["data"], json!({"a": "2", "b": "1"}));
     assert_eq!(
         owners(&out),
@@ -208,19 +208,19 @@ fn changing_another_managers_field_conflicts_unless_forced_which_moves_it() {
         ]
     );
     // "one" lost `a`, so dropping it no longer removes it.
-    let out = apply_data(&mut s, &applier("one"), json!({"b": "1"})).unwrap();
+    let out = apply_data(&mut s, &applier("one"), &json!({"b": "1"})).unwrap();
     assert_eq!(out["data"], json!({"a": "2", "b": "1"}));
 }
 
 #[test]
 fn conflicts_with_several_managers_are_listed_per_manager() {
     let mut s = store();
-    apply_data(&mut s, &applier("one"), json!({"a": "1", "b": "1"})).unwrap();
-    apply_data(&mut s, &applier("two"), json!({"c": "1"})).unwrap();
+    apply_data(&mut s, &applier("one"), &json!({"a": "1", "b": "1"})).unwrap();
+    apply_data(&mut s, &applier("two"), &json!({"c": "1"})).unwrap();
     let err = apply_data(
         &mut s,
         &applier("three"),
-        json!({"a": "3", "b": "3", "c": "3"}),
+        &json!({"a": "3", "b": "3", "c": "3"}),
     )
     .unwrap_err();
     assert_eq!(
@@ -233,7 +233,7 @@ fn conflicts_with_several_managers_are_listed_per_manager() {
 #[test]
 fn an_update_takes_fields_from_an_applier_so_its_next_apply_conflicts() {
     let mut s = store();
-    apply_data(&mut s, &applier("one"), json!({"a": "1", "b": "1"})).unwrap();
+    apply_data(&mut s, &applier("one"), &json!({"a": "1", "b": "1"})).unwrap();
     let rt = config_maps(&s);
     let edited = write(
         &mut s,
@@ -261,7 +261,7 @@ fn an_update_takes_fields_from_an_applier_so_its_next_apply_conflicts() {
         .unwrap()
         .to_owned();
 
-    let err = apply_data(&mut s, &applier("one"), json!({"a": "1", "b": "1"})).unwrap_err();
+    let err = apply_data(&mut s, &applier("one"), &json!({"a": "1", "b": "1"})).unwrap_err();
     assert_eq!(err.code, 409);
     assert_eq!(
         err.message,
@@ -270,7 +270,7 @@ fn an_update_takes_fields_from_an_applier_so_its_next_apply_conflicts() {
         )
     );
     // Sending the value it has now is no conflict: shared with the editor.
-    let out = apply_data(&mut s, &applier("one"), json!({"a": "2", "b": "1"})).unwrap();
+    let out = apply_data(&mut s, &applier("one"), &json!({"a": "2", "b": "1"})).unwrap();
     assert_eq!(
         owners(&out),
         [
@@ -283,7 +283,7 @@ fn an_update_takes_fields_from_an_applier_so_its_next_apply_conflicts() {
 #[test]
 fn an_update_without_a_field_manager_is_recorded_under_the_user_agent_or_unknown() {
     let mut s = store();
-    apply_data(&mut s, &applier("one"), json!({"a": "1"})).unwrap();
+    apply_data(&mut s, &applier("one"), &json!({"a": "1"})).unwrap();
     let rt = config_maps(&s);
     let by_agent = FieldManager {
         user_agent: Some("kubectl/v1.35.2 (linux/amd64)"),
@@ -318,7 +318,7 @@ fn an_update_without_a_field_manager_is_recorded_under_the_user_agent_or_unknown
 #[test]
 fn apply_without_a_field_manager_is_refused() {
     let mut s = store();
-    let err = apply_data(&mut s, &FieldManager::default(), json!({"a": "1"})).unwrap_err();
+    let err = apply_data(&mut s, &FieldManager::default(), &json!({"a": "1"})).unwrap_err();
     assert_eq!(err.code, 422);
 }
 
@@ -361,10 +361,10 @@ fn create_records_the_creator_and_a_no_op_write_records_nothing() {
 #[test]
 fn a_no_op_apply_keeps_the_version_but_a_new_co_owner_is_a_change() {
     let mut s = store();
-    let first = apply_data(&mut s, &applier("one"), json!({"a": "1"})).unwrap();
-    let again = apply_data(&mut s, &applier("one"), json!({"a": "1"})).unwrap();
+    let first = apply_data(&mut s, &applier("one"), &json!({"a": "1"})).unwrap();
+    let again = apply_data(&mut s, &applier("one"), &json!({"a": "1"})).unwrap();
     assert_eq!(again, first);
-    let shared = apply_data(&mut s, &applier("two"), json!({"a": "1"})).unwrap();
+    let shared = apply_data(&mut s, &applier("two"), &json!({"a": "1"})).unwrap();
     assert_eq!(shared["data"], first["data"]);
     assert_ne!(
         shared["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"],
@@ -380,7 +380,7 @@ fn a_status_apply_removes_the_status_fields_its_manager_dropped_and_only_those()
     apply_status(
         &mut s,
         &forced("ctl"),
-        json!({"clientId": "c", "secretName": "s", "observedGeneration": 1}),
+        &json!({"clientId": "c", "secretName": "s", "observedGeneration": 1}),
     )
     .unwrap();
 
@@ -388,7 +388,7 @@ fn a_status_apply_removes_the_status_fields_its_manager_dropped_and_only_those()
     let out = apply_status(
         &mut s,
         &forced("ctl-invalid-object"),
-        json!({"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "False"}]}),
+        &json!({"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "False"}]}),
     )
     .unwrap();
     assert_eq!(out["status"]["clientId"], "c");
@@ -413,7 +413,7 @@ fn a_status_apply_removes_the_status_fields_its_manager_dropped_and_only_those()
     let out = apply_status(
         &mut s,
         &forced("ctl"),
-        json!({"observedGeneration": 3, "conditions": [{"type": "Ready", "status": "True"}]}),
+        &json!({"observedGeneration": 3, "conditions": [{"type": "Ready", "status": "True"}]}),
     )
     .unwrap();
     assert_eq!(
@@ -428,7 +428,7 @@ fn status_and_main_resource_managers_are_separate() {
     let mut s = store();
     create_oidc_client(&mut s);
     let rt = oidc_clients(&s);
-    apply_status(&mut s, &applier("ctl"), json!({"clientId": "c"})).unwrap();
+    apply_status(&mut s, &applier("ctl"), &json!({"clientId": "c"})).unwrap();
     // The same manager applying the object without a status removes no status field,
     // and a status in a main-resource apply is neither written nor owned.
     let out = write(
@@ -455,7 +455,7 @@ fn status_and_main_resource_managers_are_separate() {
         ]
     );
 
-    let err = apply_status(&mut s, &applier("other"), json!({"clientId": "d"})).unwrap_err();
+    let err = apply_status(&mut s, &applier("other"), &json!({"clientId": "d"})).unwrap_err();
     assert_eq!(
         err.message,
         r#"Apply failed with 1 conflict: conflict with "ctl" with subresource "status": .status.clientId"#
@@ -469,13 +469,13 @@ fn lists_are_owned_and_replaced_whole() {
     apply_status(
         &mut s,
         &applier("ctl"),
-        json!({"conditions": [{"type": "Ready", "status": "True"}, {"type": "Other", "status": "True"}]}),
+        &json!({"conditions": [{"type": "Ready", "status": "True"}, {"type": "Other", "status": "True"}]}),
     )
     .unwrap();
     let err = apply_status(
         &mut s,
         &applier("other"),
-        json!({"conditions": [{"type": "Ready", "status": "False"}]}),
+        &json!({"conditions": [{"type": "Ready", "status": "False"}]}),
     )
     .unwrap_err();
     assert_eq!(err.message.lines().count(), 1);
