@@ -1,6 +1,7 @@
 //! The in-memory object store and the server-side semantics of every write:
 //! `resourceVersion` (one global counter), `uid`, `creationTimestamp`, `generation`,
-//! status-subresource isolation, no-op detection, finalizers and `deletionTimestamp`,
+//! status-subresource isolation, field ownership (`managedFields`, see `managed`),
+//! no-op detection, finalizers and `deletionTimestamp`,
 //! owner-reference garbage collection, namespace termination, CRD registration, and the
 //! event history that watches replay from a given `resourceVersion`.
 //!
@@ -31,7 +32,7 @@ pub enum Subresource {
 
 /// Who makes a write and how, for `managedFields`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Change<'a> {
+enum Change<'a> {
     /// Any write but server-side apply, by this field manager.
     Update(&'a str),
     /// Server-side apply of `config` by `manager`.
@@ -621,6 +622,7 @@ impl Store {
         let mut owners = ManagedFields::default();
         match change {
             Change::Update(_) => owners.update(&writer, &diff, &now_rfc3339()),
+            // A new object has no other owner to conflict with.
             Change::Apply { config, .. } => owners.apply(
                 &writer,
                 managed::field_set(config, scope),
