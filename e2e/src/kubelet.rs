@@ -229,7 +229,14 @@ impl FakeApiServer {
                 "spec": template["spec"].clone(),
             });
             store
-                .create(&job_rt, Some(namespace), strip_nulls(job), false)
+                .create(
+                    &job_rt,
+                    Some(namespace),
+                    strip_nulls(job),
+                    // What `kubectl create job --from=cronjob/…` records.
+                    "kubectl-create",
+                    false,
+                )
                 .map_err(|source| KubeletError::CreateJob {
                     namespace: namespace.to_owned(),
                     name: name.to_owned(),
@@ -460,7 +467,14 @@ fn start_pod(shared: &Shared, key: &ObjKey) -> Option<(Value, ObjKey)> {
         "spec": template["spec"].clone(),
     });
     let pod_key = ObjKey::new(&pod_rt, Some(&key.namespace), &pod_name);
-    if let Err(error) = store.create(&pod_rt, Some(&key.namespace), strip_nulls(pod), false) {
+    if let Err(error) = store.create(
+        &pod_rt,
+        Some(&key.namespace),
+        strip_nulls(pod),
+        // The job controller creates a Job's pods.
+        "kube-controller-manager",
+        false,
+    ) {
         tracing::warn!(%error, job = %job_name, "fake kubelet could not create the pod");
         return None;
     }

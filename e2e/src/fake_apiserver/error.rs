@@ -2,10 +2,13 @@
 //! `code`, so clients branch on them as they would against Kubernetes (kube's
 //! `get_opt` on `NotFound`, `finalizer()` retrying on a failed JSON-patch `test`, …).
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::managed::path_string;
 use super::resources::ResourceType;
 
 /// A failed request, answered as a `Status` object.
@@ -78,6 +81,49 @@ impl ApiError {
             ),
         )
         .with_details(rt, name)
+    }
+
+    /// 409 for a server-side apply that would change fields other managers own: one
+    /// `(manager as described, field)` per conflict, worded like the real server (one
+    /// `FieldManagerConflict` cause each; the message groups them by manager).
+    pub fn apply_conflict(conflicts: &[(String, Vec<String>)]) -> Self {
+        let message = if let [(manager, path)] = conflicts {
+            format!(
+                "Apply failed with 1 conflict: conflict with {manager}: {}",
+                path_string(path)
+            )
+        } else {
+            let mut by_manager: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (manager, path) in conflicts {
+                by_manager
+                    .entry(manager)
+                    .or_default()
+                    .push(format!("- {}", path_string(path)));
+            }
+            let lines: Vec<String> = by_manager
+                .into_iter()
+                .flat_map(|(manager, paths)| {
+                    std::iter::once(format!("conflicts with {manager}")).chain(paths)
+                })
+                .collect();
+            format!(
+                "Apply failed with {} conflicts: {}",
+                conflicts.len(),
+                lines.join("\n")
+            )
+        };
+        let mut err = Self::new(409, "Conflict", message);
+        err.details = Some(json!({
+            "causes": conflicts
+                .iter()
+                .map(|(manager, path)| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with {manager}"),
+                    "field": path_string(path),
+                }))
+                .collect::<Vec<_>>(),
+        }));
+        err
     }
 
     /// 422 with one cause per invalid field (`field`, `message`).

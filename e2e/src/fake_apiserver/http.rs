@@ -18,7 +18,7 @@ use super::error::{ApiError, Result};
 use super::patch::PatchKind;
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{DeleteOptions, EventType, Store, Subresource};
+use super::store::{DeleteOptions, EventType, FieldManager, Store, Subresource};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -295,6 +295,7 @@ fn resource_request(
         // kubectl's imperative commands (`create job`, `create cronjob`) send protobuf.
         return Err(ApiError::unsupported_media_type(content_type));
     }
+    let manager = field_manager(query, headers);
     let ok = |v: &Value| Ok(json_response(StatusCode::OK, v));
     match (method.clone(), name) {
         (Method::GET, None) if query.flag("watch") => watch(shared, &rt, ns, query),
@@ -309,14 +310,23 @@ fn resource_request(
         (Method::GET, Some(name)) => ok(&shared.lock().get(&rt, ns, &name)?),
         (Method::POST, None) => {
             let obj = parse_json(body)?;
-            let created = shared.lock().create(&rt, ns, obj, dry_run(query, None))?;
+            let created =
+                shared
+                    .lock()
+                    .create(&rt, ns, obj, manager.name(), dry_run(query, None))?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
         (Method::PUT, Some(name)) => {
             let obj = parse_json(body)?;
-            ok(&shared
-                .lock()
-                .replace(&rt, ns, &name, obj, subresource, dry_run(query, None))?)
+            ok(&shared.lock().replace(
+                &rt,
+                ns,
+                &name,
+                obj,
+                subresource,
+                manager.name(),
+                dry_run(query, None),
+            )?)
         }
         (Method::PATCH, Some(name)) => {
             let kind = PatchKind::from_content_type(content_type)?;
@@ -330,7 +340,7 @@ fn resource_request(
                 kind,
                 patch,
                 subresource,
-                query.get("fieldManager"),
+                &manager,
                 dry_run(query, None),
             )?;
             let code = if existed {
@@ -359,6 +369,16 @@ fn resource_request(
             "method {m} is not supported on {}",
             rest.join("/")
         ))),
+    }
+}
+
+fn field_manager<'a>(query: &'a Query, headers: &'a HeaderMap) -> FieldManager<'a> {
+    FieldManager {
+        query: query.get("fieldManager"),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        force: query.flag("force"),
     }
 }
 

@@ -20,6 +20,12 @@
 //!   `resourceVersion`), PATCH (JSON patch with `test`, merge, strategic merge as merge,
 //!   server-side apply with create-on-apply), DELETE and DELETE of a collection,
 //!   `dryRun=All`.
+//! - Server-side apply field ownership (`metadata.managedFields`, see `managed`): every
+//!   write records its field manager (`Apply` or `Update`, per subresource); an apply
+//!   removes the fields its manager applied before and no longer sends unless another
+//!   manager owns them too, and changing another manager's field is a 409 `Conflict`
+//!   unless `force=true`, which takes the field over; updates take the fields they change
+//!   from every other manager.
 //! - `uid`, `creationTimestamp`, one global `resourceVersion` counter, `generation`
 //!   bumped on spec changes only, no event and no new version for a no-op write,
 //!   status-subresource isolation, finalizers with `deletionTimestamp`, owner-reference
@@ -31,9 +37,9 @@
 //! - A kubelet for Jobs (see [`crate::kubelet`]).
 //!
 //! # What it does not model
-//! Server-side-apply field ownership (`managedFields`: no apply conflicts, fields a
-//! manager stops applying are not removed, lists are replaced whole), strategic-merge
-//! list merging, schema `pattern`/`format`, admission (webhooks, quotas, defaults of built-in
+//! Lists merged by key or as sets (`listType: map`/`set`, strategic-merge list merging):
+//! every list is one field, owned and replaced whole, so `fieldsV1` has no `k:`/`v:`
+//! keys; client-written `managedFields` (ignored), schema `pattern`/`format`, admission (webhooks, quotas, defaults of built-in
 //! kinds such as a Pod's `restartPolicy`), version conversion, authentication,
 //! authorization (RBAC objects are stored, never enforced), paging (`limit` and
 //! `continue` are ignored: every LIST is one page), field selectors restricted per kind,
@@ -44,6 +50,7 @@
 
 mod error;
 mod http;
+mod managed;
 mod patch;
 mod resources;
 mod schema;

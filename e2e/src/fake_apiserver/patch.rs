@@ -1,11 +1,11 @@
 //! PATCH bodies: JSON patch (RFC 6902), JSON merge patch (RFC 7386), strategic merge
 //! patch (treated as a merge patch, `$`-directives dropped) and server-side apply
-//! (treated as a merge of the applied configuration into the live object).
+//! (a merge of the applied configuration into the live object; the store then removes
+//! what the manager stopped applying and checks conflicts, see `managed`).
 //!
-//! Not modelled: strategic-merge list merging by key (`containers` by name, …) — lists
-//! are replaced whole; server-side apply field ownership (`managedFields`), so fields a
-//! manager stops applying are NOT removed, and applying never conflicts (with or without
-//! `force`); the meaning of `$patch`/`$retainKeys`/`$setElementOrder` directives (dropped).
+//! Not modelled: list merging by key (`containers` by name, `listType: map` lists in
+//! apply, …) — lists are replaced whole; the meaning of
+//! `$patch`/`$retainKeys`/`$setElementOrder` directives (dropped).
 
 use json_patch::PatchOperation;
 use serde_json::Value;

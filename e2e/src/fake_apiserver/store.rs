@@ -1,6 +1,7 @@
 //! The in-memory object store and the server-side semantics of every write:
 //! `resourceVersion` (one global counter), `uid`, `creationTimestamp`, `generation`,
-//! status-subresource isolation, no-op detection, finalizers and `deletionTimestamp`,
+//! status-subresource isolation, field ownership (`managedFields`, see `managed`),
+//! no-op detection, finalizers and `deletionTimestamp`,
 //! owner-reference garbage collection, namespace termination, CRD registration, and the
 //! event history that watches replay from a given `resourceVersion`.
 //!
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::error::{ApiError, Result};
+use super::managed::{self, Diff, ManagedFields, Operation, Scope, Writer};
 use super::patch::{self, PatchKind};
 use super::resources::{self, ResourceType};
 use super::schema;
@@ -26,6 +28,34 @@ pub enum Subresource {
     Main,
     /// `/status`: only `status` changes.
     Status,
+}
+
+/// Who makes a write and how, for `managedFields`.
+#[derive(Debug, Clone, Copy)]
+enum Change<'a> {
+    /// Any write but server-side apply, by this field manager.
+    Update(&'a str),
+    /// Server-side apply of `config` by `manager`.
+    Apply {
+        manager: &'a str,
+        config: &'a Value,
+        force: bool,
+    },
+}
+
+impl<'a> Change<'a> {
+    fn writer(self, api_version: &'a str, sub: Subresource) -> Writer<'a> {
+        let (manager, operation) = match self {
+            Self::Update(m) => (m, Operation::Update),
+            Self::Apply { manager, .. } => (manager, Operation::Apply),
+        };
+        Writer {
+            manager,
+            operation,
+            sub,
+            api_version,
+        }
+    }
 }
 
 /// Identity of a stored object. Objects are stored once per group and plural, whatever
@@ -99,6 +129,33 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`
     pub resource_version: Option<String>,
+}
+
+/// The field manager of a write: the `fieldManager` query parameter, else (not for
+/// apply, where it is required) the user agent's product name, as the real server takes
+/// it, else `unknown`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FieldManager<'a> {
+    /// `fieldManager`
+    pub query: Option<&'a str>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// `force` (apply only)
+    pub force: bool,
+}
+
+impl<'a> FieldManager<'a> {
+    /// The manager's name.
+    pub(crate) fn name(&self) -> &'a str {
+        self.query
+            .filter(|m| !m.is_empty())
+            .or_else(|| {
+                self.user_agent
+                    .and_then(|ua| ua.split('/').next())
+                    .filter(|m| !m.is_empty())
+            })
+            .unwrap_or("unknown")
+    }
 }
 
 /// Reads the current time; the only place the fake reads the clock.
@@ -491,12 +548,25 @@ impl Store {
         }
     }
 
-    /// POST: create.
+    /// POST: create, the fields owned by `manager` (an update).
     pub(crate) fn create(
         &mut self,
         rt: &ResourceType,
         ns: Option<&str>,
+        obj: Value,
+        manager: &str,
+        dry_run: bool,
+    ) -> Result<Value> {
+        self.create_as(rt, ns, obj, Change::Update(manager), dry_run)
+    }
+
+    /// Create, by POST or by server-side apply.
+    fn create_as(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
         mut obj: Value,
+        change: Change<'_>,
         dry_run: bool,
     ) -> Result<Value> {
         if !obj.is_object() {
@@ -542,6 +612,26 @@ impl Store {
             normalize_secret(&mut obj);
         }
         self.validate(rt, &name, &mut obj, None)?;
+        let scope = Scope {
+            sub: Subresource::Main,
+            status_subresource: rt.status_subresource,
+        };
+        let api_version = rt.api_version();
+        let writer = change.writer(&api_version, Subresource::Main);
+        let diff = Diff::between(&json!({}), &obj, scope);
+        let mut owners = ManagedFields::default();
+        match change {
+            Change::Update(_) => owners.update(&writer, &diff, &now_rfc3339()),
+            // A new object has no other owner to conflict with.
+            Change::Apply { config, .. } => owners.apply(
+                &writer,
+                managed::field_set(config, scope),
+                &diff,
+                true,
+                &now_rfc3339(),
+            )?,
+        }
+        owners.write_to(&mut obj);
         let uid = self.new_uid();
         {
             let m = meta_mut(&mut obj);
@@ -577,6 +667,8 @@ impl Store {
     }
 
     /// PUT: replace.
+    // The URL's parts, the body and the request's options, as the handler has them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn replace(
         &mut self,
         rt: &ResourceType,
@@ -584,6 +676,7 @@ impl Store {
         name: &str,
         mut body: Value,
         sub: Subresource,
+        manager: &str,
         dry_run: bool,
     ) -> Result<Value> {
         let key = ObjKey::new(rt, ns, name);
@@ -596,7 +689,7 @@ impl Store {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
         Self::check_type_meta(rt, &mut body, false)?;
-        self.commit_update(rt, &key, &old, body, sub, dry_run)
+        self.commit_update(rt, &key, &old, body, sub, Change::Update(manager), dry_run)
     }
 
     /// PATCH, including server-side apply's create-on-apply.
@@ -609,11 +702,11 @@ impl Store {
         kind: PatchKind,
         mut body: Value,
         sub: Subresource,
-        field_manager: Option<&str>,
+        manager: &FieldManager<'_>,
         dry_run: bool,
     ) -> Result<Value> {
         if kind == PatchKind::Apply {
-            if field_manager.is_none_or(str::is_empty) {
+            if manager.query.is_none_or(str::is_empty) {
                 return Err(ApiError::unprocessable(
                     "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
                 ));
@@ -628,18 +721,29 @@ impl Store {
             }
         }
         let key = ObjKey::new(rt, ns, name);
+        let config = body.clone();
+        let change = if kind == PatchKind::Apply {
+            Change::Apply {
+                manager: manager.name(),
+                config: &config,
+                force: manager.force,
+            }
+        } else {
+            Change::Update(manager.name())
+        };
         let Some(old) = self.objects.get(&key).cloned() else {
             if kind == PatchKind::Apply && sub == Subresource::Main {
                 meta_mut(&mut body).insert("name".into(), name.into());
-                return self.create(rt, ns, body, dry_run);
+                return self.create_as(rt, ns, body, change, dry_run);
             }
             return Err(ApiError::not_found(rt, name));
         };
         let candidate = patch::apply(kind, &old, &body)?;
-        self.commit_update(rt, &key, &old, candidate, sub, dry_run)
+        self.commit_update(rt, &key, &old, candidate, sub, change, dry_run)
     }
 
     /// The common tail of PUT and PATCH. See the module docs.
+    #[allow(clippy::too_many_arguments)] // as `replace`
     fn commit_update(
         &mut self,
         rt: &ResourceType,
@@ -647,6 +751,7 @@ impl Store {
         old: &Value,
         candidate: Value,
         sub: Subresource,
+        change: Change<'_>,
         dry_run: bool,
     ) -> Result<Value> {
         let name = key.name.as_str();
@@ -698,7 +803,32 @@ impl Store {
         if rt.group.is_empty() && rt.kind == "Secret" {
             normalize_secret(&mut new);
         }
+        let scope = Scope {
+            sub,
+            status_subresource: rt.status_subresource,
+        };
+        let api_version = rt.api_version();
+        let writer = change.writer(&api_version, sub);
+        let mut owners = ManagedFields::of(old);
+        let applied = match change {
+            Change::Apply { config, force, .. } => {
+                let fields = managed::field_set(config, scope);
+                // Before validation, so dropping a required field is refused as on the
+                // real server.
+                for path in owners.to_prune(&writer, &fields) {
+                    managed::remove_leaf(&mut new, &path);
+                }
+                Some((fields, force))
+            }
+            Change::Update(_) => None,
+        };
         self.validate(rt, name, &mut new, Some(old))?;
+        let diff = Diff::between(old, &new, scope);
+        match applied {
+            Some((fields, force)) => owners.apply(&writer, fields, &diff, force, &now_rfc3339())?,
+            None => owners.update(&writer, &diff, &now_rfc3339()),
+        }
+        owners.write_to(&mut new);
         if rt.kind == "CustomResourceDefinition" {
             crd_status(&mut new);
         }
@@ -729,7 +859,9 @@ impl Store {
         Ok(Self::present(rt, &new))
     }
 
-    /// Sets an object's `status` as a `/status` write would; used by the kubelet.
+    /// Sets an object's `status` as a `/status` write would; used by the kubelet, so
+    /// the fields go to the manager the real kubelet (Pods) or job controller (Jobs)
+    /// writes as.
     pub(crate) fn set_status(&mut self, key: &ObjKey, status: Value) {
         let (Some(rt), Some(old)) = (self.resource_for_key(key), self.objects.get(key).cloned())
         else {
@@ -738,9 +870,20 @@ impl Store {
         let mut candidate = Map::new();
         candidate.insert("status".into(), status);
         let candidate = Value::Object(candidate);
-        if let Err(error) =
-            self.commit_update(&rt, key, &old, candidate, Subresource::Status, false)
-        {
+        let manager = if rt.kind == "Pod" {
+            "kubelet"
+        } else {
+            "kube-controller-manager"
+        };
+        if let Err(error) = self.commit_update(
+            &rt,
+            key,
+            &old,
+            candidate,
+            Subresource::Status,
+            Change::Update(manager),
+            false,
+        ) {
             tracing::warn!(%error, name = %key.name, "fake apiserver could not set a status");
         }
     }
@@ -1012,6 +1155,7 @@ impl Store {
             &rt,
             None,
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            "kube-apiserver",
             false,
         ) {
             Err(e) if e.reason == "AlreadyExists" => Ok(()),
@@ -1068,3 +1212,6 @@ fn crd_status(obj: &mut Value) {
             .collect::<Vec<_>>(),
     });
 }
+
+#[cfg(test)]
+mod tests;

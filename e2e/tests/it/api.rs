@@ -772,3 +772,276 @@ async fn applied_crds_enforce_their_cel_rules_including_transition_rules() {
         .await
         .unwrap();
 }
+
+fn apply_config_map(data: &Value) -> Patch<Value> {
+    Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "owned"}, "data": data}))
+}
+
+/// `(manager, operation, subresource)` of each managedFields entry, sorted.
+fn managers(obj: &impl Resource) -> Vec<(String, String, String)> {
+    let mut m: Vec<_> = obj
+        .meta()
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|e| {
+            (
+                e.manager.clone().unwrap_or_default(),
+                e.operation.clone().unwrap_or_default(),
+                e.subresource.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    m.sort();
+    m
+}
+
+fn entry(manager: &str, operation: &str, subresource: &str) -> (String, String, String) {
+    (manager.into(), operation.into(), subresource.into())
+}
+
+fn data(cm: &ConfigMap) -> BTreeMap<String, String> {
+    cm.data.clone().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn server_side_apply_removes_fields_its_manager_stopped_applying_unless_shared() {
+    let (_fake, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let one = PatchParams::apply("one");
+    let two = PatchParams::apply("two");
+    api.patch(
+        "owned",
+        &one,
+        &apply_config_map(&json!({"a": "1", "b": "2"})),
+    )
+    .await
+    .unwrap();
+    // Applying the value a field already has is no conflict: both own it.
+    let shared = api
+        .patch("owned", &two, &apply_config_map(&json!({"b": "2"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        managers(&shared),
+        [entry("one", "Apply", ""), entry("two", "Apply", "")]
+    );
+    let entry_one = &shared.metadata.managed_fields.as_ref().unwrap()[0];
+    assert_eq!(entry_one.fields_type.as_deref(), Some("FieldsV1"));
+    assert_eq!(
+        entry_one.fields_v1.as_ref().unwrap().0,
+        json!({"f:data": {"f:a": {}, "f:b": {}}})
+    );
+
+    let dropped_b = api
+        .patch("owned", &one, &apply_config_map(&json!({"a": "1"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        data(&dropped_b),
+        BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]),
+        "b is still applied by two"
+    );
+    let dropped_again = api
+        .patch("owned", &two, &apply_config_map(&json!({"c": "3"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        data(&dropped_again),
+        BTreeMap::from([("a".into(), "1".into()), ("c".into(), "3".into())]),
+        "b had no owner left"
+    );
+    assert_eq!(api.get("owned").await.unwrap(), dropped_again);
+}
+
+#[tokio::test]
+async fn server_side_apply_conflicts_on_another_managers_field_unless_forced() {
+    let (_fake, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let before = api
+        .patch(
+            "owned",
+            &PatchParams::apply("one"),
+            &apply_config_map(&json!({"a": "1", "b": "1"})),
+        )
+        .await
+        .unwrap();
+
+    let refused = api
+        .patch(
+            "owned",
+            &PatchParams::apply("two"),
+            &apply_config_map(&json!({"a": "2"})),
+        )
+        .await;
+    let Err(kube::Error::Api(status)) = refused else {
+        panic!("expected a 409, got {refused:?}");
+    };
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        status.message,
+        r#"Apply failed with 1 conflict: conflict with "one": .data.a"#
+    );
+    let causes = &status.details.as_ref().unwrap().causes;
+    assert_eq!(
+        (
+            causes[0].reason.as_str(),
+            causes[0].field.as_str(),
+            causes[0].message.as_str()
+        ),
+        ("FieldManagerConflict", ".data.a", r#"conflict with "one""#)
+    );
+    assert_eq!(api.get("owned").await.unwrap(), before, "nothing changed");
+
+    let forced = api
+        .patch(
+            "owned",
+            &PatchParams::apply("two").force(),
+            &apply_config_map(&json!({"a": "2"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        data(&forced),
+        BTreeMap::from([("a".into(), "2".into()), ("b".into(), "1".into())])
+    );
+    // `a` moved to two, so one dropping it removes nothing; one dropping `b` does.
+    let out = api
+        .patch(
+            "owned",
+            &PatchParams::apply("one"),
+            &apply_config_map(&json!({"z": "0"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        data(&out),
+        BTreeMap::from([("a".into(), "2".into()), ("z".into(), "0".into())])
+    );
+}
+
+#[tokio::test]
+async fn an_update_takes_a_field_from_an_applier_whose_next_apply_then_conflicts() {
+    let (_fake, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let one = PatchParams::apply("one");
+    api.patch("owned", &one, &apply_config_map(&json!({"a": "1"})))
+        .await
+        .unwrap();
+    let editor = PatchParams {
+        field_manager: Some("editor".into()),
+        ..PatchParams::default()
+    };
+    let edited = api
+        .patch("owned", &editor, &Patch::Merge(json!({"data": {"a": "2"}})))
+        .await
+        .unwrap();
+    assert_eq!(managers(&edited), [entry("editor", "Update", "")]);
+
+    let refused = api
+        .patch("owned", &one, &apply_config_map(&json!({"a": "1"})))
+        .await;
+    let Err(kube::Error::Api(status)) = refused else {
+        panic!("expected a 409, got {refused:?}");
+    };
+    assert_eq!(status.code, 409);
+    assert!(
+        status
+            .message
+            .starts_with(r#"Apply failed with 1 conflict: conflict with "editor" using v1 at "#),
+        "{}",
+        status.message
+    );
+    assert!(status.message.ends_with(": .data.a"), "{}", status.message);
+
+    // An update without a field manager is recorded under the user agent's product
+    // name, or `unknown` (kube-rs sends no user agent).
+    let anonymous = api
+        .patch(
+            "owned",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"b": "3"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        managers(&anonymous),
+        [
+            entry("editor", "Update", ""),
+            entry("unknown", "Update", "")
+        ]
+    );
+}
+
+fn ready_condition(status: &str) -> Value {
+    json!({"type": "Ready", "status": status, "reason": "Test", "message": "",
+           "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1})
+}
+
+fn status_apply(status: &Value) -> Patch<Value> {
+    Patch::Apply(
+        json!({"apiVersion": "gatehouse.dev/v1alpha1", "kind": "OidcClient",
+                        "status": status}),
+    )
+}
+
+#[tokio::test]
+async fn a_status_apply_removes_the_status_fields_only_its_own_manager_dropped() {
+    let (_fake, client) = start().await;
+    create_namespace(&client, "shop", json!({})).await;
+    let api: Api<OidcClient> = Api::namespaced(client, "shop");
+    api.create(&PostParams::default(), &oidc_client("web"))
+        .await
+        .unwrap();
+    let controller = PatchParams::apply("gatehouse-operator/oidcclient").force();
+    api.patch_status(
+        "web",
+        &controller,
+        &status_apply(&json!({"clientId": "shop-web", "secretName": "web-oidc",
+                              "observedGeneration": 1, "conditions": [ready_condition("True")]})),
+    )
+    .await
+    .unwrap();
+
+    // Under a manager of its own, a partial status keeps the controller's other fields.
+    let partial = json!({"observedGeneration": 1, "conditions": [ready_condition("False")]});
+    let other = api
+        .patch_status(
+            "web",
+            &PatchParams::apply("gatehouse-operator/oidcclient-invalid-object").force(),
+            &status_apply(&partial),
+        )
+        .await
+        .unwrap();
+    let status = other.status.clone().unwrap();
+    assert_eq!(status.client_id.as_deref(), Some("shop-web"));
+    assert_eq!(status.secret_name.as_deref(), Some("web-oidc"));
+    assert_eq!(status.conditions[0].status, "False");
+    assert_eq!(
+        managers(&other),
+        [
+            entry("gatehouse-operator/oidcclient", "Apply", "status"),
+            entry(
+                "gatehouse-operator/oidcclient-invalid-object",
+                "Apply",
+                "status"
+            ),
+            entry("unknown", "Update", ""),
+        ]
+    );
+
+    // Under the controller's manager the same partial status removes them.
+    let same_manager = api
+        .patch_status("web", &controller, &status_apply(&partial))
+        .await
+        .unwrap();
+    let status = same_manager.status.clone().unwrap();
+    assert_eq!(status.client_id, None);
+    assert_eq!(status.secret_name, None);
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(
+        same_manager.spec, other.spec,
+        "a status write never touches the spec"
+    );
+}

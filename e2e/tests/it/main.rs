@@ -2,7 +2,8 @@
 //! separately, so everything lives in modules here).
 //!
 //! - `api`: a kube `Client` against the fake API server (CRUD, errors, list/watch,
-//!   server-side apply, finalizers, status, generation, garbage collection, schemas);
+//!   server-side apply with field ownership and conflicts, finalizers, status,
+//!   generation, garbage collection, schemas);
 //! - `controller`: a real `kube::runtime::Controller` reconciling through the fake;
 //! - `kubelet`: Jobs and CronJobs run as local processes;
 //! - `scenario`: issue 6's end-to-end scenario, local (fake) or on a real cluster.
