@@ -19,10 +19,11 @@ trap 'rm -rf "$work"' EXIT
 
 for values in "" charts/gatehouse/ci/all-values.yaml; do
   label=${values:-default values}
-  args=(--namespace gatehouse --kube-version 1.30.0 --include-crds)
+  # database.existingSecret has no default (the one value every install must give).
+  args=(--namespace gatehouse --kube-version 1.30.0 --include-crds --set database.existingSecret=gatehouse-database)
   [[ -n "$values" ]] && args+=(-f "$values")
   echo "check-chart: helm lint --strict ($label)"
-  "$HELM" lint --strict charts/gatehouse ${values:+-f "$values"} >/dev/null
+  "$HELM" lint --strict charts/gatehouse --set database.existingSecret=gatehouse-database ${values:+-f "$values"} >/dev/null
   echo "check-chart: render and validate against Kubernetes 1.30 ($label)"
   "$HELM" template gatehouse charts/gatehouse "${args[@]}" >"$work/rendered.yaml"
   # GitOps (Argo CD, Flux, `helm template | kubectl apply`) renders without cluster
@@ -41,10 +42,10 @@ for values in "" charts/gatehouse/ci/all-values.yaml; do
 done
 
 echo "check-chart: the PodDisruptionBudget is rendered only when it can be satisfied"
-"$HELM" template gatehouse charts/gatehouse --namespace gatehouse >"$work/two.yaml"
+"$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set database.existingSecret=db >"$work/two.yaml"
 grep -q '^kind: PodDisruptionBudget' "$work/two.yaml"
 for set in authserver.replicas=1 "authserver.autoscaling.enabled=true,authserver.autoscaling.minReplicas=1"; do
-  "$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set "$set" >"$work/one.yaml"
+  "$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set database.existingSecret=db --set "$set" >"$work/one.yaml"
   if grep -q '^kind: PodDisruptionBudget' "$work/one.yaml"; then
     echo "check-chart: a PodDisruptionBudget that blocks drains was rendered with $set" >&2
     exit 1
@@ -53,7 +54,7 @@ done
 
 echo "check-chart: names fit their limits with the longest release name Helm allows"
 long=identity-provider-with-a-release-name-of-53-chars-xy
-"$HELM" template "$long" charts/gatehouse --namespace gatehouse >"$work/long.yaml"
+"$HELM" template "$long" charts/gatehouse --namespace gatehouse --set database.existingSecret=db >"$work/long.yaml"
 "$VENV/bin/python" - "$work/long.yaml" <<'PY'
 import sys, yaml
 bad = []
@@ -70,8 +71,23 @@ if bad:
     sys.exit("\n".join(bad))
 PY
 
+echo "check-chart: an install without the database Secret fails with a message naming it"
+if "$HELM" template gatehouse charts/gatehouse >/dev/null 2>"$work/err"; then
+  echo "check-chart: rendered without database.existingSecret" >&2
+  exit 1
+fi
+grep -q "database.existingSecret is required" "$work/err"
+
+echo "check-chart: Job pods inherit pull secrets and scheduling unless jobPods says otherwise"
+"$HELM" template gatehouse charts/gatehouse --set database.existingSecret=db \
+  --set 'image.pullSecrets[0]=regcred' --set authserver.nodeSelector.pool=system >"$work/jobpods.yaml"
+grep -qF '{\"imagePullSecrets\":[{\"name\":\"regcred\"}],\"nodeSelector\":{\"pool\":\"system\"},\"platformAssignsUid\":false}' "$work/jobpods.yaml"
+"$HELM" template gatehouse charts/gatehouse --set database.existingSecret=db --set 'image.pullSecrets[0]=regcred' \
+  --set-json 'jobPods={"imagePullSecrets":[],"platformAssignsUid":true,"annotations":{"sidecar.istio.io/inject":"false"}}' >"$work/jobpods.yaml"
+grep -qF '{\"annotations\":{\"sidecar.istio.io/inject\":\"false\"},\"platformAssignsUid\":true}' "$work/jobpods.yaml"
+
 echo "check-chart: bad values are rejected at install time"
-if "$HELM" template gatehouse charts/gatehouse --set authserver.replicas=many >/dev/null 2>"$work/err"; then
+if "$HELM" template gatehouse charts/gatehouse --set database.existingSecret=db --set authserver.replicas=many >/dev/null 2>"$work/err"; then
   echo "check-chart: values.schema.json accepted authserver.replicas=many" >&2
   exit 1
 fi

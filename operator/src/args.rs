@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
+use crate::authserver_pod::PodOverlay;
 use crate::context::Config;
 use crate::telemetry::LogFormat;
 
@@ -94,6 +95,23 @@ pub struct Args {
     )]
     pub resync_seconds: u64,
 
+    /// `activeDeadlineSeconds` of the migration Job: how long its pod may take (including
+    /// waiting for its image or Secrets) before the Job fails with `DeadlineExceeded`.
+    #[arg(
+        long,
+        env = "GATEHOUSE_MIGRATION_DEADLINE_SECONDS",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(30..=86_400)
+    )]
+    pub migration_deadline_seconds: u64,
+
+    /// JSON added to every pod the operator creates (migration Jobs, purge CronJobs):
+    /// `labels`, `annotations`, `imagePullSecrets`, `nodeSelector`, `tolerations`,
+    /// `affinity`, `priorityClassName`, `resources`, `runAsUser`, `runAsGroup`,
+    /// `platformAssignsUid`. Default: nothing added.
+    #[arg(long, env = "GATEHOUSE_JOB_POD_OVERLAY", default_value = "")]
+    pub job_pod_overlay: String,
+
     /// Listen address of /healthz, /readyz and /metrics.
     #[arg(long, env = "GATEHOUSE_PROBE_ADDR", default_value = "0.0.0.0:8080")]
     pub probe_addr: SocketAddr,
@@ -167,6 +185,8 @@ impl Args {
             encryption_secret: self.encryption_secret.clone(),
             authserver_config_map: self.authserver_config_map.clone(),
             resync: Duration::from_secs(self.resync_seconds),
+            migration_deadline: Duration::from_secs(self.migration_deadline_seconds),
+            job_pods: PodOverlay::parse(&self.job_pod_overlay)?,
         })
     }
 
@@ -238,6 +258,45 @@ mod tests {
         assert_eq!(c.database_secret, "gatehouse-database");
         assert_eq!(c.authserver_config_map, None);
         assert!(a.bootstrap().is_empty(), "nothing is created unless asked");
+    }
+
+    #[test]
+    fn migration_deadline_and_pod_overlay_are_checked() {
+        let c = parse(&["--authserver-image", "x/authserver:1"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(c.migration_deadline, Duration::from_mins(10));
+        assert_eq!(c.job_pods, PodOverlay::default());
+        assert!(
+            parse(&[
+                "--authserver-image",
+                "x/authserver:1",
+                "--migration-deadline-seconds",
+                "5"
+            ])
+            .is_err()
+        );
+        let c = parse(&[
+            "--authserver-image",
+            "x/authserver:1",
+            "--job-pod-overlay",
+            r#"{"priorityClassName": "high"}"#,
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        assert_eq!(c.job_pods.priority_class_name.as_deref(), Some("high"));
+        let err = parse(&[
+            "--authserver-image",
+            "x/authserver:1",
+            "--job-pod-overlay",
+            r#"{"tolerations": 3}"#,
+        ])
+        .unwrap()
+        .config()
+        .unwrap_err();
+        assert!(err.starts_with("--job-pod-overlay: invalid type"), "{err}");
     }
 
     #[test]

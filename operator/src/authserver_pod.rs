@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Toleration, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
 
 use crate::context::Config;
 
@@ -55,9 +57,93 @@ fn secret_env(name: &str, secret: &str) -> EnvVar {
     }
 }
 
+/// What the platform team adds to every pod the operator creates (migration Jobs, purge
+/// CronJobs): `--job-pod-overlay`, JSON, set by the chart from `jobPods`. Unknown fields
+/// are an error, so a typo is refused at start rather than ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodOverlay {
+    /// Added to the pod's labels (never replacing the operator's own).
+    pub labels: BTreeMap<String, String>,
+    /// Pod annotations, e.g. `sidecar.istio.io/inject: "false"`.
+    pub annotations: BTreeMap<String, String>,
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    pub affinity: Option<Affinity>,
+    pub priority_class_name: Option<String>,
+    /// Replaces the container's default requests/limits.
+    pub resources: Option<ResourceRequirements>,
+    /// Replaces the default uid/gid 65532.
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    /// Leave uid and gid unset: the platform assigns them (OpenShift's restricted SCC
+    /// refuses pods that pick a uid outside the namespace's range).
+    pub platform_assigns_uid: bool,
+}
+
+impl PodOverlay {
+    /// Parses `--job-pod-overlay`.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        if json.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_json::from_str(json).map_err(|e| format!("--job-pod-overlay: {e}"))
+    }
+
+    fn apply(&self, template: &mut PodTemplateSpec) {
+        let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+        let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &self.labels {
+            labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        if !self.annotations.is_empty() {
+            meta.annotations
+                .get_or_insert_with(BTreeMap::new)
+                .extend(self.annotations.clone());
+        }
+        let Some(spec) = template.spec.as_mut() else {
+            return;
+        };
+        let some_if = |v: bool| v.then_some(());
+        spec.image_pull_secrets =
+            some_if(!self.image_pull_secrets.is_empty()).map(|()| self.image_pull_secrets.clone());
+        spec.node_selector =
+            some_if(!self.node_selector.is_empty()).map(|()| self.node_selector.clone());
+        spec.tolerations = some_if(!self.tolerations.is_empty()).map(|()| self.tolerations.clone());
+        spec.affinity.clone_from(&self.affinity);
+        spec.priority_class_name
+            .clone_from(&self.priority_class_name);
+        if let Some(security) = spec.security_context.as_mut() {
+            if self.platform_assigns_uid {
+                security.run_as_user = None;
+                security.run_as_group = None;
+            } else {
+                security.run_as_user = self.run_as_user.or(security.run_as_user);
+                security.run_as_group = self.run_as_group.or(security.run_as_group);
+            }
+        }
+        if let Some(resources) = &self.resources {
+            for container in &mut spec.containers {
+                container.resources = Some(resources.clone());
+            }
+        }
+    }
+}
+
 /// A pod template running `authserver <args>` once (`restartPolicy: Never`; the Job's
-/// `backoffLimit` decides retries).
+/// `backoffLimit` decides retries), with the platform's [`PodOverlay`] applied.
 pub fn pod_template(
+    config: &Config,
+    labels: BTreeMap<String, String>,
+    args: Vec<String>,
+) -> PodTemplateSpec {
+    let mut template = base_template(config, labels, args);
+    config.job_pods.apply(&mut template);
+    template
+}
+
+fn base_template(
     config: &Config,
     labels: BTreeMap<String, String>,
     args: Vec<String>,
@@ -194,6 +280,8 @@ mod tests {
             encryption_secret: "gatehouse-encryption".into(),
             authserver_config_map: None,
             resync: Duration::from_mins(5),
+            migration_deadline: Duration::from_mins(10),
+            job_pods: PodOverlay::default(),
         }
     }
 
@@ -264,5 +352,85 @@ mod tests {
         assert!(a.starts_with("gatehouse-purge-aaa"));
         assert_eq!(short_hash("x"), short_hash("x"));
         assert_eq!(short_hash(""), "811c9dc5");
+    }
+
+    #[test]
+    fn the_overlay_adds_scheduling_pull_secrets_and_annotations_but_not_over_our_labels() {
+        let mut c = config();
+        c.job_pods = PodOverlay::parse(
+            r#"{
+              "labels": {"team": "identity", "app.kubernetes.io/component": "hijack"},
+              "annotations": {"sidecar.istio.io/inject": "false"},
+              "imagePullSecrets": [{"name": "regcred"}],
+              "nodeSelector": {"pool": "system"},
+              "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}],
+              "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "arch", "operator": "In", "values": ["amd64"]}]}]}}},
+              "priorityClassName": "system-cluster-critical",
+              "resources": {"requests": {"cpu": "10m"}, "limits": {"memory": "128Mi"}}
+            }"#,
+        )
+        .unwrap();
+        let v = serde_json::to_value(pod_template(&c, labels("migration"), vec![])).unwrap();
+        assert_eq!(v["metadata"]["labels"]["team"], "identity");
+        assert_eq!(
+            v["metadata"]["labels"]["app.kubernetes.io/component"],
+            "migration"
+        );
+        assert_eq!(
+            v["metadata"]["annotations"]["sidecar.istio.io/inject"],
+            "false"
+        );
+        let spec = &v["spec"];
+        assert_eq!(spec["imagePullSecrets"], json!([{"name": "regcred"}]));
+        assert_eq!(spec["nodeSelector"], json!({"pool": "system"}));
+        assert_eq!(spec["tolerations"][0]["key"], "dedicated");
+        assert_eq!(
+            spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+                [0]["matchExpressions"][0]["key"],
+            "arch"
+        );
+        assert_eq!(spec["priorityClassName"], "system-cluster-critical");
+        assert_eq!(
+            spec["containers"][0]["resources"],
+            json!({"requests": {"cpu": "10m"}, "limits": {"memory": "128Mi"}})
+        );
+        assert_eq!(spec["securityContext"]["runAsUser"], 65_532);
+    }
+
+    #[test]
+    fn the_uid_is_left_to_the_platform_or_replaced_when_asked() {
+        let mut c = config();
+        c.job_pods = PodOverlay::parse(r#"{"platformAssignsUid": true}"#).unwrap();
+        let v = serde_json::to_value(pod_template(&c, labels("purge"), vec![])).unwrap();
+        let security = &v["spec"]["securityContext"];
+        assert!(security.get("runAsUser").is_none(), "{security}");
+        assert!(security.get("runAsGroup").is_none(), "{security}");
+        assert_eq!(security["runAsNonRoot"], true, "still enforced");
+        c.job_pods = PodOverlay::parse(r#"{"runAsUser": 1000, "runAsGroup": 2000}"#).unwrap();
+        let v = serde_json::to_value(pod_template(&c, labels("purge"), vec![])).unwrap();
+        assert_eq!(v["spec"]["securityContext"]["runAsUser"], 1000);
+        assert_eq!(v["spec"]["securityContext"]["runAsGroup"], 2000);
+    }
+
+    #[test]
+    fn an_empty_overlay_changes_nothing_and_a_typo_is_refused() {
+        let mut c = config();
+        let plain = serde_json::to_value(pod_template(&c, labels("purge"), vec![])).unwrap();
+        c.job_pods = PodOverlay::parse("  ").unwrap();
+        assert_eq!(
+            serde_json::to_value(pod_template(&c, labels("purge"), vec![])).unwrap(),
+            plain
+        );
+        c.job_pods = PodOverlay::parse("{}").unwrap();
+        assert_eq!(
+            serde_json::to_value(pod_template(&c, labels("purge"), vec![])).unwrap(),
+            plain
+        );
+        let err = PodOverlay::parse(r#"{"nodeSelektor": {"a": "b"}}"#).unwrap_err();
+        assert!(
+            err.starts_with("--job-pod-overlay: unknown field `nodeSelektor`"),
+            "{err}"
+        );
+        assert!(PodOverlay::parse("{not json").is_err());
     }
 }

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::migration::MigrationState;
 
 /// Operator settings the reconcilers need (parsed and validated from [`crate::args::Args`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where the purge CronJobs, migration Jobs, the status ConfigMap and the Lease live.
     pub namespace: String,
@@ -33,6 +33,11 @@ pub struct Config {
     pub authserver_config_map: Option<String>,
     /// Longest time between two reconciles of one object (drift correction).
     pub resync: Duration,
+    /// `activeDeadlineSeconds` of the migration Job: a pod that cannot start (image pull,
+    /// missing Secret, unschedulable) fails the Job after this long.
+    pub migration_deadline: Duration,
+    /// Added to every pod the operator creates.
+    pub job_pods: crate::authserver_pod::PodOverlay,
 }
 
 /// Where time comes from: the system clock in production, a fixed one in tests.

@@ -226,6 +226,7 @@ async fn lead(
         client.clone(),
         config.clone(),
         clock.clone(),
+        events.clone(),
         state_tx,
         Arc::clone(&metrics),
         halt.clone(),

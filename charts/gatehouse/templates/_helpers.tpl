@@ -73,3 +73,29 @@ the Deployment): its Secret may be created after the pod starts. */}}
       name: {{ include "gatehouse.databaseSecret" . }}
       key: DATABASE_URL
 {{- end -}}
+
+{{/* The operator's --job-pod-overlay (JSON): jobPods, with pull secrets and scheduling
+falling back to the auth server's so that Job pods can run where the auth pods do. */}}
+{{- define "gatehouse.jobPodOverlay" -}}
+{{- $j := .Values.jobPods -}}
+{{- $o := dict "platformAssignsUid" $j.platformAssignsUid -}}
+{{- with $j.labels }}{{ $_ := set $o "labels" . }}{{ end -}}
+{{- with $j.annotations }}{{ $_ := set $o "annotations" . }}{{ end -}}
+{{- $pull := ternary .Values.image.pullSecrets $j.imagePullSecrets (kindIs "invalid" $j.imagePullSecrets) -}}
+{{- if $pull }}
+{{- $refs := list -}}
+{{- range $pull }}{{ $refs = append $refs (dict "name" .) }}{{ end -}}
+{{- $_ := set $o "imagePullSecrets" $refs -}}
+{{- end -}}
+{{- $ns := ternary .Values.authserver.nodeSelector $j.nodeSelector (kindIs "invalid" $j.nodeSelector) -}}
+{{- with $ns }}{{ $_ := set $o "nodeSelector" . }}{{ end -}}
+{{- $tol := ternary .Values.authserver.tolerations $j.tolerations (kindIs "invalid" $j.tolerations) -}}
+{{- with $tol }}{{ $_ := set $o "tolerations" . }}{{ end -}}
+{{- $aff := ternary .Values.authserver.affinity $j.affinity (kindIs "invalid" $j.affinity) -}}
+{{- with $aff }}{{ $_ := set $o "affinity" . }}{{ end -}}
+{{- with $j.priorityClassName }}{{ $_ := set $o "priorityClassName" . }}{{ end -}}
+{{- with $j.resources }}{{ $_ := set $o "resources" . }}{{ end -}}
+{{- if not (kindIs "invalid" $j.runAsUser) }}{{ $_ := set $o "runAsUser" $j.runAsUser }}{{ end -}}
+{{- if not (kindIs "invalid" $j.runAsGroup) }}{{ $_ := set $o "runAsGroup" $j.runAsGroup }}{{ end -}}
+{{- toJson $o -}}
+{{- end -}}

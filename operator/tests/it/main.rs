@@ -38,6 +38,8 @@ pub fn config() -> Config {
         encryption_secret: "gatehouse-encryption".into(),
         authserver_config_map: None,
         resync: Duration::from_mins(5),
+        migration_deadline: std::time::Duration::from_mins(10),
+        job_pods: operator::authserver_pod::PodOverlay::default(),
     }
 }
 

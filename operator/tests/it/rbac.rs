@@ -92,6 +92,8 @@ fn the_calls_outside_the_controller_loop_are_granted() {
         "PATCH /apis/batch/v1/namespaces/gatehouse/jobs/gatehouse-migrate-1-0-abc?force=true",
         "GET /apis/batch/v1/namespaces/gatehouse/jobs?labelSelector=x",
         "DELETE /apis/batch/v1/namespaces/gatehouse/jobs/gatehouse-migrate-0-9-abc?",
+        "GET /api/v1/namespaces/gatehouse/pods?labelSelector=batch.kubernetes.io%2Fjob-name%3Dx",
+        "GET /api/v1/namespaces/gatehouse/pods/gatehouse-migrate-1-0-abc-xyz/log?tailLines=20",
         // leader election
         "GET /apis/coordination.k8s.io/v1/namespaces/gatehouse/leases/gatehouse-operator?",
         "POST /apis/coordination.k8s.io/v1/namespaces/gatehouse/leases?",
@@ -117,5 +119,10 @@ fn namespaced_grants_stay_in_the_operator_namespace() {
     assert!(!allowed(
         "DELETE /apis/gatehouse.dev/v1alpha1/identitytenants/acme?"
     ));
-    assert!(!allowed("GET /api/v1/namespaces/gatehouse/pods?"));
+    assert!(!allowed("GET /api/v1/namespaces/shop/pods?"));
+    assert!(
+        !allowed("GET /api/v1/namespaces/gatehouse/pods/x?"),
+        "list only"
+    );
+    assert!(!allowed("DELETE /api/v1/namespaces/gatehouse/pods/x?"));
 }
