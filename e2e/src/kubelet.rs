@@ -1367,6 +1367,12 @@ mod tests {
             prepare(&job_with(&with_command, &optional)),
             Some(NotReady::Config("secret \"s\" not found".into()))
         );
+        let env_from = json!({"name": "main", "image": "x", "command": ["/bin/true"],
+                              "envFrom": [{"configMapRef": {"name": "cm"}}]});
+        assert_eq!(
+            prepare(&job_with(&env_from, &json!([]))),
+            Some(NotReady::Config("configmap \"cm\" not found".into()))
+        );
     }
 
     #[test]
