@@ -1,43 +1,76 @@
-//! The fake API server's kubelet: it runs `batch/v1` Jobs as local processes.
+//! The fake API server's kubelet and Job controller: it runs `batch/v1` Jobs as local
+//! processes, and leaves them hanging where a real cluster would.
 //!
 //! When a Job is created (directly, by server-side apply, or by
 //! [`FakeApiServer::trigger_cronjob`]), the kubelet creates its Pod object
 //! (`{job}-{suffix}`, labelled `batch.kubernetes.io/job-name` and `job-name`, owned by the
-//! Job), runs the pod template's **first container** on this machine, stores the combined
-//! stdout/stderr as the pod log (served at `pods/{name}/log`), and sets the Pod's and the
-//! Job's status: `succeeded: 1` with a `Complete` condition, or `failed: 1` with a `Failed`
-//! condition whose message names the exit code (or why the container could not start).
+//! Job) in phase `Pending` and marks the Job active (`startTime`, `active: 1`,
+//! `ready: 0`). It then tries to start the pod template's **first container** on this
+//! machine, in the real kubelet's order:
+//! 1. **Volumes**: a missing non-`optional` `secret`/`configMap` volume source (or item
+//!    key) keeps the container `waiting` with reason `ContainerCreating` and records a
+//!    Warning Event `FailedMount` (`MountVolume.SetUp failed for volume "v" : secret "x"
+//!    not found`).
+//! 2. **Image**: an unmapped image without a `command` cannot be "pulled": `ErrImagePull`,
+//!    a second later `ImagePullBackOff` (`Back-off pulling image "…"`), retried with the
+//!    kubelet's back-off (10 s doubling to 5 min), failing each time.
+//! 3. **Environment**: a missing non-`optional` Secret, ConfigMap or key in `env` or
+//!    `envFrom` keeps it `waiting` with `CreateContainerConfigError` and the kubelet's
+//!    message (`secret "x" not found`, `couldn't find key K in Secret ns/x`).
+//!
+//! Steps 1 and 3 are retried on every store change and every 200 ms, so creating the
+//! missing object starts the container. Once the process runs, the Pod is `Running`
+//! (`containerStatuses[0]`: `state.running.startedAt`, `imageID`, `containerID`, ready)
+//! and the Job `ready: 1`. When it exits, the combined stdout/stderr is stored as the pod
+//! log (served at `pods/{name}/log`; before the container starts that endpoint answers
+//! 400 `… is waiting to start: <reason>` like the real one) and the Pod ends `Succeeded`
+//! or `Failed` (`terminated` with exit code, `imageID` kept), the Job `succeeded: 1` with
+//! `Complete`, or `failed: 1` with `FailureTarget` + `Failed`, reason
+//! `BackoffLimitExceeded` and a message naming the exit status.
+//!
+//! The Job controller's part:
+//! - `activeDeadlineSeconds`, counted from when the Job started, pending or running:
+//!   the process and its process group are killed (SIGKILL, no grace period; exit code
+//!   137), the Pod ends `Failed` (a never-started container as `terminated`,
+//!   `ContainerStatusUnknown`), the Job `failed: 1` with `FailureTarget` + `Failed`,
+//!   reason `DeadlineExceeded`, message `Job was active longer than specified deadline`.
+//!   A real controller then deletes the Pod; the fake keeps it, with its log.
+//! - Deleting the Pod (directly, or with its Job by garbage collection) kills the
+//!   process the same way; a Job that still exists fails (`BackoffLimitExceeded`: there
+//!   are no retries).
 //!
 //! How a container becomes a process:
 //! - **Program**: an image matching an [`ImageMapping`] (by repository suffix, tag and
 //!   digest ignored) runs the mapped local binary: with no `command`, the binary gets
 //!   `args`; with a `command` whose first word has the binary's file name (e.g.
 //!   `/usr/local/bin/authserver`), that word is replaced by the binary. Any other `command`
-//!   runs as given on this machine (`/bin/sh -c …` works for any image). An unmapped image
-//!   without a `command` fails the Job.
+//!   runs as given on this machine (`/bin/sh -c …` works for any image). A program that
+//!   cannot be started fails the Job (`StartError`).
 //! - **Environment**: only the container's: `env` (`value` with `$(VAR)` expansion,
 //!   `valueFrom.secretKeyRef`, `configMapKeyRef`, `fieldRef` for `metadata.namespace`,
 //!   `metadata.name`, `metadata.uid`, `spec.nodeName`, `spec.serviceAccountName`,
 //!   `status.podIP`) and `envFrom` (Secrets and ConfigMaps, with `prefix`), read from the
-//!   store when the Job starts; plus `PATH` from this process and `HOME` set to the pod's
-//!   temporary directory. A missing Secret, ConfigMap or key that is not `optional` fails
-//!   the Job with `CreateContainerConfigError` (a real kubelet would keep the pod pending).
+//!   store when the container starts; plus `PATH` from this process and `HOME` set to the
+//!   pod's temporary directory.
 //! - **Volumes**: `configMap`, `secret` and `emptyDir` volumes are written to a temporary
 //!   directory per pod; every occurrence of a mount's `mountPath` (longest first, `subPath`
 //!   honoured) in `command`, `args`, `env` values and `workingDir` is replaced by that local
 //!   directory. A program that reads a mounted path it was not told about through those
 //!   will not find it. Other volume types fail the Job.
 //! - The working directory is `workingDir` (rewritten as above) or the pod's temporary
-//!   directory; stdin is closed; `activeDeadlineSeconds` kills the process
-//!   (`DeadlineExceeded`).
+//!   directory; stdin is closed.
 //!
-//! Not modelled: retries (`backoffLimit`: one attempt), `parallelism`/`completions` > 1,
-//! init and sidecar containers, containers after the first, resource limits, security
-//! contexts, probes, image pulling, `ttlSecondsAfterFinished`, and running CronJobs on
-//! their schedule (trigger them with [`FakeApiServer::trigger_cronjob`]).
+//! Not modelled: retries (`backoffLimit`: one attempt, so a failed container fails the
+//! Job at once), `parallelism`/`completions` > 1, init and sidecar containers, containers
+//! after the first, resource limits, security contexts, probes (running means ready),
+//! graceful termination, `ttlSecondsAfterFinished`, pod logs while the process runs
+//! (stored when it ends), and running CronJobs on their schedule (trigger them with
+//! [`FakeApiServer::trigger_cronjob`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -45,6 +78,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -119,7 +153,8 @@ pub struct JobRun {
     pub pod: Option<String>,
     /// `Complete` (true) or `Failed` (false).
     pub succeeded: bool,
-    /// The process's exit code, if it ran and exited.
+    /// The process's exit code, if it started (137 when it was killed: deadline or
+    /// deletion).
     pub exit_code: Option<i32>,
     /// The `Failed` condition's message.
     pub message: Option<String>,
@@ -324,8 +359,12 @@ fn job_run(store: &Store, namespace: &str, name: &str, job: &Value, succeeded: b
         .as_ref()
         .and_then(|p| p["metadata"]["name"].as_str())
         .map(str::to_owned);
+    // Only a container that started has a process exit code; a pod stopped while pending
+    // reports 137 (`ContainerStatusUnknown`) or 128 (`StartError`) without `startedAt`.
     let exit_code = pod.as_ref().and_then(|p| {
-        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]
+        let terminated = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+        terminated.get("startedAt")?;
+        terminated["exitCode"]
             .as_i64()
             .and_then(|c| i32::try_from(c).ok())
     });
@@ -370,6 +409,27 @@ pub(crate) async fn run(shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<O
     running.abort_all();
 }
 
+/// How often a pending pod's container is retried when no store change woke the kubelet.
+const RETRY: Duration = Duration::from_millis(200);
+/// How long `ErrImagePull` shows before `ImagePullBackOff`: a real kubelet reports the
+/// back-off from its next pod sync on.
+const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(1);
+/// The image pull back-off: 10 s, doubling, at most 5 minutes, as in the kubelet.
+const PULL_BACKOFF: (Duration, Duration) = (Duration::from_secs(10), Duration::from_mins(5));
+
+/// The Job and Pod one kubelet task works on.
+struct PodRun {
+    job: Value,
+    job_key: ObjKey,
+    pod_key: ObjKey,
+    container: String,
+    image: String,
+    /// The Pod's `status.startTime` (also the Job's).
+    start_time: String,
+    /// `activeDeadlineSeconds` after the Job started.
+    deadline: Option<tokio::time::Instant>,
+}
+
 /// A container ready to start.
 struct Launch {
     program: String,
@@ -378,56 +438,195 @@ struct Launch {
     workdir: PathBuf,
     /// The pod's temporary directory, `HOME` of the process.
     home: PathBuf,
-    deadline: Option<Duration>,
 }
 
-/// How a container ended.
-struct Outcome {
-    exit_code: Option<i32>,
-    log: String,
-    /// `None` on success; the Job's failure reason and message otherwise.
-    failure: Option<(&'static str, String)>,
+/// Why the container cannot start yet (the pod stays `Pending`), or at all.
+#[derive(Debug, PartialEq, Eq)]
+enum NotReady {
+    /// A volume's Secret or ConfigMap (or an item's key) is missing: `ContainerCreating`,
+    /// with this `FailedMount` message in an Event.
+    Mount(String),
+    /// An unmapped image without a command: the "pull" fails (`ErrImagePull`, then
+    /// `ImagePullBackOff`).
+    Image,
+    /// An env source is missing: `CreateContainerConfigError` with the kubelet's message.
+    Config(String),
+    /// Something the fake cannot run: the Job fails at once.
+    Unsupported(String),
+}
+
+/// What ended a pod's container before its process exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The Job controller's `activeDeadlineSeconds`.
+    Deadline,
+    /// The Pod was deleted (by hand, or with its Job).
+    PodDeleted,
+}
+
+/// How a pod's container ended.
+enum Ended {
+    /// The process exited: its exit code (128 + signal when killed by one) and, on
+    /// failure, a message.
+    Exited { code: i32, failure: Option<String> },
+    /// The container could not be started (`StartError`).
+    StartError(String),
+    /// The pod was stopped from outside.
+    Stopped(Stop),
 }
 
 async fn run_job(shared: Arc<Shared>, key: ObjKey) {
-    let Some((job, pod_key)) = start_pod(&shared, &key) else {
+    let Some(pod) = start_pod(&shared, &key) else {
         return;
     };
-    let outcome = match tempfile::Builder::new().prefix("fake-pod-").tempdir() {
-        Err(e) => Outcome {
-            exit_code: None,
-            log: String::new(),
-            failure: Some((
-                "BackoffLimitExceeded",
-                format!("fake kubelet: failed to create the pod directory: {e}"),
-            )),
-        },
+    // Outside the pod's future so that what was logged before a stop is kept.
+    let log = Mutex::new(Vec::new());
+    let ended = match tempfile::Builder::new().prefix("fake-pod-").tempdir() {
+        Err(e) => Ended::StartError(format!(
+            "fake kubelet: failed to create the pod directory: {e}"
+        )),
         Ok(dir) => {
-            let launch = {
-                let store = shared.lock();
-                prepare(
-                    &store,
-                    &shared.options.images,
-                    &job,
-                    &pod_key.name,
-                    dir.path(),
-                )
-            };
-            match launch {
-                Ok(launch) => execute(launch).await,
-                Err(message) => Outcome {
-                    exit_code: None,
-                    log: String::new(),
-                    failure: Some(("BackoffLimitExceeded", message)),
-                },
+            let stop = stopped(&shared, &pod);
+            tokio::pin!(stop);
+            run_pod(&shared, &pod, dir.path(), &log, stop).await
+        }
+    };
+    let log = String::from_utf8_lossy(&log.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .into_owned();
+    finish(&shared, &pod, &ended, log);
+}
+
+/// Resolves when the Job's deadline passes or the Pod is deleted.
+async fn stopped(shared: &Shared, pod: &PodRun) -> Stop {
+    let deadline = async {
+        match pod.deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let deleted = async {
+        let mut changed = shared.changed.clone();
+        loop {
+            changed.borrow_and_update();
+            if shared
+                .lock()
+                .get_key(&pod.pod_key)
+                .is_none_or(|p| !p["metadata"]["deletionTimestamp"].is_null())
+            {
+                return;
+            }
+            if changed.changed().await.is_err() {
+                // The server is shutting down; the kubelet task is aborted with it.
+                std::future::pending::<()>().await;
             }
         }
     };
-    finish(&shared, &key, &pod_key, outcome);
+    tokio::select! {
+        () = deadline => Stop::Deadline,
+        () = deleted => Stop::PodDeleted,
+    }
 }
 
-/// Creates the Job's Pod and marks both running; `None` when the Job is gone or suspended.
-fn start_pod(shared: &Shared, key: &ObjKey) -> Option<(Value, ObjKey)> {
+/// Waits `duration` (or, with `changed`, until the store changes, whichever is first);
+/// `Some` when the pod was stopped meanwhile.
+async fn pause(
+    stop: &mut Pin<&mut impl Future<Output = Stop>>,
+    duration: Duration,
+    changed: Option<&mut tokio::sync::watch::Receiver<u64>>,
+) -> Option<Stop> {
+    let change = async {
+        match changed {
+            Some(rx) => {
+                let _ = rx.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        s = stop.as_mut() => Some(s),
+        () = tokio::time::sleep(duration) => None,
+        () = change => None,
+    }
+}
+
+/// Keeps the pod `Pending` until its container can start, then runs it.
+async fn run_pod(
+    shared: &Shared,
+    pod: &PodRun,
+    dir: &Path,
+    log: &Mutex<Vec<u8>>,
+    mut stop: Pin<&mut impl Future<Output = Stop>>,
+) -> Ended {
+    let mut changed = shared.changed.clone();
+    let mut pull_backoff = PULL_BACKOFF.0;
+    let mut mount_events = BTreeSet::new();
+    let launch = loop {
+        changed.borrow_and_update();
+        let attempt = {
+            let store = shared.lock();
+            prepare(
+                &store,
+                &shared.options.images,
+                &pod.job,
+                &pod.pod_key.name,
+                dir,
+            )
+        };
+        let waited = match attempt {
+            Ok(launch) => break launch,
+            Err(NotReady::Unsupported(message)) => return Ended::StartError(message),
+            Err(NotReady::Mount(message)) => {
+                {
+                    let mut store = shared.lock();
+                    set_waiting(&mut store, pod, "ContainerCreating", None);
+                    if mount_events.insert(message.clone()) {
+                        record_event(&mut store, pod, "FailedMount", &message);
+                    }
+                }
+                pause(&mut stop, RETRY, Some(&mut changed)).await
+            }
+            Err(NotReady::Config(message)) => {
+                set_waiting(
+                    &mut shared.lock(),
+                    pod,
+                    "CreateContainerConfigError",
+                    Some(&message),
+                );
+                pause(&mut stop, RETRY, Some(&mut changed)).await
+            }
+            Err(NotReady::Image) => {
+                // Mappings are fixed at start, so a retry fails again; the states and
+                // their timing are what a real kubelet shows for an image it cannot pull.
+                let message = format!(
+                    "fake kubelet: failed to pull image {:?}: no ImageMapping matches it and the container has no command",
+                    pod.image
+                );
+                set_waiting(&mut shared.lock(), pod, "ErrImagePull", Some(&message));
+                if let Some(s) = pause(&mut stop, ERR_IMAGE_PULL_SHOWN, None).await {
+                    return Ended::Stopped(s);
+                }
+                let message = format!("Back-off pulling image {:?}", pod.image);
+                set_waiting(&mut shared.lock(), pod, "ImagePullBackOff", Some(&message));
+                let backoff = pull_backoff;
+                pull_backoff = (pull_backoff * 2).min(PULL_BACKOFF.1);
+                pause(&mut stop, backoff, None).await
+            }
+        };
+        if let Some(s) = waited {
+            return Ended::Stopped(s);
+        }
+    };
+    let child = match spawn(&launch) {
+        Ok(child) => child,
+        Err(message) => return Ended::StartError(message),
+    };
+    set_running(&mut shared.lock(), pod);
+    execute(child, log, stop).await
+}
+
+/// Creates the Job's Pod (`Pending`, its container `ContainerCreating`) and marks the Job
+/// active; `None` when the Job is gone or suspended.
+fn start_pod(shared: &Shared, key: &ObjKey) -> Option<PodRun> {
     let mut store = shared.lock();
     let job = store.get_key(key)?.clone();
     if job["spec"]["suspend"].as_bool() == Some(true) {
@@ -451,7 +650,7 @@ fn start_pod(shared: &Shared, key: &ObjKey) -> Option<(Value, ObjKey)> {
     }
     let prefix: String = job_name.chars().take(57).collect();
     let pod_name = format!("{prefix}-{}", store.random_suffix());
-    let pod = json!({
+    let new_pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -470,7 +669,7 @@ fn start_pod(shared: &Shared, key: &ObjKey) -> Option<(Value, ObjKey)> {
     if let Err(error) = store.create(
         &pod_rt,
         Some(&key.namespace),
-        strip_nulls(pod),
+        strip_nulls(new_pod),
         // The job controller creates a Job's pods.
         "kube-controller-manager",
         false,
@@ -478,79 +677,228 @@ fn start_pod(shared: &Shared, key: &ObjKey) -> Option<(Value, ObjKey)> {
         tracing::warn!(%error, job = %job_name, "fake kubelet could not create the pod");
         return None;
     }
-    let now = crate::fake_apiserver::now_rfc3339();
+    let container = &template["spec"]["containers"][0];
+    let pod = PodRun {
+        deadline: job["spec"]["activeDeadlineSeconds"]
+            .as_u64()
+            .map(|s| tokio::time::Instant::now() + Duration::from_secs(s)),
+        job_key: key.clone(),
+        pod_key,
+        container: container["name"].as_str().unwrap_or("main").to_owned(),
+        image: container["image"].as_str().unwrap_or_default().to_owned(),
+        start_time: crate::fake_apiserver::now_rfc3339(),
+        job,
+    };
+    set_waiting(&mut store, &pod, "ContainerCreating", None);
     store.set_status(
-        &pod_key,
-        json!({"phase": "Running", "podIP": "127.0.0.1", "startTime": now}),
+        key,
+        json!({"startTime": pod.start_time, "active": 1, "ready": 0, "terminating": 0,
+               "uncountedTerminatedPods": {}}),
     );
-    store.set_status(key, json!({"active": 1, "startTime": now}));
-    Some((job, pod_key))
+    Some(pod)
 }
 
-fn finish(shared: &Shared, job_key: &ObjKey, pod_key: &ObjKey, outcome: Outcome) {
-    let mut store = shared.lock();
-    store.pod_logs.insert(
-        (pod_key.namespace.clone(), pod_key.name.clone()),
-        outcome.log,
-    );
-    let now = crate::fake_apiserver::now_rfc3339();
-    let started = store
-        .get_key(job_key)
-        .map_or_else(|| now.clone().into(), |j| j["status"]["startTime"].clone());
-    let container = store
-        .get_key(pod_key)
-        .and_then(|p| p["spec"]["containers"][0]["name"].as_str())
-        .unwrap_or("main")
-        .to_owned();
-    let terminated = json!({
-        "exitCode": outcome.exit_code.unwrap_or(128),
-        "reason": if outcome.failure.is_none() { "Completed" } else { "Error" },
-        "finishedAt": now,
-    });
-    let phase = if outcome.failure.is_none() {
-        "Succeeded"
-    } else {
-        "Failed"
+/// A fake but stable image digest: the image's own when it is pinned by one, otherwise the
+/// SHA-256 of the image reference. Real kubelets report the resolved digest here.
+fn image_id(image: &str) -> String {
+    let digest = match image.split_once('@') {
+        Some((_, digest)) => digest.to_owned(),
+        None => format!("sha256:{}", sha256_hex(image)),
     };
-    store.set_status(
-        pod_key,
-        json!({"phase": phase, "podIP": "127.0.0.1", "startTime": started,
-               "containerStatuses": [{"name": container, "ready": false, "restartCount": 0,
-                                      "state": {"terminated": terminated}}]}),
+    format!("docker-pullable://{}@{digest}", repository(image))
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()))
+}
+
+/// The Pod status around the first container's status.
+fn pod_status(pod: &PodRun, phase: &str, ready: bool, state: &Value, started: bool) -> Value {
+    let ready_s = if ready { "True" } else { "False" };
+    let mut container = json!({
+        "name": pod.container, "image": pod.image, "ready": ready, "restartCount": 0,
+        "started": started, "state": state,
+        // Empty until the image is "pulled", as on a real node.
+        "imageID": if state.get("waiting").is_some() { String::new() } else { image_id(&pod.image) },
+    });
+    if state.get("waiting").is_none() {
+        container["containerID"] = format!("containerd://{}", sha256_hex(&pod.pod_key.name)).into();
+    }
+    json!({
+        "phase": phase, "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+        "startTime": pod.start_time,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "ContainersReady", "status": ready_s},
+            {"type": "Ready", "status": ready_s},
+        ],
+        "containerStatuses": [container],
+    })
+}
+
+fn set_waiting(store: &mut Store, pod: &PodRun, reason: &str, message: Option<&str>) {
+    let mut waiting = json!({"reason": reason});
+    if let Some(m) = message {
+        waiting["message"] = m.into();
+    }
+    // An unchanged status is a no-op write: no event, no wake-up of the retry loop.
+    let status = pod_status(pod, "Pending", false, &json!({"waiting": waiting}), false);
+    store.set_status(&pod.pod_key, status);
+}
+
+fn set_running(store: &mut Store, pod: &PodRun) {
+    let now = crate::fake_apiserver::now_rfc3339();
+    let status = pod_status(
+        pod,
+        "Running",
+        true,
+        &json!({"running": {"startedAt": now}}),
+        true,
     );
+    store.set_status(&pod.pod_key, status);
+    // No readiness probes are modelled, so a running container is ready.
+    store.set_status(
+        &pod.job_key,
+        json!({"startTime": pod.start_time, "active": 1, "ready": 1, "terminating": 0,
+               "uncountedTerminatedPods": {}}),
+    );
+}
+
+/// A core/v1 Warning Event about the pod, as the kubelet records one.
+fn record_event(store: &mut Store, pod: &PodRun, reason: &str, message: &str) {
+    let Some(event_rt) = rt(store, "", "events") else {
+        return;
+    };
+    let now = crate::fake_apiserver::now_rfc3339();
+    let uid = store
+        .get_key(&pod.pod_key)
+        .map_or(Value::Null, |p| p["metadata"]["uid"].clone());
+    let name = format!("{}.{}", pod.pod_key.name, store.random_suffix());
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": pod.pod_key.namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod.pod_key.name,
+                           "namespace": pod.pod_key.namespace, "uid": uid},
+        "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "source": {"component": "kubelet", "host": "fake-node"},
+        "reportingComponent": "kubelet", "reportingInstance": "fake-node",
+        "firstTimestamp": now, "lastTimestamp": now,
+    });
+    if let Err(error) = store.create(
+        &event_rt,
+        Some(&pod.pod_key.namespace),
+        strip_nulls(event),
+        "kubelet",
+        false,
+    ) {
+        tracing::warn!(%error, pod = %pod.pod_key.name, "fake kubelet could not record an event");
+    }
+}
+
+fn finish(shared: &Shared, pod: &PodRun, ended: &Ended, log: String) {
+    let mut store = shared.lock();
+    let now = crate::fake_apiserver::now_rfc3339();
+    if let Some(current) = store.get_key(&pod.pod_key) {
+        let started_at = current["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+            .as_str()
+            .map(str::to_owned);
+        let (exit_code, reason, message) = match ended {
+            Ended::Exited { code, failure } => (
+                *code,
+                if failure.is_none() {
+                    "Completed"
+                } else {
+                    "Error"
+                },
+                None,
+            ),
+            Ended::StartError(m) => (128, "StartError", Some(m.clone())),
+            // Killed with SIGKILL: the fake has no grace period.
+            Ended::Stopped(_) if started_at.is_some() => (137, "Error", None),
+            Ended::Stopped(_) => (
+                137,
+                "ContainerStatusUnknown",
+                Some("The container could not be located when the pod was terminated".to_owned()),
+            ),
+        };
+        let mut terminated = json!({"exitCode": exit_code, "reason": reason, "finishedAt": now});
+        if let Some(at) = started_at {
+            terminated["startedAt"] = at.into();
+        }
+        if let Some(m) = message {
+            terminated["message"] = m.into();
+        }
+        let succeeded = matches!(ended, Ended::Exited { failure: None, .. });
+        let phase = if succeeded { "Succeeded" } else { "Failed" };
+        let status = pod_status(pod, phase, false, &json!({"terminated": terminated}), false);
+        store.set_status(&pod.pod_key, status);
+        store.pod_logs.insert(
+            (pod.pod_key.namespace.clone(), pod.pod_key.name.clone()),
+            log,
+        );
+    }
     let condition = |t: &str, reason: &str, message: &str| {
         json!({"type": t, "status": "True", "reason": reason, "message": message,
                "lastProbeTime": now, "lastTransitionTime": now})
     };
-    let status = match &outcome.failure {
+    let backoff_limit = |detail: &str| {
+        (
+            "BackoffLimitExceeded",
+            format!("Job has reached the specified backoff limit ({detail})"),
+        )
+    };
+    let failure = match ended {
+        Ended::Exited { failure: None, .. } => None,
+        Ended::Exited {
+            failure: Some(m), ..
+        }
+        | Ended::StartError(m) => Some(backoff_limit(m)),
+        Ended::Stopped(Stop::Deadline) => Some((
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline".to_owned(),
+        )),
+        // With retries unmodelled, a deleted pod is the Job's one failed attempt.
+        Ended::Stopped(Stop::PodDeleted) => Some(backoff_limit(&format!(
+            "fake kubelet: pod {} was deleted",
+            pod.pod_key.name
+        ))),
+    };
+    let status = match failure {
         None => json!({
-            "startTime": started, "completionTime": now, "succeeded": 1,
+            "startTime": pod.start_time, "completionTime": now, "succeeded": 1, "ready": 0,
+            "terminating": 0, "uncountedTerminatedPods": {},
             "conditions": [
                 condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
                 condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods"),
             ],
         }),
         Some((reason, message)) => json!({
-            "startTime": started, "failed": 1,
-            "conditions": [condition("FailureTarget", reason, message), condition("Failed", reason, message)],
+            "startTime": pod.start_time, "failed": 1, "ready": 0, "terminating": 0,
+            "uncountedTerminatedPods": {},
+            "conditions": [condition("FailureTarget", reason, &message), condition("Failed", reason, &message)],
         }),
     };
-    store.set_status(job_key, status);
+    // A no-op when the Job is gone (deleted with its pod).
+    store.set_status(&pod.job_key, status);
 }
 
-/// Builds the process for the Job's first container (see the module docs).
+/// Builds the process for the Job's first container (see the module docs), checking
+/// what a real kubelet checks in its order: volumes, image, then the container's env.
 fn prepare(
     store: &Store,
     images: &[ImageMapping],
     job: &Value,
     pod_name: &str,
     dir: &Path,
-) -> Result<Launch, String> {
+) -> Result<Launch, NotReady> {
     let namespace = job["metadata"]["namespace"].as_str().unwrap_or_default();
     let pod_spec = &job["spec"]["template"]["spec"];
     let container = &pod_spec["containers"][0];
     if !container.is_object() {
-        return Err("fake kubelet: the pod template has no container".into());
+        return Err(NotReady::Unsupported(
+            "fake kubelet: the pod template has no container".into(),
+        ));
     }
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
@@ -559,8 +907,14 @@ fn prepare(
             .filter_map(|s| s.as_str().map(str::to_owned))
             .collect()
     };
-    let env = resolve_env(store, namespace, pod_name, pod_spec, container)?;
     let mounts = mount_volumes(store, namespace, pod_spec, container, dir)?;
+    let image = container["image"].as_str().unwrap_or_default();
+    let mapping = images.iter().find(|m| m.matches(image));
+    let command = strings(&container["command"]);
+    if command.is_empty() && mapping.is_none() {
+        return Err(NotReady::Image);
+    }
+    let env = resolve_env(store, namespace, pod_name, pod_spec, container)?;
     let rewrite = |s: &str| {
         mounts.iter().fold(s.to_owned(), |acc, (from, to)| {
             acc.replace(from.as_str(), to)
@@ -568,17 +922,9 @@ fn prepare(
     };
     let expand_all =
         |v: Vec<String>| -> Vec<String> { v.iter().map(|s| rewrite(&expand(s, &env))).collect() };
-    let command = expand_all(strings(&container["command"]));
+    let command = expand_all(command);
     let args = expand_all(strings(&container["args"]));
-    let image = container["image"].as_str().unwrap_or_default();
-    let mapping = images.iter().find(|m| m.matches(image));
     let (program, args) = match (command.split_first(), mapping) {
-        (None, Some(m)) => (m.binary.to_string_lossy().into_owned(), args),
-        (None, None) => {
-            return Err(format!(
-                "fake kubelet: image {image:?} has no local mapping and the container has no command"
-            ));
-        }
         (Some((first, rest)), m) => {
             let program = match m {
                 Some(m) if Path::new(first).file_name() == m.entrypoint_name() => {
@@ -588,21 +934,19 @@ fn prepare(
             };
             (program, rest.iter().cloned().chain(args).collect())
         }
+        (None, Some(m)) => (m.binary.to_string_lossy().into_owned(), args),
+        (None, None) => return Err(NotReady::Image),
     };
     let env = env.into_iter().map(|(k, v)| (k, rewrite(&v))).collect();
     let workdir = container["workingDir"]
         .as_str()
         .map_or_else(|| dir.to_path_buf(), |w| PathBuf::from(rewrite(w)));
-    let deadline = job["spec"]["activeDeadlineSeconds"]
-        .as_u64()
-        .map(Duration::from_secs);
     Ok(Launch {
         program,
         args,
         env,
         workdir,
         home: dir.to_path_buf(),
-        deadline,
     })
 }
 
@@ -673,9 +1017,8 @@ fn resolve_env(
     pod_name: &str,
     pod_spec: &Value,
     container: &Value,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, NotReady> {
     let mut env: Vec<(String, String)> = Vec::new();
-    let config_error = |what: String| format!("CreateContainerConfigError: {what}");
     for from in container["envFrom"].as_array().into_iter().flatten() {
         let prefix = from["prefix"].as_str().unwrap_or_default();
         let (kind, source) = if from["secretRef"].is_object() {
@@ -688,7 +1031,7 @@ fn resolve_env(
             Some(data) => env.extend(data.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v))),
             None if source["optional"].as_bool() == Some(true) => {}
             None => {
-                return Err(config_error(format!(
+                return Err(NotReady::Config(format!(
                     "{} \"{name}\" not found",
                     kind.to_lowercase()
                 )));
@@ -703,7 +1046,7 @@ fn resolve_env(
         let value = if let Some(v) = var["value"].as_str() {
             Some(expand(v, &env))
         } else if value_from.is_object() {
-            let key_ref = |r: &Value, kind: &str| -> Result<Option<String>, String> {
+            let key_ref = |r: &Value, kind: &str| -> Result<Option<String>, NotReady> {
                 let source = r["name"].as_str().unwrap_or_default();
                 let key = r["key"].as_str().unwrap_or_default();
                 let optional = r["optional"].as_bool() == Some(true);
@@ -711,12 +1054,12 @@ fn resolve_env(
                     Some(data) => match data.get(key) {
                         Some(v) => Ok(Some(v.clone())),
                         None if optional => Ok(None),
-                        None => Err(config_error(format!(
+                        None => Err(NotReady::Config(format!(
                             "couldn't find key {key} in {kind} {namespace}/{source}"
                         ))),
                     },
                     None if optional => Ok(None),
-                    None => Err(config_error(format!(
+                    None => Err(NotReady::Config(format!(
                         "{} \"{source}\" not found",
                         kind.to_lowercase()
                     ))),
@@ -738,13 +1081,13 @@ fn resolve_env(
                         .to_owned(),
                     "status.podIP" | "status.hostIP" => "127.0.0.1".to_owned(),
                     other => {
-                        return Err(config_error(format!(
+                        return Err(NotReady::Unsupported(format!(
                             "fake kubelet: unsupported fieldRef {other}"
                         )));
                     }
                 })
             } else {
-                return Err(config_error(format!(
+                return Err(NotReady::Unsupported(format!(
                     "fake kubelet: unsupported valueFrom for {name}"
                 )));
             }
@@ -767,7 +1110,13 @@ fn mount_volumes(
     pod_spec: &Value,
     container: &Value,
     dir: &Path,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, NotReady> {
+    let io_error = |what: &str, path: &Path, e: std::io::Error| {
+        NotReady::Unsupported(format!(
+            "fake kubelet: failed to {what} {}: {e}",
+            path.display()
+        ))
+    };
     let mut mounts = Vec::new();
     for mount in container["volumeMounts"].as_array().into_iter().flatten() {
         let (Some(vol_name), Some(mount_path)) =
@@ -780,10 +1129,11 @@ fn mount_volumes(
             .into_iter()
             .flatten()
             .find(|v| v["name"] == vol_name)
-            .ok_or_else(|| format!("fake kubelet: volume {vol_name:?} is not defined"))?;
+            .ok_or_else(|| {
+                NotReady::Unsupported(format!("fake kubelet: volume {vol_name:?} is not defined"))
+            })?;
         let local = dir.join("volumes").join(vol_name);
-        std::fs::create_dir_all(&local)
-            .map_err(|e| format!("fake kubelet: failed to create {}: {e}", local.display()))?;
+        std::fs::create_dir_all(&local).map_err(|e| io_error("create", &local, e))?;
         let source = if volume["configMap"].is_object() {
             Some((
                 "ConfigMap",
@@ -799,11 +1149,19 @@ fn mount_volumes(
         } else if volume["emptyDir"].is_object() {
             None
         } else {
-            return Err(format!(
+            return Err(NotReady::Unsupported(format!(
                 "fake kubelet: volume {vol_name:?} has a type the fake does not support"
-            ));
+            )));
         };
         if let Some((kind, spec, Some(name))) = source {
+            let optional = spec["optional"].as_bool() == Some(true);
+            // The kubelet's FailedMount messages.
+            let failed_mount = |what: String| {
+                NotReady::Mount(format!(
+                    "MountVolume.SetUp failed for volume \"{vol_name}\" : {what}"
+                ))
+            };
+            let lower = kind.to_lowercase();
             match source_data(store, namespace, kind, name) {
                 Some(data) => {
                     let items: Vec<(String, String)> = match spec["items"].as_array() {
@@ -819,23 +1177,25 @@ fn mount_volumes(
                         None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
                     };
                     for (key, path) in items {
+                        let Some(value) = data.get(&key) else {
+                            if optional {
+                                continue;
+                            }
+                            let what = if kind == "Secret" { "secret" } else { "config" };
+                            return Err(failed_mount(format!(
+                                "{lower} references non-existent {what} key: {key}"
+                            )));
+                        };
                         let file = local.join(&path);
                         if let Some(parent) = file.parent() {
-                            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                            std::fs::create_dir_all(parent)
+                                .map_err(|e| io_error("create", parent, e))?;
                         }
-                        std::fs::write(&file, data.get(&key).cloned().unwrap_or_default())
-                            .map_err(|e| {
-                                format!("fake kubelet: failed to write {}: {e}", file.display())
-                            })?;
+                        std::fs::write(&file, value).map_err(|e| io_error("write", &file, e))?;
                     }
                 }
-                None if spec["optional"].as_bool() == Some(true) => {}
-                None => {
-                    return Err(format!(
-                        "CreateContainerConfigError: {} \"{name}\" not found",
-                        kind.to_lowercase()
-                    ));
-                }
+                None if optional => {}
+                None => return Err(failed_mount(format!("{lower} \"{name}\" not found"))),
             }
         }
         let target = match mount["subPath"].as_str() {
@@ -864,7 +1224,7 @@ async fn pump(mut from: impl AsyncRead + Unpin, into: &Mutex<Vec<u8>>) {
     }
 }
 
-async fn execute(launch: Launch) -> Outcome {
+fn spawn(launch: &Launch) -> Result<Child, String> {
     let mut cmd = tokio::process::Command::new(&launch.program);
     cmd.args(&launch.args)
         .env_clear()
@@ -875,76 +1235,79 @@ async fn execute(launch: Launch) -> Outcome {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so that stopping the container also stops what it
+        // started (`sh -c` children), as stopping a real container does.
+        .process_group(0)
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome {
-                exit_code: None,
-                log: String::new(),
-                failure: Some((
-                    "BackoffLimitExceeded",
-                    format!("fake kubelet: failed to start {}: {e}", launch.program),
-                )),
-            };
-        }
-    };
-    let log = Mutex::new(Vec::new());
+    cmd.spawn()
+        .map_err(|e| format!("fake kubelet: failed to start {}: {e}", launch.program))
+}
+
+/// Runs the container's process to its end, or kills it (and its process group) when the
+/// pod is stopped.
+async fn execute(
+    mut child: Child,
+    log: &Mutex<Vec<u8>>,
+    stop: Pin<&mut impl Future<Output = Stop>>,
+) -> Ended {
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let run = async {
-        let pumps = async {
-            if let Some(out) = stdout {
-                pump(out, &log).await;
-            }
+    let result = {
+        let run = async {
+            let pumps = async {
+                if let Some(out) = stdout {
+                    pump(out, log).await;
+                }
+            };
+            let pumps_err = async {
+                if let Some(err) = stderr {
+                    pump(err, log).await;
+                }
+            };
+            let ((), (), status) = tokio::join!(pumps, pumps_err, child.wait());
+            status
         };
-        let pumps_err = async {
-            if let Some(err) = stderr {
-                pump(err, &log).await;
-            }
-        };
-        let ((), (), status) = tokio::join!(pumps, pumps_err, child.wait());
-        status
-    };
-    let result = match launch.deadline {
-        Some(d) => tokio::time::timeout(d, run).await.ok(),
-        None => Some(run.await),
-    };
-    let (exit_code, failure) = match result {
-        None => {
-            // Best effort: the process may have exited just now.
-            let _ = child.kill().await;
-            (
-                None,
-                Some((
-                    "DeadlineExceeded",
-                    "Job was active longer than specified deadline".to_owned(),
-                )),
-            )
+        tokio::select! {
+            status = run => Ok(status),
+            s = stop => Err(s),
         }
-        Some(Err(e)) => (
-            None,
-            Some((
-                "BackoffLimitExceeded",
-                format!("fake kubelet: failed to wait for the process: {e}"),
-            )),
-        ),
-        Some(Ok(status)) if status.success() => (status.code(), None),
-        Some(Ok(status)) => (
-            status.code(),
-            Some((
-                "BackoffLimitExceeded",
-                format!(
-                    "Job has reached the specified backoff limit (fake kubelet: container exited with {status})"
-                ),
-            )),
-        ),
     };
-    let log = String::from_utf8_lossy(&log.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .into_owned();
-    Outcome {
-        exit_code,
-        log,
-        failure,
+    match result {
+        Err(stop) => {
+            kill_group(&mut child).await;
+            Ended::Stopped(stop)
+        }
+        Ok(Err(e)) => Ended::Exited {
+            code: 128,
+            failure: Some(format!("fake kubelet: failed to wait for the process: {e}")),
+        },
+        Ok(Ok(status)) => Ended::Exited {
+            code: status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(128),
+            failure: (!status.success())
+                .then(|| format!("fake kubelet: container exited with {status}")),
+        },
+    }
+}
+
+async fn kill_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // kill(1) rather than a signal call: the workspace forbids `unsafe`.
+        let killed = tokio::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        if let Err(error) = killed {
+            tracing::warn!(%error, pid, "fake kubelet could not run kill(1) for a process group");
+        }
+    }
+    // Kills the process if kill(1) could not, and reaps it either way.
+    if let Err(error) = child.kill().await {
+        tracing::debug!(%error, "fake kubelet: the container process was already gone");
     }
 }
 
@@ -960,6 +1323,118 @@ mod tests {
         assert!(m.matches("localhost:5000/authserver@sha256:abc"));
         assert!(!m.matches("ghcr.io/gatehouse-dev/not-authserver:1"));
         assert_eq!(repository("localhost:5000/x"), "localhost:5000/x");
+    }
+
+    #[test]
+    fn image_ids_are_the_pinned_digest_or_a_stable_hash_of_the_reference() {
+        let pinned = "localhost:5000/authserver@sha256:0123";
+        assert_eq!(
+            image_id(pinned),
+            "docker-pullable://localhost:5000/authserver@sha256:0123"
+        );
+        let tagged = image_id("ghcr.io/gatehouse-dev/authserver:0.1.0");
+        assert_eq!(tagged, image_id("ghcr.io/gatehouse-dev/authserver:0.1.0"));
+        assert_ne!(tagged, image_id("ghcr.io/gatehouse-dev/authserver:0.1.1"));
+        let digest = tagged
+            .strip_prefix("docker-pullable://ghcr.io/gatehouse-dev/authserver@sha256:")
+            .expect("repository without the tag");
+        assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    fn store_with_namespace() -> Store {
+        let (changed, _) = tokio::sync::watch::channel(0);
+        let mut store = Store::new(100, changed, None);
+        store.ensure_namespace("ns").expect("namespace");
+        store
+    }
+
+    fn job_with(container: &Value, volumes: &Value) -> Value {
+        json!({"metadata": {"namespace": "ns", "name": "j"}, "spec": {"template": {"spec": {
+            "containers": [container], "volumes": volumes,
+        }}}})
+    }
+
+    #[test]
+    fn a_missing_volume_source_is_reported_before_the_image_and_the_env() {
+        let store = store_with_namespace();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let container = json!({
+            "name": "main", "image": "unmapped",
+            "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "X"}}}],
+            "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+        });
+        let volumes = json!([{"name": "v", "secret": {"secretName": "vs"}}]);
+        let prepare = |job: &Value| prepare(&store, &[], job, "p", dir.path()).err();
+        assert_eq!(
+            prepare(&job_with(&container, &volumes)),
+            Some(NotReady::Mount(
+                "MountVolume.SetUp failed for volume \"v\" : secret \"vs\" not found".into()
+            ))
+        );
+        let optional = json!([{"name": "v", "secret": {"secretName": "vs", "optional": true}}]);
+        assert_eq!(
+            prepare(&job_with(&container, &optional)),
+            Some(NotReady::Image)
+        );
+        let mut with_command = container.clone();
+        with_command["command"] = json!(["/bin/true"]);
+        assert_eq!(
+            prepare(&job_with(&with_command, &optional)),
+            Some(NotReady::Config("secret \"s\" not found".into()))
+        );
+        let env_from = json!({"name": "main", "image": "x", "command": ["/bin/true"],
+                              "envFrom": [{"configMapRef": {"name": "cm"}}]});
+        assert_eq!(
+            prepare(&job_with(&env_from, &json!([]))),
+            Some(NotReady::Config("configmap \"cm\" not found".into()))
+        );
+    }
+
+    #[test]
+    fn a_missing_volume_item_key_is_a_failed_mount_unless_optional() {
+        let mut store = store_with_namespace();
+        let rt = rt(&store, "", "configmaps").expect("configmaps");
+        store
+            .create(
+                &rt,
+                Some("ns"),
+                json!({"metadata": {"name": "c"}, "data": {"a": "1"}}),
+                "test",
+                false,
+            )
+            .expect("create");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let container = json!({"name": "main", "image": "x", "command": ["/bin/true"],
+                               "volumeMounts": [{"name": "v", "mountPath": "/v"}]});
+        let items = |optional: bool| {
+            json!([{"name": "v", "configMap": {"name": "c", "optional": optional,
+                    "items": [{"key": "a", "path": "a"}, {"key": "b", "path": "b"}]}}])
+        };
+        let result = prepare(
+            &store,
+            &[],
+            &job_with(&container, &items(false)),
+            "p",
+            dir.path(),
+        );
+        assert_eq!(
+            result.err(),
+            Some(NotReady::Mount(
+                "MountVolume.SetUp failed for volume \"v\" : configmap references non-existent config key: b".into()
+            ))
+        );
+        let result = prepare(
+            &store,
+            &[],
+            &job_with(&container, &items(true)),
+            "p",
+            dir.path(),
+        );
+        assert!(result.is_ok());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("volumes/v/a")).expect("item a"),
+            "1"
+        );
     }
 
     #[test]

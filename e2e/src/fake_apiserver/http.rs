@@ -384,7 +384,15 @@ fn field_manager<'a>(query: &'a Query, headers: &'a HeaderMap) -> FieldManager<'
 
 fn pod_log(shared: &Shared, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Response> {
     let store = shared.lock();
-    store.get(rt, ns, name)?;
+    let pod = store.get(rt, ns, name)?;
+    let status = &pod["status"]["containerStatuses"][0];
+    if let Some(reason) = status["state"]["waiting"]["reason"].as_str() {
+        // The real API server's answer while the container has not started.
+        return Err(ApiError::bad_request(format!(
+            "container {:?} in pod {name:?} is waiting to start: {reason}",
+            status["name"].as_str().unwrap_or_default()
+        )));
+    }
     let log = store
         .pod_logs
         .get(&(ns.unwrap_or_default().to_owned(), name.to_owned()))
