@@ -417,6 +417,9 @@ pub struct Gatehouse {
     pub authserver_image: String,
     /// Replica A (its address is the issuer's) and replica B.
     pub replicas: [Replica; 2],
+    /// The database Secret, when the install left it out: step 2 first checks that the
+    /// migration waits for it with the pod's reason, then creates it (local mode).
+    pub withheld_database_secret: Option<Secret>,
 }
 
 impl Gatehouse {
@@ -428,6 +431,7 @@ impl Gatehouse {
             namespace: namespace.to_owned(),
             authserver_image: image.to_owned(),
             replicas: [Replica::new("A", a, &host)?, Replica::new("B", b, &host)?],
+            withheld_database_secret: None,
         })
     }
 
@@ -618,6 +622,9 @@ impl Run<'_> {
     /// on an empty database, become ready.
     async fn migration(&self) -> anyhow::Result<()> {
         let ns = &self.gatehouse.namespace;
+        if let Some(secret) = &self.gatehouse.withheld_database_secret {
+            self.migration_waits_for(secret).await?;
+        }
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
         let selector = "app.kubernetes.io/component=migration";
         let deadline = Deadline::after(STEP_TIMEOUT, "the migration Job to finish");
@@ -674,6 +681,55 @@ impl Run<'_> {
                 deadline.tick(format!("{status:?}")).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Step 2, first half (local mode): without the database Secret the migration pod
+    /// waits (`CreateContainerConfigError`, as a kubelet reports it), the Job stays
+    /// active, and the tenant says why in its `MigrationPending` condition; creating the
+    /// Secret lets the same Job run.
+    async fn migration_waits_for(&self, secret: &Secret) -> anyhow::Result<()> {
+        let ns = &self.gatehouse.namespace;
+        let tenants: Api<IdentityTenant> = Api::all(self.client.clone());
+        let reason = "CreateContainerConfigError: secret \"gatehouse-database\" not found";
+        let tenant = wait(
+            &tenants,
+            &self.names.tenant,
+            move |t: Option<&IdentityTenant>| {
+                t.and_then(|t| t.status.as_ref()).is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == "Ready"
+                            && c.status == "False"
+                            && c.reason == "MigrationPending"
+                            && c.message.contains(reason)
+                    })
+                })
+            },
+        )
+        .await
+        .context("the tenant to say why the migration waits")?;
+        let message = tenant
+            .status
+            .iter()
+            .flat_map(|s| s.conditions.iter())
+            .map(|c| c.message.clone())
+            .next()
+            .unwrap_or_default();
+        ensure!(
+            message.contains("the Job fails after 600 s"),
+            "no deadline in {message:?}"
+        );
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        let list = jobs
+            .list(&ListParams::default().labels("app.kubernetes.io/component=migration"))
+            .await?;
+        ensure!(
+            list.items.len() == 1 && !job_finished(list.items.first()),
+            "the migration Job should wait, active: {:?}",
+            list.items.iter().map(|j| &j.status).collect::<Vec<_>>()
+        );
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        secrets.create(&PostParams::default(), secret).await?;
         Ok(())
     }
 

@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use e2e::FakeApiServer;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
@@ -273,15 +273,15 @@ impl Local {
             }
         }
 
-        // What the user brings: the database Secret. The others are bootstrapped.
-        let secrets: Api<Secret> = Api::namespaced(fake.client()?, NAMESPACE);
+        // What the user brings: the database Secret (the others are bootstrapped). It is
+        // withheld until step 2 has seen the migration wait for it.
         let database_secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": "gatehouse-database", "namespace": NAMESPACE},
             "stringData": {"DATABASE_URL": database.url.as_str()},
         }))?;
-        secrets
-            .create(&PostParams::default(), &database_secret)
-            .await?;
+        let mut gatehouse = gatehouse;
+        gatehouse.withheld_database_secret = Some(database_secret);
+        let secrets: Api<Secret> = Api::namespaced(fake.client()?, NAMESPACE);
 
         let mut c = Command::new(&operator);
         c.env_clear()
