@@ -546,8 +546,12 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
 
     let rotation = annotation(client, ROTATE_SECRET_ANNOTATION);
     let status = client.status.clone().unwrap_or_default();
-    let rotation_requested =
-        rotation.is_some() && rotation != status.last_secret_rotation_annotation;
+    // Without a status (first reconcile, or one lost to a Velero restore or a GitOps
+    // re-create) the annotation on the object counts as acknowledged — it is recorded in
+    // the status written below — so losing the status never rotates the secret.
+    let rotation_requested = status.observed_generation.is_some()
+        && rotation.is_some()
+        && rotation != status.last_secret_rotation_annotation;
     let overlap = u64::try_from(client.spec.secret_rotation_overlap_seconds).unwrap_or(0);
     let mut rotated = false;
 

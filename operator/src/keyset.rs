@@ -141,15 +141,20 @@ pub fn key_policy(spec: &SigningKeySetSpec) -> proto::KeyPolicy {
     }
 }
 
-/// The rotation mode for this reconcile: `force` when the rotate annotation changed,
-/// `bootstrap` on the first reconcile, `if_due` afterwards.
+/// The rotation mode for this reconcile: `bootstrap` while there is no status, `force`
+/// when the rotate annotation differs from the acknowledged one, `if_due` otherwise.
+///
+/// No status means the first reconcile — or a status that was lost (a Velero restore, a
+/// GitOps re-create, an old field manager): then the annotation on the object is taken
+/// as acknowledged (it is recorded in the status written next), so losing the status
+/// never rotates keys.
 pub fn rotation_mode(key_set: &SigningKeySet) -> &'static str {
     let status = key_set.status.clone().unwrap_or_default();
     let requested = annotation(key_set, ROTATE_ANNOTATION);
-    if requested.is_some() && requested != status.last_rotation_annotation {
-        "force"
-    } else if status.observed_generation.is_none() {
+    if status.observed_generation.is_none() {
         "bootstrap"
+    } else if requested.is_some() && requested != status.last_rotation_annotation {
+        "force"
     } else {
         "if_due"
     }

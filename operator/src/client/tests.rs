@@ -717,6 +717,37 @@ async fn the_rotate_secret_annotation_rotates_with_the_overlap() {
 }
 
 #[tokio::test]
+async fn a_restored_client_without_status_does_not_rotate_its_secret() {
+    // A Velero restore: the object with its rotate annotation, no status, the Secret and
+    // the registration still there.
+    let c = client(json!({}))
+        .finalized()
+        .annotated(ROTATE_SECRET_ANNOTATION, "2026-11-01");
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: client_spec(&c),
+            secrets: vec![stored.clone()],
+        },
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(our_secret(&stored)));
+    steps.push(status_step(&c, |body| {
+        assert_eq!(body["status"]["lastSecretRotationAnnotation"], "2026-11-01");
+        assert!(
+            body["status"]
+                .get("secretRotatedAt")
+                .is_none_or(Value::is_null)
+        );
+    }));
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
+}
+
+#[tokio::test]
 async fn an_already_handled_rotation_annotation_does_nothing() {
     let mut c = client(json!({}))
         .finalized()

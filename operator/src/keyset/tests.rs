@@ -98,6 +98,14 @@ fn the_mode_is_bootstrap_then_if_due_and_force_on_a_new_annotation() {
     assert_eq!(rotation_mode(&reconciled(annotated, Some("1"))), "if_due");
 }
 
+#[test]
+fn a_lost_status_never_forces_a_rotation() {
+    // Velero restores objects without their status; a GitOps re-create starts without
+    // one: the annotation already on the object counts as acknowledged.
+    let restored = keyset(json!({})).annotated(ROTATE_ANNOTATION, "2026-11-01");
+    assert_eq!(rotation_mode(&restored), "bootstrap");
+}
+
 fn key(
     kid: &str,
     alg: &str,
