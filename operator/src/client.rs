@@ -90,6 +90,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The API server rejected the write for good (see [`controller::rejection`]).
+    #[error("{object}: {message}")]
+    ApplyRejected { object: String, message: String },
     #[error("failed to update the status: {0}")]
     UpdateStatus(#[source] kube::Error),
     #[error("failed to delete the client from the auth server: {0}")]
@@ -122,6 +125,7 @@ impl ReconcileError for Error {
             }
             Error::Read { .. } => "ReadFailed",
             Error::ApplySecret { .. } => "ApplySecretFailed",
+            Error::ApplyRejected { .. } => conditions::APPLY_FAILED,
             Error::UpdateStatus(_) => "UpdateStatusFailed",
             Error::Finalizer(_) | Error::RecordCleanupFailure(_) => "FinalizerFailed",
         }
@@ -132,6 +136,10 @@ impl ReconcileError for Error {
             self,
             Error::InvalidSpec(_) | Error::Malformed(_) | Error::ClientIdRetired(_)
         )
+    }
+
+    fn retries_at_resync(&self) -> bool {
+        matches!(self, Error::ApplyRejected { .. })
     }
 }
 
@@ -697,9 +705,15 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
                 &Patch::Apply(&desired),
             )
             .await
-            .map_err(|source| Error::ApplySecret {
-                name: secret_name.clone(),
-                source,
+            .map_err(|source| match controller::rejection(&source) {
+                Some(message) => Error::ApplyRejected {
+                    object: format!("Secret {secret_name}"),
+                    message,
+                },
+                None => Error::ApplySecret {
+                    name: secret_name.clone(),
+                    source,
+                },
             })?;
         tracing::info!(secret = %secret_name, "credentials Secret written");
     }

@@ -61,6 +61,13 @@ pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
     /// Whether retrying before the object changes is pointless (invalid spec): the
     /// controller then waits for a change instead of backing off.
     fn awaits_change(&self) -> bool;
+    /// Whether the failure waits for a change of the object or, at the latest, the resync
+    /// interval instead of backing off: the API server rejected a write (an admission
+    /// webhook, a quota), which retrying soon only repeats, but which can go away without
+    /// any change to our object.
+    fn retries_at_resync(&self) -> bool {
+        false
+    }
 }
 
 /// `Kind namespace/name` (or `Kind name`) of an object: the backoff key and the span field.
@@ -188,8 +195,9 @@ pub fn invalid_object_manager(field_manager: &str) -> String {
     format!("{field_manager}-invalid-object")
 }
 
-/// `error_policy` of every controller: wait for a change after an invalid spec,
-/// otherwise retry with exponential backoff (5 s doubling up to the resync interval).
+/// `error_policy` of every controller: wait for a change after an invalid spec, wait for
+/// a change or the resync interval after a write the API server rejected, otherwise retry
+/// with exponential backoff (5 s doubling up to the resync interval).
 pub fn error_policy<K, E>(guard: &DeserializeGuard<K>, error: &E, ctx: &Context) -> Action
 where
     K: Resource<DynamicType = ()>,
@@ -197,6 +205,8 @@ where
 {
     if error.awaits_change() {
         Action::await_change()
+    } else if error.retries_at_resync() {
+        Action::requeue(ctx.config.resync)
     } else {
         Action::requeue(ctx.backoff(&guard_key(guard)))
     }
@@ -254,6 +264,26 @@ pub fn admin_reason(error: &AdminError) -> &'static str {
             conditions::AUTH_SERVER_UNAVAILABLE
         }
     }
+}
+
+/// The API server's message when it rejected a write of ours for reasons the same write
+/// will meet again: a 4xx such as 422 Invalid, 403 from RBAC, a quota or an admission
+/// webhook, 400. `None` for what a retry may get past: 409 Conflict (a concurrent
+/// writer), 429 Too Many Requests (priority and fairness), 401 (our credentials, not the
+/// object; the client refreshes them), 408 (a timeout), every 5xx and every error without
+/// a response (connection, timeout).
+pub fn rejection(error: &kube::Error) -> Option<String> {
+    let kube::Error::Api(status) = error else {
+        return None;
+    };
+    if !(400..500).contains(&status.code) || [401, 408, 409, 429].contains(&status.code) {
+        return None;
+    }
+    Some(if status.message.is_empty() {
+        format!("{} {}", status.code, status.reason)
+    } else {
+        status.message.clone()
+    })
 }
 
 /// Flattens the finalizer helper's error into the controller's: reconcile errors come

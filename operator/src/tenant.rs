@@ -58,6 +58,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The API server rejected the write for good (see [`controller::rejection`]).
+    #[error("{object}: {message}")]
+    ApplyRejected { object: String, message: String },
     #[error("failed to update the status: {0}")]
     UpdateStatus(#[source] kube::Error),
     #[error("failed to delete the tenant from the auth server: {0}")]
@@ -82,6 +85,7 @@ impl ReconcileError for Error {
             Error::Conflict(_) => conditions::CONFLICT,
             Error::UpsertTenant(e) | Error::DeleteTenant(e) => admin_reason(e),
             Error::ApplyCronJob { .. } => "ApplyCronJobFailed",
+            Error::ApplyRejected { .. } => conditions::APPLY_FAILED,
             Error::UpdateStatus(_) => "UpdateStatusFailed",
             Error::Finalizer(_) | Error::RecordCleanupFailure(_) => "FinalizerFailed",
         }
@@ -89,6 +93,10 @@ impl ReconcileError for Error {
 
     fn awaits_change(&self) -> bool {
         matches!(self, Error::InvalidSpec(_) | Error::Malformed(_))
+    }
+
+    fn retries_at_resync(&self) -> bool {
+        matches!(self, Error::ApplyRejected { .. })
     }
 }
 
@@ -320,9 +328,15 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
             &Patch::Apply(&cronjob),
         )
         .await
-        .map_err(|source| Error::ApplyCronJob {
-            name: cronjob_name.clone(),
-            source,
+        .map_err(|source| match controller::rejection(&source) {
+            Some(message) => Error::ApplyRejected {
+                object: format!("CronJob {}/{cronjob_name}", ctx.config.namespace),
+                message,
+            },
+            None => Error::ApplyCronJob {
+                name: cronjob_name.clone(),
+                source,
+            },
         })?;
 
     let current = tenant.status.clone().unwrap_or_default();
@@ -1079,5 +1093,66 @@ mod tests {
                 .iter()
                 .all(|e| e.reason != "CleanupAbandoned")
         );
+    }
+
+    #[tokio::test]
+    async fn a_cronjob_write_the_api_server_rejects_is_ready_false_apply_failed() {
+        let quota = "cronjobs.batch \"gatehouse-purge-acme\" is forbidden: exceeded quota: \
+                     jobs, requested: count/cronjobs.batch=1, used: count/cronjobs.batch=10, \
+                     limited: count/cronjobs.batch=10";
+        let mut t = tenant(json!({})).finalized();
+        t.metadata.generation = Some(3);
+        let obj = t.clone();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(CRONJOB, FIELD_MANAGER).fails_with(403, "Forbidden", quota),
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(move |body| {
+                    let m = assert_ready(body, "False", "ApplyFailed");
+                    assert_eq!(
+                        m,
+                        format!("CronJob gatehouse/gatehouse-purge-acme: {quota}")
+                    );
+                    assert_eq!(body["status"]["observedGeneration"], 3);
+                })
+                .respond_obj(&obj),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t.clone()), ctx.clone())
+            .await
+            .unwrap_err();
+        verifier.done().await;
+        assert_eq!(err.category(), "ApplyFailed");
+        assert_eq!(ctx.events.recorded().last().unwrap().reason, "ApplyFailed");
+        let guard = DeserializeGuard(Ok(t));
+        for _ in 0..3 {
+            assert_eq!(
+                controller::error_policy(&guard, &err, &ctx),
+                Action::requeue(std::time::Duration::from_mins(5))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cronjob_write_failing_with_a_server_error_backs_off() {
+        let t = tenant(json!({})).finalized();
+        // No status write after a 5xx.
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(CRONJOB, FIELD_MANAGER).fails(500, "InternalError"),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin, MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t.clone()), ctx.clone())
+            .await
+            .unwrap_err();
+        verifier.done().await;
+        assert_eq!(err.category(), "ApplyCronJobFailed");
+        let guard = DeserializeGuard(Ok(t));
+        for secs in [5, 10, 20] {
+            assert_eq!(
+                controller::error_policy(&guard, &err, &ctx),
+                Action::requeue(std::time::Duration::from_secs(secs))
+            );
+        }
     }
 }

@@ -1193,3 +1193,87 @@ async fn a_secret_that_lost_its_owner_reference_is_adopted_and_repaired() {
     result.unwrap();
     assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
 }
+
+/// An established client at generation 2 (Ready=True observed at generation 1).
+fn edited_client() -> OidcClient {
+    let mut c = client(json!({})).finalized();
+    c.status = Some(ready_status(&c, None));
+    c.metadata.generation = Some(2);
+    c
+}
+
+#[tokio::test]
+async fn a_secret_write_the_api_server_rejects_is_ready_false_apply_failed_until_a_change() {
+    let webhook =
+        "admission webhook \"policy.example.com\" denied the request: Secrets need the label team";
+    let invalid = "Secret \"web-oidc\" is invalid: metadata.labels: Invalid value: \"x\"";
+    for (code, reason, message) in [
+        (403, "Forbidden", webhook),
+        (422, "Invalid", invalid),
+        (400, "BadRequest", "the object is bad"),
+    ] {
+        let c = edited_client();
+        let admin = FakeAdmin::with_tenant();
+        let mut steps = dereference(vec![]);
+        steps.push(Step::get(SECRET).not_found());
+        steps.push(Step::apply(SECRET, FIELD_MANAGER).fails_with(code, reason, message));
+        steps.push(status_step(&c, move |body| {
+            let m = assert_ready(body, "False", "ApplyFailed");
+            assert_eq!(m, format!("Secret web-oidc: {message}"));
+            assert_eq!(body["status"]["observedGeneration"], 2);
+            assert_eq!(body["status"]["conditions"][0]["observedGeneration"], 2);
+            // The rest of the status stays.
+            assert_eq!(body["status"]["clientId"], "shop-web");
+        }));
+        let (result, ctx) = run(c, admin, steps).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.category(), "ApplyFailed");
+        assert!(!err.awaits_change());
+        assert_eq!(
+            reasons(&ctx).last().map(String::as_str),
+            Some("ApplyFailed")
+        );
+        let guard = DeserializeGuard(Ok(edited_client()));
+        // No hot retry and no growing backoff: the next try is at the resync interval
+        // (or at once when the object changes).
+        for _ in 0..3 {
+            assert_eq!(
+                controller::error_policy(&guard, &err, &ctx),
+                Action::requeue(Duration::from_mins(5)),
+                "{code}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_secret_write_that_may_succeed_on_retry_backs_off_without_apply_failed() {
+    for (code, reason) in [
+        (500, "InternalError"),
+        (503, "ServiceUnavailable"),
+        (504, "Timeout"),
+        (409, "Conflict"),
+        (429, "TooManyRequests"),
+    ] {
+        let c = edited_client();
+        let admin = FakeAdmin::with_tenant();
+        let mut steps = dereference(vec![]);
+        steps.push(Step::get(SECRET).not_found());
+        // No status write: an API server failing the Secret would likely fail it too.
+        steps.push(Step::apply(SECRET, FIELD_MANAGER).fails(code, reason));
+        let (result, ctx) = run(c, admin, steps).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.category(), "ApplySecretFailed", "{code}");
+        let guard = DeserializeGuard(Ok(edited_client()));
+        assert_eq!(
+            controller::error_policy(&guard, &err, &ctx),
+            Action::requeue(Duration::from_secs(5)),
+            "{code}"
+        );
+        assert_eq!(
+            controller::error_policy(&guard, &err, &ctx),
+            Action::requeue(Duration::from_secs(10)),
+            "{code}"
+        );
+    }
+}
