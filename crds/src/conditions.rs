@@ -43,9 +43,15 @@ pub const DELETING: &str = "Deleting";
 /// another id, or free it with `authserver clients purge-retired` once the old client's
 /// tokens have expired.
 pub const CLIENT_ID_RETIRED: &str = "ClientIdRetired";
+/// Ready=False: the API server rejected a write of an object the operator keeps for this
+/// resource (the credentials Secret, the purge CronJob) with a 4xx such as 422 Invalid or
+/// 403 from a quota or an admission webhook; the message names the object and carries the
+/// API server's message. The operator does not retry at once: it tries again when the
+/// resource changes, and at the resync interval (a quota or webhook may change meanwhile).
+pub const APPLY_FAILED: &str = "ApplyFailed";
 
 /// Every reason above, for tests and docs.
-pub const REASONS: [&str; 12] = [
+pub const REASONS: [&str; 13] = [
     RECONCILED,
     NAMESPACE_NOT_ALLOWED,
     SECRET_NOT_FOUND,
@@ -58,6 +64,7 @@ pub const REASONS: [&str; 12] = [
     AUTH_SERVER_UNAVAILABLE,
     DELETING,
     CLIENT_ID_RETIRED,
+    APPLY_FAILED,
 ];
 
 /// The `status` of a condition.

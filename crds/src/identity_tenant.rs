@@ -112,7 +112,11 @@ pub struct IdentityTenantSpec {
 
     /// What deleting this IdentityTenant does to its database rows (users, clients,
     /// keys, sessions, audit log): `Retain` (default) keeps them, and re-creating a
-    /// tenant with the same name adopts them; `Delete` removes them for good.
+    /// tenant with the same name adopts them; `Delete` removes them for good. While the
+    /// auth server is unreachable, `Delete` is retried with backoff and, after 8 failed
+    /// attempts (about 10 minutes), falls back to `Retain` with a Warning Event
+    /// `CleanupAbandoned`. The annotation `gatehouse.dev/skip-cleanup: "true"` skips the
+    /// deletion at once.
     #[serde(default = "default_deletion_policy")]
     pub deletion_policy: DeletionPolicy,
 }

@@ -40,6 +40,12 @@ pub const ROTATE_ANNOTATION: &str = "gatehouse.dev/rotate";
 /// client secret; the previous one stays valid for `spec.secretRotationOverlapSeconds`.
 /// The last value acted on is recorded in `status.lastSecretRotationAnnotation`.
 pub const ROTATE_SECRET_ANNOTATION: &str = "gatehouse.dev/rotate-secret";
+/// Annotation on an [`IdentityTenant`] or [`OidcClient`] being deleted (or about to be):
+/// `"true"` makes the operator release its finalizer without calling the auth server, so
+/// nothing is deleted from the database whatever `deletionPolicy` says. The way out when
+/// the auth server or its database is gone for good. Accepted on a [`SigningKeySet`] too,
+/// where it changes nothing: deleting a key set never touches the database.
+pub const SKIP_CLEANUP_ANNOTATION: &str = "gatehouse.dev/skip-cleanup";
 
 /// Every Gatehouse CRD, in a stable order (tenant, client, key set).
 pub fn crds() -> Vec<CustomResourceDefinition> {

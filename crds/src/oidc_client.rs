@@ -260,7 +260,11 @@ pub struct OidcClientSpec {
     pub secret_rotation_overlap_seconds: i32,
 
     /// What deleting this OidcClient does to the client in the database: `Delete`
-    /// (default) removes it and revokes its tokens; `Retain` keeps it registered.
+    /// (default) removes it and revokes its tokens; `Retain` keeps it registered. While
+    /// the auth server is unreachable, `Delete` is retried with backoff and, after 8
+    /// failed attempts (about 10 minutes), falls back to `Retain` with a Warning Event
+    /// `CleanupAbandoned`. The annotation `gatehouse.dev/skip-cleanup: "true"` skips the
+    /// deletion at once.
     #[serde(default = "default_deletion_policy")]
     pub deletion_policy: DeletionPolicy,
 }

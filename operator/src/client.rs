@@ -90,12 +90,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The API server rejected the write for good (see [`controller::rejection`]).
+    #[error("{object}: {message}")]
+    ApplyRejected { object: String, message: String },
     #[error("failed to update the status: {0}")]
     UpdateStatus(#[source] kube::Error),
     #[error("failed to delete the client from the auth server: {0}")]
     DeleteClient(#[source] AdminError),
     #[error("failed to update the finalizer: {0}")]
     Finalizer(String),
+    #[error("failed to record the failed cleanup on the object: {0}")]
+    RecordCleanupFailure(#[source] kube::Error),
     #[error("the object does not match the schema: {0}")]
     Malformed(String),
 }
@@ -120,8 +125,9 @@ impl ReconcileError for Error {
             }
             Error::Read { .. } => "ReadFailed",
             Error::ApplySecret { .. } => "ApplySecretFailed",
+            Error::ApplyRejected { .. } => conditions::APPLY_FAILED,
             Error::UpdateStatus(_) => "UpdateStatusFailed",
-            Error::Finalizer(_) => "FinalizerFailed",
+            Error::Finalizer(_) | Error::RecordCleanupFailure(_) => "FinalizerFailed",
         }
     }
 
@@ -130,6 +136,10 @@ impl ReconcileError for Error {
             self,
             Error::InvalidSpec(_) | Error::Malformed(_) | Error::ClientIdRetired(_)
         )
+    }
+
+    fn retries_at_resync(&self) -> bool {
+        matches!(self, Error::ApplyRejected { .. })
     }
 }
 
@@ -141,7 +151,8 @@ impl Error {
             Error::Read { .. }
             | Error::ApplySecret { .. }
             | Error::UpdateStatus(_)
-            | Error::Finalizer(_) => None,
+            | Error::Finalizer(_)
+            | Error::RecordCleanupFailure(_) => None,
             other => Some(other.category()),
         }
     }
@@ -391,6 +402,11 @@ fn owned_by(secret: &Secret, client: &OidcClient) -> bool {
 pub async fn reconcile(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = client.namespace().unwrap_or_default();
     let api: Api<OidcClient> = Api::namespaced(ctx.client.clone(), &namespace);
+    // A cleanup that failed with the auth server unreachable waits out its backoff here,
+    // not in `cleanup`: returning Ok there would release the finalizer.
+    if let Some(wait) = controller::cleanup_wait(&*client, ctx.now(), ctx.config.resync) {
+        return Ok(Action::requeue(wait));
+    }
     finalizer(&api, FINALIZER, client, |event| async {
         match event {
             finalizer::Event::Apply(c) => apply(&c, &ctx).await,
@@ -693,9 +709,15 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
                 &Patch::Apply(&desired),
             )
             .await
-            .map_err(|source| Error::ApplySecret {
-                name: secret_name.clone(),
-                source,
+            .map_err(|source| match controller::rejection(&source) {
+                Some(message) => Error::ApplyRejected {
+                    object: format!("Secret {secret_name}"),
+                    message,
+                },
+                None => Error::ApplySecret {
+                    name: secret_name.clone(),
+                    source,
+                },
             })?;
         tracing::info!(secret = %secret_name, "credentials Secret written");
     }
@@ -787,7 +809,9 @@ async fn report_failure(client: &OidcClient, ctx: &Context, error: &Error) {
 /// Releases the registration per `deletionPolicy`. Idempotent and fine when nothing was
 /// ever registered (DeleteClient of an unknown client succeeds), but never deletes a
 /// client id that another OidcClient owns (this one lost a conflict). The credentials
-/// Secret goes with the OidcClient through its owner reference.
+/// Secret goes with the OidcClient through its owner reference. With
+/// `gatehouse.dev/skip-cleanup: "true"`, or after [`controller::CLEANUP_ATTEMPTS`]
+/// failures with the auth server unreachable, the registration is left in place.
 async fn cleanup(client: &OidcClient, ctx: &Context) -> Result<Action> {
     let object_ref = client.object_ref(&());
     let tenant = &client.spec.tenant_ref;
@@ -796,6 +820,22 @@ async fn cleanup(client: &OidcClient, ctx: &Context) -> Result<Action> {
         .as_ref()
         .and_then(|s| s.client_id.clone())
         .unwrap_or_else(|| client.client_id());
+    if controller::skips_cleanup(client) {
+        tracing::warn!(%client_id, %tenant, "cleanup skipped by annotation; client left in the database");
+        ctx.events
+            .publish(
+                &object_ref,
+                EventType::Normal,
+                "CleanupSkipped",
+                format!(
+                    "{}: the auth server was not called; {}",
+                    crds::SKIP_CLEANUP_ANNOTATION,
+                    left_behind(client, &client_id)
+                ),
+            )
+            .await;
+        return Ok(Action::await_change());
+    }
     if client.spec.deletion_policy == DeletionPolicy::Retain {
         ctx.events
             .publish(&object_ref, EventType::Normal, "ClientRetained",
@@ -833,12 +873,82 @@ async fn cleanup(client: &OidcClient, ctx: &Context) -> Result<Action> {
             Ok(Action::await_change())
         }
         Err(e) if e.is(AdminErrorKind::NotFound) => Ok(Action::await_change()),
-        Err(e) => {
-            let error = Error::DeleteClient(e);
+        Err(e) => failed_cleanup(client, ctx, &client_id, e).await,
+    }
+}
+
+/// A failed DeleteClient: counted while the auth server is unreachable, abandoned (the
+/// finalizer released, the registration kept) at the limit, otherwise retried with
+/// backoff.
+async fn failed_cleanup(
+    client: &OidcClient,
+    ctx: &Context,
+    client_id: &str,
+    e: AdminError,
+) -> Result<Action> {
+    let tenant = &client.spec.tenant_ref;
+    let outcome = controller::failed_cleanup(client, &e);
+    let error = Error::DeleteClient(e);
+    match outcome {
+        controller::FailedCleanup::Abandon { attempts } => {
+            tracing::warn!(%client_id, %tenant, attempts, "auth server unreachable; cleanup abandoned, client left in the database");
+            ctx.events
+                .publish(
+                    &client.object_ref(&()),
+                    EventType::Warning,
+                    "CleanupAbandoned",
+                    format!(
+                        "the auth server was unreachable on {attempts} cleanup attempts ({error}): \
+                         deletionPolicy Delete fell back to Retain and the finalizer was released; {}",
+                        left_behind(client, client_id)
+                    ),
+                )
+                .await;
+            return Ok(Action::await_change());
+        }
+        controller::FailedCleanup::Unreachable { attempt } => {
+            controller::record_cleanup_failures(
+                &api(client, ctx),
+                client,
+                FIELD_MANAGER,
+                Some((attempt, ctx.now())),
+            )
+            .await
+            .map_err(Error::RecordCleanupFailure)?;
+            controller::report_failure(
+                client,
+                &api(client, ctx),
+                FIELD_MANAGER,
+                ctx,
+                error.category(),
+                error.condition_reason(),
+                controller::deleting_message(&error, attempt),
+            )
+            .await;
+        }
+        controller::FailedCleanup::Retry => {
+            // The auth server answered: the unreachable attempts before no longer count
+            // as one outage.
+            if controller::cleanup_failures(client).0 > 0 {
+                controller::record_cleanup_failures(&api(client, ctx), client, FIELD_MANAGER, None)
+                    .await
+                    .map_err(Error::RecordCleanupFailure)?;
+            }
             report_failure(client, ctx, &error).await;
-            Err(error)
         }
     }
+    Err(error)
+}
+
+/// What a cleanup that did not run leaves in the database, and how to remove it.
+fn left_behind(client: &OidcClient, client_id: &str) -> String {
+    let tenant = &client.spec.tenant_ref;
+    format!(
+        "client {client_id} stays registered with tenant {tenant} and its secret and tokens keep \
+         working. Remove it with `authserver clients delete --id {client_id} --tenant {tenant}` \
+         (run with the auth server's configuration, against its database), or re-create this \
+         OidcClient and delete it while the auth server runs"
+    )
 }
 
 // ---------------------------------------------------------------------------------------

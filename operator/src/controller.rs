@@ -6,7 +6,7 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crds::conditions::{self, Status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -24,11 +24,35 @@ use serde_json::json;
 use tracing::Instrument as _;
 
 use crate::admin_client::{AdminError, AdminErrorKind};
-use crate::context::Context;
+use crate::context::{Context, backoff_delay};
 
 /// The finalizer on IdentityTenants and OidcClients: their database rows are released
 /// (or deliberately retained) before the object goes away.
 pub const FINALIZER: &str = "gatehouse.dev/cleanup";
+
+/// Failed cleanups with the auth server unreachable after which `deletionPolicy: Delete`
+/// falls back to `Retain` and the finalizer is released. With the backoff between
+/// attempts (5 s doubling to the 5 min cap) the last one comes about 10 minutes after the
+/// first: longer than a rollout or a node drain of the auth pods, so an outage does not
+/// leave a deleted client's credentials working, yet short enough that an uninstall in the
+/// wrong order (operator, auth server or database first) does not leave objects and their
+/// namespaces `Terminating` for ever.
+pub const CLEANUP_ATTEMPTS: u32 = 8;
+
+/// Written by the operator on an object being deleted: how many cleanups in a row failed
+/// with the auth server unreachable. On the object, not in memory, so that an operator
+/// restart or a new leader continues the count instead of starting over (an operator in a
+/// crash loop would otherwise never give up). An annotation, not a status field: metadata
+/// of an object being deleted stays writable, and no CRD schema change is needed, so the
+/// count works with CRDs older than the operator (a status field missing from the schema
+/// would be pruned and the count would stay at zero). Remove it to start the count again.
+pub const CLEANUP_FAILURES_ANNOTATION: &str = "gatehouse.dev/cleanup-failures";
+/// Written with [`CLEANUP_FAILURES_ANNOTATION`]: when the last of those cleanups failed
+/// (RFC 3339). The next attempt waits for the backoff from this time. Writing the two
+/// annotations (and the attempt count in the status) triggers a watch event and so an
+/// immediate reconcile; without a durable time that reconcile would retry at once and the
+/// attempts would be used up within seconds.
+pub const CLEANUP_FAILED_AT_ANNOTATION: &str = "gatehouse.dev/cleanup-failed-at";
 
 /// What the shared plumbing needs to know about a controller's error.
 pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
@@ -37,6 +61,13 @@ pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
     /// Whether retrying before the object changes is pointless (invalid spec): the
     /// controller then waits for a change instead of backing off.
     fn awaits_change(&self) -> bool;
+    /// Whether the failure waits for a change of the object or, at the latest, the resync
+    /// interval instead of backing off: the API server rejected a write (an admission
+    /// webhook, a quota), which retrying soon only repeats, but which can go away without
+    /// any change to our object.
+    fn retries_at_resync(&self) -> bool {
+        false
+    }
 }
 
 /// `Kind namespace/name` (or `Kind name`) of an object: the backoff key and the span field.
@@ -164,8 +195,9 @@ pub fn invalid_object_manager(field_manager: &str) -> String {
     format!("{field_manager}-invalid-object")
 }
 
-/// `error_policy` of every controller: wait for a change after an invalid spec,
-/// otherwise retry with exponential backoff (5 s doubling up to the resync interval).
+/// `error_policy` of every controller: wait for a change after an invalid spec, wait for
+/// a change or the resync interval after a write the API server rejected, otherwise retry
+/// with exponential backoff (5 s doubling up to the resync interval).
 pub fn error_policy<K, E>(guard: &DeserializeGuard<K>, error: &E, ctx: &Context) -> Action
 where
     K: Resource<DynamicType = ()>,
@@ -173,6 +205,8 @@ where
 {
     if error.awaits_change() {
         Action::await_change()
+    } else if error.retries_at_resync() {
+        Action::requeue(ctx.config.resync)
     } else {
         Action::requeue(ctx.backoff(&guard_key(guard)))
     }
@@ -230,6 +264,26 @@ pub fn admin_reason(error: &AdminError) -> &'static str {
             conditions::AUTH_SERVER_UNAVAILABLE
         }
     }
+}
+
+/// The API server's message when it rejected a write of ours for reasons the same write
+/// will meet again: a 4xx such as 422 Invalid, 403 from RBAC, a quota or an admission
+/// webhook, 400. `None` for what a retry may get past: 409 Conflict (a concurrent
+/// writer), 429 Too Many Requests (priority and fairness), 401 (our credentials, not the
+/// object; the client refreshes them), 408 (a timeout), every 5xx and every error without
+/// a response (connection, timeout).
+pub fn rejection(error: &kube::Error) -> Option<String> {
+    let kube::Error::Api(status) = error else {
+        return None;
+    };
+    if !(400..500).contains(&status.code) || [401, 408, 409, 429].contains(&status.code) {
+        return None;
+    }
+    Some(if status.message.is_empty() {
+        format!("{} {}", status.code, status.reason)
+    } else {
+        status.message.clone()
+    })
 }
 
 /// Flattens the finalizer helper's error into the controller's: reconcile errors come
@@ -348,6 +402,127 @@ pub async fn report_failure<K>(
     if let Err(e) = write_status(obj, api, field_manager, &status).await {
         tracing::warn!(error = %e, "failed to write the failure into the status");
     }
+}
+
+/// Whether the object carries `gatehouse.dev/skip-cleanup: "true"`: release the finalizer
+/// without calling the auth server.
+pub fn skips_cleanup<K: Resource>(obj: &K) -> bool {
+    obj.annotations()
+        .get(crds::SKIP_CLEANUP_ANNOTATION)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The failed cleanups recorded on an object: their count and when the last one failed.
+/// A value that does not parse (edited by hand) counts as none, which only delays giving
+/// up.
+pub fn cleanup_failures<K: Resource>(obj: &K) -> (u32, Option<jiff::Timestamp>) {
+    let annotations = obj.annotations();
+    let count = annotations
+        .get(CLEANUP_FAILURES_ANNOTATION)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let at = annotations
+        .get(CLEANUP_FAILED_AT_ANNOTATION)
+        .and_then(|v| v.trim().parse().ok());
+    (count, at)
+}
+
+/// How long a deleting object still waits before its next cleanup attempt: the backoff
+/// after the recorded failures has not passed yet. `None` when an attempt is due (or the
+/// object is not ours to clean up, or cleanup is to be skipped, which needs no wait).
+pub fn cleanup_wait<K: Resource>(
+    obj: &K,
+    now: jiff::Timestamp,
+    resync: Duration,
+) -> Option<Duration> {
+    if !is_deleting(obj) || !obj.finalizers().iter().any(|f| f == FINALIZER) || skips_cleanup(obj) {
+        return None;
+    }
+    let (count, Some(failed_at)) = cleanup_failures(obj) else {
+        return None;
+    };
+    if count == 0 {
+        return None;
+    }
+    let delay = jiff::SignedDuration::try_from(backoff_delay(count, resync)).ok()?;
+    let due = failed_at.checked_add(delay).ok()?;
+    Duration::try_from(now.duration_until(due))
+        .ok()
+        .filter(|wait| !wait.is_zero())
+}
+
+/// What a failed cleanup leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedCleanup {
+    /// The auth server was unreachable: record attempt `attempt` and retry with backoff.
+    Unreachable { attempt: u32 },
+    /// The auth server was unreachable for the `attempts`th time: give up, keep the rows
+    /// and release the finalizer.
+    Abandon { attempts: u32 },
+    /// Any other failure (a refused token, a server error, a rejected request): the auth
+    /// server is there, so retry for as long as it takes; never give up.
+    Retry,
+}
+
+/// Decides what a failed cleanup of `obj` leads to. Only an unreachable admin API
+/// (connection refused, DNS, timeout: [`AdminErrorKind::Unavailable`]) counts towards
+/// [`CLEANUP_ATTEMPTS`]: it is what an uninstall in the wrong order looks like, while an
+/// auth server that answers can still do the cleanup once its problem is fixed.
+pub fn failed_cleanup<K: Resource>(obj: &K, error: &AdminError) -> FailedCleanup {
+    if !error.is(AdminErrorKind::Unavailable) {
+        return FailedCleanup::Retry;
+    }
+    let attempt = cleanup_failures(obj).0.saturating_add(1);
+    if attempt >= CLEANUP_ATTEMPTS {
+        FailedCleanup::Abandon { attempts: attempt }
+    } else {
+        FailedCleanup::Unreachable { attempt }
+    }
+}
+
+/// The `Ready=False`, reason `Deleting`, message of failed cleanup attempt `attempt`.
+pub fn deleting_message(error: &impl std::fmt::Display, attempt: u32) -> String {
+    format!(
+        "{error}; attempt {attempt} of {CLEANUP_ATTEMPTS} with the auth server unreachable: \
+         after the last, deletionPolicy Delete falls back to Retain (the finalizer is released, \
+         the rows stay in the database); annotate gatehouse.dev/skip-cleanup=true to release it now"
+    )
+}
+
+/// Records failed cleanup `attempt` at `now` on the object (server-side apply of the two
+/// annotations by the controller's field manager), or with `None` removes the record (an
+/// apply without them drops the fields this manager owned).
+pub async fn record_cleanup_failures<K>(
+    api: &Api<K>,
+    obj: &K,
+    field_manager: &str,
+    attempt: Option<(u32, jiff::Timestamp)>,
+) -> kube::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let mut metadata = json!({"name": obj.name_any()});
+    if let Some(namespace) = obj.namespace() {
+        metadata["namespace"] = json!(namespace);
+    }
+    if let Some((count, at)) = attempt {
+        metadata["annotations"] = json!({
+            CLEANUP_FAILURES_ANNOTATION: count.to_string(),
+            CLEANUP_FAILED_AT_ANNOTATION: at.to_string(),
+        });
+    }
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": metadata,
+    });
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Every well-formed object of kind `K` in the cluster: from the controller's cache when

@@ -362,12 +362,17 @@ impl Step {
         self
     }
 
-    /// Answers with an API error.
-    pub fn fails(mut self, code: u16, reason: &str) -> Self {
+    /// Answers with an API error whose message is the reason.
+    pub fn fails(self, code: u16, reason: &str) -> Self {
+        self.fails_with(code, reason, reason)
+    }
+
+    /// Answers with an API error and the API server's `message`.
+    pub fn fails_with(mut self, code: u16, reason: &str, message: &str) -> Self {
         self.reply = Reply::Json(
             StatusCode::from_u16(code).unwrap(),
             json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
-                   "reason": reason, "code": code, "message": reason, "metadata": {}}),
+                   "reason": reason, "code": code, "message": message, "metadata": {}}),
         );
         self
     }

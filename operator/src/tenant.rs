@@ -58,12 +58,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The API server rejected the write for good (see [`controller::rejection`]).
+    #[error("{object}: {message}")]
+    ApplyRejected { object: String, message: String },
     #[error("failed to update the status: {0}")]
     UpdateStatus(#[source] kube::Error),
     #[error("failed to delete the tenant from the auth server: {0}")]
     DeleteTenant(#[source] AdminError),
     #[error("failed to update the finalizer: {0}")]
     Finalizer(String),
+    #[error("failed to record the failed cleanup on the object: {0}")]
+    RecordCleanupFailure(#[source] kube::Error),
     #[error("the object does not match the schema: {0}")]
     Malformed(String),
 }
@@ -80,13 +85,18 @@ impl ReconcileError for Error {
             Error::Conflict(_) => conditions::CONFLICT,
             Error::UpsertTenant(e) | Error::DeleteTenant(e) => admin_reason(e),
             Error::ApplyCronJob { .. } => "ApplyCronJobFailed",
+            Error::ApplyRejected { .. } => conditions::APPLY_FAILED,
             Error::UpdateStatus(_) => "UpdateStatusFailed",
-            Error::Finalizer(_) => "FinalizerFailed",
+            Error::Finalizer(_) | Error::RecordCleanupFailure(_) => "FinalizerFailed",
         }
     }
 
     fn awaits_change(&self) -> bool {
         matches!(self, Error::InvalidSpec(_) | Error::Malformed(_))
+    }
+
+    fn retries_at_resync(&self) -> bool {
+        matches!(self, Error::ApplyRejected { .. })
     }
 }
 
@@ -96,7 +106,10 @@ impl Error {
     fn condition_reason(&self) -> Option<&'static str> {
         match self {
             Error::DeleteTenant(_) => Some(conditions::DELETING),
-            Error::ApplyCronJob { .. } | Error::UpdateStatus(_) | Error::Finalizer(_) => None,
+            Error::ApplyCronJob { .. }
+            | Error::UpdateStatus(_)
+            | Error::Finalizer(_)
+            | Error::RecordCleanupFailure(_) => None,
             other => Some(other.category()),
         }
     }
@@ -233,6 +246,11 @@ pub fn purge_selector() -> String {
 /// Reconciles one IdentityTenant: finalizer first, then apply or cleanup.
 pub async fn reconcile(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
     let api: Api<IdentityTenant> = Api::all(ctx.client.clone());
+    // A cleanup that failed with the auth server unreachable waits out its backoff here,
+    // not in `cleanup`: returning Ok there would release the finalizer.
+    if let Some(wait) = controller::cleanup_wait(&*tenant, ctx.now(), ctx.config.resync) {
+        return Ok(Action::requeue(wait));
+    }
     finalizer(&api, FINALIZER, tenant, |event| async {
         match event {
             finalizer::Event::Apply(t) => apply(&t, &ctx).await,
@@ -310,9 +328,15 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
             &Patch::Apply(&cronjob),
         )
         .await
-        .map_err(|source| Error::ApplyCronJob {
-            name: cronjob_name.clone(),
-            source,
+        .map_err(|source| match controller::rejection(&source) {
+            Some(message) => Error::ApplyRejected {
+                object: format!("CronJob {}/{cronjob_name}", ctx.config.namespace),
+                message,
+            },
+            None => Error::ApplyCronJob {
+                name: cronjob_name.clone(),
+                source,
+            },
         })?;
 
     let current = tenant.status.clone().unwrap_or_default();
@@ -367,9 +391,27 @@ async fn report_failure(tenant: &IdentityTenant, ctx: &Context, error: &Error) {
 
 /// Releases the tenant's database rows per `deletionPolicy`. Idempotent, and fine when
 /// the tenant was never registered (DeleteTenant of an unknown tenant succeeds). The
-/// purge CronJob goes with the tenant through its owner reference.
+/// purge CronJob goes with the tenant through its owner reference. With
+/// `gatehouse.dev/skip-cleanup: "true"`, or after [`controller::CLEANUP_ATTEMPTS`]
+/// failures with the auth server unreachable, the rows are left in place.
 async fn cleanup(tenant: &IdentityTenant, ctx: &Context) -> Result<Action> {
     let name = tenant.name_any();
+    if controller::skips_cleanup(tenant) {
+        tracing::warn!(tenant = %name, "cleanup skipped by annotation; tenant left in the database");
+        ctx.events
+            .publish(
+                &tenant.object_ref(&()),
+                EventType::Normal,
+                "CleanupSkipped",
+                format!(
+                    "{}: the auth server was not called; {}",
+                    crds::SKIP_CLEANUP_ANNOTATION,
+                    left_behind(&name)
+                ),
+            )
+            .await;
+        return Ok(Action::await_change());
+    }
     match tenant.spec.deletion_policy {
         DeletionPolicy::Retain => {
             tracing::info!(tenant = %name, "tenant deleted; database rows retained");
@@ -395,14 +437,79 @@ async fn cleanup(tenant: &IdentityTenant, ctx: &Context) -> Result<Action> {
                     .await;
             }
             Err(e) if e.is(AdminErrorKind::NotFound) => {}
-            Err(e) => {
-                let error = Error::DeleteTenant(e);
-                report_failure(tenant, ctx, &error).await;
-                return Err(error);
-            }
+            Err(e) => return failed_cleanup(tenant, ctx, e).await,
         },
     }
     Ok(Action::await_change())
+}
+
+/// A failed DeleteTenant: counted while the auth server is unreachable, abandoned (the
+/// finalizer released, the rows kept) at the limit, otherwise retried with backoff.
+async fn failed_cleanup(tenant: &IdentityTenant, ctx: &Context, e: AdminError) -> Result<Action> {
+    let name = tenant.name_any();
+    let outcome = controller::failed_cleanup(tenant, &e);
+    let error = Error::DeleteTenant(e);
+    match outcome {
+        controller::FailedCleanup::Abandon { attempts } => {
+            tracing::warn!(tenant = %name, attempts, "auth server unreachable; cleanup abandoned, tenant left in the database");
+            ctx.events
+                .publish(
+                    &tenant.object_ref(&()),
+                    EventType::Warning,
+                    "CleanupAbandoned",
+                    format!(
+                        "the auth server was unreachable on {attempts} cleanup attempts ({error}): \
+                         deletionPolicy Delete fell back to Retain and the finalizer was released; {}",
+                        left_behind(&name)
+                    ),
+                )
+                .await;
+            return Ok(Action::await_change());
+        }
+        controller::FailedCleanup::Unreachable { attempt } => {
+            controller::record_cleanup_failures(
+                &api(tenant, ctx),
+                tenant,
+                FIELD_MANAGER,
+                Some((attempt, ctx.now())),
+            )
+            .await
+            .map_err(Error::RecordCleanupFailure)?;
+            controller::report_failure(
+                tenant,
+                &api(tenant, ctx),
+                FIELD_MANAGER,
+                ctx,
+                error.category(),
+                error.condition_reason(),
+                controller::deleting_message(&error, attempt),
+            )
+            .await;
+        }
+        controller::FailedCleanup::Retry => {
+            // The auth server answered: the unreachable attempts before no longer count
+            // as one outage.
+            if controller::cleanup_failures(tenant).0 > 0 {
+                controller::record_cleanup_failures(&api(tenant, ctx), tenant, FIELD_MANAGER, None)
+                    .await
+                    .map_err(Error::RecordCleanupFailure)?;
+            }
+            report_failure(tenant, ctx, &error).await;
+        }
+    }
+    Err(error)
+}
+
+/// What a cleanup that did not run leaves in the database, and how to remove it. The
+/// authserver CLI has no command that deletes a tenant, so the ways out go through the
+/// admin API.
+fn left_behind(name: &str) -> String {
+    format!(
+        "tenant {name} and everything in it (users, clients, keys, sessions, audit log) stay in \
+         the database. Remove them by re-creating IdentityTenant {name} (it adopts the rows) with \
+         deletionPolicy: Delete and deleting it while the auth server runs, or with the admin \
+         API's DeleteTenant (gatehouse.admin.v1.Admin/DeleteTenant, id {name:?})"
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -841,25 +948,211 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failed_delete_keeps_the_finalizer_and_says_so() {
+    /// Tenant `acme` with `deletionPolicy: Delete` being deleted, with `count` failed
+    /// cleanups recorded, the last at `failed_at`.
+    fn deleting_tenant(count: Option<u32>, failed_at: &str) -> IdentityTenant {
         let t = tenant(json!({"deletionPolicy": "Delete"}))
             .finalized()
             .deleting();
+        match count {
+            Some(n) => t
+                .annotated(controller::CLEANUP_FAILURES_ANNOTATION, &n.to_string())
+                .annotated(controller::CLEANUP_FAILED_AT_ANNOTATION, failed_at),
+            None => t,
+        }
+    }
+
+    #[tokio::test]
+    async fn skip_cleanup_releases_the_finalizer_without_calling_the_auth_server() {
+        let t = deleting_tenant(None, "").annotated(crds::SKIP_CLEANUP_ANNOTATION, "true");
+        let obj = t.clone();
+        let (client, verifier) =
+            ApiServerVerifier::run(vec![finalizer_removal().respond_obj(&obj)]);
+        let admin = FakeAdmin::with_tenant();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let action = reconcile(Arc::new(t), ctx.clone()).await.unwrap();
+        verifier.done().await;
+        assert_eq!(action, Action::await_change());
+        assert!(admin.calls().is_empty());
+        assert!(admin.state().tenants.contains_key("acme"), "the rows stay");
+        let events = ctx.events.recorded();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, "CleanupSkipped");
+        assert!(!events[0].warning);
+        assert!(events[0].note.contains("tenant acme"), "{}", events[0].note);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_auth_server_counts_the_attempt_and_keeps_the_finalizer() {
+        for (before, attempt) in [(None, 1), (Some(6), 7)] {
+            let t = deleting_tenant(before, "2025-12-31T23:00:00Z");
+            let obj = t.clone();
+            let (client, verifier) = ApiServerVerifier::run(vec![
+                Step::apply(TENANT, FIELD_MANAGER)
+                    .check(move |body| {
+                        assert_eq!(body["kind"], "IdentityTenant");
+                        assert_eq!(body["metadata"]["name"], "acme");
+                        assert_eq!(
+                            body["metadata"]["annotations"]["gatehouse.dev/cleanup-failures"],
+                            attempt.to_string()
+                        );
+                        assert_eq!(
+                            body["metadata"]["annotations"]["gatehouse.dev/cleanup-failed-at"],
+                            "2026-01-01T00:00:00Z"
+                        );
+                    })
+                    .respond_obj(&obj),
+                Step::apply(&status_path(), FIELD_MANAGER)
+                    .check(move |body| {
+                        let m = assert_ready(body, "False", "Deleting");
+                        assert!(m.contains("unreachable"), "{m}");
+                        assert!(m.contains(&format!("attempt {attempt} of 8")), "{m}");
+                    })
+                    .respond_obj(&obj),
+            ]);
+            let admin = FakeAdmin::with_tenant();
+            admin.fail_with(AdminErrorKind::Unavailable, "unreachable");
+            let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+            let err = reconcile(Arc::new(t), ctx).await.unwrap_err();
+            verifier.done().await;
+            assert_eq!(err.category(), "AuthServerUnavailable");
+            assert_eq!(admin.calls(), ["DeleteTenant(acme)"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn at_the_limit_the_finalizer_is_released_with_a_warning_naming_the_leftover() {
+        let t = deleting_tenant(
+            Some(controller::CLEANUP_ATTEMPTS - 1),
+            "2025-12-31T23:00:00Z",
+        );
+        let obj = t.clone();
+        let (client, verifier) =
+            ApiServerVerifier::run(vec![finalizer_removal().respond_obj(&obj)]);
+        let admin = FakeAdmin::with_tenant();
+        admin.fail_with(AdminErrorKind::Unavailable, "unreachable");
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let action = reconcile(Arc::new(t), ctx.clone()).await.unwrap();
+        verifier.done().await;
+        assert_eq!(action, Action::await_change());
+        assert_eq!(admin.calls(), ["DeleteTenant(acme)"]);
+        let events = ctx.events.recorded();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, "CleanupAbandoned");
+        assert!(events[0].warning);
+        for fragment in [
+            "unreachable on 8 cleanup attempts",
+            "tenant acme and everything in it",
+            "gatehouse.admin.v1.Admin/DeleteTenant",
+        ] {
+            assert!(events[0].note.contains(fragment), "{}", events[0].note);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recorded_failure_waits_out_its_backoff() {
+        // Seventh failure 100 s ago: the backoff after seven failures is 300 s.
+        let t = deleting_tenant(Some(7), "2025-12-31T23:58:20Z");
+        let (client, verifier) = ApiServerVerifier::run(vec![]);
+        let admin = FakeAdmin::with_tenant();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let action = reconcile(Arc::new(t), ctx).await.unwrap();
+        verifier.done().await;
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(200)));
+        assert!(admin.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_error_other_than_unreachable_never_abandons() {
+        let t = deleting_tenant(
+            Some(controller::CLEANUP_ATTEMPTS - 1),
+            "2025-12-31T23:00:00Z",
+        );
         let obj = t.clone();
         let (client, verifier) = ApiServerVerifier::run(vec![
+            // The count restarts: the auth server answered.
+            Step::apply(TENANT, FIELD_MANAGER)
+                .check(|body| assert!(body["metadata"].get("annotations").is_none(), "{body}"))
+                .respond_obj(&obj),
             Step::apply(&status_path(), FIELD_MANAGER)
                 .check(|body| {
                     let m = assert_ready(body, "False", "Deleting");
-                    assert!(m.contains("unreachable"), "{m}");
+                    assert!(m.contains("internal error"), "{m}");
                 })
                 .respond_obj(&obj),
         ]);
         let admin = FakeAdmin::with_tenant();
-        admin.fail_with(AdminErrorKind::Unavailable, "unreachable");
-        let ctx = fixtures::context(client, admin, MigrationState::Succeeded);
-        let err = reconcile(Arc::new(t), ctx).await.unwrap_err();
-        assert_eq!(err.category(), "AuthServerUnavailable");
+        admin.fail_with(AdminErrorKind::Other, "internal error");
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t), ctx.clone()).await.unwrap_err();
         verifier.done().await;
+        assert_eq!(err.category(), "AuthServerUnavailable");
+        assert!(
+            ctx.events
+                .recorded()
+                .iter()
+                .all(|e| e.reason != "CleanupAbandoned")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cronjob_write_the_api_server_rejects_is_ready_false_apply_failed() {
+        let quota = "cronjobs.batch \"gatehouse-purge-acme\" is forbidden: exceeded quota: \
+                     jobs, requested: count/cronjobs.batch=1, used: count/cronjobs.batch=10, \
+                     limited: count/cronjobs.batch=10";
+        let mut t = tenant(json!({})).finalized();
+        t.metadata.generation = Some(3);
+        let obj = t.clone();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(CRONJOB, FIELD_MANAGER).fails_with(403, "Forbidden", quota),
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(move |body| {
+                    let m = assert_ready(body, "False", "ApplyFailed");
+                    assert_eq!(
+                        m,
+                        format!("CronJob gatehouse/gatehouse-purge-acme: {quota}")
+                    );
+                    assert_eq!(body["status"]["observedGeneration"], 3);
+                })
+                .respond_obj(&obj),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t.clone()), ctx.clone())
+            .await
+            .unwrap_err();
+        verifier.done().await;
+        assert_eq!(err.category(), "ApplyFailed");
+        assert_eq!(ctx.events.recorded().last().unwrap().reason, "ApplyFailed");
+        let guard = DeserializeGuard(Ok(t));
+        for _ in 0..3 {
+            assert_eq!(
+                controller::error_policy(&guard, &err, &ctx),
+                Action::requeue(std::time::Duration::from_mins(5))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cronjob_write_failing_with_a_server_error_backs_off() {
+        let t = tenant(json!({})).finalized();
+        // No status write after a 5xx.
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(CRONJOB, FIELD_MANAGER).fails(500, "InternalError"),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin, MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t.clone()), ctx.clone())
+            .await
+            .unwrap_err();
+        verifier.done().await;
+        assert_eq!(err.category(), "ApplyCronJobFailed");
+        let guard = DeserializeGuard(Ok(t));
+        for secs in [5, 10, 20] {
+            assert_eq!(
+                controller::error_policy(&guard, &err, &ctx),
+                Action::requeue(std::time::Duration::from_secs(secs))
+            );
+        }
     }
 }

@@ -926,13 +926,197 @@ async fn deleting_the_loser_of_a_conflict_leaves_the_owners_registration() {
     assert!(admin.calls().is_empty());
 }
 
+fn no_peers() -> Step {
+    Step::get(ALL_CLIENTS).respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![]))
+}
+
+/// A client being deleted whose cleanup failed `count` times, the last at `failed_at`.
+fn with_cleanup_failures(c: OidcClient, count: u32, failed_at: &str) -> OidcClient {
+    c.annotated(controller::CLEANUP_FAILURES_ANNOTATION, &count.to_string())
+        .annotated(controller::CLEANUP_FAILED_AT_ANNOTATION, failed_at)
+}
+
 #[tokio::test]
-async fn a_failed_delete_keeps_the_finalizer() {
-    let c = client(json!({})).finalized().deleting();
+async fn skip_cleanup_releases_the_finalizer_without_calling_the_auth_server() {
+    let c = client(json!({}))
+        .finalized()
+        .deleting()
+        .annotated(crds::SKIP_CLEANUP_ANNOTATION, "true");
+    let admin = FakeAdmin::with_tenant();
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: client_spec(&c),
+            secrets: vec![],
+        },
+    );
+    // Only the finalizer removal: no peer LIST, no status write.
+    let (result, ctx) = run(c.clone(), admin.clone(), vec![finalizer_removal(&c)]).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+    assert_eq!(admin.state().clients.len(), 1, "the registration stays");
+    let events = ctx.events.recorded();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].reason, "CleanupSkipped");
+    assert!(!events[0].warning);
+    assert!(
+        events[0]
+            .note
+            .contains("authserver clients delete --id shop-web --tenant acme"),
+        "{}",
+        events[0].note
+    );
+}
+
+#[tokio::test]
+async fn skip_cleanup_does_not_wait_for_the_backoff_of_earlier_failures() {
+    let c = with_cleanup_failures(
+        client(json!({})).finalized().deleting(),
+        3,
+        "2026-01-01T00:00:00Z",
+    )
+    .annotated(crds::SKIP_CLEANUP_ANNOTATION, "true");
+    let admin = FakeAdmin::with_tenant();
+    let (result, ctx) = run(c.clone(), admin.clone(), vec![finalizer_removal(&c)]).await;
+    result.unwrap();
+    assert!(admin.calls().is_empty());
+    assert_eq!(reasons(&ctx), ["CleanupSkipped"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_auth_server_counts_the_attempt_on_the_object_and_keeps_the_finalizer() {
+    // A first failure, and a fourth after an operator restart: the count comes from the
+    // object, not from memory.
+    for (before, attempt) in [(None, 1), (Some(3), 4)] {
+        let mut c = client(json!({})).finalized().deleting();
+        if let Some(n) = before {
+            // Failed long enough ago that the backoff has passed.
+            c = with_cleanup_failures(c, n, "2025-12-31T23:00:00Z");
+        }
+        let admin = FakeAdmin::with_tenant();
+        admin.fail_with(
+            AdminErrorKind::Unavailable,
+            "tcp connect error: Connection refused",
+        );
+        let steps = vec![
+            no_peers(),
+            Step::apply(CLIENT, FIELD_MANAGER)
+                .check(move |body| {
+                    assert_eq!(body["kind"], "OidcClient");
+                    assert_eq!(body["metadata"]["name"], "web");
+                    assert_eq!(
+                        body["metadata"]["annotations"],
+                        json!({
+                            "gatehouse.dev/cleanup-failures": attempt.to_string(),
+                            "gatehouse.dev/cleanup-failed-at": "2026-01-01T00:00:00Z",
+                        })
+                    );
+                    assert!(body.get("spec").is_none(), "only the annotations: {body}");
+                })
+                .respond_obj(&c),
+            status_step(&c, move |body| {
+                let m = assert_ready(body, "False", "Deleting");
+                assert!(m.contains("Connection refused"), "{m}");
+                assert!(m.contains(&format!("attempt {attempt} of 8")), "{m}");
+            }),
+        ];
+        let (result, ctx) = run(c, admin.clone(), steps).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.category(), "AuthServerUnavailable");
+        assert!(!err.awaits_change());
+        assert_eq!(admin.calls(), ["DeleteClient(acme/shop-web)"]);
+        assert_eq!(reasons(&ctx), ["AuthServerUnavailable"]);
+    }
+}
+
+#[tokio::test]
+async fn a_recorded_failure_waits_out_its_backoff_before_calling_the_auth_server_again() {
+    // Third failure at 23:59:50: the backoff after three failures is 20 s.
+    let c = with_cleanup_failures(
+        client(json!({})).finalized().deleting(),
+        3,
+        "2025-12-31T23:59:50Z",
+    );
     let admin = FakeAdmin::with_tenant();
     admin.fail_with(AdminErrorKind::Unavailable, "unreachable");
+    let (result, ctx) = run(c, admin.clone(), vec![]).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(10)));
+    assert!(admin.calls().is_empty());
+    assert!(ctx.events.recorded().is_empty());
+}
+
+#[tokio::test]
+async fn at_the_limit_the_finalizer_is_released_with_a_warning_naming_the_leftover() {
+    let c = with_cleanup_failures(
+        client(json!({})).finalized().deleting(),
+        controller::CLEANUP_ATTEMPTS - 1,
+        "2025-12-31T23:00:00Z",
+    );
+    let admin = FakeAdmin::with_tenant();
+    admin.fail_with(AdminErrorKind::Unavailable, "unreachable");
+    // No annotation or status write: the object goes.
+    let steps = vec![no_peers(), finalizer_removal(&c)];
+    let (result, ctx) = run(c, admin.clone(), steps).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(admin.calls(), ["DeleteClient(acme/shop-web)"]);
+    let events = ctx.events.recorded();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].reason, "CleanupAbandoned");
+    assert!(events[0].warning);
+    for fragment in [
+        "unreachable on 8 cleanup attempts",
+        "client shop-web stays registered with tenant acme",
+        "authserver clients delete --id shop-web --tenant acme",
+    ] {
+        assert!(events[0].note.contains(fragment), "{}", events[0].note);
+    }
+}
+
+#[tokio::test]
+async fn an_error_other_than_unreachable_never_abandons_and_restarts_the_count() {
+    for kind in [
+        AdminErrorKind::Unauthenticated,
+        AdminErrorKind::Other,
+        AdminErrorKind::InvalidArgument,
+    ] {
+        let c = with_cleanup_failures(
+            client(json!({})).finalized().deleting(),
+            controller::CLEANUP_ATTEMPTS - 1,
+            "2025-12-31T23:00:00Z",
+        );
+        let admin = FakeAdmin::with_tenant();
+        admin.fail_with(kind, "internal error");
+        let steps = vec![
+            no_peers(),
+            // The record goes: an answering auth server ends the outage.
+            Step::apply(CLIENT, FIELD_MANAGER)
+                .check(|body| {
+                    assert_eq!(body["metadata"]["name"], "web");
+                    assert!(body["metadata"].get("annotations").is_none(), "{body}");
+                })
+                .respond_obj(&c),
+            status_step(&c, |body| {
+                let m = assert_ready(body, "False", "Deleting");
+                assert!(!m.contains("attempt"), "{m}");
+            }),
+        ];
+        let (result, ctx) = run(c, admin.clone(), steps).await;
+        assert!(result.is_err(), "{kind:?}: the finalizer stays");
+        assert_eq!(admin.calls(), ["DeleteClient(acme/shop-web)"]);
+        assert!(
+            !reasons(&ctx).iter().any(|r| r == "CleanupAbandoned"),
+            "{kind:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_error_other_than_unreachable_without_a_count_writes_no_annotation() {
+    let c = client(json!({})).finalized().deleting();
+    let admin = FakeAdmin::with_tenant();
+    admin.fail_with(AdminErrorKind::Unauthenticated, "invalid token");
     let steps = vec![
-        Step::get(ALL_CLIENTS).respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![])),
+        no_peers(),
         status_step(&c, |body| {
             assert_ready(body, "False", "Deleting");
         }),
@@ -1039,4 +1223,88 @@ async fn a_secret_that_lost_its_owner_reference_is_adopted_and_repaired() {
     let (result, _) = run(c, admin.clone(), steps).await;
     result.unwrap();
     assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
+}
+
+/// An established client at generation 2 (Ready=True observed at generation 1).
+fn edited_client() -> OidcClient {
+    let mut c = client(json!({})).finalized();
+    c.status = Some(ready_status(&c, None));
+    c.metadata.generation = Some(2);
+    c
+}
+
+#[tokio::test]
+async fn a_secret_write_the_api_server_rejects_is_ready_false_apply_failed_until_a_change() {
+    let webhook =
+        "admission webhook \"policy.example.com\" denied the request: Secrets need the label team";
+    let invalid = "Secret \"web-oidc\" is invalid: metadata.labels: Invalid value: \"x\"";
+    for (code, reason, message) in [
+        (403, "Forbidden", webhook),
+        (422, "Invalid", invalid),
+        (400, "BadRequest", "the object is bad"),
+    ] {
+        let c = edited_client();
+        let admin = FakeAdmin::with_tenant();
+        let mut steps = dereference(vec![]);
+        steps.push(Step::get(SECRET).not_found());
+        steps.push(Step::apply(SECRET, FIELD_MANAGER).fails_with(code, reason, message));
+        steps.push(status_step(&c, move |body| {
+            let m = assert_ready(body, "False", "ApplyFailed");
+            assert_eq!(m, format!("Secret web-oidc: {message}"));
+            assert_eq!(body["status"]["observedGeneration"], 2);
+            assert_eq!(body["status"]["conditions"][0]["observedGeneration"], 2);
+            // The rest of the status stays.
+            assert_eq!(body["status"]["clientId"], "shop-web");
+        }));
+        let (result, ctx) = run(c, admin, steps).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.category(), "ApplyFailed");
+        assert!(!err.awaits_change());
+        assert_eq!(
+            reasons(&ctx).last().map(String::as_str),
+            Some("ApplyFailed")
+        );
+        let guard = DeserializeGuard(Ok(edited_client()));
+        // No hot retry and no growing backoff: the next try is at the resync interval
+        // (or at once when the object changes).
+        for _ in 0..3 {
+            assert_eq!(
+                controller::error_policy(&guard, &err, &ctx),
+                Action::requeue(Duration::from_mins(5)),
+                "{code}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_secret_write_that_may_succeed_on_retry_backs_off_without_apply_failed() {
+    for (code, reason) in [
+        (500, "InternalError"),
+        (503, "ServiceUnavailable"),
+        (504, "Timeout"),
+        (409, "Conflict"),
+        (429, "TooManyRequests"),
+    ] {
+        let c = edited_client();
+        let admin = FakeAdmin::with_tenant();
+        let mut steps = dereference(vec![]);
+        steps.push(Step::get(SECRET).not_found());
+        // No status write: an API server failing the Secret would likely fail it too.
+        steps.push(Step::apply(SECRET, FIELD_MANAGER).fails(code, reason));
+        let (result, ctx) = run(c, admin, steps).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.category(), "ApplySecretFailed", "{code}");
+        let guard = DeserializeGuard(Ok(edited_client()));
+        assert_eq!(
+            controller::error_policy(&guard, &err, &ctx),
+            Action::requeue(Duration::from_secs(5)),
+            "{code}"
+        );
+        assert_eq!(
+            controller::error_policy(&guard, &err, &ctx),
+            Action::requeue(Duration::from_secs(10)),
+            "{code}"
+        );
+    }
 }

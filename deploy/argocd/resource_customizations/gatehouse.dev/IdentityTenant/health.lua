@@ -18,8 +18,10 @@ local WAITING = {
   Deleting = true,              -- cleanup on delete failed; retried with backoff
 }
 -- Every other Ready=False reason needs a change by someone (MigrationFailed,
--- InvalidSpec, Conflict, SecretInvalid, NamespaceNotAllowed, ClientIdRetired), and so
--- does a reason this script does not know yet: Degraded.
+-- InvalidSpec, Conflict, SecretInvalid, NamespaceNotAllowed, ClientIdRetired, and
+-- ApplyFailed: the API server rejected the credentials Secret or purge CronJob, e.g. an
+-- admission webhook or a quota, and the operator waits for a change), and so does a
+-- reason this script does not know yet: Degraded.
 
 local function find_condition(status, type_)
   if status == nil or status.conditions == nil then
