@@ -37,7 +37,9 @@ use crate::{DeletionPolicy, SubjectType, schema};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("!has(self.spec.secretRef) || self.spec.secretRef.name != (has(self.spec.secretName) ? self.spec.secretName : self.metadata.name + '-oidc')")
         .message("secretRef must not name the Secret the operator generates (secretName, default <name>-oidc)")
-        .field_path(".spec.secretRef.name")
+        .field_path(".spec.secretRef.name"),
+    validation = Rule::new("self.metadata.name.size() <= 191")
+        .message("metadata.name: at most 191 characters, so that the default client id <namespace>-<name> fits its 255 and the Secret <name>-oidc its 253")
 )]
 #[x_kube(
     validation = Rule::new("self.clientType != 'public' || !has(self.secretRef)")
@@ -824,6 +826,26 @@ mod tests {
         assert_fails_with(
             &errors(json!({"grantTypes": ["authorization_code"], "redirectUris": []})),
             &["authorization_code needs at least one entry in redirectUris"],
+        );
+    }
+
+    #[test]
+    fn names_are_bounded_so_the_client_id_and_the_secret_name_fit() {
+        let named = |name: &str| {
+            let mut c = client(json!({}));
+            c.metadata.name = Some(name.to_owned());
+            cel_errors(&c, None)
+        };
+        assert!(named(&"a".repeat(191)).is_empty());
+        assert_fails_with(
+            &named(&"a".repeat(192)),
+            &["metadata.name: at most 191 characters"],
+        );
+        let longest = default_client_id(&"n".repeat(63), &"a".repeat(191));
+        assert_eq!(
+            longest.len(),
+            255,
+            "the default client id still fits spec.clientId's bound"
         );
     }
 

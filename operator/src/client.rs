@@ -343,7 +343,7 @@ pub fn build_secret(
         );
     }
     let mut labels = authserver_pod::labels(SECRET_COMPONENT);
-    labels.insert(CLIENT_LABEL.to_owned(), client.name_any());
+    labels.insert(CLIENT_LABEL.to_owned(), client_label(&client.name_any()));
     Ok(Secret {
         metadata: ObjectMeta {
             name: Some(client.secret_name()),
@@ -356,6 +356,12 @@ pub fn build_secret(
         data: Some(data),
         ..Secret::default()
     })
+}
+
+/// The value of the [`CLIENT_LABEL`] label: the OidcClient's name, or for a name over the
+/// 63 characters a label value may have, its first 54 and a hash of the whole.
+pub fn client_label(name: &str) -> String {
+    authserver_pod::bounded_name("", name, 63)
 }
 
 /// Whether the stored Secret already is `desired` as far as this controller owns it.
@@ -391,7 +397,7 @@ fn owned_by(secret: &Secret, client: &OidcClient) -> bool {
         let labels = secret.labels();
         labels.get(authserver_pod::MANAGED_BY.0).map(String::as_str)
             == Some(authserver_pod::MANAGED_BY.1)
-            && labels.get(CLIENT_LABEL) == Some(&client.name_any())
+            && labels.get(CLIENT_LABEL) == Some(&client_label(&client.name_any()))
     }
 }
 

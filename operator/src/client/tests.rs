@@ -1308,3 +1308,20 @@ async fn a_secret_write_that_may_succeed_on_retry_backs_off_without_apply_failed
         );
     }
 }
+
+#[test]
+fn the_client_label_fits_63_characters_and_stays_unique() {
+    assert_eq!(client_label("web"), "web");
+    let name = |tail: &str| format!("{}{tail}", "a.b-".repeat(47));
+    let (one, two) = (client_label(&name("x")), client_label(&name("y")));
+    assert!(one.len() <= 63 && two.len() <= 63, "{one} {two}");
+    assert_ne!(one, two);
+    let valid = |v: &str| {
+        v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    assert!(valid(&one), "{one}");
+    assert_eq!(client_label(&"c".repeat(63)), "c".repeat(63));
+}
