@@ -303,14 +303,15 @@ pub struct PurgePolicy {
     /// When the purge runs, in CronJob syntax (five fields, or `@hourly`, `@daily`, …),
     /// in the controller manager's time zone. Each field is checked against its range
     /// (minute 0-59, hour 0-23, day 1-31, month 1-12 or JAN-DEC, weekday 0-7 or
-    /// SUN-SAT), so a schedule the CronJob API would refuse is refused here. Default: "17 * * * *" (hourly, off the
-    /// full hour to spread load).
-    #[serde(default = "default_purge_schedule")]
+    /// SUN-SAT), so a schedule the CronJob API would refuse is refused here. Default:
+    /// hourly at a minute derived from a hash of the tenant's name (`M * * * *`, the same
+    /// minute on every reconcile), so that many tenants' purges do not all start at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 100),
         regex(pattern = crate::schema::CRON_SCHEDULE_PATTERN)
     )]
-    pub schedule: String,
+    pub schedule: Option<String>,
 
     /// What to purge (`authserver purge --only`): dpop-nonces, dpop-jti, assertion-jti,
     /// jti, authorization-codes, refresh-tokens, sessions, par-requests, rate-limits,
@@ -331,15 +332,22 @@ pub struct PurgePolicy {
 impl Default for PurgePolicy {
     fn default() -> Self {
         Self {
-            schedule: default_purge_schedule(),
+            schedule: None,
             targets: Vec::new(),
             timeout: default_purge_timeout(),
         }
     }
 }
 
-fn default_purge_schedule() -> String {
-    "17 * * * *".to_owned()
+impl PurgePolicy {
+    /// The schedule in effect for tenant `name`: the spec's, else hourly at a minute
+    /// derived from the name (FNV-1a, stable across releases and replicas).
+    pub fn schedule_for(&self, name: &str) -> String {
+        if let Some(schedule) = &self.schedule {
+            return schedule.clone();
+        }
+        format!("{} * * * *", crate::fnv1a(name) % 60)
+    }
 }
 
 fn default_purge_timeout() -> String {
@@ -499,7 +507,7 @@ mod tests {
         assert_eq!(spec["subjectTypes"]["default"], json!(["public"]));
         assert_eq!(
             spec["purge"]["default"],
-            json!({"schedule": "17 * * * *", "targets": [], "timeout": "10m"})
+            json!({"targets": [], "timeout": "10m"})
         );
         assert_eq!(spec["deletionPolicy"]["default"], "Retain");
         // Nested defaults too, for partially written objects (`session: {maxSessionsPerUser: 3}`).
@@ -613,5 +621,34 @@ mod tests {
         let conditions = at(&schema, "properties.status.properties.conditions");
         assert_eq!(conditions["x-kubernetes-list-type"], "map");
         assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+    }
+
+    #[test]
+    fn the_default_purge_minute_is_spread_by_tenant_name() {
+        let policy = PurgePolicy::default();
+        let minutes: std::collections::BTreeSet<String> =
+            ["acme", "shop", "billing", "eu", "us", "dev"]
+                .iter()
+                .map(|t| policy.schedule_for(t))
+                .collect();
+        assert!(minutes.len() >= 4, "{minutes:?}");
+        for m in &minutes {
+            let minute: u32 = m.strip_suffix(" * * * *").unwrap().parse().unwrap();
+            assert!(minute < 60);
+        }
+        assert_eq!(
+            policy.schedule_for("acme"),
+            policy.schedule_for("acme"),
+            "stable"
+        );
+        assert_eq!(
+            policy.schedule_for("acme"),
+            format!("{} * * * *", crate::fnv1a("acme") % 60)
+        );
+        let chosen = PurgePolicy {
+            schedule: Some("0 3 * * *".into()),
+            ..PurgePolicy::default()
+        };
+        assert_eq!(chosen.schedule_for("acme"), "0 3 * * *");
     }
 }

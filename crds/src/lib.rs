@@ -47,6 +47,18 @@ pub const ROTATE_SECRET_ANNOTATION: &str = "gatehouse.dev/rotate-secret";
 /// where it changes nothing: deleting a key set never touches the database.
 pub const SKIP_CLEANUP_ANNOTATION: &str = "gatehouse.dev/skip-cleanup";
 
+/// 32-bit FNV-1a of `s`: a stable, dependency-free hash for names derived from names
+/// (the operator's hashed name suffixes, a tenant's purge minute). Stable across
+/// releases: changing it renames objects and moves schedules.
+pub fn fnv1a(s: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
 /// Every Gatehouse CRD, in a stable order (tenant, client, key set).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![

@@ -95,6 +95,17 @@ pub struct Args {
     )]
     pub resync_seconds: u64,
 
+    /// Reconciles each controller runs at once. Bounds the load on the auth server's admin
+    /// API and the API server, also when the migration gate opens and every object is
+    /// reconciled: they are worked off this many at a time.
+    #[arg(
+        long,
+        env = "GATEHOUSE_MAX_CONCURRENT_RECONCILES",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub max_concurrent_reconciles: u16,
+
     /// `activeDeadlineSeconds` of the migration Job: how long its pod may take (including
     /// waiting for its image or Secrets) before the Job fails with `DeadlineExceeded`.
     #[arg(
@@ -186,6 +197,7 @@ impl Args {
             authserver_config_map: self.authserver_config_map.clone(),
             resync: Duration::from_secs(self.resync_seconds),
             migration_deadline: Duration::from_secs(self.migration_deadline_seconds),
+            concurrency: self.max_concurrent_reconciles,
             job_pods: PodOverlay::parse(&self.job_pod_overlay)?,
         })
     }
@@ -267,6 +279,16 @@ mod tests {
             .config()
             .unwrap();
         assert_eq!(c.migration_deadline, Duration::from_mins(10));
+        assert_eq!(c.concurrency, 4);
+        assert!(
+            parse(&[
+                "--authserver-image",
+                "x/authserver:1",
+                "--max-concurrent-reconciles",
+                "0"
+            ])
+            .is_err()
+        );
         assert_eq!(c.job_pods, PodOverlay::default());
         assert!(
             parse(&[

@@ -244,12 +244,7 @@ fn base_template(
 /// A 32-bit FNV-1a hash as 8 hex digits: a short, stable suffix that keeps generated
 /// names unique when they have to be shortened (not a security measure).
 pub fn short_hash(s: &str) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in s.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("{h:08x}")
+    format!("{:08x}", crds::fnv1a(s))
 }
 
 /// `prefix` + `name`, at most `max` characters: when too long, `name` is cut and a hash
@@ -281,6 +276,7 @@ mod tests {
             authserver_config_map: None,
             resync: Duration::from_mins(5),
             migration_deadline: Duration::from_mins(10),
+            concurrency: 4,
             job_pods: PodOverlay::default(),
         }
     }

@@ -26,7 +26,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, finalizer, watcher};
+use kube::runtime::{Controller, WatchStreamExt as _, finalizer, watcher};
 use kube::{Api, Resource as _, ResourceExt as _};
 
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
@@ -477,8 +477,7 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
     let object_ref = client.object_ref(&());
 
     // Dereference.
-    let tenant = Api::<IdentityTenant>::all(ctx.client.clone())
-        .get_opt(tenant_name)
+    let tenant = controller::tenant(ctx, tenant_name)
         .await
         .map_err(|source| Error::Read {
             what: format!("IdentityTenant {tenant_name}"),
@@ -489,15 +488,18 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
                 "spec.tenantRef: IdentityTenant {tenant_name} does not exist"
             ))
         })?;
-    let labels = Api::<Namespace>::all(ctx.client.clone())
-        .get_opt(&namespace)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("Namespace {namespace}"),
-            source,
-        })?
-        .and_then(|ns| ns.metadata.labels)
-        .unwrap_or_default();
+    let labels = controller::cached(
+        ctx.namespace_store.get(),
+        &Api::<Namespace>::all(ctx.client.clone()),
+        &namespace,
+    )
+    .await
+    .map_err(|source| Error::Read {
+        what: format!("Namespace {namespace}"),
+        source,
+    })?
+    .and_then(|ns| ns.metadata.labels.clone())
+    .unwrap_or_default();
     if !selector_matches(tenant.spec.allowed_namespaces.as_ref(), &labels) {
         return Err(Error::NamespaceNotAllowed(format!(
             "IdentityTenant {tenant_name} does not allow clients from namespace {namespace}: \
@@ -1008,11 +1010,21 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let clients: Api<DeserializeGuard<OidcClient>> = Api::all(ctx.client.clone());
-    let controller = Controller::new(clients, watcher::Config::default().any_semantic());
+    let controller = Controller::new(clients, watcher::Config::default().any_semantic())
+        .with_config(controller::runtime_config(&ctx.config));
     let store = controller.store();
     let _ = ctx.client_store.set(store.clone());
     let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    // Namespaces through a reflector of our own: its cache serves the reconciles' label
+    // lookups (no GET per reconcile) and its events trigger the clients in a namespace.
+    let (namespace_cache, namespace_writer) = kube::runtime::reflector::store();
+    let _ = ctx.namespace_store.set(namespace_cache);
+    let namespace_events = kube::runtime::reflector(
+        namespace_writer,
+        watcher(namespaces, watcher::Config::default().any_semantic()).default_backoff(),
+    )
+    .touched_objects();
     let in_namespace = store.clone();
     controller
         .owns(
@@ -1032,19 +1044,15 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
-        .watches(
-            namespaces,
-            watcher::Config::default().any_semantic(),
-            move |ns| {
-                let name = ns.name_any();
-                in_namespace
-                    .state()
-                    .iter()
-                    .filter(|c| c.namespace().as_deref() == Some(name.as_str()))
-                    .map(|c| ObjectRef::from_obj(&**c))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(namespace_events, move |ns: Namespace| {
+            let name = ns.name_any();
+            in_namespace
+                .state()
+                .iter()
+                .filter(|c| c.namespace().as_deref() == Some(name.as_str()))
+                .map(|c| ObjectRef::from_obj(&**c))
+                .collect::<Vec<_>>()
+        })
         .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_guarded, error_policy, ctx)

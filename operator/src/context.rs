@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crds::{OidcClient, SigningKeySet};
+use crds::{IdentityTenant, OidcClient, SigningKeySet};
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -36,6 +37,8 @@ pub struct Config {
     /// `activeDeadlineSeconds` of the migration Job: a pod that cannot start (image pull,
     /// missing Secret, unschedulable) fails the Job after this long.
     pub migration_deadline: Duration,
+    /// Reconciles each controller runs at once.
+    pub concurrency: u16,
     /// Added to every pod the operator creates.
     pub job_pods: crate::authserver_pod::PodOverlay,
 }
@@ -162,6 +165,12 @@ pub struct Context {
     pub client_store: OnceLock<Store<DeserializeGuard<OidcClient>>>,
     /// Same for SigningKeySets.
     pub keyset_store: OnceLock<Store<DeserializeGuard<SigningKeySet>>>,
+    /// The IdentityTenant controller's cache: the client and key set reconcilers read
+    /// their tenant from it instead of a GET per reconcile.
+    pub tenant_store: OnceLock<Store<DeserializeGuard<IdentityTenant>>>,
+    /// Namespaces (their labels decide `allowedNamespaces`), cached by the client
+    /// controller's watch.
+    pub namespace_store: OnceLock<Store<Namespace>>,
 }
 
 impl Context {
@@ -185,6 +194,8 @@ impl Context {
             failures: Mutex::default(),
             client_store: OnceLock::new(),
             keyset_store: OnceLock::new(),
+            tenant_store: OnceLock::new(),
+            namespace_store: OnceLock::new(),
         }
     }
 

@@ -552,3 +552,41 @@ where
         .filter_map(|g| g.0.as_ref().ok().cloned())
         .collect())
 }
+
+/// One object by name: from a controller's cache when it runs (after its first full
+/// LIST), else a GET. The cache is what the controllers watch anyway, so a reconcile
+/// costs no request for it; a change not yet in the cache triggers the reconcile again
+/// when it arrives (the same watch maps it to the dependent objects).
+pub async fn cached<K>(
+    cache: Option<&kube::runtime::reflector::Store<K>>,
+    api: &Api<K>,
+    name: &str,
+) -> kube::Result<Option<Arc<K>>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    if let Some(store) = cache {
+        let _ = store.wait_until_ready().await;
+        let mut key = kube::runtime::reflector::ObjectRef::<K>::new(name);
+        if let Some(ns) = api.namespace() {
+            key = key.within(ns);
+        }
+        return Ok(store.get(&key));
+    }
+    Ok(api.get_opt(name).await?.map(Arc::new))
+}
+
+/// The IdentityTenant `name` (from the tenant controller's cache when it runs). One that
+/// does not parse counts as absent: its own status says why.
+pub async fn tenant(ctx: &Context, name: &str) -> kube::Result<Option<crds::IdentityTenant>> {
+    let api: Api<DeserializeGuard<crds::IdentityTenant>> = Api::all(ctx.client.clone());
+    Ok(cached(ctx.tenant_store.get(), &api, name)
+        .await?
+        .and_then(|guard| guard.0.as_ref().ok().cloned()))
+}
+
+/// kube-runtime's settings for the three controllers: at most `--max-concurrent-reconciles`
+/// reconciles at once (kube-runtime never runs two for the same object).
+pub fn runtime_config(config: &crate::context::Config) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(config.concurrency)
+}

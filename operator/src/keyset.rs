@@ -327,8 +327,7 @@ async fn peers(ctx: &Context) -> Result<Vec<SigningKeySet>> {
 async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
     ctx.migration.borrow().gate()?;
     let tenant = &key_set.spec.tenant_ref;
-    Api::<IdentityTenant>::all(ctx.client.clone())
-        .get_opt(tenant)
+    controller::tenant(ctx, tenant)
         .await
         .map_err(|source| Error::Read {
             what: format!("IdentityTenant {tenant}"),
@@ -580,7 +579,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let key_sets: Api<DeserializeGuard<SigningKeySet>> = Api::all(ctx.client.clone());
-    let controller = Controller::new(key_sets, watcher::Config::default().any_semantic());
+    let controller = Controller::new(key_sets, watcher::Config::default().any_semantic())
+        .with_config(controller::runtime_config(&ctx.config));
     let store = controller.store();
     let _ = ctx.keyset_store.set(store.clone());
     let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());

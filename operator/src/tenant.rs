@@ -206,7 +206,7 @@ pub fn build_cronjob(tenant: &IdentityTenant, config: &Config) -> Result<CronJob
             ..ObjectMeta::default()
         },
         spec: Some(CronJobSpec {
-            schedule: purge.schedule.clone(),
+            schedule: purge.schedule_for(&name),
             // A purge still running when the next is due: skip the next, never overlap.
             concurrency_policy: Some("Forbid".to_owned()),
             // After operator or controller-manager downtime, run at most once late.
@@ -549,7 +549,10 @@ pub async fn run(
 ) {
     let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
     let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    Controller::new(tenants, watcher::Config::default().any_semantic())
+    let controller = Controller::new(tenants, watcher::Config::default().any_semantic())
+        .with_config(controller::runtime_config(&ctx.config));
+    let _ = ctx.tenant_store.set(controller.store());
+    controller
         // kube-runtime finds the cluster-scoped owner of a namespaced CronJob (its
         // store retries an owner lookup without the namespace).
         .owns(
@@ -608,6 +611,21 @@ mod tests {
         assert_eq!(req.display_name, "ACME");
         let unnamed = tenant(json!({"displayName": null}));
         assert_eq!(upsert_request(&unnamed).display_name, "acme");
+    }
+
+    #[test]
+    fn without_a_schedule_the_purge_minute_comes_from_the_tenant_name() {
+        let cj = |name: &str| {
+            let mut t = tenant(json!({}));
+            t.metadata.name = Some(name.to_owned());
+            serde_json::to_value(build_cronjob(&t, &fixtures::config()).unwrap()).unwrap()
+                ["spec"]["schedule"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(cj("acme"), format!("{} * * * *", crds::fnv1a("acme") % 60));
+        assert_ne!(cj("acme"), cj("shop"), "two tenants, two minutes");
     }
 
     #[test]

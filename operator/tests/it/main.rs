@@ -39,6 +39,7 @@ pub fn config() -> Config {
         authserver_config_map: None,
         resync: Duration::from_mins(5),
         migration_deadline: std::time::Duration::from_mins(10),
+        concurrency: 4,
         job_pods: operator::authserver_pod::PodOverlay::default(),
     }
 }
