@@ -5,6 +5,7 @@
 //!   server-side apply with field ownership and conflicts, finalizers, status,
 //!   generation, garbage collection, schemas);
 //! - `controller`: a real `kube::runtime::Controller` reconciling through the fake;
+//! - `crd_upgrade`: the CRD upgrade runbook (new CRDs applied server-side first);
 //! - `kubelet`: Jobs and CronJobs run as local processes;
 //! - `scenario`: issue 6's end-to-end scenario, local (fake) or on a real cluster.
 
@@ -14,6 +15,7 @@
 
 mod api;
 mod controller;
+mod crd_upgrade;
 mod kubelet;
 mod scenario;
 mod support;
