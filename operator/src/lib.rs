@@ -66,8 +66,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.config().map_err(anyhow::Error::msg)?;
     // The token file may not exist yet (its Secret is bootstrapped below once this
     // replica leads); calls fail as unauthenticated until it does.
-    let admin = GrpcAdmin::connect_lazy_with_token_file(&args.admin_addr, &args.admin_token_file)
-        .map_err(|e| anyhow::anyhow!("--admin-addr: {e}"))?;
+    let admin = GrpcAdmin::from_flags(
+        &args.admin_addr,
+        args.admin_ca_file.as_deref(),
+        &args.admin_token_file,
+    )
+    .map_err(anyhow::Error::msg)?;
     let identity = args.identity();
 
     let (stop_tx, stop) = watch::channel(false);
