@@ -36,7 +36,7 @@ for values in "" charts/gatehouse/ci/all-values.yaml; do
     exit 1
   fi
   # --strict: unknown fields fail. Custom resources without a bundled schema (the
-  # ServiceMonitor) are only warned about.
+  # PodMonitors) are only warned about.
   "$VENV/bin/kubernetes-validate" -k 1.30.0 --strict --quiet "$work/rendered.yaml"
   "$VENV/bin/python" scripts/compare_rbac.py "$work/rendered.yaml" operator/rbac.yaml
 done
@@ -77,6 +77,23 @@ if "$HELM" template gatehouse charts/gatehouse >/dev/null 2>"$work/err"; then
   exit 1
 fi
 grep -q "database.existingSecret is required" "$work/err"
+
+echo "check-chart: admin TLS needs its Secret; with it the operator uses https and only the CA"
+if "$HELM" template gatehouse charts/gatehouse --set database.existingSecret=db --set admin.tls.enabled=true >/dev/null 2>"$work/err"; then
+  echo "check-chart: rendered admin.tls.enabled without admin.tls.secretName" >&2
+  exit 1
+fi
+grep -q "admin.tls.secretName is required" "$work/err"
+"$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set database.existingSecret=db \
+  --set admin.tls.enabled=true --set admin.tls.secretName=admin-tls >"$work/tls.yaml"
+grep -q 'value: https://gatehouse-admin.gatehouse.svc:8081' "$work/tls.yaml"
+grep -q 'value: /var/run/gatehouse/admin-ca/ca.crt' "$work/tls.yaml"
+grep -q 'name: GATEHOUSE_ADMIN_TLS_CERT_FILE' "$work/tls.yaml"
+"$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set database.existingSecret=db >"$work/plain.yaml"
+if grep -q 'admin-tls\|GATEHOUSE_ADMIN_CA_FILE' "$work/plain.yaml"; then
+  echo "check-chart: admin TLS rendered although admin.tls.enabled is false" >&2
+  exit 1
+fi
 
 echo "check-chart: Job pods inherit pull secrets and scheduling unless jobPods says otherwise"
 "$HELM" template gatehouse charts/gatehouse --set database.existingSecret=db \

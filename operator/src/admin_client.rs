@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 /// Generated protobuf types and the `Admin` client (no server: see `build.rs`).
@@ -218,23 +218,86 @@ pub struct GrpcAdmin {
 impl GrpcAdmin {
     /// A client for `addr` (`http://host:port`), authenticating with `token`.
     pub fn connect_lazy(addr: &str, token: &SecretString) -> Result<Self, String> {
-        Self::with_auth(addr, BearerToken::new(token)?)
+        Ok(Self::with_auth(
+            &endpoint(addr, None)?,
+            BearerToken::new(token)?,
+        ))
     }
 
     /// A client for `addr` whose token comes from a file read again while running.
     pub fn connect_lazy_with_token_file(addr: &str, path: &Path) -> Result<Self, String> {
-        Self::with_auth(addr, BearerToken::from_file(path))
+        Ok(Self::with_auth(
+            &endpoint(addr, None)?,
+            BearerToken::from_file(path),
+        ))
     }
 
-    fn with_auth(addr: &str, auth: BearerToken) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(addr.to_owned())
-            .map_err(|e| format!("invalid address {addr:?}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
-        let channel = endpoint.connect_lazy();
-        Ok(Self {
-            client: AdminClient::with_interceptor(channel, auth),
-        })
+    /// A client for `addr` that verifies the server with the PEM CA bundle `ca_pem`
+    /// (`https://` addresses) and authenticates with `token`.
+    pub fn connect_lazy_tls(
+        addr: &str,
+        ca_pem: &[u8],
+        token: &SecretString,
+    ) -> Result<Self, String> {
+        Ok(Self::with_auth(
+            &endpoint(addr, Some(ca_pem))?,
+            BearerToken::new(token)?,
+        ))
+    }
+
+    /// The operator's client: `--admin-addr`, `--admin-ca-file` (read once, now) and
+    /// `--admin-token-file` (read again while running). Errors name the flag.
+    pub fn from_flags(
+        addr: &str,
+        ca_file: Option<&Path>,
+        token_file: &Path,
+    ) -> Result<Self, String> {
+        let ca = ca_file
+            .map(|path| {
+                std::fs::read(path)
+                    .map_err(|e| format!("--admin-ca-file: cannot read {}: {e}", path.display()))
+            })
+            .transpose()?;
+        Ok(Self::with_auth(
+            &endpoint(addr, ca.as_deref())?,
+            BearerToken::from_file(token_file),
+        ))
+    }
+
+    fn with_auth(endpoint: &Endpoint, auth: BearerToken) -> Self {
+        Self {
+            client: AdminClient::with_interceptor(endpoint.connect_lazy(), auth),
+        }
+    }
+}
+
+/// The admin API's endpoint: plaintext for `http://`, TLS verified against `ca_pem` (and
+/// only it: no system roots, the admin API's certificate comes from the cluster's own
+/// CA) for `https://`. The token goes over either; TLS keeps it off the wire.
+pub fn endpoint(addr: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::from_shared(addr.to_owned())
+        .map_err(|e| format!("--admin-addr: invalid address {addr:?}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    match (addr.starts_with("https://"), ca_pem) {
+        (false, None) => Ok(endpoint),
+        (false, Some(_)) => Err(format!(
+            "--admin-ca-file is set but --admin-addr {addr:?} is not https://"
+        )),
+        (true, None) => Err(format!(
+            "--admin-addr {addr:?} is https://: --admin-ca-file must name the CA bundle that signed the admin API's certificate"
+        )),
+        (true, Some(pem)) => {
+            // tonic accepts a bundle without certificates and then trusts nothing: every
+            // call would fail with a handshake error far from its cause.
+            if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err("--admin-ca-file: no PEM certificate in the file".to_owned());
+            }
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("--admin-ca-file: unusable CA bundle: {e}"))
+        }
     }
 }
 
@@ -436,6 +499,31 @@ mod tests {
                 .to_str()
                 .unwrap(),
             "Bearer first-token"
+        );
+    }
+
+    #[test]
+    fn https_needs_a_ca_bundle_and_a_ca_bundle_needs_https() {
+        let ca = include_bytes!("../../testing/tls/ca-a.crt");
+        assert!(endpoint("http://gatehouse-admin:8081", None).is_ok());
+        assert!(endpoint("https://gatehouse-admin.gatehouse.svc:8081", Some(ca)).is_ok());
+        let no_ca = endpoint("https://gatehouse-admin:8081", None).unwrap_err();
+        assert!(no_ca.contains("--admin-ca-file must name"), "{no_ca}");
+        let plain = endpoint("http://gatehouse-admin:8081", Some(ca)).unwrap_err();
+        assert!(plain.starts_with("--admin-ca-file is set"), "{plain}");
+        let empty = endpoint("https://gatehouse-admin:8081", Some(b"\n")).unwrap_err();
+        assert_eq!(empty, "--admin-ca-file: no PEM certificate in the file");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = GrpcAdmin::from_flags(
+            "https://gatehouse-admin:8081",
+            Some(&dir.path().join("ca.crt")),
+            &dir.path().join("token"),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            missing.starts_with("--admin-ca-file: cannot read"),
+            "{missing}"
         );
     }
 

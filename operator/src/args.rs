@@ -24,6 +24,12 @@ pub struct Args {
     )]
     pub admin_addr: String,
 
+    /// PEM CA bundle that verifies the admin API's TLS certificate; required with an
+    /// `https://` --admin-addr (e.g. `ca.crt` of a cert-manager Secret). Read at start:
+    /// restart the operator when the CA itself changes.
+    #[arg(long, env = "GATEHOUSE_ADMIN_CA_FILE")]
+    pub admin_ca_file: Option<PathBuf>,
+
     /// File holding the admin API bearer token (a mounted Secret); read at start.
     #[arg(
         long,

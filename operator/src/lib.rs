@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod context;
 pub mod controller;
+pub mod health;
 pub mod keyset;
 pub mod leader;
 pub mod metrics;
@@ -66,8 +67,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.config().map_err(anyhow::Error::msg)?;
     // The token file may not exist yet (its Secret is bootstrapped below once this
     // replica leads); calls fail as unauthenticated until it does.
-    let admin = GrpcAdmin::connect_lazy_with_token_file(&args.admin_addr, &args.admin_token_file)
-        .map_err(|e| anyhow::anyhow!("--admin-addr: {e}"))?;
+    let admin = GrpcAdmin::from_flags(
+        &args.admin_addr,
+        args.admin_ca_file.as_deref(),
+        &args.admin_token_file,
+    )
+    .map_err(anyhow::Error::msg)?;
     let identity = args.identity();
 
     let (stop_tx, stop) = watch::channel(false);
@@ -81,13 +86,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             metrics: Arc::clone(&metrics),
             ready,
             leader: leader.clone(),
+            health_threshold: health::threshold(config.resync),
         },
         stop.clone(),
     ));
 
-    let client = kube::Client::try_default()
+    // Every LIST and WATCH of the custom resources also tells /healthz whether the
+    // controllers still see their objects.
+    let kube_config = kube::Config::infer()
         .await
         .context("failed to configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let client = kube::client::ClientBuilder::try_from(kube_config)
+        .context("failed to configure the Kubernetes client (in-cluster or KUBECONFIG)")?
+        .with_layer(&health::WatchHealthLayer::new(Arc::clone(&metrics.health)))
+        .build();
     let version = client
         .apiserver_version()
         .await
@@ -240,10 +252,28 @@ async fn lead(
         clock,
         state,
     ));
+    // A controller that ends by itself fails /healthz; the others go on until the
+    // kubelet restarts the pod (the standby takes over meanwhile).
+    let beats = &ctx.metrics.health;
     tokio::join!(
-        tenant::run(Arc::clone(&ctx), turned_true(halt.clone())),
-        client::run(Arc::clone(&ctx), turned_true(halt.clone())),
-        keyset::run(Arc::clone(&ctx), turned_true(halt.clone())),
+        health::supervise(
+            Arc::clone(beats),
+            tenant::CONTROLLER,
+            halt.clone(),
+            tenant::run(Arc::clone(&ctx), turned_true(halt.clone())),
+        ),
+        health::supervise(
+            Arc::clone(beats),
+            client::CONTROLLER,
+            halt.clone(),
+            client::run(Arc::clone(&ctx), turned_true(halt.clone())),
+        ),
+        health::supervise(
+            Arc::clone(beats),
+            keyset::CONTROLLER,
+            halt.clone(),
+            keyset::run(Arc::clone(&ctx), turned_true(halt.clone())),
+        ),
     );
     migration.abort();
     tracing::info!("controllers stopped");

@@ -1,6 +1,10 @@
-//! Prometheus metrics of the operator, served on `/metrics` by [`crate::probes`].
+//! Prometheus metrics of the operator, served on `/metrics` by [`crate::probes`], and the
+//! controllers' [`Health`] that the same bookkeeping feeds.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::health::Health;
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -21,6 +25,8 @@ pub struct Metrics {
     /// `gatehouse_operator_migration_succeeded`: 1 once the schema migration of the
     /// configured image has succeeded.
     pub migration_succeeded: IntGauge,
+    /// Each reconcile is also a heartbeat of its controller (`/healthz`).
+    pub health: Arc<Health>,
 }
 
 impl Metrics {
@@ -77,12 +83,19 @@ impl Metrics {
             duration,
             leader,
             migration_succeeded,
+            health: Arc::default(),
         }
     }
 
     /// Counts one reconcile of `controller` that took `elapsed` and failed with
     /// `error_category`, if it failed.
-    pub fn observe(&self, controller: &str, elapsed: Duration, error_category: Option<&str>) {
+    pub fn observe(
+        &self,
+        controller: &'static str,
+        elapsed: Duration,
+        error_category: Option<&str>,
+    ) {
+        self.health.reconciled(controller, Instant::now());
         self.reconciliations.with_label_values(&[controller]).inc();
         self.duration
             .with_label_values(&[controller])

@@ -1,11 +1,14 @@
 //! `/healthz`, `/readyz` and `/metrics` on `--probe-addr`.
 //!
-//! `/healthz` answers 200 while the process serves HTTP. `/readyz` answers 200 once
-//! start-up finished (configuration read, Kubernetes API reachable); a standby replica
-//! waiting for the leader Lease is ready too, and the body says which it is.
+//! `/healthz` answers 200 while the leader's controllers work, and 503 with the reason
+//! when one stopped or its watch has failed for longer than [`health::threshold`] (see
+//! [`crate::health`]); a standby is healthy. `/readyz` answers 200 once start-up
+//! finished (configuration read, Kubernetes API reachable); a standby replica waiting for
+//! the leader Lease is ready too, and the body says which it is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -14,6 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
+use crate::health;
 use crate::metrics::Metrics;
 
 /// What the probe endpoints read.
@@ -24,15 +28,28 @@ pub struct ProbeState {
     pub ready: watch::Receiver<bool>,
     /// This replica holds the leader Lease.
     pub leader: watch::Receiver<bool>,
+    /// How long a running controller's watch may fail ([`health::threshold`]).
+    pub health_threshold: Duration,
 }
 
 /// The probe routes.
 pub fn router(state: ProbeState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+async fn healthz(State(state): State<ProbeState>) -> impl IntoResponse {
+    let controllers = state.metrics.health.snapshot();
+    match health::assess(&controllers, Instant::now(), state.health_threshold) {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {reason}\n"),
+        ),
+    }
 }
 
 async fn readyz(State(state): State<ProbeState>) -> impl IntoResponse {
@@ -100,6 +117,7 @@ mod tests {
             metrics,
             ready,
             leader,
+            health_threshold: Duration::from_mins(15),
         });
         assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);
         assert_eq!(
@@ -120,5 +138,47 @@ mod tests {
                 "gatehouse_operator_reconciliations_total{controller=\"identitytenant\"} 1"
             )
         );
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_with_the_reason_when_a_running_controller_stopped() {
+        let (_ready_tx, ready) = watch::channel(true);
+        let (_leader_tx, leader) = watch::channel(true);
+        let metrics = Arc::new(Metrics::new());
+        let app = router(ProbeState {
+            metrics: Arc::clone(&metrics),
+            ready,
+            leader,
+            health_threshold: Duration::from_mins(15),
+        });
+        let (halt_tx, halt) = watch::channel(false);
+        // A controller whose stream ends while nobody halted it.
+        health::supervise(
+            Arc::clone(&metrics.health),
+            "oidcclient",
+            halt.clone(),
+            async {},
+        )
+        .await;
+        assert_eq!(
+            get(&app, "/healthz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unhealthy: controller oidcclient stopped: its event stream ended\n".into()
+            )
+        );
+        // Stopping on purpose (shutdown, lost Lease) is healthy.
+        let metrics = Arc::new(Metrics::new());
+        let (_ready_tx, ready) = watch::channel(true);
+        let (_leader_tx, leader) = watch::channel(true);
+        let app = router(ProbeState {
+            metrics: Arc::clone(&metrics),
+            ready,
+            leader,
+            health_threshold: Duration::from_mins(15),
+        });
+        halt_tx.send_replace(true);
+        health::supervise(Arc::clone(&metrics.health), "oidcclient", halt, async {}).await;
+        assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok\n".into()));
     }
 }

@@ -1,8 +1,10 @@
 //! The admin gRPC API (`proto/gatehouse/admin/v1/admin.proto`): served on its own port,
-//! bearer-token authenticated, for the operator and other automation.
+//! bearer-token authenticated (over TLS too: the certificate authenticates the server,
+//! the token the caller), for the operator and other automation.
 
 mod convert;
 mod service;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -109,11 +111,13 @@ fn token_of(text: &str) -> Option<SecretString> {
     (t.len() >= 32).then(|| SecretString::from(t.to_owned()))
 }
 
-/// Serves the admin API on `addr` until `shutdown` resolves.
+/// Serves the admin API on `addr` (over TLS with `tls`, from [`tls::acceptor`]) until
+/// `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     service: AdminService,
     token: SecretSource,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let auth = BearerAuth::new(&token);
@@ -121,10 +125,26 @@ pub async fn serve(
         proto::admin_server::AdminServer::with_interceptor(service, move |req: Request<()>| {
             auth.check(&req).map(|()| req)
         });
-    tracing::info!(listen = %addr, "admin gRPC API listening");
-    tonic::transport::Server::builder()
-        .add_service(svc)
-        .serve_with_shutdown(addr, shutdown)
+    let failed = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("admin gRPC server failed on {addr} (admin.listen): {e}")
+    };
+    let Some(acceptor) = tls else {
+        tracing::info!(listen = %addr, tls = false, "admin gRPC API listening");
+        return tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_shutdown(addr, shutdown)
+            .await
+            .map_err(|e| failed(&e));
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("admin gRPC server failed on {addr} (admin.listen): {e}"))
+        .map_err(|e| failed(&e))?;
+    tracing::info!(listen = %addr, tls = true, "admin gRPC API listening");
+    let (incoming, accept) = tls::incoming(listener, acceptor);
+    let served = tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    accept.abort();
+    served.map_err(|e| failed(&e))
 }

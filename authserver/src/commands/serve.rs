@@ -16,6 +16,7 @@ use crate::oauth::dpop::Dpop;
 use crate::oauth::rate_limit::RateLimiter;
 use crate::throttle::LoginThrottle;
 
+#[allow(clippy::too_many_lines)] // the start-up sequence, in order, reads best in one place
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     if let Some(path) = settings.encryption_key_file.clone() {
@@ -49,8 +50,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for t in &ctx.settings.tenants {
         tracing::info!(tenant = %t.id, issuer = %t.issuer, "tenant configured");
     }
+    let ops_listener = match ctx.settings.ops_listen {
+        Some(addr) => Some(bind_ops(addr).await?),
+        None => None,
+    };
+    // Before serving anything: a certificate that does not parse or match its key
+    // stops the process naming the setting, instead of a pod that is ready without
+    // its admin API.
+    let admin_tls = match (&ctx.settings.admin.token, &ctx.settings.admin.tls) {
+        (Some(_), Some(files)) => Some(
+            crate::admin::tls::acceptor(files.clone())
+                .await
+                .map_err(anyhow::Error::msg)?,
+        ),
+        _ => None,
+    };
 
-    let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let public_ops = if ops_listener.is_some() {
+        http::PublicOps::ProbesOnly
+    } else {
+        http::PublicOps::All
+    };
+    let ops_app = http::ops_app(state.clone());
+    let app =
+        http::public_app(state, public_ops).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -74,6 +97,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             ctx.settings.admin.listen,
             service,
             token,
+            admin_tls,
             stopped(stop_rx.clone()),
         )))
     } else {
@@ -81,6 +105,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None
     };
 
+    // Probes and scrapes keep answering while in-flight requests drain (no graceful
+    // shutdown of their own): a liveness failure then would kill the drain.
+    let ops = ops_listener.map(|l| tokio::spawn(async move { axum::serve(l, ops_app).await }));
     let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let grace = Duration::from_secs(ctx.settings.shutdown_timeout_seconds);
     tokio::select! {
@@ -89,6 +116,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             stopped(stop_rx.clone()).await;
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting"),
+    }
+    if let Some(ops) = ops {
+        ops.abort();
     }
     if let Some(admin) = admin {
         match tokio::time::timeout(grace, admin).await {
@@ -100,6 +130,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ctx.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the operations listener, naming its setting when that fails.
+async fn bind_ops(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to listen on {addr} (server.ops_listen)"))?;
+    tracing::info!(listen = %listener.local_addr()?, "health and metrics listening");
+    Ok(listener)
 }
 
 /// How often a missing ENCRYPTION_KEY file is looked for again.
@@ -115,33 +154,54 @@ async fn wait_for_key(settings: &Settings, path: &std::path::Path) -> anyhow::Re
     tracing::warn!(reason = %reason, "not ready");
     let reason = Arc::new(std::sync::RwLock::new(reason));
     let shown = Arc::clone(&reason);
-    let app = axum::Router::new()
-        .route(
-            "/healthz",
-            axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route(
-            "/readyz",
-            axum::routing::get(move || {
-                let reason = shown.read().map(|r| r.clone()).unwrap_or_default();
-                async move {
-                    (
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(serde_json::json!({"status": "not_ready", "reason": reason})),
-                    )
-                }
-            }),
-        );
+    let probes = |with_reason: bool| {
+        let shown = Arc::clone(&shown);
+        axum::Router::new()
+            .route(
+                "/healthz",
+                axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let mut body = serde_json::json!({"status": "not_ready"});
+                    if with_reason {
+                        body["reason"] = shown.read().map(|r| r.clone()).unwrap_or_default().into();
+                    }
+                    async move {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(body),
+                        )
+                    }
+                }),
+            )
+    };
+    // As in `http::PublicOps::ProbesOnly`: with an ops listener only it gives the reason.
+    let app = probes(settings.ops_listen.is_none());
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("failed to listen on {} (server.listen)", settings.listen))?;
-    let (found_tx, found_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = found_rx.await;
-            })
-            .await
+    // The kubelet probes the operations listener when there is one: answer there too.
+    let ops_listener = match settings.ops_listen {
+        Some(addr) => Some(bind_ops(addr).await?),
+        None => None,
+    };
+    let (found_tx, found_rx) = tokio::sync::watch::channel(false);
+    let until_found = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|found| *found).await;
+    };
+    let ops = ops_listener.map(|l| {
+        let (app, stop) = (probes(true), until_found(found_rx.clone()));
+        tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(stop).await })
+    });
+    let server = tokio::spawn({
+        let stop = until_found(found_rx);
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
     });
     loop {
         tokio::select! {
@@ -158,8 +218,11 @@ async fn wait_for_key(settings: &Settings, path: &std::path::Path) -> anyhow::Re
         }
     }
     tracing::info!(path = %path.display(), "ENCRYPTION_KEY file found; starting");
-    let _ = found_tx.send(());
+    let _ = found_tx.send(true);
     server.await.context("readiness server task")??;
+    if let Some(ops) = ops {
+        ops.await.context("readiness server task")??;
+    }
     Ok(())
 }
 

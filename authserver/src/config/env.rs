@@ -57,6 +57,7 @@ const fn list(var: &'static str, path: &'static [&'static str]) -> EnvOverride {
 /// Every supported override.
 pub const ENV_OVERRIDES: &[EnvOverride] = &[
     text("GATEHOUSE_SERVER_LISTEN", &["server", "listen"]),
+    text("GATEHOUSE_SERVER_OPS_LISTEN", &["server", "ops_listen"]),
     list(
         "GATEHOUSE_SERVER_TRUSTED_PROXIES",
         &["server", "trusted_proxies"],
@@ -198,6 +199,8 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
     text("GATEHOUSE_ADMIN_LISTEN", &["admin", "listen"]),
     text("GATEHOUSE_ADMIN_TOKEN", &["admin", "token"]),
     text("GATEHOUSE_ADMIN_TOKEN_FILE", &["admin", "token_file"]),
+    text("GATEHOUSE_ADMIN_TLS_CERT_FILE", &["admin", "tls_cert_file"]),
+    text("GATEHOUSE_ADMIN_TLS_KEY_FILE", &["admin", "tls_key_file"]),
     number(
         "GATEHOUSE_AUDIT_RETENTION_DAYS",
         &["audit", "retention_days"],

@@ -41,6 +41,7 @@ pub struct OutboundSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     pub listen: Option<String>,
+    pub ops_listen: Option<String>,
     pub trusted_proxies: Vec<String>,
     pub shutdown_timeout_seconds: Option<u64>,
 }
@@ -148,6 +149,8 @@ pub struct AdminSection {
     pub listen: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
 }
 
 /// `audit.*`

@@ -40,6 +40,9 @@ pub struct Settings {
     pub dev: bool,
     pub data_dir: Option<PathBuf>,
     pub listen: SocketAddr,
+    /// The operations listener (`/healthz`, `/readyz`, `/metrics`); when set, the public
+    /// listener no longer serves `/metrics` (see `http::PublicOps`).
+    pub ops_listen: Option<SocketAddr>,
     pub shutdown_timeout_seconds: u64,
     pub trusted_proxies: Vec<IpNet>,
     pub database: DatabaseSettings,
@@ -231,6 +234,17 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// Bearer token; `None` disables the admin API.
     pub token: Option<SecretSource>,
+    /// Serve TLS with this certificate chain and key instead of plaintext.
+    pub tls: Option<AdminTls>,
+}
+
+/// `admin.tls_cert_file` and `admin.tls_key_file`: PEM files (a mounted
+/// `kubernetes.io/tls` Secret), read again while running so a renewed certificate is
+/// served without a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Database connection settings.
@@ -439,6 +453,73 @@ mod tests {
         assert!(problems.iter().any(|p| p.starts_with("keys.algorithms:")));
         assert!(problems.iter().any(|p| p.starts_with("encryption.key:")));
         assert!(problems.iter().any(|p| p.starts_with("database.url:")));
+    }
+
+    #[test]
+    fn the_ops_listener_needs_a_port_of_its_own() {
+        let err = from_yaml(
+            "server:\n  listen: 0.0.0.0:8080\n  ops_listen: 0.0.0.0:8080\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap_err();
+        assert!(
+            err.problems()
+                .iter()
+                .any(|p| p.starts_with("server.ops_listen: 0.0.0.0:8080 is already")),
+            "{:?}",
+            err.problems()
+        );
+        let env = |name: &str| match name {
+            "GATEHOUSE_SERVER_OPS_LISTEN" => Some("0.0.0.0:9090".to_owned()),
+            other => prod_env(other),
+        };
+        let s = from_yaml("", &Source::default(), &env).unwrap();
+        assert_eq!(s.ops_listen, Some(SocketAddr::from(([0, 0, 0, 0], 9090))));
+        assert_eq!(
+            from_yaml("", &Source::default(), &prod_env)
+                .unwrap()
+                .ops_listen,
+            None
+        );
+    }
+
+    #[test]
+    fn admin_tls_needs_both_files_and_they_must_be_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("tls.crt");
+        std::fs::write(&cert, "pem").unwrap();
+        let cert = cert.display().to_string();
+        let problems = |yaml: String| {
+            from_yaml(&yaml, &Source::default(), &prod_env)
+                .unwrap_err()
+                .problems()
+        };
+        assert_eq!(
+            problems(format!("admin:\n  tls_cert_file: {cert}\n")),
+            vec!["admin.tls_key_file: required with admin.tls_cert_file".to_owned()]
+        );
+        let missing = dir.path().join("missing.key").display().to_string();
+        let p = problems(format!(
+            "admin:\n  tls_cert_file: {cert}\n  tls_key_file: {missing}\n"
+        ));
+        assert!(
+            p.len() == 1 && p[0].starts_with("admin.tls_key_file: cannot read"),
+            "{p:?}"
+        );
+        let s = from_yaml(
+            &format!("admin:\n  tls_cert_file: {cert}\n  tls_key_file: {cert}\n"),
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap();
+        assert_eq!(
+            s.admin.tls,
+            Some(AdminTls {
+                cert_file: PathBuf::from(&cert),
+                key_file: PathBuf::from(&cert),
+            })
+        );
     }
 
     #[test]

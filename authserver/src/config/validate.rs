@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
-use super::file::{FileConfig, LoginSection, PasswordsSection};
+use super::file::{AdminSection, FileConfig, LoginSection, PasswordsSection};
 use super::{
-    AdminSettings, Argon2Params, BreachPolicy, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN,
+    AdminSettings, AdminTls, Argon2Params, BreachPolicy, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN,
     DEFAULT_HIBP_BASE_URL, DEFAULT_LISTEN, DatabaseSettings, DpopSettings, Error, IpNet, LogFormat,
     LoginSettings, PasswordSettings, RateLimitSettings, SecretSource, SessionSettings, Settings,
     Source, TokenSettings, UiSettings, dev_database_path, parse_algorithms,
@@ -465,7 +465,25 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
     let admin = AdminSettings {
         listen: admin_listen,
         token: admin_token,
+        tls: admin_tls(&file.admin, &mut problems),
     };
+
+    let ops_listen = file.server.ops_listen.as_deref().and_then(|text| {
+        let Ok(addr) = text.parse::<SocketAddr>() else {
+            problems.push(Problem::new(
+                "server.ops_listen",
+                format!("invalid socket address {text:?}"),
+            ));
+            return None;
+        };
+        if addr == listen || (admin.token.is_some() && addr == admin.listen) {
+            problems.push(Problem::new(
+                "server.ops_listen",
+                format!("{addr} is already server.listen or admin.listen; give the operations listener its own port"),
+            ));
+        }
+        Some(addr)
+    });
 
     let passwords = passwords(&file.passwords, &mut problems);
     let sessions = SessionSettings {
@@ -506,6 +524,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         dev,
         data_dir,
         listen,
+        ops_listen,
         shutdown_timeout_seconds: file.server.shutdown_timeout_seconds.unwrap_or(25),
         trusted_proxies,
         outbound,
@@ -533,6 +552,41 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         sessions,
         login,
     })
+}
+
+/// Both TLS files or neither; each must be readable now (its content is checked when
+/// the admin API starts, which fails naming the setting).
+fn admin_tls(a: &AdminSection, problems: &mut Vec<Problem>) -> Option<AdminTls> {
+    match (&a.tls_cert_file, &a.tls_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let mut ok = true;
+            for (path, setting) in [(cert, "admin.tls_cert_file"), (key, "admin.tls_key_file")] {
+                if let Err(e) = std::fs::File::open(path) {
+                    problems.push(Problem::new(setting, format!("cannot read {path:?}: {e}")));
+                    ok = false;
+                }
+            }
+            ok.then(|| AdminTls {
+                cert_file: PathBuf::from(cert),
+                key_file: PathBuf::from(key),
+            })
+        }
+        (Some(_), None) => {
+            problems.push(Problem::new(
+                "admin.tls_key_file",
+                "required with admin.tls_cert_file",
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(Problem::new(
+                "admin.tls_cert_file",
+                "required with admin.tls_key_file",
+            ));
+            None
+        }
+    }
 }
 
 fn login(l: &LoginSection, problems: &mut Vec<Problem>) -> LoginSettings {

@@ -71,6 +71,19 @@ pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
+/// `/readyz` on the public port when the operations listener has the detailed one: the
+/// reason (a database error, a missing migration) is for operators, not the internet.
+pub async fn readyz_without_reason(State(state): State<AppState>) -> Response {
+    match state.readiness.check().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready"})),
+        )
+            .into_response(),
+    }
+}
+
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.readiness.check().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),

@@ -1,5 +1,6 @@
 //! The HTTP surface: per-tenant protocol endpoints under each issuer, plus process-level
-//! health and metrics. `app` assembles the router; each endpoint family has its module.
+//! health and metrics. `app` assembles the public router and `ops_app` the one of the
+//! optional operations listener (`server.ops_listen`); each endpoint family has its module.
 
 mod browser;
 mod cors;
@@ -92,8 +93,26 @@ async fn body_limit(
     }
 }
 
-/// The whole HTTP application.
+/// Which process-level endpoints the public listener serves besides the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicOps {
+    /// `/healthz`, `/readyz` and `/metrics`: no separate operations listener.
+    All,
+    /// `/healthz` and `/readyz` only, and `/readyz` without its reason: the operations
+    /// listener serves the full set. The probes stay because standalone setups and load
+    /// balancers health-check the public port; `/metrics` goes because it describes the
+    /// deployment (routes, pool sizes, key counts) to anyone who can reach the Ingress,
+    /// and so does a readiness reason (database errors).
+    ProbesOnly,
+}
+
+/// The whole HTTP application, with every process-level endpoint (no ops listener).
 pub fn app(state: AppState) -> Router {
+    public_app(state, PublicOps::All)
+}
+
+/// The public HTTP application: the protocol under each issuer plus `ops`.
+pub fn public_app(state: AppState, ops: PublicOps) -> Router {
     let tenant_app = tenant_router()
         .layer(axum::middleware::from_fn(observe::label_route))
         .layer(axum::middleware::from_fn_with_state(
@@ -101,15 +120,31 @@ pub fn app(state: AppState) -> Router {
             cors::cors,
         ))
         .with_state(state.clone());
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
+    let router = Router::new().route("/healthz", get(health::healthz));
+    let router = match ops {
+        PublicOps::All => router
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", get(metrics::render)),
+        PublicOps::ProbesOnly => router.route("/readyz", get(health::readyz_without_reason)),
+    };
+    router
         .fallback(move |st, req| tenant_routing::dispatch(st, tenant_app.clone(), req))
         .layer(axum::middleware::from_fn(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
         ))
+        .with_state(state)
+}
+
+/// The operations listener (`server.ops_listen`): `/healthz`, `/readyz` (with its
+/// reason) and `/metrics`, nothing else. Requests here are not counted in the HTTP
+/// metrics: probes and scrapes every few seconds would drown the protocol traffic.
+pub fn ops_app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }

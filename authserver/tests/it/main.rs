@@ -10,6 +10,7 @@
 mod harness;
 
 mod admin_api;
+mod admin_tls;
 mod authorize_flow;
 mod bad_input;
 mod client_auth;

@@ -103,6 +103,33 @@ async fn three_concurrent_migrations_on_postgres_leave_one_consistent_schema() {
     assert_eq!(db.scalar("SELECT count(*) FROM signing_keys").await, 3);
 }
 
+/// With an operations listener the reason (here: which migration is missing) is for
+/// operators only; the public port still answers 503 for load balancers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_ops_listener_only_it_says_why_serve_is_not_ready() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let ops = crate::harness::free_port();
+    let server = db
+        .cli()
+        .env("GATEHOUSE_SERVER_OPS_LISTEN", format!("127.0.0.1:{ops}"))
+        .spawn(db.port)
+        .await;
+    let (status, _, body) = server.get_json("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, serde_json::json!({"status": "not_ready"}));
+    let r = reqwest::get(format!("http://127.0.0.1:{ops}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("missing migration(s) 0001_foundation")),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_a_postgres_schema_behind_is_alive_but_not_ready_until_migrated() {
     let db = TestDb::new(Backend::Postgres).await;

@@ -99,3 +99,8 @@ falling back to the auth server's so that Job pods can run where the auth pods d
 {{- if not (kindIs "invalid" $j.runAsGroup) }}{{ $_ := set $o "runAsGroup" $j.runAsGroup }}{{ end -}}
 {{- toJson $o -}}
 {{- end -}}
+
+{{/* The admin API's TLS Secret; fails the render when TLS is on without one. */}}
+{{- define "gatehouse.adminTlsSecret" -}}
+{{- required "admin.tls.secretName is required when admin.tls.enabled is true: a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt (see docs/kubernetes.md, Admin API over TLS)" .Values.admin.tls.secretName -}}
+{{- end -}}

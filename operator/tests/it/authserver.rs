@@ -118,6 +118,11 @@ impl AuthServer {
     /// Migrates a fresh database and starts `serve`; `None` (after saying why) when the
     /// binary is not built.
     pub async fn start() -> Option<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`AuthServer::start`] with extra environment variables for `serve`.
+    pub async fn start_with(env: &[(&str, String)]) -> Option<Self> {
         let Some(bin) = binary() else {
             eprintln!(
                 "SKIPPED: the authserver binary is not built next to this test binary; \
@@ -157,6 +162,7 @@ impl AuthServer {
             String::from_utf8_lossy(&migrate.stderr)
         );
         let child = command(&["serve"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(std::fs::File::create(logs.path().join("stdout.log")).unwrap())
             .stderr(std::fs::File::create(logs.path().join("stderr.log")).unwrap())
             .spawn()

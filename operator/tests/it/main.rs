@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin_stub;
+mod admin_tls;
 mod authserver;
 mod controller_loop;
 mod docs;
