@@ -48,10 +48,12 @@
 //! garbage collector and the Job kubelet (no Deployments, ReplicaSets, Services, scheduled
 //! CronJob runs), and protobuf or table responses (JSON only).
 
+mod authn;
 mod error;
 mod http;
 mod managed;
 mod patch;
+mod rbac;
 mod resources;
 mod schema;
 mod selector;
@@ -66,6 +68,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use authn::UserInfo;
 pub use error::ApiError;
 pub use patch::PatchKind;
 pub use resources::ResourceType;
@@ -104,6 +107,7 @@ impl Default for Options {
 /// State shared by the HTTP handlers, watch tasks and the kubelet.
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    tokens: Mutex<authn::Tokens>,
     pub(crate) changed: watch::Receiver<u64>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) options: Options,
@@ -116,6 +120,11 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The issued tokens; taken before the store lock when both are needed.
+    pub(crate) fn tokens(&self) -> MutexGuard<'_, authn::Tokens> {
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A running fake API server. Dropping it stops the server, its watches and the kubelet's
@@ -124,7 +133,7 @@ pub struct FakeApiServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -148,6 +157,7 @@ impl FakeApiServer {
         }
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
+            tokens: Mutex::default(),
             changed: changed_rx,
             shutdown: shutdown_rx.clone(),
             options,
@@ -158,7 +168,7 @@ impl FakeApiServer {
             .prefix("fake-apiserver-")
             .tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(addr))?;
+        std::fs::write(&kubeconfig, kubeconfig_yaml(addr, None))?;
 
         let app = http::router(Arc::clone(&shared));
         let mut stop = shutdown_rx;
@@ -178,7 +188,7 @@ impl FakeApiServer {
             addr,
             shared,
             kubeconfig,
-            _dir: dir,
+            dir,
             shutdown: shutdown_tx,
             tasks: vec![server, kubelet],
         })
@@ -195,10 +205,37 @@ impl FakeApiServer {
     }
 
     /// A kubeconfig file for this server (context `fake`, namespace `default`, no
-    /// credentials); set `KUBECONFIG` to it for a controller in another process. It is
-    /// removed when the server is dropped.
+    /// credentials: the harness's, a cluster admin that is not authorized); set
+    /// `KUBECONFIG` to it for a controller in another process. It is removed when the
+    /// server is dropped.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// A kubeconfig file like [`Self::kubeconfig_path`]'s with a bearer token of `user`:
+    /// its requests are authorized by the stored RBAC objects. Removed when the server is
+    /// dropped.
+    pub fn kubeconfig_for(&self, user: &UserInfo) -> io::Result<PathBuf> {
+        let token = self.shared.tokens().token_for(user);
+        let file: String = user
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = self.dir.path().join(format!("kubeconfig-{file}"));
+        std::fs::write(&path, kubeconfig_yaml(self.addr, Some(&token)))?;
+        Ok(path)
+    }
+
+    /// [`Self::kubeconfig_for`] ServiceAccount `namespace/name`
+    /// (`system:serviceaccount:<namespace>:<name>`). Its token works while the
+    /// ServiceAccount object exists, as a real one does.
+    pub fn kubeconfig_for_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> io::Result<PathBuf> {
+        self.kubeconfig_for(&UserInfo::service_account(namespace, name))
     }
 
     /// A client configuration for this server.
@@ -213,6 +250,20 @@ impl FakeApiServer {
     /// A client for this server.
     pub fn client(&self) -> kube::Result<kube::Client> {
         kube::Client::try_from(self.config())
+    }
+
+    /// A client configuration authenticated as `user` (see [`Self::kubeconfig_for`]).
+    pub fn config_for(&self, user: &UserInfo) -> kube::Config {
+        let token = self.shared.tokens().token_for(user);
+        let mut config = self.config();
+        config.auth_info = serde_json::from_value(serde_json::json!({"token": token}))
+            .expect("an AuthInfo with a token deserializes");
+        config
+    }
+
+    /// A client authenticated as `user`.
+    pub fn client_for(&self, user: &UserInfo) -> kube::Result<kube::Client> {
+        kube::Client::try_from(self.config_for(user))
     }
 
     /// The latest `resourceVersion` (one counter for all objects).
@@ -244,7 +295,8 @@ impl Drop for FakeApiServer {
     }
 }
 
-fn kubeconfig_yaml(addr: SocketAddr) -> String {
+fn kubeconfig_yaml(addr: SocketAddr, token: Option<&str>) -> String {
+    let user = token.map_or_else(|| "{}".to_owned(), |t| format!("{{token: {t}}}"));
     format!(
         "apiVersion: v1
 kind: Config
@@ -254,7 +306,7 @@ clusters:
     server: http://{addr}
 users:
 - name: fake
-  user: {{}}
+  user: {user}
 contexts:
 - name: fake
   context:

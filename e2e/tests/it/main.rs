@@ -6,6 +6,7 @@
 //!   generation, garbage collection, schemas);
 //! - `controller`: a real `kube::runtime::Controller` reconciling through the fake;
 //! - `kubelet`: Jobs and CronJobs run as local processes;
+//! - `rbac`: ServiceAccount clients authenticated by token and authorized by RBAC;
 //! - `scenario`: issue 6's end-to-end scenario, local (fake) or on a real cluster.
 
 // All of this crate is test code, but clippy.toml's allow-*-in-tests only covers
@@ -15,5 +16,6 @@
 mod api;
 mod controller;
 mod kubelet;
+mod rbac;
 mod scenario;
 mod support;
