@@ -140,12 +140,21 @@ fn authenticate_and_authorize(
 ) -> Result<Option<(UserInfo, RequestInfo)>> {
     let tokens = shared.tokens();
     let store = shared.lock();
-    let Some(user) = tokens.authenticate(headers, &store)? else {
+    let user = tokens
+        .authenticate(headers, &store)
+        .inspect_err(|e| shared.record_denial(&format!("{method} {path}: {}", e.message)))?;
+    let Some(user) = user else {
         return Ok(None);
     };
     let info = RequestInfo::parse(method.as_str(), path, &query.0);
-    rbac::authorize(&store.rbac_objects(), &user, &info)?;
+    authorize(shared, &store, &user, &info)?;
     Ok(Some((user, info)))
+}
+
+/// [`rbac::authorize`], recording a denial.
+fn authorize(shared: &Shared, store: &Store, user: &UserInfo, info: &RequestInfo) -> Result<()> {
+    rbac::authorize(&store.rbac_objects(), user, info)
+        .inspect_err(|e| shared.record_denial(&e.message))
 }
 
 fn api_group_list(shared: &Shared) -> Value {
@@ -369,7 +378,7 @@ fn resource_request(
             {
                 // An apply that creates the object needs `create` as well, as the real
                 // server's patch handler checks before creating.
-                rbac::authorize(&store.rbac_objects(), user, &info.with_verb("create"))?;
+                authorize(shared, &store, user, &info.with_verb("create"))?;
             }
             let out = store.patch(
                 &rt,

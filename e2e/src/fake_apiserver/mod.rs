@@ -108,6 +108,8 @@ impl Default for Options {
 pub(crate) struct Shared {
     store: Mutex<Store>,
     tokens: Mutex<authn::Tokens>,
+    /// The messages of refused requests (401 and 403), oldest first.
+    denials: Mutex<Vec<String>>,
     pub(crate) changed: watch::Receiver<u64>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) options: Options,
@@ -119,6 +121,15 @@ impl Shared {
     /// later request, so a poisoned lock is taken over.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a refused request (taken after the store lock, never before it).
+    pub(crate) fn record_denial(&self, message: &str) {
+        tracing::info!(message, "fake apiserver refused a request");
+        self.denials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(message.to_owned());
     }
 
     /// The issued tokens; taken before the store lock when both are needed.
@@ -158,6 +169,7 @@ impl FakeApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             tokens: Mutex::default(),
+            denials: Mutex::default(),
             changed: changed_rx,
             shutdown: shutdown_rx.clone(),
             options,
@@ -264,6 +276,18 @@ impl FakeApiServer {
     /// A client authenticated as `user`.
     pub fn client_for(&self, user: &UserInfo) -> kube::Result<kube::Client> {
         kube::Client::try_from(self.config_for(user))
+    }
+
+    /// The messages of the requests refused so far, oldest first: 401s (`GET /api: Unauthorized`)
+    /// and the authorizer's 403s (`secrets "x" is forbidden: User … cannot delete …`). A
+    /// client that retries or only logs a refusal (an event recorder, a controller's
+    /// error policy) still leaves it here.
+    pub fn denied_requests(&self) -> Vec<String> {
+        self.shared
+            .denials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The latest `resourceVersion` (one counter for all objects).

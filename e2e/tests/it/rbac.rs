@@ -69,7 +69,7 @@ fn forbidden<T: std::fmt::Debug>(result: kube::Result<T>) -> String {
 
 #[tokio::test]
 async fn a_service_account_may_do_only_what_its_roles_grant() {
-    let (_fake, admin, client) = start_as_service_account().await;
+    let (fake, admin, client) = start_as_service_account().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     assert_eq!(
         forbidden(secrets.get("db").await),
@@ -127,6 +127,13 @@ subjects: [{kind: ServiceAccount, name: op}]
         .delete("db", &DeleteParams::default())
         .await
         .unwrap();
+    // Each refusal is recorded, for a run to check that its client was never refused.
+    let denied = fake.denied_requests();
+    assert_eq!(denied.len(), 4, "{denied:#?}");
+    assert!(
+        denied[0].starts_with(r#"secrets "db" is forbidden"#),
+        "{denied:#?}"
+    );
 }
 
 #[tokio::test]
@@ -278,6 +285,10 @@ async fn unknown_tokens_and_deleted_service_accounts_are_unauthorized() {
     assert_eq!(
         api_error(stranger.apiserver_version().await),
         (401, "Unauthorized".into())
+    );
+    assert_eq!(
+        fake.denied_requests(),
+        ["GET /apis: Unauthorized", "GET /version: Unauthorized"]
     );
 }
 
