@@ -2,10 +2,13 @@
 //! (reflectors, watchers, finalizers, server-side apply, status patches) and for
 //! end-to-end tests without a cluster.
 //!
-//! [`FakeApiServer::start`] listens on `127.0.0.1:0` (plain HTTP, no authentication or
-//! authorization) and writes a kubeconfig pointing at itself, so a controller in another
-//! process finds it through `KUBECONFIG` like any kube client; in-process tests use
-//! [`FakeApiServer::client`].
+//! [`FakeApiServer::start`] listens on `127.0.0.1:0` (plain HTTP) and writes a kubeconfig
+//! pointing at itself, so a controller in another process finds it through `KUBECONFIG`
+//! like any kube client; in-process tests use [`FakeApiServer::client`]. Those carry no
+//! credentials: the harness is an admin that is never authorized.
+//! [`FakeApiServer::kubeconfig_for_service_account`] (and `kubeconfig_for`, `config_for`,
+//! `client_for` a [`UserInfo`]) give an identity whose requests the stored RBAC objects
+//! authorize, as on a real cluster.
 //!
 //! # What it models
 //! - Core (`/api/v1/...`) and group (`/apis/{group}/{version}/...`) resources by plural,
@@ -34,14 +37,21 @@
 //!   CRD `Established` status.
 //! - Custom resources whose CRD was applied: defaults, pruning and validation against the
 //!   `openAPIV3Schema` (see `schema` for the keywords covered), CEL rules included.
+//! - Bearer-token authentication of the identities it issued tokens for (see `authn`;
+//!   401 for unknown tokens and for a deleted ServiceAccount's) and kube-apiserver's RBAC
+//!   authorizer over the stored roles and bindings (see `rbac`; 403 `Forbidden` with the
+//!   real message; discovery granted to every authenticated user as the bootstrap
+//!   `system:discovery` role does); every refusal is recorded
+//!   ([`FakeApiServer::denied_requests`]).
 //! - A kubelet for Jobs (see [`crate::kubelet`]).
 //!
 //! # What it does not model
 //! Lists merged by key or as sets (`listType: map`/`set`, strategic-merge list merging):
 //! every list is one field, owned and replaced whole, so `fieldsV1` has no `k:`/`v:`
 //! keys; client-written `managedFields` (ignored), schema `pattern`/`format`, admission (webhooks, quotas, defaults of built-in
-//! kinds such as a Pod's `restartPolicy`), version conversion, authentication,
-//! authorization (RBAC objects are stored, never enforced), paging (`limit` and
+//! kinds such as a Pod's `restartPolicy`), version conversion, other authentication
+//! (certificates, TokenRequest/TokenReview) and authorizers, impersonation, RBAC's
+//! escalation checks and ClusterRole aggregation, paging (`limit` and
 //! `continue` are ignored: every LIST is one page), field selectors restricted per kind,
 //! graceful pod termination, foreground deletion (treated as background), the `orphan`
 //! finalizer on objects that still have other finalizers, controllers other than the

@@ -4,6 +4,10 @@
 //! through its kubeconfig. All of them are child processes killed when [`Local`] is
 //! dropped — also when a step panics or fails.
 //!
+//! The operator runs as the chart's ServiceAccount under the chart's RBAC, rendered with
+//! `helm template` and enforced by the fake (see [`install_chart_rbac`]): a permission the
+//! chart misses is a 403 the run fails on ([`Local::check_rbac`]).
+//!
 //! The schema is not migrated by hand: the replicas start on an empty database (alive,
 //! not ready) and the operator's migration Job, run by the fake's kubelet with the
 //! `authserver` binary, migrates it.
