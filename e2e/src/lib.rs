@@ -11,5 +11,5 @@
 pub mod fake_apiserver;
 pub mod kubelet;
 
-pub use fake_apiserver::{FakeApiServer, Options};
+pub use fake_apiserver::{FakeApiServer, Options, UserInfo};
 pub use kubelet::{ImageMapping, JobRun, KubeletError};

@@ -169,6 +169,41 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// 403 from the authorizer, as the real server's `NewForbidden(groupResource, name,
+    /// message)`: `<resource>[.<group>] ["<name>"] is forbidden: <message>`, or
+    /// `forbidden: <message>` without a resource; `details` leave out what is empty.
+    pub(crate) fn forbidden_resource(
+        group: &str,
+        resource: &str,
+        name: &str,
+        message: &str,
+    ) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let text = match (qualified.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {message}"),
+            (false, true) => format!("{qualified} is forbidden: {message}"),
+            (false, false) => format!("{qualified} \"{name}\" is forbidden: {message}"),
+        };
+        let mut details = serde_json::Map::new();
+        for (key, value) in [("name", name), ("group", group), ("kind", resource)] {
+            if !value.is_empty() {
+                details.insert(key.into(), value.into());
+            }
+        }
+        let mut err = Self::new(403, "Forbidden", text);
+        err.details = Some(Value::Object(details));
+        err
+    }
+
+    /// 401 for a request whose credentials the server does not know.
+    pub(crate) fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized".into())
+    }
+
     /// 405 for a verb a route does not support.
     pub fn method_not_allowed(message: String) -> Self {
         Self::new(405, "MethodNotAllowed", message)

@@ -14,8 +14,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::authn::UserInfo;
 use super::error::{ApiError, Result};
 use super::patch::PatchKind;
+use super::rbac::{self, RequestInfo};
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{DeleteOptions, EventType, FieldManager, Store, Subresource};
@@ -89,6 +91,13 @@ fn dispatch(
     let path = uri.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let query = Query::parse(uri);
+    // As on the real server: authentication, then authorization, before the request is
+    // routed (a forbidden request learns nothing, not even whether the resource exists).
+    let auth = match authenticate_and_authorize(shared, method, path, &query, headers) {
+        Ok(auth) => auth,
+        Err(e) => return e.into_response(),
+    };
+    let auth = auth.as_ref().map(|(user, info)| (user, info));
     let result = match segs.as_slice() {
         ["version"] => Ok(json_response(
             StatusCode::OK,
@@ -110,14 +119,42 @@ fn dispatch(
             &resource_list(shared, group, version),
         )),
         ["api", "v1", rest @ ..] => {
-            resource_request(shared, "", "v1", rest, method, &query, headers, body)
+            resource_request(shared, "", "v1", rest, method, &query, headers, body, auth)
         }
-        ["apis", group, version, rest @ ..] => {
-            resource_request(shared, group, version, rest, method, &query, headers, body)
-        }
+        ["apis", group, version, rest @ ..] => resource_request(
+            shared, group, version, rest, method, &query, headers, body, auth,
+        ),
         _ => Err(ApiError::no_route(path)),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The request's user and attributes (`None` for the harness, which sends no
+/// credentials); 401 for unknown credentials, 403 when RBAC does not grant the request.
+fn authenticate_and_authorize(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Option<(UserInfo, RequestInfo)>> {
+    let tokens = shared.tokens();
+    let store = shared.lock();
+    let user = tokens
+        .authenticate(headers, &store)
+        .inspect_err(|e| shared.record_denial(&format!("{method} {path}: {}", e.message)))?;
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let info = RequestInfo::parse(method.as_str(), path, &query.0);
+    authorize(shared, &store, &user, &info)?;
+    Ok(Some((user, info)))
+}
+
+/// [`rbac::authorize`], recording a denial.
+fn authorize(shared: &Shared, store: &Store, user: &UserInfo, info: &RequestInfo) -> Result<()> {
+    rbac::authorize(&store.rbac_objects(), user, info)
+        .inspect_err(|e| shared.record_denial(&e.message))
 }
 
 fn api_group_list(shared: &Shared) -> Value {
@@ -261,7 +298,8 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<(DeleteOptions, bool)> {
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
+// The URL's parts and the request, as `dispatch` has them; one arm per verb.
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
 fn resource_request(
     shared: &Arc<Shared>,
     group: &str,
@@ -271,6 +309,7 @@ fn resource_request(
     query: &Query,
     headers: &HeaderMap,
     body: &[u8],
+    auth: Option<(&UserInfo, &RequestInfo)>,
 ) -> Result<Response> {
     let Target {
         rt,
@@ -333,6 +372,14 @@ fn resource_request(
             let patch = kind.parse_body(body)?;
             let mut store = shared.lock();
             let existed = store.get(&rt, ns, &name).is_ok();
+            if let Some((user, info)) = auth
+                && kind == PatchKind::Apply
+                && !existed
+            {
+                // An apply that creates the object needs `create` as well, as the real
+                // server's patch handler checks before creating.
+                authorize(shared, &store, user, &info.with_verb("create"))?;
+            }
             let out = store.patch(
                 &rt,
                 ns,

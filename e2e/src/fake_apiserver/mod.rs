@@ -2,10 +2,13 @@
 //! (reflectors, watchers, finalizers, server-side apply, status patches) and for
 //! end-to-end tests without a cluster.
 //!
-//! [`FakeApiServer::start`] listens on `127.0.0.1:0` (plain HTTP, no authentication or
-//! authorization) and writes a kubeconfig pointing at itself, so a controller in another
-//! process finds it through `KUBECONFIG` like any kube client; in-process tests use
-//! [`FakeApiServer::client`].
+//! [`FakeApiServer::start`] listens on `127.0.0.1:0` (plain HTTP) and writes a kubeconfig
+//! pointing at itself, so a controller in another process finds it through `KUBECONFIG`
+//! like any kube client; in-process tests use [`FakeApiServer::client`]. Those carry no
+//! credentials: the harness is an admin that is never authorized.
+//! [`FakeApiServer::kubeconfig_for_service_account`] (and `kubeconfig_for`, `config_for`,
+//! `client_for` a [`UserInfo`]) give an identity whose requests the stored RBAC objects
+//! authorize, as on a real cluster.
 //!
 //! # What it models
 //! - Core (`/api/v1/...`) and group (`/apis/{group}/{version}/...`) resources by plural,
@@ -34,24 +37,33 @@
 //!   CRD `Established` status.
 //! - Custom resources whose CRD was applied: defaults, pruning and validation against the
 //!   `openAPIV3Schema` (see `schema` for the keywords covered), CEL rules included.
+//! - Bearer-token authentication of the identities it issued tokens for (see `authn`;
+//!   401 for unknown tokens and for a deleted ServiceAccount's) and kube-apiserver's RBAC
+//!   authorizer over the stored roles and bindings (see `rbac`; 403 `Forbidden` with the
+//!   real message; discovery granted to every authenticated user as the bootstrap
+//!   `system:discovery` role does); every refusal is recorded
+//!   ([`FakeApiServer::denied_requests`]).
 //! - A kubelet for Jobs (see [`crate::kubelet`]).
 //!
 //! # What it does not model
 //! Lists merged by key or as sets (`listType: map`/`set`, strategic-merge list merging):
 //! every list is one field, owned and replaced whole, so `fieldsV1` has no `k:`/`v:`
 //! keys; client-written `managedFields` (ignored), schema `pattern`/`format`, admission (webhooks, quotas, defaults of built-in
-//! kinds such as a Pod's `restartPolicy`), version conversion, authentication,
-//! authorization (RBAC objects are stored, never enforced), paging (`limit` and
+//! kinds such as a Pod's `restartPolicy`), version conversion, other authentication
+//! (certificates, TokenRequest/TokenReview) and authorizers, impersonation, RBAC's
+//! escalation checks and ClusterRole aggregation, paging (`limit` and
 //! `continue` are ignored: every LIST is one page), field selectors restricted per kind,
 //! graceful pod termination, foreground deletion (treated as background), the `orphan`
 //! finalizer on objects that still have other finalizers, controllers other than the
 //! garbage collector and the Job kubelet (no Deployments, ReplicaSets, Services, scheduled
 //! CronJob runs), and protobuf or table responses (JSON only).
 
+mod authn;
 mod error;
 mod http;
 mod managed;
 mod patch;
+mod rbac;
 mod resources;
 mod schema;
 mod selector;
@@ -66,6 +78,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use authn::UserInfo;
 pub use error::ApiError;
 pub use patch::PatchKind;
 pub use resources::ResourceType;
@@ -104,6 +117,9 @@ impl Default for Options {
 /// State shared by the HTTP handlers, watch tasks and the kubelet.
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    tokens: Mutex<authn::Tokens>,
+    /// The messages of refused requests (401 and 403), oldest first.
+    denials: Mutex<Vec<String>>,
     pub(crate) changed: watch::Receiver<u64>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) options: Options,
@@ -116,6 +132,20 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Records a refused request (taken after the store lock, never before it).
+    pub(crate) fn record_denial(&self, message: &str) {
+        tracing::info!(message, "fake apiserver refused a request");
+        self.denials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(message.to_owned());
+    }
+
+    /// The issued tokens; taken before the store lock when both are needed.
+    pub(crate) fn tokens(&self) -> MutexGuard<'_, authn::Tokens> {
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A running fake API server. Dropping it stops the server, its watches and the kubelet's
@@ -124,7 +154,7 @@ pub struct FakeApiServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -148,6 +178,8 @@ impl FakeApiServer {
         }
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
+            tokens: Mutex::default(),
+            denials: Mutex::default(),
             changed: changed_rx,
             shutdown: shutdown_rx.clone(),
             options,
@@ -158,7 +190,7 @@ impl FakeApiServer {
             .prefix("fake-apiserver-")
             .tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(addr))?;
+        std::fs::write(&kubeconfig, kubeconfig_yaml(addr, None))?;
 
         let app = http::router(Arc::clone(&shared));
         let mut stop = shutdown_rx;
@@ -178,7 +210,7 @@ impl FakeApiServer {
             addr,
             shared,
             kubeconfig,
-            _dir: dir,
+            dir,
             shutdown: shutdown_tx,
             tasks: vec![server, kubelet],
         })
@@ -195,10 +227,37 @@ impl FakeApiServer {
     }
 
     /// A kubeconfig file for this server (context `fake`, namespace `default`, no
-    /// credentials); set `KUBECONFIG` to it for a controller in another process. It is
-    /// removed when the server is dropped.
+    /// credentials: the harness's, a cluster admin that is not authorized); set
+    /// `KUBECONFIG` to it for a controller in another process. It is removed when the
+    /// server is dropped.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// A kubeconfig file like [`Self::kubeconfig_path`]'s with a bearer token of `user`:
+    /// its requests are authorized by the stored RBAC objects. Removed when the server is
+    /// dropped.
+    pub fn kubeconfig_for(&self, user: &UserInfo) -> io::Result<PathBuf> {
+        let token = self.shared.tokens().token_for(user);
+        let file: String = user
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = self.dir.path().join(format!("kubeconfig-{file}"));
+        std::fs::write(&path, kubeconfig_yaml(self.addr, Some(&token)))?;
+        Ok(path)
+    }
+
+    /// [`Self::kubeconfig_for`] ServiceAccount `namespace/name`
+    /// (`system:serviceaccount:<namespace>:<name>`). Its token works while the
+    /// ServiceAccount object exists, as a real one does.
+    pub fn kubeconfig_for_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> io::Result<PathBuf> {
+        self.kubeconfig_for(&UserInfo::service_account(namespace, name))
     }
 
     /// A client configuration for this server.
@@ -213,6 +272,32 @@ impl FakeApiServer {
     /// A client for this server.
     pub fn client(&self) -> kube::Result<kube::Client> {
         kube::Client::try_from(self.config())
+    }
+
+    /// A client configuration authenticated as `user` (see [`Self::kubeconfig_for`]).
+    pub fn config_for(&self, user: &UserInfo) -> kube::Config {
+        let token = self.shared.tokens().token_for(user);
+        let mut config = self.config();
+        config.auth_info = serde_json::from_value(serde_json::json!({"token": token}))
+            .expect("an AuthInfo with a token deserializes");
+        config
+    }
+
+    /// A client authenticated as `user`.
+    pub fn client_for(&self, user: &UserInfo) -> kube::Result<kube::Client> {
+        kube::Client::try_from(self.config_for(user))
+    }
+
+    /// The messages of the requests refused so far, oldest first: 401s (`GET /api: Unauthorized`)
+    /// and the authorizer's 403s (`secrets "x" is forbidden: User … cannot delete …`). A
+    /// client that retries or only logs a refusal (an event recorder, a controller's
+    /// error policy) still leaves it here.
+    pub fn denied_requests(&self) -> Vec<String> {
+        self.shared
+            .denials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The latest `resourceVersion` (one counter for all objects).
@@ -244,7 +329,8 @@ impl Drop for FakeApiServer {
     }
 }
 
-fn kubeconfig_yaml(addr: SocketAddr) -> String {
+fn kubeconfig_yaml(addr: SocketAddr, token: Option<&str>) -> String {
+    let user = token.map_or_else(|| "{}".to_owned(), |t| format!("{{token: {t}}}"));
     format!(
         "apiVersion: v1
 kind: Config
@@ -254,7 +340,7 @@ clusters:
     server: http://{addr}
 users:
 - name: fake
-  user: {{}}
+  user: {user}
 contexts:
 - name: fake
   context:

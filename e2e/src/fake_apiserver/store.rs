@@ -377,6 +377,16 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
+    /// The stored RBAC objects (ClusterRoles, ClusterRoleBindings, Roles, RoleBindings)
+    /// with their `kind`, for the authorizer.
+    pub(crate) fn rbac_objects(&self) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.group == "rbac.authorization.k8s.io")
+            .filter_map(|(k, o)| Some(Self::present(&self.resource_for_key(k)?, o)))
+            .collect()
+    }
+
     /// LIST: matching objects (in name order) and the current `resourceVersion`.
     pub(crate) fn list(
         &self,

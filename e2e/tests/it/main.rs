@@ -7,6 +7,7 @@
 //! - `controller`: a real `kube::runtime::Controller` reconciling through the fake;
 //! - `crd_upgrade`: the CRD upgrade runbook (new CRDs applied server-side first);
 //! - `kubelet`: Jobs and CronJobs run as local processes;
+//! - `rbac`: ServiceAccount clients authenticated by token and authorized by RBAC;
 //! - `scenario`: issue 6's end-to-end scenario, local (fake) or on a real cluster.
 
 // All of this crate is test code, but clippy.toml's allow-*-in-tests only covers
@@ -17,5 +18,6 @@ mod api;
 mod controller;
 mod crd_upgrade;
 mod kubelet;
+mod rbac;
 mod scenario;
 mod support;

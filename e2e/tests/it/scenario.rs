@@ -1242,6 +1242,9 @@ pub async fn scenario(cluster: &Cluster) -> anyhow::Result<()> {
     };
     let mut result = Box::pin(steps(&run)).await;
     let cleaned = cleanup(cluster, &names).await;
+    if let (Ok(()), Some(local), Cluster::Local(fake)) = (&result, &local, cluster) {
+        result = local.check_rbac(fake, &names.namespace).await;
+    }
     if let Some(local) = &mut local {
         if let Err(e) = local.check_running() {
             result = result.and(Err(e));

@@ -61,7 +61,7 @@ fn split_image(var: &str, image: &str, name: &str) -> anyhow::Result<(String, St
 }
 
 /// `helm` or `kubectl`: `.tools/bin` of the workspace, else the PATH.
-fn tool(name: &str) -> PathBuf {
+pub fn tool(name: &str) -> PathBuf {
     let local = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../.tools/bin")
         .join(name);

@@ -4,6 +4,10 @@
 //! through its kubeconfig. All of them are child processes killed when [`Local`] is
 //! dropped — also when a step panics or fails.
 //!
+//! The operator runs as the chart's ServiceAccount under the chart's RBAC, rendered with
+//! `helm template` and enforced by the fake (see [`install_chart_rbac`]): a permission the
+//! chart misses is a 403 the run fails on ([`Local::check_rbac`]).
+//!
 //! The schema is not migrated by hand: the replicas start on an empty database (alive,
 //! not ready) and the operator's migration Job, run by the fake's kubelet with the
 //! `authserver` binary, migrates it.
@@ -27,19 +31,27 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use e2e::FakeApiServer;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
-use serde_json::json;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
+use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use super::postgres::Database;
-use super::{Deadline, Gatehouse};
+use super::{Deadline, Gatehouse, MANAGER};
 
 /// The operator's namespace in the fake: migration Job, purge CronJobs, Secrets.
 pub const NAMESPACE: &str = "gatehouse";
 /// The image the operator is told to use for its Jobs; the kubelet maps it to the
 /// `authserver` debug binary.
 pub const AUTHSERVER_IMAGE: &str = "ghcr.io/gatehouse-dev/authserver:e2e";
+/// The chart's release name here: the chart is `gatehouse`, so its objects are named
+/// `gatehouse-…` (the operator's ServiceAccount `gatehouse-operator`).
+const RELEASE: &str = "gatehouse";
 /// How long a process may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -178,9 +190,90 @@ pub struct Local {
     // Field order is drop order: processes first, then the database they use.
     operator: Process,
     replicas: [Process; 2],
+    /// The operator's kubeconfig: the chart's ServiceAccount.
+    kubeconfig: PathBuf,
     /// The database, for checks in SQL.
     pub database: Database,
     logs: tempfile::TempDir,
+}
+
+/// What `helm install` of the chart (release [`RELEASE`] in [`NAMESPACE`]) would create
+/// for the operator's identity: renders the ServiceAccounts, the operator's RBAC and its
+/// Deployment with `helm template`, applies the first two (namespaced ones into the
+/// release namespace, as helm does) and returns the ServiceAccount the Deployment runs
+/// the operator as — so the operator below runs with exactly the chart's permissions.
+async fn install_chart_rbac(client: &kube::Client) -> anyhow::Result<String> {
+    let helm = super::helm::tool("helm");
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/gatehouse");
+    let out = Command::new(&helm)
+        .arg("template")
+        .arg(RELEASE)
+        .arg(&chart)
+        .args(["--namespace", NAMESPACE])
+        .args(["--set", "database.existingSecret=gatehouse-database"])
+        .args(["--show-only", "templates/serviceaccounts.yaml"])
+        .args(["--show-only", "templates/operator-rbac.yaml"])
+        .args(["--show-only", "templates/operator-deployment.yaml"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot run {}: run scripts/install-k8s-tools.sh (the local scenario \
+                 renders the chart's RBAC)",
+                helm.display()
+            )
+        })?;
+    ensure!(
+        out.status.success(),
+        "helm template failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut service_account = None;
+    for doc in serde_yaml::Deserializer::from_str(std::str::from_utf8(&out.stdout)?) {
+        let mut obj: Value = serde::Deserialize::deserialize(doc)?;
+        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        match kind.as_str() {
+            "Deployment" => {
+                service_account = obj["spec"]["template"]["spec"]["serviceAccountName"]
+                    .as_str()
+                    .map(str::to_owned);
+                continue;
+            }
+            "ServiceAccount" | "Role" | "RoleBinding" => {
+                obj["metadata"]["namespace"] = NAMESPACE.into();
+            }
+            "ClusterRole" | "ClusterRoleBinding" => {}
+            _ => bail!("unexpected {kind} in the chart's operator RBAC"),
+        }
+        let (group, version) = obj["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit_once('/')
+            .unwrap_or(("", "v1"));
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, &kind),
+            &format!("{}s", kind.to_lowercase()),
+        );
+        let obj: DynamicObject = serde_json::from_value(obj)?;
+        let api: Api<DynamicObject> = match obj.metadata.namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &PatchParams::apply(MANAGER), &Patch::Apply(&obj))
+            .await
+            .with_context(|| format!("failed to apply the chart's {kind} {name}"))?;
+    }
+    service_account.context("the chart's operator Deployment names no serviceAccountName")
+}
+
+/// The operator's kubeconfig: the chart's ServiceAccount, with the chart's RBAC enforced
+/// by the fake, so a permission the chart misses fails the scenario with a 403.
+async fn operator_kubeconfig(fake: &FakeApiServer) -> anyhow::Result<PathBuf> {
+    let service_account = install_chart_rbac(&fake.client()?).await?;
+    Ok(fake.kubeconfig_for_service_account(NAMESPACE, &service_account)?)
 }
 
 /// "The kubelet": each bootstrapped Secret, once the operator has created it (labelled,
@@ -283,10 +376,11 @@ impl Local {
         gatehouse.withheld_database_secret = Some(database_secret);
         let secrets: Api<Secret> = Api::namespaced(fake.client()?, NAMESPACE);
 
+        let kubeconfig = operator_kubeconfig(fake).await?;
         let mut c = Command::new(&operator);
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", fake.kubeconfig_path())
+            .env("KUBECONFIG", &kubeconfig)
             .env(
                 "GATEHOUSE_ADMIN_ADDR",
                 format!("http://127.0.0.1:{}", ports[0].1),
@@ -322,11 +416,88 @@ impl Local {
             Self {
                 operator,
                 replicas,
+                kubeconfig,
                 database,
                 logs,
             },
             gatehouse,
         ))
+    }
+
+    /// The chart's RBAC is what the operator needs, no less and not much more. After the
+    /// steps and the cleanup, the fake refused nothing the operator asked (a refused
+    /// Event or a retried reconcile would not fail a step). Then, as the operator's
+    /// kubeconfig, deleting a Secret, reading pods outside its namespace or one by name,
+    /// Jobs across namespaces and granting itself more are 403s, while listing its own
+    /// pods works.
+    pub async fn check_rbac(
+        &self,
+        fake: &FakeApiServer,
+        clients_namespace: &str,
+    ) -> anyhow::Result<()> {
+        let denied = fake.denied_requests();
+        ensure!(
+            denied.is_empty(),
+            "the chart's RBAC refused the operator {} request(s):\n{}",
+            denied.len(),
+            denied.join("\n")
+        );
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&self.kubeconfig)?,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = kube::Client::try_from(config)?;
+        let forbidden = |what: &str, result: kube::Result<()>| match result {
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                eprintln!("scenario: the operator may not {what}: {}", s.message);
+                Ok(())
+            }
+            other => bail!("the operator may {what}: {other:?}"),
+        };
+        let own_pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+        own_pods
+            .list(&ListParams::default())
+            .await
+            .context("the operator lists the pods of its namespace")?;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+        forbidden(
+            "delete a Secret",
+            secrets
+                .delete("gatehouse-database", &DeleteParams::default())
+                .await
+                .map(drop),
+        )?;
+        forbidden(
+            "get a pod (only list)",
+            own_pods.get("anything").await.map(drop),
+        )?;
+        for ns in [clients_namespace, "default"] {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+            forbidden(
+                &format!("list pods in namespace {ns}"),
+                pods.list(&ListParams::default()).await.map(drop),
+            )?;
+        }
+        forbidden(
+            "list Jobs across namespaces",
+            Api::<Job>::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .map(drop),
+        )?;
+        let escalate: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": "gatehouse-operator-admin"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "gatehouse-operator", "namespace": NAMESPACE}],
+        }))?;
+        forbidden(
+            "bind itself to another role",
+            Api::<ClusterRoleBinding>::all(client)
+                .create(&PostParams::default(), &escalate)
+                .await
+                .map(drop),
+        )
     }
 
     /// Fails with its log when a process died.
