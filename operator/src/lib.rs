@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod migration;
 pub mod probes;
+pub mod scope;
 pub mod telemetry;
 pub mod tenant;
 
@@ -107,6 +108,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let elector = if args.leader_election {
         let candidate = leader::Candidate {
             namespace: config.namespace.clone(),
+            lease: config.scope.name(leader::LEASE_NAME),
             identity: identity.clone(),
         };
         Some(tokio::spawn(leader::run(
