@@ -4,7 +4,8 @@
 //! schema migration Job.
 //!
 //! [`run`] wires it up: probes, leader election, the migration gate and one kube-runtime
-//! `Controller` per resource ([`tenant`], [`client`], [`keyset`]).
+//! `Controller` per resource ([`tenant`], [`client`], [`keyset`]) — for OidcClients one
+//! per watched namespace with `--watch-namespaces` ([`scope`]).
 
 pub mod admin_client;
 pub mod args;
