@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Chart and manifest checks (CI): helm lint --strict, render with default values and with
-# ci/all-values.yaml, validate every rendered object strictly against the Kubernetes 1.30
+# ci/all-values.yaml (and the namespace-scoped ci/namespaced-values.yaml), validate every rendered object strictly against the Kubernetes 1.30
 # schemas (kubernetes-validate, offline), check the plain manifests are current,
 # validate the CRD examples against the generated CRD schemas, and run the Argo CD health
 # checks of the custom resources against their fixtures (Lua 5.1).
@@ -40,6 +40,55 @@ for values in "" charts/gatehouse/ci/all-values.yaml; do
   "$VENV/bin/kubernetes-validate" -k 1.30.0 --strict --quiet "$work/rendered.yaml"
   "$VENV/bin/python" scripts/compare_rbac.py "$work/rendered.yaml" operator/rbac.yaml
 done
+
+echo "check-chart: namespace-scoped install (ci/namespaced-values.yaml)"
+ns_values=charts/gatehouse/ci/namespaced-values.yaml
+"$HELM" lint --strict charts/gatehouse -f "$ns_values" >/dev/null
+"$HELM" template gatehouse charts/gatehouse --namespace gatehouse --kube-version 1.30.0 \
+  -f "$ns_values" >"$work/namespaced.yaml"
+"$VENV/bin/kubernetes-validate" -k 1.30.0 --strict --quiet "$work/namespaced.yaml"
+"$VENV/bin/python" scripts/compare_rbac.py "$work/namespaced.yaml" operator/rbac-namespaced.yaml
+# Least privilege, checked on the output rather than trusted to the reference file: no
+# cluster-wide rule over Secrets, OidcClients or Events; a Role in every watched namespace;
+# the operator told which namespaces and which instance.
+"$VENV/bin/python" - "$work/namespaced.yaml" "$ns_values" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+values = yaml.safe_load(open(sys.argv[2]))["operator"]
+bad = []
+for d in docs:
+    if d["kind"] != "ClusterRole":
+        continue
+    for r in d.get("rules", []):
+        for res in r.get("resources", []):
+            if res.split("/")[0] in ("secrets", "oidcclients", "events", "*"):
+                bad.append(f"ClusterRole {d['metadata']['name']} grants {res} cluster-wide")
+watch_roles = {d["metadata"].get("namespace") for d in docs
+               if d["kind"] == "Role" and d["metadata"]["name"].endswith("-operator-watch")}
+for ns in values["watchNamespaces"]:
+    if ns not in watch_roles:
+        bad.append(f"no Role in watched namespace {ns}")
+env = {e["name"]: e.get("value") for d in docs if d["kind"] == "Deployment"
+       and d["metadata"]["name"].endswith("-operator")
+       for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+if env.get("GATEHOUSE_WATCH_NAMESPACES") != ",".join(values["watchNamespaces"]):
+    bad.append(f"GATEHOUSE_WATCH_NAMESPACES is {env.get('GATEHOUSE_WATCH_NAMESPACES')!r}")
+if env.get("GATEHOUSE_INSTANCE") != values["instance"]:
+    bad.append(f"GATEHOUSE_INSTANCE is {env.get('GATEHOUSE_INSTANCE')!r}")
+if bad:
+    sys.exit("check-chart: namespaced install:\n  " + "\n  ".join(bad))
+PY
+echo "check-chart: the default install sets neither GATEHOUSE_WATCH_NAMESPACES nor GATEHOUSE_INSTANCE"
+"$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set database.existingSecret=db >"$work/default.yaml"
+if grep -qE 'GATEHOUSE_WATCH_NAMESPACES|GATEHOUSE_INSTANCE|gatehouse.dev/instance' "$work/default.yaml"; then
+  echo "check-chart: the default install is namespace-scoped or names an instance" >&2
+  exit 1
+fi
+if "$HELM" template gatehouse charts/gatehouse --set database.existingSecret=db \
+  --set 'operator.watchNamespaces[0]=Shop' >/dev/null 2>"$work/err"; then
+  echo "check-chart: values.schema.json accepted operator.watchNamespaces[0]=Shop" >&2
+  exit 1
+fi
 
 echo "check-chart: the PodDisruptionBudget is rendered only when it can be satisfied"
 "$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set database.existingSecret=db >"$work/two.yaml"

@@ -9,6 +9,7 @@ use clap::{ArgAction, Parser};
 
 use crate::authserver_pod::PodOverlay;
 use crate::context::Config;
+use crate::scope::Scope;
 use crate::telemetry::LogFormat;
 
 /// Gatehouse operator: reconciles IdentityTenant, OidcClient and SigningKeySet resources
@@ -129,6 +130,17 @@ pub struct Args {
     #[arg(long, env = "GATEHOUSE_JOB_POD_OVERLAY", default_value = "")]
     pub job_pod_overlay: String,
 
+    /// Namespaces whose OidcClients (and the Secrets next to them) the operator watches,
+    /// comma-separated; empty: all namespaces (cluster-wide RBAC). With a list it needs
+    /// Roles in those namespaces only; objects elsewhere are not reconciled.
+    #[arg(long, env = "GATEHOUSE_WATCH_NAMESPACES", default_value = "")]
+    pub watch_namespaces: String,
+
+    /// Reconcile only objects labelled `gatehouse.dev/instance=<name>`, so several
+    /// releases can share a cluster. Empty (default): only objects without that label.
+    #[arg(long, env = "GATEHOUSE_INSTANCE", default_value = "")]
+    pub instance: String,
+
     /// Listen address of /healthz, /readyz and /metrics.
     #[arg(long, env = "GATEHOUSE_PROBE_ADDR", default_value = "0.0.0.0:8080")]
     pub probe_addr: SocketAddr,
@@ -205,6 +217,7 @@ impl Args {
             migration_deadline: Duration::from_secs(self.migration_deadline_seconds),
             concurrency: self.max_concurrent_reconciles,
             job_pods: PodOverlay::parse(&self.job_pod_overlay)?,
+            scope: Scope::parse(&self.watch_namespaces, &self.instance)?,
         })
     }
 
@@ -276,6 +289,27 @@ mod tests {
         assert_eq!(c.database_secret, "gatehouse-database");
         assert_eq!(c.authserver_config_map, None);
         assert!(a.bootstrap().is_empty(), "nothing is created unless asked");
+        assert_eq!(c.scope, Scope::default(), "cluster-wide, default instance");
+    }
+
+    #[test]
+    fn watched_namespaces_and_the_instance_reach_the_config() {
+        let c = parse(&[
+            "--authserver-image",
+            "x:1",
+            "--watch-namespaces",
+            "shop,billing",
+            "--instance",
+            "blue",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        assert_eq!(c.scope, Scope::parse("billing,shop", "blue").unwrap());
+        let a = parse(&["--authserver-image", "x:1", "--watch-namespaces", "Shop"]).unwrap();
+        assert!(a.config().unwrap_err().starts_with("--watch-namespaces:"));
+        let a = parse(&["--authserver-image", "x:1", "--instance", "Blue"]).unwrap();
+        assert!(a.config().unwrap_err().starts_with("--instance:"));
     }
 
     #[test]

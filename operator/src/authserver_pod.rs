@@ -278,6 +278,7 @@ mod tests {
             migration_deadline: Duration::from_mins(10),
             concurrency: 4,
             job_pods: PodOverlay::default(),
+            scope: crate::scope::Scope::default(),
         }
     }
 

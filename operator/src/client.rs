@@ -37,6 +37,7 @@ use crate::controller::{
     with_ready,
 };
 use crate::migration::Gate;
+use crate::scope::Scope;
 
 /// Field manager of everything this controller writes.
 pub const FIELD_MANAGER: &str = "gatehouse-operator/oidcclient";
@@ -322,6 +323,7 @@ pub fn build_secret(
     client: &OidcClient,
     issuer: &str,
     client_secret: Option<&str>,
+    scope: &Scope,
 ) -> Result<Secret> {
     let owner = client
         .controller_owner_ref(&())
@@ -344,6 +346,8 @@ pub fn build_secret(
     }
     let mut labels = authserver_pod::labels(SECRET_COMPONENT);
     labels.insert(CLIENT_LABEL.to_owned(), client_label(&client.name_any()));
+    // The instance's `.owns()` watch selects on it.
+    labels.extend(scope.labels());
     Ok(Secret {
         metadata: ObjectMeta {
             name: Some(client.secret_name()),
@@ -446,14 +450,20 @@ enum SecretPlan {
     Generate,
 }
 
-/// Every OidcClient in the cluster (from the controller's cache when running).
+/// Every OidcClient of this instance in the watched namespaces (from the controllers'
+/// caches when running): a client id is unique in its tenant across all of them.
 async fn peers(ctx: &Context) -> Result<Vec<OidcClient>> {
-    controller::all_objects(ctx.client_store.get(), &ctx.client)
-        .await
-        .map_err(|source| Error::Read {
-            what: "OidcClients".to_owned(),
-            source,
-        })
+    let scope = &ctx.config.scope;
+    controller::all_objects(
+        ctx.client_store.get().map(Vec::as_slice),
+        &scope.apis(&ctx.client),
+        &scope.selector(),
+    )
+    .await
+    .map_err(|source| Error::Read {
+        what: "OidcClients".to_owned(),
+        source,
+    })
 }
 
 async fn get_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Option<Secret>> {
@@ -489,7 +499,7 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
             ))
         })?;
     let labels = controller::cached(
-        ctx.namespace_store.get(),
+        ctx.namespace_store.get().map(Vec::as_slice),
         &Api::<Namespace>::all(ctx.client.clone()),
         &namespace,
     )
@@ -705,7 +715,7 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
             .await;
     }
 
-    let desired = build_secret(client, &issuer, secret_value.as_deref())?;
+    let desired = build_secret(client, &issuer, secret_value.as_deref(), &ctx.config.scope)?;
     if existing
         .as_ref()
         .is_none_or(|e| !secret_up_to_date(e, &desired))
@@ -992,49 +1002,75 @@ fn error_policy(
     controller::error_policy(&guard, error, &ctx)
 }
 
-/// Label selector of the credentials Secrets (the `.owns()` watch).
-pub fn secret_selector() -> String {
-    format!(
+/// Label selector of the credentials Secrets (the `.owns()` watch): this instance's.
+pub fn secret_selector(scope: &Scope) -> String {
+    scope.narrow(&format!(
         "{},{}={SECRET_COMPONENT}",
         authserver_pod::MANAGED_SELECTOR,
         authserver_pod::COMPONENT
-    )
+    ))
 }
 
-/// Runs the OidcClient controller until `shutdown` resolves. A change to an
-/// IdentityTenant (created, allowedNamespaces or issuer changed) reconciles its clients;
-/// a change to a Namespace (its labels decide `allowedNamespaces`) reconciles the
-/// clients in it, so allowing or forbidding a namespace takes effect at once.
+/// The watch of Namespaces (their labels decide `allowedNamespaces`): all of them
+/// cluster-wide, else just the one a namespace's controller serves.
+fn namespace_watch(namespace: Option<&str>) -> watcher::Config {
+    let config = watcher::Config::default().any_semantic();
+    match namespace {
+        Some(name) => config.fields(&format!("metadata.name={name}")),
+        None => config,
+    }
+}
+
+/// Runs the OidcClient controllers until `shutdown` resolves: one for the whole cluster,
+/// or with `--watch-namespaces` one per watched namespace (each with its own watches of
+/// OidcClients, Secrets and its Namespace, so nothing is read outside those namespaces;
+/// a reflector shared by several namespaced watches would lose the other namespaces at
+/// each watch's relist). A change to an IdentityTenant (created, allowedNamespaces or
+/// issuer changed) reconciles its clients; a change to a Namespace (its labels decide
+/// `allowedNamespaces`) reconciles the clients in it, so allowing or forbidding a
+/// namespace takes effect at once.
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let clients: Api<DeserializeGuard<OidcClient>> = Api::all(ctx.client.clone());
-    let controller = Controller::new(clients, watcher::Config::default().any_semantic())
-        .with_config(controller::runtime_config(&ctx.config));
-    let store = controller.store();
-    let _ = ctx.client_store.set(store.clone());
-    let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    // Namespaces through a reflector of our own: its cache serves the reconciles' label
-    // lookups (no GET per reconcile) and its events trigger the clients in a namespace.
-    let (namespace_cache, namespace_writer) = kube::runtime::reflector::store();
-    let _ = ctx.namespace_store.set(namespace_cache);
-    let namespace_events = kube::runtime::reflector(
-        namespace_writer,
-        watcher(namespaces, watcher::Config::default().any_semantic()).default_backoff(),
-    )
-    .touched_objects();
-    let in_namespace = store.clone();
-    controller
-        .owns(
-            Api::<Secret>::all(ctx.client.clone()),
-            watcher::Config::default().labels(&secret_selector()),
+    use futures::FutureExt as _;
+    let shutdown = shutdown.shared();
+    let scope = ctx.config.scope.clone();
+    let mut client_stores = Vec::new();
+    let mut namespace_stores = Vec::new();
+    let mut controllers = Vec::new();
+    for clients in scope.apis::<DeserializeGuard<OidcClient>>(&ctx.client) {
+        let namespace = clients.namespace().map(str::to_owned);
+        let controller = Controller::new(clients, scope.watcher_config())
+            .with_config(controller::runtime_config(&ctx.config));
+        let store = controller.store();
+        client_stores.push(store.clone());
+        let secrets: Api<Secret> = match &namespace {
+            Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+            None => Api::all(ctx.client.clone()),
+        };
+        let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
+        // Namespaces through a reflector of our own: its cache serves the reconciles'
+        // label lookups (no GET per reconcile) and its events trigger the clients in a
+        // namespace.
+        let (namespace_cache, namespace_writer) = kube::runtime::reflector::store();
+        namespace_stores.push(namespace_cache);
+        let namespace_events = kube::runtime::reflector(
+            namespace_writer,
+            watcher(
+                Api::<Namespace>::all(ctx.client.clone()),
+                namespace_watch(namespace.as_deref()),
+            )
+            .default_backoff(),
         )
-        .watches(
-            tenants,
-            watcher::Config::default().any_semantic(),
-            move |tenant| {
+        .touched_objects();
+        let in_namespace = store.clone();
+        let controller = controller
+            .owns(
+                secrets,
+                watcher::Config::default().labels(&secret_selector(&scope)),
+            )
+            .watches(tenants, scope.watcher_config(), move |tenant| {
                 let name = tenant.name_any();
                 store
                     .state()
@@ -1042,26 +1078,30 @@ pub async fn run(
                     .filter(|c| c.0.as_ref().is_ok_and(|c| c.spec.tenant_ref == name))
                     .map(|c| ObjectRef::from_obj(&**c))
                     .collect::<Vec<_>>()
-            },
-        )
-        .watches_stream(namespace_events, move |ns: Namespace| {
-            let name = ns.name_any();
-            in_namespace
-                .state()
-                .iter()
-                .filter(|c| c.namespace().as_deref() == Some(name.as_str()))
-                .map(|c| ObjectRef::from_obj(&**c))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile_guarded, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, controller = CONTROLLER, "controller event");
-            }
-        })
-        .await;
+            })
+            .watches_stream(namespace_events, move |ns: Namespace| {
+                let name = ns.name_any();
+                in_namespace
+                    .state()
+                    .iter()
+                    .filter(|c| c.namespace().as_deref() == Some(name.as_str()))
+                    .map(|c| ObjectRef::from_obj(&**c))
+                    .collect::<Vec<_>>()
+            })
+            .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile_guarded, error_policy, Arc::clone(&ctx))
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, controller = CONTROLLER, "controller event");
+                }
+            });
+        controllers.push(controller);
+    }
+    // Set before any controller runs: a reconcile must see every namespace's peers.
+    let _ = ctx.client_store.set(client_stores);
+    let _ = ctx.namespace_store.set(namespace_stores);
+    futures::future::join_all(controllers).await;
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct Config {
     pub concurrency: u16,
     /// Added to every pod the operator creates.
     pub job_pods: crate::authserver_pod::PodOverlay,
+    /// The watched namespaces and the instance (which objects are ours).
+    pub scope: crate::scope::Scope,
 }
 
 /// Where time comes from: the system clock in production, a fixed one in tests.
@@ -160,17 +162,18 @@ pub struct Context {
     pub migration: watch::Receiver<MigrationState>,
     /// Consecutive failures per object (`kind/namespace/name`), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// The OidcClient controller's cache, for conflict checks without a LIST per
-    /// reconcile; unset (tests), the reconciler LISTs through the API.
-    pub client_store: OnceLock<Store<DeserializeGuard<OidcClient>>>,
+    /// The OidcClient controllers' caches (one per watched namespace, or one for the
+    /// whole cluster), for conflict checks without a LIST per reconcile; unset (tests),
+    /// the reconciler LISTs through the API.
+    pub client_store: OnceLock<Vec<Store<DeserializeGuard<OidcClient>>>>,
     /// Same for SigningKeySets.
     pub keyset_store: OnceLock<Store<DeserializeGuard<SigningKeySet>>>,
     /// The IdentityTenant controller's cache: the client and key set reconcilers read
     /// their tenant from it instead of a GET per reconcile.
     pub tenant_store: OnceLock<Store<DeserializeGuard<IdentityTenant>>>,
     /// Namespaces (their labels decide `allowedNamespaces`), cached by the client
-    /// controller's watch.
-    pub namespace_store: OnceLock<Store<Namespace>>,
+    /// controllers' watches (one per watched namespace, or one for all of them).
+    pub namespace_store: OnceLock<Vec<Store<Namespace>>>,
 }
 
 impl Context {

@@ -115,6 +115,15 @@ where
     let key = guard_key(&guard);
     let span = tracing::info_span!("reconcile", controller, object = %key);
     async move {
+        let empty = std::collections::BTreeMap::new();
+        let labels = guard.meta().labels.as_ref().unwrap_or(&empty);
+        if !ctx.config.scope.selects(labels) {
+            // The watches select this instance's objects, so this is only an object whose
+            // instance label changed after its event was queued: another instance's
+            // object is never touched.
+            tracing::debug!("not this instance's object: skipped");
+            return Ok(Action::await_change());
+        }
         let started = Instant::now();
         let result = match &guard.0 {
             Ok(obj) => reconcile(Arc::new(obj.clone()), Arc::clone(&ctx)).await,
@@ -525,53 +534,62 @@ where
     Ok(())
 }
 
-/// Every well-formed object of kind `K` in the cluster: from the controller's cache when
-/// it runs (after its first full LIST, so an established owner is never missed), else
-/// listed from the API server.
+/// Every well-formed object of kind `K` this operator reconciles (its instance, in the
+/// namespaces it watches): from the controllers' caches when they run — one per watched
+/// namespace, each after its first full LIST, so an established owner is never missed —
+/// else listed through `apis` (one per watched namespace: never a cluster-wide LIST the
+/// namespaced RBAC would refuse) with the instance's label `selector`.
 pub async fn all_objects<K>(
-    cache: Option<&kube::runtime::reflector::Store<DeserializeGuard<K>>>,
-    client: &kube::Client,
+    caches: Option<&[kube::runtime::reflector::Store<DeserializeGuard<K>>]>,
+    apis: &[Api<DeserializeGuard<K>>],
+    selector: &str,
 ) -> kube::Result<Vec<K>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    let guards = if let Some(store) = cache {
-        let _ = store.wait_until_ready().await;
-        store.state()
+    let mut guards = Vec::new();
+    if let Some(stores) = caches {
+        for store in stores {
+            let _ = store.wait_until_ready().await;
+            guards.extend(store.state());
+        }
     } else {
-        let api: Api<DeserializeGuard<K>> = Api::all(client.clone());
-        api.list(&kube::api::ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(Arc::new)
-            .collect()
-    };
+        let params = kube::api::ListParams::default().labels(selector);
+        for api in apis {
+            guards.extend(api.list(&params).await?.items.into_iter().map(Arc::new));
+        }
+    }
     Ok(guards
         .iter()
         .filter_map(|g| g.0.as_ref().ok().cloned())
         .collect())
 }
 
-/// One object by name: from a controller's cache when it runs (after its first full
-/// LIST), else a GET. The cache is what the controllers watch anyway, so a reconcile
-/// costs no request for it; a change not yet in the cache triggers the reconcile again
-/// when it arrives (the same watch maps it to the dependent objects).
+/// One object by name: from the controllers' caches when they run (after their first
+/// full LIST; one cache per watched namespace, the object is in at most one), else a GET.
+/// The cache is what the controllers watch anyway, so a reconcile costs no request for
+/// it; a change not yet in the cache triggers the reconcile again when it arrives (the
+/// same watch maps it to the dependent objects).
 pub async fn cached<K>(
-    cache: Option<&kube::runtime::reflector::Store<K>>,
+    caches: Option<&[kube::runtime::reflector::Store<K>]>,
     api: &Api<K>,
     name: &str,
 ) -> kube::Result<Option<Arc<K>>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    if let Some(store) = cache {
-        let _ = store.wait_until_ready().await;
+    if let Some(stores) = caches {
         let mut key = kube::runtime::reflector::ObjectRef::<K>::new(name);
         if let Some(ns) = api.namespace() {
             key = key.within(ns);
         }
-        return Ok(store.get(&key));
+        for store in stores {
+            let _ = store.wait_until_ready().await;
+            if let Some(found) = store.get(&key) {
+                return Ok(Some(found));
+            }
+        }
+        return Ok(None);
     }
     Ok(api.get_opt(name).await?.map(Arc::new))
 }
@@ -580,9 +598,11 @@ where
 /// does not parse counts as absent: its own status says why.
 pub async fn tenant(ctx: &Context, name: &str) -> kube::Result<Option<crds::IdentityTenant>> {
     let api: Api<DeserializeGuard<crds::IdentityTenant>> = Api::all(ctx.client.clone());
-    Ok(cached(ctx.tenant_store.get(), &api, name)
-        .await?
-        .and_then(|guard| guard.0.as_ref().ok().cloned()))
+    Ok(
+        cached(ctx.tenant_store.get().map(std::slice::from_ref), &api, name)
+            .await?
+            .and_then(|guard| guard.0.as_ref().ok().cloned()),
+    )
 }
 
 /// kube-runtime's settings for the three controllers: at most `--max-concurrent-reconciles`

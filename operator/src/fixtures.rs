@@ -51,18 +51,29 @@ pub fn config() -> Config {
         migration_deadline: std::time::Duration::from_mins(10),
         concurrency: 4,
         job_pods: crate::authserver_pod::PodOverlay::default(),
+        scope: crate::scope::Scope::default(),
     }
 }
 
 /// A context over `client` and `admin`, with Events captured and the migration `state`.
 pub fn context(client: Client, admin: Arc<FakeAdmin>, state: MigrationState) -> Arc<Context> {
+    context_in(client, admin, state, crate::scope::Scope::default())
+}
+
+/// [`context`] of an operator with `scope` (watched namespaces, instance).
+pub fn context_in(
+    client: Client,
+    admin: Arc<FakeAdmin>,
+    state: MigrationState,
+    scope: crate::scope::Scope,
+) -> Arc<Context> {
     let (tx, rx) = watch::channel(state);
     // The sender may go: reconciles only read the current state.
     drop(tx);
     Arc::new(Context::new(
         client,
         admin,
-        config(),
+        Config { scope, ..config() },
         Events::capture(),
         Arc::new(Metrics::new()),
         Arc::new(clock()),
@@ -161,6 +172,14 @@ pub trait TestObject: kube::Resource + Sized {
     fn annotated(mut self, key: &str, value: &str) -> Self {
         self.meta_mut()
             .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    fn labelled(mut self, key: &str, value: &str) -> Self {
+        self.meta_mut()
+            .labels
             .get_or_insert_with(BTreeMap::new)
             .insert(key.to_owned(), value.to_owned());
         self

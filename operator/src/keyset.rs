@@ -24,10 +24,10 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::DeserializeGuard;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource as _, ResourceExt as _};
 
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
@@ -315,12 +315,17 @@ pub async fn reconcile(key_set: Arc<SigningKeySet>, ctx: Arc<Context>) -> Result
 }
 
 async fn peers(ctx: &Context) -> Result<Vec<SigningKeySet>> {
-    controller::all_objects(ctx.keyset_store.get(), &ctx.client)
-        .await
-        .map_err(|source| Error::Read {
-            what: "SigningKeySets".to_owned(),
-            source,
-        })
+    // Cluster-scoped: one cache (and one cluster-wide LIST without it) in every mode.
+    controller::all_objects(
+        ctx.keyset_store.get().map(std::slice::from_ref),
+        &[Api::all(ctx.client.clone())],
+        &ctx.config.scope.selector(),
+    )
+    .await
+    .map_err(|source| Error::Read {
+        what: "SigningKeySets".to_owned(),
+        source,
+    })
 }
 
 /// migration gate → tenant → conflicts → rotate or import → status.
@@ -444,6 +449,16 @@ async fn import_keys(
     name: &str,
     policy: &proto::KeyPolicy,
 ) -> Result<()> {
+    let scope = &ctx.config.scope;
+    if !scope.watches(namespace) {
+        // The namespaced RBAC grants Secrets only in the watched namespaces: say so
+        // instead of retrying a GET that is forbidden until the install changes.
+        return Err(Error::InvalidSpec(format!(
+            "spec.source.secretRef.namespace: the operator reads Secrets only in the \
+             namespaces it watches ({}; --watch-namespaces), not in {namespace}",
+            scope.namespaces().join(", ")
+        )));
+    }
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
         .get_opt(name)
         .await
@@ -578,26 +593,23 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    // SigningKeySets are cluster-scoped: one controller also with --watch-namespaces.
     let key_sets: Api<DeserializeGuard<SigningKeySet>> = Api::all(ctx.client.clone());
-    let controller = Controller::new(key_sets, watcher::Config::default().any_semantic())
+    let controller = Controller::new(key_sets, ctx.config.scope.watcher_config())
         .with_config(controller::runtime_config(&ctx.config));
     let store = controller.store();
     let _ = ctx.keyset_store.set(store.clone());
     let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
     controller
-        .watches(
-            tenants,
-            watcher::Config::default().any_semantic(),
-            move |tenant| {
-                let name = tenant.name_any();
-                store
-                    .state()
-                    .iter()
-                    .filter(|k| k.0.as_ref().is_ok_and(|k| k.spec.tenant_ref == name))
-                    .map(|k| ObjectRef::from_obj(&**k))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches(tenants, ctx.config.scope.watcher_config(), move |tenant| {
+            let name = tenant.name_any();
+            store
+                .state()
+                .iter()
+                .filter(|k| k.0.as_ref().is_ok_and(|k| k.spec.tenant_ref == name))
+                .map(|k| ObjectRef::from_obj(&**k))
+                .collect::<Vec<_>>()
+        })
         .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_guarded, error_policy, ctx)

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use crate::context::Clock;
 use crate::metrics::Metrics;
 
-/// Name of the Lease.
+/// Name of the Lease of the default instance (a named one appends `-<instance>`).
 pub const LEASE_NAME: &str = "gatehouse-operator";
 /// How long a standby waits, after it last saw the Lease change, before taking it over.
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -42,6 +42,9 @@ pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub namespace: String,
+    /// The Lease: [`LEASE_NAME`], with the instance appended for a named instance, so
+    /// two instances sharing a namespace each elect their own leader.
+    pub lease: String,
     pub identity: String,
 }
 
@@ -130,7 +133,7 @@ impl Elector {
     /// holds it afterwards; `Ok(false)` when someone else does (or won a race).
     pub async fn try_acquire_or_renew(&mut self) -> kube::Result<bool> {
         let wall = MicroTime(self.clock.now());
-        let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
+        let Some(mut lease) = self.api.get_opt(&self.candidate.lease).await? else {
             let spec = LeaseSpec {
                 holder_identity: Some(self.candidate.identity.clone()),
                 lease_duration_seconds: Some(lease_seconds()),
@@ -141,7 +144,7 @@ impl Elector {
             };
             let lease = Lease {
                 metadata: ObjectMeta {
-                    name: Some(LEASE_NAME.to_owned()),
+                    name: Some(self.candidate.lease.clone()),
                     namespace: Some(self.candidate.namespace.clone()),
                     ..ObjectMeta::default()
                 },
@@ -183,7 +186,7 @@ impl Elector {
         // `replace` sends the resourceVersion we read: a concurrent change makes it fail.
         match self
             .api
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .replace(&self.candidate.lease, &PostParams::default(), &lease)
             .await
         {
             Ok(_) => {
@@ -201,7 +204,7 @@ impl Elector {
     /// Gives the Lease up (if held) so a standby replica takes over without waiting for it
     /// to expire.
     pub async fn release(&mut self) -> kube::Result<()> {
-        let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
+        let Some(mut lease) = self.api.get_opt(&self.candidate.lease).await? else {
             return Ok(());
         };
         let mut spec = lease.spec.clone().unwrap_or_default();
@@ -213,7 +216,7 @@ impl Elector {
         spec.renew_time = Some(MicroTime(self.clock.now()));
         lease.spec = Some(spec);
         self.api
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .replace(&self.candidate.lease, &PostParams::default(), &lease)
             .await?;
         tracing::info!(identity = %self.candidate.identity, "released the leader Lease");
         Ok(())
@@ -315,6 +318,7 @@ mod tests {
     fn me() -> Candidate {
         Candidate {
             namespace: "gatehouse".into(),
+            lease: LEASE_NAME.into(),
             identity: "operator-a".into(),
         }
     }
@@ -669,6 +673,7 @@ mod tests {
             server.client(Arc::clone(&stalled)),
             Candidate {
                 namespace: "gatehouse".into(),
+                lease: LEASE_NAME.into(),
                 identity: identity.into(),
             },
             skewed(skew),

@@ -4,7 +4,8 @@
 //! schema migration Job.
 //!
 //! [`run`] wires it up: probes, leader election, the migration gate and one kube-runtime
-//! `Controller` per resource ([`tenant`], [`client`], [`keyset`]).
+//! `Controller` per resource ([`tenant`], [`client`], [`keyset`]) — for OidcClients one
+//! per watched namespace with `--watch-namespaces` ([`scope`]).
 
 pub mod admin_client;
 pub mod args;
@@ -19,6 +20,7 @@ pub mod leader;
 pub mod metrics;
 pub mod migration;
 pub mod probes;
+pub mod scope;
 pub mod telemetry;
 pub mod tenant;
 
@@ -119,6 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let elector = if args.leader_election {
         let candidate = leader::Candidate {
             namespace: config.namespace.clone(),
+            lease: config.scope.name(leader::LEASE_NAME),
             identity: identity.clone(),
         };
         Some(tokio::spawn(leader::run(

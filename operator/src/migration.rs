@@ -46,7 +46,8 @@ pub const MIGRATED_DIGESTS_KEY: &str = "migratedDigests";
 pub const FIELD_MANAGER: &str = "gatehouse-operator/migration";
 /// `app.kubernetes.io/component` of migration Jobs.
 const COMPONENT: &str = "migration";
-/// Label selector of the auth server's pods (the chart's Deployment).
+/// Label selector of the auth server's pods (the chart's Deployment), narrowed to the
+/// instance (the chart labels the auth pods of a named instance with it).
 const AUTH_PODS: &str = "app.kubernetes.io/name=gatehouse,app.kubernetes.io/component=authserver";
 /// How often the Job is checked while it runs.
 const POLL: Duration = Duration::from_secs(5);
@@ -157,7 +158,9 @@ pub fn job_name(image: &str, fingerprint: &str) -> String {
 
 /// The migration Job running `image` (the configured one, or it pinned to a digest).
 pub fn build_job(config: &Config, image: &str) -> Job {
-    let labels = authserver_pod::labels(COMPONENT);
+    let mut labels = authserver_pod::labels(COMPONENT);
+    // In the spec's hash too: two instances sharing a namespace get Jobs of their own.
+    labels.extend(config.scope.labels());
     let mut template =
         authserver_pod::pod_template(config, labels.clone(), vec!["migrate".to_owned()]);
     if let Some(container) = template
@@ -390,7 +393,7 @@ pub async fn step(client: &Client, config: &Config, clock: &dyn Clock) -> Result
     let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
     let recorded = Recorded::from_config_map(
         config_maps
-            .get_opt(STATUS_CONFIG_MAP)
+            .get_opt(&config.scope.name(STATUS_CONFIG_MAP))
             .await
             .map_err(Error::ReadStatus)?,
     );
@@ -398,7 +401,7 @@ pub async fn step(client: &Client, config: &Config, clock: &dyn Clock) -> Result
         && !recorded.digests.is_empty()
     {
         digests_of(
-            &list_pods(&pods, AUTH_PODS).await?,
+            &list_pods(&pods, &config.scope.narrow(AUTH_PODS)).await?,
             &config.authserver_image,
         )
     } else {
@@ -454,13 +457,15 @@ pub async fn step(client: &Client, config: &Config, clock: &dyn Clock) -> Result
         if digests.len() > DIGESTS_KEPT {
             digests.drain(..digests.len() - DIGESTS_KEPT);
         }
+        let mut status_labels = authserver_pod::labels("operator-status");
+        status_labels.extend(config.scope.labels());
         let record = json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": STATUS_CONFIG_MAP,
+                "name": config.scope.name(STATUS_CONFIG_MAP),
                 "namespace": config.namespace,
-                "labels": authserver_pod::labels("operator-status"),
+                "labels": status_labels,
             },
             "data": {
                 MIGRATED_IMAGE_KEY: config.authserver_image,
@@ -471,14 +476,14 @@ pub async fn step(client: &Client, config: &Config, clock: &dyn Clock) -> Result
         });
         config_maps
             .patch(
-                STATUS_CONFIG_MAP,
+                &config.scope.name(STATUS_CONFIG_MAP),
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&record),
             )
             .await
             .map_err(Error::RecordStatus)?;
         tracing::info!(job = %name, %image, "schema migration succeeded");
-        delete_previous_jobs(&jobs, &name).await;
+        delete_previous_jobs(&jobs, &name, &config.scope).await;
     }
     Ok(Checked {
         state,
@@ -487,12 +492,13 @@ pub async fn step(client: &Client, config: &Config, clock: &dyn Clock) -> Result
 }
 
 /// Deletes migration Jobs of earlier images (best effort: they are only history).
-async fn delete_previous_jobs(jobs: &Api<Job>, current: &str) {
-    let selector = format!(
+/// Only this instance's: another instance in the namespace keeps its history.
+async fn delete_previous_jobs(jobs: &Api<Job>, current: &str, scope: &crate::scope::Scope) {
+    let selector = scope.narrow(&format!(
         "{},{}={COMPONENT}",
         authserver_pod::MANAGED_SELECTOR,
         authserver_pod::COMPONENT
-    );
+    ));
     let list = match jobs.list(&ListParams::default().labels(&selector)).await {
         Ok(list) => list,
         Err(e) => {
@@ -664,6 +670,50 @@ mod tests {
         assert!(long.len() <= 63, "{long}");
         let odd = job_name("x/authserver:___", "");
         assert!(odd.starts_with("gatehouse-migrate-image-"), "{odd}");
+    }
+
+    #[test]
+    fn a_named_instance_gets_a_job_and_a_status_config_map_of_its_own() {
+        let blue = Config {
+            scope: crate::scope::Scope::parse("", "blue").unwrap(),
+            ..config()
+        };
+        let job = build_job(&blue, IMAGE);
+        assert_ne!(job.name_any(), build_job(&config(), IMAGE).name_any());
+        assert_eq!(
+            job.labels()
+                .get(crate::scope::INSTANCE_LABEL)
+                .map(String::as_str),
+            Some("blue")
+        );
+        assert_eq!(
+            blue.scope.name(STATUS_CONFIG_MAP),
+            "gatehouse-operator-status-blue"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_named_instance_reads_its_own_status_config_map_and_auth_pods() {
+        let blue = Config {
+            scope: crate::scope::Scope::parse("", "blue").unwrap(),
+            ..config()
+        };
+        let cm = status_map(&json!({"migratedImage": IMAGE, "migratedDigests": DIGEST_A}));
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::get(&format!("{CM}-blue")).respond(cm),
+            Step::get(PODS)
+                .query(
+                    "app.kubernetes.io%2Fcomponent%3Dauthserver%2Cgatehouse.dev%2Finstance%3Dblue",
+                )
+                .respond(pod_list(&[running_pod(
+                    "auth-1",
+                    IMAGE,
+                    &format!("ghcr.io/x@{DIGEST_A}"),
+                )])),
+        ]);
+        let checked = step(&client, &blue, &fixtures::clock()).await.unwrap();
+        verifier.done().await;
+        assert_eq!(checked.state, MigrationState::Succeeded);
     }
 
     #[test]

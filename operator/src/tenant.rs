@@ -197,6 +197,8 @@ pub fn build_cronjob(tenant: &IdentityTenant, config: &Config) -> Result<CronJob
     args.extend(["--timeout".to_owned(), purge.timeout.clone()]);
     let mut labels = authserver_pod::labels(PURGE_COMPONENT);
     labels.insert(TENANT_LABEL.to_owned(), name.clone());
+    // The instance's `.owns()` watch selects on it.
+    labels.extend(config.scope.labels());
     Ok(CronJob {
         metadata: ObjectMeta {
             name: Some(purge_cronjob_name(&name)),
@@ -231,13 +233,13 @@ pub fn build_cronjob(tenant: &IdentityTenant, config: &Config) -> Result<CronJob
     })
 }
 
-/// Label selector of the purge CronJobs (the `.owns()` watch).
-pub fn purge_selector() -> String {
-    format!(
+/// Label selector of the purge CronJobs (the `.owns()` watch): this instance's.
+pub fn purge_selector(scope: &crate::scope::Scope) -> String {
+    scope.narrow(&format!(
         "{},{}={PURGE_COMPONENT}",
         authserver_pod::MANAGED_SELECTOR,
         authserver_pod::COMPONENT
-    )
+    ))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -549,7 +551,7 @@ pub async fn run(
 ) {
     let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
     let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    let controller = Controller::new(tenants, watcher::Config::default().any_semantic())
+    let controller = Controller::new(tenants, ctx.config.scope.watcher_config())
         .with_config(controller::runtime_config(&ctx.config));
     let _ = ctx.tenant_store.set(controller.store());
     controller
@@ -557,7 +559,7 @@ pub async fn run(
         // store retries an owner lookup without the namespace).
         .owns(
             cronjobs,
-            watcher::Config::default().labels(&purge_selector()),
+            watcher::Config::default().labels(&purge_selector(&ctx.config.scope)),
         )
         .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
         .graceful_shutdown_on(shutdown)
@@ -671,6 +673,21 @@ mod tests {
             json!(["purge", "--tenant", "acme", "--timeout", "10m"]),
             "no targets: purge everything"
         );
+    }
+
+    #[test]
+    fn a_named_instance_labels_and_selects_its_purge_cronjobs() {
+        let blue = Config {
+            scope: crate::scope::Scope::parse("", "blue").unwrap(),
+            ..fixtures::config()
+        };
+        let cj = serde_json::to_value(build_cronjob(&tenant(json!({})), &blue).unwrap()).unwrap();
+        assert_eq!(cj["metadata"]["labels"]["gatehouse.dev/instance"], "blue");
+        assert!(purge_selector(&blue.scope).ends_with(",gatehouse.dev/instance=blue"));
+        let cj =
+            serde_json::to_value(build_cronjob(&tenant(json!({})), &fixtures::config()).unwrap())
+                .unwrap();
+        assert!(cj["metadata"]["labels"]["gatehouse.dev/instance"].is_null());
     }
 
     #[test]

@@ -1325,3 +1325,126 @@ fn the_client_label_fits_63_characters_and_stays_unique() {
     assert!(valid(&one), "{one}");
     assert_eq!(client_label(&"c".repeat(63)), "c".repeat(63));
 }
+
+// --- namespace-scoped mode and instances --------------------------------------------
+
+/// A watch cache holding `objects`, as after its first full LIST.
+fn cache(
+    objects: Vec<OidcClient>,
+) -> kube::runtime::reflector::Store<DeserializeGuard<OidcClient>> {
+    let (reader, mut writer) = kube::runtime::reflector::store();
+    for obj in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(DeserializeGuard(Ok(obj))));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    reader
+}
+
+fn shared_id_owner_in_billing() -> OidcClient {
+    let mut owner = client(json!({"clientId": "shared"}))
+        .in_namespace("billing")
+        .named("web", "uid-billing-web")
+        .created_at("2026-06-01T00:00:00Z");
+    owner.status = Some(ready_status(&owner, None));
+    owner
+}
+
+fn conflict_with_billing(body: &Value) {
+    let m = assert_ready(body, "False", "Conflict");
+    assert!(
+        m.contains("client id shared in tenant acme belongs to OidcClient billing/web"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_id_owned_in_another_watched_namespace_is_a_conflict() {
+    let c = client(json!({"clientId": "shared"})).finalized();
+    let owner = shared_id_owner_in_billing();
+    let admin = FakeAdmin::with_tenant();
+    // Peers come from the caches of both namespaces' controllers: no LIST at all.
+    let steps = vec![
+        Step::get(TENANT).respond_obj(&tenant(json!({}))),
+        Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "acme")])),
+        status_step(&c, conflict_with_billing),
+    ];
+    let (kube, verifier) = ApiServerVerifier::run(steps);
+    let scope = crate::scope::Scope::parse("shop,billing", "").unwrap();
+    let ctx = fixtures::context_in(kube, admin.clone(), MigrationState::Succeeded, scope);
+    let _ = ctx
+        .client_store
+        // The owner in the second cache: the union, not just the first, is searched.
+        .set(vec![cache(vec![c.clone()]), cache(vec![owner])]);
+    let result = reconcile(Arc::new(c), ctx).await;
+    verifier.done().await;
+    assert_eq!(result.unwrap_err().category(), "Conflict");
+    assert!(
+        admin.calls().is_empty(),
+        "the owner's registration is untouched"
+    );
+}
+
+#[tokio::test]
+async fn without_caches_peers_are_listed_per_watched_namespace_never_cluster_wide() {
+    let c = client(json!({"clientId": "shared"})).finalized();
+    let owner = shared_id_owner_in_billing();
+    let admin = FakeAdmin::with_tenant();
+    let selector = "labelSelector=%21gatehouse.dev%2Finstance";
+    let steps = vec![
+        Step::get(TENANT).respond_obj(&tenant(json!({}))),
+        Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "acme")])),
+        Step::get("/apis/gatehouse.dev/v1alpha1/namespaces/billing/oidcclients")
+            .query(selector)
+            .respond(list(
+                "gatehouse.dev/v1alpha1",
+                "OidcClientList",
+                vec![serde_json::to_value(&owner).unwrap()],
+            )),
+        Step::get("/apis/gatehouse.dev/v1alpha1/namespaces/shop/oidcclients")
+            .query(selector)
+            .respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![])),
+        status_step(&c, conflict_with_billing),
+    ];
+    let (kube, verifier) = ApiServerVerifier::run(steps);
+    let scope = crate::scope::Scope::parse("shop,billing", "").unwrap();
+    let ctx = fixtures::context_in(kube, admin.clone(), MigrationState::Succeeded, scope);
+    let result = reconcile(Arc::new(c), ctx).await;
+    verifier.done().await;
+    assert_eq!(result.unwrap_err().category(), "Conflict");
+}
+
+#[tokio::test]
+async fn an_object_of_another_instance_is_not_reconciled() {
+    let c = client(json!({}))
+        .finalized()
+        .labelled(crate::scope::INSTANCE_LABEL, "green");
+    let admin = FakeAdmin::with_tenant();
+    // No request at all: the verifier fails on any.
+    let (kube, verifier) = ApiServerVerifier::run(vec![]);
+    let ctx = fixtures::context(kube, admin.clone(), MigrationState::Succeeded);
+    let action = reconcile_guarded(Arc::new(DeserializeGuard(Ok(c))), ctx)
+        .await
+        .unwrap();
+    verifier.done().await;
+    assert_eq!(action, Action::await_change());
+    assert!(admin.calls().is_empty());
+}
+
+#[test]
+fn a_named_instance_labels_and_selects_its_credentials_secrets() {
+    let c = client(json!({})).finalized();
+    let blue = crate::scope::Scope::parse("", "blue").unwrap();
+    let secret = build_secret(&c, ISSUER, None, &blue).unwrap();
+    assert_eq!(
+        secret
+            .labels()
+            .get(crate::scope::INSTANCE_LABEL)
+            .map(String::as_str),
+        Some("blue")
+    );
+    assert!(secret_selector(&blue).ends_with(",gatehouse.dev/instance=blue"));
+    let default = crate::scope::Scope::default();
+    let secret = build_secret(&c, ISSUER, None, &default).unwrap();
+    assert!(!secret.labels().contains_key(crate::scope::INSTANCE_LABEL));
+    assert!(secret_selector(&default).ends_with(",!gatehouse.dev/instance"));
+}

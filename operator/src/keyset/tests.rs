@@ -469,3 +469,26 @@ async fn migration_failed_holds_rotation() {
     verifier.done().await;
     assert!(admin.calls().is_empty());
 }
+
+#[tokio::test]
+async fn a_key_secret_outside_the_watched_namespaces_is_refused_without_reading_it() {
+    let k = keyset(json!({"source": {"secretRef": {"name": "acme-keys", "namespace": "vault"}}}));
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    // No GET of the Secret: the namespaced RBAC would refuse it.
+    steps.push(status_step(&k, |body| {
+        let m = assert_ready(body, "False", "InvalidSpec");
+        assert!(
+            m.contains("only in the namespaces it watches (gatehouse, shop"),
+            "{m}"
+        );
+        assert!(m.contains("not in vault"), "{m}");
+    }));
+    let (kube, verifier) = ApiServerVerifier::run(steps);
+    let scope = crate::scope::Scope::parse("shop,gatehouse", "").unwrap();
+    let ctx = fixtures::context_in(kube, admin.clone(), MigrationState::Succeeded, scope);
+    let result = reconcile(Arc::new(k), ctx).await;
+    verifier.done().await;
+    assert_eq!(result.unwrap_err().category(), "InvalidSpec");
+    assert!(admin.calls().is_empty());
+}

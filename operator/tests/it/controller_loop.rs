@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 use operator::context::Events;
-use operator::{client, tenant};
+use operator::{client, keyset, tenant};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -162,6 +162,132 @@ async fn the_controllers_register_watch_restore_and_clean_up() {
         assert!(
             crate::rbac::allowed(&request),
             "rbac.yaml does not grant {request}"
+        );
+    }
+
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(10), controllers)
+        .await
+        .expect("the controllers stop on shutdown")
+        .unwrap();
+}
+
+/// `--watch-namespaces shop,billing --instance` unset: one OidcClient controller per
+/// watched namespace, a client id conflict across them detected, clients elsewhere and
+/// another instance's clients untouched, and every request granted by
+/// `rbac-namespaced.yaml` (no cluster-wide Secret, OidcClient or Event access).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario, step by step
+async fn namespaced_controllers_stay_in_their_namespaces() {
+    let (kube, fake) = FakeKube::start();
+    let admin = Arc::new(AdminStub::default());
+    let recorder = Recorder::new(
+        kube.clone(),
+        Reporter {
+            controller: "gatehouse-operator".into(),
+            instance: Some("test".into()),
+        },
+    );
+    let (tx, migration) = watch::channel(operator::migration::MigrationState::Succeeded);
+    drop(tx);
+    let ctx = Arc::new(operator::context::Context::new(
+        kube,
+        admin.clone(),
+        operator::context::Config {
+            scope: operator::scope::Scope::parse("shop,billing", "").unwrap(),
+            ..crate::config()
+        },
+        Events::Kube(Arc::new(recorder)),
+        Arc::new(operator::metrics::Metrics::new()),
+        Arc::new(operator::context::SystemClock),
+        migration,
+    ));
+    for ns in ["shop", "billing", "other"] {
+        fake.insert(namespace(ns, "acme"));
+    }
+    fake.insert(crate::tenant(
+        "acme",
+        "https://id.example.com/t/acme",
+        "Retain",
+    ));
+    fake.insert(crate::key_set("acme"));
+    fake.insert(machine_client("shop", "web", "acme"));
+    fake.insert(machine_client("other", "stray", "acme"));
+    let mut foreign = machine_client("shop", "green", "acme");
+    foreign["metadata"]["labels"] = json!({"gatehouse.dev/instance": "green"});
+    fake.insert(foreign);
+
+    let (stop_tx, stop) = watch::channel(false);
+    let controllers = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            tokio::join!(
+                tenant::run(ctx.clone(), stopped(stop.clone())),
+                client::run(ctx.clone(), stopped(stop.clone())),
+                keyset::run(ctx, stopped(stop)),
+            );
+        })
+    };
+    let get = |ns: &'static str, name: &'static str| {
+        let fake = fake.clone();
+        move || fake.get(GROUP_VERSION, "oidcclients", Some(ns), name)
+    };
+
+    eventually("shop/web to become Ready", WAIT, || async {
+        (ready(&get("shop", "web")()?).0 == "True").then_some(())
+    })
+    .await;
+    eventually("the key set to become Ready", WAIT, || async {
+        let k = fake.get(GROUP_VERSION, "signingkeysets", None, "acme")?;
+        (ready(&k).0 == "True").then_some(())
+    })
+    .await;
+    // Claims shop/web's client id from the other watched namespace: the established
+    // owner in shop keeps it (the billing controller sees the shop controller's cache).
+    let mut dup = machine_client("billing", "dup", "acme");
+    dup["spec"]["clientId"] = json!("shop-web");
+    fake.insert(dup);
+    let dup = eventually("billing/dup to get Conflict", WAIT, || async {
+        let d = get("billing", "dup")()?;
+        (ready(&d).1 == "Conflict").then_some(d)
+    })
+    .await;
+    assert!(
+        ready(&dup).2.contains("belongs to OidcClient shop/web"),
+        "{dup:#}"
+    );
+
+    // Outside the watched namespaces, and another instance's object: never touched.
+    for (ns, name) in [("other", "stray"), ("shop", "green")] {
+        let c = get(ns, name)().unwrap();
+        assert!(c["status"].is_null(), "{ns}/{name} was reconciled: {c:#}");
+        assert!(c["metadata"]["finalizers"].is_null(), "{ns}/{name}: {c:#}");
+    }
+    assert!(
+        fake.get("v1", "secrets", Some("other"), "stray-oidc")
+            .is_none()
+    );
+    assert!(
+        !admin
+            .clients
+            .lock()
+            .unwrap()
+            .contains_key(&("acme".to_owned(), "other-stray".to_owned()))
+    );
+
+    let requests = fake.requests();
+    for request in &requests {
+        assert!(
+            crate::rbac::allowed_by(crate::rbac::NAMESPACED, request),
+            "rbac-namespaced.yaml does not grant {request}"
+        );
+    }
+    // The watches of each namespace's controller, never one over all namespaces.
+    for ns in ["shop", "billing"] {
+        let watch = format!("GET /apis/gatehouse.dev/v1alpha1/namespaces/{ns}/oidcclients?");
+        assert!(
+            requests.iter().any(|r| r.starts_with(&watch)),
+            "{requests:#?}"
         );
     }
 

@@ -70,6 +70,7 @@ fn query_param(query: &str, name: &str) -> Option<String> {
                 .replace("%3D", "=")
                 .replace("%2C", ",")
                 .replace("%3A", ":")
+                .replace("%21", "!")
         })
     })
 }
@@ -80,7 +81,23 @@ fn labels_match(obj: &Value, selector: Option<&str>) -> bool {
     };
     selector.split(',').all(|term| match term.split_once('=') {
         Some((k, v)) => obj["metadata"]["labels"][k] == json!(v),
-        None => !obj["metadata"]["labels"][term].is_null(),
+        None => match term.strip_prefix('!') {
+            Some(k) => obj["metadata"]["labels"][k].is_null(),
+            None => !obj["metadata"]["labels"][term].is_null(),
+        },
+    })
+}
+
+/// `fieldSelector` terms `dotted.path=value` (what the operator sends: `metadata.name`).
+fn fields_match(obj: &Value, selector: Option<&str>) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    selector.split(',').all(|term| {
+        let Some((path, v)) = term.split_once('=') else {
+            return false;
+        };
+        path.split('.').fold(obj, |o, k| &o[k]) == &json!(v)
     })
 }
 
@@ -89,6 +106,7 @@ struct Watch {
     plural: String,
     namespace: Option<String>,
     selector: Option<String>,
+    fields: Option<String>,
     since: u64,
     send: SendResponse<Response<Body>>,
 }
@@ -227,6 +245,7 @@ impl FakeKube {
                     plural: r.plural,
                     namespace: r.namespace,
                     selector: query_param(&query, "labelSelector"),
+                    fields: query_param(&query, "fieldSelector"),
                     since,
                     send,
                 };
@@ -234,6 +253,7 @@ impl FakeKube {
             }
             (Method::GET, None) => {
                 let selector = query_param(&query, "labelSelector");
+                let fields = query_param(&query, "fieldSelector");
                 let items: Vec<Value> = s
                     .objects
                     .iter()
@@ -242,6 +262,7 @@ impl FakeKube {
                             && k.plural == r.plural
                             && (r.namespace.is_none() || k.namespace == r.namespace)
                             && labels_match(o, selector.as_deref())
+                            && fields_match(o, fields.as_deref())
                     })
                     .map(|(_, o)| o.clone())
                     .collect();
@@ -471,6 +492,7 @@ impl State {
                     && k.plural == w.plural
                     && (w.namespace.is_none() || k.namespace == w.namespace)
                     && labels_match(o, w.selector.as_deref())
+                    && fields_match(o, w.fields.as_deref())
             })
             .map(|(_, _, t, o)| json!({"type": t, "object": o}).to_string() + "\n")
             .collect();

@@ -42,6 +42,7 @@ pub fn config() -> Config {
         migration_deadline: std::time::Duration::from_mins(10),
         concurrency: 4,
         job_pods: operator::authserver_pod::PodOverlay::default(),
+        scope: operator::scope::Scope::default(),
     }
 }
 

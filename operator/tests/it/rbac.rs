@@ -1,5 +1,8 @@
 //! `operator/rbac.yaml` grants what the operator does: every request of the Controller
-//! loop test, plus the migration, status ConfigMap and Lease calls it does not run.
+//! loop test, plus the migration, status ConfigMap and Lease calls it does not run; and
+//! `operator/rbac-namespaced.yaml` (`--watch-namespaces shop,billing`) grants every
+//! request of the namespaced Controller loop test and nothing about Secrets, OidcClients
+//! or Events outside those namespaces.
 
 use serde_json::Value;
 
@@ -19,8 +22,14 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-fn rules() -> Vec<Rule> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rbac.yaml")).unwrap();
+/// The cluster-wide reference.
+pub const CLUSTER_WIDE: &str = "rbac.yaml";
+/// The namespace-scoped reference (`--watch-namespaces shop,billing`).
+pub const NAMESPACED: &str = "rbac-namespaced.yaml";
+
+fn rules(file: &str) -> Vec<Rule> {
+    let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
     let mut rules = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
@@ -41,8 +50,13 @@ fn rules() -> Vec<Rule> {
     rules
 }
 
-/// Whether a request `METHOD path?query` is allowed by the rules.
+/// Whether a request `METHOD path?query` is allowed by `rbac.yaml`.
 pub fn allowed(request: &str) -> bool {
+    allowed_by(CLUSTER_WIDE, request)
+}
+
+/// Whether a request `METHOD path?query` is allowed by the rules in `file`.
+pub fn allowed_by(file: &str, request: &str) -> bool {
     let (method, rest) = request.split_once(' ').unwrap();
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (group, rest) = if let Some(r) = path.strip_prefix("/api/v1/") {
@@ -74,7 +88,7 @@ pub fn allowed(request: &str) -> bool {
         ("DELETE", _) => "delete",
         _ => return false,
     };
-    rules().iter().any(|r| {
+    rules(file).iter().any(|r| {
         r.groups.contains(&group)
             && r.resources.contains(&resource)
             && r.verbs.iter().any(|v| v == verb)
@@ -125,4 +139,39 @@ fn namespaced_grants_stay_in_the_operator_namespace() {
         "list only"
     );
     assert!(!allowed("DELETE /api/v1/namespaces/gatehouse/pods/x?"));
+}
+
+#[test]
+fn the_namespaced_rbac_grants_secrets_clients_and_events_only_in_watched_namespaces() {
+    let ns = |r: &str| allowed_by(NAMESPACED, r);
+    for granted in [
+        "GET /apis/gatehouse.dev/v1alpha1/namespaces/shop/oidcclients?watch=true",
+        "PATCH /apis/gatehouse.dev/v1alpha1/namespaces/billing/oidcclients/web/status?",
+        "GET /api/v1/namespaces/shop/secrets?labelSelector=x&watch=true",
+        "PATCH /api/v1/namespaces/shop/secrets/web-oidc?",
+        "POST /apis/events.k8s.io/v1/namespaces/shop/events?",
+        // tenants and key sets are cluster-scoped; their Events live in `default`
+        "GET /apis/gatehouse.dev/v1alpha1/identitytenants?watch=true",
+        "GET /apis/gatehouse.dev/v1alpha1/signingkeysets?",
+        "POST /apis/events.k8s.io/v1/namespaces/default/events?",
+        "GET /api/v1/namespaces?watch=true",
+        // the operator's namespace: bootstrap Secrets, migration, Lease
+        "GET /api/v1/namespaces/gatehouse/secrets/gatehouse-encryption?",
+        "POST /api/v1/namespaces/gatehouse/secrets?",
+        "PATCH /apis/batch/v1/namespaces/gatehouse/jobs/gatehouse-migrate-1-0-abc?force=true",
+        "PUT /apis/coordination.k8s.io/v1/namespaces/gatehouse/leases/gatehouse-operator?",
+    ] {
+        assert!(ns(granted), "rbac-namespaced.yaml does not grant {granted}");
+    }
+    for refused in [
+        "GET /api/v1/secrets?watch=true",
+        "GET /api/v1/namespaces/kube-system/secrets/x?",
+        "GET /apis/gatehouse.dev/v1alpha1/oidcclients?",
+        "GET /apis/gatehouse.dev/v1alpha1/namespaces/other/oidcclients?watch=true",
+        "POST /apis/events.k8s.io/v1/namespaces/other/events?",
+        "GET /api/v1/namespaces/gatehouse/secrets?watch=true",
+        "PATCH /api/v1/namespaces/gatehouse/secrets/gatehouse-encryption?",
+    ] {
+        assert!(!ns(refused), "rbac-namespaced.yaml grants {refused}");
+    }
 }
