@@ -402,6 +402,12 @@ pub struct OidcClientStatus {
     /// on; a different value on the object triggers a rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_secret_rotation_annotation: Option<String>,
+
+    /// `resourceVersion` of the `spec.secretRef` Secret whose value is the current client
+    /// secret. A new version (the value was changed) makes that value current at once and
+    /// keeps the previous one valid for `secretRotationOverlapSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref_version: Option<String>,
 }
 
 impl OidcClientSpec {

@@ -22,7 +22,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -541,6 +541,7 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
              delete it or set spec.secretName to another name"
         )));
     }
+    let mut referenced_version = None;
     let plan = if !client.spec.auth_method().uses_secret() {
         SecretPlan::NoSecret
     } else if let Some(r) = &client.spec.secret_ref {
@@ -550,6 +551,7 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
                 r.name
             ))
         })?;
+        referenced_version.clone_from(&referenced.metadata.resource_version);
         let bytes = referenced
             .data
             .as_ref()
@@ -586,12 +588,20 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
     let rotation_requested = status.observed_generation.is_some()
         && rotation.is_some()
         && rotation != status.last_secret_rotation_annotation;
+    // The referenced Secret changed since its value was applied (the watch on it brings
+    // this reconcile within seconds): same as a rotation with that value. Unknown before
+    // (first reconcile, lost status): the value is applied as it is, nothing rotated.
+    let reference_changed = status.observed_generation.is_some()
+        && status.secret_ref_version.is_some()
+        && referenced_version.is_some()
+        && status.secret_ref_version != referenced_version;
     let overlap = u64::try_from(client.spec.secret_rotation_overlap_seconds).unwrap_or(0);
     let mut rotated = false;
 
     // A supplied secret that differs from the current one replaces it at once; rotating
     // first keeps the previous one valid for the overlap.
-    if let (SecretPlan::Referenced(value), true) = (&plan, rotation_requested) {
+    if let (SecretPlan::Referenced(value), true) = (&plan, rotation_requested || reference_changed)
+    {
         match ctx
             .admin
             .rotate_client_secret(proto::RotateClientSecretRequest {
@@ -758,6 +768,7 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
             status.secret_rotated_at.clone()
         },
         last_secret_rotation_annotation: rotation,
+        secret_ref_version: referenced_version,
     };
     write_status(client, ctx, &new_status)
         .await
@@ -1065,6 +1076,18 @@ pub async fn run(
         )
         .touched_objects();
         let in_namespace = store.clone();
+        // Secrets named by spec.secretRef: metadata only (no Secret data in memory), any
+        // change reconciles the clients that reference it.
+        let referencing = store.clone();
+        let referenced_secrets = watcher(
+            match &namespace {
+                Some(ns) => Api::<PartialObjectMeta<Secret>>::namespaced(ctx.client.clone(), ns),
+                None => Api::<PartialObjectMeta<Secret>>::all(ctx.client.clone()),
+            },
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .touched_objects();
         let controller = controller
             .owns(
                 secrets,
@@ -1078,6 +1101,9 @@ pub async fn run(
                     .filter(|c| c.0.as_ref().is_ok_and(|c| c.spec.tenant_ref == name))
                     .map(|c| ObjectRef::from_obj(&**c))
                     .collect::<Vec<_>>()
+            })
+            .watches_stream(referenced_secrets, move |secret| {
+                clients_referencing(&referencing.state(), &secret)
             })
             .watches_stream(namespace_events, move |ns: Namespace| {
                 let name = ns.name_any();
@@ -1102,6 +1128,24 @@ pub async fn run(
     let _ = ctx.client_store.set(client_stores);
     let _ = ctx.namespace_store.set(namespace_stores);
     futures::future::join_all(controllers).await;
+}
+
+/// The OidcClients among `clients` whose `spec.secretRef` names `secret`.
+fn clients_referencing(
+    clients: &[Arc<DeserializeGuard<OidcClient>>],
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<DeserializeGuard<OidcClient>>> {
+    let (name, namespace) = (secret.name_any(), secret.namespace());
+    clients
+        .iter()
+        .filter(|c| {
+            c.0.as_ref().is_ok_and(|c| {
+                c.namespace() == namespace
+                    && c.spec.secret_ref.as_ref().is_some_and(|r| r.name == name)
+            })
+        })
+        .map(|c| ObjectRef::from_obj(&**c))
+        .collect()
 }
 
 #[cfg(test)]

@@ -66,6 +66,7 @@ fn ready_status(obj: &OidcClient, annotation: Option<&str>) -> OidcClientStatus 
         secret_name: Some("web-oidc".into()),
         secret_rotated_at: None,
         last_secret_rotation_annotation: annotation.map(Into::into),
+        secret_ref_version: None,
     }
 }
 
@@ -632,6 +633,96 @@ async fn a_secret_ref_value_is_supplied_and_copied_into_the_credentials_secret()
         admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())].secrets,
         [value]
     );
+}
+
+/// A client with `secretRef` whose value `old` was applied from version 7 of the
+/// referenced Secret, which now holds `new` at `version`.
+async fn reconcile_secret_ref(version: &str, old: &str, new: &str) -> Arc<FakeAdmin> {
+    let mut c = client(
+        json!({"secretRef": {"name": "web-credentials"}, "secretRotationOverlapSeconds": 3600}),
+    )
+    .finalized();
+    let mut status = ready_status(&c, None);
+    status.secret_ref_version = Some("7".into());
+    c.status = Some(status);
+    let admin = FakeAdmin::with_tenant();
+    admin.state().clients.insert(
+        ("acme".into(), "shop-web".into()),
+        FakeClient {
+            spec: client_spec(&c),
+            secrets: vec![old.to_owned()],
+        },
+    );
+    let mut referenced = secret("shop", "web-credentials", &[("CLIENT_SECRET", new)], None);
+    referenced["metadata"]["resourceVersion"] = json!(version);
+    let mut steps = dereference(vec![]);
+    steps.push(Step::get(SECRET).respond(our_secret(old)));
+    steps.push(Step::get(&secret_path("web-credentials")).respond(referenced));
+    if old != new {
+        let expected = new.to_owned();
+        steps.push(Step::apply(SECRET, FIELD_MANAGER).check(move |body| {
+            assert_eq!(secret_data(body)["CLIENT_SECRET"], expected);
+        }));
+    }
+    if version != "7" {
+        let version = version.to_owned();
+        steps.push(status_step(&c, move |body| {
+            assert_eq!(body["status"]["secretRefVersion"], version.as_str());
+            assert_eq!(body["status"]["secretRotatedAt"], "2026-01-01T00:00:00Z");
+        }));
+    }
+    let (result, _) = run(c, admin.clone(), steps).await;
+    result.unwrap();
+    admin
+}
+
+#[tokio::test]
+async fn a_changed_secret_ref_becomes_current_and_the_previous_value_stays_valid() {
+    let (old, new) = ("o".repeat(40), "n".repeat(40));
+    let admin = reconcile_secret_ref("8", &old, &new).await;
+    assert_eq!(
+        admin.calls(),
+        [
+            "RotateClientSecret(acme/shop-web, overlap=3600, supplied)",
+            "UpsertClient(acme/shop-web, supplied)"
+        ]
+    );
+    assert_eq!(
+        admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())].secrets,
+        [new, old],
+        "the previous value stays valid for the overlap"
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_secret_ref_rotates_nothing() {
+    let old = "o".repeat(40);
+    let admin = reconcile_secret_ref("7", &old, &old).await;
+    assert_eq!(admin.calls(), ["UpsertClient(acme/shop-web, supplied)"]);
+}
+
+#[test]
+fn a_secret_maps_to_the_clients_that_reference_it_in_its_namespace() {
+    let guard = |c: OidcClient| Arc::new(DeserializeGuard(Ok(c)));
+    let referencing = client(json!({"secretRef": {"name": "web-credentials"}}));
+    let elsewhere =
+        client(json!({"secretRef": {"name": "web-credentials"}})).named("api", "uid-api");
+    let mut elsewhere = elsewhere;
+    elsewhere.metadata.namespace = Some("other".into());
+    let generated = client(json!({})).named("admin", "uid-admin");
+    let clients = [guard(referencing), guard(elsewhere), guard(generated)];
+    let meta = |ns: &str, name: &str| {
+        let mut m = PartialObjectMeta::<Secret>::default();
+        m.metadata.name = Some(name.into());
+        m.metadata.namespace = Some(ns.into());
+        m
+    };
+    let hits = clients_referencing(&clients, &meta("shop", "web-credentials"));
+    assert_eq!(
+        hits.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["web"]
+    );
+    assert!(clients_referencing(&clients, &meta("shop", "web-oidc")).is_empty());
 }
 
 #[tokio::test]
