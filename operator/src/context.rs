@@ -139,7 +139,9 @@ impl Events {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// Cuts `s` to at most `max` bytes (at a character boundary), marking the cut: for
+/// Kubernetes fields with a size limit (Event notes, condition messages).
+pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
     }

@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::authserver_pod::{self, bounded_name, short_hash};
-use crate::context::{Clock, Config, Events};
+use crate::context::{Clock, Config, Events, truncate};
 use crate::metrics::Metrics;
 
 /// The ConfigMap (in `--namespace`) where the operator records what it migrated.
@@ -197,18 +197,6 @@ pub fn build_job(config: &Config, image: &str) -> Job {
     }
 }
 
-/// Cuts `s` to at most `max` bytes (at a character boundary), marking the cut.
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 /// Why a Job's pod is not running, when its status says: a container waiting with a
 /// reason (`ImagePullBackOff`, `CreateContainerConfigError`, …) or no node to run on.
 pub fn pod_waiting(pod: &Pod) -> Option<String> {
@@ -224,7 +212,7 @@ pub fn pod_waiting(pod: &Pod) -> Option<String> {
             && let Some(reason) = &waiting.reason
         {
             let detail = match &waiting.message {
-                Some(m) if !m.is_empty() => format!("{reason}: {}", clip(m, 300)),
+                Some(m) if !m.is_empty() => format!("{reason}: {}", truncate(m, 300)),
                 _ => reason.clone(),
             };
             return Some(format!("pod {name} waiting: {detail}"));
@@ -238,7 +226,7 @@ pub fn pod_waiting(pod: &Pod) -> Option<String> {
         .map(|c| {
             format!(
                 "pod {name} not scheduled: {}",
-                clip(c.message.as_deref().unwrap_or("no reason given"), 300)
+                truncate(c.message.as_deref().unwrap_or("no reason given"), 300)
             )
         })
 }
@@ -519,7 +507,7 @@ async fn delete_previous_jobs(jobs: &Api<Job>, current: &str, scope: &crate::sco
 /// The note of the Warning Event on a failed Job: its failure and the newest pod's last
 /// log lines, or why that pod never started. Fits the Events API's 1 kB.
 pub fn failure_note(message: &str, pod: Option<&Pod>, log: Option<&str>) -> String {
-    let mut note = clip(message, 400);
+    let mut note = truncate(message, 400);
     match (pod, log.map(str::trim).filter(|l| !l.is_empty())) {
         (Some(pod), Some(log)) => {
             // Keep the end of the log: the error is in the last lines.
