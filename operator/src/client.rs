@@ -915,58 +915,20 @@ async fn failed_cleanup(
     client_id: &str,
     e: AdminError,
 ) -> Result<Action> {
-    let tenant = &client.spec.tenant_ref;
     let outcome = controller::failed_cleanup(client, &e);
     let error = Error::DeleteClient(e);
-    match outcome {
-        controller::FailedCleanup::Abandon { attempts } => {
-            tracing::warn!(%client_id, %tenant, attempts, "auth server unreachable; cleanup abandoned, client left in the database");
-            ctx.events
-                .publish(
-                    &client.object_ref(&()),
-                    EventType::Warning,
-                    "CleanupAbandoned",
-                    format!(
-                        "the auth server was unreachable on {attempts} cleanup attempts ({error}): \
-                         deletionPolicy Delete fell back to Retain and the finalizer was released; {}",
-                        left_behind(client, client_id)
-                    ),
-                )
-                .await;
-            return Ok(Action::await_change());
-        }
-        controller::FailedCleanup::Unreachable { attempt } => {
-            controller::record_cleanup_failures(
-                &api(client, ctx),
-                client,
-                FIELD_MANAGER,
-                Some((attempt, ctx.now())),
-            )
-            .await
-            .map_err(Error::RecordCleanupFailure)?;
-            controller::report_failure(
-                client,
-                &api(client, ctx),
-                FIELD_MANAGER,
-                ctx,
-                error.category(),
-                error.condition_reason(),
-                controller::deleting_message(&error, attempt),
-            )
-            .await;
-        }
-        controller::FailedCleanup::Retry => {
-            // The auth server answered: the unreachable attempts before no longer count
-            // as one outage.
-            if controller::cleanup_failures(client).0 > 0 {
-                controller::record_cleanup_failures(&api(client, ctx), client, FIELD_MANAGER, None)
-                    .await
-                    .map_err(Error::RecordCleanupFailure)?;
-            }
-            report_failure(client, ctx, &error).await;
-        }
-    }
-    Err(error)
+    let settled = controller::settle_failed_cleanup(
+        client,
+        &api(client, ctx),
+        FIELD_MANAGER,
+        ctx,
+        outcome,
+        &error,
+        left_behind(client, client_id),
+    )
+    .await
+    .map_err(Error::RecordCleanupFailure)?;
+    settled.ok_or(error)
 }
 
 /// What a cleanup that did not run leaves in the database, and how to remove it.

@@ -610,3 +610,64 @@ pub async fn tenant(ctx: &Context, name: &str) -> kube::Result<Option<crds::Iden
 pub fn runtime_config(config: &crate::context::Config) -> kube::runtime::controller::Config {
     kube::runtime::controller::Config::default().concurrency(config.concurrency)
 }
+
+/// Carries out what [`failed_cleanup`] decided after the cleanup of `obj` failed with
+/// `error` (a Deleting failure): at the limit a Warning Event `CleanupAbandoned` naming
+/// `left_behind`, and `Some(await_change)` so the caller releases the finalizer; below it
+/// the attempt recorded and `Deleting` with the count; otherwise the count cleared and
+/// the failure reported. `None`: the caller returns `error` (backoff).
+pub async fn settle_failed_cleanup<K, E>(
+    obj: &K,
+    api: &Api<K>,
+    field_manager: &str,
+    ctx: &Context,
+    outcome: FailedCleanup,
+    error: &E,
+    left_behind: String,
+) -> kube::Result<Option<Action>>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug,
+    K::Status: ReadyStatus,
+    E: ReconcileError,
+{
+    let message = match outcome {
+        FailedCleanup::Abandon { attempts } => {
+            tracing::warn!(object = %object_key(obj), attempts, "auth server unreachable; cleanup abandoned, rows left in the database");
+            ctx.events
+                .publish(
+                    &obj.object_ref(&()),
+                    EventType::Warning,
+                    "CleanupAbandoned",
+                    format!(
+                        "the auth server was unreachable on {attempts} cleanup attempts ({error}): \
+                         deletionPolicy Delete fell back to Retain and the finalizer was released; {left_behind}"
+                    ),
+                )
+                .await;
+            return Ok(Some(Action::await_change()));
+        }
+        FailedCleanup::Unreachable { attempt } => {
+            record_cleanup_failures(api, obj, field_manager, Some((attempt, ctx.now()))).await?;
+            deleting_message(error, attempt)
+        }
+        FailedCleanup::Retry => {
+            // The auth server answered: the unreachable attempts before no longer count
+            // as one outage.
+            if cleanup_failures(obj).0 > 0 {
+                record_cleanup_failures(api, obj, field_manager, None).await?;
+            }
+            error.to_string()
+        }
+    };
+    report_failure(
+        obj,
+        api,
+        field_manager,
+        ctx,
+        error.category(),
+        Some(conditions::DELETING),
+        message,
+    )
+    .await;
+    Ok(None)
+}

@@ -451,55 +451,18 @@ async fn failed_cleanup(tenant: &IdentityTenant, ctx: &Context, e: AdminError) -
     let name = tenant.name_any();
     let outcome = controller::failed_cleanup(tenant, &e);
     let error = Error::DeleteTenant(e);
-    match outcome {
-        controller::FailedCleanup::Abandon { attempts } => {
-            tracing::warn!(tenant = %name, attempts, "auth server unreachable; cleanup abandoned, tenant left in the database");
-            ctx.events
-                .publish(
-                    &tenant.object_ref(&()),
-                    EventType::Warning,
-                    "CleanupAbandoned",
-                    format!(
-                        "the auth server was unreachable on {attempts} cleanup attempts ({error}): \
-                         deletionPolicy Delete fell back to Retain and the finalizer was released; {}",
-                        left_behind(&name)
-                    ),
-                )
-                .await;
-            return Ok(Action::await_change());
-        }
-        controller::FailedCleanup::Unreachable { attempt } => {
-            controller::record_cleanup_failures(
-                &api(tenant, ctx),
-                tenant,
-                FIELD_MANAGER,
-                Some((attempt, ctx.now())),
-            )
-            .await
-            .map_err(Error::RecordCleanupFailure)?;
-            controller::report_failure(
-                tenant,
-                &api(tenant, ctx),
-                FIELD_MANAGER,
-                ctx,
-                error.category(),
-                error.condition_reason(),
-                controller::deleting_message(&error, attempt),
-            )
-            .await;
-        }
-        controller::FailedCleanup::Retry => {
-            // The auth server answered: the unreachable attempts before no longer count
-            // as one outage.
-            if controller::cleanup_failures(tenant).0 > 0 {
-                controller::record_cleanup_failures(&api(tenant, ctx), tenant, FIELD_MANAGER, None)
-                    .await
-                    .map_err(Error::RecordCleanupFailure)?;
-            }
-            report_failure(tenant, ctx, &error).await;
-        }
-    }
-    Err(error)
+    let settled = controller::settle_failed_cleanup(
+        tenant,
+        &api(tenant, ctx),
+        FIELD_MANAGER,
+        ctx,
+        outcome,
+        &error,
+        left_behind(&name),
+    )
+    .await
+    .map_err(Error::RecordCleanupFailure)?;
+    settled.ok_or(error)
 }
 
 /// What a cleanup that did not run leaves in the database, and how to remove it. The
