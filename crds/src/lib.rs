@@ -32,6 +32,10 @@ pub const GROUP: &str = "gatehouse.dev";
 /// API version of every Gatehouse resource.
 pub const VERSION: &str = "v1alpha1";
 
+/// The label that assigns an object to an operator instance (`--instance`; objects
+/// without it belong to the default instance).
+pub const INSTANCE_LABEL: &str = "gatehouse.dev/instance";
+
 /// Annotation on a [`SigningKeySet`]: changing its value (any new value, e.g. a
 /// timestamp) makes the operator rotate the keys now. The last value acted on is
 /// recorded in `status.lastRotationAnnotation`.

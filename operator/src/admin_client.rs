@@ -372,6 +372,19 @@ impl AdminApi for GrpcAdmin {
     }
 }
 
+/// What an upsert did: the typed field, or for an auth server older than it (during a
+/// rolling upgrade) the name it sent instead.
+pub fn upsert_outcome(response: &proto::UpsertClientResponse) -> proto::UpsertOutcome {
+    match response.outcome() {
+        proto::UpsertOutcome::Unspecified => match response.outcome_name.as_str() {
+            "created" => proto::UpsertOutcome::Created,
+            "updated" => proto::UpsertOutcome::Updated,
+            _ => proto::UpsertOutcome::Unchanged,
+        },
+        typed => typed,
+    }
+}
+
 /// Rewrites the field path at the start of an INVALID_ARGUMENT message from the proto
 /// request (`spec.redirect_uris: …`) to the custom resource's (`spec.redirectUris: …`), so
 /// the condition names the field the user wrote. `renames` maps whole proto paths that

@@ -439,7 +439,7 @@ async fn apply(client: &OidcClient, ctx: &Context) -> Result<Action> {
 
 /// Where the client secret sent to the auth server comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum SecretPlan {
+pub enum SecretPlan {
     /// The client authenticates without a shared secret (public, private_key_jwt).
     NoSecret,
     /// `spec.secretRef`'s value.
@@ -448,6 +448,232 @@ enum SecretPlan {
     Stored(String),
     /// The generated Secret is missing or lost its value.
     Generate,
+}
+
+/// Everything one reconcile reads, from the controllers' caches where they run and
+/// otherwise from the API server.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub tenant: IdentityTenant,
+    /// Labels of the client's namespace (`allowedNamespaces` selects on them).
+    pub namespace_labels: BTreeMap<String, String>,
+    /// Every OidcClient of this instance in the watched namespaces.
+    pub peers: Vec<OidcClient>,
+    /// The credentials Secret as it is now.
+    pub credentials: Option<Secret>,
+    /// `spec.secretRef`'s Secret: `None` without a reference (or when the client uses no
+    /// shared secret), `Some(None)` when it does not exist.
+    pub referenced: Option<Option<Secret>>,
+}
+
+/// What must change, decided from [`Observed`] alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The registration to upsert.
+    pub spec: proto::ClientSpec,
+    /// `ISSUER_URL` of the credentials Secret.
+    pub issuer: String,
+    pub secret: SecretPlan,
+    /// The supplied secret (`secretRef`) differs from the current one by request or
+    /// because the referenced Secret changed: rotate to it before the upsert, so the
+    /// previous one stays valid for the overlap.
+    pub rotate_to_supplied: bool,
+    /// The rotation annotation changed since it was last acted on.
+    pub rotation_requested: bool,
+    /// Seconds the previous secret stays valid after a rotation.
+    pub overlap_seconds: u64,
+    /// The annotation value this reconcile acknowledges in the status.
+    pub rotation_annotation: Option<String>,
+    /// `resourceVersion` of the referenced Secret whose value is applied.
+    pub referenced_version: Option<String>,
+}
+
+/// What to do about the client secret once the auth server answered the upsert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretStep {
+    /// Write this value (or none) as it is.
+    Keep(Option<String>),
+    /// The upsert generated this secret for a new client (or one that had none).
+    Issued(String),
+    /// The server has a secret whose plaintext is gone (the Secret was deleted or edited):
+    /// issue a new one; the lost one keeps working for the overlap.
+    RestoreLost,
+    /// The rotation annotation asks for a new generated secret.
+    Rotate,
+}
+
+/// Decides what the reconcile of `client` must do, or why it cannot: the namespace the
+/// tenant does not allow, a client id or Secret name someone else holds, a spec the
+/// tenant refuses, a missing or unusable referenced Secret. Pure: unit-tested without an
+/// API server.
+pub fn plan(client: &OidcClient, observed: &Observed) -> Result<Plan> {
+    let namespace = client.namespace().unwrap_or_default();
+    let tenant_name = &client.spec.tenant_ref;
+    if !selector_matches(
+        observed.tenant.spec.allowed_namespaces.as_ref(),
+        &observed.namespace_labels,
+    ) {
+        return Err(Error::NamespaceNotAllowed(format!(
+            "IdentityTenant {tenant_name} does not allow clients from namespace {namespace}: \
+             its spec.allowedNamespaces does not select the namespace's labels; nothing was registered"
+        )));
+    }
+    if let Some(owner) = conflicting_owner(client, &observed.peers) {
+        return Err(Error::Conflict(format!(
+            "client id {} in tenant {tenant_name} belongs to OidcClient {}/{}; \
+             set spec.clientId to another id",
+            client.client_id(),
+            owner.namespace().unwrap_or_default(),
+            owner.name_any()
+        )));
+    }
+    validate(client, &observed.tenant)?;
+    let secret_name = client.secret_name();
+    if let Some(s) = &observed.credentials
+        && !owned_by(s, client)
+    {
+        return Err(Error::Conflict(format!(
+            "Secret {namespace}/{secret_name} exists and is not owned by this OidcClient; \
+             delete it or set spec.secretName to another name"
+        )));
+    }
+    let (secret, referenced_version) = secret_plan(client, observed)?;
+
+    let rotation = annotation(client, ROTATE_SECRET_ANNOTATION);
+    let status = client.status.clone().unwrap_or_default();
+    // Without a status (first reconcile, or one lost to a Velero restore or a GitOps
+    // re-create) the annotation on the object counts as acknowledged — it is recorded in
+    // the status written at the end — so losing the status never rotates the secret.
+    let rotation_requested = status.observed_generation.is_some()
+        && rotation.is_some()
+        && rotation != status.last_secret_rotation_annotation;
+    // The referenced Secret changed since its value was applied (the watch on it brings
+    // this reconcile within seconds): same as a rotation with that value. Unknown before
+    // (first reconcile, lost status): the value is applied as it is, nothing rotated.
+    let reference_changed = status.observed_generation.is_some()
+        && status.secret_ref_version.is_some()
+        && referenced_version.is_some()
+        && status.secret_ref_version != referenced_version;
+    Ok(Plan {
+        spec: client_spec(client),
+        issuer: observed.tenant.spec.issuer.trim_end_matches('/').to_owned(),
+        rotate_to_supplied: matches!(secret, SecretPlan::Referenced(_))
+            && (rotation_requested || reference_changed),
+        rotation_requested,
+        secret,
+        overlap_seconds: u64::try_from(client.spec.secret_rotation_overlap_seconds).unwrap_or(0),
+        rotation_annotation: rotation,
+        referenced_version,
+    })
+}
+
+/// The secret source and, with `secretRef`, the referenced Secret's `resourceVersion`.
+fn secret_plan(client: &OidcClient, observed: &Observed) -> Result<(SecretPlan, Option<String>)> {
+    let namespace = client.namespace().unwrap_or_default();
+    if !client.spec.auth_method().uses_secret() {
+        return Ok((SecretPlan::NoSecret, None));
+    }
+    let Some(r) = &client.spec.secret_ref else {
+        let stored = observed
+            .credentials
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(CLIENT_SECRET_KEY))
+            .and_then(|b| secret_value(&b.0).ok());
+        return Ok((
+            stored.map_or(SecretPlan::Generate, SecretPlan::Stored),
+            None,
+        ));
+    };
+    let referenced = observed.referenced.clone().flatten().ok_or_else(|| {
+        Error::SecretNotFound(format!(
+            "spec.secretRef: Secret {namespace}/{} does not exist (yet); waiting for it",
+            r.name
+        ))
+    })?;
+    let bytes = referenced
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .ok_or_else(|| {
+            Error::SecretInvalid(format!(
+                "spec.secretRef: Secret {namespace}/{} has no key {}",
+                r.name, r.key
+            ))
+        })?;
+    let value = secret_value(&bytes.0).map_err(|e| {
+        Error::SecretInvalid(format!(
+            "spec.secretRef: key {} of Secret {namespace}/{} {e}",
+            r.key, r.name
+        ))
+    })?;
+    Ok((
+        SecretPlan::Referenced(value),
+        referenced.metadata.resource_version,
+    ))
+}
+
+/// The `secret` oneof of the upsert.
+fn secret_request(plan: &SecretPlan) -> Option<proto::upsert_client_request::Secret> {
+    use proto::upsert_client_request::Secret as S;
+    match plan {
+        SecretPlan::NoSecret => None,
+        SecretPlan::Referenced(v) | SecretPlan::Stored(v) => Some(S::SuppliedSecret(v.clone())),
+        SecretPlan::Generate => Some(S::GenerateIfMissing(true)),
+    }
+}
+
+/// What happens to the client secret after the upsert answered `outcome`, with
+/// `generated` the secret it generated, if any.
+pub fn secret_step(
+    plan: &Plan,
+    outcome: proto::UpsertOutcome,
+    generated: Option<String>,
+) -> SecretStep {
+    match (&plan.secret, generated) {
+        (SecretPlan::NoSecret, _) => SecretStep::Keep(None),
+        (SecretPlan::Referenced(v), _) => SecretStep::Keep(Some(v.clone())),
+        (SecretPlan::Generate, None) => SecretStep::RestoreLost,
+        _ if plan.rotation_requested && outcome != proto::UpsertOutcome::Created => {
+            SecretStep::Rotate
+        }
+        (SecretPlan::Stored(v), _) => SecretStep::Keep(Some(v.clone())),
+        (SecretPlan::Generate, Some(new)) => SecretStep::Issued(new),
+    }
+}
+
+/// The status after a successful reconcile.
+fn ready_status(
+    client: &OidcClient,
+    plan: &Plan,
+    rotated: bool,
+    now: jiff::Timestamp,
+) -> OidcClientStatus {
+    let status = client.status.clone().unwrap_or_default();
+    let secret_name = client.secret_name();
+    OidcClientStatus {
+        observed_generation: generation(client),
+        conditions: with_ready(
+            &status.conditions,
+            Status::True,
+            conditions::RECONCILED,
+            format!(
+                "registered with tenant {}; credentials in Secret {secret_name}",
+                client.spec.tenant_ref
+            ),
+            generation(client),
+            Time(now),
+        ),
+        client_id: Some(client.client_id()),
+        secret_name: Some(secret_name),
+        secret_rotated_at: if rotated {
+            Some(Time(now))
+        } else {
+            status.secret_rotated_at
+        },
+        last_secret_rotation_annotation: plan.rotation_annotation.clone(),
+        secret_ref_version: plan.referenced_version.clone(),
+    }
 }
 
 /// Every OidcClient of this instance in the watched namespaces (from the controllers'
@@ -476,17 +702,11 @@ async fn get_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Option
         })
 }
 
-/// migration gate → tenant → namespace → conflicts → secret source → UpsertClient →
-/// rotation → Secret → status.
-#[allow(clippy::too_many_lines)] // one linear sequence of steps reads best in one place
-async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
-    ctx.migration.borrow().gate()?;
+/// Reads what [`plan`] decides on. A missing tenant ends the reconcile here: nothing
+/// else can be judged without it.
+async fn observe(client: &OidcClient, ctx: &Context) -> Result<Observed> {
     let namespace = client.namespace().unwrap_or_default();
     let tenant_name = &client.spec.tenant_ref;
-    let client_id = client.client_id();
-    let object_ref = client.object_ref(&());
-
-    // Dereference.
     let tenant = controller::tenant(ctx, tenant_name)
         .await
         .map_err(|source| Error::Read {
@@ -498,7 +718,7 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
                 "spec.tenantRef: IdentityTenant {tenant_name} does not exist"
             ))
         })?;
-    let labels = controller::cached(
+    let namespace_labels = controller::cached(
         ctx.namespace_store.get().map(Vec::as_slice),
         &Api::<Namespace>::all(ctx.client.clone()),
         &namespace,
@@ -510,223 +730,40 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
     })?
     .and_then(|ns| ns.metadata.labels.clone())
     .unwrap_or_default();
-    if !selector_matches(tenant.spec.allowed_namespaces.as_ref(), &labels) {
-        return Err(Error::NamespaceNotAllowed(format!(
-            "IdentityTenant {tenant_name} does not allow clients from namespace {namespace}: \
-             its spec.allowedNamespaces does not select the namespace's labels; nothing was registered"
-        )));
-    }
     let peers = peers(ctx).await?;
-    if let Some(owner) = conflicting_owner(client, &peers) {
-        return Err(Error::Conflict(format!(
-            "client id {client_id} in tenant {tenant_name} belongs to OidcClient {}/{}; \
-             set spec.clientId to another id",
-            owner.namespace().unwrap_or_default(),
-            owner.name_any()
-        )));
-    }
+    let credentials = get_secret(ctx, &namespace, &client.secret_name()).await?;
+    let referenced = match &client.spec.secret_ref {
+        Some(r) if client.spec.auth_method().uses_secret() => {
+            Some(get_secret(ctx, &namespace, &r.name).await?)
+        }
+        _ => None,
+    };
+    Ok(Observed {
+        tenant,
+        namespace_labels,
+        peers,
+        credentials,
+        referenced,
+    })
+}
 
-    // Validate.
-    validate(client, &tenant)?;
-    let spec = client_spec(client);
-    let issuer = tenant.spec.issuer.trim_end_matches('/').to_owned();
+/// migration gate → observe → plan → register (rotate, upsert, rotate) → Secret → status.
+async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
+    ctx.migration.borrow().gate()?;
+    let observed = observe(client, ctx).await?;
+    let plan = plan(client, &observed)?;
+    let (secret_value, rotated) = register(client, ctx, &plan).await?;
 
+    let namespace = client.namespace().unwrap_or_default();
     let secret_name = client.secret_name();
-    let existing = get_secret(ctx, &namespace, &secret_name).await?;
-    if let Some(s) = &existing
-        && !owned_by(s, client)
-    {
-        return Err(Error::Conflict(format!(
-            "Secret {namespace}/{secret_name} exists and is not owned by this OidcClient; \
-             delete it or set spec.secretName to another name"
-        )));
-    }
-    let mut referenced_version = None;
-    let plan = if !client.spec.auth_method().uses_secret() {
-        SecretPlan::NoSecret
-    } else if let Some(r) = &client.spec.secret_ref {
-        let referenced = get_secret(ctx, &namespace, &r.name).await?.ok_or_else(|| {
-            Error::SecretNotFound(format!(
-                "spec.secretRef: Secret {namespace}/{} does not exist (yet); waiting for it",
-                r.name
-            ))
-        })?;
-        referenced_version.clone_from(&referenced.metadata.resource_version);
-        let bytes = referenced
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .ok_or_else(|| {
-                Error::SecretInvalid(format!(
-                    "spec.secretRef: Secret {namespace}/{} has no key {}",
-                    r.name, r.key
-                ))
-            })?;
-        SecretPlan::Referenced(secret_value(&bytes.0).map_err(|e| {
-            Error::SecretInvalid(format!(
-                "spec.secretRef: key {} of Secret {namespace}/{} {e}",
-                r.key, r.name
-            ))
-        })?)
-    } else {
-        match existing
-            .as_ref()
-            .and_then(|s| s.data.as_ref())
-            .and_then(|d| d.get(CLIENT_SECRET_KEY))
-            .map(|b| secret_value(&b.0))
-        {
-            Some(Ok(v)) => SecretPlan::Stored(v),
-            _ => SecretPlan::Generate,
-        }
-    };
-
-    let rotation = annotation(client, ROTATE_SECRET_ANNOTATION);
-    let status = client.status.clone().unwrap_or_default();
-    // Without a status (first reconcile, or one lost to a Velero restore or a GitOps
-    // re-create) the annotation on the object counts as acknowledged — it is recorded in
-    // the status written below — so losing the status never rotates the secret.
-    let rotation_requested = status.observed_generation.is_some()
-        && rotation.is_some()
-        && rotation != status.last_secret_rotation_annotation;
-    // The referenced Secret changed since its value was applied (the watch on it brings
-    // this reconcile within seconds): same as a rotation with that value. Unknown before
-    // (first reconcile, lost status): the value is applied as it is, nothing rotated.
-    let reference_changed = status.observed_generation.is_some()
-        && status.secret_ref_version.is_some()
-        && referenced_version.is_some()
-        && status.secret_ref_version != referenced_version;
-    let overlap = u64::try_from(client.spec.secret_rotation_overlap_seconds).unwrap_or(0);
-    let mut rotated = false;
-
-    // A supplied secret that differs from the current one replaces it at once; rotating
-    // first keeps the previous one valid for the overlap.
-    if let (SecretPlan::Referenced(value), true) = (&plan, rotation_requested || reference_changed)
-    {
-        match ctx
-            .admin
-            .rotate_client_secret(proto::RotateClientSecretRequest {
-                tenant_id: tenant_name.clone(),
-                client_id: client_id.clone(),
-                supplied_secret: Some(value.clone()),
-                overlap_seconds: overlap,
-            })
-            .await
-        {
-            Ok(_) => {
-                rotated = true;
-                ctx.events
-                    .publish(&object_ref, EventType::Normal, "SecretRotated",
-                        format!("the value of spec.secretRef is now the current secret; the previous one stays valid for {overlap} s"))
-                    .await;
-            }
-            // Not registered yet: there is no previous secret to keep.
-            Err(e) if e.is(AdminErrorKind::NotFound) => {}
-            Err(e) => return Err(Error::RotateSecret(e)),
-        }
-    }
-
-    // Apply.
-    let secret_request = match &plan {
-        SecretPlan::NoSecret => None,
-        SecretPlan::Referenced(v) | SecretPlan::Stored(v) => Some(
-            proto::upsert_client_request::Secret::SuppliedSecret(v.clone()),
-        ),
-        SecretPlan::Generate => Some(proto::upsert_client_request::Secret::GenerateIfMissing(
-            true,
-        )),
-    };
-    let response = ctx
-        .admin
-        .upsert_client(proto::UpsertClientRequest {
-            tenant_id: tenant_name.clone(),
-            spec: Some(spec),
-            secret: secret_request,
-        })
-        .await
-        .map_err(|e| upsert_error(e, &plan, &namespace))?;
-    match response.outcome.as_str() {
-        "created" => {
-            tracing::info!(%client_id, tenant = %tenant_name, "client registered");
-            ctx.events
-                .publish(
-                    &object_ref,
-                    EventType::Normal,
-                    "ClientRegistered",
-                    format!("client {client_id} registered with tenant {tenant_name}"),
-                )
-                .await;
-        }
-        "updated" => {
-            tracing::info!(%client_id, tenant = %tenant_name, "client updated to match the spec");
-            ctx.events
-                .publish(
-                    &object_ref,
-                    EventType::Normal,
-                    "ClientUpdated",
-                    format!("client {client_id} in tenant {tenant_name} set to match the spec"),
-                )
-                .await;
-        }
-        _ => {}
-    }
-    let created = response.outcome == "created";
-
-    let mut secret_value = match &plan {
-        SecretPlan::NoSecret => None,
-        SecretPlan::Referenced(v) | SecretPlan::Stored(v) => Some(v.clone()),
-        SecretPlan::Generate => response.generated_secret.clone(),
-    };
-    let rotate = |supplied: Option<String>| {
-        ctx.admin
-            .rotate_client_secret(proto::RotateClientSecretRequest {
-                tenant_id: tenant_name.clone(),
-                client_id: client_id.clone(),
-                supplied_secret: supplied,
-                overlap_seconds: overlap,
-            })
-    };
-    if plan == SecretPlan::Generate && secret_value.is_none() {
-        // The server has a secret but its plaintext is gone (Secret deleted or edited):
-        // issue a new one; the lost one keeps working for the overlap.
-        let new = rotate(None)
-            .await
-            .map_err(Error::RotateSecret)?
-            .generated_secret;
-        tracing::warn!(%client_id, secret = %secret_name, "credentials Secret lost its secret; issued a new one");
-        ctx.events
-            .publish(&object_ref, EventType::Warning, "SecretRestored",
-                format!("Secret {secret_name} was missing or had no usable CLIENT_SECRET: a new secret was issued; \
-                         the previous one stays valid for {overlap} s"))
-            .await;
-        secret_value = new;
-        rotated = true;
-    } else if rotation_requested
-        && !created
-        && matches!(plan, SecretPlan::Stored(_) | SecretPlan::Generate)
-    {
-        secret_value = rotate(None)
-            .await
-            .map_err(Error::RotateSecret)?
-            .generated_secret;
-        tracing::info!(%client_id, "client secret rotated");
-        ctx.events
-            .publish(&object_ref, EventType::Normal, "SecretRotated",
-                format!("new client secret in Secret {secret_name}; the previous one stays valid for {overlap} s"))
-            .await;
-        rotated = true;
-    } else if response.generated_secret.is_some() {
-        ctx.events
-            .publish(
-                &object_ref,
-                EventType::Normal,
-                "SecretCreated",
-                format!("client secret written to Secret {secret_name}"),
-            )
-            .await;
-    }
-
-    let desired = build_secret(client, &issuer, secret_value.as_deref(), &ctx.config.scope)?;
-    if existing
+    let desired = build_secret(
+        client,
+        &plan.issuer,
+        secret_value.as_deref(),
+        &ctx.config.scope,
+    )?;
+    if observed
+        .credentials
         .as_ref()
         .is_none_or(|e| !secret_up_to_date(e, &desired))
     {
@@ -749,30 +786,122 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
             })?;
         tracing::info!(secret = %secret_name, "credentials Secret written");
     }
+    write_status(
+        client,
+        ctx,
+        &ready_status(client, &plan, rotated, ctx.now()),
+    )
+    .await
+    .map_err(Error::UpdateStatus)
+}
 
-    let new_status = OidcClientStatus {
-        observed_generation: generation(client),
-        conditions: with_ready(
-            &status.conditions,
-            Status::True,
-            conditions::RECONCILED,
-            format!("registered with tenant {tenant_name}; credentials in Secret {secret_name}"),
-            generation(client),
-            Time(ctx.now()),
-        ),
-        client_id: Some(client_id),
-        secret_name: Some(secret_name),
-        secret_rotated_at: if rotated {
-            Some(Time(ctx.now()))
-        } else {
-            status.secret_rotated_at.clone()
-        },
-        last_secret_rotation_annotation: rotation,
-        secret_ref_version: referenced_version,
+/// Carries out the plan against the auth server; returns the client secret the
+/// credentials Secret must hold and whether it was rotated.
+async fn register(
+    client: &OidcClient,
+    ctx: &Context,
+    plan: &Plan,
+) -> Result<(Option<String>, bool)> {
+    let tenant_name = &client.spec.tenant_ref;
+    let client_id = client.client_id();
+    let secret_name = client.secret_name();
+    let object_ref = client.object_ref(&());
+    let overlap = plan.overlap_seconds;
+    let rotate = |supplied: Option<String>| {
+        ctx.admin
+            .rotate_client_secret(proto::RotateClientSecretRequest {
+                tenant_id: tenant_name.clone(),
+                client_id: client_id.clone(),
+                supplied_secret: supplied,
+                overlap_seconds: overlap,
+            })
     };
-    write_status(client, ctx, &new_status)
+    let mut rotated = false;
+    if let (SecretPlan::Referenced(value), true) = (&plan.secret, plan.rotate_to_supplied) {
+        match rotate(Some(value.clone())).await {
+            Ok(_) => {
+                rotated = true;
+                ctx.events
+                    .publish(&object_ref, EventType::Normal, "SecretRotated",
+                        format!("the value of spec.secretRef is now the current secret; the previous one stays valid for {overlap} s"))
+                    .await;
+            }
+            // Not registered yet: there is no previous secret to keep.
+            Err(e) if e.is(AdminErrorKind::NotFound) => {}
+            Err(e) => return Err(Error::RotateSecret(e)),
+        }
+    }
+
+    let response = ctx
+        .admin
+        .upsert_client(proto::UpsertClientRequest {
+            tenant_id: tenant_name.clone(),
+            spec: Some(plan.spec.clone()),
+            secret: secret_request(&plan.secret),
+        })
         .await
-        .map_err(Error::UpdateStatus)
+        .map_err(|e| upsert_error(e, &plan.secret, &client.namespace().unwrap_or_default()))?;
+    let outcome = crate::admin_client::upsert_outcome(&response);
+    let changed = match outcome {
+        proto::UpsertOutcome::Created => Some((
+            "ClientRegistered",
+            format!("client {client_id} registered with tenant {tenant_name}"),
+        )),
+        proto::UpsertOutcome::Updated => Some((
+            "ClientUpdated",
+            format!("client {client_id} in tenant {tenant_name} set to match the spec"),
+        )),
+        proto::UpsertOutcome::Unchanged | proto::UpsertOutcome::Unspecified => None,
+    };
+    if let Some((reason, message)) = changed {
+        tracing::info!(%client_id, tenant = %tenant_name, reason, "client registration changed");
+        ctx.events
+            .publish(&object_ref, EventType::Normal, reason, message)
+            .await;
+    }
+
+    let value = match secret_step(plan, outcome, response.generated_secret) {
+        SecretStep::Keep(value) => value,
+        SecretStep::Issued(value) => {
+            ctx.events
+                .publish(
+                    &object_ref,
+                    EventType::Normal,
+                    "SecretCreated",
+                    format!("client secret written to Secret {secret_name}"),
+                )
+                .await;
+            Some(value)
+        }
+        SecretStep::RestoreLost => {
+            let new = rotate(None)
+                .await
+                .map_err(Error::RotateSecret)?
+                .generated_secret;
+            tracing::warn!(%client_id, secret = %secret_name, "credentials Secret lost its secret; issued a new one");
+            ctx.events
+                .publish(&object_ref, EventType::Warning, "SecretRestored",
+                    format!("Secret {secret_name} was missing or had no usable CLIENT_SECRET: a new secret was issued; \
+                             the previous one stays valid for {overlap} s"))
+                .await;
+            rotated = true;
+            new
+        }
+        SecretStep::Rotate => {
+            let new = rotate(None)
+                .await
+                .map_err(Error::RotateSecret)?
+                .generated_secret;
+            tracing::info!(%client_id, "client secret rotated");
+            ctx.events
+                .publish(&object_ref, EventType::Normal, "SecretRotated",
+                    format!("new client secret in Secret {secret_name}; the previous one stays valid for {overlap} s"))
+                .await;
+            rotated = true;
+            new
+        }
+    };
+    Ok((value, rotated))
 }
 
 fn upsert_error(e: AdminError, plan: &SecretPlan, namespace: &str) -> Error {
@@ -1038,6 +1167,7 @@ pub async fn run(
         )
         .touched_objects();
         let in_namespace = store.clone();
+        let released = controller::gate_release(ctx.migration.clone(), store.clone());
         // Secrets named by spec.secretRef: metadata only (no Secret data in memory), any
         // change reconciles the clients that reference it.
         let referencing = store.clone();
@@ -1076,7 +1206,7 @@ pub async fn run(
                     .map(|c| ObjectRef::from_obj(&**c))
                     .collect::<Vec<_>>()
             })
-            .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
+            .reconcile_on(released)
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile_guarded, error_policy, Arc::clone(&ctx))
             .for_each(|result| async move {

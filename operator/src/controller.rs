@@ -17,6 +17,7 @@ use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -333,6 +334,63 @@ pub fn migration_changes(
     })
 }
 
+/// Time the gate spreads each object's release over (see [`gate_release`]).
+const RELEASE_PER_OBJECT: Duration = Duration::from_millis(20);
+/// The longest a gate release takes, however many objects wait.
+const RELEASE_MAX: Duration = Duration::from_secs(30);
+
+/// When each of `objects` is released after the gate changed: at an offset from a hash
+/// of its key within a window of [`RELEASE_PER_OBJECT`] per object (at most
+/// [`RELEASE_MAX`]), in the order of those offsets. A thousand OidcClients waiting for a
+/// migration then reach the auth server over 20 s instead of in one burst; the hash keeps
+/// the order stable across operator restarts and replicas.
+pub fn release_schedule<K>(
+    objects: impl IntoIterator<Item = ObjectRef<K>>,
+) -> Vec<(Duration, ObjectRef<K>)>
+where
+    K: kube::runtime::reflector::Lookup,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let objects: Vec<ObjectRef<K>> = objects.into_iter().collect();
+    let count = u32::try_from(objects.len()).unwrap_or(u32::MAX);
+    let window = RELEASE_PER_OBJECT.saturating_mul(count).min(RELEASE_MAX);
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+    let mut schedule: Vec<(Duration, ObjectRef<K>)> = objects
+        .into_iter()
+        .map(|r| {
+            let offset = u64::from(crds::fnv1a(&r.to_string())) % window_ms;
+            (Duration::from_millis(offset), r)
+        })
+        .collect();
+    // Ties broken by the key: the same objects give the same order however the cache
+    // lists them.
+    schedule.sort_by_cached_key(|(offset, r)| (*offset, r.to_string()));
+    schedule
+}
+
+/// The objects of `store` to reconcile whenever the migration state changes, released
+/// per [`release_schedule`] so that opening the gate does not send every object to the
+/// auth server at once (the concurrency limit alone would keep it saturated until all
+/// are done). A change while a release is under way is released after it.
+pub fn gate_release<K>(
+    rx: tokio::sync::watch::Receiver<crate::migration::MigrationState>,
+    store: kube::runtime::reflector::Store<K>,
+) -> impl futures::Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: kube::runtime::reflector::Lookup + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default + Send + Sync,
+{
+    use futures::StreamExt as _;
+    migration_changes(rx).flat_map(move |()| {
+        let start = tokio::time::Instant::now();
+        let schedule = release_schedule(store.state().iter().map(|o| ObjectRef::from_obj(&**o)));
+        futures::stream::iter(schedule).then(move |(offset, r)| async move {
+            tokio::time::sleep_until(start + offset).await;
+            r
+        })
+    })
+}
+
 /// Status types with an `observedGeneration` and `conditions`, so failure reporting is
 /// written once for every controller.
 pub trait ReadyStatus: Default + Clone + PartialEq + Serialize {
@@ -537,8 +595,9 @@ where
 /// Every well-formed object of kind `K` this operator reconciles (its instance, in the
 /// namespaces it watches): from the controllers' caches when they run — one per watched
 /// namespace, each after its first full LIST, so an established owner is never missed —
-/// else listed through `apis` (one per watched namespace: never a cluster-wide LIST the
-/// namespaced RBAC would refuse) with the instance's label `selector`.
+/// else listed through `apis` (one per watched namespace, in the caches' order: never a
+/// cluster-wide LIST the namespaced RBAC would refuse) with the instance's label
+/// `selector`. A cache that is not ready within [`CACHE_WAIT`] is replaced by a LIST.
 pub async fn all_objects<K>(
     caches: Option<&[kube::runtime::reflector::Store<DeserializeGuard<K>>]>,
     apis: &[Api<DeserializeGuard<K>>],
@@ -547,16 +606,12 @@ pub async fn all_objects<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
+    let params = kube::api::ListParams::default().labels(selector);
     let mut guards = Vec::new();
-    if let Some(stores) = caches {
-        for store in stores {
-            let _ = store.wait_until_ready().await;
-            guards.extend(store.state());
-        }
-    } else {
-        let params = kube::api::ListParams::default().labels(selector);
-        for api in apis {
-            guards.extend(api.list(&params).await?.items.into_iter().map(Arc::new));
+    for (i, api) in apis.iter().enumerate() {
+        match caches.and_then(|stores| stores.get(i)) {
+            Some(store) if ready(store).await => guards.extend(store.state()),
+            _ => guards.extend(api.list(&params).await?.items.into_iter().map(Arc::new)),
         }
     }
     Ok(guards
@@ -583,15 +638,36 @@ where
         if let Some(ns) = api.namespace() {
             key = key.within(ns);
         }
+        let mut all_ready = true;
         for store in stores {
-            let _ = store.wait_until_ready().await;
-            if let Some(found) = store.get(&key) {
+            if !ready(store).await {
+                all_ready = false;
+            } else if let Some(found) = store.get(&key) {
                 return Ok(Some(found));
             }
         }
-        return Ok(None);
+        if all_ready {
+            return Ok(None);
+        }
     }
     Ok(api.get_opt(name).await?.map(Arc::new))
+}
+
+/// How long a reconcile waits for a cache's first full LIST before it asks the API
+/// server instead. A watch that cannot start (a namespace whose Role is missing, an API
+/// server that refuses the LIST) must not stall every reconcile that reads the cache: the
+/// direct request then either answers or fails with the API server's reason.
+pub const CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `store` has completed its first LIST, waiting at most [`CACHE_WAIT`].
+async fn ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    tokio::time::timeout(CACHE_WAIT, store.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 /// The IdentityTenant `name` (from the tenant controller's cache when it runs). One that
@@ -670,4 +746,46 @@ where
     )
     .await;
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crds::OidcClient;
+
+    fn refs(n: usize) -> Vec<ObjectRef<OidcClient>> {
+        (0..n)
+            .map(|i| ObjectRef::new(&format!("client-{i}")).within("shop"))
+            .collect()
+    }
+
+    #[test]
+    fn a_gate_release_spreads_objects_over_a_bounded_window_in_a_stable_order() {
+        let schedule = release_schedule(refs(100));
+        assert_eq!(schedule.len(), 100, "every object is released");
+        let last = schedule.last().unwrap().0;
+        assert!(last < Duration::from_secs(2), "100 × 20 ms: {last:?}");
+        assert!(
+            last > Duration::from_secs(1),
+            "spread across the window, not bunched at the start: {last:?}"
+        );
+        assert!(
+            schedule.windows(2).all(|w| w[0].0 <= w[1].0),
+            "in release order"
+        );
+        let again: Vec<_> = release_schedule(refs(100).into_iter().rev())
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        let first: Vec<_> = schedule.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            first, again,
+            "the order depends on the objects, not on the cache's"
+        );
+
+        let many = release_schedule(refs(10_000));
+        assert!(many.last().unwrap().0 < RELEASE_MAX, "capped");
+        assert!(release_schedule(refs(1))[0].0 < RELEASE_PER_OBJECT);
+        assert!(release_schedule::<OidcClient>(vec![]).is_empty());
+    }
 }

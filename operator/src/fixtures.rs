@@ -684,9 +684,9 @@ impl AdminApi for FakeAdmin {
             secrets.clear();
         }
         let outcome = match &existing {
-            None => "created",
-            Some(c) if c.spec != spec || secret_changed => "updated",
-            Some(_) => "unchanged",
+            None => proto::UpsertOutcome::Created,
+            Some(c) if c.spec != spec || secret_changed => proto::UpsertOutcome::Updated,
+            Some(_) => proto::UpsertOutcome::Unchanged,
         };
         s.clients.insert(
             key,
@@ -696,7 +696,9 @@ impl AdminApi for FakeAdmin {
             },
         );
         Ok(proto::UpsertClientResponse {
-            outcome: outcome.to_owned(),
+            // Only the typed field: the operator must not depend on the legacy name.
+            outcome_name: String::new(),
+            outcome: outcome.into(),
             generated_secret: generated,
             client: Some(proto::Client {
                 tenant_id: req.tenant_id,

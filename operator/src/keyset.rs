@@ -599,6 +599,7 @@ pub async fn run(
         .with_config(controller::runtime_config(&ctx.config));
     let store = controller.store();
     let _ = ctx.keyset_store.set(store.clone());
+    let released = controller::gate_release(ctx.migration.clone(), store.clone());
     let tenants: Api<DeserializeGuard<IdentityTenant>> = Api::all(ctx.client.clone());
     controller
         .watches(tenants, ctx.config.scope.watcher_config(), move |tenant| {
@@ -610,7 +611,7 @@ pub async fn run(
                 .map(|k| ObjectRef::from_obj(&**k))
                 .collect::<Vec<_>>()
         })
-        .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
+        .reconcile_on(released)
         .graceful_shutdown_on(shutdown)
         .run(reconcile_guarded, error_policy, ctx)
         .for_each(|result| async move {

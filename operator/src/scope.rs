@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 use kube::Api;
 use kube::runtime::watcher;
 
-/// The label that assigns an object to an operator instance.
-pub const INSTANCE_LABEL: &str = "gatehouse.dev/instance";
+pub use crds::INSTANCE_LABEL;
 
 /// The longest instance name: it is a label value (63) and a suffix of object names.
 const INSTANCE_MAX: usize = 63;

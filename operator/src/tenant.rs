@@ -516,7 +516,8 @@ pub async fn run(
     let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
     let controller = Controller::new(tenants, ctx.config.scope.watcher_config())
         .with_config(controller::runtime_config(&ctx.config));
-    let _ = ctx.tenant_store.set(controller.store());
+    let store = controller.store();
+    let _ = ctx.tenant_store.set(store.clone());
     controller
         // kube-runtime finds the cluster-scoped owner of a namespaced CronJob (its
         // store retries an owner lookup without the namespace).
@@ -524,7 +525,7 @@ pub async fn run(
             cronjobs,
             watcher::Config::default().labels(&purge_selector(&ctx.config.scope)),
         )
-        .reconcile_all_on(controller::migration_changes(ctx.migration.clone()))
+        .reconcile_on(controller::gate_release(ctx.migration.clone(), store))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_guarded, error_policy, ctx)
         .for_each(|result| async move {

@@ -330,12 +330,18 @@ impl Admin for AdminService {
             .map_err(|e| store_err(&e))?
             .ok_or_else(|| Status::internal("client vanished"))?;
         Ok(Response::new(proto::UpsertClientResponse {
-            outcome: match registered.outcome {
+            outcome_name: match registered.outcome {
                 UpsertOutcome::Created => "created",
                 UpsertOutcome::Updated => "updated",
                 UpsertOutcome::Unchanged => "unchanged",
             }
             .to_owned(),
+            outcome: match registered.outcome {
+                UpsertOutcome::Created => proto::UpsertOutcome::Created,
+                UpsertOutcome::Updated => proto::UpsertOutcome::Updated,
+                UpsertOutcome::Unchanged => proto::UpsertOutcome::Unchanged,
+            }
+            .into(),
             generated_secret: registered
                 .generated_secret
                 .map(|s| s.expose_secret().to_owned()),

@@ -316,7 +316,7 @@ async fn upsert_client_is_idempotent(backend: Backend) {
     let (server, mut admin) = serve_with_admin(&db).await;
 
     let first = upsert(&mut admin, machine_spec("app")).await;
-    assert_eq!(first.outcome, "created");
+    crate::harness::admin::assert_upsert_outcome(&first, "created");
     let secret = first.generated_secret.clone().expect("a generated secret");
     assert_eq!(secret.len(), 43);
     let creds = Creds {
@@ -327,7 +327,7 @@ async fn upsert_client_is_idempotent(backend: Backend) {
 
     let snapshot = db.snapshot().await;
     let second = upsert(&mut admin, machine_spec("app")).await;
-    assert_eq!(second.outcome, "unchanged");
+    crate::harness::admin::assert_upsert_outcome(&second, "unchanged");
     assert_eq!(second.generated_secret, None, "the secret is shown once");
     assert_eq!(
         db.snapshot().await,
@@ -344,7 +344,7 @@ async fn upsert_client_is_idempotent(backend: Backend) {
         },
     )
     .await;
-    assert_eq!(third.outcome, "updated");
+    crate::harness::admin::assert_upsert_outcome(&third, "updated");
     assert_eq!(third.generated_secret, None);
     let got = admin
         .get_client(authed(GetClientRequest {
@@ -374,7 +374,7 @@ async fn upsert_client_is_idempotent(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(r.outcome, "updated");
+    crate::harness::admin::assert_upsert_outcome(&r, "updated");
     assert_eq!(r.generated_secret, None);
     let deadline = Instant::now() + Duration::from_secs(2);
     while token(&server, &creds, &[]).await.status != 401 {

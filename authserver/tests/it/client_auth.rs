@@ -48,7 +48,7 @@ async fn assertions_against_an_inline_jwks_are_single_use_and_bounded(backend: B
         },
     )
     .await;
-    assert_eq!(registered.outcome, "created");
+    crate::harness::admin::assert_upsert_outcome(&registered, "created");
     assert_eq!(
         registered.generated_secret, None,
         "no secret for private_key_jwt"

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use base64::Engine as _;
-use crds::{IdentityTenant, OidcClient, SigningKeySet};
+use crds::{INSTANCE_LABEL, IdentityTenant, OidcClient, SigningKeySet};
 use e2e::FakeApiServer;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
@@ -465,6 +465,11 @@ pub struct Names {
     pub tenant: String,
     /// The tenant's issuer (the example's, or replica A's address once installed).
     pub issuer: String,
+    /// A namespace-scoped install of a named instance: the operator watches only
+    /// [`Self::namespace`] (the chart's `operator.watchNamespaces`) and reconciles only
+    /// objects labelled `gatehouse.dev/instance=<this>` (`operator.instance`), which the
+    /// examples then carry.
+    pub instance: Option<String>,
 }
 
 impl Names {
@@ -476,7 +481,15 @@ impl Names {
             issuer: format!("https://id.example.com/t/{tenant}"),
             tenant,
             suffix: s,
+            instance: None,
         }
+    }
+
+    /// Names for a namespace-scoped install of instance `e2e-<suffix>`.
+    pub fn namespaced() -> Self {
+        let mut names = Self::random();
+        names.instance = Some(format!("e2e-{}", names.suffix));
+        names
     }
 
     /// The machine client's id (`<namespace>-<name>`, the operator's default).
@@ -509,6 +522,15 @@ fn examples(names: &Names) -> anyhow::Result<Vec<DynamicObject>> {
             .is_some_and(|t| t.kind == "IdentityTenant")
         {
             obj.data["spec"]["issuer"] = json!(names.issuer);
+        }
+        let kind = obj
+            .types
+            .as_ref()
+            .map(|t| t.kind.clone())
+            .unwrap_or_default();
+        if let (Some(instance), false) = (&names.instance, kind == "Namespace") {
+            obj.labels_mut()
+                .insert(INSTANCE_LABEL.to_owned(), instance.clone());
         }
         Ok(obj)
     })
@@ -614,6 +636,53 @@ fn jwt_kid(token: &str) -> anyhow::Result<String> {
 }
 
 impl Run<'_> {
+    /// Namespace-scoped install only: an OidcClient of the default instance (no instance
+    /// label) in the watched namespace and one of this instance outside it are never
+    /// touched — no finalizer, no status, no Secret — while this instance's clients are
+    /// Ready (step 4 ran before).
+    async fn strays_untouched(&self) -> anyhow::Result<()> {
+        let Some(instance) = &self.names.instance else {
+            return Ok(());
+        };
+        let stray = |namespace: &str, labels: Value| -> anyhow::Result<OidcClient> {
+            Ok(serde_json::from_value(json!({
+                "apiVersion": "gatehouse.dev/v1alpha1", "kind": "OidcClient",
+                "metadata": {"name": "stray", "namespace": namespace, "labels": labels},
+                "spec": {"tenantRef": self.names.tenant, "grantTypes": ["client_credentials"]},
+            }))?)
+        };
+        let placed = [
+            (self.names.namespace.as_str(), json!({})),
+            ("default", json!({INSTANCE_LABEL: instance})),
+        ];
+        let mut apis = Vec::new();
+        for (namespace, labels) in placed {
+            let api: Api<OidcClient> = Api::namespaced(self.client.clone(), namespace);
+            api.create(&PostParams::default(), &stray(namespace, labels)?)
+                .await
+                .with_context(|| format!("create OidcClient {namespace}/stray"))?;
+            apis.push((namespace, api));
+        }
+        // A reconcile of a watched object starts within a second of its event.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for (namespace, api) in &apis {
+            let c = api.get("stray").await?;
+            ensure!(
+                c.finalizers().is_empty() && c.status.is_none(),
+                "OidcClient {namespace}/stray was reconciled by instance {instance}: {:?} {:?}",
+                c.metadata.finalizers,
+                c.status
+            );
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            ensure!(
+                secrets.get_opt("stray-oidc").await?.is_none(),
+                "a Secret was written for OidcClient {namespace}/stray"
+            );
+            api.delete("stray", &DeleteParams::default()).await?;
+        }
+        Ok(())
+    }
+
     fn issuer(&self) -> &str {
         &self.names.issuer
     }
@@ -659,15 +728,16 @@ impl Run<'_> {
         );
         let status_map: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
         let image = self.gatehouse.authserver_image.clone();
-        wait(
-            &status_map,
-            "gatehouse-operator-status",
-            move |cm: Option<&ConfigMap>| {
-                cm.and_then(|cm| cm.data.as_ref())
-                    .and_then(|d| d.get("migratedImage"))
-                    .is_some_and(|i| *i == image)
-            },
-        )
+        // A named instance keeps its own record (`--instance` suffixes the name).
+        let status_name = match &self.names.instance {
+            Some(instance) => format!("gatehouse-operator-status-{instance}"),
+            None => "gatehouse-operator-status".to_owned(),
+        };
+        wait(&status_map, &status_name, move |cm: Option<&ConfigMap>| {
+            cm.and_then(|cm| cm.data.as_ref())
+                .and_then(|d| d.get("migratedImage"))
+                .is_some_and(|i| *i == image)
+        })
         .await?;
         for replica in &self.gatehouse.replicas {
             let deadline = Deadline::after(
@@ -1163,6 +1233,9 @@ async fn steps(run: &Run<'_>) -> anyhow::Result<()> {
     step(3, "tenant Ready");
     let credentials = run.client_secret().await.context("step 4: client Secret")?;
     step(4, "client Secret");
+    run.strays_untouched()
+        .await
+        .context("step 4b: other instances' and unwatched namespaces' objects untouched")?;
     let token = run
         .token_across_replicas(&credentials)
         .await
@@ -1219,12 +1292,11 @@ pub async fn cleanup(cluster: &Cluster, names: &Names) -> anyhow::Result<()> {
 
 /// The whole scenario: install Gatehouse (local processes, or the chart), run the steps,
 /// clean up, stop or uninstall — the last two also when a step failed.
-pub async fn scenario(cluster: &Cluster) -> anyhow::Result<()> {
-    let mut names = Names::random();
+pub async fn scenario(cluster: &Cluster, mut names: Names) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut local, release, gatehouse) = match cluster {
         Cluster::Local(fake) => {
-            let (local, gatehouse) = Local::start(fake).await?;
+            let (local, gatehouse) = Local::start(fake, &names).await?;
             (Some(local), None, gatehouse)
         }
         Cluster::Real(client) => {
@@ -1244,7 +1316,7 @@ pub async fn scenario(cluster: &Cluster) -> anyhow::Result<()> {
     let mut result = Box::pin(steps(&run)).await;
     let cleaned = cleanup(cluster, &names).await;
     if let (Ok(()), Some(local), Cluster::Local(fake)) = (&result, &local, cluster) {
-        result = local.check_rbac(fake, &names.namespace).await;
+        result = local.check_rbac(fake, &names).await;
     }
     if let Some(local) = &mut local {
         if let Err(e) = local.check_running() {
@@ -1276,7 +1348,19 @@ async fn local_examples_are_accepted_by_the_crd_schemas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_scenario() {
     let cluster = Cluster::local().await.unwrap();
-    if let Err(e) = scenario(&cluster).await {
+    if let Err(e) = scenario(&cluster, Names::random()).await {
+        panic!("{e:?}");
+    }
+}
+
+/// The same steps with the chart's namespace-scoped RBAC (`operator.watchNamespaces`) and
+/// a named instance (`operator.instance`): the Roles it renders are all the operator
+/// needs, and objects of another instance or outside the watched namespace stay
+/// untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_scenario_namespaced() {
+    let cluster = Cluster::local().await.unwrap();
+    if let Err(e) = scenario(&cluster, Names::namespaced()).await {
         panic!("{e:?}");
     }
 }
@@ -1299,7 +1383,7 @@ async fn cluster_scenario() {
     let cluster = Cluster::from_env().await.unwrap().unwrap_or_else(|| {
         panic!("{KUBECONFIG_ENV} is not set: cluster mode needs a real cluster")
     });
-    if let Err(e) = scenario(&cluster).await {
+    if let Err(e) = scenario(&cluster, Names::random()).await {
         panic!("{e:?}");
     }
 }

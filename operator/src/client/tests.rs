@@ -23,7 +23,8 @@ fn secret_path(name: &str) -> String {
     format!("/api/v1/namespaces/shop/secrets/{name}")
 }
 
-/// The reads every apply starts with: tenant, namespace, all OidcClients (conflicts).
+/// The reads every apply starts with: tenant, namespace, all OidcClients (conflicts);
+/// the credentials Secret (and a referenced one) follow.
 fn dereference(peers: Vec<Value>) -> Vec<Step> {
     vec![
         Step::get(TENANT).respond_obj(&tenant(json!({}))),
@@ -270,6 +271,195 @@ fn short_or_binary_secrets_are_unusable() {
 
 // --- reconcile ----------------------------------------------------------------------------
 
+// --- plan (pure: what one reconcile decides from what it observed) -------------------
+
+fn observed(spec: Value) -> Observed {
+    Observed {
+        tenant: tenant(spec),
+        namespace_labels: BTreeMap::from([("gatehouse.dev/tenant".into(), "acme".into())]),
+        peers: vec![],
+        credentials: None,
+        referenced: None,
+    }
+}
+
+fn parsed_secret(value: Value) -> Secret {
+    serde_json::from_value(value).unwrap()
+}
+
+fn with_status(
+    mut c: OidcClient,
+    annotation: Option<&str>,
+    ref_version: Option<&str>,
+) -> OidcClient {
+    let mut status = ready_status(&c, annotation);
+    status.secret_ref_version = ref_version.map(Into::into);
+    c.status = Some(status);
+    c
+}
+
+#[test]
+fn a_first_reconcile_generates_a_secret_and_acknowledges_the_annotation() {
+    let c = client(json!({})).annotated(ROTATE_SECRET_ANNOTATION, "1");
+    let plan = plan(&c, &observed(json!({}))).unwrap();
+    assert_eq!(plan.secret, SecretPlan::Generate);
+    assert!(
+        !plan.rotation_requested,
+        "no status: the annotation is acknowledged, not acted on"
+    );
+    assert_eq!(plan.rotation_annotation.as_deref(), Some("1"));
+    assert_eq!(plan.issuer, ISSUER);
+    assert_eq!(plan.spec, client_spec(&c));
+}
+
+#[test]
+fn the_stored_plaintext_is_planned_back_and_a_new_annotation_rotates() {
+    let stored = "s".repeat(40);
+    let c =
+        with_status(client(json!({})), Some("1"), None).annotated(ROTATE_SECRET_ANNOTATION, "2");
+    let mut seen = observed(json!({}));
+    seen.credentials = Some(parsed_secret(our_secret(&stored)));
+    let plan = plan(&c, &seen).unwrap();
+    assert_eq!(plan.secret, SecretPlan::Stored(stored.clone()));
+    assert!(plan.rotation_requested);
+    assert!(!plan.rotate_to_supplied, "nothing supplied");
+    assert_eq!(
+        secret_step(&plan, proto::UpsertOutcome::Unchanged, None),
+        SecretStep::Rotate
+    );
+    // A freshly created client has nothing to rotate away from.
+    assert_eq!(
+        secret_step(&plan, proto::UpsertOutcome::Created, None),
+        SecretStep::Keep(Some(stored))
+    );
+}
+
+#[test]
+fn a_lost_plaintext_is_restored_and_a_generated_one_is_issued() {
+    let c = with_status(client(json!({})), None, None);
+    let mut seen = observed(json!({}));
+    seen.credentials = Some(parsed_secret(our_secret("short")));
+    let plan = plan(&c, &seen).unwrap();
+    assert_eq!(
+        plan.secret,
+        SecretPlan::Generate,
+        "an unusable value counts as lost"
+    );
+    assert_eq!(
+        secret_step(&plan, proto::UpsertOutcome::Unchanged, None),
+        SecretStep::RestoreLost
+    );
+    assert_eq!(
+        secret_step(&plan, proto::UpsertOutcome::Created, Some("new".into())),
+        SecretStep::Issued("new".into())
+    );
+}
+
+#[test]
+fn a_changed_referenced_secret_rotates_to_its_value_but_a_first_sight_does_not() {
+    let value = "r".repeat(40);
+    let referenced = parsed_secret(secret(
+        "shop",
+        "web-credentials",
+        &[("CLIENT_SECRET", &value)],
+        None,
+    ));
+    let c = client(json!({"secretRef": {"name": "web-credentials"}}));
+    let mut seen = observed(json!({}));
+    seen.referenced = Some(Some(referenced));
+    // The fixture's resourceVersion is "7".
+    let first = plan(&c, &seen).unwrap();
+    assert_eq!(first.secret, SecretPlan::Referenced(value.clone()));
+    assert_eq!(first.referenced_version.as_deref(), Some("7"));
+    assert!(!first.rotate_to_supplied, "no status: applied as it is");
+    let same = plan(&with_status(c.clone(), None, Some("7")), &seen).unwrap();
+    assert!(!same.rotate_to_supplied);
+    let changed = plan(&with_status(c, None, Some("6")), &seen).unwrap();
+    assert!(changed.rotate_to_supplied);
+    assert_eq!(
+        secret_step(&changed, proto::UpsertOutcome::Unchanged, None),
+        SecretStep::Keep(Some(value)),
+        "the supplied value is written as it is"
+    );
+}
+
+#[test]
+fn a_plan_refuses_what_the_reconcile_must_not_do() {
+    let c = client(json!({}));
+    let mut forbidden = observed(json!({}));
+    forbidden.namespace_labels.clear();
+    assert_eq!(
+        plan(&c, &forbidden).unwrap_err().category(),
+        "NamespaceNotAllowed"
+    );
+
+    let mut foreign = observed(json!({}));
+    foreign.credentials = Some(parsed_secret(secret(
+        "shop",
+        "web-oidc",
+        &[("x", "y")],
+        None,
+    )));
+    let err = plan(&c, &foreign).unwrap_err();
+    assert_eq!(err.category(), "Conflict");
+    assert!(
+        err.to_string().contains("not owned by this OidcClient"),
+        "{err}"
+    );
+
+    let mut taken = observed(json!({}));
+    taken.peers = vec![shared_id_owner_in_billing()];
+    let err = plan(&client(json!({"clientId": "shared"})), &taken).unwrap_err();
+    assert_eq!(err.category(), "Conflict", "{err}");
+
+    let referencing = client(json!({"secretRef": {"name": "web-credentials"}}));
+    let mut missing = observed(json!({}));
+    missing.referenced = Some(None);
+    assert_eq!(
+        plan(&referencing, &missing).unwrap_err().category(),
+        "SecretNotFound"
+    );
+
+    let public = client(
+        json!({"clientType": "public", "grantTypes": ["authorization_code"],
+        "redirectUris": ["https://shop.example.com/cb"], "secretRef": {"name": "web-credentials"}}),
+    );
+    assert_eq!(
+        plan(&public, &missing).map(|p| p.secret).ok(),
+        Some(SecretPlan::NoSecret),
+        "a client without a shared secret never waits for one"
+    );
+}
+
+#[test]
+fn an_older_auth_server_outcome_name_is_understood() {
+    let legacy = |name: &str| proto::UpsertClientResponse {
+        outcome_name: name.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        crate::admin_client::upsert_outcome(&legacy("created")),
+        proto::UpsertOutcome::Created
+    );
+    assert_eq!(
+        crate::admin_client::upsert_outcome(&legacy("updated")),
+        proto::UpsertOutcome::Updated
+    );
+    assert_eq!(
+        crate::admin_client::upsert_outcome(&legacy("")),
+        proto::UpsertOutcome::Unchanged
+    );
+    let typed = proto::UpsertClientResponse {
+        outcome: proto::UpsertOutcome::Created.into(),
+        outcome_name: "unchanged".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        crate::admin_client::upsert_outcome(&typed),
+        proto::UpsertOutcome::Created
+    );
+}
+
 #[tokio::test]
 async fn client_without_finalizer_gets_one() {
     let c = client(json!({}));
@@ -469,6 +659,8 @@ async fn a_forbidden_namespace_registers_nothing() {
     let steps = vec![
         Step::get(TENANT).respond_obj(&tenant(json!({}))),
         Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "globex")])),
+        Step::get(ALL_CLIENTS).respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![])),
+        Step::get(SECRET).not_found(),
         status_step(&c, |body| {
             let m = assert_ready(body, "False", "NamespaceNotAllowed");
             assert!(
@@ -492,6 +684,8 @@ async fn a_tenant_without_allowed_namespaces_allows_none() {
     let steps = vec![
         Step::get(TENANT).respond_obj(&tenant(json!({"allowedNamespaces": null}))),
         Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "acme")])),
+        Step::get(ALL_CLIENTS).respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![])),
+        Step::get(SECRET).not_found(),
         status_step(&c, |body| {
             assert_ready(body, "False", "NamespaceNotAllowed");
         }),
@@ -734,6 +928,7 @@ async fn a_second_claimant_of_a_client_id_gets_conflict() {
     owner.status = Some(ready_status(&owner, None));
     let admin = FakeAdmin::with_tenant();
     let mut steps = dereference(vec![serde_json::to_value(&owner).unwrap()]);
+    steps.push(Step::get(SECRET).not_found());
     steps.push(status_step(&c, |body| {
         let m = assert_ready(body, "False", "Conflict");
         assert!(
@@ -1457,6 +1652,7 @@ async fn a_client_id_owned_in_another_watched_namespace_is_a_conflict() {
     let steps = vec![
         Step::get(TENANT).respond_obj(&tenant(json!({}))),
         Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "acme")])),
+        Step::get(SECRET).not_found(),
         status_step(&c, conflict_with_billing),
     ];
     let (kube, verifier) = ApiServerVerifier::run(steps);
@@ -1473,6 +1669,39 @@ async fn a_client_id_owned_in_another_watched_namespace_is_a_conflict() {
         admin.calls().is_empty(),
         "the owner's registration is untouched"
     );
+}
+
+/// A namespace whose watch never completes its first LIST (its Role is missing, the API
+/// server refuses it) must not stall the conflict checks of every namespace: after
+/// `CACHE_WAIT` that namespace is listed directly, the others still come from their caches.
+#[tokio::test(start_paused = true)]
+async fn a_cache_that_never_syncs_is_replaced_by_a_list_after_the_wait() {
+    let c = client(json!({"clientId": "shared"})).finalized();
+    let owner = shared_id_owner_in_billing();
+    let admin = FakeAdmin::with_tenant();
+    let steps = vec![
+        Step::get(TENANT).respond_obj(&tenant(json!({}))),
+        Step::get(NAMESPACE).respond(namespace("shop", &[("gatehouse.dev/tenant", "acme")])),
+        Step::get("/apis/gatehouse.dev/v1alpha1/namespaces/billing/oidcclients").respond(list(
+            "gatehouse.dev/v1alpha1",
+            "OidcClientList",
+            vec![serde_json::to_value(&owner).unwrap()],
+        )),
+        Step::get(SECRET).not_found(),
+        status_step(&c, conflict_with_billing),
+    ];
+    let (kube, verifier) = ApiServerVerifier::run(steps);
+    let scope = crate::scope::Scope::parse("shop,billing", "").unwrap();
+    let ctx = fixtures::context_in(kube, admin.clone(), MigrationState::Succeeded, scope);
+    // billing's store never receives InitDone.
+    let (stalled, _writer) = kube::runtime::reflector::store();
+    let _ = ctx.client_store.set(vec![stalled, cache(vec![c.clone()])]);
+    let started = tokio::time::Instant::now();
+    let result = reconcile(Arc::new(c), ctx).await;
+    verifier.done().await;
+    assert_eq!(result.unwrap_err().category(), "Conflict");
+    assert!(started.elapsed() >= controller::CACHE_WAIT);
+    assert!(admin.calls().is_empty());
 }
 
 #[tokio::test]
@@ -1494,6 +1723,7 @@ async fn without_caches_peers_are_listed_per_watched_namespace_never_cluster_wid
         Step::get("/apis/gatehouse.dev/v1alpha1/namespaces/shop/oidcclients")
             .query(selector)
             .respond(list("gatehouse.dev/v1alpha1", "OidcClientList", vec![])),
+        Step::get(SECRET).not_found(),
         status_step(&c, conflict_with_billing),
     ];
     let (kube, verifier) = ApiServerVerifier::run(steps);

@@ -94,7 +94,10 @@ impl AdminApi for AdminStub {
             .unwrap()
             .insert(key, (spec.clone(), secret));
         Ok(proto::UpsertClientResponse {
-            outcome: outcome.into(),
+            // As an auth server from before the typed `outcome` answers (a rolling
+            // upgrade): the operator must still tell a registration from an update.
+            outcome_name: outcome.into(),
+            outcome: 0,
             generated_secret: generated,
             client: Some(proto::Client {
                 tenant_id: req.tenant_id,

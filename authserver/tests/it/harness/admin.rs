@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use authserver::admin::proto::admin_client::AdminClient;
-use authserver::admin::proto::{ClientSpec, UpsertClientRequest};
+use authserver::admin::proto::{self, ClientSpec, UpsertClientRequest};
 use tonic::transport::Channel;
 
 use super::process::POLL;
@@ -86,4 +86,15 @@ pub async fn upsert(
         .await
         .expect("UpsertClient succeeds")
         .into_inner()
+}
+
+/// An upsert's outcome as the typed field says it and as the name older operators read.
+pub fn assert_upsert_outcome(response: &proto::UpsertClientResponse, name: &str) {
+    let typed = match name {
+        "created" => proto::UpsertOutcome::Created,
+        "updated" => proto::UpsertOutcome::Updated,
+        _ => proto::UpsertOutcome::Unchanged,
+    };
+    assert_eq!(response.outcome(), typed, "{response:?}");
+    assert_eq!(response.outcome_name, name, "kept for older operators");
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use e2e::FakeApiServer;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use super::postgres::Database;
-use super::{Deadline, Gatehouse, MANAGER};
+use super::{Deadline, Gatehouse, MANAGER, Names};
 
 /// The operator's namespace in the fake: migration Job, purge CronJobs, Secrets.
 pub const NAMESPACE: &str = "gatehouse";
@@ -202,15 +202,38 @@ pub struct Local {
 /// Deployment with `helm template`, applies the first two (namespaced ones into the
 /// release namespace, as helm does) and returns the ServiceAccount the Deployment runs
 /// the operator as — so the operator below runs with exactly the chart's permissions.
-async fn install_chart_rbac(client: &kube::Client) -> anyhow::Result<String> {
+///
+/// For a namespace-scoped install ([`Names::instance`]) the chart is rendered with
+/// `operator.watchNamespaces` = the clients' namespace and `operator.instance`, and its
+/// Roles go into the namespaces they name (the clients' namespace is created for them).
+async fn install_chart_rbac(client: &kube::Client, names: &Names) -> anyhow::Result<String> {
     let helm = super::helm::tool("helm");
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/gatehouse");
-    let out = Command::new(&helm)
+    let mut command = Command::new(&helm);
+    command
         .arg("template")
         .arg(RELEASE)
         .arg(&chart)
         .args(["--namespace", NAMESPACE])
-        .args(["--set", "database.existingSecret=gatehouse-database"])
+        .args(["--set", "database.existingSecret=gatehouse-database"]);
+    if let Some(instance) = &names.instance {
+        command
+            .args([
+                "--set",
+                &format!("operator.watchNamespaces={{{}}}", names.namespace),
+            ])
+            .args(["--set", &format!("operator.instance={instance}")]);
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": names.namespace}}))?;
+        Api::<Namespace>::all(client.clone())
+            .patch(
+                &names.namespace,
+                &PatchParams::apply(MANAGER),
+                &Patch::Apply(&namespace),
+            )
+            .await?;
+    }
+    let out = command
         .args(["--show-only", "templates/serviceaccounts.yaml"])
         .args(["--show-only", "templates/operator-rbac.yaml"])
         .args(["--show-only", "templates/operator-deployment.yaml"])
@@ -242,7 +265,10 @@ async fn install_chart_rbac(client: &kube::Client) -> anyhow::Result<String> {
                 continue;
             }
             "ServiceAccount" | "Role" | "RoleBinding" => {
-                obj["metadata"]["namespace"] = NAMESPACE.into();
+                // helm puts objects without a namespace into the release namespace.
+                if obj["metadata"]["namespace"].is_null() {
+                    obj["metadata"]["namespace"] = NAMESPACE.into();
+                }
             }
             "ClusterRole" | "ClusterRoleBinding" => {}
             _ => bail!("unexpected {kind} in the chart's operator RBAC"),
@@ -271,8 +297,8 @@ async fn install_chart_rbac(client: &kube::Client) -> anyhow::Result<String> {
 
 /// The operator's kubeconfig: the chart's ServiceAccount, with the chart's RBAC enforced
 /// by the fake, so a permission the chart misses fails the scenario with a 403.
-async fn operator_kubeconfig(fake: &FakeApiServer) -> anyhow::Result<PathBuf> {
-    let service_account = install_chart_rbac(&fake.client()?).await?;
+async fn operator_kubeconfig(fake: &FakeApiServer, names: &Names) -> anyhow::Result<PathBuf> {
+    let service_account = install_chart_rbac(&fake.client()?, names).await?;
     Ok(fake.kubeconfig_for_service_account(NAMESPACE, &service_account)?)
 }
 
@@ -311,9 +337,41 @@ async fn mount_bootstrap_secrets(
     Ok(())
 }
 
+/// The operator as the chart's Deployment runs it (its environment), as the chart's
+/// ServiceAccount (`kubeconfig`), talking to the admin API at `admin_addr`.
+fn spawn_operator(
+    binary: &Path,
+    kubeconfig: &Path,
+    admin_addr: &str,
+    token_file: &Path,
+    names: &Names,
+    logs: &Path,
+) -> anyhow::Result<Process> {
+    let mut c = Command::new(binary);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig)
+        .env("GATEHOUSE_ADMIN_ADDR", admin_addr)
+        .env("GATEHOUSE_ADMIN_TOKEN_FILE", token_file)
+        .env("GATEHOUSE_AUTHSERVER_IMAGE", AUTHSERVER_IMAGE)
+        .env("POD_NAMESPACE", NAMESPACE)
+        .env("POD_NAME", "gatehouse-operator-e2e")
+        .env("GATEHOUSE_PROBE_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("GATEHOUSE_LOG_FORMAT", "json")
+        .env("GATEHOUSE_BOOTSTRAP_ENCRYPTION_SECRET", "true")
+        .env("GATEHOUSE_BOOTSTRAP_ADMIN_SECRET", "gatehouse-admin-token")
+        .env("RUST_LOG", "info");
+    if let Some(instance) = &names.instance {
+        // As the chart's Deployment passes operator.watchNamespaces and .instance.
+        c.env("GATEHOUSE_WATCH_NAMESPACES", &names.namespace)
+            .env("GATEHOUSE_INSTANCE", instance);
+    }
+    Process::spawn("gatehouse-operator", c, logs)
+}
+
 impl Local {
     /// Starts everything; returns the installation and what the scenario needs to know.
-    pub async fn start(fake: &FakeApiServer) -> anyhow::Result<(Self, Gatehouse)> {
+    pub async fn start(fake: &FakeApiServer, names: &Names) -> anyhow::Result<(Self, Gatehouse)> {
         let authserver = authserver_binary()?;
         let operator = operator_binary()?;
         let database = tokio::task::spawn_blocking(Database::create).await??;
@@ -376,25 +434,15 @@ impl Local {
         gatehouse.withheld_database_secret = Some(database_secret);
         let secrets: Api<Secret> = Api::namespaced(fake.client()?, NAMESPACE);
 
-        let kubeconfig = operator_kubeconfig(fake).await?;
-        let mut c = Command::new(&operator);
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &kubeconfig)
-            .env(
-                "GATEHOUSE_ADMIN_ADDR",
-                format!("http://127.0.0.1:{}", ports[0].1),
-            )
-            .env("GATEHOUSE_ADMIN_TOKEN_FILE", &token_file)
-            .env("GATEHOUSE_AUTHSERVER_IMAGE", AUTHSERVER_IMAGE)
-            .env("POD_NAMESPACE", NAMESPACE)
-            .env("POD_NAME", "gatehouse-operator-e2e")
-            .env("GATEHOUSE_PROBE_ADDR", format!("127.0.0.1:{}", free_port()))
-            .env("GATEHOUSE_LOG_FORMAT", "json")
-            .env("GATEHOUSE_BOOTSTRAP_ENCRYPTION_SECRET", "true")
-            .env("GATEHOUSE_BOOTSTRAP_ADMIN_SECRET", "gatehouse-admin-token")
-            .env("RUST_LOG", "info");
-        let mut operator = Process::spawn("gatehouse-operator", c, logs.path())?;
+        let kubeconfig = operator_kubeconfig(fake, names).await?;
+        let mut operator = spawn_operator(
+            &operator,
+            &kubeconfig,
+            &format!("http://127.0.0.1:{}", ports[0].1),
+            &token_file,
+            names,
+            logs.path(),
+        )?;
         // The replicas stay unready, saying why, until the key Secret exists.
         let reason = gatehouse.replicas[0].get_json("/readyz").await?;
         ensure!(
@@ -430,12 +478,22 @@ impl Local {
     /// kubeconfig, deleting a Secret, reading pods outside its namespace or one by name,
     /// Jobs across namespaces and granting itself more are 403s, while listing its own
     /// pods works.
-    pub async fn check_rbac(
-        &self,
-        fake: &FakeApiServer,
-        clients_namespace: &str,
-    ) -> anyhow::Result<()> {
-        let denied = fake.denied_requests();
+    ///
+    /// Namespace-scoped ([`Names::instance`]): deleting the clients' namespace deletes the
+    /// Role that lets the operator write Events there before the OidcClients' finalizers
+    /// are released, so the `ClientDeleted` Events of that cleanup are refused — expected,
+    /// and the only refusal allowed (the finalizers themselves are released through the
+    /// ClusterRole, or cleanup would have timed out).
+    pub async fn check_rbac(&self, fake: &FakeApiServer, names: &Names) -> anyhow::Result<()> {
+        let clients_namespace = names.namespace.as_str();
+        let lost_with_the_namespace = format!(
+            "cannot create resource \"events\" in API group \"events.k8s.io\" in the namespace \"{clients_namespace}\""
+        );
+        let denied: Vec<String> = fake
+            .denied_requests()
+            .into_iter()
+            .filter(|d| names.instance.is_none() || !d.contains(&lost_with_the_namespace))
+            .collect();
         ensure!(
             denied.is_empty(),
             "the chart's RBAC refused the operator {} request(s):\n{}",
