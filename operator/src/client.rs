@@ -26,15 +26,14 @@ use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt as _, finalizer, watcher};
+use kube::runtime::{Controller, WatchStreamExt as _, watcher};
 use kube::{Api, Resource as _, ResourceExt as _};
 
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
 use crate::authserver_pod;
 use crate::context::Context;
 use crate::controller::{
-    self, FINALIZER, ReconcileError, admin_reason, annotation, flatten_finalizer_error, generation,
-    with_ready,
+    self, Managed, ReconcileError, admin_reason, annotation, generation, with_ready,
 };
 use crate::migration::Gate;
 use crate::scope::Scope;
@@ -142,10 +141,7 @@ impl ReconcileError for Error {
     fn retries_at_resync(&self) -> bool {
         matches!(self, Error::ApplyRejected { .. })
     }
-}
 
-impl Error {
-    /// The `Ready=False` reason this failure shows; `None` leaves the status alone.
     fn condition_reason(&self) -> Option<&'static str> {
         match self {
             Error::DeleteClient(_) => Some(conditions::DELETING),
@@ -156,6 +152,30 @@ impl Error {
             | Error::RecordCleanupFailure(_) => None,
             other => Some(other.category()),
         }
+    }
+}
+
+impl Managed for OidcClient {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const FIELD_MANAGER: &'static str = FIELD_MANAGER;
+    type Error = Error;
+
+    fn api_in<T>(client: kube::Client, namespace: Option<&str>) -> Api<T>
+    where
+        T: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        }
+    }
+
+    fn malformed(message: String) -> Error {
+        Error::Malformed(message)
+    }
+
+    fn finalizer_failed(message: String) -> Error {
+        Error::Finalizer(message)
     }
 }
 
@@ -410,31 +430,14 @@ fn owned_by(secret: &Secret, client: &OidcClient) -> bool {
 
 /// Reconciles one OidcClient: finalizer first, then apply or cleanup.
 pub async fn reconcile(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
-    let namespace = client.namespace().unwrap_or_default();
-    let api: Api<OidcClient> = Api::namespaced(ctx.client.clone(), &namespace);
-    // A cleanup that failed with the auth server unreachable waits out its backoff here,
-    // not in `cleanup`: returning Ok there would release the finalizer.
-    if let Some(wait) = controller::cleanup_wait(&*client, ctx.now(), ctx.config.resync) {
-        return Ok(Action::requeue(wait));
-    }
-    finalizer(&api, FINALIZER, client, |event| async {
-        match event {
-            finalizer::Event::Apply(c) => apply(&c, &ctx).await,
-            finalizer::Event::Cleanup(c) => cleanup(&c, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| flatten_finalizer_error(e, Error::Finalizer))
+    controller::with_finalizer(client, ctx, apply, cleanup).await
 }
 
-async fn apply(client: &OidcClient, ctx: &Context) -> Result<Action> {
-    match apply_steps(client, ctx).await {
-        Ok(()) => Ok(Action::requeue(ctx.config.resync)),
-        Err(e) => {
-            report_failure(client, ctx, &e).await;
-            Err(e)
-        }
-    }
+async fn apply(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
+    let result = apply_steps(&client, &ctx)
+        .await
+        .map(|()| Action::requeue(ctx.config.resync));
+    controller::reported(&*client, &ctx, result).await
 }
 
 /// Where the client secret sent to the auth server comes from.
@@ -786,7 +789,7 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
             })?;
         tracing::info!(secret = %secret_name, "credentials Secret written");
     }
-    write_status(
+    controller::save_status(
         client,
         ctx,
         &ready_status(client, &plan, rotated, ctx.now()),
@@ -938,39 +941,14 @@ fn upsert_error(e: AdminError, plan: &SecretPlan, namespace: &str) -> Error {
     }
 }
 
-fn api(obj: &OidcClient, ctx: &Context) -> Api<OidcClient> {
-    Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default())
-}
-
-async fn write_status(
-    client: &OidcClient,
-    ctx: &Context,
-    status: &OidcClientStatus,
-) -> kube::Result<()> {
-    controller::write_status(client, &api(client, ctx), FIELD_MANAGER, status).await
-}
-
-/// A Warning Event and, where the failure has a reason, `Ready=False` with it.
-async fn report_failure(client: &OidcClient, ctx: &Context, error: &Error) {
-    controller::report_failure(
-        client,
-        &api(client, ctx),
-        FIELD_MANAGER,
-        ctx,
-        error.category(),
-        error.condition_reason(),
-        error.to_string(),
-    )
-    .await;
-}
-
 /// Releases the registration per `deletionPolicy`. Idempotent and fine when nothing was
 /// ever registered (DeleteClient of an unknown client succeeds), but never deletes a
 /// client id that another OidcClient owns (this one lost a conflict). The credentials
 /// Secret goes with the OidcClient through its owner reference. With
 /// `gatehouse.dev/skip-cleanup: "true"`, or after [`controller::CLEANUP_ATTEMPTS`]
 /// failures with the auth server unreachable, the registration is left in place.
-async fn cleanup(client: &OidcClient, ctx: &Context) -> Result<Action> {
+async fn cleanup(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
+    let (client, ctx) = (&*client, &*ctx);
     let object_ref = client.object_ref(&());
     let tenant = &client.spec.tenant_ref;
     let client_id = client
@@ -1048,7 +1026,7 @@ async fn failed_cleanup(
     let error = Error::DeleteClient(e);
     let settled = controller::settle_failed_cleanup(
         client,
-        &api(client, ctx),
+        &controller::api(client, ctx),
         FIELD_MANAGER,
         ctx,
         outcome,
@@ -1078,30 +1056,7 @@ async fn reconcile_guarded(
     guard: Arc<DeserializeGuard<OidcClient>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
-    let status_api = Api::namespaced(
-        ctx.client.clone(),
-        guard.meta().namespace.as_deref().unwrap_or_default(),
-    );
-    controller::run_guarded(
-        CONTROLLER,
-        guard,
-        ctx,
-        status_api,
-        FIELD_MANAGER,
-        reconcile,
-        Error::Malformed,
-    )
-    .await
-}
-
-// The signature `Controller::run` expects.
-#[allow(clippy::needless_pass_by_value)]
-fn error_policy(
-    guard: Arc<DeserializeGuard<OidcClient>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    controller::error_policy(&guard, error, &ctx)
+    controller::guarded(guard, ctx, reconcile).await
 }
 
 /// Label selector of the credentials Secrets (the `.owns()` watch): this instance's.
@@ -1208,7 +1163,7 @@ pub async fn run(
             })
             .reconcile_on(released)
             .graceful_shutdown_on(shutdown.clone())
-            .run(reconcile_guarded, error_policy, Arc::clone(&ctx))
+            .run(reconcile_guarded, controller::policy, Arc::clone(&ctx))
             .for_each(|result| async move {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, controller = CONTROLLER, "controller event");

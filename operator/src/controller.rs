@@ -69,6 +69,138 @@ pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
     fn retries_at_resync(&self) -> bool {
         false
     }
+    /// The `Ready=False` reason this failure shows; `None` leaves the status alone (a
+    /// failed read or write of our own says nothing about the object).
+    fn condition_reason(&self) -> Option<&'static str> {
+        Some(self.category())
+    }
+}
+
+/// A kind one of the controllers reconciles: what the plumbing they share needs to know
+/// about it, so that status writes, failure reports, the guarded entry point, the
+/// finalizer and `error_policy` are written once.
+pub trait Managed:
+    Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    /// Controller name in metrics and logs.
+    const CONTROLLER: &'static str;
+    /// Field manager of everything the controller writes.
+    const FIELD_MANAGER: &'static str;
+    type Error: ReconcileError;
+    /// The API of objects of this kind in `namespace` (cluster-scoped kinds ignore it).
+    fn api_in<T>(client: kube::Client, namespace: Option<&str>) -> Api<T>
+    where
+        T: Resource<DynamicType = (), Scope = Self::Scope>;
+    /// The error of an object that does not match the schema.
+    fn malformed(message: String) -> Self::Error;
+    /// The error of a failed finalizer update.
+    fn finalizer_failed(message: String) -> Self::Error;
+}
+
+/// The API `obj` lives in.
+pub fn api<K: Managed>(obj: &K, ctx: &Context) -> Api<K> {
+    K::api_in(ctx.client.clone(), obj.meta().namespace.as_deref())
+}
+
+/// Writes `status` for `obj` unless it already has it.
+pub async fn save_status<K: Managed>(obj: &K, ctx: &Context, status: &K::Status) -> kube::Result<()>
+where
+    K::Status: ReadyStatus,
+{
+    write_status(obj, &api(obj, ctx), K::FIELD_MANAGER, status).await
+}
+
+/// A Warning Event for `error` and, where it has a condition reason, `Ready=False`.
+pub async fn report<K: Managed>(obj: &K, ctx: &Context, error: &K::Error)
+where
+    K::Status: ReadyStatus,
+{
+    report_failure(
+        obj,
+        &api(obj, ctx),
+        K::FIELD_MANAGER,
+        ctx,
+        error.category(),
+        error.condition_reason(),
+        error.to_string(),
+    )
+    .await;
+}
+
+/// `result` of an apply, with a failure reported on the object first.
+pub async fn reported<K: Managed>(
+    obj: &K,
+    ctx: &Context,
+    result: Result<Action, K::Error>,
+) -> Result<Action, K::Error>
+where
+    K::Status: ReadyStatus,
+{
+    if let Err(e) = &result {
+        report(obj, ctx, e).await;
+    }
+    result
+}
+
+/// The entry point `Controller::run` calls: [`run_guarded`] for kind `K`.
+pub async fn guarded<K, Fut>(
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    reconcile: impl FnOnce(Arc<K>, Arc<Context>) -> Fut,
+) -> Result<Action, K::Error>
+where
+    K: Managed,
+    Fut: Future<Output = Result<Action, K::Error>>,
+{
+    let status_api = K::api_in(ctx.client.clone(), guard.meta().namespace.as_deref());
+    run_guarded(
+        K::CONTROLLER,
+        guard,
+        ctx,
+        status_api,
+        K::FIELD_MANAGER,
+        reconcile,
+        K::malformed,
+    )
+    .await
+}
+
+/// `error_policy` with the signature `Controller::run` expects.
+#[allow(clippy::needless_pass_by_value)]
+pub fn policy<K: Managed>(
+    guard: Arc<DeserializeGuard<K>>,
+    error: &K::Error,
+    ctx: Arc<Context>,
+) -> Action {
+    error_policy(&guard, error, &ctx)
+}
+
+/// Runs `apply` or `cleanup` for `obj` under the operator's finalizer. A cleanup that
+/// failed with the auth server unreachable waits out its backoff here, not in `cleanup`:
+/// returning Ok there would release the finalizer.
+pub async fn with_finalizer<K, A, C>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    apply: impl FnOnce(Arc<K>, Arc<Context>) -> A,
+    cleanup: impl FnOnce(Arc<K>, Arc<Context>) -> C,
+) -> Result<Action, K::Error>
+where
+    K: Managed + Serialize,
+    A: Future<Output = Result<Action, K::Error>>,
+    C: Future<Output = Result<Action, K::Error>>,
+{
+    if let Some(wait) = cleanup_wait(&*obj, ctx.now(), ctx.config.resync) {
+        return Ok(Action::requeue(wait));
+    }
+    let api = api(&*obj, &ctx);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            finalizer::Event::Apply(o) => apply(o, Arc::clone(&ctx)).await,
+            finalizer::Event::Cleanup(o) => cleanup(o, Arc::clone(&ctx)).await,
+        }
+    })
+    .await
+    .map_err(|e| flatten_finalizer_error(e, K::finalizer_failed))
 }
 
 /// `Kind namespace/name` (or `Kind name`) of an object: the backoff key and the span field.

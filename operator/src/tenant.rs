@@ -16,16 +16,14 @@ use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::{Controller, finalizer, watcher};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource as _, ResourceExt as _};
 use serde_json::json;
 
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
 use crate::authserver_pod::{self, bounded_name};
 use crate::context::{Config, Context};
-use crate::controller::{
-    self, FINALIZER, ReconcileError, admin_reason, flatten_finalizer_error, generation, with_ready,
-};
+use crate::controller::{self, Managed, ReconcileError, admin_reason, generation, with_ready};
 use crate::migration::Gate;
 
 /// Field manager of everything this controller writes.
@@ -98,11 +96,9 @@ impl ReconcileError for Error {
     fn retries_at_resync(&self) -> bool {
         matches!(self, Error::ApplyRejected { .. })
     }
-}
 
-impl Error {
-    /// The `Ready=False` reason this failure shows; `None` leaves the status alone
-    /// (a failing Kubernetes API would most likely fail the status write too).
+    /// `None` leaves the status alone (a failing Kubernetes API would most likely fail
+    /// the status write too).
     fn condition_reason(&self) -> Option<&'static str> {
         match self {
             Error::DeleteTenant(_) => Some(conditions::DELETING),
@@ -112,6 +108,27 @@ impl Error {
             | Error::RecordCleanupFailure(_) => None,
             other => Some(other.category()),
         }
+    }
+}
+
+impl Managed for IdentityTenant {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const FIELD_MANAGER: &'static str = FIELD_MANAGER;
+    type Error = Error;
+
+    fn api_in<T>(client: kube::Client, _cluster_scoped: Option<&str>) -> Api<T>
+    where
+        T: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>,
+    {
+        Api::all(client)
+    }
+
+    fn malformed(message: String) -> Error {
+        Error::Malformed(message)
+    }
+
+    fn finalizer_failed(message: String) -> Error {
+        Error::Finalizer(message)
     }
 }
 
@@ -247,30 +264,14 @@ pub fn purge_selector(scope: &crate::scope::Scope) -> String {
 
 /// Reconciles one IdentityTenant: finalizer first, then apply or cleanup.
 pub async fn reconcile(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
-    let api: Api<IdentityTenant> = Api::all(ctx.client.clone());
-    // A cleanup that failed with the auth server unreachable waits out its backoff here,
-    // not in `cleanup`: returning Ok there would release the finalizer.
-    if let Some(wait) = controller::cleanup_wait(&*tenant, ctx.now(), ctx.config.resync) {
-        return Ok(Action::requeue(wait));
-    }
-    finalizer(&api, FINALIZER, tenant, |event| async {
-        match event {
-            finalizer::Event::Apply(t) => apply(&t, &ctx).await,
-            finalizer::Event::Cleanup(t) => cleanup(&t, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| flatten_finalizer_error(e, Error::Finalizer))
+    controller::with_finalizer(tenant, ctx, apply, cleanup).await
 }
 
-async fn apply(tenant: &IdentityTenant, ctx: &Context) -> Result<Action> {
-    match apply_steps(tenant, ctx).await {
-        Ok(()) => Ok(Action::requeue(ctx.config.resync)),
-        Err(e) => {
-            report_failure(tenant, ctx, &e).await;
-            Err(e)
-        }
-    }
+async fn apply(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
+    let result = apply_steps(&tenant, &ctx)
+        .await
+        .map(|()| Action::requeue(ctx.config.resync));
+    controller::reported(&*tenant, &ctx, result).await
 }
 
 /// migration gate → build → UpsertTenant → CronJob → status.
@@ -358,37 +359,9 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
         discovery_url: Some(format!("{issuer}/.well-known/openid-configuration")),
         issuer: Some(issuer),
     };
-    write_status(tenant, ctx, &status)
+    controller::save_status(tenant, ctx, &status)
         .await
         .map_err(Error::UpdateStatus)
-}
-
-/// Writes `status` unless it is what the object already has.
-fn api(obj: &IdentityTenant, ctx: &Context) -> Api<IdentityTenant> {
-    let _ = obj;
-    Api::all(ctx.client.clone())
-}
-
-async fn write_status(
-    tenant: &IdentityTenant,
-    ctx: &Context,
-    status: &IdentityTenantStatus,
-) -> kube::Result<()> {
-    controller::write_status(tenant, &api(tenant, ctx), FIELD_MANAGER, status).await
-}
-
-/// A Warning Event and, where the failure has a reason, `Ready=False` with it.
-async fn report_failure(tenant: &IdentityTenant, ctx: &Context, error: &Error) {
-    controller::report_failure(
-        tenant,
-        &api(tenant, ctx),
-        FIELD_MANAGER,
-        ctx,
-        error.category(),
-        error.condition_reason(),
-        error.to_string(),
-    )
-    .await;
 }
 
 /// Releases the tenant's database rows per `deletionPolicy`. Idempotent, and fine when
@@ -396,7 +369,8 @@ async fn report_failure(tenant: &IdentityTenant, ctx: &Context, error: &Error) {
 /// purge CronJob goes with the tenant through its owner reference. With
 /// `gatehouse.dev/skip-cleanup: "true"`, or after [`controller::CLEANUP_ATTEMPTS`]
 /// failures with the auth server unreachable, the rows are left in place.
-async fn cleanup(tenant: &IdentityTenant, ctx: &Context) -> Result<Action> {
+async fn cleanup(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
+    let (tenant, ctx) = (&*tenant, &*ctx);
     let name = tenant.name_any();
     if controller::skips_cleanup(tenant) {
         tracing::warn!(tenant = %name, "cleanup skipped by annotation; tenant left in the database");
@@ -453,7 +427,7 @@ async fn failed_cleanup(tenant: &IdentityTenant, ctx: &Context, e: AdminError) -
     let error = Error::DeleteTenant(e);
     let settled = controller::settle_failed_cleanup(
         tenant,
-        &api(tenant, ctx),
+        &controller::api(tenant, ctx),
         FIELD_MANAGER,
         ctx,
         outcome,
@@ -484,27 +458,7 @@ async fn reconcile_guarded(
     guard: Arc<DeserializeGuard<IdentityTenant>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
-    let status_api = Api::all(ctx.client.clone());
-    controller::run_guarded(
-        CONTROLLER,
-        guard,
-        ctx,
-        status_api,
-        FIELD_MANAGER,
-        reconcile,
-        Error::Malformed,
-    )
-    .await
-}
-
-// The signature `Controller::run` expects.
-#[allow(clippy::needless_pass_by_value)]
-fn error_policy(
-    guard: Arc<DeserializeGuard<IdentityTenant>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    controller::error_policy(&guard, error, &ctx)
+    controller::guarded(guard, ctx, reconcile).await
 }
 
 /// Runs the IdentityTenant controller until `shutdown` resolves.
@@ -527,7 +481,7 @@ pub async fn run(
         )
         .reconcile_on(controller::gate_release(ctx.migration.clone(), store))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_guarded, error_policy, ctx)
+        .run(reconcile_guarded, controller::policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, controller = CONTROLLER, "controller event");

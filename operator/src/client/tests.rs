@@ -1442,7 +1442,7 @@ async fn a_malformed_object_is_reported_and_awaits_a_change() {
     verifier.done().await;
     assert!(err.awaits_change());
     assert_eq!(
-        error_policy(Arc::new(guard), &err, ctx.clone()),
+        controller::policy(Arc::new(guard), &err, ctx.clone()),
         Action::await_change()
     );
     assert!(admin.calls().is_empty());
