@@ -92,6 +92,20 @@ if "$HELM" template gatehouse charts/gatehouse --set database.existingSecret=db 
   exit 1
 fi
 
+echo "check-chart: a NetworkPolicy admits only the probe port to the operator pods"
+"$VENV/bin/python" - "$work/default.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+policies = [d for d in docs if d["kind"] == "NetworkPolicy"
+            and d["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "operator"]
+if len(policies) != 1:
+    sys.exit(f"check-chart: {len(policies)} NetworkPolicies select the operator pods")
+spec = policies[0]["spec"]
+ports = [p["port"] for rule in spec.get("ingress", []) for p in rule.get("ports", [])]
+if "Ingress" not in spec["policyTypes"] or ports != ["probes"]:
+    sys.exit(f"check-chart: the operator NetworkPolicy admits {ports} ({spec['policyTypes']})")
+PY
+
 echo "check-chart: the PodDisruptionBudget is rendered only when it can be satisfied"
 "$HELM" template gatehouse charts/gatehouse --namespace gatehouse --set database.existingSecret=db >"$work/two.yaml"
 grep -q '^kind: PodDisruptionBudget' "$work/two.yaml"
