@@ -212,8 +212,14 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// meanwhile (as [`AdminErrorKind::Unavailable`]).
 #[derive(Clone)]
 pub struct GrpcAdmin {
-    client: AdminClient<InterceptedService<Channel, BearerToken>>,
+    client: Arc<std::sync::RwLock<Client>>,
 }
+
+type Client = AdminClient<InterceptedService<Channel, BearerToken>>;
+
+/// How often `--admin-ca-file` is read again: cert-manager renews a CA (and the Secret
+/// mounted from it) without restarting anyone.
+const CA_RELOAD: Duration = Duration::from_secs(5);
 
 impl GrpcAdmin {
     /// A client for `addr` (`http://host:port`), authenticating with `token`.
@@ -245,29 +251,72 @@ impl GrpcAdmin {
         ))
     }
 
-    /// The operator's client: `--admin-addr`, `--admin-ca-file` (read once, now) and
-    /// `--admin-token-file` (read again while running). Errors name the flag.
+    /// The operator's client: `--admin-addr`, `--admin-ca-file` and `--admin-token-file`,
+    /// both files read again while running (needs a Tokio runtime). The CA bundle must be
+    /// usable at start; a changed bundle replaces the channel (new connections verify
+    /// against it), one that cannot be read or parsed later keeps the last good one and
+    /// says so in the log. Errors name the flag.
     pub fn from_flags(
         addr: &str,
         ca_file: Option<&Path>,
         token_file: &Path,
     ) -> Result<Self, String> {
-        let ca = ca_file
-            .map(|path| {
-                std::fs::read(path)
-                    .map_err(|e| format!("--admin-ca-file: cannot read {}: {e}", path.display()))
-            })
-            .transpose()?;
-        Ok(Self::with_auth(
-            &endpoint(addr, ca.as_deref())?,
-            BearerToken::from_file(token_file),
-        ))
+        let read = |path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| format!("--admin-ca-file: cannot read {}: {e}", path.display()))
+        };
+        let ca = ca_file.map(read).transpose()?;
+        let auth = BearerToken::from_file(token_file);
+        let admin = Self::with_auth(&endpoint(addr, ca.as_deref())?, auth.clone());
+        if let (Some(path), Some(mut current)) = (ca_file, ca) {
+            let (slot, path, addr) = (Arc::clone(&admin.client), path.to_owned(), addr.to_owned());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(CA_RELOAD).await;
+                    let next = match read(&path) {
+                        Ok(next) if next != current => next,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "admin CA bundle unreadable; keeping the last one");
+                            continue;
+                        }
+                    };
+                    match endpoint(&addr, Some(&next)) {
+                        Ok(endpoint) => {
+                            if let Ok(mut client) = slot.write() {
+                                *client = AdminClient::with_interceptor(
+                                    endpoint.connect_lazy(),
+                                    auth.clone(),
+                                );
+                                tracing::info!("admin CA bundle changed; reconnecting with it");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "admin CA bundle unusable; keeping the last one");
+                        }
+                    }
+                    current = next;
+                }
+            });
+        }
+        Ok(admin)
     }
 
     fn with_auth(endpoint: &Endpoint, auth: BearerToken) -> Self {
         Self {
-            client: AdminClient::with_interceptor(endpoint.connect_lazy(), auth),
+            client: Arc::new(std::sync::RwLock::new(AdminClient::with_interceptor(
+                endpoint.connect_lazy(),
+                auth,
+            ))),
         }
+    }
+
+    /// The current client (cheap: a channel handle).
+    fn client(&self) -> Result<Client, AdminError> {
+        self.client
+            .read()
+            .map(|c| c.clone())
+            .map_err(|_| AdminError::from(Status::internal("admin client lock poisoned")))
     }
 }
 
@@ -304,7 +353,7 @@ pub fn endpoint(addr: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, String> {
 #[tonic::async_trait]
 impl AdminApi for GrpcAdmin {
     async fn health(&self) -> AdminResult<proto::HealthResponse> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         Ok(c.health(proto::HealthRequest {}).await?.into_inner())
     }
 
@@ -312,12 +361,12 @@ impl AdminApi for GrpcAdmin {
         &self,
         req: proto::UpsertTenantRequest,
     ) -> AdminResult<proto::UpsertTenantResponse> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         Ok(c.upsert_tenant(req).await?.into_inner())
     }
 
     async fn delete_tenant(&self, id: &str) -> AdminResult<bool> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         let req = proto::DeleteTenantRequest { id: id.to_owned() };
         Ok(c.delete_tenant(req).await?.into_inner().deleted)
     }
@@ -326,12 +375,12 @@ impl AdminApi for GrpcAdmin {
         &self,
         req: proto::UpsertClientRequest,
     ) -> AdminResult<proto::UpsertClientResponse> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         Ok(c.upsert_client(req).await?.into_inner())
     }
 
     async fn delete_client(&self, tenant_id: &str, client_id: &str) -> AdminResult<bool> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         let req = proto::DeleteClientRequest {
             tenant_id: tenant_id.to_owned(),
             client_id: client_id.to_owned(),
@@ -343,7 +392,7 @@ impl AdminApi for GrpcAdmin {
         &self,
         req: proto::RotateClientSecretRequest,
     ) -> AdminResult<proto::RotateClientSecretResponse> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         Ok(c.rotate_client_secret(req).await?.into_inner())
     }
 
@@ -351,7 +400,7 @@ impl AdminApi for GrpcAdmin {
         &self,
         req: proto::ListSigningKeysRequest,
     ) -> AdminResult<proto::SigningKeySet> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         Ok(c.list_signing_keys(req).await?.into_inner())
     }
 
@@ -359,7 +408,7 @@ impl AdminApi for GrpcAdmin {
         &self,
         req: proto::RotateSigningKeysRequest,
     ) -> AdminResult<proto::RotateSigningKeysResponse> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         Ok(c.rotate_signing_keys(req).await?.into_inner())
     }
 
@@ -367,7 +416,7 @@ impl AdminApi for GrpcAdmin {
         &self,
         req: proto::ImportSigningKeyRequest,
     ) -> AdminResult<proto::ImportSigningKeyResponse> {
-        let mut c = self.client.clone();
+        let mut c = self.client()?;
         Ok(c.import_signing_key(req).await?.into_inner())
     }
 }

@@ -115,21 +115,20 @@ pub struct AuthServer {
 }
 
 impl AuthServer {
-    /// Migrates a fresh database and starts `serve`; `None` (after saying why) when the
-    /// binary is not built.
-    pub async fn start() -> Option<Self> {
+    /// Migrates a fresh database and starts `serve`. Fails, saying how to build it, when
+    /// the binary is not built (`cargo test --workspace` builds it first).
+    pub async fn start() -> Self {
         Self::start_with(&[]).await
     }
 
     /// [`AuthServer::start`] with extra environment variables for `serve`.
-    pub async fn start_with(env: &[(&str, String)]) -> Option<Self> {
+    pub async fn start_with(env: &[(&str, String)]) -> Self {
         let Some(bin) = binary() else {
-            eprintln!(
-                "SKIPPED: the authserver binary is not built next to this test binary; \
-                 run `cargo build -p authserver && cargo test -p operator` \
-                 (or set GATEHOUSE_AUTHSERVER_BIN)"
+            panic!(
+                "the authserver binary is not built next to this test binary: run \
+                 `cargo build -p authserver && cargo test -p operator` (`cargo test \
+                 --workspace` builds it), or set GATEHOUSE_AUTHSERVER_BIN"
             );
-            return None;
         };
         let db = Database::create();
         let key = random_hex(32);
@@ -176,7 +175,7 @@ impl AuthServer {
             _db: db,
         };
         server.wait_ready().await;
-        Some(server)
+        server
     }
 
     async fn wait_ready(&self) {

@@ -33,9 +33,9 @@ struct Env {
 
 /// A running auth server, a fake cluster with namespace `shop` (allowed by tenant
 /// `acme`), tenant `acme` (deletionPolicy Delete), key set `acme` and OidcClient
-/// `shop/web` (client_credentials); `None` when the authserver binary is not built.
-async fn env() -> Option<Env> {
-    let server = AuthServer::start().await?;
+/// `shop/web` (client_credentials).
+async fn env() -> Env {
+    let server = AuthServer::start().await;
     let (kube, fake) = FakeKube::start();
     let admin = GrpcAdmin::connect_lazy(
         &server.admin_addr(),
@@ -47,13 +47,13 @@ async fn env() -> Option<Env> {
     fake.insert(crate::tenant("acme", &server.issuer("acme"), "Delete"));
     fake.insert(key_set("acme"));
     fake.insert(machine_client("shop", "web", "acme"));
-    Some(Env {
+    Env {
         server,
         fake,
         ctx,
         admin,
         http: reqwest::Client::new(),
-    })
+    }
 }
 
 impl Env {
@@ -184,7 +184,7 @@ impl Env {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_applied_secret_gets_tokens_until_the_client_is_deleted() {
-    let Some(env) = env().await else { return };
+    let env = env().await;
     let t = env.settle_tenant().await;
     assert_eq!(t["status"]["issuer"], env.server.issuer("acme"));
     assert_eq!(
@@ -254,7 +254,7 @@ async fn the_applied_secret_gets_tokens_until_the_client_is_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_changed_through_the_admin_api_is_set_back_on_the_next_reconcile() {
-    let Some(env) = env().await else { return };
+    let env = env().await;
     let (id, secret, issuer) = env.registered().await;
     // Someone changes the client behind the operator's back: other scopes, new secret.
     let spec = proto::ClientSpec {
@@ -320,7 +320,7 @@ fn jwt_claims(jwt: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_secret_is_restored_with_working_credentials() {
-    let Some(env) = env().await else { return };
+    let env = env().await;
     let (id, old_secret, issuer) = env.registered().await;
     env.fake.delete("v1", "secrets", Some("shop"), "web-oidc");
     assert!(env.secret().is_none());
@@ -338,7 +338,7 @@ async fn a_deleted_secret_is_restored_with_working_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rotate_secret_annotation_issues_a_new_secret_and_keeps_the_old_for_the_overlap() {
-    let Some(env) = env().await else { return };
+    let env = env().await;
     let (id, old_secret, issuer) = env.registered().await;
     env.fake
         .edit(GROUP_VERSION, "oidcclients", Some("shop"), "web", |c| {
@@ -362,7 +362,7 @@ async fn the_rotate_secret_annotation_issues_a_new_secret_and_keeps_the_old_for_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_set_rotation_publishes_the_new_kid_in_the_jwks() {
-    let Some(env) = env().await else { return };
+    let env = env().await;
     env.settle_tenant().await;
     let issuer = env.server.issuer("acme");
     let k = env.reconcile_key_set().await;
@@ -413,7 +413,7 @@ async fn a_key_set_rotation_publishes_the_new_kid_in_the_jwks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issuer_the_server_rejects_is_invalid_spec_naming_the_field() {
-    let Some(env) = env().await else { return };
+    let env = env().await;
     env.fake
         .edit(GROUP_VERSION, "identitytenants", None, "acme", |t| {
             // Plain http on a non-loopback host: the CRD's CEL rule would reject it; the
@@ -434,7 +434,7 @@ async fn an_issuer_the_server_rejects_is_invalid_spec_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_tenant_with_policy_delete_removes_it_from_the_server() {
-    let Some(env) = env().await else { return };
+    let env = env().await;
     let (id, secret, issuer) = env.registered().await;
     env.fake
         .delete(GROUP_VERSION, "identitytenants", None, "acme");
