@@ -137,7 +137,7 @@ pub fn key_policy(spec: &SigningKeySetSpec) -> proto::KeyPolicy {
         rotation_interval_seconds: secs(i64::from(spec.rotation_interval_days) * 86_400),
         // Always sent: 0 is a valid overlap (retire at once), not "use the default".
         overlap_window_seconds: Some(secs(i64::from(spec.overlap_window_seconds))),
-        promotion_delay_seconds: secs(i64::from(spec.promotion_delay_seconds)),
+        promotion_delay_seconds: Some(secs(i64::from(spec.promotion_delay_seconds))),
     }
 }
 

@@ -79,7 +79,7 @@ fn the_policy_comes_from_the_spec() {
     assert_eq!(p.rsa_bits, 3072);
     assert_eq!(p.rotation_interval_seconds, 30 * 86_400);
     assert_eq!(p.overlap_window_seconds, Some(3600));
-    assert_eq!(p.promotion_delay_seconds, 600);
+    assert_eq!(p.promotion_delay_seconds, Some(600));
 }
 
 #[test]
