@@ -290,14 +290,20 @@ pub enum KeysCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Rotate now: a new pending key per algorithm; the old one retires after the overlap.
+    /// Rotate: a new key per algorithm is published now and signs after
+    /// keys.promotion_delay_seconds; the old one stays published until its tokens expired.
     Rotate {
         /// Only this tenant (default: every tenant).
         #[arg(long)]
         tenant: Option<String>,
         /// Rotate only algorithms whose key is older than the rotation interval (for cron).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "now")]
         if_due: bool,
+        /// Emergency (a compromised key): the new keys sign at once and every previous key
+        /// leaves the JWKS at once. Relying parties with a cached JWKS reject new tokens
+        /// until they refetch it, and every token signed before stops verifying.
+        #[arg(long)]
+        now: bool,
     },
     /// List keys with their state and times.
     List {

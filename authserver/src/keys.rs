@@ -10,9 +10,11 @@ use crate::cache::{Cached, DEFAULT_TTL, Epoch};
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::kek::{self, Kek};
 use crate::crypto::signing::{self, SigningKey};
+use crate::domain::policy::TenantPolicy;
 use crate::domain::signing_key::{
     Algorithm, KeyMeta, KeyPolicy, RotationMode, RotationPlan, plan_rotation,
 };
+use crate::domain::tenant::Tenant;
 use crate::store::{self, Store, signing_keys::NewStoredKey, signing_keys::StoredKey};
 
 /// Why a key operation failed.
@@ -94,14 +96,12 @@ impl KeyService {
         mode: RotationMode,
         policy: &KeyPolicy,
     ) -> Result<Vec<KeyMeta>> {
-        if self.store.get_tenant(tenant_id).await?.is_none() {
-            return Err(Error::UnknownTenant(tenant_id.to_owned()));
-        }
+        let longest_token = self.longest_token_seconds(tenant_id).await?;
         let now = self.clock.now();
         let new = self
             .store
             .rotate_keys(tenant_id, |existing| async move {
-                let plan = plan_rotation(&existing, policy, mode, now);
+                let plan = plan_rotation(&existing, policy, mode, now, longest_token);
                 let new = self
                     .generate(tenant_id, &plan, policy.rsa_bits, now)
                     .await?;
@@ -110,9 +110,36 @@ impl KeyService {
             .await?;
         for k in &new {
             tracing::info!(tenant = tenant_id, kid = %k.meta.kid, alg = %k.meta.alg,
-                activates_at = k.meta.activates_at, "signing key created");
+                activates_at = k.meta.activates_at, mode = mode.as_str(), "signing key created");
+        }
+        if mode == RotationMode::Now && !new.is_empty() {
+            tracing::warn!(
+                tenant = tenant_id,
+                "emergency key rotation: new keys sign now and the previous keys left the JWKS"
+            );
         }
         Ok(new.into_iter().map(|k| k.meta).collect())
+    }
+
+    /// The longest lifetime of a token the tenant's keys sign: its access and ID token
+    /// lifetimes and every client's own access token lifetime. A superseded key stays
+    /// published at least that long, so no token outlives its key in the JWKS.
+    async fn longest_token_seconds(&self, tenant_id: &str) -> Result<u64> {
+        let tenant: Tenant = self
+            .store
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or_else(|| Error::UnknownTenant(tenant_id.to_owned()))?;
+        let tokens = TenantPolicy::of(&tenant).tokens;
+        // A client on the registration default uses the tenant's lifetime; counting the
+        // default too only errs on the long side.
+        let clients = self.store.list_clients(tenant_id).await?;
+        Ok(clients
+            .iter()
+            .map(|c| c.spec.access_token_lifetime_seconds)
+            .chain([tokens.access_token_seconds, tokens.id_token_seconds])
+            .max()
+            .unwrap_or(0))
     }
 
     async fn generate(
@@ -157,9 +184,7 @@ impl KeyService {
         pkcs8: &[u8],
         policy: &KeyPolicy,
     ) -> Result<(String, bool)> {
-        if self.store.get_tenant(tenant_id).await?.is_none() {
-            return Err(Error::UnknownTenant(tenant_id.to_owned()));
-        }
+        let longest_token = self.longest_token_seconds(tenant_id).await?;
         let key = SigningKey::from_pkcs8(alg, pkcs8)?;
         let kid = key.kid().to_owned();
         let now = self.clock.now();
@@ -175,7 +200,13 @@ impl KeyService {
                     if existing.iter().any(|k| k.kid == kid) {
                         return Ok::<_, Error>((Vec::new(), Vec::new()));
                     }
-                    let plan = plan_rotation(&existing, &only_alg, RotationMode::Force, now);
+                    let plan = plan_rotation(
+                        &existing,
+                        &only_alg,
+                        RotationMode::Force,
+                        now,
+                        longest_token,
+                    );
                     let activates_at = plan.new.first().map_or(now, |n| n.activates_at);
                     let stored = NewStoredKey {
                         public_jwk: key.public_jwk(),
@@ -320,5 +351,166 @@ impl KeyService {
         }
         self.store.reseal_keys(&updates).await?;
         Ok(updates.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+    use serde_json::json;
+
+    use super::*;
+    use crate::clock::FixedClock;
+    use crate::domain::client::ClientSpec;
+    use crate::store::clients::SecretChange;
+    use crate::store::testing::{self, TestStore};
+
+    const T0: UnixTime = 1_700_000_000;
+
+    /// ES256 only: RSA key generation would make the cases slow, not more telling.
+    fn service(db: &TestStore, clock: Arc<FixedClock>, epoch: &Epoch) -> KeyService {
+        let kek = Kek::from_hex(&SecretString::from(
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".to_owned(),
+        ))
+        .unwrap();
+        let policy = KeyPolicy {
+            algorithms: vec![Algorithm::Es256],
+            ..KeyPolicy::default()
+        };
+        KeyService::new(db.store.clone(), Arc::new(kek), policy, clock, epoch)
+    }
+
+    async fn jwks_kids(keys: &KeyService) -> Vec<String> {
+        let set = keys.jwks("t").await.unwrap();
+        let mut kids: Vec<String> = set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    }
+
+    async fn signing_kid(keys: &KeyService) -> String {
+        keys.signer("t", Algorithm::Es256)
+            .await
+            .unwrap()
+            .expect("an active ES256 key")
+            .kid()
+            .to_owned()
+    }
+
+    fn sorted(kids: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = kids.iter().map(|k| (*k).to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// A store with tenant `t` and a key service whose clock starts at T0, bootstrapped;
+    /// returns the first kid.
+    async fn bootstrapped(db: &TestStore) -> (KeyService, Arc<FixedClock>, Epoch, String) {
+        db.user("t", "alice").await;
+        let clock = FixedClock::new(T0);
+        let epoch = Epoch::default();
+        let keys = service(db, clock.clone(), &epoch);
+        let first = keys.bootstrap("t").await.unwrap();
+        assert_eq!(first.len(), 1);
+        let kid = first[0].kid.clone();
+        (keys, clock, epoch, kid)
+    }
+
+    /// Rotates and drops the caches, as the change listener does in `serve`.
+    async fn rotate(keys: &KeyService, epoch: &Epoch, mode: RotationMode) -> String {
+        let new = keys.rotate("t", mode).await.unwrap();
+        epoch.bump();
+        assert_eq!(new.len(), 1);
+        new[0].kid.clone()
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_rotation_publishes_the_new_key_and_signs_with_it_after_the_delay() {
+        for db in testing::both().await {
+            let (keys, clock, epoch, old) = bootstrapped(&db).await;
+            clock.advance(1000);
+            let new = rotate(&keys, &epoch, RotationMode::Force).await;
+            let delay = i64::try_from(keys.policy().promotion_delay_seconds).unwrap();
+            assert_eq!(delay, 960, "{}", db.name());
+
+            // Published at once, so relying parties have it before it signs.
+            assert_eq!(
+                jwks_kids(&keys).await,
+                sorted(&[&old, &new]),
+                "{}",
+                db.name()
+            );
+            assert_eq!(signing_kid(&keys).await, old, "{}", db.name());
+            clock.advance(delay - 1);
+            assert_eq!(signing_kid(&keys).await, old, "{}", db.name());
+            clock.advance(1);
+            assert_eq!(signing_kid(&keys).await, new, "{}", db.name());
+
+            // The old key stays published for the overlap window (longer than the
+            // default token lifetimes), then leaves the JWKS.
+            clock.advance(7_199);
+            assert_eq!(
+                jwks_kids(&keys).await,
+                sorted(&[&old, &new]),
+                "{}",
+                db.name()
+            );
+            clock.advance(1);
+            assert_eq!(jwks_kids(&keys).await, vec![new.clone()], "{}", db.name());
+        }
+    }
+
+    #[tokio::test]
+    async fn now_signs_with_the_new_key_at_once_and_withdraws_the_others() {
+        for db in testing::both().await {
+            let (keys, clock, epoch, old) = bootstrapped(&db).await;
+            clock.advance(1000);
+            let pending = rotate(&keys, &epoch, RotationMode::Force).await;
+            clock.advance(10);
+            let now = rotate(&keys, &epoch, RotationMode::Now).await;
+            assert_eq!(signing_kid(&keys).await, now, "{}", db.name());
+            assert_eq!(jwks_kids(&keys).await, vec![now.clone()], "{}", db.name());
+            assert_eq!(keys.public_jwk("t", &old).await.unwrap(), None);
+            // The withdrawn pending key never comes back.
+            clock.advance(3600);
+            assert_eq!(signing_kid(&keys).await, now, "{}", db.name());
+            assert_eq!(keys.public_jwk("t", &pending).await.unwrap(), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_superseded_key_stays_published_until_its_longest_lived_token_expired() {
+        for db in testing::both().await {
+            let (keys, clock, epoch, old) = bootstrapped(&db).await;
+            db.store
+                .set_tenant_settings("t", &json!({"tokens": {"idTokenSeconds": 43_200}}), T0)
+                .await
+                .unwrap();
+            let long = ClientSpec {
+                client_id: "batch".to_owned(),
+                access_token_lifetime_seconds: 86_400,
+                ..ClientSpec::default()
+            };
+            db.store
+                .upsert_client("t", &long, &SecretChange::Set(vec![1; 32]), T0)
+                .await
+                .unwrap();
+            let new = rotate(&keys, &epoch, RotationMode::Force).await;
+            let delay = i64::try_from(keys.policy().promotion_delay_seconds).unwrap();
+            // The old key signed until the new one activated; its last token lives a day.
+            clock.advance(delay + 86_399);
+            assert_eq!(
+                jwks_kids(&keys).await,
+                sorted(&[&old, &new]),
+                "{}",
+                db.name()
+            );
+            clock.advance(1);
+            assert_eq!(jwks_kids(&keys).await, vec![new.clone()], "{}", db.name());
+        }
     }
 }

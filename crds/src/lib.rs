@@ -37,9 +37,16 @@ pub const VERSION: &str = "v1alpha1";
 pub const INSTANCE_LABEL: &str = "gatehouse.dev/instance";
 
 /// Annotation on a [`SigningKeySet`]: changing its value (any new value, e.g. a
-/// timestamp) makes the operator rotate the keys now. The last value acted on is
-/// recorded in `status.lastRotationAnnotation`.
+/// timestamp) makes the operator rotate the keys now: the new keys are published at once
+/// and sign after `spec.promotionDelaySeconds`. The last value acted on is recorded in
+/// `status.lastRotationAnnotation`.
 pub const ROTATE_ANNOTATION: &str = "gatehouse.dev/rotate";
+/// Annotation on a [`SigningKeySet`]: changing its value makes the operator rotate the
+/// keys in an emergency (a compromised key): the new keys sign at once and every previous
+/// key leaves the JWKS at once. Relying parties with a cached JWKS reject new tokens until
+/// they refetch it, and every token signed before stops verifying. The last value acted
+/// on is recorded in `status.lastRotateNowAnnotation`.
+pub const ROTATE_NOW_ANNOTATION: &str = "gatehouse.dev/rotate-now";
 /// Annotation on an [`OidcClient`]: changing its value makes the operator generate a new
 /// client secret; the previous one stays valid for `spec.secretRotationOverlapSeconds`.
 /// The last value acted on is recorded in `status.lastSecretRotationAnnotation`.

@@ -1,6 +1,8 @@
 //! `SigningKeySet`: the keys a tenant signs tokens with, and when they rotate. The
 //! operator asks the auth server (admin API) to generate or import keys and to rotate
-//! them when due or when the `gatehouse.dev/rotate` annotation changes.
+//! them when due or when the `gatehouse.dev/rotate` annotation changes (publish now, sign
+//! after the promotion delay), or at once when `gatehouse.dev/rotate-now` changes (an
+//! emergency: a compromised key).
 
 use std::borrow::Cow;
 
@@ -24,7 +26,7 @@ use crate::schema;
     category = "gatehouse",
     status = "SigningKeySetStatus",
     derive = "PartialEq",
-    doc = "The signing keys of an IdentityTenant and their rotation. Annotate with gatehouse.dev/rotate=<new value> to rotate now.",
+    doc = "The signing keys of an IdentityTenant and their rotation. Annotate with gatehouse.dev/rotate=<new value> to rotate now: the new keys are published at once and sign after promotionDelaySeconds. Emergency (a compromised key): gatehouse.dev/rotate-now=<new value> makes the new keys sign at once and withdraws every previous key from the JWKS; relying parties with a cached JWKS then reject new tokens until they refetch it, and every token signed before stops verifying.",
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -43,6 +45,12 @@ use crate::schema;
         priority = 1
     ),
     printcolumn(
+        name = "Next Activation",
+        type_ = "date",
+        json_path = ".status.nextActivation",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -52,7 +60,7 @@ use crate::schema;
     validation = Rule::new("self.rotationIntervalDays * 86400 >= self.overlapWindowSeconds")
         .message("overlapWindowSeconds must not exceed the rotation interval (rotationIntervalDays × 86400)")
         .field_path(".overlapWindowSeconds"),
-    validation = Rule::new("self.promotionDelaySeconds < self.rotationIntervalDays * 86400")
+    validation = Rule::new("!has(self.promotionDelaySeconds) || self.promotionDelaySeconds < self.rotationIntervalDays * 86400")
         .message("promotionDelaySeconds must be shorter than the rotation interval (rotationIntervalDays × 86400)")
         .field_path(".promotionDelaySeconds"),
 )]
@@ -80,26 +88,33 @@ pub struct SigningKeySetSpec {
     #[serde(default)]
     pub rsa_bits: RsaBits,
 
-    /// Days between automatic rotations: a new key per algorithm is then created, becomes
-    /// active after promotionDelaySeconds, and the previous one is kept for
-    /// overlapWindowSeconds. Default: 90. Range: 1 to 3650.
+    /// Days between automatic rotations: a new key per algorithm is then created and
+    /// published, becomes active after promotionDelaySeconds, and the previous one stays
+    /// published until every token it signed has expired (at least overlapWindowSeconds).
+    /// Default: 90. Range: 1 to 3650.
     #[serde(default = "default_rotation_interval_days")]
     #[schemars(range(min = 1, max = 3650))]
     pub rotation_interval_days: i32,
 
     /// Seconds a replaced key stays in the JWKS (state retiring) so tokens it signed still
-    /// verify. Set it at least to the longest token lifetime of the tenant. Default: 7200
+    /// verify. The auth server keeps it longer when the tenant's access or ID tokens (or a
+    /// client's access tokens) live longer, so no token outlives its key. Default: 7200
     /// (2 hours). Range: 0 to 31536000; at most the rotation interval.
     #[serde(default = "default_overlap_window_seconds")]
     #[schemars(range(min = 0, max = 31_536_000))]
     pub overlap_window_seconds: i32,
 
     /// Seconds a new key is published in the JWKS (state pending) before it signs, so
-    /// relying parties that cache the JWKS know it first. Default: 0 (signs at once).
-    /// Range: 0 to 604800 (7 days); less than the rotation interval.
-    #[serde(default)]
+    /// relying parties that cache the JWKS (Cache-Control max-age, up to 900 s) have it
+    /// before any token is signed with it. Unset (or 0, which earlier versions defaulted
+    /// to): the auth server's default, its JWKS max-age plus 60 s (960 s with default
+    /// settings). A value shorter than the JWKS max-age the auth server sends is refused:
+    /// Ready=False, reason InvalidSpec. To sign with a new key at once (a compromised key),
+    /// use the gatehouse.dev/rotate-now annotation instead. Range: 0 to 604800 (7 days);
+    /// less than the rotation interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 604_800))]
-    pub promotion_delay_seconds: i32,
+    pub promotion_delay_seconds: Option<i32>,
 
     /// Where keys come from. `generated: {}` (default): the auth server generates them and
     /// keeps the private parts only in its database, encrypted. `secretRef: {name,
@@ -285,10 +300,11 @@ pub struct SigningKeyStatus {
     /// pending (published, not yet signing), active (signing), retiring (replaced, still
     /// published), retired (no longer published).
     pub state: KeyState,
-    /// When the key became active, or, while pending, when it will.
+    /// When the key became active, or, while pending, when it will start signing. A key
+    /// withdrawn by an emergency rotation while pending never activates (state retired).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activated_at: Option<Time>,
-    /// When the key leaves the JWKS; unset while it is the current key.
+    /// When the key leaves the JWKS; unset until a rotation replaces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retires_at: Option<Time>,
 }
@@ -316,10 +332,20 @@ pub struct SigningKeySetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation: Option<Time>,
 
+    /// When the earliest pending key starts signing (see keys[].activatedAt); unset when
+    /// no key is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_activation: Option<Time>,
+
     /// The last value of the `gatehouse.dev/rotate` annotation the operator acted on; a
     /// different value on the object triggers a rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_annotation: Option<String>,
+
+    /// The last value of the `gatehouse.dev/rotate-now` annotation the operator acted on;
+    /// a different value on the object triggers an emergency rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotate_now_annotation: Option<String>,
 }
 
 #[cfg(test)]
@@ -360,7 +386,14 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Ready", "Reason", "Tenant", "Next Rotation", "Age"]
+            [
+                "Ready",
+                "Reason",
+                "Tenant",
+                "Next Rotation",
+                "Next Activation",
+                "Age"
+            ]
         );
     }
 
@@ -377,7 +410,9 @@ mod tests {
         assert_eq!(spec["rotationIntervalDays"]["default"], 90);
         assert_eq!(spec["rotationIntervalDays"]["minimum"], 1.0);
         assert_eq!(spec["overlapWindowSeconds"]["default"], 7200);
-        assert_eq!(spec["promotionDelaySeconds"]["default"], 0);
+        // No schema default: unset means the auth server's (JWKS max-age + 60 s).
+        assert_eq!(spec["promotionDelaySeconds"].get("default"), None);
+        assert_eq!(spec["promotionDelaySeconds"]["maximum"], 604_800.0);
         assert_eq!(spec["source"]["default"], json!({"generated": {}}));
         assert_eq!(
             at(
@@ -395,7 +430,7 @@ mod tests {
         assert_eq!(k.spec.rsa_bits.bits(), 2048);
         assert_eq!(k.spec.rotation_interval_days, 90);
         assert_eq!(k.spec.overlap_window_seconds, 7200);
-        assert_eq!(k.spec.promotion_delay_seconds, 0);
+        assert_eq!(k.spec.promotion_delay_seconds, None);
         assert_eq!(k.spec.source, KeySource::Generated {});
         assert!(cel_errors(&k, None).is_empty());
     }
@@ -427,6 +462,11 @@ mod tests {
             &errors(json!({"rotationIntervalDays": 1, "promotionDelaySeconds": 86_400})),
             &["promotionDelaySeconds must be shorter than the rotation interval"],
         );
+        assert!(
+            errors(json!({"rotationIntervalDays": 1, "promotionDelaySeconds": 960})).is_empty()
+        );
+        // Unset: the rule does not apply (the auth server's default is far shorter).
+        assert!(errors(json!({"rotationIntervalDays": 1})).is_empty());
     }
 
     #[test]

@@ -786,7 +786,23 @@ impl AdminApi for FakeAdmin {
             .as_ref()
             .map(|p| p.algorithms.clone())
             .unwrap_or_default();
+        // As the server: a delay shorter than its JWKS max-age (900 s) is refused; unset
+        // means its default (max-age + 60 s).
+        let delay = match req.policy.as_ref().and_then(|p| p.promotion_delay_seconds) {
+            Some(d) if d < 900 => {
+                return Err(AdminError::new(
+                    AdminErrorKind::InvalidArgument,
+                    format!(
+                        "policy.promotion_delay_seconds: {d} s is shorter than the JWKS \
+                         max-age of 900 s (the Cache-Control of the JWKS)"
+                    ),
+                ));
+            }
+            Some(d) => i64::try_from(d).unwrap(),
+            None => 960,
+        };
         let due = s.rotation_due;
+        let t = now().as_second();
         let mut created = Vec::new();
         for alg in algorithms {
             let has = s
@@ -804,19 +820,37 @@ impl AdminApi for FakeAdmin {
             s.counter += 1;
             let kid = format!("{}-{}", alg.to_lowercase(), s.counter);
             let keys = s.keys.entry(req.tenant_id.clone()).or_default();
+            // A first key and an emergency one sign at once; a replacement is published
+            // first and signs after the promotion delay, as the server does.
+            let activates_at = if !has || req.mode == "now" {
+                t
+            } else {
+                t + delay
+            };
             for k in keys
                 .iter_mut()
-                .filter(|k| k.alg == alg && k.state == "active")
+                .filter(|k| k.alg == alg && k.state != "retired")
             {
-                k.state = "retiring".into();
-                k.retires_at = Some(now().as_second() + 7200);
+                if req.mode == "now" {
+                    k.state = "retired".into();
+                    k.superseded_at = Some(t);
+                    k.retires_at = Some(t);
+                } else if k.superseded_at.is_none() {
+                    k.superseded_at = Some(activates_at);
+                    k.retires_at = Some(activates_at + 7200);
+                }
             }
             let key = proto::SigningKey {
                 kid,
                 alg: alg.clone(),
-                state: "active".into(),
-                created_at: now().as_second(),
-                activates_at: now().as_second(),
+                state: if activates_at > t {
+                    "pending"
+                } else {
+                    "active"
+                }
+                .into(),
+                created_at: t,
+                activates_at,
                 superseded_at: None,
                 retires_at: None,
                 source: "generated".into(),

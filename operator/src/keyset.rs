@@ -1,7 +1,9 @@
 //! The SigningKeySet controller: keeps a tenant's signing keys per algorithm through the
 //! admin API. `source.generated`: `RotateSigningKeys` with mode `bootstrap` on the first
-//! reconcile, `if_due` afterwards (the server rotates what its policy says is due), and
-//! `force` when the `gatehouse.dev/rotate` annotation changes. `source.secretRef`: each
+//! reconcile, `if_due` afterwards (the server rotates what its policy says is due),
+//! `force` when the `gatehouse.dev/rotate` annotation changes (new keys publish now and
+//! sign after the promotion delay) and `now` when `gatehouse.dev/rotate-now` changes (an
+//! emergency: new keys sign at once, the previous ones leave the JWKS). `source.secretRef`: each
 //! algorithm's PEM private key (`rs256.pem`, `es256.pem`, `eddsa.pem`) is imported instead
 //! (idempotent: a key already imported is not imported again). The status lists the keys
 //! and the next rotation; the controller requeues at the next key deadline.
@@ -12,13 +14,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crds::ROTATE_ANNOTATION;
 use crds::conditions::{self, Status};
 use crds::identity_tenant::IdentityTenant;
 use crds::signing_key_set::{
     KeySource, KeyState, SigningAlgorithm, SigningKeySet, SigningKeySetSpec, SigningKeySetStatus,
     SigningKeyStatus,
 };
+use crds::{ROTATE_ANNOTATION, ROTATE_NOW_ANNOTATION};
 use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -137,23 +139,35 @@ pub fn key_policy(spec: &SigningKeySetSpec) -> proto::KeyPolicy {
         rotation_interval_seconds: secs(i64::from(spec.rotation_interval_days) * 86_400),
         // Always sent: 0 is a valid overlap (retire at once), not "use the default".
         overlap_window_seconds: Some(secs(i64::from(spec.overlap_window_seconds))),
-        promotion_delay_seconds: secs(i64::from(spec.promotion_delay_seconds)),
+        // Unset or 0 (the schema default of earlier versions, stored in every object made
+        // then): the server's default, which outlasts the JWKS max-age it sends.
+        promotion_delay_seconds: spec
+            .promotion_delay_seconds
+            .filter(|&v| v > 0)
+            .map(|v| secs(i64::from(v))),
     }
 }
 
-/// The rotation mode for this reconcile: `bootstrap` while there is no status, `force`
-/// when the rotate annotation differs from the acknowledged one, `if_due` otherwise.
+/// The rotation mode for this reconcile: `bootstrap` while there is no status, `now`
+/// when the rotate-now annotation differs from the acknowledged one, `force` when the
+/// rotate annotation does, `if_due` otherwise. Both changed at once: `now` (it covers the
+/// other, and both are recorded).
 ///
 /// No status means the first reconcile — or a status that was lost (a Velero restore, a
-/// GitOps re-create, an old field manager): then the annotation on the object is taken
-/// as acknowledged (it is recorded in the status written next), so losing the status
-/// never rotates keys.
+/// GitOps re-create, an old field manager): then the annotations on the object are taken
+/// as acknowledged (they are recorded in the status written next), so losing the status
+/// never rotates keys, let alone withdraws them.
 pub fn rotation_mode(key_set: &SigningKeySet) -> &'static str {
     let status = key_set.status.clone().unwrap_or_default();
-    let requested = annotation(key_set, ROTATE_ANNOTATION);
+    let changed = |name, acknowledged: &Option<String>| {
+        let requested = annotation(key_set, name);
+        requested.is_some() && requested != *acknowledged
+    };
     if status.observed_generation.is_none() {
         "bootstrap"
-    } else if requested.is_some() && requested != status.last_rotation_annotation {
+    } else if changed(ROTATE_NOW_ANNOTATION, &status.last_rotate_now_annotation) {
+        "now"
+    } else if changed(ROTATE_ANNOTATION, &status.last_rotation_annotation) {
         "force"
     } else {
         "if_due"
@@ -218,6 +232,38 @@ pub fn status_keys(keys: &[proto::SigningKey], now: Timestamp) -> Vec<SigningKey
             ))
     });
     out
+}
+
+/// When the earliest pending key starts signing.
+pub fn next_activation(keys: &[SigningKeyStatus]) -> Option<Time> {
+    keys.iter()
+        .filter(|k| k.state == KeyState::Pending)
+        .filter_map(|k| k.activated_at.clone())
+        .min_by_key(|t| t.0)
+}
+
+/// The Ready message: the active keys, and the pending ones with when they sign.
+pub fn ready_message(keys: &[SigningKeyStatus]) -> String {
+    let of = |state| {
+        keys.iter()
+            .filter(move |k| k.state == state)
+            .map(|k| (k.alg.as_str(), k.kid.as_str(), k.activated_at.as_ref()))
+    };
+    let active: Vec<String> = of(KeyState::Active)
+        .map(|(alg, kid, _)| format!("{alg} {kid}"))
+        .collect();
+    let mut message = format!("active keys: {}", active.join(", "));
+    let pending: Vec<String> = of(KeyState::Pending)
+        .map(|(alg, kid, at)| match at {
+            Some(t) => format!("{alg} {kid} from {}", t.0),
+            None => format!("{alg} {kid}"),
+        })
+        .collect();
+    if !pending.is_empty() {
+        message.push_str("; published, signing later: ");
+        message.push_str(&pending.join(", "));
+    }
+    message
 }
 
 /// When to look again: the earliest future deadline among the next rotation, a pending
@@ -369,24 +415,21 @@ async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
     let now = ctx.now();
     let current = key_set.status.clone().unwrap_or_default();
     let shown = status_keys(&keys.keys, now);
-    let active: Vec<String> = shown
-        .iter()
-        .filter(|k| k.state == KeyState::Active)
-        .map(|k| format!("{} {}", k.alg.as_str(), k.kid))
-        .collect();
     let status = SigningKeySetStatus {
         observed_generation: generation(key_set),
         conditions: with_ready(
             &current.conditions,
             Status::True,
             conditions::RECONCILED,
-            format!("active keys: {}", active.join(", ")),
+            ready_message(&shown),
             generation(key_set),
             Time(now),
         ),
+        next_activation: next_activation(&shown),
         keys: shown,
         next_rotation: keys.next_rotation.and_then(time),
         last_rotation_annotation: annotation(key_set, ROTATE_ANNOTATION),
+        last_rotate_now_annotation: annotation(key_set, ROTATE_NOW_ANNOTATION),
     };
     write_status(key_set, ctx, &status)
         .await
@@ -422,18 +465,34 @@ async fn rotate(
             .iter()
             .map(|k| format!("{} ({})", k.kid, k.alg))
             .collect();
-        let reason = if mode == "bootstrap" {
-            "KeysCreated"
-        } else {
-            "KeysRotated"
+        let (kind, reason, note) = match mode {
+            "bootstrap" => (EventType::Normal, "KeysCreated", String::new()),
+            // Everyone holding a token signed before has to get a new one: a Warning.
+            "now" => (
+                EventType::Warning,
+                "KeysRotatedNow",
+                "; they sign now and the previous keys left the JWKS".to_owned(),
+            ),
+            _ => (
+                EventType::Normal,
+                "KeysRotated",
+                response
+                    .created
+                    .iter()
+                    .map(|k| k.activates_at)
+                    .min()
+                    .and_then(time)
+                    .map(|t| format!("; published now, signing from {}", t.0))
+                    .unwrap_or_default(),
+            ),
         };
         tracing::info!(%tenant, mode, kids = %kids.join(", "), "signing keys created");
         ctx.events
             .publish(
                 &object_ref,
-                EventType::Normal,
+                kind,
                 reason,
-                format!("new signing keys ({mode}): {}", kids.join(", ")),
+                format!("new signing keys ({mode}): {}{note}", kids.join(", ")),
             )
             .await;
     }

@@ -237,7 +237,8 @@ pub fn client_to_proto(c: &StoredClient, now: i64) -> proto::Client {
     }
 }
 
-/// A request's key policy over the server default; zero/empty fields keep the default.
+/// A request's key policy over the server default; zero/empty/unset fields keep the
+/// default. The promotion delay must outlast the JWKS max-age the server sends.
 pub fn key_policy(p: Option<proto::KeyPolicy>, default: &KeyPolicy) -> Result<KeyPolicy, Status> {
     let Some(p) = p else {
         return Ok(default.clone());
@@ -259,13 +260,18 @@ pub fn key_policy(p: Option<proto::KeyPolicy>, default: &KeyPolicy) -> Result<Ke
     if let Some(v) = p.overlap_window_seconds {
         out.overlap_window_seconds = v;
     }
-    out.promotion_delay_seconds = p.promotion_delay_seconds;
+    out.promotion_delay_seconds = p
+        .promotion_delay_seconds
+        .unwrap_or(default.promotion_delay_seconds);
     if out.overlap_window_seconds > out.rotation_interval_seconds {
         return Err(invalid(
             "policy.overlap_window_seconds",
             "must not exceed the rotation interval",
         ));
     }
+    // The JWKS is served with the server's max-age, whatever this tenant's overlap.
+    out.check_promotion_delay(default.jwks_max_age())
+        .map_err(|e| invalid("policy.promotion_delay_seconds", e))?;
     Ok(out)
 }
 
@@ -328,7 +334,7 @@ mod tests {
             rsa_bits: 0,
             rotation_interval_seconds: 86_400,
             overlap_window_seconds: overlap,
-            promotion_delay_seconds: 0,
+            promotion_delay_seconds: None,
         }
     }
 
@@ -361,5 +367,45 @@ mod tests {
         );
         let err = key_policy(Some(policy(Some(90_000))), &KeyPolicy::default()).unwrap_err();
         assert!(err.message().starts_with("policy.overlap_window_seconds:"));
+    }
+
+    #[test]
+    fn the_promotion_delay_defaults_to_the_servers_and_must_outlast_its_jwks_max_age() {
+        let server = KeyPolicy::default();
+        // Unset (and an old client's 0, which is not on the wire): the server's.
+        let p = key_policy(Some(policy(None)), &server).unwrap();
+        assert_eq!(p.promotion_delay_seconds, 960);
+        let explicit = |delay| {
+            key_policy(
+                Some(proto::KeyPolicy {
+                    promotion_delay_seconds: Some(delay),
+                    ..policy(None)
+                }),
+                &server,
+            )
+        };
+        assert_eq!(explicit(900).unwrap().promotion_delay_seconds, 900);
+        let err = explicit(0).unwrap_err();
+        assert!(
+            err.message().starts_with(
+                "policy.promotion_delay_seconds: 0 s is shorter than the JWKS max-age of 900 s"
+            ),
+            "{}",
+            err.message()
+        );
+        // The tenant's own short overlap does not shorten the max-age the server sends.
+        let err = key_policy(
+            Some(proto::KeyPolicy {
+                promotion_delay_seconds: Some(100),
+                ..policy(Some(800))
+            }),
+            &server,
+        )
+        .unwrap_err();
+        assert!(
+            err.message().contains("max-age of 900 s"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -450,10 +450,11 @@ impl Admin for AdminService {
             "bootstrap" => RotationMode::Bootstrap,
             "if_due" => RotationMode::IfDue,
             "force" | "" => RotationMode::Force,
+            "now" => RotationMode::Now,
             other => {
                 return Err(invalid(
                     "mode",
-                    format!("unknown mode {other:?} (expected bootstrap, if_due or force)"),
+                    format!("unknown mode {other:?} (expected bootstrap, if_due, force or now)"),
                 ));
             }
         };
@@ -464,9 +465,14 @@ impl Admin for AdminService {
             .await
             .map_err(keys_err)?;
         let now = self.clock.now();
+        // An emergency rotation also withdrew the previous keys: say so in the trail.
+        let event = if mode == RotationMode::Now {
+            "signing_key.rotated_now"
+        } else {
+            "signing_key.rotated"
+        };
         for k in &created {
-            self.audit(&r.tenant_id, "signing_key.rotated", &k.kid)
-                .await;
+            self.audit(&r.tenant_id, event, &k.kid).await;
         }
         Ok(Response::new(proto::RotateSigningKeysResponse {
             created: created

@@ -15,7 +15,20 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
     ensure_declared_tenants(&ctx).await?;
     let result = match cmd {
         KeysCommand::Generate { tenant } => generate(&ctx, tenant).await,
-        KeysCommand::Rotate { tenant, if_due } => rotate(&ctx, tenant, if_due).await,
+        KeysCommand::Rotate {
+            tenant,
+            if_due,
+            now,
+        } => {
+            let mode = if now {
+                RotationMode::Now
+            } else if if_due {
+                RotationMode::IfDue
+            } else {
+                RotationMode::Force
+            };
+            rotate(&ctx, tenant, mode).await
+        }
         KeysCommand::List { tenant, json } => list(&ctx, tenant, json).await,
         KeysCommand::Reencrypt { old_key_env } => reencrypt(&ctx, &old_key_env).await,
     };
@@ -67,24 +80,26 @@ async fn generate(ctx: &Context, tenant: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rotate(ctx: &Context, tenant: Option<String>, if_due: bool) -> anyhow::Result<()> {
+async fn rotate(ctx: &Context, tenant: Option<String>, mode: RotationMode) -> anyhow::Result<()> {
     ctx.keys.check_decryptable().await?;
-    let mode = if if_due {
-        RotationMode::IfDue
-    } else {
-        RotationMode::Force
-    };
     for id in tenant_ids(ctx, tenant).await? {
         let new = ctx.keys.rotate(&id, mode).await?;
         if new.is_empty() {
             println!("tenant {id}: no rotation due");
         }
-        for k in new {
+        for k in &new {
             println!(
                 "tenant {id}: new {} key {} activates at {}",
                 k.alg,
                 k.kid,
                 rfc3339(k.activates_at)
+            );
+        }
+        if mode == RotationMode::Now && !new.is_empty() {
+            println!(
+                "tenant {id}: emergency rotation: the new keys sign now and the previous keys \
+                 left the JWKS; relying parties that cached the JWKS reject new tokens until \
+                 they refetch it"
             );
         }
     }

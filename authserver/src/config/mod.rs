@@ -601,6 +601,58 @@ mod tests {
     }
 
     #[test]
+    fn the_promotion_delay_defaults_to_the_jwks_max_age_plus_a_margin() {
+        let s = from_yaml("", &Source::default(), &prod_env).unwrap();
+        assert_eq!(s.keys.jwks_max_age(), 900);
+        assert_eq!(s.keys.promotion_delay_seconds, 960);
+        // Derived from the configured overlap window, not the default one.
+        let s = from_yaml(
+            "keys:\n  overlap_window_seconds: 800\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap();
+        assert_eq!(s.keys.promotion_delay_seconds, 160);
+        let s = from_yaml(
+            "keys:\n  promotion_delay_seconds: 3600\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap();
+        assert_eq!(s.keys.promotion_delay_seconds, 3600);
+    }
+
+    #[test]
+    fn a_promotion_delay_shorter_than_the_jwks_max_age_is_a_problem_naming_both_settings() {
+        let env = |name: &str| match name {
+            "GATEHOUSE_KEYS_PROMOTION_DELAY_SECONDS" => Some("0".to_owned()),
+            _ => prod_env(name),
+        };
+        let err = from_yaml("", &Source::default(), &env).unwrap_err();
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert!(
+            p.starts_with(
+                "keys.promotion_delay_seconds: 0 s is shorter than the JWKS max-age of 900 s"
+            ),
+            "{p}"
+        );
+        assert!(
+            p.ends_with("(here keys.overlap_window_seconds is 7200)"),
+            "{p}"
+        );
+        // Consistent once the overlap window (and with it the max-age) is short.
+        let s = from_yaml(
+            "keys:\n  overlap_window_seconds: 0\n  promotion_delay_seconds: 0\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap();
+        assert_eq!(s.keys.jwks_max_age(), 0);
+    }
+
+    #[test]
     fn gatehouse_prefixed_variable_wins_over_the_bare_one() {
         let env = |name: &str| match name {
             "GATEHOUSE_DATABASE_URL" => Some("postgres://prefixed/db".to_owned()),

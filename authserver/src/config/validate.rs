@@ -226,8 +226,19 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
     if let Some(v) = file.keys.overlap_window_seconds {
         keys.overlap_window_seconds = v;
     }
-    if let Some(v) = file.keys.promotion_delay_seconds {
-        keys.promotion_delay_seconds = v;
+    // Unset: derived from the overlap window, so it always outlasts the JWKS max-age.
+    keys.promotion_delay_seconds = file
+        .keys
+        .promotion_delay_seconds
+        .unwrap_or_else(|| KeyPolicy::default_promotion_delay(keys.overlap_window_seconds));
+    if let Err(e) = keys.check_promotion_delay(keys.jwks_max_age()) {
+        problems.push(Problem::new(
+            "keys.promotion_delay_seconds",
+            format!(
+                "{e} (here keys.overlap_window_seconds is {})",
+                keys.overlap_window_seconds
+            ),
+        ));
     }
     if keys.overlap_window_seconds > keys.rotation_interval_seconds {
         problems.push(Problem::new(

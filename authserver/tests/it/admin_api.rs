@@ -25,6 +25,7 @@ on_both_backends!(
     a_rotated_secret_overlaps_with_the_previous_one,
     tenants_are_upserted_read_and_deleted,
     signing_keys_are_rotated_and_imported,
+    an_emergency_rotation_signs_at_once_and_withdraws_the_previous_keys,
 );
 
 async fn calls_without_the_bearer_token_are_unauthenticated(backend: Backend) {
@@ -260,6 +261,18 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
             .await,
         "mode",
     );
+    // A promotion delay shorter than the JWKS max-age the server sends (900 s).
+    let status = admin
+        .rotate_signing_keys(authed(RotateSigningKeysRequest {
+            tenant_id: "main".into(),
+            mode: "force".into(),
+            policy: Some(proto::KeyPolicy {
+                promotion_delay_seconds: Some(0),
+                ..proto::KeyPolicy::default()
+            }),
+        }))
+        .await;
+    assert_invalid(status, "policy.promotion_delay_seconds");
     assert_invalid(
         admin
             .import_signing_key(authed(ImportSigningKeyRequest {
@@ -734,4 +747,62 @@ async fn signing_keys_are_rotated_and_imported(backend: Backend) {
             .any(|r| r.starts_with(&format!("signing_key.imported|admin-api|{}|", key.kid))),
         "{audit:?}"
     );
+
+    assert!(
+        rotated.created.iter().all(|k| k.state == "pending"),
+        "{rotated:?}"
+    );
+}
+
+/// Mode `now` (a compromised key): the new keys sign at once and are all the JWKS has
+/// left; the audit trail says it was an emergency rotation.
+async fn an_emergency_rotation_signs_at_once_and_withdraws_the_previous_keys(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let (server, mut admin) = serve_with_admin(&db).await;
+    let scheduled = admin
+        .rotate_signing_keys(authed(RotateSigningKeysRequest {
+            tenant_id: "main".into(),
+            mode: "force".into(),
+            policy: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        scheduled.created.iter().all(|k| k.state == "pending"),
+        "{scheduled:?}"
+    );
+    let emergency = admin
+        .rotate_signing_keys(authed(RotateSigningKeysRequest {
+            tenant_id: "main".into(),
+            mode: "now".into(),
+            policy: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(emergency.created.len(), 3);
+    assert!(
+        emergency.created.iter().all(|k| k.state == "active"),
+        "{emergency:?}"
+    );
+    let mut created: Vec<String> = emergency.created.iter().map(|k| k.kid.clone()).collect();
+    created.sort();
+    let listed = emergency.key_set.unwrap_or_default().keys;
+    assert_eq!(
+        listed.iter().filter(|k| k.state == "retired").count(),
+        6,
+        "{listed:?}"
+    );
+    server
+        .wait_for_kids("/jwks", Duration::from_secs(2), |kids| {
+            kids == created.as_slice()
+        })
+        .await;
+    let audit = db.audit().await;
+    let events = audit
+        .iter()
+        .filter(|r| r.starts_with("signing_key.rotated_now|admin-api|"))
+        .count();
+    assert_eq!(events, 3, "{audit:?}");
 }

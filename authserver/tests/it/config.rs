@@ -73,6 +73,23 @@ async fn check_config_reports_every_problem_at_once() {
         .assert_stderr_contains("configuration is invalid (4 problem(s))");
 }
 
+#[tokio::test]
+async fn check_config_reports_a_promotion_delay_shorter_than_the_jwks_max_age() {
+    let out = check_config("keys:\n  promotion_delay_seconds: 300\n", &[]).await;
+    out.assert_code(2)
+        .assert_stderr_contains(
+            "keys.promotion_delay_seconds: 300 s is shorter than the JWKS max-age of 900 s",
+        )
+        .assert_stderr_contains("(here keys.overlap_window_seconds is 7200)");
+    // The same settings agree once the overlap window (and the max-age with it) shrinks.
+    let out = check_config(
+        "keys:\n  promotion_delay_seconds: 300\n  overlap_window_seconds: 2400\n",
+        &[],
+    )
+    .await;
+    out.assert_success();
+}
+
 /// Runs `serve` (expecting it to exit by itself) and asserts nothing was written.
 async fn serve_refuses(db: &TestDb, cli: Cli) -> Output {
     let out = cli

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::harness::oauth::{access_token, create_client};
 use crate::harness::{Backend, Cli, TestDb, free_port, new_encryption_key};
 
 /// `keys generate` with the database's own key: three keys for tenant `main`.
@@ -33,6 +34,8 @@ on_both_backends!(
     rotate_for_an_unknown_tenant_fails_and_changes_nothing,
     generate_on_a_tenant_with_keys_is_a_no_op,
     rotate_with_a_promotion_delay_publishes_pending_keys_beside_active_ones,
+    rotate_publishes_new_keys_first_and_the_old_ones_keep_signing,
+    rotate_now_signs_with_new_keys_at_once_and_withdraws_the_old_ones,
     reencrypt_moves_private_keys_to_the_new_encryption_key,
     reencrypt_with_a_wrong_or_missing_old_key_changes_nothing,
 );
@@ -156,6 +159,103 @@ async fn rotate_with_a_promotion_delay_publishes_pending_keys_beside_active_ones
     out.assert_success();
     assert_eq!(out.stdout.trim(), "tenant main: no rotation due");
     assert_eq!(db.key_snapshot().await, before);
+}
+
+/// The `kid` in a compact JWS header.
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("tokens name their key")
+}
+
+/// The default configuration: a rotated-in key waits the promotion delay (the JWKS
+/// max-age plus a margin, 960 s), so a relying party that fetched the JWKS just before
+/// the rotation can verify every token issued after it.
+async fn rotate_publishes_new_keys_first_and_the_old_ones_keep_signing(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let client = create_client(&db, "svc", &[]).await;
+    let cached_by_rp = server.kids("/jwks").await;
+    let before = access_token(&server, &client).await;
+    assert!(cached_by_rp.contains(&kid_of(&before)));
+
+    let out = db.cli().args(["keys", "rotate"]).run().await;
+    out.assert_success();
+    assert_eq!(out.stdout.matches("tenant main: new ").count(), 3, "{out}");
+    let keys = listed(&db).await;
+    let new: Vec<String> = keys
+        .iter()
+        .filter(|k| !cached_by_rp.contains(&k.0))
+        .map(|k| {
+            assert_eq!(k.2, "pending", "{keys:?}");
+            k.0.clone()
+        })
+        .collect();
+    assert_eq!(new.len(), 3, "{keys:?}");
+    server
+        .wait_for_kids("/jwks", Duration::from_secs(5), |kids| {
+            new.iter().all(|k| kids.contains(k))
+        })
+        .await;
+
+    // Tokens issued after the rotation are still signed with a key the relying party has.
+    for _ in 0..3 {
+        let after = access_token(&server, &client).await;
+        let kid = kid_of(&after);
+        assert!(cached_by_rp.contains(&kid), "{kid} not in {cached_by_rp:?}");
+    }
+}
+
+async fn rotate_now_signs_with_new_keys_at_once_and_withdraws_the_old_ones(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let client = create_client(&db, "svc", &[]).await;
+    let old = server.kids("/jwks").await;
+    // A scheduled rotation is pending when the key turns out to be compromised.
+    db.cli()
+        .args(["keys", "rotate"])
+        .run()
+        .await
+        .assert_success();
+
+    let out = db.cli().args(["keys", "rotate", "--now"]).run().await;
+    out.assert_success();
+    assert!(
+        out.stdout
+            .contains("tenant main: emergency rotation: the new keys sign now"),
+        "{out}"
+    );
+    let keys = listed(&db).await;
+    let mut active: Vec<String> = keys
+        .iter()
+        .filter(|k| k.2 == "active")
+        .map(|k| k.0.clone())
+        .collect();
+    active.sort();
+    assert_eq!(active.len(), 3, "{keys:?}");
+    assert!(active.iter().all(|k| !old.contains(k)), "{keys:?}");
+    assert_eq!(
+        keys.iter().filter(|k| k.2 == "retired").count(),
+        6,
+        "the old and the pending keys: {keys:?}"
+    );
+    server
+        .wait_for_kids("/jwks", Duration::from_secs(5), |kids| {
+            kids == active.as_slice()
+        })
+        .await;
+    let kid = kid_of(&access_token(&server, &client).await);
+    assert!(active.contains(&kid), "{kid} not in {active:?}");
+
+    // `--now` is an emergency, never the cron form.
+    let out = db
+        .cli()
+        .args(["keys", "rotate", "--now", "--if-due"])
+        .run()
+        .await;
+    out.assert_code(2)
+        .assert_stderr_contains("cannot be used with");
 }
 
 async fn reencrypt_moves_private_keys_to_the_new_encryption_key(backend: Backend) {

@@ -986,73 +986,148 @@ impl Run<'_> {
         Ok(token)
     }
 
-    /// Step 6: annotating the key set with `gatehouse.dev/rotate` rotates every
-    /// algorithm: the status lists new active kids, both replicas' JWKS serve them and
-    /// still serve the old ones (overlap window), new tokens are signed with a new key,
-    /// and the token from step 5 (old key) still introspects active on replica B.
-    async fn rotate_keys(&self, credentials: &Credentials, old_token: &str) -> anyhow::Result<()> {
-        let [a, b] = &self.gatehouse.replicas;
-        let before = a.kids(self.issuer()).await?;
+    /// Annotates the key set with `name=value` and waits until the operator recorded it
+    /// (`recorded` reads the status field) with Ready=True; returns the key set then.
+    async fn annotate_key_set(
+        &self,
+        name: &'static str,
+        value: &str,
+        recorded: fn(&crds::SigningKeySetStatus) -> Option<&str>,
+    ) -> anyhow::Result<SigningKeySet> {
         let key_sets: Api<SigningKeySet> = Api::all(self.client.clone());
-        let value = format!("e2e-{}", self.names.suffix);
         key_sets
             .patch(
                 &self.names.tenant,
                 &PatchParams::default(),
-                &Patch::Merge(
-                    json!({"metadata": {"annotations": {crds::ROTATE_ANNOTATION: value}}}),
-                ),
+                &Patch::Merge(json!({"metadata": {"annotations": {name: value}}})),
             )
             .await?;
-        let key_set = wait(&key_sets, &self.names.tenant, {
-            let value = value.clone();
+        let value = value.to_owned();
+        wait(
+            &key_sets,
+            &self.names.tenant,
             move |k: Option<&SigningKeySet>| {
-                k.and_then(|k| k.status.as_ref()).is_some_and(|s| {
-                    s.last_rotation_annotation.as_deref() == Some(value.as_str())
-                        && is_ready(&s.conditions)
-                })
-            }
-        })
-        .await?;
-        let keys = &key_set.status.as_ref().context("no status")?.keys;
-        let new: BTreeSet<String> = keys
-            .iter()
-            .filter(|k| k.state.as_str() == "active")
-            .map(|k| k.kid.clone())
-            .collect();
-        ensure!(
-            new.len() == 3 && new.is_disjoint(&before),
-            "no new active kid per algorithm after rotating: {keys:?} (before: {before:?})"
-        );
-        for replica in [a, b] {
+                k.and_then(|k| k.status.as_ref())
+                    .is_some_and(|s| recorded(s) == Some(value.as_str()) && is_ready(&s.conditions))
+            },
+        )
+        .await
+    }
+
+    /// Waits until both replicas' JWKS satisfy `done`, described by `what`.
+    async fn wait_for_jwks(
+        &self,
+        what: &str,
+        done: impl Fn(&BTreeSet<String>) -> bool,
+    ) -> anyhow::Result<()> {
+        for replica in &self.gatehouse.replicas {
             let deadline = Deadline::after(
                 STEP_TIMEOUT,
-                format!(
-                    "the new kids {new:?} and the old {before:?} in replica {}'s JWKS",
-                    replica.name
-                ),
+                format!("{what} in replica {}'s JWKS", replica.name),
             );
             loop {
                 let kids = replica.kids(self.issuer()).await?;
-                if kids.is_superset(&new) && kids.is_superset(&before) {
+                if done(&kids) {
                     break;
                 }
                 deadline.tick(format!("{kids:?}")).await?;
             }
         }
-        let reply = self.token(a, credentials).await?;
+        Ok(())
+    }
+
+    /// The `kid` of a new client_credentials token from replica A.
+    async fn new_token_kid(&self, credentials: &Credentials) -> anyhow::Result<String> {
+        let reply = self.token(&self.gatehouse.replicas[0], credentials).await?;
         let token = reply.body["access_token"]
             .as_str()
             .with_context(|| format!("token after rotating: {reply}"))?;
-        let kid = jwt_kid(token)?;
+        jwt_kid(token)
+    }
+
+    /// Step 6: annotating the key set with `gatehouse.dev/rotate` publishes a new key per
+    /// algorithm first: the status lists three new pending kids and `nextActivation`,
+    /// both replicas' JWKS serve them beside the old ones, and new tokens are still
+    /// signed with an old key. Then `gatehouse.dev/rotate-now` (the emergency): three new
+    /// active kids, both JWKS serve only those, new tokens are signed with one of them,
+    /// and the token from step 5 (old key) no longer introspects active on replica B.
+    async fn rotate_keys(&self, credentials: &Credentials, old_token: &str) -> anyhow::Result<()> {
+        let [a, b] = &self.gatehouse.replicas;
+        let before = a.kids(self.issuer()).await?;
+        let of = |k: &SigningKeySet, state: &str| -> BTreeSet<String> {
+            k.status
+                .iter()
+                .flat_map(|s| &s.keys)
+                .filter(|k| k.state.as_str() == state)
+                .map(|k| k.kid.clone())
+                .collect()
+        };
+
+        let value = format!("e2e-{}", self.names.suffix);
+        let key_set = self
+            .annotate_key_set(crds::ROTATE_ANNOTATION, &value, |s| {
+                s.last_rotation_annotation.as_deref()
+            })
+            .await?;
+        let status = key_set.status.as_ref().context("no status")?;
+        let pending = of(&key_set, "pending");
         ensure!(
-            new.contains(&kid),
-            "a new token is signed with {kid}, not a new key {new:?}"
+            pending.len() == 3 && pending.is_disjoint(&before) && of(&key_set, "active") == before,
+            "no new pending kid per algorithm beside the active ones after rotating: {:?} \
+             (before: {before:?})",
+            status.keys
+        );
+        let activation = status
+            .next_activation
+            .as_ref()
+            .context("status.nextActivation is unset while keys are pending")?;
+        ensure!(
+            status
+                .keys
+                .iter()
+                .filter(|k| pending.contains(&k.kid))
+                .all(|k| k.activated_at.as_ref() == Some(activation)),
+            "pending keys activate at another time than status.nextActivation {activation:?}: {:?}",
+            status.keys
+        );
+        self.wait_for_jwks("the new pending kids and the old ones", |kids| {
+            kids.is_superset(&pending) && kids.is_superset(&before)
+        })
+        .await?;
+        let kid = self.new_token_kid(credentials).await?;
+        ensure!(
+            before.contains(&kid),
+            "a token right after the rotation is signed with {kid}, not an old key {before:?}: \
+             relying parties that cached the JWKS would reject it"
         );
         let reply = self.introspect(b, credentials, old_token).await?;
         ensure!(
             reply.body["active"] == true,
             "the token signed before the rotation introspects {reply} on replica B"
+        );
+
+        let key_set = self
+            .annotate_key_set(crds::ROTATE_NOW_ANNOTATION, &value, |s| {
+                s.last_rotate_now_annotation.as_deref()
+            })
+            .await?;
+        let active = of(&key_set, "active");
+        ensure!(
+            active.len() == 3 && active.is_disjoint(&before) && active.is_disjoint(&pending),
+            "no new active kid per algorithm after the emergency rotation: {:?}",
+            key_set.status.as_ref().map(|s| &s.keys)
+        );
+        self.wait_for_jwks("only the emergency kids", |kids| *kids == active)
+            .await?;
+        let kid = self.new_token_kid(credentials).await?;
+        ensure!(
+            active.contains(&kid),
+            "a token after the emergency rotation is signed with {kid}, not a new key {active:?}"
+        );
+        let reply = self.introspect(b, credentials, old_token).await?;
+        ensure!(
+            reply.body["active"] == false,
+            "the token signed with a withdrawn key introspects {reply} on replica B"
         );
         Ok(())
     }

@@ -41,8 +41,19 @@ fn reconciled(k: SigningKeySet, annotation: Option<&str>) -> SigningKeySet {
         ),
         keys: vec![],
         next_rotation: None,
+        next_activation: None,
         last_rotation_annotation: annotation.map(Into::into),
+        last_rotate_now_annotation: None,
     });
+    k
+}
+
+/// A key set reconciled before, with both rotation annotations acknowledged as given.
+fn acknowledged(k: SigningKeySet, rotate: Option<&str>, rotate_now: Option<&str>) -> SigningKeySet {
+    let mut k = reconciled(k, rotate);
+    if let Some(status) = k.status.as_mut() {
+        status.last_rotate_now_annotation = rotate_now.map(Into::into);
+    }
     k
 }
 
@@ -79,7 +90,47 @@ fn the_policy_comes_from_the_spec() {
     assert_eq!(p.rsa_bits, 3072);
     assert_eq!(p.rotation_interval_seconds, 30 * 86_400);
     assert_eq!(p.overlap_window_seconds, Some(3600));
-    assert_eq!(p.promotion_delay_seconds, 600);
+    assert_eq!(p.promotion_delay_seconds, Some(600));
+}
+
+#[test]
+fn an_unset_or_zero_promotion_delay_leaves_it_to_the_server() {
+    // 0 was the schema default of earlier versions and is stored in objects made then.
+    for spec in [json!({}), json!({"promotionDelaySeconds": 0})] {
+        assert_eq!(
+            key_policy(&keyset(spec.clone()).spec).promotion_delay_seconds,
+            None,
+            "{spec}"
+        );
+    }
+    let p = key_policy(&keyset(json!({"promotionDelaySeconds": 3600})).spec);
+    assert_eq!(p.promotion_delay_seconds, Some(3600));
+}
+
+#[test]
+fn a_new_rotate_now_annotation_is_an_emergency_rotation() {
+    let now = keyset(json!({})).annotated(ROTATE_NOW_ANNOTATION, "1");
+    assert_eq!(rotation_mode(&acknowledged(now.clone(), None, None)), "now");
+    assert_eq!(
+        rotation_mode(&acknowledged(now.clone(), None, Some("0"))),
+        "now"
+    );
+    assert_eq!(
+        rotation_mode(&acknowledged(now.clone(), None, Some("1"))),
+        "if_due"
+    );
+    // Both changed: the emergency covers the other.
+    let both = now.annotated(ROTATE_ANNOTATION, "2");
+    assert_eq!(
+        rotation_mode(&acknowledged(both.clone(), Some("1"), None)),
+        "now"
+    );
+    assert_eq!(
+        rotation_mode(&acknowledged(both.clone(), Some("1"), Some("1"))),
+        "force"
+    );
+    // A lost status withdraws nothing.
+    assert_eq!(rotation_mode(&both), "bootstrap");
 }
 
 #[test]
@@ -258,7 +309,8 @@ async fn a_due_rotation_creates_new_keys() {
             .iter()
             .map(|k| k["state"].as_str().unwrap())
             .collect();
-        assert_eq!(states, ["retiring", "active", "retiring", "active"]);
+        // Published first: the old keys sign until the new ones activate.
+        assert_eq!(states, ["active", "pending", "active", "pending"]);
     }));
     let (result, ctx) = run(k, admin.clone(), steps).await;
     result.unwrap();
@@ -284,6 +336,123 @@ async fn a_new_rotate_annotation_forces_a_rotation_and_is_recorded() {
     result.unwrap();
     assert_eq!(admin.calls(), ["RotateSigningKeys(acme, force)"]);
     assert_eq!(reasons(&ctx), ["KeysRotated"]);
+}
+
+#[tokio::test]
+async fn pending_keys_and_when_they_sign_are_in_the_status() {
+    let admin = FakeAdmin::with_tenant();
+    let k = keyset(json!({}));
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |_| {}));
+    let _ = run(k, admin.clone(), steps).await;
+    let k = reconciled(
+        keyset(json!({})).annotated(ROTATE_ANNOTATION, "2026-01-01"),
+        None,
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        let status = &body["status"];
+        // The server's default delay: 960 s after the fixed now (2026-01-01T00:00:00Z).
+        assert_eq!(status["nextActivation"], "2026-01-01T00:16:00Z");
+        let pending: Vec<&Value> = status["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["state"] == "pending")
+            .collect();
+        assert_eq!(pending.len(), 2, "{status}");
+        assert!(
+            pending
+                .iter()
+                .all(|k| k["activatedAt"] == "2026-01-01T00:16:00Z"),
+            "{status}"
+        );
+        let m = assert_ready(body, "True", "Reconciled");
+        assert_eq!(
+            m,
+            "active keys: ES256 es256-2, RS256 rs256-1; published, signing later: \
+             ES256 es256-4 from 2026-01-01T00:16:00Z, RS256 rs256-3 from 2026-01-01T00:16:00Z"
+        );
+    }));
+    let (result, ctx) = run(k, admin.clone(), steps).await;
+    // Activation in 16 minutes: the 5-minute resync comes first.
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_mins(5)));
+    let events = ctx.events.recorded();
+    let note = &events.last().unwrap().note;
+    assert!(
+        note.contains("published now, signing from 2026-01-01T00:16:00Z"),
+        "{note}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_rotate_now_annotation_signs_at_once_withdraws_the_old_keys_and_warns() {
+    let admin = FakeAdmin::with_tenant();
+    let k = keyset(json!({}));
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |_| {}));
+    let _ = run(k, admin.clone(), steps).await;
+    let k = acknowledged(
+        keyset(json!({})).annotated(ROTATE_NOW_ANNOTATION, "leak-42"),
+        None,
+        None,
+    );
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        let status = &body["status"];
+        assert_eq!(status["lastRotateNowAnnotation"], "leak-42");
+        assert_eq!(status.get("nextActivation"), None, "{status}");
+        let keys: Vec<(&str, &str)> = status["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k["kid"].as_str().unwrap(), k["state"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("es256-2", "retired"),
+                ("es256-4", "active"),
+                ("rs256-1", "retired"),
+                ("rs256-3", "active")
+            ]
+        );
+    }));
+    let (result, ctx) = run(k, admin.clone(), steps).await;
+    result.unwrap();
+    assert_eq!(
+        admin.calls().last().unwrap(),
+        "RotateSigningKeys(acme, now)"
+    );
+    let events = ctx.events.recorded();
+    let event = events.last().unwrap();
+    assert_eq!(
+        (event.warning, event.reason.as_str()),
+        (true, "KeysRotatedNow")
+    );
+    assert!(
+        event.note.contains("previous keys left the JWKS"),
+        "{}",
+        event.note
+    );
+}
+
+#[tokio::test]
+async fn a_promotion_delay_shorter_than_the_jwks_max_age_is_invalid_spec() {
+    let k = keyset(json!({"promotionDelaySeconds": 300}));
+    let admin = FakeAdmin::with_tenant();
+    let mut steps = dereference(vec![]);
+    steps.push(status_step(&k, |body| {
+        let m = assert_ready(body, "False", "InvalidSpec");
+        assert!(
+            m.contains(
+                "spec.promotionDelaySeconds: 300 s is shorter than the JWKS max-age of 900 s"
+            ),
+            "{m}"
+        );
+    }));
+    let (result, _) = run(k, admin, steps).await;
+    assert!(result.unwrap_err().awaits_change());
 }
 
 #[tokio::test]
