@@ -434,6 +434,21 @@ pub fn upsert_outcome(response: &proto::UpsertClientResponse) -> proto::UpsertOu
     }
 }
 
+/// A signing key's state: the typed field, or for an auth server older than it the name
+/// it sent instead (`Unspecified` when neither is known).
+pub fn key_state(key: &proto::SigningKey) -> proto::KeyState {
+    match key.key_state() {
+        proto::KeyState::Unspecified => match key.state.as_str() {
+            "pending" => proto::KeyState::Pending,
+            "active" => proto::KeyState::Active,
+            "retiring" => proto::KeyState::Retiring,
+            "retired" => proto::KeyState::Retired,
+            _ => proto::KeyState::Unspecified,
+        },
+        typed => typed,
+    }
+}
+
 /// Rewrites the field path at the start of an INVALID_ARGUMENT message from the proto
 /// request (`spec.redirect_uris: …`) to the custom resource's (`spec.redirectUris: …`), so
 /// the condition names the field the user wrote. `renames` maps whole proto paths that

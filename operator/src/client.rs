@@ -173,10 +173,6 @@ impl Managed for OidcClient {
     fn malformed(message: String) -> Error {
         Error::Malformed(message)
     }
-
-    fn finalizer_failed(message: String) -> Error {
-        Error::Finalizer(message)
-    }
 }
 
 impl From<Gate> for Error {
@@ -430,7 +426,7 @@ fn owned_by(secret: &Secret, client: &OidcClient) -> bool {
 
 /// Reconciles one OidcClient: finalizer first, then apply or cleanup.
 pub async fn reconcile(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
-    controller::with_finalizer(client, ctx, apply, cleanup).await
+    controller::with_finalizer(client, ctx, apply, cleanup, Error::Finalizer).await
 }
 
 async fn apply(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {

@@ -93,8 +93,6 @@ pub trait Managed:
         T: Resource<DynamicType = (), Scope = Self::Scope>;
     /// The error of an object that does not match the schema.
     fn malformed(message: String) -> Self::Error;
-    /// The error of a failed finalizer update.
-    fn finalizer_failed(message: String) -> Self::Error;
 }
 
 /// The API `obj` lives in.
@@ -183,6 +181,7 @@ pub async fn with_finalizer<K, A, C>(
     ctx: Arc<Context>,
     apply: impl FnOnce(Arc<K>, Arc<Context>) -> A,
     cleanup: impl FnOnce(Arc<K>, Arc<Context>) -> C,
+    finalizer_failed: impl FnOnce(String) -> K::Error,
 ) -> Result<Action, K::Error>
 where
     K: Managed + Serialize,
@@ -200,7 +199,7 @@ where
         }
     })
     .await
-    .map_err(|e| flatten_finalizer_error(e, K::finalizer_failed))
+    .map_err(|e| flatten_finalizer_error(e, finalizer_failed))
 }
 
 /// `Kind namespace/name` (or `Kind name`) of an object: the backoff key and the span field.

@@ -778,9 +778,16 @@ impl AdminApi for FakeAdmin {
     ) -> AdminResult<proto::RotateSigningKeysResponse> {
         let mut s = self.enter(
             "RotateSigningKeys",
-            &format!("{}, {}", req.tenant_id, req.mode),
+            // The typed field, so the tests prove the operator sets it.
+            &format!(
+                "{}, {}",
+                req.tenant_id,
+                crate::keyset::mode_name(req.rotation())
+            ),
         )?;
         s.require_tenant(&req.tenant_id)?;
+        let mode = req.rotation();
+        let now_mode = mode == proto::RotationMode::Now;
         let algorithms = req
             .policy
             .as_ref()
@@ -805,13 +812,13 @@ impl AdminApi for FakeAdmin {
         let t = now().as_second();
         let mut created = Vec::new();
         for alg in algorithms {
-            let has = s
-                .keys
-                .get(&req.tenant_id)
-                .is_some_and(|keys| keys.iter().any(|k| k.alg == alg && k.state == "active"));
-            let rotate = match req.mode.as_str() {
-                "bootstrap" => !has,
-                "if_due" => !has || due,
+            let has = s.keys.get(&req.tenant_id).is_some_and(|keys| {
+                keys.iter()
+                    .any(|k| k.alg == alg && k.key_state() == proto::KeyState::Active)
+            });
+            let rotate = match mode {
+                proto::RotationMode::Bootstrap => !has,
+                proto::RotationMode::IfDue => !has || due,
                 _ => true,
             };
             if !rotate {
@@ -822,17 +829,13 @@ impl AdminApi for FakeAdmin {
             let keys = s.keys.entry(req.tenant_id.clone()).or_default();
             // A first key and an emergency one sign at once; a replacement is published
             // first and signs after the promotion delay, as the server does.
-            let activates_at = if !has || req.mode == "now" {
-                t
-            } else {
-                t + delay
-            };
+            let activates_at = if !has || now_mode { t } else { t + delay };
             for k in keys
                 .iter_mut()
-                .filter(|k| k.alg == alg && k.state != "retired")
+                .filter(|k| k.alg == alg && k.key_state() != proto::KeyState::Retired)
             {
-                if req.mode == "now" {
-                    k.state = "retired".into();
+                if now_mode {
+                    k.set_key_state(proto::KeyState::Retired);
                     k.superseded_at = Some(t);
                     k.retires_at = Some(t);
                 } else if k.superseded_at.is_none() {
@@ -843,10 +846,12 @@ impl AdminApi for FakeAdmin {
             let key = proto::SigningKey {
                 kid,
                 alg: alg.clone(),
-                state: if activates_at > t {
-                    "pending"
+                // Only the typed state: the operator must not depend on the name.
+                state: String::new(),
+                key_state: if activates_at > t {
+                    proto::KeyState::Pending
                 } else {
-                    "active"
+                    proto::KeyState::Active
                 }
                 .into(),
                 created_at: t,
@@ -893,7 +898,8 @@ impl AdminApi for FakeAdmin {
             keys.push(proto::SigningKey {
                 kid: kid.clone(),
                 alg: req.alg,
-                state: "active".into(),
+                state: String::new(),
+                key_state: proto::KeyState::Active.into(),
                 created_at: now().as_second(),
                 activates_at: now().as_second(),
                 superseded_at: None,

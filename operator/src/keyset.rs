@@ -34,7 +34,9 @@ use kube::{Api, Resource as _, ResourceExt as _};
 
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
 use crate::context::Context;
-use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
+use crate::controller::{
+    self, Managed, ReconcileError, admin_reason, annotation, generation, with_ready,
+};
 use crate::migration::Gate;
 
 /// Field manager of everything this controller writes.
@@ -103,14 +105,29 @@ impl ReconcileError for Error {
     fn awaits_change(&self) -> bool {
         matches!(self, Error::InvalidSpec(_) | Error::Malformed(_))
     }
-}
 
-impl Error {
     fn condition_reason(&self) -> Option<&'static str> {
         match self {
             Error::Read { .. } | Error::UpdateStatus(_) => None,
             other => Some(other.category()),
         }
+    }
+}
+
+impl Managed for SigningKeySet {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const FIELD_MANAGER: &'static str = FIELD_MANAGER;
+    type Error = Error;
+
+    fn api_in<T>(client: kube::Client, _cluster_scoped: Option<&str>) -> Api<T>
+    where
+        T: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>,
+    {
+        Api::all(client)
+    }
+
+    fn malformed(message: String) -> Error {
+        Error::Malformed(message)
     }
 }
 
@@ -157,20 +174,31 @@ pub fn key_policy(spec: &SigningKeySetSpec) -> proto::KeyPolicy {
 /// GitOps re-create, an old field manager): then the annotations on the object are taken
 /// as acknowledged (they are recorded in the status written next), so losing the status
 /// never rotates keys, let alone withdraws them.
-pub fn rotation_mode(key_set: &SigningKeySet) -> &'static str {
+pub fn rotation_mode(key_set: &SigningKeySet) -> proto::RotationMode {
     let status = key_set.status.clone().unwrap_or_default();
     let changed = |name, acknowledged: &Option<String>| {
         let requested = annotation(key_set, name);
         requested.is_some() && requested != *acknowledged
     };
     if status.observed_generation.is_none() {
-        "bootstrap"
+        proto::RotationMode::Bootstrap
     } else if changed(ROTATE_NOW_ANNOTATION, &status.last_rotate_now_annotation) {
-        "now"
+        proto::RotationMode::Now
     } else if changed(ROTATE_ANNOTATION, &status.last_rotation_annotation) {
-        "force"
+        proto::RotationMode::Force
     } else {
-        "if_due"
+        proto::RotationMode::IfDue
+    }
+}
+
+/// The name of a rotation mode: in Events and logs, and in the request's `mode` for an
+/// auth server older than its typed `rotation`.
+pub fn mode_name(mode: proto::RotationMode) -> &'static str {
+    match mode {
+        proto::RotationMode::Bootstrap => "bootstrap",
+        proto::RotationMode::IfDue => "if_due",
+        proto::RotationMode::Force | proto::RotationMode::Unspecified => "force",
+        proto::RotationMode::Now => "now",
     }
 }
 
@@ -184,15 +212,14 @@ fn parse_alg(alg: &str) -> Option<SigningAlgorithm> {
         .find(|a| a.as_str() == alg)
 }
 
-fn parse_state(state: &str) -> Option<KeyState> {
-    [
-        KeyState::Pending,
-        KeyState::Active,
-        KeyState::Retiring,
-        KeyState::Retired,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == state)
+fn parse_state(key: &proto::SigningKey) -> Option<KeyState> {
+    match crate::admin_client::key_state(key) {
+        proto::KeyState::Pending => Some(KeyState::Pending),
+        proto::KeyState::Active => Some(KeyState::Active),
+        proto::KeyState::Retiring => Some(KeyState::Retiring),
+        proto::KeyState::Retired => Some(KeyState::Retired),
+        proto::KeyState::Unspecified => None,
+    }
 }
 
 /// The keys to show: all but those retired more than a day ago, by algorithm then
@@ -201,7 +228,7 @@ pub fn status_keys(keys: &[proto::SigningKey], now: Timestamp) -> Vec<SigningKey
     let mut out: Vec<SigningKeyStatus> = keys
         .iter()
         .filter_map(|k| {
-            let state = parse_state(&k.state)?;
+            let state = parse_state(k)?;
             let retires_at = k.retires_at.and_then(time);
             if state == KeyState::Retired
                 && retires_at
@@ -276,14 +303,14 @@ pub fn requeue_after(key_set: &proto::SigningKeySet, now: Timestamp, resync: Dur
             key_set
                 .keys
                 .iter()
-                .filter(|k| k.state == "pending")
+                .filter(|k| crate::admin_client::key_state(k) == proto::KeyState::Pending)
                 .map(|k| k.activates_at),
         )
         .chain(
             key_set
                 .keys
                 .iter()
-                .filter(|k| k.state == "retiring")
+                .filter(|k| crate::admin_client::key_state(k) == proto::KeyState::Retiring)
                 .filter_map(|k| k.retires_at),
         );
     let now_s = now.as_second();
@@ -351,13 +378,8 @@ fn admin_error(e: AdminError, wrap: fn(AdminError) -> Error) -> Error {
 
 /// Reconciles one SigningKeySet.
 pub async fn reconcile(key_set: Arc<SigningKeySet>, ctx: Arc<Context>) -> Result<Action> {
-    match apply_steps(&key_set, &ctx).await {
-        Ok(action) => Ok(action),
-        Err(e) => {
-            report_failure(&key_set, &ctx, &e).await;
-            Err(e)
-        }
-    }
+    let result = apply_steps(&key_set, &ctx).await;
+    controller::reported(&*key_set, &ctx, result).await
 }
 
 async fn peers(ctx: &Context) -> Result<Vec<SigningKeySet>> {
@@ -431,7 +453,7 @@ async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
         last_rotation_annotation: annotation(key_set, ROTATE_ANNOTATION),
         last_rotate_now_annotation: annotation(key_set, ROTATE_NOW_ANNOTATION),
     };
-    write_status(key_set, ctx, &status)
+    controller::save_status(key_set, ctx, &status)
         .await
         .map_err(Error::UpdateStatus)?;
     Ok(Action::requeue(requeue_after(
@@ -454,7 +476,8 @@ async fn rotate(
         .admin
         .rotate_signing_keys(proto::RotateSigningKeysRequest {
             tenant_id: tenant.clone(),
-            mode: mode.to_owned(),
+            rotation: mode.into(),
+            mode: mode_name(mode).to_owned(),
             policy: Some(policy),
         })
         .await
@@ -466,9 +489,9 @@ async fn rotate(
             .map(|k| format!("{} ({})", k.kid, k.alg))
             .collect();
         let (kind, reason, note) = match mode {
-            "bootstrap" => (EventType::Normal, "KeysCreated", String::new()),
+            proto::RotationMode::Bootstrap => (EventType::Normal, "KeysCreated", String::new()),
             // Everyone holding a token signed before has to get a new one: a Warning.
-            "now" => (
+            proto::RotationMode::Now => (
                 EventType::Warning,
                 "KeysRotatedNow",
                 "; they sign now and the previous keys left the JWKS".to_owned(),
@@ -486,6 +509,7 @@ async fn rotate(
                     .unwrap_or_default(),
             ),
         };
+        let mode = mode_name(mode);
         tracing::info!(%tenant, mode, kids = %kids.join(", "), "signing keys created");
         ctx.events
             .publish(
@@ -589,33 +613,6 @@ async fn import_keys(
     Ok(())
 }
 
-fn api(obj: &SigningKeySet, ctx: &Context) -> Api<SigningKeySet> {
-    let _ = obj;
-    Api::all(ctx.client.clone())
-}
-
-async fn write_status(
-    key_set: &SigningKeySet,
-    ctx: &Context,
-    status: &SigningKeySetStatus,
-) -> kube::Result<()> {
-    controller::write_status(key_set, &api(key_set, ctx), FIELD_MANAGER, status).await
-}
-
-/// A Warning Event and, where the failure has a reason, `Ready=False` with it.
-async fn report_failure(key_set: &SigningKeySet, ctx: &Context, error: &Error) {
-    controller::report_failure(
-        key_set,
-        &api(key_set, ctx),
-        FIELD_MANAGER,
-        ctx,
-        error.category(),
-        error.condition_reason(),
-        error.to_string(),
-    )
-    .await;
-}
-
 // ---------------------------------------------------------------------------------------
 // Controller
 
@@ -623,27 +620,7 @@ async fn reconcile_guarded(
     guard: Arc<DeserializeGuard<SigningKeySet>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
-    let status_api = Api::all(ctx.client.clone());
-    controller::run_guarded(
-        CONTROLLER,
-        guard,
-        ctx,
-        status_api,
-        FIELD_MANAGER,
-        reconcile,
-        Error::Malformed,
-    )
-    .await
-}
-
-// The signature `Controller::run` expects.
-#[allow(clippy::needless_pass_by_value)]
-fn error_policy(
-    guard: Arc<DeserializeGuard<SigningKeySet>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    controller::error_policy(&guard, error, &ctx)
+    controller::guarded(guard, ctx, reconcile).await
 }
 
 /// Runs the SigningKeySet controller until `shutdown` resolves. A change to an
@@ -672,7 +649,7 @@ pub async fn run(
         })
         .reconcile_on(released)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_guarded, error_policy, ctx)
+        .run(reconcile_guarded, controller::policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, controller = CONTROLLER, "controller event");

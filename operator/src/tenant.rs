@@ -126,10 +126,6 @@ impl Managed for IdentityTenant {
     fn malformed(message: String) -> Error {
         Error::Malformed(message)
     }
-
-    fn finalizer_failed(message: String) -> Error {
-        Error::Finalizer(message)
-    }
 }
 
 impl From<Gate> for Error {
@@ -264,7 +260,7 @@ pub fn purge_selector(scope: &crate::scope::Scope) -> String {
 
 /// Reconciles one IdentityTenant: finalizer first, then apply or cleanup.
 pub async fn reconcile(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
-    controller::with_finalizer(tenant, ctx, apply, cleanup).await
+    controller::with_finalizer(tenant, ctx, apply, cleanup, Error::Finalizer).await
 }
 
 async fn apply(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {

@@ -280,6 +280,13 @@ pub fn key_to_proto(k: &KeyMeta, source: &str, now: i64) -> proto::SigningKey {
         kid: k.kid.clone(),
         alg: k.alg.as_str().to_owned(),
         state: KeyState::as_str(k.state(now)).to_owned(),
+        key_state: match k.state(now) {
+            KeyState::Pending => proto::KeyState::Pending,
+            KeyState::Active => proto::KeyState::Active,
+            KeyState::Retiring => proto::KeyState::Retiring,
+            KeyState::Retired => proto::KeyState::Retired,
+        }
+        .into(),
         created_at: k.created_at,
         activates_at: k.activates_at,
         superseded_at: k.superseded_at,

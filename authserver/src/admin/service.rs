@@ -446,12 +446,19 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::RotateSigningKeysResponse>, Status> {
         let r = req.into_inner();
         required("tenant_id", &r.tenant_id)?;
-        let mode = match r.mode.as_str() {
-            "bootstrap" => RotationMode::Bootstrap,
-            "if_due" => RotationMode::IfDue,
-            "force" | "" => RotationMode::Force,
-            "now" => RotationMode::Now,
-            other => {
+        let mode = match (r.rotation(), r.mode.as_str()) {
+            (proto::RotationMode::Bootstrap, _)
+            | (proto::RotationMode::Unspecified, "bootstrap") => RotationMode::Bootstrap,
+            (proto::RotationMode::IfDue, _) | (proto::RotationMode::Unspecified, "if_due") => {
+                RotationMode::IfDue
+            }
+            (proto::RotationMode::Force, _) | (proto::RotationMode::Unspecified, "force" | "") => {
+                RotationMode::Force
+            }
+            (proto::RotationMode::Now, _) | (proto::RotationMode::Unspecified, "now") => {
+                RotationMode::Now
+            }
+            (proto::RotationMode::Unspecified, other) => {
                 return Err(invalid(
                     "mode",
                     format!("unknown mode {other:?} (expected bootstrap, if_due, force or now)"),

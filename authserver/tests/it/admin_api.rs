@@ -257,6 +257,7 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
                 tenant_id: "main".into(),
                 mode: "sometimes".into(),
                 policy: None,
+                ..Default::default()
             }))
             .await,
         "mode",
@@ -270,6 +271,7 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
                 promotion_delay_seconds: Some(0),
                 ..proto::KeyPolicy::default()
             }),
+            ..Default::default()
         }))
         .await;
     assert_invalid(status, "policy.promotion_delay_seconds");
@@ -675,6 +677,7 @@ async fn signing_keys_are_rotated_and_imported(backend: Backend) {
             tenant_id: "main".into(),
             mode: "force".into(),
             policy: None,
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -764,18 +767,24 @@ async fn an_emergency_rotation_signs_at_once_and_withdraws_the_previous_keys(bac
             tenant_id: "main".into(),
             mode: "force".into(),
             policy: None,
+            ..Default::default()
         }))
         .await
         .unwrap()
         .into_inner();
     assert!(
-        scheduled.created.iter().all(|k| k.state == "pending"),
+        scheduled
+            .created
+            .iter()
+            .all(|k| k.state == "pending" && k.key_state() == proto::KeyState::Pending),
         "{scheduled:?}"
     );
     let emergency = admin
         .rotate_signing_keys(authed(RotateSigningKeysRequest {
             tenant_id: "main".into(),
-            mode: "now".into(),
+            // The typed field wins over the legacy name.
+            rotation: proto::RotationMode::Now.into(),
+            mode: "if_due".into(),
             policy: None,
         }))
         .await

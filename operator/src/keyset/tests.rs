@@ -13,6 +13,11 @@ const STATUS: &str = "/apis/gatehouse.dev/v1alpha1/signingkeysets/acme/status";
 const KEYS_SECRET: &str = "/api/v1/namespaces/gatehouse/secrets/acme-keys";
 const DAY: i64 = 86_400;
 
+/// The rotation mode's name, as the tests compare it.
+fn mode_name_of(key_set: &SigningKeySet) -> &'static str {
+    mode_name(rotation_mode(key_set))
+}
+
 fn dereference(peers: Vec<Value>) -> Vec<Step> {
     vec![
         Step::get(TENANT).respond_obj(&tenant(json!({}))),
@@ -110,43 +115,40 @@ fn an_unset_or_zero_promotion_delay_leaves_it_to_the_server() {
 #[test]
 fn a_new_rotate_now_annotation_is_an_emergency_rotation() {
     let now = keyset(json!({})).annotated(ROTATE_NOW_ANNOTATION, "1");
-    assert_eq!(rotation_mode(&acknowledged(now.clone(), None, None)), "now");
+    assert_eq!(mode_name_of(&acknowledged(now.clone(), None, None)), "now");
     assert_eq!(
-        rotation_mode(&acknowledged(now.clone(), None, Some("0"))),
+        mode_name_of(&acknowledged(now.clone(), None, Some("0"))),
         "now"
     );
     assert_eq!(
-        rotation_mode(&acknowledged(now.clone(), None, Some("1"))),
+        mode_name_of(&acknowledged(now.clone(), None, Some("1"))),
         "if_due"
     );
     // Both changed: the emergency covers the other.
     let both = now.annotated(ROTATE_ANNOTATION, "2");
     assert_eq!(
-        rotation_mode(&acknowledged(both.clone(), Some("1"), None)),
+        mode_name_of(&acknowledged(both.clone(), Some("1"), None)),
         "now"
     );
     assert_eq!(
-        rotation_mode(&acknowledged(both.clone(), Some("1"), Some("1"))),
+        mode_name_of(&acknowledged(both.clone(), Some("1"), Some("1"))),
         "force"
     );
     // A lost status withdraws nothing.
-    assert_eq!(rotation_mode(&both), "bootstrap");
+    assert_eq!(mode_name_of(&both), "bootstrap");
 }
 
 #[test]
 fn the_mode_is_bootstrap_then_if_due_and_force_on_a_new_annotation() {
-    assert_eq!(rotation_mode(&keyset(json!({}))), "bootstrap");
-    assert_eq!(
-        rotation_mode(&reconciled(keyset(json!({})), None)),
-        "if_due"
-    );
+    assert_eq!(mode_name_of(&keyset(json!({}))), "bootstrap");
+    assert_eq!(mode_name_of(&reconciled(keyset(json!({})), None)), "if_due");
     let annotated = keyset(json!({})).annotated(ROTATE_ANNOTATION, "1");
-    assert_eq!(rotation_mode(&reconciled(annotated.clone(), None)), "force");
+    assert_eq!(mode_name_of(&reconciled(annotated.clone(), None)), "force");
     assert_eq!(
-        rotation_mode(&reconciled(annotated.clone(), Some("0"))),
+        mode_name_of(&reconciled(annotated.clone(), Some("0"))),
         "force"
     );
-    assert_eq!(rotation_mode(&reconciled(annotated, Some("1"))), "if_due");
+    assert_eq!(mode_name_of(&reconciled(annotated, Some("1"))), "if_due");
 }
 
 #[test]
@@ -154,7 +156,7 @@ fn a_lost_status_never_forces_a_rotation() {
     // Velero restores objects without their status; a GitOps re-create starts without
     // one: the annotation already on the object counts as acknowledged.
     let restored = keyset(json!({})).annotated(ROTATE_ANNOTATION, "2026-11-01");
-    assert_eq!(rotation_mode(&restored), "bootstrap");
+    assert_eq!(mode_name_of(&restored), "bootstrap");
 }
 
 fn key(
@@ -167,7 +169,9 @@ fn key(
     proto::SigningKey {
         kid: kid.into(),
         alg: alg.into(),
+        // The name an older auth server sends (the typed field unset).
         state: state.into(),
+        key_state: 0,
         created_at: activates_at,
         activates_at,
         superseded_at: None,
