@@ -111,16 +111,21 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     readiness(&state, true).await
 }
 
-/// 200 `{"status": "ready"}`, or 503 `{"status": "not_ready"}` with the error body's
-/// `error` (and, `with_reason`, the reason as `reason` and `error_description`) and
-/// `Retry-After`.
+/// 200 `{"status": "ready"}`, or [`not_ready`].
 async fn readiness(state: &AppState, with_reason: bool) -> Response {
-    let Err(reason) = state.readiness.check().await else {
-        return Json(json!({"status": "ready"})).into_response();
-    };
+    match state.readiness.check().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(reason) => not_ready(with_reason.then_some(reason.as_str())),
+    }
+}
+
+/// Every not-ready answer, here and while `serve` waits for its key: 503
+/// `{"status": "not_ready"}` with the error body's `error` (and, when given, the reason
+/// as `reason` and `error_description`), `Retry-After`, not cacheable.
+pub fn not_ready(reason: Option<&str>) -> Response {
     let mut body = json!({"status": "not_ready", "error": "temporarily_unavailable"});
-    if with_reason {
-        body["reason"] = reason.clone().into();
+    if let Some(reason) = reason {
+        body["reason"] = reason.into();
         body["error_description"] = reason.into();
     }
     let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
