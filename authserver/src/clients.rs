@@ -133,20 +133,26 @@ pub struct ClientService {
 }
 
 impl ClientService {
+    /// `max_stale_during_outage` (`cache.max_stale_seconds_during_outage`): while the
+    /// database is unavailable, a client read from it at most this long ago is still
+    /// served from memory (see `crate::cache`).
     pub fn new(
         store: Store,
         kek: &Kek,
         clock: Arc<dyn Clock>,
         algorithms: Vec<Algorithm>,
         epoch: &Epoch,
+        max_stale_during_outage: std::time::Duration,
     ) -> Self {
         Self {
             store,
             hasher: SecretHasher::new(kek),
             clock,
             algorithms,
-            cache: Cached::new(epoch.clone(), DEFAULT_TTL),
-            cors: Cached::new(epoch.clone(), DEFAULT_TTL),
+            cache: Cached::new(epoch.clone(), DEFAULT_TTL)
+                .bounded_during_outage(max_stale_during_outage),
+            cors: Cached::new(epoch.clone(), DEFAULT_TTL)
+                .bounded_during_outage(max_stale_during_outage),
         }
     }
 
@@ -161,11 +167,13 @@ impl ClientService {
             return Ok(hit);
         }
         let epoch = self.cache.begin_load();
-        let found = self
-            .store
-            .get_client(tenant_id, client_id)
-            .await?
-            .map(Arc::new);
+        let found = match self.store.get_client(tenant_id, client_id).await {
+            Ok(found) => found.map(Arc::new),
+            // This load found the outage (and marked it): what memory may still serve is
+            // served now, as it will be to the requests after this one.
+            Err(e) if e.is_unavailable() => return self.cache.get(&key).ok_or(Error::Store(e)),
+            Err(e) => return Err(e.into()),
+        };
         self.cache.insert(key, epoch, found.clone());
         Ok(found)
     }

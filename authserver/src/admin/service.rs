@@ -35,7 +35,13 @@ pub struct AdminService {
     pub clock: Arc<dyn Clock>,
 }
 
-fn internal(e: &dyn std::fmt::Display) -> Status {
+/// A failure on our side: UNAVAILABLE when the database is (the operator retries that
+/// as "not reachable now"), otherwise logged and a generic INTERNAL.
+fn internal(e: &(dyn std::error::Error + 'static)) -> Status {
+    if store::is_unavailable(e) {
+        tracing::debug!(error = %e, "admin API call refused: database unavailable");
+        return Status::unavailable("the database is unavailable, retry later");
+    }
     tracing::error!(error = %e, "admin API call failed");
     Status::internal("internal error")
 }
@@ -669,5 +675,29 @@ impl Admin for AdminService {
             .await
             .map_err(|e| user_lookup_err(e, &r.tenant_id))?;
         Ok(Response::new(proto::RevokeUserConsentResponse { revoked }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> store::Error {
+        store::Error::Unavailable(store::Unavailable::TimedOut(
+            std::time::Duration::from_secs(1),
+        ))
+    }
+
+    #[test]
+    fn a_database_outage_is_unavailable_so_the_operator_retries_it() {
+        assert_eq!(store_err(&down()).code(), tonic::Code::Unavailable);
+        assert_eq!(
+            clients_err(clients::Error::Store(down())).code(),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(
+            store_err(&store::Error::Corrupt("x".into())).code(),
+            tonic::Code::Internal
+        );
     }
 }

@@ -70,16 +70,23 @@ fn redirect(redirect_uri: &str, params: &[(&'static str, String)]) -> Response {
             url.to_string()
         }
         // Registered URIs are validated absolute URLs; a failure here is a bug.
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(_) => return bad_redirect(redirect_uri),
     };
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     } else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return bad_redirect(redirect_uri);
     }
     no_cache(&mut resp);
     resp
+}
+
+/// The answer when a registered redirect URI cannot be used after all (a bug: they are
+/// validated at registration): the one server error shape.
+fn bad_redirect(redirect_uri: &str) -> Response {
+    crate::http::ApiError::Internal(format!("unusable registered redirect URI {redirect_uri:?}"))
+        .into_response()
 }
 
 /// OAuth 2.0 Form Post Response Mode: an HTML form that submits itself; without

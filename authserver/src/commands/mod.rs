@@ -191,7 +191,7 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         }
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let epoch = Epoch::default();
+    let epoch = Epoch::new(Arc::clone(store.health()));
     let keys = Arc::new(KeyService::new(
         store.clone(),
         Arc::clone(&kek),
@@ -205,6 +205,7 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
         Arc::clone(&clock),
         settings.keys.algorithms.clone(),
         &epoch,
+        settings.cache.max_stale_during_outage,
     ));
     let outbound = Arc::new(
         crate::outbound::Fetcher::new(&settings.outbound)

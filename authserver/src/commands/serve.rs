@@ -164,16 +164,9 @@ async fn wait_for_key(settings: &Settings, path: &std::path::Path) -> anyhow::Re
             .route(
                 "/readyz",
                 axum::routing::get(move || {
-                    let mut body = serde_json::json!({"status": "not_ready"});
-                    if with_reason {
-                        body["reason"] = shown.read().map(|r| r.clone()).unwrap_or_default().into();
-                    }
-                    async move {
-                        (
-                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                            axum::Json(body),
-                        )
-                    }
+                    let reason =
+                        with_reason.then(|| shown.read().map(|r| r.clone()).unwrap_or_default());
+                    async move { http::not_ready(reason.as_deref()) }
                 }),
             )
     };

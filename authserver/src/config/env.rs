@@ -95,6 +95,14 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_DATABASE_STARTUP_TIMEOUT_SECONDS",
         &["database", "startup_timeout_seconds"],
     ),
+    number(
+        "GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT_MS",
+        &["database", "acquire_timeout_ms"],
+    ),
+    number(
+        "GATEHOUSE_CACHE_MAX_STALE_SECONDS_DURING_OUTAGE",
+        &["cache", "max_stale_seconds_during_outage"],
+    ),
     EnvOverride {
         alias: Some("ENCRYPTION_KEY"),
         ..text("GATEHOUSE_ENCRYPTION_KEY", &["encryption", "key"])

@@ -24,6 +24,14 @@ pub struct FileConfig {
     pub sessions: SessionsSection,
     pub login: LoginSection,
     pub outbound: OutboundSection,
+    pub cache: CacheSection,
+}
+
+/// `cache.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    pub max_stale_seconds_during_outage: Option<u64>,
 }
 
 /// `outbound.*`
@@ -54,6 +62,7 @@ pub struct DatabaseSection {
     pub max_connections: Option<u32>,
     pub connect_timeout_seconds: Option<u64>,
     pub startup_timeout_seconds: Option<u64>,
+    pub acquire_timeout_ms: Option<u64>,
 }
 
 /// `encryption.*`

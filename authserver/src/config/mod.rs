@@ -63,6 +63,7 @@ pub struct Settings {
     pub audit_retention_days: u64,
     pub passwords: PasswordSettings,
     pub login: LoginSettings,
+    pub cache: CacheSettings,
     /// Settings given for tenants in the file (`tenants[].settings`), by tenant id,
     /// already checked as a `TenantPolicy`; written to the tenant rows at start-up.
     pub tenant_settings: Vec<(String, serde_json::Value)>,
@@ -256,6 +257,28 @@ pub struct DatabaseSettings {
     pub connect_timeout_seconds: u64,
     /// How long `serve` and the CLI keep retrying an unreachable database at start.
     pub startup_timeout_seconds: u64,
+    /// How long a request waits for a connection before the database counts as
+    /// unavailable (see `store::health`).
+    pub acquire_timeout_ms: u64,
+}
+
+/// Default of `database.acquire_timeout_ms`.
+pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 1000;
+
+/// `cache.*`: what the per-pod caches may still serve while the database is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// While the database is unavailable, a client read from it at most this long ago is
+    /// still served from memory (client_credentials keeps working); zero: never.
+    pub max_stale_during_outage: std::time::Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_stale_during_outage: std::time::Duration::from_mins(1),
+        }
+    }
 }
 
 /// Log output format.
@@ -650,6 +673,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.keys.jwks_max_age(), 0);
+    }
+
+    #[test]
+    fn outage_settings_have_defaults_ranges_and_env_overrides() {
+        let s = from_yaml("", &Source::default(), &prod_env).unwrap();
+        assert_eq!(s.database.acquire_timeout_ms, 1000);
+        assert_eq!(
+            s.cache.max_stale_during_outage,
+            std::time::Duration::from_mins(1)
+        );
+        let env = |name: &str| match name {
+            "GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT_MS" => Some("250".to_owned()),
+            "GATEHOUSE_CACHE_MAX_STALE_SECONDS_DURING_OUTAGE" => Some("0".to_owned()),
+            _ => prod_env(name),
+        };
+        let s = from_yaml("", &Source::default(), &env).unwrap();
+        assert_eq!(s.database.acquire_timeout_ms, 250);
+        assert_eq!(s.cache.max_stale_during_outage, std::time::Duration::ZERO);
+        let problems = from_yaml(
+            "database:\n  acquire_timeout_ms: 10\ncache:\n  max_stale_seconds_during_outage: 86400\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap_err()
+        .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("database.acquire_timeout_ms: must be 50 to 60000")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("cache.max_stale_seconds_during_outage: must be 0 to 3600")),
+            "{problems:?}"
+        );
     }
 
     #[test]

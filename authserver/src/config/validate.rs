@@ -9,10 +9,11 @@ use secrecy::SecretString;
 
 use super::file::{AdminSection, FileConfig, LoginSection, PasswordsSection};
 use super::{
-    AdminSettings, AdminTls, Argon2Params, BreachPolicy, DEFAULT_DEV_DATA_DIR, DEFAULT_DEV_LISTEN,
-    DEFAULT_HIBP_BASE_URL, DEFAULT_LISTEN, DatabaseSettings, DpopSettings, Error, IpNet, LogFormat,
-    LoginSettings, PasswordSettings, RateLimitSettings, SecretSource, SessionSettings, Settings,
-    Source, TokenSettings, UiSettings, dev_database_path, parse_algorithms,
+    AdminSettings, AdminTls, Argon2Params, BreachPolicy, CacheSettings, DEFAULT_DEV_DATA_DIR,
+    DEFAULT_DEV_LISTEN, DEFAULT_HIBP_BASE_URL, DEFAULT_LISTEN, DatabaseSettings, DpopSettings,
+    Error, IpNet, LogFormat, LoginSettings, PasswordSettings, RateLimitSettings, SecretSource,
+    SessionSettings, Settings, Source, TokenSettings, UiSettings, dev_database_path,
+    parse_algorithms,
 };
 use crate::domain::signing_key::{Algorithm, KeyPolicy};
 use crate::domain::tenant::{self, TenantSpec};
@@ -301,6 +302,17 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             "must be at least 1",
         ));
     }
+    let acquire_timeout_ms = file
+        .database
+        .acquire_timeout_ms
+        .unwrap_or(super::DEFAULT_ACQUIRE_TIMEOUT_MS);
+    if !(50..=60_000).contains(&acquire_timeout_ms) {
+        problems.push(Problem::new(
+            "database.acquire_timeout_ms",
+            format!("must be 50 to 60000 milliseconds, got {acquire_timeout_ms}"),
+        ));
+    }
+    let cache = cache(&file.cache, &mut problems);
 
     let tokens = TokenSettings {
         access_token_alg: match file.tokens.access_token_alg.as_deref() {
@@ -544,6 +556,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             max_connections,
             connect_timeout_seconds: file.database.connect_timeout_seconds.unwrap_or(5),
             startup_timeout_seconds: file.database.startup_timeout_seconds.unwrap_or(60),
+            acquire_timeout_ms,
         },
         encryption_key,
         encryption_key_file,
@@ -562,7 +575,28 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         ui,
         sessions,
         login,
+        cache,
     })
+}
+
+/// `cache.*`. The staleness bound is a security setting (a client deleted during an
+/// outage keeps working for up to that long), so it is capped at an hour.
+fn cache(section: &super::file::CacheSection, problems: &mut Vec<Problem>) -> CacheSettings {
+    let d = CacheSettings::default();
+    let max_stale = match section.max_stale_seconds_during_outage {
+        None => d.max_stale_during_outage,
+        Some(s) if s <= 3600 => std::time::Duration::from_secs(s),
+        Some(s) => {
+            problems.push(Problem::new(
+                "cache.max_stale_seconds_during_outage",
+                format!("must be 0 to 3600 seconds, got {s}"),
+            ));
+            d.max_stale_during_outage
+        }
+    };
+    CacheSettings {
+        max_stale_during_outage: max_stale,
+    }
 }
 
 /// Both TLS files or neither; each must be readable now (its content is checked when

@@ -1,8 +1,14 @@
 //! `/healthz` (the process answers) and `/readyz` (the database is reachable, the schema
 //! is what this binary expects, and startup initialisation finished).
+//!
+//! `/readyz` answers within [`READINESS_DEADLINE`] whatever the database does: at once
+//! with 503 while the database is marked unavailable (`store::health`), and with 503 when
+//! its checks take longer than the deadline. A Kubernetes readiness probe gives up after
+//! one second by default; an answer after that is no answer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +17,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::error::retry_after_outage;
 use crate::store::Store;
+
+/// The longest `/readyz` takes to answer.
+pub const READINESS_DEADLINE: Duration = Duration::from_millis(500);
 
 /// Readiness beyond "database reachable": set by the startup sequence.
 #[derive(Debug)]
@@ -37,8 +47,31 @@ impl Readiness {
         }
     }
 
-    /// `Ok` when ready, otherwise the reason.
+    /// `Ok` when ready, otherwise the reason; within [`READINESS_DEADLINE`].
     pub async fn check(&self) -> Result<(), String> {
+        if let Some((since, reason)) = self.store.health().outage() {
+            return Err(format!(
+                "database unavailable for {} s: {reason}",
+                Instant::now().saturating_duration_since(since).as_secs()
+            ));
+        }
+        match tokio::time::timeout(READINESS_DEADLINE, self.check_database()).await {
+            Ok(checked) => checked?,
+            Err(_) => {
+                return Err(format!(
+                    "database did not answer within {} ms",
+                    READINESS_DEADLINE.as_millis()
+                ));
+            }
+        }
+        if let Some(reason) = self.startup.read().ok().and_then(|s| s.clone()) {
+            return Err(reason);
+        }
+        Ok(())
+    }
+
+    /// The database answers and its schema is the one this binary expects.
+    async fn check_database(&self) -> Result<(), String> {
         self.store
             .ping()
             .await
@@ -60,9 +93,6 @@ impl Readiness {
             return Err(reason);
         }
         self.behind_logged.store(false, Ordering::SeqCst);
-        if let Some(reason) = self.startup.read().ok().and_then(|s| s.clone()) {
-            return Err(reason);
-        }
         Ok(())
     }
 }
@@ -74,23 +104,32 @@ pub async fn healthz() -> Response {
 /// `/readyz` on the public port when the operations listener has the detailed one: the
 /// reason (a database error, a missing migration) is for operators, not the internet.
 pub async fn readyz_without_reason(State(state): State<AppState>) -> Response {
-    match state.readiness.check().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready"})),
-        )
-            .into_response(),
-    }
+    readiness(&state, false).await
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    readiness(&state, true).await
+}
+
+/// 200 `{"status": "ready"}`, or [`not_ready`].
+async fn readiness(state: &AppState, with_reason: bool) -> Response {
     match state.readiness.check().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "reason": reason})),
-        )
-            .into_response(),
+        Err(reason) => not_ready(with_reason.then_some(reason.as_str())),
     }
+}
+
+/// Every not-ready answer, here and while `serve` waits for its key: 503
+/// `{"status": "not_ready"}` with the error body's `error` (and, when given, the reason
+/// as `reason` and `error_description`), `Retry-After`, not cacheable.
+pub fn not_ready(reason: Option<&str>) -> Response {
+    let mut body = json!({"status": "not_ready", "error": "temporarily_unavailable"});
+    if let Some(reason) = reason {
+        body["reason"] = reason.into();
+        body["error_description"] = reason.into();
+    }
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    super::error::no_store(resp.headers_mut());
+    retry_after_outage(resp.headers_mut());
+    resp
 }

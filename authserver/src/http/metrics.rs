@@ -22,6 +22,7 @@ pub struct Metrics {
     latency: HistogramVec,
     pool_connections: IntGaugeVec,
     pool_max: IntGauge,
+    database_available: IntGauge,
     keys: IntGaugeVec,
 }
 
@@ -57,6 +58,10 @@ impl Metrics {
             p("db_pool_max_connections"),
             "Configured maximum of database pool connections",
         )?;
+        let database_available = IntGauge::new(
+            p("database_available"),
+            "1 while the database answers, 0 while it is marked unavailable (requests that need it get 503)",
+        )?;
         let keys = IntGaugeVec::new(
             Opts::new(p("signing_keys"), "Signing keys of all tenants by state"),
             &["state"],
@@ -66,6 +71,7 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_max.clone()))?;
+        registry.register(Box::new(database_available.clone()))?;
         registry.register(Box::new(keys.clone()))?;
         Ok(Self {
             registry,
@@ -73,6 +79,7 @@ impl Metrics {
             latency,
             pool_connections,
             pool_max,
+            database_available,
             keys,
         })
     }
@@ -99,6 +106,8 @@ pub async fn render(State(state): State<AppState>) -> Response {
         .with_label_values(&["in_use"])
         .set(i64::from(pool.size.saturating_sub(pool.idle)));
     m.pool_max.set(i64::from(pool.max));
+    m.database_available
+        .set(i64::from(!state.store.health().is_unavailable()));
     // Key counts are read at scrape time: states change with time, not with writes.
     if let Ok(keys) = state.store.list_all_keys().await {
         let now = state.clock.now();

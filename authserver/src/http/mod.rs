@@ -20,7 +20,7 @@ use axum::Router;
 use axum::routing::get;
 
 pub use error::ApiError;
-pub use health::Readiness;
+pub use health::{Readiness, not_ready};
 
 use crate::clock::Clock;
 use crate::config::IpNet;

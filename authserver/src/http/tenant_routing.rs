@@ -53,10 +53,13 @@ impl TenantDirectory {
             return Ok(r);
         }
         let epoch = self.cache.begin_load();
-        let mut routes: Vec<_> = self
-            .store
-            .list_tenants()
-            .await?
+        let tenants = match self.store.list_tenants().await {
+            Ok(t) => t,
+            // This load found the outage: serve what memory may serve (see `crate::cache`).
+            Err(e) if e.is_unavailable() => return self.cache.get(&()).ok_or(e),
+            Err(e) => return Err(e),
+        };
+        let mut routes: Vec<_> = tenants
             .into_iter()
             .filter_map(|t| IssuerRoute::parse(&t.issuer).map(|r| (r, Arc::new(t))))
             .collect();

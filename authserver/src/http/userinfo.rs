@@ -89,6 +89,9 @@ async fn userinfo(
                 None => serde_json::json!({}),
             };
             let mut resp = (status, Json(body)).into_response();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                super::error::retry_after_outage(resp.headers_mut());
+            }
             let algs: Vec<&str> = state
                 .oauth
                 .dpop

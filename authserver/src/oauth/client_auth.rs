@@ -46,6 +46,13 @@ enum Failure {
     ReplayedAssertion,
 }
 
+/// Why an assertion was not accepted: the client's fault (audited, `invalid_client`) or
+/// ours (passed on as it is: an outage must not read as bad credentials).
+enum AssertionError {
+    Refused(Option<String>, Failure),
+    Failed(OAuthError),
+}
+
 impl Failure {
     fn as_str(self) -> &'static str {
         match self {
@@ -190,7 +197,8 @@ impl OAuthService {
                         client,
                         method: AuthMethod::PrivateKeyJwt,
                     }),
-                    Err((id, why)) => Err(fail(id, why).await),
+                    Err(AssertionError::Refused(id, why)) => Err(fail(id, why).await),
+                    Err(AssertionError::Failed(e)) => Err(e),
                 }
             }
         }
@@ -214,13 +222,11 @@ impl OAuthService {
         endpoint_url: &str,
         assertion: &str,
         form: &Form,
-    ) -> Result<Arc<StoredClient>, (Option<String>, Failure)> {
-        let parsed = jws::parse(assertion).map_err(|_| (None, Failure::BadAssertion))?;
-        let id = parsed
-            .claim_str("sub")
-            .ok_or((None, Failure::BadAssertion))?
-            .to_owned();
-        let bad = |why| (Some(id.clone()), why);
+    ) -> Result<Arc<StoredClient>, AssertionError> {
+        let malformed = || AssertionError::Refused(None, Failure::BadAssertion);
+        let parsed = jws::parse(assertion).map_err(|_| malformed())?;
+        let id = parsed.claim_str("sub").ok_or_else(malformed)?.to_owned();
+        let bad = |why| AssertionError::Refused(Some(id.clone()), why);
         if parsed.claim_str("iss") != Some(id.as_str())
             || form.get("client_id").is_some_and(|c| c != id)
         {
@@ -229,7 +235,7 @@ impl OAuthService {
         let client = self
             .lookup(tenant, &id)
             .await
-            .map_err(|_| bad(Failure::UnknownClient))?
+            .map_err(AssertionError::Failed)?
             .ok_or_else(|| bad(Failure::UnknownClient))?;
         if client.spec.auth_method != AuthMethod::PrivateKeyJwt {
             return Err(bad(Failure::MethodMismatch));
@@ -284,7 +290,7 @@ impl OAuthService {
                 exp.max(now) + ASSERTION_SKEW,
             )
             .await
-            .map_err(|_| bad(Failure::BadAssertion))?;
+            .map_err(|e| AssertionError::Failed(OAuthError::server_error(&e)))?;
         if !first_use {
             return Err(bad(Failure::ReplayedAssertion));
         }

@@ -30,7 +30,7 @@ fn invalid_grant(d: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, d)
 }
 
-fn server_error(e: &dyn std::fmt::Display) -> OAuthError {
+fn server_error(e: &(dyn std::error::Error + 'static)) -> OAuthError {
     OAuthError::server_error(e)
 }
 
@@ -643,7 +643,7 @@ impl OAuthService {
         // use the token any more: inactive, like every other reason.
         let sub = match self.user_subject(tenant, caller, &grant.user_id).await {
             Ok(sub) => sub,
-            Err(e) if e.code == ErrorCode::ServerError => return Err(e),
+            Err(e) if e.is_server_failure() => return Err(e),
             Err(_) => return Ok(None),
         };
         Ok(Some(json!({

@@ -48,6 +48,10 @@ pub enum ErrorCode {
     SlowDown,
     /// RFC 6749 §5.2 server_error: something failed on our side (500).
     ServerError,
+    /// RFC 6749 §4.1.2.1 temporarily_unavailable: the database is unavailable (503 with
+    /// `Retry-After`). Returned by every endpoint, not only the authorization endpoint
+    /// the RFC names, so one condition has one code everywhere.
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -74,6 +78,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequestUri => "invalid_request_uri",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -125,10 +130,41 @@ impl OAuthError {
         Self::new(ErrorCode::InvalidClient, d)
     }
 
-    /// Internal failure: the detail is logged, the client sees a generic message.
-    pub fn server_error(detail: &dyn fmt::Display) -> Self {
+    /// A failure on our side: an outage (the database is unavailable, anywhere in the
+    /// error's source chain) becomes `temporarily_unavailable`; anything else is logged
+    /// and becomes a generic `server_error`. Database text never reaches the client.
+    pub fn server_error(detail: &(dyn std::error::Error + 'static)) -> Self {
+        if crate::store::is_unavailable(detail) {
+            // Logged once per outage by the store, not once per refused request.
+            tracing::debug!(error = %detail, "request refused: database unavailable");
+            return Self::temporarily_unavailable();
+        }
+        Self::internal(detail)
+    }
+
+    /// An internal failure that is not an outage (an invariant that did not hold):
+    /// logged, and a generic `server_error`.
+    pub fn internal(detail: &dyn fmt::Display) -> Self {
         tracing::error!(error = %detail, "request failed");
         Self::new(ErrorCode::ServerError, "internal error")
+    }
+
+    /// The database is unavailable: retry later.
+    pub fn temporarily_unavailable() -> Self {
+        Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the service is temporarily unavailable, retry later",
+        )
+    }
+
+    /// Whether this is a failure on our side (500 or 503) rather than a verdict on the
+    /// request: such an error must be passed on, never turned into "invalid" or
+    /// "inactive".
+    pub fn is_server_failure(&self) -> bool {
+        matches!(
+            self.code,
+            ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable
+        )
     }
 
     #[must_use]

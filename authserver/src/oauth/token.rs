@@ -411,7 +411,7 @@ impl OAuthService {
             .await
             .map_err(|e| OAuthError::server_error(&e))?
             .ok_or_else(|| {
-                OAuthError::server_error(&format!("tenant {} has no active {alg} key", tenant.id))
+                OAuthError::internal(&format!("tenant {} has no active {alg} key", tenant.id))
             })?;
         key.sign_jwt(typ, claims)
             .map_err(|e| OAuthError::server_error(&e))

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::OAuthService;
 use super::code_grant::user_claims;
 use super::dpop::Expectation;
-use super::error::ErrorCode;
+use super::error::{ErrorCode, OAuthError};
 use crate::domain::tenant::Tenant;
 
 /// A resource request's access token, as presented.
@@ -49,8 +49,24 @@ impl ResourceError {
         Self::new(401, scheme, "invalid_token", d)
     }
 
-    fn server() -> Self {
-        Self::new(500, "Bearer", "server_error", "internal error")
+    /// A failure on our side: 503 `temporarily_unavailable` during an outage, otherwise
+    /// 500 `server_error` (see [`OAuthError::server_error`]).
+    fn failed(e: &(dyn std::error::Error + 'static)) -> Self {
+        Self::from_oauth(&OAuthError::server_error(e))
+    }
+
+    /// An `OAuthError` that is a failure on our side (already logged).
+    fn from_oauth(e: &OAuthError) -> Self {
+        if e.code == ErrorCode::TemporarilyUnavailable {
+            Self::new(
+                503,
+                "Bearer",
+                "temporarily_unavailable",
+                e.description.as_deref().unwrap_or_default(),
+            )
+        } else {
+            Self::new(500, "Bearer", "server_error", "internal error")
+        }
     }
 }
 
@@ -109,7 +125,7 @@ impl OAuthService {
         let active = self
             .active_token(tenant, token)
             .await
-            .map_err(|_| ResourceError::server())?
+            .map_err(|e| ResourceError::from_oauth(&e))?
             .ok_or_else(|| {
                 ResourceError::invalid_token(scheme, "the access token is invalid or expired")
             })?;
@@ -155,7 +171,7 @@ impl OAuthService {
                     .map_err(|e| {
                         let error = match e.code {
                             ErrorCode::UseDpopNonce => "use_dpop_nonce",
-                            ErrorCode::ServerError => return ResourceError::server(),
+                            _ if e.is_server_failure() => return ResourceError::from_oauth(&e),
                             _ => "invalid_dpop_proof",
                         };
                         ResourceError {
@@ -200,31 +216,37 @@ impl OAuthService {
             .store
             .grant_of_jti(&tenant.id, jti)
             .await
-            .map_err(|_| ResourceError::server())?
+            .map_err(|e| ResourceError::failed(&e))?
             .ok_or_else(not_user)?;
         let grant = self
             .store
             .get_grant(&tenant.id, &grant_id)
             .await
-            .map_err(|_| ResourceError::server())?
+            .map_err(|e| ResourceError::failed(&e))?
             .filter(|g| g.revoked_at.is_none())
             .ok_or_else(not_user)?;
         let user = self
             .store
             .get_user(&tenant.id, &grant.user_id)
             .await
-            .map_err(|_| ResourceError::server())?
+            .map_err(|e| ResourceError::failed(&e))?
             .ok_or_else(not_user)?;
         let client = self
             .clients
             .get(&tenant.id, &grant.client_id)
             .await
-            .map_err(|_| ResourceError::server())?
+            .map_err(|e| ResourceError::failed(&e))?
             .ok_or_else(not_user)?;
         let sub = self
             .user_subject(tenant, &client.spec, &user.user_id)
             .await
-            .map_err(|_| not_user())?;
+            .map_err(|e| {
+                if e.is_server_failure() {
+                    ResourceError::from_oauth(&e)
+                } else {
+                    not_user()
+                }
+            })?;
         let mut out = Map::new();
         out.insert("sub".into(), sub.into());
         for (k, v) in user_claims(&user, &scopes) {

@@ -631,6 +631,7 @@ mod tests {
             max_connections: 1,
             connect_timeout_seconds: 1,
             startup_timeout_seconds: 1,
+            acquire_timeout_ms: crate::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -17,12 +17,14 @@ const SQLITE_POLL: Duration = Duration::from_millis(250);
 
 impl Store {
     /// Watches for changes until the task is dropped, bumping `epoch` on each. Connection
-    /// loss also bumps it: notifications may have been missed meanwhile.
+    /// loss resyncs it: notifications may have been missed meanwhile. On PostgreSQL the
+    /// listener also reports to the database's shared health: failing to reconnect within
+    /// the request deadline marks the database unavailable, reconnecting clears that.
     pub fn spawn_change_watcher(&self, epoch: Epoch) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
         tokio::spawn(async move {
             match &store.pool {
-                Pool::Postgres(pool) => listen_postgres(pool.clone(), epoch).await,
+                Pool::Postgres(pool) => listen_postgres(&store, pool.clone(), epoch).await,
                 Pool::Sqlite(_) => poll_sqlite(store.clone(), epoch).await,
             }
         })
@@ -37,26 +39,40 @@ impl Store {
     }
 }
 
-async fn listen_postgres(pool: sqlx::PgPool, epoch: Epoch) {
+/// A listener on [`CHANNEL`] within `deadline`. It does not reconnect by itself
+/// (`eager_reconnect` off): a lost connection comes back here, where the attempt is
+/// bounded and its outcome reported.
+async fn listen(pool: &sqlx::PgPool, deadline: Duration) -> Result<PgListener, String> {
+    let connect = async {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.eager_reconnect(false);
+        listener.listen(CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match tokio::time::timeout(deadline, connect).await {
+        Ok(Ok(listener)) => Ok(listener),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no connection within {} ms", deadline.as_millis())),
+    }
+}
+
+async fn listen_postgres(store: &Store, pool: sqlx::PgPool, epoch: Epoch) {
     let mut backoff = Duration::from_millis(250);
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
+        let mut listener = match listen(&pool, store.health.acquire_timeout()).await {
             Ok(l) => l,
             Err(e) => {
+                store.report_failure(&format!("change listener: {e}"));
                 tracing::warn!(error = %e, "change listener cannot connect, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            tracing::warn!(error = %e, "change listener cannot LISTEN, retrying");
-            tokio::time::sleep(backoff).await;
-            continue;
-        }
+        store.report_success();
         backoff = Duration::from_millis(250);
         // Anything may have changed while we were not listening.
-        epoch.bump();
+        epoch.resync();
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) => {
@@ -65,11 +81,12 @@ async fn listen_postgres(pool: sqlx::PgPool, epoch: Epoch) {
                 }
                 Ok(None) => {
                     tracing::warn!("change listener connection lost, reconnecting");
-                    epoch.bump();
+                    epoch.resync();
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "change listener failed, reconnecting");
-                    epoch.bump();
+                    epoch.resync();
                     break;
                 }
             }

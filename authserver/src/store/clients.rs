@@ -114,7 +114,7 @@ impl Store {
             )
             .bind(tenant_id)
             .bind(client_id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *pool)
             .await?;
             match row {
                 None => None,

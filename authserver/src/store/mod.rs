@@ -13,6 +13,7 @@ pub mod clients;
 pub mod codes;
 pub mod consents;
 pub mod grants;
+pub mod health;
 pub mod mfa;
 pub mod migrate;
 pub mod purge;
@@ -26,7 +27,8 @@ pub mod throttle;
 pub mod users;
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -34,6 +36,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseSettings;
+pub use health::{DatabaseHealth, Unavailable};
 
 /// Storage errors the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,50 @@ pub enum Error {
     /// The client id was deleted and is retired (tombstoned) until `reusable_at`.
     #[error("the client id is retired (deleted); it can be purged from {reusable_at}")]
     Retired { reusable_at: i64 },
+    /// The database cannot be used right now (down, unreachable, no connection within
+    /// the deadline, or refused without trying during an outage): retry later. The HTTP
+    /// edge answers it with 503 and `Retry-After`, never 500.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] Unavailable),
+}
+
+impl Error {
+    /// Whether this is an outage (retry later) rather than a bug or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}
+
+/// Whether `e`, or any error in its source chain, says the database is unavailable.
+/// Walks the chain because services wrap store errors (some transparently, which hides
+/// the store error itself but not its [`Unavailable`] source).
+pub fn is_unavailable(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if e.is::<Unavailable>() || e.downcast_ref::<Error>().is_some_and(Error::is_unavailable) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Errors that mean the connection, not the statement, failed: the server is down,
+/// unreachable, shutting down or refusing connections. SQLSTATE class 08 is "connection
+/// exception"; 57P01–57P03 are admin/crash shutdown and "cannot connect now" (starting
+/// up or in recovery); 53300 is "too many connections".
+fn is_connection_failure(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 impl From<sqlx::Error> for Error {
@@ -74,6 +121,9 @@ impl From<sqlx::Error> for Error {
         }
         if matches!(e, sqlx::Error::RowNotFound) {
             return Error::NotFound;
+        }
+        if is_connection_failure(&e) {
+            return Error::Unavailable(Unavailable::Failed(e));
         }
         Error::Database(e)
     }
@@ -103,19 +153,40 @@ enum Pool {
     Sqlite(SqlitePool),
 }
 
-/// The database handle every component shares. Cheap to clone.
+/// The database handle every component shares. Cheap to clone; clones share the pool
+/// and its [`DatabaseHealth`].
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    health: Arc<DatabaseHealth>,
 }
 
-/// Runs the same body against whichever pool backs the store; `$pool` is bound to a
-/// `&PgPool` or `&SqlitePool`. The body must be valid for both drivers.
+/// Runs the same body on a connection from whichever pool backs the store; `$pool` is
+/// bound to a `&mut PgConnection` or `&mut SqliteConnection` (pass `&mut *pool` to use
+/// it twice). The body must be valid for both drivers.
+///
+/// On PostgreSQL the connection comes through [`Store::gated`]: refused at once while
+/// the database is unavailable, and at most `database.acquire_timeout_ms` of waiting
+/// otherwise. SQLite is embedded: a slow checkout there is lock contention, which
+/// waiting resolves, not an outage.
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            $crate::store::Pool::Postgres($pool) => $body,
-            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres(pool) => {
+                // For bodies that open their own transaction (`pool.begin()`).
+                #[allow(unused_imports)]
+                use sqlx::Connection as _;
+                let mut conn = $store.gated(pool.acquire()).await?;
+                let $pool = &mut *conn;
+                $body
+            }
+            $crate::store::Pool::Sqlite(pool) => {
+                #[allow(unused_imports)]
+                use sqlx::Connection as _;
+                let mut conn = pool.acquire().await.map_err($crate::store::Error::from)?;
+                let $pool = &mut *conn;
+                $body
+            }
         }
     };
 }
@@ -127,7 +198,7 @@ macro_rules! in_transaction {
     ($store:expr, $tx:ident => $body:expr) => {
         match &$store.pool {
             $crate::store::Pool::Postgres(pool) => {
-                let mut $tx = pool.begin().await?;
+                let mut $tx = $store.gated(pool.begin()).await?;
                 let out = $body;
                 $tx.commit().await?;
                 out
@@ -145,6 +216,17 @@ macro_rules! in_transaction {
     };
 }
 pub(crate) use in_transaction;
+
+/// The pool itself (`$pool`: `&PgPool` or `&SqlitePool`), for what is not a store call:
+/// statistics, shutdown.
+macro_rules! match_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Postgres($pool) => $body,
+            Pool::Sqlite($pool) => $body,
+        }
+    };
+}
 
 /// The database URL for messages: scheme, user, host, port and database (or the SQLite
 /// path), never the password or query parameters (which may carry one).
@@ -197,7 +279,12 @@ impl Store {
                 .connect_lazy_with(opts);
             Pool::Postgres(pool)
         };
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            health: Arc::new(DatabaseHealth::new(Duration::from_millis(
+                settings.acquire_timeout_ms.max(1),
+            ))),
+        };
         store.wait_reachable(settings, &describe_url(url)).await?;
         Ok(store)
     }
@@ -246,10 +333,97 @@ impl Store {
     /// Opens and closes one connection outside the pool.
     async fn probe(&self) -> std::result::Result<(), sqlx::Error> {
         use sqlx::{ConnectOptions as _, Connection as _};
-        with_pool!(self, pool => {
-            let conn = pool.connect_options().connect().await?;
-            conn.close().await
-        })
+        match &self.pool {
+            Pool::Postgres(pool) => pool.connect_options().connect().await?.close().await,
+            Pool::Sqlite(pool) => pool.connect_options().connect().await?.close().await,
+        }
+    }
+
+    /// This database's shared availability state.
+    pub fn health(&self) -> &Arc<DatabaseHealth> {
+        &self.health
+    }
+
+    /// A connection or transaction (`acquire`) for one store call, through the
+    /// availability gate: refused at once while the database is unavailable, otherwise
+    /// given `database.acquire_timeout_ms`, and its outcome updates the shared state.
+    async fn gated<T>(
+        &self,
+        acquire: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        self.health
+            .admit(Instant::now())
+            .map_err(Error::Unavailable)?;
+        let deadline = self.health.acquire_timeout();
+        let failure = match tokio::time::timeout(deadline, acquire).await {
+            Ok(Ok(conn)) => {
+                self.report_success();
+                return Ok(conn);
+            }
+            Ok(Err(e)) => Unavailable::Failed(e),
+            Err(_) => Unavailable::TimedOut(deadline),
+        };
+        self.report_failure(&failure.to_string());
+        Err(Error::Unavailable(failure))
+    }
+
+    /// Reports that the database answered; logs a recovery.
+    pub(crate) fn report_success(&self) {
+        if let health::Transition::Recovered { outage } = self.health.succeeded(Instant::now()) {
+            log_recovery(outage);
+        }
+    }
+
+    /// Reports a failure to reach the database: marks it unavailable (logged once per
+    /// outage) and starts the recovery probe unless one is running.
+    pub(crate) fn report_failure(&self, reason: &str) {
+        let (transition, start_probe) = self.health.failed(reason, Instant::now());
+        if transition == health::Transition::BecameUnavailable {
+            tracing::warn!(
+                error = reason,
+                "database unavailable: requests that need it are refused until it answers again"
+            );
+        }
+        if start_probe {
+            let store = self.clone();
+            tokio::spawn(async move { store.probe_until_available().await });
+        }
+    }
+
+    /// Probes the database every [`health::PROBE_INTERVAL`] until it answers (or someone
+    /// else saw it answer). At most one runs per process: see [`DatabaseHealth::failed`].
+    async fn probe_until_available(self) {
+        loop {
+            tokio::time::sleep(health::PROBE_INTERVAL).await;
+            let ok = if self.health.is_unavailable() {
+                Some(self.probe_pool().await)
+            } else {
+                None
+            };
+            let (transition, again) = self.health.probe_result(ok, Instant::now());
+            if let health::Transition::Recovered { outage } = transition {
+                log_recovery(outage);
+            }
+            if !again {
+                return;
+            }
+            tracing::debug!("database still unavailable");
+        }
+    }
+
+    /// One round trip through the pool (not the gate, which would refuse it), within
+    /// the request deadline: the pool can hand out a working connection again.
+    async fn probe_pool(&self) -> bool {
+        let ping = async {
+            match &self.pool {
+                Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+                Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            }
+        };
+        matches!(
+            tokio::time::timeout(self.health.acquire_timeout(), ping).await,
+            Ok(Ok(()))
+        )
     }
 
     pub fn backend(&self) -> Backend {
@@ -267,7 +441,7 @@ impl Store {
     }
 
     pub fn pool_stats(&self) -> PoolStats {
-        let (size, idle, max) = with_pool!(self, pool => (
+        let (size, idle, max) = match_pool!(self, pool => (
             pool.size(),
             u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
             pool.options().get_max_connections(),
@@ -277,8 +451,15 @@ impl Store {
 
     /// Closes every connection (on shutdown).
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await);
+        match_pool!(self, pool => pool.close().await);
     }
+}
+
+fn log_recovery(outage: Duration) {
+    tracing::info!(
+        outage_ms = u64::try_from(outage.as_millis()).unwrap_or(u64::MAX),
+        "database available again"
+    );
 }
 
 #[cfg(test)]

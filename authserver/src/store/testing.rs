@@ -35,6 +35,7 @@ fn settings(url: String) -> DatabaseSettings {
         max_connections: 4,
         connect_timeout_seconds: 5,
         startup_timeout_seconds: 10,
+        acquire_timeout_ms: crate::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
     }
 }
 

@@ -243,6 +243,7 @@ async fn store(db: &TestDb) -> authserver::store::Store {
         max_connections: 1,
         connect_timeout_seconds: 5,
         startup_timeout_seconds: 10,
+        acquire_timeout_ms: authserver::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
     })
     .await
     .unwrap()

@@ -150,6 +150,7 @@ async fn mint(db: &TestDb, claims: &Value) -> String {
         max_connections: 1,
         connect_timeout_seconds: 5,
         startup_timeout_seconds: 10,
+        acquire_timeout_ms: authserver::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
     })
     .await
     .unwrap();

@@ -639,6 +639,7 @@ async fn signed_jwt(db: &TestDb, typ: &str, claims: &serde_json::Value) -> Strin
         max_connections: 1,
         connect_timeout_seconds: 5,
         startup_timeout_seconds: 10,
+        acquire_timeout_ms: authserver::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
     })
     .await
     .unwrap();

@@ -20,6 +20,7 @@ mod code_grant;
 mod config;
 mod consents;
 mod credential_reset;
+mod database_outage;
 mod discovery;
 mod docs;
 mod dpop;

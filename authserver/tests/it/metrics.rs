@@ -98,7 +98,10 @@ async fn while_waiting_for_the_key_the_ops_listener_answers_probes_with_the_reas
     assert!(body.contains("waiting for the ENCRYPTION_KEY"), "{body}");
     let (status, _, body) = server.get_json("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body, serde_json::json!({"status": "not_ready"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "not_ready", "error": "temporarily_unavailable"})
+    );
 
     std::fs::write(dir.path().join("ENCRYPTION_KEY"), db.key()).unwrap();
     let mut server = server;

@@ -65,6 +65,7 @@ async fn service_with_key(db: &TestDb, key: &str) -> (Store, MfaService) {
         max_connections: 2,
         connect_timeout_seconds: 5,
         startup_timeout_seconds: 10,
+        acquire_timeout_ms: authserver::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
     })
     .await
     .unwrap();

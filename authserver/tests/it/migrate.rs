@@ -116,7 +116,10 @@ async fn with_an_ops_listener_only_it_says_why_serve_is_not_ready() {
         .await;
     let (status, _, body) = server.get_json("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body, serde_json::json!({"status": "not_ready"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "not_ready", "error": "temporarily_unavailable"})
+    );
     let r = reqwest::get(format!("http://127.0.0.1:{ops}/readyz"))
         .await
         .unwrap();

@@ -377,6 +377,7 @@ async fn a_login_rehashes_a_password_made_with_other_parameters(backend: Backend
         max_connections: 1,
         connect_timeout_seconds: 5,
         startup_timeout_seconds: 10,
+        acquire_timeout_ms: authserver::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
     })
     .await
     .unwrap();

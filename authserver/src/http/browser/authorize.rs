@@ -323,7 +323,11 @@ async fn drive(
         Next::Proceed(a) => a,
     };
     let Some(session) = sessions.get(&account.sid) else {
-        return internal_error(state, tenant, &"decided account has no session");
+        return internal_error(
+            state,
+            tenant,
+            &super::Invariant("decided account has no session"),
+        );
     };
     // The chosen account becomes the browser's active one and the request's.
     if stored.login_sid.as_deref() != Some(account.sid.as_str()) {

@@ -243,12 +243,30 @@ pub(super) fn csrf_failure(state: &AppState, tenant: &Tenant) -> Response {
     )
 }
 
-/// A server-side failure: logged, and a generic page.
+/// An invariant that did not hold, as an error for [`internal_error`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct Invariant(pub &'static str);
+
+/// A server-side failure, as a page: 503 with `Retry-After` when the database is
+/// unavailable (anywhere in the error's source chain), otherwise logged and a generic
+/// 500. The HTML counterpart of `http::error`'s JSON.
 pub(super) fn internal_error(
     state: &AppState,
     tenant: &Tenant,
-    e: &impl std::fmt::Display,
+    e: &(dyn std::error::Error + 'static),
 ) -> Response {
+    if crate::http::error::is_outage(e) {
+        tracing::debug!(error = %e, "page refused: database unavailable");
+        let mut resp = error_page(
+            state,
+            tenant,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This service is temporarily unavailable. Please try again in a moment.",
+        );
+        crate::http::error::retry_after_outage(resp.headers_mut());
+        return resp;
+    }
     tracing::error!(error = %e, "page request failed");
     error_page(
         state,

@@ -14,6 +14,7 @@ pub mod jose;
 pub mod oauth;
 pub mod postgres;
 mod process;
+pub mod proxy;
 
 use std::fmt::Write as _;
 use std::io::Read as _;

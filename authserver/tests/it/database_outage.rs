@@ -1,0 +1,228 @@
+//! A PostgreSQL outage, played by a TCP proxy between the servers and the database
+//! (`harness::proxy`): requests that need the database answer 503 with `Retry-After`
+//! within the request deadline (at once once the outage is known), `/readyz` within its
+//! own 500 ms, discovery, JWKS and client_credentials keep working from memory as
+//! docs/security.md says, two pods behave the same, and the same processes recover once
+//! the database is back.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::harness::oauth::{Creds, Reply, access_token, create_client, introspect, token};
+use crate::harness::proxy::Proxy;
+use crate::harness::{Backend, POLL, Server, TestDb, free_port};
+
+/// The request that finds the outage waits at most `database.acquire_timeout_ms` (1 s by
+/// default) for a connection; the rest is room for a loaded CI machine.
+const FIRST_ANSWER: Duration = Duration::from_millis(1500);
+/// Once the outage is known, a request is refused without trying.
+const REFUSED: Duration = Duration::from_millis(500);
+/// `/readyz` has a 500 ms deadline of its own.
+const READYZ: Duration = Duration::from_millis(800);
+/// A probe runs every second; generous for a loaded machine.
+const RECOVERY: Duration = Duration::from_secs(10);
+
+async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let out = f.await;
+    (out, started.elapsed())
+}
+
+#[track_caller]
+fn assert_unavailable(r: &Reply) {
+    r.assert_error(503, "temporarily_unavailable");
+    assert_eq!(r.header("retry-after"), Some("2"), "{r:?}");
+}
+
+/// `/readyz`: status, how long it took, body.
+async fn readyz(server: &Server) -> (StatusCode, Duration, serde_json::Value) {
+    let ((status, _, body), took) = timed(server.get_json("/readyz")).await;
+    (status, took, body)
+}
+
+/// What must keep working from memory: discovery and the JWKS.
+async fn assert_public_documents_served(server: &Server) {
+    let (status, _, doc) = server.get_json("/.well-known/openid-configuration").await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(server.kids("/jwks").await.len(), 3);
+}
+
+/// Reads everything a pod caches for `creds` (tenant, keys, client) and returns one of
+/// its access tokens.
+async fn warm(server: &Server, creds: &Creds) -> String {
+    assert_public_documents_served(server).await;
+    let access = access_token(server, creds).await;
+    assert_eq!(
+        introspect(server, creds, &access).await.ok()["active"],
+        true
+    );
+    access
+}
+
+/// Polls until introspection answers 200 and `/readyz` 200 again; returns how long.
+async fn wait_recovered(server: &Server, creds: &Creds, access: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let r = introspect(server, creds, access).await;
+        if r.status == StatusCode::OK && readyz(server).await.0 == StatusCode::OK {
+            assert_eq!(r.body["active"], true, "{r:?}");
+            return started.elapsed();
+        }
+        assert_unavailable(&r);
+        assert!(
+            started.elapsed() < RECOVERY,
+            "not recovered {RECOVERY:?} after the database came back:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_is_answered_at_once_memory_serves_what_it_may_and_both_pods_recover() {
+    let db = TestDb::migrated(Backend::Postgres).await;
+    let mut proxy = Proxy::start(db.url()).await;
+    let creds = create_client(&db, "svc", &[]).await;
+    let cli = db.cli().env("DATABASE_URL", proxy.url(db.url()));
+    let a = cli.serve(db.port).await;
+    let b = cli
+        .serve(free_port())
+        .await
+        .with_host(format!("127.0.0.1:{}", db.port));
+    let processes = [a.pid(), b.pid()];
+    let pods = [&a, &b];
+    let mut tokens = Vec::new();
+    for pod in pods {
+        tokens.push(warm(pod, &creds).await);
+    }
+
+    proxy.cut().await;
+    let cut_at = Instant::now();
+    // The first request that needs the database finds the outage within the deadline
+    // (its listener may have found it first: then it is refused at once).
+    for (pod, access) in pods.iter().zip(&tokens) {
+        let (r, took) = timed(introspect(pod, &creds, access)).await;
+        assert_unavailable(&r);
+        assert!(took < FIRST_ANSWER, "first 503 after {took:?}");
+        println!("first 503 {} ms after the request", took.as_millis());
+    }
+    // From then on, both pods answer alike.
+    for (pod, access) in pods.iter().zip(&tokens) {
+        let (r, took) = timed(introspect(pod, &creds, access)).await;
+        assert_unavailable(&r);
+        assert!(took < REFUSED, "503 after {took:?}");
+        println!("later 503s in {} ms", took.as_millis());
+
+        let (status, took, body) = readyz(pod).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(took < READYZ, "/readyz took {took:?}");
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+        assert!(
+            body["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("database unavailable")),
+            "{body}"
+        );
+
+        assert_public_documents_served(pod).await;
+        // client_credentials from the cached client (read under a minute ago), signed
+        // with the cached key.
+        let (r, took) = timed(token(pod, &creds, &[])).await;
+        assert!(r.ok()["access_token"].is_string());
+        assert!(took < REFUSED, "token took {took:?}");
+        // Anything else that needs the database: a wrong secret is still refused,
+        // never accepted from memory.
+        token(pod, &creds.with_secret(&"y".repeat(43)), &[])
+            .await
+            .assert_invalid_client();
+    }
+    assert!(
+        a.get_text("/metrics")
+            .await
+            .contains("gatehouse_database_available 0")
+    );
+    println!(
+        "outage checks done {} ms after the cut",
+        cut_at.elapsed().as_millis()
+    );
+
+    proxy.restore().await;
+    for (pod, access) in pods.iter().zip(&tokens) {
+        let took = wait_recovered(pod, &creds, access).await;
+        println!(
+            "recovered {} ms after the database came back",
+            took.as_millis()
+        );
+    }
+    assert_eq!(
+        [a.pid(), b.pid()],
+        processes,
+        "the same processes recovered"
+    );
+    assert!(
+        a.get_text("/metrics")
+            .await
+            .contains("gatehouse_database_available 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_database_is_answered_within_the_deadline_and_a_zero_staleness_refuses_tokens()
+ {
+    let db = TestDb::migrated(Backend::Postgres).await;
+    let mut proxy = Proxy::start(db.url()).await;
+    let creds = create_client(&db, "svc", &[]).await;
+    let server = db
+        .cli()
+        .env("DATABASE_URL", proxy.url(db.url()))
+        .env("GATEHOUSE_CACHE_MAX_STALE_SECONDS_DURING_OUTAGE", "0")
+        .serve(db.port)
+        .await;
+    let access = warm(&server, &creds).await;
+
+    // Nothing answers and nothing fails: only the deadline tells.
+    proxy.stall().await;
+    let (r, took) = timed(introspect(&server, &creds, &access)).await;
+    assert_unavailable(&r);
+    assert!(took < FIRST_ANSWER, "first 503 after {took:?}");
+    println!(
+        "partition: first 503 {} ms after the request",
+        took.as_millis()
+    );
+    let (r, took) = timed(token(&server, &creds, &[])).await;
+    assert_unavailable(&r);
+    assert!(took < REFUSED, "token 503 after {took:?}");
+    let (status, took, _) = readyz(&server).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < READYZ, "/readyz took {took:?}");
+    assert_public_documents_served(&server).await;
+
+    proxy.restore().await;
+    let took = wait_recovered(&server, &creds, &access).await;
+    println!(
+        "partition: recovered {} ms after it ended",
+        took.as_millis()
+    );
+    token(&server, &creds, &[]).await.ok();
+}
+
+on_both_backends!(without_an_outage_the_database_counts_as_available);
+
+/// The gate changes nothing while the database answers, on either backend: ready,
+/// tokens, introspection, the availability gauge.
+async fn without_an_outage_the_database_counts_as_available(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let creds = create_client(&db, "svc", &[]).await;
+    let server = db.serve().await;
+    warm(&server, &creds).await;
+    let (status, took, body) = readyz(&server).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(took < READYZ);
+    assert!(
+        server
+            .get_text("/metrics")
+            .await
+            .contains("gatehouse_database_available 1")
+    );
+}
