@@ -178,3 +178,62 @@ async fn keys_commands_refuse_a_postgres_schema_behind() {
         .assert_stderr_contains("run `authserver migrate` first");
     assert!(!db.has_table("_sqlx_migrations").await && !db.has_table("tenants").await);
 }
+
+/// The schema of `db` after all migrations, as comparable lines: `table.column null|not
+/// null` and `index table.name`. Indexes that back a constraint (PostgreSQL's `_pkey`
+/// and `_key`, SQLite's `sqlite_autoindex_*`) are named by the database, not by us, and
+/// left out; types differ by design (TEXT vs VARCHAR, BLOB vs BYTEA) and are not
+/// compared. A SQLite PRIMARY KEY column counts as NOT NULL, as it is on PostgreSQL.
+async fn schema(db: &TestDb) -> std::collections::BTreeSet<String> {
+    let (columns, indexes) = match db.backend {
+        Backend::Postgres => (
+            "SELECT table_name || '.' || column_name || ' ' || \
+             CASE is_nullable WHEN 'YES' THEN 'null' ELSE 'not null' END \
+             FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+            "SELECT 'index ' || i.tablename || '.' || i.indexname FROM pg_indexes i \
+             WHERE i.schemaname = current_schema() AND i.tablename <> '_sqlx_migrations' \
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
+        ),
+        Backend::Sqlite => (
+            "SELECT m.name || '.' || p.name || ' ' || \
+             CASE WHEN p.\"notnull\" = 1 OR p.pk > 0 THEN 'not null' ELSE 'null' END \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+             AND m.name <> '_sqlx_migrations'",
+            "SELECT 'index ' || tbl_name || '.' || name FROM sqlite_master \
+             WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex_%' \
+             AND tbl_name <> '_sqlx_migrations'",
+        ),
+    };
+    let mut out: std::collections::BTreeSet<String> = db.rows(columns).await.into_iter().collect();
+    out.extend(db.rows(indexes).await);
+    out
+}
+
+/// Both backends run the same queries (the store's portable SQL), so after all
+/// migrations they must have the same tables, columns, nullability and indexes: a
+/// migration written for one and forgotten (or written differently) for the other fails
+/// here instead of in production on the other backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_sqlite_schemas_stay_equivalent() {
+    let (pg, lite) = tokio::join!(
+        TestDb::migrated(Backend::Postgres),
+        TestDb::migrated(Backend::Sqlite)
+    );
+    let (pg, mut lite) = (schema(&pg).await, schema(&lite).await);
+    // Backend-specific by design: SQLite has no LISTEN/NOTIFY, so writers bump this
+    // counter (by triggers) and serving processes poll it.
+    lite.retain(|line| !line.starts_with("change_counter.") && !line.contains(" change_counter."));
+    assert!(pg.len() > 50, "introspection found too little: {pg:?}");
+    assert!(
+        pg.iter().any(|l| l.starts_with("index ")) && lite.iter().any(|l| l.starts_with("index ")),
+        "no index found: {pg:?}"
+    );
+    let only_pg: Vec<_> = pg.difference(&lite).collect();
+    let only_lite: Vec<_> = lite.difference(&pg).collect();
+    assert!(
+        only_pg.is_empty() && only_lite.is_empty(),
+        "schemas differ\n  only on PostgreSQL: {only_pg:#?}\n  only on SQLite: {only_lite:#?}"
+    );
+}
