@@ -38,6 +38,15 @@ pub enum Unavailable {
     /// No connection within the request deadline (`database.acquire_timeout_ms`).
     #[error("no database connection within {} ms", .0.as_millis())]
     TimedOut(Duration),
+    /// No connection within the request deadline, but the database answered another
+    /// request within it: every connection is in use, this process is overloaded. Only
+    /// this request is refused; the database is not marked unavailable, or a burst of
+    /// load would turn into refusing everything until the next probe.
+    #[error(
+        "no database connection within {} ms: all are in use while the database answers (overloaded)",
+        .0.as_millis()
+    )]
+    Busy(Duration),
     /// The connection failed (refused, reset, closed, shut down by the server).
     #[error("{0}")]
     Failed(#[source] sqlx::Error),
@@ -65,6 +74,8 @@ struct Inner {
     state: State,
     /// A probe task is running (at most one per process).
     probing: bool,
+    /// When the database last answered.
+    last_success: Option<Instant>,
 }
 
 /// The shared availability state of one database (one per `Store`, shared by its clones).
@@ -83,6 +94,7 @@ impl DatabaseHealth {
             inner: Mutex::new(Inner {
                 state: State::Available,
                 probing: false,
+                last_success: None,
             }),
             acquire_timeout,
         }
@@ -111,6 +123,18 @@ impl DatabaseHealth {
                 reason: reason.clone(),
             }),
         }
+    }
+
+    /// Whether a connection that did not come in time means overload rather than an
+    /// outage: the database is available and answered within the last acquire timeout
+    /// (a partitioned or stopped database answers nobody, so its requests time out
+    /// without a recent success and mark it unavailable).
+    pub fn busy(&self, now: Instant) -> bool {
+        let inner = self.lock();
+        matches!(inner.state, State::Available)
+            && inner
+                .last_success
+                .is_some_and(|t| now.saturating_duration_since(t) < self.acquire_timeout)
     }
 
     /// Whether the database is currently marked unavailable.
@@ -149,6 +173,7 @@ impl DatabaseHealth {
     /// Reports that the database answered (a connection was acquired, a query ran).
     pub fn succeeded(&self, now: Instant) -> Transition {
         let mut inner = self.lock();
+        inner.last_success = Some(now);
         match inner.state {
             State::Available => Transition::Unchanged,
             State::Unavailable { since, .. } => {
@@ -187,6 +212,26 @@ mod tests {
 
     fn health() -> (DatabaseHealth, Instant) {
         (DatabaseHealth::new(Duration::from_secs(1)), Instant::now())
+    }
+
+    #[test]
+    fn a_timeout_while_others_are_answered_is_overload_not_an_outage() {
+        let (h, t0) = health();
+        assert!(!h.busy(t0), "nothing answered yet: a timeout is an outage");
+        h.succeeded(t0);
+        assert!(
+            h.busy(t0 + Duration::from_millis(900)),
+            "answered 0.9 s ago"
+        );
+        assert!(
+            !h.busy(t0 + Duration::from_millis(1100)),
+            "no answer for longer than the acquire timeout: partitioned or down"
+        );
+        h.failed("connection refused", t0 + Duration::from_millis(100));
+        assert!(
+            !h.busy(t0 + Duration::from_millis(200)),
+            "once unavailable, requests are refused, not counted as overload"
+        );
     }
 
     #[test]

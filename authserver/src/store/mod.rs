@@ -361,6 +361,10 @@ impl Store {
                 return Ok(conn);
             }
             Ok(Err(e)) => Unavailable::Failed(e),
+            // Overload: refuse this request (503), keep serving the others.
+            Err(_) if self.health.busy(Instant::now()) => {
+                return Err(Error::Unavailable(Unavailable::Busy(deadline)));
+            }
             Err(_) => Unavailable::TimedOut(deadline),
         };
         self.report_failure(&failure.to_string());
