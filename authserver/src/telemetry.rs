@@ -14,10 +14,22 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
-/// Flushes and stops the OTLP exporter when dropped (at process exit).
-#[derive(Debug, Default)]
+mod sink;
+
+/// Flushes and stops the OTLP exporter, and writes the queued log lines, when dropped (at
+/// process exit).
+#[derive(Default)]
 pub struct Guard {
     provider: Option<SdkTracerProvider>,
+    logs: Option<sink::FlushOnDrop>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("otlp", &self.provider.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Guard {
@@ -25,8 +37,10 @@ impl Drop for Guard {
         if let Some(p) = self.provider.take()
             && let Err(e) = p.shutdown()
         {
-            eprintln!("failed to flush traces: {e}");
+            tracing::warn!(error = %e, "failed to flush traces");
         }
+        // Last: the exporter's warning above is still written.
+        self.logs.take();
     }
 }
 
@@ -34,21 +48,26 @@ impl Drop for Guard {
 pub fn init(level: &str, format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Guard> {
     let filter = EnvFilter::try_new(level)?;
     // Logs go to stderr: stdout is the command's output (`keys list --json`, `migrate`),
-    // which scripts parse and must not find log lines in.
+    // which scripts parse and must not find log lines in. Written by a thread of their
+    // own (see `sink`): a stalled log pipe must not stall the async workers.
+    let logs = sink::Sink::spawn(std::io::stderr(), sink::CAPACITY)?;
+    let mut guard = Guard {
+        provider: None,
+        logs: Some(logs.flush_on_drop()),
+    };
     let fmt_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(logs)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(logs)
             .compact()
             .boxed(),
     };
-    let mut guard = Guard::default();
     let otel_layer = match otlp_endpoint {
         Some(endpoint) if !endpoint.is_empty() => {
             // The exporter reads OTEL_EXPORTER_OTLP_* itself (endpoint, headers, timeout).
