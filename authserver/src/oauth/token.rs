@@ -413,7 +413,18 @@ impl OAuthService {
             .ok_or_else(|| {
                 OAuthError::internal(&format!("tenant {} has no active {alg} key", tenant.id))
             })?;
-        key.sign_jwt(typ, claims)
+        if alg != crate::domain::signing_key::Algorithm::Rs256 {
+            // ES256 and EdDSA sign in tens of microseconds: not worth a thread hop.
+            return key
+                .sign_jwt(typ, claims)
+                .map_err(|e| OAuthError::server_error(&e));
+        }
+        // An RSA signature takes about a millisecond of CPU: on the blocking pool, so the
+        // async workers keep polling the other requests meanwhile.
+        let (typ, claims) = (typ.to_owned(), claims.clone());
+        tokio::task::spawn_blocking(move || key.sign_jwt(&typ, &claims))
+            .await
+            .map_err(|e| OAuthError::internal(&e))?
             .map_err(|e| OAuthError::server_error(&e))
     }
 
