@@ -24,6 +24,7 @@ pub struct Metrics {
     pool_max: IntGauge,
     database_available: IntGauge,
     keys: IntGaugeVec,
+    runtime: IntGaugeVec,
 }
 
 impl Metrics {
@@ -66,6 +67,15 @@ impl Metrics {
             Opts::new(p("signing_keys"), "Signing keys of all tenants by state"),
             &["state"],
         )?;
+        // A queue that grows while tasks stay alive is the signature of a stalled worker
+        // (see docs/operations.md, "What runs where").
+        let runtime = IntGaugeVec::new(
+            Opts::new(
+                p("runtime"),
+                "Async runtime: workers, alive tasks and the depth of the shared run queue",
+            ),
+            &["measure"],
+        )?;
         let registry = Registry::new();
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -73,6 +83,7 @@ impl Metrics {
         registry.register(Box::new(pool_max.clone()))?;
         registry.register(Box::new(database_available.clone()))?;
         registry.register(Box::new(keys.clone()))?;
+        registry.register(Box::new(runtime.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -81,6 +92,7 @@ impl Metrics {
             pool_max,
             database_available,
             keys,
+            runtime,
         })
     }
 
@@ -108,6 +120,15 @@ pub async fn render(State(state): State<AppState>) -> Response {
     m.pool_max.set(i64::from(pool.max));
     m.database_available
         .set(i64::from(!state.store.health().is_unavailable()));
+    let rt = tokio::runtime::Handle::current().metrics();
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    for (measure, value) in [
+        ("workers", rt.num_workers()),
+        ("alive_tasks", rt.num_alive_tasks()),
+        ("global_queue_depth", rt.global_queue_depth()),
+    ] {
+        m.runtime.with_label_values(&[measure]).set(gauge(value));
+    }
     // Key counts are read at scrape time: states change with time, not with writes.
     if let Ok(keys) = state.store.list_all_keys().await {
         let now = state.clock.now();

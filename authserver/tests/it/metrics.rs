@@ -145,6 +145,14 @@ async fn metrics_count_requests_by_route_and_status_with_pool_and_key_gauges(bac
         sample(&text, "gatehouse_db_pool_max_connections"),
         Some(10.0)
     );
+    let workers = sample(&text, r#"gatehouse_runtime{measure="workers"}"#);
+    assert!(workers.is_some_and(|n| n >= 1.0), "{text}");
+    let alive = sample(&text, r#"gatehouse_runtime{measure="alive_tasks"}"#);
+    assert!(
+        alive.is_some_and(|n| n >= 1.0),
+        "the listeners at least: {text}"
+    );
+    assert!(sample(&text, r#"gatehouse_runtime{measure="global_queue_depth"}"#).is_some());
     for (state, n) in [
         ("pending", 0.0),
         ("active", 3.0),
