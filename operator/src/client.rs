@@ -32,9 +32,7 @@ use kube::{Api, Resource as _, ResourceExt as _};
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
 use crate::authserver_pod;
 use crate::context::Context;
-use crate::controller::{
-    self, Managed, ReconcileError, admin_reason, annotation, generation, with_ready,
-};
+use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
 use crate::migration::Gate;
 use crate::scope::Scope;
 
@@ -155,25 +153,7 @@ impl ReconcileError for Error {
     }
 }
 
-impl Managed for OidcClient {
-    const CONTROLLER: &'static str = CONTROLLER;
-    const FIELD_MANAGER: &'static str = FIELD_MANAGER;
-    type Error = Error;
-
-    fn api_in<T>(client: kube::Client, namespace: Option<&str>) -> Api<T>
-    where
-        T: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
-    {
-        match namespace {
-            Some(ns) => Api::namespaced(client, ns),
-            None => Api::all(client),
-        }
-    }
-
-    fn malformed(message: String) -> Error {
-        Error::Malformed(message)
-    }
-}
+controller::managed!(OidcClient, namespaced);
 
 impl From<Gate> for Error {
     fn from(gate: Gate) -> Self {

@@ -95,6 +95,44 @@ pub trait Managed:
     fn malformed(message: String) -> Self::Error;
 }
 
+/// Implements [`Managed`] for `$kind` with the calling module's `CONTROLLER`,
+/// `FIELD_MANAGER` and `Error` (which has a `Malformed(String)` variant); `namespaced` or
+/// `cluster` as the kind is scoped.
+macro_rules! managed {
+    ($kind:ty, namespaced) => {
+        $crate::controller::managed!(@impl $kind, kube::core::NamespaceResourceScope, |client, namespace| {
+            match namespace {
+                Some(ns) => kube::Api::namespaced(client, ns),
+                None => kube::Api::all(client),
+            }
+        });
+    };
+    ($kind:ty, cluster) => {
+        $crate::controller::managed!(@impl $kind, kube::core::ClusterResourceScope, |client, _namespace| {
+            kube::Api::all(client)
+        });
+    };
+    (@impl $kind:ty, $scope:ty, |$client:ident, $namespace:ident| $api:expr) => {
+        impl $crate::controller::Managed for $kind {
+            const CONTROLLER: &'static str = CONTROLLER;
+            const FIELD_MANAGER: &'static str = FIELD_MANAGER;
+            type Error = Error;
+
+            fn api_in<T>($client: kube::Client, $namespace: Option<&str>) -> kube::Api<T>
+            where
+                T: kube::Resource<DynamicType = (), Scope = $scope>,
+            {
+                $api
+            }
+
+            fn malformed(message: String) -> Error {
+                Error::Malformed(message)
+            }
+        }
+    };
+}
+pub(crate) use managed;
+
 /// The API `obj` lives in.
 pub fn api<K: Managed>(obj: &K, ctx: &Context) -> Api<K> {
     K::api_in(ctx.client.clone(), obj.meta().namespace.as_deref())

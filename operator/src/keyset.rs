@@ -34,9 +34,7 @@ use kube::{Api, Resource as _, ResourceExt as _};
 
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
 use crate::context::Context;
-use crate::controller::{
-    self, Managed, ReconcileError, admin_reason, annotation, generation, with_ready,
-};
+use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
 use crate::migration::Gate;
 
 /// Field manager of everything this controller writes.
@@ -114,22 +112,7 @@ impl ReconcileError for Error {
     }
 }
 
-impl Managed for SigningKeySet {
-    const CONTROLLER: &'static str = CONTROLLER;
-    const FIELD_MANAGER: &'static str = FIELD_MANAGER;
-    type Error = Error;
-
-    fn api_in<T>(client: kube::Client, _cluster_scoped: Option<&str>) -> Api<T>
-    where
-        T: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>,
-    {
-        Api::all(client)
-    }
-
-    fn malformed(message: String) -> Error {
-        Error::Malformed(message)
-    }
-}
+controller::managed!(SigningKeySet, cluster);
 
 impl From<Gate> for Error {
     fn from(gate: Gate) -> Self {

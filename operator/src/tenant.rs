@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
 use crate::authserver_pod::{self, bounded_name};
 use crate::context::{Config, Context};
-use crate::controller::{self, Managed, ReconcileError, admin_reason, generation, with_ready};
+use crate::controller::{self, ReconcileError, admin_reason, generation, with_ready};
 use crate::migration::Gate;
 
 /// Field manager of everything this controller writes.
@@ -111,22 +111,7 @@ impl ReconcileError for Error {
     }
 }
 
-impl Managed for IdentityTenant {
-    const CONTROLLER: &'static str = CONTROLLER;
-    const FIELD_MANAGER: &'static str = FIELD_MANAGER;
-    type Error = Error;
-
-    fn api_in<T>(client: kube::Client, _cluster_scoped: Option<&str>) -> Api<T>
-    where
-        T: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>,
-    {
-        Api::all(client)
-    }
-
-    fn malformed(message: String) -> Error {
-        Error::Malformed(message)
-    }
-}
+controller::managed!(IdentityTenant, cluster);
 
 impl From<Gate> for Error {
     fn from(gate: Gate) -> Self {
