@@ -281,7 +281,7 @@ pub struct PurgeArgs {
     #[arg(long)]
     pub batch_size: Option<i64>,
     /// Pause after each full batch in milliseconds, so that a large purge leaves the
-    /// database to live traffic most of the time (default: purge.batch_pause_ms, 50).
+    /// database to live traffic most of the time (default: purge.batch_pause_ms, 100).
     #[arg(long)]
     pub batch_pause_ms: Option<u64>,
 }

@@ -6,7 +6,7 @@
 # the paced default. Goal: p99 during the purge within 1.5x of the baseline.
 #
 #   benches/fault/purge.sh
-#   ROWS=200000 CONFIGS="1000:0 1000:50 5000:100" benches/fault/purge.sh
+#   ROWS=200000 CONFIGS="1000:50 1000:100 500:50" benches/fault/purge.sh
 #
 # Load: wrk, $CONNECTIONS connections per endpoint; by default flat out, as in
 # benches/load.sh (the condition issue 16 measured: the two cores saturated, so whatever
@@ -17,7 +17,7 @@
 source "$(dirname "$0")/lib.sh"
 need wrk "apt-get install -y wrk"
 ROWS="${ROWS:-1000000}"
-CONFIGS="${CONFIGS:-1000:0 1000:50}" # batch_size:batch_pause_ms
+CONFIGS="${CONFIGS:-1000:0 1000:100}" # batch_size:batch_pause_ms
 BASELINE="${BASELINE:-20}"           # seconds
 CONNECTIONS="${CONNECTIONS:-32}"
 INTERVAL_MS="${INTERVAL_MS:-0}"

@@ -282,7 +282,7 @@ pub struct PurgeSettings {
 /// Default of `purge.batch_size`.
 pub const DEFAULT_PURGE_BATCH_SIZE: u32 = 1000;
 /// Default of `purge.batch_pause_ms`.
-pub const DEFAULT_PURGE_BATCH_PAUSE_MS: u64 = 50;
+pub const DEFAULT_PURGE_BATCH_PAUSE_MS: u64 = 100;
 
 impl Default for PurgeSettings {
     fn default() -> Self {
@@ -745,7 +745,7 @@ mod tests {
         let s = from_yaml("", &Source::default(), &prod_env).unwrap();
         assert_eq!(s.purge, PurgeSettings::default());
         assert_eq!(s.purge.batch_size, 1000);
-        assert_eq!(s.purge.batch_pause, std::time::Duration::from_millis(50));
+        assert_eq!(s.purge.batch_pause, std::time::Duration::from_millis(100));
         assert_eq!(s.shutdown_delay_seconds, 0);
         let env = |name: &str| match name {
             "GATEHOUSE_PURGE_BATCH_SIZE" => Some("250".to_owned()),
