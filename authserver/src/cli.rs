@@ -277,9 +277,13 @@ pub struct PurgeArgs {
     /// Only this tenant's rows.
     #[arg(long)]
     pub tenant: Option<String>,
-    /// Rows per batch (each batch is one short statement).
-    #[arg(long, default_value_t = 1000)]
-    pub batch_size: i64,
+    /// Rows per batch, each batch one short statement (default: purge.batch_size, 1000).
+    #[arg(long)]
+    pub batch_size: Option<i64>,
+    /// Pause after each full batch in milliseconds, so that a large purge leaves the
+    /// database to live traffic most of the time (default: purge.batch_pause_ms, 100).
+    #[arg(long)]
+    pub batch_pause_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

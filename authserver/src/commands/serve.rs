@@ -25,7 +25,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let ctx = open(settings, true).await?;
     let state = build_state(&ctx).await?;
     // Keep caches coherent with writes from other pods, the CLI and the operator.
-    let _watcher = ctx.store.spawn_change_watcher(ctx.epoch.clone());
+    let watcher = ctx.store.spawn_change_watcher(ctx.epoch.clone());
 
     start_up(&ctx, &state).await?;
     if ctx.store.schema_status().await?.is_current() {
@@ -72,14 +72,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         http::PublicOps::All
     };
     let ops_app = http::ops_app(state.clone());
+    let readiness = Arc::clone(&state.readiness);
     let app =
         http::public_app(state, public_ops).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        let _ = stop_tx.send(true);
-    });
+    tokio::spawn(drain_on_signal(
+        readiness,
+        Duration::from_secs(ctx.settings.shutdown_delay_seconds),
+        stop_tx,
+    ));
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -117,9 +118,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting"),
     }
-    if let Some(ops) = ops {
-        ops.abort();
-    }
+    // In order, once the public listener has drained: the admin API (it stopped
+    // accepting with the public listener), the operations listener (probes were answered
+    // until now), the background tasks, and last the pool, which nothing uses any more.
     if let Some(admin) = admin {
         match tokio::time::timeout(grace, admin).await {
             Ok(Ok(Err(e))) => tracing::error!(error = %format!("{e:#}"), "admin API failed"),
@@ -127,9 +128,42 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             Ok(Ok(Ok(()))) | Err(_) => {}
         }
     }
+    if let Some(ops) = ops {
+        ops.abort();
+        let _ = ops.await;
+    }
+    watcher.abort();
+    let _ = watcher.await;
     ctx.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits for SIGTERM/SIGINT, then shuts down in the order that loses no request behind
+/// a load balancer: `/readyz` fails at once (the kubelet, a load balancer's health check
+/// stop routing here) while requests are still served for `delay`
+/// (`server.shutdown_delay_seconds`: until they have stopped, and endpoint changes have
+/// reached every proxy), then `stop` tells the listeners to stop accepting and drain. A
+/// second signal ends the delay early.
+async fn drain_on_signal(
+    readiness: Arc<http::Readiness>,
+    delay: Duration,
+    stop: tokio::sync::watch::Sender<bool>,
+) {
+    shutdown_signal().await;
+    readiness.start_draining();
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_seconds = delay.as_secs(),
+            "shutting down: not ready; serving on until load balancers stop routing here"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown_signal() => tracing::info!("second signal: not waiting any longer"),
+        }
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    stop.send_replace(true);
 }
 
 /// Binds the operations listener, naming its setting when that fails.

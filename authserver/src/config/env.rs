@@ -66,6 +66,10 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_SERVER_SHUTDOWN_TIMEOUT_SECONDS",
         &["server", "shutdown_timeout_seconds"],
     ),
+    number(
+        "GATEHOUSE_SERVER_SHUTDOWN_DELAY_SECONDS",
+        &["server", "shutdown_delay_seconds"],
+    ),
     list(
         "GATEHOUSE_OUTBOUND_ALLOWED_NETWORKS",
         &["outbound", "allowed_networks"],
@@ -212,6 +216,11 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
     number(
         "GATEHOUSE_AUDIT_RETENTION_DAYS",
         &["audit", "retention_days"],
+    ),
+    number("GATEHOUSE_PURGE_BATCH_SIZE", &["purge", "batch_size"]),
+    number(
+        "GATEHOUSE_PURGE_BATCH_PAUSE_MS",
+        &["purge", "batch_pause_ms"],
     ),
     number(
         "GATEHOUSE_PASSWORDS_ARGON2_MEMORY_KIB",

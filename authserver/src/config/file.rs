@@ -25,6 +25,15 @@ pub struct FileConfig {
     pub login: LoginSection,
     pub outbound: OutboundSection,
     pub cache: CacheSection,
+    pub purge: PurgeSection,
+}
+
+/// `purge.*`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurgeSection {
+    pub batch_size: Option<u32>,
+    pub batch_pause_ms: Option<u64>,
 }
 
 /// `cache.*`
@@ -52,6 +61,7 @@ pub struct ServerSection {
     pub ops_listen: Option<String>,
     pub trusted_proxies: Vec<String>,
     pub shutdown_timeout_seconds: Option<u64>,
+    pub shutdown_delay_seconds: Option<u64>,
 }
 
 /// `database.*`

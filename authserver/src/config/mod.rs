@@ -44,6 +44,9 @@ pub struct Settings {
     /// listener no longer serves `/metrics` (see `http::PublicOps`).
     pub ops_listen: Option<SocketAddr>,
     pub shutdown_timeout_seconds: u64,
+    /// After SIGTERM: how long `serve` keeps serving with `/readyz` failing, so load
+    /// balancers stop routing here before the listener closes.
+    pub shutdown_delay_seconds: u64,
     pub trusted_proxies: Vec<IpNet>,
     pub database: DatabaseSettings,
     /// `None` only in `--dev` before the dev key file is created (see `crate::commands`).
@@ -61,6 +64,7 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub admin: AdminSettings,
     pub audit_retention_days: u64,
+    pub purge: PurgeSettings,
     pub passwords: PasswordSettings,
     pub login: LoginSettings,
     pub cache: CacheSettings,
@@ -264,6 +268,30 @@ pub struct DatabaseSettings {
 
 /// Default of `database.acquire_timeout_ms`.
 pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 1000;
+
+/// `purge.*`: how fast `authserver purge` deletes, so that it does not compete with
+/// live traffic for the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeSettings {
+    /// Rows per `DELETE` statement.
+    pub batch_size: u32,
+    /// Pause after each full batch, before the next one.
+    pub batch_pause: std::time::Duration,
+}
+
+/// Default of `purge.batch_size`.
+pub const DEFAULT_PURGE_BATCH_SIZE: u32 = 1000;
+/// Default of `purge.batch_pause_ms`.
+pub const DEFAULT_PURGE_BATCH_PAUSE_MS: u64 = 100;
+
+impl Default for PurgeSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: DEFAULT_PURGE_BATCH_SIZE,
+            batch_pause: std::time::Duration::from_millis(DEFAULT_PURGE_BATCH_PAUSE_MS),
+        }
+    }
+}
 
 /// `cache.*`: what the per-pod caches may still serve while the database is away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -710,6 +738,42 @@ mod tests {
                 .any(|p| p.starts_with("cache.max_stale_seconds_during_outage: must be 0 to 3600")),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn purge_and_shutdown_settings_have_defaults_ranges_and_env_overrides() {
+        let s = from_yaml("", &Source::default(), &prod_env).unwrap();
+        assert_eq!(s.purge, PurgeSettings::default());
+        assert_eq!(s.purge.batch_size, 1000);
+        assert_eq!(s.purge.batch_pause, std::time::Duration::from_millis(100));
+        assert_eq!(s.shutdown_delay_seconds, 0);
+        let env = |name: &str| match name {
+            "GATEHOUSE_PURGE_BATCH_SIZE" => Some("250".to_owned()),
+            "GATEHOUSE_PURGE_BATCH_PAUSE_MS" => Some("0".to_owned()),
+            "GATEHOUSE_SERVER_SHUTDOWN_DELAY_SECONDS" => Some("10".to_owned()),
+            _ => prod_env(name),
+        };
+        let s = from_yaml("purge:\n  batch_size: 5000\n", &Source::default(), &env).unwrap();
+        assert_eq!(s.purge.batch_size, 250);
+        assert_eq!(s.purge.batch_pause, std::time::Duration::ZERO);
+        assert_eq!(s.shutdown_delay_seconds, 10);
+        let problems = from_yaml(
+            "purge:\n  batch_size: 0\n  batch_pause_ms: 60001\nserver:\n  shutdown_delay_seconds: 301\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap_err()
+        .problems();
+        for expected in [
+            "purge.batch_size: must be 1 to 100000 rows, got 0",
+            "purge.batch_pause_ms: must be 0 to 60000 milliseconds, got 60001",
+            "server.shutdown_delay_seconds: must be 0 to 300 seconds, got 301",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "{expected}: {problems:?}"
+            );
+        }
     }
 
     #[test]

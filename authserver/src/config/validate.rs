@@ -11,8 +11,8 @@ use super::file::{AdminSection, FileConfig, LoginSection, PasswordsSection};
 use super::{
     AdminSettings, AdminTls, Argon2Params, BreachPolicy, CacheSettings, DEFAULT_DEV_DATA_DIR,
     DEFAULT_DEV_LISTEN, DEFAULT_HIBP_BASE_URL, DEFAULT_LISTEN, DatabaseSettings, DpopSettings,
-    Error, IpNet, LogFormat, LoginSettings, PasswordSettings, RateLimitSettings, SecretSource,
-    SessionSettings, Settings, Source, TokenSettings, UiSettings, dev_database_path,
+    Error, IpNet, LogFormat, LoginSettings, PasswordSettings, PurgeSettings, RateLimitSettings,
+    SecretSource, SessionSettings, Settings, Source, TokenSettings, UiSettings, dev_database_path,
     parse_algorithms,
 };
 use crate::domain::signing_key::{Algorithm, KeyPolicy};
@@ -313,6 +313,14 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         ));
     }
     let cache = cache(&file.cache, &mut problems);
+    let purge = purge(&file.purge, &mut problems);
+    let shutdown_delay_seconds = file.server.shutdown_delay_seconds.unwrap_or(0);
+    if shutdown_delay_seconds > 300 {
+        problems.push(Problem::new(
+            "server.shutdown_delay_seconds",
+            format!("must be 0 to 300 seconds, got {shutdown_delay_seconds}"),
+        ));
+    }
 
     let tokens = TokenSettings {
         access_token_alg: match file.tokens.access_token_alg.as_deref() {
@@ -549,6 +557,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         listen,
         ops_listen,
         shutdown_timeout_seconds: file.server.shutdown_timeout_seconds.unwrap_or(25),
+        shutdown_delay_seconds,
         trusted_proxies,
         outbound,
         database: DatabaseSettings {
@@ -570,6 +579,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         rate_limits,
         admin,
         audit_retention_days: file.audit.retention_days.unwrap_or(90),
+        purge,
         passwords,
         tenant_settings,
         ui,
@@ -577,6 +587,38 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         login,
         cache,
     })
+}
+
+/// `purge.*`: a batch of 1 to 100 000 rows (one statement; larger ones hold their locks
+/// too long to call the purge bounded), a pause of at most a minute.
+fn purge(section: &super::file::PurgeSection, problems: &mut Vec<Problem>) -> PurgeSettings {
+    let d = PurgeSettings::default();
+    let batch_size = match section.batch_size {
+        None => d.batch_size,
+        Some(n) if (1..=100_000).contains(&n) => n,
+        Some(n) => {
+            problems.push(Problem::new(
+                "purge.batch_size",
+                format!("must be 1 to 100000 rows, got {n}"),
+            ));
+            d.batch_size
+        }
+    };
+    let batch_pause = match section.batch_pause_ms {
+        None => d.batch_pause,
+        Some(ms) if ms <= 60_000 => std::time::Duration::from_millis(ms),
+        Some(ms) => {
+            problems.push(Problem::new(
+                "purge.batch_pause_ms",
+                format!("must be 0 to 60000 milliseconds, got {ms}"),
+            ));
+            d.batch_pause
+        }
+    };
+    PurgeSettings {
+        batch_size,
+        batch_pause,
+    }
 }
 
 /// `cache.*`. The staleness bound is a security setting (a client deleted during an

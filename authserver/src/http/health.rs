@@ -1,5 +1,5 @@
 //! `/healthz` (the process answers) and `/readyz` (the database is reachable, the schema
-//! is what this binary expects, and startup initialisation finished).
+//! is what this binary expects, startup initialisation finished, and no shutdown began).
 //!
 //! `/readyz` answers within [`READINESS_DEADLINE`] whatever the database does: at once
 //! with 503 while the database is marked unavailable (`store::health`), and with 503 when
@@ -11,8 +11,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, Version, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -30,6 +31,8 @@ pub struct Readiness {
     /// `None` once startup initialisation succeeded; otherwise why not yet.
     startup: RwLock<Option<String>>,
     behind_logged: AtomicBool,
+    /// SIGTERM arrived: not ready, whatever the database says.
+    draining: AtomicBool,
 }
 
 impl Readiness {
@@ -38,7 +41,19 @@ impl Readiness {
             store,
             startup: RwLock::new(Some("starting".to_owned())),
             behind_logged: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// Shutdown began: `/readyz` answers 503 from now on, and HTTP/1 responses close
+    /// their connection (see [`close_connections_while_draining`]).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     pub fn set_startup(&self, pending: Option<String>) {
@@ -49,6 +64,9 @@ impl Readiness {
 
     /// `Ok` when ready, otherwise the reason; within [`READINESS_DEADLINE`].
     pub async fn check(&self) -> Result<(), String> {
+        if self.is_draining() {
+            return Err("shutting down".to_owned());
+        }
         if let Some((since, reason)) = self.store.health().outage() {
             return Err(format!(
                 "database unavailable for {} s: {reason}",
@@ -95,6 +113,25 @@ impl Readiness {
         self.behind_logged.store(false, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// While the process drains, each HTTP/1 response carries `Connection: close`: a client
+/// holding a keep-alive connection never sees the load balancer drop this pod, so it is
+/// told to reconnect (and reaches a ready pod) before this one stops listening, instead
+/// of racing the listener's close with its next request. (HTTP/2 has no such header.)
+pub async fn close_connections_while_draining(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let version = req.version();
+    let http1 = version == Version::HTTP_10 || version == Version::HTTP_11;
+    let mut resp = next.run(req).await;
+    if http1 && state.readiness.is_draining() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 pub async fn healthz() -> Response {

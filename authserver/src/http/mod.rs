@@ -132,6 +132,10 @@ pub fn public_app(state: AppState, ops: PublicOps) -> Router {
         .layer(axum::middleware::from_fn(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            health::close_connections_while_draining,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             observe::observe,
         ))
         .with_state(state)

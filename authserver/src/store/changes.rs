@@ -16,9 +16,9 @@ pub const CHANNEL: &str = "gatehouse_changes";
 const SQLITE_POLL: Duration = Duration::from_millis(250);
 
 impl Store {
-    /// Watches for changes until the task is dropped, bumping `epoch` on each. Connection
-    /// loss resyncs it: notifications may have been missed meanwhile. On PostgreSQL the
-    /// listener also reports to the database's shared health: failing to reconnect within
+    /// Watches for changes until the task is aborted or the pool closed, bumping `epoch`
+    /// on each. Connection loss resyncs it: notifications may have been missed meanwhile.
+    /// On PostgreSQL the listener also reports to the database's shared health: failing to reconnect within
     /// the request deadline marks the database unavailable, reconnecting clears that.
     pub fn spawn_change_watcher(&self, epoch: Epoch) -> tokio::task::JoinHandle<()> {
         let store = self.clone();
@@ -59,8 +59,13 @@ async fn listen(pool: &sqlx::PgPool, deadline: Duration) -> Result<PgListener, S
 async fn listen_postgres(store: &Store, pool: sqlx::PgPool, epoch: Epoch) {
     let mut backoff = Duration::from_millis(250);
     loop {
+        // Shutdown closed the pool: nothing to watch for any more, and nothing to report.
+        if pool.is_closed() {
+            return;
+        }
         let mut listener = match listen(&pool, store.health.acquire_timeout()).await {
             Ok(l) => l,
+            Err(_) if pool.is_closed() => return,
             Err(e) => {
                 store.report_failure(&format!("change listener: {e}"));
                 tracing::warn!(error = %e, "change listener cannot connect, retrying");
@@ -84,6 +89,7 @@ async fn listen_postgres(store: &Store, pool: sqlx::PgPool, epoch: Epoch) {
                     epoch.resync();
                     break;
                 }
+                Err(sqlx::Error::PoolClosed) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "change listener failed, reconnecting");
                     epoch.resync();
@@ -100,6 +106,9 @@ async fn poll_sqlite(store: Store, epoch: Epoch) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if store.is_closed() {
+            return;
+        }
         match store.change_generation().await {
             Ok(g) => {
                 if last.is_some_and(|l| l != g) {

@@ -360,6 +360,11 @@ impl Store {
                 self.report_success();
                 return Ok(conn);
             }
+            // This process closed its pool (shutdown): the database is fine, so nothing
+            // is marked unavailable, logged or probed.
+            Ok(Err(e @ sqlx::Error::PoolClosed)) => {
+                return Err(Error::Unavailable(Unavailable::Failed(e)));
+            }
             Ok(Err(e)) => Unavailable::Failed(e),
             // Overload: refuse this request (503), keep serving the others.
             Err(_) if self.health.busy(Instant::now()) => {
@@ -453,7 +458,13 @@ impl Store {
         PoolStats { size, idle, max }
     }
 
-    /// Closes every connection (on shutdown).
+    /// Whether [`Store::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        match_pool!(self, pool => pool.is_closed())
+    }
+
+    /// Closes every connection (on shutdown), once nothing uses the pool any more: a
+    /// call after this fails with `PoolClosed`, which is neither an outage nor logged.
     pub async fn close(&self) {
         match_pool!(self, pool => pool.close().await);
     }

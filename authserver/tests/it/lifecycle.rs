@@ -2,10 +2,17 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Backend, Cli, TestDb, free_port, new_encryption_key};
+use std::io::ErrorKind;
+
+use reqwest::StatusCode;
+use tokio::net::TcpStream;
+
+use crate::harness::oauth::{access_token, create_client};
+use crate::harness::{Backend, Cli, POLL, TestDb, free_port, new_encryption_key};
 
 on_both_backends!(
     sigterm_stops_the_server_promptly_with_exit_code_zero,
+    sigterm_turns_unready_serves_through_the_delay_and_drains_without_warnings,
     unreachable_database_fails_clearly_after_retrying,
     a_missing_key_file_keeps_serve_unready_until_its_secret_appears,
     the_admin_token_file_is_read_again_without_a_restart,
@@ -116,6 +123,154 @@ async fn sigterm_stops_the_server_promptly_with_exit_code_zero(backend: Backend)
     assert!(logs.contains("shutting down"), "{logs}");
     assert!(logs.contains("stopped"), "{logs}");
     assert!(!logs.contains("panicked"), "{logs}");
+    assert_eq!(warnings(&logs), Vec::<&str>::new(), "{logs}");
+}
+
+/// The log lines at WARN or ERROR (JSON or pretty format).
+fn warnings(logs: &str) -> Vec<&str> {
+    logs.lines()
+        .filter(|l| {
+            [
+                "\"level\":\"WARN\"",
+                "\"level\":\"ERROR\"",
+                " WARN ",
+                " ERROR ",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect()
+}
+
+async fn write_all(stream: &TcpStream, mut data: &[u8]) {
+    while !data.is_empty() {
+        stream.writable().await.unwrap();
+        match stream.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+}
+
+/// Everything the peer sends until it closes the connection.
+async fn read_to_end(stream: &TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        stream.readable().await.unwrap();
+        match stream.try_read(&mut buf) {
+            Ok(0) => return String::from_utf8_lossy(&out).into_owned(),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Issue 16 item 5: on SIGTERM `/readyz` fails at once while requests are still served
+/// for `server.shutdown_delay_seconds` (load balancers stop routing here meanwhile);
+/// then the listener closes, a request in flight at that moment still completes with
+/// 200, background tasks stop before the pool closes, and the process exits 0 without a
+/// single WARN or ERROR line (it used to log two about a closed pool).
+async fn sigterm_turns_unready_serves_through_the_delay_and_drains_without_warnings(
+    backend: Backend,
+) {
+    const DELAY: Duration = Duration::from_secs(6);
+    let db = TestDb::migrated(backend).await;
+    let creds = create_client(&db, "svc", &[]).await;
+    let server = db
+        .cli()
+        .env(
+            "GATEHOUSE_SERVER_SHUTDOWN_DELAY_SECONDS",
+            DELAY.as_secs().to_string(),
+        )
+        .serve(db.port)
+        .await;
+    let access = access_token(&server, &creds).await;
+
+    // A request in flight across the listener's close: its head and part of its body now,
+    // the rest once the listener is gone.
+    let body = "grant_type=client_credentials";
+    let in_flight = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        server.host(),
+        creds.basic(),
+        body.len()
+    );
+    write_all(&in_flight, head.as_bytes()).await;
+    write_all(&in_flight, &body.as_bytes()[..10]).await;
+
+    let signalled = Instant::now();
+    server.sigterm();
+    loop {
+        let (status, headers, body) = server.get_json("/readyz").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["reason"], "shutting down", "{body}");
+            assert_eq!(headers["connection"], "close");
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "/readyz still {status} after SIGTERM"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    // Not ready, yet serving: every request succeeds, and asks its client to reconnect
+    // (elsewhere) instead of keeping the connection.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (server, creds, access) = (&server, &creds, access.clone());
+        clients.push(async move {
+            for _ in 0..5 {
+                for r in [
+                    crate::harness::oauth::token(server, creds, &[]).await,
+                    crate::harness::oauth::introspect(server, creds, &access).await,
+                ] {
+                    r.ok();
+                    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+                }
+            }
+        });
+    }
+    for c in clients {
+        c.await;
+    }
+    assert!(
+        signalled.elapsed() < DELAY,
+        "the requests above were meant to run within the delay; the machine is too slow"
+    );
+
+    // The listener closes after the delay, not before.
+    loop {
+        match TcpStream::connect(("127.0.0.1", server.port)).await {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+            _ => {}
+        }
+        assert!(
+            signalled.elapsed() < DELAY + Duration::from_secs(20),
+            "the listener stayed open"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(signalled.elapsed() >= DELAY, "closed before the delay");
+
+    // The request in flight completes.
+    write_all(&in_flight, &body.as_bytes()[10..]).await;
+    let reply = read_to_end(&in_flight).await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    assert!(reply.contains("\"access_token\""), "{reply}");
+
+    let (status, logs) = server.wait_exit().await;
+    assert!(status.success(), "exit {status}:\n{logs}");
+    assert_eq!(warnings(&logs), Vec::<&str>::new(), "{logs}");
+    assert!(logs.contains("shutting down: not ready"), "{logs}");
+    assert!(logs.contains("stopped"), "{logs}");
 }
 
 async fn unreachable_database_fails_clearly_after_retrying(backend: Backend) {

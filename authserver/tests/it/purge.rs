@@ -9,6 +9,8 @@ on_both_backends!(
     purge_removes_expired_rows_of_the_chosen_targets_only,
     tenant_and_batch_size_options,
     unknown_targets_and_bad_options_exit_2_and_delete_nothing,
+    batches_and_pauses_follow_the_flags_and_the_settings,
+    a_pause_ends_at_the_deadline,
 );
 
 /// Expired rows per table and tenant.
@@ -171,21 +173,58 @@ const ALL: [&str; 10] = [
 /// refresh-tokens (refresh tokens, grants, access-token records).
 const TABLES: usize = 12;
 
-/// The `target=… rows=…` pairs of purge's stdout, in order.
-fn report(stdout: &str) -> Vec<(String, u64)> {
+/// One line of purge's stdout: `target=… rows=… batches=… paused_ms=… elapsed_ms=…`,
+/// then ` incomplete` or ` error` when the target did not complete.
+#[derive(Debug)]
+struct Line {
+    target: String,
+    rows: u64,
+    batches: u64,
+    paused_ms: u64,
+    elapsed_ms: u64,
+    /// `None` for a complete target.
+    suffix: Option<String>,
+}
+
+fn lines(stdout: &str) -> Vec<Line> {
     stdout
         .lines()
         .map(|l| {
             let mut parts = l.split(' ');
-            let target = parts.next().unwrap().strip_prefix("target=").unwrap();
-            let rows = parts.next().unwrap().strip_prefix("rows=").unwrap();
-            assert!(parts.next().unwrap().starts_with("elapsed_ms="), "{l}");
-            assert_eq!(
-                parts.next(),
-                None,
-                "a complete target has nothing more: {l}"
-            );
-            (target.to_owned(), rows.parse().unwrap())
+            let mut field = |name: &str| {
+                let part = parts
+                    .next()
+                    .unwrap_or_else(|| panic!("{name} missing: {l}"));
+                part.strip_prefix(&format!("{name}="))
+                    .unwrap_or_else(|| panic!("{name} expected: {l}"))
+                    .to_owned()
+            };
+            let target = field("target");
+            let rows = field("rows").parse().unwrap();
+            let batches = field("batches").parse().unwrap();
+            let paused_ms = field("paused_ms").parse().unwrap();
+            let elapsed_ms = field("elapsed_ms").parse().unwrap();
+            let suffix = parts.next().map(str::to_owned);
+            assert_eq!(parts.next(), None, "{l}");
+            Line {
+                target,
+                rows,
+                batches,
+                paused_ms,
+                elapsed_ms,
+                suffix,
+            }
+        })
+        .collect()
+}
+
+/// The `target=… rows=…` pairs of purge's stdout, in order; every target complete.
+fn report(stdout: &str) -> Vec<(String, u64)> {
+    lines(stdout)
+        .into_iter()
+        .map(|l| {
+            assert_eq!(l.suffix, None, "a complete target has nothing more: {l:?}");
+            (l.target, l.rows)
         })
         .collect()
 }
@@ -312,6 +351,9 @@ async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Back
         &["--timeout", "1w"][..],
         &["--timeout", "soon"],
         &["--batch-size", "0"],
+        &["--batch-size", "100001"],
+        &["--batch-pause-ms", "60001"],
+        &["--batch-pause-ms", "-1"],
     ] {
         let out = db
             .cli()
@@ -323,4 +365,135 @@ async fn unknown_targets_and_bad_options_exit_2_and_delete_nothing(backend: Back
         assert_eq!(out.stdout, "", "{args:?}");
     }
     assert_eq!(state(&db).await, seeded);
+}
+
+/// Inserts `n` expired rows into `revoked_tokens` (target `jti`) of tenant `main`.
+async fn seed_expired_jti(db: &TestDb, n: usize) {
+    let now = now();
+    db.rows(&format!(
+        "INSERT INTO tenants (id, issuer, display_name, settings, created_at, updated_at) \
+         VALUES ('main', 'https://purge.example/main', 'main', '{{}}', {now}, {now}) \
+         ON CONFLICT (id) DO NOTHING RETURNING id"
+    ))
+    .await;
+    db.execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+         INSERT INTO revoked_tokens (tenant_id, jti, expires_at, revoked_at) \
+         SELECT 'main', 'expired-' || i, {expires}, {revoked} FROM n",
+        expires = now - 10,
+        revoked = now - 1000,
+    ))
+    .await;
+}
+
+/// Issue 16 item 4: a purge runs in bounded batches with a pause after each full one.
+/// `batches` counts the `DELETE` rounds: N rows in batches of B take ⌈N/B⌉ rounds when
+/// B does not divide N, and one more (which finds nothing) when it does; every round but
+/// the last is followed by a pause. Counted from the report, never from timing; the pause
+/// shows as a lower bound on the time spent paused.
+async fn batches_and_pauses_follow_the_flags_and_the_settings(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let run = |cli: crate::harness::Cli| async move {
+        let out = cli.run().await;
+        out.assert_success();
+        let mut l = lines(&out.stdout);
+        assert_eq!(l.len(), 1, "{out}");
+        l.pop().unwrap()
+    };
+
+    // Flags: 25 rows, 10 per batch, 150 ms between batches.
+    seed_expired_jti(&db, 25).await;
+    let l = run(db.cli().args([
+        "purge",
+        "--only",
+        "jti",
+        "--batch-size",
+        "10",
+        "--batch-pause-ms",
+        "150",
+    ]))
+    .await;
+    assert_eq!(
+        (l.target.as_str(), l.rows, l.batches),
+        ("jti", 25, 3),
+        "{l:?}"
+    );
+    assert!(l.paused_ms >= 2 * 150, "two pauses of 150 ms: {l:?}");
+    assert!(l.elapsed_ms >= l.paused_ms, "{l:?}");
+
+    // A batch size that divides the rows: one more round finds nothing.
+    seed_expired_jti(&db, 20).await;
+    let l = run(db.cli().args([
+        "purge",
+        "--only",
+        "jti",
+        "--batch-size",
+        "10",
+        "--batch-pause-ms",
+        "0",
+    ]))
+    .await;
+    assert_eq!((l.rows, l.batches, l.paused_ms), (20, 3, 0), "{l:?}");
+
+    // The settings (here from the environment) when no flag is given: 7 per batch.
+    seed_expired_jti(&db, 25).await;
+    let l = run(db
+        .cli()
+        .env("GATEHOUSE_PURGE_BATCH_SIZE", "7")
+        .env("GATEHOUSE_PURGE_BATCH_PAUSE_MS", "100")
+        .args(["purge", "--only", "jti"]))
+    .await;
+    assert_eq!((l.rows, l.batches), (25, 4), "{l:?}");
+    assert!(l.paused_ms >= 3 * 100, "three pauses of 100 ms: {l:?}");
+
+    // A flag wins over the settings.
+    seed_expired_jti(&db, 25).await;
+    let l = run(db.cli().env("GATEHOUSE_PURGE_BATCH_SIZE", "7").args([
+        "purge",
+        "--only",
+        "jti",
+        "--batch-size",
+        "25",
+        "--batch-pause-ms",
+        "0",
+    ]))
+    .await;
+    assert_eq!((l.rows, l.batches), (25, 2), "{l:?}");
+    assert!(db.rows("SELECT jti FROM revoked_tokens").await.is_empty());
+}
+
+/// A pause never outlasts the deadline: the run stops there, reports the target
+/// incomplete and exits 1; the next run deletes the rest.
+async fn a_pause_ends_at_the_deadline(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    seed_expired_jti(&db, 3).await;
+    let started = std::time::Instant::now();
+    let out = db
+        .cli()
+        .args([
+            "purge",
+            "--only",
+            "jti",
+            "--batch-size",
+            "1",
+            "--batch-pause-ms",
+            "60000",
+            "--timeout",
+            "1s",
+        ])
+        .run()
+        .await;
+    out.assert_code(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the minute-long pause was cut at the deadline: {out}"
+    );
+    let l = lines(&out.stdout);
+    assert_eq!(l.len(), 1, "{out}");
+    assert_eq!((l[0].rows, l[0].batches), (1, 1), "{out}");
+    assert_eq!(l[0].suffix.as_deref(), Some("incomplete"), "{out}");
+    assert_eq!(db.rows("SELECT jti FROM revoked_tokens").await.len(), 2);
+    let out = db.cli().args(["purge", "--only", "jti"]).run().await;
+    out.assert_success();
+    assert_eq!(report(&out.stdout), rows(&[("jti", 2)]));
 }

@@ -362,18 +362,30 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.
-    pub async fn terminate(mut self) -> (ExitStatus, Duration, String) {
+    pub async fn terminate(self) -> (ExitStatus, Duration, String) {
         let started = Instant::now();
+        self.sigterm();
+        let (status, logs) = self.wait_exit().await;
+        (status, started.elapsed(), logs)
+    }
+
+    /// Sends SIGTERM without waiting for anything.
+    pub fn sigterm(&self) {
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM failed");
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+    }
+
+    /// Waits (bounded) for the process to exit, e.g. after [`Server::sigterm`]; returns
+    /// its exit status and everything it logged.
+    pub async fn wait_exit(mut self) -> (ExitStatus, String) {
+        let status = tokio::time::timeout(Duration::from_mins(1), self.child.wait())
             .await
-            .unwrap_or_else(|_| panic!("server ignored SIGTERM:\n{}", self.logs()))
+            .unwrap_or_else(|_| panic!("server did not exit:\n{}", self.logs()))
             .unwrap();
-        (status, started.elapsed(), self.logs())
+        (status, self.logs())
     }
 }
 
