@@ -25,6 +25,10 @@ def ok(r):
     return 200 <= r["status"] < 300
 
 
+def done(r):
+    return r["t"] + r["ms"] / 1000
+
+
 def what(r):
     return str(r["status"]) if r["status"] else r["err"]
 
@@ -52,13 +56,15 @@ def outage(records_path, proxy_log, labels):
     for i, (cut, back) in enumerate(zip(cuts, restores)):
         label = labels[i] if i < len(labels) else f"cut {i + 1}"
         until = cuts[i + 1] if i + 1 < len(cuts) else end + 1
-        window = [r for r in records if cut <= r["t"] < until]
-        during = [r for r in window if r["t"] < back]
+        # A request belongs to the cut before its answer: one sent just before a cut
+        # and refused after it counts for that cut.
+        window = [r for r in records if cut <= done(r) < until]
+        during = [r for r in window if cut <= r["t"] < back]
         failed = [r for r in window if not ok(r)]
         slow = [r for r in failed if r["status"] != 503]
         lat503 = [r["ms"] for r in failed if r["status"] == 503]
         print(f"{label}: PostgreSQL unreachable for {back - cut:.1f} s")
-        print(f"  {len(window)} requests from the cut to the next event: {len(window) - len(failed)} ok, "
+        print(f"  {len(window)} requests answered from the cut to the next event: {len(window) - len(failed)} ok, "
               f"{len(lat503)} × 503, {len(slow)} other failures{' (' + counts(slow) + ')' if slow else ''}")
         lat_ok = [r["ms"] for r in window if ok(r)]
         if lat_ok:
