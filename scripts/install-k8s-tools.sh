@@ -40,4 +40,4 @@ chmod +x "$BIN/helm" "$BIN/kubectl"
 rm -f "$BIN"/.k8s-tools-*
 touch "$STAMP"
 "$BIN/helm" version --short
-"$BIN/kubectl" version --client | head -n 1
+"$BIN/kubectl" version --client
