@@ -58,6 +58,10 @@ async fn listen(pool: &sqlx::PgPool, deadline: Duration) -> Result<PgListener, S
 
 async fn listen_postgres(store: &Store, pool: sqlx::PgPool, epoch: Epoch) {
     let mut backoff = Duration::from_millis(250);
+    // Attempts that failed since the listener was last connected. The first is a WARN;
+    // the retries of the same outage are debug lines (the store logs the outage itself
+    // once), and the reconnection says how many it took.
+    let mut failed_attempts = 0u32;
     loop {
         // Shutdown closed the pool: nothing to watch for any more, and nothing to report.
         if pool.is_closed() {
@@ -68,13 +72,25 @@ async fn listen_postgres(store: &Store, pool: sqlx::PgPool, epoch: Epoch) {
             Err(_) if pool.is_closed() => return,
             Err(e) => {
                 store.report_failure(&format!("change listener: {e}"));
-                tracing::warn!(error = %e, "change listener cannot connect, retrying");
+                if failed_attempts == 0 {
+                    tracing::warn!(error = %e, "change listener cannot connect, retrying until it can");
+                } else {
+                    tracing::debug!(error = %e, attempt = failed_attempts + 1, "change listener cannot connect, retrying");
+                }
+                failed_attempts = failed_attempts.saturating_add(1);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         store.report_success();
+        if failed_attempts > 0 {
+            tracing::info!(
+                attempts = failed_attempts,
+                "change listener connected again"
+            );
+            failed_attempts = 0;
+        }
         backoff = Duration::from_millis(250);
         // Anything may have changed while we were not listening.
         epoch.resync();
