@@ -1,6 +1,7 @@
 //! The front of the authorization code flow: validating authorization requests (from the
-//! browser or pushed, RFC 9126) and answering the client's redirect URI. The browser
-//! part (login, consent, sessions) lives in the HTTP layer and calls in here.
+//! browser or pushed, RFC 9126) and answering the client's redirect URI. What happens
+//! between (sign-in, account choice, consent, the code) is the interaction engine's
+//! (`crate::interaction`).
 
 pub mod request;
 pub mod response;
@@ -43,13 +44,7 @@ impl OAuthService {
             .clients
             .get(&tenant.id, client_id)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "client lookup failed");
-                AuthorizeError::Page {
-                    status: 500,
-                    message: "The request could not be processed. Try again later.".into(),
-                }
-            })?
+            .map_err(AuthorizeError::server)?
             .ok_or_else(|| AuthorizeError::page("The client_id is not registered."))?;
         let policy = TenantPolicy::of(tenant);
 
@@ -68,26 +63,14 @@ impl OAuthService {
                     self.clock.now(),
                 )
                 .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "pushed request lookup failed");
-                    AuthorizeError::Page {
-                        status: 500,
-                        message: "The request could not be processed. Try again later.".into(),
-                    }
-                })?
+                .map_err(AuthorizeError::server)?
                 .ok_or_else(|| {
                     AuthorizeError::page(
                         "The request_uri is unknown, has expired or was already used. \
                          Go back to the application and start again.",
                     )
                 })?;
-            return serde_json::from_str(&params).map_err(|e| {
-                tracing::error!(error = %e, "stored pushed request is unreadable");
-                AuthorizeError::Page {
-                    status: 500,
-                    message: "The request could not be processed. Try again later.".into(),
-                }
-            });
+            return serde_json::from_str(&params).map_err(AuthorizeError::server);
         }
 
         let req = request::validate(params, &client.spec, &policy)?;
@@ -148,8 +131,9 @@ impl OAuthService {
         let policy = TenantPolicy::of(tenant);
         let mut auth =
             request::validate(&req.form, &client.client.spec, &policy).map_err(|e| match e {
-                AuthorizeError::Page { message, .. } => OAuthError::invalid_request(message),
+                AuthorizeError::Page(message) => OAuthError::invalid_request(message),
                 AuthorizeError::Redirect(r) => OAuthError::new(r.error, r.description),
+                AuthorizeError::Server(e) => OAuthError::server_error(&*e),
             })?;
         // RFC 9449 §10.1: a DPoP proof at PAR binds the code to its key.
         let proof = self

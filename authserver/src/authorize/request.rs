@@ -95,21 +95,25 @@ pub struct ErrorRedirect {
 }
 
 /// Why an authorization request cannot go on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AuthorizeError {
     /// Shown to the user, never redirected: the client or its redirect URI is unknown
     /// or wrong (or the pushed request is gone), so there is nowhere safe to send it.
-    Page { status: u16, message: String },
+    Page(String),
     /// Sent to the client's redirect URI.
     Redirect(ErrorRedirect),
+    /// Ours (the database, a stored request that does not parse): the edge answers 503
+    /// when the database is unavailable, 500 otherwise, and logs it there.
+    Server(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl AuthorizeError {
     pub(crate) fn page(message: impl Into<String>) -> Self {
-        AuthorizeError::Page {
-            status: 400,
-            message: message.into(),
-        }
+        AuthorizeError::Page(message.into())
+    }
+
+    pub(crate) fn server(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        AuthorizeError::Server(Box::new(e))
     }
 }
 
@@ -474,10 +478,7 @@ mod tests {
             p.retain(|(k, _)| *k != "redirect_uri");
             p.push(("redirect_uri", bad));
             let r = validate(&Form::from_pairs(&p), &client(), &TenantPolicy::default());
-            assert!(
-                matches!(r, Err(AuthorizeError::Page { status: 400, .. })),
-                "{bad}: {r:?}"
-            );
+            assert!(matches!(r, Err(AuthorizeError::Page(_))), "{bad}: {r:?}");
         }
         // Missing with openid: a page too (OIDC requires it).
         let r = validate(
@@ -485,7 +486,7 @@ mod tests {
             &client(),
             &TenantPolicy::default(),
         );
-        assert!(matches!(r, Err(AuthorizeError::Page { .. })));
+        assert!(matches!(r, Err(AuthorizeError::Page(_))));
     }
 
     #[test]

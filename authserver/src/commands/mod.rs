@@ -3,7 +3,7 @@
 mod clients;
 mod keys;
 mod purge;
-mod serve;
+pub(crate) mod serve;
 mod users;
 
 use std::path::Path;
@@ -180,6 +180,15 @@ fn dev_key_file(dir: &Path) -> anyhow::Result<SecretString> {
 /// it is migrated in place; PostgreSQL is migrated only by `authserver migrate` (the
 /// migration Job), and other commands refuse to run against an older schema.
 pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Result<Context> {
+    open_with_clock(settings, auto_migrate, Arc::new(SystemClock)).await
+}
+
+/// [`open`] with the clock every service reads (a fixed one in tests).
+pub(crate) async fn open_with_clock(
+    settings: Settings,
+    auto_migrate: bool,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Context> {
     let kek = Arc::new(Kek::from_hex(&encryption_key(&settings)?)?);
     let store = Store::connect(&settings.database)
         .await
@@ -190,7 +199,6 @@ pub(crate) async fn open(settings: Settings, auto_migrate: bool) -> anyhow::Resu
             tracing::info!(count = applied.len(), "applied SQLite migrations");
         }
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let epoch = Epoch::new(Arc::clone(store.health()));
     let keys = Arc::new(KeyService::new(
         store.clone(),

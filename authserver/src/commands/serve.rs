@@ -354,7 +354,7 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
 }
 
 /// Declared tenants are upserted, existing keys must decrypt, missing keys are created.
-async fn initialise(ctx: &Context) -> anyhow::Result<()> {
+pub(crate) async fn initialise(ctx: &Context) -> anyhow::Result<()> {
     for spec in &ctx.settings.tenants {
         if ctx.store.upsert_tenant(spec, ctx.clock.now()).await? {
             tracing::info!(tenant = %spec.id, issuer = %spec.issuer, "tenant created or updated");

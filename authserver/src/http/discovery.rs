@@ -100,7 +100,7 @@ async fn discovery(
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         // `acr_values=2` asks for a second factor (a step-up when the session has none);
         // a request listing only other values fails with unmet_authentication_requirements.
-        "acr_values_supported": super::browser::decide::ACR_VALUES_SUPPORTED,
+        "acr_values_supported": crate::interaction::decide::ACR_VALUES_SUPPORTED,
         "claims_parameter_supported": false,
         "request_parameter_supported": false,
         // OIDC Discovery's default is true: say false explicitly.

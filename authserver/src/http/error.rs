@@ -6,7 +6,7 @@
 //! with `Cache-Control: no-store`: OAuth endpoints and everything else alike, so a client
 //! needs one parser. A 503 (the database is unavailable) is `temporarily_unavailable` and
 //! carries `Retry-After`. Browser pages answer the same conditions with an HTML page
-//! (`browser::internal_error`).
+//! (`browser::page::PageError`).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

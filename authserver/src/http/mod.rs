@@ -57,12 +57,12 @@ pub struct AppState {
 
 /// Endpoints served under every tenant's issuer path. Paths here are relative to the
 /// issuer; each one that exists must also be advertised by `discovery`.
-fn tenant_router() -> Router<AppState> {
+fn tenant_router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(discovery::router())
         .merge(jwks::router())
         .merge(token::router())
-        .merge(browser::router())
+        .merge(browser::router(state))
         .merge(userinfo::router())
         .fallback(|| async { ApiError::NotFound })
 }
@@ -113,7 +113,7 @@ pub fn app(state: AppState) -> Router {
 
 /// The public HTTP application: the protocol under each issuer plus `ops`.
 pub fn public_app(state: AppState, ops: PublicOps) -> Router {
-    let tenant_app = tenant_router()
+    let tenant_app = tenant_router(&state)
         .layer(axum::middleware::from_fn(observe::label_route))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -12,7 +12,6 @@ pub mod cookie;
 use std::sync::Arc;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use axum::http::HeaderMap;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
@@ -88,13 +87,11 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub fn from_request(headers: &HeaderMap, ip: Option<std::net::IpAddr>) -> Self {
+    /// The client's address and its `User-Agent` (cut to 512 characters).
+    pub fn new(ip: Option<std::net::IpAddr>, user_agent: Option<&str>) -> Self {
         Self {
             ip: ip.map(|i| i.to_string()),
-            user_agent: headers
-                .get(axum::http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(512).collect()),
+            user_agent: user_agent.map(|s| s.chars().take(512).collect()),
         }
     }
 }
@@ -206,19 +203,20 @@ impl SessionService {
         serde_json::from_str(&json).ok()
     }
 
-    /// The browser session the request's cookie names, if it is still valid. An expired
+    /// The browser session `cookie` (the value of the tenant's session cookie) names,
+    /// if it is still valid. An expired
     /// one, or one whose bound IP or User-Agent changed, is deleted.
     pub async fn load(
         &self,
         tenant: &Tenant,
-        headers: &HeaderMap,
+        cookie: Option<&str>,
         origin: &Origin,
     ) -> Result<Option<Browser>> {
         let https = tenant.issuer.starts_with("https://");
-        let Some(handle) = cookie::read(headers, &tenant.id, https) else {
+        let Some(handle) = cookie else {
             return Ok(None);
         };
-        let id_hash = crypto::handle_hash(&handle);
+        let id_hash = crypto::handle_hash(handle);
         let Some(row) = self.store.get_browser_session(&tenant.id, &id_hash).await? else {
             return Ok(None);
         };
@@ -302,19 +300,6 @@ impl SessionService {
             https: tenant.issuer.starts_with("https://"),
             new_cookie: Some(handle),
         })
-    }
-
-    /// [`Self::load`], or [`Self::create`] when there is no valid session.
-    pub async fn load_or_create(
-        &self,
-        tenant: &Tenant,
-        headers: &HeaderMap,
-        origin: &Origin,
-    ) -> Result<Browser> {
-        match self.load(tenant, headers, origin).await? {
-            Some(b) => Ok(b),
-            None => self.create(tenant, origin).await,
-        }
     }
 
     /// Writes the browser's data back.

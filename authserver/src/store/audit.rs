@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Result, Store, with_pool};
+use super::{Conn, Result, Store, on_conn, with_pool};
 use crate::clock::UnixTime;
 
 /// One audit event.
@@ -95,11 +95,17 @@ macro_rules! insert_audit {
 }
 pub(crate) use insert_audit;
 
+/// Records `e` on `conn`: in a unit of work, the event commits with the change it
+/// describes, or not at all.
+pub async fn insert(conn: Conn<'_>, e: &AuditEvent) -> Result<()> {
+    on_conn!(conn, c => insert_audit!(c, e))?;
+    Ok(())
+}
+
 impl Store {
     #[tracing::instrument(name = "db.record_audit", skip_all)]
     pub async fn record_audit(&self, e: &AuditEvent) -> Result<()> {
-        with_pool!(self, pool => insert_audit!(pool, e))?;
-        Ok(())
+        with_pool!(self, c => insert(c.into(), e).await)
     }
 
     /// Records an event, best effort: a failed insert is logged, never returned, so it

@@ -1,7 +1,7 @@
 //! Authorization requests between `/authorize` (or `/par`) and the code. Stored by the
 //! hash of their handle; a pushed request's handle is the tail of its `request_uri`.
 
-use super::{Result, Store, with_pool};
+use super::{Conn, Result, Store, on_conn, with_pool};
 use crate::clock::UnixTime;
 
 /// A request to store.
@@ -116,20 +116,7 @@ impl Store {
         sid: &str,
         now: UnixTime,
     ) -> Result<bool> {
-        let n = with_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE authorization_requests SET login_sid = $3 \
-                 WHERE tenant_id = $1 AND id_hash = $2 AND consumed_at IS NULL AND expires_at > $4",
-            )
-            .bind(tenant_id)
-            .bind(handle_hash)
-            .bind(sid)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(n == 1)
+        with_pool!(self, c => set_login(c.into(), tenant_id, handle_hash, sid, now).await)
     }
 
     /// Marks a request used. `false` when it was already used or has expired: the
@@ -141,18 +128,53 @@ impl Store {
         handle_hash: &str,
         now: UnixTime,
     ) -> Result<bool> {
-        let n = with_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE authorization_requests SET consumed_at = $3 \
-                 WHERE tenant_id = $1 AND id_hash = $2 AND consumed_at IS NULL AND expires_at > $3",
-            )
-            .bind(tenant_id)
-            .bind(handle_hash)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(n == 1)
+        with_pool!(self, c => consume(c.into(), tenant_id, handle_hash, now).await)
     }
+}
+
+/// [`Store::set_auth_request_login`] on `conn`.
+pub async fn set_login(
+    conn: Conn<'_>,
+    tenant_id: &str,
+    handle_hash: &str,
+    sid: &str,
+    now: UnixTime,
+) -> Result<bool> {
+    let n = on_conn!(conn, c => {
+        sqlx::query(
+            "UPDATE authorization_requests SET login_sid = $3 \
+             WHERE tenant_id = $1 AND id_hash = $2 AND consumed_at IS NULL AND expires_at > $4",
+        )
+        .bind(tenant_id)
+        .bind(handle_hash)
+        .bind(sid)
+        .bind(now)
+        .execute(c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
+}
+
+/// [`Store::consume_auth_request`] on `conn` (in a unit of work: used up only if the
+/// unit commits).
+pub async fn consume(
+    conn: Conn<'_>,
+    tenant_id: &str,
+    handle_hash: &str,
+    now: UnixTime,
+) -> Result<bool> {
+    let n = on_conn!(conn, c => {
+        sqlx::query(
+            "UPDATE authorization_requests SET consumed_at = $3 \
+             WHERE tenant_id = $1 AND id_hash = $2 AND consumed_at IS NULL AND expires_at > $3",
+        )
+        .bind(tenant_id)
+        .bind(handle_hash)
+        .bind(now)
+        .execute(c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n == 1)
 }

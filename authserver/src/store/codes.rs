@@ -2,7 +2,7 @@
 //! the code, its access tokens and its refresh-token family together, so they can be
 //! revoked as one). Redeeming codes lives with the token endpoint (`store::grants`).
 
-use super::{Result, Store, in_transaction};
+use super::{Conn, Result, Store, on_conn};
 use crate::clock::UnixTime;
 
 /// The authorization a user gave a client, as recorded when the code is issued.
@@ -41,46 +41,53 @@ impl Store {
     /// Records a grant and its code in one transaction.
     #[tracing::instrument(name = "db.insert_code", skip_all)]
     pub async fn insert_code(&self, grant: &NewGrant, code: &NewCode) -> Result<()> {
-        let amr = serde_json::to_string(&grant.amr).unwrap_or_else(|_| "[]".to_owned());
-        in_transaction!(self, tx => {
-            sqlx::query(
-                "INSERT INTO grants (tenant_id, grant_id, client_id, user_id, sid, scope, \
-                 auth_time, amr, acr, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&grant.tenant_id)
-            .bind(&grant.grant_id)
-            .bind(&grant.client_id)
-            .bind(&grant.user_id)
-            .bind(&grant.sid)
-            .bind(&grant.scope)
-            .bind(grant.auth_time)
-            .bind(&amr)
-            .bind(&grant.acr)
-            .bind(grant.created_at)
-            .bind(grant.expires_at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO authorization_codes (tenant_id, code_hash, grant_id, client_id, \
-                 redirect_uri, nonce, code_challenge, code_challenge_method, dpop_jkt, \
-                 created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&grant.tenant_id)
-            .bind(&code.code_hash)
-            .bind(&grant.grant_id)
-            .bind(&grant.client_id)
-            .bind(&code.redirect_uri)
-            .bind(&code.nonce)
-            .bind(&code.code_challenge)
-            .bind(&code.code_challenge_method)
-            .bind(&code.dpop_jkt)
-            .bind(grant.created_at)
-            .bind(code.expires_at)
-            .execute(&mut *tx)
-            .await?;
-            Ok(())
-        })
+        let mut unit = self.begin().await?;
+        insert(unit.conn(), grant, code).await?;
+        unit.commit().await
     }
+}
+
+/// Records a grant and its code on `conn` (a unit of work's: both or neither).
+pub async fn insert(conn: Conn<'_>, grant: &NewGrant, code: &NewCode) -> Result<()> {
+    let amr = serde_json::to_string(&grant.amr).unwrap_or_else(|_| "[]".to_owned());
+    on_conn!(conn, tx => {
+        sqlx::query(
+            "INSERT INTO grants (tenant_id, grant_id, client_id, user_id, sid, scope, \
+             auth_time, amr, acr, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&grant.tenant_id)
+        .bind(&grant.grant_id)
+        .bind(&grant.client_id)
+        .bind(&grant.user_id)
+        .bind(&grant.sid)
+        .bind(&grant.scope)
+        .bind(grant.auth_time)
+        .bind(&amr)
+        .bind(&grant.acr)
+        .bind(grant.created_at)
+        .bind(grant.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO authorization_codes (tenant_id, code_hash, grant_id, client_id, \
+             redirect_uri, nonce, code_challenge, code_challenge_method, dpop_jkt, \
+             created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&grant.tenant_id)
+        .bind(&code.code_hash)
+        .bind(&grant.grant_id)
+        .bind(&grant.client_id)
+        .bind(&code.redirect_uri)
+        .bind(&code.nonce)
+        .bind(&code.code_challenge)
+        .bind(&code.code_challenge_method)
+        .bind(&code.dpop_jkt)
+        .bind(grant.created_at)
+        .bind(code.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    })
 }

@@ -3,7 +3,7 @@
 //! consent revokes, in the same transaction, everything the client still holds for the
 //! user.
 
-use super::{Result, Store, in_transaction, with_pool};
+use super::{Conn, Result, Store, in_transaction, on_conn, with_pool};
 use crate::clock::UnixTime;
 
 /// One stored consent.
@@ -60,36 +60,9 @@ impl Store {
         scopes: &[String],
         now: UnixTime,
     ) -> Result<()> {
-        in_transaction!(self, tx => {
-            let existing: Option<(String,)> = sqlx::query_as(
-                "SELECT scope FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3",
-            )
-            .bind(tenant_id)
-            .bind(user_id)
-            .bind(client_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let mut all: Vec<String> = existing.as_ref().map(|(s,)| split(s)).unwrap_or_default();
-            all.extend(scopes.iter().cloned());
-            all.sort();
-            all.dedup();
-            let scope = all.join(" ");
-            sqlx::query(
-                "INSERT INTO consents (tenant_id, user_id, client_id, scope, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5) \
-                 ON CONFLICT (tenant_id, user_id, client_id) DO UPDATE SET scope = excluded.scope, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(tenant_id)
-            .bind(user_id)
-            .bind(client_id)
-            .bind(&scope)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            Ok::<(), super::Error>(())
-        })?;
-        Ok(())
+        let mut unit = self.begin().await?;
+        record(unit.conn(), tenant_id, user_id, client_id, scopes, now).await?;
+        unit.commit().await
     }
 
     /// Every consent a user gave, by client id.
@@ -167,4 +140,45 @@ impl Store {
             Ok(ConsentRevocation { existed: true, grants_revoked })
         })
     }
+}
+
+/// [`Store::record_consent`] on `conn` (a unit of work's: the read and the write see
+/// the same consent).
+pub async fn record(
+    conn: Conn<'_>,
+    tenant_id: &str,
+    user_id: &str,
+    client_id: &str,
+    scopes: &[String],
+    now: UnixTime,
+) -> Result<()> {
+    on_conn!(conn, tx => {
+        let existing: Option<(String,)> = sqlx::query_as(
+            "SELECT scope FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut all: Vec<String> = existing.as_ref().map(|(s,)| split(s)).unwrap_or_default();
+        all.extend(scopes.iter().cloned());
+        all.sort();
+        all.dedup();
+        let scope = all.join(" ");
+        sqlx::query(
+            "INSERT INTO consents (tenant_id, user_id, client_id, scope, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (tenant_id, user_id, client_id) DO UPDATE SET scope = excluded.scope, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(client_id)
+        .bind(&scope)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    });
+    Ok(())
 }

@@ -24,6 +24,7 @@ pub mod tenants;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod throttle;
+pub mod unit;
 pub mod users;
 
 use std::str::FromStr;
@@ -37,6 +38,8 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseSettings;
 pub use health::{DatabaseHealth, Unavailable};
+pub(crate) use unit::on_conn;
+pub use unit::{Conn, UnitOfWork};
 
 /// Storage errors the caller can act on.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Signing key rows. Private keys are stored sealed; this module never sees plaintext.
 
-use super::{Error, Result, Store, in_transaction, with_pool};
+use super::{Error, Result, Store, in_transaction, on_conn, with_pool};
 use crate::clock::UnixTime;
 use crate::domain::signing_key::{Algorithm, KeyMeta, Supersede};
 
@@ -132,8 +132,8 @@ impl Store {
                 "UPDATE change_counter SET generation = generation WHERE id = 1 AND $1 IS NOT NULL"
             }
         };
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await.map_err(Error::from)?;
+        let mut unit = self.begin().await?;
+        let new = on_conn!(unit.conn(), tx => {
             sqlx::query(lock_sql).bind(tenant_id).execute(&mut *tx).await.map_err(Error::from)?;
             let rows = sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at, kid"
@@ -181,9 +181,10 @@ impl Store {
                 .await
                 .map_err(Error::from)?;
             }
-            tx.commit().await.map_err(Error::from)?;
-            Ok(new)
-        })
+            new
+        });
+        unit.commit().await?;
+        Ok(new)
     }
 
     /// Every key of every tenant (for KEK re-encryption).

@@ -6,32 +6,29 @@
 //!
 //! Every page is server-rendered HTML that works without JavaScript; every POST form
 //! carries the browser session's CSRF token as `_csrf`, checked in constant time before
-//! anything changes.
+//! anything changes ([`page::BrowserPage`]). The handlers only parse the request, call
+//! the interaction engine ([`crate::interaction`]) and render its outcome
+//! ([`page::render`]); a failure is a [`page::PageError`], rendered in one place.
 
 mod account;
 mod accounts;
 mod authorize;
 mod consent;
-pub(crate) mod decide;
 mod login;
 mod logout;
 mod mfa;
-
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod page;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::tenant_routing::{CurrentTenant, client_ip};
 use crate::domain::tenant::Tenant;
-use crate::session::{self, Browser, Origin};
+use crate::session::{self, Browser};
+use page::{PageRequest, error_page};
 
 pub const LOGIN_PATH: &str = "/login";
 pub const MFA_PATH: &str = "/login/mfa";
@@ -41,10 +38,7 @@ pub const SELECT_ACCOUNT_PATH: &str = "/select-account";
 pub const LOGOUT_PATH: &str = "/logout";
 pub const STYLESHEET_PATH: &str = "/assets/gatehouse.css";
 
-/// Form bodies larger than this are not ours.
-const MAX_FORM: usize = 16 * 1024;
-
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(STYLESHEET_PATH, get(|| async { crate::ui::stylesheet() }))
         .route(LOGIN_PATH, get(login::show).post(login::submit))
@@ -71,92 +65,26 @@ pub fn router() -> Router<AppState> {
             account::ACCOUNT_CONSENTS_PATH,
             get(account::show).post(account::submit),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            page::render_error_pages,
+        ))
 }
 
-/// What a page handler needs from the request.
-pub(super) struct PageRequest {
-    pub tenant: Arc<Tenant>,
-    pub method: Method,
-    pub headers: HeaderMap,
-    pub query: HashMap<String, String>,
-    /// The urlencoded body of a POST (empty otherwise).
-    pub form: HashMap<String, String>,
-    /// The query and body as sent, for the protocol parser (which rejects repeats).
-    pub raw_query: String,
-    pub raw_body: Vec<u8>,
-    pub origin: Origin,
-}
-
-impl PageRequest {
-    /// Reads the request; `Err` is the page to answer with (body unreadable).
-    pub async fn read(state: &AppState, req: Request) -> Result<Self, Response> {
-        let (parts, body) = req.into_parts();
-        let Some(CurrentTenant(tenant)) = parts.extensions.get::<CurrentTenant>().cloned() else {
-            return Err(StatusCode::NOT_FOUND.into_response());
-        };
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        let ip = client_ip(&parts.headers, peer, &state.trusted_proxies);
-        let origin = Origin::from_request(&parts.headers, ip);
-        let raw_query = parts.uri.query().unwrap_or("").to_owned();
-        let query = parse_pairs(raw_query.as_bytes());
-        let raw_body = if parts.method == Method::POST {
-            match axum::body::to_bytes(body, MAX_FORM).await {
-                Ok(b) => b.to_vec(),
-                Err(_) => {
-                    return Err(error_page(
-                        state,
-                        &tenant,
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "The form was too large.",
-                    ));
-                }
-            }
-        } else {
-            Vec::new()
-        };
-        Ok(Self {
-            tenant,
-            method: parts.method,
-            headers: parts.headers,
-            query,
-            form: parse_pairs(&raw_body),
-            raw_query,
-            raw_body,
-            origin,
-        })
-    }
-
-    /// A parameter from the form (POST) or the query.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.form
-            .get(name)
-            .or_else(|| self.query.get(name))
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn is_post(&self) -> bool {
-        self.method == Method::POST
-    }
-
-    pub fn issuer(&self) -> &str {
-        &self.tenant.issuer
+impl AppState {
+    /// The interaction engine over this state's services.
+    pub(crate) fn interaction(&self) -> crate::interaction::Engine<'_> {
+        crate::interaction::Engine {
+            store: &self.store,
+            sessions: &self.sessions,
+            oauth: &self.oauth,
+            users: &self.users,
+            mfa: &self.mfa,
+            throttle: &self.login_throttle,
+        }
     }
 }
 
-/// First value wins; the forms are ours, so repeated names are not expected.
-fn parse_pairs(bytes: &[u8]) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(bytes) {
-        map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
-    }
-    map
-}
-
-/// The variables every page gets.
 /// Which browser endpoint a rate limit counts (`rate_limits.*_per_ip`, `*_per_client`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Limited {
@@ -207,73 +135,19 @@ pub(super) async fn rate_limited(
     if let Some(rate) = e.rate {
         crate::http::error::rate_headers(resp.headers_mut(), rate);
         resp.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(rate.reset_seconds.max(1)),
+            header::RETRY_AFTER,
+            HeaderValue::from(rate.reset_seconds.max(1)),
         );
     }
     Some(resp)
 }
 
+/// The variables every page gets.
 pub(super) fn base_context(tenant: &Tenant) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("tenant_name".into(), json!(tenant.display_name));
     m.insert("issuer".into(), json!(tenant.issuer));
     m
-}
-
-/// An error page (never a redirect).
-pub(super) fn error_page(
-    state: &AppState,
-    tenant: &Tenant,
-    status: StatusCode,
-    message: &str,
-) -> Response {
-    let mut ctx = base_context(tenant);
-    ctx.insert("message".into(), json!(message));
-    state.ui.page(status, "error.html", &ctx)
-}
-
-/// The answer to a POST whose `_csrf` is missing or wrong: nothing was changed.
-pub(super) fn csrf_failure(state: &AppState, tenant: &Tenant) -> Response {
-    error_page(
-        state,
-        tenant,
-        StatusCode::FORBIDDEN,
-        "This form has expired or did not come from this site. Go back, reload the page and try again.",
-    )
-}
-
-/// An invariant that did not hold, as an error for [`internal_error`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(super) struct Invariant(pub &'static str);
-
-/// A server-side failure, as a page: 503 with `Retry-After` when the database is
-/// unavailable (anywhere in the error's source chain), otherwise logged and a generic
-/// 500. The HTML counterpart of `http::error`'s JSON.
-pub(super) fn internal_error(
-    state: &AppState,
-    tenant: &Tenant,
-    e: &(dyn std::error::Error + 'static),
-) -> Response {
-    if crate::http::error::is_outage(e) {
-        tracing::debug!(error = %e, "page refused: database unavailable");
-        let mut resp = error_page(
-            state,
-            tenant,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This service is temporarily unavailable. Please try again in a moment.",
-        );
-        crate::http::error::retry_after_outage(resp.headers_mut());
-        return resp;
-    }
-    tracing::error!(error = %e, "page request failed");
-    error_page(
-        state,
-        tenant,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong on our side. Please try again later.",
-    )
 }
 
 /// Renders a page for a browser, adding its cookie when it is new.
@@ -333,12 +207,5 @@ mod tests {
             url_with_request("http://i", LOGIN_PATH, None),
             "http://i/login"
         );
-    }
-
-    #[test]
-    fn first_value_wins_in_forms() {
-        let m = parse_pairs(b"a=1&a=2&b=x%20y");
-        assert_eq!(m["a"], "1");
-        assert_eq!(m["b"], "x y");
     }
 }

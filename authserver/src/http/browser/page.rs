@@ -1,0 +1,614 @@
+//! What every browser page shares: the request preamble ([`PageRequest`], and
+//! [`BrowserPage`] with the browser session and the CSRF check), the page error type
+//! ([`PageError`], so handlers use `?`), and the one rendering of an interaction
+//! [`Outcome`].
+//!
+//! A `PageError` becomes a response that only carries what went wrong ([`ErrorPage`]);
+//! [`render_error_pages`], a layer on the browser routes, turns it into the tenant's
+//! error page and logs server failures there, once, inside the request's span (so with
+//! its trace id).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{
+    LOGIN_PATH, MFA_ENROLL_PATH, MFA_PATH, SELECT_ACCOUNT_PATH, base_context, see_other,
+    url_with_request, with_cookie,
+};
+use crate::authorize::response;
+use crate::domain::tenant::Tenant;
+use crate::http::AppState;
+use crate::http::tenant_routing::{CurrentTenant, client_ip};
+use crate::interaction::{CodeProblem, LoginProblem, Outcome, Page, Problem, Visit};
+use crate::session::{self, Browser, Origin, csrf_matches};
+
+/// Form bodies larger than this are not ours.
+const MAX_FORM: usize = 16 * 1024;
+
+/// The message for a handle that is unknown, used, expired or from another browser.
+pub const STALE_REQUEST: &str = "This sign-in request has expired, was already completed, or \
+                                 was started in another browser. Go back to the application \
+                                 and start again.";
+
+/// The one message for every failed sign-in (no user enumeration).
+pub const LOGIN_FAILED: &str = "Incorrect username or password.";
+
+/// The message for a wrong or reused code.
+pub const WRONG_CODE: &str = "That code is not valid. Try again.";
+
+/// A page request: tenant, where it came from, query and form.
+pub(in crate::http) struct PageRequest {
+    pub tenant: Arc<Tenant>,
+    pub method: Method,
+    pub headers: axum::http::HeaderMap,
+    pub query: HashMap<String, String>,
+    /// The urlencoded body of a POST (empty otherwise).
+    pub form: HashMap<String, String>,
+    /// The query and body as sent, for the protocol parser (which rejects repeats).
+    pub raw_query: String,
+    pub raw_body: Vec<u8>,
+    pub origin: Origin,
+}
+
+impl FromRequest<AppState> for PageRequest {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, PageError> {
+        let (parts, body) = req.into_parts();
+        let Some(CurrentTenant(tenant)) = parts.extensions.get::<CurrentTenant>().cloned() else {
+            return Err(PageError::NoTenant);
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let ip = client_ip(&parts.headers, peer, &state.trusted_proxies);
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let origin = Origin::new(ip, user_agent);
+        let raw_query = parts.uri.query().unwrap_or("").to_owned();
+        let query = parse_pairs(raw_query.as_bytes());
+        let raw_body = if parts.method == Method::POST {
+            axum::body::to_bytes(body, MAX_FORM)
+                .await
+                .map_err(|_| PageError::TooLarge)?
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            tenant,
+            method: parts.method,
+            headers: parts.headers,
+            query,
+            form: parse_pairs(&raw_body),
+            raw_query,
+            raw_body,
+            origin,
+        })
+    }
+}
+
+impl PageRequest {
+    /// A parameter from the form (POST) or the query.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.form
+            .get(name)
+            .or_else(|| self.query.get(name))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The request handle a page is for (`?request=`, on the URL of every step).
+    pub fn request(&self) -> Option<&str> {
+        self.query
+            .get("request")
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn is_post(&self) -> bool {
+        self.method == Method::POST
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.tenant.issuer
+    }
+
+    /// The browser session the request's cookie names, if it is still valid.
+    pub async fn browser(&self, state: &AppState) -> Result<Option<Browser>, PageError> {
+        let https = self.tenant.issuer.starts_with("https://");
+        let handle = session::cookie::read(&self.headers, &self.tenant.id, https);
+        Ok(state
+            .sessions
+            .load(&self.tenant, handle.as_deref(), &self.origin)
+            .await?)
+    }
+}
+
+/// First value wins; the forms are ours, so repeated names are not expected.
+pub(super) fn parse_pairs(bytes: &[u8]) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(bytes) {
+        map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    map
+}
+
+/// A page request with its browser session. A POST must come with the session's CSRF
+/// token as `_csrf` (compared in constant time): without a session, or with a wrong
+/// token, the page is refused before anything is read or changed.
+pub(in crate::http) struct BrowserPage {
+    pub req: PageRequest,
+    pub visit: Visit,
+}
+
+impl FromRequest<AppState> for BrowserPage {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, PageError> {
+        let req = PageRequest::from_request(req, state).await?;
+        let browser = req.browser(state).await?;
+        if req.is_post()
+            && !browser
+                .as_ref()
+                .is_some_and(|b| csrf_matches(b, req.form.get("_csrf").map(String::as_str)))
+        {
+            return Err(PageError::Csrf);
+        }
+        let visit = Visit {
+            tenant: req.tenant.clone(),
+            origin: req.origin.clone(),
+            browser,
+        };
+        Ok(Self { req, visit })
+    }
+}
+
+/// Why a page could not be served.
+#[derive(Debug, thiserror::Error)]
+pub(in crate::http) enum PageError {
+    /// No tenant at this address.
+    #[error("no tenant")]
+    NoTenant,
+    #[error("form too large")]
+    TooLarge,
+    /// `_csrf` missing or wrong, or no session to check it against: nothing changed.
+    #[error("CSRF check failed")]
+    Csrf,
+    /// The request is wrong; the message is for the user.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Our failure: 503 when the database is unavailable, otherwise 500.
+    #[error(transparent)]
+    Server(Box<dyn std::error::Error + Send + Sync>),
+}
+
+macro_rules! server_errors {
+    ($($e:ty),* $(,)?) => {$(
+        impl From<$e> for PageError {
+            fn from(e: $e) -> Self {
+                PageError::Server(Box::new(e))
+            }
+        }
+    )*};
+}
+server_errors!(
+    crate::interaction::Error,
+    crate::session::Error,
+    crate::store::Error,
+);
+
+/// What an error response carries to [`render_error_pages`].
+#[derive(Debug, Clone)]
+pub(in crate::http) struct ErrorPage {
+    message: &'static str,
+    detail: Option<String>,
+    /// Logged by the layer (server failures only).
+    failure: Option<Arc<str>>,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, message, detail, failure) = match self {
+            PageError::NoTenant => return StatusCode::NOT_FOUND.into_response(),
+            PageError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The form was too large.",
+                None,
+                None,
+            ),
+            PageError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "This form has expired or did not come from this site. Go back, reload the \
+                 page and try again.",
+                None,
+                None,
+            ),
+            PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, "", Some(m), None),
+            PageError::Server(e) if crate::store::is_unavailable(&*e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This service is temporarily unavailable. Please try again in a moment.",
+                None,
+                None,
+            ),
+            PageError::Server(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side. Please try again later.",
+                None,
+                Some(Arc::from(error_chain(&*e))),
+            ),
+        };
+        let mut resp = status.into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            crate::http::error::retry_after_outage(resp.headers_mut());
+        }
+        resp.extensions_mut().insert(ErrorPage {
+            message,
+            detail,
+            failure,
+        });
+        resp
+    }
+}
+
+/// `e: its source: its source…`, for the one log line of a failure.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Renders the [`ErrorPage`] of a failed page as the tenant's error page (keeping the
+/// response's status and headers: `Retry-After`, `Set-Cookie`), and logs a server
+/// failure, once.
+pub(in crate::http) async fn render_error_pages(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let tenant = req.extensions().get::<CurrentTenant>().cloned();
+    let resp = next.run(req).await;
+    let (Some(page), Some(CurrentTenant(tenant))) =
+        (resp.extensions().get::<ErrorPage>().cloned(), tenant)
+    else {
+        return resp;
+    };
+    if let Some(failure) = &page.failure {
+        tracing::error!(error = %failure, "page request failed");
+    } else if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::debug!("page refused: database unavailable");
+    }
+    let (parts, _) = resp.into_parts();
+    let message = page.detail.as_deref().unwrap_or(page.message);
+    let mut rendered = error_page(&state, &tenant, parts.status, message);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rendered.headers_mut().append(name, value.clone());
+        }
+    }
+    rendered
+}
+
+/// An error page (never a redirect).
+pub(super) fn error_page(
+    state: &AppState,
+    tenant: &Tenant,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let mut ctx = base_context(tenant);
+    ctx.insert("message".into(), json!(message));
+    state.ui.page(status, "error.html", &ctx)
+}
+
+/// "Too many failed attempts. Try again in N minutes."
+pub fn locked_message(retry_after_seconds: u64) -> String {
+    let minutes = retry_after_seconds.div_ceil(60).max(1);
+    if minutes == 1 {
+        "Too many failed attempts. Try again in 1 minute.".to_owned()
+    } else {
+        format!("Too many failed attempts. Try again in {minutes} minutes.")
+    }
+}
+
+/// Marks a form answer as a lockout: 429 with `Retry-After`.
+fn locked(mut resp: Response, retry_after_seconds: u64) -> Response {
+    *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_seconds.max(1)),
+    );
+    resp
+}
+
+fn path_of(page: Page) -> &'static str {
+    match page {
+        Page::Login => LOGIN_PATH,
+        Page::SecondFactor => MFA_PATH,
+        Page::Enrollment => MFA_ENROLL_PATH,
+        Page::Chooser => SELECT_ACCOUNT_PATH,
+        Page::Consent => super::authorize::CONSENT_PATH,
+        Page::Continue => super::authorize::CONTINUE_PATH,
+    }
+}
+
+/// A scope in words a person understands.
+pub fn describe_scope(scope: &str) -> String {
+    match scope {
+        "openid" => "Sign you in with your account".to_owned(),
+        "profile" => "See your name and basic profile information".to_owned(),
+        "email" => "See your email address".to_owned(),
+        "offline_access" => "Keep access while you are not using it".to_owned(),
+        other => format!("Access \u{201c}{other}\u{201d}"),
+    }
+}
+
+fn problem_message(p: &Problem) -> &'static str {
+    match p {
+        Problem::StaleRequest => STALE_REQUEST,
+        Problem::UnknownClient => "The client_id is not registered.",
+        Problem::NoDecision => "Choose Allow or Deny.",
+    }
+}
+
+/// The response for an outcome of the interaction, with the browser's cookie when it
+/// is new.
+// One arm per outcome: the whole mapping in one place.
+#[allow(clippy::too_many_lines)]
+pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome) -> Response {
+    let tenant = &visit.tenant;
+    let issuer = tenant.issuer.as_str();
+    let browser = visit.browser.as_ref();
+    let csrf = browser.map(|b| b.data.csrf.clone()).unwrap_or_default();
+    let page = |name: &str, ctx: &serde_json::Map<String, serde_json::Value>| {
+        state.ui.page(StatusCode::OK, name, ctx)
+    };
+    let resp = match outcome {
+        Outcome::Go(p, request) => {
+            see_other(&url_with_request(issuer, path_of(p), request.as_deref()))
+        }
+        Outcome::ShowLogin(form) => {
+            let mut ctx = base_context(tenant);
+            ctx.insert("title".into(), json!("Sign in"));
+            ctx.insert(
+                "action".into(),
+                json!(url_with_request(
+                    issuer,
+                    LOGIN_PATH,
+                    form.request.as_deref()
+                )),
+            );
+            ctx.insert("csrf".into(), json!(csrf));
+            if let Some(u) = &form.username {
+                ctx.insert("username".into(), json!(u));
+            }
+            match form.problem {
+                None => page("login.html", &ctx),
+                Some(LoginProblem::Failed) => {
+                    ctx.insert("error".into(), json!(LOGIN_FAILED));
+                    page("login.html", &ctx)
+                }
+                Some(LoginProblem::Locked {
+                    retry_after_seconds,
+                }) => {
+                    ctx.insert("error".into(), json!(locked_message(retry_after_seconds)));
+                    locked(page("login.html", &ctx), retry_after_seconds)
+                }
+            }
+        }
+        Outcome::ShowSecondFactor(form) => {
+            let mut ctx = base_context(tenant);
+            ctx.insert("title".into(), json!("Two-step verification"));
+            ctx.insert(
+                "action".into(),
+                json!(url_with_request(issuer, MFA_PATH, form.request.as_deref())),
+            );
+            ctx.insert("csrf".into(), json!(csrf));
+            code_problem(&mut ctx, form.problem, |ctx| page("mfa.html", ctx))
+        }
+        Outcome::ShowEnrollment(form) => {
+            let mut ctx = base_context(tenant);
+            ctx.insert("title".into(), json!("Set up two-step verification"));
+            ctx.insert(
+                "action".into(),
+                json!(url_with_request(
+                    issuer,
+                    MFA_ENROLL_PATH,
+                    form.request.as_deref()
+                )),
+            );
+            ctx.insert("csrf".into(), json!(csrf));
+            ctx.insert("qr_data_uri".into(), json!(form.qr_data_uri));
+            ctx.insert("secret".into(), json!(form.secret_base32));
+            code_problem(&mut ctx, form.problem, |ctx| page("mfa_enroll.html", ctx))
+        }
+        Outcome::ShowRecoveryCodes(codes) => {
+            let mut ctx = base_context(tenant);
+            ctx.insert("title".into(), json!("Your recovery codes"));
+            ctx.insert(
+                "action".into(),
+                json!(url_with_request(
+                    issuer,
+                    MFA_ENROLL_PATH,
+                    codes.request.as_deref()
+                )),
+            );
+            ctx.insert("csrf".into(), json!(csrf));
+            ctx.insert("codes".into(), json!(codes.codes));
+            page("recovery_codes.html", &ctx)
+        }
+        Outcome::ShowChooser(chooser) => {
+            let listed: Vec<_> = chooser
+                .accounts
+                .iter()
+                .map(|(index, username)| json!({ "index": index, "username": username }))
+                .collect();
+            let mut ctx = base_context(tenant);
+            ctx.insert("title".into(), json!("Choose an account"));
+            ctx.insert(
+                "action".into(),
+                json!(url_with_request(
+                    issuer,
+                    SELECT_ACCOUNT_PATH,
+                    chooser.request.as_deref()
+                )),
+            );
+            ctx.insert("csrf".into(), json!(csrf));
+            ctx.insert("accounts".into(), json!(listed));
+            page("select_account.html", &ctx)
+        }
+        Outcome::ShowConsent(consent) => {
+            let mut ctx = base_context(tenant);
+            ctx.insert("title".into(), json!("Allow access?"));
+            ctx.insert(
+                "action".into(),
+                json!(url_with_request(
+                    issuer,
+                    super::authorize::CONSENT_PATH,
+                    Some(&consent.request)
+                )),
+            );
+            ctx.insert("csrf".into(), json!(csrf));
+            ctx.insert("client_name".into(), json!(consent.client_id));
+            ctx.insert(
+                "scopes".into(),
+                json!(
+                    consent
+                        .scopes
+                        .iter()
+                        .map(|s| describe_scope(s))
+                        .collect::<Vec<_>>()
+                ),
+            );
+            ctx.insert("username".into(), json!(consent.username));
+            page("consent.html", &ctx)
+        }
+        Outcome::SignedIn { username } => {
+            let mut ctx = base_context(tenant);
+            ctx.insert("title".into(), json!("Signed in"));
+            ctx.insert("username".into(), json!(username));
+            page("signed_in.html", &ctx)
+        }
+        Outcome::RedirectWithCode(c) => response::code(
+            issuer,
+            &c.redirect_uri,
+            c.response_mode,
+            c.code,
+            c.state.as_deref(),
+        ),
+        Outcome::RedirectWithError(e) => response::error(issuer, &e),
+        Outcome::ShowErrorPage(p) => {
+            error_page(state, tenant, StatusCode::BAD_REQUEST, problem_message(&p))
+        }
+    };
+    with_cookie(browser, resp)
+}
+
+/// Adds a code form's problem to its context and renders it (429 when locked).
+fn code_problem(
+    ctx: &mut serde_json::Map<String, serde_json::Value>,
+    problem: Option<CodeProblem>,
+    render: impl Fn(&serde_json::Map<String, serde_json::Value>) -> Response,
+) -> Response {
+    match problem {
+        None => render(ctx),
+        Some(CodeProblem::Wrong) => {
+            ctx.insert("error".into(), json!(WRONG_CODE));
+            render(ctx)
+        }
+        Some(CodeProblem::Locked {
+            retry_after_seconds,
+        }) => {
+            ctx.insert("error".into(), json!(locked_message(retry_after_seconds)));
+            locked(render(ctx), retry_after_seconds)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_value_wins_in_forms() {
+        let m = parse_pairs(b"a=1&a=2&b=x%20y");
+        assert_eq!(m["a"], "1");
+        assert_eq!(m["b"], "x y");
+    }
+
+    #[test]
+    fn the_lockout_message_rounds_the_wait_up_to_minutes() {
+        assert_eq!(
+            locked_message(1),
+            "Too many failed attempts. Try again in 1 minute."
+        );
+        assert_eq!(
+            locked_message(60),
+            "Too many failed attempts. Try again in 1 minute."
+        );
+        assert_eq!(
+            locked_message(61),
+            "Too many failed attempts. Try again in 2 minutes."
+        );
+        assert_eq!(
+            locked_message(900),
+            "Too many failed attempts. Try again in 15 minutes."
+        );
+    }
+
+    #[test]
+    fn scopes_are_described_in_plain_words() {
+        assert_eq!(describe_scope("email"), "See your email address");
+        assert!(describe_scope("api:read").contains("api:read"));
+    }
+
+    #[test]
+    fn server_errors_carry_their_chain_for_the_one_log_line() {
+        let e = crate::interaction::Error::Invariant("the decided account has no session");
+        let resp = PageError::from(e).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let page = resp
+            .extensions()
+            .get::<ErrorPage>()
+            .expect("error page marker");
+        assert_eq!(
+            page.failure.as_deref(),
+            Some("the decided account has no session")
+        );
+    }
+
+    #[test]
+    fn an_unavailable_database_is_a_503_with_retry_after_and_nothing_to_log() {
+        let e = crate::store::Error::Unavailable(crate::store::Unavailable::TimedOut(
+            std::time::Duration::from_secs(1),
+        ));
+        let resp = PageError::from(e).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+        assert!(
+            resp.extensions()
+                .get::<ErrorPage>()
+                .expect("marker")
+                .failure
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! The sign-in interaction engine: one state machine for an authorization request, from
+//! its arrival at `/authorize` to a code or an error for the client, and for the sign-in
+//! pages that serve it. No HTTP in here: the browser pages (`http::browser`) parse a
+//! request into a [`Visit`] and an input, call one step, and render the [`Outcome`].
+//!
+//! ```text
+//!  /authorize ──► start ──► drive ─┬─► ShowLogin ──► password ─┬─► ShowSecondFactor ─► second_factor ─┐
+//!                            ▲     │      (or Go(Login))        │   (or enrolment)                     │
+//!  /authorize/continue ──► resume  ├─► ShowChooser ─► choose ──┐└──────────► sign-in done ◄────────────┘
+//!                            ▲     │                           │                 │
+//!                            └─────┴──────────◄────────────────┴─────────────────┘ (Go(Continue))
+//!                                  ├─► ShowConsent ─► consent(allow) ─► issue ─► RedirectWithCode
+//!                                  │                  consent(deny)  ─► RedirectWithError
+//!                                  ├─► issue ─► RedirectWithCode
+//!                                  └─► RedirectWithError (prompt=none, unmet acr_values)
+//! ```
+//!
+//! Every decision is made here, once: which account ([`decide::account`]), whether to
+//! ask for consent ([`decide::needs_consent`]), and whether the sign-in behind a code is
+//! fresh and strong enough ([`decide::Demands`]) — checked in [`Engine::issue`], the one
+//! path that issues a code, whichever page the browser posted to. Issuing is one unit of
+//! work: the request is used up, the grant and its code stored and the event audited in
+//! one transaction (with the consent, when the consent page issues).
+//!
+//! Logout ([`Engine::logout`]) and the account pages ([`Engine::account_consents`])
+//! follow the same split: the rules here, the HTTP in `http::browser`.
+//!
+//! A new sign-in method (a passkey, an upstream identity provider) is a step of its own
+//! next to [`Engine::password`] and [`Engine::second_factor`]: it ends by calling
+//! `signed_in` with its `amr` and `acr`, which records the account session and sends the
+//! browser back to the request.
+
+mod account;
+mod authorization;
+mod chooser;
+pub mod decide;
+mod error;
+mod logout;
+mod outcome;
+mod second_factor;
+mod sign_in;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use crate::domain::tenant::Tenant;
+use crate::mfa::MfaService;
+use crate::oauth::OAuthService;
+use crate::session::{Browser, Origin, SessionService};
+use crate::store::Store;
+use crate::throttle::LoginThrottle;
+use crate::users::UserService;
+
+pub use account::{AccountConsents, Revocation};
+pub use error::Error;
+pub use logout::{LogoutOutcome, LogoutRefusal, LogoutRequest, Posted};
+pub use outcome::{
+    Chooser, CodeProblem, CodeRedirect, ConsentRequest, Decision, EnrollmentForm, LoginForm,
+    LoginProblem, Outcome, Page, Problem, RecoveryCodes, SecondFactorForm,
+};
+
+/// How long an interactive authorization request waits for sign-in and consent.
+pub const INTERACTION_SECONDS: i64 = 600;
+
+/// Who is asking: the tenant, where the request came from, and the browser's session
+/// (none before the first page that needs one). Steps that sign in or create a session
+/// replace `browser`; the caller sends its cookie when it is new.
+#[derive(Debug)]
+pub struct Visit {
+    pub tenant: Arc<Tenant>,
+    pub origin: Origin,
+    pub browser: Option<Browser>,
+}
+
+/// The services an interaction uses, borrowed for one request.
+#[derive(Clone, Copy)]
+pub struct Engine<'a> {
+    pub store: &'a Store,
+    pub sessions: &'a SessionService,
+    pub oauth: &'a OAuthService,
+    pub users: &'a UserService,
+    pub mfa: &'a MfaService,
+    pub throttle: &'a LoginThrottle,
+}
+
+impl Engine<'_> {
+    fn now(&self) -> crate::clock::UnixTime {
+        self.sessions.now()
+    }
+}
+
+/// Internal control flow of a step: stop with an outcome (a page, a redirect) or fail.
+/// Lets the steps use `?` for both; the public steps turn it back into
+/// `Result<Outcome, Error>`.
+enum Halt {
+    Show(Outcome),
+    Fail(Error),
+}
+
+/// `?` on any error a step meets fails the step.
+macro_rules! halt_on {
+    ($($e:ty),* $(,)?) => {$(
+        impl From<$e> for Halt {
+            fn from(e: $e) -> Self {
+                Halt::Fail(e.into())
+            }
+        }
+    )*};
+}
+halt_on!(
+    Error,
+    crate::store::Error,
+    crate::session::Error,
+    crate::mfa::MfaError,
+    crate::users::Error,
+    crate::clients::Error,
+);
+
+type Step<T> = std::result::Result<T, Halt>;
+
+/// `Step<Outcome>` → the public result.
+fn finish(step: Step<Outcome>) -> Result<Outcome, Error> {
+    match step {
+        Ok(o) | Err(Halt::Show(o)) => Ok(o),
+        Err(Halt::Fail(e)) => Err(e),
+    }
+}
+
+/// Stops the step with `outcome`.
+fn halt<T>(outcome: Outcome) -> Step<T> {
+    Err(Halt::Show(outcome))
+}

@@ -1,0 +1,130 @@
+//! What a step of the interaction ends in. The HTTP layer renders each variant one way:
+//! a page, a `303` to the next page, or the answer to the client's redirect URI.
+
+use crate::authorize::{ErrorRedirect, ResponseMode};
+
+/// A page of the flow the browser is sent to (with `303 See Other`), for the request
+/// handle it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Login,
+    SecondFactor,
+    Enrollment,
+    Chooser,
+    Consent,
+    /// Back to the request (`/authorize/continue`), which decides what comes next.
+    Continue,
+}
+
+/// The end of one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Go on to `page` for the request (`None`: a sign-in of its own).
+    Go(Page, Option<String>),
+    ShowLogin(LoginForm),
+    ShowSecondFactor(SecondFactorForm),
+    ShowEnrollment(EnrollmentForm),
+    /// Shown once, right after enrolment; "continue" finishes the sign-in.
+    ShowRecoveryCodes(RecoveryCodes),
+    ShowChooser(Chooser),
+    ShowConsent(ConsentRequest),
+    /// A sign-in (or account choice) that was not for an authorization request.
+    SignedIn {
+        username: String,
+    },
+    RedirectWithCode(CodeRedirect),
+    RedirectWithError(ErrorRedirect),
+    /// A page that ends here: nothing safe to send to the client.
+    ShowErrorPage(Problem),
+}
+
+/// The sign-in form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginForm {
+    pub request: Option<String>,
+    /// Pre-filled: the `login_hint`, or what was typed before.
+    pub username: Option<String>,
+    pub problem: Option<LoginProblem>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginProblem {
+    /// "Incorrect username or password.", whatever went wrong (no user enumeration).
+    Failed,
+    Locked {
+        retry_after_seconds: u64,
+    },
+}
+
+/// A code form's problem (second factor or enrolment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeProblem {
+    /// Wrong, reused or malformed.
+    Wrong,
+    Locked {
+        retry_after_seconds: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondFactorForm {
+    pub request: Option<String>,
+    pub problem: Option<CodeProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentForm {
+    pub request: Option<String>,
+    pub qr_data_uri: String,
+    pub secret_base32: String,
+    pub problem: Option<CodeProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryCodes {
+    pub request: Option<String>,
+    pub codes: Vec<String>,
+}
+
+/// The browser's accounts to choose from, by position (the form posts the index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chooser {
+    pub request: Option<String>,
+    pub accounts: Vec<(usize, String)>,
+}
+
+/// What the user is asked to allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRequest {
+    pub request: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub username: String,
+}
+
+/// The user's answer on the consent page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+/// The code, for the client's redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRedirect {
+    pub redirect_uri: String,
+    pub response_mode: ResponseMode,
+    pub code: String,
+    pub state: Option<String>,
+}
+
+/// Why a page ends the interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The request handle is unknown, used, expired or bound to another browser.
+    StaleRequest,
+    /// The request's client was deleted while the user was signing in.
+    UnknownClient,
+    /// The consent form was posted without `decision=allow|deny`.
+    NoDecision,
+}

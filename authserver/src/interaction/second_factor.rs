@@ -1,0 +1,242 @@
+//! The second step of a sign-in: a TOTP code or one of the recovery codes and, when a
+//! second factor is required but not set up, enrolment (a new secret, a code to confirm
+//! it, then the recovery codes, shown once). Between the password and this step the
+//! browser session holds the pending sign-in (user, `amr: ["pwd"]`, five minutes).
+
+use super::authorization::browser_mut;
+use super::decide::ACR_MFA;
+use super::sign_in::restart;
+use super::{
+    CodeProblem, Engine, EnrollmentForm, Error, Outcome, Page, RecoveryCodes, SecondFactorForm,
+    Step, Visit, finish,
+};
+use crate::mfa::MfaError;
+use crate::session::{PendingLogin, PendingStage};
+use crate::throttle::Locked;
+
+/// `amr` after a second factor (RFC 8176).
+fn mfa_amr() -> Vec<String> {
+    vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()]
+}
+
+fn locked(l: Locked) -> CodeProblem {
+    CodeProblem::Locked {
+        retry_after_seconds: l.retry_after_seconds,
+    }
+}
+
+impl Engine<'_> {
+    /// The browser's pending sign-in at one of `stages`; the sign-in form of `request`
+    /// when there is none, it expired, or it is at another stage.
+    fn pending(
+        &self,
+        visit: &Visit,
+        request: Option<&str>,
+        stages: &[PendingStage],
+    ) -> Step<PendingLogin> {
+        let Some(browser) = visit.browser.as_ref() else {
+            return restart(request);
+        };
+        match &browser.data.pending {
+            Some(p) if p.expires_at > self.now() && stages.contains(&p.stage) => Ok(p.clone()),
+            _ => restart(request),
+        }
+    }
+
+    /// The code form.
+    pub fn second_factor_form(
+        &self,
+        visit: &Visit,
+        request: Option<&str>,
+    ) -> Result<Outcome, Error> {
+        finish(
+            self.pending(visit, request, &[PendingStage::Verify])
+                .map(|p| {
+                    Outcome::ShowSecondFactor(SecondFactorForm {
+                        request: p.request,
+                        problem: None,
+                    })
+                }),
+        )
+    }
+
+    /// A code (`totp`: TOTP or a recovery code), counted like a password attempt.
+    pub async fn second_factor(
+        &self,
+        visit: &mut Visit,
+        request: Option<&str>,
+        code: &str,
+    ) -> Result<Outcome, Error> {
+        finish(
+            async {
+                let p = self.pending(visit, request, &[PendingStage::Verify])?;
+                let form = |problem| {
+                    Outcome::ShowSecondFactor(SecondFactorForm {
+                        request: p.request.clone(),
+                        problem: Some(problem),
+                    })
+                };
+                let reservation = match self.reserve(visit, &p.username).await? {
+                    Ok(r) => r,
+                    Err(l) => return Ok(form(locked(l))),
+                };
+                let verified = self
+                    .mfa
+                    .verify(
+                        &visit.tenant.id,
+                        &p.user_id,
+                        code.trim(),
+                        visit.origin.ip.as_deref(),
+                    )
+                    .await;
+                match verified {
+                    Ok(_) => self.release(reservation).await,
+                    Err(MfaError::InvalidCode | MfaError::NotEnrolled) => {
+                        let problem = match self.throttle.failed(reservation).await {
+                            Some(l) => locked(l),
+                            None => CodeProblem::Wrong,
+                        };
+                        return Ok(form(problem));
+                    }
+                    Err(e) => {
+                        self.release(reservation).await;
+                        return Err(e.into());
+                    }
+                }
+                self.second_factor_done(visit, &p).await
+            }
+            .await,
+        )
+    }
+
+    /// The enrolment page with a new secret.
+    pub async fn enrollment_form(
+        &self,
+        visit: &mut Visit,
+        request: Option<&str>,
+    ) -> Result<Outcome, Error> {
+        finish(
+            async {
+                let p = self.pending(visit, request, &[PendingStage::Enroll])?;
+                self.enrollment(visit, &p, false, None).await
+            }
+            .await,
+        )
+    }
+
+    /// The first code of a new secret; then the recovery codes. After them, the same
+    /// form's "continue" finishes the sign-in.
+    pub async fn enroll(
+        &self,
+        visit: &mut Visit,
+        request: Option<&str>,
+        code: &str,
+    ) -> Result<Outcome, Error> {
+        finish(
+            async {
+                let p = self.pending(
+                    visit,
+                    request,
+                    &[PendingStage::Enroll, PendingStage::Enrolled],
+                )?;
+                if p.stage == PendingStage::Enrolled {
+                    return self.second_factor_done(visit, &p).await;
+                }
+                // Guessing the first code is throttled like guessing a sign-in code.
+                let reservation = match self.reserve(visit, &p.username).await? {
+                    Ok(r) => r,
+                    Err(l) => return self.enrollment(visit, &p, true, Some(locked(l))).await,
+                };
+                let confirmed = self
+                    .mfa
+                    .confirm_totp(
+                        &visit.tenant.id,
+                        &p.user_id,
+                        code.trim(),
+                        visit.origin.ip.as_deref(),
+                    )
+                    .await;
+                let codes = match confirmed {
+                    Ok(c) => {
+                        self.release(reservation).await;
+                        c
+                    }
+                    Err(MfaError::InvalidCode | MfaError::NotEnrolling) => {
+                        let problem = match self.throttle.failed(reservation).await {
+                            Some(l) => locked(l),
+                            None => CodeProblem::Wrong,
+                        };
+                        return self.enrollment(visit, &p, true, Some(problem)).await;
+                    }
+                    Err(e) => {
+                        self.release(reservation).await;
+                        return Err(e.into());
+                    }
+                };
+                let browser = browser_mut(visit)?;
+                if let Some(pending) = browser.data.pending.as_mut() {
+                    pending.stage = PendingStage::Enrolled;
+                    pending.amr = mfa_amr();
+                }
+                self.sessions.save(browser).await?;
+                Ok(Outcome::ShowRecoveryCodes(RecoveryCodes {
+                    request: p.request,
+                    codes,
+                }))
+            }
+            .await,
+        )
+    }
+
+    /// The enrolment page. `keep_pending`: the secret of the enrolment already started
+    /// (after a wrong code: the user has scanned it), rather than a new one.
+    async fn enrollment(
+        &self,
+        visit: &mut Visit,
+        p: &PendingLogin,
+        keep_pending: bool,
+        problem: Option<CodeProblem>,
+    ) -> Step<Outcome> {
+        let tenant = visit.tenant.clone();
+        let Some(user) = self.store.get_user(&tenant.id, &p.user_id).await? else {
+            return restart(p.request.as_deref());
+        };
+        let shown = if keep_pending {
+            self.mfa.pending_totp(&tenant, &user).await?
+        } else {
+            None
+        };
+        let enrollment = match shown {
+            Some(e) => Ok(e),
+            None => self.mfa.begin_totp(&tenant, &user).await,
+        };
+        let enrollment = match enrollment {
+            Ok(e) => e,
+            Err(MfaError::AlreadyEnrolled) => {
+                // Enrolled meanwhile (another tab): verify instead.
+                let browser = browser_mut(visit)?;
+                if let Some(pending) = browser.data.pending.as_mut() {
+                    pending.stage = PendingStage::Verify;
+                }
+                self.sessions.save(browser).await?;
+                return Ok(Outcome::Go(Page::SecondFactor, p.request.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Outcome::ShowEnrollment(EnrollmentForm {
+            request: p.request.clone(),
+            qr_data_uri: enrollment.qr_data_uri,
+            secret_base32: enrollment.secret_base32,
+            problem,
+        }))
+    }
+
+    async fn second_factor_done(&self, visit: &mut Visit, p: &PendingLogin) -> Step<Outcome> {
+        let Some(user) = self.store.get_user(&visit.tenant.id, &p.user_id).await? else {
+            return restart(p.request.as_deref());
+        };
+        self.forget_failures(visit, &p.username).await;
+        self.signed_in(visit, &user, mfa_amr(), ACR_MFA, p.request.as_deref())
+            .await
+    }
+}
