@@ -12,7 +12,7 @@ use crate::crypto::kek::{self, Kek};
 use crate::crypto::signing::{self, SigningKey};
 use crate::domain::policy::TenantPolicy;
 use crate::domain::signing_key::{
-    Algorithm, KeyMeta, KeyPolicy, RotationMode, RotationPlan, plan_rotation,
+    Algorithm, KeyMeta, KeyPolicy, KeyState, RotationMode, RotationPlan, plan_rotation,
 };
 use crate::domain::tenant::Tenant;
 use crate::store::{self, Store, signing_keys::NewStoredKey, signing_keys::StoredKey};
@@ -56,6 +56,22 @@ pub struct KeyService {
 }
 
 impl KeyService {
+    /// How many keys of all tenants are in each state now (pending, active, retiring,
+    /// retired), for the metrics.
+    pub async fn count_by_state(&self) -> Result<Vec<(KeyState, usize)>, Error> {
+        let keys = self.store.list_all_keys().await?;
+        let now = self.clock.now();
+        Ok([
+            KeyState::Pending,
+            KeyState::Active,
+            KeyState::Retiring,
+            KeyState::Retired,
+        ]
+        .into_iter()
+        .map(|s| (s, keys.iter().filter(|k| k.meta.state(now) == s).count()))
+        .collect())
+    }
+
     pub fn new(
         store: Store,
         kek: Arc<Kek>,

@@ -22,6 +22,7 @@ pub mod session;
 pub mod store;
 pub mod subject;
 pub mod telemetry;
+pub mod tenants;
 pub mod throttle;
 pub mod ui;
 pub mod users;

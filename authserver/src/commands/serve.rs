@@ -9,11 +9,12 @@ use anyhow::Context as _;
 use super::{Context, open};
 use crate::admin::AdminService;
 use crate::config::Settings;
-use crate::http::{self, AppState, Readiness, metrics::Metrics, tenant_routing::TenantDirectory};
+use crate::http::{self, AppState, Readiness, metrics::Metrics};
 use crate::oauth::OAuthService;
 use crate::oauth::client_documents::{self, DocumentCache};
 use crate::oauth::dpop::Dpop;
 use crate::oauth::rate_limit::RateLimiter;
+use crate::tenants::TenantDirectory;
 use crate::throttle::LoginThrottle;
 
 #[allow(clippy::too_many_lines)] // the start-up sequence, in order, reads best in one place

@@ -12,7 +12,6 @@ use prometheus::{
 };
 
 use super::AppState;
-use crate::domain::signing_key::KeyState;
 
 /// The server's metrics.
 #[derive(Debug)]
@@ -130,15 +129,8 @@ pub async fn render(State(state): State<AppState>) -> Response {
         m.runtime.with_label_values(&[measure]).set(gauge(value));
     }
     // Key counts are read at scrape time: states change with time, not with writes.
-    if let Ok(keys) = state.store.list_all_keys().await {
-        let now = state.clock.now();
-        for s in [
-            KeyState::Pending,
-            KeyState::Active,
-            KeyState::Retiring,
-            KeyState::Retired,
-        ] {
-            let n = keys.iter().filter(|k| k.meta.state(now) == s).count();
+    if let Ok(counts) = state.keys.count_by_state().await {
+        for (s, n) in counts {
             m.keys
                 .with_label_values(&[s.as_str()])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));

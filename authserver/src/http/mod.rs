@@ -27,9 +27,9 @@ use crate::config::IpNet;
 use crate::keys::KeyService;
 use crate::mfa::MfaService;
 use crate::store::Store;
+use crate::tenants::TenantDirectory;
 use crate::throttle::LoginThrottle;
 use metrics::Metrics;
-use tenant_routing::TenantDirectory;
 
 /// What every handler can reach.
 #[derive(Clone)]
