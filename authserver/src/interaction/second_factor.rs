@@ -12,7 +12,7 @@ use super::{
 };
 use crate::mfa::MfaError;
 use crate::session::{PendingLogin, PendingStage};
-use crate::throttle::Locked;
+use crate::throttle::{Locked, Reservation};
 
 /// `amr` after a second factor (RFC 8176).
 fn mfa_amr() -> Vec<String> {
@@ -26,6 +26,15 @@ fn locked(l: Locked) -> CodeProblem {
 }
 
 impl Engine<'_> {
+    /// A wrong code: the attempt stays counted; the form says so, or that the username
+    /// is now locked.
+    async fn wrong_code(&self, reservation: Reservation) -> CodeProblem {
+        match self.throttle.failed(reservation).await {
+            Some(l) => locked(l),
+            None => CodeProblem::Wrong,
+        }
+    }
+
     /// The browser's pending sign-in at one of `stages`; the sign-in form of `request`
     /// when there is none, it expired, or it is at another stage.
     fn pending(
@@ -92,11 +101,7 @@ impl Engine<'_> {
                 match verified {
                     Ok(_) => self.release(reservation).await,
                     Err(MfaError::InvalidCode | MfaError::NotEnrolled) => {
-                        let problem = match self.throttle.failed(reservation).await {
-                            Some(l) => locked(l),
-                            None => CodeProblem::Wrong,
-                        };
-                        return Ok(form(problem));
+                        return Ok(form(self.wrong_code(reservation).await));
                     }
                     Err(e) => {
                         self.release(reservation).await;
@@ -162,10 +167,7 @@ impl Engine<'_> {
                         c
                     }
                     Err(MfaError::InvalidCode | MfaError::NotEnrolling) => {
-                        let problem = match self.throttle.failed(reservation).await {
-                            Some(l) => locked(l),
-                            None => CodeProblem::Wrong,
-                        };
+                        let problem = self.wrong_code(reservation).await;
                         return self.enrollment(visit, &p, true, Some(problem)).await;
                     }
                     Err(e) => {
