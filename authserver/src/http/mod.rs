@@ -150,5 +150,6 @@ pub fn ops_app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn(observe::log_failures))
         .with_state(state)
 }

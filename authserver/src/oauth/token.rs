@@ -311,8 +311,7 @@ impl OAuthService {
             Some(
                 self.dpop
                     .nonce(&tenant.id)
-                    .await
-                    .map_err(|e| OAuthError::server_error(&e))?,
+                    .await?,
             )
         } else {
             None
@@ -408,24 +407,18 @@ impl OAuthService {
         let key = self
             .keys
             .signer(&tenant.id, alg)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?
+            .await?
             .ok_or_else(|| {
-                OAuthError::internal(&format!("tenant {} has no active {alg} key", tenant.id))
+                OAuthError::internal(format!("tenant {} has no active {alg} key", tenant.id))
             })?;
         if alg != crate::domain::signing_key::Algorithm::Rs256 {
             // ES256 and EdDSA sign in tens of microseconds: not worth a thread hop.
-            return key
-                .sign_jwt(typ, claims)
-                .map_err(|e| OAuthError::server_error(&e));
+            return Ok(key.sign_jwt(typ, claims)?);
         }
         // An RSA signature takes about a millisecond of CPU: on the blocking pool, so the
         // async workers keep polling the other requests meanwhile.
         let (typ, claims) = (typ.to_owned(), claims.clone());
-        tokio::task::spawn_blocking(move || key.sign_jwt(&typ, &claims))
-            .await
-            .map_err(|e| OAuthError::internal(&e))?
-            .map_err(|e| OAuthError::server_error(&e))
+        Ok(tokio::task::spawn_blocking(move || key.sign_jwt(&typ, &claims)).await??)
     }
 
     /// Verifies an access token of this tenant: signature by one of its published keys,
@@ -447,8 +440,7 @@ impl OAuthService {
         let Some(jwk) = self
             .keys
             .public_jwk(&tenant.id, kid)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?
+            .await?
         else {
             return Ok(None);
         };
@@ -470,8 +462,7 @@ impl OAuthService {
         if self
             .store
             .is_revoked(&tenant.id, jti)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?
+            .await?
         {
             return Ok(None);
         }
@@ -481,8 +472,7 @@ impl OAuthService {
             && self
                 .store
                 .live_grant_of_jti(&tenant.id, jti)
-                .await
-                .map_err(|e| OAuthError::server_error(&e))?
+                .await?
                 .is_none()
         {
             return Ok(None);
@@ -493,8 +483,7 @@ impl OAuthService {
         let client = self
             .clients
             .get(&tenant.id, client_id)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?;
+            .await?;
         // A token older than its client's registration was issued to a deleted client
         // that had the same id (its tombstone was purged): it is not the new client's.
         let issued = parsed.claim_i64("iat").unwrap_or(i64::MIN);
@@ -646,8 +635,7 @@ impl OAuthService {
         ) {
             self.store
                 .revoke_jti(&tenant.id, jti, exp, self.clock.now())
-                .await
-                .map_err(|e| OAuthError::server_error(&e))?;
+                .await?;
             tracing::info!(tenant = %tenant.id, client_id = %caller.client.spec.client_id, "access token revoked");
         }
         Ok(rate)
