@@ -164,7 +164,10 @@ mod tests {
             (Some(OAuthError::new(ErrorCode::InvalidToken, "x")), 401),
             (Some(OAuthError::new(ErrorCode::InvalidDpopProof, "x")), 401),
             (Some(OAuthError::new(ErrorCode::UseDpopNonce, "x")), 401),
-            (Some(OAuthError::new(ErrorCode::InsufficientScope, "x")), 403),
+            (
+                Some(OAuthError::new(ErrorCode::InsufficientScope, "x")),
+                403,
+            ),
             (Some(OAuthError::internal("x")), 500),
             (Some(outage), 503),
         ];
@@ -194,5 +197,72 @@ mod tests {
             ),
             "DPoP error=\"use_dpop_nonce\", error_description=\"why\", algs=\"ES256 EdDSA\""
         );
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use secrecy::ExposeSecret as _;
+
+    use crate::domain::client::ClientSpec;
+    use crate::http::testing::{TestApp, basic};
+    use crate::store::Backend;
+
+    #[tokio::test]
+    async fn a_failure_of_ours_at_userinfo_is_a_server_error_with_a_bearer_challenge() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let app = TestApp::new(backend).await;
+            let secret = app
+                .client(ClientSpec {
+                    client_id: "svc".into(),
+                    ..ClientSpec::default()
+                })
+                .await
+                .expect("secret");
+            let token = app
+                .post_form(
+                    "/token",
+                    "grant_type=client_credentials",
+                    &[("authorization", &basic("svc", secret.expose_secret()))],
+                )
+                .await;
+            assert_eq!(token.status, 200, "{token:?}");
+            let access = token.json["access_token"].as_str().expect("token");
+            let userinfo = || {
+                Request::get(super::USERINFO_PATH)
+                    .header("authorization", format!("Bearer {access}"))
+                    .body(Body::empty())
+                    .expect("request")
+            };
+
+            app.sql("ALTER TABLE revoked_tokens RENAME TO revoked_tokens_gone")
+                .await;
+            let r = app.send(userinfo()).await;
+            assert_eq!(r.status, 500, "{r:?}");
+            assert_eq!(r.json["error"], "server_error", "{r:?}");
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer error=\"server_error\", error_description=\"internal error\""),
+            );
+            assert!(!r.text.contains("revoked_tokens"), "{r:?}");
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+            app.sql("ALTER TABLE revoked_tokens_gone RENAME TO revoked_tokens")
+                .await;
+
+            if backend == Backend::Postgres {
+                app.outage();
+                let r = app.send(userinfo()).await;
+                assert_eq!(r.status, 503, "{r:?}");
+                assert_eq!(r.json["error"], "temporarily_unavailable", "{r:?}");
+                assert_eq!(r.header("retry-after"), Some("2"), "{r:?}");
+                assert!(
+                    r.header("www-authenticate")
+                        .is_some_and(|c| c.starts_with("Bearer error=\"temporarily_unavailable\"")),
+                    "{r:?}"
+                );
+            }
+        }
     }
 }

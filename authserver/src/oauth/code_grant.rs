@@ -246,11 +246,7 @@ impl OAuthService {
         }
         if row.used_at.is_some() {
             // RFC 6749 §4.1.2: a code used twice revokes what it issued.
-            if let Some(grant) = self
-                .store
-                .get_grant(&tenant.id, &row.grant_id)
-                .await?
-            {
+            if let Some(grant) = self.store.get_grant(&tenant.id, &row.grant_id).await? {
                 self.revoke_family(
                     tenant,
                     &grant,
@@ -312,11 +308,7 @@ impl OAuthService {
                 "the DPoP proof key differs from the dpop_jkt of the authorization request",
             ));
         }
-        if !self
-            .store
-            .use_code(&tenant.id, &code_hash, now)
-            .await?
-        {
+        if !self.store.use_code(&tenant.id, &code_hash, now).await? {
             // Lost a race with another redemption of the same code: a replay.
             self.revoke_family(
                 tenant,
@@ -590,11 +582,7 @@ impl OAuthService {
         else {
             return Ok(None);
         };
-        let Some(grant) = self
-            .store
-            .get_grant(&tenant.id, &row.grant_id)
-            .await?
-        else {
+        let Some(grant) = self.store.get_grant(&tenant.id, &row.grant_id).await? else {
             return Ok(None);
         };
         if grant.client_id != client.client_id {

@@ -153,9 +153,7 @@ impl Dpop {
         let checked = check_proof(proof, &self.settings.algorithms, expect, now, window)?;
         let (parsed, jti, iat) = (&checked.parsed, checked.jti.as_str(), checked.iat);
         let nonce_ok = match parsed.claim_str("nonce") {
-            Some(n) => self
-                .nonce_valid(tenant_id, n)
-                .await?,
+            Some(n) => self.nonce_valid(tenant_id, n).await?,
             None => !self.settings.require_nonce,
         };
         if !nonce_ok {

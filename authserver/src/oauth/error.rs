@@ -136,7 +136,7 @@ pub struct RateHeaders {
 /// whose detail is a sentence of ours rather than another error.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Invariant(pub String);
+struct Invariant(String);
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
@@ -208,9 +208,8 @@ impl OAuthError {
         self
     }
 
-    /// The same failure under another code and description (a DPoP proof refused at a
-    /// resource endpoint is `invalid_dpop_proof` there, whatever it was at the token
-    /// endpoint).
+    /// The same error under another code (a DPoP proof refused at a resource endpoint
+    /// is `invalid_dpop_proof` there, whatever the proof check called it).
     #[must_use]
     pub fn with_code(mut self, code: ErrorCode) -> Self {
         self.code = code;
@@ -272,7 +271,10 @@ mod tests {
         assert_eq!(e.description.as_deref(), Some("internal error"));
         assert!(!e.to_string().contains("relation"), "{e}");
         let source = std::error::Error::source(&e).map(ToString::to_string);
-        assert_eq!(source.as_deref(), Some("stored data is invalid: relation x"));
+        assert_eq!(
+            source.as_deref(),
+            Some("stored data is invalid: relation x")
+        );
     }
 
     #[test]

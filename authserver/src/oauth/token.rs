@@ -308,11 +308,7 @@ impl OAuthService {
             }
         };
         let dpop_nonce = if proof.is_some() && self.dpop.settings().require_nonce {
-            Some(
-                self.dpop
-                    .nonce(&tenant.id)
-                    .await?,
-            )
+            Some(self.dpop.nonce(&tenant.id).await?)
         } else {
             None
         };
@@ -404,13 +400,9 @@ impl OAuthService {
         typ: &str,
         claims: &Value,
     ) -> Result<String, OAuthError> {
-        let key = self
-            .keys
-            .signer(&tenant.id, alg)
-            .await?
-            .ok_or_else(|| {
-                OAuthError::internal(format!("tenant {} has no active {alg} key", tenant.id))
-            })?;
+        let key = self.keys.signer(&tenant.id, alg).await?.ok_or_else(|| {
+            OAuthError::internal(format!("tenant {} has no active {alg} key", tenant.id))
+        })?;
         if alg != crate::domain::signing_key::Algorithm::Rs256 {
             // ES256 and EdDSA sign in tens of microseconds: not worth a thread hop.
             return Ok(key.sign_jwt(typ, claims)?);
@@ -437,11 +429,7 @@ impl OAuthService {
         let Some(kid) = parsed.header_str("kid") else {
             return Ok(None);
         };
-        let Some(jwk) = self
-            .keys
-            .public_jwk(&tenant.id, kid)
-            .await?
-        else {
+        let Some(jwk) = self.keys.public_jwk(&tenant.id, kid).await? else {
             return Ok(None);
         };
         if parsed
@@ -459,11 +447,7 @@ impl OAuthService {
         let Some(jti) = parsed.claim_str("jti") else {
             return Ok(None);
         };
-        if self
-            .store
-            .is_revoked(&tenant.id, jti)
-            .await?
-        {
+        if self.store.is_revoked(&tenant.id, jti).await? {
             return Ok(None);
         }
         // A user's token (it has `auth_time`) lives only as long as its grant: revoked,
@@ -480,10 +464,7 @@ impl OAuthService {
         let Some(client_id) = parsed.claim_str("client_id") else {
             return Ok(None);
         };
-        let client = self
-            .clients
-            .get(&tenant.id, client_id)
-            .await?;
+        let client = self.clients.get(&tenant.id, client_id).await?;
         // A token older than its client's registration was issued to a deleted client
         // that had the same id (its tombstone was purged): it is not the new client's.
         let issued = parsed.claim_i64("iat").unwrap_or(i64::MIN);

@@ -132,12 +132,9 @@ impl OAuthService {
                 });
             }
         };
-        let active = self
-            .active_token(tenant, token)
-            .await?
-            .ok_or_else(|| {
-                ResourceError::invalid_token(scheme, "the access token is invalid or expired")
-            })?;
+        let active = self.active_token(tenant, token).await?.ok_or_else(|| {
+            ResourceError::invalid_token(scheme, "the access token is invalid or expired")
+        })?;
         let claims = &active.claims;
         let jkt = claims
             .get("cnf")
@@ -266,8 +263,14 @@ mod tests {
 
     #[test]
     fn authorization_schemes_are_case_insensitive() {
-        assert_eq!(credentials("Bearer abc"), Some((TokenScheme::Bearer, "abc")));
-        assert_eq!(credentials("bearer abc"), Some((TokenScheme::Bearer, "abc")));
+        assert_eq!(
+            credentials("Bearer abc"),
+            Some((TokenScheme::Bearer, "abc"))
+        );
+        assert_eq!(
+            credentials("bearer abc"),
+            Some((TokenScheme::Bearer, "abc"))
+        );
         assert_eq!(credentials("DPoP abc"), Some((TokenScheme::Dpop, "abc")));
         assert_eq!(credentials("Basic abc"), None);
         assert_eq!(credentials("Bearer "), None);
