@@ -43,8 +43,7 @@ impl OAuthService {
         let client = self
             .clients
             .get(&tenant.id, client_id)
-            .await
-            .map_err(AuthorizeError::server)?
+            .await?
             .ok_or_else(|| AuthorizeError::page("The client_id is not registered."))?;
         let policy = TenantPolicy::of(tenant);
 
@@ -62,8 +61,7 @@ impl OAuthService {
                     client_id,
                     self.clock.now(),
                 )
-                .await
-                .map_err(AuthorizeError::server)?
+                .await?
                 .ok_or_else(|| {
                     AuthorizeError::page(
                         "The request_uri is unknown, has expired or was already used. \
@@ -133,7 +131,7 @@ impl OAuthService {
             request::validate(&req.form, &client.client.spec, &policy).map_err(|e| match e {
                 AuthorizeError::Page(message) => OAuthError::invalid_request(message),
                 AuthorizeError::Redirect(r) => OAuthError::new(r.error, r.description),
-                AuthorizeError::Server(e) => OAuthError::server_error(&*e),
+                AuthorizeError::Server(e) => OAuthError::server(e),
             })?;
         // RFC 9449 §10.1: a DPoP proof at PAR binds the code to its key.
         let proof = self
@@ -162,7 +160,7 @@ impl OAuthService {
 
         let handle = new_handle();
         let now = self.clock.now();
-        let params = serde_json::to_string(&auth).map_err(|e| OAuthError::server_error(&e))?;
+        let params = serde_json::to_string(&auth).map_err(OAuthError::server)?;
         self.store
             .insert_auth_request(
                 &tenant.id,
@@ -176,8 +174,7 @@ impl OAuthService {
                     expires_at: now + PAR_LIFETIME_SECONDS,
                 },
             )
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?;
+            .await?;
         Ok((
             json!({
                 "request_uri": format!("{REQUEST_URI_PREFIX}{handle}"),

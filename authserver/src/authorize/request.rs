@@ -117,6 +117,18 @@ impl AuthorizeError {
     }
 }
 
+impl From<crate::store::Error> for AuthorizeError {
+    fn from(e: crate::store::Error) -> Self {
+        AuthorizeError::server(e)
+    }
+}
+
+impl From<crate::clients::Error> for AuthorizeError {
+    fn from(e: crate::clients::Error) -> Self {
+        AuthorizeError::server(e)
+    }
+}
+
 /// Scopes about the user that any authorization-code client may ask for; the user's
 /// consent gates them. Other scopes must be registered for the client.
 const IDENTITY_SCOPES: [&str; 3] = ["openid", "profile", "email"];

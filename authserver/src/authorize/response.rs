@@ -85,8 +85,10 @@ fn redirect(redirect_uri: &str, params: &[(&'static str, String)]) -> Response {
 /// The answer when a registered redirect URI cannot be used after all (a bug: they are
 /// validated at registration): the one server error shape.
 fn bad_redirect(redirect_uri: &str) -> Response {
-    crate::http::ApiError::Internal(format!("unusable registered redirect URI {redirect_uri:?}"))
-        .into_response()
+    crate::http::ApiError::OAuth(crate::oauth::OAuthError::internal(format!(
+        "unusable registered redirect URI {redirect_uri:?}"
+    )))
+    .into_response()
 }
 
 /// OAuth 2.0 Form Post Response Mode: an HTML form that submits itself; without

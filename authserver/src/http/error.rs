@@ -1,5 +1,5 @@
-//! One error type for HTTP handlers: decides status and body. Internal details are logged
-//! here and never sent to the client.
+//! One error type for HTTP handlers: decides status, body and `WWW-Authenticate`.
+//! Internal details never reach the client; they are logged once, here at the edge.
 //!
 //! Every error answer, server errors included, has one body shape, RFC 6749 §5.2 JSON
 //! (`{"error": code, "error_description": text}`, the description optional below 500),
@@ -7,6 +7,14 @@
 //! needs one parser. A 503 (the database is unavailable) is `temporarily_unavailable` and
 //! carries `Retry-After`. Browser pages answer the same conditions with an HTML page
 //! (`browser::page::PageError`).
+//!
+//! A failure on our side travels as the error's source up to here; the response that
+//! answers it carries a [`ServerFailure`] extension, and the logging middleware
+//! (`observe`) writes the one log line for it inside the request's span, so with its
+//! trace id. Services and constructors never log failures they return: an error built
+//! and then converted would be logged twice, one built and dropped for nothing.
+
+use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,13 +28,9 @@ pub enum ApiError {
     /// No such tenant or endpoint.
     #[error("not_found")]
     NotFound,
-    /// Something failed on our side; the message is logged, not returned.
-    #[error("server_error: {0}")]
-    Internal(String),
-    /// The database is unavailable: 503 `temporarily_unavailable` with `Retry-After`.
-    #[error("temporarily_unavailable")]
-    Unavailable,
-    /// An OAuth protocol error (RFC 6749 §5.2 JSON).
+    /// An OAuth protocol error (RFC 6749 §5.2 JSON), or a failure on our side: 500
+    /// `server_error`, or 503 `temporarily_unavailable` with `Retry-After` when the
+    /// database is unavailable.
     #[error("{0}")]
     OAuth(#[from] OAuthError),
     /// The request body is larger than any endpoint accepts (or could not be read).
@@ -34,33 +38,30 @@ pub enum ApiError {
     PayloadTooLarge,
 }
 
-/// Whether a failure is an outage: the database is unavailable anywhere in its source
-/// chain, or it is an OAuth error that already says so.
-pub(crate) fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
-    crate::store::is_unavailable(e)
-        || e.downcast_ref::<OAuthError>()
-            .is_some_and(|o| o.code == ErrorCode::TemporarilyUnavailable)
-}
-
 impl ApiError {
-    /// A failure on our side: `Unavailable` when the database is (anywhere in the
-    /// error's source chain), `Internal` otherwise.
-    pub fn internal<E: std::error::Error + 'static>(e: E) -> Self {
-        if is_outage(&e) {
-            tracing::debug!(error = %e, "request refused: database unavailable");
-            ApiError::Unavailable
-        } else {
-            ApiError::Internal(e.to_string())
-        }
+    /// A failure on our side: 503 when the database is unavailable (anywhere in the
+    /// error's source chain), 500 otherwise. See [`OAuthError::server`].
+    pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::OAuth(OAuthError::server(e))
     }
 }
+
+/// Service errors that reach an HTTP handler only as failures on our side.
+macro_rules! server_errors {
+    ($($e:ty),* $(,)?) => {$(
+        impl From<$e> for ApiError {
+            fn from(e: $e) -> Self {
+                ApiError::OAuth(e.into())
+            }
+        }
+    )*};
+}
+server_errors!(crate::store::Error, crate::keys::Error);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::OAuth(e) => oauth_response(&e),
-            ApiError::Unavailable => oauth_response(&OAuthError::temporarily_unavailable()),
-            ApiError::Internal(detail) => oauth_response(&OAuthError::internal(&detail)),
             ApiError::NotFound => error_response(StatusCode::NOT_FOUND, "not_found", None),
             ApiError::PayloadTooLarge => error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -69,6 +70,61 @@ impl IntoResponse for ApiError {
             ),
         }
     }
+}
+
+/// A failure on our side that a response answers: what failed (the error and its
+/// sources, never sent), for the logging middleware to write once.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerFailure {
+    detail: Arc<str>,
+    /// The database is unavailable: expected during an outage (which the store logs once
+    /// when it starts), so not an error of its own.
+    outage: bool,
+}
+
+impl ServerFailure {
+    /// Marks `resp` as the answer to `e` when `e` is a failure on our side.
+    pub(crate) fn attach(resp: &mut Response, e: &OAuthError) {
+        if !e.is_server_failure() {
+            return;
+        }
+        let detail = match e.failure() {
+            Some(failure) => error_chain(failure),
+            None => e.to_string(),
+        };
+        resp.extensions_mut().insert(ServerFailure {
+            detail: Arc::from(detail),
+            outage: e.code == ErrorCode::TemporarilyUnavailable,
+        });
+    }
+
+    /// Writes the one log line of the failure `resp` answers, if any; call it inside the
+    /// request's span.
+    pub(crate) fn log(resp: &Response) {
+        match resp.extensions().get::<ServerFailure>() {
+            Some(f) if f.outage => {
+                tracing::debug!(error = %f.detail, "request refused: database unavailable");
+            }
+            Some(f) => tracing::error!(error = %f.detail, "request failed"),
+            None => {}
+        }
+    }
+}
+
+/// `e: its source: its source…`, for the one log line of a failure.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        // `#[error("…: {0}")]` wrappers already show their source.
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// The one error body: `{"error", "error_description"}` JSON, not cacheable, and for a
@@ -133,15 +189,30 @@ pub fn auth_challenge(scheme: &str, params: &[(&str, &str)]) -> String {
     format!("{scheme} {}", quoted.join(", "))
 }
 
-fn oauth_response(e: &OAuthError) -> Response {
-    let status = match e.code {
+/// The status of an OAuth error at the token, introspection, revocation and PAR
+/// endpoints (RFC 6749 §5.2: 400 unless said otherwise).
+fn oauth_status(code: ErrorCode) -> StatusCode {
+    match code {
         ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
         ErrorCode::SlowDown => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
+        _ => server_status(code).unwrap_or(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// The status of a failure on our side, at any endpoint: 500, or 503 when the database
+/// is unavailable.
+pub(crate) fn server_status(code: ErrorCode) -> Option<StatusCode> {
+    match code {
+        ErrorCode::ServerError => Some(StatusCode::INTERNAL_SERVER_ERROR),
+        ErrorCode::TemporarilyUnavailable => Some(StatusCode::SERVICE_UNAVAILABLE),
+        _ => None,
+    }
+}
+
+fn oauth_response(e: &OAuthError) -> Response {
+    let status = oauth_status(e.code);
     let mut resp = error_response(status, e.code.as_str(), e.description.as_deref());
+    ServerFailure::attach(&mut resp, e);
     let h = resp.headers_mut();
     if e.code == ErrorCode::InvalidClient {
         // RFC 6749 §5.2: a Basic challenge (a 401 must carry one). The error code and
@@ -191,24 +262,24 @@ mod tests {
         )
     }
 
+    fn outage() -> crate::store::Error {
+        crate::store::Error::Unavailable(crate::store::Unavailable::TimedOut(
+            std::time::Duration::from_secs(1),
+        ))
+    }
+
     #[tokio::test]
     async fn every_server_error_has_one_shape_and_an_outage_says_when_to_retry() {
-        let unavailable = crate::store::Error::Unavailable(crate::store::Unavailable::TimedOut(
-            std::time::Duration::from_secs(1),
-        ));
         let cases = [
+            (ApiError::from(outage()), 503, "temporarily_unavailable"),
             (
-                ApiError::internal(unavailable),
-                503,
-                "temporarily_unavailable",
-            ),
-            (
-                ApiError::Internal("boom: relation x".into()),
+                ApiError::from(crate::store::Error::Corrupt("boom: relation x".into())),
                 500,
                 "server_error",
             ),
+            (ApiError::internal(outage()), 503, "temporarily_unavailable"),
             (
-                ApiError::OAuth(OAuthError::internal(&"boom")),
+                ApiError::OAuth(OAuthError::internal("boom: relation x")),
                 500,
                 "server_error",
             ),
@@ -234,11 +305,40 @@ mod tests {
     }
 
     #[test]
+    fn a_server_failure_response_carries_its_detail_for_the_log_and_a_verdict_none() {
+        let resp = ApiError::internal(crate::clients::Error::Store(crate::store::Error::Corrupt(
+            "relation x".into(),
+        )))
+        .into_response();
+        let failure = resp.extensions().get::<ServerFailure>().unwrap();
+        assert_eq!(&*failure.detail, "stored data is invalid: relation x");
+        assert!(!failure.outage);
+        let resp = ApiError::from(outage()).into_response();
+        assert!(resp.extensions().get::<ServerFailure>().unwrap().outage);
+        for verdict in [
+            ApiError::OAuth(OAuthError::invalid_client("no")),
+            ApiError::NotFound,
+            ApiError::PayloadTooLarge,
+        ] {
+            let resp = verdict.into_response();
+            assert!(resp.extensions().get::<ServerFailure>().is_none());
+        }
+    }
+
+    #[test]
+    fn error_chains_name_each_source_once() {
+        let keys = crate::keys::Error::Store(crate::store::Error::Corrupt("bad row".into()));
+        assert_eq!(error_chain(&keys), "stored data is invalid: bad row");
+        let subject = crate::subject::Error::Store(crate::store::Error::Corrupt("x".into()));
+        assert_eq!(
+            error_chain(&subject),
+            "failed to read or store the pairwise salt: stored data is invalid: x"
+        );
+    }
+
+    #[test]
     fn an_outage_is_recognised_through_transparent_wrappers() {
-        let store = crate::store::Error::Unavailable(crate::store::Unavailable::TimedOut(
-            std::time::Duration::from_secs(1),
-        ));
-        let wrapped = crate::clients::Error::Store(store);
+        let wrapped = crate::clients::Error::Store(outage());
         assert!(crate::store::is_unavailable(&wrapped));
         let other = crate::clients::Error::Store(crate::store::Error::NotFound);
         assert!(!crate::store::is_unavailable(&other));

@@ -18,11 +18,7 @@ async fn jwks(
     State(state): State<AppState>,
     Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
 ) -> Result<Response, ApiError> {
-    let set = state
-        .keys
-        .jwks(&tenant.id)
-        .await
-        .map_err(ApiError::internal)?;
+    let set = state.keys.jwks(&tenant.id).await?;
     let mut resp = Json(set).into_response();
     // Short enough that relying parties pick up a new key well within the overlap window.
     let cache = format!("public, max-age={}", state.keys.policy().jwks_max_age());

@@ -11,6 +11,8 @@ mod jwks;
 pub mod metrics;
 mod observe;
 pub mod tenant_routing;
+#[cfg(test)]
+pub(crate) mod testing;
 mod token;
 mod userinfo;
 
@@ -150,5 +152,6 @@ pub fn ops_app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn(observe::log_failures))
         .with_state(state)
 }

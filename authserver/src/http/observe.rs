@@ -1,5 +1,6 @@
 //! Per-request cross-cutting work: a tracing span (joined to the caller's W3C trace when
-//! OpenTelemetry is on), one log line, metrics, and security headers.
+//! OpenTelemetry is on), one log line (and one more for a failure on our side, see
+//! [`ServerFailure`]), metrics, and security headers.
 
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use axum::response::Response;
 use tracing::Instrument as _;
 
 use super::AppState;
+use super::error::ServerFailure;
 use super::tenant_routing::TenantLabel;
 
 /// The matched route inside the tenant router (response extension).
@@ -66,6 +68,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
 
     let tenant_id = tenant.as_ref().map_or("", |t| t.id.as_str());
     span.in_scope(|| {
+        ServerFailure::log(&resp);
         tracing::info!(
             method = %method,
             route = %route,
@@ -82,6 +85,14 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     span.record("http.route", route.as_str());
     span.record("http.status", status.as_u16());
     span.record("tenant", tenant_id);
+    resp
+}
+
+/// For routers without [`observe`] (the operations listener): logs the failure a
+/// response answers, once.
+pub async fn log_failures(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    ServerFailure::log(&resp);
     resp
 }
 

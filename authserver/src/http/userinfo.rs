@@ -1,5 +1,7 @@
 //! `GET|POST {issuer}/userinfo` (OpenID Connect Core §5.3), listed in the discovery
-//! document as `userinfo_endpoint`.
+//! document as `userinfo_endpoint`. A refused request is answered here as RFC 6750 §3
+//! and RFC 9449 §7.1 say: the status for the error code, a `WWW-Authenticate`
+//! challenge naming the scheme and the error, and the same error as JSON.
 
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -7,12 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::error::no_store;
+use super::error::{ServerFailure, no_store, server_status};
 use super::tenant_routing::CurrentTenant;
 use super::{ApiError, AppState};
-use crate::oauth::OAuthError;
 use crate::oauth::form::Form;
-use crate::oauth::userinfo::{ResourceError, ResourceRequest};
+use crate::oauth::userinfo::{ResourceError, ResourceRequest, TokenScheme};
+use crate::oauth::{ErrorCode, OAuthError};
 
 pub const USERINFO_PATH: &str = "/userinfo";
 
@@ -22,19 +24,74 @@ pub fn router() -> Router<AppState> {
     Router::new().route(USERINFO_PATH, get(userinfo).post(userinfo))
 }
 
+/// The status of a refused resource request: RFC 6750 §3.1 (400 for a malformed
+/// request, 401 for a missing or bad token, 403 for too little scope), RFC 9449 §7.1
+/// (401 for a DPoP proof or nonce problem); 500 or 503 for a failure on our side.
+fn resource_status(error: Option<&OAuthError>) -> StatusCode {
+    let Some(e) = error else {
+        return StatusCode::UNAUTHORIZED;
+    };
+    match e.code {
+        ErrorCode::InvalidToken | ErrorCode::InvalidDpopProof | ErrorCode::UseDpopNonce => {
+            StatusCode::UNAUTHORIZED
+        }
+        ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+        code => server_status(code).unwrap_or(StatusCode::BAD_REQUEST),
+    }
+}
+
 /// RFC 6750 §3 / RFC 9449 §7.1 challenge.
 fn challenge(e: &ResourceError, dpop_algs: &str) -> String {
     let mut params = Vec::new();
-    if let Some(err) = e.error {
-        params.push(("error", err));
+    if let Some(err) = &e.error {
+        params.push(("error", err.code.as_str()));
+        if let Some(d) = &err.description {
+            params.push(("error_description", d.as_str()));
+        }
     }
-    if let Some(d) = &e.description {
-        params.push(("error_description", d.as_str()));
-    }
-    if e.scheme == "DPoP" {
+    if e.scheme == TokenScheme::Dpop {
         params.push(("algs", dpop_algs));
     }
-    super::error::auth_challenge(e.scheme, &params)
+    super::error::auth_challenge(e.scheme.as_str(), &params)
+}
+
+/// The answer to a refused resource request: status, challenge, JSON error, and for a
+/// failure on our side `Retry-After` (outage) and the detail for the log.
+fn refused(state: &AppState, e: &ResourceError) -> Response {
+    let status = resource_status(e.error.as_ref());
+    let body = match &e.error {
+        Some(err) => serde_json::json!({
+            "error": err.code.as_str(),
+            "error_description": err.description,
+        }),
+        None => serde_json::json!({}),
+    };
+    let mut resp = (status, Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        super::error::retry_after_outage(resp.headers_mut());
+    }
+    let algs: Vec<&str> = state
+        .oauth
+        .dpop
+        .settings()
+        .algorithms
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&challenge(e, &algs.join(" "))) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    if let Some(err) = &e.error {
+        if let Some(n) = err
+            .dpop_nonce
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            resp.headers_mut().insert("dpop-nonce", n);
+        }
+        ServerFailure::attach(&mut resp, err);
+    }
+    resp
 }
 
 async fn userinfo(
@@ -79,36 +136,133 @@ async fn userinfo(
     };
     let mut resp = match state.oauth.userinfo(&tenant, request).await {
         Ok(claims) => Json(claims).into_response(),
-        Err(e) => {
-            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
-            let body = match e.error {
-                Some(code) => serde_json::json!({
-                    "error": code,
-                    "error_description": e.description,
-                }),
-                None => serde_json::json!({}),
-            };
-            let mut resp = (status, Json(body)).into_response();
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                super::error::retry_after_outage(resp.headers_mut());
-            }
-            let algs: Vec<&str> = state
-                .oauth
-                .dpop
-                .settings()
-                .algorithms
-                .iter()
-                .map(|a| a.as_str())
-                .collect();
-            if let Ok(v) = HeaderValue::from_str(&challenge(&e, &algs.join(" "))) {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            }
-            if let Some(n) = e.dpop_nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
-                resp.headers_mut().insert("dpop-nonce", n);
-            }
-            resp
-        }
+        Err(e) => refused(&state, &e),
     };
     no_store(resp.headers_mut());
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(scheme: TokenScheme, code: ErrorCode) -> ResourceError {
+        ResourceError {
+            scheme,
+            error: Some(OAuthError::new(code, "why")),
+        }
+    }
+
+    #[test]
+    fn each_resource_error_has_the_status_rfc_6750_and_9449_give_it() {
+        let outage = OAuthError::from(crate::store::Error::Unavailable(
+            crate::store::Unavailable::TimedOut(std::time::Duration::from_secs(1)),
+        ));
+        let cases = [
+            (None, 401),
+            (Some(OAuthError::invalid_request("x")), 400),
+            (Some(OAuthError::new(ErrorCode::InvalidToken, "x")), 401),
+            (Some(OAuthError::new(ErrorCode::InvalidDpopProof, "x")), 401),
+            (Some(OAuthError::new(ErrorCode::UseDpopNonce, "x")), 401),
+            (
+                Some(OAuthError::new(ErrorCode::InsufficientScope, "x")),
+                403,
+            ),
+            (Some(OAuthError::internal("x")), 500),
+            (Some(outage), 503),
+        ];
+        for (e, expected) in cases {
+            assert_eq!(resource_status(e.as_ref()).as_u16(), expected, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn challenges_name_the_scheme_the_error_and_for_dpop_the_algorithms() {
+        let none = ResourceError {
+            scheme: TokenScheme::Bearer,
+            error: None,
+        };
+        assert_eq!(challenge(&none, "ES256"), "Bearer");
+        assert_eq!(
+            challenge(
+                &refused(TokenScheme::Bearer, ErrorCode::InsufficientScope),
+                "ES256"
+            ),
+            "Bearer error=\"insufficient_scope\", error_description=\"why\""
+        );
+        assert_eq!(
+            challenge(
+                &refused(TokenScheme::Dpop, ErrorCode::UseDpopNonce),
+                "ES256 EdDSA"
+            ),
+            "DPoP error=\"use_dpop_nonce\", error_description=\"why\", algs=\"ES256 EdDSA\""
+        );
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use secrecy::ExposeSecret as _;
+
+    use crate::domain::client::ClientSpec;
+    use crate::http::testing::{TestApp, basic};
+    use crate::store::Backend;
+
+    #[tokio::test]
+    async fn a_failure_of_ours_at_userinfo_is_a_server_error_with_a_bearer_challenge() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let app = TestApp::new(backend).await;
+            let secret = app
+                .client(ClientSpec {
+                    client_id: "svc".into(),
+                    ..ClientSpec::default()
+                })
+                .await
+                .expect("secret");
+            let token = app
+                .post_form(
+                    "/token",
+                    "grant_type=client_credentials",
+                    &[("authorization", &basic("svc", secret.expose_secret()))],
+                )
+                .await;
+            assert_eq!(token.status, 200, "{token:?}");
+            let access = token.json["access_token"].as_str().expect("token");
+            let userinfo = || {
+                Request::get(super::USERINFO_PATH)
+                    .header("authorization", format!("Bearer {access}"))
+                    .body(Body::empty())
+                    .expect("request")
+            };
+
+            app.sql("ALTER TABLE revoked_tokens RENAME TO revoked_tokens_gone")
+                .await;
+            let r = app.send(userinfo()).await;
+            assert_eq!(r.status, 500, "{r:?}");
+            assert_eq!(r.json["error"], "server_error", "{r:?}");
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Bearer error=\"server_error\", error_description=\"internal error\""),
+            );
+            assert!(!r.text.contains("revoked_tokens"), "{r:?}");
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+            app.sql("ALTER TABLE revoked_tokens_gone RENAME TO revoked_tokens")
+                .await;
+
+            if backend == Backend::Postgres {
+                app.outage();
+                let r = app.send(userinfo()).await;
+                assert_eq!(r.status, 503, "{r:?}");
+                assert_eq!(r.json["error"], "temporarily_unavailable", "{r:?}");
+                assert_eq!(r.header("retry-after"), Some("2"), "{r:?}");
+                assert!(
+                    r.header("www-authenticate")
+                        .is_some_and(|c| c.starts_with("Bearer error=\"temporarily_unavailable\"")),
+                    "{r:?}"
+                );
+            }
+        }
+    }
 }

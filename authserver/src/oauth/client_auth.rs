@@ -53,6 +53,15 @@ enum AssertionError {
     Failed(OAuthError),
 }
 
+impl<E> From<E> for AssertionError
+where
+    E: Into<OAuthError> + std::error::Error,
+{
+    fn from(e: E) -> Self {
+        AssertionError::Failed(e.into())
+    }
+}
+
 impl Failure {
     fn as_str(self) -> &'static str {
         match self {
@@ -204,15 +213,14 @@ impl OAuthService {
         }
     }
 
+    /// The registered client `id`. A failure to read it is ours (500, or 503 during an
+    /// outage), never the client's: it must not read as `invalid_client`.
     async fn lookup(
         &self,
         tenant: &Tenant,
         id: &str,
-    ) -> Result<Option<Arc<StoredClient>>, OAuthError> {
-        self.clients
-            .get(&tenant.id, id)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))
+    ) -> Result<Option<Arc<StoredClient>>, crate::clients::Error> {
+        self.clients.get(&tenant.id, id).await
     }
 
     /// RFC 7523 §3 checks for a private_key_jwt assertion.
@@ -234,8 +242,7 @@ impl OAuthService {
         }
         let client = self
             .lookup(tenant, &id)
-            .await
-            .map_err(AssertionError::Failed)?
+            .await?
             .ok_or_else(|| bad(Failure::UnknownClient))?;
         if client.spec.auth_method != AuthMethod::PrivateKeyJwt {
             return Err(bad(Failure::MethodMismatch));
@@ -289,8 +296,7 @@ impl OAuthService {
                 jti,
                 exp.max(now) + ASSERTION_SKEW,
             )
-            .await
-            .map_err(|e| AssertionError::Failed(OAuthError::server_error(&e)))?;
+            .await?;
         if !first_use {
             return Err(bad(Failure::ReplayedAssertion));
         }

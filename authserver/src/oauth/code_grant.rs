@@ -30,10 +30,6 @@ fn invalid_grant(d: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, d)
 }
 
-fn server_error(e: &(dyn std::error::Error + 'static)) -> OAuthError {
-    OAuthError::server_error(e)
-}
-
 /// Checks a PKCE `code_verifier` against what the authorization request stored
 /// (RFC 7636 §4.6). Only S256 challenges are ever stored; anything else fails.
 pub fn verify_pkce(
@@ -139,10 +135,7 @@ impl OAuthService {
         {
             self.verify_sector(uri, &spec.redirect_uris).await?;
         }
-        self.subjects
-            .subject(&tenant.id, spec, user_id)
-            .await
-            .map_err(|e| server_error(&e))
+        Ok(self.subjects.subject(&tenant.id, spec, user_id).await?)
     }
 
     /// OpenID Connect Registration §5: the document at `sector_identifier_uri` must list
@@ -180,8 +173,7 @@ impl OAuthService {
         let now = self.clock.now();
         self.store
             .revoke_grant(&tenant.id, &grant.grant_id, now)
-            .await
-            .map_err(|e| server_error(&e))?;
+            .await?;
         tracing::warn!(tenant = %tenant.id, client_id = %grant.client_id, event, "grant revoked");
         self.store
             .audit(
@@ -206,8 +198,7 @@ impl OAuthService {
         let grant = self
             .store
             .get_grant(&tenant.id, grant_id)
-            .await
-            .map_err(|e| server_error(&e))?
+            .await?
             .ok_or_else(|| invalid_grant("the grant no longer exists"))?;
         if grant.revoked_at.is_some() {
             return Err(invalid_grant("the grant has been revoked"));
@@ -218,8 +209,7 @@ impl OAuthService {
         let user = self
             .store
             .get_user(&tenant.id, &grant.user_id)
-            .await
-            .map_err(|e| server_error(&e))?
+            .await?
             .ok_or_else(|| invalid_grant("the user no longer exists"))?;
         Ok((grant, user))
     }
@@ -246,8 +236,7 @@ impl OAuthService {
         let row = self
             .store
             .find_code(&tenant.id, &code_hash)
-            .await
-            .map_err(|e| server_error(&e))?
+            .await?
             .ok_or_else(|| invalid_grant("the code is invalid, expired or already used"))?;
         // Another client presenting this code learns nothing and changes nothing.
         if row.client_id != spec.client_id {
@@ -257,12 +246,7 @@ impl OAuthService {
         }
         if row.used_at.is_some() {
             // RFC 6749 §4.1.2: a code used twice revokes what it issued.
-            if let Some(grant) = self
-                .store
-                .get_grant(&tenant.id, &row.grant_id)
-                .await
-                .map_err(|e| server_error(&e))?
-            {
+            if let Some(grant) = self.store.get_grant(&tenant.id, &row.grant_id).await? {
                 self.revoke_family(
                     tenant,
                     &grant,
@@ -324,12 +308,7 @@ impl OAuthService {
                 "the DPoP proof key differs from the dpop_jkt of the authorization request",
             ));
         }
-        if !self
-            .store
-            .use_code(&tenant.id, &code_hash, now)
-            .await
-            .map_err(|e| server_error(&e))?
-        {
+        if !self.store.use_code(&tenant.id, &code_hash, now).await? {
             // Lost a race with another redemption of the same code: a replay.
             self.revoke_family(
                 tenant,
@@ -364,8 +343,7 @@ impl OAuthService {
                         expires_at: refresh_expiry(spec, &grant, now),
                     },
                 )
-                .await
-                .map_err(|e| server_error(&e))?;
+                .await?;
             RefreshIssue::Issued(token)
         } else {
             RefreshIssue::None
@@ -411,14 +389,12 @@ impl OAuthService {
         let row = self
             .store
             .find_refresh_token(&tenant.id, &old_hash)
-            .await
-            .map_err(|e| server_error(&e))?
+            .await?
             .ok_or_else(unknown)?;
         let grant = self
             .store
             .get_grant(&tenant.id, &row.grant_id)
-            .await
-            .map_err(|e| server_error(&e))?
+            .await?
             .ok_or_else(unknown)?;
         if grant.client_id != spec.client_id {
             return Err(unknown());
@@ -485,8 +461,7 @@ impl OAuthService {
                     expires_at: refresh_expiry(spec, &grant, now),
                 },
             )
-            .await
-            .map_err(|e| server_error(&e))?;
+            .await?;
         if !rotated {
             // Rotated by a concurrent request between our read and our write: reuse.
             self.revoke_family(
@@ -548,8 +523,7 @@ impl OAuthService {
             .await?;
         self.store
             .record_grant_access_token(&tenant.id, &minted.jti, &grant.grant_id, minted.expires_at)
-            .await
-            .map_err(|e| server_error(&e))?;
+            .await?;
         let mut body = minted.response(t.scopes, t.proof);
         if has(t.scopes, "openid") {
             let alg = spec.id_token_alg.unwrap_or(self.tokens.id_token_alg);
@@ -604,17 +578,11 @@ impl OAuthService {
         let Some(row) = self
             .store
             .find_refresh_token(&tenant.id, &handle_hash(token))
-            .await
-            .map_err(|e| server_error(&e))?
+            .await?
         else {
             return Ok(None);
         };
-        let Some(grant) = self
-            .store
-            .get_grant(&tenant.id, &row.grant_id)
-            .await
-            .map_err(|e| server_error(&e))?
-        else {
+        let Some(grant) = self.store.get_grant(&tenant.id, &row.grant_id).await? else {
             return Ok(None);
         };
         if grant.client_id != client.client_id {

@@ -130,7 +130,7 @@ impl Dpop {
         let mut e = OAuthError::new(ErrorCode::UseDpopNonce, d);
         match self.nonce(tenant_id).await {
             Ok(n) => e.dpop_nonce = Some(n),
-            Err(err) => return OAuthError::server_error(&err),
+            Err(err) => return err.into(),
         }
         e
     }
@@ -153,10 +153,7 @@ impl Dpop {
         let checked = check_proof(proof, &self.settings.algorithms, expect, now, window)?;
         let (parsed, jti, iat) = (&checked.parsed, checked.jti.as_str(), checked.iat);
         let nonce_ok = match parsed.claim_str("nonce") {
-            Some(n) => self
-                .nonce_valid(tenant_id, n)
-                .await
-                .map_err(|e| OAuthError::server_error(&e))?,
+            Some(n) => self.nonce_valid(tenant_id, n).await?,
             None => !self.settings.require_nonce,
         };
         if !nonce_ok {
@@ -171,8 +168,7 @@ impl Dpop {
         let fresh = self
             .store
             .use_jti(ReplayCache::Dpop, tenant_id, "", jti, iat + 2 * window)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?;
+            .await?;
         if !fresh {
             return Err(invalid("DPoP proof jti has already been used"));
         }

@@ -308,12 +308,7 @@ impl OAuthService {
             }
         };
         let dpop_nonce = if proof.is_some() && self.dpop.settings().require_nonce {
-            Some(
-                self.dpop
-                    .nonce(&tenant.id)
-                    .await
-                    .map_err(|e| OAuthError::server_error(&e))?,
-            )
+            Some(self.dpop.nonce(&tenant.id).await?)
         } else {
             None
         };
@@ -405,27 +400,17 @@ impl OAuthService {
         typ: &str,
         claims: &Value,
     ) -> Result<String, OAuthError> {
-        let key = self
-            .keys
-            .signer(&tenant.id, alg)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?
-            .ok_or_else(|| {
-                OAuthError::internal(&format!("tenant {} has no active {alg} key", tenant.id))
-            })?;
+        let key = self.keys.signer(&tenant.id, alg).await?.ok_or_else(|| {
+            OAuthError::internal(format!("tenant {} has no active {alg} key", tenant.id))
+        })?;
         if alg != crate::domain::signing_key::Algorithm::Rs256 {
             // ES256 and EdDSA sign in tens of microseconds: not worth a thread hop.
-            return key
-                .sign_jwt(typ, claims)
-                .map_err(|e| OAuthError::server_error(&e));
+            return Ok(key.sign_jwt(typ, claims)?);
         }
         // An RSA signature takes about a millisecond of CPU: on the blocking pool, so the
         // async workers keep polling the other requests meanwhile.
         let (typ, claims) = (typ.to_owned(), claims.clone());
-        tokio::task::spawn_blocking(move || key.sign_jwt(&typ, &claims))
-            .await
-            .map_err(|e| OAuthError::internal(&e))?
-            .map_err(|e| OAuthError::server_error(&e))
+        Ok(tokio::task::spawn_blocking(move || key.sign_jwt(&typ, &claims)).await??)
     }
 
     /// Verifies an access token of this tenant: signature by one of its published keys,
@@ -444,12 +429,7 @@ impl OAuthService {
         let Some(kid) = parsed.header_str("kid") else {
             return Ok(None);
         };
-        let Some(jwk) = self
-            .keys
-            .public_jwk(&tenant.id, kid)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?
-        else {
+        let Some(jwk) = self.keys.public_jwk(&tenant.id, kid).await? else {
             return Ok(None);
         };
         if parsed
@@ -467,12 +447,7 @@ impl OAuthService {
         let Some(jti) = parsed.claim_str("jti") else {
             return Ok(None);
         };
-        if self
-            .store
-            .is_revoked(&tenant.id, jti)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?
-        {
+        if self.store.is_revoked(&tenant.id, jti).await? {
             return Ok(None);
         }
         // A user's token (it has `auth_time`) lives only as long as its grant: revoked,
@@ -481,8 +456,7 @@ impl OAuthService {
             && self
                 .store
                 .live_grant_of_jti(&tenant.id, jti)
-                .await
-                .map_err(|e| OAuthError::server_error(&e))?
+                .await?
                 .is_none()
         {
             return Ok(None);
@@ -490,11 +464,7 @@ impl OAuthService {
         let Some(client_id) = parsed.claim_str("client_id") else {
             return Ok(None);
         };
-        let client = self
-            .clients
-            .get(&tenant.id, client_id)
-            .await
-            .map_err(|e| OAuthError::server_error(&e))?;
+        let client = self.clients.get(&tenant.id, client_id).await?;
         // A token older than its client's registration was issued to a deleted client
         // that had the same id (its tombstone was purged): it is not the new client's.
         let issued = parsed.claim_i64("iat").unwrap_or(i64::MIN);
@@ -646,8 +616,7 @@ impl OAuthService {
         ) {
             self.store
                 .revoke_jti(&tenant.id, jti, exp, self.clock.now())
-                .await
-                .map_err(|e| OAuthError::server_error(&e))?;
+                .await?;
             tracing::info!(tenant = %tenant.id, client_id = %caller.client.spec.client_id, "access token revoked");
         }
         Ok(rate)

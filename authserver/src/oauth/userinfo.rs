@@ -22,65 +22,84 @@ pub struct ResourceRequest<'a> {
     pub form_token: Option<String>,
 }
 
-/// An RFC 6750 §3 / RFC 9449 §7.1 error: status, challenge scheme and error code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The authentication scheme of a resource request (RFC 6750 Bearer, RFC 9449 DPoP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenScheme {
+    Bearer,
+    Dpop,
+}
+
+impl TokenScheme {
+    /// The scheme's name, as in `Authorization` and `WWW-Authenticate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScheme::Bearer => "Bearer",
+            TokenScheme::Dpop => "DPoP",
+        }
+    }
+}
+
+/// Why a resource request was refused (RFC 6750 §3, RFC 9449 §7.1): the scheme the
+/// client is to use and the error. The HTTP edge turns it into a status and a
+/// `WWW-Authenticate` challenge.
+#[derive(Debug)]
 pub struct ResourceError {
-    pub status: u16,
-    /// `Bearer` or `DPoP`.
-    pub scheme: &'static str,
-    /// `None` when no token was sent at all (§3.1: no error code then).
-    pub error: Option<&'static str>,
-    pub description: Option<String>,
-    pub dpop_nonce: Option<String>,
+    pub scheme: TokenScheme,
+    /// `None` when no token was sent at all (RFC 6750 §3.1: no error code then).
+    pub error: Option<OAuthError>,
 }
 
 impl ResourceError {
-    fn new(status: u16, scheme: &'static str, error: &'static str, d: &str) -> Self {
+    fn new(scheme: TokenScheme, code: ErrorCode, d: &str) -> Self {
         Self {
-            status,
             scheme,
-            error: Some(error),
-            description: Some(d.to_owned()),
-            dpop_nonce: None,
+            error: Some(OAuthError::new(code, d)),
         }
     }
 
-    fn invalid_token(scheme: &'static str, d: &str) -> Self {
-        Self::new(401, scheme, "invalid_token", d)
+    fn invalid_request(d: &str) -> Self {
+        Self::new(TokenScheme::Bearer, ErrorCode::InvalidRequest, d)
     }
 
-    /// A failure on our side: 503 `temporarily_unavailable` during an outage, otherwise
-    /// 500 `server_error` (see [`OAuthError::server_error`]).
-    fn failed(e: &(dyn std::error::Error + 'static)) -> Self {
-        Self::from_oauth(&OAuthError::server_error(e))
+    fn invalid_token(scheme: TokenScheme, d: &str) -> Self {
+        Self::new(scheme, ErrorCode::InvalidToken, d)
     }
+}
 
-    /// An `OAuthError` that is a failure on our side (already logged).
-    fn from_oauth(e: &OAuthError) -> Self {
-        if e.code == ErrorCode::TemporarilyUnavailable {
-            Self::new(
-                503,
-                "Bearer",
-                "temporarily_unavailable",
-                e.description.as_deref().unwrap_or_default(),
-            )
-        } else {
-            Self::new(500, "Bearer", "server_error", "internal error")
+/// A failure on our side (500, or 503 during an outage), answered with a Bearer
+/// challenge.
+impl From<OAuthError> for ResourceError {
+    fn from(e: OAuthError) -> Self {
+        Self {
+            scheme: TokenScheme::Bearer,
+            error: Some(e),
         }
+    }
+}
+
+impl From<crate::store::Error> for ResourceError {
+    fn from(e: crate::store::Error) -> Self {
+        OAuthError::from(e).into()
+    }
+}
+
+impl From<crate::clients::Error> for ResourceError {
+    fn from(e: crate::clients::Error) -> Self {
+        OAuthError::from(e).into()
     }
 }
 
 /// Splits `Authorization: <scheme> <token>` (scheme case-insensitive).
-fn credentials(header: &str) -> Option<(&'static str, &str)> {
+fn credentials(header: &str) -> Option<(TokenScheme, &str)> {
     let (scheme, token) = header.trim().split_once(' ')?;
     let token = token.trim();
     if token.is_empty() {
         return None;
     }
     if scheme.eq_ignore_ascii_case("bearer") {
-        Some(("Bearer", token))
+        Some((TokenScheme::Bearer, token))
     } else if scheme.eq_ignore_ascii_case("dpop") {
-        Some(("DPoP", token))
+        Some((TokenScheme::Dpop, token))
     } else {
         None
     }
@@ -96,63 +115,49 @@ impl OAuthService {
     ) -> Result<Value, ResourceError> {
         let (scheme, token) = match (req.authorization, req.form_token.as_deref()) {
             (Some(_), Some(_)) => {
-                return Err(ResourceError::new(
-                    400,
-                    "Bearer",
-                    "invalid_request",
+                return Err(ResourceError::invalid_request(
                     "send the access token in one place only",
                 ));
             }
             (Some(h), None) => credentials(h).ok_or_else(|| {
-                ResourceError::new(
-                    400,
-                    "Bearer",
-                    "invalid_request",
+                ResourceError::invalid_request(
                     "the Authorization header must be Bearer or DPoP with a token",
                 )
             })?,
-            (None, Some(t)) if !t.is_empty() => ("Bearer", t),
+            (None, Some(t)) if !t.is_empty() => (TokenScheme::Bearer, t),
             _ => {
                 return Err(ResourceError {
-                    status: 401,
-                    scheme: "Bearer",
+                    scheme: TokenScheme::Bearer,
                     error: None,
-                    description: None,
-                    dpop_nonce: None,
                 });
             }
         };
-        let active = self
-            .active_token(tenant, token)
-            .await
-            .map_err(|e| ResourceError::from_oauth(&e))?
-            .ok_or_else(|| {
-                ResourceError::invalid_token(scheme, "the access token is invalid or expired")
-            })?;
+        let active = self.active_token(tenant, token).await?.ok_or_else(|| {
+            ResourceError::invalid_token(scheme, "the access token is invalid or expired")
+        })?;
         let claims = &active.claims;
         let jkt = claims
             .get("cnf")
             .and_then(|c| c.get("jkt"))
             .and_then(Value::as_str);
         match (scheme, jkt) {
-            ("Bearer", Some(_)) => {
+            (TokenScheme::Bearer, Some(_)) => {
                 return Err(ResourceError::invalid_token(
-                    "DPoP",
+                    TokenScheme::Dpop,
                     "this access token is DPoP-bound: use the DPoP scheme with a proof",
                 ));
             }
-            ("DPoP", None) => {
+            (TokenScheme::Dpop, None) => {
                 return Err(ResourceError::invalid_token(
-                    "Bearer",
+                    TokenScheme::Bearer,
                     "this access token is not DPoP-bound: use the Bearer scheme",
                 ));
             }
-            ("DPoP", Some(jkt)) => {
+            (TokenScheme::Dpop, Some(jkt)) => {
                 if req.dpop.is_empty() {
                     return Err(ResourceError::new(
-                        401,
-                        "DPoP",
-                        "invalid_dpop_proof",
+                        TokenScheme::Dpop,
+                        ErrorCode::InvalidDpopProof,
                         "a DPoP proof is required",
                     ));
                 }
@@ -169,22 +174,23 @@ impl OAuthService {
                     )
                     .await
                     .map_err(|e| {
-                        let error = match e.code {
-                            ErrorCode::UseDpopNonce => "use_dpop_nonce",
-                            _ if e.is_server_failure() => return ResourceError::from_oauth(&e),
-                            _ => "invalid_dpop_proof",
+                        if e.is_server_failure() {
+                            return ResourceError::from(e);
+                        }
+                        // RFC 9449 §7.1: at a resource, every refused proof is
+                        // `invalid_dpop_proof`, except a nonce to retry with.
+                        let code = match e.code {
+                            ErrorCode::UseDpopNonce => ErrorCode::UseDpopNonce,
+                            _ => ErrorCode::InvalidDpopProof,
                         };
                         ResourceError {
-                            status: 401,
-                            scheme: "DPoP",
-                            error: Some(error),
-                            description: e.description.clone(),
-                            dpop_nonce: e.dpop_nonce,
+                            scheme: TokenScheme::Dpop,
+                            error: Some(e.with_code(code)),
                         }
                     })?;
                 if proof.is_none_or(|p| p.jkt != jkt) {
                     return Err(ResourceError::invalid_token(
-                        "DPoP",
+                        TokenScheme::Dpop,
                         "the DPoP proof key does not match the token's key",
                     ));
                 }
@@ -200,9 +206,8 @@ impl OAuthService {
             .collect();
         if !scopes.iter().any(|s| s == "openid") {
             return Err(ResourceError::new(
-                403,
                 scheme,
-                "insufficient_scope",
+                ErrorCode::InsufficientScope,
                 "the access token lacks the openid scope",
             ));
         }
@@ -215,34 +220,30 @@ impl OAuthService {
         let grant_id = self
             .store
             .grant_of_jti(&tenant.id, jti)
-            .await
-            .map_err(|e| ResourceError::failed(&e))?
+            .await?
             .ok_or_else(not_user)?;
         let grant = self
             .store
             .get_grant(&tenant.id, &grant_id)
-            .await
-            .map_err(|e| ResourceError::failed(&e))?
+            .await?
             .filter(|g| g.revoked_at.is_none())
             .ok_or_else(not_user)?;
         let user = self
             .store
             .get_user(&tenant.id, &grant.user_id)
-            .await
-            .map_err(|e| ResourceError::failed(&e))?
+            .await?
             .ok_or_else(not_user)?;
         let client = self
             .clients
             .get(&tenant.id, &grant.client_id)
-            .await
-            .map_err(|e| ResourceError::failed(&e))?
+            .await?
             .ok_or_else(not_user)?;
         let sub = self
             .user_subject(tenant, &client.spec, &user.user_id)
             .await
             .map_err(|e| {
                 if e.is_server_failure() {
-                    ResourceError::from_oauth(&e)
+                    ResourceError::from(e)
                 } else {
                     not_user()
                 }
@@ -258,13 +259,19 @@ impl OAuthService {
 
 #[cfg(test)]
 mod tests {
-    use super::credentials;
+    use super::{TokenScheme, credentials};
 
     #[test]
     fn authorization_schemes_are_case_insensitive() {
-        assert_eq!(credentials("Bearer abc"), Some(("Bearer", "abc")));
-        assert_eq!(credentials("bearer abc"), Some(("Bearer", "abc")));
-        assert_eq!(credentials("DPoP abc"), Some(("DPoP", "abc")));
+        assert_eq!(
+            credentials("Bearer abc"),
+            Some((TokenScheme::Bearer, "abc"))
+        );
+        assert_eq!(
+            credentials("bearer abc"),
+            Some((TokenScheme::Bearer, "abc"))
+        );
+        assert_eq!(credentials("DPoP abc"), Some((TokenScheme::Dpop, "abc")));
         assert_eq!(credentials("Basic abc"), None);
         assert_eq!(credentials("Bearer "), None);
     }

@@ -71,6 +71,25 @@ pub async fn postgres() -> TestStore {
     }
 }
 
+/// An empty PostgreSQL database of its own (for tests that build a whole server on
+/// it), dropped with the value.
+pub struct PgDatabase(database::Database);
+
+impl PgDatabase {
+    pub async fn create() -> Self {
+        let admin_url = ephemeral::admin_url().unwrap_or_else(|e| panic!("{e}"));
+        let name = format!(
+            "gh_unit_{}",
+            hex::encode(crate::crypto::random_bytes::<8>())
+        );
+        Self(database::Database::create(admin_url, name).await)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+}
+
 /// One store per backend: SQLite first, then PostgreSQL.
 pub async fn both() -> Vec<TestStore> {
     vec![sqlite().await, postgres().await]

@@ -136,6 +136,13 @@ async fn postgres_down_is_answered_at_once_memory_serves_what_it_may_and_both_po
         token(pod, &creds.with_secret(&"y".repeat(43)), &[])
             .await
             .assert_invalid_client();
+        // A client the pod has not read cannot be checked: that is ours, not
+        // `invalid_client`.
+        let unread = Creds {
+            id: "never-read".to_owned(),
+            secret: Some("y".repeat(43)),
+        };
+        assert_unavailable(&token(pod, &unread, &[]).await);
     }
     assert!(
         a.get_text("/metrics")

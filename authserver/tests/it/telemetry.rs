@@ -12,7 +12,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
-use crate::harness::{Backend, TestDb, free_port};
+use reqwest::header;
+
+use crate::harness::oauth::{access_token, create_client, post_form, send};
+use crate::harness::{Backend, POLL, Server, TestDb, free_port};
 
 /// (trace id hex, parent span id hex, span name) of every exported span.
 type Received = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -55,8 +58,8 @@ fn hex(bytes: &[u8]) -> String {
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_join_the_callers_trace_and_logs_carry_the_trace_id() {
+/// Starts a collector on a free port; returns the port and what it receives.
+fn start_collector() -> (u16, Received) {
     let received = Received::default();
     let port = free_port();
     let collector = Collector(Arc::clone(&received));
@@ -65,6 +68,12 @@ async fn requests_join_the_callers_trace_and_logs_carry_the_trace_id() {
             .add_service(TraceServiceServer::new(collector))
             .serve(([127, 0, 0, 1], port).into()),
     );
+    (port, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_join_the_callers_trace_and_logs_carry_the_trace_id() {
+    let (port, received) = start_collector();
 
     let db = TestDb::migrated(Backend::Sqlite).await;
     let server = db
@@ -137,4 +146,66 @@ async fn without_an_endpoint_no_trace_id_is_logged() {
         .find(|l| l.contains(r#""route":"{issuer}/jwks""#))
         .unwrap_or_else(|| panic!("no request log line:\n{logs}"));
     assert!(!line.contains("trace_id"), "{line}");
+}
+
+on_both_backends!(a_server_error_is_logged_once_with_the_requests_trace_id);
+
+/// The server's log once it contains `text` (lines are written by a thread of their own).
+async fn log_with(server: &Server, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = server.logs();
+        if logs.contains(text) {
+            return logs;
+        }
+        assert!(Instant::now() < deadline, "no {text:?} in the log:\n{logs}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A database failure that is not an outage (a table gone) answers 500 `server_error`
+/// with nothing of the database in the body, and is logged exactly once: at ERROR,
+/// inside the request's span, so with the caller's trace id.
+async fn a_server_error_is_logged_once_with_the_requests_trace_id(backend: Backend) {
+    let (port, _received) = start_collector();
+    let db = TestDb::migrated(backend).await;
+    let creds = create_client(&db, "svc", &[]).await;
+    let server = db
+        .cli()
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .serve(db.port)
+        .await;
+    let access = access_token(&server, &creds).await;
+
+    db.execute("ALTER TABLE revoked_tokens RENAME TO revoked_tokens_gone")
+        .await;
+    let r = send(
+        post_form(&server, "/introspect", &[("token", &access)])
+            .header(header::AUTHORIZATION, creds.basic())
+            .header("traceparent", format!("00-{TRACE_ID}-{PARENT}-01")),
+    )
+    .await;
+    r.assert_error(500, "server_error");
+    let body = r.body.to_string();
+    for text in ["revoked_tokens", "does not exist", "no such table"] {
+        assert!(!body.contains(text), "{text:?} in {body}");
+    }
+
+    // The request's own line is written after the failure's.
+    let logs = log_with(&server, r#""status":500"#).await;
+    let failures: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("revoked_tokens"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{logs}");
+    let line = failures[0];
+    assert!(line.contains(r#""level":"ERROR""#), "{line}");
+    assert!(line.contains(r#""message":"request failed""#), "{line}");
+    assert!(
+        line.contains(&format!(r#""trace_id":"{TRACE_ID}""#)),
+        "{line}"
+    );
 }
