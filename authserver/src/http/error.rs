@@ -83,6 +83,28 @@ pub(crate) struct ServerFailure {
 }
 
 impl ServerFailure {
+    /// Marks `resp` as the answer to the server failure `e` (an outage when the database
+    /// is unavailable anywhere in its chain): the browser pages' counterpart of
+    /// [`Self::attach`].
+    pub(crate) fn attach_error(resp: &mut Response, e: &(dyn std::error::Error + 'static)) {
+        resp.extensions_mut().insert(ServerFailure {
+            detail: Arc::from(error_chain(e)),
+            outage: crate::store::is_unavailable(e),
+        });
+    }
+
+    /// What failed, as logged.
+    #[cfg(test)]
+    pub(crate) fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Whether it is an outage (logged at debug: the store logs the outage once).
+    #[cfg(test)]
+    pub(crate) fn is_outage(&self) -> bool {
+        self.outage
+    }
+
     /// Marks `resp` as the answer to `e` when `e` is a failure on our side.
     pub(crate) fn attach(resp: &mut Response, e: &OAuthError) {
         if !e.is_server_failure() {

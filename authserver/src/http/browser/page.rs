@@ -25,6 +25,7 @@ use super::{
 use crate::authorize::response;
 use crate::domain::tenant::Tenant;
 use crate::http::AppState;
+use crate::http::error::ServerFailure;
 use crate::http::tenant_routing::{CurrentTenant, client_ip};
 use crate::interaction::{CodeProblem, LoginProblem, Outcome, Page, Problem, Visit};
 use crate::session::{self, Browser, Origin, csrf_matches};
@@ -208,13 +209,12 @@ server_errors!(
     crate::store::Error,
 );
 
-/// What an error response carries to [`render_error_pages`].
+/// What an error response carries to [`render_error_pages`]. A server failure also
+/// carries its [`ServerFailure`], which the logging middleware writes once.
 #[derive(Debug, Clone)]
 pub(in crate::http) struct ErrorPage {
     message: &'static str,
     detail: Option<String>,
-    /// Logged by the layer (server failures only).
-    failure: Option<Arc<str>>,
 }
 
 impl IntoResponse for PageError {
@@ -239,46 +239,30 @@ impl IntoResponse for PageError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "This service is temporarily unavailable. Please try again in a moment.",
                 None,
-                None,
+                Some(e),
             ),
             PageError::Server(e) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on our side. Please try again later.",
                 None,
-                Some(Arc::from(error_chain(&*e))),
+                Some(e),
             ),
         };
         let mut resp = status.into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             crate::http::error::retry_after_outage(resp.headers_mut());
         }
-        resp.extensions_mut().insert(ErrorPage {
-            message,
-            detail,
-            failure,
-        });
+        if let Some(e) = failure {
+            ServerFailure::attach_error(&mut resp, &*e);
+        }
+        resp.extensions_mut().insert(ErrorPage { message, detail });
         resp
     }
 }
 
-/// `e: its source: its source…`, for the one log line of a failure.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.ends_with(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// Renders the [`ErrorPage`] of a failed page as the tenant's error page (keeping the
-/// response's status and headers: `Retry-After`, `Set-Cookie`), and logs a server
-/// failure, once.
+/// Renders the [`ErrorPage`] of a failed page as the tenant's error page, keeping the
+/// response's status, headers (`Retry-After`, `Set-Cookie`) and extensions (its
+/// [`ServerFailure`], for the one log line).
 pub(in crate::http) async fn render_error_pages(
     State(state): State<AppState>,
     req: Request,
@@ -291,11 +275,6 @@ pub(in crate::http) async fn render_error_pages(
     else {
         return resp;
     };
-    if let Some(failure) = &page.failure {
-        tracing::error!(error = %failure, "page request failed");
-    } else if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
-        tracing::debug!("page refused: database unavailable");
-    }
     let (parts, _) = resp.into_parts();
     let message = page.detail.as_deref().unwrap_or(page.message);
     let mut rendered = error_page(&state, &tenant, parts.status, message);
@@ -304,6 +283,7 @@ pub(in crate::http) async fn render_error_pages(
             rendered.headers_mut().append(name, value.clone());
         }
     }
+    rendered.extensions_mut().extend(parts.extensions);
     rendered
 }
 
@@ -585,30 +565,28 @@ mod tests {
         let e = crate::interaction::Error::Invariant("the decided account has no session");
         let resp = PageError::from(e).into_response();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let page = resp
+        assert!(resp.extensions().get::<ErrorPage>().is_some());
+        let failure = resp
             .extensions()
-            .get::<ErrorPage>()
-            .expect("error page marker");
-        assert_eq!(
-            page.failure.as_deref(),
-            Some("the decided account has no session")
-        );
+            .get::<ServerFailure>()
+            .expect("failure for the log");
+        assert_eq!(failure.detail(), "the decided account has no session");
+        assert!(!failure.is_outage());
     }
 
     #[test]
-    fn an_unavailable_database_is_a_503_with_retry_after_and_nothing_to_log() {
+    fn an_unavailable_database_is_a_503_with_retry_after_logged_as_an_outage() {
         let e = crate::store::Error::Unavailable(crate::store::Unavailable::TimedOut(
             std::time::Duration::from_secs(1),
         ));
         let resp = PageError::from(e).into_response();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(resp.headers().contains_key(header::RETRY_AFTER));
-        assert!(
-            resp.extensions()
-                .get::<ErrorPage>()
-                .expect("marker")
-                .failure
-                .is_none()
-        );
+        assert!(resp.extensions().get::<ErrorPage>().is_some());
+        let failure = resp
+            .extensions()
+            .get::<ServerFailure>()
+            .expect("failure for the log");
+        assert!(failure.is_outage(), "an outage is not logged as an error");
     }
 }
