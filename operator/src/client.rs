@@ -21,7 +21,6 @@ use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
-use kube::api::{Patch, PatchParams};
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -746,23 +745,23 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<()> {
         .as_ref()
         .is_none_or(|e| !secret_up_to_date(e, &desired))
     {
-        Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-            .patch(
-                &secret_name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await
-            .map_err(|source| match controller::rejection(&source) {
-                Some(message) => Error::ApplyRejected {
-                    object: format!("Secret {secret_name}"),
-                    message,
-                },
-                None => Error::ApplySecret {
-                    name: secret_name.clone(),
-                    source,
-                },
-            })?;
+        controller::apply_child(
+            &Api::<Secret>::namespaced(ctx.client.clone(), &namespace),
+            &secret_name,
+            FIELD_MANAGER,
+            &desired,
+        )
+        .await
+        .map_err(|failure| match failure {
+            controller::ApplyFailure::Rejected(message) => Error::ApplyRejected {
+                object: format!("Secret {secret_name}"),
+                message,
+            },
+            controller::ApplyFailure::Failed(source) => Error::ApplySecret {
+                name: secret_name.clone(),
+                source,
+            },
+        })?;
         tracing::info!(secret = %secret_name, "credentials Secret written");
     }
     controller::save_status(

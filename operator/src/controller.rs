@@ -465,6 +465,39 @@ pub fn rejection(error: &kube::Error) -> Option<String> {
     })
 }
 
+/// Why a server-side apply of a child object failed.
+#[derive(Debug)]
+pub enum ApplyFailure {
+    /// Refused for good (see [`rejection`]): the API server's message.
+    Rejected(String),
+    /// Worth retrying.
+    Failed(kube::Error),
+}
+
+/// Server-side applies `child` (forced, as `field_manager`), telling a write the API
+/// server refuses for good from one worth retrying.
+pub async fn apply_child<K>(
+    api: &Api<K>,
+    name: &str,
+    field_manager: &str,
+    child: &K,
+) -> Result<(), ApplyFailure>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(field_manager).force(),
+        &Patch::Apply(child),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| match rejection(&source) {
+        Some(message) => ApplyFailure::Rejected(message),
+        None => ApplyFailure::Failed(source),
+    })
+}
+
 /// Flattens the finalizer helper's error into the controller's: reconcile errors come
 /// back as they were, finalizer bookkeeping errors through `wrap`.
 pub fn flatten_finalizer_error<E>(error: finalizer::Error<E>, wrap: impl FnOnce(String) -> E) -> E

@@ -36,6 +36,7 @@ use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_mess
 use crate::context::Context;
 use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
 use crate::migration::Gate;
+use crate::scope::Scope;
 
 /// Field manager of everything this controller writes.
 pub const FIELD_MANAGER: &str = "gatehouse-operator/signingkeyset";
@@ -379,48 +380,145 @@ async fn peers(ctx: &Context) -> Result<Vec<SigningKeySet>> {
     })
 }
 
-/// migration gate → tenant → conflicts → rotate or import → status.
-async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
-    ctx.migration.borrow().gate()?;
+/// Everything one reconcile reads, from the controllers' caches where they run and
+/// otherwise from the API server.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Every SigningKeySet of this instance (a tenant has one).
+    pub peers: Vec<SigningKeySet>,
+    /// `spec.source.secretRef`'s Secret, as far as the operator may read it.
+    pub key_secret: KeySecret,
+}
+
+/// What became of `spec.source.secretRef`'s Secret.
+#[derive(Debug, Clone)]
+pub enum KeySecret {
+    /// The keys are generated: nothing to read.
+    NotReferenced,
+    /// In a namespace the operator does not watch: not read, because the namespaced RBAC
+    /// would refuse the GET until the install changes.
+    Unwatched,
+    Missing,
+    Found(Box<Secret>),
+}
+
+/// What must change, decided from [`Observed`] alone.
+#[derive(Clone, PartialEq)]
+pub struct Plan {
+    pub policy: proto::KeyPolicy,
+    pub keys: KeyPlan,
+}
+
+/// How the tenant's keys come about.
+#[derive(Clone, PartialEq)]
+pub enum KeyPlan {
+    /// `RotateSigningKeys` in this mode.
+    Rotate(proto::RotationMode),
+    /// Import each algorithm's PEM from the Secret (every one present and text: a
+    /// half-filled Secret imports nothing), then list the keys.
+    Import(Vec<(SigningAlgorithm, String)>),
+}
+
+// By hand: the derived Debug would print the private keys.
+impl std::fmt::Debug for KeyPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyPlan::Rotate(mode) => f.debug_tuple("Rotate").field(mode).finish(),
+            KeyPlan::Import(pems) => f
+                .debug_tuple("Import")
+                .field(&pems.iter().map(|(alg, _)| alg.as_str()).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("policy", &self.policy)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+/// Decides what the reconcile of `key_set` must do, or why it cannot: another key set
+/// keeps the tenant, the key Secret is out of reach, missing or incomplete. Pure:
+/// unit-tested without an API server.
+pub fn plan(key_set: &SigningKeySet, observed: &Observed, scope: &Scope) -> Result<Plan> {
     let tenant = &key_set.spec.tenant_ref;
-    controller::tenant(ctx, tenant)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("IdentityTenant {tenant}"),
-            source,
-        })?
-        .ok_or_else(|| {
-            Error::TenantNotFound(format!(
-                "spec.tenantRef: IdentityTenant {tenant} does not exist"
-            ))
-        })?;
-    let peers = peers(ctx).await?;
-    if let Some(owner) = conflicting_key_set(key_set, &peers) {
+    if let Some(owner) = conflicting_key_set(key_set, &observed.peers) {
         return Err(Error::Conflict(format!(
             "the keys of tenant {tenant} are managed by SigningKeySet {}; a tenant has one key set",
             owner.name_any()
         )));
     }
-    let policy = key_policy(&key_set.spec);
-
     let keys = match &key_set.spec.source {
-        KeySource::Generated {} => rotate(key_set, ctx, policy).await?,
+        KeySource::Generated {} => KeyPlan::Rotate(rotation_mode(key_set)),
         KeySource::SecretRef { name, namespace } => {
-            import_keys(key_set, ctx, namespace, name, &policy).await?;
-            ctx.admin
-                .list_signing_keys(proto::ListSigningKeysRequest {
-                    tenant_id: tenant.clone(),
-                    policy: Some(policy),
-                })
-                .await
-                .map_err(|e| admin_error(e, Error::ListKeys))?
+            KeyPlan::Import(pems(key_set, &observed.key_secret, namespace, name, scope)?)
         }
     };
+    Ok(Plan {
+        policy: key_policy(&key_set.spec),
+        keys,
+    })
+}
 
-    let now = ctx.now();
+/// Each algorithm's PEM from the key Secret, checked all before any is imported.
+fn pems(
+    key_set: &SigningKeySet,
+    secret: &KeySecret,
+    namespace: &str,
+    name: &str,
+    scope: &Scope,
+) -> Result<Vec<(SigningAlgorithm, String)>> {
+    let secret = match secret {
+        KeySecret::Found(secret) => secret,
+        KeySecret::Unwatched | KeySecret::NotReferenced => {
+            return Err(Error::InvalidSpec(format!(
+                "spec.source.secretRef.namespace: the operator reads Secrets only in the \
+                 namespaces it watches ({}; --watch-namespaces), not in {namespace}",
+                scope.namespaces().join(", ")
+            )));
+        }
+        KeySecret::Missing => {
+            return Err(Error::SecretNotFound(format!(
+                "spec.source.secretRef: Secret {namespace}/{name} does not exist (yet); waiting for it"
+            )));
+        }
+    };
+    let data = secret.data.clone().unwrap_or_default();
+    key_set
+        .spec
+        .algorithms
+        .iter()
+        .map(|alg| {
+            let key = alg.secret_key();
+            let bytes = data.get(key).ok_or_else(|| {
+                Error::SecretInvalid(format!(
+                    "spec.source.secretRef: Secret {namespace}/{name} has no key {key} for {}",
+                    alg.as_str()
+                ))
+            })?;
+            let pem = String::from_utf8(bytes.0.clone()).map_err(|_| {
+                Error::SecretInvalid(format!(
+                    "spec.source.secretRef: key {key} of Secret {namespace}/{name} is not a PEM text"
+                ))
+            })?;
+            Ok((*alg, pem))
+        })
+        .collect()
+}
+
+/// The status after a successful reconcile that left the tenant with `keys`.
+pub fn ready_status(
+    key_set: &SigningKeySet,
+    keys: &proto::SigningKeySet,
+    now: Timestamp,
+) -> SigningKeySetStatus {
     let current = key_set.status.clone().unwrap_or_default();
     let shown = status_keys(&keys.keys, now);
-    let status = SigningKeySetStatus {
+    SigningKeySetStatus {
         observed_generation: generation(key_set),
         conditions: with_ready(
             &current.conditions,
@@ -435,8 +533,64 @@ async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
         next_rotation: keys.next_rotation.and_then(time),
         last_rotation_annotation: annotation(key_set, ROTATE_ANNOTATION),
         last_rotate_now_annotation: annotation(key_set, ROTATE_NOW_ANNOTATION),
+    }
+}
+
+/// Reads what [`plan`] decides on. A missing tenant ends the reconcile here: nothing
+/// else can be judged without it.
+async fn observe(key_set: &SigningKeySet, ctx: &Context) -> Result<Observed> {
+    let tenant = &key_set.spec.tenant_ref;
+    controller::tenant(ctx, tenant)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("IdentityTenant {tenant}"),
+            source,
+        })?
+        .ok_or_else(|| {
+            Error::TenantNotFound(format!(
+                "spec.tenantRef: IdentityTenant {tenant} does not exist"
+            ))
+        })?;
+    let peers = peers(ctx).await?;
+    let key_secret = match &key_set.spec.source {
+        KeySource::Generated {} => KeySecret::NotReferenced,
+        KeySource::SecretRef { namespace, .. } if !ctx.config.scope.watches(namespace) => {
+            KeySecret::Unwatched
+        }
+        KeySource::SecretRef { name, namespace } => {
+            Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .map_err(|source| Error::Read {
+                    what: format!("Secret {namespace}/{name}"),
+                    source,
+                })?
+                .map_or(KeySecret::Missing, |s| KeySecret::Found(Box::new(s)))
+        }
     };
-    controller::save_status(key_set, ctx, &status)
+    Ok(Observed { peers, key_secret })
+}
+
+/// migration gate → observe → plan → rotate or import → status.
+async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
+    ctx.migration.borrow().gate()?;
+    let observed = observe(key_set, ctx).await?;
+    let plan = plan(key_set, &observed, &ctx.config.scope)?;
+    let keys = match plan.keys {
+        KeyPlan::Rotate(mode) => rotate(key_set, ctx, mode, plan.policy).await?,
+        KeyPlan::Import(pems) => {
+            import_keys(key_set, ctx, pems, &plan.policy).await?;
+            ctx.admin
+                .list_signing_keys(proto::ListSigningKeysRequest {
+                    tenant_id: key_set.spec.tenant_ref.clone(),
+                    policy: Some(plan.policy),
+                })
+                .await
+                .map_err(|e| admin_error(e, Error::ListKeys))?
+        }
+    };
+    let now = ctx.now();
+    controller::save_status(key_set, ctx, &ready_status(key_set, &keys, now))
         .await
         .map_err(Error::UpdateStatus)?;
     Ok(Action::requeue(requeue_after(
@@ -446,15 +600,15 @@ async fn apply_steps(key_set: &SigningKeySet, ctx: &Context) -> Result<Action> {
     )))
 }
 
-/// `RotateSigningKeys` in the mode the object asks for; the resulting key set.
+/// `RotateSigningKeys` in `mode`; the resulting key set.
 async fn rotate(
     key_set: &SigningKeySet,
     ctx: &Context,
+    mode: proto::RotationMode,
     policy: proto::KeyPolicy,
 ) -> Result<proto::SigningKeySet> {
     let tenant = &key_set.spec.tenant_ref;
     let object_ref = key_set.object_ref(&());
-    let mode = rotation_mode(key_set);
     let response = ctx
         .admin
         .rotate_signing_keys(proto::RotateSigningKeysRequest {
@@ -465,100 +619,68 @@ async fn rotate(
         })
         .await
         .map_err(|e| admin_error(e, Error::RotateKeys))?;
-    if !response.created.is_empty() {
-        let kids: Vec<String> = response
-            .created
-            .iter()
-            .map(|k| format!("{} ({})", k.kid, k.alg))
-            .collect();
-        let (kind, reason, note) = match mode {
-            proto::RotationMode::Bootstrap => (EventType::Normal, "KeysCreated", String::new()),
-            // Everyone holding a token signed before has to get a new one: a Warning.
-            proto::RotationMode::Now => (
-                EventType::Warning,
-                "KeysRotatedNow",
-                "; they sign now and the previous keys left the JWKS".to_owned(),
-            ),
-            _ => (
-                EventType::Normal,
-                "KeysRotated",
-                response
-                    .created
-                    .iter()
-                    .map(|k| k.activates_at)
-                    .min()
-                    .and_then(time)
-                    .map(|t| format!("; published now, signing from {}", t.0))
-                    .unwrap_or_default(),
-            ),
-        };
-        let mode = mode_name(mode);
-        tracing::info!(%tenant, mode, kids = %kids.join(", "), "signing keys created");
-        ctx.events
-            .publish(
-                &object_ref,
-                kind,
-                reason,
-                format!("new signing keys ({mode}): {}{note}", kids.join(", ")),
-            )
-            .await;
+    if let Some((kind, reason, note)) = rotation_event(mode, &response.created) {
+        tracing::info!(%tenant, mode = mode_name(mode), reason, "signing keys created");
+        ctx.events.publish(&object_ref, kind, reason, note).await;
     }
     Ok(response.key_set.unwrap_or_default())
 }
 
-/// Imports each algorithm's PEM from the Secret (a key already present is not imported
-/// again, so this is idempotent; a new PEM becomes the algorithm's next key).
+/// The Event announcing the keys a rotation in `mode` `created`, if it created any.
+pub fn rotation_event(
+    mode: proto::RotationMode,
+    created: &[proto::SigningKey],
+) -> Option<(EventType, &'static str, String)> {
+    if created.is_empty() {
+        return None;
+    }
+    let kids: Vec<String> = created
+        .iter()
+        .map(|k| format!("{} ({})", k.kid, k.alg))
+        .collect();
+    let (kind, reason, note) = match mode {
+        proto::RotationMode::Bootstrap => (EventType::Normal, "KeysCreated", String::new()),
+        // Everyone holding a token signed before has to get a new one: a Warning.
+        proto::RotationMode::Now => (
+            EventType::Warning,
+            "KeysRotatedNow",
+            "; they sign now and the previous keys left the JWKS".to_owned(),
+        ),
+        _ => (
+            EventType::Normal,
+            "KeysRotated",
+            created
+                .iter()
+                .map(|k| k.activates_at)
+                .min()
+                .and_then(time)
+                .map(|t| format!("; published now, signing from {}", t.0))
+                .unwrap_or_default(),
+        ),
+    };
+    Some((
+        kind,
+        reason,
+        format!(
+            "new signing keys ({}): {}{note}",
+            mode_name(mode),
+            kids.join(", ")
+        ),
+    ))
+}
+
+/// Imports each algorithm's PEM (a key already present is not imported again, so this is
+/// idempotent; a new PEM becomes the algorithm's next key).
 async fn import_keys(
     key_set: &SigningKeySet,
     ctx: &Context,
-    namespace: &str,
-    name: &str,
+    pems: Vec<(SigningAlgorithm, String)>,
     policy: &proto::KeyPolicy,
 ) -> Result<()> {
-    let scope = &ctx.config.scope;
-    if !scope.watches(namespace) {
-        // The namespaced RBAC grants Secrets only in the watched namespaces: say so
-        // instead of retrying a GET that is forbidden until the install changes.
-        return Err(Error::InvalidSpec(format!(
-            "spec.source.secretRef.namespace: the operator reads Secrets only in the \
-             namespaces it watches ({}; --watch-namespaces), not in {namespace}",
-            scope.namespaces().join(", ")
-        )));
-    }
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("Secret {namespace}/{name}"),
-            source,
-        })?
-        .ok_or_else(|| {
-            Error::SecretNotFound(format!(
-                "spec.source.secretRef: Secret {namespace}/{name} does not exist (yet); waiting for it"
-            ))
-        })?;
-    let data = secret.data.unwrap_or_default();
-    // Check every key first, so a half-filled Secret imports nothing.
-    let mut pems = Vec::new();
-    for alg in &key_set.spec.algorithms {
-        let key = alg.secret_key();
-        let pem = data
-            .get(key)
-            .ok_or_else(|| {
-                Error::SecretInvalid(format!(
-                    "spec.source.secretRef: Secret {namespace}/{name} has no key {key} for {}",
-                    alg.as_str()
-                ))
-            })
-            .and_then(|b| {
-                String::from_utf8(b.0.clone()).map_err(|_| {
-                    Error::SecretInvalid(format!(
-                        "spec.source.secretRef: key {key} of Secret {namespace}/{name} is not a PEM text"
-                    ))
-                })
-            })?;
-        pems.push((*alg, pem));
-    }
+    let source = match &key_set.spec.source {
+        KeySource::SecretRef { name, namespace } => format!("{namespace}/{name}"),
+        KeySource::Generated {} => String::new(),
+    };
     for (alg, pem) in pems {
         let response = ctx
             .admin
@@ -571,7 +693,7 @@ async fn import_keys(
             .await
             .map_err(|e| match e.kind {
                 AdminErrorKind::InvalidArgument => Error::SecretInvalid(format!(
-                    "spec.source.secretRef: key {} of Secret {namespace}/{name}: {}",
+                    "spec.source.secretRef: key {} of Secret {source}: {}",
                     alg.secret_key(),
                     e.message.trim_start_matches("private_key_pem: ")
                 )),
@@ -585,7 +707,7 @@ async fn import_keys(
                     EventType::Normal,
                     "KeyImported",
                     format!(
-                        "{} key {} imported from Secret {namespace}/{name}",
+                        "{} key {} imported from Secret {source}",
                         alg.as_str(),
                         response.kid
                     ),

@@ -12,7 +12,6 @@ use crds::identity_tenant::{IdentityTenant, IdentityTenantSpec, IdentityTenantSt
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -255,38 +254,34 @@ async fn apply(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action>
     controller::reported(&*tenant, &ctx, result).await
 }
 
-/// migration gate → build → UpsertTenant → CronJob → status.
-async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
-    ctx.migration.borrow().gate()?;
-    let request = upsert_request(tenant);
-    let cronjob = build_cronjob(tenant, &ctx.config)?;
+/// What must change: the registration to upsert and the purge CronJob to apply. Pure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub request: proto::UpsertTenantRequest,
+    pub cronjob: CronJob,
+}
 
-    let response = ctx
-        .admin
-        .upsert_tenant(request)
-        .await
-        .map_err(|e| match e.kind {
-            AdminErrorKind::InvalidArgument => Error::InvalidSpec(format!(
-                "the auth server rejected the tenant: {}",
-                resource_field_message(
-                    &e.message,
-                    &[
-                        ("id", "metadata.name"),
-                        ("issuer", "spec.issuer"),
-                        ("display_name", "spec.displayName"),
-                        ("settings_json", "spec"),
-                    ],
-                )
-            )),
-            AdminErrorKind::AlreadyExists => Error::Conflict(e.message),
-            _ => Error::UpsertTenant(e),
-        })?;
-    let issuer = response.tenant.map_or_else(
-        || tenant.spec.issuer.trim_end_matches('/').to_owned(),
-        |t| t.issuer,
-    );
-    if response.changed {
-        let (reason, note) = if tenant.status.as_ref().is_some_and(|s| s.issuer.is_some()) {
+/// Decides what the reconcile of `tenant` must do, or why it cannot (a purge timeout
+/// the CronJob cannot express). Pure: unit-tested without an API server.
+pub fn plan(tenant: &IdentityTenant, config: &Config) -> Result<Plan> {
+    Ok(Plan {
+        request: upsert_request(tenant),
+        cronjob: build_cronjob(tenant, config)?,
+    })
+}
+
+/// The Event for an upsert that `changed` the registration: registered when the status
+/// has never shown an issuer, updated otherwise.
+pub fn registration_event(
+    tenant: &IdentityTenant,
+    changed: bool,
+    issuer: &str,
+) -> Option<(&'static str, String)> {
+    if !changed {
+        return None;
+    }
+    Some(
+        if tenant.status.as_ref().is_some_and(|s| s.issuer.is_some()) {
             (
                 "TenantUpdated",
                 format!("tenant updated in the auth server (issuer {issuer})"),
@@ -296,50 +291,97 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
                 "TenantRegistered",
                 format!("tenant registered with the auth server (issuer {issuer})"),
             )
-        };
-        tracing::info!(tenant = %tenant.name_any(), %issuer, "tenant upserted");
-        ctx.events
-            .publish(&tenant.object_ref(&()), EventType::Normal, reason, note)
-            .await;
-    }
+        },
+    )
+}
 
-    let cronjob_name = cronjob.metadata.name.clone().unwrap_or_default();
-    let cronjobs: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    cronjobs
-        .patch(
-            &cronjob_name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&cronjob),
-        )
-        .await
-        .map_err(|source| match controller::rejection(&source) {
-            Some(message) => Error::ApplyRejected {
-                object: format!("CronJob {}/{cronjob_name}", ctx.config.namespace),
-                message,
-            },
-            None => Error::ApplyCronJob {
-                name: cronjob_name.clone(),
-                source,
-            },
-        })?;
-
+/// The status after a successful reconcile: registered with `issuer`, purged by the
+/// CronJob `namespace/cronjob`.
+pub fn ready_status(
+    tenant: &IdentityTenant,
+    issuer: String,
+    namespace: &str,
+    cronjob: &str,
+    now: jiff::Timestamp,
+) -> IdentityTenantStatus {
     let current = tenant.status.clone().unwrap_or_default();
-    let status = IdentityTenantStatus {
+    IdentityTenantStatus {
         observed_generation: generation(tenant),
         conditions: with_ready(
             &current.conditions,
             Status::True,
             conditions::RECONCILED,
-            format!(
-                "registered with the auth server; purge CronJob {}/{cronjob_name}",
-                ctx.config.namespace
-            ),
+            format!("registered with the auth server; purge CronJob {namespace}/{cronjob}"),
             generation(tenant),
-            Time(ctx.now()),
+            Time(now),
         ),
         discovery_url: Some(format!("{issuer}/.well-known/openid-configuration")),
         issuer: Some(issuer),
-    };
+    }
+}
+
+fn upsert_error(e: AdminError) -> Error {
+    match e.kind {
+        AdminErrorKind::InvalidArgument => Error::InvalidSpec(format!(
+            "the auth server rejected the tenant: {}",
+            resource_field_message(
+                &e.message,
+                &[
+                    ("id", "metadata.name"),
+                    ("issuer", "spec.issuer"),
+                    ("display_name", "spec.displayName"),
+                    ("settings_json", "spec"),
+                ],
+            )
+        )),
+        AdminErrorKind::AlreadyExists => Error::Conflict(e.message),
+        _ => Error::UpsertTenant(e),
+    }
+}
+
+/// migration gate → plan → UpsertTenant → CronJob → status. Nothing to dereference: the
+/// tenant depends on no other object.
+async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
+    ctx.migration.borrow().gate()?;
+    let Plan { request, cronjob } = plan(tenant, &ctx.config)?;
+
+    let response = ctx
+        .admin
+        .upsert_tenant(request)
+        .await
+        .map_err(upsert_error)?;
+    let issuer = response.tenant.map_or_else(
+        || tenant.spec.issuer.trim_end_matches('/').to_owned(),
+        |t| t.issuer,
+    );
+    if let Some((reason, note)) = registration_event(tenant, response.changed, &issuer) {
+        tracing::info!(tenant = %tenant.name_any(), %issuer, reason, "tenant upserted");
+        ctx.events
+            .publish(&tenant.object_ref(&()), EventType::Normal, reason, note)
+            .await;
+    }
+
+    let namespace = &ctx.config.namespace;
+    let cronjob_name = cronjob.metadata.name.clone().unwrap_or_default();
+    controller::apply_child(
+        &Api::<CronJob>::namespaced(ctx.client.clone(), namespace),
+        &cronjob_name,
+        FIELD_MANAGER,
+        &cronjob,
+    )
+    .await
+    .map_err(|failure| match failure {
+        controller::ApplyFailure::Rejected(message) => Error::ApplyRejected {
+            object: format!("CronJob {namespace}/{cronjob_name}"),
+            message,
+        },
+        controller::ApplyFailure::Failed(source) => Error::ApplyCronJob {
+            name: cronjob_name.clone(),
+            source,
+        },
+    })?;
+
+    let status = ready_status(tenant, issuer, namespace, &cronjob_name, ctx.now());
     controller::save_status(tenant, ctx, &status)
         .await
         .map_err(Error::UpdateStatus)
@@ -597,6 +639,52 @@ mod tests {
         assert_eq!(timeout_seconds("10"), None);
         assert_eq!(timeout_seconds(""), None);
         assert_eq!(timeout_seconds("xm"), None);
+    }
+
+    #[test]
+    fn the_plan_is_the_registration_and_the_purge_cronjob() {
+        let t = tenant(json!({}));
+        let plan = plan(&t, &fixtures::config()).unwrap();
+        assert_eq!(plan.request, upsert_request(&t));
+        assert_eq!(
+            plan.cronjob.metadata.name.as_deref(),
+            Some("gatehouse-purge-acme")
+        );
+        let bad = tenant(json!({"purge": {"timeout": "ten minutes"}}));
+        assert_eq!(
+            super::plan(&bad, &fixtures::config())
+                .unwrap_err()
+                .category(),
+            "InvalidSpec"
+        );
+    }
+
+    #[test]
+    fn the_registration_event_tells_a_new_tenant_from_an_update() {
+        let new = tenant(json!({}));
+        assert_eq!(registration_event(&new, false, "https://x"), None);
+        assert_eq!(
+            registration_event(&new, true, "https://x").map(|e| e.0),
+            Some("TenantRegistered")
+        );
+        let mut known = tenant(json!({}));
+        known.status = Some(ready_status(
+            &known,
+            "https://x".into(),
+            "gatehouse",
+            "gatehouse-purge-acme",
+            fixtures::now(),
+        ));
+        assert_eq!(
+            registration_event(&known, true, "https://x").map(|e| e.0),
+            Some("TenantUpdated")
+        );
+        let status = known.status.unwrap();
+        assert_eq!(
+            status.discovery_url.as_deref(),
+            Some("https://x/.well-known/openid-configuration")
+        );
+        assert!(conditions::is_true(&status.conditions, conditions::READY));
     }
 
     #[tokio::test]

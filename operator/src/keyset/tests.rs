@@ -84,6 +84,134 @@ fn reasons(ctx: &Context) -> Vec<String> {
 
 // --- pure -------------------------------------------------------------------------------
 
+fn observed(peers: Vec<SigningKeySet>, key_secret: KeySecret) -> Observed {
+    Observed { peers, key_secret }
+}
+
+fn key_secret(entries: &[(&str, &str)]) -> KeySecret {
+    KeySecret::Found(
+        serde_json::from_value(secret("gatehouse", "acme-keys", entries, None)).unwrap(),
+    )
+}
+
+fn cluster_scope() -> Scope {
+    Scope::parse("", "").unwrap()
+}
+
+#[test]
+fn the_plan_rotates_generated_keys_in_the_mode_the_object_asks_for() {
+    let k = keyset(json!({}));
+    let plan = plan(
+        &k,
+        &observed(vec![], KeySecret::NotReferenced),
+        &cluster_scope(),
+    )
+    .unwrap();
+    assert_eq!(plan.keys, KeyPlan::Rotate(proto::RotationMode::Bootstrap));
+    assert_eq!(plan.policy, key_policy(&k.spec));
+    let mut again = reconciled(keyset(json!({})), None);
+    again
+        .annotations_mut()
+        .insert(ROTATE_ANNOTATION.into(), "1".into());
+    let plan = super::plan(
+        &again,
+        &observed(vec![], KeySecret::NotReferenced),
+        &cluster_scope(),
+    )
+    .unwrap();
+    assert_eq!(plan.keys, KeyPlan::Rotate(proto::RotationMode::Force));
+}
+
+#[test]
+fn the_plan_imports_every_pem_or_none() {
+    let k = from_secret();
+    let full = key_secret(&[("rs256.pem", RS_PEM), ("es256.pem", EC_PEM)]);
+    let plan = plan(&k, &observed(vec![], full), &cluster_scope()).unwrap();
+    assert_eq!(
+        plan.keys,
+        KeyPlan::Import(vec![
+            (SigningAlgorithm::Rs256, RS_PEM.to_owned()),
+            (SigningAlgorithm::Es256, EC_PEM.to_owned()),
+        ])
+    );
+    // The plan's Debug (in logs at debug level) never shows a private key.
+    let shown = format!("{plan:?}");
+    assert!(
+        shown.contains("RS256") && !shown.contains("PRIVATE KEY"),
+        "{shown}"
+    );
+
+    let half = key_secret(&[("rs256.pem", RS_PEM)]);
+    let err = super::plan(&k, &observed(vec![], half), &cluster_scope()).unwrap_err();
+    assert_eq!(err.category(), "SecretInvalid");
+    assert!(
+        err.to_string().contains("has no key es256.pem for ES256"),
+        "{err}"
+    );
+
+    let err = super::plan(&k, &observed(vec![], KeySecret::Missing), &cluster_scope()).unwrap_err();
+    assert_eq!(err.category(), "SecretNotFound");
+
+    let scope = Scope::parse("shop", "").unwrap();
+    let err = super::plan(&k, &observed(vec![], KeySecret::Unwatched), &scope).unwrap_err();
+    assert_eq!(err.category(), "InvalidSpec");
+    assert!(err.to_string().contains("not in gatehouse"), "{err}");
+}
+
+#[test]
+fn the_plan_refuses_a_second_key_set_for_a_tenant() {
+    let mut older = reconciled(keyset(json!({})), None);
+    older.metadata.name = Some("first".into());
+    older.metadata.uid = Some("uid-first".into());
+    let me = keyset(json!({}));
+    let err = plan(
+        &me,
+        &observed(vec![older, me.clone()], KeySecret::NotReferenced),
+        &cluster_scope(),
+    )
+    .unwrap_err();
+    assert_eq!(err.category(), "Conflict");
+    assert!(
+        err.to_string().contains("managed by SigningKeySet first"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_rotation_event_warns_only_for_an_emergency() {
+    let created = [key("k1", "ES256", "pending", 1_000, None)];
+    assert!(rotation_event(proto::RotationMode::IfDue, &[]).is_none());
+    let (kind, reason, note) = rotation_event(proto::RotationMode::Force, &created).unwrap();
+    assert_eq!((kind, reason), (EventType::Normal, "KeysRotated"));
+    assert!(
+        note.starts_with("new signing keys (force): k1 (ES256); published now, signing from"),
+        "{note}"
+    );
+    let (kind, reason, _) = rotation_event(proto::RotationMode::Now, &created).unwrap();
+    assert_eq!((kind, reason), (EventType::Warning, "KeysRotatedNow"));
+    let (_, reason, _) = rotation_event(proto::RotationMode::Bootstrap, &created).unwrap();
+    assert_eq!(reason, "KeysCreated");
+}
+
+#[test]
+fn the_ready_status_records_the_annotations_it_acted_on() {
+    let mut k = keyset(json!({}));
+    k.annotations_mut()
+        .insert(ROTATE_NOW_ANNOTATION.into(), "incident-7".into());
+    let keys = proto::SigningKeySet {
+        keys: vec![key("k1", "ES256", "active", 0, None)],
+        next_rotation: Some(fixtures::now().as_second() + DAY),
+    };
+    let status = ready_status(&k, &keys, fixtures::now());
+    assert_eq!(
+        status.last_rotate_now_annotation.as_deref(),
+        Some("incident-7")
+    );
+    assert_eq!(status.keys.len(), 1);
+    assert!(status.next_rotation.is_some());
+    assert!(conditions::is_true(&status.conditions, conditions::READY));
+}
+
 #[test]
 fn the_policy_comes_from_the_spec() {
     let k = keyset(
