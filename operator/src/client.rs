@@ -32,7 +32,6 @@ use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_mess
 use crate::authserver_pod;
 use crate::context::Context;
 use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
-use crate::migration::Gate;
 use crate::scope::Scope;
 
 /// Field manager of everything this controller writes.
@@ -154,14 +153,7 @@ impl ReconcileError for Error {
 
 controller::managed!(OidcClient, namespaced);
 
-impl From<Gate> for Error {
-    fn from(gate: Gate) -> Self {
-        match gate {
-            Gate::Pending(m) => Error::MigrationPending(m),
-            Gate::Failed(m) => Error::MigrationFailed(m),
-        }
-    }
-}
+controller::shared_errors!(gate, references);
 
 // ---------------------------------------------------------------------------------------
 // Pure steps: validate and build
@@ -670,32 +662,11 @@ async fn peers(ctx: &Context) -> Result<Vec<OidcClient>> {
     })
 }
 
-async fn get_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Option<Secret>> {
-    Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("Secret {namespace}/{name}"),
-            source,
-        })
-}
-
 /// Reads what [`plan`] decides on. A missing tenant ends the reconcile here: nothing
 /// else can be judged without it.
 async fn observe(client: &OidcClient, ctx: &Context) -> Result<Observed> {
     let namespace = client.namespace().unwrap_or_default();
-    let tenant_name = &client.spec.tenant_ref;
-    let tenant = controller::tenant(ctx, tenant_name)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("IdentityTenant {tenant_name}"),
-            source,
-        })?
-        .ok_or_else(|| {
-            Error::TenantNotFound(format!(
-                "spec.tenantRef: IdentityTenant {tenant_name} does not exist"
-            ))
-        })?;
+    let tenant = controller::referenced_tenant(ctx, &client.spec.tenant_ref).await?;
     let namespace_labels = controller::cached(
         ctx.namespace_store.get().map(Vec::as_slice),
         &Api::<Namespace>::all(ctx.client.clone()),
@@ -709,10 +680,10 @@ async fn observe(client: &OidcClient, ctx: &Context) -> Result<Observed> {
     .and_then(|ns| ns.metadata.labels.clone())
     .unwrap_or_default();
     let peers = peers(ctx).await?;
-    let credentials = get_secret(ctx, &namespace, &client.secret_name()).await?;
+    let credentials = controller::secret(ctx, &namespace, &client.secret_name()).await?;
     let referenced = match &client.spec.secret_ref {
         Some(r) if client.spec.auth_method().uses_secret() => {
-            Some(get_secret(ctx, &namespace, &r.name).await?)
+            Some(controller::secret(ctx, &namespace, &r.name).await?)
         }
         _ => None,
     };

@@ -133,6 +133,43 @@ macro_rules! managed {
 }
 pub(crate) use managed;
 
+/// Converts the shared failures into the calling module's `Error`: the migration gate
+/// (`MigrationPending`, `MigrationFailed`) for every controller; with `references`, also
+/// failed reads (`Read { what, source }`) and a missing tenant (`TenantNotFound`).
+macro_rules! shared_errors {
+    (gate) => {
+        impl From<$crate::migration::Gate> for Error {
+            fn from(gate: $crate::migration::Gate) -> Self {
+                match gate {
+                    $crate::migration::Gate::Pending(m) => Error::MigrationPending(m),
+                    $crate::migration::Gate::Failed(m) => Error::MigrationFailed(m),
+                }
+            }
+        }
+    };
+    (gate, references) => {
+        $crate::controller::shared_errors!(gate);
+
+        impl From<$crate::controller::Unreadable> for Error {
+            fn from(
+                $crate::controller::Unreadable { what, source }: $crate::controller::Unreadable,
+            ) -> Self {
+                Error::Read { what, source }
+            }
+        }
+
+        impl From<$crate::controller::TenantRef> for Error {
+            fn from(lookup: $crate::controller::TenantRef) -> Self {
+                match lookup {
+                    $crate::controller::TenantRef::Unreadable(e) => e.into(),
+                    $crate::controller::TenantRef::Missing(m) => Error::TenantNotFound(m),
+                }
+            }
+        }
+    };
+}
+pub(crate) use shared_errors;
+
 /// The API `obj` lives in.
 pub fn api<K: Managed>(obj: &K, ctx: &Context) -> Api<K> {
     K::api_in(ctx.client.clone(), obj.meta().namespace.as_deref())
@@ -874,6 +911,58 @@ where
 
 /// The IdentityTenant `name` (from the tenant controller's cache when it runs). One that
 /// does not parse counts as absent: its own status says why.
+/// A read from the caches and the API server that failed.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// What was read, e.g. `Secret shop/web-oidc`.
+    pub what: String,
+    pub source: kube::Error,
+}
+
+/// Why the IdentityTenant an object refers to (`spec.tenantRef`) is not at hand.
+#[derive(Debug)]
+pub enum TenantRef {
+    Unreadable(Unreadable),
+    /// It does not exist: the message for the condition.
+    Missing(String),
+}
+
+/// The IdentityTenant `name` that an object's `spec.tenantRef` names.
+pub async fn referenced_tenant(
+    ctx: &Context,
+    name: &str,
+) -> Result<crds::IdentityTenant, TenantRef> {
+    tenant(ctx, name)
+        .await
+        .map_err(|source| {
+            TenantRef::Unreadable(Unreadable {
+                what: format!("IdentityTenant {name}"),
+                source,
+            })
+        })?
+        .ok_or_else(|| {
+            TenantRef::Missing(format!(
+                "spec.tenantRef: IdentityTenant {name} does not exist"
+            ))
+        })
+}
+
+/// The Secret `namespace/name`, if it exists (always from the API server: Secrets are
+/// not cached, so their values are not held in memory).
+pub async fn secret(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<k8s_openapi::api::core::v1::Secret>, Unreadable> {
+    Api::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Unreadable {
+            what: format!("Secret {namespace}/{name}"),
+            source,
+        })
+}
+
 pub async fn tenant(ctx: &Context, name: &str) -> kube::Result<Option<crds::IdentityTenant>> {
     let api: Api<DeserializeGuard<crds::IdentityTenant>> = Api::all(ctx.client.clone());
     Ok(

@@ -35,7 +35,6 @@ use kube::{Api, Resource as _, ResourceExt as _};
 use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_message};
 use crate::context::Context;
 use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
-use crate::migration::Gate;
 use crate::scope::Scope;
 
 /// Field manager of everything this controller writes.
@@ -115,14 +114,7 @@ impl ReconcileError for Error {
 
 controller::managed!(SigningKeySet, cluster);
 
-impl From<Gate> for Error {
-    fn from(gate: Gate) -> Self {
-        match gate {
-            Gate::Pending(m) => Error::MigrationPending(m),
-            Gate::Failed(m) => Error::MigrationFailed(m),
-        }
-    }
-}
+controller::shared_errors!(gate, references);
 
 // ---------------------------------------------------------------------------------------
 // Pure steps
@@ -539,34 +531,16 @@ pub fn ready_status(
 /// Reads what [`plan`] decides on. A missing tenant ends the reconcile here: nothing
 /// else can be judged without it.
 async fn observe(key_set: &SigningKeySet, ctx: &Context) -> Result<Observed> {
-    let tenant = &key_set.spec.tenant_ref;
-    controller::tenant(ctx, tenant)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("IdentityTenant {tenant}"),
-            source,
-        })?
-        .ok_or_else(|| {
-            Error::TenantNotFound(format!(
-                "spec.tenantRef: IdentityTenant {tenant} does not exist"
-            ))
-        })?;
+    controller::referenced_tenant(ctx, &key_set.spec.tenant_ref).await?;
     let peers = peers(ctx).await?;
     let key_secret = match &key_set.spec.source {
         KeySource::Generated {} => KeySecret::NotReferenced,
         KeySource::SecretRef { namespace, .. } if !ctx.config.scope.watches(namespace) => {
             KeySecret::Unwatched
         }
-        KeySource::SecretRef { name, namespace } => {
-            Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-                .get_opt(name)
-                .await
-                .map_err(|source| Error::Read {
-                    what: format!("Secret {namespace}/{name}"),
-                    source,
-                })?
-                .map_or(KeySecret::Missing, |s| KeySecret::Found(Box::new(s)))
-        }
+        KeySource::SecretRef { name, namespace } => controller::secret(ctx, namespace, name)
+            .await?
+            .map_or(KeySecret::Missing, |s| KeySecret::Found(Box::new(s))),
     };
     Ok(Observed { peers, key_secret })
 }

@@ -23,7 +23,6 @@ use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_mess
 use crate::authserver_pod::{self, bounded_name};
 use crate::context::{Config, Context};
 use crate::controller::{self, ReconcileError, admin_reason, generation, with_ready};
-use crate::migration::Gate;
 
 /// Field manager of everything this controller writes.
 pub const FIELD_MANAGER: &str = "gatehouse-operator/identitytenant";
@@ -112,14 +111,7 @@ impl ReconcileError for Error {
 
 controller::managed!(IdentityTenant, cluster);
 
-impl From<Gate> for Error {
-    fn from(gate: Gate) -> Self {
-        match gate {
-            Gate::Pending(m) => Error::MigrationPending(m),
-            Gate::Failed(m) => Error::MigrationFailed(m),
-        }
-    }
-}
+controller::shared_errors!(gate);
 
 // ---------------------------------------------------------------------------------------
 // Pure steps: build
