@@ -15,6 +15,7 @@ pub mod domain;
 pub mod http;
 pub mod interaction;
 pub mod keys;
+pub mod management;
 pub mod mfa;
 pub mod oauth;
 pub mod outbound;

@@ -204,6 +204,22 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_RATE_LIMITS_LOGIN_PER_IP",
         &["rate_limits", "login_per_ip"],
     ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_MANAGEMENT_READ_PER_CLIENT",
+        &["rate_limits", "management_read_per_client"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_MANAGEMENT_WRITE_PER_CLIENT",
+        &["rate_limits", "management_write_per_client"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_MANAGEMENT_DELETE_PER_CLIENT",
+        &["rate_limits", "management_delete_per_client"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_MANAGEMENT_SENSITIVE_PER_CLIENT",
+        &["rate_limits", "management_sensitive_per_client"],
+    ),
     EnvOverride {
         alias: Some("REDIS_URL"),
         ..text("GATEHOUSE_REDIS_URL", &["rate_limits", "redis_url"])

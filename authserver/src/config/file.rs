@@ -158,6 +158,10 @@ pub struct RateLimitsSection {
     pub authorize_per_client: Option<u64>,
     pub authorize_per_ip: Option<u64>,
     pub login_per_ip: Option<u64>,
+    pub management_read_per_client: Option<u64>,
+    pub management_write_per_client: Option<u64>,
+    pub management_delete_per_client: Option<u64>,
+    pub management_sensitive_per_client: Option<u64>,
     pub redis_url: Option<String>,
 }
 

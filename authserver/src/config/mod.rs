@@ -221,6 +221,11 @@ pub struct RateLimitSettings {
     pub authorize_per_client: u64,
     pub authorize_per_ip: u64,
     pub login_per_ip: u64,
+    /// Management API calls per calling client per window, by tier.
+    pub management_read_per_client: u64,
+    pub management_write_per_client: u64,
+    pub management_delete_per_client: u64,
+    pub management_sensitive_per_client: u64,
     /// Shared counters across pods; per-pod memory when unset. May hold a password.
     pub redis_url: Option<SecretString>,
 }

@@ -423,6 +423,10 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         authorize_per_client: rl.authorize_per_client.unwrap_or(6000),
         authorize_per_ip: rl.authorize_per_ip.unwrap_or(600),
         login_per_ip: rl.login_per_ip.unwrap_or(300),
+        management_read_per_client: rl.management_read_per_client.unwrap_or(600),
+        management_write_per_client: rl.management_write_per_client.unwrap_or(120),
+        management_delete_per_client: rl.management_delete_per_client.unwrap_or(60),
+        management_sensitive_per_client: rl.management_sensitive_per_client.unwrap_or(20),
         redis_url: rl.redis_url.clone().map(SecretString::from),
     };
     if rate_limits.window_seconds == 0 {

@@ -8,6 +8,7 @@ mod discovery;
 mod error;
 mod health;
 mod jwks;
+mod management;
 pub mod metrics;
 mod observe;
 pub mod tenant_routing;
@@ -66,6 +67,11 @@ fn tenant_router(state: &AppState) -> Router<AppState> {
         .merge(token::router())
         .merge(browser::router(state))
         .merge(userinfo::router())
+        .merge(management::router())
+        .route(
+            &format!("{}/{{*rest}}", crate::management::API_PATH),
+            axum::routing::any(management::not_found),
+        )
         .fallback(|| async { ApiError::NotFound })
 }
 

@@ -121,6 +121,19 @@ pub async fn dispatch(
         return ApiError::NotFound.into_response();
     };
     let path = req.uri().path().to_owned();
+    // RFC 9728 §3: a resource's metadata sits at the well-known prefix followed by the
+    // resource's path (`{issuer path}/api/v1`): resolve the tenant from what follows.
+    let metadata_of = path
+        .strip_prefix(super::management::METADATA_PREFIX)
+        .and_then(|p| p.strip_suffix(crate::management::API_PATH))
+        .map(|issuer_path| {
+            if issuer_path.is_empty() {
+                "/".to_owned()
+            } else {
+                issuer_path.to_owned()
+            }
+        });
+    let path = metadata_of.clone().unwrap_or(path);
     let resolved = match state.tenants.resolve(https, &authority, &path).await {
         Ok(r) => r,
         Err(e) => return ApiError::internal(e).into_response(),
@@ -128,6 +141,13 @@ pub async fn dispatch(
     let Some((tenant, rest)) = resolved else {
         return ApiError::NotFound.into_response();
     };
+    if metadata_of.is_some() {
+        // Only the tenant's own issuer path, nothing below it.
+        if !(rest.is_empty() || rest == "/") {
+            return ApiError::NotFound.into_response();
+        }
+        return super::management::metadata(&state, &tenant);
+    }
     let rest = if rest.is_empty() {
         "/".to_owned()
     } else {

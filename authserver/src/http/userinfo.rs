@@ -13,7 +13,7 @@ use super::error::{ServerFailure, no_store, server_status};
 use super::tenant_routing::CurrentTenant;
 use super::{ApiError, AppState};
 use crate::oauth::form::Form;
-use crate::oauth::userinfo::{ResourceError, ResourceRequest, TokenScheme};
+use crate::oauth::resource::{ResourceError, ResourceRequest, TokenScheme};
 use crate::oauth::{ErrorCode, OAuthError};
 
 pub const USERINFO_PATH: &str = "/userinfo";
@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 /// The status of a refused resource request: RFC 6750 §3.1 (400 for a malformed
 /// request, 401 for a missing or bad token, 403 for too little scope), RFC 9449 §7.1
 /// (401 for a DPoP proof or nonce problem); 500 or 503 for a failure on our side.
-fn resource_status(error: Option<&OAuthError>) -> StatusCode {
+pub(super) fn resource_status(error: Option<&OAuthError>) -> StatusCode {
     let Some(e) = error else {
         return StatusCode::UNAUTHORIZED;
     };
@@ -40,14 +40,21 @@ fn resource_status(error: Option<&OAuthError>) -> StatusCode {
     }
 }
 
-/// RFC 6750 §3 / RFC 9449 §7.1 challenge.
-fn challenge(e: &ResourceError, dpop_algs: &str) -> String {
+/// RFC 6750 §3 / RFC 9449 §7.1 challenge; with `resource_metadata`, RFC 9728 §5.1's
+/// pointer to the protected resource's metadata.
+fn challenge(e: &ResourceError, dpop_algs: &str, resource_metadata: Option<&str>) -> String {
     let mut params = Vec::new();
+    if let Some(url) = resource_metadata {
+        params.push(("resource_metadata", url));
+    }
     if let Some(err) = &e.error {
         params.push(("error", err.code.as_str()));
         if let Some(d) = &err.description {
             params.push(("error_description", d.as_str()));
         }
+    }
+    if let Some(scope) = &e.scope {
+        params.push(("scope", scope.as_str()));
     }
     if e.scheme == TokenScheme::Dpop {
         params.push(("algs", dpop_algs));
@@ -67,7 +74,20 @@ fn refused(state: &AppState, e: &ResourceError) -> Response {
         None => serde_json::json!({}),
     };
     let mut resp = (status, Json(body)).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    add_challenge(state, e, None, &mut resp);
+    resp
+}
+
+/// What a refused resource request carries besides its status and body: the
+/// `WWW-Authenticate` challenge, a DPoP nonce to retry with, `Retry-After` during an
+/// outage, and a failure on our side for the log.
+pub(super) fn add_challenge(
+    state: &AppState,
+    e: &ResourceError,
+    resource_metadata: Option<&str>,
+    resp: &mut Response,
+) {
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
         super::error::retry_after_outage(resp.headers_mut());
     }
     let algs: Vec<&str> = state
@@ -78,7 +98,7 @@ fn refused(state: &AppState, e: &ResourceError) -> Response {
         .iter()
         .map(|a| a.as_str())
         .collect();
-    if let Ok(v) = HeaderValue::from_str(&challenge(e, &algs.join(" "))) {
+    if let Ok(v) = HeaderValue::from_str(&challenge(e, &algs.join(" "), resource_metadata)) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     if let Some(err) = &e.error {
@@ -89,9 +109,8 @@ fn refused(state: &AppState, e: &ResourceError) -> Response {
         {
             resp.headers_mut().insert("dpop-nonce", n);
         }
-        ServerFailure::attach(&mut resp, err);
+        ServerFailure::attach(resp, err);
     }
-    resp
 }
 
 async fn userinfo(
@@ -150,6 +169,7 @@ mod tests {
         ResourceError {
             scheme,
             error: Some(OAuthError::new(code, "why")),
+            scope: None,
         }
     }
 
@@ -181,21 +201,35 @@ mod tests {
         let none = ResourceError {
             scheme: TokenScheme::Bearer,
             error: None,
+            scope: None,
         };
-        assert_eq!(challenge(&none, "ES256"), "Bearer");
+        assert_eq!(challenge(&none, "ES256", None), "Bearer");
         assert_eq!(
             challenge(
                 &refused(TokenScheme::Bearer, ErrorCode::InsufficientScope),
-                "ES256"
+                "ES256",
+                None
             ),
             "Bearer error=\"insufficient_scope\", error_description=\"why\""
         );
         assert_eq!(
             challenge(
                 &refused(TokenScheme::Dpop, ErrorCode::UseDpopNonce),
-                "ES256 EdDSA"
+                "ES256 EdDSA",
+                None
             ),
             "DPoP error=\"use_dpop_nonce\", error_description=\"why\", algs=\"ES256 EdDSA\""
+        );
+        let mut scoped = refused(TokenScheme::Bearer, ErrorCode::InsufficientScope);
+        scoped.scope = Some("gatehouse:audit:read".into());
+        assert_eq!(
+            challenge(
+                &scoped,
+                "ES256",
+                Some("https://id.example/.well-known/oauth-protected-resource/api/v1")
+            ),
+            "Bearer resource_metadata=\"https://id.example/.well-known/oauth-protected-resource/api/v1\", \
+             error=\"insufficient_scope\", error_description=\"why\", scope=\"gatehouse:audit:read\""
         );
     }
 }

@@ -9,6 +9,7 @@ pub mod dpop;
 pub mod error;
 pub mod form;
 pub mod rate_limit;
+pub mod resource;
 mod token;
 pub mod userinfo;
 

@@ -87,6 +87,13 @@ impl RateLimiter {
         }
     }
 
+    /// Whether the shared counters answer: `None` without Redis.
+    pub async fn redis_reachable(&self) -> Option<bool> {
+        let mut conn = self.redis.clone()?;
+        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+        Some(pong.is_ok())
+    }
+
     fn memory_incr(&self, key: &str, window: u64) -> u64 {
         let Ok(mut map) = self.memory.lock() else {
             return 0;

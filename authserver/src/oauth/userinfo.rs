@@ -6,197 +6,19 @@ use serde_json::{Map, Value};
 
 use super::OAuthService;
 use super::code_grant::user_claims;
-use super::dpop::Expectation;
-use super::error::{ErrorCode, OAuthError};
+use super::error::ErrorCode;
+use super::resource::{ResourceError, ResourceRequest, VerifiedToken};
 use crate::domain::tenant::Tenant;
-
-/// A resource request's access token, as presented.
-#[derive(Debug)]
-pub struct ResourceRequest<'a> {
-    pub method: &'a str,
-    /// The endpoint URL (DPoP `htu`).
-    pub url: String,
-    pub authorization: Option<&'a str>,
-    pub dpop: Vec<&'a str>,
-    /// The `access_token` form field (POST, RFC 6750 §2.2).
-    pub form_token: Option<String>,
-}
-
-/// The authentication scheme of a resource request (RFC 6750 Bearer, RFC 9449 DPoP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenScheme {
-    Bearer,
-    Dpop,
-}
-
-impl TokenScheme {
-    /// The scheme's name, as in `Authorization` and `WWW-Authenticate`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenScheme::Bearer => "Bearer",
-            TokenScheme::Dpop => "DPoP",
-        }
-    }
-}
-
-/// Why a resource request was refused (RFC 6750 §3, RFC 9449 §7.1): the scheme the
-/// client is to use and the error. The HTTP edge turns it into a status and a
-/// `WWW-Authenticate` challenge.
-#[derive(Debug)]
-pub struct ResourceError {
-    pub scheme: TokenScheme,
-    /// `None` when no token was sent at all (RFC 6750 §3.1: no error code then).
-    pub error: Option<OAuthError>,
-}
-
-impl ResourceError {
-    fn new(scheme: TokenScheme, code: ErrorCode, d: &str) -> Self {
-        Self {
-            scheme,
-            error: Some(OAuthError::new(code, d)),
-        }
-    }
-
-    fn invalid_request(d: &str) -> Self {
-        Self::new(TokenScheme::Bearer, ErrorCode::InvalidRequest, d)
-    }
-
-    fn invalid_token(scheme: TokenScheme, d: &str) -> Self {
-        Self::new(scheme, ErrorCode::InvalidToken, d)
-    }
-}
-
-/// A failure on our side (500, or 503 during an outage), answered with a Bearer
-/// challenge.
-impl From<OAuthError> for ResourceError {
-    fn from(e: OAuthError) -> Self {
-        Self {
-            scheme: TokenScheme::Bearer,
-            error: Some(e),
-        }
-    }
-}
-
-impl From<crate::store::Error> for ResourceError {
-    fn from(e: crate::store::Error) -> Self {
-        OAuthError::from(e).into()
-    }
-}
-
-impl From<crate::clients::Error> for ResourceError {
-    fn from(e: crate::clients::Error) -> Self {
-        OAuthError::from(e).into()
-    }
-}
-
-/// Splits `Authorization: <scheme> <token>` (scheme case-insensitive).
-fn credentials(header: &str) -> Option<(TokenScheme, &str)> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    let token = token.trim();
-    if token.is_empty() {
-        return None;
-    }
-    if scheme.eq_ignore_ascii_case("bearer") {
-        Some((TokenScheme::Bearer, token))
-    } else if scheme.eq_ignore_ascii_case("dpop") {
-        Some((TokenScheme::Dpop, token))
-    } else {
-        None
-    }
-}
 
 impl OAuthService {
     /// `GET|POST {issuer}/userinfo`.
-    #[allow(clippy::too_many_lines)] // token, binding, scope, then the user: in order
     pub async fn userinfo(
         &self,
         tenant: &Tenant,
         req: ResourceRequest<'_>,
     ) -> Result<Value, ResourceError> {
-        let (scheme, token) = match (req.authorization, req.form_token.as_deref()) {
-            (Some(_), Some(_)) => {
-                return Err(ResourceError::invalid_request(
-                    "send the access token in one place only",
-                ));
-            }
-            (Some(h), None) => credentials(h).ok_or_else(|| {
-                ResourceError::invalid_request(
-                    "the Authorization header must be Bearer or DPoP with a token",
-                )
-            })?,
-            (None, Some(t)) if !t.is_empty() => (TokenScheme::Bearer, t),
-            _ => {
-                return Err(ResourceError {
-                    scheme: TokenScheme::Bearer,
-                    error: None,
-                });
-            }
-        };
-        let active = self.active_token(tenant, token).await?.ok_or_else(|| {
-            ResourceError::invalid_token(scheme, "the access token is invalid or expired")
-        })?;
-        let claims = &active.claims;
-        let jkt = claims
-            .get("cnf")
-            .and_then(|c| c.get("jkt"))
-            .and_then(Value::as_str);
-        match (scheme, jkt) {
-            (TokenScheme::Bearer, Some(_)) => {
-                return Err(ResourceError::invalid_token(
-                    TokenScheme::Dpop,
-                    "this access token is DPoP-bound: use the DPoP scheme with a proof",
-                ));
-            }
-            (TokenScheme::Dpop, None) => {
-                return Err(ResourceError::invalid_token(
-                    TokenScheme::Bearer,
-                    "this access token is not DPoP-bound: use the Bearer scheme",
-                ));
-            }
-            (TokenScheme::Dpop, Some(jkt)) => {
-                if req.dpop.is_empty() {
-                    return Err(ResourceError::new(
-                        TokenScheme::Dpop,
-                        ErrorCode::InvalidDpopProof,
-                        "a DPoP proof is required",
-                    ));
-                }
-                let proof = self
-                    .dpop
-                    .validate(
-                        &tenant.id,
-                        &req.dpop,
-                        &Expectation {
-                            method: req.method,
-                            url: &req.url,
-                            access_token: Some(token),
-                        },
-                    )
-                    .await
-                    .map_err(|e| {
-                        if e.is_server_failure() {
-                            return ResourceError::from(e);
-                        }
-                        // RFC 9449 §7.1: at a resource, every refused proof is
-                        // `invalid_dpop_proof`, except a nonce to retry with.
-                        let code = match e.code {
-                            ErrorCode::UseDpopNonce => ErrorCode::UseDpopNonce,
-                            _ => ErrorCode::InvalidDpopProof,
-                        };
-                        ResourceError {
-                            scheme: TokenScheme::Dpop,
-                            error: Some(e.with_code(code)),
-                        }
-                    })?;
-                if proof.is_none_or(|p| p.jkt != jkt) {
-                    return Err(ResourceError::invalid_token(
-                        TokenScheme::Dpop,
-                        "the DPoP proof key does not match the token's key",
-                    ));
-                }
-            }
-            _ => {}
-        }
+        let VerifiedToken { scheme, claims } = self.verify_resource_token(tenant, &req).await?;
+        let claims = &claims;
         let scopes: Vec<String> = claims
             .get("scope")
             .and_then(Value::as_str)
@@ -254,25 +76,5 @@ impl OAuthService {
             out.insert(k, v);
         }
         Ok(Value::Object(out))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{TokenScheme, credentials};
-
-    #[test]
-    fn authorization_schemes_are_case_insensitive() {
-        assert_eq!(
-            credentials("Bearer abc"),
-            Some((TokenScheme::Bearer, "abc"))
-        );
-        assert_eq!(
-            credentials("bearer abc"),
-            Some((TokenScheme::Bearer, "abc"))
-        );
-        assert_eq!(credentials("DPoP abc"), Some((TokenScheme::Dpop, "abc")));
-        assert_eq!(credentials("Basic abc"), None);
-        assert_eq!(credentials("Bearer "), None);
     }
 }

@@ -60,8 +60,38 @@ impl AuditEvent {
     }
 }
 
+/// Whether an event records something that was refused or failed, by its name: the
+/// `outcome` of the audit search and export.
+pub fn outcome_of(event: &str) -> &'static str {
+    let last = event.rsplit('.').next().unwrap_or(event);
+    if last.ends_with("failed") || last.ends_with("denied") || last.contains("reuse") {
+        "failure"
+    } else {
+        "success"
+    }
+}
+
+/// What the audit search selects in the database (the caller filters further, e.g. by
+/// address range). Every condition present must hold.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSelection {
+    /// Event names, any of them (empty: all).
+    pub events: Vec<String>,
+    /// The event's subject (a user id).
+    pub subject: Option<String>,
+    /// Acted on or by this id (a client id): actor or subject.
+    pub party: Option<String>,
+    /// `at >= from`.
+    pub from: Option<UnixTime>,
+    /// `at < to`.
+    pub to: Option<UnixTime>,
+    /// Only events older than this position (the `id` of the last one seen).
+    pub before: Option<i64>,
+}
+
 #[derive(sqlx::FromRow)]
 struct AuditRow {
+    id: i64,
     tenant_id: String,
     at: i64,
     event: String,
@@ -118,26 +148,92 @@ impl Store {
 
     /// A tenant's most recent events, newest first.
     pub async fn list_audit(&self, tenant_id: &str, limit: i64) -> Result<Vec<AuditEvent>> {
+        let rows = self
+            .search_audit(tenant_id, &AuditSelection::default(), limit)
+            .await?;
+        Ok(rows.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Up to `limit` of a tenant's events that `selection` selects, newest first, each
+    /// with its position (for [`AuditSelection::before`]).
+    pub async fn search_audit<'a>(
+        &self,
+        tenant_id: &'a str,
+        selection: &'a AuditSelection,
+        limit: i64,
+    ) -> Result<Vec<(i64, AuditEvent)>> {
+        enum Bind<'a> {
+            Text(&'a str),
+            Int(i64),
+        }
+        let mut binds = vec![Bind::Text(tenant_id)];
+        let mut sql = String::from(
+            "SELECT id, tenant_id, at, event, actor, subject, ip, details FROM audit_events \
+             WHERE tenant_id = $1",
+        );
+        // Adds a bind value and returns its placeholder.
+        let mut bind = |b: Bind<'a>| {
+            binds.push(b);
+            format!("${}", binds.len())
+        };
+        let mut conditions = Vec::new();
+        if !selection.events.is_empty() {
+            let names: Vec<String> = selection
+                .events
+                .iter()
+                .map(|e| bind(Bind::Text(e)))
+                .collect();
+            conditions.push(format!("event IN ({})", names.join(", ")));
+        }
+        if let Some(subject) = &selection.subject {
+            conditions.push(format!("subject = {}", bind(Bind::Text(subject))));
+        }
+        if let Some(party) = &selection.party {
+            let p = bind(Bind::Text(party));
+            conditions.push(format!("(actor = {p} OR subject = {p})"));
+        }
+        for (column_op, value) in [
+            ("at >=", selection.from),
+            ("at <", selection.to),
+            ("id <", selection.before),
+        ] {
+            if let Some(v) = value {
+                conditions.push(format!("{column_op} {}", bind(Bind::Int(v))));
+            }
+        }
+        for c in conditions {
+            sql.push_str(" AND ");
+            sql.push_str(&c);
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ");
+        sql.push_str(&bind(Bind::Int(limit)));
         let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, AuditRow>(
-                "SELECT tenant_id, at, event, actor, subject, ip, details FROM audit_events \
-                 WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2",
-            )
-            .bind(tenant_id)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
+            // Safe: the text is ours; every value is a bind parameter, only their
+            // numbers are formatted in.
+            let mut q = sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql.as_str()));
+            for b in &binds {
+                q = match b {
+                    Bind::Text(t) => q.bind(*t),
+                    Bind::Int(i) => q.bind(*i),
+                };
+            }
+            q.fetch_all(pool).await?
         });
         Ok(rows
             .into_iter()
-            .map(|r| AuditEvent {
-                tenant_id: r.tenant_id,
-                at: r.at,
-                event: r.event,
-                actor: r.actor,
-                subject: r.subject,
-                ip: r.ip,
-                details: serde_json::from_str(&r.details).unwrap_or(Value::Null),
+            .map(|r| {
+                (
+                    r.id,
+                    AuditEvent {
+                        tenant_id: r.tenant_id,
+                        at: r.at,
+                        event: r.event,
+                        actor: r.actor,
+                        subject: r.subject,
+                        ip: r.ip,
+                        details: serde_json::from_str(&r.details).unwrap_or(Value::Null),
+                    },
+                )
             })
             .collect())
     }

@@ -1,0 +1,645 @@
+//! The Management API's HTTP edge (`{issuer}/api/v1/…`, see `crate::management`): each
+//! handler parses the request, lets `Management::authorize` check the token, scope and
+//! rate tier, calls one operation and renders the result. Every refusal is an RFC 9457
+//! `application/problem+json` body with a stable `type`; a token refusal also carries
+//! the RFC 6750 challenge with RFC 9728's `resource_metadata` pointer. Every response to
+//! a caller that got past the token check carries the `X-RateLimit-*` headers of its tier.
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Extension, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ServerFailure;
+use super::error::{no_store, rate_headers, retry_after_outage, server_status};
+use super::tenant_routing::{CurrentTenant, client_ip};
+use super::userinfo::{add_challenge, resource_status};
+use crate::domain::signing_key::RotationMode;
+use crate::domain::tenant::Tenant;
+use crate::management::audit::{AuditQuery, CSV_HEADER};
+use crate::management::{
+    API_PATH, Authorized, DEFAULT_PAGE, Error, MAX_PAGE, Management, Permission, Tier, resource_id,
+};
+use crate::oauth::ErrorCode;
+use crate::oauth::resource::ResourceRequest;
+
+/// Where RFC 9728 §3 puts a resource's metadata: inserted between the host and the path
+/// of its identifier.
+pub const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource";
+
+/// The base of our problem `type` URIs; each refusal appends its own name.
+const PROBLEM_BASE: &str = "https://gatehouse.dev/problems/";
+
+/// The largest request body an operation reads.
+const MAX_BODY: usize = 16 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(&format!("{API_PATH}/jwks"), get(keys))
+        .route(&format!("{API_PATH}/jwks/rotate"), post(rotate_keys))
+        .route(&format!("{API_PATH}/clients"), get(clients))
+        .route(&format!("{API_PATH}/clients/{{client_id}}"), get(client))
+        .route(&format!("{API_PATH}/audit"), get(audit))
+        .route(&format!("{API_PATH}/stats/health"), get(health))
+}
+
+impl AppState {
+    pub(crate) fn management(&self) -> Management<'_> {
+        Management {
+            oauth: &self.oauth,
+            store: &self.store,
+            keys: &self.keys,
+            clients: &self.oauth.clients,
+        }
+    }
+}
+
+/// The RFC 9728 metadata URL of `tenant`'s API.
+pub fn metadata_url(tenant: &Tenant) -> String {
+    let resource = resource_id(tenant);
+    match url::Url::parse(&resource) {
+        Ok(u) => format!(
+            "{}://{}{METADATA_PREFIX}{}",
+            u.scheme(),
+            u.host_str().map_or_else(String::new, |h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            }),
+            u.path()
+        ),
+        Err(_) => format!("{}{METADATA_PREFIX}{API_PATH}", tenant.issuer),
+    }
+}
+
+/// RFC 9728 §2 protected resource metadata of `tenant`'s API.
+pub fn metadata(state: &AppState, tenant: &Tenant) -> Response {
+    let algs: Vec<&str> = state
+        .oauth
+        .dpop
+        .settings()
+        .algorithms
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    let body = serde_json::json!({
+        "resource": resource_id(tenant),
+        "authorization_servers": [tenant.issuer],
+        "scopes_supported": Permission::ALL.iter().map(|p| p.scope()).collect::<Vec<_>>(),
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": algs,
+        "resource_name": format!("Gatehouse Management API ({})", tenant.id),
+        "resource_documentation": "https://github.com/gatehouse-dev/gatehouse/blob/main/docs/management-api.md",
+    });
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+/// One Management API request: the tenant, what the token check needs, the caller's
+/// address.
+struct Call {
+    tenant: std::sync::Arc<Tenant>,
+    method: String,
+    url: String,
+    authorization: Option<String>,
+    dpop: Vec<String>,
+    ip: Option<String>,
+}
+
+impl Call {
+    fn new(state: &AppState, tenant: std::sync::Arc<Tenant>, parts: &Parts) -> Self {
+        let header_text = |v: &HeaderValue| v.to_str().ok().map(str::to_owned);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        Self {
+            url: format!("{}{}", tenant.issuer, parts.uri.path()),
+            method: parts.method.as_str().to_owned(),
+            authorization: parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(header_text),
+            dpop: parts
+                .headers
+                .get_all("dpop")
+                .iter()
+                .filter_map(header_text)
+                .collect(),
+            ip: client_ip(&parts.headers, peer, &state.trusted_proxies).map(|ip| ip.to_string()),
+            tenant,
+        }
+    }
+
+    async fn authorize(
+        &self,
+        state: &AppState,
+        permission: Permission,
+        tier: Tier,
+    ) -> Result<Authorized, Refused> {
+        let req = ResourceRequest {
+            method: &self.method,
+            url: self.url.clone(),
+            authorization: self.authorization.as_deref(),
+            dpop: self.dpop.iter().map(String::as_str).collect(),
+            form_token: None,
+        };
+        state
+            .management()
+            .authorize(&self.tenant, &req, permission, tier, self.ip.clone())
+            .await
+            .map_err(|e| Refused::new(&self.tenant, e))
+    }
+}
+
+/// A refused call and what its answer needs: the tenant (for the challenge's metadata
+/// pointer) and the rate figures of a caller that was let in.
+struct Refused {
+    error: Error,
+    metadata: String,
+    rate: Option<crate::oauth::RateHeaders>,
+}
+
+impl Refused {
+    fn new(tenant: &Tenant, error: Error) -> Self {
+        Self {
+            error,
+            metadata: metadata_url(tenant),
+            rate: None,
+        }
+    }
+
+    fn after(auth: &Authorized, tenant: &Tenant, error: Error) -> Self {
+        Self {
+            rate: auth.rate,
+            ..Self::new(tenant, error)
+        }
+    }
+}
+
+/// An RFC 9457 problem: `type` from our base and `name`, the status, a title, the detail,
+/// and with a parameter or field error its name (`field`).
+fn problem(
+    status: StatusCode,
+    name: &str,
+    title: &str,
+    detail: &str,
+    field: Option<&str>,
+) -> Response {
+    let mut body = serde_json::json!({
+        "type": format!("{PROBLEM_BASE}{name}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let (Some(f), Some(map)) = (field, body.as_object_mut()) {
+        map.insert("field".into(), f.into());
+    }
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
+impl Refused {
+    fn render(self, state: &AppState) -> Response {
+        let mut resp = match &self.error {
+            Error::Token(e) => {
+                let status = resource_status(e.error.as_ref());
+                let (name, title) = match e.error.as_ref().map(|e| e.code) {
+                    None => ("unauthenticated", "An access token is required"),
+                    Some(ErrorCode::InsufficientScope) => {
+                        ("insufficient-scope", "The access token lacks the scope")
+                    }
+                    Some(ErrorCode::InvalidRequest) => {
+                        ("invalid-request", "The request is malformed")
+                    }
+                    Some(code) if server_status(code).is_some() => {
+                        ("server-error", "The server failed")
+                    }
+                    Some(_) => ("invalid-token", "The access token is not accepted here"),
+                };
+                let detail = e
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.description.clone())
+                    .unwrap_or_else(|| "send an access token for this API".to_owned());
+                let mut resp = problem(status, name, title, &detail, None);
+                add_challenge(state, e, Some(&self.metadata), &mut resp);
+                resp
+            }
+            Error::RateLimited(rate) => {
+                let mut resp = problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "Too many requests",
+                    &format!(
+                        "the limit of this operation's tier is {} per window; retry after {} s",
+                        rate.limit, rate.reset_seconds
+                    ),
+                    None,
+                );
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(rate.reset_seconds.max(1)),
+                );
+                rate_headers(resp.headers_mut(), *rate);
+                resp
+            }
+            Error::NotFound(detail) => problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "No such resource",
+                detail,
+                None,
+            ),
+            Error::Invalid { field, detail } => problem(
+                StatusCode::BAD_REQUEST,
+                "invalid-parameter",
+                "A parameter or field is invalid",
+                &format!("{field}: {detail}"),
+                Some(field),
+            ),
+            Error::Server(e) => {
+                let status = server_status(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let mut resp = problem(
+                    status,
+                    if status == StatusCode::SERVICE_UNAVAILABLE {
+                        "unavailable"
+                    } else {
+                        "server-error"
+                    },
+                    "The server failed",
+                    e.description.as_deref().unwrap_or("internal error"),
+                    None,
+                );
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    retry_after_outage(resp.headers_mut());
+                }
+                ServerFailure::attach(&mut resp, e);
+                resp
+            }
+        };
+        if let Some(rate) = self.rate {
+            rate_headers(resp.headers_mut(), rate);
+        }
+        no_store(resp.headers_mut());
+        resp
+    }
+}
+
+/// A successful answer: JSON, not cached, with the caller's rate figures.
+fn ok(auth: &Authorized, status: StatusCode, body: &impl Serialize) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    finish(auth, resp.headers_mut());
+    resp
+}
+
+fn finish(auth: &Authorized, headers: &mut HeaderMap) {
+    if let Some(rate) = auth.rate {
+        rate_headers(headers, rate);
+    }
+    no_store(headers);
+}
+
+/// Runs `op` for a caller authorized for `permission` in `tier`; renders any refusal.
+async fn call(
+    state: &AppState,
+    tenant: std::sync::Arc<Tenant>,
+    parts: &Parts,
+    permission: Permission,
+    tier: Tier,
+    op: impl AsyncFnOnce(&Call, &Authorized) -> Result<Response, Error>,
+) -> Response {
+    let call = Call::new(state, tenant, parts);
+    match call.authorize(state, permission, tier).await {
+        Err(refused) => refused.render(state),
+        Ok(auth) => match op(&call, &auth).await {
+            Ok(resp) => resp,
+            Err(e) => Refused::after(&auth, &call.tenant, e).render(state),
+        },
+    }
+}
+
+/// The query string's pairs, decoded.
+fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// `limit` and `cursor` of a list, and nothing else.
+fn page_params(parts: &Parts) -> Result<(usize, Option<String>), Error> {
+    let mut limit = DEFAULT_PAGE;
+    let mut cursor = None;
+    for (name, value) in query_pairs(parts) {
+        match name.as_str() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        Error::invalid("limit", format!("must be a number from 1 to {MAX_PAGE}"))
+                    })?;
+            }
+            "cursor" => {
+                cursor = Some(crate::management::audit::decode_cursor_text(
+                    &value, "cursor",
+                )?);
+            }
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    "unknown parameter (expected limit, cursor)",
+                ));
+            }
+        }
+    }
+    Ok((limit, cursor))
+}
+
+/// Adds `Link: <…>; rel="next"` (RFC 8288) for a page with a successor.
+fn link_next(
+    resp: &mut Response,
+    call: &Call,
+    next: Option<&str>,
+    mut pairs: Vec<(String, String)>,
+) {
+    let Some(next) = next else { return };
+    pairs.retain(|(k, _)| k != "cursor");
+    pairs.push(("cursor".into(), next.to_owned()));
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    if let Ok(v) = HeaderValue::from_str(&format!("<{}?{query}>; rel=\"next\"", call.url)) {
+        resp.headers_mut().insert(header::LINK, v);
+    }
+}
+
+async fn keys(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::KeysRead,
+        Tier::Read,
+        async |call, auth| {
+            let keys = state.management().keys(&call.tenant).await?;
+            Ok(ok(
+                auth,
+                StatusCode::OK,
+                &serde_json::json!({ "keys": keys }),
+            ))
+        },
+    )
+    .await
+}
+
+/// The body of `POST /jwks/rotate`; empty means `force`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+/// A JSON body of at most [`MAX_BODY`] bytes, unknown fields refused; empty is `T::default()`.
+async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> Result<T, Error> {
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| Error::invalid("body", format!("must be at most {MAX_BODY} bytes")))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        Error::invalid(field, e.into_inner().to_string())
+    })
+}
+
+async fn rotate_keys(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::KeysRotate,
+        Tier::Sensitive,
+        async |call, auth| {
+            let body: RotateBody = json_body(body).await?;
+            let mode = match body.mode.as_deref() {
+                None | Some("force") => RotationMode::Force,
+                Some("now") => RotationMode::Now,
+                Some(_) => return Err(Error::invalid("mode", "must be force or now")),
+            };
+            let created = state
+                .management()
+                .rotate_keys(&call.tenant, &auth.caller, mode)
+                .await?;
+            Ok(ok(
+                auth,
+                StatusCode::OK,
+                &serde_json::json!({ "created": created }),
+            ))
+        },
+    )
+    .await
+}
+
+async fn clients(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::ClientsRead,
+        Tier::Read,
+        async |call, auth| {
+            let (limit, after) = page_params(&parts)?;
+            let page = state
+                .management()
+                .clients(&call.tenant, after.as_deref(), limit)
+                .await?;
+            let mut resp = ok(auth, StatusCode::OK, &page);
+            link_next(&mut resp, call, page.next.as_deref(), query_pairs(&parts));
+            Ok(resp)
+        },
+    )
+    .await
+}
+
+async fn client(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::ClientsRead,
+        Tier::Read,
+        async |call, auth| {
+            let client = state.management().client(&call.tenant, &client_id).await?;
+            Ok(ok(auth, StatusCode::OK, &client))
+        },
+    )
+    .await
+}
+
+/// Whether the caller asked for CSV by `Accept` (`text/csv` before any JSON type).
+fn accepts_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|first| first.trim().to_ascii_lowercase().starts_with("text/csv"))
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::AuditRead,
+        Tier::Read,
+        async |call, auth| {
+            let pairs = query_pairs(&parts);
+            let mut query = AuditQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+            query.csv |= accepts_csv(&parts.headers);
+            let management = state.management();
+            management
+                .audit_read(&call.tenant, &auth.caller, &query)
+                .await;
+            if query.csv {
+                return Ok(csv_export(&state, auth, call.tenant.clone(), query));
+            }
+            let page = management.audit_page(&call.tenant, &query).await?;
+            let mut resp = ok(auth, StatusCode::OK, &page);
+            link_next(&mut resp, call, page.next.as_deref(), pairs);
+            Ok(resp)
+        },
+    )
+    .await
+}
+
+/// The whole filtered trail as CSV, streamed a page at a time: memory stays that of one
+/// page however many rows match. A failure mid-stream ends the body early (the status
+/// is sent already), which a client sees as a truncated transfer.
+fn csv_export(
+    state: &AppState,
+    auth: &Authorized,
+    tenant: std::sync::Arc<Tenant>,
+    mut query: AuditQuery,
+) -> Response {
+    query.limit = MAX_PAGE;
+    let state = state.clone();
+    let pages = futures::stream::unfold(Some((state, tenant, query, true)), |cursor| async move {
+        let (state, tenant, mut query, first) = cursor?;
+        let (entries, next) = match state.management().audit_scan(&tenant, &query).await {
+            Ok(scan) => scan,
+            Err(e) => {
+                tracing::warn!(error = %e, tenant = %tenant.id, "audit export ended early");
+                return Some((Err(std::io::Error::other("audit export failed")), None));
+            }
+        };
+        let mut chunk = if first {
+            CSV_HEADER.to_owned()
+        } else {
+            String::new()
+        };
+        for entry in &entries {
+            chunk.push_str(&entry.csv_record());
+        }
+        let rest = next.map(|position| {
+            query.selection.before = Some(position);
+            (state, tenant, query, false)
+        });
+        Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), rest))
+    });
+    let mut resp = Response::new(Body::from_stream(pages));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8; header=present"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"audit.csv\""),
+    );
+    finish(auth, h);
+    resp
+}
+
+async fn health(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::StatsRead,
+        Tier::Read,
+        async |call, auth| {
+            let health = state.management().health(&call.tenant).await;
+            let status = if health.database == "ok" {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Ok(ok(auth, status, &health))
+        },
+    )
+    .await
+}
+
+/// An unknown path under the API: a problem, like every other answer of it.
+pub async fn not_found() -> Response {
+    let mut resp = problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "No such resource",
+        "no operation at this path",
+        None,
+    );
+    no_store(resp.headers_mut());
+    resp
+}

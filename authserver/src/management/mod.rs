@@ -1,0 +1,535 @@
+//! The Management API's service (`{issuer}/api/v1`): who may call it, and what each
+//! operation does. The API is an OAuth protected resource of its own tenant: callers
+//! present access tokens that the tenant issued with the audience `{issuer}/api/v1`
+//! (RFC 8707 `resource`) and the operation's scope, so clients, secrets,
+//! `private_key_jwt`, DPoP, rotation and the audit trail secure it, and there is no
+//! second credential system to leak or rotate. No HTTP here: `http::management` parses
+//! requests into calls and renders results and [`Error`]s (RFC 9457 problems).
+
+pub mod audit;
+
+use serde::Serialize;
+
+use crate::clock::UnixTime;
+use crate::config::RateLimitSettings;
+use crate::domain::signing_key::{KeyMeta, RotationMode};
+use crate::domain::tenant::Tenant;
+use crate::keys::KeyService;
+use crate::oauth::resource::{ResourceError, ResourceRequest, TokenScheme, VerifiedToken};
+use crate::oauth::{ErrorCode, OAuthError, OAuthService, RateHeaders};
+use crate::store::Store;
+use crate::store::audit::AuditEvent;
+
+/// Where the API lives under an issuer; with the issuer, its resource identifier.
+pub const API_PATH: &str = "/api/v1";
+
+/// The resource identifier (and token audience) of `tenant`'s Management API.
+pub fn resource_id(tenant: &Tenant) -> String {
+    format!("{}{API_PATH}", tenant.issuer)
+}
+
+/// What a token must allow for an operation: one scope each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    ClientsRead,
+    ClientsWrite,
+    UsersRead,
+    UsersWrite,
+    SessionsRead,
+    SessionsWrite,
+    KeysRead,
+    KeysRotate,
+    AuditRead,
+    StatsRead,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 10] = [
+        Permission::ClientsRead,
+        Permission::ClientsWrite,
+        Permission::UsersRead,
+        Permission::UsersWrite,
+        Permission::SessionsRead,
+        Permission::SessionsWrite,
+        Permission::KeysRead,
+        Permission::KeysRotate,
+        Permission::AuditRead,
+        Permission::StatsRead,
+    ];
+
+    /// The scope that grants it.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Permission::ClientsRead => "gatehouse:clients:read",
+            Permission::ClientsWrite => "gatehouse:clients:write",
+            Permission::UsersRead => "gatehouse:users:read",
+            Permission::UsersWrite => "gatehouse:users:write",
+            Permission::SessionsRead => "gatehouse:sessions:read",
+            Permission::SessionsWrite => "gatehouse:sessions:write",
+            Permission::KeysRead => "gatehouse:keys:read",
+            Permission::KeysRotate => "gatehouse:keys:rotate",
+            Permission::AuditRead => "gatehouse:audit:read",
+            Permission::StatsRead => "gatehouse:stats:read",
+        }
+    }
+}
+
+/// The rate-limit tier of an operation (`rate_limits.management_<tier>_per_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Read,
+    Write,
+    Delete,
+    /// Secret rotation, password set, MFA reset, key rotation.
+    Sensitive,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Read => "read",
+            Tier::Write => "write",
+            Tier::Delete => "delete",
+            Tier::Sensitive => "sensitive",
+        }
+    }
+
+    fn limit(self, limits: &RateLimitSettings) -> u64 {
+        match self {
+            Tier::Read => limits.management_read_per_client,
+            Tier::Write => limits.management_write_per_client,
+            Tier::Delete => limits.management_delete_per_client,
+            Tier::Sensitive => limits.management_sensitive_per_client,
+        }
+    }
+}
+
+/// Who is calling: the client the token was issued to, and the user when it is a
+/// user's token (code flow), by the token's `sub`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub client_id: String,
+    pub user: Option<String>,
+    /// From the request, for the audit trail.
+    pub ip: Option<String>,
+}
+
+impl Caller {
+    /// An audit event of this caller's: the client as actor, the user in the details.
+    pub fn event(&self, tenant: &Tenant, at: UnixTime, name: &str) -> AuditEvent {
+        AuditEvent::new(&tenant.id, at, name)
+            .actor(Some(&self.client_id))
+            .ip(self.ip.as_deref())
+    }
+
+    /// The details every event of this caller carries.
+    pub fn details(&self, mut details: serde_json::Value) -> serde_json::Value {
+        if let (Some(user), Some(map)) = (&self.user, details.as_object_mut()) {
+            map.insert("user".into(), user.clone().into());
+        }
+        if let Some(map) = details.as_object_mut() {
+            map.insert("via".into(), "management-api".into());
+        }
+        details
+    }
+}
+
+/// A request that was let in, with the rate figures for its response headers.
+#[derive(Debug)]
+pub struct Authorized {
+    pub caller: Caller,
+    /// `None` when rate limits are off.
+    pub rate: Option<RateHeaders>,
+}
+
+/// Why an operation failed; `http::management` renders each as an RFC 9457 problem with
+/// a stable `type`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No, a bad, or a too weak token (RFC 6750 §3): a challenge, no problem `type` of ours.
+    #[error("{}", .0.error.as_ref().map_or_else(|| "no access token".to_owned(), ToString::to_string))]
+    Token(Box<ResourceError>),
+    /// Over the caller's limit for the tier.
+    #[error("rate limit exceeded")]
+    RateLimited(RateHeaders),
+    #[error("{0}")]
+    NotFound(String),
+    /// A parameter or body field is invalid: `field` names it.
+    #[error("{field}: {detail}")]
+    Invalid { field: String, detail: String },
+    /// A failure on our side (500, or 503 during an outage), logged once by the edge.
+    #[error(transparent)]
+    Server(OAuthError),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl<E> From<E> for Error
+where
+    OAuthError: From<E>,
+{
+    fn from(e: E) -> Self {
+        Error::Server(OAuthError::from(e))
+    }
+}
+
+/// The Management API's operations, over the services the HTTP state holds.
+pub struct Management<'a> {
+    pub oauth: &'a OAuthService,
+    pub store: &'a Store,
+    pub keys: &'a KeyService,
+    pub clients: &'a crate::clients::ClientService,
+}
+
+/// A key as the API shows it: public facts only.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub kid: String,
+    pub alg: &'static str,
+    pub state: &'static str,
+    /// `generated` or `imported`.
+    pub source: String,
+    pub created_at: String,
+    pub activates_at: String,
+    pub superseded_at: Option<String>,
+    pub retires_at: Option<String>,
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC).
+pub fn rfc3339(t: UnixTime) -> String {
+    jiff::Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
+}
+
+fn key_view(meta: &KeyMeta, source: &str, now: UnixTime) -> KeyView {
+    KeyView {
+        kid: meta.kid.clone(),
+        alg: meta.alg.as_str(),
+        state: meta.state(now).as_str(),
+        source: source.to_owned(),
+        created_at: rfc3339(meta.created_at),
+        activates_at: rfc3339(meta.activates_at),
+        superseded_at: meta.superseded_at.map(rfc3339),
+        retires_at: meta.retires_at.map(rfc3339),
+    }
+}
+
+/// A registered client as the API shows it: the registration, never a secret digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientView {
+    #[serde(flatten)]
+    pub spec: crate::domain::client::ClientSpec,
+    /// How many secrets are valid now (more than one during a rotation overlap).
+    pub active_secrets: usize,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One page of a list, newest or first first, and where the next one starts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// The most items one page may have (`limit`).
+pub const MAX_PAGE: usize = 1000;
+/// Items per page when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// The health of what the API's tenant depends on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub database: &'static str,
+    pub schema_version: Option<i64>,
+    pub schema_current: bool,
+    /// This tenant's keys by state.
+    pub keys: std::collections::BTreeMap<&'static str, usize>,
+    /// `ok`, `unavailable` or `not_configured` (the shared rate-limit counters).
+    pub redis: &'static str,
+}
+
+impl Management<'_> {
+    /// Lets the request in if its token is this tenant's, meant for this API
+    /// (`aud` = `{issuer}/api/v1`), carries `permission`'s scope, and the calling client
+    /// is within its `tier` limit.
+    pub async fn authorize(
+        &self,
+        tenant: &Tenant,
+        req: &ResourceRequest<'_>,
+        permission: Permission,
+        tier: Tier,
+        ip: Option<String>,
+    ) -> Result<Authorized, Error> {
+        let token = self
+            .oauth
+            .verify_resource_token(tenant, req)
+            .await
+            .map_err(|e| Error::Token(Box::new(e)))?;
+        let refuse = |scheme: TokenScheme, code: ErrorCode, d: &str, scope: Option<&str>| {
+            Error::Token(Box::new(ResourceError {
+                scheme,
+                error: Some(OAuthError::new(code, d)),
+                scope: scope.map(str::to_owned),
+            }))
+        };
+        if !token.is_for(&resource_id(tenant)) {
+            return Err(refuse(
+                token.scheme,
+                ErrorCode::InvalidToken,
+                "the access token is not meant for this API: request it with resource={issuer}/api/v1",
+                None,
+            ));
+        }
+        let scope = permission.scope();
+        if !token.scopes().any(|s| s == scope) {
+            return Err(refuse(
+                token.scheme,
+                ErrorCode::InsufficientScope,
+                &format!("this operation needs the scope {scope}"),
+                Some(scope),
+            ));
+        }
+        let caller = caller(&token, ip).ok_or_else(|| {
+            refuse(
+                token.scheme,
+                ErrorCode::InvalidToken,
+                "the access token names no client",
+                None,
+            )
+        })?;
+        let rate = self.count(tenant, &caller, tier).await?;
+        Ok(Authorized { caller, rate })
+    }
+
+    async fn count(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        tier: Tier,
+    ) -> Result<Option<RateHeaders>, Error> {
+        let limits = &self.oauth.rate_limits;
+        if !limits.enabled {
+            return Ok(None);
+        }
+        let key = format!(
+            "management-{}:client:{}:{}",
+            tier.as_str(),
+            tenant.id,
+            caller.client_id
+        );
+        let d = self
+            .oauth
+            .limiter
+            .hit(&key, tier.limit(limits), self.oauth.clock.now())
+            .await;
+        if d.allowed {
+            Ok(Some(d.headers))
+        } else {
+            Err(Error::RateLimited(d.headers))
+        }
+    }
+
+    fn now(&self) -> UnixTime {
+        self.oauth.clock.now()
+    }
+
+    /// `GET /jwks`: every key of the tenant, with its state and times.
+    pub async fn keys(&self, tenant: &Tenant) -> Result<Vec<KeyView>, Error> {
+        let now = self.now();
+        let mut keys: Vec<KeyView> = self
+            .store
+            .list_keys(&tenant.id)
+            .await?
+            .iter()
+            .map(|k| key_view(&k.meta, &k.source, now))
+            .collect();
+        keys.sort_by(|a, b| {
+            (a.alg, &a.activates_at, &a.kid).cmp(&(b.alg, &b.activates_at, &b.kid))
+        });
+        Ok(keys)
+    }
+
+    /// `POST /jwks/rotate`: new keys for every algorithm (`force`: published now, signing
+    /// after the promotion delay; `now`: an emergency, signing at once and withdrawing
+    /// the previous keys). Audited per key; returns the new keys.
+    pub async fn rotate_keys(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        mode: RotationMode,
+    ) -> Result<Vec<KeyView>, Error> {
+        let created = self
+            .keys
+            .rotate(&tenant.id, mode)
+            .await
+            .map_err(OAuthError::from)?;
+        let now = self.now();
+        let name = if mode == RotationMode::Now {
+            "signing_key.rotated_now"
+        } else {
+            "signing_key.rotated"
+        };
+        for k in &created {
+            self.store
+                .audit(
+                    caller
+                        .event(tenant, now, name)
+                        .subject(Some(&k.kid))
+                        .details(caller.details(serde_json::json!({ "alg": k.alg.as_str() }))),
+                )
+                .await;
+        }
+        Ok(created
+            .iter()
+            .map(|k| key_view(k, "generated", now))
+            .collect())
+    }
+
+    /// `GET /clients`: the registrations, by client id, `limit` per page after `after`.
+    pub async fn clients(
+        &self,
+        tenant: &Tenant,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ClientView>, Error> {
+        let mut all = self.store.list_clients(&tenant.id).await?;
+        all.sort_by(|a, b| a.spec.client_id.cmp(&b.spec.client_id));
+        let now = self.now();
+        let mut items: Vec<ClientView> = all
+            .into_iter()
+            .filter(|c| after.is_none_or(|a| c.spec.client_id.as_str() > a))
+            .take(limit + 1)
+            .map(|c| client_view(c, now))
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|c| audit::encode_cursor_text(&c.spec.client_id))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// `GET /clients/{client_id}`.
+    pub async fn client(&self, tenant: &Tenant, client_id: &str) -> Result<ClientView, Error> {
+        let client = self
+            .store
+            .get_client(&tenant.id, client_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("client {client_id:?} does not exist")))?;
+        Ok(client_view(client, self.now()))
+    }
+
+    /// `GET /stats/health`.
+    pub async fn health(&self, tenant: &Tenant) -> Health {
+        let reachable = self.store.ping().await.is_ok();
+        let schema = if reachable {
+            self.store.schema_status().await.ok()
+        } else {
+            None
+        };
+        let mut keys = std::collections::BTreeMap::new();
+        if reachable && let Ok(stored) = self.store.list_keys(&tenant.id).await {
+            let now = self.now();
+            for k in stored {
+                *keys.entry(k.meta.state(now).as_str()).or_insert(0) += 1;
+            }
+        }
+        Health {
+            database: if reachable { "ok" } else { "unavailable" },
+            schema_version: schema.as_ref().and_then(|s| s.current_version),
+            schema_current: schema
+                .as_ref()
+                .is_some_and(crate::store::migrate::SchemaStatus::is_current),
+            keys,
+            redis: match self.oauth.limiter.redis_reachable().await {
+                None => "not_configured",
+                Some(true) => "ok",
+                Some(false) => "unavailable",
+            },
+        }
+    }
+}
+
+fn client_view(c: crate::store::clients::StoredClient, now: UnixTime) -> ClientView {
+    ClientView {
+        active_secrets: c.secrets.iter().filter(|s| s.valid_at(now)).count(),
+        created_at: rfc3339(c.created_at),
+        updated_at: rfc3339(c.updated_at),
+        spec: c.spec,
+    }
+}
+
+/// The caller a verified token names: its `client_id`, and for a user's token (one with
+/// `auth_time`, from the code flow) the user's `sub`.
+fn caller(token: &VerifiedToken, ip: Option<String>) -> Option<Caller> {
+    let client_id = token.claim("client_id")?.to_owned();
+    let user = token
+        .claims
+        .get("auth_time")
+        .and_then(|_| token.claim("sub"))
+        .map(str::to_owned);
+    Some(Caller {
+        client_id,
+        user,
+        ip,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_permission_has_its_own_gatehouse_scope() {
+        let scopes: std::collections::BTreeSet<&str> =
+            Permission::ALL.iter().map(|p| p.scope()).collect();
+        assert_eq!(scopes.len(), Permission::ALL.len());
+        assert!(scopes.iter().all(|s| s.starts_with("gatehouse:")));
+    }
+
+    #[test]
+    fn a_users_token_names_the_user_a_client_token_only_the_client() {
+        let token = |claims: serde_json::Value| VerifiedToken {
+            scheme: TokenScheme::Bearer,
+            claims,
+        };
+        let service = token(serde_json::json!({"client_id": "ci", "sub": "ci"}));
+        assert_eq!(
+            caller(&service, None),
+            Some(Caller {
+                client_id: "ci".into(),
+                user: None,
+                ip: None
+            })
+        );
+        let user = token(serde_json::json!({"client_id": "desk", "sub": "u-1", "auth_time": 1}));
+        assert_eq!(caller(&user, None).unwrap().user.as_deref(), Some("u-1"));
+        assert_eq!(caller(&token(serde_json::json!({"sub": "x"})), None), None);
+    }
+
+    #[test]
+    fn a_callers_events_carry_the_user_and_the_api() {
+        let c = Caller {
+            client_id: "desk".into(),
+            user: Some("u-1".into()),
+            ip: Some("192.0.2.1".into()),
+        };
+        assert_eq!(
+            c.details(serde_json::json!({"alg": "ES256"})),
+            serde_json::json!({"alg": "ES256", "user": "u-1", "via": "management-api"})
+        );
+    }
+}
