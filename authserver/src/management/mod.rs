@@ -225,8 +225,10 @@ fn key_view(meta: &KeyMeta, source: &str, now: UnixTime) -> KeyView {
 pub struct ClientView {
     #[serde(flatten)]
     pub spec: crate::domain::client::ClientSpec,
-    /// How many secrets are valid now (more than one during a rotation overlap).
-    pub active_secrets: usize,
+    /// How many secrets are valid now (more than one during a rotation overlap); only
+    /// on a single client's answer (lists do not read the secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_secrets: Option<usize>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -409,7 +411,7 @@ impl Management<'_> {
             .into_iter()
             .filter(|c| after.is_none_or(|a| c.spec.client_id.as_str() > a))
             .take(limit + 1)
-            .map(|c| client_view(c, now))
+            .map(|c| client_view(c, now, false))
             .collect();
         let next = if items.len() > limit {
             items.truncate(limit);
@@ -429,7 +431,7 @@ impl Management<'_> {
             .get_client(&tenant.id, client_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("client {client_id:?} does not exist")))?;
-        Ok(client_view(client, self.now()))
+        Ok(client_view(client, self.now(), true))
     }
 
     /// `GET /stats/health`.
@@ -463,9 +465,13 @@ impl Management<'_> {
     }
 }
 
-fn client_view(c: crate::store::clients::StoredClient, now: UnixTime) -> ClientView {
+fn client_view(
+    c: crate::store::clients::StoredClient,
+    now: UnixTime,
+    with_secrets: bool,
+) -> ClientView {
     ClientView {
-        active_secrets: c.secrets.iter().filter(|s| s.valid_at(now)).count(),
+        active_secrets: with_secrets.then(|| c.secrets.iter().filter(|s| s.valid_at(now)).count()),
         created_at: rfc3339(c.created_at),
         updated_at: rfc3339(c.updated_at),
         spec: c.spec,

@@ -28,6 +28,7 @@ mod introspection;
 mod keys;
 mod lifecycle;
 mod login;
+mod management_api;
 mod metrics;
 mod mfa;
 mod migrate;
