@@ -13,6 +13,7 @@ use crate::domain::client::{ClientSpec, FieldError};
 use crate::domain::policy::TenantPolicy;
 use crate::domain::signing_key::Algorithm;
 use crate::store::audit::AuditEvent;
+use crate::store::clients::Guard;
 use crate::store::clients::{
     PurgeRetired, RetiredClient, Retirement, SecretChange, StoredClient, UpsertOutcome,
 };
@@ -43,6 +44,12 @@ pub enum Error {
     RetiredUntil { client_id: String, reusable_at: i64 },
     #[error("client id {0:?} is not retired")]
     NotRetired(String),
+    /// Someone else manages the client (the operator's `OidcClient`).
+    #[error("client {client_id:?} is managed by {owner}: change it there")]
+    Managed { client_id: String, owner: String },
+    /// The client changed since the version the caller named.
+    #[error("client {0:?} changed since it was read")]
+    Stale(String),
     #[error(transparent)]
     Store(store::Error),
 }
@@ -100,19 +107,22 @@ pub struct Registered {
 
 /// Who asked for a change (audit `actor`).
 #[derive(Debug, Clone, Copy)]
-pub enum Actor {
+pub enum Actor<'a> {
     Cli,
     AdminApi,
     /// A signed-in user acting on their own account (the account pages).
     User,
+    /// A Management API caller: the calling client's id.
+    Api(&'a str),
 }
 
-impl Actor {
-    pub fn as_str(self) -> &'static str {
+impl<'a> Actor<'a> {
+    pub fn as_str(self) -> &'a str {
         match self {
             Actor::Cli => "cli",
             Actor::AdminApi => "admin-api",
             Actor::User => "user",
+            Actor::Api(client_id) => client_id,
         }
     }
 }
@@ -255,9 +265,10 @@ impl ClientService {
         tenant_id: &str,
         spec: &ClientSpec,
         secret: SecretRequest,
-        actor: Actor,
+        actor: Actor<'_>,
     ) -> Result<Registered> {
-        self.register(tenant_id, spec, secret, actor, false).await
+        self.register(tenant_id, spec, secret, actor, false, &Guard::default())
+            .await
     }
 
     /// Creates or updates a client to match `spec` (idempotent: nothing is written when
@@ -267,9 +278,25 @@ impl ClientService {
         tenant_id: &str,
         spec: &ClientSpec,
         secret: SecretRequest,
-        actor: Actor,
+        actor: Actor<'_>,
     ) -> Result<Registered> {
-        self.register(tenant_id, spec, secret, actor, true).await
+        self.register(tenant_id, spec, secret, actor, true, &Guard::default())
+            .await
+    }
+
+    /// [`Self::create`] (`may_exist` false) or [`Self::upsert`] under `guard`'s
+    /// conditions, checked in the write's transaction.
+    pub async fn write_guarded(
+        &self,
+        tenant_id: &str,
+        spec: &ClientSpec,
+        secret: SecretRequest,
+        actor: Actor<'_>,
+        may_exist: bool,
+        guard: &Guard<'_>,
+    ) -> Result<Registered> {
+        self.register(tenant_id, spec, secret, actor, may_exist, guard)
+            .await
     }
 
     async fn register(
@@ -277,8 +304,9 @@ impl ClientService {
         tenant_id: &str,
         spec: &ClientSpec,
         secret: SecretRequest,
-        actor: Actor,
+        actor: Actor<'_>,
         may_exist: bool,
+        guard: &Guard<'_>,
     ) -> Result<Registered> {
         self.require_tenant(tenant_id).await?;
         self.validate(spec, &secret)?;
@@ -291,7 +319,8 @@ impl ClientService {
         {
             return Err(Error::AlreadyExists(spec.client_id.clone()));
         }
-        self.upsert_validated(tenant_id, spec, secret, actor).await
+        self.upsert_validated(tenant_id, spec, secret, actor, guard)
+            .await
     }
 
     async fn upsert_validated(
@@ -299,7 +328,8 @@ impl ClientService {
         tenant_id: &str,
         spec: &ClientSpec,
         secret: SecretRequest,
-        actor: Actor,
+        actor: Actor<'_>,
+        guard: &Guard<'_>,
     ) -> Result<Registered> {
         let now = self.clock.now();
         let existing = self.store.get_client(tenant_id, &spec.client_id).await?;
@@ -329,14 +359,14 @@ impl ClientService {
         };
         let outcome = self
             .store
-            .upsert_client(tenant_id, spec, &change, now)
+            .upsert_client_guarded(tenant_id, spec, &change, now, guard)
             .await
             .map_err(|e| match e {
                 store::Error::Retired { reusable_at } => Error::Retired {
                     client_id: spec.client_id.clone(),
                     reusable_at,
                 },
-                e => Error::Store(e),
+                e => refused(e, &spec.client_id),
             })?;
         let event = match outcome {
             UpsertOutcome::Created => Some("client.created"),
@@ -370,7 +400,19 @@ impl ClientService {
         &self,
         tenant_id: &str,
         client_id: &str,
-        actor: Actor,
+        actor: Actor<'_>,
+    ) -> Result<Option<Retirement>> {
+        self.delete_guarded(tenant_id, client_id, actor, &Guard::default())
+            .await
+    }
+
+    /// [`Self::delete`] under `guard`'s conditions, checked in its transaction.
+    pub async fn delete_guarded(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        actor: Actor<'_>,
+        guard: &Guard<'_>,
     ) -> Result<Option<Retirement>> {
         let Some(client) = self.store.get_client(tenant_id, client_id).await? else {
             return Ok(None);
@@ -387,8 +429,9 @@ impl ClientService {
             .details(serde_json::json!({}));
         let retired = self
             .store
-            .retire_client(tenant_id, client_id, now, reusable_at, &event)
-            .await?;
+            .retire_client_guarded(tenant_id, client_id, now, reusable_at, &event, guard)
+            .await
+            .map_err(|e| refused(e, client_id))?;
         if let Some(r) = &retired {
             tracing::info!(
                 tenant = tenant_id,
@@ -413,7 +456,7 @@ impl ClientService {
         &self,
         tenant_id: &str,
         client_id: &str,
-        actor: Actor,
+        actor: Actor<'_>,
     ) -> Result<()> {
         self.require_tenant(tenant_id).await?;
         let now = self.clock.now();
@@ -445,7 +488,7 @@ impl ClientService {
         client_id: &str,
         supplied: Option<SecretString>,
         overlap_seconds: u64,
-        actor: Actor,
+        actor: Actor<'_>,
     ) -> Result<Option<SecretString>> {
         let Some(client) = self.store.get_client(tenant_id, client_id).await? else {
             return Err(Error::NotFound(client_id.to_owned()));
@@ -512,7 +555,7 @@ impl ClientService {
         &self,
         tenant_id: &str,
         event: &str,
-        actor: Actor,
+        actor: Actor<'_>,
         subject: &str,
         details: serde_json::Value,
     ) {
@@ -521,5 +564,17 @@ impl ClientService {
             .subject(Some(subject))
             .details(details);
         self.store.audit(e).await;
+    }
+}
+
+/// A store refusal as the registry's error naming the client.
+fn refused(e: store::Error, client_id: &str) -> Error {
+    match e {
+        store::Error::Managed(owner) => Error::Managed {
+            client_id: client_id.to_owned(),
+            owner,
+        },
+        store::Error::Stale => Error::Stale(client_id.to_owned()),
+        e => Error::Store(e),
     }
 }

@@ -167,7 +167,7 @@ impl UserService {
         tenant_id: &str,
         user: &NewUser,
         password: &SecretString,
-        actor: Actor,
+        actor: Actor<'_>,
     ) -> Result<StoredUser> {
         self.require_tenant(tenant_id).await?;
         let mut errors = user.validate();
@@ -238,7 +238,7 @@ impl UserService {
     }
 
     /// Deletes a user by username; `false` when there was none.
-    pub async fn delete(&self, tenant_id: &str, username: &str, actor: Actor) -> Result<bool> {
+    pub async fn delete(&self, tenant_id: &str, username: &str, actor: Actor<'_>) -> Result<bool> {
         let Some(user) = self.store.get_user_by_username(tenant_id, username).await? else {
             return Ok(false);
         };
@@ -263,7 +263,7 @@ impl UserService {
         tenant_id: &str,
         username: &str,
         password: &SecretString,
-        actor: Actor,
+        actor: Actor<'_>,
     ) -> Result<StoredUser> {
         let Some(user) = self.store.get_user_by_username(tenant_id, username).await? else {
             return Err(Error::NotFound(username.to_owned()));
@@ -340,7 +340,7 @@ impl UserService {
         tenant_id: &str,
         username: &str,
         client_id: &str,
-        actor: Actor,
+        actor: Actor<'_>,
     ) -> Result<bool> {
         check_client_id(client_id)?;
         let user = self.require_user(tenant_id, username).await?;
@@ -354,7 +354,7 @@ impl UserService {
         tenant_id: &str,
         user_id: &str,
         client_id: &str,
-        actor: Actor,
+        actor: Actor<'_>,
     ) -> Result<bool> {
         check_client_id(client_id)?;
         let now = self.clock.now();
@@ -460,7 +460,7 @@ impl UserService {
         &self,
         tenant_id: &str,
         event: &str,
-        actor: Actor,
+        actor: Actor<'_>,
         subject: &str,
         details: serde_json::Value,
     ) {

@@ -784,6 +784,11 @@ async fn register(
     let response = ctx
         .admin
         .upsert_client(proto::UpsertClientRequest {
+            managed_by: format!(
+                "OidcClient {}/{}",
+                client.namespace().unwrap_or_default(),
+                client.name_any()
+            ),
             tenant_id: tenant_name.clone(),
             spec: Some(plan.spec.clone()),
             secret: secret_request(&plan.secret),

@@ -19,7 +19,7 @@ use crate::domain::tenant::{self, TenantSpec};
 use crate::keys::{self, KeyService};
 use crate::mfa::{self, MfaService};
 use crate::store::audit::AuditEvent;
-use crate::store::clients::UpsertOutcome;
+use crate::store::clients::{Guard, UpsertOutcome};
 use crate::store::users::StoredUser;
 use crate::store::{self, Store};
 use crate::users::{self, UserService};
@@ -66,6 +66,9 @@ fn clients_err(e: clients::Error) -> Status {
         // The one FAILED_PRECONDITION of the client calls (admin.proto): the id is retired.
         e @ (clients::Error::Retired { .. } | clients::Error::RetiredUntil { .. }) => {
             Status::failed_precondition(e.to_string())
+        }
+        e @ (clients::Error::Managed { .. } | clients::Error::Stale(_)) => {
+            Status::aborted(e.to_string())
         }
         clients::Error::Store(e) => store_err(&e),
     }
@@ -324,9 +327,24 @@ impl Admin for AdminService {
                 SecretRequest::GenerateIfMissing
             }
         };
+        let owner = if r.managed_by.is_empty() {
+            "the admin API"
+        } else {
+            r.managed_by.as_str()
+        };
         let registered = self
             .clients
-            .upsert(&r.tenant_id, &spec, secret, Actor::AdminApi)
+            .write_guarded(
+                &r.tenant_id,
+                &spec,
+                secret,
+                Actor::AdminApi,
+                true,
+                &Guard {
+                    managed_by: Some(owner),
+                    ..Guard::default()
+                },
+            )
             .await
             .map_err(clients_err)?;
         let stored = self

@@ -59,6 +59,49 @@ pub struct StoredClient {
     pub secrets: Vec<SecretDigest>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Who manages the registration (`OidcClient <ns>/<name>` for the operator's);
+    /// `None` for clients made with the CLI or the Management API.
+    pub managed_by: Option<String>,
+    /// The version of the registration ([`etag`] of the stored text): the Management
+    /// API's `ETag`, compared by [`Guard::if_match`].
+    pub etag: String,
+}
+
+/// The entity tag of a stored registration: a digest of its stored text, so any change
+/// of the registration changes it, whoever made it.
+pub fn etag(stored_spec: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, stored_spec.as_bytes());
+    format!("\"{}\"", hex::encode(&digest.as_ref()[..16]))
+}
+
+/// Conditions on a client write, checked in its transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Guard<'a> {
+    /// Record this owner (the admin API's writes: the operator's object).
+    pub managed_by: Option<&'a str>,
+    /// Refuse ([`Error::Managed`]) a client that someone manages (the Management API's
+    /// writes: the operator would undo them).
+    pub unmanaged_only: bool,
+    /// Refuse ([`Error::Stale`]) unless the stored registration still has this ETag.
+    pub if_match: Option<&'a str>,
+}
+
+impl Guard<'_> {
+    /// The refusal, if `managed_by` and `stored_spec` (of the existing row) fail it.
+    fn check(&self, existing: Option<(&str, Option<&str>)>) -> Result<()> {
+        if let Some(expected) = self.if_match {
+            match existing {
+                Some((spec, _)) if etag(spec) == expected || expected == "*" => {}
+                _ => return Err(Error::Stale),
+            }
+        }
+        if self.unmanaged_only
+            && let Some((_, Some(owner))) = existing
+        {
+            return Err(Error::Managed(owner.to_owned()));
+        }
+        Ok(())
+    }
 }
 
 /// What to do with a client's secrets on upsert.
@@ -86,6 +129,7 @@ struct ClientRow {
     spec: String,
     created_at: i64,
     updated_at: i64,
+    managed_by: Option<String>,
 }
 
 fn decode(row: ClientRow, secrets: Vec<SecretDigest>) -> Result<StoredClient> {
@@ -93,10 +137,12 @@ fn decode(row: ClientRow, secrets: Vec<SecretDigest>) -> Result<StoredClient> {
         .map_err(|e| Error::Corrupt(format!("client registration is not valid JSON: {e}")))?;
     Ok(StoredClient {
         tenant_id: row.tenant_id,
+        etag: etag(&row.spec),
         spec,
         secrets,
         created_at: row.created_at,
         updated_at: row.updated_at,
+        managed_by: row.managed_by,
     })
 }
 
@@ -109,7 +155,7 @@ impl Store {
     ) -> Result<Option<StoredClient>> {
         let found = with_pool!(self, pool => {
             let row = sqlx::query_as::<_, ClientRow>(
-                "SELECT tenant_id, spec, created_at, updated_at FROM clients \
+                "SELECT tenant_id, spec, created_at, updated_at, managed_by FROM clients \
                  WHERE tenant_id = $1 AND client_id = $2",
             )
             .bind(tenant_id)
@@ -139,7 +185,7 @@ impl Store {
     pub async fn list_clients(&self, tenant_id: &str) -> Result<Vec<StoredClient>> {
         let rows = with_pool!(self, pool => {
             sqlx::query_as::<_, ClientRow>(
-                "SELECT tenant_id, spec, created_at, updated_at FROM clients \
+                "SELECT tenant_id, spec, created_at, updated_at, managed_by FROM clients \
                  WHERE tenant_id = $1 ORDER BY client_id",
             )
             .bind(tenant_id)
@@ -151,13 +197,26 @@ impl Store {
 
     /// Creates or updates a client; writes nothing when the registration and secret are
     /// already as requested, so periodic reconciliation stays silent and cheap.
-    #[tracing::instrument(name = "db.upsert_client", skip_all)]
     pub async fn upsert_client(
         &self,
         tenant_id: &str,
         spec: &ClientSpec,
         secret: &SecretChange,
         now: UnixTime,
+    ) -> Result<UpsertOutcome> {
+        self.upsert_client_guarded(tenant_id, spec, secret, now, &Guard::default())
+            .await
+    }
+
+    /// [`Store::upsert_client`] under `guard`'s conditions, and recording its owner.
+    #[tracing::instrument(name = "db.upsert_client", skip_all)]
+    pub async fn upsert_client_guarded(
+        &self,
+        tenant_id: &str,
+        spec: &ClientSpec,
+        secret: &SecretChange,
+        now: UnixTime,
+        guard: &Guard<'_>,
     ) -> Result<UpsertOutcome> {
         let spec_json = serde_json::to_string(spec)
             .map_err(|e| Error::Corrupt(format!("cannot encode client registration: {e}")))?;
@@ -174,13 +233,15 @@ impl Store {
             if let Some(reusable_at) = retired {
                 return Err(Error::Retired { reusable_at });
             }
-            let existing: Option<String> = sqlx::query_scalar(
-                "SELECT spec FROM clients WHERE tenant_id = $1 AND client_id = $2",
+            let existing: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT spec, managed_by FROM clients WHERE tenant_id = $1 AND client_id = $2",
             )
             .bind(tenant_id)
             .bind(&spec.client_id)
             .fetch_optional(&mut *tx)
             .await?;
+            guard.check(existing.as_ref().map(|(s, m)| (s.as_str(), m.as_deref())))?;
+            let existing = existing.map(|(spec, _)| spec);
             let spec_changed = existing.as_deref() != Some(spec_json.as_str());
             let outcome = match existing {
                 None => UpsertOutcome::Created,
@@ -189,13 +250,14 @@ impl Store {
             };
             if outcome == UpsertOutcome::Created {
                 sqlx::query(
-                    "INSERT INTO clients (tenant_id, client_id, spec, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4)",
+                    "INSERT INTO clients (tenant_id, client_id, spec, created_at, updated_at, managed_by) \
+                     VALUES ($1, $2, $3, $4, $4, $5)",
                 )
                 .bind(tenant_id)
                 .bind(&spec.client_id)
                 .bind(&spec_json)
                 .bind(now)
+                .bind(guard.managed_by)
                 .execute(&mut *tx)
                 .await?;
             } else if spec_changed {
@@ -207,6 +269,21 @@ impl Store {
                 .bind(&spec.client_id)
                 .bind(&spec_json)
                 .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let (Some(owner), UpsertOutcome::Updated | UpsertOutcome::Unchanged) =
+                (guard.managed_by, outcome)
+            {
+                // Clients registered before owners were recorded learn theirs at the
+                // operator's next reconcile; not a change of the registration.
+                sqlx::query(
+                    "UPDATE clients SET managed_by = $3 WHERE tenant_id = $1 AND client_id = $2 \
+                     AND (managed_by IS NULL OR managed_by <> $3)",
+                )
+                .bind(tenant_id)
+                .bind(&spec.client_id)
+                .bind(owner)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -262,7 +339,6 @@ impl Store {
     /// interactive) authorization requests are deleted, a tombstone keeps the id from
     /// being registered again until `reusable_at`, and `audit` is recorded. `None` when
     /// the client did not exist (nothing is written).
-    #[tracing::instrument(name = "db.retire_client", skip_all)]
     pub async fn retire_client(
         &self,
         tenant_id: &str,
@@ -271,7 +347,37 @@ impl Store {
         reusable_at: UnixTime,
         audit: &AuditEvent,
     ) -> Result<Option<Retirement>> {
+        self.retire_client_guarded(
+            tenant_id,
+            client_id,
+            now,
+            reusable_at,
+            audit,
+            &Guard::default(),
+        )
+        .await
+    }
+
+    /// [`Store::retire_client`] under `guard`'s conditions.
+    #[tracing::instrument(name = "db.retire_client", skip_all)]
+    pub async fn retire_client_guarded(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        now: UnixTime,
+        reusable_at: UnixTime,
+        audit: &AuditEvent,
+        guard: &Guard<'_>,
+    ) -> Result<Option<Retirement>> {
         in_transaction!(self, tx => {
+            let existing: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT spec, managed_by FROM clients WHERE tenant_id = $1 AND client_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            guard.check(existing.as_ref().map(|(s, m)| (s.as_str(), m.as_deref())))?;
             let n = sqlx::query("DELETE FROM clients WHERE tenant_id = $1 AND client_id = $2")
                 .bind(tenant_id)
                 .bind(client_id)

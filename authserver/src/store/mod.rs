@@ -67,6 +67,12 @@ pub enum Error {
     /// The client id was deleted and is retired (tombstoned) until `reusable_at`.
     #[error("the client id is retired (deleted); it can be purged from {reusable_at}")]
     Retired { reusable_at: i64 },
+    /// Someone else manages the object (the operator's `OidcClient`).
+    #[error("managed by {0}")]
+    Managed(String),
+    /// The object changed since the version the caller names (`If-Match`).
+    #[error("the object changed since it was read")]
+    Stale,
     /// The database cannot be used right now (down, unreachable, no connection within
     /// the deadline, or refused without trying during an outage): retry later. The HTTP
     /// edge answers it with 503 and `Retry-After`, never 500.

@@ -44,6 +44,7 @@ async fn calls_without_the_bearer_token_are_unauthenticated(backend: Backend) {
         assert_eq!(wrong.code(), Code::Unauthenticated, "{token:?}: {wrong:?}");
     }
     let mut basic = tonic::Request::new(UpsertClientRequest {
+        managed_by: String::new(),
         tenant_id: "main".into(),
         spec: Some(machine_spec("sneaky")),
         secret: None,
@@ -92,6 +93,7 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
     let audit_before = db.audit().await;
 
     let client = |spec: ClientSpec| UpsertClientRequest {
+        managed_by: String::new(),
         tenant_id: "main".into(),
         spec: Some(spec),
         secret: None,
@@ -192,6 +194,7 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
     assert_invalid(
         admin
             .upsert_client(authed(UpsertClientRequest {
+                managed_by: String::new(),
                 tenant_id: "main".into(),
                 spec: Some(base()),
                 secret: Some(proto::upsert_client_request::Secret::SuppliedSecret(
@@ -204,6 +207,7 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
     assert_invalid(
         admin
             .upsert_client(authed(UpsertClientRequest {
+                managed_by: String::new(),
                 tenant_id: "main".into(),
                 spec: None,
                 secret: None,
@@ -214,6 +218,7 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
     assert_invalid(
         admin
             .upsert_client(authed(UpsertClientRequest {
+                managed_by: String::new(),
                 tenant_id: String::new(),
                 spec: Some(base()),
                 secret: None,
@@ -300,6 +305,7 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
     // Unknown tenants and clients are NOT_FOUND.
     let e = admin
         .upsert_client(authed(UpsertClientRequest {
+            managed_by: String::new(),
             tenant_id: "nope".into(),
             spec: Some(base()),
             secret: None,
@@ -377,6 +383,7 @@ async fn upsert_client_is_idempotent(backend: Backend) {
     let supplied = "s".repeat(40);
     let r = admin
         .upsert_client(authed(UpsertClientRequest {
+            managed_by: String::new(),
             tenant_id: "main".into(),
             spec: Some(ClientSpec {
                 scopes: vec!["read".into()],

@@ -331,6 +331,7 @@ async fn deleting_through_the_admin_api_retires_the_id_too(backend: Backend) {
     let before = db.snapshot().await;
     let refused = admin
         .upsert_client(crate::harness::admin::authed(UpsertClientRequest {
+            managed_by: String::new(),
             tenant_id: "main".into(),
             spec: Some(spec),
             secret: None,

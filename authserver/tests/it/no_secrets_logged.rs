@@ -152,6 +152,7 @@ async fn no_secret_is_ever_logged_even_at_trace(backend: Backend) {
     // The admin API: a generated client secret and a password set over gRPC.
     let generated = admin
         .upsert_client(authed(UpsertClientRequest {
+            managed_by: String::new(),
             tenant_id: "main".into(),
             spec: Some(machine_spec("batch")),
             secret: Some(upsert_client_request::Secret::GenerateIfMissing(true)),

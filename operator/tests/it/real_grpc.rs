@@ -267,6 +267,7 @@ async fn a_client_changed_through_the_admin_api_is_set_back_on_the_next_reconcil
     };
     env.admin
         .upsert_client(proto::UpsertClientRequest {
+            managed_by: String::new(),
             tenant_id: "acme".into(),
             spec: Some(spec),
             secret: Some(proto::upsert_client_request::Secret::SuppliedSecret(

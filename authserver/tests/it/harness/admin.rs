@@ -77,6 +77,7 @@ pub async fn upsert(
 ) -> authserver::admin::proto::UpsertClientResponse {
     admin
         .upsert_client(authed(UpsertClientRequest {
+            managed_by: String::new(),
             tenant_id: "main".to_owned(),
             spec: Some(spec),
             secret: Some(
