@@ -112,8 +112,12 @@ pub enum Actor<'a> {
     AdminApi,
     /// A signed-in user acting on their own account (the account pages).
     User,
-    /// A Management API caller: the calling client's id.
-    Api(&'a str),
+    /// A Management API caller: the calling client, and the user when it is a user's
+    /// token.
+    Api {
+        client_id: &'a str,
+        user: Option<&'a str>,
+    },
 }
 
 impl<'a> Actor<'a> {
@@ -122,8 +126,20 @@ impl<'a> Actor<'a> {
             Actor::Cli => "cli",
             Actor::AdminApi => "admin-api",
             Actor::User => "user",
-            Actor::Api(client_id) => client_id,
+            Actor::Api { client_id, .. } => client_id,
         }
+    }
+
+    /// `details` of an audit event by this actor: a Management API call also names the
+    /// user and the API.
+    pub fn annotate(self, mut details: serde_json::Value) -> serde_json::Value {
+        if let (Actor::Api { user, .. }, Some(map)) = (self, details.as_object_mut()) {
+            if let Some(user) = user {
+                map.insert("user".into(), user.into());
+            }
+            map.insert("via".into(), "management-api".into());
+        }
+        details
     }
 }
 
@@ -140,6 +156,9 @@ pub struct ClientService {
     cache: ClientCache,
     /// Per tenant: every origin any client allows (CORS), dropped with the client cache.
     cors: Cached<String, Arc<std::collections::HashSet<String>>>,
+    /// Bumped after this pod's own writes, so the pod that made a change never serves
+    /// the old registration (other pods learn it from the change feed).
+    epoch: Epoch,
 }
 
 impl ClientService {
@@ -163,6 +182,7 @@ impl ClientService {
                 .bounded_during_outage(max_stale_during_outage),
             cors: Cached::new(epoch.clone(), DEFAULT_TTL)
                 .bounded_during_outage(max_stale_during_outage),
+            epoch: epoch.clone(),
         }
     }
 
@@ -374,6 +394,7 @@ impl ClientService {
             UpsertOutcome::Unchanged => None,
         };
         if let Some(event) = event {
+            self.epoch.bump();
             self.audit(
                 tenant_id,
                 event,
@@ -426,13 +447,14 @@ impl ClientService {
         let event = AuditEvent::new(tenant_id, now, "client.deleted")
             .actor(Some(actor.as_str()))
             .subject(Some(client_id))
-            .details(serde_json::json!({}));
+            .details(actor.annotate(serde_json::json!({})));
         let retired = self
             .store
             .retire_client_guarded(tenant_id, client_id, now, reusable_at, &event, guard)
             .await
             .map_err(|e| refused(e, client_id))?;
         if let Some(r) = &retired {
+            self.epoch.bump();
             tracing::info!(
                 tenant = tenant_id,
                 client_id,
@@ -532,6 +554,7 @@ impl ClientService {
                 store::Error::NotFound => Error::NotFound(client_id.to_owned()),
                 other => Error::Store(other),
             })?;
+        self.epoch.bump();
         self.audit(
             tenant_id,
             "client.secret_rotated",
@@ -562,7 +585,7 @@ impl ClientService {
         let e = AuditEvent::new(tenant_id, self.clock.now(), event)
             .actor(Some(actor.as_str()))
             .subject(Some(subject))
-            .details(details);
+            .details(actor.annotate(details));
         self.store.audit(e).await;
     }
 }

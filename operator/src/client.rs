@@ -441,6 +441,9 @@ pub struct Observed {
 pub struct Plan {
     /// The registration to upsert.
     pub spec: proto::ClientSpec,
+    /// Recorded on the registration as its owner (`OidcClient <namespace>/<name>`), so
+    /// the Management API refuses to change it and names this object instead.
+    pub managed_by: String,
     /// `ISSUER_URL` of the credentials Secret.
     pub issuer: String,
     pub secret: SecretPlan,
@@ -526,6 +529,7 @@ pub fn plan(client: &OidcClient, observed: &Observed) -> Result<Plan> {
         && status.secret_ref_version != referenced_version;
     Ok(Plan {
         spec: client_spec(client),
+        managed_by: format!("OidcClient {namespace}/{}", client.name_any()),
         issuer: observed.tenant.spec.issuer.trim_end_matches('/').to_owned(),
         rotate_to_supplied: matches!(secret, SecretPlan::Referenced(_))
             && (rotation_requested || reference_changed),
@@ -784,11 +788,7 @@ async fn register(
     let response = ctx
         .admin
         .upsert_client(proto::UpsertClientRequest {
-            managed_by: format!(
-                "OidcClient {}/{}",
-                client.namespace().unwrap_or_default(),
-                client.name_any()
-            ),
+            managed_by: plan.managed_by.clone(),
             tenant_id: tenant_name.clone(),
             spec: Some(plan.spec.clone()),
             secret: secret_request(&plan.secret),

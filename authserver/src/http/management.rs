@@ -25,10 +25,11 @@ use crate::domain::signing_key::RotationMode;
 use crate::domain::tenant::Tenant;
 use crate::management::audit::{AuditQuery, CSV_HEADER};
 use crate::management::{
-    API_PATH, Authorized, DEFAULT_PAGE, Error, MAX_PAGE, Management, Permission, Tier, resource_id,
+    API_PATH, Authorized, ClientView, DEFAULT_PAGE, Error, MAX_PAGE, Management, Permission, Tier,
+    resource_id,
 };
 use crate::oauth::ErrorCode;
-use crate::oauth::resource::ResourceRequest;
+use crate::oauth::resource::{ResourceError, ResourceRequest};
 
 /// Where RFC 9728 §3 puts a resource's metadata: inserted between the host and the path
 /// of its identifier.
@@ -44,8 +45,18 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(&format!("{API_PATH}/jwks"), get(keys))
         .route(&format!("{API_PATH}/jwks/rotate"), post(rotate_keys))
-        .route(&format!("{API_PATH}/clients"), get(clients))
-        .route(&format!("{API_PATH}/clients/{{client_id}}"), get(client))
+        .route(
+            &format!("{API_PATH}/clients"),
+            get(clients).post(create_client),
+        )
+        .route(
+            &format!("{API_PATH}/clients/{{client_id}}"),
+            get(client).patch(patch_client).delete(delete_client),
+        )
+        .route(
+            &format!("{API_PATH}/clients/{{client_id}}/secret"),
+            post(rotate_client_secret),
+        )
         .route(&format!("{API_PATH}/audit"), get(audit))
         .route(&format!("{API_PATH}/stats/health"), get(health))
 }
@@ -216,30 +227,7 @@ fn problem(
 impl Refused {
     fn render(self, state: &AppState) -> Response {
         let mut resp = match &self.error {
-            Error::Token(e) => {
-                let status = resource_status(e.error.as_ref());
-                let (name, title) = match e.error.as_ref().map(|e| e.code) {
-                    None => ("unauthenticated", "An access token is required"),
-                    Some(ErrorCode::InsufficientScope) => {
-                        ("insufficient-scope", "The access token lacks the scope")
-                    }
-                    Some(ErrorCode::InvalidRequest) => {
-                        ("invalid-request", "The request is malformed")
-                    }
-                    Some(code) if server_status(code).is_some() => {
-                        ("server-error", "The server failed")
-                    }
-                    Some(_) => ("invalid-token", "The access token is not accepted here"),
-                };
-                let detail = e
-                    .error
-                    .as_ref()
-                    .and_then(|e| e.description.clone())
-                    .unwrap_or_else(|| "send an access token for this API".to_owned());
-                let mut resp = problem(status, name, title, &detail, None);
-                add_challenge(state, e, Some(&self.metadata), &mut resp);
-                resp
-            }
+            Error::Token(e) => token_problem(state, e, &self.metadata),
             Error::RateLimited(rate) => {
                 let mut resp = problem(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -272,6 +260,27 @@ impl Refused {
                 &format!("{field}: {detail}"),
                 Some(field),
             ),
+            Error::Unprocessable { field, detail } => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                "The request body breaks a rule",
+                detail,
+                Some(field),
+            ),
+            Error::Conflict { kind, detail } => problem(
+                StatusCode::CONFLICT,
+                kind,
+                "The request conflicts with the object's state",
+                detail,
+                None,
+            ),
+            Error::PreconditionFailed(detail) => problem(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "The object changed since it was read",
+                detail,
+                None,
+            ),
             Error::Server(e) => {
                 let status = server_status(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let mut resp = problem(
@@ -298,6 +307,29 @@ impl Refused {
         no_store(resp.headers_mut());
         resp
     }
+}
+
+/// A refused token: the problem, and the RFC 6750 / 9449 challenge pointing at the
+/// RFC 9728 metadata.
+fn token_problem(state: &AppState, e: &ResourceError, metadata: &str) -> Response {
+    let status = resource_status(e.error.as_ref());
+    let (name, title) = match e.error.as_ref().map(|e| e.code) {
+        None => ("unauthenticated", "An access token is required"),
+        Some(ErrorCode::InsufficientScope) => {
+            ("insufficient-scope", "The access token lacks the scope")
+        }
+        Some(ErrorCode::InvalidRequest) => ("invalid-request", "The request is malformed"),
+        Some(code) if server_status(code).is_some() => ("server-error", "The server failed"),
+        Some(_) => ("invalid-token", "The access token is not accepted here"),
+    };
+    let detail = e
+        .error
+        .as_ref()
+        .and_then(|e| e.description.clone())
+        .unwrap_or_else(|| "send an access token for this API".to_owned());
+    let mut resp = problem(status, name, title, &detail, None);
+    add_challenge(state, e, Some(metadata), &mut resp);
+    resp
 }
 
 /// A successful answer: JSON, not cached, with the caller's rate figures.
@@ -421,20 +453,23 @@ struct RotateBody {
     mode: Option<String>,
 }
 
-/// A JSON body of at most [`MAX_BODY`] bytes, unknown fields refused; empty is `T::default()`.
-async fn json_body<T: serde::de::DeserializeOwned + Default>(body: Body) -> Result<T, Error> {
+/// A JSON body of at most [`MAX_BODY`] bytes, unknown fields refused (the field named);
+/// `None` when the body is empty.
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<Option<T>, Error> {
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| Error::invalid("body", format!("must be at most {MAX_BODY} bytes")))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+        return Ok(None);
     }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        Error::invalid(field, e.into_inner().to_string())
-    })
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "body".to_owned() } else { path };
+            Error::invalid(field, e.into_inner().to_string())
+        })
+        .map(Some)
 }
 
 async fn rotate_keys(
@@ -450,7 +485,7 @@ async fn rotate_keys(
         Permission::KeysRotate,
         Tier::Sensitive,
         async |call, auth| {
-            let body: RotateBody = json_body(body).await?;
+            let body: RotateBody = json_body(body).await?.unwrap_or_default();
             let mode = match body.mode.as_deref() {
                 None | Some("force") => RotationMode::Force,
                 Some("now") => RotationMode::Now,
@@ -511,7 +546,7 @@ async fn client(
         Tier::Read,
         async |call, auth| {
             let client = state.management().client(&call.tenant, &client_id).await?;
-            Ok(ok(auth, StatusCode::OK, &client))
+            Ok(client_answer(auth, StatusCode::OK, &client))
         },
     )
     .await
@@ -642,4 +677,203 @@ pub async fn not_found() -> Response {
     );
     no_store(resp.headers_mut());
     resp
+}
+
+/// A client with its version in `ETag`.
+fn client_answer(auth: &Authorized, status: StatusCode, client: &ClientView) -> Response {
+    with_etag(ok(auth, status, client), &client.etag)
+}
+
+fn with_etag(mut resp: Response, etag: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// `If-Match`: one entity tag or `*` (a list is refused rather than half-honoured).
+fn if_match(headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && !v.contains(','))
+        .ok_or_else(|| Error::invalid("If-Match", "must be one entity tag from ETag, or *"))?;
+    Ok(Some(value.to_owned()))
+}
+
+/// The request's JSON content type: `application/json`, or for `PATCH`
+/// `application/merge-patch+json` too.
+fn require_json(headers: &HeaderMap, merge_patch: bool) -> Result<(), Error> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if ct == "application/json" || (merge_patch && ct == "application/merge-patch+json") {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "Content-Type",
+            if merge_patch {
+                "must be application/merge-patch+json (RFC 7396)"
+            } else {
+                "must be application/json"
+            },
+        ))
+    }
+}
+
+async fn create_client(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::ClientsWrite,
+        Tier::Write,
+        async |call, auth| {
+            require_json(&parts.headers, false)?;
+            let spec: Option<crate::domain::client::ClientSpec> = json_body(body).await?;
+            let spec =
+                spec.ok_or_else(|| Error::invalid("body", "a client registration is required"))?;
+            let created = state
+                .management()
+                .create_client(&call.tenant, &auth.caller, spec)
+                .await?;
+            let mut body = serde_json::to_value(&created.client).unwrap_or_default();
+            if let (Some(secret), Some(map)) = (&created.secret, body.as_object_mut()) {
+                use secrecy::ExposeSecret as _;
+                map.insert("client_secret".into(), secret.expose_secret().into());
+            }
+            let mut resp = with_etag(ok(auth, StatusCode::CREATED, &body), &created.client.etag);
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("{}/{}", call.url, created.client.spec.client_id))
+            {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(resp)
+        },
+    )
+    .await
+}
+
+async fn patch_client(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::ClientsWrite,
+        Tier::Write,
+        async |call, auth| {
+            require_json(&parts.headers, true)?;
+            let expected = if_match(&parts.headers)?;
+            let patch: Option<serde_json::Value> = json_body(body).await?;
+            let patch = patch
+                .filter(serde_json::Value::is_object)
+                .ok_or_else(|| Error::invalid("body", "must be a JSON object (a merge patch)"))?;
+            let client = state
+                .management()
+                .patch_client(
+                    &call.tenant,
+                    &auth.caller,
+                    &client_id,
+                    &patch,
+                    expected.as_deref(),
+                )
+                .await?;
+            Ok(client_answer(auth, StatusCode::OK, &client))
+        },
+    )
+    .await
+}
+
+async fn delete_client(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::ClientsWrite,
+        Tier::Delete,
+        async |call, auth| {
+            let expected = if_match(&parts.headers)?;
+            state
+                .management()
+                .delete_client(&call.tenant, &auth.caller, &client_id, expected.as_deref())
+                .await?;
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            finish(auth, resp.headers_mut());
+            Ok(resp)
+        },
+    )
+    .await
+}
+
+/// The body of `POST /clients/{client_id}/secret`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateSecretBody {
+    /// How long the previous secret stays valid (default one day, at most 30 days).
+    overlap_seconds: Option<u64>,
+}
+
+async fn rotate_client_secret(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Path(client_id): Path<String>,
+    req: Request,
+) -> Response {
+    use secrecy::ExposeSecret as _;
+    let (parts, body) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::ClientsWrite,
+        Tier::Sensitive,
+        async |call, auth| {
+            let body: Option<RotateSecretBody> = json_body(body).await?;
+            let overlap = body.unwrap_or_default().overlap_seconds.unwrap_or(86_400);
+            if overlap > 30 * 86_400 {
+                return Err(Error::invalid(
+                    "overlap_seconds",
+                    "must be at most 2592000 (30 days)",
+                ));
+            }
+            let secret = state
+                .management()
+                .rotate_client_secret(&call.tenant, &auth.caller, &client_id, overlap)
+                .await?;
+            Ok(ok(
+                auth,
+                StatusCode::OK,
+                &serde_json::json!({
+                    "client_id": client_id,
+                    "client_secret": secret.expose_secret(),
+                    "previous_secret_valid_for_seconds": overlap,
+                }),
+            ))
+        },
+    )
+    .await
 }

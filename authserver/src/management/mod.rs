@@ -10,6 +10,7 @@ pub mod audit;
 
 use serde::Serialize;
 
+use crate::clients::Actor;
 use crate::clock::UnixTime;
 use crate::config::RateLimitSettings;
 use crate::domain::signing_key::{KeyMeta, RotationMode};
@@ -19,6 +20,7 @@ use crate::oauth::resource::{ResourceError, ResourceRequest, TokenScheme, Verifi
 use crate::oauth::{ErrorCode, OAuthError, OAuthService, RateHeaders};
 use crate::store::Store;
 use crate::store::audit::AuditEvent;
+use crate::store::clients::Guard;
 
 /// Where the API lives under an issuer; with the issuer, its resource identifier.
 pub const API_PATH: &str = "/api/v1";
@@ -122,15 +124,17 @@ impl Caller {
             .ip(self.ip.as_deref())
     }
 
-    /// The details every event of this caller carries.
-    pub fn details(&self, mut details: serde_json::Value) -> serde_json::Value {
-        if let (Some(user), Some(map)) = (&self.user, details.as_object_mut()) {
-            map.insert("user".into(), user.clone().into());
+    /// The caller as the services' actor.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor::Api {
+            client_id: &self.client_id,
+            user: self.user.as_deref(),
         }
-        if let Some(map) = details.as_object_mut() {
-            map.insert("via".into(), "management-api".into());
-        }
-        details
+    }
+
+    /// The details every event of this caller carries (the user, the API).
+    pub fn details(&self, details: serde_json::Value) -> serde_json::Value {
+        self.actor().annotate(details)
     }
 }
 
@@ -154,9 +158,20 @@ pub enum Error {
     RateLimited(RateHeaders),
     #[error("{0}")]
     NotFound(String),
-    /// A parameter or body field is invalid: `field` names it.
+    /// A parameter or body field is malformed or unknown: `field` names it.
     #[error("{field}: {detail}")]
     Invalid { field: String, detail: String },
+    /// The body is well-formed but breaks a rule (a registration the server refuses):
+    /// `field` names the first offending field, `detail` all of them.
+    #[error("{field}: {detail}")]
+    Unprocessable { field: String, detail: String },
+    /// The request conflicts with the object's state; `kind` names how (`already-exists`,
+    /// `client-id-retired`, `managed-elsewhere`).
+    #[error("{detail}")]
+    Conflict { kind: &'static str, detail: String },
+    /// `If-Match` names another version than the stored one.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// A failure on our side (500, or 503 during an outage), logged once by the edge.
     #[error(transparent)]
     Server(OAuthError),
@@ -231,6 +246,13 @@ pub struct ClientView {
     pub active_secrets: Option<usize>,
     pub created_at: String,
     pub updated_at: String,
+    /// The operator's object that owns it (`OidcClient <namespace>/<name>`): read-only
+    /// here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+    /// The version, for `ETag` / `If-Match` (a header, not in the body).
+    #[serde(skip)]
+    pub etag: String,
 }
 
 /// One page of a list, newest or first first, and where the next one starts.
@@ -434,6 +456,132 @@ impl Management<'_> {
         Ok(client_view(client, self.now(), true))
     }
 
+    /// `POST /clients`: registers `spec`; a confidential client gets a generated secret,
+    /// returned once.
+    pub async fn create_client(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        spec: crate::domain::client::ClientSpec,
+    ) -> Result<Created, Error> {
+        let registered = self
+            .clients
+            .write_guarded(
+                &tenant.id,
+                &spec,
+                crate::clients::SecretRequest::GenerateIfMissing,
+                caller.actor(),
+                false,
+                &Guard::default(),
+            )
+            .await
+            .map_err(client_error)?;
+        Ok(Created {
+            client: self.client(tenant, &spec.client_id).await?,
+            secret: registered.generated_secret,
+        })
+    }
+
+    /// `PATCH /clients/{client_id}`: applies an RFC 7396 merge patch to the registration,
+    /// unless the client is managed elsewhere or changed since `if_match`.
+    pub async fn patch_client(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        client_id: &str,
+        patch: &serde_json::Value,
+        if_match: Option<&str>,
+    ) -> Result<ClientView, Error> {
+        let current = self.client(tenant, client_id).await?;
+        if let Some(owner) = &current.managed_by {
+            return Err(Error::Conflict {
+                kind: "managed-elsewhere",
+                detail: format!("client {client_id:?} is managed by {owner}: change it there"),
+            });
+        }
+        let mut spec =
+            serde_json::to_value(&current.spec).map_err(|e| OAuthError::server(Box::new(e)))?;
+        merge_patch(&mut spec, patch);
+        let spec: crate::domain::client::ClientSpec = serde_path_to_error::deserialize(spec)
+            .map_err(|e| Error::invalid(e.path().to_string(), e.into_inner().to_string()))?;
+        if spec.client_id != client_id {
+            return Err(Error::Unprocessable {
+                field: "client_id".into(),
+                detail: "client_id: cannot be changed (create another client instead)".into(),
+            });
+        }
+        self.clients
+            .write_guarded(
+                &tenant.id,
+                &spec,
+                crate::clients::SecretRequest::GenerateIfMissing,
+                caller.actor(),
+                true,
+                &Guard {
+                    unmanaged_only: true,
+                    // Without If-Match, at least the version this patch was applied to.
+                    if_match: Some(if_match.unwrap_or(&current.etag)),
+                    ..Guard::default()
+                },
+            )
+            .await
+            .map_err(client_error)?;
+        self.client(tenant, client_id).await
+    }
+
+    /// `DELETE /clients/{client_id}`: deletes the client, revokes everything issued to
+    /// it and retires its id (as `clients delete` does).
+    pub async fn delete_client(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        client_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), Error> {
+        let deleted = self
+            .clients
+            .delete_guarded(
+                &tenant.id,
+                client_id,
+                caller.actor(),
+                &Guard {
+                    unmanaged_only: true,
+                    if_match,
+                    ..Guard::default()
+                },
+            )
+            .await
+            .map_err(client_error)?;
+        deleted
+            .map(drop)
+            .ok_or_else(|| Error::NotFound(format!("client {client_id:?} does not exist")))
+    }
+
+    /// `POST /clients/{client_id}/secret`: a new generated secret, returned once; the
+    /// previous one stays valid for `overlap_seconds`.
+    pub async fn rotate_client_secret(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        client_id: &str,
+        overlap_seconds: u64,
+    ) -> Result<secrecy::SecretString, Error> {
+        let current = self.client(tenant, client_id).await?;
+        if let Some(owner) = &current.managed_by {
+            return Err(Error::Conflict {
+                kind: "managed-elsewhere",
+                detail: format!(
+                    "client {client_id:?} is managed by {owner}: rotate it there (annotation gatehouse.dev/rotate-secret)"
+                ),
+            });
+        }
+        self.clients
+            .rotate_secret(&tenant.id, client_id, None, overlap_seconds, caller.actor())
+            .await
+            .map_err(client_error)?
+            .ok_or_else(|| Error::from(OAuthError::internal("a rotation generated no secret")))
+    }
+
     /// `GET /stats/health`.
     pub async fn health(&self, tenant: &Tenant) -> Health {
         let reachable = self.store.ping().await.is_ok();
@@ -474,8 +622,78 @@ fn client_view(
         active_secrets: with_secrets.then(|| c.secrets.iter().filter(|s| s.valid_at(now)).count()),
         created_at: rfc3339(c.created_at),
         updated_at: rfc3339(c.updated_at),
+        managed_by: c.managed_by,
+        etag: c.etag,
         spec: c.spec,
     }
+}
+
+/// A registry refusal as the API's error.
+fn client_error(e: crate::clients::Error) -> Error {
+    use crate::clients::Error as E;
+    match e {
+        E::Invalid(fields) => Error::Unprocessable {
+            field: fields
+                .first()
+                .map_or_else(|| "body".to_owned(), |f| f.field.to_owned()),
+            detail: fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+        E::AlreadyExists(id) => Error::Conflict {
+            kind: "already-exists",
+            detail: format!("client {id:?} already exists"),
+        },
+        e @ (E::Retired { .. } | E::RetiredUntil { .. }) => Error::Conflict {
+            kind: "client-id-retired",
+            detail: e.to_string(),
+        },
+        e @ E::Managed { .. } => Error::Conflict {
+            kind: "managed-elsewhere",
+            detail: e.to_string(),
+        },
+        e @ E::Stale(_) => Error::PreconditionFailed(format!(
+            "{e}: read it again (GET) and send its ETag in If-Match"
+        )),
+        E::NotFound(id) | E::NotRetired(id) => {
+            Error::NotFound(format!("client {id:?} does not exist"))
+        }
+        E::UnknownTenant(id) => Error::NotFound(format!("tenant {id:?} does not exist")),
+        E::Store(e) => Error::from(e),
+    }
+}
+
+/// RFC 7396 JSON Merge Patch: `patch`'s members replace `target`'s, `null` removes one,
+/// objects merge member by member, anything else replaces the whole.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(members) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let serde_json::Value::Object(into) = target {
+        for (name, value) in members {
+            if value.is_null() {
+                into.remove(name);
+            } else {
+                merge_patch(
+                    into.entry(name.clone()).or_insert(serde_json::Value::Null),
+                    value,
+                );
+            }
+        }
+    }
+}
+
+/// A client just created, and its secret when one was generated (shown once).
+#[derive(Debug)]
+pub struct Created {
+    pub client: ClientView,
+    pub secret: Option<secrecy::SecretString>,
 }
 
 /// The caller a verified token names: its `client_id`, and for a user's token (one with

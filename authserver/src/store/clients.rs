@@ -210,6 +210,9 @@ impl Store {
 
     /// [`Store::upsert_client`] under `guard`'s conditions, and recording its owner.
     #[tracing::instrument(name = "db.upsert_client", skip_all)]
+    // One transaction, in order: tombstone and guard checks, the row, its owner, the
+    // secret; split, the steps would need a connection type per backend.
+    #[allow(clippy::too_many_lines)]
     pub async fn upsert_client_guarded(
         &self,
         tenant_id: &str,

@@ -335,7 +335,6 @@ async fn invalid_arguments_name_the_field_and_change_nothing(backend: Backend) {
 async fn upsert_client_is_idempotent(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let (server, mut admin) = serve_with_admin(&db).await;
-
     let first = upsert(&mut admin, machine_spec("app")).await;
     crate::harness::admin::assert_upsert_outcome(&first, "created");
     let secret = first.generated_secret.clone().expect("a generated secret");
@@ -378,21 +377,16 @@ async fn upsert_client_is_idempotent(backend: Backend) {
     assert_eq!(got.valid_secrets, 1);
     assert_eq!(got.spec.unwrap().scopes, ["read"]);
     token(&server, &creds, &[("scope", "read")]).await.ok();
-
     // A supplied secret replaces the generated one.
     let supplied = "s".repeat(40);
     let r = admin
-        .upsert_client(authed(UpsertClientRequest {
-            managed_by: String::new(),
-            tenant_id: "main".into(),
-            spec: Some(ClientSpec {
+        .upsert_client(crate::harness::admin::upsert_request(
+            ClientSpec {
                 scopes: vec!["read".into()],
                 ..machine_spec("app")
-            }),
-            secret: Some(proto::upsert_client_request::Secret::SuppliedSecret(
-                supplied.clone(),
-            )),
-        }))
+            },
+            proto::upsert_client_request::Secret::SuppliedSecret(supplied.clone()),
+        ))
         .await
         .unwrap()
         .into_inner();

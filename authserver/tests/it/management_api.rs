@@ -17,6 +17,10 @@ on_both_backends!(
     key_rotation_is_a_sensitive_audited_and_rate_limited_write,
     the_audit_trail_filters_pages_and_exports_csv,
     a_large_export_streams_in_constant_memory,
+    clients_are_created_once_with_their_secret_shown_once,
+    clients_are_patched_as_json_merge_patch_guarded_by_if_match,
+    client_secrets_rotate_and_clients_are_deleted_and_retired,
+    managed_clients_are_read_only,
 );
 
 const ALL_READ: &str =
@@ -599,4 +603,298 @@ async fn a_large_export_streams_in_constant_memory(backend: Backend) {
         grew_kib < 12 * 1024,
         "peak RSS grew by {grew_kib} KiB for a {bytes}-byte export"
     );
+}
+
+const WRITER: &str = "gatehouse:clients:read gatehouse:clients:write";
+
+fn json_request(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    request(server, method, path, token)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.to_string())
+}
+
+/// A server, and a token of `desk` allowed to read and write clients.
+async fn writer(backend: Backend) -> (TestDb, Server, String) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let desk = management_client(&db, "desk", WRITER).await;
+    let t = api_token(&server, &db, &desk, WRITER).await;
+    (db, server, t)
+}
+
+fn svc_registration() -> Value {
+    serde_json::json!({"client_id": "svc", "grant_types": ["client_credentials"], "scopes": ["read"]})
+}
+
+async fn post_client(server: &Server, t: &str, body: &Value, content_type: &str) -> Reply {
+    send(json_request(
+        server,
+        reqwest::Method::POST,
+        "/api/v1/clients",
+        t,
+        content_type,
+        body,
+    ))
+    .await
+}
+
+/// Creates `svc` through the API; its ETag and secret.
+async fn create_svc(server: &Server, t: &str) -> (String, Creds) {
+    let r = post_client(server, t, &svc_registration(), "application/json").await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let creds = Creds {
+        id: "svc".into(),
+        secret: Some(r.body["client_secret"].as_str().unwrap().to_owned()),
+    };
+    (r.header("etag").unwrap().to_owned(), creds)
+}
+
+/// `method /api/v1/clients/svc{suffix}` with a JSON body and an optional `If-Match`.
+async fn on_svc(
+    server: &Server,
+    t: &str,
+    method: reqwest::Method,
+    suffix: &str,
+    body: &Value,
+    if_match: &str,
+) -> Reply {
+    let content_type = if method == reqwest::Method::PATCH {
+        "application/merge-patch+json"
+    } else {
+        "application/json"
+    };
+    let req = json_request(
+        server,
+        method,
+        &format!("/api/v1/clients/svc{suffix}"),
+        t,
+        content_type,
+        body,
+    );
+    send(if if_match.is_empty() {
+        req
+    } else {
+        req.header(header::IF_MATCH, if_match)
+    })
+    .await
+}
+
+fn assert_audited(trail: &[String], event: &str) {
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.starts_with(event) && e.contains("\"via\":\"management-api\"")),
+        "{event} in {trail:?}"
+    );
+}
+
+async fn clients_are_created_once_with_their_secret_shown_once(backend: Backend) {
+    let (db, server, t) = writer(backend).await;
+    let before = db.snapshot().await;
+    let r = post_client(&server, &t, &svc_registration(), "text/plain").await;
+    assert_problem(&r, 400, "invalid-parameter");
+    assert_eq!(r.body["field"], "Content-Type");
+    let r = post_client(
+        &server,
+        &t,
+        &serde_json::json!({"client_id": "svc", "bogus": 1}),
+        "application/json",
+    )
+    .await;
+    assert_problem(&r, 400, "invalid-parameter");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("bogus"),
+        "{r:?}"
+    );
+    let r = post_client(
+        &server,
+        &t,
+        &serde_json::json!({"client_id": "not an id!"}),
+        "application/json",
+    )
+    .await;
+    assert_problem(&r, 422, "invalid-body");
+    assert_eq!(r.body["field"], "client_id");
+    assert_eq!(db.snapshot().await, before, "refused writes change nothing");
+
+    let (etag, svc) = create_svc(&server, &t).await;
+    token(&server, &svc, &[]).await.ok();
+    let r = post_client(&server, &t, &svc_registration(), "application/json").await;
+    assert_problem(&r, 409, "already-exists");
+    let r = call(&server, reqwest::Method::GET, "/api/v1/clients/svc", &t).await;
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+    assert!(
+        r.ok().get("client_secret").is_none(),
+        "a secret is shown once"
+    );
+    assert_audited(&db.audit().await, "client.created|desk|svc|");
+}
+
+async fn clients_are_patched_as_json_merge_patch_guarded_by_if_match(backend: Backend) {
+    let (db, server, t) = writer(backend).await;
+    let (etag, _) = create_svc(&server, &t).await;
+    let before = db.snapshot().await;
+    let patch = |body: Value, if_match: &'static str| {
+        let (server, t) = (&server, &t);
+        async move { on_svc(server, t, reqwest::Method::PATCH, "", &body, if_match).await }
+    };
+    let r = patch(serde_json::json!({"scopes": ["read", "write"]}), "\"0000\"").await;
+    assert_problem(&r, 412, "precondition-failed");
+    let r = on_svc(
+        &server,
+        &t,
+        reqwest::Method::PATCH,
+        "",
+        &serde_json::json!({"client_id": "other"}),
+        &etag,
+    )
+    .await;
+    assert_problem(&r, 422, "invalid-body");
+    assert_eq!(r.body["field"], "client_id");
+    assert_eq!(
+        db.snapshot().await,
+        before,
+        "refused patches change nothing"
+    );
+    let r = on_svc(
+        &server,
+        &t,
+        reqwest::Method::PATCH,
+        "",
+        &serde_json::json!({"scopes": ["read", "write"]}),
+        &etag,
+    )
+    .await;
+    assert_eq!(r.ok()["scopes"], serde_json::json!(["read", "write"]));
+    assert_ne!(r.header("etag").unwrap(), etag);
+    // A second writer that read the old version loses instead of overwriting.
+    let r = on_svc(
+        &server,
+        &t,
+        reqwest::Method::PATCH,
+        "",
+        &serde_json::json!({"scopes": ["read"]}),
+        &etag,
+    )
+    .await;
+    assert_problem(&r, 412, "precondition-failed");
+    // `null` removes a member (back to its default).
+    let r = patch(serde_json::json!({"scopes": null}), "").await;
+    assert_eq!(r.ok()["scopes"], serde_json::json!([]));
+    assert_audited(&db.audit().await, "client.updated|desk|svc|");
+}
+
+async fn client_secrets_rotate_and_clients_are_deleted_and_retired(backend: Backend) {
+    let (db, server, t) = writer(backend).await;
+    let (etag, svc) = create_svc(&server, &t).await;
+    let r = on_svc(
+        &server,
+        &t,
+        reqwest::Method::POST,
+        "/secret",
+        &serde_json::json!({"overlap_seconds": 600}),
+        "",
+    )
+    .await;
+    let new_secret = r.ok()["client_secret"].as_str().unwrap().to_owned();
+    assert_ne!(Some(new_secret.as_str()), svc.secret.as_deref());
+    token(&server, &svc, &[]).await.ok();
+    token(&server, &svc.with_secret(&new_secret), &[])
+        .await
+        .ok();
+    let r = on_svc(
+        &server,
+        &t,
+        reqwest::Method::POST,
+        "/secret",
+        &serde_json::json!({"overlap_seconds": -1}),
+        "",
+    )
+    .await;
+    assert_problem(&r, 400, "invalid-parameter");
+
+    let delete = |if_match: &'static str| {
+        let (server, t) = (&server, &t);
+        async move {
+            on_svc(
+                server,
+                t,
+                reqwest::Method::DELETE,
+                "",
+                &Value::Null,
+                if_match,
+            )
+            .await
+        }
+    };
+    let r = on_svc(
+        &server,
+        &t,
+        reqwest::Method::DELETE,
+        "",
+        &Value::Null,
+        "\"0000\"",
+    )
+    .await;
+    assert_problem(&r, 412, "precondition-failed");
+    assert!(!etag.is_empty());
+    let r = delete("").await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_problem(&delete("").await, 404, "not-found");
+    token(&server, &svc.with_secret(&new_secret), &[])
+        .await
+        .assert_invalid_client();
+    let r = post_client(&server, &t, &svc_registration(), "application/json").await;
+    assert_problem(&r, 409, "client-id-retired");
+    let trail = db.audit().await;
+    assert_audited(&trail, "client.secret_rotated|desk|svc|");
+    assert_audited(&trail, "client.deleted|desk|svc|");
+}
+
+async fn managed_clients_are_read_only(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let admin = management_client(&db, "desk", WRITER).await;
+    create_client(&db, "web", &["--redirect-uri", "https://app.example/cb"]).await;
+    // As the operator's registration records it (UpsertClient with managed_by).
+    db.execute("UPDATE clients SET managed_by = 'OidcClient shop/web' WHERE client_id = 'web'")
+        .await;
+    let t = api_token(&server, &db, &admin, WRITER).await;
+    let r = call(&server, reqwest::Method::GET, "/api/v1/clients/web", &t).await;
+    assert_eq!(r.ok()["managed_by"], "OidcClient shop/web");
+    let before = db.snapshot().await;
+    let r = send(json_request(
+        &server,
+        reqwest::Method::PATCH,
+        "/api/v1/clients/web",
+        &t,
+        "application/merge-patch+json",
+        &serde_json::json!({"scopes": ["x"]}),
+    ))
+    .await;
+    assert!(
+        assert_problem(&r, 409, "managed-elsewhere").contains("OidcClient shop/web"),
+        "{r:?}"
+    );
+    let r = call(&server, reqwest::Method::DELETE, "/api/v1/clients/web", &t).await;
+    assert!(
+        assert_problem(&r, 409, "managed-elsewhere").contains("OidcClient shop/web"),
+        "{r:?}"
+    );
+    let r = call(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/clients/web/secret",
+        &t,
+    )
+    .await;
+    assert_problem(&r, 409, "managed-elsewhere");
+    assert_eq!(db.snapshot().await, before, "nothing changed");
 }

@@ -76,14 +76,10 @@ pub async fn upsert(
     spec: ClientSpec,
 ) -> authserver::admin::proto::UpsertClientResponse {
     admin
-        .upsert_client(authed(UpsertClientRequest {
-            managed_by: String::new(),
-            tenant_id: "main".to_owned(),
-            spec: Some(spec),
-            secret: Some(
-                authserver::admin::proto::upsert_client_request::Secret::GenerateIfMissing(true),
-            ),
-        }))
+        .upsert_client(upsert_request(
+            spec,
+            authserver::admin::proto::upsert_client_request::Secret::GenerateIfMissing(true),
+        ))
         .await
         .expect("UpsertClient succeeds")
         .into_inner()
@@ -98,4 +94,18 @@ pub fn assert_upsert_outcome(response: &proto::UpsertClientResponse, name: &str)
     };
     assert_eq!(response.outcome(), typed, "{response:?}");
     assert_eq!(response.outcome_name, name, "kept for older operators");
+}
+
+/// An authenticated UpsertClient request of tenant `main`, as the admin API's own
+/// callers send it (no owner: "the admin API").
+pub fn upsert_request(
+    spec: ClientSpec,
+    secret: authserver::admin::proto::upsert_client_request::Secret,
+) -> tonic::Request<UpsertClientRequest> {
+    authed(UpsertClientRequest {
+        managed_by: String::new(),
+        tenant_id: "main".to_owned(),
+        spec: Some(spec),
+        secret: Some(secret),
+    })
 }
