@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::signing_key::Algorithm;
 
 /// Confidential clients hold a credential; public ones (SPAs, native apps) cannot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientType {
     Confidential,
@@ -18,7 +18,7 @@ pub enum ClientType {
 }
 
 /// How a client authenticates at the token endpoint (RFC 7591 §2 names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     ClientSecretBasic,
@@ -68,7 +68,7 @@ impl FromStr for AuthMethod {
 }
 
 /// Grant types (RFC 6749 names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     AuthorizationCode,
@@ -107,7 +107,7 @@ impl FromStr for GrantType {
 }
 
 /// `sub` for end users: the same everywhere, or per sector (OIDC Core §8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubjectType {
     Public,
@@ -115,7 +115,7 @@ pub enum SubjectType {
 }
 
 /// Everything a registration says about a client (without credentials).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 // Registration metadata is a set of independent switches (RFC 7591 names them so).
 #[allow(clippy::struct_excessive_bools)]

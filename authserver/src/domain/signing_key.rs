@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::UnixTime;
 
 /// JWS algorithms Gatehouse signs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Algorithm {
     #[serde(rename = "RS256")]
     Rs256,

@@ -152,7 +152,7 @@ fn decode_cursor(value: &str) -> Result<i64, Error> {
 }
 
 /// One audit event as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub at: String,
     pub event: String,

@@ -204,7 +204,7 @@ pub struct Management<'a> {
 }
 
 /// A key as the API shows it: public facts only.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KeyView {
     pub kid: String,
     pub alg: &'static str,
@@ -236,7 +236,7 @@ fn key_view(meta: &KeyMeta, source: &str, now: UnixTime) -> KeyView {
 }
 
 /// A registered client as the API shows it: the registration, never a secret digest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ClientView {
     #[serde(flatten)]
     pub spec: crate::domain::client::ClientSpec,
@@ -256,7 +256,7 @@ pub struct ClientView {
 }
 
 /// One page of a list, newest or first first, and where the next one starts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -270,7 +270,7 @@ pub const MAX_PAGE: usize = 1000;
 pub const DEFAULT_PAGE: usize = 100;
 
 /// The health of what the API's tenant depends on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Health {
     /// `ok` or `unavailable`.
     pub database: &'static str,

@@ -21,6 +21,7 @@ on_both_backends!(
     clients_are_patched_as_json_merge_patch_guarded_by_if_match,
     client_secrets_rotate_and_clients_are_deleted_and_retired,
     managed_clients_are_read_only,
+    the_openapi_document_describes_what_is_served,
 );
 
 const ALL_READ: &str =
@@ -897,4 +898,28 @@ async fn managed_clients_are_read_only(backend: Backend) {
     .await;
     assert_problem(&r, 409, "managed-elsewhere");
     assert_eq!(db.snapshot().await, before, "nothing changed");
+}
+
+/// Every operation the generated document lists is served (a request without a token
+/// gets the API's 401 problem, not 404 or 405), and a method it does not list is not.
+async fn the_openapi_document_describes_what_is_served(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let r = call(&server, reqwest::Method::GET, "/api/v1/openapi.json", "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let doc = r.body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], api_id(&db));
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 6, "{paths:?}");
+    for (path, item) in paths {
+        let concrete = path.replace("{client_id}", "some-client");
+        for method in item.as_object().unwrap().keys() {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = call(&server, m, &format!("/api/v1{concrete}"), "").await;
+            assert_problem(&r, 401, "unauthenticated");
+        }
+    }
+    let r = call(&server, reqwest::Method::PUT, "/api/v1/jwks", "").await;
+    assert_eq!(r.status, 405, "{r:?}");
 }

@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, Extension, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -41,24 +41,20 @@ const PROBLEM_BASE: &str = "https://gatehouse.dev/problems/";
 /// The largest request body an operation reads.
 const MAX_BODY: usize = 16 * 1024;
 
+mod openapi;
+
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(&format!("{API_PATH}/jwks"), get(keys))
-        .route(&format!("{API_PATH}/jwks/rotate"), post(rotate_keys))
-        .route(
-            &format!("{API_PATH}/clients"),
-            get(clients).post(create_client),
-        )
-        .route(
-            &format!("{API_PATH}/clients/{{client_id}}"),
-            get(client).patch(patch_client).delete(delete_client),
-        )
-        .route(
-            &format!("{API_PATH}/clients/{{client_id}}/secret"),
-            post(rotate_client_secret),
-        )
-        .route(&format!("{API_PATH}/audit"), get(audit))
-        .route(&format!("{API_PATH}/stats/health"), get(health))
+    openapi::router().route(&format!("{API_PATH}/openapi.json"), get(openapi_document))
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document (public: it describes, it grants nothing).
+async fn openapi_document(Extension(CurrentTenant(tenant)): Extension<CurrentTenant>) -> Response {
+    let mut resp = Json(openapi::document(&tenant.issuer)).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
 }
 
 impl AppState {
@@ -446,11 +442,20 @@ async fn keys(
 }
 
 /// The body of `POST /jwks/rotate`; empty means `force`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
+    /// `force` (default): new keys are published now and sign after the promotion delay;
+    /// `now`: an emergency, they sign at once and the previous keys leave the JWKS.
     #[serde(default)]
-    mode: Option<String>,
+    mode: Option<RotateMode>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum RotateMode {
+    Force,
+    Now,
 }
 
 /// A JSON body of at most [`MAX_BODY`] bytes, unknown fields refused (the field named);
@@ -486,10 +491,9 @@ async fn rotate_keys(
         Tier::Sensitive,
         async |call, auth| {
             let body: RotateBody = json_body(body).await?.unwrap_or_default();
-            let mode = match body.mode.as_deref() {
-                None | Some("force") => RotationMode::Force,
-                Some("now") => RotationMode::Now,
-                Some(_) => return Err(Error::invalid("mode", "must be force or now")),
+            let mode = match body.mode {
+                None | Some(RotateMode::Force) => RotationMode::Force,
+                Some(RotateMode::Now) => RotationMode::Now,
             };
             let created = state
                 .management()
@@ -830,7 +834,7 @@ async fn delete_client(
 }
 
 /// The body of `POST /clients/{client_id}/secret`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateSecretBody {
     /// How long the previous secret stays valid (default one day, at most 30 days).

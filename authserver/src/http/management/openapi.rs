@@ -1,0 +1,428 @@
+//! The Management API's operations, once: [`OPERATIONS`] builds the router (so nothing is
+//! served that is not described) and the OpenAPI 3.1 document at `GET /openapi.json`
+//! (so nothing is described that is not served). Body schemas come from the Rust types
+//! the handlers (de)serialise, through `schemars`: a changed type changes the document.
+
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema};
+use serde_json::{Map, Value, json};
+
+use super::{
+    AppState, RotateBody, RotateSecretBody, audit, client, clients, create_client, delete_client,
+    health, keys, patch_client, rotate_client_secret, rotate_keys,
+};
+use crate::management::audit::AuditEntry;
+use crate::management::{ClientView, Health, KeyView, Page, Permission, Tier};
+
+/// Writes a body's schema into the generator's definitions; answers its `$ref`.
+type SchemaOf = fn(&mut SchemaGenerator) -> Schema;
+
+/// One operation: its route, what it needs, and what it takes and gives.
+pub struct Operation {
+    pub method: &'static str,
+    /// Relative to `{issuer}/api/v1`, in OpenAPI's `{param}` syntax (axum's too).
+    pub path: &'static str,
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub permission: Permission,
+    pub tier: Tier,
+    pub handler: fn() -> MethodRouter<AppState>,
+    /// The request body's content type and schema.
+    pub request: Option<(&'static str, SchemaOf)>,
+    /// The success status and its JSON schema (`None`: no body).
+    pub response: (u16, Option<SchemaOf>),
+    /// Query parameters: name, description, repeatable.
+    pub query: &'static [(&'static str, &'static str, bool)],
+    /// Whether `If-Match` is honoured.
+    pub if_match: bool,
+    /// Refusals beyond those of every operation (401, 403, 429, 500, 503).
+    pub errors: &'static [u16],
+}
+
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+const PAGE: &[(&str, &str, bool)] = &[
+    ("limit", "Items per page, 1–1000 (default 100).", false),
+    ("cursor", "The `next` of the previous page.", false),
+];
+
+const AUDIT_QUERY: &[(&str, &str, bool)] = &[
+    ("type", "Event name; repeat for any of several.", true),
+    ("user", "The user the event concerns (its subject).", false),
+    ("client", "A client id that acted or was acted on.", false),
+    ("ip", "An IP address or CIDR range.", false),
+    ("from", "RFC 3339 date-time, inclusive.", false),
+    ("to", "RFC 3339 date-time, exclusive.", false),
+    ("outcome", "`success` or `failure`.", false),
+    ("limit", "Events per page, 1–1000 (default 100).", false),
+    ("cursor", "The `next` of the previous page.", false),
+    (
+        "format",
+        "`json` (default) or `csv` (the whole filtered trail).",
+        false,
+    ),
+];
+
+/// Every operation of the API.
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/jwks",
+        id: "listKeys",
+        summary: "Every signing key of the tenant with its state and times",
+        permission: Permission::KeysRead,
+        tier: Tier::Read,
+        handler: || get(keys),
+        request: None,
+        response: (200, Some(schema::<KeyList>)),
+        query: &[],
+        if_match: false,
+        errors: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/jwks/rotate",
+        id: "rotateKeys",
+        summary: "New keys for every algorithm (force: sign after the promotion delay; now: at once)",
+        permission: Permission::KeysRotate,
+        tier: Tier::Sensitive,
+        handler: || post(rotate_keys),
+        request: Some(("application/json", schema::<RotateBody>)),
+        response: (200, Some(schema::<CreatedKeys>)),
+        query: &[],
+        if_match: false,
+        errors: &[400],
+    },
+    Operation {
+        method: "get",
+        path: "/clients",
+        id: "listClients",
+        summary: "The registered clients, by client id",
+        permission: Permission::ClientsRead,
+        tier: Tier::Read,
+        handler: || get(clients),
+        request: None,
+        response: (200, Some(schema::<Page<ClientView>>)),
+        query: PAGE,
+        if_match: false,
+        errors: &[400],
+    },
+    Operation {
+        method: "post",
+        path: "/clients",
+        id: "createClient",
+        summary: "Register a client; a generated secret is in the answer, once",
+        permission: Permission::ClientsWrite,
+        tier: Tier::Write,
+        handler: || post(create_client),
+        request: Some((
+            "application/json",
+            schema::<crate::domain::client::ClientSpec>,
+        )),
+        response: (201, Some(schema::<CreatedClient>)),
+        query: &[],
+        if_match: false,
+        errors: &[400, 409, 422],
+    },
+    Operation {
+        method: "get",
+        path: "/clients/{client_id}",
+        id: "getClient",
+        summary: "One client's registration; ETag is its version",
+        permission: Permission::ClientsRead,
+        tier: Tier::Read,
+        handler: || get(client),
+        request: None,
+        response: (200, Some(schema::<ClientView>)),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "patch",
+        path: "/clients/{client_id}",
+        id: "patchClient",
+        summary: "Change a client's registration (JSON Merge Patch, RFC 7396)",
+        permission: Permission::ClientsWrite,
+        tier: Tier::Write,
+        handler: || patch(patch_client),
+        request: Some(("application/merge-patch+json", schema::<Map<String, Value>>)),
+        response: (200, Some(schema::<ClientView>)),
+        query: &[],
+        if_match: true,
+        errors: &[400, 404, 409, 412, 422],
+    },
+    Operation {
+        method: "delete",
+        path: "/clients/{client_id}",
+        id: "deleteClient",
+        summary: "Delete a client, revoke everything issued to it, retire its id",
+        permission: Permission::ClientsWrite,
+        tier: Tier::Delete,
+        handler: || delete(delete_client),
+        request: None,
+        response: (204, None),
+        query: &[],
+        if_match: true,
+        errors: &[400, 404, 409, 412],
+    },
+    Operation {
+        method: "post",
+        path: "/clients/{client_id}/secret",
+        id: "rotateClientSecret",
+        summary: "A new client secret, shown once; the previous one stays valid for the overlap",
+        permission: Permission::ClientsWrite,
+        tier: Tier::Sensitive,
+        handler: || post(rotate_client_secret),
+        request: Some(("application/json", schema::<RotateSecretBody>)),
+        response: (200, Some(schema::<RotatedSecret>)),
+        query: &[],
+        if_match: false,
+        errors: &[400, 404, 409, 422],
+    },
+    Operation {
+        method: "get",
+        path: "/audit",
+        id: "searchAudit",
+        summary: "The audit trail, filtered, newest first; CSV with format=csv or Accept: text/csv",
+        permission: Permission::AuditRead,
+        tier: Tier::Read,
+        handler: || get(audit),
+        request: None,
+        response: (200, Some(schema::<Page<AuditEntry>>)),
+        query: AUDIT_QUERY,
+        if_match: false,
+        errors: &[400],
+    },
+    Operation {
+        method: "get",
+        path: "/stats/health",
+        id: "health",
+        summary: "The health of the database, schema, keys and Redis",
+        permission: Permission::StatsRead,
+        tier: Tier::Read,
+        handler: || get(health),
+        request: None,
+        response: (200, Some(schema::<Health>)),
+        query: &[],
+        if_match: false,
+        errors: &[],
+    },
+];
+
+/// `{"keys": [...]}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // a schema only: the handler writes the same shape with json!
+struct KeyList {
+    keys: Vec<KeyView>,
+}
+
+/// `{"created": [...]}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct CreatedKeys {
+    created: Vec<KeyView>,
+}
+
+/// A created client: the registration and, for a confidential client, its secret.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct CreatedClient {
+    #[serde(flatten)]
+    client: ClientView,
+    /// Shown once; only its digest is stored.
+    client_secret: Option<String>,
+}
+
+/// A rotated client secret.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct RotatedSecret {
+    client_id: String,
+    /// Shown once.
+    client_secret: String,
+    previous_secret_valid_for_seconds: u64,
+}
+
+/// An RFC 9457 problem.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Problem {
+    /// `https://gatehouse.dev/problems/<name>`, stable per kind of refusal.
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// The offending parameter, header or body field.
+    field: Option<String>,
+}
+
+fn status_text(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "A parameter, header or body field is malformed or unknown",
+        401 => "No valid access token for this API",
+        403 => "The token lacks the operation's scope",
+        404 => "No such object",
+        409 => "Conflicts with the object's state (exists, retired, managed by the operator)",
+        412 => "If-Match names another version",
+        422 => "The body breaks a rule",
+        429 => "Over the caller's rate limit for the tier",
+        500 => "A failure on our side",
+        503 => "The database is unavailable",
+        _ => "",
+    }
+}
+
+/// The OpenAPI 3.1 document of the API under `issuer`.
+pub fn document(issuer: &str) -> Value {
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas/".into())
+        .into_generator();
+    let problem = generator.subschema_for::<Problem>();
+    let rate_headers = json!({
+        "X-RateLimit-Limit": {"description": "Calls per window of the operation's tier", "schema": {"type": "integer"}},
+        "X-RateLimit-Remaining": {"description": "Calls left in this window", "schema": {"type": "integer"}},
+        "X-RateLimit-Reset": {"description": "Seconds until the window ends", "schema": {"type": "integer"}},
+    });
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let mut responses = Map::new();
+        let (status, body) = op.response;
+        let mut ok = json!({"description": status_text(status), "headers": rate_headers});
+        if let Some(body) = body {
+            ok["content"] = json!({"application/json": {"schema": body(&mut generator)}});
+        }
+        if op.id == "searchAudit" {
+            ok["content"]["text/csv"] = json!({"schema": {"type": "string"}});
+        }
+        if matches!(op.id, "getClient" | "patchClient" | "createClient") {
+            ok["headers"]["ETag"] =
+                json!({"description": "The client's version", "schema": {"type": "string"}});
+        }
+        responses.insert(status.to_string(), ok);
+        for error in op.errors.iter().chain(&[401, 403, 429, 500, 503]) {
+            responses.insert(
+                error.to_string(),
+                json!({
+                    "description": status_text(*error),
+                    "content": {"application/problem+json": {"schema": problem}},
+                }),
+            );
+        }
+        let mut parameters: Vec<Value> = op
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        for (name, description, repeat) in op.query {
+            let schema = if *repeat {
+                json!({"type": "array", "items": {"type": "string"}})
+            } else {
+                json!({"type": "string"})
+            };
+            parameters.push(json!({"name": name, "in": "query", "description": description, "schema": schema, "explode": true}));
+        }
+        if op.if_match {
+            parameters.push(json!({"name": "If-Match", "in": "header", "description": "The ETag the change is based on", "schema": {"type": "string"}}));
+        }
+        let mut operation = json!({
+            "operationId": op.id,
+            "summary": op.summary,
+            "description": format!("Scope `{}`; rate-limit tier `{}`.", op.permission.scope(), op.tier.as_str()),
+            "security": [{"oauth2": [op.permission.scope()]}, {"bearer": []}],
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some((content_type, body)) = op.request {
+            operation["requestBody"] = json!({
+                "required": op.id == "createClient" || op.id == "patchClient",
+                "content": {content_type: {"schema": body(&mut generator)}},
+            });
+        }
+        let item = paths
+            .entry(op.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        item[op.method] = operation;
+    }
+    let scopes: Map<String, Value> = Permission::ALL
+        .iter()
+        .map(|p| (p.scope().to_owned(), Value::String(format!("{p:?}"))))
+        .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Gatehouse Management API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Manage a Gatehouse tenant over HTTP/JSON. Callers present access tokens of the tenant with the audience {issuer}/api/v1 and the operation's scope. See docs/management-api.md.",
+        },
+        "servers": [{"url": format!("{issuer}{}", crate::management::API_PATH)}],
+        "paths": paths,
+        "components": {
+            "schemas": generator.take_definitions(true),
+            "securitySchemes": {
+                "oauth2": {"type": "oauth2", "flows": {"clientCredentials": {
+                    "tokenUrl": format!("{issuer}/token"),
+                    "scopes": scopes,
+                }}},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+        },
+    })
+}
+
+/// The API's router, from [`OPERATIONS`], under `API_PATH`.
+pub fn router() -> axum::Router<AppState> {
+    let mut by_path: Vec<(&str, MethodRouter<AppState>)> = Vec::new();
+    for op in OPERATIONS {
+        match by_path.iter_mut().find(|(p, _)| *p == op.path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge((op.handler)()),
+            None => by_path.push((op.path, (op.handler)())),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(axum::Router::new(), |r, (path, methods)| {
+            r.route(&format!("{}{path}", crate::management::API_PATH), methods)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_every_operation_with_resolvable_schemas() {
+        let doc = document("https://id.example.com/t/acme");
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(
+            doc["servers"][0]["url"],
+            "https://id.example.com/t/acme/api/v1"
+        );
+        let paths = doc["paths"].as_object().unwrap();
+        for op in OPERATIONS {
+            let o = &paths[op.path][op.method];
+            assert_eq!(o["operationId"], op.id);
+            assert_eq!(o["security"][0]["oauth2"][0], op.permission.scope());
+            for status in ["401", "403", "429"] {
+                assert!(o["responses"][status].is_object(), "{} {status}", op.id);
+            }
+        }
+        // Every $ref points into components.schemas.
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for part in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = part.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+        assert!(schemas.contains_key("ClientSpec"), "{:?}", schemas.keys());
+        // The registration schema refuses unknown members, as the handler does.
+        assert_eq!(schemas["ClientSpec"]["additionalProperties"], false);
+    }
+}
