@@ -134,6 +134,22 @@ pub async fn close_connections_while_draining(
     resp
 }
 
+/// The probes served while `serve` waits for its encryption key: `/healthz`, and a
+/// `/readyz` that is never ready, saying why (`reason`, as it changes) when
+/// `with_reason`.
+pub fn waiting_probes(reason: Arc<RwLock<String>>, with_reason: bool) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let reason =
+                    with_reason.then(|| reason.read().map(|r| r.clone()).unwrap_or_default());
+                async move { not_ready(reason.as_deref()) }
+            }),
+        )
+}
+
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
