@@ -18,6 +18,7 @@ pub mod keys;
 pub mod mfa;
 pub mod oauth;
 pub mod outbound;
+pub mod readiness;
 pub mod session;
 pub mod store;
 pub mod subject;

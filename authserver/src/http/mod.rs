@@ -21,8 +21,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 
+pub use crate::readiness::Readiness;
 pub use error::ApiError;
-pub use health::{Readiness, not_ready, waiting_probes};
+pub use health::{not_ready, waiting_probes};
 
 use crate::clock::Clock;
 use crate::config::IpNet;
