@@ -362,6 +362,19 @@ mod tests {
         (visit, alice, handle)
     }
 
+    /// Alice's password sign-in in `visit`, for the request `handle`.
+    async fn sign_in_for(
+        app: &TestApp,
+        visit: &mut Visit,
+        alice: &StoredUser,
+        handle: &str,
+    ) -> crate::interaction::Step<Outcome> {
+        app.state
+            .interaction()
+            .signed_in(visit, alice, vec!["pwd".into()], ACR_PASSWORD, Some(handle))
+            .await
+    }
+
     async fn events(app: &TestApp) -> Vec<String> {
         let events = app
             .state
@@ -387,17 +400,7 @@ mod tests {
                     .await
                     .expect("consume")
             );
-            let o = app
-                .state
-                .interaction()
-                .signed_in(
-                    &mut visit,
-                    &alice,
-                    vec!["pwd".into()],
-                    ACR_PASSWORD,
-                    Some(&handle),
-                )
-                .await;
+            let o = sign_in_for(&app, &mut visit, &alice, &handle).await;
             assert!(
                 matches!(
                     o,
@@ -433,17 +436,7 @@ mod tests {
             let (mut visit, alice, handle) = setup(&app).await;
             let store = &app.state.store;
             let before = visit.browser.clone().expect("browser");
-            let o = app
-                .state
-                .interaction()
-                .signed_in(
-                    &mut visit,
-                    &alice,
-                    vec!["pwd".into()],
-                    ACR_PASSWORD,
-                    Some(&handle),
-                )
-                .await;
+            let o = sign_in_for(&app, &mut visit, &alice, &handle).await;
             assert!(
                 matches!(&o, Ok(Outcome::Go(Page::Continue, Some(h))) if *h == handle),
                 "{backend:?}"

@@ -322,15 +322,7 @@ impl Store {
     /// Ends one account session; `false` when it did not exist.
     #[tracing::instrument(name = "db.delete_session", skip_all)]
     pub async fn delete_session(&self, tenant_id: &str, sid: &str) -> Result<bool> {
-        let n = with_pool!(self, pool => {
-            sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND sid = $2")
-                .bind(tenant_id)
-                .bind(sid)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(n > 0)
+        with_pool!(self, c => delete(c.into(), tenant_id, sid).await)
     }
 }
 
@@ -401,29 +393,21 @@ pub async fn rotate(conn: Conn<'_>, old: &BrowserRow, new_hash: &str, data: &str
 /// [`Store::insert_session`] on `conn` (a unit of work's, so the evictions and the new
 /// row commit together, with whatever else the unit writes).
 pub async fn insert(
-    conn: Conn<'_>,
+    mut conn: Conn<'_>,
     s: &AccountSession,
     max_per_user: Option<u32>,
     max_per_browser: usize,
 ) -> Result<SignInOutcome> {
     let amr = serde_json::to_string(&s.amr).unwrap_or_else(|_| "[]".to_owned());
-    let mut out = SignInOutcome::default();
-    on_conn!(conn, tx => {
-        let same: Vec<(String,)> = sqlx::query_as(
-            "SELECT sid FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 AND user_id = $3",
+    on_conn!(conn.reborrow(), c => {
+        sqlx::query(
+            "DELETE FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 AND user_id = $3",
         )
         .bind(&s.tenant_id)
         .bind(&s.browser_id_hash)
         .bind(&s.user_id)
-        .fetch_all(&mut *tx)
+        .execute(&mut *c)
         .await?;
-        for (sid,) in same {
-            sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND sid = $2")
-                .bind(&s.tenant_id)
-                .bind(&sid)
-                .execute(&mut *tx)
-                .await?;
-        }
         sqlx::query(
             "INSERT INTO sessions (tenant_id, sid, browser_id_hash, user_id, auth_time, amr, \
              acr, created_at, last_seen_at, idle_expires_at, expires_at) \
@@ -440,48 +424,77 @@ pub async fn insert(
         .bind(s.last_seen_at)
         .bind(s.idle_expires_at)
         .bind(s.expires_at)
-        .execute(&mut *tx)
+        .execute(c)
         .await?;
-        if let Some(max) = max_per_user {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT sid, user_id FROM sessions WHERE tenant_id = $1 AND user_id = $2 \
-                 ORDER BY created_at DESC, sid",
-            )
-            .bind(&s.tenant_id)
-            .bind(&s.user_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let keep = usize::try_from(max).unwrap_or(usize::MAX);
-            out.evicted.extend(
-                rows.into_iter()
-                    .filter(|(sid, _)| *sid != s.sid)
-                    .skip(keep.saturating_sub(1)),
-            );
+    });
+    let mut out = SignInOutcome::default();
+    if let Some(max) = max_per_user {
+        let keep = usize::try_from(max).unwrap_or(usize::MAX);
+        out.evicted = beyond_limit(conn.reborrow(), s, Limit::PerUser, keep).await?;
+    }
+    for victim in beyond_limit(conn.reborrow(), s, Limit::PerBrowser, max_per_browser).await? {
+        if !out.evicted.contains(&victim) {
+            out.evicted.push(victim);
         }
-        let rows: Vec<(String, String)> = sqlx::query_as(
+    }
+    for (sid, _) in &out.evicted {
+        delete(conn.reborrow(), &s.tenant_id, sid).await?;
+    }
+    Ok(out)
+}
+
+/// Which sessions a limit counts.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// The user's, in every browser.
+    PerUser,
+    /// The browser's, whoever they are.
+    PerBrowser,
+}
+
+/// The sessions beyond `keep` that `limit` counts for `s` (newest first, `s` kept), as
+/// `(sid, user_id)`: those to end.
+async fn beyond_limit(
+    conn: Conn<'_>,
+    s: &AccountSession,
+    limit: Limit,
+    keep: usize,
+) -> Result<Vec<(String, String)>> {
+    let (sql, key) = match limit {
+        Limit::PerUser => (
+            "SELECT sid, user_id FROM sessions WHERE tenant_id = $1 AND user_id = $2 \
+             ORDER BY created_at DESC, sid",
+            &s.user_id,
+        ),
+        Limit::PerBrowser => (
             "SELECT sid, user_id FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 \
              ORDER BY created_at DESC, sid",
-        )
-        .bind(&s.tenant_id)
-        .bind(&s.browser_id_hash)
-        .fetch_all(&mut *tx)
-        .await?;
-        for victim in rows
-            .into_iter()
-            .filter(|(sid, _)| *sid != s.sid)
-            .skip(max_per_browser.saturating_sub(1))
-        {
-            if !out.evicted.contains(&victim) {
-                out.evicted.push(victim);
-            }
-        }
-        for (sid, _) in &out.evicted {
-            sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND sid = $2")
-                .bind(&s.tenant_id)
-                .bind(sid)
-                .execute(&mut *tx)
-                .await?;
-        }
+            &s.browser_id_hash,
+        ),
+    };
+    let rows: Vec<(String, String)> = on_conn!(conn, c => {
+        sqlx::query_as(sql)
+            .bind(&s.tenant_id)
+            .bind(key)
+            .fetch_all(c)
+            .await?
     });
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .filter(|(sid, _)| *sid != s.sid)
+        .skip(keep.saturating_sub(1))
+        .collect())
+}
+
+/// [`Store::delete_session`] on `conn`.
+pub async fn delete(conn: Conn<'_>, tenant_id: &str, sid: &str) -> Result<bool> {
+    let n = on_conn!(conn, c => {
+        sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND sid = $2")
+            .bind(tenant_id)
+            .bind(sid)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n > 0)
 }

@@ -44,11 +44,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(STYLESHEET_PATH, get(|| async { html::stylesheet() }))
         .route(LOGIN_PATH, get(login::show).post(login::submit))
-        .route(MFA_PATH, get(mfa::show_verify).post(mfa::submit_verify))
-        .route(
-            MFA_ENROLL_PATH,
-            get(mfa::show_enroll).post(mfa::submit_enroll),
-        )
+        .route(MFA_PATH, get(mfa::verify).post(mfa::verify))
+        .route(MFA_ENROLL_PATH, get(mfa::enroll).post(mfa::enroll))
         .route(
             SELECT_ACCOUNT_PATH,
             get(accounts::show).post(accounts::submit),
