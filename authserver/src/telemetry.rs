@@ -96,11 +96,15 @@ pub fn init(level: &str, format: LogFormat, otlp_endpoint: Option<&str>) -> anyh
     Ok(guard)
 }
 
-/// Makes `span` a child of the caller's W3C `traceparent` (if any) and records the trace
-/// id on it, so every log line inside the request carries it. Without an OTel layer the
-/// span has no OTel context and this does nothing measurable.
-pub fn join_remote_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
-    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+/// Makes `span` a child of the caller's W3C `traceparent` (if any; `carrier` reads the
+/// request's headers) and records the trace id on it, so every log line inside the
+/// request carries it. Without an OTel layer the span has no OTel context and this does
+/// nothing measurable.
+pub fn join_remote_trace(
+    span: &tracing::Span,
+    carrier: &dyn opentelemetry::propagation::Extractor,
+) {
+    let parent = TraceContextPropagator::new().extract(carrier);
     if parent.span().span_context().is_valid() {
         // Only fails when no OTel layer is installed: then there is nothing to join.
         let _ = span.set_parent(parent);
@@ -115,16 +119,4 @@ pub fn join_remote_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) 
 /// span has started by then, so `otel.name` would be ignored). No-op without OTel.
 pub fn rename(span: &tracing::Span, name: String) {
     span.context().span().update_name(name);
-}
-
-struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
-
-impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(axum::http::HeaderName::as_str).collect()
-    }
 }

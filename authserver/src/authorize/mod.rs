@@ -19,6 +19,7 @@ use crate::oauth::{
 use crate::store::authorization_requests::NewAuthRequest;
 
 pub use request::{AuthRequest, AuthorizeError, ErrorRedirect, Prompt, ResponseMode};
+pub use response::ClientResponse;
 
 /// `request_uri` values this server issues: this prefix and a random handle.
 pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";

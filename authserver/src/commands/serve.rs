@@ -74,8 +74,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let ops_app = http::ops_app(state.clone());
     let readiness = Arc::clone(&state.readiness);
-    let app =
-        http::public_app(state, public_ops).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::public_app(state, public_ops);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(drain_on_signal(
         readiness,
@@ -109,8 +108,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     // Probes and scrapes keep answering while in-flight requests drain (no graceful
     // shutdown of their own): a liveness failure then would kill the drain.
-    let ops = ops_listener.map(|l| tokio::spawn(async move { axum::serve(l, ops_app).await }));
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let ops = ops_listener.map(|l| tokio::spawn(http::serve(l, ops_app, std::future::pending())));
+    let server = http::serve(listener, app, stopped(stop_rx.clone()));
     let grace = Duration::from_secs(ctx.settings.shutdown_timeout_seconds);
     tokio::select! {
         res = server => res.context("HTTP server failed")?,
@@ -188,23 +187,7 @@ async fn wait_for_key(settings: &Settings, path: &std::path::Path) -> anyhow::Re
     };
     tracing::warn!(reason = %reason, "not ready");
     let reason = Arc::new(std::sync::RwLock::new(reason));
-    let shown = Arc::clone(&reason);
-    let probes = |with_reason: bool| {
-        let shown = Arc::clone(&shown);
-        axum::Router::new()
-            .route(
-                "/healthz",
-                axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-            )
-            .route(
-                "/readyz",
-                axum::routing::get(move || {
-                    let reason =
-                        with_reason.then(|| shown.read().map(|r| r.clone()).unwrap_or_default());
-                    async move { http::not_ready(reason.as_deref()) }
-                }),
-            )
-    };
+    let probes = |with_reason: bool| http::waiting_probes(Arc::clone(&reason), with_reason);
     // As in `http::PublicOps::ProbesOnly`: with an ops listener only it gives the reason.
     let app = probes(settings.ops_listen.is_none());
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -221,16 +204,9 @@ async fn wait_for_key(settings: &Settings, path: &std::path::Path) -> anyhow::Re
     };
     let ops = ops_listener.map(|l| {
         let (app, stop) = (probes(true), until_found(found_rx.clone()));
-        tokio::spawn(async move { axum::serve(l, app).with_graceful_shutdown(stop).await })
+        tokio::spawn(http::serve(l, app, stop))
     });
-    let server = tokio::spawn({
-        let stop = until_found(found_rx);
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        }
-    });
+    let server = tokio::spawn(http::serve(listener, app, until_found(found_rx)));
     loop {
         tokio::select! {
             () = tokio::time::sleep(KEY_POLL) => {}

@@ -109,7 +109,8 @@ impl Metrics {
 
 pub async fn render(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
-    let pool = state.store.pool_stats();
+    let database = state.readiness.database();
+    let pool = database.pool;
     m.pool_connections
         .with_label_values(&["idle"])
         .set(i64::from(pool.idle));
@@ -117,8 +118,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
         .with_label_values(&["in_use"])
         .set(i64::from(pool.size.saturating_sub(pool.idle)));
     m.pool_max.set(i64::from(pool.max));
-    m.database_available
-        .set(i64::from(!state.store.health().is_unavailable()));
+    m.database_available.set(i64::from(database.available));
     let rt = tokio::runtime::Handle::current().metrics();
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     for (measure, value) in [

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 
+pub use crate::readiness::Readiness;
 pub use error::ApiError;
-pub use health::{Readiness, not_ready};
+pub use health::{not_ready, waiting_probes};
 
 use crate::clock::Clock;
 use crate::config::IpNet;
@@ -147,6 +148,21 @@ pub fn public_app(state: AppState, ops: PublicOps) -> Router {
             observe::observe,
         ))
         .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets the requests in
+/// flight finish. Handlers see the client's address (`ConnectInfo`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// The operations listener (`server.ops_listen`): `/healthz`, `/readyz` (with its

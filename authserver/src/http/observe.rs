@@ -48,7 +48,7 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     );
     // Without an exporter there is no trace to join: keep the hot path free of it.
     if state.tracing_export {
-        crate::telemetry::join_remote_trace(&span, req.headers());
+        crate::telemetry::join_remote_trace(&span, &HeaderExtractor(req.headers()));
     }
 
     let mut resp = next.run(req).instrument(span.clone()).await;
@@ -112,5 +112,18 @@ fn security_headers(resp: &mut Response, https_issuer: bool) {
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
+    }
+}
+
+/// A request's headers as the carrier of a W3C trace context.
+struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
     }
 }

@@ -20,7 +20,9 @@
 //! fresh and strong enough ([`decide::Demands`]) — checked in [`Engine::issue`], the one
 //! path that issues a code, whichever page the browser posted to. Issuing is one unit of
 //! work: the request is used up, the grant and its code stored and the event audited in
-//! one transaction (with the consent, when the consent page issues).
+//! one transaction (with the consent, when the consent page issues). So is the end of a
+//! sign-in (`signed_in`): the browser's new id, the account session, its audit events
+//! and the link to the request commit together or not at all.
 //!
 //! Logout ([`Engine::logout`]) and the account pages ([`Engine::account_consents`])
 //! follow the same split: the rules here, the HTTP in `http::browser`.

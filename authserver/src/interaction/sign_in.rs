@@ -5,12 +5,16 @@
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::authorization::browser_mut;
+use super::authorization::{browser, browser_mut};
 use super::decide::{ACR_PASSWORD, AcrDemand};
-use super::{Engine, Error, LoginForm, LoginProblem, Outcome, Page, Step, Visit, finish, halt};
+use super::{
+    Engine, Error, LoginForm, LoginProblem, Outcome, Page, Problem, Step, Visit, finish, halt,
+};
+use crate::crypto::handle_hash;
 use crate::domain::policy::TenantPolicy;
-use crate::session::{PENDING_LOGIN_SECONDS, PendingLogin, PendingStage};
+use crate::session::{Authentication, PENDING_LOGIN_SECONDS, PendingLogin, PendingStage, SignedIn};
 use crate::store::users::StoredUser;
+use crate::store::{audit, authorization_requests};
 use crate::throttle::{CheckError, Locked, Reservation};
 
 impl Engine<'_> {
@@ -157,7 +161,9 @@ impl Engine<'_> {
 
     /// Finishes a sign-in, whatever its method: the account session (`amr`, `acr`),
     /// `login.succeeded`, then back to the authorization request, or the signed-in page
-    /// when the sign-in was not for one.
+    /// when the sign-in was not for one. One unit of work with linking the request: a
+    /// request used up or expired meanwhile keeps nothing of the sign-in (the browser
+    /// keeps its id and its accounts, nothing is audited).
     pub(super) async fn signed_in(
         &self,
         visit: &mut Visit,
@@ -167,31 +173,45 @@ impl Engine<'_> {
         request: Option<&str>,
     ) -> Step<Outcome> {
         let tenant = visit.tenant.clone();
-        let origin = visit.origin.clone();
-        let browser = browser_mut(visit)?;
-        let session = self
+        let who = Authentication {
+            user_id: user.user_id.clone(),
+            amr,
+            acr: Some(acr.to_owned()),
+        };
+        let mut unit = self.store.begin().await?;
+        let SignedIn {
+            browser: signed_in,
+            session,
+        } = self
             .sessions
-            .sign_in(
-                &tenant,
-                browser,
-                &user.user_id,
-                amr,
-                Some(acr.to_owned()),
-                &origin,
-            )
+            .sign_in(&mut unit, &tenant, browser(visit)?, who, &visit.origin)
             .await?;
         let event = self
             .event(visit, "login.succeeded", &user.user_id)
             .details(json!({ "username": user.username, "amr": session.amr, "sid": session.sid }));
-        self.store.audit(event).await;
-        tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "user signed in");
-        match request {
-            // The request moved with the browser's new id (see `rotate_browser_session`).
-            Some(handle) => self.back_to_request(visit, handle, &session.sid).await,
-            None => Ok(Outcome::SignedIn {
-                username: user.username.clone(),
-            }),
+        audit::insert(unit.conn(), &event).await?;
+        // The request moved with the browser's new id (see `sessions::rotate`).
+        if let Some(handle) = request
+            && !authorization_requests::set_login(
+                unit.conn(),
+                &tenant.id,
+                &handle_hash(handle),
+                &session.sid,
+                self.now(),
+            )
+            .await?
+        {
+            return halt(Outcome::ShowErrorPage(Problem::StaleRequest));
         }
+        unit.commit().await?;
+        visit.browser = Some(signed_in);
+        tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "user signed in");
+        Ok(match request {
+            Some(handle) => Outcome::Go(Page::Continue, Some(handle.to_owned())),
+            None => Outcome::SignedIn {
+                username: user.username.clone(),
+            },
+        })
     }
 
     /// Counts an attempt for the username and the visit's address before its secret is
@@ -264,4 +284,209 @@ fn locked_problem(l: Locked) -> LoginProblem {
 /// sign-in).
 pub(super) fn restart<T>(request: Option<&str>) -> Step<T> {
     halt(Outcome::Go(Page::Login, request.map(str::to_owned)))
+}
+
+#[cfg(test)]
+mod tests {
+    //! A sign-in is one unit of work with the step that follows it (linking the
+    //! authorization request it was for): all of it is kept, or none.
+
+    use std::sync::Arc;
+
+    use crate::authorize::{AuthRequest, ResponseMode};
+    use crate::crypto::handle_hash;
+    use crate::http::testing::{NOW, TestApp};
+    use crate::interaction::decide::ACR_PASSWORD;
+    use crate::interaction::{Outcome, Page, Problem, Visit};
+    use crate::session::Origin;
+    use crate::store::Backend;
+    use crate::store::users::StoredUser;
+
+    fn request() -> AuthRequest {
+        AuthRequest {
+            client_id: "rp".into(),
+            redirect_uri: "https://rp.example/cb".into(),
+            response_mode: ResponseMode::Query,
+            scopes: vec!["openid".into()],
+            state: None,
+            nonce: None,
+            prompt: Vec::new(),
+            max_age: None,
+            login_hint: None,
+            acr_values: Vec::new(),
+            code_challenge: Some("c".repeat(43)),
+            code_challenge_method: Some("S256".into()),
+            dpop_jkt: None,
+        }
+    }
+
+    /// Tenant `main`, user alice, and a browser with an open request for her: the
+    /// request's handle.
+    async fn setup(app: &TestApp) -> (Visit, StoredUser, String) {
+        let alice = StoredUser {
+            tenant_id: "main".into(),
+            user_id: "id-alice".into(),
+            username: "alice".into(),
+            email: None,
+            email_verified: false,
+            profile: serde_json::Map::new(),
+            password_hash: None,
+            created_at: NOW,
+            updated_at: NOW,
+        };
+        app.state.store.insert_user(&alice).await.expect("user");
+        let tenant = app
+            .state
+            .store
+            .get_tenant("main")
+            .await
+            .expect("read")
+            .expect("tenant");
+        let mut visit = Visit {
+            tenant: Arc::new(tenant),
+            origin: Origin {
+                ip: Some("192.0.2.7".into()),
+                user_agent: Some("test".into()),
+            },
+            browser: None,
+        };
+        let o = app
+            .state
+            .interaction()
+            .start(&mut visit, request())
+            .await
+            .expect("start");
+        let Outcome::Go(Page::Login, Some(handle)) = o else {
+            panic!("expected the sign-in page, got {o:?}");
+        };
+        (visit, alice, handle)
+    }
+
+    /// Alice's password sign-in in `visit`, for the request `handle`.
+    async fn sign_in_for(
+        app: &TestApp,
+        visit: &mut Visit,
+        alice: &StoredUser,
+        handle: &str,
+    ) -> crate::interaction::Step<Outcome> {
+        app.state
+            .interaction()
+            .signed_in(visit, alice, vec!["pwd".into()], ACR_PASSWORD, Some(handle))
+            .await
+    }
+
+    async fn events(app: &TestApp) -> Vec<String> {
+        let events = app
+            .state
+            .store
+            .list_audit("main", 100)
+            .await
+            .expect("audit");
+        events.into_iter().map(|e| e.event).collect()
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_for_a_request_used_up_meanwhile_keeps_nothing() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let app = TestApp::new(backend).await;
+            let (mut visit, alice, handle) = setup(&app).await;
+            let store = &app.state.store;
+            let before = visit.browser.clone().expect("browser");
+            let events_before = events(&app).await;
+            // Another tab finished the request first.
+            assert!(
+                store
+                    .consume_auth_request("main", &handle_hash(&handle), NOW)
+                    .await
+                    .expect("consume")
+            );
+            let o = sign_in_for(&app, &mut visit, &alice, &handle).await;
+            assert!(
+                matches!(
+                    o,
+                    Err(crate::interaction::Halt::Show(Outcome::ShowErrorPage(
+                        Problem::StaleRequest
+                    )))
+                ),
+                "{backend:?}"
+            );
+            // The browser is the one it was: same id, no new cookie, same data.
+            let after = visit.browser.as_ref().expect("browser");
+            assert_eq!(after.row, before.row, "{backend:?}");
+            assert_eq!(after.data, before.data, "{backend:?}");
+            assert_eq!(after.new_cookie, before.new_cookie, "{backend:?}");
+            let row = store
+                .get_browser_session("main", &before.row.id_hash)
+                .await
+                .expect("read");
+            assert_eq!(row.as_ref(), Some(&before.row), "{backend:?}: not rotated");
+            let accounts = store
+                .list_browser_accounts("main", &before.row.id_hash)
+                .await
+                .expect("read");
+            assert!(accounts.is_empty(), "{backend:?}: no account session");
+            assert_eq!(events(&app).await, events_before, "{backend:?}: no audit");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_for_an_open_request_writes_all_of_it() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let app = TestApp::new(backend).await;
+            let (mut visit, alice, handle) = setup(&app).await;
+            let store = &app.state.store;
+            let before = visit.browser.clone().expect("browser");
+            let o = sign_in_for(&app, &mut visit, &alice, &handle).await;
+            assert!(
+                matches!(&o, Ok(Outcome::Go(Page::Continue, Some(h))) if *h == handle),
+                "{backend:?}"
+            );
+            // Rotated: a new id and cookie; the old row is gone.
+            let after = visit.browser.as_ref().expect("browser");
+            assert_ne!(after.row.id_hash, before.row.id_hash, "{backend:?}");
+            assert!(after.new_cookie.is_some(), "{backend:?}");
+            assert_eq!(
+                store
+                    .get_browser_session("main", &before.row.id_hash)
+                    .await
+                    .expect("read"),
+                None,
+                "{backend:?}"
+            );
+            // The account session, active in the browser and linked to the request.
+            let accounts = store
+                .list_browser_accounts("main", &after.row.id_hash)
+                .await
+                .expect("read");
+            assert_eq!(accounts.len(), 1, "{backend:?}");
+            let sid = &accounts[0].sid;
+            assert_eq!(after.data.active_sid.as_ref(), Some(sid), "{backend:?}");
+            let loaded = app
+                .state
+                .sessions
+                .load(&visit.tenant, after.new_cookie.as_deref(), &visit.origin)
+                .await
+                .expect("load")
+                .expect("the new cookie names the rotated row");
+            assert_eq!(loaded.data, after.data, "{backend:?}: data saved");
+            let request = store
+                .get_auth_request("main", &handle_hash(&handle))
+                .await
+                .expect("read")
+                .expect("request");
+            assert_eq!(request.login_sid.as_ref(), Some(sid), "{backend:?}");
+            assert_eq!(
+                request.browser_id_hash.as_ref(),
+                Some(&after.row.id_hash),
+                "{backend:?}: the request moved with the browser"
+            );
+            let events = events(&app).await;
+            for e in ["session.created", "login.succeeded"] {
+                assert!(
+                    events.iter().any(|x| x == e),
+                    "{backend:?}: {e} in {events:?}"
+                );
+            }
+        }
+    }
 }

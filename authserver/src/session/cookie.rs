@@ -8,8 +8,6 @@
 //! under different issuer paths (`/t/acme`, `/t/beta`), and with `Path=/` one cookie
 //! name would let a visit to one tenant's pages overwrite the other tenant's session.
 
-use axum::http::{HeaderMap, HeaderValue, header};
-
 /// Cookie name prefix on https issuers.
 pub const SECURE_PREFIX: &str = "__Host-gatehouse-session";
 /// Cookie name prefix on http issuers.
@@ -46,14 +44,16 @@ pub fn clear(tenant_id: &str, https: bool) -> String {
     )
 }
 
-/// The session cookie's value in a request, if any. Only the name for this tenant and
-/// this issuer's scheme counts.
-pub fn read(headers: &HeaderMap, tenant_id: &str, https: bool) -> Option<String> {
+/// The session cookie's value among a request's `Cookie` header values, if any. Only
+/// the name for this tenant and this issuer's scheme counts.
+pub fn find<'a>(
+    cookie_headers: impl IntoIterator<Item = &'a str>,
+    tenant_id: &str,
+    https: bool,
+) -> Option<String> {
     let wanted = name(tenant_id, https);
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    cookie_headers
+        .into_iter()
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == wanted)
@@ -65,13 +65,6 @@ pub fn read(headers: &HeaderMap, tenant_id: &str, https: bool) -> Option<String>
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
-}
-
-/// Adds a `Set-Cookie` header.
-pub fn append(headers: &mut HeaderMap, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.append(header::SET_COOKIE, v);
-    }
 }
 
 #[cfg(test)]
@@ -118,20 +111,21 @@ mod tests {
     fn reads_only_the_name_for_the_tenant_and_scheme_and_well_formed_values() {
         let mine = name("main", false);
         let other = name("other", false);
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            format!("a=1; {other}=T3RoZXI; {mine}=Zm9v_-x; gatehouse-session=old")
-                .parse()
-                .unwrap(),
+        let header = format!("a=1; {other}=T3RoZXI; {mine}=Zm9v_-x; gatehouse-session=old");
+        let h = [header.as_str()];
+        assert_eq!(find(h, "main", false).as_deref(), Some("Zm9v_-x"));
+        assert_eq!(find(h, "other", false).as_deref(), Some("T3RoZXI"));
+        assert_eq!(find(h, "main", true), None);
+        assert_eq!(find(h, "third", false), None);
+        let split = format!("{mine}=a;b");
+        assert_eq!(find([split.as_str()], "main", false).as_deref(), Some("a"));
+        let escaped = format!("{mine}=%3Cx%3E");
+        assert_eq!(find([escaped.as_str()], "main", false), None);
+        let second = format!("{mine}=Zm9v");
+        assert_eq!(
+            find(["a=1", second.as_str()], "main", false).as_deref(),
+            Some("Zm9v"),
+            "any of the request's Cookie headers"
         );
-        assert_eq!(read(&h, "main", false).as_deref(), Some("Zm9v_-x"));
-        assert_eq!(read(&h, "other", false).as_deref(), Some("T3RoZXI"));
-        assert_eq!(read(&h, "main", true), None);
-        assert_eq!(read(&h, "third", false), None);
-        h.insert(header::COOKIE, format!("{mine}=a;b").parse().unwrap());
-        assert_eq!(read(&h, "main", false).as_deref(), Some("a"));
-        h.insert(header::COOKIE, format!("{mine}=%3Cx%3E").parse().unwrap());
-        assert_eq!(read(&h, "main", false), None);
     }
 }

@@ -21,9 +21,9 @@ use crate::config::SessionSettings;
 use crate::crypto::{self, kek::Kek};
 use crate::domain::policy::{SessionPolicy, TenantPolicy};
 use crate::domain::tenant::Tenant;
-use crate::store::audit::AuditEvent;
-use crate::store::sessions::{AccountSession, BrowserRow};
-use crate::store::{self, Store};
+use crate::store::audit::{self, AuditEvent};
+use crate::store::sessions::{self, AccountSession, BrowserRow};
+use crate::store::{self, Store, UnitOfWork};
 
 /// How often a session's `last_seen_at` (and idle expiry) is written at most.
 pub const TOUCH_INTERVAL_SECONDS: i64 = 60;
@@ -113,6 +113,24 @@ impl Browser {
             .as_deref()
             .map(|v| cookie::set(&self.row.tenant_id, self.https, v))
     }
+}
+
+/// Who signs in, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    pub user_id: String,
+    /// RFC 8176 method references (`pwd`, `otp`, `mfa`, …).
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+}
+
+/// A sign-in written in a unit of work: what the browser is once the unit commits.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The browser with its new id (and the cookie naming it) and its active account.
+    pub browser: Browser,
+    /// The new account session.
+    pub session: AccountSession,
 }
 
 /// Browser sessions and their accounts.
@@ -341,71 +359,71 @@ impl SessionService {
         Ok(active.or_else(|| accounts.into_iter().next()))
     }
 
-    /// Signs `user_id` in to the browser: rotates the browser id, creates the account
-    /// session (ending the oldest beyond the tenant's per-user and the per-browser
-    /// limits) and makes it the active account. Audits `session.created` and
-    /// `session.evicted`.
+    /// Signs `who` in to the browser `b`, in `unit`: rotates the browser id, creates
+    /// the account session (ending the oldest beyond the tenant's per-user and the
+    /// per-browser limits) and makes it the active account. Audits `session.created`
+    /// and `session.evicted` in the unit too.
+    ///
+    /// `b` is left as it is: the browser with its new id and cookie is returned, for
+    /// the caller to use once the unit commits. A unit that is dropped instead leaves
+    /// the caller with the browser it had, and the database as it was.
     pub async fn sign_in(
         &self,
+        unit: &mut UnitOfWork,
         tenant: &Tenant,
-        b: &mut Browser,
-        user_id: &str,
-        amr: Vec<String>,
-        acr: Option<String>,
+        b: &Browser,
+        who: Authentication,
         origin: &Origin,
-    ) -> Result<AccountSession> {
+    ) -> Result<SignedIn> {
         let policy = TenantPolicy::of(tenant).session;
         let now = self.clock.now();
-
         let handle = crypto::new_handle();
         let new_hash = crypto::handle_hash(&handle);
-        b.data.pending = None;
-        b.data.csrf = crypto::new_handle();
-        let text = self.encode(&tenant.id, &new_hash, &b.data)?;
-        // Signed in: from a pre-session's short life to the tenant's idle timeout.
-        b.row.last_seen_at = now;
-        b.row.expires_at = idle_expiry(b.row.created_at, &policy, now);
-        self.store
-            .rotate_browser_session(&b.row, &new_hash, &text)
-            .await?;
-        b.row.id_hash = new_hash;
-        b.row.data = text;
-        b.new_cookie = Some(handle);
-
         let session = AccountSession {
             tenant_id: tenant.id.clone(),
             sid: crypto::new_handle(),
-            browser_id_hash: b.row.id_hash.clone(),
-            user_id: user_id.to_owned(),
+            browser_id_hash: new_hash.clone(),
+            user_id: who.user_id,
             auth_time: now,
-            amr,
-            acr,
+            amr: who.amr,
+            acr: who.acr,
             created_at: now,
             last_seen_at: now,
             idle_expires_at: now + secs(policy.idle_timeout_seconds),
             expires_at: now + secs(policy.absolute_timeout_seconds),
         };
-        let outcome = self
-            .store
-            .insert_session(
-                &session,
-                policy.max_sessions_per_user,
-                self.settings.max_accounts,
-            )
-            .await?;
-        self.audit(tenant, "session.created", user_id, origin)
-            .details(serde_json::json!({ "sid": session.sid, "amr": session.amr }))
-            .record(&self.store)
-            .await;
+
+        let mut browser = b.clone();
+        browser.data.pending = None;
+        browser.data.csrf = crypto::new_handle();
+        browser.data.active_sid = Some(session.sid.clone());
+        let text = self.encode(&tenant.id, &new_hash, &browser.data)?;
+        // Signed in: from a pre-session's short life to the tenant's idle timeout.
+        browser.row.last_seen_at = now;
+        browser.row.expires_at = idle_expiry(browser.row.created_at, &policy, now);
+        sessions::rotate(unit.conn(), &browser.row, &new_hash, &text).await?;
+        browser.row.id_hash = new_hash;
+        browser.row.data = text;
+        browser.new_cookie = Some(handle);
+
+        let outcome = sessions::insert(
+            unit.conn(),
+            &session,
+            policy.max_sessions_per_user,
+            self.settings.max_accounts,
+        )
+        .await?;
+        let created = self
+            .audit(tenant, "session.created", &session.user_id, origin)
+            .details(serde_json::json!({ "sid": session.sid, "amr": session.amr }));
+        audit::insert(unit.conn(), &created.0).await?;
         for (sid, victim) in outcome.evicted {
-            self.audit(tenant, "session.evicted", &victim, origin)
-                .details(serde_json::json!({ "sid": sid }))
-                .record(&self.store)
-                .await;
+            let evicted = self
+                .audit(tenant, "session.evicted", &victim, origin)
+                .details(serde_json::json!({ "sid": sid }));
+            audit::insert(unit.conn(), &evicted.0).await?;
         }
-        b.data.active_sid = Some(session.sid.clone());
-        self.save(b).await?;
-        Ok(session)
+        Ok(SignedIn { browser, session })
     }
 
     /// Ends one account of this browser (audit `session.revoked`, reason `logout`).

@@ -2,7 +2,7 @@
 //! them (`sessions`, one OpenID Connect `sid` each). Cookie values are kept only as
 //! `crypto::handle_hash`.
 
-use super::{Result, Store, in_transaction, with_pool};
+use super::{Conn, Result, Store, in_transaction, on_conn, with_pool};
 use crate::clock::UnixTime;
 
 /// A browser session row. `data` is the stored text (JSON or an encrypted envelope).
@@ -185,16 +185,7 @@ impl Store {
         id_hash: &str,
         data: &str,
     ) -> Result<bool> {
-        let n = with_pool!(self, pool => {
-            sqlx::query("UPDATE browser_sessions SET data = $3 WHERE tenant_id = $1 AND id_hash = $2")
-                .bind(tenant_id)
-                .bind(id_hash)
-                .bind(data)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(n > 0)
+        with_pool!(self, c => set_data(c.into(), tenant_id, id_hash, data).await)
     }
 
     /// Moves the idle expiry of a browser session and its accounts forward (never past
@@ -273,51 +264,9 @@ impl Store {
         new_hash: &str,
         data: &str,
     ) -> Result<()> {
-        in_transaction!(self, tx => {
-            sqlx::query(
-                "INSERT INTO browser_sessions (tenant_id, id_hash, data, ip, user_agent, \
-                 created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&old.tenant_id)
-            .bind(new_hash)
-            .bind(data)
-            .bind(&old.ip)
-            .bind(&old.user_agent)
-            .bind(old.created_at)
-            .bind(old.last_seen_at)
-            .bind(old.expires_at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE sessions SET browser_id_hash = $3 WHERE tenant_id = $1 AND browser_id_hash = $2",
-            )
-            .bind(&old.tenant_id)
-            .bind(&old.id_hash)
-            .bind(new_hash)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE authorization_requests SET browser_id_hash = $3 \
-                 WHERE tenant_id = $1 AND browser_id_hash = $2",
-            )
-            .bind(&old.tenant_id)
-            .bind(&old.id_hash)
-            .bind(new_hash)
-            .execute(&mut *tx)
-            .await?;
-            let gone = sqlx::query("DELETE FROM browser_sessions WHERE tenant_id = $1 AND id_hash = $2")
-                .bind(&old.tenant_id)
-                .bind(&old.id_hash)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if gone == 0 {
-                // Ended concurrently (logout in another tab): do not resurrect it.
-                return Err(super::Error::NotFound);
-            }
-            Ok::<(), super::Error>(())
-        })?;
-        Ok(())
+        let mut unit = self.begin().await?;
+        rotate(unit.conn(), old, new_hash, data).await?;
+        unit.commit().await
     }
 
     /// Signs an account in: inserts `s`, then ends the user's oldest sessions beyond
@@ -330,84 +279,10 @@ impl Store {
         max_per_user: Option<u32>,
         max_per_browser: usize,
     ) -> Result<SignInOutcome> {
-        let amr = serde_json::to_string(&s.amr).unwrap_or_else(|_| "[]".to_owned());
-        in_transaction!(self, tx => {
-            let mut out = SignInOutcome::default();
-            let same: Vec<(String,)> = sqlx::query_as(
-                "SELECT sid FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 AND user_id = $3",
-            )
-            .bind(&s.tenant_id)
-            .bind(&s.browser_id_hash)
-            .bind(&s.user_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (sid,) in same {
-                sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND sid = $2")
-                    .bind(&s.tenant_id)
-                    .bind(&sid)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(
-                "INSERT INTO sessions (tenant_id, sid, browser_id_hash, user_id, auth_time, amr, \
-                 acr, created_at, last_seen_at, idle_expires_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&s.tenant_id)
-            .bind(&s.sid)
-            .bind(&s.browser_id_hash)
-            .bind(&s.user_id)
-            .bind(s.auth_time)
-            .bind(&amr)
-            .bind(&s.acr)
-            .bind(s.created_at)
-            .bind(s.last_seen_at)
-            .bind(s.idle_expires_at)
-            .bind(s.expires_at)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(max) = max_per_user {
-                let rows: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT sid, user_id FROM sessions WHERE tenant_id = $1 AND user_id = $2 \
-                     ORDER BY created_at DESC, sid",
-                )
-                .bind(&s.tenant_id)
-                .bind(&s.user_id)
-                .fetch_all(&mut *tx)
-                .await?;
-                let keep = usize::try_from(max).unwrap_or(usize::MAX);
-                out.evicted.extend(
-                    rows.into_iter()
-                        .filter(|(sid, _)| *sid != s.sid)
-                        .skip(keep.saturating_sub(1)),
-                );
-            }
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT sid, user_id FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 \
-                 ORDER BY created_at DESC, sid",
-            )
-            .bind(&s.tenant_id)
-            .bind(&s.browser_id_hash)
-            .fetch_all(&mut *tx)
-            .await?;
-            for victim in rows
-                .into_iter()
-                .filter(|(sid, _)| *sid != s.sid)
-                .skip(max_per_browser.saturating_sub(1))
-            {
-                if !out.evicted.contains(&victim) {
-                    out.evicted.push(victim);
-                }
-            }
-            for (sid, _) in &out.evicted {
-                sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND sid = $2")
-                    .bind(&s.tenant_id)
-                    .bind(sid)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok::<SignInOutcome, super::Error>(out)
-        })
+        let mut unit = self.begin().await?;
+        let out = insert(unit.conn(), s, max_per_user, max_per_browser).await?;
+        unit.commit().await?;
+        Ok(out)
     }
 
     /// A browser's accounts, newest first (expired ones included: the caller decides).
@@ -447,14 +322,179 @@ impl Store {
     /// Ends one account session; `false` when it did not exist.
     #[tracing::instrument(name = "db.delete_session", skip_all)]
     pub async fn delete_session(&self, tenant_id: &str, sid: &str) -> Result<bool> {
-        let n = with_pool!(self, pool => {
-            sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND sid = $2")
-                .bind(tenant_id)
-                .bind(sid)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(n > 0)
+        with_pool!(self, c => delete(c.into(), tenant_id, sid).await)
     }
+}
+
+/// [`Store::set_browser_session_data`] on `conn`.
+pub async fn set_data(conn: Conn<'_>, tenant_id: &str, id_hash: &str, data: &str) -> Result<bool> {
+    let n = on_conn!(conn, c => {
+        sqlx::query("UPDATE browser_sessions SET data = $3 WHERE tenant_id = $1 AND id_hash = $2")
+            .bind(tenant_id)
+            .bind(id_hash)
+            .bind(data)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n > 0)
+}
+
+/// [`Store::rotate_browser_session`] on `conn`: in a unit of work, the browser keeps its
+/// old id unless the unit commits. [`Error::NotFound`](super::Error::NotFound) when the
+/// old row is gone (ended meanwhile: it is not resurrected).
+pub async fn rotate(conn: Conn<'_>, old: &BrowserRow, new_hash: &str, data: &str) -> Result<()> {
+    on_conn!(conn, tx => {
+        sqlx::query(
+            "INSERT INTO browser_sessions (tenant_id, id_hash, data, ip, user_agent, \
+             created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&old.tenant_id)
+        .bind(new_hash)
+        .bind(data)
+        .bind(&old.ip)
+        .bind(&old.user_agent)
+        .bind(old.created_at)
+        .bind(old.last_seen_at)
+        .bind(old.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE sessions SET browser_id_hash = $3 WHERE tenant_id = $1 AND browser_id_hash = $2",
+        )
+        .bind(&old.tenant_id)
+        .bind(&old.id_hash)
+        .bind(new_hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE authorization_requests SET browser_id_hash = $3 \
+             WHERE tenant_id = $1 AND browser_id_hash = $2",
+        )
+        .bind(&old.tenant_id)
+        .bind(&old.id_hash)
+        .bind(new_hash)
+        .execute(&mut *tx)
+        .await?;
+        let gone = sqlx::query("DELETE FROM browser_sessions WHERE tenant_id = $1 AND id_hash = $2")
+            .bind(&old.tenant_id)
+            .bind(&old.id_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if gone == 0 {
+            // Ended concurrently (logout in another tab): do not resurrect it.
+            return Err(super::Error::NotFound);
+        }
+    });
+    Ok(())
+}
+
+/// [`Store::insert_session`] on `conn` (a unit of work's, so the evictions and the new
+/// row commit together, with whatever else the unit writes).
+pub async fn insert(
+    mut conn: Conn<'_>,
+    s: &AccountSession,
+    max_per_user: Option<u32>,
+    max_per_browser: usize,
+) -> Result<SignInOutcome> {
+    let amr = serde_json::to_string(&s.amr).unwrap_or_else(|_| "[]".to_owned());
+    on_conn!(conn.reborrow(), c => {
+        sqlx::query(
+            "DELETE FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 AND user_id = $3",
+        )
+        .bind(&s.tenant_id)
+        .bind(&s.browser_id_hash)
+        .bind(&s.user_id)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "INSERT INTO sessions (tenant_id, sid, browser_id_hash, user_id, auth_time, amr, \
+             acr, created_at, last_seen_at, idle_expires_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&s.tenant_id)
+        .bind(&s.sid)
+        .bind(&s.browser_id_hash)
+        .bind(&s.user_id)
+        .bind(s.auth_time)
+        .bind(&amr)
+        .bind(&s.acr)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .execute(c)
+        .await?;
+    });
+    let mut out = SignInOutcome::default();
+    if let Some(max) = max_per_user {
+        let keep = usize::try_from(max).unwrap_or(usize::MAX);
+        out.evicted = beyond_limit(conn.reborrow(), s, Limit::PerUser, keep).await?;
+    }
+    for victim in beyond_limit(conn.reborrow(), s, Limit::PerBrowser, max_per_browser).await? {
+        if !out.evicted.contains(&victim) {
+            out.evicted.push(victim);
+        }
+    }
+    for (sid, _) in &out.evicted {
+        delete(conn.reborrow(), &s.tenant_id, sid).await?;
+    }
+    Ok(out)
+}
+
+/// Which sessions a limit counts.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// The user's, in every browser.
+    PerUser,
+    /// The browser's, whoever they are.
+    PerBrowser,
+}
+
+/// The sessions beyond `keep` that `limit` counts for `s` (newest first, `s` kept), as
+/// `(sid, user_id)`: those to end.
+async fn beyond_limit(
+    conn: Conn<'_>,
+    s: &AccountSession,
+    limit: Limit,
+    keep: usize,
+) -> Result<Vec<(String, String)>> {
+    let (sql, key) = match limit {
+        Limit::PerUser => (
+            "SELECT sid, user_id FROM sessions WHERE tenant_id = $1 AND user_id = $2 \
+             ORDER BY created_at DESC, sid",
+            &s.user_id,
+        ),
+        Limit::PerBrowser => (
+            "SELECT sid, user_id FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 \
+             ORDER BY created_at DESC, sid",
+            &s.browser_id_hash,
+        ),
+    };
+    let rows: Vec<(String, String)> = on_conn!(conn, c => {
+        sqlx::query_as(sql)
+            .bind(&s.tenant_id)
+            .bind(key)
+            .fetch_all(c)
+            .await?
+    });
+    Ok(rows
+        .into_iter()
+        .filter(|(sid, _)| *sid != s.sid)
+        .skip(keep.saturating_sub(1))
+        .collect())
+}
+
+/// [`Store::delete_session`] on `conn`.
+pub async fn delete(conn: Conn<'_>, tenant_id: &str, sid: &str) -> Result<bool> {
+    let n = on_conn!(conn, c => {
+        sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND sid = $2")
+            .bind(tenant_id)
+            .bind(sid)
+            .execute(c)
+            .await?
+            .rows_affected()
+    });
+    Ok(n > 0)
 }

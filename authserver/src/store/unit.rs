@@ -17,6 +17,16 @@ pub enum Conn<'c> {
     Sqlite(&'c mut SqliteConnection),
 }
 
+impl Conn<'_> {
+    /// The same connection for one more call (a function that makes several).
+    pub fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Postgres(c) => Conn::Postgres(c),
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+        }
+    }
+}
+
 impl<'c> From<&'c mut PgConnection> for Conn<'c> {
     fn from(c: &'c mut PgConnection) -> Self {
         Conn::Postgres(c)

@@ -1,12 +1,12 @@
 //! Server-rendered pages: the HTML templates (embedded defaults, each overridable by a
-//! file of the same name in `ui.templates_dir`), the stylesheet, and the response
-//! headers every page carries. Templates are compiled once at start-up, so a syntax
-//! error in an override stops the server with the file name instead of failing a login.
+//! file of the same name in `ui.templates_dir`), the stylesheet, and the
+//! Content-Security-Policy they are written for. Templates are compiled once at
+//! start-up, so a syntax error in an override stops the server with the file name
+//! instead of failing a login. The responses that carry them are built at the edge
+//! (`http::browser::html`).
 
 use std::path::{Path, PathBuf};
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// The default templates, by the name an override file must have.
@@ -151,61 +151,6 @@ impl Templates {
             .render(minijinja::value::Serde(ctx))
             .map_err(render_err)
     }
-
-    /// Renders a page as a response with [`page_headers`]; a render failure is a 500 with
-    /// a plain message (the template is ours or the operator's, never the user's fault).
-    pub fn page(&self, status: StatusCode, name: &str, ctx: &impl Serialize) -> Response {
-        match self.render(name, ctx) {
-            Ok(body) => html(status, body),
-            Err(e) => {
-                tracing::error!(error = %e, "page rendering failed");
-                html(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "<!doctype html><html lang=\"en\"><title>Error</title>\
-                     <p role=\"alert\">Something went wrong. Please try again later.</p></html>"
-                        .to_owned(),
-                )
-            }
-        }
-    }
-}
-
-/// An HTML response with the page headers.
-pub fn html(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, body).into_response();
-    page_headers(resp.headers_mut());
-    resp
-}
-
-/// The headers every HTML page carries beyond the ones `http::observe` adds to all
-/// responses (`X-Frame-Options: DENY`, `Referrer-Policy: no-referrer`, `nosniff`).
-pub fn page_headers(h: &mut axum::http::HeaderMap) {
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-/// `GET {issuer}/assets/gatehouse.css`: long-cached (its content changes only with the
-/// binary; an operator who restyles overrides `base.html` to point elsewhere).
-pub fn stylesheet() -> Response {
-    let mut resp = STYLESHEET.into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=86400"),
-    );
-    resp
 }
 
 #[cfg(test)]
@@ -244,17 +189,5 @@ mod tests {
         std::fs::write(dir.path().join("login.html"), "{% if %}").unwrap();
         let e = Templates::load(Some(dir.path())).unwrap_err().to_string();
         assert!(e.contains("login.html"), "{e}");
-    }
-
-    #[test]
-    fn pages_carry_csp_and_no_store() {
-        let r = html(StatusCode::OK, String::new());
-        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
-            .to_str()
-            .unwrap();
-        assert!(csp.contains("frame-ancestors 'none'"));
-        assert!(!csp.contains("unsafe-inline"));
-        assert!(!csp.contains("form-action"));
-        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
     }
 }

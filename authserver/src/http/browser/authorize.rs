@@ -17,9 +17,10 @@
 use axum::extract::State;
 use axum::response::Response;
 
+use super::client_response;
 use super::page::{BrowserPage, PageError, PageRequest, render};
 use super::see_other;
-use crate::authorize::{AuthorizeError, response};
+use crate::authorize::{AuthorizeError, ClientResponse};
 use crate::http::AppState;
 use crate::interaction::Visit;
 use crate::oauth::form::Form;
@@ -68,7 +69,12 @@ pub async fn start(State(state): State<AppState>, req: PageRequest) -> Result<Re
     let auth = match state.oauth.authorization_request(tenant, &form).await {
         Ok(a) => a,
         Err(AuthorizeError::Page(message)) => return Err(PageError::BadRequest(message)),
-        Err(AuthorizeError::Redirect(r)) => return Ok(response::error(&tenant.issuer, &r)),
+        Err(AuthorizeError::Redirect(r)) => {
+            return Ok(client_response::send(&ClientResponse::error(
+                &tenant.issuer,
+                &r,
+            )));
+        }
         Err(AuthorizeError::Server(e)) => return Err(PageError::Server(e)),
     };
     let mut visit = Visit {

@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::page::{PageError, PageRequest, error_page};
-use super::{LOGOUT_PATH, base_context, page, see_other};
+use super::{LOGOUT_PATH, base_context, page, see_other, set_cookie};
 use crate::http::AppState;
 use crate::interaction::{LogoutOutcome, LogoutRefusal, LogoutRequest, Posted, Visit};
 use crate::session::{cookie, csrf_matches};
@@ -100,8 +100,8 @@ pub async fn handle(
                     page(&state, None, StatusCode::OK, "signed_out.html", &ctx)
                 };
                 if clear_cookie {
-                    cookie::append(
-                        resp.headers_mut(),
+                    set_cookie(
+                        &mut resp,
                         &cookie::clear(&tenant.id, tenant.issuer.starts_with("https://")),
                     );
                 }

@@ -2,6 +2,9 @@
 //! the recovery codes, in the field `totp`) and, when MFA is required but not set up,
 //! `GET/POST {issuer}/login/mfa/enroll` (QR code and key, a code to confirm, then the
 //! recovery codes shown once with a button to continue).
+//!
+//! Both pages are one handler: a GET shows the stage's form, a POST (CSRF checked by
+//! [`BrowserPage`]) submits its code; the engine decides what follows.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -9,54 +12,46 @@ use axum::response::Response;
 use super::page::{BrowserPage, PageError, render};
 use crate::http::AppState;
 
-fn code(page: &BrowserPage) -> &str {
-    page.req.form.get("totp").map_or("", String::as_str)
+/// Which page of the second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `/login/mfa`: enter a code.
+    Verify,
+    /// `/login/mfa/enroll`: set up TOTP, then enter a code.
+    Enroll,
 }
 
-pub async fn show_verify(
+/// `GET/POST {issuer}/login/mfa`.
+pub async fn verify(
     State(state): State<AppState>,
     page: BrowserPage,
 ) -> Result<Response, PageError> {
-    let outcome = state
-        .interaction()
-        .second_factor_form(&page.visit, page.req.param("request"))?;
-    Ok(render(&state, &page.visit, outcome))
+    step(&state, page, Stage::Verify).await
 }
 
-pub async fn submit_verify(
+/// `GET/POST {issuer}/login/mfa/enroll`.
+pub async fn enroll(
     State(state): State<AppState>,
-    mut page: BrowserPage,
+    page: BrowserPage,
 ) -> Result<Response, PageError> {
-    let code = code(&page).to_owned();
-    let request = page.req.param("request").map(str::to_owned);
-    let outcome = state
-        .interaction()
-        .second_factor(&mut page.visit, request.as_deref(), &code)
-        .await?;
-    Ok(render(&state, &page.visit, outcome))
+    step(&state, page, Stage::Enroll).await
 }
 
-pub async fn show_enroll(
-    State(state): State<AppState>,
-    mut page: BrowserPage,
-) -> Result<Response, PageError> {
-    let request = page.req.param("request").map(str::to_owned);
-    let outcome = state
-        .interaction()
-        .enrollment_form(&mut page.visit, request.as_deref())
-        .await?;
-    Ok(render(&state, &page.visit, outcome))
-}
-
-pub async fn submit_enroll(
-    State(state): State<AppState>,
-    mut page: BrowserPage,
-) -> Result<Response, PageError> {
-    let code = code(&page).to_owned();
-    let request = page.req.param("request").map(str::to_owned);
-    let outcome = state
-        .interaction()
-        .enroll(&mut page.visit, request.as_deref(), &code)
-        .await?;
-    Ok(render(&state, &page.visit, outcome))
+async fn step(state: &AppState, page: BrowserPage, which: Stage) -> Result<Response, PageError> {
+    let BrowserPage { req, mut visit } = page;
+    let request = req.param("request");
+    let engine = state.interaction();
+    let outcome = if req.is_post() {
+        let code = req.form.get("totp").map_or("", String::as_str);
+        match which {
+            Stage::Verify => engine.second_factor(&mut visit, request, code).await?,
+            Stage::Enroll => engine.enroll(&mut visit, request, code).await?,
+        }
+    } else {
+        match which {
+            Stage::Verify => engine.second_factor_form(&visit, request)?,
+            Stage::Enroll => engine.enrollment_form(&mut visit, request).await?,
+        }
+    };
+    Ok(render(state, &visit, outcome))
 }

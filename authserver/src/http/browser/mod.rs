@@ -13,7 +13,9 @@
 mod account;
 mod accounts;
 mod authorize;
+mod client_response;
 mod consent;
+mod html;
 mod login;
 mod logout;
 mod mfa;
@@ -27,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use crate::domain::tenant::Tenant;
-use crate::session::{self, Browser};
+use crate::session::Browser;
 use page::{PageRequest, error_page};
 
 pub const LOGIN_PATH: &str = "/login";
@@ -40,13 +42,10 @@ pub const STYLESHEET_PATH: &str = "/assets/gatehouse.css";
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route(STYLESHEET_PATH, get(|| async { crate::ui::stylesheet() }))
+        .route(STYLESHEET_PATH, get(|| async { html::stylesheet() }))
         .route(LOGIN_PATH, get(login::show).post(login::submit))
-        .route(MFA_PATH, get(mfa::show_verify).post(mfa::submit_verify))
-        .route(
-            MFA_ENROLL_PATH,
-            get(mfa::show_enroll).post(mfa::submit_enroll),
-        )
+        .route(MFA_PATH, get(mfa::verify).post(mfa::verify))
+        .route(MFA_ENROLL_PATH, get(mfa::enroll).post(mfa::enroll))
         .route(
             SELECT_ACCOUNT_PATH,
             get(accounts::show).post(accounts::submit),
@@ -158,15 +157,22 @@ pub(super) fn page(
     name: &str,
     ctx: &Map<String, Value>,
 ) -> Response {
-    with_cookie(browser, state.ui.page(status, name, ctx))
+    with_cookie(browser, html::page(&state.ui, status, name, ctx))
 }
 
 /// Adds the browser's `Set-Cookie`, if it needs one.
 pub(super) fn with_cookie(browser: Option<&Browser>, mut resp: Response) -> Response {
     if let Some(c) = browser.and_then(Browser::set_cookie) {
-        session::cookie::append(resp.headers_mut(), &c);
+        set_cookie(&mut resp, &c);
     }
     resp
+}
+
+/// Adds a `Set-Cookie` header (`value` from `session::cookie`).
+pub(super) fn set_cookie(resp: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
 }
 
 /// `303 See Other` to `location` (after a POST the browser follows with a GET).

@@ -19,10 +19,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{
-    LOGIN_PATH, MFA_ENROLL_PATH, MFA_PATH, SELECT_ACCOUNT_PATH, base_context, see_other,
-    url_with_request, with_cookie,
+    LOGIN_PATH, MFA_ENROLL_PATH, MFA_PATH, SELECT_ACCOUNT_PATH, base_context, client_response,
+    html, see_other, url_with_request, with_cookie,
 };
-use crate::authorize::response;
+use crate::authorize::ClientResponse;
 use crate::domain::tenant::Tenant;
 use crate::http::AppState;
 use crate::http::error::ServerFailure;
@@ -128,7 +128,9 @@ impl PageRequest {
     /// The browser session the request's cookie names, if it is still valid.
     pub async fn browser(&self, state: &AppState) -> Result<Option<Browser>, PageError> {
         let https = self.tenant.issuer.starts_with("https://");
-        let handle = session::cookie::read(&self.headers, &self.tenant.id, https);
+        let cookies = self.headers.get_all(header::COOKIE);
+        let cookies = cookies.iter().filter_map(|v| v.to_str().ok());
+        let handle = session::cookie::find(cookies, &self.tenant.id, https);
         Ok(state
             .sessions
             .load(&self.tenant, handle.as_deref(), &self.origin)
@@ -296,7 +298,7 @@ pub(super) fn error_page(
 ) -> Response {
     let mut ctx = base_context(tenant);
     ctx.insert("message".into(), json!(message));
-    state.ui.page(status, "error.html", &ctx)
+    html::page(&state.ui, status, "error.html", &ctx)
 }
 
 /// "Too many failed attempts. Try again in N minutes."
@@ -359,7 +361,7 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
     let browser = visit.browser.as_ref();
     let csrf = browser.map(|b| b.data.csrf.clone()).unwrap_or_default();
     let page = |name: &str, ctx: &serde_json::Map<String, serde_json::Value>| {
-        state.ui.page(StatusCode::OK, name, ctx)
+        html::page(&state.ui, StatusCode::OK, name, ctx)
     };
     let resp = match outcome {
         Outcome::Go(p, request) => {
@@ -487,14 +489,14 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             ctx.insert("username".into(), json!(username));
             page("signed_in.html", &ctx)
         }
-        Outcome::RedirectWithCode(c) => response::code(
+        Outcome::RedirectWithCode(c) => client_response::send(&ClientResponse::code(
             issuer,
             &c.redirect_uri,
             c.response_mode,
             c.code,
             c.state.as_deref(),
-        ),
-        Outcome::RedirectWithError(e) => response::error(issuer, &e),
+        )),
+        Outcome::RedirectWithError(e) => client_response::send(&ClientResponse::error(issuer, &e)),
         Outcome::ShowErrorPage(p) => {
             error_page(state, tenant, StatusCode::BAD_REQUEST, problem_message(&p))
         }
