@@ -467,7 +467,7 @@ impl UserService {
         let e = AuditEvent::new(tenant_id, self.clock.now(), event)
             .actor(Some(actor.as_str()))
             .subject(Some(subject))
-            .details(details);
+            .details(actor.annotate(details));
         self.store.audit(e).await;
     }
 }

@@ -7,6 +7,7 @@
 //! requests into calls and renders results and [`Error`]s (RFC 9457 problems).
 
 pub mod audit;
+pub mod users;
 
 use serde::Serialize;
 
@@ -201,6 +202,8 @@ pub struct Management<'a> {
     pub store: &'a Store,
     pub keys: &'a KeyService,
     pub clients: &'a crate::clients::ClientService,
+    pub users: &'a crate::users::UserService,
+    pub mfa: &'a crate::mfa::MfaService,
 }
 
 /// A key as the API shows it: public facts only.

@@ -22,6 +22,8 @@ on_both_backends!(
     client_secrets_rotate_and_clients_are_deleted_and_retired,
     managed_clients_are_read_only,
     the_openapi_document_describes_what_is_served,
+    users_are_created_under_the_password_policy,
+    users_are_searched_and_managed_by_id,
 );
 
 const ALL_READ: &str =
@@ -922,4 +924,140 @@ async fn the_openapi_document_describes_what_is_served(backend: Backend) {
     }
     let r = call(&server, reqwest::Method::PUT, "/api/v1/jwks", "").await;
     assert_eq!(r.status, 405, "{r:?}");
+}
+
+const USERS: &str = "gatehouse:users:read gatehouse:users:write";
+
+/// A server and a token of `desk` allowed to read and write users.
+async fn user_admin(backend: Backend) -> (TestDb, Server, String) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let desk = management_client(&db, "desk", USERS).await;
+    let t = api_token(&server, &db, &desk, USERS).await;
+    (db, server, t)
+}
+
+async fn post_json(server: &Server, t: &str, path: &str, body: &Value) -> Reply {
+    send(json_request(
+        server,
+        reqwest::Method::POST,
+        path,
+        t,
+        "application/json",
+        body,
+    ))
+    .await
+}
+
+fn alice() -> Value {
+    serde_json::json!({"username": "alice", "email": "Alice@Example.com",
+                       "password": "correct horse battery staple"})
+}
+
+async fn users_are_created_under_the_password_policy(backend: Backend) {
+    let (db, server, t) = user_admin(backend).await;
+    let before = db.snapshot().await;
+    let r = post_json(
+        &server,
+        &t,
+        "/api/v1/users",
+        &serde_json::json!({"username": "bob", "password": "short"}),
+    )
+    .await;
+    assert_problem(&r, 422, "invalid-body");
+    assert_eq!(r.body["field"], "password");
+    let r = post_json(
+        &server,
+        &t,
+        "/api/v1/users",
+        &serde_json::json!({"username": "bob", "password": "x".repeat(20), "admin": true}),
+    )
+    .await;
+    assert_problem(&r, 400, "invalid-parameter");
+    assert_eq!(db.snapshot().await, before, "refused writes change nothing");
+
+    let r = post_json(&server, &t, "/api/v1/users", &alice()).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert!(
+        r.body.get("password").is_none() && r.body.get("password_hash").is_none(),
+        "{r:?}"
+    );
+    let id = r.body["user_id"].as_str().unwrap().to_owned();
+    assert_problem(
+        &post_json(&server, &t, "/api/v1/users", &alice()).await,
+        409,
+        "already-exists",
+    );
+    assert_audited(&db.audit().await, &format!("user.created|desk|{id}|"));
+}
+
+async fn users_are_searched_and_managed_by_id(backend: Backend) {
+    let (db, server, t) = user_admin(backend).await;
+    let id = post_json(&server, &t, "/api/v1/users", &alice()).await.body["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let get = |path: String| {
+        let (server, t) = (&server, &t);
+        async move { call(server, reqwest::Method::GET, &path, t).await }
+    };
+    let r = get("/api/v1/users?prefix=ALI".into()).await;
+    assert_eq!(r.ok()["items"][0]["user_id"], id.as_str());
+    let r = get("/api/v1/users?prefix=alice%40example".into()).await;
+    assert_eq!(
+        r.ok()["items"].as_array().unwrap().len(),
+        1,
+        "by e-mail prefix too"
+    );
+    assert!(
+        get("/api/v1/users?prefix=bob".into()).await.ok()["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        get(format!("/api/v1/users/{id}")).await.ok()["username"],
+        "alice"
+    );
+    assert_problem(&get("/api/v1/users/nobody".into()).await, 404, "not-found");
+
+    let r = post_json(
+        &server,
+        &t,
+        &format!("/api/v1/users/{id}/password"),
+        &serde_json::json!({"password": "another long pass phrase"}),
+    )
+    .await;
+    assert_eq!(r.ok()["user_id"], id.as_str());
+    let r = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/users/{id}/mfa"),
+        &t,
+    )
+    .await;
+    assert_eq!(r.ok()["removed"], false);
+    assert_eq!(
+        get(format!("/api/v1/users/{id}/consents")).await.ok()["consents"],
+        serde_json::json!([])
+    );
+    let r = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/users/{id}/consents/web"),
+        &t,
+    )
+    .await;
+    assert_problem(&r, 404, "not-found");
+
+    let r = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/users/{id}"),
+        &t,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_problem(&get(format!("/api/v1/users/{id}")).await, 404, "not-found");
+    assert_audited(&db.audit().await, &format!("user.deleted|desk|{id}|"));
 }

@@ -42,6 +42,7 @@ const PROBLEM_BASE: &str = "https://gatehouse.dev/problems/";
 const MAX_BODY: usize = 16 * 1024;
 
 mod openapi;
+mod users;
 
 pub fn router() -> Router<AppState> {
     openapi::router().route(&format!("{API_PATH}/openapi.json"), get(openapi_document))
@@ -64,6 +65,8 @@ impl AppState {
             store: &self.store,
             keys: &self.keys,
             clients: &self.oauth.clients,
+            users: &self.users,
+            mfa: &self.mfa,
         }
     }
 }

@@ -8,11 +8,13 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
+use super::users;
 use super::{
     AppState, RotateBody, RotateSecretBody, audit, client, clients, create_client, delete_client,
     health, keys, patch_client, rotate_client_secret, rotate_keys,
 };
 use crate::management::audit::AuditEntry;
+use crate::management::users::{ConsentView, NewUserBody, PasswordBody, UserView};
 use crate::management::{ClientView, Health, KeyView, Page, Permission, Tier};
 
 /// Writes a body's schema into the generator's definitions; answers its `$ref`.
@@ -46,6 +48,12 @@ fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
 
 const PAGE: &[(&str, &str, bool)] = &[
     ("limit", "Items per page, 1–1000 (default 100).", false),
+    ("cursor", "The `next` of the previous page.", false),
+];
+
+const USER_SEARCH: &[(&str, &str, bool)] = &[
+    ("prefix", "Username or e-mail prefix, any case.", false),
+    ("limit", "Users per page, 1–1000 (default 100).", false),
     ("cursor", "The `next` of the previous page.", false),
 ];
 
@@ -185,6 +193,118 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/users",
+        id: "searchUsers",
+        summary: "Users whose username or e-mail starts with a prefix, by username",
+        permission: Permission::UsersRead,
+        tier: Tier::Read,
+        handler: || get(users::list_users),
+        request: None,
+        response: (200, Some(schema::<Page<UserView>>)),
+        query: USER_SEARCH,
+        if_match: false,
+        errors: &[400],
+    },
+    Operation {
+        method: "post",
+        path: "/users",
+        id: "createUser",
+        summary: "Create a user with a password under the tenant's policy",
+        permission: Permission::UsersWrite,
+        tier: Tier::Write,
+        handler: || post(users::create_user),
+        request: Some(("application/json", schema::<NewUserBody>)),
+        response: (201, Some(schema::<UserView>)),
+        query: &[],
+        if_match: false,
+        errors: &[400, 409, 422],
+    },
+    Operation {
+        method: "get",
+        path: "/users/{user_id}",
+        id: "getUser",
+        summary: "One user",
+        permission: Permission::UsersRead,
+        tier: Tier::Read,
+        handler: || get(users::get_user),
+        request: None,
+        response: (200, Some(schema::<UserView>)),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "delete",
+        path: "/users/{user_id}",
+        id: "deleteUser",
+        summary: "Delete a user and everything of theirs",
+        permission: Permission::UsersWrite,
+        tier: Tier::Delete,
+        handler: || delete(users::delete_user),
+        request: None,
+        response: (204, None),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "post",
+        path: "/users/{user_id}/password",
+        id: "setUserPassword",
+        summary: "Set a user's password; their sessions end and grants are revoked",
+        permission: Permission::UsersWrite,
+        tier: Tier::Sensitive,
+        handler: || post(users::set_password),
+        request: Some(("application/json", schema::<PasswordBody>)),
+        response: (200, Some(schema::<UserView>)),
+        query: &[],
+        if_match: false,
+        errors: &[400, 404, 422],
+    },
+    Operation {
+        method: "delete",
+        path: "/users/{user_id}/mfa",
+        id: "resetUserMfa",
+        summary: "Remove a user's second factor (TOTP and recovery codes)",
+        permission: Permission::UsersWrite,
+        tier: Tier::Sensitive,
+        handler: || delete(users::reset_mfa),
+        request: None,
+        response: (200, Some(schema::<MfaRemoved>)),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "get",
+        path: "/users/{user_id}/consents",
+        id: "listUserConsents",
+        summary: "The clients a user consented to, with the scopes",
+        permission: Permission::UsersRead,
+        tier: Tier::Read,
+        handler: || get(users::consents),
+        request: None,
+        response: (200, Some(schema::<ConsentList>)),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "delete",
+        path: "/users/{user_id}/consents/{client_id}",
+        id: "revokeUserConsent",
+        summary: "Revoke a user's consent to a client and their grants for it",
+        permission: Permission::UsersWrite,
+        tier: Tier::Delete,
+        handler: || delete(users::revoke_consent),
+        request: None,
+        response: (204, None),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "get",
         path: "/audit",
         id: "searchAudit",
         summary: "The audit trail, filtered, newest first; CSV with format=csv or Accept: text/csv",
@@ -225,6 +345,20 @@ struct KeyList {
 #[allow(dead_code)]
 struct CreatedKeys {
     created: Vec<KeyView>,
+}
+
+/// `{"removed": …}`: whether there was a second factor to remove.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct MfaRemoved {
+    removed: bool,
+}
+
+/// `{"consents": [...]}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ConsentList {
+    consents: Vec<ConsentView>,
 }
 
 /// A created client: the registration and, for a confidential client, its secret.
