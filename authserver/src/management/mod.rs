@@ -366,7 +366,7 @@ impl Management<'_> {
         }
     }
 
-    fn now(&self) -> UnixTime {
+    pub(crate) fn now(&self) -> UnixTime {
         self.oauth.clock.now()
     }
 

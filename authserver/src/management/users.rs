@@ -69,6 +69,22 @@ pub struct ConsentView {
     pub updated_at: String,
 }
 
+/// A user's signed-in session in one browser: never the browser's cookie or its hash.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct SessionView {
+    /// The `sid` of ID tokens issued in it.
+    pub session_id: String,
+    pub auth_time: String,
+    /// RFC 8176 method references (`pwd`, `otp`, `mfa`).
+    pub amr: Vec<String>,
+    pub acr: Option<String>,
+    pub created_at: String,
+    pub last_seen_at: String,
+    /// It ends at the earlier of the two.
+    pub idle_expires_at: String,
+    pub expires_at: String,
+}
+
 /// A user-registry refusal as the API's error.
 fn user_error(e: crate::users::Error) -> Error {
     use crate::users::Error as E;
@@ -216,6 +232,81 @@ impl Management<'_> {
             .remove(&tenant.id, &user.user_id, &caller.client_id)
             .await
             .map_err(|e| Error::Server(crate::oauth::OAuthError::server(Box::new(e))))
+    }
+
+    /// `GET /users/{user_id}/sessions`: the sessions still valid, newest first.
+    pub async fn user_sessions(
+        &self,
+        tenant: &Tenant,
+        user_id: &str,
+    ) -> Result<Vec<SessionView>, Error> {
+        let user = self.stored_user(tenant, user_id).await?;
+        let now = self.now();
+        Ok(self
+            .store
+            .list_user_sessions(&tenant.id, &user.user_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.is_valid(now))
+            .map(|s| SessionView {
+                session_id: s.sid,
+                auth_time: rfc3339(s.auth_time),
+                amr: s.amr,
+                acr: s.acr,
+                created_at: rfc3339(s.created_at),
+                last_seen_at: rfc3339(s.last_seen_at),
+                idle_expires_at: rfc3339(s.idle_expires_at),
+                expires_at: rfc3339(s.expires_at),
+            })
+            .collect())
+    }
+
+    /// `DELETE /users/{user_id}/sessions[/{session_id}]`: signs the user out of one
+    /// session or of every browser. Tokens already issued stay valid until they expire
+    /// (revoke the consent, or set a password, to revoke them too). How many ended.
+    pub async fn end_user_sessions(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        user_id: &str,
+        session_id: Option<&str>,
+    ) -> Result<u64, Error> {
+        let user = self.stored_user(tenant, user_id).await?;
+        let ended = match session_id {
+            Some(sid) => {
+                let theirs = self
+                    .store
+                    .get_session(&tenant.id, sid)
+                    .await?
+                    .is_some_and(|s| s.user_id == user.user_id);
+                if !theirs {
+                    return Err(Error::NotFound(format!(
+                        "user {user_id:?} has no session {sid:?}"
+                    )));
+                }
+                u64::from(self.store.delete_session(&tenant.id, sid).await?)
+            }
+            None => {
+                self.store
+                    .delete_user_sessions(&tenant.id, &user.user_id)
+                    .await?
+            }
+        };
+        if ended > 0 {
+            self.store
+                .audit(
+                    caller
+                        .event(tenant, self.now(), "session.revoked")
+                        .subject(Some(&user.user_id))
+                        .details(caller.details(serde_json::json!({
+                            "sessions": ended,
+                            "sid": session_id,
+                            "reason": "management-api",
+                        }))),
+                )
+                .await;
+        }
+        Ok(ended)
     }
 
     /// `GET /users/{user_id}/consents`.

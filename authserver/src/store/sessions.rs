@@ -319,6 +319,39 @@ impl Store {
         Ok(row.map(AccountSession::from))
     }
 
+    /// A user's account sessions (every browser), newest first.
+    #[tracing::instrument(name = "db.list_user_sessions", skip_all)]
+    pub async fn list_user_sessions(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<AccountSession>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, AccountRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM sessions WHERE tenant_id = $1 AND user_id = $2 \
+                 ORDER BY created_at DESC, sid"
+            )))
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(AccountSession::from).collect())
+    }
+
+    /// Ends every account session of a user (signed out in every browser); how many.
+    #[tracing::instrument(name = "db.delete_user_sessions", skip_all)]
+    pub async fn delete_user_sessions(&self, tenant_id: &str, user_id: &str) -> Result<u64> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id)
+                .bind(user_id)
+                .execute(pool)
+                .await?
+                .rows_affected())
+        })
+    }
+
     /// Ends one account session; `false` when it did not exist.
     #[tracing::instrument(name = "db.delete_session", skip_all)]
     pub async fn delete_session(&self, tenant_id: &str, sid: &str) -> Result<bool> {

@@ -24,6 +24,7 @@ on_both_backends!(
     the_openapi_document_describes_what_is_served,
     users_are_created_under_the_password_policy,
     users_are_searched_and_managed_by_id,
+    sessions_are_listed_and_ended,
 );
 
 const ALL_READ: &str =
@@ -1060,4 +1061,72 @@ async fn users_are_searched_and_managed_by_id(backend: Backend) {
     assert_eq!(r.status, 204, "{r:?}");
     assert_problem(&get(format!("/api/v1/users/{id}")).await, 404, "not-found");
     assert_audited(&db.audit().await, &format!("user.deleted|desk|{id}|"));
+}
+
+/// Signs `user_id` in, as the sign-in pages would leave it: a browser row and an account
+/// session `sid` in it, valid for an hour.
+async fn seed_session(db: &TestDb, user_id: &str, sid: &str) {
+    let now = crate::harness::jose::now();
+    db.execute(&format!(
+        "INSERT INTO browser_sessions (tenant_id, id_hash, created_at, last_seen_at, expires_at) \
+         VALUES ('main', 'browser-{sid}', {now}, {now}, {})",
+        now + 3600
+    ))
+    .await;
+    db.execute(&format!(
+        "INSERT INTO sessions (tenant_id, sid, browser_id_hash, user_id, auth_time, amr, created_at, \
+         last_seen_at, idle_expires_at, expires_at) VALUES ('main', '{sid}', 'browser-{sid}', \
+         '{user_id}', {now}, '[\"pwd\"]', {now}, {now}, {}, {})",
+        now + 1800,
+        now + 86_400
+    ))
+    .await;
+}
+
+async fn sessions_are_listed_and_ended(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let scopes = "gatehouse:users:write gatehouse:sessions:read gatehouse:sessions:write";
+    let desk = management_client(&db, "desk", scopes).await;
+    let t = api_token(&server, &db, &desk, scopes).await;
+    let alice = post_json(&server, &t, "/api/v1/users", &alice()).await.body["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for sid in ["s-laptop", "s-phone"] {
+        seed_session(&db, &alice, sid).await;
+    }
+    let path = format!("/api/v1/users/{alice}/sessions");
+    let r = call(&server, reqwest::Method::GET, &path, &t).await;
+    let sessions = r.ok()["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{r:?}");
+    assert_eq!(sessions[0]["amr"], serde_json::json!(["pwd"]));
+    assert!(
+        !r.body.to_string().contains("browser-"),
+        "never the browser's id: {r:?}"
+    );
+
+    let r = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("{path}/s-nope"),
+        &t,
+    )
+    .await;
+    assert_problem(&r, 404, "not-found");
+    let r = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("{path}/s-laptop"),
+        &t,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let r = call(&server, reqwest::Method::GET, &path, &t).await;
+    assert_eq!(r.ok()["sessions"][0]["session_id"], "s-phone");
+    let r = call(&server, reqwest::Method::DELETE, &path, &t).await;
+    assert_eq!(r.ok()["ended"], 1);
+    let r = call(&server, reqwest::Method::GET, &path, &t).await;
+    assert_eq!(r.ok()["sessions"], serde_json::json!([]));
+    assert_audited(&db.audit().await, &format!("session.revoked|desk|{alice}|"));
 }

@@ -14,7 +14,7 @@ use super::{
     health, keys, patch_client, rotate_client_secret, rotate_keys,
 };
 use crate::management::audit::AuditEntry;
-use crate::management::users::{ConsentView, NewUserBody, PasswordBody, UserView};
+use crate::management::users::{ConsentView, NewUserBody, PasswordBody, SessionView, UserView};
 use crate::management::{ClientView, Health, KeyView, Page, Permission, Tier};
 
 /// Writes a body's schema into the generator's definitions; answers its `$ref`.
@@ -277,6 +277,48 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/users/{user_id}/sessions",
+        id: "listUserSessions",
+        summary: "A user's valid sessions in every browser, newest first",
+        permission: Permission::SessionsRead,
+        tier: Tier::Read,
+        handler: || get(users::sessions),
+        request: None,
+        response: (200, Some(schema::<SessionList>)),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "delete",
+        path: "/users/{user_id}/sessions",
+        id: "endUserSessions",
+        summary: "Sign a user out of every browser",
+        permission: Permission::SessionsWrite,
+        tier: Tier::Delete,
+        handler: || delete(users::end_sessions),
+        request: None,
+        response: (200, Some(schema::<SessionsEnded>)),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "delete",
+        path: "/users/{user_id}/sessions/{session_id}",
+        id: "endUserSession",
+        summary: "End one of a user's sessions",
+        permission: Permission::SessionsWrite,
+        tier: Tier::Delete,
+        handler: || delete(users::end_session),
+        request: None,
+        response: (204, None),
+        query: &[],
+        if_match: false,
+        errors: &[404],
+    },
+    Operation {
+        method: "get",
         path: "/users/{user_id}/consents",
         id: "listUserConsents",
         summary: "The clients a user consented to, with the scopes",
@@ -352,6 +394,20 @@ struct CreatedKeys {
 #[allow(dead_code)]
 struct MfaRemoved {
     removed: bool,
+}
+
+/// `{"sessions": [...]}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct SessionList {
+    sessions: Vec<SessionView>,
+}
+
+/// `{"ended": n}`: how many sessions ended.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct SessionsEnded {
+    ended: u64,
 }
 
 /// `{"consents": [...]}`.

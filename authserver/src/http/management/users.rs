@@ -255,3 +255,83 @@ pub(super) async fn revoke_consent(
     )
     .await
 }
+
+pub(super) async fn sessions(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Path(user_id): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::SessionsRead,
+        Tier::Read,
+        async |call, auth| {
+            let sessions = state
+                .management()
+                .user_sessions(&call.tenant, &user_id)
+                .await?;
+            Ok(ok(
+                auth,
+                StatusCode::OK,
+                &serde_json::json!({ "sessions": sessions }),
+            ))
+        },
+    )
+    .await
+}
+
+pub(super) async fn end_sessions(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Path(user_id): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::SessionsWrite,
+        Tier::Delete,
+        async |call, auth| {
+            let ended = state
+                .management()
+                .end_user_sessions(&call.tenant, &auth.caller, &user_id, None)
+                .await?;
+            Ok(ok(
+                auth,
+                StatusCode::OK,
+                &serde_json::json!({ "ended": ended }),
+            ))
+        },
+    )
+    .await
+}
+
+pub(super) async fn end_session(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Path((user_id, session_id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::SessionsWrite,
+        Tier::Delete,
+        async |call, auth| {
+            state
+                .management()
+                .end_user_sessions(&call.tenant, &auth.caller, &user_id, Some(&session_id))
+                .await?;
+            Ok(no_content(auth))
+        },
+    )
+    .await
+}
