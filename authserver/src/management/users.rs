@@ -13,6 +13,9 @@ use crate::store::users::StoredUser;
 /// A user as the API shows it: never the password hash.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UserView {
+    /// The version, for `ETag` / `If-Match` (a header, not in the body).
+    #[serde(skip)]
+    pub etag: String,
     pub user_id: String,
     pub username: String,
     pub email: Option<String>,
@@ -26,6 +29,7 @@ pub struct UserView {
 impl From<StoredUser> for UserView {
     fn from(u: StoredUser) -> Self {
         Self {
+            etag: crate::store::users::user_etag(&u),
             user_id: u.user_id,
             username: u.username,
             email: u.email,
@@ -182,6 +186,74 @@ impl Management<'_> {
             .await
             .map_err(user_error)?;
         Ok(stored.into())
+    }
+
+    /// `PATCH /users/{user_id}`: an RFC 7396 merge patch of `email`, `email_verified`
+    /// and `profile` (the username and password have their own rules and operations),
+    /// unless the user changed since `if_match`.
+    pub async fn patch_user(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        user_id: &str,
+        patch: &serde_json::Value,
+        if_match: Option<&str>,
+    ) -> Result<UserView, Error> {
+        #[derive(Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Editable {
+            email: Option<String>,
+            email_verified: bool,
+            profile: serde_json::Map<String, serde_json::Value>,
+        }
+        let mut user = self.stored_user(tenant, user_id).await?;
+        let version = crate::store::users::user_etag(&user);
+        let mut editable = serde_json::to_value(Editable {
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            profile: user.profile.clone(),
+        })
+        .map_err(|e| Error::Server(crate::oauth::OAuthError::server(Box::new(e))))?;
+        super::merge_patch(&mut editable, patch);
+        let edited: Editable = serde_path_to_error::deserialize(editable)
+            .map_err(|e| Error::invalid(e.path().to_string(), e.into_inner().to_string()))?;
+        let candidate = NewUser {
+            username: user.username.clone(),
+            email: edited.email.clone(),
+            email_verified: edited.email_verified,
+            profile: edited.profile.clone(),
+        };
+        let problems = candidate.validate();
+        if !problems.is_empty() {
+            return Err(user_error(crate::users::Error::Invalid(problems)));
+        }
+        user.email = edited.email;
+        user.email_verified = edited.email_verified;
+        user.profile = edited.profile;
+        self.store
+            .update_user_profile(&user, self.now(), if_match.unwrap_or(&version))
+            .await
+            .map_err(|e| match e {
+                crate::store::Error::Stale => Error::PreconditionFailed(format!(
+                    "user {user_id:?} changed since it was read: read it again (GET) and send \
+                     its ETag in If-Match"
+                )),
+                crate::store::Error::NotFound => {
+                    Error::NotFound(format!("user {user_id:?} does not exist"))
+                }
+                e => Error::from(e),
+            })?;
+        self.store
+            .audit(
+                caller
+                    .event(tenant, self.now(), "user.updated")
+                    .subject(Some(user_id))
+                    .details(caller.details(serde_json::json!({
+                        "fields": patch.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
+                    }))),
+            )
+            .await;
+        self.user(tenant, user_id).await
     }
 
     /// `DELETE /users/{user_id}`: the user and everything of theirs (sessions, grants,

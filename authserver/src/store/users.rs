@@ -85,6 +85,14 @@ fn decode(row: UserRow) -> Result<StoredUser> {
     })
 }
 
+/// The entity tag of a user's editable facts (username, e-mail, its verification,
+/// profile): what `If-Match` compares. The password hash is not part of it.
+pub fn user_etag(user: &StoredUser) -> String {
+    let text = serde_json::json!([user.username, user.email, user.email_verified, user.profile])
+        .to_string();
+    super::clients::etag(&text)
+}
+
 impl Store {
     /// Inserts a user; a taken username is `Conflict { constraint: "users_username_key" }`.
     #[tracing::instrument(name = "db.insert_user", skip_all)]
@@ -172,6 +180,45 @@ impl Store {
     }
 
     /// Replaces a user's password hash; `NotFound` if the user is gone.
+    /// Sets a user's e-mail, its verification and profile, if the stored user still has
+    /// the entity tag `if_match` ([`user_etag`]); [`Error::Stale`] otherwise,
+    /// [`Error::NotFound`] when there is no such user. Checked in the write's transaction.
+    #[tracing::instrument(name = "db.update_user_profile", skip_all)]
+    pub async fn update_user_profile(
+        &self,
+        updated: &StoredUser,
+        now: UnixTime,
+        if_match: &str,
+    ) -> Result<()> {
+        let profile = Value::Object(updated.profile.clone()).to_string();
+        in_transaction!(self, tx => {
+            let row = sqlx::query_as::<_, UserRow>(select_users!(
+                "WHERE tenant_id = $1 AND user_id = $2"
+            ))
+            .bind(&updated.tenant_id)
+            .bind(&updated.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let current = row.map(decode).transpose()?.ok_or(Error::NotFound)?;
+            if user_etag(&current) != if_match && if_match != "*" {
+                return Err(Error::Stale);
+            }
+            sqlx::query(
+                "UPDATE users SET email = $3, email_verified = $4, profile = $5, updated_at = $6 \
+                 WHERE tenant_id = $1 AND user_id = $2",
+            )
+            .bind(&updated.tenant_id)
+            .bind(&updated.user_id)
+            .bind(&updated.email)
+            .bind(updated.email_verified)
+            .bind(&profile)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
+
     #[tracing::instrument(name = "db.set_user_password_hash", skip_all)]
     /// Sets the password hash and, in the same transaction, ends what `end` says (a
     /// reset must not leave an attacker's session or refresh token alive).

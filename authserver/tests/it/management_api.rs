@@ -25,6 +25,7 @@ on_both_backends!(
     users_are_created_under_the_password_policy,
     users_are_searched_and_managed_by_id,
     sessions_are_listed_and_ended,
+    users_are_patched_as_json_merge_patch_guarded_by_if_match,
 );
 
 const ALL_READ: &str =
@@ -1129,4 +1130,76 @@ async fn sessions_are_listed_and_ended(backend: Backend) {
     let r = call(&server, reqwest::Method::GET, &path, &t).await;
     assert_eq!(r.ok()["sessions"], serde_json::json!([]));
     assert_audited(&db.audit().await, &format!("session.revoked|desk|{alice}|"));
+}
+
+async fn users_are_patched_as_json_merge_patch_guarded_by_if_match(backend: Backend) {
+    let (db, server, t) = user_admin(backend).await;
+    let created = post_json(&server, &t, "/api/v1/users", &alice()).await;
+    let id = created.body["user_id"].as_str().unwrap().to_owned();
+    let user_path = format!("/api/v1/users/{id}");
+    let etag = call(&server, reqwest::Method::GET, &user_path, &t)
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let patch = |body: Value, if_match: String| {
+        let (server, t, path) = (&server, &t, &user_path);
+        async move {
+            let req = json_request(
+                server,
+                reqwest::Method::PATCH,
+                path,
+                t,
+                "application/merge-patch+json",
+                &body,
+            );
+            send(if if_match.is_empty() {
+                req
+            } else {
+                req.header(header::IF_MATCH, if_match)
+            })
+            .await
+        }
+    };
+    let before = db.snapshot().await;
+    for (body, field) in [
+        (serde_json::json!({"username": "mallory"}), "username"),
+        (serde_json::json!({"password_hash": "x"}), "password_hash"),
+    ] {
+        let r = patch(body, etag.clone()).await;
+        assert_problem(&r, 400, "invalid-parameter");
+        assert!(r.body["detail"].as_str().unwrap().contains(field), "{r:?}");
+    }
+    let r = patch(serde_json::json!({"email": "not an address"}), etag.clone()).await;
+    assert_problem(&r, 422, "invalid-body");
+    assert_eq!(r.body["field"], "email");
+    let r = patch(
+        serde_json::json!({"email_verified": true}),
+        "\"0000\"".into(),
+    )
+    .await;
+    assert_problem(&r, 412, "precondition-failed");
+    assert_eq!(
+        db.snapshot().await,
+        before,
+        "refused patches change nothing"
+    );
+
+    let r = patch(
+        serde_json::json!({"email_verified": true, "profile": {"name": "Alice A."}}),
+        etag.clone(),
+    )
+    .await;
+    assert_eq!(r.ok()["email_verified"], true);
+    assert_eq!(r.body["profile"]["name"], "Alice A.");
+    assert_eq!(
+        r.body["email"], "Alice@Example.com",
+        "untouched members stay"
+    );
+    assert_ne!(r.header("etag").unwrap(), etag);
+    let r = patch(serde_json::json!({"email": null}), etag).await;
+    assert_problem(&r, 412, "precondition-failed");
+    let r = patch(serde_json::json!({"email": null}), String::new()).await;
+    assert!(r.ok()["email"].is_null());
+    assert_audited(&db.audit().await, &format!("user.updated|desk|{id}|"));
 }

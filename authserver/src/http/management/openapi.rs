@@ -234,6 +234,20 @@ pub const OPERATIONS: &[Operation] = &[
         errors: &[404],
     },
     Operation {
+        method: "patch",
+        path: "/users/{user_id}",
+        id: "patchUser",
+        summary: "Change a user's e-mail, its verification or profile (JSON Merge Patch)",
+        permission: Permission::UsersWrite,
+        tier: Tier::Write,
+        handler: || patch(users::patch_user),
+        request: Some(("application/merge-patch+json", schema::<Map<String, Value>>)),
+        response: (200, Some(schema::<UserView>)),
+        query: &[],
+        if_match: true,
+        errors: &[400, 404, 412, 422],
+    },
+    Operation {
         method: "delete",
         path: "/users/{user_id}",
         id: "deleteUser",
@@ -491,7 +505,10 @@ pub fn document(issuer: &str) -> Value {
         if op.id == "searchAudit" {
             ok["content"]["text/csv"] = json!({"schema": {"type": "string"}});
         }
-        if matches!(op.id, "getClient" | "patchClient" | "createClient") {
+        if matches!(
+            op.id,
+            "getClient" | "patchClient" | "createClient" | "getUser" | "patchUser"
+        ) {
             ok["headers"]["ETag"] =
                 json!({"description": "The client's version", "schema": {"type": "string"}});
         }
@@ -532,7 +549,7 @@ pub fn document(issuer: &str) -> Value {
         });
         if let Some((content_type, body)) = op.request {
             operation["requestBody"] = json!({
-                "required": op.id == "createClient" || op.id == "patchClient",
+                "required": matches!(op.id, "createClient" | "patchClient" | "createUser" | "patchUser" | "setUserPassword"),
                 "content": {content_type: {"schema": body(&mut generator)}},
             });
         }

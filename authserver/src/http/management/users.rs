@@ -4,7 +4,10 @@ use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::{AppState, call, finish, json_body, link_next, ok, query_pairs, require_json};
+use super::{
+    AppState, call, finish, if_match, json_body, link_next, ok, query_pairs, require_json,
+    with_etag,
+};
 use crate::http::tenant_routing::CurrentTenant;
 use crate::management::users::{NewUserBody, PasswordBody};
 use crate::management::{DEFAULT_PAGE, Error, MAX_PAGE, Permission, Tier};
@@ -118,7 +121,7 @@ pub(super) async fn get_user(
         Tier::Read,
         async |call, auth| {
             let user = state.management().user(&call.tenant, &user_id).await?;
-            Ok(ok(auth, StatusCode::OK, &user))
+            Ok(with_etag(ok(auth, StatusCode::OK, &user), &user.etag))
         },
     )
     .await
@@ -331,6 +334,42 @@ pub(super) async fn end_session(
                 .end_user_sessions(&call.tenant, &auth.caller, &user_id, Some(&session_id))
                 .await?;
             Ok(no_content(auth))
+        },
+    )
+    .await
+}
+
+pub(super) async fn patch_user(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Path(user_id): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::UsersWrite,
+        Tier::Write,
+        async |call, auth| {
+            require_json(&parts.headers, true)?;
+            let expected = if_match(&parts.headers)?;
+            let patch: Option<serde_json::Value> = json_body(body).await?;
+            let patch = patch
+                .filter(serde_json::Value::is_object)
+                .ok_or_else(|| Error::invalid("body", "must be a JSON object (a merge patch)"))?;
+            let user = state
+                .management()
+                .patch_user(
+                    &call.tenant,
+                    &auth.caller,
+                    &user_id,
+                    &patch,
+                    expected.as_deref(),
+                )
+                .await?;
+            Ok(with_etag(ok(auth, StatusCode::OK, &user), &user.etag))
         },
     )
     .await
