@@ -296,6 +296,7 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             Arc::clone(&ctx.kek),
             Arc::clone(&ctx.clock),
         )),
+        issued: Arc::default(),
     };
     Ok(AppState {
         store: ctx.store.clone(),

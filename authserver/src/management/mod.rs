@@ -272,6 +272,19 @@ pub const MAX_PAGE: usize = 1000;
 /// Items per page when `limit` is not given.
 pub const DEFAULT_PAGE: usize = 100;
 
+/// A tenant's figures.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Stats {
+    pub clients: i64,
+    pub users: i64,
+    /// Account sessions neither idle-expired nor past their absolute end.
+    pub active_sessions: i64,
+    /// Per grant type (`client_credentials`, `authorization_code`, `refresh_token`), in
+    /// 5-minute buckets: "the last hour" starts with the bucket an hour ago falls in.
+    pub tokens_issued_last_hour: std::collections::BTreeMap<String, i64>,
+    pub tokens_issued_last_day: std::collections::BTreeMap<String, i64>,
+}
+
 /// The health of what the API's tenant depends on.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Health {
@@ -583,6 +596,33 @@ impl Management<'_> {
             .await
             .map_err(client_error)?
             .ok_or_else(|| Error::from(OAuthError::internal("a rotation generated no secret")))
+    }
+
+    /// `GET /stats`: the tenant's counts and the tokens issued in the last hour and day
+    /// per grant type (this pod's pending counts are added first).
+    pub async fn stats(&self, tenant: &Tenant) -> Result<Stats, Error> {
+        let now = self.now();
+        self.oauth.issued.flush(self.store, now).await?;
+        let (clients, users, active_sessions) = self.store.tenant_counts(&tenant.id, now).await?;
+        let window = |seconds: i64| {
+            now - seconds + 1 - (now - seconds + 1).rem_euclid(crate::oauth::issuance::BUCKET)
+        };
+        let per_grant = |rows: Vec<(String, i64)>| rows.into_iter().collect();
+        Ok(Stats {
+            clients,
+            users,
+            active_sessions,
+            tokens_issued_last_hour: per_grant(
+                self.store
+                    .token_counts_since(&tenant.id, window(3_600))
+                    .await?,
+            ),
+            tokens_issued_last_day: per_grant(
+                self.store
+                    .token_counts_since(&tenant.id, window(86_400))
+                    .await?,
+            ),
+        })
     }
 
     /// `GET /stats/health`.

@@ -8,6 +8,7 @@ pub mod code_grant;
 pub mod dpop;
 pub mod error;
 pub mod form;
+pub mod issuance;
 pub mod rate_limit;
 pub mod resource;
 mod token;
@@ -41,4 +42,6 @@ pub struct OAuthService {
     pub sectors: client_documents::DocumentCache,
     /// End-user `sub` values (public or pairwise).
     pub subjects: Arc<crate::subject::Subjects>,
+    /// Tokens issued, per tenant and grant type (`GET /stats` of the Management API).
+    pub issued: Arc<issuance::IssuanceCounter>,
 }

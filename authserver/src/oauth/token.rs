@@ -312,11 +312,32 @@ impl OAuthService {
         } else {
             None
         };
+        self.count_issued(tenant, &grant);
         Ok(TokenResponse {
             body,
             dpop_nonce,
             rate,
         })
+    }
+
+    /// Counts a token of `grant` for `GET /stats`; adds this pod's counts to the
+    /// database in the background when a flush is due.
+    fn count_issued(&self, tenant: &Tenant, grant: &str) {
+        let grant = match grant {
+            "client_credentials" => "client_credentials",
+            "authorization_code" => "authorization_code",
+            "refresh_token" => "refresh_token",
+            _ => return,
+        };
+        let now = self.clock.now();
+        if self.issued.record(&tenant.id, grant, now) {
+            let (issued, store) = (std::sync::Arc::clone(&self.issued), self.store.clone());
+            tokio::spawn(async move {
+                if let Err(e) = issued.flush(&store, now).await {
+                    tracing::warn!(error = %e, "failed to record token counts; kept for the next flush");
+                }
+            });
+        }
     }
 
     async fn client_credentials(

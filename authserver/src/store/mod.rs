@@ -20,6 +20,7 @@ pub mod purge;
 pub mod replay;
 pub mod sessions;
 pub mod signing_keys;
+pub mod stats;
 pub mod tenants;
 #[cfg(test)]
 pub(crate) mod testing;

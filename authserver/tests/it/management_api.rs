@@ -26,6 +26,7 @@ on_both_backends!(
     users_are_searched_and_managed_by_id,
     sessions_are_listed_and_ended,
     users_are_patched_as_json_merge_patch_guarded_by_if_match,
+    stats_count_what_the_tenant_has_and_issues,
 );
 
 const ALL_READ: &str =
@@ -1202,4 +1203,29 @@ async fn users_are_patched_as_json_merge_patch_guarded_by_if_match(backend: Back
     let r = patch(serde_json::json!({"email": null}), String::new()).await;
     assert!(r.ok()["email"].is_null());
     assert_audited(&db.audit().await, &format!("user.updated|desk|{id}|"));
+}
+
+async fn stats_count_what_the_tenant_has_and_issues(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let ops = management_client(&db, "ops", "gatehouse:stats:read").await;
+    let svc = create_client(&db, "svc", &["--tenant", "main"]).await;
+    for _ in 0..3 {
+        token(&server, &svc, &[]).await.ok();
+    }
+    let t = api_token(&server, &db, &ops, "gatehouse:stats:read").await;
+    let r = call(&server, reqwest::Method::GET, "/api/v1/stats", &t).await;
+    let stats = r.ok();
+    assert_eq!(stats["clients"], 2, "{stats}");
+    assert_eq!(stats["users"], 0, "{stats}");
+    assert_eq!(stats["active_sessions"], 0, "{stats}");
+    // svc's three and ops' own token, counted before the answer.
+    assert_eq!(
+        stats["tokens_issued_last_hour"]["client_credentials"], 4,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["tokens_issued_last_day"]["client_credentials"], 4,
+        "{stats}"
+    );
 }

@@ -648,6 +648,26 @@ fn csv_export(
     resp
 }
 
+async fn stats(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    call(
+        &state,
+        tenant,
+        &parts,
+        Permission::StatsRead,
+        Tier::Read,
+        async |call, auth| {
+            let figures = state.management().stats(&call.tenant).await?;
+            Ok(ok(auth, StatusCode::OK, &figures))
+        },
+    )
+    .await
+}
+
 async fn health(
     State(state): State<AppState>,
     Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,

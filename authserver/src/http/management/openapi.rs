@@ -11,11 +11,11 @@ use serde_json::{Map, Value, json};
 use super::users;
 use super::{
     AppState, RotateBody, RotateSecretBody, audit, client, clients, create_client, delete_client,
-    health, keys, patch_client, rotate_client_secret, rotate_keys,
+    health, keys, patch_client, rotate_client_secret, rotate_keys, stats,
 };
 use crate::management::audit::AuditEntry;
 use crate::management::users::{ConsentView, NewUserBody, PasswordBody, SessionView, UserView};
-use crate::management::{ClientView, Health, KeyView, Page, Permission, Tier};
+use crate::management::{ClientView, Health, KeyView, Page, Permission, Stats, Tier};
 
 /// Writes a body's schema into the generator's definitions; answers its `$ref`.
 type SchemaOf = fn(&mut SchemaGenerator) -> Schema;
@@ -372,6 +372,20 @@ pub const OPERATIONS: &[Operation] = &[
         query: AUDIT_QUERY,
         if_match: false,
         errors: &[400],
+    },
+    Operation {
+        method: "get",
+        path: "/stats",
+        id: "stats",
+        summary: "Counts of clients, users, live sessions and tokens issued per grant type",
+        permission: Permission::StatsRead,
+        tier: Tier::Read,
+        handler: || get(stats),
+        request: None,
+        response: (200, Some(schema::<Stats>)),
+        query: &[],
+        if_match: false,
+        errors: &[],
     },
     Operation {
         method: "get",
