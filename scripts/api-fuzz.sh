@@ -25,7 +25,7 @@ work="$(mktemp -d)"
 server=""
 cleanup() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
+  if [ -n "${KEEP_FUZZ_DIR:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -42,12 +42,20 @@ export GATEHOUSE_CONFIG="$work/config.yaml"
 export DATABASE_URL="sqlite://$work/authserver.db"
 ENCRYPTION_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 export ENCRYPTION_KEY
-export GATEHOUSE_LOG_FORMAT=json RUST_LOG=warn
+export GATEHOUSE_LOG_FORMAT=json RUST_LOG="${RUST_LOG:-warn}"
 
 "$bin" migrate >/dev/null
 scopes="gatehouse:clients:read gatehouse:clients:write gatehouse:users:read gatehouse:users:write gatehouse:sessions:read gatehouse:sessions:write gatehouse:keys:read gatehouse:keys:rotate gatehouse:audit:read gatehouse:stats:read"
 secret="$("$bin" clients create --id fuzzer --audiences "$issuer/api/v1" --scopes "$scopes" \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["client_secret"])')"
+# The fuzzer finds its own client in GET /clients and would delete it or rotate its
+# secret (ending its own token); marked as managed elsewhere, the API refuses that (409).
+python3 - "$work/authserver.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE clients SET managed_by = 'the fuzzing harness' WHERE client_id = 'fuzzer'")
+db.commit()
+PY
 "$bin" serve --listen "127.0.0.1:$port" 2> "$work/server.log" &
 server=$!
 for _ in $(seq 1 100); do
