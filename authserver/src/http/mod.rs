@@ -68,7 +68,7 @@ fn tenant_router(state: &AppState) -> Router<AppState> {
         .merge(token::router())
         .merge(browser::router(state))
         .merge(userinfo::router())
-        .merge(management::router())
+        .merge(management::router(state))
         .route(
             &format!("{}/{{*rest}}", crate::management::API_PATH),
             axum::routing::any(management::not_found),

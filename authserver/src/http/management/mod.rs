@@ -6,6 +6,7 @@
 //! a caller that got past the token check carries the `X-RateLimit-*` headers of its tier.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Extension, Path, Request, State};
@@ -44,8 +45,18 @@ const MAX_BODY: usize = 16 * 1024;
 mod openapi;
 mod users;
 
-pub fn router() -> Router<AppState> {
-    openapi::router().route(&format!("{API_PATH}/openapi.json"), get(openapi_document))
+pub fn router(state: &AppState) -> Router<AppState> {
+    openapi::router(|op| {
+        axum::middleware::from_fn_with_state(
+            Gate {
+                state: state.clone(),
+                permission: op.permission,
+                tier: op.tier,
+            },
+            gate,
+        )
+    })
+    .route(&format!("{API_PATH}/openapi.json"), get(openapi_document))
 }
 
 /// `GET /openapi.json`: the OpenAPI 3.1 document (public: it describes, it grants nothing).
@@ -118,7 +129,7 @@ pub fn metadata(state: &AppState, tenant: &Tenant) -> Response {
 /// One Management API request: the tenant, what the token check needs, the caller's
 /// address.
 struct Call {
-    tenant: std::sync::Arc<Tenant>,
+    tenant: Arc<Tenant>,
     method: String,
     url: String,
     authorization: Option<String>,
@@ -127,7 +138,7 @@ struct Call {
 }
 
 impl Call {
-    fn new(state: &AppState, tenant: std::sync::Arc<Tenant>, parts: &Parts) -> Self {
+    fn new(state: &AppState, tenant: Arc<Tenant>, parts: &Parts) -> Self {
         let header_text = |v: &HeaderValue| v.to_str().ok().map(str::to_owned);
         let peer = parts
             .extensions
@@ -175,24 +186,17 @@ impl Call {
 /// A refused call and what its answer needs: the tenant (for the challenge's metadata
 /// pointer) and the rate figures of a caller that was let in.
 struct Refused {
-    error: Error,
+    error: Arc<Error>,
     metadata: String,
     rate: Option<crate::oauth::RateHeaders>,
 }
 
 impl Refused {
-    fn new(tenant: &Tenant, error: Error) -> Self {
+    fn new(tenant: &Tenant, error: impl Into<Arc<Error>>) -> Self {
         Self {
-            error,
+            error: error.into(),
             metadata: metadata_url(tenant),
             rate: None,
-        }
-    }
-
-    fn after(auth: &Authorized, tenant: &Tenant, error: Error) -> Self {
-        Self {
-            rate: auth.rate,
-            ..Self::new(tenant, error)
         }
     }
 }
@@ -225,7 +229,7 @@ fn problem(
 
 impl Refused {
     fn render(self, state: &AppState) -> Response {
-        let mut resp = match &self.error {
+        let mut resp = match &*self.error {
             Error::Token(e) => token_problem(state, e, &self.metadata),
             Error::RateLimited(rate) => {
                 let mut resp = problem(
@@ -345,22 +349,59 @@ fn finish(auth: &Authorized, headers: &mut HeaderMap) {
     no_store(headers);
 }
 
-/// Runs `op` for a caller authorized for `permission` in `tier`; renders any refusal.
-async fn call(
-    state: &AppState,
-    tenant: std::sync::Arc<Tenant>,
-    parts: &Parts,
+/// What the gate found out about a request, for its handler: the call and its caller.
+pub(super) struct Ctx {
+    call: Call,
+    auth: Authorized,
+}
+
+/// The operation a gate stands in front of.
+#[derive(Clone)]
+struct Gate {
+    state: AppState,
     permission: Permission,
     tier: Tier,
-    op: impl AsyncFnOnce(&Call, &Authorized) -> Result<Response, Error>,
-) -> Response {
-    let call = Call::new(state, tenant, parts);
-    match call.authorize(state, permission, tier).await {
-        Err(refused) => refused.render(state),
-        Ok(auth) => match op(&call, &auth).await {
-            Ok(resp) => resp,
-            Err(e) => Refused::after(&auth, &call.tenant, e).render(state),
-        },
+}
+
+/// Runs before every operation (a route layer built from [`openapi::OPERATIONS`]): lets
+/// the request in only with a token of the tenant for this API carrying the operation's
+/// scope, within the caller's rate tier, and hands the handler the caller ([`Ctx`]).
+/// After the handler, renders its [`Error`] as a problem with the caller's rate headers.
+async fn gate(State(gate): State<Gate>, req: Request, next: axum::middleware::Next) -> Response {
+    let Some(CurrentTenant(tenant)) = req.extensions().get::<CurrentTenant>().cloned() else {
+        return not_found().await;
+    };
+    let (mut parts, body) = req.into_parts();
+    let call = Call::new(&gate.state, tenant, &parts);
+    let auth = match call
+        .authorize(&gate.state, gate.permission, gate.tier)
+        .await
+    {
+        Ok(auth) => auth,
+        Err(refused) => return refused.render(&gate.state),
+    };
+    let (tenant, rate) = (Arc::clone(&call.tenant), auth.rate);
+    parts.extensions.insert(Arc::new(Ctx { call, auth }));
+    let mut resp = next.run(Request::from_parts(parts, body)).await;
+    match resp.extensions_mut().remove::<Failed>() {
+        Some(Failed(error)) => Refused {
+            rate,
+            ..Refused::new(&tenant, error)
+        }
+        .render(&gate.state),
+        None => resp,
+    }
+}
+
+/// An operation's error on its way from the handler to [`gate`], which renders it.
+#[derive(Clone)]
+struct Failed(Arc<Error>);
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        resp.extensions_mut().insert(Failed(Arc::new(self)));
+        resp
     }
 }
 
@@ -422,26 +463,15 @@ fn link_next(
 
 async fn keys(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
-    req: Request,
-) -> Response {
-    let (parts, _) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::KeysRead,
-        Tier::Read,
-        async |call, auth| {
-            let keys = state.management().keys(&call.tenant).await?;
-            Ok(ok(
-                auth,
-                StatusCode::OK,
-                &serde_json::json!({ "keys": keys }),
-            ))
-        },
-    )
-    .await
+    Extension(cx): Extension<Arc<Ctx>>,
+) -> Result<Response, Error> {
+    let Ctx { call, auth } = &*cx;
+    let keys = state.management().keys(&call.tenant).await?;
+    Ok(ok(
+        auth,
+        StatusCode::OK,
+        &serde_json::json!({ "keys": keys }),
+    ))
 }
 
 /// The body of `POST /jwks/rotate`; empty means `force`.
@@ -482,81 +512,51 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<Option<
 
 async fn rotate_keys(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
-    req: Request,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::KeysRotate,
-        Tier::Sensitive,
-        async |call, auth| {
-            let body: RotateBody = json_body(body).await?.unwrap_or_default();
-            let mode = match body.mode {
-                None | Some(RotateMode::Force) => RotationMode::Force,
-                Some(RotateMode::Now) => RotationMode::Now,
-            };
-            let created = state
-                .management()
-                .rotate_keys(&call.tenant, &auth.caller, mode)
-                .await?;
-            Ok(ok(
-                auth,
-                StatusCode::OK,
-                &serde_json::json!({ "created": created }),
-            ))
-        },
-    )
-    .await
+    Extension(cx): Extension<Arc<Ctx>>,
+    body: Body,
+) -> Result<Response, Error> {
+    let Ctx { call, auth } = &*cx;
+    let body: RotateBody = json_body(body).await?.unwrap_or_default();
+    let mode = match body.mode {
+        None | Some(RotateMode::Force) => RotationMode::Force,
+        Some(RotateMode::Now) => RotationMode::Now,
+    };
+    let created = state
+        .management()
+        .rotate_keys(&call.tenant, &auth.caller, mode)
+        .await?;
+    Ok(ok(
+        auth,
+        StatusCode::OK,
+        &serde_json::json!({ "created": created }),
+    ))
 }
 
 async fn clients(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Extension(cx): Extension<Arc<Ctx>>,
     req: Request,
-) -> Response {
+) -> Result<Response, Error> {
     let (parts, _) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::ClientsRead,
-        Tier::Read,
-        async |call, auth| {
-            let (limit, after) = page_params(&parts)?;
-            let page = state
-                .management()
-                .clients(&call.tenant, after.as_deref(), limit)
-                .await?;
-            let mut resp = ok(auth, StatusCode::OK, &page);
-            link_next(&mut resp, call, page.next.as_deref(), query_pairs(&parts));
-            Ok(resp)
-        },
-    )
-    .await
+    let Ctx { call, auth } = &*cx;
+    let (limit, after) = page_params(&parts)?;
+    let page = state
+        .management()
+        .clients(&call.tenant, after.as_deref(), limit)
+        .await?;
+    let mut resp = ok(auth, StatusCode::OK, &page);
+    link_next(&mut resp, call, page.next.as_deref(), query_pairs(&parts));
+    Ok(resp)
 }
 
 async fn client(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Extension(cx): Extension<Arc<Ctx>>,
     Path(client_id): Path<String>,
-    req: Request,
-) -> Response {
-    let (parts, _) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::ClientsRead,
-        Tier::Read,
-        async |call, auth| {
-            let client = state.management().client(&call.tenant, &client_id).await?;
-            Ok(client_answer(auth, StatusCode::OK, &client))
-        },
-    )
-    .await
+) -> Result<Response, Error> {
+    let Ctx { call, auth } = &*cx;
+    let client = state.management().client(&call.tenant, &client_id).await?;
+    Ok(client_answer(auth, StatusCode::OK, &client))
 }
 
 /// Whether the caller asked for CSV by `Accept` (`text/csv` before any JSON type).
@@ -570,34 +570,25 @@ fn accepts_csv(headers: &HeaderMap) -> bool {
 
 async fn audit(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Extension(cx): Extension<Arc<Ctx>>,
     req: Request,
-) -> Response {
+) -> Result<Response, Error> {
     let (parts, _) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::AuditRead,
-        Tier::Read,
-        async |call, auth| {
-            let pairs = query_pairs(&parts);
-            let mut query = AuditQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-            query.csv |= accepts_csv(&parts.headers);
-            let management = state.management();
-            management
-                .audit_read(&call.tenant, &auth.caller, &query)
-                .await;
-            if query.csv {
-                return Ok(csv_export(&state, auth, call.tenant.clone(), query));
-            }
-            let page = management.audit_page(&call.tenant, &query).await?;
-            let mut resp = ok(auth, StatusCode::OK, &page);
-            link_next(&mut resp, call, page.next.as_deref(), pairs);
-            Ok(resp)
-        },
-    )
-    .await
+    let Ctx { call, auth } = &*cx;
+    let pairs = query_pairs(&parts);
+    let mut query = AuditQuery::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    query.csv |= accepts_csv(&parts.headers);
+    let management = state.management();
+    management
+        .audit_read(&call.tenant, &auth.caller, &query)
+        .await;
+    if query.csv {
+        return Ok(csv_export(&state, auth, call.tenant.clone(), query));
+    }
+    let page = management.audit_page(&call.tenant, &query).await?;
+    let mut resp = ok(auth, StatusCode::OK, &page);
+    link_next(&mut resp, call, page.next.as_deref(), pairs);
+    Ok(resp)
 }
 
 /// The whole filtered trail as CSV, streamed a page at a time: memory stays that of one
@@ -606,7 +597,7 @@ async fn audit(
 fn csv_export(
     state: &AppState,
     auth: &Authorized,
-    tenant: std::sync::Arc<Tenant>,
+    tenant: Arc<Tenant>,
     mut query: AuditQuery,
 ) -> Response {
     query.limit = MAX_PAGE;
@@ -650,47 +641,25 @@ fn csv_export(
 
 async fn stats(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
-    req: Request,
-) -> Response {
-    let (parts, _) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::StatsRead,
-        Tier::Read,
-        async |call, auth| {
-            let figures = state.management().stats(&call.tenant).await?;
-            Ok(ok(auth, StatusCode::OK, &figures))
-        },
-    )
-    .await
+    Extension(cx): Extension<Arc<Ctx>>,
+) -> Result<Response, Error> {
+    let Ctx { call, auth } = &*cx;
+    let figures = state.management().stats(&call.tenant).await?;
+    Ok(ok(auth, StatusCode::OK, &figures))
 }
 
 async fn health(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
-    req: Request,
-) -> Response {
-    let (parts, _) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::StatsRead,
-        Tier::Read,
-        async |call, auth| {
-            let health = state.management().health(&call.tenant).await;
-            let status = if health.database == "ok" {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            Ok(ok(auth, status, &health))
-        },
-    )
-    .await
+    Extension(cx): Extension<Arc<Ctx>>,
+) -> Result<Response, Error> {
+    let Ctx { call, auth } = &*cx;
+    let health = state.management().health(&call.tenant).await;
+    let status = if health.database == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(ok(auth, status, &health))
 }
 
 /// An unknown path under the API: a problem, like every other answer of it.
@@ -757,103 +726,74 @@ fn require_json(headers: &HeaderMap, merge_patch: bool) -> Result<(), Error> {
 
 async fn create_client(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Extension(cx): Extension<Arc<Ctx>>,
     req: Request,
-) -> Response {
+) -> Result<Response, Error> {
     let (parts, body) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::ClientsWrite,
-        Tier::Write,
-        async |call, auth| {
-            require_json(&parts.headers, false)?;
-            let spec: Option<crate::domain::client::ClientSpec> = json_body(body).await?;
-            let spec =
-                spec.ok_or_else(|| Error::invalid("body", "a client registration is required"))?;
-            let created = state
-                .management()
-                .create_client(&call.tenant, &auth.caller, spec)
-                .await?;
-            let mut body = serde_json::to_value(&created.client).unwrap_or_default();
-            if let (Some(secret), Some(map)) = (&created.secret, body.as_object_mut()) {
-                use secrecy::ExposeSecret as _;
-                map.insert("client_secret".into(), secret.expose_secret().into());
-            }
-            let mut resp = with_etag(ok(auth, StatusCode::CREATED, &body), &created.client.etag);
-            if let Ok(v) =
-                HeaderValue::from_str(&format!("{}/{}", call.url, created.client.spec.client_id))
-            {
-                resp.headers_mut().insert(header::LOCATION, v);
-            }
-            Ok(resp)
-        },
-    )
-    .await
+    let Ctx { call, auth } = &*cx;
+    require_json(&parts.headers, false)?;
+    let spec: Option<crate::domain::client::ClientSpec> = json_body(body).await?;
+    let spec = spec.ok_or_else(|| Error::invalid("body", "a client registration is required"))?;
+    let created = state
+        .management()
+        .create_client(&call.tenant, &auth.caller, spec)
+        .await?;
+    let mut body = serde_json::to_value(&created.client).unwrap_or_default();
+    if let (Some(secret), Some(map)) = (&created.secret, body.as_object_mut()) {
+        use secrecy::ExposeSecret as _;
+        map.insert("client_secret".into(), secret.expose_secret().into());
+    }
+    let mut resp = with_etag(ok(auth, StatusCode::CREATED, &body), &created.client.etag);
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", call.url, created.client.spec.client_id))
+    {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
 }
 
 async fn patch_client(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Extension(cx): Extension<Arc<Ctx>>,
     Path(client_id): Path<String>,
     req: Request,
-) -> Response {
+) -> Result<Response, Error> {
     let (parts, body) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::ClientsWrite,
-        Tier::Write,
-        async |call, auth| {
-            require_json(&parts.headers, true)?;
-            let expected = if_match(&parts.headers)?;
-            let patch: Option<serde_json::Value> = json_body(body).await?;
-            let patch = patch
-                .filter(serde_json::Value::is_object)
-                .ok_or_else(|| Error::invalid("body", "must be a JSON object (a merge patch)"))?;
-            let client = state
-                .management()
-                .patch_client(
-                    &call.tenant,
-                    &auth.caller,
-                    &client_id,
-                    &patch,
-                    expected.as_deref(),
-                )
-                .await?;
-            Ok(client_answer(auth, StatusCode::OK, &client))
-        },
-    )
-    .await
+    let Ctx { call, auth } = &*cx;
+    require_json(&parts.headers, true)?;
+    let expected = if_match(&parts.headers)?;
+    let patch: Option<serde_json::Value> = json_body(body).await?;
+    let patch = patch
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| Error::invalid("body", "must be a JSON object (a merge patch)"))?;
+    let client = state
+        .management()
+        .patch_client(
+            &call.tenant,
+            &auth.caller,
+            &client_id,
+            &patch,
+            expected.as_deref(),
+        )
+        .await?;
+    Ok(client_answer(auth, StatusCode::OK, &client))
 }
 
 async fn delete_client(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Extension(cx): Extension<Arc<Ctx>>,
     Path(client_id): Path<String>,
     req: Request,
-) -> Response {
+) -> Result<Response, Error> {
     let (parts, _) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::ClientsWrite,
-        Tier::Delete,
-        async |call, auth| {
-            let expected = if_match(&parts.headers)?;
-            state
-                .management()
-                .delete_client(&call.tenant, &auth.caller, &client_id, expected.as_deref())
-                .await?;
-            let mut resp = StatusCode::NO_CONTENT.into_response();
-            finish(auth, resp.headers_mut());
-            Ok(resp)
-        },
-    )
-    .await
+    let Ctx { call, auth } = &*cx;
+    let expected = if_match(&parts.headers)?;
+    state
+        .management()
+        .delete_client(&call.tenant, &auth.caller, &client_id, expected.as_deref())
+        .await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    finish(auth, resp.headers_mut());
+    Ok(resp)
 }
 
 /// The body of `POST /clients/{client_id}/secret`.
@@ -866,41 +806,31 @@ struct RotateSecretBody {
 
 async fn rotate_client_secret(
     State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    Extension(cx): Extension<Arc<Ctx>>,
     Path(client_id): Path<String>,
-    req: Request,
-) -> Response {
+    body: Body,
+) -> Result<Response, Error> {
     use secrecy::ExposeSecret as _;
-    let (parts, body) = req.into_parts();
-    call(
-        &state,
-        tenant,
-        &parts,
-        Permission::ClientsWrite,
-        Tier::Sensitive,
-        async |call, auth| {
-            let body: Option<RotateSecretBody> = json_body(body).await?;
-            let overlap = body.unwrap_or_default().overlap_seconds.unwrap_or(86_400);
-            if overlap > 30 * 86_400 {
-                return Err(Error::invalid(
-                    "overlap_seconds",
-                    "must be at most 2592000 (30 days)",
-                ));
-            }
-            let secret = state
-                .management()
-                .rotate_client_secret(&call.tenant, &auth.caller, &client_id, overlap)
-                .await?;
-            Ok(ok(
-                auth,
-                StatusCode::OK,
-                &serde_json::json!({
-                    "client_id": client_id,
-                    "client_secret": secret.expose_secret(),
-                    "previous_secret_valid_for_seconds": overlap,
-                }),
-            ))
-        },
-    )
-    .await
+    let Ctx { call, auth } = &*cx;
+    let body: Option<RotateSecretBody> = json_body(body).await?;
+    let overlap = body.unwrap_or_default().overlap_seconds.unwrap_or(86_400);
+    if overlap > 30 * 86_400 {
+        return Err(Error::invalid(
+            "overlap_seconds",
+            "must be at most 2592000 (30 days)",
+        ));
+    }
+    let secret = state
+        .management()
+        .rotate_client_secret(&call.tenant, &auth.caller, &client_id, overlap)
+        .await?;
+    Ok(ok(
+        auth,
+        StatusCode::OK,
+        &serde_json::json!({
+            "client_id": client_id,
+            "client_secret": secret.expose_secret(),
+            "previous_secret_valid_for_seconds": overlap,
+        }),
+    ))
 }

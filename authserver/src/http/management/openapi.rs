@@ -598,13 +598,26 @@ pub fn document(issuer: &str) -> Value {
     })
 }
 
-/// The API's router, from [`OPERATIONS`], under `API_PATH`.
-pub fn router() -> axum::Router<AppState> {
+/// The API's router, from [`OPERATIONS`], under `API_PATH`: each operation behind the
+/// layer `gate` makes for it (the token, scope and rate-tier check).
+pub fn router<L>(gate: impl Fn(&Operation) -> L) -> axum::Router<AppState>
+where
+    L: tower::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+    L::Service: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<axum::extract::Request>>::Response:
+        axum::response::IntoResponse + 'static,
+    <L::Service as tower::Service<axum::extract::Request>>::Future: Send + 'static,
+{
     let mut by_path: Vec<(&str, MethodRouter<AppState>)> = Vec::new();
     for op in OPERATIONS {
+        let methods = (op.handler)().route_layer(gate(op));
         match by_path.iter_mut().find(|(p, _)| *p == op.path) {
-            Some((_, methods)) => *methods = std::mem::take(methods).merge((op.handler)()),
-            None => by_path.push((op.path, (op.handler)())),
+            Some((_, all)) => *all = std::mem::take(all).merge(methods),
+            None => by_path.push((op.path, methods)),
         }
     }
     by_path
