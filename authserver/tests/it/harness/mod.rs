@@ -2,8 +2,9 @@
 //!
 //! - [`TestDb`]: a fresh database per test with its own random `ENCRYPTION_KEY`, a scratch
 //!   directory and a config file declaring tenant `main`. PostgreSQL databases are created
-//!   on the server `DATABASE_URL` names, or on an ephemeral cluster the harness starts
-//!   itself (see [`postgres`]); SQLite databases are files in the scratch directory.
+//!   on the server `DATABASE_URL` names, or on an ephemeral cluster the test kit starts
+//!   itself (see [`testkit::postgres`]); SQLite databases are files in the scratch
+//!   directory.
 //! - [`Cli`]: one `authserver` invocation with a clean environment; [`Cli::run`] captures
 //!   its output, [`Cli::serve`] starts `serve` and waits until it is ready.
 //! - [`Server`]: a running `serve`, killed on drop; its logs are kept in files.
@@ -12,12 +13,10 @@ pub mod admin;
 pub mod browser;
 pub mod jose;
 pub mod oauth;
-pub mod postgres;
 mod process;
 pub mod proxy;
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::PathBuf;
 
 use sqlx::Connection as _;
@@ -51,17 +50,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
-/// `n` random bytes as lowercase hex, from the kernel.
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("/dev/urandom is readable");
-    bytes.iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
-}
+pub use testkit::random_hex;
 
 /// A fresh 64-hex-character ENCRYPTION_KEY.
 pub fn new_encryption_key() -> String {
@@ -77,7 +66,7 @@ pub struct TestDb {
     /// Port reserved for this database's primary server; tenant `main`'s issuer uses it.
     pub port: u16,
     dir: tempfile::TempDir,
-    _pg: Option<postgres::Database>,
+    _pg: Option<testkit::postgres::Database>,
 }
 
 impl TestDb {
@@ -88,8 +77,8 @@ impl TestDb {
             .expect("create scratch dir");
         let (url, pg) = match backend {
             Backend::Postgres => {
-                let db = postgres::Database::for_test().await;
-                (db.url.clone(), Some(db))
+                let db = testkit::postgres::Database::create("gh").await;
+                (db.url().to_owned(), Some(db))
             }
             Backend::Sqlite => (
                 format!("sqlite://{}", dir.path().join("authserver.db").display()),
