@@ -62,20 +62,6 @@ pub async fn postgres() -> TestStore {
     }
 }
 
-/// An empty PostgreSQL database of its own (for tests that build a whole server on
-/// it), dropped with the value.
-pub struct PgDatabase(Database);
-
-impl PgDatabase {
-    pub async fn create() -> Self {
-        Self(Database::create("gh_unit").await)
-    }
-
-    pub fn url(&self) -> &str {
-        self.0.url()
-    }
-}
-
 /// One store per backend: SQLite first, then PostgreSQL.
 pub async fn both() -> Vec<TestStore> {
     vec![sqlite().await, postgres().await]
