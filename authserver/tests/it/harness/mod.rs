@@ -158,6 +158,16 @@ impl TestDb {
         self.cli().serve(self.port).await
     }
 
+    /// The same server in this test process ([`Cli::serve_in_process`]).
+    pub async fn serve_in_process(&self) -> Server {
+        self.cli().serve_in_process(self.port).await
+    }
+
+    /// The CLI's commands in-process on this database ([`Cli::commands`]).
+    pub async fn commands(&self) -> authserver::testing::Commands {
+        self.cli().commands().await
+    }
+
     /// Whether the database exists at all and has `table`.
     pub async fn has_table(&self, table: &str) -> bool {
         match self.backend {

@@ -9,6 +9,11 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use authserver::clock::SystemClock;
+use authserver::testing::{Commands, Listening, TestApp};
+
 pub use testkit::process::Output;
 pub use testkit::{POLL, free_port};
 
@@ -64,7 +69,7 @@ impl Cli {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .spawn("gatehouse-it");
         let mut server = Server {
-            process,
+            runner: Runner::Process(Box::new(process)),
             port,
             host: format!("127.0.0.1:{port}"),
             http: reqwest::Client::builder()
@@ -82,12 +87,86 @@ impl Cli {
         server.wait_ready().await;
         server
     }
+
+    /// The settings `authserver` would run with from this command's flags and
+    /// environment (`GATEHOUSE_CONFIG`, `DATABASE_URL`, `GATEHOUSE_…`), on `listen`.
+    pub fn settings(&self, listen: Option<String>) -> authserver::config::Settings {
+        let mut args = self.0.arguments().to_vec();
+        if let Some(listen) = listen {
+            args.extend(["--listen".to_owned(), listen]);
+        }
+        let env = |name: &str| {
+            self.0
+                .get_env(name)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        authserver::testing::settings_from(&args, &env)
+            .unwrap_or_else(|e| panic!("the test's configuration is invalid: {e:#}"))
+    }
+
+    /// What `serve` on `port` answers, in this test process: the same settings, the
+    /// services and router `serve` builds, on the system clock, over loopback — for
+    /// protocol tests that need no process of their own (start-up, signals, logs).
+    pub async fn serve_in_process(&self, port: u16) -> Server {
+        let settings = self.settings(Some(format!("127.0.0.1:{port}")));
+        let app = TestApp::open(settings, Arc::new(SystemClock))
+            .await
+            .unwrap_or_else(|e| panic!("the in-process server does not start: {e:#}"));
+        let listening = app.listen(([127, 0, 0, 1], port).into()).await;
+        Server {
+            runner: Runner::InProcess {
+                listening,
+                app: Box::new(app),
+            },
+            port,
+            host: format!("127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// The CLI's commands in-process ([`authserver::testing::Commands`]) with this
+    /// command's settings: fixtures without a child process.
+    pub async fn commands(&self) -> Commands {
+        Commands::open(self.settings(None))
+            .await
+            .unwrap_or_else(|e| panic!("cannot open the database for a command: {e:#}"))
+    }
 }
+
+/// What runs a [`Server`].
+enum Runner {
+    /// `authserver serve`, a child process.
+    Process(Box<testkit::process::Process>),
+    /// The app in this test process, held for its Drop (field order is drop order:
+    /// stop serving first).
+    InProcess {
+        #[allow(dead_code)]
+        listening: Listening,
+        #[allow(dead_code)]
+        app: Box<TestApp>,
+    },
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Process(p) => p.fmt(f),
+            Self::InProcess { .. } => f.write_str("in-process"),
+        }
+    }
+}
+
+const NOT_A_PROCESS: &str =
+    "an in-process server has no process (pid, logs, signals): use serve(), not serve_in_process()";
 
 /// A running `authserver serve`, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
-    process: testkit::process::Process,
+    runner: Runner,
     pub port: u16,
     /// Host header sent with every request; the issuer's authority, so another
     /// instance behind "the same hostname" can be addressed (see [`Server::with_host`]).
@@ -102,19 +181,36 @@ impl Server {
         self
     }
 
+    fn process(&self) -> &testkit::process::Process {
+        match &self.runner {
+            Runner::Process(p) => p,
+            Runner::InProcess { .. } => panic!("{NOT_A_PROCESS}"),
+        }
+    }
+
+    fn into_process(self) -> testkit::process::Process {
+        match self.runner {
+            Runner::Process(p) => *p,
+            Runner::InProcess { .. } => panic!("{NOT_A_PROCESS}"),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
-        self.process.pid()
+        self.process().pid()
     }
 
     /// Everything the server logged so far (stdout then stderr).
     pub fn logs(&self) -> String {
-        self.process.logs()
+        self.process().logs()
     }
 
-    /// Polls `path` until it answers 200; fails early if the process exits.
+    /// Polls `path` until it answers 200; fails early if the process exits. An
+    /// in-process server is ready once it listens.
     async fn wait_for(&mut self, path: &str) {
         let url = self.url(path);
-        self.process.wait_http_ok(&url, Some(&self.host)).await;
+        if let Runner::Process(p) = &mut self.runner {
+            p.wait_http_ok(&url, Some(&self.host)).await;
+        }
     }
 
     pub async fn wait_ready(&mut self) {
@@ -215,17 +311,17 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.
     pub async fn terminate(self) -> (ExitStatus, Duration, String) {
-        self.process.terminate().await
+        self.into_process().terminate().await
     }
 
     /// Sends SIGTERM without waiting for anything.
     pub fn sigterm(&self) {
-        self.process.sigterm();
+        self.process().sigterm();
     }
 
     /// Waits (bounded) for the process to exit, e.g. after [`Server::sigterm`]; returns
     /// its exit status and everything it logged.
     pub async fn wait_exit(self) -> (ExitStatus, String) {
-        self.process.wait_exit().await
+        self.into_process().wait_exit().await
     }
 }
