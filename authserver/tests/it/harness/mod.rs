@@ -98,10 +98,21 @@ impl TestDb {
         db
     }
 
-    /// A fresh database with the schema applied.
+    /// A fresh database with the schema applied, through the library (as
+    /// `authserver migrate` does; the tests of that command run it themselves).
     pub async fn migrated(backend: Backend) -> Self {
         let db = Self::new(backend).await;
-        db.cli().args(["migrate"]).run().await.assert_success();
+        let store = authserver::store::Store::connect(&authserver::config::DatabaseSettings {
+            url: secrecy::SecretString::from(db.url.clone()),
+            max_connections: 2,
+            connect_timeout_seconds: 5,
+            startup_timeout_seconds: 10,
+            acquire_timeout_ms: authserver::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
+        })
+        .await
+        .expect("connect to the test database");
+        store.migrate().await.expect("migrate the test database");
+        store.close().await;
         db
     }
 
