@@ -11,6 +11,8 @@ mod jwks;
 pub mod metrics;
 mod observe;
 pub mod tenant_routing;
+#[cfg(test)]
+pub(crate) mod testing;
 mod token;
 mod userinfo;
 
