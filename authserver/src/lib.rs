@@ -25,6 +25,8 @@ pub mod store;
 pub mod subject;
 pub mod telemetry;
 pub mod tenants;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod throttle;
 pub mod ui;
 pub mod users;

@@ -167,9 +167,9 @@ fn log_refused(peer: SocketAddr, why: &str) {
 mod tests {
     use super::*;
 
-    const CERT_A: &[u8] = include_bytes!("../../../testing/tls/server-a.crt");
-    const KEY_A: &[u8] = include_bytes!("../../../testing/tls/server-a.key");
-    const KEY_B: &[u8] = include_bytes!("../../../testing/tls/server-b.key");
+    const CERT_A: &[u8] = testkit::tls::SERVER_A_CRT;
+    const KEY_A: &[u8] = testkit::tls::SERVER_A_KEY;
+    const KEY_B: &[u8] = testkit::tls::SERVER_B_KEY;
 
     fn load(cert: &[u8], key: &[u8]) -> Result<CertifiedKey, String> {
         certified_key(cert, key, &ring::default_provider())

@@ -133,6 +133,15 @@ fn spec_from_args(args: &CreateClientArgs) -> anyhow::Result<ClientSpec> {
 }
 
 async fn create(ctx: &Context, args: CreateClientArgs) -> anyhow::Result<()> {
+    println!("{}", create_value(ctx, args).await?);
+    Ok(())
+}
+
+/// `clients create`: what it prints (`client_id`, and `client_secret` when generated).
+pub(crate) async fn create_value(
+    ctx: &Context,
+    args: CreateClientArgs,
+) -> anyhow::Result<serde_json::Value> {
     let tenant = tenant_or_default(ctx, args.tenant.clone()).await?;
     let spec = spec_from_args(&args).map_err(|e| UsageError(format!("{e:#}")))?;
     let registered = match ctx
@@ -154,8 +163,7 @@ async fn create(ctx: &Context, args: CreateClientArgs) -> anyhow::Result<()> {
     if let Some(secret) = registered.generated_secret {
         out["client_secret"] = secret.expose_secret().into();
     }
-    println!("{out}");
-    Ok(())
+    Ok(out)
 }
 
 async fn list(ctx: &Context, tenant: Option<String>) -> anyhow::Result<()> {

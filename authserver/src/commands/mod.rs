@@ -1,10 +1,10 @@
 //! Subcommands. Each loads settings the same way, so they all reach the same database.
 
-mod clients;
-mod keys;
+pub(crate) mod clients;
+pub(crate) mod keys;
 mod purge;
 pub(crate) mod serve;
-mod users;
+pub(crate) mod users;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -84,8 +84,18 @@ fn usage_or(e: users::Error, what: &'static str) -> anyhow::Error {
 }
 
 async fn create(ctx: &Context, args: CreateUserArgs) -> anyhow::Result<()> {
-    let tenant = tenant_or_default(ctx, args.tenant.clone()).await?;
     let password = read_password().await?;
+    println!("{}", create_value(ctx, args, &password).await?);
+    Ok(())
+}
+
+/// `users create` with `password` (read from stdin by the command): what it prints.
+pub(crate) async fn create_value(
+    ctx: &Context,
+    args: CreateUserArgs,
+    password: &SecretString,
+) -> anyhow::Result<serde_json::Value> {
+    let tenant = tenant_or_default(ctx, args.tenant.clone()).await?;
     let mut profile = serde_json::Map::new();
     for (claim, value) in [
         ("name", &args.name),
@@ -104,14 +114,10 @@ async fn create(ctx: &Context, args: CreateUserArgs) -> anyhow::Result<()> {
     };
     let created = ctx
         .users
-        .create(&tenant, &user, &password, Actor::Cli)
+        .create(&tenant, &user, password, Actor::Cli)
         .await
         .map_err(|e| usage_or(e, "failed to create the user"))?;
-    println!(
-        "{}",
-        json!({ "user_id": created.user_id, "username": created.username })
-    );
-    Ok(())
+    Ok(json!({ "user_id": created.user_id, "username": created.username }))
 }
 
 async fn list(ctx: &Context, tenant: Option<String>) -> anyhow::Result<()> {

@@ -165,8 +165,8 @@ mod tests {
 
     use crate::domain::client::{AuthMethod, ClientSpec};
     use crate::domain::signing_key::Algorithm;
-    use crate::http::testing::{CapturedLogs, ISSUER, NOW, Reply, TestApp, basic};
     use crate::store::Backend;
+    use crate::testing::{CapturedLogs, ISSUER, NOW, Reply, TestApp, basic};
 
     fn form(pairs: &[(&str, &str)]) -> String {
         url::form_urlencoded::Serializer::new(String::new())

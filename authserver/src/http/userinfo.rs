@@ -241,8 +241,8 @@ mod edge_tests {
     use secrecy::ExposeSecret as _;
 
     use crate::domain::client::ClientSpec;
-    use crate::http::testing::{TestApp, basic};
     use crate::store::Backend;
+    use crate::testing::{TestApp, basic};
 
     #[tokio::test]
     async fn a_failure_of_ours_at_userinfo_is_a_server_error_with_a_bearer_challenge() {

@@ -1,5 +1,5 @@
 //! The engine's transitions, driven without HTTP on a real (SQLite) store with a fixed
-//! clock: each test is one path through the state machine, and the attacks on it
+//! clock (the crate's one in-process fixture, [`crate::testing::TestApp`]): each test is one path through the state machine, and the attacks on it
 //! (a skipped step, a replayed handle, another browser's handle, the chooser or the
 //! consent page standing in for a sign-in the request demands).
 
@@ -9,66 +9,34 @@ use secrecy::SecretString;
 
 use super::*;
 use crate::authorize::{AuthRequest, ErrorRedirect, Prompt, ResponseMode};
-use crate::clients::{Actor, SecretRequest};
 use crate::clock::{Clock as _, FixedClock};
 use crate::crypto::handle_hash;
 use crate::domain::client::{ClientSpec, ClientType, GrantType};
-use crate::domain::user::NewUser;
 use crate::http::AppState;
 use crate::oauth::ErrorCode;
 use crate::session::Origin;
+use crate::store::Backend;
 use crate::store::users::StoredUser;
+use crate::testing::{NOW, PASSWORD, TestApp};
 
-const NOW: i64 = 1_800_000_000;
-const PASSWORD: &str = "correct horse battery staple";
-
+/// The one in-process fixture ([`TestApp`]) on SQLite, and the tenant the visits are to.
 struct World {
+    app: TestApp,
     state: AppState,
     clock: Arc<FixedClock>,
     tenant: Arc<crate::domain::tenant::Tenant>,
-    _dir: tempfile::TempDir,
 }
 
 impl World {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let yaml = format!(
-            "database:\n  url: sqlite://{}\npasswords:\n  breached: warn\n  hibp_base_url: http://127.0.0.1:1\n\
-             tenants:\n  - id: main\n    issuer: https://id.example.com\n    display_name: Main\n",
-            dir.path().join("engine.db").display()
-        );
-        let source = crate::config::Source {
-            config_file: None,
-            dev: false,
-            data_dir: None,
-            listen: None,
-        };
-        let key = crate::crypto::kek::Kek::generate_hex();
-        let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
-        let env = move |name: &str| (name == "ENCRYPTION_KEY").then(|| key.clone());
-        let settings = crate::config::from_yaml(&yaml, &source, &env).expect("settings");
-        let clock = FixedClock::new(NOW);
-        let ctx = crate::commands::open_with_clock(settings, true, clock.clone())
-            .await
-            .expect("context");
-        crate::commands::serve::initialise(&ctx)
-            .await
-            .expect("tenant");
-        let state = crate::commands::serve::build_state(&ctx)
-            .await
-            .expect("state");
-        let tenant = Arc::new(
-            ctx.store
-                .get_tenant("main")
-                .await
-                .expect("tenant read")
-                .expect("tenant main"),
-        );
+        let app = TestApp::new(Backend::Sqlite).await;
+        let (state, clock) = (app.state.clone(), Arc::clone(app.clock()));
+        let tenant = app.tenant("main").await;
         Self {
+            app,
             state,
             clock,
             tenant,
-            _dir: dir,
         }
     }
 
@@ -89,38 +57,20 @@ impl World {
     }
 
     async fn client(&self, id: &str, first_party: bool) {
-        let spec = ClientSpec {
-            client_id: id.into(),
-            client_type: ClientType::Confidential,
-            grant_types: vec![GrantType::AuthorizationCode],
-            redirect_uris: vec!["https://rp.example/cb".into()],
-            first_party,
-            ..ClientSpec::default()
-        };
-        self.state
-            .oauth
-            .clients
-            .create("main", &spec, SecretRequest::GenerateIfMissing, Actor::Cli)
-            .await
-            .expect("client");
+        self.app
+            .client(ClientSpec {
+                client_id: id.into(),
+                client_type: ClientType::Confidential,
+                grant_types: vec![GrantType::AuthorizationCode],
+                redirect_uris: vec!["https://rp.example/cb".into()],
+                first_party,
+                ..ClientSpec::default()
+            })
+            .await;
     }
 
     async fn user(&self, username: &str) -> StoredUser {
-        self.state
-            .users
-            .create(
-                "main",
-                &NewUser {
-                    username: username.into(),
-                    email: None,
-                    email_verified: false,
-                    profile: serde_json::Map::new(),
-                },
-                &SecretString::from(PASSWORD),
-                Actor::Cli,
-            )
-            .await
-            .expect("user")
+        self.app.user(username).await
     }
 
     /// Signs `user` in in `visit`'s browser (creating the session), as a password

@@ -1,6 +1,7 @@
 //! Test support for storage-backed unit tests: a freshly migrated [`Store`] on SQLite (a
 //! temp file) and on PostgreSQL (a new database on `DATABASE_URL`'s server, or on the
-//! ephemeral cluster the shared test helper starts), each dropped with its guard.
+//! ephemeral cluster the test kit starts: `testkit::postgres`), each dropped with its
+//! guard.
 //! Tests loop over [`both`] so every case runs on both backends.
 
 use secrecy::SecretString;
@@ -10,12 +11,7 @@ use crate::config::DatabaseSettings;
 use crate::domain::tenant::TenantSpec;
 use crate::store::users::StoredUser;
 
-#[path = "../../../testing/ephemeral_postgres.rs"]
-#[allow(dead_code, clippy::all, clippy::pedantic)]
-mod ephemeral;
-
-#[path = "../../../testing/database.rs"]
-mod database;
+use testkit::postgres::Database;
 
 /// A migrated store and what must live as long as it.
 pub struct TestStore {
@@ -26,7 +22,7 @@ pub struct TestStore {
 
 enum Guard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres(#[allow(dead_code)] database::Database),
+    Postgres(#[allow(dead_code)] Database),
 }
 
 fn settings(url: String) -> DatabaseSettings {
@@ -55,38 +51,14 @@ pub async fn sqlite() -> TestStore {
 
 /// A migrated PostgreSQL store in a database of its own.
 pub async fn postgres() -> TestStore {
-    let admin_url = ephemeral::admin_url().unwrap_or_else(|e| panic!("{e}"));
-    let name = format!(
-        "gh_unit_{}",
-        hex::encode(crate::crypto::random_bytes::<8>())
-    );
-    let db = database::Database::create(admin_url, name).await;
-    let store = Store::connect(&settings(db.url.clone()))
+    let db = Database::create("gh_unit").await;
+    let store = Store::connect(&settings(db.url().to_owned()))
         .await
         .expect("postgres connects");
     store.migrate().await.expect("postgres migrates");
     TestStore {
         store,
         _guard: Guard::Postgres(db),
-    }
-}
-
-/// An empty PostgreSQL database of its own (for tests that build a whole server on
-/// it), dropped with the value.
-pub struct PgDatabase(database::Database);
-
-impl PgDatabase {
-    pub async fn create() -> Self {
-        let admin_url = ephemeral::admin_url().unwrap_or_else(|e| panic!("{e}"));
-        let name = format!(
-            "gh_unit_{}",
-            hex::encode(crate::crypto::random_bytes::<8>())
-        );
-        Self(database::Database::create(admin_url, name).await)
-    }
-
-    pub fn url(&self) -> &str {
-        &self.0.url
     }
 }
 

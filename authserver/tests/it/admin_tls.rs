@@ -1,9 +1,9 @@
 //! The admin API over TLS (`admin.tls_cert_file`, `admin.tls_key_file`): the server is
 //! verified against its CA, the bearer token is still required, and a renewed
 //! certificate (a cert-manager Secret the kubelet updated) is served without a restart.
-//! Certificates: `testing/tls/` (see its `generate.sh`).
+//! Certificates: `testing/tls/` (see its `generate.sh`), found through `testkit::tls`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use authserver::admin::proto::HealthRequest;
@@ -15,9 +15,7 @@ use crate::harness::admin::{admin_cli, authed};
 use crate::harness::{Backend, POLL, TestDb, free_port};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testing/tls")
-        .join(name)
+    testkit::tls::dir().join(name)
 }
 
 /// A channel to `https://localhost:{port}` trusting only `ca` (connected lazily).

@@ -57,7 +57,7 @@ async fn setup(backend: Backend) -> (TestDb, Server) {
         }
         cli.run().await.assert_success();
     }
-    let server = fast(db.cli()).serve(db.port).await;
+    let server = fast(db.cli()).serve_in_process(db.port).await;
     (db, server)
 }
 
@@ -497,7 +497,7 @@ async fn a_pushed_request_with_form_post_completes_in_the_browser(backend: Backe
     let db = TestDb::migrated(backend).await;
     create_user(&db, "alice", PASSWORD).await;
     let creds = create_client(&db, "pushy", &["--redirect-uri", CB, "--first-party"]).await;
-    let server = fast(db.cli()).serve(db.port).await;
+    let server = fast(db.cli()).serve_in_process(db.port).await;
     let issuer = db.issuer("");
     let challenge = challenge();
     let pushed = send(
@@ -584,7 +584,7 @@ async fn the_second_factor_keeps_the_request(backend: Backend) {
         .run()
         .await
         .assert_success();
-    let _server = fast(db.cli()).serve(db.port).await;
+    let _server = fast(db.cli()).serve_in_process(db.port).await;
     let b = Browser::new();
     let login = settle(&b, b.get(&authorize_url(&db, "internal", &[])).await).await;
     login.assert_status(200);
@@ -630,7 +630,7 @@ async fn the_code_redeems_for_an_id_token_whose_hint_signs_the_session_out(backe
         ],
     )
     .await;
-    let server = fast(db.cli()).serve(db.port).await;
+    let server = fast(db.cli()).serve_in_process(db.port).await;
     let issuer = db.issuer("");
     let b = Browser::new();
     let login = settle(&b, b.get(&authorize_url(&db, "web", &[])).await).await;

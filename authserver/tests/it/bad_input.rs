@@ -25,7 +25,7 @@ enum Send {
 async fn every_bad_input_gets_a_clear_4xx_and_changes_nothing(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let app = create_client(&db, "app", &["--redirect-uri", CB]).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let form = "application/x-www-form-urlencoded";
     let mib = 1024 * 1024;
     let authorize = authorize_url(&db, "app", &[]);

@@ -190,7 +190,7 @@ async fn jwks_server(jwks: Value) -> (u16, Arc<AtomicUsize>) {
 
 async fn assertions_against_a_jwks_uri_verify_with_the_published_key(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let key = ClientKey::ed25519();
     let (port, fetches) = jwks_server(key.jwks()).await;

@@ -130,7 +130,7 @@ async fn setup(backend: Backend) -> Setup {
     let spa = create_client(&db, "spa", &[&["--public"][..], &flow].concat()).await;
     let web = create_client(&db, "web", &flow).await;
     let rs = create_client(&db, "rs", &["--introspect-any-token"]).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let browser = Browser::new();
     let spa_tokens = tokens_for(&server, &db, &browser, &spa).await;
     let web_tokens = tokens_for(&server, &db, &browser, &web).await;

@@ -31,30 +31,32 @@ pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 pub const PASSWORD: &str = "correct-horse-battery-staple-42";
 
-/// Creates user `alice` (email, name) and returns her user id. The breach check points
-/// at a closed loopback port and fails open at once.
+/// Creates user `alice` (email, name) and returns her user id, as `authserver users
+/// create` does but in-process ([`TestDb::commands`]). The breach check points at a
+/// closed loopback port and fails open at once.
 pub async fn create_user(db: &TestDb, username: &str) -> String {
-    let out = db
+    let email = format!("{username}@example.com");
+    let v = db
         .cli()
         .env("GATEHOUSE_PASSWORDS_HIBP_BASE_URL", "http://127.0.0.1:9")
         .env("GATEHOUSE_PASSWORDS_HIBP_TIMEOUT_SECONDS", "1")
-        .args([
-            "users",
-            "create",
-            "--username",
-            username,
-            "--email",
-            &format!("{username}@example.com"),
-            "--email-verified",
-            "--name",
-            "Alice Example",
-            "--password-stdin",
-        ])
-        .stdin(format!("{PASSWORD}\n"))
-        .run()
-        .await;
-    out.assert_success();
-    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        .commands()
+        .await
+        .create_user(
+            &[
+                "--username",
+                username,
+                "--email",
+                &email,
+                "--email-verified",
+                "--name",
+                "Alice Example",
+                "--password-stdin",
+            ],
+            PASSWORD,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("users create {username}: {e:#}"));
     v["user_id"].as_str().unwrap().to_owned()
 }
 
@@ -207,7 +209,7 @@ async fn a_code_is_redeemed_once_for_access_id_and_refresh_tokens(backend: Backe
     let db = TestDb::migrated(backend).await;
     let web = web_client(&db, "web", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let code = plant_code(
         &db,
@@ -282,7 +284,7 @@ async fn a_replayed_code_fails_and_revokes_what_it_issued(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let web = web_client(&db, "web", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let code = plant_code(&db, &Plant::new("web", &alice, "openid offline_access")).await;
     let first = redeem(&server, &web, &code, &[]).await.ok().clone();
     let access = first["access_token"].as_str().unwrap();
@@ -354,7 +356,7 @@ async fn bad_redemptions_are_invalid_grant_and_change_nothing(backend: Backend) 
     let web = web_client(&db, "web", &[]).await;
     let other = web_client(&db, "other", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let code = plant_code(&db, &Plant::new("web", &alice, "openid offline_access")).await;
     let expired = plant_code(
         &db,
@@ -431,7 +433,7 @@ async fn a_public_client_redeems_with_the_oauth2_crate(backend: Backend) {
     )
     .await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let code = plant_code(&db, &Plant::new("spa", &alice, "openid offline_access")).await;
     let client = BasicClient::new(ClientId::new("spa".to_owned()))
@@ -518,7 +520,7 @@ async fn pairwise_subjects_differ_per_sector_and_are_stable(backend: Backend) {
     let a2 = web_client(&db, "a2", &["--subject-type", "pairwise"]).await;
     let public = web_client(&db, "pub", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     // The tenant does not offer pairwise subjects yet: refused.
     let code = plant_code(&db, &Plant::new("a", &alice, "openid")).await;
@@ -532,7 +534,7 @@ async fn pairwise_subjects_differ_per_sector_and_are_stable(backend: Backend) {
          WHERE id = 'main' RETURNING id",
     )
     .await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let code = plant_code(&db, &Plant::new("liar", &alice, "openid")).await;
     let r = redeem(&server, &liar, &code, &[]).await;
     r.assert_error(400, "unauthorized_client");
@@ -593,7 +595,7 @@ async fn pairwise_subjects_survive_encryption_key_rotation(backend: Backend) {
          WHERE id = 'main' RETURNING id",
     )
     .await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let before = pairwise_sub(&db, &server, &a, &alice).await;
     drop(server);
     let new_key = crate::harness::new_encryption_key();
@@ -609,7 +611,7 @@ async fn pairwise_subjects_survive_encryption_key_rotation(backend: Backend) {
         out.stdout.contains("re-encrypted 1 tenant secret(s)"),
         "{out}"
     );
-    let server = with_new.serve(db.port).await;
+    let server = with_new.serve_in_process(db.port).await;
     assert_eq!(pairwise_sub(&db, &server, &a, &alice).await, before);
 }
 
@@ -620,7 +622,7 @@ async fn dpop_bound_codes_and_deleted_users(backend: Backend) {
     let web = web_client(&db, "web", &[]).await;
     let alice = create_user(&db, "alice").await;
     let bob = create_user(&db, "bob").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let key = ClientKey::es256();
     let jkt = key.thumbprint();
     let htu = db.issuer("/token");
@@ -684,7 +686,7 @@ async fn concurrent_redemptions_of_one_code_issue_once(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let web = web_client(&db, "web", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     for _ in 0..3 {
         let code = plant_code(&db, &Plant::new("web", &alice, "openid offline_access")).await;
         let (a, b) = tokio::join!(

@@ -43,7 +43,7 @@ async fn setup(backend: Backend) -> Setup {
     )
     .await;
     let rs = create_client(&db, "rs", &["--introspect-any-token"]).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     Setup {
         db,
         server,

@@ -114,7 +114,7 @@ async fn serve_publishes_only_public_members_with_a_short_cache_lifetime(backend
     let server = db
         .cli()
         .env("GATEHOUSE_KEYS_OVERLAP_WINDOW_SECONDS", "800")
-        .serve(db.port)
+        .serve_in_process(db.port)
         .await;
     let (headers, jwks) = discover_jwks(&server, &db.issuer("")).await;
     assert_one_key_per_algorithm(&jwks);

@@ -33,7 +33,7 @@ async fn with_proofs(server: &Server, creds: &Creds, proofs: &[&str]) -> Reply {
 
 async fn a_valid_proof_binds_the_token_to_the_key_thumbprint(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let htu = format!("{issuer}/token");
     let creds = create_client(&db, "bound", &["--scopes", "read"]).await;
@@ -68,7 +68,7 @@ async fn a_valid_proof_binds_the_token_to_the_key_thumbprint(backend: Backend) {
 #[allow(clippy::too_many_lines)] // one case per check of RFC 9449 §4.3
 async fn bad_proofs_are_refused_and_change_nothing(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let htu = format!("{issuer}/token");
     let creds = create_client(&db, "bound", &[]).await;
@@ -203,7 +203,7 @@ async fn required_nonces_are_handed_out_and_accepted(backend: Backend) {
     let server = db
         .cli()
         .env("GATEHOUSE_DPOP_REQUIRE_NONCE", "true")
-        .serve(db.port)
+        .serve_in_process(db.port)
         .await;
     let htu = format!("{}/token", db.issuer(""));
     let creds = create_client(&db, "bound", &[]).await;

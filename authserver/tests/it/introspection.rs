@@ -31,7 +31,7 @@ async fn only_the_tokens_client_its_audience_and_trusted_resource_servers_may_in
     backend: Backend,
 ) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let app = create_client(&db, "app", &["--audiences", "orders urn:other"]).await;
     let orders = create_client(&db, "orders", &[]).await;
     let intruder = create_client(&db, "intruder", &[]).await;
@@ -74,13 +74,13 @@ async fn two_tenants(backend: Backend) -> (TestDb, Server) {
         "config.yaml",
         &db.tenant_config(&[("main", ""), ("other", "/t/other")]),
     );
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     (db, server)
 }
 
 async fn introspection_describes_an_active_token(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let app = create_client(
         &db,
         "app",
@@ -311,7 +311,7 @@ async fn inactive_tokens_get_active_false_and_nothing_else(backend: Backend) {
 
 async fn revocation_follows_rfc_7009(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let app = create_client(&db, "app", &[]).await;
     let intruder = create_client(&db, "intruder", &[]).await;
     let rs = create_client(&db, "api", &["--introspect-any-token"]).await;

@@ -77,7 +77,7 @@ fn with_settings(db: &TestDb, settings: &str) {
 }
 
 async fn serve(db: &TestDb) -> Server {
-    fast(db.cli()).serve(db.port).await
+    fast(db.cli()).serve_in_process(db.port).await
 }
 
 fn assert_page_headers(p: &Page) {
@@ -586,7 +586,7 @@ async fn templates_dir_overrides_a_page_and_a_broken_template_stops_start_up(bac
     {
         let _server = fast(db.cli())
             .env("GATEHOUSE_UI_TEMPLATES_DIR", &dir_s)
-            .serve(db.port)
+            .serve_in_process(db.port)
             .await;
         let p = Browser::new()
             .get(&format!("{}/logout", db.issuer("")))
@@ -806,7 +806,7 @@ async fn session_data_can_be_encrypted_and_accounts_per_browser_are_limited(back
     let _server = fast(db.cli())
         .env("GATEHOUSE_SESSIONS_ENCRYPT_DATA", "true")
         .env("GATEHOUSE_SESSIONS_MAX_ACCOUNTS", "2")
-        .serve(db.port)
+        .serve_in_process(db.port)
         .await;
     let issuer = db.issuer("");
     let b = Browser::new();
@@ -959,7 +959,7 @@ async fn repeated_failures_lock_the_username_with_the_time_left(backend: Backend
     let _server = fast(db.cli())
         .env("GATEHOUSE_LOGIN_MAX_FAILURES", "3")
         .env("GATEHOUSE_LOGIN_LOCKOUT_SECONDS", "120")
-        .serve(db.port)
+        .serve_in_process(db.port)
         .await;
     let issuer = db.issuer("");
     let b = Browser::new();
@@ -1081,7 +1081,7 @@ async fn a_parallel_burst_of_guesses_is_checked_at_most_max_failures_times(backe
     let _server = fast(db.cli())
         .env("GATEHOUSE_LOGIN_MAX_FAILURES", "3")
         .env("GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP", "1000")
-        .serve(db.port)
+        .serve_in_process(db.port)
         .await;
     let issuer = db.issuer("");
     let failed = |audit: &[String], reason: &str| {

@@ -1,6 +1,12 @@
-//! Integration tests: the real `authserver` binary, run as child processes against real
-//! PostgreSQL and SQLite databases and called over HTTP. One test binary for the crate
-//! (STYLE §7); each module covers one area, most tests run on both backends.
+//! Integration tests against real PostgreSQL and SQLite databases, called over HTTP. One
+//! test binary for the crate (STYLE §7); each module covers one area, most tests run on
+//! both backends. Protocol tests run the server in this process
+//! ([`harness::TestDb::serve_in_process`]: `authserver::testing`, the same settings,
+//! services and router as `serve`); tests of process behaviour (the CLI, start-up,
+//! signals and shutdown, migrations, several instances, LISTEN/NOTIFY, logs, the admin
+//! API) run the real `authserver` binary as a child process ([`harness::TestDb::serve`]).
+//! Fixtures are created through the library ([`harness::TestDb::commands`]), not by
+//! running the CLI, unless the CLI is what a test is about.
 
 // All of this crate is test code, but clippy.toml's allow-*-in-tests only covers
 // `#[test]` functions, not the harness they share.

@@ -115,7 +115,7 @@ async fn while_waiting_for_the_key_the_ops_listener_answers_probes_with_the_reas
 
 async fn metrics_count_requests_by_route_and_status_with_pool_and_key_gauges(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     for _ in 0..2 {
         let r = server
             .get("/.well-known/openid-configuration")
@@ -169,7 +169,7 @@ async fn metrics_prefix_is_configurable(backend: Backend) {
     let server = db
         .cli()
         .env("GATEHOUSE_METRICS_PREFIX", "idp_")
-        .serve(db.port)
+        .serve_in_process(db.port)
         .await;
     server.get("/jwks").await.unwrap();
     let text = server.get_text("/metrics").await;

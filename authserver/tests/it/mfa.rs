@@ -37,20 +37,14 @@ fn cli(db: &TestDb) -> Cli {
         .env("GATEHOUSE_PASSWORDS_HIBP_TIMEOUT_SECONDS", "1")
 }
 
+/// `authserver users create`, in-process ([`TestDb::commands`]).
 async fn create_user(db: &TestDb, username: &str) -> String {
-    let out = cli(db)
-        .args([
-            "users",
-            "create",
-            "--username",
-            username,
-            "--password-stdin",
-        ])
-        .stdin(format!("{PASSWORD}\n"))
-        .run()
-        .await;
-    out.assert_success();
-    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let v: Value = cli(db)
+        .commands()
+        .await
+        .create_user(&["--username", username, "--password-stdin"], PASSWORD)
+        .await
+        .unwrap_or_else(|e| panic!("users create {username}: {e:#}"));
     v["user_id"].as_str().unwrap().to_owned()
 }
 

@@ -141,7 +141,7 @@ fn redirect_uri(db: &TestDb) -> String {
 
 async fn setup(backend: Backend) -> (TestDb, Server) {
     let db = TestDb::migrated(backend).await;
-    let server = fast(db.cli()).serve(db.port).await;
+    let server = fast(db.cli()).serve_in_process(db.port).await;
     create_user(&db, "alice", PASSWORD).await;
     db.cli()
         .args([

@@ -55,7 +55,7 @@ async fn stored(db: &TestDb) -> i64 {
 
 async fn a_pushed_request_returns_a_single_use_request_uri(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let creds = web_client(&db).await;
 
     let r = push(&server, &creds, &good_params()).await;
@@ -89,7 +89,7 @@ async fn a_pushed_request_returns_a_single_use_request_uri(backend: Backend) {
 
 async fn bad_pushed_requests_are_refused_and_store_nothing(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let creds = web_client(&db).await;
 
     // No client authentication.
@@ -144,7 +144,7 @@ async fn bad_pushed_requests_are_refused_and_store_nothing(backend: Backend) {
 
 async fn a_dpop_proof_at_par_binds_the_request_to_the_key(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let creds = web_client(&db).await;
     let key = ClientKey::es256();
     let htu = format!("{}/par", db.issuer(""));

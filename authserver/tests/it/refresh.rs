@@ -50,7 +50,7 @@ async fn refresh_tokens_rotate_and_keep_the_identity(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let web = web_client(&db, "web", &["--refresh-token-lifetime", "3600"]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let first = tokens(&db, &server, &web, &alice, "openid profile offline_access").await;
     let first_id = verify_id_token(
@@ -131,7 +131,7 @@ async fn refresh_tokens_rotate_and_keep_the_identity(backend: Backend) {
     // A client set to refresh without offline_access gets a refresh token anyway.
     let always = web_client(&db, "always", &["--refresh-without-offline-access"]).await;
     drop(server);
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let t = tokens(&db, &server, &always, &alice, "openid").await;
     assert!(t.get("refresh_token").is_some(), "{t}");
     let t = tokens(&db, &server, &web, &alice, "openid").await;
@@ -142,7 +142,7 @@ async fn a_reused_refresh_token_revokes_the_family(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let web = web_client(&db, "web", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let first = tokens(&db, &server, &web, &alice, "openid offline_access").await;
     let second = refresh(&server, &web, &s(&first, "refresh_token"), &[])
         .await
@@ -201,7 +201,7 @@ async fn scope_and_client_checks_change_nothing(backend: Backend) {
     let other = web_client(&db, "other", &[]).await;
     let machine = create_client(&db, "machine", &["--scopes", "read"]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let t = tokens(&db, &server, &web, &alice, "openid offline_access").await;
     let token = s(&t, "refresh_token");
     let before = state(&db).await;
@@ -248,7 +248,7 @@ async fn public_clients_get_dpop_bound_refresh_tokens(backend: Backend) {
     )
     .await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let htu = db.issuer("/token");
     let key = ClientKey::es256();
     let proof = || key.dpop_proof("POST", &htu, &json!({}), &json!({}));
@@ -312,7 +312,7 @@ async fn revoking_a_refresh_token_revokes_its_grant(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let web = web_client(&db, "web", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let t = tokens(&db, &server, &web, &alice, "openid offline_access").await;
     let second = refresh(&server, &web, &s(&t, "refresh_token"), &[])
         .await
@@ -344,7 +344,7 @@ async fn concurrent_uses_of_one_refresh_token_are_reuse(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let web = web_client(&db, "web", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     for _ in 0..3 {
         let t = tokens(&db, &server, &web, &alice, "openid offline_access").await;
         let token = s(&t, "refresh_token");

@@ -22,7 +22,7 @@ async fn tenants_sharing_a_host_are_routed_by_path_prefix(backend: Backend) {
     let server = db
         .cli()
         .args(["--config", &config.display().to_string()])
-        .serve(db.port)
+        .serve_in_process(db.port)
         .await;
 
     let mut kids = Vec::new();
@@ -83,7 +83,7 @@ async fn security_headers_are_on_every_response(backend: Backend) {
     let server: Server = db
         .cli()
         .args(["--config", &config.display().to_string()])
-        .serve(db.port)
+        .serve_in_process(db.port)
         .await;
 
     for (path, status) in [

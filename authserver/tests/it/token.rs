@@ -57,7 +57,7 @@ async fn oauth2_token(
 
 async fn an_oauth2_client_gets_tokens_that_verify_against_the_jwks(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let allowed = [
         "--scopes",

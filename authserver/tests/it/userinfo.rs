@@ -42,7 +42,7 @@ async fn userinfo_returns_the_claims_of_the_scopes(backend: Backend) {
     let db = TestDb::migrated(backend).await;
     let web = web_client(&db, "web", &[]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let code = plant_code(&db, &Plant::new("web", &alice, "openid profile email")).await;
     let t = redeem(&server, &web, &code, &[]).await.ok().clone();
@@ -89,7 +89,7 @@ async fn userinfo_rejects_bad_tokens_with_challenges(backend: Backend) {
     let web = web_client(&db, "web", &[]).await;
     let machine = create_client(&db, "machine", &["--scopes", "openid"]).await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
 
     let r = get_userinfo(&server, None, None).await;
     assert_eq!(r.status, 401);
@@ -164,7 +164,7 @@ async fn userinfo_with_dpop_bound_tokens(backend: Backend) {
     )
     .await;
     let alice = create_user(&db, "alice").await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let key = ClientKey::es256();
     let code = plant_code(&db, &Plant::new("spa", &alice, "openid email")).await;
     let proof = key.dpop_proof("POST", &db.issuer("/token"), &json!({}), &json!({}));
@@ -222,7 +222,7 @@ async fn cors_preflight_and_actual_requests(backend: Backend) {
         &["--allowed-cors-origin", "https://spa.example.com"],
     )
     .await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let preflight = |origin: &'static str, path: &'static str| {
         send(
             server
@@ -297,7 +297,7 @@ async fn cors_preflight_and_actual_requests(backend: Backend) {
 
 async fn discovery_advertises_the_end_user_endpoints(backend: Backend) {
     let db = TestDb::migrated(backend).await;
-    let server = db.serve().await;
+    let server = db.serve_in_process().await;
     let issuer = db.issuer("");
     let (_, _, doc) = server.get_json("/.well-known/openid-configuration").await;
     let at = |p: &str| Value::String(format!("{issuer}{p}"));

@@ -1,9 +1,9 @@
 //! The operator's admin client ([`GrpcAdmin`]) against a real `authserver serve` whose
 //! admin API is on TLS: the server is verified against the CA bundle
 //! (`--admin-ca-file`), a bundle of another CA fails, a bundle replaced on disk is
-//! picked up while running, and the bearer token is still required. Certificates: `testing/tls/` (see its `generate.sh`).
+//! picked up while running, and the bearer token is still required. Certificates: `testing/tls/` (see its `generate.sh`), found through `testkit::tls`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use operator::admin_client::{AdminApi as _, AdminErrorKind, GrpcAdmin};
 use secrecy::SecretString;
@@ -11,9 +11,7 @@ use secrecy::SecretString;
 use crate::authserver::AuthServer;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testing/tls")
-        .join(name)
+    testkit::tls::dir().join(name)
 }
 
 #[tokio::test]

@@ -214,20 +214,15 @@ impl Browser {
     }
 }
 
-/// Creates user `username` with `password` (breach check off: no network in tests).
+/// Creates user `username` with `password` (breach check off: no network in tests), as
+/// `authserver users create` does but in-process ([`TestDb::commands`]).
 pub async fn create_user(db: &TestDb, username: &str, password: &str) {
     user_cli(db)
-        .args([
-            "users",
-            "create",
-            "--username",
-            username,
-            "--password-stdin",
-        ])
-        .stdin(format!("{password}\n"))
-        .run()
+        .commands()
         .await
-        .assert_success();
+        .create_user(&["--username", username, "--password-stdin"], password)
+        .await
+        .unwrap_or_else(|e| panic!("users create {username}: {e:#}"));
 }
 
 /// `db.cli()` with cheap Argon2 parameters and the breach check failing open at once.

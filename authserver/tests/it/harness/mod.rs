@@ -2,8 +2,9 @@
 //!
 //! - [`TestDb`]: a fresh database per test with its own random `ENCRYPTION_KEY`, a scratch
 //!   directory and a config file declaring tenant `main`. PostgreSQL databases are created
-//!   on the server `DATABASE_URL` names, or on an ephemeral cluster the harness starts
-//!   itself (see [`postgres`]); SQLite databases are files in the scratch directory.
+//!   on the server `DATABASE_URL` names, or on an ephemeral cluster the test kit starts
+//!   itself (see [`testkit::postgres`]); SQLite databases are files in the scratch
+//!   directory.
 //! - [`Cli`]: one `authserver` invocation with a clean environment; [`Cli::run`] captures
 //!   its output, [`Cli::serve`] starts `serve` and waits until it is ready.
 //! - [`Server`]: a running `serve`, killed on drop; its logs are kept in files.
@@ -12,12 +13,10 @@ pub mod admin;
 pub mod browser;
 pub mod jose;
 pub mod oauth;
-pub mod postgres;
 mod process;
 pub mod proxy;
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::PathBuf;
 
 use sqlx::Connection as _;
@@ -51,17 +50,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
-/// `n` random bytes as lowercase hex, from the kernel.
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("/dev/urandom is readable");
-    bytes.iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
-}
+pub use testkit::random_hex;
 
 /// A fresh 64-hex-character ENCRYPTION_KEY.
 pub fn new_encryption_key() -> String {
@@ -77,7 +66,7 @@ pub struct TestDb {
     /// Port reserved for this database's primary server; tenant `main`'s issuer uses it.
     pub port: u16,
     dir: tempfile::TempDir,
-    _pg: Option<postgres::Database>,
+    _pg: Option<testkit::postgres::Database>,
 }
 
 impl TestDb {
@@ -88,8 +77,8 @@ impl TestDb {
             .expect("create scratch dir");
         let (url, pg) = match backend {
             Backend::Postgres => {
-                let db = postgres::Database::for_test().await;
-                (db.url.clone(), Some(db))
+                let db = testkit::postgres::Database::create("gh").await;
+                (db.url().to_owned(), Some(db))
             }
             Backend::Sqlite => (
                 format!("sqlite://{}", dir.path().join("authserver.db").display()),
@@ -109,10 +98,21 @@ impl TestDb {
         db
     }
 
-    /// A fresh database with the schema applied.
+    /// A fresh database with the schema applied, through the library (as
+    /// `authserver migrate` does; the tests of that command run it themselves).
     pub async fn migrated(backend: Backend) -> Self {
         let db = Self::new(backend).await;
-        db.cli().args(["migrate"]).run().await.assert_success();
+        let store = authserver::store::Store::connect(&authserver::config::DatabaseSettings {
+            url: secrecy::SecretString::from(db.url.clone()),
+            max_connections: 2,
+            connect_timeout_seconds: 5,
+            startup_timeout_seconds: 10,
+            acquire_timeout_ms: authserver::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
+        })
+        .await
+        .expect("connect to the test database");
+        store.migrate().await.expect("migrate the test database");
+        store.close().await;
         db
     }
 
@@ -167,6 +167,16 @@ impl TestDb {
     /// Starts `serve` on the primary port and waits until it is ready.
     pub async fn serve(&self) -> Server {
         self.cli().serve(self.port).await
+    }
+
+    /// The same server in this test process ([`Cli::serve_in_process`]).
+    pub async fn serve_in_process(&self) -> Server {
+        self.cli().serve_in_process(self.port).await
+    }
+
+    /// The CLI's commands in-process on this database ([`Cli::commands`]).
+    pub async fn commands(&self) -> authserver::testing::Commands {
+        self.cli().commands().await
     }
 
     /// Whether the database exists at all and has `table`.

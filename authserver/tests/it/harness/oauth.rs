@@ -141,18 +141,19 @@ pub fn basic(id: &str, secret: &str) -> String {
     )
 }
 
-/// `authserver clients create --id ID ARGS…`; panics unless it succeeds.
+/// `authserver clients create --id ID ARGS…`, run in-process through the library
+/// ([`TestDb::commands`]: the same flags and services, no child process); panics unless
+/// it succeeds.
 pub async fn create_client(db: &TestDb, id: &str, args: &[&str]) -> Creds {
-    let out = db
-        .cli()
-        .args(["clients", "create", "--id", id])
-        .args(args.iter().copied())
-        .run()
-        .await;
-    out.assert_success();
-    let v: Value = serde_json::from_str(out.stdout.trim())
-        .unwrap_or_else(|e| panic!("create printed no JSON ({e}): {out}"));
-    assert_eq!(v["client_id"], id, "{out}");
+    let mut all = vec!["--id", id];
+    all.extend_from_slice(args);
+    let v = db
+        .commands()
+        .await
+        .create_client(&all)
+        .await
+        .unwrap_or_else(|e| panic!("clients create --id {id} {args:?}: {e:#}"));
+    assert_eq!(v["client_id"], id, "{v}");
     Creds {
         id: id.to_owned(),
         secret: v["client_secret"].as_str().map(str::to_owned),

@@ -1,202 +1,81 @@
-//! The `authserver` binary as a child process: one-shot commands and running servers.
+//! The `authserver` binary as a child process (on the test kit's [`testkit::process`]):
+//! one-shot commands and running servers.
 
-use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use authserver::clock::SystemClock;
+use authserver::testing::{Commands, Listening, TestApp};
+
+pub use testkit::process::Output;
+pub use testkit::{POLL, free_port};
+
 const BIN: &str = env!("CARGO_BIN_EXE_authserver");
-
-/// How long a one-shot command may take before the test fails.
-const COMMAND_TIMEOUT: Duration = Duration::from_mins(2);
-/// How long a server may take to become healthy or ready.
-const START_TIMEOUT: Duration = Duration::from_mins(1);
-/// Poll interval while waiting on a condition.
-pub const POLL: Duration = Duration::from_millis(20);
-
-/// A loopback port nobody in this process has been given before.
-pub fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind an ephemeral port")
-            .port();
-        if GIVEN.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
 
 /// One `authserver` invocation. The environment starts empty (only `PATH`), so nothing
 /// from the test process (its own `DATABASE_URL`, `RUST_LOG`, …) leaks in.
-#[derive(Debug, Clone, Default)]
-pub struct Cli {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    stdin: Option<String>,
-}
+#[derive(Debug, Clone)]
+pub struct Cli(testkit::process::Command);
 
-/// What a finished command printed and how it exited.
-#[derive(Debug)]
-pub struct Output {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Output {
-    pub fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    /// Panics with the whole output unless the command exited 0.
-    #[track_caller]
-    pub fn assert_success(&self) -> &Self {
-        assert!(self.status.success(), "command failed: {self}");
-        self
-    }
-
-    /// Panics unless the command exited with `code`.
-    #[track_caller]
-    pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code(), Some(code), "unexpected exit: {self}");
-        self
-    }
-
-    /// Panics unless stderr contains `text` (and never a panic message).
-    #[track_caller]
-    pub fn assert_stderr_contains(&self, text: &str) -> &Self {
-        assert!(self.stderr.contains(text), "stderr lacks {text:?}: {self}");
-        assert!(
-            !self.stderr.contains("panicked"),
-            "the binary panicked: {self}"
-        );
-        self
-    }
-}
-
-impl std::fmt::Display for Output {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
+impl Default for Cli {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl Cli {
     pub fn new() -> Self {
-        Self::default().env("PATH", std::env::var("PATH").unwrap_or_default())
+        Self(testkit::process::Command::new(PathBuf::from(BIN)))
     }
 
-    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.to_owned(), value.into()));
-        self
+    pub fn env(self, key: &str, value: impl Into<String>) -> Self {
+        Self(self.0.env(key, value))
     }
 
-    pub fn env_remove(mut self, key: &str) -> Self {
-        self.env.retain(|(k, _)| k != key);
-        self
+    pub fn env_remove(self, key: &str) -> Self {
+        Self(self.0.env_remove(key))
     }
 
     /// Feeds `text` to the command's stdin (otherwise stdin is empty).
-    pub fn stdin(mut self, text: impl Into<String>) -> Self {
-        self.stdin = Some(text.into());
-        self
+    pub fn stdin(self, text: impl Into<String>) -> Self {
+        Self(self.0.stdin(text))
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Self
+    pub fn args<I, S>(self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
-    fn command(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
+        Self(self.0.args(args))
     }
 
     /// Runs to completion and captures the output.
     pub async fn run(&self) -> Output {
-        let out = if let Some(text) = self.stdin.clone() {
-            // tokio's pipe writers need `io-util`, which the crate does not otherwise use:
-            // feed stdin from a blocking thread instead.
-            let mut cmd = std::process::Command::new(BIN);
-            cmd.args(&self.args)
-                .env_clear()
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let run = tokio::task::spawn_blocking(move || {
-                use std::io::Write as _;
-                let mut child = cmd.spawn()?;
-                if let Some(mut pipe) = child.stdin.take() {
-                    pipe.write_all(text.as_bytes())?;
-                }
-                child.wait_with_output()
-            });
-            tokio::time::timeout(COMMAND_TIMEOUT, run)
-                .await
-                .unwrap_or_else(|_| panic!("authserver {:?} did not finish in time", self.args))
-                .expect("join the command thread")
-                .expect("spawn authserver")
-        } else {
-            tokio::time::timeout(COMMAND_TIMEOUT, self.command().output())
-                .await
-                .unwrap_or_else(|_| panic!("authserver {:?} did not finish in time", self.args))
-                .expect("spawn authserver")
-        };
-        Output {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.0.run().await
     }
 
     /// Starts `serve --listen 127.0.0.1:{port}` and waits until `/healthz` answers.
     pub async fn spawn(&self, port: u16) -> Server {
-        let logs = tempfile::Builder::new()
-            .prefix("gatehouse-it-log-")
-            .tempdir()
-            .expect("create log dir");
-        let stdout = logs.path().join("stdout.log");
-        let stderr = logs.path().join("stderr.log");
-        let child = self
-            .command()
+        let process = self
+            .0
+            .clone()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("spawn authserver serve");
+            .spawn("gatehouse-it");
         let mut server = Server {
-            child,
+            runner: Runner::Process(Box::new(process)),
             port,
             host: format!("127.0.0.1:{port}"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap(),
-            stdout,
-            stderr,
-            _logs: logs,
         };
         server.wait_for("/healthz").await;
         server
@@ -208,20 +87,91 @@ impl Cli {
         server.wait_ready().await;
         server
     }
+
+    /// The settings `authserver` would run with from this command's flags and
+    /// environment (`GATEHOUSE_CONFIG`, `DATABASE_URL`, `GATEHOUSE_…`), on `listen`.
+    pub fn settings(&self, listen: Option<String>) -> authserver::config::Settings {
+        let mut args = self.0.arguments().to_vec();
+        if let Some(listen) = listen {
+            args.extend(["--listen".to_owned(), listen]);
+        }
+        let env = |name: &str| {
+            self.0
+                .get_env(name)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        authserver::testing::settings_from(&args, &env)
+            .unwrap_or_else(|e| panic!("the test's configuration is invalid: {e:#}"))
+    }
+
+    /// What `serve` on `port` answers, in this test process: the same settings, the
+    /// services and router `serve` builds, on the system clock, over loopback — for
+    /// protocol tests that need no process of their own (start-up, signals, logs).
+    pub async fn serve_in_process(&self, port: u16) -> Server {
+        let settings = self.settings(Some(format!("127.0.0.1:{port}")));
+        let app = TestApp::open(settings, Arc::new(SystemClock))
+            .await
+            .unwrap_or_else(|e| panic!("the in-process server does not start: {e:#}"));
+        let listening = app.listen(([127, 0, 0, 1], port).into()).await;
+        Server {
+            runner: Runner::InProcess {
+                listening,
+                app: Box::new(app),
+            },
+            port,
+            host: format!("127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// The CLI's commands in-process ([`authserver::testing::Commands`]) with this
+    /// command's settings: fixtures without a child process.
+    pub async fn commands(&self) -> Commands {
+        Commands::open(self.settings(None))
+            .await
+            .unwrap_or_else(|e| panic!("cannot open the database for a command: {e:#}"))
+    }
 }
+
+/// What runs a [`Server`].
+enum Runner {
+    /// `authserver serve`, a child process.
+    Process(Box<testkit::process::Process>),
+    /// The app in this test process, held for its Drop (field order is drop order:
+    /// stop serving first).
+    InProcess {
+        #[allow(dead_code)]
+        listening: Listening,
+        #[allow(dead_code)]
+        app: Box<TestApp>,
+    },
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Process(p) => p.fmt(f),
+            Self::InProcess { .. } => f.write_str("in-process"),
+        }
+    }
+}
+
+const NOT_A_PROCESS: &str =
+    "an in-process server has no process (pid, logs, signals): use serve(), not serve_in_process()";
 
 /// A running `authserver serve`, killed when dropped.
 #[derive(Debug)]
 pub struct Server {
-    child: tokio::process::Child,
+    runner: Runner,
     pub port: u16,
     /// Host header sent with every request; the issuer's authority, so another
     /// instance behind "the same hostname" can be addressed (see [`Server::with_host`]).
     host: String,
     http: reqwest::Client,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    _logs: tempfile::TempDir,
 }
 
 impl Server {
@@ -231,37 +181,35 @@ impl Server {
         self
     }
 
+    fn process(&self) -> &testkit::process::Process {
+        match &self.runner {
+            Runner::Process(p) => p,
+            Runner::InProcess { .. } => panic!("{NOT_A_PROCESS}"),
+        }
+    }
+
+    fn into_process(self) -> testkit::process::Process {
+        match self.runner {
+            Runner::Process(p) => *p,
+            Runner::InProcess { .. } => panic!("{NOT_A_PROCESS}"),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.id().expect("server is running")
+        self.process().pid()
     }
 
     /// Everything the server logged so far (stdout then stderr).
     pub fn logs(&self) -> String {
-        let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        format!("{}{}", read(&self.stdout), read(&self.stderr))
+        self.process().logs()
     }
 
-    /// Polls `path` until it answers 200; fails early if the process exits.
+    /// Polls `path` until it answers 200; fails early if the process exits. An
+    /// in-process server is ready once it listens.
     async fn wait_for(&mut self, path: &str) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "authserver serve exited ({status}) before {path} answered:\n{}",
-                    self.logs()
-                );
-            }
-            if let Ok(r) = self.get(path).await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path} did not answer 200 within {START_TIMEOUT:?}:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(POLL).await;
+        let url = self.url(path);
+        if let Runner::Process(p) = &mut self.runner {
+            p.wait_http_ok(&url, Some(&self.host)).await;
         }
     }
 
@@ -363,34 +311,17 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.
     pub async fn terminate(self) -> (ExitStatus, Duration, String) {
-        let started = Instant::now();
-        self.sigterm();
-        let (status, logs) = self.wait_exit().await;
-        (status, started.elapsed(), logs)
+        self.into_process().terminate().await
     }
 
     /// Sends SIGTERM without waiting for anything.
     pub fn sigterm(&self) {
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        self.process().sigterm();
     }
 
     /// Waits (bounded) for the process to exit, e.g. after [`Server::sigterm`]; returns
     /// its exit status and everything it logged.
-    pub async fn wait_exit(mut self) -> (ExitStatus, String) {
-        let status = tokio::time::timeout(Duration::from_mins(1), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("server did not exit:\n{}", self.logs()))
-            .unwrap();
-        (status, self.logs())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
+    pub async fn wait_exit(self) -> (ExitStatus, String) {
+        self.into_process().wait_exit().await
     }
 }

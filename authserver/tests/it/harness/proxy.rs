@@ -228,7 +228,7 @@ mod tests {
     use sqlx::Connection as _;
 
     use super::*;
-    use crate::harness::postgres::admin_url;
+    use testkit::postgres::admin_url;
 
     async fn query(url: &str) -> Result<i32, sqlx::Error> {
         let mut c = sqlx::PgConnection::connect(url).await?;
@@ -239,7 +239,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn proxy_behaves_as_documented() {
-        let admin = admin_url();
+        let admin = admin_url().unwrap_or_else(|e| panic!("{e}"));
         let mut proxy = Proxy::start(&admin).await;
         let url = proxy.url(&admin);
         assert_eq!(query(&url).await.unwrap(), 1);

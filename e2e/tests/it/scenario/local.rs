@@ -20,13 +20,9 @@
 //! sources or one built from another checkout with other sources (the target directory
 //! may be shared) fails the scenario with that command in the message.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::Read as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
@@ -39,7 +35,7 @@ use kube::api::{
     PatchParams, PostParams,
 };
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use super::postgres::Database;
 use super::{Deadline, Gatehouse, MANAGER, Names};
@@ -55,87 +51,17 @@ const RELEASE: &str = "gatehouse";
 /// How long a process may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `n` random bytes as hex.
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("/dev/urandom is readable");
-    bytes.iter().fold(String::new(), |mut hex, b| {
-        use std::fmt::Write as _;
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
-}
+pub use testkit::free_port;
 
-/// A loopback port nobody in this process has been given before.
-pub fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind an ephemeral port")
-            .port();
-        if GIVEN.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
-
-/// `$CARGO_TARGET_DIR/debug`: this test binary is `…/debug/deps/it-<hash>`.
+/// `$CARGO_TARGET_DIR/debug`: where the workspace's binaries are.
 pub fn target_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("no current_exe")?;
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .context("the test binary is not under target/<profile>/deps")
+    testkit::process::target_dir().map_err(anyhow::Error::msg)
 }
 
-/// The debug build of workspace binary `name` (package directory `package`), which must
-/// be newer than every source file of that package in this checkout.
-///
-/// Cargo's uplifted dep-info next to a binary is not a reliable record of which checkout
-/// built it (it is not rewritten on every relink when several checkouts share a target
-/// directory), so freshness is judged by modification times: `cargo test --workspace`
-/// builds the binaries before running this test, and a stale binary — sources edited
-/// after it was built, e.g. when running `cargo test -p e2e` alone — is refused with
-/// the command that fixes it.
-pub fn binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
-    const BUILD: &str = "cargo build -p operator -p authserver";
-    let path = target_dir()?.join(name);
-    let built = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "{} is missing: run `{BUILD}` before `cargo test -p e2e` \
-                 (`cargo test --workspace` builds it)",
-                path.display()
-            )
-        })?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the e2e crate is in the workspace")?;
-    let mut pending = vec![root.join(package).join("src")];
-    while let Some(dir) = pending.pop() {
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
-        {
-            let entry = entry?;
-            let p = entry.path();
-            if entry.file_type()?.is_dir() {
-                pending.push(p);
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                let modified = entry.metadata()?.modified()?;
-                ensure!(
-                    modified <= built,
-                    "{} is older than {}: run `{BUILD}`",
-                    path.display(),
-                    p.display()
-                );
-            }
-        }
-    }
-    Ok(path)
+/// The debug build of workspace binary `name` (package directory `package`), refused when
+/// older than that package's sources ([`testkit::process::workspace_binary`]).
+fn binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    testkit::process::workspace_binary(name, package).map_err(anyhow::Error::msg)
 }
 
 pub fn authserver_binary() -> anyhow::Result<PathBuf> {
@@ -146,40 +72,23 @@ pub fn operator_binary() -> anyhow::Result<PathBuf> {
     binary("gatehouse-operator", "operator")
 }
 
-/// A child process whose stdout and stderr go to one log file; killed on drop.
-pub struct Process {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
+/// A child process (the test kit's), failing the run with its log when it died.
+pub struct Process(testkit::process::Process);
 
 impl Process {
-    fn spawn(name: &str, mut command: Command, logs: &Path) -> anyhow::Result<Self> {
-        let log = logs.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("failed to start {name}"))?;
-        Ok(Self {
-            name: name.to_owned(),
-            child,
-            log,
-        })
+    fn spawn(name: &str, command: &testkit::process::Command) -> Self {
+        Self(command.spawn(name))
     }
 
     /// Everything it printed so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.logs()
     }
 
     /// Fails (with the log) if the process has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited ({status}):\n{}", self.name, self.log());
+        if let Some(status) = self.0.exited() {
+            bail!("{} exited ({status}):\n{}", self.0.name(), self.log());
         }
         Ok(())
     }
@@ -345,14 +254,14 @@ fn spawn_operator(
     admin_addr: &str,
     token_file: &Path,
     names: &Names,
-    logs: &Path,
-) -> anyhow::Result<Process> {
-    let mut c = Command::new(binary);
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", kubeconfig)
+) -> Process {
+    let mut c = testkit::process::Command::new(binary)
+        .env("KUBECONFIG", kubeconfig.display().to_string())
         .env("GATEHOUSE_ADMIN_ADDR", admin_addr)
-        .env("GATEHOUSE_ADMIN_TOKEN_FILE", token_file)
+        .env(
+            "GATEHOUSE_ADMIN_TOKEN_FILE",
+            token_file.display().to_string(),
+        )
         .env("GATEHOUSE_AUTHSERVER_IMAGE", AUTHSERVER_IMAGE)
         .env("POD_NAMESPACE", NAMESPACE)
         .env("POD_NAME", "gatehouse-operator-e2e")
@@ -363,10 +272,11 @@ fn spawn_operator(
         .env("RUST_LOG", "info");
     if let Some(instance) = &names.instance {
         // As the chart's Deployment passes operator.watchNamespaces and .instance.
-        c.env("GATEHOUSE_WATCH_NAMESPACES", &names.namespace)
-            .env("GATEHOUSE_INSTANCE", instance);
+        c = c
+            .env("GATEHOUSE_WATCH_NAMESPACES", names.namespace.clone())
+            .env("GATEHOUSE_INSTANCE", instance.clone());
     }
-    Process::spawn("gatehouse-operator", c, logs)
+    Process::spawn("gatehouse-operator", &c)
 }
 
 impl Local {
@@ -374,7 +284,7 @@ impl Local {
     pub async fn start(fake: &FakeApiServer, names: &Names) -> anyhow::Result<(Self, Gatehouse)> {
         let authserver = authserver_binary()?;
         let operator = operator_binary()?;
-        let database = tokio::task::spawn_blocking(Database::create).await??;
+        let database = Database::create().await;
         let logs = tempfile::Builder::new()
             .prefix("gatehouse-e2e-")
             .tempdir()?;
@@ -388,16 +298,20 @@ impl Local {
         let mut replicas = Vec::new();
         for name in ["authserver-a", "authserver-b"] {
             let (http, admin) = (free_port(), free_port());
-            let mut c = Command::new(&authserver);
-            c.args(["--listen", &format!("127.0.0.1:{http}"), "serve"])
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("DATABASE_URL", &database.url)
-                .env("GATEHOUSE_ENCRYPTION_KEY_FILE", &key_file)
-                .env("GATEHOUSE_ADMIN_TOKEN_FILE", &token_file)
+            let c = testkit::process::Command::new(&authserver)
+                .args(["--listen", &format!("127.0.0.1:{http}"), "serve"])
+                .env("DATABASE_URL", database.url())
+                .env(
+                    "GATEHOUSE_ENCRYPTION_KEY_FILE",
+                    key_file.display().to_string(),
+                )
+                .env(
+                    "GATEHOUSE_ADMIN_TOKEN_FILE",
+                    token_file.display().to_string(),
+                )
                 .env("GATEHOUSE_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
                 .env("RUST_LOG", "info");
-            replicas.push(Process::spawn(name, c, logs.path())?);
+            replicas.push(Process::spawn(name, &c));
             ports.push((http, admin));
         }
         let [a, b]: [Process; 2] = replicas.try_into().ok().expect("two replicas");
@@ -428,7 +342,7 @@ impl Local {
         // withheld until step 2 has seen the migration wait for it.
         let database_secret: Secret = serde_json::from_value(json!({
             "metadata": {"name": "gatehouse-database", "namespace": NAMESPACE},
-            "stringData": {"DATABASE_URL": database.url.as_str()},
+            "stringData": {"DATABASE_URL": database.url()},
         }))?;
         let mut gatehouse = gatehouse;
         gatehouse.withheld_database_secret = Some(database_secret);
@@ -441,8 +355,7 @@ impl Local {
             &format!("http://127.0.0.1:{}", ports[0].1),
             &token_file,
             names,
-            logs.path(),
-        )?;
+        );
         // The replicas stay unready, saying why, until the key Secret exists.
         let reason = gatehouse.replicas[0].get_json("/readyz").await?;
         ensure!(
@@ -569,11 +482,17 @@ impl Local {
 
     /// The processes' logs, for a failure message.
     pub fn logs(&self) -> String {
-        let mut out = format!("logs in {}\n", self.logs.path().display());
+        let mut out = format!("secrets in {}\n", self.logs.path().display());
         for p in std::iter::once(&self.operator).chain(&self.replicas) {
             let log = p.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            let _ = writeln!(out, "--- {} (last {} lines) ---", p.name, tail.len());
+            let _ = writeln!(
+                out,
+                "--- {} (last {} lines, in {}) ---",
+                p.0.name(),
+                tail.len(),
+                p.0.log_dir().display()
+            );
             for line in tail.iter().rev() {
                 out.push_str(line);
                 out.push('\n');

@@ -1,6 +1,4 @@
-//! An ephemeral PostgreSQL cluster for tests, shared by the authserver integration
-//! tests and the e2e scenario (each includes this file with `#[path]`; it is not a crate,
-//! so neither links the other).
+//! PostgreSQL for tests: the admin connection and one database per test.
 //!
 //! [`admin_url`] is `DATABASE_URL` when set; otherwise the first call starts one cluster
 //! for the whole test process: `initdb` + `pg_ctl` from the PATH or
@@ -10,12 +8,17 @@
 //! own process group so Ctrl-C does not reach it) stops the cluster with
 //! `pg_ctl stop -m immediate` and deletes its directory once the test process is gone,
 //! however it ended.
+//!
+//! [`Database::create`] runs `CREATE DATABASE <prefix>_<random>` on the admin server (the
+//! role needs CREATEDB); the database is dropped (best effort) with the value.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+use sqlx::{Connection as _, Executor as _};
 
 /// The admin connection URL: `DATABASE_URL`, or the ephemeral cluster's.
 pub fn admin_url() -> Result<String, String> {
@@ -31,13 +34,99 @@ pub fn admin_url() -> Result<String, String> {
         .map_err(|e| format!("DATABASE_URL is unset and no ephemeral PostgreSQL: {e}"))
 }
 
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
+/// A database created for one test.
+#[derive(Debug)]
+pub struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
 }
 
+impl Database {
+    /// `CREATE DATABASE {prefix}_{random}` on [`admin_url`]; panics with the reason when
+    /// there is no server or the role may not create databases.
+    pub async fn create(prefix: &str) -> Self {
+        let admin_url = admin_url().unwrap_or_else(|e| panic!("{e}"));
+        let name = format!("{prefix}_{}", crate::random_hex(8));
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the admin database {admin_url}: {e}"));
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed (needs CREATEDB): {e}"));
+        let _ = admin.close().await;
+        let mut url = url::Url::parse(&admin_url).expect("the admin URL parses");
+        url.set_path(&format!("/{name}"));
+        Self {
+            admin_url,
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    /// The new database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block on a future: use a
+        // thread with its own small runtime. `WITH (FORCE)` ends open connections; a
+        // failure only leaves a stray database behind.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// `psql -Atq -c sql` on `url` (the client from the PATH, else from the PostgreSQL bin
+/// directory): stdout trimmed, or psql's error. For checks that want psql's text form of
+/// any row (columns joined with `|`, rows with newlines).
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("psql").is_file()));
+    let program = if on_path {
+        PathBuf::from("psql")
+    } else {
+        pg_bin_dir().map_or_else(|_| PathBuf::from("psql"), |d| d.join("psql"))
+    };
+    let out = Command::new(program)
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atq", "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run psql (install the PostgreSQL client): {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
 /// Directory holding `initdb` and `pg_ctl`: the PATH first, else the newest
 /// `/usr/lib/postgresql/<version>/bin`.
 pub fn pg_bin_dir() -> Result<PathBuf, String> {
@@ -132,7 +221,7 @@ fn start_ephemeral_cluster() -> Result<String, String> {
             .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]),
         "initdb",
     )?;
-    let port = free_port()?;
+    let port = crate::free_port();
     let options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
          -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
