@@ -435,26 +435,43 @@ impl SessionService {
         sid: &str,
         origin: &Origin,
     ) -> Result<bool> {
-        if let Some(s) = self.store.get_session(&tenant.id, sid).await?
-            && self.store.delete_session(&tenant.id, sid).await?
-        {
+        use crate::store::sessions;
+        let now = self.clock.now();
+        let ending = self.store.get_session(&tenant.id, sid).await?;
+        // One unit of work: the account ends, expired accounts go, and the browser
+        // either names its next account or goes too; a failure keeps the browser as it
+        // was, never half signed out.
+        let mut unit = self.store.begin().await?;
+        let ended = sessions::delete(unit.conn(), &tenant.id, sid).await?;
+        let mut remaining = Vec::new();
+        for s in sessions::browser_accounts(unit.conn(), &tenant.id, &b.row.id_hash).await? {
+            if s.is_valid(now) {
+                remaining.push(s);
+            } else {
+                sessions::delete(unit.conn(), &tenant.id, &s.sid).await?;
+            }
+        }
+        let signed_in = if remaining.is_empty() {
+            sessions::delete_browser(unit.conn(), &tenant.id, &b.row.id_hash).await?;
+            false
+        } else {
+            if b.data.active_sid.as_deref() == Some(sid) {
+                b.data.active_sid = remaining.first().map(|a| a.sid.clone());
+                let text = self.encode(&b.row.tenant_id, &b.row.id_hash, &b.data)?;
+                sessions::set_data(unit.conn(), &tenant.id, &b.row.id_hash, &text).await?;
+            }
+            true
+        };
+        unit.commit().await?;
+        // After the commit and best effort: a broken audit table must not keep anyone
+        // signed in (a sign-in, by contrast, fails without its audit).
+        if let Some(s) = ending.filter(|_| ended) {
             self.audit(tenant, "session.revoked", &s.user_id, origin)
                 .details(serde_json::json!({ "sid": sid, "reason": "logout" }))
                 .record(&self.store)
                 .await;
         }
-        let remaining = self.accounts(b).await?;
-        if remaining.is_empty() {
-            self.store
-                .delete_browser_session(&tenant.id, &b.row.id_hash)
-                .await?;
-            return Ok(false);
-        }
-        if b.data.active_sid.as_deref() == Some(sid) {
-            b.data.active_sid = remaining.first().map(|a| a.sid.clone());
-            self.save(b).await?;
-        }
-        Ok(true)
+        Ok(signed_in)
     }
 
     fn audit(&self, tenant: &Tenant, event: &str, user_id: &str, origin: &Origin) -> Audit {

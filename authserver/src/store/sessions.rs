@@ -292,17 +292,7 @@ impl Store {
         tenant_id: &str,
         browser_id_hash: &str,
     ) -> Result<Vec<AccountSession>> {
-        let rows = with_pool!(self, pool => {
-            sqlx::query_as::<_, AccountRow>(sqlx::AssertSqlSafe(format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 \
-                 ORDER BY created_at DESC, sid"
-            )))
-            .bind(tenant_id)
-            .bind(browser_id_hash)
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows.into_iter().map(AccountSession::from).collect())
+        with_pool!(self, c => browser_accounts(c.into(), tenant_id, browser_id_hash).await)
     }
 
     #[tracing::instrument(name = "db.get_session", skip_all)]
@@ -517,6 +507,43 @@ async fn beyond_limit(
         .filter(|(sid, _)| *sid != s.sid)
         .skip(keep.saturating_sub(1))
         .collect())
+}
+
+/// [`Store::list_browser_accounts`] on `conn`.
+pub async fn browser_accounts(
+    conn: Conn<'_>,
+    tenant_id: &str,
+    browser_id_hash: &str,
+) -> Result<Vec<AccountSession>> {
+    let rows = on_conn!(conn, c => {
+        sqlx::query_as::<_, AccountRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2 \
+             ORDER BY created_at DESC, sid"
+        )))
+        .bind(tenant_id)
+        .bind(browser_id_hash)
+        .fetch_all(c)
+        .await?
+    });
+    Ok(rows.into_iter().map(AccountSession::from).collect())
+}
+
+/// Deletes a browser session on `conn`; its accounts go first (whatever the foreign keys
+/// of the backend do).
+pub async fn delete_browser(conn: Conn<'_>, tenant_id: &str, id_hash: &str) -> Result<()> {
+    on_conn!(conn, c => {
+        sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND browser_id_hash = $2")
+            .bind(tenant_id)
+            .bind(id_hash)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM browser_sessions WHERE tenant_id = $1 AND id_hash = $2")
+            .bind(tenant_id)
+            .bind(id_hash)
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
 }
 
 /// [`Store::delete_session`] on `conn`.
