@@ -307,6 +307,15 @@ async fn key_rotation_is_a_sensitive_audited_and_rate_limited_write(backend: Bac
         "a refused call still counts: {r:?}"
     );
     assert_eq!(db.key_snapshot().await, before, "nothing rotated");
+    let trail = db.audit().await;
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.starts_with("management.write_failed|ops|")
+                && e.contains("\"operation\":\"rotateKeys\"")
+                && e.contains("\"status\":400")),
+        "a refused write is on the trail: {trail:?}"
+    );
 
     let r = call(&server, reqwest::Method::POST, "/api/v1/jwks/rotate", &t).await;
     let created = r.ok()["created"].as_array().unwrap().clone();

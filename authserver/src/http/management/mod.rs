@@ -50,6 +50,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         axum::middleware::from_fn_with_state(
             Gate {
                 state: state.clone(),
+                operation: op.id,
                 permission: op.permission,
                 tier: op.tier,
             },
@@ -359,6 +360,8 @@ pub(super) struct Ctx {
 #[derive(Clone)]
 struct Gate {
     state: AppState,
+    /// The operation's `operationId`, for the audit trail.
+    operation: &'static str,
     permission: Permission,
     tier: Tier,
 }
@@ -380,17 +383,36 @@ async fn gate(State(gate): State<Gate>, req: Request, next: axum::middleware::Ne
         Ok(auth) => auth,
         Err(refused) => return refused.render(&gate.state),
     };
-    let (tenant, rate) = (Arc::clone(&call.tenant), auth.rate);
-    parts.extensions.insert(Arc::new(Ctx { call, auth }));
+    let writes = parts.method != axum::http::Method::GET;
+    let cx = Arc::new(Ctx { call, auth });
+    parts.extensions.insert(Arc::clone(&cx));
     let mut resp = next.run(Request::from_parts(parts, body)).await;
-    match resp.extensions_mut().remove::<Failed>() {
-        Some(Failed(error)) => Refused {
-            rate,
-            ..Refused::new(&tenant, error)
-        }
-        .render(&gate.state),
-        None => resp,
+    let Some(Failed(error)) = resp.extensions_mut().remove::<Failed>() else {
+        return resp;
+    };
+    let resp = Refused {
+        rate: cx.auth.rate,
+        ..Refused::new(&cx.call.tenant, error)
     }
+    .render(&gate.state);
+    if writes {
+        // A refused write is on the trail too: who tried what, and why it failed.
+        let (call, caller) = (&cx.call, &cx.auth.caller);
+        let event = caller
+            .event(
+                &call.tenant,
+                gate.state.clock.now(),
+                "management.write_failed",
+            )
+            .subject(Some(call.url.as_str()))
+            .details(caller.details(serde_json::json!({
+                "operation": gate.operation,
+                "method": call.method,
+                "status": resp.status().as_u16(),
+            })));
+        gate.state.store.audit(event).await;
+    }
+    resp
 }
 
 /// An operation's error on its way from the handler to [`gate`], which renders it.
