@@ -383,6 +383,28 @@ impl Management<'_> {
         self.oauth.clock.now()
     }
 
+    /// Records a write the API refused after the token check (who tried what, and the
+    /// status it got): the trail shows failed attempts, not only changes.
+    pub async fn write_failed(
+        &self,
+        tenant: &Tenant,
+        caller: &Caller,
+        url: &str,
+        operation: &str,
+        method: &str,
+        status: u16,
+    ) {
+        let event = caller
+            .event(tenant, self.now(), "management.write_failed")
+            .subject(Some(url))
+            .details(caller.details(serde_json::json!({
+                "operation": operation,
+                "method": method,
+                "status": status,
+            })));
+        self.store.audit(event).await;
+    }
+
     /// `GET /jwks`: every key of the tenant, with its state and times.
     pub async fn keys(&self, tenant: &Tenant) -> Result<Vec<KeyView>, Error> {
         let now = self.now();

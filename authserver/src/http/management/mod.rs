@@ -396,21 +396,18 @@ async fn gate(State(gate): State<Gate>, req: Request, next: axum::middleware::Ne
     }
     .render(&gate.state);
     if writes {
-        // A refused write is on the trail too: who tried what, and why it failed.
-        let (call, caller) = (&cx.call, &cx.auth.caller);
-        let event = caller
-            .event(
+        let call = &cx.call;
+        gate.state
+            .management()
+            .write_failed(
                 &call.tenant,
-                gate.state.clock.now(),
-                "management.write_failed",
+                &cx.auth.caller,
+                &call.url,
+                gate.operation,
+                &call.method,
+                resp.status().as_u16(),
             )
-            .subject(Some(call.url.as_str()))
-            .details(caller.details(serde_json::json!({
-                "operation": gate.operation,
-                "method": call.method,
-                "status": resp.status().as_u16(),
-            })));
-        gate.state.store.audit(event).await;
+            .await;
     }
     resp
 }
