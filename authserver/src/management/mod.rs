@@ -179,6 +179,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// A refused registration: the first offending field, and every problem in `detail`.
+    pub fn unprocessable(fields: &[crate::domain::client::FieldError]) -> Self {
+        Error::Unprocessable {
+            field: fields
+                .first()
+                .map_or_else(|| "body".to_owned(), |f| f.field.to_owned()),
+            detail: fields
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Invalid {
             field: field.into(),
@@ -697,16 +711,7 @@ fn client_view(
 fn client_error(e: crate::clients::Error) -> Error {
     use crate::clients::Error as E;
     match e {
-        E::Invalid(fields) => Error::Unprocessable {
-            field: fields
-                .first()
-                .map_or_else(|| "body".to_owned(), |f| f.field.to_owned()),
-            detail: fields
-                .iter()
-                .map(|f| format!("{}: {}", f.field, f.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        },
+        E::Invalid(fields) => Error::unprocessable(&fields),
         E::AlreadyExists(id) => Error::Conflict {
             kind: "already-exists",
             detail: format!("client {id:?} already exists"),

@@ -93,16 +93,7 @@ pub struct SessionView {
 fn user_error(e: crate::users::Error) -> Error {
     use crate::users::Error as E;
     match e {
-        E::Invalid(fields) => Error::Unprocessable {
-            field: fields
-                .first()
-                .map_or_else(|| "body".to_owned(), |f| f.field.to_owned()),
-            detail: fields
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        },
+        E::Invalid(fields) => Error::unprocessable(&fields),
         E::AlreadyExists(name) => Error::Conflict {
             kind: "already-exists",
             detail: format!("user {name:?} already exists"),
