@@ -33,14 +33,7 @@ async fn discovery(
         .iter()
         .map(|a| a.as_str())
         .collect();
-    let dpop_algs: Vec<&str> = state
-        .oauth
-        .dpop
-        .settings()
-        .algorithms
-        .iter()
-        .map(|a| a.as_str())
-        .collect();
+    let dpop_algs = state.oauth.dpop.algorithm_names();
     let policy = crate::domain::policy::TenantPolicy::of(&tenant);
     let subject_types: Vec<&str> = policy
         .subject_types

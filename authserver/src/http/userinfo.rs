@@ -90,14 +90,7 @@ pub(super) fn add_challenge(
     if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
         super::error::retry_after_outage(resp.headers_mut());
     }
-    let algs: Vec<&str> = state
-        .oauth
-        .dpop
-        .settings()
-        .algorithms
-        .iter()
-        .map(|a| a.as_str())
-        .collect();
+    let algs = state.oauth.dpop.algorithm_names();
     if let Ok(v) = HeaderValue::from_str(&challenge(e, &algs.join(" "), resource_metadata)) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }

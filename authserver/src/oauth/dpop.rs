@@ -76,6 +76,16 @@ impl Dpop {
         &self.settings
     }
 
+    /// The proof algorithms accepted, by their JOSE names (discovery, metadata, the
+    /// `algs` of a DPoP challenge).
+    pub fn algorithm_names(&self) -> Vec<&'static str> {
+        self.settings
+            .algorithms
+            .iter()
+            .map(|a| a.as_str())
+            .collect()
+    }
+
     /// The nonce to hand out now for the tenant (creating one when due).
     pub async fn nonce(&self, tenant_id: &str) -> Result<String, store::Error> {
         let now = self.clock.now();

@@ -102,14 +102,7 @@ pub fn metadata_url(tenant: &Tenant) -> String {
 
 /// RFC 9728 §2 protected resource metadata of `tenant`'s API.
 pub fn metadata(state: &AppState, tenant: &Tenant) -> Response {
-    let algs: Vec<&str> = state
-        .oauth
-        .dpop
-        .settings()
-        .algorithms
-        .iter()
-        .map(|a| a.as_str())
-        .collect();
+    let algs = state.oauth.dpop.algorithm_names();
     let body = serde_json::json!({
         "resource": resource_id(tenant),
         "authorization_servers": [tenant.issuer],
