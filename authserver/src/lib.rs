@@ -19,6 +19,7 @@ pub mod management;
 pub mod mfa;
 pub mod oauth;
 pub mod outbound;
+pub mod passkeys;
 pub mod readiness;
 pub mod session;
 pub mod store;

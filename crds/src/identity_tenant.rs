@@ -81,6 +81,11 @@ pub struct IdentityTenantSpec {
     #[serde(default)]
     pub mfa: MfaPolicy,
 
+    /// Passkeys (WebAuthn): registration, passwordless sign-in and their use as a
+    /// second factor.
+    #[serde(default)]
+    pub passkeys: PasskeyPolicy,
+
     /// Default token lifetimes; an OidcClient may shorten or lengthen the access and
     /// refresh token lifetimes for itself.
     #[serde(default)]
@@ -236,6 +241,64 @@ pub struct MfaPolicy {
     /// next sign-in. Default: false (a second factor is used when the user has one).
     #[serde(default)]
     pub required: bool,
+}
+
+/// Passkey (WebAuthn) policy. The relying party ID is the host of the tenant's issuer,
+/// so tenants on different hosts never share a credential.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasskeyPolicy {
+    /// Users may register passkeys on their account security page (and during enrolment
+    /// when a second factor is required) and use one as their second factor.
+    /// Default: true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// A passkey alone (with user verification) signs in from the sign-in page, without
+    /// a password. Needs `enabled`. Default: true.
+    #[serde(default = "default_true")]
+    pub passwordless: bool,
+
+    /// What a passkey used as a second factor must prove: `required` (a PIN or
+    /// biometric on the authenticator) or `preferred`. Passwordless sign-in always
+    /// requires user verification. Default: required.
+    #[serde(default)]
+    pub user_verification: PasskeyUserVerification,
+
+    /// Attestation asked for at registration: `none` (the authenticator's make and model
+    /// stay private) or `direct` (its attestation statement is verified and its AAGUID
+    /// recorded). Default: none.
+    #[serde(default)]
+    pub attestation: PasskeyAttestation,
+}
+
+impl Default for PasskeyPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            passwordless: true,
+            user_verification: PasskeyUserVerification::default(),
+            attestation: PasskeyAttestation::default(),
+        }
+    }
+}
+
+/// WebAuthn user verification for a passkey used as a second factor.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum PasskeyUserVerification {
+    #[default]
+    Required,
+    Preferred,
+}
+
+/// WebAuthn attestation conveyance at registration.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum PasskeyAttestation {
+    #[default]
+    None,
+    Direct,
 }
 
 /// Default token lifetimes, in seconds.

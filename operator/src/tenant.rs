@@ -117,12 +117,13 @@ controller::shared_errors!(gate);
 // Pure steps: build
 
 /// The tenant's policies as the auth server's `settings_json`: the spec's `session`,
-/// `password`, `mfa`, `tokens` and `subjectTypes`, in the CRD's camelCase.
+/// `password`, `mfa`, `passkeys`, `tokens` and `subjectTypes`, in the CRD's camelCase.
 pub fn settings_json(spec: &IdentityTenantSpec) -> String {
     json!({
         "session": spec.session,
         "password": spec.password,
         "mfa": spec.mfa,
+        "passkeys": spec.passkeys,
         "tokens": spec.tokens,
         "subjectTypes": spec.subject_types,
         "requirePkce": spec.require_pkce,
@@ -533,6 +534,8 @@ mod tests {
                             "bindIp": false, "bindUserAgent": false},
                 "password": {"minLength": 8, "maxLength": 128, "rejectBreached": true},
                 "mfa": {"required": true},
+                "passkeys": {"enabled": true, "passwordless": true,
+                             "userVerification": "required", "attestation": "none"},
                 "tokens": {"accessTokenSeconds": 600, "idTokenSeconds": 3600,
                            "refreshTokenSeconds": 2_592_000, "authorizationCodeSeconds": 60},
                 "subjectTypes": ["public", "pairwise"],

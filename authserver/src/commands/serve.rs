@@ -323,6 +323,10 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         )),
         users: Arc::clone(&ctx.users),
         mfa: Arc::clone(&ctx.mfa),
+        passkeys: Arc::new(crate::passkeys::PasskeyService::new(
+            ctx.store.clone(),
+            Arc::clone(&ctx.clock),
+        )),
         login_throttle: Arc::new(LoginThrottle::new(
             ctx.store.clone(),
             Arc::clone(&ctx.clock),

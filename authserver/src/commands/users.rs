@@ -192,6 +192,7 @@ async fn print_mfa(ctx: &Context, user: &StoredUser, removed: Option<bool>) -> a
         "username": user.username,
         "totp_enrolled": s.totp_enrolled,
         "recovery_codes_left": s.recovery_codes_left,
+        "passkeys": s.passkeys,
         "mfa_required": s.required_for_user,
     });
     if let Some(removed) = removed {

@@ -15,6 +15,7 @@ pub struct TenantPolicy {
     pub session: SessionPolicy,
     pub password: PasswordPolicy,
     pub mfa: MfaPolicy,
+    pub passkeys: PasskeyPolicy,
     pub tokens: TokenLifetimes,
     /// Subject types clients of this tenant may use (OIDC Core §8).
     pub subject_types: Vec<SubjectType>,
@@ -31,6 +32,7 @@ impl Default for TenantPolicy {
             session: SessionPolicy::default(),
             password: PasswordPolicy::default(),
             mfa: MfaPolicy::default(),
+            passkeys: PasskeyPolicy::default(),
             tokens: TokenLifetimes::default(),
             subject_types: vec![SubjectType::Public],
             require_pkce: true,
@@ -89,6 +91,60 @@ impl Default for PasswordPolicy {
 pub struct MfaPolicy {
     /// Every sign-in needs a second factor; users without one enrol first.
     pub required: bool,
+}
+
+/// Passkeys (WebAuthn): whether users may register them, sign in with one alone, and
+/// what the ceremony asks of the authenticator.
+// Two independent switches, exactly the two the CRD documents.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasskeyPolicy {
+    /// Users may register passkeys and use them as a second factor.
+    pub enabled: bool,
+    /// A passkey alone (with user verification) signs in, from the sign-in page.
+    pub passwordless: bool,
+    /// What a passkey used as a second factor must prove; passwordless sign-in always
+    /// requires user verification.
+    pub user_verification: UserVerification,
+    /// Attestation asked for at registration.
+    pub attestation: Attestation,
+}
+
+impl Default for PasskeyPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            passwordless: true,
+            user_verification: UserVerification::Required,
+            attestation: Attestation::None,
+        }
+    }
+}
+
+impl PasskeyPolicy {
+    /// Passwordless sign-in is on (it needs passkeys on).
+    pub fn passwordless(&self) -> bool {
+        self.enabled && self.passwordless
+    }
+}
+
+/// WebAuthn user verification (a PIN or biometric on the authenticator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UserVerification {
+    Required,
+    Preferred,
+}
+
+/// WebAuthn attestation conveyance: `none` keeps the authenticator's make and model
+/// private; `direct` asks for the authenticator's attestation statement, which is
+/// verified and its AAGUID recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Attestation {
+    None,
+    Direct,
 }
 
 /// Token lifetimes in seconds.
@@ -217,6 +273,27 @@ mod tests {
         assert_eq!(d.tokens.authorization_code_seconds, 60);
         assert!(d.require_pkce);
         assert!(!d.require_par);
+        assert!(d.passkeys.enabled && d.passkeys.passwordless());
+        assert_eq!(d.passkeys.user_verification, UserVerification::Required);
+        assert_eq!(d.passkeys.attestation, Attestation::None);
+    }
+
+    #[test]
+    fn passkey_policy_reads_the_crd_fields() {
+        let p = TenantPolicy::parse(&json!({"passkeys": {"enabled": true, "passwordless": false,
+            "userVerification": "preferred", "attestation": "direct"}}))
+        .unwrap();
+        assert!(!p.passkeys.passwordless());
+        assert_eq!(p.passkeys.user_verification, UserVerification::Preferred);
+        assert_eq!(p.passkeys.attestation, Attestation::Direct);
+        let off = TenantPolicy::parse(&json!({"passkeys": {"enabled": false}})).unwrap();
+        assert!(
+            !off.passkeys.passwordless(),
+            "passwordless needs passkeys on"
+        );
+        let e = TenantPolicy::parse(&json!({"passkeys": {"userVerification": "discouraged"}}))
+            .unwrap_err();
+        assert!(e.contains("passkeys.userVerification"), "{e}");
     }
 
     #[test]

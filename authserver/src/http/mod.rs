@@ -55,6 +55,8 @@ pub struct AppState {
     pub users: Arc<crate::users::UserService>,
     /// TOTP and recovery codes (enrolment, verification, status).
     pub mfa: Arc<MfaService>,
+    /// Passkeys (WebAuthn registration and assertions).
+    pub passkeys: Arc<crate::passkeys::PasskeyService>,
     /// Per-username and per-IP sign-in throttling.
     pub login_throttle: Arc<LoginThrottle>,
 }

@@ -394,6 +394,13 @@ impl Engine<'_> {
         self.fail(visit, bound, code, describe(code), None).await
     }
 
+    /// Ends the request with `unmet_authentication_requirements`: what it asks of the
+    /// sign-in cannot be done.
+    pub(super) async fn unmet(&self, visit: &Visit, bound: &Bound) -> Step<Outcome> {
+        let code = ErrorCode::UnmetAuthenticationRequirements;
+        self.fail(visit, bound, code, describe(code), None).await
+    }
+
     /// Ends the request with an error for the client (and `event`, in the same unit of
     /// work).
     async fn fail(

@@ -12,14 +12,18 @@ use crate::oauth::ErrorCode;
 pub const ACR_PASSWORD: &str = "1";
 /// `acr` of a sign-in with a second factor (TOTP or a recovery code).
 pub const ACR_MFA: &str = "2";
+/// `acr` of a phishing-resistant sign-in: a passkey, alone (with user verification) or
+/// as the second factor (`phr`, OpenID Connect EAP ACR Values 1.0).
+pub const ACR_PHISHING_RESISTANT: &str = "phr";
 /// What `acr_values_supported` advertises, weakest first.
-pub const ACR_VALUES_SUPPORTED: [&str; 2] = [ACR_PASSWORD, ACR_MFA];
+pub const ACR_VALUES_SUPPORTED: [&str; 3] = [ACR_PASSWORD, ACR_MFA, ACR_PHISHING_RESISTANT];
 
 /// The strength of an `acr`: 0 for none or an unknown value.
 pub fn acr_level(acr: Option<&str>) -> u8 {
     match acr {
         Some(ACR_PASSWORD) => 1,
         Some(ACR_MFA) => 2,
+        Some(ACR_PHISHING_RESISTANT) => 3,
         _ => 0,
     }
 }
@@ -53,6 +57,11 @@ impl AcrDemand {
     /// Whether a sign-in needs a second factor to satisfy this demand.
     pub fn needs_second_factor(self) -> bool {
         matches!(self, AcrDemand::AtLeast(l) if l >= acr_level(Some(ACR_MFA)))
+    }
+
+    /// Whether only a passkey satisfies this demand (a code would not).
+    pub fn needs_passkey(self) -> bool {
+        matches!(self, AcrDemand::AtLeast(l) if l >= acr_level(Some(ACR_PHISHING_RESISTANT)))
     }
 }
 
@@ -488,6 +497,12 @@ mod tests {
         assert!(AcrDemand::AtLeast(2).needs_second_factor());
         assert!(!AcrDemand::AtLeast(1).needs_second_factor());
         assert!(!AcrDemand::Any.needs_second_factor());
+        // Phishing-resistant: only a passkey, and it also satisfies "2".
+        assert_eq!(AcrDemand::of(&values(&["phr"])), AcrDemand::AtLeast(3));
+        assert!(AcrDemand::AtLeast(3).needs_passkey());
+        assert!(AcrDemand::AtLeast(3).needs_second_factor());
+        assert!(!AcrDemand::AtLeast(2).needs_passkey());
+        assert!(acr_level(Some(ACR_PHISHING_RESISTANT)) > acr_level(Some(ACR_MFA)));
     }
 
     #[test]

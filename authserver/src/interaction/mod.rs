@@ -39,6 +39,7 @@ pub mod decide;
 mod error;
 mod logout;
 mod outcome;
+mod passkey;
 mod second_factor;
 mod sign_in;
 #[cfg(test)]
@@ -49,6 +50,7 @@ use std::sync::Arc;
 use crate::domain::tenant::Tenant;
 use crate::mfa::MfaService;
 use crate::oauth::OAuthService;
+use crate::passkeys::PasskeyService;
 use crate::session::{Browser, Origin, SessionService};
 use crate::store::Store;
 use crate::throttle::LoginThrottle;
@@ -61,6 +63,7 @@ pub use outcome::{
     Chooser, CodeProblem, CodeRedirect, ConsentRequest, Decision, EnrollmentForm, LoginForm,
     LoginProblem, Outcome, Page, Problem, RecoveryCodes, SecondFactorForm,
 };
+pub use passkey::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList};
 
 /// How long an interactive authorization request waits for sign-in and consent.
 pub const INTERACTION_SECONDS: i64 = 600;
@@ -83,6 +86,7 @@ pub struct Engine<'a> {
     pub oauth: &'a OAuthService,
     pub users: &'a UserService,
     pub mfa: &'a MfaService,
+    pub passkeys: &'a PasskeyService,
     pub throttle: &'a LoginThrottle,
 }
 

@@ -44,6 +44,8 @@ pub struct LoginForm {
     pub request: Option<String>,
     /// Pre-filled: the `login_hint`, or what was typed before.
     pub username: Option<String>,
+    /// Offer passwordless sign-in with a passkey.
+    pub passkey: bool,
     pub problem: Option<LoginProblem>,
 }
 
@@ -54,6 +56,9 @@ pub enum LoginProblem {
     Locked {
         retry_after_seconds: u64,
     },
+    /// A passkey was refused (unknown, someone else's, cloned, cancelled, expired
+    /// challenge): one message for all of them.
+    Passkey,
 }
 
 /// A code form's problem (second factor or enrolment).
@@ -64,11 +69,19 @@ pub enum CodeProblem {
     Locked {
         retry_after_seconds: u64,
     },
+    /// The passkey was refused, or could not be registered.
+    Passkey,
+    /// A passkey is required here (the request asked for phishing-resistant
+    /// authentication): a code will not do.
+    PasskeyRequired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecondFactorForm {
     pub request: Option<String>,
+    /// Which factors the user can use: a TOTP (or recovery) code, a passkey.
+    pub totp: bool,
+    pub passkey: bool,
     pub problem: Option<CodeProblem>,
 }
 
@@ -77,6 +90,8 @@ pub struct EnrollmentForm {
     pub request: Option<String>,
     pub qr_data_uri: String,
     pub secret_base32: String,
+    /// A passkey may be registered instead of an authenticator app.
+    pub passkey: bool,
     pub problem: Option<CodeProblem>,
 }
 

@@ -10,6 +10,7 @@ use super::{
     CodeProblem, Engine, EnrollmentForm, Error, Outcome, Page, RecoveryCodes, SecondFactorForm,
     Step, Visit, finish,
 };
+use crate::domain::policy::TenantPolicy;
 use crate::mfa::MfaError;
 use crate::session::{PendingLogin, PendingStage};
 use crate::throttle::{Locked, Reservation};
@@ -37,7 +38,7 @@ impl Engine<'_> {
 
     /// The browser's pending sign-in at one of `stages`; the sign-in form of `request`
     /// when there is none, it expired, or it is at another stage.
-    fn pending(
+    pub(super) fn pending(
         &self,
         visit: &Visit,
         request: Option<&str>,
@@ -52,21 +53,38 @@ impl Engine<'_> {
         }
     }
 
-    /// The code form.
-    pub fn second_factor_form(
+    /// The second-factor page: a code form when the user has an authenticator (and the
+    /// request takes a code), a passkey button when they have a passkey.
+    pub async fn second_factor_form(
         &self,
         visit: &Visit,
         request: Option<&str>,
     ) -> Result<Outcome, Error> {
         finish(
-            self.pending(visit, request, &[PendingStage::Verify])
-                .map(|p| {
-                    Outcome::ShowSecondFactor(SecondFactorForm {
-                        request: p.request,
-                        problem: None,
-                    })
-                }),
+            async {
+                let p = self.pending(visit, request, &[PendingStage::Verify])?;
+                self.factor_form(visit, &p, None).await
+            }
+            .await,
         )
+    }
+
+    /// The second-factor page for the pending sign-in `p`, with `problem`.
+    pub(super) async fn factor_form(
+        &self,
+        visit: &Visit,
+        p: &PendingLogin,
+        problem: Option<CodeProblem>,
+    ) -> Step<Outcome> {
+        let status = self.mfa.status(&visit.tenant.id, &p.user_id).await?;
+        let passkeys_on = TenantPolicy::of(&visit.tenant).passkeys.enabled
+            && self.passkeys.available(&visit.tenant);
+        Ok(Outcome::ShowSecondFactor(SecondFactorForm {
+            request: p.request.clone(),
+            totp: status.totp_enrolled && !p.passkey_only,
+            passkey: passkeys_on && status.passkeys > 0,
+            problem,
+        }))
     }
 
     /// A code (`totp`: TOTP or a recovery code), counted like a password attempt.
@@ -79,15 +97,14 @@ impl Engine<'_> {
         finish(
             async {
                 let p = self.pending(visit, request, &[PendingStage::Verify])?;
-                let form = |problem| {
-                    Outcome::ShowSecondFactor(SecondFactorForm {
-                        request: p.request.clone(),
-                        problem: Some(problem),
-                    })
-                };
+                if p.passkey_only {
+                    return self
+                        .factor_form(visit, &p, Some(CodeProblem::PasskeyRequired))
+                        .await;
+                }
                 let reservation = match self.reserve(visit, &p.username).await? {
                     Ok(r) => r,
-                    Err(l) => return Ok(form(locked(l))),
+                    Err(l) => return self.factor_form(visit, &p, Some(locked(l))).await,
                 };
                 let verified = self
                     .mfa
@@ -101,7 +118,8 @@ impl Engine<'_> {
                 match verified {
                     Ok(_) => self.release(reservation).await,
                     Err(MfaError::InvalidCode | MfaError::NotEnrolled) => {
-                        return Ok(form(self.wrong_code(reservation).await));
+                        let problem = self.wrong_code(reservation).await;
+                        return self.factor_form(visit, &p, Some(problem)).await;
                     }
                     Err(e) => {
                         self.release(reservation).await;
@@ -192,7 +210,7 @@ impl Engine<'_> {
 
     /// The enrolment page. `keep_pending`: the secret of the enrolment already started
     /// (after a wrong code: the user has scanned it), rather than a new one.
-    async fn enrollment(
+    pub(super) async fn enrollment(
         &self,
         visit: &mut Visit,
         p: &PendingLogin,
@@ -229,11 +247,16 @@ impl Engine<'_> {
             request: p.request.clone(),
             qr_data_uri: enrollment.qr_data_uri,
             secret_base32: enrollment.secret_base32,
+            passkey: TenantPolicy::of(&tenant).passkeys.enabled && self.passkeys.available(&tenant),
             problem,
         }))
     }
 
-    async fn second_factor_done(&self, visit: &mut Visit, p: &PendingLogin) -> Step<Outcome> {
+    pub(super) async fn second_factor_done(
+        &self,
+        visit: &mut Visit,
+        p: &PendingLogin,
+    ) -> Step<Outcome> {
         let Some(user) = self.store.get_user(&visit.tenant.id, &p.user_id).await? else {
             return restart(p.request.as_deref());
         };

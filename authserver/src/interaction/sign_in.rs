@@ -34,11 +34,7 @@ impl Engine<'_> {
                     Some(handle) => self.bound(visit, handle).await?.auth.login_hint,
                     None => None,
                 };
-                Ok(Outcome::ShowLogin(LoginForm {
-                    request: request.map(str::to_owned),
-                    username: hint,
-                    problem: None,
-                }))
+                Ok(self.show_login(visit, request, hint, None))
             }
             .await,
         )
@@ -68,17 +64,12 @@ impl Engine<'_> {
         username: &str,
         password: &SecretString,
     ) -> Step<Outcome> {
-        let step_up = match request {
-            Some(handle) => AcrDemand::of(&self.bound(visit, handle).await?.auth.acr_values)
-                .needs_second_factor(),
-            None => false,
+        let demand = match request {
+            Some(handle) => AcrDemand::of(&self.bound(visit, handle).await?.auth.acr_values),
+            None => AcrDemand::Any,
         };
         let form = |username: Option<&str>, problem| {
-            Outcome::ShowLogin(LoginForm {
-                request: request.map(str::to_owned),
-                username: username.map(str::to_owned),
-                problem: Some(problem),
-            })
+            self.show_login(visit, request, username.map(str::to_owned), Some(problem))
         };
         if username.is_empty() {
             return Ok(form(None, LoginProblem::Failed));
@@ -111,7 +102,7 @@ impl Engine<'_> {
         };
         self.release(reservation).await;
         if let Some(next) = self
-            .begin_second_factor(visit, &user, request, step_up)
+            .begin_second_factor(visit, &user, request, demand)
             .await?
         {
             return Ok(next);
@@ -121,21 +112,53 @@ impl Engine<'_> {
             .await
     }
 
+    /// The sign-in form, offering a passkey when the tenant allows passwordless
+    /// sign-in and its issuer can be a WebAuthn relying party.
+    pub(super) fn show_login(
+        &self,
+        visit: &Visit,
+        request: Option<&str>,
+        username: Option<String>,
+        problem: Option<LoginProblem>,
+    ) -> Outcome {
+        let tenant = &visit.tenant;
+        Outcome::ShowLogin(LoginForm {
+            request: request.map(str::to_owned),
+            username,
+            passkey: TenantPolicy::of(tenant).passkeys.passwordless()
+                && self.passkeys.available(tenant),
+            problem,
+        })
+    }
+
     /// When a second factor applies to `user`: records the pending sign-in (no account
     /// session exists until the second factor is done) and sends the browser to it
-    /// (verification, or enrolment when required but not set up).
+    /// (verification, or enrolment when required but not set up). A request that asks
+    /// for phishing-resistant authentication takes only a passkey: a user without one
+    /// sends the client `unmet_authentication_requirements`.
     async fn begin_second_factor(
         &self,
         visit: &mut Visit,
         user: &StoredUser,
         request: Option<&str>,
-        step_up: bool,
+        demand: AcrDemand,
     ) -> Step<Option<Outcome>> {
         let status = self.mfa.status(&visit.tenant.id, &user.user_id).await?;
-        if !step_up && !self.mfa.required(&TenantPolicy::of(&visit.tenant), &status) {
+        let policy = TenantPolicy::of(&visit.tenant);
+        if !demand.needs_second_factor() && !self.mfa.required(&policy, &status) {
             return Ok(None);
         }
-        let stage = if status.totp_enrolled {
+        let usable_passkey = policy.passkeys.enabled && status.passkeys > 0;
+        let passkey_only = demand.needs_passkey();
+        let stage = if passkey_only && !usable_passkey {
+            return match request {
+                Some(handle) => {
+                    let bound = self.bound(visit, handle).await?;
+                    self.unmet(visit, &bound).await.map(Some)
+                }
+                None => Err(Error::Invariant("a demand without a request").into()),
+            };
+        } else if status.totp_enrolled || usable_passkey {
             PendingStage::Verify
         } else {
             PendingStage::Enroll
@@ -149,6 +172,7 @@ impl Engine<'_> {
             stage,
             expires_at,
             request: request.map(str::to_owned),
+            passkey_only,
         });
         self.sessions.save(browser).await?;
         let page = if stage == PendingStage::Verify {

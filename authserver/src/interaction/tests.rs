@@ -606,7 +606,11 @@ async fn a_second_factor_is_required_before_any_session_exists() {
         "no account session before the second factor"
     );
     // The code page without a pending verification: back to the sign-in form.
-    let o = w.engine().second_factor_form(&visit, None).expect("form");
+    let o = w
+        .engine()
+        .second_factor_form(&visit, None)
+        .await
+        .expect("form");
     assert_eq!(o, Outcome::Go(Page::Login, None));
     // A pending sign-in expires.
     w.clock.advance(crate::session::PENDING_LOGIN_SECONDS + 1);

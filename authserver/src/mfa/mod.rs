@@ -63,6 +63,15 @@ pub struct MfaStatus {
     pub recovery_codes_left: usize,
     /// The user's own flag (`users set-mfa-required`), independent of tenant policy.
     pub required_for_user: bool,
+    /// Registered passkeys (each one is a second factor too).
+    pub passkeys: usize,
+}
+
+impl MfaStatus {
+    /// A second factor is set up: a confirmed authenticator or a passkey.
+    pub fn has_second_factor(&self) -> bool {
+        self.totp_enrolled || self.passkeys > 0
+    }
 }
 
 /// The factor that was accepted.
@@ -158,6 +167,7 @@ impl MfaService {
             totp_pending: totp.as_ref().is_some_and(|t| t.confirmed_at.is_none()),
             recovery_codes_left: self.store.count_recovery_codes(tenant_id, user_id).await?,
             required_for_user,
+            passkeys: self.store.count_passkeys(tenant_id, user_id).await?,
         })
     }
 
@@ -591,6 +601,7 @@ mod tests {
                     totp_pending: false,
                     recovery_codes_left: 10,
                     required_for_user: false,
+                    passkeys: 0,
                 }
             );
             assert!(mfa.required(&TenantPolicy::default(), &status));

@@ -52,6 +52,35 @@ pub struct BrowserData {
     /// A sign-in waiting for its second factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingLogin>,
+    /// A passkey ceremony waiting for the authenticator's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<Ceremony>,
+}
+
+/// What a passkey ceremony is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeremonyPurpose {
+    /// Passwordless sign-in with a discoverable passkey.
+    SignIn,
+    /// The pending sign-in's second factor.
+    SecondFactor,
+    /// A passkey registered instead of TOTP, during enrolment.
+    Enroll,
+    /// A passkey added on the account pages.
+    Register,
+}
+
+/// A started WebAuthn ceremony: the library's state (its challenge), kept on the server
+/// and used once — taken out of the session before the answer is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ceremony {
+    pub purpose: CeremonyPurpose,
+    /// The user it is for (registration and second factor); `None` for sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    pub state: String,
+    pub expires_at: UnixTime,
 }
 
 /// The stage a pending sign-in is at.
@@ -77,6 +106,9 @@ pub struct PendingLogin {
     /// The authorization request handle the sign-in continues, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// The request asked for phishing-resistant authentication: only a passkey will do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passkey_only: bool,
 }
 
 /// Where a request comes from, for binding checks and audit.
@@ -671,6 +703,7 @@ mod tests {
             csrf: "c".into(),
             active_sid: Some("s".into()),
             pending: None,
+            ceremony: None,
         };
         let mut r = row(0, 100);
         r.data = svc.encode("t", "h", &data).unwrap();

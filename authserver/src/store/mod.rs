@@ -16,6 +16,7 @@ pub mod grants;
 pub mod health;
 pub mod mfa;
 pub mod migrate;
+pub mod passkeys;
 pub mod purge;
 pub mod replay;
 pub mod sessions;

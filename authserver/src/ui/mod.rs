@@ -36,6 +36,11 @@ const DEFAULTS: &[(&str, &str)] = &[
         "account_consents.html",
         include_str!("../../templates/account_consents.html"),
     ),
+    (
+        "account_passkeys.html",
+        include_str!("../../templates/account_passkeys.html"),
+    ),
+    ("passkey.html", include_str!("../../templates/passkey.html")),
     ("logout.html", include_str!("../../templates/logout.html")),
     (
         "signed_out.html",
@@ -46,10 +51,15 @@ const DEFAULTS: &[(&str, &str)] = &[
 /// The one stylesheet, served from `{issuer}/assets/gatehouse.css`.
 pub const STYLESHEET: &str = include_str!("../../templates/gatehouse.css");
 
+/// The one script, served from `{issuer}/assets/passkey.js`: the WebAuthn ceremony of
+/// the passkey buttons.
+pub const PASSKEY_SCRIPT: &str = include_str!("../../templates/passkey.js");
+
 /// Content-Security-Policy of every page. No `form-action`: Chrome applies it to the
 /// redirect after a form POST and would block the way back to the client.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
-                       frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+                       style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
+                       base-uri 'none'";
 
 /// Why the templates could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -877,7 +877,10 @@ async fn acr_values_step_up_to_a_second_factor_or_fail_unmet(backend: Backend) {
         .json()
         .await
         .unwrap();
-    assert_eq!(doc["acr_values_supported"], serde_json::json!(["1", "2"]));
+    assert_eq!(
+        doc["acr_values_supported"],
+        serde_json::json!(["1", "2", "phr"])
+    );
 
     // Nothing we can satisfy: an error for the client, nothing issued.
     let p = settle(

@@ -86,7 +86,8 @@ fn assert_page_headers(p: &Page) {
         .expect("CSP on every page");
     assert_eq!(
         csp,
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+         img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
     );
     assert_eq!(p.header("cache-control"), Some("no-store"));
     assert_eq!(p.header("x-frame-options"), Some("DENY"));

@@ -42,6 +42,7 @@ mod multi_pod;
 mod no_secrets_logged;
 mod oidc_rp;
 mod par;
+mod passkeys;
 mod purge;
 mod rate_limit;
 mod refresh;

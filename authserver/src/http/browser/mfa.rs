@@ -49,7 +49,7 @@ async fn step(state: &AppState, page: BrowserPage, which: Stage) -> Result<Respo
         }
     } else {
         match which {
-            Stage::Verify => engine.second_factor_form(&visit, request)?,
+            Stage::Verify => engine.second_factor_form(&visit, request).await?,
             Stage::Enroll => engine.enrollment_form(&mut visit, request).await?,
         }
     };

@@ -2,7 +2,9 @@
 //! `/login/mfa/enroll`), the account chooser (`/select-account`), consent (`/consent`),
 //! the authorization endpoint's browser flow (`/authorize`, `/authorize/continue`) and
 //! RP-initiated logout (`/logout`, advertised as `end_session_endpoint`), the signed-in
-//! user's consents (`/account/consents`), plus the stylesheet (`/assets/gatehouse.css`).
+//! user's consents (`/account/consents`) and passkeys (`/account/passkeys`, with the
+//! passkey ceremonies of the sign-in pages: [`passkey`]), plus the stylesheet
+//! (`/assets/gatehouse.css`) and the passkey script (`/assets/passkey.js`).
 //!
 //! Every page is server-rendered HTML that works without JavaScript; every POST form
 //! carries the browser session's CSRF token as `_csrf`, checked in constant time before
@@ -20,6 +22,7 @@ mod login;
 mod logout;
 mod mfa;
 mod page;
+mod passkey;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -43,6 +46,8 @@ pub const STYLESHEET_PATH: &str = "/assets/gatehouse.css";
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(STYLESHEET_PATH, get(|| async { html::stylesheet() }))
+        .route(passkey::SCRIPT_PATH, get(|| async { passkey::script() }))
+        .merge(passkey_routes())
         .route(LOGIN_PATH, get(login::show).post(login::submit))
         .route(MFA_PATH, get(mfa::verify).post(mfa::verify))
         .route(MFA_ENROLL_PATH, get(mfa::enroll).post(mfa::enroll))
@@ -70,6 +75,35 @@ pub fn router(state: &AppState) -> Router<AppState> {
         ))
 }
 
+/// The passkey ceremonies: each answer's path, and its options at `{path}/options`.
+fn passkey_routes() -> Router<AppState> {
+    use axum::routing::post;
+    use passkey::{
+        ACCOUNT_PASSKEYS_PATH, ACCOUNT_PASSKEYS_REMOVE_PATH, ENROLL_PASSKEY_PATH,
+        LOGIN_PASSKEY_PATH, MFA_PASSKEY_PATH, OPTIONS_SUFFIX,
+    };
+    let options = |path: &str| format!("{path}{OPTIONS_SUFFIX}");
+    Router::new()
+        .route(LOGIN_PASSKEY_PATH, post(passkey::sign_in))
+        .route(&options(LOGIN_PASSKEY_PATH), post(passkey::sign_in_options))
+        .route(MFA_PASSKEY_PATH, post(passkey::second_factor))
+        .route(
+            &options(MFA_PASSKEY_PATH),
+            post(passkey::second_factor_options),
+        )
+        .route(ENROLL_PASSKEY_PATH, post(passkey::enroll))
+        .route(&options(ENROLL_PASSKEY_PATH), post(passkey::enroll_options))
+        .route(
+            ACCOUNT_PASSKEYS_PATH,
+            get(passkey::account).post(passkey::register),
+        )
+        .route(
+            &options(ACCOUNT_PASSKEYS_PATH),
+            post(passkey::register_options),
+        )
+        .route(ACCOUNT_PASSKEYS_REMOVE_PATH, post(passkey::remove))
+}
+
 impl AppState {
     /// The interaction engine over this state's services.
     pub(crate) fn interaction(&self) -> crate::interaction::Engine<'_> {
@@ -79,6 +113,7 @@ impl AppState {
             oauth: &self.oauth,
             users: &self.users,
             mfa: &self.mfa,
+            passkeys: &self.passkeys,
             throttle: &self.login_throttle,
         }
     }

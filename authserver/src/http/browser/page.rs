@@ -18,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::passkey;
 use super::{
     LOGIN_PATH, MFA_ENROLL_PATH, MFA_PATH, SELECT_ACCOUNT_PATH, base_context, client_response,
     html, see_other, url_with_request, with_cookie,
@@ -28,7 +29,7 @@ use crate::http::AppState;
 use crate::http::error::ServerFailure;
 use crate::http::tenant_routing::{CurrentTenant, client_ip};
 use crate::interaction::{CodeProblem, LoginProblem, Outcome, Page, Problem, Visit};
-use crate::session::{self, Browser, Origin, csrf_matches};
+use crate::session::{self, Browser, CeremonyPurpose, Origin, csrf_matches};
 
 /// Form bodies larger than this are not ours.
 const MAX_FORM: usize = 16 * 1024;
@@ -43,6 +44,10 @@ pub const LOGIN_FAILED: &str = "Incorrect username or password.";
 
 /// The message for a wrong or reused code.
 pub const WRONG_CODE: &str = "That code is not valid. Try again.";
+pub const PASSKEY_REFUSED: &str =
+    "That passkey could not be used. Try again, or use another way to sign in.";
+pub const PASSKEY_REQUIRED: &str =
+    "The application you are signing in to requires a passkey. Use your passkey to continue.";
 
 /// A page request: tenant, where it came from, query and form.
 pub(in crate::http) struct PageRequest {
@@ -382,10 +387,25 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             if let Some(u) = &form.username {
                 ctx.insert("username".into(), json!(u));
             }
+            if form.passkey {
+                ctx.insert(
+                    "passkey".into(),
+                    passkey::button(
+                        issuer,
+                        passkey::LOGIN_PASSKEY_PATH,
+                        form.request.as_deref(),
+                        CeremonyPurpose::SignIn,
+                    ),
+                );
+            }
             match form.problem {
                 None => page("login.html", &ctx),
                 Some(LoginProblem::Failed) => {
                     ctx.insert("error".into(), json!(LOGIN_FAILED));
+                    page("login.html", &ctx)
+                }
+                Some(LoginProblem::Passkey) => {
+                    ctx.insert("error".into(), json!(PASSKEY_REFUSED));
                     page("login.html", &ctx)
                 }
                 Some(LoginProblem::Locked {
@@ -404,6 +424,18 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
                 json!(url_with_request(issuer, MFA_PATH, form.request.as_deref())),
             );
             ctx.insert("csrf".into(), json!(csrf));
+            ctx.insert("totp".into(), json!(form.totp));
+            if form.passkey {
+                ctx.insert(
+                    "passkey".into(),
+                    passkey::button(
+                        issuer,
+                        passkey::MFA_PASSKEY_PATH,
+                        form.request.as_deref(),
+                        CeremonyPurpose::SecondFactor,
+                    ),
+                );
+            }
             code_problem(&mut ctx, form.problem, |ctx| page("mfa.html", ctx))
         }
         Outcome::ShowEnrollment(form) => {
@@ -420,6 +452,17 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             ctx.insert("csrf".into(), json!(csrf));
             ctx.insert("qr_data_uri".into(), json!(form.qr_data_uri));
             ctx.insert("secret".into(), json!(form.secret_base32));
+            if form.passkey {
+                ctx.insert(
+                    "passkey".into(),
+                    passkey::button(
+                        issuer,
+                        passkey::ENROLL_PASSKEY_PATH,
+                        form.request.as_deref(),
+                        CeremonyPurpose::Enroll,
+                    ),
+                );
+            }
             code_problem(&mut ctx, form.problem, |ctx| page("mfa_enroll.html", ctx))
         }
         Outcome::ShowRecoveryCodes(codes) => {
@@ -514,6 +557,14 @@ fn code_problem(
         None => render(ctx),
         Some(CodeProblem::Wrong) => {
             ctx.insert("error".into(), json!(WRONG_CODE));
+            render(ctx)
+        }
+        Some(CodeProblem::Passkey) => {
+            ctx.insert("error".into(), json!(PASSKEY_REFUSED));
+            render(ctx)
+        }
+        Some(CodeProblem::PasskeyRequired) => {
+            ctx.insert("error".into(), json!(PASSKEY_REQUIRED));
             render(ctx)
         }
         Some(CodeProblem::Locked {

@@ -15,6 +15,7 @@ pub mod jose;
 pub mod oauth;
 mod process;
 pub mod proxy;
+pub mod webauthn;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

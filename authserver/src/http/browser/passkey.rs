@@ -1,0 +1,319 @@
+//! Passkey pages and their ceremonies:
+//!
+//! - `POST {issuer}/login/passkey` — passwordless sign-in (button
+//!   `data-action=passkey-signin` on the sign-in page);
+//! - `POST {issuer}/login/mfa/passkey` — a passkey as the second factor
+//!   (`data-action=passkey-verify`);
+//! - `POST {issuer}/login/mfa/enroll/passkey` — a passkey instead of TOTP during
+//!   enrolment (`data-action=passkey-enroll`);
+//! - `GET/POST {issuer}/account/passkeys` — the account's passkeys, and adding one
+//!   (`data-action=passkey-register`); `POST {issuer}/account/passkeys/remove`.
+//!
+//! Each ceremony's options come from the same path plus `/options` (a POST with the
+//! form's `_csrf`, answered with JSON); the page's script (`/assets/passkey.js`) runs
+//! `navigator.credentials` and posts the answer as the form field `credential`. The
+//! rules are the interaction engine's ([`crate::interaction`]).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::page::{BrowserPage, PageError, render};
+use super::{LOGIN_PATH, Limited, base_context, page, rate_limited, see_other, url_with_request};
+use crate::http::AppState;
+use crate::interaction::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList};
+use crate::session::CeremonyPurpose;
+
+pub const LOGIN_PASSKEY_PATH: &str = "/login/passkey";
+pub const MFA_PASSKEY_PATH: &str = "/login/mfa/passkey";
+pub const ENROLL_PASSKEY_PATH: &str = "/login/mfa/enroll/passkey";
+pub const ACCOUNT_PASSKEYS_PATH: &str = "/account/passkeys";
+pub const ACCOUNT_PASSKEYS_REMOVE_PATH: &str = "/account/passkeys/remove";
+/// Appended to a ceremony's path for its options.
+pub const OPTIONS_SUFFIX: &str = "/options";
+pub const SCRIPT_PATH: &str = "/assets/passkey.js";
+
+/// The answer field every ceremony form posts.
+const CREDENTIAL_FIELD: &str = "credential";
+
+/// The page's `passkey` button: which ceremony, where its options and answer go, and
+/// the stable `data-action` hook for browser automation.
+pub(super) fn button(
+    issuer: &str,
+    path: &str,
+    request: Option<&str>,
+    purpose: CeremonyPurpose,
+) -> serde_json::Value {
+    let (hook, ceremony, label, class) = match purpose {
+        CeremonyPurpose::SignIn => (
+            "passkey-signin",
+            "get",
+            "Sign in with a passkey",
+            "secondary",
+        ),
+        CeremonyPurpose::SecondFactor => ("passkey-verify", "get", "Use a passkey", "primary"),
+        CeremonyPurpose::Enroll => ("passkey-enroll", "create", "Set up a passkey", "secondary"),
+        CeremonyPurpose::Register => ("passkey-register", "create", "Add a passkey", "primary"),
+    };
+    let options_path = format!("{path}{OPTIONS_SUFFIX}");
+    json!({
+        "action": url_with_request(issuer, path, request),
+        "options": url_with_request(issuer, &options_path, request),
+        "hook": hook,
+        "ceremony": ceremony,
+        "label": label,
+        "class": class,
+        "name_field": matches!(purpose, CeremonyPurpose::Enroll | CeremonyPurpose::Register),
+    })
+}
+
+/// `GET {issuer}/assets/passkey.js`.
+pub fn script() -> Response {
+    let mut resp = crate::ui::PASSKEY_SCRIPT.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    resp
+}
+
+async fn options(
+    state: &AppState,
+    page_req: BrowserPage,
+    purpose: CeremonyPurpose,
+) -> Result<Response, PageError> {
+    let BrowserPage { req, mut visit } = page_req;
+    if purpose == CeremonyPurpose::SignIn
+        && let Some(resp) = rate_limited(state, &req, Limited::Login, None).await
+    {
+        return Ok(resp);
+    }
+    let started = state
+        .interaction()
+        .passkey_options(&mut visit, req.request(), purpose)
+        .await?;
+    let (status, body) = match started {
+        CeremonyStart::Options(o) => (StatusCode::OK, o),
+        CeremonyStart::Unavailable(why) => (StatusCode::CONFLICT, json!({ "error": why })),
+    };
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(super::with_cookie(visit.browser.as_ref(), resp))
+}
+
+/// `POST …/options` of each ceremony.
+pub async fn sign_in_options(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    options(&state, page, CeremonyPurpose::SignIn).await
+}
+
+pub async fn second_factor_options(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    options(&state, page, CeremonyPurpose::SecondFactor).await
+}
+
+pub async fn enroll_options(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    options(&state, page, CeremonyPurpose::Enroll).await
+}
+
+pub async fn register_options(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    options(&state, page, CeremonyPurpose::Register).await
+}
+
+/// `POST {issuer}/login/passkey`.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    let BrowserPage { req, mut visit } = page;
+    if let Some(resp) = rate_limited(&state, &req, Limited::Login, None).await {
+        return Ok(resp);
+    }
+    let credential = req.form.get(CREDENTIAL_FIELD).map_or("", String::as_str);
+    let outcome = state
+        .interaction()
+        .passkey_sign_in(&mut visit, req.request(), credential)
+        .await?;
+    Ok(render(&state, &visit, outcome))
+}
+
+/// `POST {issuer}/login/mfa/passkey`.
+pub async fn second_factor(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    let BrowserPage { req, mut visit } = page;
+    let credential = req.form.get(CREDENTIAL_FIELD).map_or("", String::as_str);
+    let outcome = state
+        .interaction()
+        .passkey_second_factor(&mut visit, req.request(), credential)
+        .await?;
+    Ok(render(&state, &visit, outcome))
+}
+
+/// `POST {issuer}/login/mfa/enroll/passkey`.
+pub async fn enroll(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    let BrowserPage { req, mut visit } = page;
+    let credential = req.form.get(CREDENTIAL_FIELD).map_or("", String::as_str);
+    let name = req.form.get("passkey_name").map_or("", String::as_str);
+    let outcome = state
+        .interaction()
+        .passkey_enroll(&mut visit, req.request(), credential, name)
+        .await?;
+    Ok(render(&state, &visit, outcome))
+}
+
+/// `GET {issuer}/account/passkeys`.
+pub async fn account(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    let BrowserPage { visit, .. } = page;
+    let shown = state.interaction().account_passkeys(&visit).await?;
+    Ok(account_page(&state, &visit, shown))
+}
+
+/// `POST {issuer}/account/passkeys`: the answer of the registration ceremony.
+pub async fn register(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    let BrowserPage { req, mut visit } = page;
+    let credential = req.form.get(CREDENTIAL_FIELD).map_or("", String::as_str);
+    let name = req.form.get("passkey_name").map_or("", String::as_str);
+    let shown = state
+        .interaction()
+        .register_passkey(&mut visit, credential, name)
+        .await?;
+    Ok(account_page(&state, &visit, shown))
+}
+
+/// `POST {issuer}/account/passkeys/remove` (field `credential_id`).
+pub async fn remove(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    let BrowserPage { req, visit } = page;
+    let id = req.form.get("credential_id").map_or("", String::as_str);
+    let shown = state.interaction().remove_passkey(&visit, id).await?;
+    Ok(account_page(&state, &visit, shown))
+}
+
+fn change_message(c: PasskeyChange) -> &'static str {
+    match c {
+        PasskeyChange::Added => "Passkey added.",
+        PasskeyChange::Removed => "Passkey removed.",
+        PasskeyChange::Refused => "The passkey could not be added. Try again.",
+        PasskeyChange::AlreadyRegistered => "That passkey is already registered.",
+        PasskeyChange::InvalidName => "Name the passkey (1 to 64 characters).",
+        PasskeyChange::SignInAgain => "For your security, sign in again to add a passkey.",
+        PasskeyChange::LastFactor => {
+            "This is your last second factor, and your account requires one. Add another \
+             passkey or an authenticator app first."
+        }
+        PasskeyChange::NotFound => "You have no passkey with that id.",
+    }
+}
+
+fn account_page(
+    state: &AppState,
+    visit: &crate::interaction::Visit,
+    shown: AccountPasskeys,
+) -> Response {
+    let tenant = &visit.tenant;
+    let issuer = tenant.issuer.as_str();
+    let list: PasskeyList = match shown {
+        AccountPasskeys::SignIn => return see_other(&format!("{issuer}{LOGIN_PATH}")),
+        AccountPasskeys::Show(list) => list,
+    };
+    let time = |t: i64| {
+        jiff::Timestamp::from_second(t)
+            .map(|ts| ts.strftime("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default()
+    };
+    let mut ctx = base_context(tenant);
+    ctx.insert("title".into(), json!("Passkeys"));
+    ctx.insert(
+        "csrf".into(),
+        json!(visit.browser.as_ref().map(|b| b.data.csrf.clone())),
+    );
+    ctx.insert("username".into(), json!(list.username));
+    ctx.insert(
+        "remove_action".into(),
+        json!(format!("{issuer}{ACCOUNT_PASSKEYS_REMOVE_PATH}")),
+    );
+    ctx.insert("reauth_url".into(), json!(format!("{issuer}{LOGIN_PATH}")));
+    ctx.insert(
+        "passkeys".into(),
+        json!(
+            list.passkeys
+                .iter()
+                .map(|p| json!({
+                    "credential_id": p.credential_id,
+                    "name": p.name,
+                    "created_at": time(p.created_at),
+                    "last_used_at": p.last_used_at.map(time),
+                    "synced": p.backup_eligible,
+                }))
+                .collect::<Vec<_>>()
+        ),
+    );
+    ctx.insert("can_register".into(), json!(list.can_register));
+    ctx.insert("recent_sign_in".into(), json!(list.recent_sign_in));
+    if list.can_register && list.recent_sign_in {
+        ctx.insert(
+            "passkey".into(),
+            button(
+                issuer,
+                ACCOUNT_PASSKEYS_PATH,
+                None,
+                CeremonyPurpose::Register,
+            ),
+        );
+    }
+    if let Some(n) = list.notice {
+        ctx.insert("notice".into(), json!(change_message(n)));
+    }
+    let status = match list.problem {
+        Some(p) => {
+            ctx.insert("error".into(), json!(change_message(p)));
+            match p {
+                PasskeyChange::NotFound => StatusCode::NOT_FOUND,
+                PasskeyChange::LastFactor | PasskeyChange::AlreadyRegistered => {
+                    StatusCode::CONFLICT
+                }
+                PasskeyChange::SignInAgain => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            }
+        }
+        None => StatusCode::OK,
+    };
+    page(
+        state,
+        visit.browser.as_ref(),
+        status,
+        "account_passkeys.html",
+        &ctx,
+    )
+}
