@@ -50,7 +50,7 @@ if [[ -z "$ok" ]]; then
   cat "$work.log" >&2
   exit 1
 fi
-keys=$(curl -fsS "http://127.0.0.1:$PORT/jwks" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["keys"]))')
+keys=$(curl -fsS -H "Host: localhost:$PORT" "http://127.0.0.1:$PORT/jwks" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["keys"]))')
 [[ "$keys" == 3 ]] || { echo "test-runtime: expected 3 keys, got $keys" >&2; exit 1; }
 # unshare and bash exec into the server, so $server is the authserver process itself.
 uid=$(ps -o uid= -p "$server" | tr -d ' ')

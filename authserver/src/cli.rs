@@ -133,6 +133,14 @@ pub enum UsersCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Remove every passkey of a user (a lost or stolen device); they sign in with their
+    /// password (and any other second factor) and add passkeys again.
+    ResetPasskeys {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Require (or stop requiring) a second factor for one user, whatever the tenant
     /// policy says.
     SetMfaRequired {

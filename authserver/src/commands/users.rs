@@ -27,6 +27,9 @@ pub async fn run(settings: &crate::config::Settings, cmd: UsersCommand) -> anyho
             username, tenant, ..
         } => set_password(&ctx, tenant, &username).await,
         UsersCommand::ResetMfa { username, tenant } => reset_mfa(&ctx, tenant, &username).await,
+        UsersCommand::ResetPasskeys { username, tenant } => {
+            reset_passkeys(&ctx, tenant, &username).await
+        }
         UsersCommand::SetMfaRequired {
             username,
             tenant,
@@ -211,6 +214,20 @@ async fn reset_mfa(ctx: &Context, tenant: Option<String>, username: &str) -> any
         .await
         .context("failed to reset the user's MFA")?;
     print_mfa(ctx, &user, Some(removed)).await
+}
+
+async fn reset_passkeys(
+    ctx: &Context,
+    tenant: Option<String>,
+    username: &str,
+) -> anyhow::Result<()> {
+    let tenant = tenant_or_default(ctx, tenant).await?;
+    let user = existing_user(ctx, &tenant, username).await?;
+    let removed = crate::passkeys::PasskeyService::new(ctx.store.clone(), ctx.clock.clone())
+        .remove_all(&tenant, &user.user_id, Actor::Cli.as_str())
+        .await
+        .context("failed to remove the user's passkeys")?;
+    print_mfa(ctx, &user, Some(removed > 0)).await
 }
 
 async fn set_mfa_required(

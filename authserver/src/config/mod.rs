@@ -840,7 +840,8 @@ mod tests {
         );
         assert_eq!(s.log_format, LogFormat::Pretty);
         assert_eq!(s.tenants.len(), 1);
-        assert_eq!(s.tenants[0].issuer, "http://127.0.0.1:8080");
+        // A name, not an IP address: passkeys work in development.
+        assert_eq!(s.tenants[0].issuer, "http://localhost:8080");
     }
 
     #[test]

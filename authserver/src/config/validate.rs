@@ -188,7 +188,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
     if dev && !tenants.iter().any(|t| t.id == tenant::DEFAULT_TENANT) {
         tenants.push(TenantSpec {
             id: tenant::DEFAULT_TENANT.to_owned(),
-            issuer: format!("http://{listen}"),
+            issuer: dev_issuer(listen),
             display_name: "Default".to_owned(),
         });
     }
@@ -844,5 +844,16 @@ fn outbound(
         allow_http: section.allow_http.unwrap_or(dev),
         connect_timeout_seconds,
         timeout_seconds,
+    }
+}
+
+/// The `--dev` tenant's issuer: `http://localhost:PORT` when listening on a loopback
+/// address (browsers refuse WebAuthn on IP-address origins, so passkeys need a name),
+/// otherwise the address itself.
+fn dev_issuer(listen: SocketAddr) -> String {
+    if listen.ip().is_loopback() {
+        format!("http://localhost:{}", listen.port())
+    } else {
+        format!("http://{listen}")
     }
 }

@@ -361,6 +361,26 @@ impl PasskeyService {
         })
     }
 
+    /// Removes every passkey of the user (an operator's reset for a lost device), and
+    /// audits `passkey.reset`; how many were removed.
+    pub async fn remove_all(&self, tenant_id: &str, user_id: &str, actor: &str) -> Result<u64> {
+        let n = self.store.delete_passkeys_of(tenant_id, user_id).await?;
+        let event =
+            crate::store::audit::AuditEvent::new(tenant_id, self.clock.now(), "passkey.reset")
+                .actor(Some(actor))
+                .subject(Some(user_id))
+                .details(serde_json::json!({ "removed": n }));
+        self.store.audit(event).await;
+        tracing::info!(
+            tenant = tenant_id,
+            user_id,
+            actor,
+            removed = n,
+            "passkeys reset"
+        );
+        Ok(n)
+    }
+
     /// A user's passkeys, oldest first.
     pub async fn list(&self, tenant_id: &str, user_id: &str) -> Result<Vec<StoredPasskey>> {
         Ok(self.store.list_passkeys(tenant_id, user_id).await?)

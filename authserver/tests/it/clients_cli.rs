@@ -272,7 +272,8 @@ async fn clients_commands_work_on_the_dev_data_dir() {
         .clone()
         .env("GATEHOUSE_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .serve(port)
-        .await;
+        .await
+        .with_host(format!("localhost:{port}"));
     let creds = Creds {
         id: "local".into(),
         secret: v["client_secret"].as_str().map(str::to_owned),

@@ -75,8 +75,9 @@ async fn dev_serve_on_a_fresh_data_dir_publishes_one_key_per_algorithm_and_reuse
     let data = scratch.path().join("data");
     let port = free_port();
     let dev = Cli::new().args(["--dev", "--data-dir", &data.display().to_string()]);
-    let server = dev.serve(port).await;
-    let issuer = format!("http://127.0.0.1:{port}");
+    // The dev issuer is `localhost` (passkeys need a name, not an IP address).
+    let server = dev.serve(port).await.with_host(format!("localhost:{port}"));
+    let issuer = format!("http://localhost:{port}");
 
     let (headers, jwks) = discover_jwks(&server, &issuer).await;
     assert_one_key_per_algorithm(&jwks);
@@ -94,7 +95,7 @@ async fn dev_serve_on_a_fresh_data_dir_publishes_one_key_per_algorithm_and_reuse
 
     let (status, _, _) = server.terminate().await;
     assert!(status.success());
-    let again = dev.serve(port).await;
+    let again = dev.serve(port).await.with_host(format!("localhost:{port}"));
     assert_eq!(
         again.kids("/jwks").await,
         kids,

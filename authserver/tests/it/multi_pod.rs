@@ -35,7 +35,8 @@ async fn rotation_through_the_cli_reaches_another_server_within_a_second(backend
         Backend::Sqlite => {
             let dev = Cli::new().args(["--dev", "--data-dir", data_dir.as_str()]);
             let port = free_port();
-            (None, dev.serve(port).await, dev)
+            let served = dev.serve(port).await.with_host(format!("localhost:{port}"));
+            (None, served, dev)
         }
     };
     // Warm the other server's cache.

@@ -23,6 +23,7 @@ on_both_backends!(
     a_relying_party_asking_for_phr_gets_a_passkey_or_unmet,
     refused_passkeys_sign_no_one_in_and_change_nothing,
     the_last_required_factor_stays_and_others_passkeys_cannot_be_removed,
+    an_operator_resets_a_users_passkeys,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -642,4 +643,57 @@ async fn the_last_required_factor_stays_and_others_passkeys_cannot_be_removed(ba
         .await;
     assert_eq!(r.status, 303);
     assert!(r.location().unwrap().ends_with("/login"));
+}
+
+/// `authserver users reset-passkeys` (a lost device): every passkey of the user goes,
+/// audited; an unknown user is a clear error that changes nothing.
+async fn an_operator_resets_a_users_passkeys(backend: Backend) {
+    let f = setup(backend, "{}").await;
+    let mut auth = alice_with_a_passkey(&f).await;
+    let bad =
+        f.db.cli()
+            .args([
+                "users",
+                "reset-passkeys",
+                "--tenant",
+                "main",
+                "--username",
+                "nobody",
+            ])
+            .run()
+            .await;
+    assert!(!bad.status.success(), "{bad}");
+    bad.assert_stderr_contains("does not exist");
+    assert_eq!(f.db.scalar("SELECT count(*) FROM passkeys").await, 1);
+    let out =
+        f.db.cli()
+            .args([
+                "users",
+                "reset-passkeys",
+                "--tenant",
+                "main",
+                "--username",
+                "alice",
+            ])
+            .run()
+            .await;
+    out.assert_success();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (v["passkeys"].as_u64(), v["removed"].as_bool()),
+        (Some(0), Some(true)),
+        "{v}"
+    );
+    assert_eq!(f.db.scalar("SELECT count(*) FROM passkeys").await, 0);
+    assert_eq!(
+        f.db.scalar(
+            "SELECT count(*) FROM audit_events WHERE event = 'passkey.reset' AND actor = 'cli'"
+        )
+        .await,
+        1
+    );
+    let b = Browser::new();
+    let login = b.get(&format!("{}/login", f.issuer)).await;
+    let r = ceremony(&b, &login, "passkey-signin", &mut auth, &[]).await;
+    assert!(r.body.contains(REFUSED), "{}", r.body);
 }
