@@ -2,7 +2,8 @@
 """Signs a user in through a real browser (headless Chromium driven by Selenium): the
 authorization request, the sign-in page (`username`, `password`), the consent page
 (`decision=allow`), the redirect with a code, and the code redeemed at the token
-endpoint with PKCE. It proves that the pages work in a browser with their stable form
+endpoint with PKCE. Then, with Chromium's virtual authenticator, registers a passkey on
+the account security page and signs in with it alone (`acr_values=phr`). It proves that the pages work in a browser with their stable form
 field names, cookies and CSP, not only through our own HTTP tests.
 
     scripts/browser-check.sh             # installs what it needs, then runs this
@@ -28,9 +29,14 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+# The page with the button `data-action=passkey-register`.
+ACCOUNT_SECURITY = os.environ.get("GATEHOUSE_ACCOUNT_SECURITY_PATH", "/account/security")
 
 
 def free_port():
@@ -56,7 +62,8 @@ def main():
     binary = os.environ.get("AUTHSERVER_BIN", "target/debug/authserver")
     work = tempfile.mkdtemp(prefix="gatehouse-browser-")
     port, rp_port = free_port(), free_port()
-    issuer = f"http://127.0.0.1:{port}"
+    # A name, not 127.0.0.1: browsers refuse WebAuthn on IP-address origins.
+    issuer = f"http://localhost:{port}"
     redirect = f"http://127.0.0.1:{rp_port}/callback"
     with open(os.path.join(work, "config.yaml"), "w") as f:
         f.write(f"tenants:\n  - id: main\n    issuer: {issuer}\n    display_name: Browser check\n")
@@ -87,7 +94,7 @@ def main():
     try:
         for _ in range(100):
             try:
-                urllib.request.urlopen(f"{issuer}/readyz", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1)
                 break
             except OSError:
                 time.sleep(0.1)
@@ -118,16 +125,57 @@ def main():
         assert query["iss"] == [issuer], query
         code = query["code"][0]
 
-        basic = base64.b64encode(f"web:{client['client_secret']}".encode()).decode()
-        body = urllib.parse.urlencode({"grant_type": "authorization_code", "code": code,
-                                       "redirect_uri": redirect, "code_verifier": verifier}).encode()
-        request = urllib.request.Request(f"{issuer}/token", data=body,
-                                         headers={"Authorization": f"Basic {basic}"})
-        tokens = json.load(urllib.request.urlopen(request, timeout=10))
-        payload = tokens["id_token"].split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        def redeem(code, verifier):
+            basic = base64.b64encode(f"web:{client['client_secret']}".encode()).decode()
+            body = urllib.parse.urlencode({"grant_type": "authorization_code", "code": code,
+                                           "redirect_uri": redirect, "code_verifier": verifier}).encode()
+            request = urllib.request.Request(f"{issuer}/token", data=body,
+                                             headers={"Authorization": f"Basic {basic}"})
+            tokens = json.load(urllib.request.urlopen(request, timeout=10))
+            payload = tokens["id_token"].split(".")[1]
+            return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+        claims = redeem(code, verifier)
         assert claims["nonce"] == nonce and claims["email"] == "alice@example.com", claims
-        print("browser check passed: sign-in page, consent, redirect with code, token with ID token "
+
+        # Passkeys, with Chromium's virtual authenticator (the WebAuthn WebDriver
+        # extension): register one on the account security page, sign out, sign in with
+        # it alone from the sign-in page.
+        authenticator = VirtualAuthenticatorOptions()
+        authenticator.protocol = VirtualAuthenticatorOptions.Protocol.CTAP2
+        authenticator.transport = VirtualAuthenticatorOptions.Transport.INTERNAL
+        authenticator.has_resident_key = True
+        authenticator.has_user_verification = True
+        authenticator.is_user_verified = True
+        driver.add_virtual_authenticator(authenticator)
+        driver.get(f"{issuer}{ACCOUNT_SECURITY}")
+        name = wait.until(ec.presence_of_element_located((By.NAME, "passkey_name")))
+        name.clear()
+        name.send_keys("Browser check")
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[data-action=passkey-register]"))).click()
+        wait.until(lambda d: "Passkey added." in d.page_source)
+        assert len(driver.get_credentials()) == 1, "the authenticator holds the new passkey"
+        driver.delete_all_cookies()
+
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        nonce = secrets.token_urlsafe(16)
+        driver.get(f"{issuer}/authorize?" + urllib.parse.urlencode({
+            "response_type": "code", "client_id": "web", "redirect_uri": redirect,
+            "scope": "openid profile email", "state": state, "nonce": nonce, "acr_values": "phr",
+            "code_challenge": challenge, "code_challenge_method": "S256",
+        }))
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button[data-action=passkey-signin]"))).click()
+        wait.until(lambda d: d.current_url.startswith(redirect) or "decision" in d.page_source)
+        if not driver.current_url.startswith(redirect):
+            driver.find_element(By.CSS_SELECTOR, "button[name=decision][value=allow]").click()
+            wait.until(lambda d: d.current_url.startswith(redirect))
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(driver.current_url).query)
+        claims = redeem(query["code"][0], verifier)
+        assert claims["nonce"] == nonce and claims.get("acr") == "phr", claims
+        assert "hwk" in claims.get("amr", []) or "swk" in claims.get("amr", []), claims
+        print("browser check passed: sign-in page, consent, redirect with code, token with ID token; "
+              "passkey registered on the account page and passwordless sign-in with acr=phr "
               f"({driver.capabilities.get('browserVersion', 'chromium')})")
     finally:
         if driver is not None:

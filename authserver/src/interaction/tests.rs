@@ -681,3 +681,59 @@ async fn logout_by_link_asks_first_and_a_forged_post_changes_nothing() {
     assert_eq!(o, LogoutOutcome::Refused(LogoutRefusal::InvalidHint));
     let _ = w.clock.now();
 }
+
+/// Adding a passkey needs a recent sign-in (a stolen cookie alone cannot plant one), and
+/// a started ceremony answers only its own purpose, once.
+#[tokio::test]
+async fn adding_a_passkey_needs_a_recent_sign_in_and_a_ceremony_answers_once() {
+    use crate::session::CeremonyPurpose;
+    let w = World::new().await;
+    let alice = w.user("alice").await;
+    let mut visit = w.visit();
+    w.sign_in(&mut visit, &alice, "1").await;
+    let o = w
+        .engine()
+        .passkey_options(&mut visit, None, CeremonyPurpose::Register)
+        .await
+        .expect("options");
+    let CeremonyStart::Options(options) = o else {
+        panic!("expected options, got {o:?}");
+    };
+    let pk = &options["publicKey"];
+    assert_eq!(pk["rp"]["id"], "id.example.com", "{pk}");
+    assert_eq!(pk["authenticatorSelection"]["residentKey"], "required");
+    assert_eq!(pk["authenticatorSelection"]["userVerification"], "required");
+    assert_eq!(pk["attestation"], "none");
+    assert!(visit.browser.as_ref().expect("browser").data.ceremony.is_some());
+    // The registration's challenge does not answer a sign-in, and is used up trying.
+    let o = w
+        .engine()
+        .passkey_sign_in(&mut visit, None, "{}")
+        .await
+        .expect("step");
+    assert!(
+        matches!(&o, Outcome::ShowLogin(f) if f.problem == Some(LoginProblem::Passkey)),
+        "{o:?}"
+    );
+    assert!(visit.browser.as_ref().expect("browser").data.ceremony.is_none());
+
+    // Ten minutes later the same session may no longer add one.
+    w.clock.advance(passkey::REGISTER_REAUTH_SECONDS + 1);
+    let o = w
+        .engine()
+        .passkey_options(&mut visit, None, CeremonyPurpose::Register)
+        .await
+        .expect("options");
+    assert!(matches!(o, CeremonyStart::Unavailable(_)), "{o:?}");
+    let AccountPasskeys::Show(list) = w
+        .engine()
+        .register_passkey(&mut visit, "{}", "Laptop")
+        .await
+        .expect("page")
+    else {
+        panic!("still signed in");
+    };
+    assert!(!list.recent_sign_in);
+    assert_eq!(list.problem, Some(PasskeyChange::SignInAgain));
+    assert!(list.passkeys.is_empty());
+}
