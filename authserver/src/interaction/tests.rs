@@ -704,7 +704,15 @@ async fn adding_a_passkey_needs_a_recent_sign_in_and_a_ceremony_answers_once() {
     assert_eq!(pk["authenticatorSelection"]["residentKey"], "required");
     assert_eq!(pk["authenticatorSelection"]["userVerification"], "required");
     assert_eq!(pk["attestation"], "none");
-    assert!(visit.browser.as_ref().expect("browser").data.ceremony.is_some());
+    assert!(
+        visit
+            .browser
+            .as_ref()
+            .expect("browser")
+            .data
+            .ceremony
+            .is_some()
+    );
     // The registration's challenge does not answer a sign-in, and is used up trying.
     let o = w
         .engine()
@@ -715,7 +723,15 @@ async fn adding_a_passkey_needs_a_recent_sign_in_and_a_ceremony_answers_once() {
         matches!(&o, Outcome::ShowLogin(f) if f.problem == Some(LoginProblem::Passkey)),
         "{o:?}"
     );
-    assert!(visit.browser.as_ref().expect("browser").data.ceremony.is_none());
+    assert!(
+        visit
+            .browser
+            .as_ref()
+            .expect("browser")
+            .data
+            .ceremony
+            .is_none()
+    );
 
     // Ten minutes later the same session may no longer add one.
     w.clock.advance(passkey::REGISTER_REAUTH_SECONDS + 1);

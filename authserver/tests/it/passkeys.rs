@@ -22,12 +22,16 @@ on_both_backends!(
     a_passkey_replaces_totp_at_enrolment_and_is_the_second_factor_after,
     a_relying_party_asking_for_phr_gets_a_passkey_or_unmet,
     refused_passkeys_sign_no_one_in_and_change_nothing,
+    removed_and_foreign_passkeys_sign_no_one_in,
     the_last_required_factor_stays_and_others_passkeys_cannot_be_removed,
     an_operator_resets_a_users_passkeys,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
 const REFUSED: &str = "That passkey could not be used.";
+
+/// What an attacker changes in the authenticator's answer.
+type Tamper = Box<dyn Fn(&mut SoftAuthenticator)>;
 
 struct Fixture {
     db: TestDb,
@@ -289,6 +293,7 @@ async fn a_passkey_replaces_totp_at_enrolment_and_is_the_second_factor_after(bac
     assert!(!r.body.contains("You are signed in"), "{}", r.body);
 }
 
+#[allow(clippy::too_many_lines)] // one journey per user, asserted step by step
 async fn a_relying_party_asking_for_phr_gets_a_passkey_or_unmet(backend: Backend) {
     let f = setup(backend, "{}").await;
     let mut auth = alice_with_a_passkey(&f).await;
@@ -453,7 +458,7 @@ async fn refused_passkeys_sign_no_one_in_and_change_nothing(backend: Backend) {
 
     // Each attack, on a fresh challenge: refused with the one message, no session, the
     // counter where it was.
-    let cases: Vec<(&str, Box<dyn Fn(&mut SoftAuthenticator)>)> = vec![
+    let cases: Vec<(&str, Tamper)> = vec![
         (
             "counter regression (a cloned key)",
             Box::new(|a| a.credentials[0].counter = 0),
@@ -507,6 +512,12 @@ async fn refused_passkeys_sign_no_one_in_and_change_nothing(backend: Backend) {
         assert!(reasons.contains(r), "{r} in {reasons}");
     }
 
+    bad_answers_are_refused(&f, &action, &good, signed_in).await;
+}
+
+/// Malformed, oversized and CSRF-less answers to the sign-in: refused, no session.
+async fn bad_answers_are_refused(f: &Fixture, action: &str, good: &str, signed_in: i64) {
+    let login_url = format!("{}/login", f.issuer);
     // Malformed, oversized and CSRF-less answers.
     let b = Browser::new();
     let login = b.get(&login_url).await;
@@ -514,7 +525,7 @@ async fn refused_passkeys_sign_no_one_in_and_change_nothing(backend: Backend) {
     let big = format!("{{\"id\":\"{}\"}}", "A".repeat(70 * 1024));
     for bad in ["", "not json", "{}", big.as_str()] {
         let r = b
-            .post(&action, &[("_csrf", csrf.as_str()), ("credential", bad)])
+            .post(action, &[("_csrf", csrf.as_str()), ("credential", bad)])
             .await;
         assert!(
             r.body.contains(REFUSED) || r.status == 413,
@@ -523,13 +534,22 @@ async fn refused_passkeys_sign_no_one_in_and_change_nothing(backend: Backend) {
             r.body
         );
     }
-    let r = b.post(&action, &[("credential", good.as_str())]).await;
+    let r = b.post(action, &[("credential", good)]).await;
     assert_eq!(r.status, 403, "no CSRF token: {}", r.body);
     let r = b
         .post(&format!("{}/login/passkey/options", f.issuer), &[])
         .await;
     assert_eq!(r.status, 403, "options need the CSRF token too");
     assert_eq!(sessions(&f.db).await, signed_in);
+}
+
+/// A removed passkey, one presented to another tenant, and an IP-address issuer: no
+/// sign-in.
+async fn removed_and_foreign_passkeys_sign_no_one_in(backend: Backend) {
+    let f = setup(backend, "{}").await;
+    let mut auth = alice_with_a_passkey(&f).await;
+    let login_url = format!("{}/login", f.issuer);
+    let signed_in = sessions(&f.db).await;
 
     // The passkey removed: it signs in no more.
     let account = Browser::new();

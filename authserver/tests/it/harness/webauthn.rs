@@ -198,14 +198,14 @@ fn cbor_head(major: u8, len: u64) -> Vec<u8> {
     let m = major << 5;
     match len {
         0..=23 => vec![m | u8::try_from(len).unwrap()],
-        24..=0xff => vec![m | 24, u8::try_from(len).unwrap()],
+        24..=0xff => vec![m | 0x18, u8::try_from(len).unwrap()],
         0x100..=0xffff => {
-            let mut v = vec![m | 25];
+            let mut v = vec![m | 0x19];
             v.extend(u16::try_from(len).unwrap().to_be_bytes());
             v
         }
         _ => {
-            let mut v = vec![m | 26];
+            let mut v = vec![m | 0x1a];
             v.extend(u32::try_from(len).unwrap().to_be_bytes());
             v
         }
