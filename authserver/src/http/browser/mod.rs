@@ -2,7 +2,8 @@
 //! `/login/mfa/enroll`), the account chooser (`/select-account`), consent (`/consent`),
 //! the authorization endpoint's browser flow (`/authorize`, `/authorize/continue`) and
 //! RP-initiated logout (`/logout`, advertised as `end_session_endpoint`), the signed-in
-//! user's consents (`/account/consents`), plus the stylesheet (`/assets/gatehouse.css`).
+//! user's account pages (`/account/…`, see [`account`]), plus the stylesheet
+//! (`/assets/gatehouse.css`).
 //!
 //! Every page is server-rendered HTML that works without JavaScript; every POST form
 //! carries the browser session's CSRF token as `_csrf`, checked in constant time before
@@ -60,10 +61,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             authorize::CONSENT_PATH,
             get(consent::show).post(consent::submit),
         )
-        .route(
-            account::ACCOUNT_CONSENTS_PATH,
-            get(account::show).post(account::submit),
-        )
+        .merge(account::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             page::render_error_pages,
