@@ -61,7 +61,7 @@ pub use account::{
     ACTIVITY_EVENTS, ACTIVITY_LIMIT, AccountConsents, AccountOverview, AccountPage, ActivityEntry,
     DeviceSession, Factors, PasswordChange, PasswordOutcome, PasswordProblem, Profile,
     ProfileOutcome, Proof, Revocation, Security, SecurityNotice, SecurityOutcome, SecurityProblem,
-    SessionRevocation, device_summary, second_factor_count,
+    SessionRevocation, device_summary, may_remove, second_factor_count,
 };
 pub use error::Error;
 pub use logout::{LogoutOutcome, LogoutRefusal, LogoutRequest, Posted};
