@@ -731,6 +731,24 @@ async fn the_last_required_second_factor_cannot_be_removed(backend: Backend) {
     );
     assert!(events(&s.db, "mfa.removed").await.is_empty());
 
+    // The way back to the account pages survives the second factor.
+    let back = Browser::new();
+    let form = back.get(&s.url("/login?return_to=account")).await;
+    let p = back
+        .submit(&form, &[("username", "alice"), ("password", PASSWORD)])
+        .await;
+    assert!(p.location().unwrap().ends_with("/login/mfa"), "{p:?}");
+    let code = back.follow(&p).await;
+    let done = back
+        .submit(
+            &code,
+            &[("totp", &secret.code_at_step(totp::step(now()) + 1))],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location().unwrap(), s.url("/account"));
+    back.follow(&done).await.assert_status(200);
+
     // The same for a user flagged as requiring MFA in a tenant that does not.
     let s = setup(backend).await;
     let (secret, _) = crate::mfa::enrol(&s.db, "bob").await;

@@ -17,7 +17,8 @@ pub use activity::{ACTIVITY_EVENTS, ACTIVITY_LIMIT, ActivityEntry};
 pub use password::{PasswordChange, PasswordOutcome, PasswordProblem};
 pub use profile::{Profile, ProfileOutcome};
 pub use security::{
-    Factors, Proof, Security, SecurityNotice, SecurityOutcome, SecurityProblem, second_factor_count,
+    Factors, Proof, Security, SecurityNotice, SecurityOutcome, SecurityProblem, may_remove,
+    second_factor_count,
 };
 pub use sessions::{DeviceSession, SessionRevocation, device_summary};
 
