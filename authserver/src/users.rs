@@ -16,10 +16,10 @@ use crate::clock::Clock;
 use crate::config::{BreachPolicy, PasswordSettings};
 use crate::crypto::password;
 use crate::domain::client::{FieldError, validate_client_id};
-use crate::domain::user::{NewUser, check_password_length};
+use crate::domain::user::{NewUser, check_password_length, validate_email};
 use crate::store::audit::AuditEvent;
 use crate::store::consents::Consent;
-use crate::store::sessions::EndAccess;
+use crate::store::sessions::{AccessEnded, EndAccess};
 use crate::store::users::StoredUser;
 use crate::store::{self, Store};
 
@@ -76,6 +76,25 @@ fn check_client_id(client_id: &str) -> Result<()> {
             message,
         }])
     })
+}
+
+/// Longest display name a user may set on the account page, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// What a profile change did to the e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailChange {
+    Unchanged,
+    /// A new address, stored unverified: the hook for a verification mail.
+    Changed(String),
+    Removed,
+}
+
+/// What [`UserService::update_own_profile`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileChange {
+    pub name_changed: bool,
+    pub email: EmailChange,
 }
 
 /// The user service.
@@ -310,6 +329,160 @@ impl UserService {
             updated_at: now,
             ..user
         })
+    }
+
+    /// A signed-in user's own password change (the account page; the current password
+    /// was checked by the caller). The same policy as [`UserService::set_password`]
+    /// (length, breached-password check), but the user's *other* sessions end and every
+    /// live grant is revoked, while `keep_sid` (the browser making the change) stays:
+    /// whoever may also know the old password loses what it gave them. Audits
+    /// `user.password_changed`.
+    pub async fn change_own_password(
+        &self,
+        user: &StoredUser,
+        new: &SecretString,
+        keep_sid: &str,
+        ip: Option<&str>,
+    ) -> Result<AccessEnded> {
+        self.check_password(&user.username, new).await?;
+        let hash = self.hash(new).await?;
+        let now = self.clock.now();
+        let ended = self
+            .store
+            .set_user_password_hash(
+                &user.tenant_id,
+                &user.user_id,
+                &hash,
+                now,
+                EndAccess::AllBut(keep_sid),
+            )
+            .await
+            .map_err(|e| match e {
+                store::Error::NotFound => Error::NotFound(user.username.clone()),
+                other => Error::Store(other),
+            })?;
+        let event = AuditEvent::new(&user.tenant_id, now, "user.password_changed")
+            .actor(Some(Actor::User.as_str()))
+            .subject(Some(&user.user_id))
+            .ip(ip)
+            .details(serde_json::json!({
+                "sessions_ended": ended.sessions,
+                "grants_revoked": ended.grants,
+            }));
+        self.store.audit(event).await;
+        tracing::info!(
+            tenant = %user.tenant_id,
+            user_id = %user.user_id,
+            sessions_ended = ended.sessions,
+            grants_revoked = ended.grants,
+            "user changed their password"
+        );
+        Ok(ended)
+    }
+
+    /// A signed-in user's own profile change (the account page): display name (the
+    /// profile claim `name`) and e-mail address. A new address is stored unverified
+    /// (`email_verified = false`) and audited as `user.email_changed`; the returned
+    /// [`ProfileChange::email`] says so, for the caller to send a verification mail.
+    /// Checked against the row it was read from (`user`): a concurrent change is
+    /// [`Error::Invalid`] on `profile`, nothing written.
+    pub async fn update_own_profile(
+        &self,
+        user: &StoredUser,
+        name: &str,
+        email: &str,
+        ip: Option<&str>,
+    ) -> Result<ProfileChange> {
+        let (name, email) = (name.trim(), email.trim());
+        let mut errors = Vec::new();
+        if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+            errors.push(FieldError {
+                field: "name",
+                message: format!(
+                    "must be at most {MAX_NAME_CHARS} characters, without control characters"
+                ),
+            });
+        }
+        if !email.is_empty()
+            && let Err(message) = validate_email(email)
+        {
+            errors.push(FieldError {
+                field: "email",
+                message,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        let change = ProfileChange {
+            name_changed: user
+                .profile
+                .get("name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                != name,
+            email: match (user.email.as_deref(), email) {
+                (old, new) if old.unwrap_or("") == new => EmailChange::Unchanged,
+                (_, "") => EmailChange::Removed,
+                (_, new) => EmailChange::Changed(new.to_owned()),
+            },
+        };
+        if !change.name_changed && change.email == EmailChange::Unchanged {
+            return Ok(change);
+        }
+        let mut updated = user.clone();
+        if name.is_empty() {
+            updated.profile.remove("name");
+        } else {
+            updated.profile.insert(
+                "name".to_owned(),
+                serde_json::Value::String(name.to_owned()),
+            );
+        }
+        if change.email != EmailChange::Unchanged {
+            updated.email = (!email.is_empty()).then(|| email.to_owned());
+            updated.email_verified = false;
+        }
+        let now = self.clock.now();
+        self.store
+            .update_user_profile(&updated, now, &store::users::user_etag(user))
+            .await
+            .map_err(|e| match e {
+                store::Error::Stale => Error::Invalid(vec![FieldError {
+                    field: "profile",
+                    message: "changed meanwhile; reload the page and try again".to_owned(),
+                }]),
+                store::Error::NotFound => Error::NotFound(user.username.clone()),
+                other => Error::Store(other),
+            })?;
+        let event = |name: &str, details| {
+            AuditEvent::new(&user.tenant_id, now, name)
+                .actor(Some(Actor::User.as_str()))
+                .subject(Some(&user.user_id))
+                .ip(ip)
+                .details(details)
+        };
+        if change.name_changed {
+            self.store
+                .audit(event(
+                    "user.profile_updated",
+                    serde_json::json!({ "fields": ["name"] }),
+                ))
+                .await;
+        }
+        if change.email != EmailChange::Unchanged {
+            // The address itself stays out of the audit trail: it is personal data, and
+            // the user row has it.
+            let removed = change.email == EmailChange::Removed;
+            self.store
+                .audit(event(
+                    "user.email_changed",
+                    serde_json::json!({ "email_verified": false, "removed": removed }),
+                ))
+                .await;
+        }
+        tracing::info!(tenant = %user.tenant_id, user_id = %user.user_id, "user updated their profile");
+        Ok(change)
     }
 
     /// The user with this username in an existing tenant: [`Error::UnknownTenant`] or

@@ -24,8 +24,11 @@
 //! sign-in (`signed_in`): the browser's new id, the account session, its audit events
 //! and the link to the request commit together or not at all.
 //!
-//! Logout ([`Engine::logout`]) and the account pages ([`Engine::account_consents`])
-//! follow the same split: the rules here, the HTTP in `http::browser`.
+//! Logout ([`Engine::logout`]) and the account pages (`account`: overview, profile,
+//! password, second factors, sessions, consents, activity) follow the same split: the
+//! rules here and in the services, the HTTP in `http::browser`. An account page that
+//! finds nobody signed in sends the browser to the sign-in form with
+//! `return_to=account`, and the sign-in ([`Engine::signed_in`]) ends there.
 //!
 //! A new sign-in method (a passkey, an upstream identity provider) is a step of its own
 //! next to [`Engine::password`] and [`Engine::second_factor`]: it ends by calling
@@ -56,7 +59,12 @@ use crate::store::Store;
 use crate::throttle::LoginThrottle;
 use crate::users::UserService;
 
-pub use account::{AccountConsents, Revocation};
+pub use account::{
+    ACTIVITY_EVENTS, ACTIVITY_LIMIT, AccountConsents, AccountOverview, AccountPage, ActivityEntry,
+    DeviceSession, Factors, PasswordChange, PasswordOutcome, PasswordProblem, Profile,
+    ProfileOutcome, Proof, Revocation, Security, SecurityNotice, SecurityOutcome, SecurityProblem,
+    SessionRevocation, device_summary, may_remove, second_factor_count,
+};
 pub use error::Error;
 pub use logout::{LogoutOutcome, LogoutRefusal, LogoutRequest, Posted};
 pub use outcome::{

@@ -14,6 +14,8 @@ pub enum Page {
     Consent,
     /// Back to the request (`/authorize/continue`), which decides what comes next.
     Continue,
+    /// The account pages (a sign-in an account page asked for).
+    Account,
 }
 
 /// The end of one step.

@@ -12,7 +12,9 @@ use super::{
 };
 use crate::crypto::handle_hash;
 use crate::domain::policy::TenantPolicy;
-use crate::session::{Authentication, PENDING_LOGIN_SECONDS, PendingLogin, PendingStage, SignedIn};
+use crate::session::{
+    Authentication, PENDING_LOGIN_SECONDS, PendingLogin, PendingStage, ReturnTo, SignedIn,
+};
 use crate::store::users::StoredUser;
 use crate::store::{audit, authorization_requests};
 use crate::throttle::{CheckError, Locked, Reservation};
@@ -20,15 +22,26 @@ use crate::throttle::{CheckError, Locked, Reservation};
 impl Engine<'_> {
     /// The sign-in form (`GET /login`), pre-filled with the request's `login_hint`. A
     /// browser without a session gets one: the form's CSRF token lives in it.
+    ///
+    /// `return_to`: where a sign-in without a request ends (an account page sent the
+    /// browser here); kept in the browser session so that it survives the second
+    /// factor. A request wins over it.
     pub async fn login_form(
         &self,
         visit: &mut Visit,
         request: Option<&str>,
+        return_to: Option<ReturnTo>,
     ) -> Result<Outcome, Error> {
         finish(
             async {
                 if visit.browser.is_none() {
                     visit.browser = Some(self.sessions.create(&visit.tenant, &visit.origin).await?);
+                }
+                let return_to = return_to.filter(|_| request.is_none());
+                let b = browser_mut(visit)?;
+                if b.data.return_to != return_to {
+                    b.data.return_to = return_to;
+                    self.sessions.save(b).await?;
                 }
                 let hint = match request {
                     Some(handle) => self.bound(visit, handle).await?.auth.login_hint,
@@ -197,6 +210,7 @@ impl Engine<'_> {
         request: Option<&str>,
     ) -> Step<Outcome> {
         let tenant = visit.tenant.clone();
+        let return_to = browser(visit)?.data.return_to;
         let who = Authentication {
             user_id: user.user_id.clone(),
             amr,
@@ -230,9 +244,10 @@ impl Engine<'_> {
         unit.commit().await?;
         visit.browser = Some(signed_in);
         tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "user signed in");
-        Ok(match request {
-            Some(handle) => Outcome::Go(Page::Continue, Some(handle.to_owned())),
-            None => Outcome::SignedIn {
+        Ok(match (request, return_to) {
+            (Some(handle), _) => Outcome::Go(Page::Continue, Some(handle.to_owned())),
+            (None, Some(ReturnTo::Account)) => Outcome::Go(Page::Account, None),
+            (None, None) => Outcome::SignedIn {
                 username: user.username.clone(),
             },
         })

@@ -588,7 +588,10 @@ async fn a_second_factor_is_required_before_any_session_exists() {
         .await
         .expect("require");
     let mut visit = w.visit();
-    w.engine().login_form(&mut visit, None).await.expect("form");
+    w.engine()
+        .login_form(&mut visit, None, None)
+        .await
+        .expect("form");
     let o = w
         .engine()
         .password(&mut visit, None, "alice", &SecretString::from(PASSWORD))

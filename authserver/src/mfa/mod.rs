@@ -427,6 +427,38 @@ impl MfaService {
         } else {
             EndAccess::Nothing
         };
+        self.remove_ending(tenant_id, user_id, actor, end, None)
+            .await
+    }
+
+    /// The user's own removal of their authenticator (the account security page, after
+    /// the caller checked the user's password or a code and the last-factor rule): the
+    /// same as [`MfaService::remove`], but the session `keep_sid` making the change
+    /// stays signed in.
+    pub async fn remove_own(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        keep_sid: &str,
+        ip: Option<&str>,
+    ) -> Result<bool> {
+        let end = if self.revoke_on_reset {
+            EndAccess::AllBut(keep_sid)
+        } else {
+            EndAccess::Nothing
+        };
+        self.remove_ending(tenant_id, user_id, "user", end, ip)
+            .await
+    }
+
+    async fn remove_ending(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        actor: &str,
+        end: EndAccess<'_>,
+        ip: Option<&str>,
+    ) -> Result<bool> {
         let now = self.clock.now();
         let removed = self.store.delete_mfa(tenant_id, user_id, now, end).await?;
         if let Some(ended) = removed {
@@ -434,6 +466,7 @@ impl MfaService {
                 AuditEvent::new(tenant_id, now, "mfa.removed")
                     .actor(Some(actor))
                     .subject(Some(user_id))
+                    .ip(ip)
                     .details(json!({
                         "sessions_ended": ended.sessions,
                         "grants_revoked": ended.grants,

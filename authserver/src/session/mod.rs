@@ -52,6 +52,10 @@ pub struct BrowserData {
     /// A sign-in waiting for its second factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingLogin>,
+    /// Where a sign-in that is not for an authorization request ends (set by the
+    /// sign-in form an account page sent the browser to; cleared by signing in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_to: Option<ReturnTo>,
     /// A passkey ceremony waiting for the authenticator's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceremony: Option<Ceremony>,
@@ -81,6 +85,22 @@ pub struct Ceremony {
     pub user_id: Option<String>,
     pub state: String,
     pub expires_at: UnixTime,
+}
+
+/// A page of ours a sign-in without an authorization request returns to. A closed
+/// list, never a URL: nothing to turn into an open redirect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnTo {
+    /// The account pages (`{issuer}/account`).
+    Account,
+}
+
+impl ReturnTo {
+    /// The `return_to` query value of the sign-in page.
+    pub fn parse(value: &str) -> Option<Self> {
+        (value == "account").then_some(Self::Account)
+    }
 }
 
 /// The stage a pending sign-in is at.
@@ -427,6 +447,7 @@ impl SessionService {
 
         let mut browser = b.clone();
         browser.data.pending = None;
+        browser.data.return_to = None;
         browser.data.csrf = crypto::new_handle();
         browser.data.active_sid = Some(session.sid.clone());
         let text = self.encode(&tenant.id, &new_hash, &browser.data)?;
@@ -504,6 +525,52 @@ impl SessionService {
                 .await;
         }
         Ok(signed_in)
+    }
+
+    /// Ends the user's session `sid` in another browser (the account pages' "sign out"
+    /// of one device); `false`, and nothing changed, when no such session of this user
+    /// exists: a session id of someone else is treated like an unknown one. Audits
+    /// `session.revoked`, reason `account_page`.
+    pub async fn revoke_user_session(
+        &self,
+        tenant: &Tenant,
+        user_id: &str,
+        sid: &str,
+        origin: &Origin,
+    ) -> Result<bool> {
+        let ended = self
+            .store
+            .delete_user_session(&tenant.id, user_id, sid)
+            .await?;
+        if ended {
+            self.audit(tenant, "session.revoked", user_id, origin)
+                .details(serde_json::json!({ "sid": sid, "reason": "account_page" }))
+                .record(&self.store)
+                .await;
+        }
+        Ok(ended)
+    }
+
+    /// Ends every session of the user but `keep` (the account pages' "sign out
+    /// everywhere else"); how many. Audits `session.revoked` for each.
+    pub async fn revoke_other_user_sessions(
+        &self,
+        tenant: &Tenant,
+        user_id: &str,
+        keep: &str,
+        origin: &Origin,
+    ) -> Result<usize> {
+        let ended = self
+            .store
+            .delete_other_user_sessions(&tenant.id, user_id, keep)
+            .await?;
+        for sid in &ended {
+            self.audit(tenant, "session.revoked", user_id, origin)
+                .details(serde_json::json!({ "sid": sid, "reason": "account_page" }))
+                .record(&self.store)
+                .await;
+        }
+        Ok(ended.len())
     }
 
     fn audit(&self, tenant: &Tenant, event: &str, user_id: &str, origin: &Origin) -> Audit {
@@ -704,6 +771,7 @@ mod tests {
             active_sid: Some("s".into()),
             pending: None,
             ceremony: None,
+            return_to: Some(ReturnTo::Account),
         };
         let mut r = row(0, 100);
         r.data = svc.encode("t", "h", &data).unwrap();

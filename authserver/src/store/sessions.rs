@@ -75,6 +75,21 @@ impl From<AccountRow> for AccountSession {
     }
 }
 
+/// Where a session's browser signed in from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeviceRow {
+    #[sqlx(flatten)]
+    session: AccountRow,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
 const ACCOUNT_COLUMNS: &str = "tenant_id, sid, browser_id_hash, user_id, auth_time, amr, acr, \
                                created_at, last_seen_at, idle_expires_at, expires_at";
 
@@ -327,6 +342,89 @@ impl Store {
             .await?
         });
         Ok(rows.into_iter().map(AccountSession::from).collect())
+    }
+
+    /// A user's account sessions (every browser), newest first, each with the address
+    /// and `User-Agent` its browser session was created from (the account pages' device
+    /// list). A browser row that is gone leaves both empty.
+    #[tracing::instrument(name = "db.list_user_devices", skip_all)]
+    pub async fn list_user_devices(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<(AccountSession, Device)>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, DeviceRow>(
+                "SELECT s.tenant_id, s.sid, s.browser_id_hash, s.user_id, s.auth_time, s.amr, \
+                 s.acr, s.created_at, s.last_seen_at, s.idle_expires_at, s.expires_at, \
+                 b.ip, b.user_agent FROM sessions s LEFT JOIN browser_sessions b \
+                 ON b.tenant_id = s.tenant_id AND b.id_hash = s.browser_id_hash \
+                 WHERE s.tenant_id = $1 AND s.user_id = $2 ORDER BY s.created_at DESC, s.sid",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let device = Device {
+                    ip: r.ip,
+                    user_agent: r.user_agent,
+                };
+                (AccountSession::from(r.session), device)
+            })
+            .collect())
+    }
+
+    /// Ends the user's sessions other than `keep` (a user signing out their other
+    /// devices); the ended ones' ids. Only the user's own: the `user_id` condition is
+    /// what keeps one user from ending another's session.
+    #[tracing::instrument(name = "db.delete_other_user_sessions", skip_all)]
+    pub async fn delete_other_user_sessions(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        keep: &str,
+    ) -> Result<Vec<String>> {
+        in_transaction!(self, tx => {
+            let sids: Vec<String> = sqlx::query_scalar(
+                "SELECT sid FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND sid <> $3",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(keep)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND sid <> $3")
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(keep)
+                .execute(&mut *tx)
+                .await?;
+            Ok(sids)
+        })
+    }
+
+    /// Ends the session `sid` if it is `user_id`'s; `false` (nothing changed) otherwise.
+    #[tracing::instrument(name = "db.delete_user_session", skip_all)]
+    pub async fn delete_user_session(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        sid: &str,
+    ) -> Result<bool> {
+        let n = with_pool!(self, pool => {
+            sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND sid = $3")
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(sid)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n > 0)
     }
 
     /// Ends every account session of a user (signed out in every browser); how many.

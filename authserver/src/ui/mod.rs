@@ -41,6 +41,35 @@ const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/account_passkeys.html"),
     ),
     ("passkey.html", include_str!("../../templates/passkey.html")),
+    (
+        "account_nav.html",
+        include_str!("../../templates/account_nav.html"),
+    ),
+    ("account.html", include_str!("../../templates/account.html")),
+    (
+        "account_profile.html",
+        include_str!("../../templates/account_profile.html"),
+    ),
+    (
+        "account_password.html",
+        include_str!("../../templates/account_password.html"),
+    ),
+    (
+        "account_security.html",
+        include_str!("../../templates/account_security.html"),
+    ),
+    (
+        "account_recovery_codes.html",
+        include_str!("../../templates/account_recovery_codes.html"),
+    ),
+    (
+        "account_sessions.html",
+        include_str!("../../templates/account_sessions.html"),
+    ),
+    (
+        "account_activity.html",
+        include_str!("../../templates/account_activity.html"),
+    ),
     ("logout.html", include_str!("../../templates/logout.html")),
     (
         "signed_out.html",

@@ -467,7 +467,10 @@ async fn the_account_page_lists_and_revokes_consents(backend: Backend) {
     let stranger = Browser::new();
     let p = stranger.get(&url).await;
     assert_eq!(p.status, 303, "{}", p.body);
-    assert_eq!(p.location().unwrap(), format!("{issuer}/login"));
+    assert_eq!(
+        p.location().unwrap(),
+        format!("{issuer}/login?return_to=account")
+    );
 
     let listed = b.get(&url).await;
     listed.assert_status(200);
@@ -513,7 +516,7 @@ async fn the_account_page_lists_and_revokes_consents(backend: Backend) {
 
     let done = b.submit(&listed, &[("client_id", "app")]).await;
     assert_eq!(done.status, 303, "{}", done.body);
-    assert_eq!(done.location().unwrap(), url);
+    assert_eq!(done.location().unwrap(), format!("{url}?done=consent"));
     let after = b.get(&url).await;
     after.assert_status(200);
     assert!(

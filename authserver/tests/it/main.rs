@@ -15,6 +15,7 @@
 #[macro_use]
 mod harness;
 
+mod account_pages;
 mod admin_api;
 mod admin_tls;
 mod authorize_flow;

@@ -28,7 +28,7 @@ on_both_backends!(
 );
 
 const PASSWORD: &str = "tr0ub4dor&3-horse-battery";
-const BREACHED: &str = "P@ssw0rd-from-a-breach";
+pub(crate) const BREACHED: &str = "P@ssw0rd-from-a-breach";
 
 fn sha1_hex(password: &str) -> String {
     let d = aws_lc_rs::digest::digest(
@@ -40,7 +40,7 @@ fn sha1_hex(password: &str) -> String {
 
 /// How the stub range API behaves.
 #[derive(Clone, Copy)]
-enum Mode {
+pub(crate) enum Mode {
     /// Answers every range with padding plus the suffix of `BREACHED` (lowercase, as a
     /// reminder that matching is case-insensitive).
     Answer,
@@ -49,13 +49,13 @@ enum Mode {
 }
 
 /// A stub `GET /range/{prefix}` server on a loopback port; records each request's head.
-struct Hibp {
-    url: String,
+pub(crate) struct Hibp {
+    pub(crate) url: String,
     requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl Hibp {
-    fn start(mode: Mode) -> Self {
+    pub(crate) fn start(mode: Mode) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));

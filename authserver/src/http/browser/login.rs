@@ -8,6 +8,7 @@ use secrecy::SecretString;
 
 use super::page::{BrowserPage, PageError, render};
 use crate::http::AppState;
+use crate::session::ReturnTo;
 
 pub async fn show(State(state): State<AppState>, page: BrowserPage) -> Result<Response, PageError> {
     let BrowserPage { req, mut visit } = page;
@@ -16,7 +17,11 @@ pub async fn show(State(state): State<AppState>, page: BrowserPage) -> Result<Re
     }
     let outcome = state
         .interaction()
-        .login_form(&mut visit, req.param("request"))
+        .login_form(
+            &mut visit,
+            req.param("request"),
+            req.param("return_to").and_then(ReturnTo::parse),
+        )
         .await?;
     Ok(render(&state, &visit, outcome))
 }

@@ -2,8 +2,8 @@
 //! `/login/mfa/enroll`), the account chooser (`/select-account`), consent (`/consent`),
 //! the authorization endpoint's browser flow (`/authorize`, `/authorize/continue`) and
 //! RP-initiated logout (`/logout`, advertised as `end_session_endpoint`), the signed-in
-//! user's consents (`/account/consents`) and passkeys (`/account/passkeys`, with the
-//! passkey ceremonies of the sign-in pages: [`passkey`]), plus the stylesheet
+//! user's account pages (`/account/…`, see [`account`]; passkeys at `/account/passkeys`,
+//! with the passkey ceremonies of the sign-in pages: [`passkey`]), plus the stylesheet
 //! (`/assets/gatehouse.css`) and the passkey script (`/assets/passkey.js`).
 //!
 //! Every page is server-rendered HTML that works without JavaScript; every POST form
@@ -65,10 +65,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             authorize::CONSENT_PATH,
             get(consent::show).post(consent::submit),
         )
-        .route(
-            account::ACCOUNT_CONSENTS_PATH,
-            get(account::show).post(account::submit),
-        )
+        .merge(account::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             page::render_error_pages,

@@ -334,6 +334,7 @@ fn path_of(page: Page) -> &'static str {
         Page::Chooser => SELECT_ACCOUNT_PATH,
         Page::Consent => super::authorize::CONSENT_PATH,
         Page::Continue => super::authorize::CONTINUE_PATH,
+        Page::Account => super::account::ACCOUNT_PATH,
     }
 }
 

@@ -1,20 +1,17 @@
 //! `GET/POST {issuer}/account/consents`: the signed-in user's own consents. The page
 //! lists the clients the browser's active account has consented to, with the scopes in
 //! the words the consent page uses, each with a form to revoke it; a revocation also
-//! revokes every live grant of the user for that client. Not signed in → the sign-in
-//! page.
+//! revokes every live grant of the user for that client.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::page::{BrowserPage, PageError, describe_scope, error_page};
-use super::{LOGIN_PATH, base_context, page, see_other};
+use super::{ACCOUNT_CONSENTS_PATH, account_context, action, done, show_page, sign_in};
 use crate::http::AppState;
+use crate::http::browser::page::{BrowserPage, PageError, describe_scope, error_page};
 use crate::interaction::{AccountConsents, Revocation};
-
-pub const ACCOUNT_CONSENTS_PATH: &str = "/account/consents";
 
 const NO_CLIENT: &str = "Choose an application whose access to remove.";
 
@@ -23,21 +20,12 @@ pub async fn show(
     page_req: BrowserPage,
 ) -> Result<Response, PageError> {
     let BrowserPage { req, visit } = page_req;
-    let tenant = &req.tenant;
     let (username, consents) = match state.interaction().account_consents(&visit).await? {
-        AccountConsents::SignIn => return Ok(see_other(&format!("{}{LOGIN_PATH}", tenant.issuer))),
+        AccountConsents::SignIn => return Ok(sign_in(&req.tenant)),
         AccountConsents::Show { username, consents } => (username, consents),
     };
-    let mut ctx = base_context(tenant);
-    ctx.insert("title".into(), json!("Apps with access"));
-    ctx.insert(
-        "action".into(),
-        json!(format!("{}{ACCOUNT_CONSENTS_PATH}", tenant.issuer)),
-    );
-    ctx.insert(
-        "csrf".into(),
-        json!(visit.browser.as_ref().map(|b| b.data.csrf.clone())),
-    );
+    let mut ctx = account_context(&req, &visit, ACCOUNT_CONSENTS_PATH, "Apps with access");
+    ctx.insert("action".into(), action(&req.tenant, ACCOUNT_CONSENTS_PATH));
     ctx.insert("username".into(), json!(username));
     ctx.insert(
         "consents".into(),
@@ -51,13 +39,7 @@ pub async fn show(
                 .collect::<Vec<_>>()
         ),
     );
-    Ok(page(
-        &state,
-        visit.browser.as_ref(),
-        StatusCode::OK,
-        "account_consents.html",
-        &ctx,
-    ))
+    Ok(show_page(&state, &visit, "account_consents.html", &ctx))
 }
 
 /// The CSRF check comes first (in [`BrowserPage`]): a forged POST changes nothing and
@@ -75,8 +57,8 @@ pub async fn submit(
             .revoke_own_consent(&visit, client_id)
             .await?
         {
-            Revocation::SignIn => see_other(&format!("{}{LOGIN_PATH}", tenant.issuer)),
-            Revocation::Done => see_other(&format!("{}{ACCOUNT_CONSENTS_PATH}", tenant.issuer)),
+            Revocation::SignIn => sign_in(tenant),
+            Revocation::Done => done(tenant, ACCOUNT_CONSENTS_PATH, "consent"),
             Revocation::NoClient => error_page(&state, tenant, StatusCode::BAD_REQUEST, NO_CLIENT),
         },
     )

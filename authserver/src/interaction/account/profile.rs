@@ -1,0 +1,86 @@
+//! The profile page: display name (the profile claim `name`) and e-mail address. A new
+//! address is stored unverified; [`ProfileOutcome::Saved`] carries the
+//! [`crate::users::EmailChange`] so that a verification mail can be sent from here.
+
+use super::{AccountPage, Me};
+use crate::domain::client::FieldError;
+use crate::interaction::{Engine, Error, Visit};
+use crate::users::ProfileChange;
+
+/// What the profile form shows (stored values, or what was typed after an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub email_verified: bool,
+}
+
+/// What saving the profile did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProfileOutcome {
+    /// Saved (or nothing to change).
+    Saved(ProfileChange),
+    /// Refused, nothing changed: the form again with what was typed and each problem.
+    Invalid {
+        profile: Profile,
+        errors: Vec<FieldError>,
+    },
+}
+
+/// The user's display name (the `name` claim), if set.
+pub(super) fn display_name(user: &crate::store::users::StoredUser) -> Option<&str> {
+    user.profile
+        .get("name")
+        .and_then(|v| v.as_str())
+        .filter(|n| !n.is_empty())
+}
+
+impl Engine<'_> {
+    /// The profile form.
+    pub async fn account_profile(&self, visit: &Visit) -> Result<AccountPage<Profile>, Error> {
+        let Some(Me { user, .. }) = self.me(visit).await? else {
+            return Ok(AccountPage::SignIn);
+        };
+        Ok(AccountPage::Show(Profile {
+            name: display_name(&user).unwrap_or_default().to_owned(),
+            username: user.username,
+            email: user.email.unwrap_or_default(),
+            email_verified: user.email_verified,
+        }))
+    }
+
+    /// Saves the profile form (CSRF already checked). A changed address is stored with
+    /// `email_verified = false` and audited (`user.email_changed`).
+    pub async fn update_profile(
+        &self,
+        visit: &Visit,
+        name: &str,
+        email: &str,
+    ) -> Result<AccountPage<ProfileOutcome>, Error> {
+        let Some(Me { user, .. }) = self.me(visit).await? else {
+            return Ok(AccountPage::SignIn);
+        };
+        match self
+            .users
+            .update_own_profile(&user, name, email, visit.origin.ip.as_deref())
+            .await
+        {
+            // The verification mail for `change.email` is sent from here once the
+            // e-mail flows exist.
+            Ok(change) => Ok(AccountPage::Show(ProfileOutcome::Saved(change))),
+            Err(crate::users::Error::Invalid(errors)) => {
+                Ok(AccountPage::Show(ProfileOutcome::Invalid {
+                    profile: Profile {
+                        username: user.username,
+                        name: name.to_owned(),
+                        email: email.to_owned(),
+                        email_verified: user.email_verified,
+                    },
+                    errors,
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
