@@ -74,6 +74,58 @@ pub struct Settings {
     pub ui: UiSettings,
     pub sessions: SessionSettings,
     pub outbound: OutboundSettings,
+    pub email: EmailSettings,
+}
+
+/// `email.*`: outgoing mail. Without `smtp_host` the e-mail flows are off (their pages
+/// answer 404) and nothing is queued.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub smtp: Option<Box<SmtpSettings>>,
+    /// The sender of every message whose tenant names none (`email.from` in the tenant
+    /// policy), e.g. `Gatehouse <no-reply@example.com>`.
+    pub from: String,
+    /// How often each pod looks for due mail in the outbox.
+    pub poll_interval: std::time::Duration,
+    /// Attempts per message before it is given up (kept as failed until purged).
+    pub max_attempts: u32,
+    /// Mail of one kind to one address per hour at most; further requests are answered
+    /// the same but send nothing (no mail bombing through the reset form).
+    pub per_address_per_hour: u32,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            smtp: None,
+            from: "Gatehouse <no-reply@localhost>".to_owned(),
+            poll_interval: std::time::Duration::from_secs(5),
+            max_attempts: 8,
+            per_address_per_hour: 5,
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required, port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all: only for a relay on the same host or network, and tests.
+    Plain,
+}
+
+/// `email.smtp_*`
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Username and password for SMTP AUTH (PLAIN or LOGIN), both or neither.
+    pub credentials: Option<(String, SecretString)>,
+    pub timeout: std::time::Duration,
 }
 
 /// `ui.*`: the login pages.
@@ -221,6 +273,9 @@ pub struct RateLimitSettings {
     pub authorize_per_client: u64,
     pub authorize_per_ip: u64,
     pub login_per_ip: u64,
+    /// The e-mail pages (password reset, registration, verification resend) per
+    /// source IP.
+    pub email_per_ip: u64,
     /// Management API calls per calling client per window, by tier.
     pub management_read_per_client: u64,
     pub management_write_per_client: u64,

@@ -84,6 +84,8 @@ pub struct Engine<'a> {
     pub users: &'a UserService,
     pub mfa: &'a MfaService,
     pub throttle: &'a LoginThrottle,
+    /// E-mail: verified-address rule and new-device notice at sign-in.
+    pub email: &'a crate::email::EmailFlows,
 }
 
 impl Engine<'_> {
@@ -117,6 +119,7 @@ halt_on!(
     crate::mfa::MfaError,
     crate::users::Error,
     crate::clients::Error,
+    crate::email::Error,
 );
 
 type Step<T> = std::result::Result<T, Halt>;

@@ -54,6 +54,10 @@ pub enum LoginProblem {
     Locked {
         retry_after_seconds: u64,
     },
+    /// The right password, but the tenant requires a verified address first (the page
+    /// offers a new link). Only shown after the password matched, so it reveals nothing
+    /// to someone without it.
+    Unverified,
 }
 
 /// A code form's problem (second factor or enrolment).

@@ -84,6 +84,8 @@ pub struct PendingLogin {
 pub struct Origin {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The browser's device cookie (`email::device`), when it sent one.
+    pub device: Option<String>,
 }
 
 impl Origin {
@@ -92,6 +94,7 @@ impl Origin {
         Self {
             ip: ip.map(|i| i.to_string()),
             user_agent: user_agent.map(|s| s.chars().take(512).collect()),
+            device: None,
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct Browser {
     pub https: bool,
     /// A cookie value the response must set (new or rotated session).
     pub new_cookie: Option<String>,
+    /// A device cookie value the response must set (`email::device`).
+    pub device_cookie: Option<String>,
 }
 
 impl Browser {
@@ -112,6 +117,13 @@ impl Browser {
         self.new_cookie
             .as_deref()
             .map(|v| cookie::set(&self.row.tenant_id, self.https, v))
+    }
+
+    /// The device cookie's `Set-Cookie` header, when this response must set one.
+    pub fn set_device_cookie(&self) -> Option<String> {
+        self.device_cookie
+            .as_deref()
+            .map(|v| crate::email::device::set(&self.row.tenant_id, self.https, v))
     }
 }
 
@@ -284,6 +296,7 @@ impl SessionService {
             data,
             https,
             new_cookie: None,
+            device_cookie: None,
         }))
     }
 
@@ -317,6 +330,7 @@ impl SessionService {
             data,
             https: tenant.issuer.starts_with("https://"),
             new_cookie: Some(handle),
+            device_cookie: None,
         })
     }
 
@@ -568,6 +582,7 @@ mod tests {
         Origin {
             ip: Some(ip.into()),
             user_agent: Some(ua.into()),
+            device: None,
         }
     }
 
@@ -630,6 +645,7 @@ mod tests {
             },
             https: false,
             new_cookie: None,
+            device_cookie: None,
         };
         assert!(csrf_matches(&b, Some("token-abc")));
         assert!(!csrf_matches(&b, Some("token-abd")));

@@ -15,6 +15,7 @@ mod accounts;
 mod authorize;
 mod client_response;
 mod consent;
+mod email;
 mod html;
 mod login;
 mod logout;
@@ -64,6 +65,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             account::ACCOUNT_CONSENTS_PATH,
             get(account::show).post(account::submit),
         )
+        .merge(email::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             page::render_error_pages,
@@ -80,6 +82,7 @@ impl AppState {
             users: &self.users,
             mfa: &self.mfa,
             throttle: &self.login_throttle,
+            email: &self.email,
         }
     }
 }
@@ -89,6 +92,8 @@ impl AppState {
 pub(super) enum Limited {
     Authorize,
     Login,
+    /// The e-mail pages' POSTs (reset request, registration, new link).
+    Email,
 }
 
 /// Counts a page request against its limits: per source IP, and for `/authorize` per
@@ -108,6 +113,7 @@ pub(super) async fn rate_limited(
             Some(limits.authorize_per_client),
         ),
         Limited::Login => ("login", limits.login_per_ip, None),
+        Limited::Email => ("email", limits.email_per_ip, None),
     };
     let mut result = state
         .oauth
@@ -163,6 +169,9 @@ pub(super) fn page(
 /// Adds the browser's `Set-Cookie`, if it needs one.
 pub(super) fn with_cookie(browser: Option<&Browser>, mut resp: Response) -> Response {
     if let Some(c) = browser.and_then(Browser::set_cookie) {
+        set_cookie(&mut resp, &c);
+    }
+    if let Some(c) = browser.and_then(Browser::set_device_cookie) {
         set_cookie(&mut resp, &c);
     }
     resp
