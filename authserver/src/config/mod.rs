@@ -937,6 +937,76 @@ mod tests {
     }
 
     #[test]
+    fn email_is_off_without_a_relay_and_its_settings_are_checked_with_their_paths() {
+        use secrecy::ExposeSecret as _;
+        let s = from_yaml("", &Source::default(), &prod_env).unwrap();
+        assert!(s.email.smtp.is_none(), "mail is off by default");
+        assert_eq!(s.email.max_attempts, 8);
+        assert_eq!(s.rate_limits.email_per_ip, 30);
+        let env = |name: &str| match name {
+            "GATEHOUSE_EMAIL_SMTP_HOST" => Some("smtp.example.com".to_owned()),
+            "GATEHOUSE_EMAIL_SMTP_SECURITY" => Some("tls".to_owned()),
+            "GATEHOUSE_EMAIL_SMTP_PASSWORD" => Some("s3cret".to_owned()),
+            "GATEHOUSE_EMAIL_PER_ADDRESS_PER_HOUR" => Some("2".to_owned()),
+            _ => prod_env(name),
+        };
+        let yaml = "email:\n  smtp_username: id\n  from: \"Acme <id@acme.example>\"\n";
+        let s = from_yaml(yaml, &Source::default(), &env).unwrap();
+        let smtp = s.email.smtp.as_ref().expect("a relay");
+        assert_eq!(smtp.host, "smtp.example.com");
+        assert_eq!(smtp.security, SmtpSecurity::Tls);
+        assert_eq!(smtp.port, 465, "the implicit-TLS port by default");
+        let (user, password) = smtp.credentials.as_ref().expect("credentials");
+        assert_eq!((user.as_str(), password.expose_secret()), ("id", "s3cret"));
+        assert!(
+            !format!("{s:?}").contains("s3cret"),
+            "the password is never printed"
+        );
+        assert_eq!(s.email.per_address_per_hour, 2);
+        assert_eq!(s.email.from, "Acme <id@acme.example>");
+
+        let yaml = "email:\n  smtp_security: plain\n  smtp_username: u\n  smtp_password: p\n  \
+                    smtp_timeout_seconds: 0\n  from: nobody\n  max_attempts: 0\n  \
+                    poll_interval_ms: 1\n  per_address_per_hour: 0\n";
+        let problems = from_yaml(yaml, &Source::default(), &prod_env)
+            .unwrap_err()
+            .problems();
+        for field in [
+            "email.smtp_host:",
+            "email.smtp_security:",
+            "email.smtp_timeout_seconds:",
+            "email.from:",
+            "email.max_attempts:",
+            "email.poll_interval_ms:",
+            "email.per_address_per_hour:",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(field)),
+                "{field} {problems:?}"
+            );
+        }
+        let problems = from_yaml(
+            "email:\n  smtp_host: h\n  smtp_security: ssl\n  smtp_username: u\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap_err()
+        .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("email.smtp_security:") && p.contains("ssl")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("email.smtp_password:")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn cidrs_parse_and_match() {
         let net = IpNet::parse("10.0.0.0/8").unwrap();
         assert!(net.contains("10.1.2.3".parse().unwrap()));
