@@ -417,3 +417,86 @@ impl Store {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The outbox's lease: two senders never hold one message, a lease that ran out is
+    //! claimed again, and only the holder can settle a message.
+
+    use super::*;
+    use crate::store::testing;
+
+    fn mail(id: &str, at: UnixTime) -> NewMail {
+        NewMail {
+            id: id.to_owned(),
+            tenant_id: "t".to_owned(),
+            kind: "password_reset".to_owned(),
+            recipient: "Alice@Example.com".to_owned(),
+            sealed: vec![1, 2, 3],
+            kek_id: "k".to_owned(),
+            created_at: at,
+        }
+    }
+
+    async fn queue(store: &Store, m: &NewMail) -> Result<()> {
+        with_pool!(store, c => insert_mail(c.into(), m).await)
+    }
+
+    #[tokio::test]
+    async fn concurrent_senders_claim_each_message_once() {
+        for db in testing::both().await {
+            db.user("t", "alice").await;
+            let store = &db.store;
+            for i in 0..6 {
+                queue(store, &mail(&format!("m{i}"), 2_000))
+                    .await
+                    .expect("queued");
+            }
+            let claim_all = |owner: &'static str| {
+                let store = store.clone();
+                async move {
+                    let mut got = Vec::new();
+                    while let Some(row) =
+                        store.claim_mail(owner, 2_000, 2_100).await.expect("claim")
+                    {
+                        got.push(row.id);
+                    }
+                    got
+                }
+            };
+            let (a, b) = tokio::join!(claim_all("a"), claim_all("b"));
+            let mut all: Vec<_> = a.iter().chain(&b).cloned().collect();
+            all.sort();
+            assert_eq!(all, ["m0", "m1", "m2", "m3", "m4", "m5"], "{}", db.name());
+            // Leased: nothing more to claim until the leases run out.
+            assert!(
+                store
+                    .claim_mail("c", 2_050, 2_150)
+                    .await
+                    .expect("claim")
+                    .is_none()
+            );
+            // Only the holder settles a message.
+            let mine = &a.first().or(b.first()).expect("claimed").clone();
+            let holder = if a.contains(mine) { "a" } else { "b" };
+            assert!(!store.mark_mail_sent(mine, "c", 2_060).await.expect("mark"));
+            assert!(
+                store
+                    .mark_mail_sent(mine, holder, 2_060)
+                    .await
+                    .expect("mark")
+            );
+            // A sender that died: its leases run out and the mail is claimed again.
+            let again = store.claim_mail("c", 2_100, 2_200).await.expect("claim");
+            assert!(again.is_some_and(|r| r.id != *mine), "{}", db.name());
+            assert_eq!(
+                store
+                    .count_recent_mail("t", "alice@example.COM", "password_reset", 1_999)
+                    .await
+                    .expect("count"),
+                6,
+                "counted per address, in any case"
+            );
+        }
+    }
+}
