@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod email;
 pub mod http;
 pub mod interaction;
 pub mod keys;

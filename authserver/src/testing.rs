@@ -179,6 +179,22 @@ impl TestApp {
         self.fixed.as_ref().expect("a TestApp with a fixed clock")
     }
 
+    /// One pass of the outbox sender (what each pod's loop does every
+    /// `email.poll_interval`): claims and sends the due mail.
+    pub async fn deliver_mail(&self) -> crate::email::sender::Pass {
+        match crate::email::Outbox::new(
+            self.ctx.store.clone(),
+            Arc::clone(&self.ctx.kek),
+            Arc::clone(&self.ctx.clock),
+            &self.ctx.settings.email,
+        )
+        .expect("valid SMTP settings")
+        {
+            Some(outbox) => outbox.deliver_due().await,
+            None => panic!("no SMTP relay configured (email.smtp_host)"),
+        }
+    }
+
     /// The settings the app was started with.
     pub fn settings(&self) -> &Settings {
         &self.ctx.settings
@@ -325,10 +341,14 @@ impl TestApp {
                 .await;
         });
         let watcher = self.ctx.store.spawn_change_watcher(self.ctx.epoch.clone());
+        // The outbox sender, as `serve` runs it (when an SMTP relay is configured).
+        let mail = crate::commands::serve::spawn_mail_sender(&self.ctx, stop.subscribe())
+            .expect("the test's SMTP settings are valid");
         Listening {
             addr,
             stop,
             watcher,
+            mail,
         }
     }
 }
@@ -339,12 +359,16 @@ pub struct Listening {
     pub addr: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     watcher: tokio::task::JoinHandle<()>,
+    mail: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Listening {
     fn drop(&mut self) {
         self.stop.send_replace(true);
         self.watcher.abort();
+        if let Some(mail) = &self.mail {
+            mail.abort();
+        }
     }
 }
 

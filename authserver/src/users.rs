@@ -161,6 +161,12 @@ impl UserService {
         Ok(())
     }
 
+    /// Hashes a password that passed [`UserService::check_password`] (a reset by e-mail
+    /// link stores it with the rest of the reset, in one unit of work).
+    pub async fn hash_password(&self, password: &SecretString) -> Result<String> {
+        self.hash(password).await
+    }
+
     /// Hashes off the async runtime: Argon2id takes tens of milliseconds and 19 MiB.
     async fn hash(&self, password: &SecretString) -> Result<String> {
         let params = self.policy.argon2;

@@ -111,6 +111,14 @@ pub struct IdentityTenantSpec {
     #[serde(default)]
     pub require_par: bool,
 
+    /// Mail to this tenant's users (needs the auth server's SMTP relay, `email.smtp_host`).
+    #[serde(default)]
+    pub email: EmailPolicy,
+
+    /// Self-service registration at `{issuer}/register`.
+    #[serde(default)]
+    pub registration: RegistrationPolicy,
+
     /// The CronJob that deletes expired rows (`authserver purge`) for this tenant.
     #[serde(default)]
     pub purge: PurgePolicy,
@@ -301,6 +309,37 @@ pub enum PasskeyAttestation {
     Direct,
 }
 
+/// Mail to a tenant's users.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailPolicy {
+    /// The sender of this tenant's mail, `Name <user@example.com>` or an address.
+    /// Default: the auth server's `email.from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 320))]
+    pub from: Option<String>,
+    /// Accounts whose e-mail address is not verified cannot sign in; they are told so
+    /// and can ask for a new confirmation link. Accounts without an address are not
+    /// affected. Default: false.
+    #[serde(default)]
+    pub require_verified: bool,
+    /// Mail users when they sign in from a browser they have not signed in from before
+    /// (to a verified address). Default: false.
+    #[serde(default)]
+    pub new_device_notice: bool,
+}
+
+/// Self-service registration.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationPolicy {
+    /// Anyone may create an account (username, e-mail address, password) at
+    /// `{issuer}/register`; the password policy and breach check apply, and the address
+    /// is sent a confirmation link. Default: false.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
 /// Default token lifetimes, in seconds.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.refreshTokenSeconds >= self.accessTokenSeconds").message("refreshTokenSeconds must not be shorter than accessTokenSeconds"))]
@@ -431,11 +470,13 @@ pub enum PurgeTarget {
     ParRequests,
     RateLimits,
     Audit,
+    EmailOutbox,
+    EmailTokens,
 }
 
 impl PurgeTarget {
     /// Every target.
-    pub const ALL: [PurgeTarget; 10] = [
+    pub const ALL: [PurgeTarget; 12] = [
         PurgeTarget::DpopNonces,
         PurgeTarget::DpopJti,
         PurgeTarget::AssertionJti,
@@ -446,6 +487,8 @@ impl PurgeTarget {
         PurgeTarget::ParRequests,
         PurgeTarget::RateLimits,
         PurgeTarget::Audit,
+        PurgeTarget::EmailOutbox,
+        PurgeTarget::EmailTokens,
     ];
 
     /// The name used in the CRD and by `authserver purge --only`.
@@ -461,6 +504,8 @@ impl PurgeTarget {
             PurgeTarget::ParRequests => "par-requests",
             PurgeTarget::RateLimits => "rate-limits",
             PurgeTarget::Audit => "audit",
+            PurgeTarget::EmailOutbox => "email-outbox",
+            PurgeTarget::EmailTokens => "email-tokens",
         }
     }
 }
@@ -600,7 +645,9 @@ mod tests {
                 "sessions",
                 "par-requests",
                 "rate-limits",
-                "audit"
+                "audit",
+                "email-outbox",
+                "email-tokens"
             ])
         );
         let names: Vec<_> = PurgeTarget::ALL.iter().map(|t| t.as_str()).collect();

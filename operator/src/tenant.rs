@@ -117,7 +117,8 @@ controller::shared_errors!(gate);
 // Pure steps: build
 
 /// The tenant's policies as the auth server's `settings_json`: the spec's `session`,
-/// `password`, `mfa`, `passkeys`, `tokens` and `subjectTypes`, in the CRD's camelCase.
+/// `password`, `mfa`, `passkeys`, `tokens`, `subjectTypes`, `email` and `registration`,
+/// in the CRD's camelCase.
 pub fn settings_json(spec: &IdentityTenantSpec) -> String {
     json!({
         "session": spec.session,
@@ -128,6 +129,8 @@ pub fn settings_json(spec: &IdentityTenantSpec) -> String {
         "subjectTypes": spec.subject_types,
         "requirePkce": spec.require_pkce,
         "requirePar": spec.require_par,
+        "email": spec.email,
+        "registration": spec.registration,
     })
     .to_string()
 }
@@ -541,8 +544,20 @@ mod tests {
                 "subjectTypes": ["public", "pairwise"],
                 "requirePkce": true,
                 "requirePar": false,
+                "email": {"requireVerified": false, "newDeviceNotice": false},
+                "registration": {"enabled": false},
             })
         );
+        let t = tenant(json!({
+            "email": {"from": "Acme <id@acme.example>", "requireVerified": true, "newDeviceNotice": true},
+            "registration": {"enabled": true},
+        }));
+        let settings: serde_json::Value = serde_json::from_str(&settings_json(&t.spec)).unwrap();
+        assert_eq!(
+            settings["email"],
+            json!({"from": "Acme <id@acme.example>", "requireVerified": true, "newDeviceNotice": true})
+        );
+        assert_eq!(settings["registration"], json!({"enabled": true}));
         let req = upsert_request(&t);
         assert_eq!(req.id, "acme");
         assert_eq!(req.issuer, "https://id.example.com/t/acme");

@@ -6,6 +6,7 @@
 //! - [`process`]: a workspace binary as a child process — a one-shot command whose
 //!   output is captured, or a long-running one (a server) whose logs go to files, killed
 //!   on drop, with readiness waits.
+//! - [`smtp`]: an SMTP server that records the mail a test's server sends.
 //! - [`free_port`], [`random_hex`], [`wait_until`], and the TLS fixtures in [`tls`].
 //!
 //! It depends on no Gatehouse crate: fixtures that need the auth server's library live
@@ -17,6 +18,7 @@
 
 pub mod postgres;
 pub mod process;
+pub mod smtp;
 pub mod tls;
 
 use std::collections::BTreeSet;

@@ -63,7 +63,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         };
     let result = match cli.command {
-        Command::Serve => serve::run(settings).await,
+        // Boxed: the server's start-up state is large for a future on the stack.
+        Command::Serve => Box::pin(serve::run(settings)).await,
         Command::Migrate => migrate(&settings).await,
         Command::Keys(k) => keys::run(&settings, k).await,
         Command::Clients(c) => clients::run(&settings, c).await,

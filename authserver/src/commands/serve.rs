@@ -109,6 +109,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Probes and scrapes keep answering while in-flight requests drain (no graceful
     // shutdown of their own): a liveness failure then would kill the drain.
     let ops = ops_listener.map(|l| tokio::spawn(http::serve(l, ops_app, std::future::pending())));
+    // Stops with the listener: mail queued by the last requests is sent by the next pod
+    // (or this one, restarted); a send in flight finishes or its lease runs out.
+    let mail = spawn_mail_sender(&ctx, stop_rx.clone())?;
     let server = http::serve(listener, app, stopped(stop_rx.clone()));
     let grace = Duration::from_secs(ctx.settings.shutdown_timeout_seconds);
     tokio::select! {
@@ -131,6 +134,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(ops) = ops {
         ops.abort();
         let _ = ops.await;
+    }
+    if let Some(mail) = mail
+        && Box::pin(tokio::time::timeout(grace, mail)).await.is_err()
+    {
+        tracing::warn!("the e-mail sender did not stop in time");
     }
     watcher.abort();
     let _ = watcher.await;
@@ -298,6 +306,25 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         )),
         issued: Arc::default(),
     };
+    let ui = Arc::new(
+        crate::ui::Templates::load(s.ui.templates_dir.as_deref())
+            .context("failed to load the page templates (ui.templates_dir)")?,
+    );
+    let sessions = Arc::new(crate::session::SessionService::new(
+        ctx.store.clone(),
+        Arc::clone(&ctx.clock),
+        s.sessions.clone(),
+        &ctx.kek,
+    ));
+    let email = Arc::new(crate::email::EmailFlows::new(
+        ctx.store.clone(),
+        Arc::clone(&ctx.clock),
+        Arc::clone(&ctx.kek),
+        Arc::clone(&ui),
+        Arc::clone(&ctx.users),
+        Arc::clone(&sessions),
+        s.email.clone(),
+    ));
     Ok(AppState {
         store: ctx.store.clone(),
         oauth: Arc::new(oauth),
@@ -311,16 +338,8 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         tracing_export: std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")
             .is_some_and(|v| !v.is_empty()),
         clock: Arc::clone(&ctx.clock),
-        ui: Arc::new(
-            crate::ui::Templates::load(s.ui.templates_dir.as_deref())
-                .context("failed to load the page templates (ui.templates_dir)")?,
-        ),
-        sessions: Arc::new(crate::session::SessionService::new(
-            ctx.store.clone(),
-            Arc::clone(&ctx.clock),
-            s.sessions.clone(),
-            &ctx.kek,
-        )),
+        ui,
+        sessions,
         users: Arc::clone(&ctx.users),
         mfa: Arc::clone(&ctx.mfa),
         passkeys: Arc::new(crate::passkeys::PasskeyService::new(
@@ -332,7 +351,23 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             Arc::clone(&ctx.clock),
             ctx.settings.login,
         )),
+        email,
     })
+}
+
+/// The outbox sender of this pod (`None` without an SMTP relay): see `email::sender`.
+pub(crate) fn spawn_mail_sender(
+    ctx: &Context,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let outbox = crate::email::Outbox::new(
+        ctx.store.clone(),
+        Arc::clone(&ctx.kek),
+        Arc::clone(&ctx.clock),
+        &ctx.settings.email,
+    )
+    .context("invalid SMTP relay (email.smtp_host)")?;
+    Ok(outbox.map(|o| tokio::spawn(o.run(stop))))
 }
 
 /// Declared tenants are upserted, existing keys must decrypt, missing keys are created.

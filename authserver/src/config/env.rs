@@ -83,6 +83,25 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_OUTBOUND_TIMEOUT_SECONDS",
         &["outbound", "timeout_seconds"],
     ),
+    text("GATEHOUSE_EMAIL_SMTP_HOST", &["email", "smtp_host"]),
+    number("GATEHOUSE_EMAIL_SMTP_PORT", &["email", "smtp_port"]),
+    text("GATEHOUSE_EMAIL_SMTP_SECURITY", &["email", "smtp_security"]),
+    text("GATEHOUSE_EMAIL_SMTP_USERNAME", &["email", "smtp_username"]),
+    text("GATEHOUSE_EMAIL_SMTP_PASSWORD", &["email", "smtp_password"]),
+    number(
+        "GATEHOUSE_EMAIL_SMTP_TIMEOUT_SECONDS",
+        &["email", "smtp_timeout_seconds"],
+    ),
+    text("GATEHOUSE_EMAIL_FROM", &["email", "from"]),
+    number(
+        "GATEHOUSE_EMAIL_POLL_INTERVAL_MS",
+        &["email", "poll_interval_ms"],
+    ),
+    number("GATEHOUSE_EMAIL_MAX_ATTEMPTS", &["email", "max_attempts"]),
+    number(
+        "GATEHOUSE_EMAIL_PER_ADDRESS_PER_HOUR",
+        &["email", "per_address_per_hour"],
+    ),
     EnvOverride {
         alias: Some("DATABASE_URL"),
         ..text("GATEHOUSE_DATABASE_URL", &["database", "url"])
@@ -203,6 +222,10 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
     number(
         "GATEHOUSE_RATE_LIMITS_LOGIN_PER_IP",
         &["rate_limits", "login_per_ip"],
+    ),
+    number(
+        "GATEHOUSE_RATE_LIMITS_EMAIL_PER_IP",
+        &["rate_limits", "email_per_ip"],
     ),
     number(
         "GATEHOUSE_RATE_LIMITS_MANAGEMENT_READ_PER_CLIENT",

@@ -26,6 +26,23 @@ pub struct FileConfig {
     pub outbound: OutboundSection,
     pub cache: CacheSection,
     pub purge: PurgeSection,
+    pub email: EmailSection,
+}
+
+/// `email.*`: outgoing mail (SMTP) and the outbox sender.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSection {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_security: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_timeout_seconds: Option<u64>,
+    pub from: Option<String>,
+    pub poll_interval_ms: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub per_address_per_hour: Option<u32>,
 }
 
 /// `purge.*`
@@ -158,6 +175,7 @@ pub struct RateLimitsSection {
     pub authorize_per_client: Option<u64>,
     pub authorize_per_ip: Option<u64>,
     pub login_per_ip: Option<u64>,
+    pub email_per_ip: Option<u64>,
     pub management_read_per_client: Option<u64>,
     pub management_write_per_client: Option<u64>,
     pub management_delete_per_client: Option<u64>,

@@ -74,6 +74,58 @@ pub struct Settings {
     pub ui: UiSettings,
     pub sessions: SessionSettings,
     pub outbound: OutboundSettings,
+    pub email: EmailSettings,
+}
+
+/// `email.*`: outgoing mail. Without `smtp_host` the e-mail flows are off (their pages
+/// answer 404) and nothing is queued.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub smtp: Option<Box<SmtpSettings>>,
+    /// The sender of every message whose tenant names none (`email.from` in the tenant
+    /// policy), e.g. `Gatehouse <no-reply@example.com>`.
+    pub from: String,
+    /// How often each pod looks for due mail in the outbox.
+    pub poll_interval: std::time::Duration,
+    /// Attempts per message before it is given up (kept as failed until purged).
+    pub max_attempts: u32,
+    /// Mail of one kind to one address per hour at most; further requests are answered
+    /// the same but send nothing (no mail bombing through the reset form).
+    pub per_address_per_hour: u32,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            smtp: None,
+            from: "Gatehouse <no-reply@localhost>".to_owned(),
+            poll_interval: std::time::Duration::from_secs(5),
+            max_attempts: 8,
+            per_address_per_hour: 5,
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required, port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all: only for a relay on the same host or network, and tests.
+    Plain,
+}
+
+/// `email.smtp_*`
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// Username and password for SMTP AUTH (PLAIN or LOGIN), both or neither.
+    pub credentials: Option<(String, SecretString)>,
+    pub timeout: std::time::Duration,
 }
 
 /// `ui.*`: the login pages.
@@ -221,6 +273,9 @@ pub struct RateLimitSettings {
     pub authorize_per_client: u64,
     pub authorize_per_ip: u64,
     pub login_per_ip: u64,
+    /// The e-mail pages (password reset, registration, verification resend) per
+    /// source IP.
+    pub email_per_ip: u64,
     /// Management API calls per calling client per window, by tier.
     pub management_read_per_client: u64,
     pub management_write_per_client: u64,
@@ -880,6 +935,76 @@ mod tests {
                 "{field} {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn email_is_off_without_a_relay_and_its_settings_are_checked_with_their_paths() {
+        use secrecy::ExposeSecret as _;
+        let s = from_yaml("", &Source::default(), &prod_env).unwrap();
+        assert!(s.email.smtp.is_none(), "mail is off by default");
+        assert_eq!(s.email.max_attempts, 8);
+        assert_eq!(s.rate_limits.email_per_ip, 30);
+        let env = |name: &str| match name {
+            "GATEHOUSE_EMAIL_SMTP_HOST" => Some("smtp.example.com".to_owned()),
+            "GATEHOUSE_EMAIL_SMTP_SECURITY" => Some("tls".to_owned()),
+            "GATEHOUSE_EMAIL_SMTP_PASSWORD" => Some("s3cret".to_owned()),
+            "GATEHOUSE_EMAIL_PER_ADDRESS_PER_HOUR" => Some("2".to_owned()),
+            _ => prod_env(name),
+        };
+        let yaml = "email:\n  smtp_username: id\n  from: \"Acme <id@acme.example>\"\n";
+        let s = from_yaml(yaml, &Source::default(), &env).unwrap();
+        let smtp = s.email.smtp.as_ref().expect("a relay");
+        assert_eq!(smtp.host, "smtp.example.com");
+        assert_eq!(smtp.security, SmtpSecurity::Tls);
+        assert_eq!(smtp.port, 465, "the implicit-TLS port by default");
+        let (user, password) = smtp.credentials.as_ref().expect("credentials");
+        assert_eq!((user.as_str(), password.expose_secret()), ("id", "s3cret"));
+        assert!(
+            !format!("{s:?}").contains("s3cret"),
+            "the password is never printed"
+        );
+        assert_eq!(s.email.per_address_per_hour, 2);
+        assert_eq!(s.email.from, "Acme <id@acme.example>");
+
+        let yaml = "email:\n  smtp_security: plain\n  smtp_username: u\n  smtp_password: p\n  \
+                    smtp_timeout_seconds: 0\n  from: nobody\n  max_attempts: 0\n  \
+                    poll_interval_ms: 1\n  per_address_per_hour: 0\n";
+        let problems = from_yaml(yaml, &Source::default(), &prod_env)
+            .unwrap_err()
+            .problems();
+        for field in [
+            "email.smtp_host:",
+            "email.smtp_security:",
+            "email.smtp_timeout_seconds:",
+            "email.from:",
+            "email.max_attempts:",
+            "email.poll_interval_ms:",
+            "email.per_address_per_hour:",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(field)),
+                "{field} {problems:?}"
+            );
+        }
+        let problems = from_yaml(
+            "email:\n  smtp_host: h\n  smtp_security: ssl\n  smtp_username: u\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap_err()
+        .problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("email.smtp_security:") && p.contains("ssl")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("email.smtp_password:")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -423,6 +423,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         authorize_per_client: rl.authorize_per_client.unwrap_or(6000),
         authorize_per_ip: rl.authorize_per_ip.unwrap_or(600),
         login_per_ip: rl.login_per_ip.unwrap_or(300),
+        email_per_ip: rl.email_per_ip.unwrap_or(30),
         management_read_per_client: rl.management_read_per_client.unwrap_or(600),
         management_write_per_client: rl.management_write_per_client.unwrap_or(120),
         management_delete_per_client: rl.management_delete_per_client.unwrap_or(60),
@@ -545,6 +546,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
     };
     let login = login(&file.login, &mut problems);
     let outbound = outbound(&file.outbound, dev, &mut problems);
+    let email = email(&file.email, &mut problems);
 
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
@@ -590,6 +592,7 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         sessions,
         login,
         cache,
+        email,
     })
 }
 
@@ -855,5 +858,123 @@ fn dev_issuer(listen: SocketAddr) -> String {
         format!("http://localhost:{}", listen.port())
     } else {
         format!("http://{listen}")
+    }
+}
+
+/// `email.*`: the SMTP relay (all of it or nothing but the sender), the sender address,
+/// the outbox's pace and limits.
+// Each setting and its check, in the order of the reference: one place.
+#[allow(clippy::too_many_lines)]
+fn email(e: &super::file::EmailSection, problems: &mut Vec<Problem>) -> super::EmailSettings {
+    use super::{SmtpSecurity, SmtpSettings};
+    let d = super::EmailSettings::default();
+    let from = e.from.clone().unwrap_or(d.from);
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        problems.push(Problem::new(
+            "email.from",
+            format!(
+                "not an e-mail address (\"Name <user@example.com>\" or user@example.com): {from:?}"
+            ),
+        ));
+    }
+    let security = match e.smtp_security.as_deref().map(str::trim) {
+        None | Some("starttls") => SmtpSecurity::StartTls,
+        Some("tls") => SmtpSecurity::Tls,
+        Some("plain") => SmtpSecurity::Plain,
+        Some(other) => {
+            problems.push(Problem::new(
+                "email.smtp_security",
+                format!("unknown value {other:?} (expected starttls, tls or plain)"),
+            ));
+            SmtpSecurity::StartTls
+        }
+    };
+    let credentials = match (&e.smtp_username, &e.smtp_password) {
+        (None, None) => None,
+        (Some(u), Some(p)) => Some((u.clone(), SecretString::from(p.clone()))),
+        (Some(_), None) => {
+            problems.push(Problem::new(
+                "email.smtp_password",
+                "required with email.smtp_username",
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(Problem::new(
+                "email.smtp_username",
+                "required with email.smtp_password",
+            ));
+            None
+        }
+    };
+    let host = e
+        .smtp_host
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty());
+    if host.is_none()
+        && (e.smtp_port.is_some() || e.smtp_security.is_some() || credentials.is_some())
+    {
+        problems.push(Problem::new(
+            "email.smtp_host",
+            "required when other email.smtp_* settings are given",
+        ));
+    }
+    if credentials.is_some() && security == SmtpSecurity::Plain {
+        problems.push(Problem::new(
+            "email.smtp_security",
+            "plain sends the SMTP password in clear text: use starttls or tls with credentials",
+        ));
+    }
+    let timeout = e.smtp_timeout_seconds.unwrap_or(10);
+    if !(1..=120).contains(&timeout) {
+        problems.push(Problem::new(
+            "email.smtp_timeout_seconds",
+            format!("must be 1 to 120 seconds, got {timeout}"),
+        ));
+    }
+    let port = e.smtp_port.unwrap_or(match security {
+        SmtpSecurity::StartTls => 587,
+        SmtpSecurity::Tls => 465,
+        SmtpSecurity::Plain => 25,
+    });
+    if port == 0 {
+        problems.push(Problem::new("email.smtp_port", "must be 1 to 65535"));
+    }
+    let poll_ms = e.poll_interval_ms.unwrap_or(5_000);
+    if !(50..=600_000).contains(&poll_ms) {
+        problems.push(Problem::new(
+            "email.poll_interval_ms",
+            format!("must be 50 to 600000 milliseconds, got {poll_ms}"),
+        ));
+    }
+    let max_attempts = e.max_attempts.unwrap_or(d.max_attempts);
+    if !(1..=50).contains(&max_attempts) {
+        problems.push(Problem::new(
+            "email.max_attempts",
+            format!("must be 1 to 50, got {max_attempts}"),
+        ));
+    }
+    let per_address_per_hour = e.per_address_per_hour.unwrap_or(d.per_address_per_hour);
+    if !(1..=1000).contains(&per_address_per_hour) {
+        problems.push(Problem::new(
+            "email.per_address_per_hour",
+            format!("must be 1 to 1000, got {per_address_per_hour}"),
+        ));
+    }
+    super::EmailSettings {
+        smtp: host.map(|host| {
+            Box::new(SmtpSettings {
+                host: host.to_owned(),
+                port,
+                security,
+                credentials,
+                timeout: std::time::Duration::from_secs(timeout.clamp(1, 120)),
+            })
+        }),
+        from,
+        poll_interval: std::time::Duration::from_millis(poll_ms.clamp(50, 600_000)),
+        max_attempts: max_attempts.clamp(1, 50),
+        per_address_per_hour: per_address_per_hour.clamp(1, 1000),
     }
 }

@@ -24,6 +24,10 @@ pub struct TenantPolicy {
     pub require_pkce: bool,
     /// Authorization requests must be pushed first (RFC 9126 §5), for every client.
     pub require_par: bool,
+    /// Mail to this tenant's users: sender, verification, new-device notice.
+    pub email: EmailPolicy,
+    /// Self-service registration (`{issuer}/register`).
+    pub registration: RegistrationPolicy,
 }
 
 impl Default for TenantPolicy {
@@ -37,8 +41,34 @@ impl Default for TenantPolicy {
             subject_types: vec![SubjectType::Public],
             require_pkce: true,
             require_par: false,
+            email: EmailPolicy::default(),
+            registration: RegistrationPolicy::default(),
         }
     }
+}
+
+/// Mail to a tenant's users.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailPolicy {
+    /// The sender of this tenant's mail (`Name <user@example.com>` or an address);
+    /// the deployment's `email.from` when unset.
+    pub from: Option<String>,
+    /// Accounts whose e-mail address is not verified cannot sign in (they are told so
+    /// and can ask for a new link). Accounts without an address are not affected.
+    pub require_verified: bool,
+    /// Mail the user when they sign in from a device (browser) they have not signed in
+    /// from before.
+    pub new_device_notice: bool,
+}
+
+/// Self-service registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistrationPolicy {
+    /// Anyone may create an account at `{issuer}/register` (username, e-mail,
+    /// password); the address is mailed a verification link.
+    pub enabled: bool,
 }
 
 /// Browser sessions.
@@ -241,6 +271,13 @@ impl TenantPolicy {
                 return Err(format!("{name}: must be {min} to {max}"));
             }
         }
+        if let Some(from) = &self.email.from
+            && !valid_sender(from)
+        {
+            return Err(format!(
+                "email.from: not an e-mail address (\"Name <user@example.com>\" or user@example.com): {from:?}"
+            ));
+        }
         if self.subject_types.is_empty() {
             return Err("subjectTypes: name at least one of public, pairwise".into());
         }
@@ -250,6 +287,21 @@ impl TenantPolicy {
     pub fn allows_subject_type(&self, t: SubjectType) -> bool {
         self.subject_types.contains(&t)
     }
+}
+
+/// A plausible sender: one `@` with text on both sides, optionally as `Name <addr>`, no
+/// line breaks (a header injection). The mailer parses it fully when it sends.
+fn valid_sender(from: &str) -> bool {
+    let addr = match (from.find('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b && b == from.len() - 1 => &from[a + 1..b],
+        (None, None) => from,
+        _ => return false,
+    };
+    let ok_chars = |s: &str| !s.chars().any(|c| c.is_control() || c.is_whitespace());
+    matches!(addr.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'))
+        && ok_chars(addr)
+        && !from.chars().any(char::is_control)
+        && from.len() <= 320
 }
 
 #[cfg(test)]
@@ -316,6 +368,26 @@ mod tests {
         assert!(p.mfa.required);
         assert_eq!(p.tokens.id_token_seconds, 900);
         assert!(p.allows_subject_type(SubjectType::Pairwise));
+    }
+
+    #[test]
+    fn email_and_registration_are_off_by_default_and_read_in_camel_case() {
+        let d = TenantPolicy::default();
+        assert!(!d.registration.enabled);
+        assert!(!d.email.new_device_notice && !d.email.require_verified);
+        assert_eq!(d.email.from, None);
+        let p = TenantPolicy::parse(&json!({
+            "email": {"from": "Acme <id@acme.example>", "requireVerified": true, "newDeviceNotice": true},
+            "registration": {"enabled": true}
+        }))
+        .unwrap();
+        assert!(p.registration.enabled && p.email.require_verified && p.email.new_device_notice);
+        for bad in ["nobody", "a@b\r\nBcc: x@y", "A <a@b", "@b", "a@"] {
+            let e = TenantPolicy::parse(&json!({"email": {"from": bad}})).unwrap_err();
+            assert!(e.starts_with("email.from"), "{bad:?}: {e}");
+        }
+        let e = TenantPolicy::parse(&json!({"registration": {"open": true}})).unwrap_err();
+        assert!(e.contains("registration"), "{e}");
     }
 
     #[test]

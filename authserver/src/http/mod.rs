@@ -59,6 +59,8 @@ pub struct AppState {
     pub passkeys: Arc<crate::passkeys::PasskeyService>,
     /// Per-username and per-IP sign-in throttling.
     pub login_throttle: Arc<LoginThrottle>,
+    /// E-mail verification, password reset, registration, new-device notice.
+    pub email: Arc<crate::email::EmailFlows>,
 }
 
 /// Endpoints served under every tenant's issuer path. Paths here are relative to the

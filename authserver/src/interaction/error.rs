@@ -14,6 +14,8 @@ pub enum Error {
     Users(#[from] crate::users::Error),
     #[error("clients: {0}")]
     Clients(#[from] crate::clients::Error),
+    #[error("e-mail: {0}")]
+    Email(#[from] crate::email::Error),
     #[error("signing keys: {0}")]
     Keys(#[from] crate::keys::Error),
     /// A stored authorization request that does not parse: written by another version,

@@ -96,6 +96,8 @@ pub struct Engine<'a> {
     pub mfa: &'a MfaService,
     pub passkeys: &'a PasskeyService,
     pub throttle: &'a LoginThrottle,
+    /// E-mail: verified-address rule and new-device notice at sign-in.
+    pub email: &'a crate::email::EmailFlows,
 }
 
 impl Engine<'_> {
@@ -129,6 +131,7 @@ halt_on!(
     crate::mfa::MfaError,
     crate::users::Error,
     crate::clients::Error,
+    crate::email::Error,
 );
 
 type Step<T> = std::result::Result<T, Halt>;

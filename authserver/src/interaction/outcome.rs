@@ -61,6 +61,10 @@ pub enum LoginProblem {
     /// A passkey was refused (unknown, someone else's, cloned, cancelled, expired
     /// challenge): one message for all of them.
     Passkey,
+    /// The right password, but the tenant requires a verified address first (the page
+    /// offers a new link). Only shown after the password matched, so it reveals nothing
+    /// to someone without it.
+    Unverified,
 }
 
 /// A code form's problem (second factor or enrolment).

@@ -13,7 +13,8 @@ use super::{
 use crate::crypto::handle_hash;
 use crate::domain::policy::TenantPolicy;
 use crate::session::{
-    Authentication, PENDING_LOGIN_SECONDS, PendingLogin, PendingStage, ReturnTo, SignedIn,
+    Authentication, Browser, PENDING_LOGIN_SECONDS, PendingLogin, PendingStage, ReturnTo,
+    SignedIn,
 };
 use crate::store::users::StoredUser;
 use crate::store::{audit, authorization_requests};
@@ -114,6 +115,11 @@ impl Engine<'_> {
             return Ok(form(Some(username), problem));
         };
         self.release(reservation).await;
+        if self.email.blocks_sign_in(&visit.tenant, &user) {
+            self.audit_failure(visit, Some(&user.user_id), "email_unverified")
+                .await;
+            return Ok(form(Some(username), LoginProblem::Unverified));
+        }
         if let Some(next) = self
             .begin_second_factor(visit, &user, request, demand)
             .await?
@@ -228,6 +234,10 @@ impl Engine<'_> {
             .event(visit, "login.succeeded", &user.user_id)
             .details(json!({ "username": user.username, "amr": session.amr, "sid": session.sid }));
         audit::insert(unit.conn(), &event).await?;
+        let device_cookie = self
+            .email
+            .on_sign_in(unit.conn(), &tenant, user, &visit.origin)
+            .await?;
         // The request moved with the browser's new id (see `sessions::rotate`).
         if let Some(handle) = request
             && !authorization_requests::set_login(
@@ -242,7 +252,10 @@ impl Engine<'_> {
             return halt(Outcome::ShowErrorPage(Problem::StaleRequest));
         }
         unit.commit().await?;
-        visit.browser = Some(signed_in);
+        visit.browser = Some(Browser {
+            device_cookie,
+            ..signed_in
+        });
         tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "user signed in");
         Ok(match (request, return_to) {
             (Some(handle), _) => Outcome::Go(Page::Continue, Some(handle.to_owned())),
@@ -386,6 +399,7 @@ mod tests {
             origin: Origin {
                 ip: Some("192.0.2.7".into()),
                 user_agent: Some("test".into()),
+                device: None,
             },
             browser: None,
         };

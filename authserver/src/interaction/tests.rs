@@ -51,6 +51,7 @@ impl World {
             origin: Origin {
                 ip: Some("192.0.2.7".into()),
                 user_agent: Some("test".into()),
+                device: None,
             },
             browser: None,
         }

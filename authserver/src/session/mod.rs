@@ -136,6 +136,8 @@ pub struct PendingLogin {
 pub struct Origin {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The browser's device cookie (`email::device`), when it sent one.
+    pub device: Option<String>,
 }
 
 impl Origin {
@@ -144,6 +146,7 @@ impl Origin {
         Self {
             ip: ip.map(|i| i.to_string()),
             user_agent: user_agent.map(|s| s.chars().take(512).collect()),
+            device: None,
         }
     }
 }
@@ -156,6 +159,8 @@ pub struct Browser {
     pub https: bool,
     /// A cookie value the response must set (new or rotated session).
     pub new_cookie: Option<String>,
+    /// A device cookie value the response must set (`email::device`).
+    pub device_cookie: Option<String>,
 }
 
 impl Browser {
@@ -164,6 +169,13 @@ impl Browser {
         self.new_cookie
             .as_deref()
             .map(|v| cookie::set(&self.row.tenant_id, self.https, v))
+    }
+
+    /// The device cookie's `Set-Cookie` header, when this response must set one.
+    pub fn set_device_cookie(&self) -> Option<String> {
+        self.device_cookie
+            .as_deref()
+            .map(|v| crate::email::device::set(&self.row.tenant_id, self.https, v))
     }
 }
 
@@ -336,6 +348,7 @@ impl SessionService {
             data,
             https,
             new_cookie: None,
+            device_cookie: None,
         }))
     }
 
@@ -369,6 +382,7 @@ impl SessionService {
             data,
             https: tenant.issuer.starts_with("https://"),
             new_cookie: Some(handle),
+            device_cookie: None,
         })
     }
 
@@ -667,6 +681,7 @@ mod tests {
         Origin {
             ip: Some(ip.into()),
             user_agent: Some(ua.into()),
+            device: None,
         }
     }
 
@@ -729,6 +744,7 @@ mod tests {
             },
             https: false,
             new_cookie: None,
+            device_cookie: None,
         };
         assert!(csrf_matches(&b, Some("token-abc")));
         assert!(!csrf_matches(&b, Some("token-abd")));

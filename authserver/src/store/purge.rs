@@ -96,6 +96,22 @@ pub const TARGETS: &[Target] = &[
               WHERE at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
         ],
     },
+    // Mail sent or given up (its content was erased then); `expires_at` is NULL while
+    // a message is still queued, so queued mail is never purged.
+    Target {
+        name: "email-outbox",
+        sql: &[
+            "DELETE FROM email_outbox WHERE id IN (SELECT id FROM email_outbox \
+              WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
+    },
+    Target {
+        name: "email-tokens",
+        sql: &[
+            "DELETE FROM email_tokens WHERE (tenant_id, token_hash) IN (SELECT tenant_id, token_hash \
+              FROM email_tokens WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
+    },
 ];
 
 /// Looks a target up by the name users type.

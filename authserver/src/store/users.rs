@@ -152,6 +152,29 @@ impl Store {
         row.map(decode).transpose()
     }
 
+    /// The users whose e-mail address is `email` (any case), oldest first, at most
+    /// `limit` (an address is not unique: an administrator may give two accounts one).
+    #[tracing::instrument(name = "db.get_users_by_email", skip_all)]
+    pub async fn get_users_by_email(
+        &self,
+        tenant_id: &str,
+        email: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredUser>> {
+        let sql = select_users!(
+            "WHERE tenant_id = $1 AND lower(email) = lower($2) ORDER BY created_at, user_id LIMIT $3"
+        );
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, UserRow>(sql)
+                .bind(tenant_id)
+                .bind(email)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(decode).collect()
+    }
+
     /// A tenant's users, ordered by case-folded username.
     #[tracing::instrument(name = "db.list_users", skip_all)]
     pub async fn list_users(&self, tenant_id: &str) -> Result<Vec<StoredUser>> {

@@ -5,6 +5,8 @@
 //! instead of failing a login. The responses that carry them are built at the edge
 //! (`http::browser::html`).
 
+mod email;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -119,6 +121,14 @@ pub enum Error {
     },
 }
 
+/// A rendered mail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MailParts {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
 /// The compiled templates.
 #[derive(Debug)]
 pub struct Templates {
@@ -131,11 +141,22 @@ impl Templates {
     /// so they are logged).
     pub fn load(dir: Option<&Path>) -> Result<Self, Error> {
         let mut env = minijinja::Environment::new();
-        // Every template is HTML, whatever its override file is called.
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        // Every template is HTML, whatever its override file is called, except the
+        // plain-text parts of mails (`.txt`), which no browser renders.
+        env.set_auto_escape_callback(|name| {
+            if std::path::Path::new(name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+            {
+                minijinja::AutoEscape::None
+            } else {
+                minijinja::AutoEscape::Html
+            }
+        });
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
         let mut sources: Vec<(String, String)> = DEFAULTS
             .iter()
+            .chain(email::DEFAULTS)
             .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
             .collect();
         if let Some(dir) = dir {
@@ -169,13 +190,43 @@ impl Templates {
                 })?;
         }
         // Rendering checks what compiling cannot (e.g. an `extends` of a missing name).
-        for (name, _) in DEFAULTS {
+        for (name, _) in DEFAULTS.iter().chain(email::DEFAULTS) {
             env.get_template(name).map_err(|e| Error::Compile {
                 name: (*name).to_owned(),
                 source: e,
             })?;
         }
         Ok(Self { env })
+    }
+
+    /// Renders a mail: the `subject` and `body` blocks of `{name}.txt` and all of
+    /// `{name}.html`, with `ctx`.
+    pub fn render_mail(&self, name: &str, ctx: &impl Serialize) -> Result<MailParts, Error> {
+        let text_name = format!("{name}.txt");
+        let render_err = |e| Error::Render {
+            name: text_name.clone(),
+            source: e,
+        };
+        let template = self.env.get_template(&text_name).map_err(render_err)?;
+        let mut captured = template
+            .render_captured(minijinja::value::Serde(ctx))
+            .map_err(render_err)?;
+        let (subject, text) = captured
+            .with_state_mut(|state| {
+                Ok::<_, minijinja::Error>((
+                    state.render_block("subject")?,
+                    state.render_block("body")?,
+                ))
+            })
+            .map_err(render_err)?;
+        // A subject is one line: line breaks in it would start new headers.
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let html = self.render(&format!("{name}.html"), ctx)?;
+        Ok(MailParts {
+            subject,
+            text: text.trim().to_owned() + "\n",
+            html,
+        })
     }
 
     /// Renders `name` with `ctx`.
@@ -211,6 +262,60 @@ mod tests {
         assert!(!body.contains("<script>"));
         assert!(body.contains("lang=\"en\""));
         assert!(body.contains("role=\"alert\""));
+    }
+
+    #[test]
+    fn mails_have_a_one_line_subject_an_unescaped_text_part_and_an_escaped_html_part() {
+        let t = Templates::load(None).unwrap();
+        let ctx = json!({
+            "tenant_name": "Acme <R&D>\nBcc: x@y",
+            "username": "<b>bob</b>",
+            "email": "bob@example.com",
+            "link": "https://id.example.com/email/verify?token=a&b",
+            "valid_hours": 24,
+        });
+        let m = t.render_mail("mail_verify_email", &ctx).unwrap();
+        assert_eq!(
+            m.subject,
+            "Confirm your e-mail address for Acme <R&D> Bcc: x@y"
+        );
+        assert!(m.text.contains("Hello <b>bob</b>,"), "{}", m.text);
+        assert!(
+            m.text
+                .contains("https://id.example.com/email/verify?token=a&b"),
+            "{}",
+            m.text
+        );
+        assert!(
+            !m.text.contains("Confirm your e-mail address for"),
+            "{}",
+            m.text
+        );
+        assert!(m.html.contains("&lt;b&gt;bob&lt;&#x2f;b&gt;"), "{}", m.html);
+        assert!(m.html.contains("token=a&amp;b"), "{}", m.html);
+        for name in ["mail_password_reset", "mail_new_device"] {
+            let m = t.render_mail(name, &ctx).unwrap();
+            assert!(!m.subject.is_empty() && !m.text.is_empty() && !m.html.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_mail_template_is_overridable_like_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mail_password_reset.txt"),
+            "{% block subject %}Reset {{ username }}{% endblock %}{% block body %}Go: {{ link }}{% endblock %}",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let m = t
+            .render_mail(
+                "mail_password_reset",
+                &json!({"username": "<a>", "link": "https://x/?a&b"}),
+            )
+            .unwrap();
+        assert_eq!(m.subject, "Reset <a>");
+        assert_eq!(m.text, "Go: https://x/?a&b\n");
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod database_outage;
 mod discovery;
 mod docs;
 mod dpop;
+mod email;
 mod introspection;
 mod keys;
 mod lifecycle;

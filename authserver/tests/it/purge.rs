@@ -270,6 +270,8 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
             ("par-requests", per_target),
             ("rate-limits", per_target),
             ("audit", per_target),
+            ("email-outbox", 0),
+            ("email-tokens", 0),
         ])
     );
     let left = state(&db).await;
@@ -305,6 +307,8 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("par-requests", per_tenant),
             ("rate-limits", per_tenant),
             ("audit", 0),
+            ("email-outbox", 0),
+            ("email-tokens", 0),
         ])
     );
     assert_eq!(state(&db).await, expected(&seeded, &ALL[..9], &["other"]));
@@ -329,6 +333,8 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("par-requests", per_tenant),
             ("rate-limits", per_tenant),
             ("audit", 2 * per_tenant),
+            ("email-outbox", 0),
+            ("email-tokens", 0),
         ])
     );
     assert_eq!(state(&db).await, expected(&seeded, &ALL, &TENANTS));

@@ -70,7 +70,7 @@ const MACHINE_CLIENT: &str = "billing-worker";
 /// The audience the machine client's tokens are for.
 const MACHINE_AUDIENCE: &str = "https://billing.example.com";
 /// The purge targets `authserver purge` knows (`authserver/src/store/purge.rs`).
-const PURGE_TARGETS: [&str; 10] = [
+const PURGE_TARGETS: [&str; 12] = [
     "dpop-nonces",
     "dpop-jti",
     "assertion-jti",
@@ -81,6 +81,8 @@ const PURGE_TARGETS: [&str; 10] = [
     "par-requests",
     "rate-limits",
     "audit",
+    "email-outbox",
+    "email-tokens",
 ];
 
 /// Where the scenario runs.

@@ -17,6 +17,7 @@ mod accounts;
 mod authorize;
 mod client_response;
 mod consent;
+mod email;
 mod html;
 mod login;
 mod logout;
@@ -66,6 +67,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(consent::show).post(consent::submit),
         )
         .merge(account::router())
+        .merge(email::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             page::render_error_pages,
@@ -112,6 +114,7 @@ impl AppState {
             mfa: &self.mfa,
             passkeys: &self.passkeys,
             throttle: &self.login_throttle,
+            email: &self.email,
         }
     }
 }
@@ -121,6 +124,8 @@ impl AppState {
 pub(super) enum Limited {
     Authorize,
     Login,
+    /// The e-mail pages' POSTs (reset request, registration, new link).
+    Email,
 }
 
 /// Counts a page request against its limits: per source IP, and for `/authorize` per
@@ -140,6 +145,7 @@ pub(super) async fn rate_limited(
             Some(limits.authorize_per_client),
         ),
         Limited::Login => ("login", limits.login_per_ip, None),
+        Limited::Email => ("email", limits.email_per_ip, None),
     };
     let mut result = state
         .oauth
@@ -195,6 +201,9 @@ pub(super) fn page(
 /// Adds the browser's `Set-Cookie`, if it needs one.
 pub(super) fn with_cookie(browser: Option<&Browser>, mut resp: Response) -> Response {
     if let Some(c) = browser.and_then(Browser::set_cookie) {
+        set_cookie(&mut resp, &c);
+    }
+    if let Some(c) = browser.and_then(Browser::set_device_cookie) {
         set_cookie(&mut resp, &c);
     }
     resp

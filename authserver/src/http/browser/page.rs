@@ -42,6 +42,10 @@ pub const STALE_REQUEST: &str = "This sign-in request has expired, was already c
 /// The one message for every failed sign-in (no user enumeration).
 pub const LOGIN_FAILED: &str = "Incorrect username or password.";
 
+/// A sign-in refused until the account's address is confirmed.
+pub const EMAIL_UNVERIFIED: &str = "Confirm your e-mail address before you sign in: open the \
+                                    link we sent you, or ask for a new one below.";
+
 /// The message for a wrong or reused code.
 pub const WRONG_CODE: &str = "That code is not valid. Try again.";
 pub const PASSKEY_REFUSED: &str =
@@ -80,7 +84,16 @@ impl FromRequest<AppState> for PageRequest {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        let origin = Origin::new(ip, user_agent);
+        let mut origin = Origin::new(ip, user_agent);
+        origin.device = crate::email::device::find(
+            parts
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            &tenant.id,
+            tenant.issuer.starts_with("https://"),
+        );
         let raw_query = parts.uri.query().unwrap_or("").to_owned();
         let query = parse_pairs(raw_query.as_bytes());
         let raw_body = if parts.method == Method::POST {
@@ -212,6 +225,7 @@ macro_rules! server_errors {
 }
 server_errors!(
     crate::interaction::Error,
+    crate::email::Error,
     crate::session::Error,
     crate::store::Error,
 );
@@ -399,6 +413,18 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
                     ),
                 );
             }
+            if state.email.enabled() {
+                ctx.insert(
+                    "forgot_url".into(),
+                    json!(format!("{issuer}{}", crate::email::FORGOT_PATH)),
+                );
+            }
+            if state.email.registration_open(tenant) {
+                ctx.insert(
+                    "register_url".into(),
+                    json!(format!("{issuer}{}", crate::email::REGISTER_PATH)),
+                );
+            }
             match form.problem {
                 None => page("login.html", &ctx),
                 Some(LoginProblem::Failed) => {
@@ -414,6 +440,17 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
                 }) => {
                     ctx.insert("error".into(), json!(locked_message(retry_after_seconds)));
                     locked(page("login.html", &ctx), retry_after_seconds)
+                }
+                Some(LoginProblem::Unverified) => {
+                    ctx.insert("error".into(), json!(EMAIL_UNVERIFIED));
+                    ctx.insert("unverified".into(), json!(true));
+                    ctx.insert(
+                        "resend_action".into(),
+                        json!(format!("{issuer}{}", crate::email::RESEND_PATH)),
+                    );
+                    let mut resp = page("login.html", &ctx);
+                    *resp.status_mut() = StatusCode::FORBIDDEN;
+                    resp
                 }
             }
         }
