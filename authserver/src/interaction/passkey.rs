@@ -10,6 +10,7 @@
 
 use serde_json::{Value, json};
 
+use super::account::may_remove;
 use super::authorization::browser_mut;
 use super::decide::ACR_PHISHING_RESISTANT;
 use super::sign_in::restart;
@@ -24,6 +25,11 @@ use crate::store::users::StoredUser;
 /// How recent the sign-in behind the account pages must be to add a passkey: a stolen
 /// session cookie alone must not be able to plant a lasting credential.
 pub const REGISTER_REAUTH_SECONDS: i64 = 600;
+
+/// Whether a sign-in at `auth_time` may add a passkey at `now`.
+pub(super) fn recent(auth_time: crate::clock::UnixTime, now: crate::clock::UnixTime) -> bool {
+    auth_time + REGISTER_REAUTH_SECONDS >= now
+}
 
 /// The answer to a ceremony's options request.
 #[derive(Debug, Clone, PartialEq)]
@@ -383,22 +389,20 @@ impl Engine<'_> {
         visit: &Visit,
         credential_id: &str,
     ) -> Result<AccountPasskeys, Error> {
-        let Some((user, recent)) = self.account_user(visit).await? else {
+        let Some(me) = self.me(visit).await? else {
             return Ok(AccountPasskeys::SignIn);
         };
         let tenant = &visit.tenant;
-        let status = self.mfa.status(&tenant.id, &user.user_id).await?;
-        let mine = self
+        let recent = recent(me.session.auth_time, self.now());
+        let security = self.security(visit, &me).await?;
+        let user = me.user;
+        let mine = security
             .passkeys
-            .list(&tenant.id, &user.user_id)
-            .await
-            .map_err(passkey_store_error)?
-            .into_iter()
+            .iter()
             .any(|p| p.credential_id == credential_id);
-        let last_factor = !status.totp_enrolled && status.passkeys <= 1;
         let result = if !mine {
             Err(PasskeyChange::NotFound)
-        } else if last_factor && self.mfa.required(&TenantPolicy::of(tenant), &status) {
+        } else if !may_remove(&security.factors, 1, security.mfa_required) {
             Err(PasskeyChange::LastFactor)
         } else if self
             .store
@@ -449,18 +453,11 @@ impl Engine<'_> {
     /// The browser's active account's user, and whether its sign-in is recent enough
     /// to add a passkey.
     async fn account_user(&self, visit: &Visit) -> Result<Option<(StoredUser, bool)>, Error> {
-        let Some(browser) = &visit.browser else {
-            return Ok(None);
-        };
-        let Some(account) = self.sessions.active_account(browser).await? else {
-            return Ok(None);
-        };
-        let user = self
-            .store
-            .get_user(&visit.tenant.id, &account.user_id)
-            .await?;
-        let recent = account.auth_time + REGISTER_REAUTH_SECONDS >= self.now();
-        Ok(user.map(|u| (u, recent)))
+        let now = self.now();
+        Ok(self
+            .me(visit)
+            .await?
+            .map(|me| (me.user, recent(me.session.auth_time, now))))
     }
 
     /// The browser's pending sign-in at `stage`, if any (for starting a ceremony).

@@ -44,6 +44,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ),
     ("passkey.html", include_str!("../../templates/passkey.html")),
     (
+        "passkeys_section.html",
+        include_str!("../../templates/passkeys_section.html"),
+    ),
+    (
         "account_nav.html",
         include_str!("../../templates/account_nav.html"),
     ),

@@ -266,7 +266,8 @@ async fn strangers_are_sent_to_sign_in_and_come_back(backend: Backend) {
         assert_eq!(
             p.header("content-security-policy"),
             Some(
-                "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+                 img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
             )
         );
     }

@@ -139,7 +139,8 @@ async fn alice_with_a_passkey(f: &Fixture) -> SoftAuthenticator {
     b.sign_in(&f.issuer, "alice", PASSWORD)
         .await
         .assert_status(200);
-    let page = b.get(&format!("{}/account/passkeys", f.issuer)).await;
+    // The hook is on the account security page (and on /account/passkeys).
+    let page = b.get(&format!("{}/account/security", f.issuer)).await;
     page.assert_status(200);
     let mut auth = SoftAuthenticator::new(&f.issuer);
     let done = ceremony(
@@ -150,8 +151,10 @@ async fn alice_with_a_passkey(f: &Fixture) -> SoftAuthenticator {
         &[("passkey_name", "Laptop")],
     )
     .await;
-    done.assert_status(200);
-    assert!(done.body.contains("Passkey added."), "{}", done.body);
+    done.assert_status(303);
+    let shown = b.follow(&done).await;
+    assert!(shown.body.contains("Passkey added."), "{}", shown.body);
+    assert!(shown.body.contains("Laptop"), "{}", shown.body);
     auth
 }
 
@@ -560,12 +563,9 @@ async fn removed_and_foreign_passkeys_sign_no_one_in(backend: Backend) {
     let list = account.get(&format!("{}/account/passkeys", f.issuer)).await;
     let id = list.input("credential_id").expect("a remove form");
     let removed = account.submit(&list, &[("credential_id", &id)]).await;
-    removed.assert_status(200);
-    assert!(
-        removed.body.contains("Passkey removed."),
-        "{}",
-        removed.body
-    );
+    removed.assert_status(303);
+    let shown = account.follow(&removed).await;
+    assert!(shown.body.contains("Passkey removed."), "{}", shown.body);
     let b = Browser::new();
     let login = b.get(&login_url).await;
     let r = ceremony(&b, &login, "passkey-signin", &mut auth, &[]).await;
@@ -662,7 +662,11 @@ async fn the_last_required_factor_stays_and_others_passkeys_cannot_be_removed(ba
         .get(&format!("{}/account/passkeys", f.issuer))
         .await;
     assert_eq!(r.status, 303);
-    assert!(r.location().unwrap().ends_with("/login"));
+    assert!(
+        r.location().unwrap().contains("/login"),
+        "{:?}",
+        r.location()
+    );
 }
 
 /// `authserver users reset-passkeys` (a lost device): every passkey of the user goes,

@@ -20,11 +20,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::page::{BrowserPage, PageError, render};
-use super::{LOGIN_PATH, Limited, base_context, page, rate_limited, see_other, url_with_request};
+use super::account::{self, when};
+use super::page::{BrowserPage, PageError, PageRequest, render};
+use super::{LOGIN_PATH, Limited, page, rate_limited, url_with_request};
 use crate::http::AppState;
-use crate::interaction::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList};
+use crate::interaction::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList, Visit};
 use crate::session::CeremonyPurpose;
+use crate::store::passkeys::StoredPasskey;
 
 pub const LOGIN_PASSKEY_PATH: &str = "/login/passkey";
 pub const MFA_PASSKEY_PATH: &str = "/login/mfa/passkey";
@@ -189,9 +191,9 @@ pub async fn account(
     State(state): State<AppState>,
     page: BrowserPage,
 ) -> Result<Response, PageError> {
-    let BrowserPage { visit, .. } = page;
+    let BrowserPage { req, visit } = page;
     let shown = state.interaction().account_passkeys(&visit).await?;
-    Ok(account_page(&state, &visit, shown))
+    Ok(account_page(&state, &req, &visit, shown))
 }
 
 /// `POST {issuer}/account/passkeys`: the answer of the registration ceremony.
@@ -206,7 +208,7 @@ pub async fn register(
         .interaction()
         .register_passkey(&mut visit, credential, name)
         .await?;
-    Ok(account_page(&state, &visit, shown))
+    Ok(account_page(&state, &req, &visit, shown))
 }
 
 /// `POST {issuer}/account/passkeys/remove` (field `credential_id`).
@@ -217,7 +219,7 @@ pub async fn remove(
     let BrowserPage { req, visit } = page;
     let id = req.form.get("credential_id").map_or("", String::as_str);
     let shown = state.interaction().remove_passkey(&visit, id).await?;
-    Ok(account_page(&state, &visit, shown))
+    Ok(account_page(&state, &req, &visit, shown))
 }
 
 fn change_message(c: PasskeyChange) -> &'static str {
@@ -236,52 +238,41 @@ fn change_message(c: PasskeyChange) -> &'static str {
     }
 }
 
-fn account_page(
-    state: &AppState,
-    visit: &crate::interaction::Visit,
-    shown: AccountPasskeys,
-) -> Response {
-    let tenant = &visit.tenant;
-    let issuer = tenant.issuer.as_str();
-    let list: PasskeyList = match shown {
-        AccountPasskeys::SignIn => return see_other(&format!("{issuer}{LOGIN_PATH}")),
-        AccountPasskeys::Show(list) => list,
-    };
-    let time = |t: i64| {
-        jiff::Timestamp::from_second(t)
-            .map(|ts| ts.strftime("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default()
-    };
-    let mut ctx = base_context(tenant);
-    ctx.insert("title".into(), json!("Passkeys"));
+/// The passkey section's variables (the list, the remove action, the add button), for
+/// this page and the account security page.
+pub(super) fn section(
+    ctx: &mut serde_json::Map<String, serde_json::Value>,
+    issuer: &str,
+    passkeys: &[StoredPasskey],
+    can_register: bool,
+    recent_sign_in: bool,
+) {
     ctx.insert(
-        "csrf".into(),
-        json!(visit.browser.as_ref().map(|b| b.data.csrf.clone())),
-    );
-    ctx.insert("username".into(), json!(list.username));
-    ctx.insert(
-        "remove_action".into(),
+        "passkey_remove_action".into(),
         json!(format!("{issuer}{ACCOUNT_PASSKEYS_REMOVE_PATH}")),
     );
-    ctx.insert("reauth_url".into(), json!(format!("{issuer}{LOGIN_PATH}")));
+    ctx.insert(
+        "reauth_url".into(),
+        json!(format!("{issuer}{LOGIN_PATH}?return_to=account")),
+    );
     ctx.insert(
         "passkeys".into(),
         json!(
-            list.passkeys
+            passkeys
                 .iter()
                 .map(|p| json!({
                     "credential_id": p.credential_id,
                     "name": p.name,
-                    "created_at": time(p.created_at),
-                    "last_used_at": p.last_used_at.map(time),
+                    "created_at": when(p.created_at),
+                    "last_used_at": p.last_used_at.map(when),
                     "synced": p.backup_eligible,
                 }))
                 .collect::<Vec<_>>()
         ),
     );
-    ctx.insert("can_register".into(), json!(list.can_register));
-    ctx.insert("recent_sign_in".into(), json!(list.recent_sign_in));
-    if list.can_register && list.recent_sign_in {
+    ctx.insert("can_register".into(), json!(can_register));
+    ctx.insert("recent_sign_in".into(), json!(recent_sign_in));
+    if can_register && recent_sign_in {
         ctx.insert(
             "passkey".into(),
             button(
@@ -292,9 +283,40 @@ fn account_page(
             ),
         );
     }
-    if let Some(n) = list.notice {
-        ctx.insert("notice".into(), json!(change_message(n)));
+}
+
+/// A change ends on the security page with its notice; a refusal (or a plain GET)
+/// shows this page with the section and the reason.
+fn account_page(
+    state: &AppState,
+    req: &PageRequest,
+    visit: &Visit,
+    shown: AccountPasskeys,
+) -> Response {
+    let tenant = &visit.tenant;
+    let issuer = tenant.issuer.as_str();
+    let list: PasskeyList = match shown {
+        AccountPasskeys::SignIn => return account::sign_in(tenant),
+        AccountPasskeys::Show(list) => list,
+    };
+    match list.notice {
+        Some(PasskeyChange::Added) => {
+            return account::done(tenant, account::SECURITY_PATH, "passkey-added");
+        }
+        Some(PasskeyChange::Removed) => {
+            return account::done(tenant, account::SECURITY_PATH, "passkey-removed");
+        }
+        _ => {}
     }
+    let mut ctx = account::account_context(req, visit, account::SECURITY_PATH, "Passkeys");
+    ctx.insert("username".into(), json!(list.username));
+    section(
+        &mut ctx,
+        issuer,
+        &list.passkeys,
+        list.can_register,
+        list.recent_sign_in,
+    );
     let status = match list.problem {
         Some(p) => {
             ctx.insert("error".into(), json!(change_message(p)));

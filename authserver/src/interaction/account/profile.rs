@@ -51,7 +51,8 @@ impl Engine<'_> {
     }
 
     /// Saves the profile form (CSRF already checked). A changed address is stored with
-    /// `email_verified = false` and audited (`user.email_changed`).
+    /// `email_verified = false`, audited (`user.email_changed`) and sent a confirmation
+    /// link (`EmailFlows::send_verification`, when mail is configured).
     pub async fn update_profile(
         &self,
         visit: &Visit,
@@ -66,9 +67,20 @@ impl Engine<'_> {
             .update_own_profile(&user, name, email, visit.origin.ip.as_deref())
             .await
         {
-            // The verification mail for `change.email` is sent from here once the
-            // e-mail flows exist.
-            Ok(change) => Ok(AccountPage::Show(ProfileOutcome::Saved(change))),
+            Ok(change) => {
+                if matches!(change.email, crate::users::EmailChange::Changed(_))
+                    && let Some(updated) =
+                        self.store.get_user(&visit.tenant.id, &user.user_id).await?
+                {
+                    // A confirmation link for the new address (when mail is on); the
+                    // change itself is saved whatever the mail does.
+                    if let Err(e) = self.email.send_verification(&visit.tenant, &updated).await {
+                        tracing::warn!(tenant = %visit.tenant.id, error = %e,
+                            "could not queue the verification mail for a changed address");
+                    }
+                }
+                Ok(AccountPage::Show(ProfileOutcome::Saved(change)))
+            }
             Err(crate::users::Error::Invalid(errors)) => {
                 Ok(AccountPage::Show(ProfileOutcome::Invalid {
                     profile: Profile {

@@ -15,6 +15,7 @@ use super::{AccountPage, Checked, Me, settle};
 use crate::domain::policy::TenantPolicy;
 use crate::interaction::{Engine, Error, Step, Visit};
 use crate::mfa::{MfaError, MfaStatus, TotpEnrollment};
+use crate::store::passkeys::StoredPasskey;
 
 /// The second factors a user has set up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +48,12 @@ pub struct Security {
     pub mfa_required: bool,
     /// An enrolment started and not yet confirmed: its QR code and key.
     pub enrolment: Option<TotpEnrollment>,
+    /// The user's passkeys, oldest first.
+    pub passkeys: Vec<StoredPasskey>,
+    /// A passkey can be added here (passkeys on, the issuer is a domain name).
+    pub can_register_passkey: bool,
+    /// The sign-in is recent enough to add one (see `REGISTER_REAUTH_SECONDS`).
+    pub recent_sign_in: bool,
 }
 
 /// Proof that the person removing a factor is the user.
@@ -98,14 +105,18 @@ pub enum SecurityProblem {
 
 impl Engine<'_> {
     /// The user's factors. Passkeys: count the user's registered passkeys here.
-    fn factors(status: &MfaStatus) -> Factors {
+    pub(crate) fn factors(status: &MfaStatus) -> Factors {
         Factors {
             totp: status.totp_enrolled,
-            passkeys: 0,
+            passkeys: status.passkeys,
         }
     }
 
-    async fn security(&self, visit: &Visit, me: &Me) -> Result<Security, Error> {
+    pub(in crate::interaction) async fn security(
+        &self,
+        visit: &Visit,
+        me: &Me,
+    ) -> Result<Security, Error> {
         let tenant = &visit.tenant;
         let status = self.mfa.status(&tenant.id, &me.user.user_id).await?;
         let enrolment = if status.totp_enrolled {
@@ -118,6 +129,13 @@ impl Engine<'_> {
             factors: Self::factors(&status),
             recovery_codes_left: status.recovery_codes_left,
             mfa_required: TenantPolicy::of(tenant).mfa.required || status.required_for_user,
+            passkeys: self
+                .store
+                .list_passkeys(&tenant.id, &me.user.user_id)
+                .await?,
+            can_register_passkey: TenantPolicy::of(tenant).passkeys.enabled
+                && self.passkeys.available(tenant),
+            recent_sign_in: crate::interaction::passkey::recent(me.session.auth_time, self.now()),
             enrolment,
         })
     }
@@ -301,8 +319,7 @@ impl Engine<'_> {
         }
     }
 
-    // ---- Passkeys ----------------------------------------------------------------
-    // Registration, naming and removal of passkeys are steps of their own here. A
+    // Passkeys: registration and removal are the steps of `interaction::passkey`; a
     // removal checks `may_remove(&factors, 1, required)` like `remove_totp`, and
     // `factors` above counts the user's passkeys.
 }

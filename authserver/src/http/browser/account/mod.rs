@@ -67,6 +67,8 @@ const NOTICES: &[(&str, &str)] = &[
     ("signed-out", "The session was signed out."),
     ("signed-out-others", "You were signed out everywhere else."),
     ("consent", "Access was removed."),
+    ("passkey-added", "Passkey added."),
+    ("passkey-removed", "Passkey removed."),
 ];
 
 pub(super) fn router() -> Router<AppState> {
@@ -94,13 +96,13 @@ pub(super) fn sign_in(tenant: &Tenant) -> Response {
 }
 
 /// `303` to an account page with a notice.
-fn done(tenant: &Tenant, path: &str, what: &str) -> Response {
+pub(in crate::http::browser) fn done(tenant: &Tenant, path: &str, what: &str) -> Response {
     see_other(&format!("{}{path}?done={what}", tenant.issuer))
 }
 
 /// The context of an account page: the base, its title, the CSRF token for its forms,
 /// the navigation with `current` marked, and the notice `?done=` names.
-fn account_context(
+pub(in crate::http::browser) fn account_context(
     req: &PageRequest,
     visit: &Visit,
     current: &str,
@@ -141,7 +143,7 @@ fn action(tenant: &Tenant, path: &str) -> Value {
 }
 
 /// A time for people: `2026-12-06 10:30 UTC`.
-fn when(t: crate::clock::UnixTime) -> String {
+pub(in crate::http::browser) fn when(t: crate::clock::UnixTime) -> String {
     jiff::Timestamp::from_second(t).map_or_else(
         |_| t.to_string(),
         |ts| ts.strftime("%Y-%m-%d %H:%M UTC").to_string(),

@@ -48,6 +48,13 @@ fn context(req: &PageRequest, visit: &Visit, s: &Security) -> Map<String, Value>
         ctx.insert("qr_data_uri".into(), json!(e.qr_data_uri));
         ctx.insert("secret".into(), json!(e.secret_base32));
     }
+    crate::http::browser::passkey::section(
+        &mut ctx,
+        &tenant.issuer,
+        &s.passkeys,
+        s.can_register_passkey,
+        s.recent_sign_in,
+    );
     ctx
 }
 
