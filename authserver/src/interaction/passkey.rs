@@ -395,10 +395,14 @@ impl Engine<'_> {
             .map_err(passkey_store_error)?
             .into_iter()
             .any(|p| p.credential_id == credential_id);
-        let last_factor = !status.totp_enrolled && status.passkeys <= 1;
+        let keeps_a_factor = super::account::may_remove(
+            &Self::factors(&status),
+            1,
+            Self::factor_required(visit, &status),
+        );
         let result = if !mine {
             Err(PasskeyChange::NotFound)
-        } else if last_factor && self.mfa.required(&TenantPolicy::of(tenant), &status) {
+        } else if !keeps_a_factor {
             Err(PasskeyChange::LastFactor)
         } else if self
             .store

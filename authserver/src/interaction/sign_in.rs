@@ -13,8 +13,7 @@ use super::{
 use crate::crypto::handle_hash;
 use crate::domain::policy::TenantPolicy;
 use crate::session::{
-    Authentication, Browser, PENDING_LOGIN_SECONDS, PendingLogin, PendingStage, ReturnTo,
-    SignedIn,
+    Authentication, Browser, PENDING_LOGIN_SECONDS, PendingLogin, PendingStage, ReturnTo, SignedIn,
 };
 use crate::store::users::StoredUser;
 use crate::store::{audit, authorization_requests};

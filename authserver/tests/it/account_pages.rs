@@ -34,6 +34,7 @@ const PAGES: &[&str] = &[
     "/account/profile",
     "/account/password",
     "/account/security",
+    "/account/passkeys",
     "/account/sessions",
     "/account/consents",
     "/account/activity",
@@ -250,6 +251,7 @@ async fn strangers_are_sent_to_sign_in_and_come_back(backend: Backend) {
             ("/account/profile", "Profile"),
             ("/account/password", "Password"),
             ("/account/security", "Security"),
+            ("/account/passkeys", "Passkeys"),
             ("/account/sessions", "Sessions"),
             ("/account/consents", "Apps with access"),
             ("/account/activity", "Activity"),
@@ -263,12 +265,12 @@ async fn strangers_are_sent_to_sign_in_and_come_back(backend: Backend) {
             body.contains(&format!("href=\"{}\" aria-current=\"page\"", s.url(path))),
             "{path}: {body}"
         );
+        // The pages' one policy: no inline script or style.
         assert_eq!(
             p.header("content-security-policy"),
-            Some(
-                "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
-            )
+            Some(authserver::ui::CSP)
         );
+        assert!(!authserver::ui::CSP.contains("unsafe-inline"));
     }
 
     // A plain sign-in still ends on the "signed in" page: the return is not sticky.
@@ -748,6 +750,25 @@ async fn the_last_required_second_factor_cannot_be_removed(backend: Backend) {
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.location().unwrap(), s.url("/account"));
     back.follow(&done).await.assert_status(200);
+
+    // With a passkey as well, the authenticator is no longer the last factor.
+    s.db.execute(&format!(
+        "INSERT INTO passkeys (tenant_id, credential_id, user_id, name, credential, \
+         sign_count, backup_eligible, backup_state, created_at) \
+         VALUES ('main', 'cred-1', '{}', 'Laptop', '{{}}', 0, FALSE, FALSE, 0)",
+        user_id(&s.db, "alice").await
+    ))
+    .await;
+    let page = b.get(&s.url("/account/security")).await;
+    let p = post_with(
+        &b,
+        &page,
+        &s.url("/account/security/totp/remove"),
+        &[("current_password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(s.db.scalar("SELECT count(*) FROM user_totp").await, 0);
 
     // The same for a user flagged as requiring MFA in a tenant that does not.
     let s = setup(backend).await;

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::page::{BrowserPage, PageError, render};
-use super::{LOGIN_PATH, Limited, base_context, page, rate_limited, see_other, url_with_request};
+use super::{LOGIN_PATH, Limited, base_context, page, rate_limited, url_with_request};
 use crate::http::AppState;
 use crate::interaction::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList};
 use crate::session::CeremonyPurpose;
@@ -244,7 +244,7 @@ fn account_page(
     let tenant = &visit.tenant;
     let issuer = tenant.issuer.as_str();
     let list: PasskeyList = match shown {
-        AccountPasskeys::SignIn => return see_other(&format!("{issuer}{LOGIN_PATH}")),
+        AccountPasskeys::SignIn => return super::account::sign_in(tenant),
         AccountPasskeys::Show(list) => list,
     };
     let time = |t: i64| {
@@ -259,6 +259,10 @@ fn account_page(
         json!(visit.browser.as_ref().map(|b| b.data.csrf.clone())),
     );
     ctx.insert("username".into(), json!(list.username));
+    ctx.insert(
+        "nav".into(),
+        super::account::nav(tenant, ACCOUNT_PASSKEYS_PATH),
+    );
     ctx.insert(
         "remove_action".into(),
         json!(format!("{issuer}{ACCOUNT_PASSKEYS_REMOVE_PATH}")),

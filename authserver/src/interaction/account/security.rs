@@ -5,9 +5,9 @@
 //! Removing needs proof (the current password or a code, throttled like a sign-in)
 //! and obeys one rule, [`may_remove`] over [`second_factor_count`]: the last second
 //! factor of a user who must have one (tenant policy `mfa.required`, or the user's own
-//! flag) cannot be removed. Passkeys join as factors through [`Factors::passkeys`]:
-//! their registration and removal are steps of their own beside these (see the
-//! "Passkeys" section below), and their removal goes through the same rule.
+//! flag) cannot be removed. Passkeys count as factors ([`Factors::passkeys`]): their
+//! registration and removal are steps of their own (`interaction::passkey`, page
+//! `/account/passkeys`), and their removal goes through the same rule.
 
 use secrecy::SecretString;
 
@@ -22,7 +22,7 @@ pub struct Factors {
     /// A confirmed TOTP authenticator (its recovery codes go with it: they are not a
     /// factor of their own).
     pub totp: bool,
-    /// Registered passkeys (0 until passkeys exist).
+    /// Registered passkeys.
     pub passkeys: usize,
 }
 
@@ -97,12 +97,18 @@ pub enum SecurityProblem {
 }
 
 impl Engine<'_> {
-    /// The user's factors. Passkeys: count the user's registered passkeys here.
-    fn factors(status: &MfaStatus) -> Factors {
+    /// The user's factors: the authenticator and the registered passkeys.
+    pub(in crate::interaction) fn factors(status: &MfaStatus) -> Factors {
         Factors {
             totp: status.totp_enrolled,
-            passkeys: 0,
+            passkeys: status.passkeys,
         }
+    }
+
+    /// Whether the user must keep a second factor: the tenant policy (`mfa.required`)
+    /// or the user's own flag.
+    pub(in crate::interaction) fn factor_required(visit: &Visit, status: &MfaStatus) -> bool {
+        TenantPolicy::of(&visit.tenant).mfa.required || status.required_for_user
     }
 
     async fn security(&self, visit: &Visit, me: &Me) -> Result<Security, Error> {
@@ -117,7 +123,7 @@ impl Engine<'_> {
             username: me.user.username.clone(),
             factors: Self::factors(&status),
             recovery_codes_left: status.recovery_codes_left,
-            mfa_required: TenantPolicy::of(tenant).mfa.required || status.required_for_user,
+            mfa_required: Self::factor_required(visit, &status),
             enrolment,
         })
     }
@@ -300,11 +306,6 @@ impl Engine<'_> {
             Err(e) => Err(e.into()),
         }
     }
-
-    // ---- Passkeys ----------------------------------------------------------------
-    // Registration, naming and removal of passkeys are steps of their own here. A
-    // removal checks `may_remove(&factors, 1, required)` like `remove_totp`, and
-    // `factors` above counts the user's passkeys.
 }
 
 #[cfg(test)]

@@ -39,6 +39,11 @@ fn context(req: &PageRequest, visit: &Visit, s: &Security) -> Map<String, Value>
         json!(second_factor_count(&s.factors)),
     );
     ctx.insert("recovery_codes_left".into(), json!(s.recovery_codes_left));
+    ctx.insert("passkey_count".into(), json!(s.factors.passkeys));
+    ctx.insert(
+        "passkeys_url".into(),
+        action(tenant, crate::http::browser::passkey::ACCOUNT_PASSKEYS_PATH),
+    );
     ctx.insert("mfa_required".into(), json!(s.mfa_required));
     ctx.insert("totp_action".into(), action(tenant, TOTP_PATH));
     ctx.insert("confirm_action".into(), action(tenant, TOTP_CONFIRM_PATH));
