@@ -11,7 +11,7 @@ use authserver::mfa::totp::{self, Secret};
 
 use crate::harness::browser::{Browser, Page, create_user, decode_entities, fast};
 use crate::harness::jose::now;
-use crate::harness::{Backend, Cli, Server, TestDb};
+use crate::harness::{Backend, Cli, Server, TestDb, free_port};
 use crate::users::{BREACHED, Hibp, Mode};
 
 on_both_backends!(
@@ -481,7 +481,14 @@ async fn the_password_change_checks_everything_and_ends_other_sessions(backend: 
 }
 
 async fn a_new_email_address_is_unverified(backend: Backend) {
-    let s = setup(backend).await;
+    // Mail on, with nothing listening: the verification mail waits in the outbox.
+    let s = setup_with(backend, None, |c| {
+        c.env("GATEHOUSE_EMAIL_SMTP_HOST", "127.0.0.1")
+            .env("GATEHOUSE_EMAIL_SMTP_PORT", free_port().to_string())
+            .env("GATEHOUSE_EMAIL_SMTP_SECURITY", "plain")
+            .env("GATEHOUSE_EMAIL_FROM", "Gatehouse <id@example.com>")
+    })
+    .await;
     s.db.execute(
         "UPDATE users SET email = 'alice@example.com', email_verified = TRUE \
          WHERE username = 'alice'",
@@ -539,6 +546,13 @@ async fn a_new_email_address_is_unverified(backend: Backend) {
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert!(changed[0].starts_with(&format!("user.email_changed|user|{alice}|")));
     assert!(!changed[0].contains("example.com"), "{changed:?}");
+    // Only the new address got a verification mail.
+    assert_eq!(
+        events(&s.db, "email.verification_sent").await.len(),
+        1,
+        "{:?}",
+        s.db.audit().await
+    );
     // Bob's row is his own.
     assert_eq!(
         s.db.rows("SELECT coalesce(email, '-') FROM users WHERE username = 'bob'")

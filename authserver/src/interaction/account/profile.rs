@@ -1,11 +1,11 @@
 //! The profile page: display name (the profile claim `name`) and e-mail address. A new
-//! address is stored unverified; [`ProfileOutcome::Saved`] carries the
-//! [`crate::users::EmailChange`] so that a verification mail can be sent from here.
+//! address is stored unverified and gets a verification mail
+//! ([`crate::email::EmailFlows::send_verification`], when mail is configured).
 
 use super::{AccountPage, Me};
 use crate::domain::client::FieldError;
 use crate::interaction::{Engine, Error, Visit};
-use crate::users::ProfileChange;
+use crate::users::{EmailChange, ProfileChange};
 
 /// What the profile form shows (stored values, or what was typed after an error).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,24 @@ pub(super) fn display_name(user: &crate::store::users::StoredUser) -> Option<&st
 }
 
 impl Engine<'_> {
+    /// Queues the mail that confirms a changed address. Best effort: the change is
+    /// saved already; a mail that cannot be queued is logged, and the user can ask for
+    /// another from the verification page.
+    async fn send_verification(&self, visit: &Visit, user_id: &str) {
+        let sent = match self.store.get_user(&visit.tenant.id, user_id).await {
+            Ok(Some(user)) => self
+                .email
+                .send_verification(&visit.tenant, &user)
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(None) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, user_id, "failed to queue the verification mail of a changed address");
+        }
+    }
+
     /// The profile form.
     pub async fn account_profile(&self, visit: &Visit) -> Result<AccountPage<Profile>, Error> {
         let Some(Me { user, .. }) = self.me(visit).await? else {
@@ -66,9 +84,12 @@ impl Engine<'_> {
             .update_own_profile(&user, name, email, visit.origin.ip.as_deref())
             .await
         {
-            // The verification mail for `change.email` is sent from here once the
-            // e-mail flows exist.
-            Ok(change) => Ok(AccountPage::Show(ProfileOutcome::Saved(change))),
+            Ok(change) => {
+                if let EmailChange::Changed(_) = &change.email {
+                    self.send_verification(visit, &user.user_id).await;
+                }
+                Ok(AccountPage::Show(ProfileOutcome::Saved(change)))
+            }
             Err(crate::users::Error::Invalid(errors)) => {
                 Ok(AccountPage::Show(ProfileOutcome::Invalid {
                     profile: Profile {
