@@ -11,7 +11,7 @@ use authserver::mfa::totp::{self, Secret};
 
 use crate::harness::browser::{Browser, Page, create_user, decode_entities, fast};
 use crate::harness::jose::now;
-use crate::harness::{Backend, Cli, Server, TestDb};
+use crate::harness::{Backend, Cli, Server, TestDb, free_port};
 use crate::users::{BREACHED, Hibp, Mode};
 
 on_both_backends!(
@@ -34,6 +34,7 @@ const PAGES: &[&str] = &[
     "/account/profile",
     "/account/password",
     "/account/security",
+    "/account/passkeys",
     "/account/sessions",
     "/account/consents",
     "/account/activity",
@@ -250,6 +251,7 @@ async fn strangers_are_sent_to_sign_in_and_come_back(backend: Backend) {
             ("/account/profile", "Profile"),
             ("/account/password", "Password"),
             ("/account/security", "Security"),
+            ("/account/passkeys", "Passkeys"),
             ("/account/sessions", "Sessions"),
             ("/account/consents", "Apps with access"),
             ("/account/activity", "Activity"),
@@ -263,6 +265,7 @@ async fn strangers_are_sent_to_sign_in_and_come_back(backend: Backend) {
             body.contains(&format!("href=\"{}\" aria-current=\"page\"", s.url(path))),
             "{path}: {body}"
         );
+        // The pages' one policy: no inline script or style.
         assert_eq!(
             p.header("content-security-policy"),
             Some(
@@ -270,6 +273,7 @@ async fn strangers_are_sent_to_sign_in_and_come_back(backend: Backend) {
                  img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
             )
         );
+        assert!(!authserver::ui::CSP.contains("unsafe-inline"));
     }
 
     // A plain sign-in still ends on the "signed in" page: the return is not sticky.
@@ -480,7 +484,14 @@ async fn the_password_change_checks_everything_and_ends_other_sessions(backend: 
 }
 
 async fn a_new_email_address_is_unverified(backend: Backend) {
-    let s = setup(backend).await;
+    // Mail on, with nothing listening: the verification mail waits in the outbox.
+    let s = setup_with(backend, None, |c| {
+        c.env("GATEHOUSE_EMAIL_SMTP_HOST", "127.0.0.1")
+            .env("GATEHOUSE_EMAIL_SMTP_PORT", free_port().to_string())
+            .env("GATEHOUSE_EMAIL_SMTP_SECURITY", "plain")
+            .env("GATEHOUSE_EMAIL_FROM", "Gatehouse <id@example.com>")
+    })
+    .await;
     s.db.execute(
         "UPDATE users SET email = 'alice@example.com', email_verified = TRUE \
          WHERE username = 'alice'",
@@ -538,6 +549,13 @@ async fn a_new_email_address_is_unverified(backend: Backend) {
     assert_eq!(changed.len(), 1, "{changed:?}");
     assert!(changed[0].starts_with(&format!("user.email_changed|user|{alice}|")));
     assert!(!changed[0].contains("example.com"), "{changed:?}");
+    // Only the new address got a verification mail.
+    assert_eq!(
+        events(&s.db, "email.verification_sent").await.len(),
+        1,
+        "{:?}",
+        s.db.audit().await
+    );
     // Bob's row is his own.
     assert_eq!(
         s.db.rows("SELECT coalesce(email, '-') FROM users WHERE username = 'bob'")
@@ -749,6 +767,25 @@ async fn the_last_required_second_factor_cannot_be_removed(backend: Backend) {
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.location().unwrap(), s.url("/account"));
     back.follow(&done).await.assert_status(200);
+
+    // With a passkey as well, the authenticator is no longer the last factor.
+    s.db.execute(&format!(
+        "INSERT INTO passkeys (tenant_id, credential_id, user_id, name, credential, \
+         sign_count, backup_eligible, backup_state, created_at) \
+         VALUES ('main', 'cred-1', '{}', 'Laptop', '{{}}', 0, FALSE, FALSE, 0)",
+        user_id(&s.db, "alice").await
+    ))
+    .await;
+    let page = b.get(&s.url("/account/security")).await;
+    let p = post_with(
+        &b,
+        &page,
+        &s.url("/account/security/totp/remove"),
+        &[("current_password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(s.db.scalar("SELECT count(*) FROM user_totp").await, 0);
 
     // The same for a user flagged as requiring MFA in a tenant that does not.
     let s = setup(backend).await;

@@ -308,7 +308,7 @@ fn account_page(
         }
         _ => {}
     }
-    let mut ctx = account::account_context(req, visit, account::SECURITY_PATH, "Passkeys");
+    let mut ctx = account::account_context(req, visit, ACCOUNT_PASSKEYS_PATH, "Passkeys");
     ctx.insert("username".into(), json!(list.username));
     section(
         &mut ctx,

@@ -46,6 +46,7 @@ const NAV: &[(&str, &str)] = &[
     (PROFILE_PATH, "Profile"),
     (PASSWORD_PATH, "Password"),
     (SECURITY_PATH, "Security"),
+    (super::passkey::ACCOUNT_PASSKEYS_PATH, "Passkeys"),
     (SESSIONS_PATH, "Sessions"),
     (ACCOUNT_CONSENTS_PATH, "Apps with access"),
     (ACTIVITY_PATH, "Activity"),
@@ -115,18 +116,7 @@ pub(in crate::http::browser) fn account_context(
         "csrf".into(),
         json!(visit.browser.as_ref().map(|b| b.data.csrf.clone())),
     );
-    ctx.insert(
-        "nav".into(),
-        json!(
-            NAV.iter()
-                .map(|(path, label)| json!({
-                    "href": format!("{}{path}", tenant.issuer),
-                    "label": label,
-                    "current": *path == current,
-                }))
-                .collect::<Vec<_>>()
-        ),
-    );
+    ctx.insert("nav".into(), nav(tenant, current));
     if let Some(notice) = req
         .query
         .get("done")
@@ -135,6 +125,20 @@ pub(in crate::http::browser) fn account_context(
         ctx.insert("notice".into(), json!(notice.1));
     }
     ctx
+}
+
+/// The navigation of the account pages (`account_nav.html`), `current` marked: for
+/// account pages rendered elsewhere (passkeys).
+pub(super) fn nav(tenant: &Tenant, current: &str) -> Value {
+    json!(
+        NAV.iter()
+            .map(|(path, label)| json!({
+                "href": format!("{}{path}", tenant.issuer),
+                "label": label,
+                "current": *path == current,
+            }))
+            .collect::<Vec<_>>()
+    )
 }
 
 /// `{issuer}{path}`: a form's action.
@@ -189,6 +193,7 @@ mod tests {
             PROFILE_PATH,
             PASSWORD_PATH,
             SECURITY_PATH,
+            super::super::passkey::ACCOUNT_PASSKEYS_PATH,
             SESSIONS_PATH,
             ACCOUNT_CONSENTS_PATH,
             ACTIVITY_PATH,
