@@ -12,14 +12,16 @@ use serde_json::{Value, json};
 
 use super::account::may_remove;
 use super::authorization::browser_mut;
-use super::decide::ACR_PHISHING_RESISTANT;
+use super::decide::{ACR_MFA, ACR_PHISHING_RESISTANT};
 use super::sign_in::restart;
 use super::{CodeProblem, Engine, Error, LoginProblem, Outcome, Step, Visit, finish};
 use crate::clients::Actor;
+use crate::crypto::handle_hash;
 use crate::domain::policy::TenantPolicy;
 use crate::passkeys::{CEREMONY_SECONDS, Expect, PasskeyError, Verified};
 use crate::session::{Ceremony, CeremonyPurpose, PendingLogin, PendingStage};
 use crate::store::passkeys::StoredPasskey;
+use crate::store::replay::ReplayCache;
 use crate::store::users::StoredUser;
 
 /// How recent the sign-in behind the account pages must be to add a passkey: a stolen
@@ -82,9 +84,9 @@ const NO_SIGN_IN: &str = "Start signing in again.";
 fn amr(first: &[&str], v: &Verified) -> Vec<String> {
     let mut amr: Vec<String> = first.iter().map(|s| (*s).to_owned()).collect();
     amr.push(v.key_amr.to_owned());
-    if v.user_verified {
-        amr.push("user".to_owned());
-    }
+    // RFC 8176 `user`: a user-presence test, which every accepted assertion includes
+    // (WebAuthn's UP flag). Verification (PIN, biometric) has no value of its own.
+    amr.push("user".to_owned());
     amr.push("mfa".to_owned());
     amr
 }
@@ -211,6 +213,18 @@ impl Engine<'_> {
                 let Some(user) = self.store.get_user(&tenant.id, &verified.user_id).await? else {
                     return Ok(refused(visit));
                 };
+                // The same gate as the password's: an unverified address the tenant
+                // requires verified keeps the account out, whatever signs it in.
+                if self.email.blocks_sign_in(&tenant, &user) {
+                    self.audit_failure(visit, Some(&user.user_id), "email_unverified")
+                        .await;
+                    return Ok(self.show_login(
+                        visit,
+                        request,
+                        Some(user.username),
+                        Some(LoginProblem::Unverified),
+                    ));
+                }
                 self.forget_failures(visit, &user.username).await;
                 self.signed_in(
                     visit,
@@ -298,7 +312,7 @@ impl Engine<'_> {
                     None => Err(PasskeyError::Malformed("no ceremony".into())),
                 };
                 match registered {
-                    Ok(passkey) => {
+                    Ok((passkey, user_verified)) => {
                         self.audit_passkey_added(visit, &user, &passkey).await;
                         let v = Verified {
                             user_id: user.user_id.clone(),
@@ -308,14 +322,18 @@ impl Engine<'_> {
                             } else {
                                 "hwk"
                             },
-                            user_verified: true,
+                            user_verified,
                         };
                         self.forget_failures(visit, &p.username).await;
+                        // Registering proves a new key, not that the user held it before:
+                        // the password was the only earlier proof. Two factors, not a
+                        // phishing-resistant sign-in (a phished password could enrol the
+                        // attacker's key); the next passkey sign-in is `phr`.
                         self.signed_in(
                             visit,
                             &user,
                             amr(&["pwd"], &v),
-                            ACR_PHISHING_RESISTANT,
+                            ACR_MFA,
                             p.request.as_deref(),
                         )
                         .await
@@ -361,7 +379,7 @@ impl Engine<'_> {
                 .finish_registration(&visit.tenant, &user, &c.state, response, name)
                 .await
             {
-                Ok(passkey) => {
+                Ok((passkey, _)) => {
                     self.audit_passkey_added(visit, &user, &passkey).await;
                     Ok(PasskeyChange::Added)
                 }
@@ -402,6 +420,10 @@ impl Engine<'_> {
             .any(|p| p.credential_id == credential_id);
         let result = if !mine {
             Err(PasskeyChange::NotFound)
+        } else if !recent {
+            // Like adding one: a stolen session cookie alone must not strip the
+            // account's passkeys.
+            Err(PasskeyChange::SignInAgain)
         } else if !may_remove(&security.factors, 1, security.mfa_required) {
             Err(PasskeyChange::LastFactor)
         } else if self
@@ -491,8 +513,8 @@ impl Engine<'_> {
             .filter(|c| c.user_id.as_deref() == Some(p.user_id.as_str())))
     }
 
-    /// Takes the browser's ceremony out of its session (saved at once: it is used at
-    /// most once) and returns it when it is for `purpose` and not expired.
+    /// Takes the browser's ceremony out of its session (saved at once) and returns it
+    /// when it is for `purpose`, not expired, and its challenge was not spent before.
     async fn take_ceremony(
         &self,
         visit: &mut Visit,
@@ -506,7 +528,23 @@ impl Engine<'_> {
             return Ok(None);
         };
         self.sessions.save(browser).await?;
-        Ok(Some(ceremony).filter(|c| c.purpose == purpose && c.expires_at > now))
+        if ceremony.purpose != purpose || ceremony.expires_at <= now {
+            return Ok(None);
+        }
+        // Two requests with the same cookie at once both read the ceremony before either
+        // saves the session without it: the challenge is spent atomically here, so only
+        // one of them goes on.
+        let first = self
+            .store
+            .use_jti(
+                ReplayCache::PasskeyChallenge,
+                &visit.tenant.id,
+                "",
+                &handle_hash(&ceremony.state),
+                ceremony.expires_at,
+            )
+            .await?;
+        Ok(Some(ceremony).filter(|_| first))
     }
 
     /// The enrolment page again, with `problem` (the TOTP secret already shown stays).

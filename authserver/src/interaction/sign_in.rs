@@ -300,7 +300,7 @@ impl Engine<'_> {
     }
 
     /// `login.failed` with a reason class and, when known, the user id.
-    async fn audit_failure(&self, visit: &Visit, user_id: Option<&str>, reason: &str) {
+    pub(super) async fn audit_failure(&self, visit: &Visit, user_id: Option<&str>, reason: &str) {
         let event = self
             .event(visit, "login.failed", "")
             .subject(user_id)

@@ -756,4 +756,36 @@ async fn adding_a_passkey_needs_a_recent_sign_in_and_a_ceremony_answers_once() {
     assert!(!list.recent_sign_in);
     assert_eq!(list.problem, Some(PasskeyChange::SignInAgain));
     assert!(list.passkeys.is_empty());
+
+    // Nor remove one: a stale session cannot strip the account's passkeys.
+    let passkey = crate::store::passkeys::StoredPasskey {
+        tenant_id: "main".into(),
+        credential_id: "cred-1".into(),
+        user_id: alice.user_id.clone(),
+        name: "Laptop".into(),
+        credential: "{}".into(),
+        sign_count: 0,
+        backup_eligible: false,
+        backup_state: false,
+        aaguid: None,
+        created_at: NOW,
+        last_used_at: None,
+    };
+    assert!(
+        w.state
+            .store
+            .insert_passkey(&passkey)
+            .await
+            .expect("insert")
+    );
+    let AccountPasskeys::Show(list) = w
+        .engine()
+        .remove_passkey(&visit, "cred-1")
+        .await
+        .expect("page")
+    else {
+        panic!("still signed in");
+    };
+    assert_eq!(list.problem, Some(PasskeyChange::SignInAgain));
+    assert_eq!(list.passkeys.len(), 1, "still there");
 }

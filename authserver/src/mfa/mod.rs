@@ -172,10 +172,14 @@ impl MfaService {
     }
 
     /// Whether a sign-in needs a second factor: the tenant requires it, the user is
-    /// flagged, or the user has set one up (an enrolled factor is always asked for).
-    /// When it is required but `!status.totp_enrolled`, the user must enrol first.
+    /// flagged, or the user has set one up (an enrolled factor — an authenticator, or a
+    /// passkey while the tenant allows them — is always asked for). When it is required
+    /// but none is set up, the user must enrol first.
     pub fn required(&self, policy: &TenantPolicy, status: &MfaStatus) -> bool {
-        policy.mfa.required || status.required_for_user || status.totp_enrolled
+        policy.mfa.required
+            || status.required_for_user
+            || status.totp_enrolled
+            || (policy.passkeys.enabled && status.passkeys > 0)
     }
 
     /// Starts TOTP enrolment with a new secret (replacing an unconfirmed one). The user

@@ -192,7 +192,7 @@ impl PasskeyService {
     }
 
     /// Checks the authenticator's answer to [`Self::start_registration`] and stores the
-    /// passkey under `name`.
+    /// passkey under `name`; with whether the authenticator verified the user.
     pub async fn finish_registration(
         &self,
         tenant: &Tenant,
@@ -200,7 +200,7 @@ impl PasskeyService {
         state: &str,
         response: &str,
         name: &str,
-    ) -> Result<StoredPasskey> {
+    ) -> Result<(StoredPasskey, bool)> {
         let name = name.trim();
         if name.is_empty()
             || name.chars().count() > MAX_NAME_LEN
@@ -236,7 +236,7 @@ impl PasskeyService {
         if !self.store.insert_passkey(&passkey).await? {
             return Err(PasskeyError::AlreadyRegistered);
         }
-        Ok(passkey)
+        Ok((passkey, cred.user_verified))
     }
 
     /// Options to sign in with a discoverable passkey (no username; user verification
@@ -309,14 +309,18 @@ impl PasskeyService {
             .get_passkey(&tenant.id, &credential_id)
             .await?
             .ok_or(PasskeyError::UnknownCredential)?;
+        let handle = assertion.get_user_unique_id();
         match expect {
-            Expect::User(user_id) if stored.user_id != user_id => {
+            // The identified user's credential, and a user handle, when the
+            // authenticator sends one, that names them (WebAuthn §7.2 step 6).
+            Expect::User(user_id)
+                if stored.user_id != user_id
+                    || handle.is_some_and(|h| h != user_handle(&stored.user_id)) =>
+            {
                 return Err(PasskeyError::WrongUser);
             }
             // WebAuthn §7.2 step 6: the user handle must name the credential's owner.
-            Expect::AnyUser
-                if assertion.get_user_unique_id() != Some(&user_handle(&stored.user_id)[..]) =>
-            {
+            Expect::AnyUser if handle != Some(&user_handle(&stored.user_id)[..]) => {
                 return Err(PasskeyError::WrongUser);
             }
             _ => {}

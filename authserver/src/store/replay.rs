@@ -11,7 +11,14 @@ pub enum ReplayCache {
     Assertion,
     /// DPoP proofs.
     Dpop,
+    /// Passkey ceremony challenges, answered at most once. They share the client
+    /// assertions' table (and its purge target) under the client id `#passkey`, which
+    /// no client can have (`#` is not allowed in a client id).
+    PasskeyChallenge,
 }
+
+/// The `assertion_jti.client_id` of passkey challenges.
+const PASSKEY_SCOPE: &str = "#passkey";
 
 impl Store {
     /// Records `jti` as used until `expires_at`. Returns `false` when it was already
@@ -25,8 +32,12 @@ impl Store {
         jti: &str,
         expires_at: UnixTime,
     ) -> Result<bool> {
+        let scope = match cache {
+            ReplayCache::PasskeyChallenge => PASSKEY_SCOPE,
+            _ => scope,
+        };
         let sql = match cache {
-            ReplayCache::Assertion => {
+            ReplayCache::Assertion | ReplayCache::PasskeyChallenge => {
                 "INSERT INTO assertion_jti (tenant_id, client_id, jti, expires_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
             }

@@ -23,6 +23,8 @@ on_both_backends!(
     a_relying_party_asking_for_phr_gets_a_passkey_or_unmet,
     refused_passkeys_sign_no_one_in_and_change_nothing,
     removed_and_foreign_passkeys_sign_no_one_in,
+    one_answer_signs_in_once_even_from_a_stale_session,
+    an_unverified_address_keeps_a_passkey_out_where_the_tenant_requires_it,
     the_last_required_factor_stays_and_others_passkeys_cannot_be_removed,
     an_operator_resets_a_users_passkeys,
 );
@@ -264,7 +266,15 @@ async fn a_passkey_replaces_totp_at_enrolment_and_is_the_second_factor_after(bac
     let amr =
         f.db.rows("SELECT amr FROM sessions WHERE acr = 'phr'")
             .await;
-    assert_eq!(amr.len(), 2, "the enrolment and this sign-in: {amr:?}");
+    // The enrolment's own sign-in is two factors ("2"): the password was its only
+    // earlier proof. This one, with the passkey as second factor, is phishing-resistant.
+    assert_eq!(amr.len(), 1, "{amr:?}");
+    assert_eq!(
+        f.db.scalar("SELECT count(*) FROM sessions WHERE acr = '2' AND amr LIKE '%hwk%'")
+            .await,
+        1,
+        "the enrolment's sign-in"
+    );
     assert!(amr[0].contains("pwd") && amr[0].contains("hwk"), "{amr:?}");
 
     // Alice has no passkey: the second-factor options for her pending sign-in are not
@@ -555,11 +565,14 @@ async fn removed_and_foreign_passkeys_sign_no_one_in(backend: Backend) {
     let signed_in = sessions(&f.db).await;
 
     // The passkey removed: it signs in no more.
+    // A password sign-in now asks for the passkey too (an enrolled factor always is).
     let account = Browser::new();
-    account
-        .sign_in(&f.issuer, "alice", PASSWORD)
-        .await
-        .assert_status(200);
+    let second = account
+        .follow(&account.sign_in(&f.issuer, "alice", PASSWORD).await)
+        .await;
+    assert!(second.body.contains("passkey-verify"), "{}", second.body);
+    let done = ceremony(&account, &second, "passkey-verify", &mut auth, &[]).await;
+    assert!(done.body.contains("You are signed in"), "{}", done.body);
     let list = account.get(&format!("{}/account/passkeys", f.issuer)).await;
     let id = list.input("credential_id").expect("a remove form");
     let removed = account.submit(&list, &[("credential_id", &id)]).await;
@@ -716,4 +729,77 @@ async fn an_operator_resets_a_users_passkeys(backend: Backend) {
     let login = b.get(&format!("{}/login", f.issuer)).await;
     let r = ceremony(&b, &login, "passkey-signin", &mut auth, &[]).await;
     assert!(r.body.contains(REFUSED), "{}", r.body);
+}
+
+/// The same answer posted twice with the same cookie, the second request having read
+/// the session before the first saved it without the ceremony (two pods, one cookie):
+/// one sign-in, not two. Replayed here deterministically: the browser row as it was
+/// is put back after the first sign-in.
+async fn one_answer_signs_in_once_even_from_a_stale_session(backend: Backend) {
+    let f = setup(backend, "{}").await;
+    let mut auth = alice_with_a_passkey(&f).await;
+    // A synced passkey keeps no counter: nothing but the challenge stops a replay.
+    auth.counter_step = 0;
+    auth.credentials[0].counter = 0;
+    let b = Browser::new();
+    let login = b.get(&format!("{}/login", f.issuer)).await;
+    let (answer, action, csrf) = answer(&b, &login, "passkey-signin", &mut auth).await;
+    let cookie = b.cookies(&f.issuer).expect("the session cookie");
+    f.db.execute("CREATE TABLE stale_browsers AS SELECT * FROM browser_sessions")
+        .await;
+    let fields = [("_csrf", csrf.as_str()), ("credential", answer.as_str())];
+    let first = b.post(&action, &fields).await;
+    assert!(first.body.contains("You are signed in"), "{}", first.body);
+    let before = sessions(&f.db).await;
+    f.db.execute(
+        "INSERT INTO browser_sessions SELECT * FROM stale_browsers \
+         WHERE id_hash NOT IN (SELECT id_hash FROM browser_sessions)",
+    )
+    .await;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let second = reqwest::Client::new()
+        .post(&action)
+        .header(reqwest::header::COOKIE, cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(second.contains(REFUSED), "{second}");
+    assert_eq!(sessions(&f.db).await, before, "no second sign-in");
+}
+
+/// A tenant that requires verified addresses keeps an unverified account out whether
+/// it signs in with a password or a passkey.
+async fn an_unverified_address_keeps_a_passkey_out_where_the_tenant_requires_it(backend: Backend) {
+    let f = setup(backend, "{email: {requireVerified: true}}").await;
+    let mut auth = alice_with_a_passkey(&f).await;
+    f.db.execute(
+        "UPDATE users SET email = 'alice@example.com', email_verified = FALSE \
+         WHERE username = 'alice'",
+    )
+    .await;
+    let before = sessions(&f.db).await;
+    let b = Browser::new();
+    let login = b.get(&format!("{}/login", f.issuer)).await;
+    let r = ceremony(&b, &login, "passkey-signin", &mut auth, &[]).await;
+    assert!(!r.body.contains("You are signed in"), "{}", r.body);
+    assert!(r.body.contains("resend-verification"), "{}", r.body);
+    assert_eq!(sessions(&f.db).await, before, "no session");
+    assert_eq!(
+        f.db.scalar(
+            "SELECT count(*) FROM audit_events WHERE event = 'login.failed' \
+             AND details LIKE '%email_unverified%'"
+        )
+        .await,
+        1
+    );
 }
