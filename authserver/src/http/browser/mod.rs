@@ -76,29 +76,36 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 /// The passkey ceremonies: each answer's path, and its options at `{path}/options`.
 fn passkey_routes() -> Router<AppState> {
+    use crate::session::CeremonyPurpose;
     use axum::routing::post;
     use passkey::{
         ACCOUNT_PASSKEYS_PATH, ACCOUNT_PASSKEYS_REMOVE_PATH, ENROLL_PASSKEY_PATH,
-        LOGIN_PASSKEY_PATH, MFA_PASSKEY_PATH, OPTIONS_SUFFIX,
+        LOGIN_PASSKEY_PATH, MFA_PASSKEY_PATH, OPTIONS_SUFFIX, options_route,
     };
     let options = |path: &str| format!("{path}{OPTIONS_SUFFIX}");
     Router::new()
         .route(LOGIN_PASSKEY_PATH, post(passkey::sign_in))
-        .route(&options(LOGIN_PASSKEY_PATH), post(passkey::sign_in_options))
+        .route(
+            &options(LOGIN_PASSKEY_PATH),
+            options_route(CeremonyPurpose::SignIn),
+        )
         .route(MFA_PASSKEY_PATH, post(passkey::second_factor))
         .route(
             &options(MFA_PASSKEY_PATH),
-            post(passkey::second_factor_options),
+            options_route(CeremonyPurpose::SecondFactor),
         )
         .route(ENROLL_PASSKEY_PATH, post(passkey::enroll))
-        .route(&options(ENROLL_PASSKEY_PATH), post(passkey::enroll_options))
+        .route(
+            &options(ENROLL_PASSKEY_PATH),
+            options_route(CeremonyPurpose::Enroll),
+        )
         .route(
             ACCOUNT_PASSKEYS_PATH,
             get(passkey::account).post(passkey::register),
         )
         .route(
             &options(ACCOUNT_PASSKEYS_PATH),
-            post(passkey::register_options),
+            options_route(CeremonyPurpose::Register),
         )
         .route(ACCOUNT_PASSKEYS_REMOVE_PATH, post(passkey::remove))
 }

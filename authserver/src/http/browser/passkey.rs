@@ -18,6 +18,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
 use serde_json::json;
 
 use super::account::{self, when};
@@ -111,33 +112,13 @@ async fn options(
     Ok(super::with_cookie(visit.browser.as_ref(), resp))
 }
 
-/// `POST …/options` of each ceremony.
-pub async fn sign_in_options(
-    State(state): State<AppState>,
-    page: BrowserPage,
-) -> Result<Response, PageError> {
-    options(&state, page, CeremonyPurpose::SignIn).await
-}
-
-pub async fn second_factor_options(
-    State(state): State<AppState>,
-    page: BrowserPage,
-) -> Result<Response, PageError> {
-    options(&state, page, CeremonyPurpose::SecondFactor).await
-}
-
-pub async fn enroll_options(
-    State(state): State<AppState>,
-    page: BrowserPage,
-) -> Result<Response, PageError> {
-    options(&state, page, CeremonyPurpose::Enroll).await
-}
-
-pub async fn register_options(
-    State(state): State<AppState>,
-    page: BrowserPage,
-) -> Result<Response, PageError> {
-    options(&state, page, CeremonyPurpose::Register).await
+/// `POST {path}/options` of the ceremony for `purpose`.
+pub(super) fn options_route(purpose: CeremonyPurpose) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, page: BrowserPage| async move {
+            options(&state, page, purpose).await
+        },
+    )
 }
 
 /// `POST {issuer}/login/passkey`.
