@@ -233,24 +233,22 @@ impl EmailFlows {
                 "valid_hours": VERIFY_SECONDS / 3600,
             }),
         )?;
-        let mut unit = self.store.begin().await?;
-        outbox::insert_token(
-            unit.conn(),
-            &tenant.id,
-            &handle_hash(&token),
-            Kind::VerifyEmail.as_str(),
-            &user.user_id,
-            email,
-            now,
-            now + VERIFY_SECONDS,
-        )
-        .await?;
-        outbox::insert_mail(unit.conn(), &mail).await?;
         let event = AuditEvent::new(&tenant.id, now, "email.verification_sent")
             .subject(Some(&user.user_id))
             .details(json!({ "username": user.username }));
-        audit::insert(unit.conn(), &event).await?;
-        unit.commit().await?;
+        self.queue_link(
+            LinkMail {
+                kind: Kind::VerifyEmail,
+                mail,
+                token: &token,
+                user_id: &user.user_id,
+                address: email,
+                now,
+                valid_seconds: VERIFY_SECONDS,
+            },
+            &event,
+        )
+        .await?;
         tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "verification mail queued");
         Ok(true)
     }
@@ -376,25 +374,23 @@ impl EmailFlows {
                 address,
                 &reset_context(tenant, &user.username, &token),
             )?;
-            let mut unit = self.store.begin().await?;
-            outbox::insert_token(
-                unit.conn(),
-                &tenant.id,
-                &handle_hash(&token),
-                Kind::PasswordReset.as_str(),
-                &user.user_id,
-                address,
-                now,
-                now + RESET_SECONDS,
-            )
-            .await?;
-            outbox::insert_mail(unit.conn(), &mail).await?;
             let event = self
                 .event(visit, "password.reset_requested")
                 .subject(Some(&user.user_id))
                 .details(json!({ "username": user.username }));
-            audit::insert(unit.conn(), &event).await?;
-            unit.commit().await?;
+            self.queue_link(
+                LinkMail {
+                    kind: Kind::PasswordReset,
+                    mail,
+                    token: &token,
+                    user_id: &user.user_id,
+                    address,
+                    now,
+                    valid_seconds: RESET_SECONDS,
+                },
+                &event,
+            )
+            .await?;
         }
         Ok(EmailPage::Notice(Notice::CheckInbox))
     }
@@ -690,6 +686,27 @@ impl EmailFlows {
     }
 
     /// Renders and seals a mail for the outbox.
+    /// Queues a link mail in one unit of work: the link's token (only its hash), the
+    /// sealed mail and `event` — all of it or nothing.
+    async fn queue_link(&self, m: LinkMail<'_>, event: &AuditEvent) -> Result<()> {
+        let mut unit = self.store.begin().await?;
+        outbox::insert_token(
+            unit.conn(),
+            &m.mail.tenant_id,
+            &handle_hash(m.token),
+            m.kind.as_str(),
+            m.user_id,
+            m.address,
+            m.now,
+            m.now + m.valid_seconds,
+        )
+        .await?;
+        outbox::insert_mail(unit.conn(), &m.mail).await?;
+        audit::insert(unit.conn(), event).await?;
+        unit.commit().await?;
+        Ok(())
+    }
+
     fn compose(&self, tenant: &Tenant, kind: Kind, to: &str, ctx: &Value) -> Result<NewMail> {
         let mut ctx = ctx.clone();
         if let Value::Object(m) = &mut ctx {
@@ -743,6 +760,19 @@ pub fn plausible_address(s: &str) -> bool {
     s.len() <= 254
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
         && matches!(s.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !d.contains('@') && !d.starts_with('.') && !d.ends_with('.'))
+}
+
+/// A mail carrying a single-use link, ready to queue ([`EmailFlows::queue_link`]).
+struct LinkMail<'a> {
+    kind: Kind,
+    mail: NewMail,
+    /// The link's token (stored only as its hash).
+    token: &'a str,
+    user_id: &'a str,
+    address: &'a str,
+    now: UnixTime,
+    /// How long the link works.
+    valid_seconds: i64,
 }
 
 #[cfg(test)]
