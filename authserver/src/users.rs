@@ -58,6 +58,14 @@ fn format_fields(errors: &[FieldError]) -> String {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The user's preferred language: the `locale` profile claim (OIDC Core §5.1), if set.
+pub fn preferred_locale(user: &StoredUser) -> Option<&str> {
+    user.profile
+        .get("locale")
+        .and_then(serde_json::Value::as_str)
+        .filter(|l| !l.is_empty())
+}
+
 fn invalid_password(message: impl Into<String>) -> Error {
     Error::Invalid(vec![FieldError {
         field: "password",

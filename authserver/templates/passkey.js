@@ -91,7 +91,7 @@
         .then(function (r) {
           return r.json().then(function (j) {
             if (!r.ok) {
-              throw new Error(j.error || "Passkeys are not available.");
+              throw new Error(j.error || error.dataset.unavailable);
             }
             return j;
           });
@@ -108,8 +108,8 @@
         })
         .catch(function (e) {
           fail(e && e.name === "NotAllowedError"
-            ? "The passkey request was cancelled or timed out."
-            : (e && e.message) || "The passkey could not be used.");
+            ? error.dataset.cancelled
+            : (e && e.message) || error.dataset.failed);
         });
     });
   });

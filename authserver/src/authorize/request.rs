@@ -60,6 +60,9 @@ pub struct AuthRequest {
     pub code_challenge_method: Option<String>,
     /// RFC 9449 §10: the DPoP key the code is bound to.
     pub dpop_jkt: Option<String>,
+    /// OIDC Core §3.1.2.1: the languages the pages should be in, best first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_locales: Option<String>,
 }
 
 impl AuthRequest {
@@ -248,6 +251,7 @@ pub fn validate(
             code_challenge,
             code_challenge_method,
             dpop_jkt,
+            ui_locales: params.get("ui_locales").map(str::to_owned),
         })
     })();
     checked.map_err(to_client)
@@ -287,6 +291,7 @@ fn check_lengths(params: &Form) -> Result<(), Bad> {
         ("state", MAX_STATE),
         ("nonce", MAX_NONCE),
         ("login_hint", MAX_HINT),
+        ("ui_locales", MAX_HINT),
     ] {
         if params.get(name).is_some_and(|v| v.len() > max) {
             return bad(

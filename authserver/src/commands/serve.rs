@@ -307,8 +307,11 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         issued: Arc::default(),
     };
     let ui = Arc::new(
-        crate::ui::Templates::load(s.ui.templates_dir.as_deref())
-            .context("failed to load the page templates (ui.templates_dir)")?,
+        crate::ui::Templates::load(s.ui.templates_dir.as_deref(), s.ui.locales_dir.as_deref())
+            .context(
+                "failed to load the page templates and catalogues (ui.templates_dir, \
+                 ui.locales_dir)",
+            )?,
     );
     let sessions = Arc::new(crate::session::SessionService::new(
         ctx.store.clone(),

@@ -291,6 +291,7 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         &["passwords", "hibp_timeout_seconds"],
     ),
     text("GATEHOUSE_UI_TEMPLATES_DIR", &["ui", "templates_dir"]),
+    text("GATEHOUSE_UI_LOCALES_DIR", &["ui", "locales_dir"]),
     number(
         "GATEHOUSE_SESSIONS_MAX_ACCOUNTS",
         &["sessions", "max_accounts"],

@@ -220,6 +220,7 @@ pub struct PasswordsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct UiSection {
     pub templates_dir: Option<String>,
+    pub locales_dir: Option<String>,
 }
 
 /// `sessions.*`

@@ -133,6 +133,8 @@ pub struct SmtpSettings {
 pub struct UiSettings {
     /// Directory whose `<name>.html` files replace the embedded templates.
     pub templates_dir: Option<PathBuf>,
+    /// Directory whose `<language>.ftl` files override or add message catalogues.
+    pub locales_dir: Option<PathBuf>,
 }
 
 /// `sessions.*`: browser sessions (timeouts and bindings are tenant policy).

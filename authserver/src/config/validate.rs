@@ -543,6 +543,12 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
             .as_deref()
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
+        locales_dir: file
+            .ui
+            .locales_dir
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
     };
     let login = login(&file.login, &mut problems);
     let outbound = outbound(&file.outbound, dev, &mut problems);

@@ -28,6 +28,10 @@ pub struct TenantPolicy {
     pub email: EmailPolicy,
     /// Self-service registration (`{issuer}/register`).
     pub registration: RegistrationPolicy,
+    /// The language of this tenant's pages and mails when neither the request
+    /// (`ui_locales`), the user nor the browser names one we have (a BCP 47 tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_locale: Option<String>,
 }
 
 impl Default for TenantPolicy {
@@ -43,6 +47,7 @@ impl Default for TenantPolicy {
             require_par: false,
             email: EmailPolicy::default(),
             registration: RegistrationPolicy::default(),
+            default_locale: None,
         }
     }
 }
@@ -278,6 +283,13 @@ impl TenantPolicy {
                 "email.from: not an e-mail address (\"Name <user@example.com>\" or user@example.com): {from:?}"
             ));
         }
+        if let Some(tag) = &self.default_locale
+            && (tag.len() > 35 || tag.parse::<unic_langid::LanguageIdentifier>().is_err())
+        {
+            return Err(format!(
+                "defaultLocale: not a language tag (for example \"de\" or \"pt-BR\"): {tag:?}"
+            ));
+        }
         if self.subject_types.is_empty() {
             return Err("subjectTypes: name at least one of public, pairwise".into());
         }
@@ -403,5 +415,11 @@ mod tests {
         assert!(e.contains("subjectTypes"), "{e}");
         let e = TenantPolicy::parse(&json!({"requirePkce": "yes"})).unwrap_err();
         assert!(e.contains("requirePkce"), "{e}");
+        for bad in ["e", "de_DE!", &"x".repeat(40)] {
+            let e = TenantPolicy::parse(&json!({ "defaultLocale": bad })).unwrap_err();
+            assert!(e.contains("defaultLocale"), "{e}");
+        }
+        let ok = TenantPolicy::parse(&json!({"defaultLocale": "pt-BR"})).unwrap();
+        assert_eq!(ok.default_locale.as_deref(), Some("pt-BR"));
     }
 }

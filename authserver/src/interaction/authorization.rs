@@ -81,6 +81,13 @@ impl Engine<'_> {
             }
             visit.browser = Some(self.sessions.create(&visit.tenant, &visit.origin).await?);
         }
+        // The request's languages hold for the pages of its sign-in (OIDC Core
+        // §3.1.2.1), and a request without them lets the browser's own apply again.
+        let b = browser_mut(visit)?;
+        if b.data.ui_locales != auth.ui_locales {
+            b.data.ui_locales.clone_from(&auth.ui_locales);
+            self.sessions.save(b).await?;
+        }
         let browser_id_hash = browser(visit)?.row.id_hash.clone();
         let handle = new_handle();
         let now = self.now();

@@ -84,6 +84,9 @@ pub struct Visit {
     pub tenant: Arc<Tenant>,
     pub origin: Origin,
     pub browser: Option<Browser>,
+    /// The language of the visitor's pages (and of mail they cause, unless the user
+    /// prefers another).
+    pub lang: crate::ui::i18n::Lang,
 }
 
 /// The services an interaction uses, borrowed for one request.

@@ -38,7 +38,7 @@ pub(super) fn recent(auth_time: crate::clock::UnixTime, now: crate::clock::UnixT
 pub enum CeremonyStart {
     /// `{"publicKey": …}` for `navigator.credentials.create/get`.
     Options(Value),
-    /// Nothing to start, and why (for the page's script to show).
+    /// Nothing to start, and why (the id of a message for the page's script to show).
     Unavailable(&'static str),
 }
 
@@ -78,8 +78,9 @@ pub enum PasskeyChange {
     NotFound,
 }
 
-const NO_PASSKEYS: &str = "Passkeys are not available here.";
-const NO_SIGN_IN: &str = "Start signing in again.";
+// Why a ceremony cannot start, as message ids of the catalogues (`messages.ftl`).
+const NO_PASSKEYS: &str = "passkey-unavailable";
+const NO_SIGN_IN: &str = "passkey-start-again";
 
 fn amr(first: &[&str], v: &Verified) -> Vec<String> {
     let mut amr: Vec<String> = first.iter().map(|s| (*s).to_owned()).collect();
@@ -136,9 +137,7 @@ impl Engine<'_> {
                     return Ok(CeremonyStart::Unavailable(NO_SIGN_IN));
                 };
                 if !recent {
-                    return Ok(CeremonyStart::Unavailable(
-                        "Sign in again to add a passkey.",
-                    ));
+                    return Ok(CeremonyStart::Unavailable("passkey-sign-in-again"));
                 }
                 let c = self
                     .passkeys
@@ -153,7 +152,7 @@ impl Engine<'_> {
                 return Ok(CeremonyStart::Unavailable(NO_PASSKEYS));
             }
             (Err(PasskeyError::UnknownCredential), _) => {
-                return Ok(CeremonyStart::Unavailable("You have no passkey."));
+                return Ok(CeremonyStart::Unavailable("passkey-none"));
             }
             (Err(PasskeyError::Store(e)), _) => return Err(e.into()),
             (Err(e), _) => {

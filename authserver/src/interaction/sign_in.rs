@@ -192,6 +192,7 @@ impl Engine<'_> {
             request: request.map(str::to_owned),
             passkey_only,
         });
+        browser.data.user_locale = crate::users::preferred_locale(user).map(str::to_owned);
         self.sessions.save(browser).await?;
         let page = if stage == PendingStage::Verify {
             Page::SecondFactor
@@ -218,6 +219,7 @@ impl Engine<'_> {
         let return_to = browser(visit)?.data.return_to;
         let who = Authentication {
             user_id: user.user_id.clone(),
+            locale: crate::users::preferred_locale(user).map(str::to_owned),
             amr,
             acr: Some(acr.to_owned()),
         };
@@ -368,6 +370,7 @@ mod tests {
             code_challenge: Some("c".repeat(43)),
             code_challenge_method: Some("S256".into()),
             dpop_jkt: None,
+            ui_locales: None,
         }
     }
 
@@ -401,6 +404,7 @@ mod tests {
                 device: None,
             },
             browser: None,
+            lang: crate::ui::i18n::Lang::default(),
         };
         let o = app
             .state

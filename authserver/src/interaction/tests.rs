@@ -54,6 +54,7 @@ impl World {
                 device: None,
             },
             browser: None,
+            lang: crate::ui::i18n::Lang::default(),
         }
     }
 
@@ -131,6 +132,7 @@ fn request(client_id: &str) -> AuthRequest {
         code_challenge: Some("c".repeat(43)),
         code_challenge_method: Some("S256".into()),
         dpop_jkt: None,
+        ui_locales: None,
     }
 }
 

@@ -59,6 +59,14 @@ pub struct BrowserData {
     /// A passkey ceremony waiting for the authenticator's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceremony: Option<Ceremony>,
+    /// The `ui_locales` of the authorization request this browser started last: the
+    /// pages of its sign-in are in that language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_locales: Option<String>,
+    /// The preferred language (`locale` profile claim) of the user who signed in last,
+    /// or who is signing in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_locale: Option<String>,
 }
 
 /// What a passkey ceremony is for.
@@ -183,6 +191,8 @@ impl Browser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authentication {
     pub user_id: String,
+    /// The user's preferred language, for the pages after the sign-in.
+    pub locale: Option<String>,
     /// RFC 8176 method references (`pwd`, `otp`, `mfa`, …).
     pub amr: Vec<String>,
     pub acr: Option<String>,
@@ -464,6 +474,7 @@ impl SessionService {
         browser.data.return_to = None;
         browser.data.csrf = crypto::new_handle();
         browser.data.active_sid = Some(session.sid.clone());
+        browser.data.user_locale = who.locale;
         let text = self.encode(&tenant.id, &new_hash, &browser.data)?;
         // Signed in: from a pre-session's short life to the tenant's idle timeout.
         browser.row.last_seen_at = now;
@@ -788,6 +799,8 @@ mod tests {
             pending: None,
             ceremony: None,
             return_to: Some(ReturnTo::Account),
+            ui_locales: Some("de".into()),
+            user_locale: None,
         };
         let mut r = row(0, 100);
         r.data = svc.encode("t", "h", &data).unwrap();

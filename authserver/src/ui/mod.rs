@@ -6,8 +6,10 @@
 //! (`http::browser::html`).
 
 mod email;
+pub mod i18n;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -83,6 +85,12 @@ const DEFAULTS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Every default template, pages and mails: name and source.
+#[cfg(test)]
+pub(crate) fn all_defaults() -> impl Iterator<Item = (&'static str, &'static str)> {
+    DEFAULTS.iter().chain(email::DEFAULTS).copied()
+}
+
 /// The one stylesheet, served from `{issuer}/assets/gatehouse.css`.
 pub const STYLESHEET: &str = include_str!("../../templates/gatehouse.css");
 
@@ -123,6 +131,8 @@ pub enum Error {
         #[source]
         source: minijinja::Error,
     },
+    #[error(transparent)]
+    Catalogue(#[from] i18n::Error),
 }
 
 /// A rendered mail.
@@ -133,18 +143,22 @@ pub struct MailParts {
     pub html: String,
 }
 
-/// The compiled templates.
+/// The compiled templates and the catalogues they are translated with.
 #[derive(Debug)]
 pub struct Templates {
     env: minijinja::Environment<'static>,
+    catalogues: Arc<i18n::Catalogues>,
 }
 
 impl Templates {
-    /// The embedded defaults, each replaced by `dir/<name>` when that file exists. Files
-    /// in `dir` that match no default are ignored (a typo would otherwise go unnoticed,
-    /// so they are logged).
-    pub fn load(dir: Option<&Path>) -> Result<Self, Error> {
+    /// The embedded defaults, each replaced by `dir/<name>` when that file exists, and
+    /// the message catalogues with the overrides in `locales_dir` (see
+    /// [`i18n::Catalogues::load`]). Files in `dir` that match no default are ignored
+    /// (a typo would otherwise go unnoticed, so they are logged).
+    pub fn load(dir: Option<&Path>, locales_dir: Option<&Path>) -> Result<Self, Error> {
+        let catalogues = Arc::new(i18n::Catalogues::load(locales_dir)?);
         let mut env = minijinja::Environment::new();
+        env.add_function("t", translate_fn(catalogues.clone()));
         // Every template is HTML, whatever its override file is called, except the
         // plain-text parts of mails (`.txt`), which no browser renders.
         env.set_auto_escape_callback(|name| {
@@ -200,7 +214,12 @@ impl Templates {
                 source: e,
             })?;
         }
-        Ok(Self { env })
+        Ok(Self { env, catalogues })
+    }
+
+    /// The catalogues: the languages we have, and the choice among them.
+    pub fn catalogues(&self) -> &i18n::Catalogues {
+        &self.catalogues
     }
 
     /// Renders a mail: the `subject` and `body` blocks of `{name}.txt` and all of
@@ -212,8 +231,9 @@ impl Templates {
             source: e,
         };
         let template = self.env.get_template(&text_name).map_err(render_err)?;
+        let localized = self.localized(ctx).map_err(render_err)?;
         let mut captured = template
-            .render_captured(minijinja::value::Serde(ctx))
+            .render_captured(minijinja::value::Serde(&localized))
             .map_err(render_err)?;
         let (subject, text) = captured
             .with_state_mut(|state| {
@@ -225,7 +245,7 @@ impl Templates {
             .map_err(render_err)?;
         // A subject is one line: line breaks in it would start new headers.
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
-        let html = self.render(&format!("{name}.html"), ctx)?;
+        let html = self.render(&format!("{name}.html"), &localized)?;
         Ok(MailParts {
             subject,
             text: text.trim().to_owned() + "\n",
@@ -233,17 +253,67 @@ impl Templates {
         })
     }
 
-    /// Renders `name` with `ctx`.
+    /// Renders `name` with `ctx`, in the language `ctx.lang` names (English without
+    /// one): message references in `ctx` ([`i18n::msg`]) become their text, and `lang`
+    /// and `dir` are set for the page.
     pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String, Error> {
         let render_err = |e| Error::Render {
             name: name.to_owned(),
             source: e,
         };
+        let ctx = self.localized(ctx).map_err(render_err)?;
         self.env
             .get_template(name)
             .map_err(render_err)?
             .render(minijinja::value::Serde(ctx))
             .map_err(render_err)
+    }
+
+    /// `ctx` as JSON with its messages translated and `lang`/`dir` set.
+    fn localized(&self, ctx: &impl Serialize) -> Result<serde_json::Value, minijinja::Error> {
+        let mut ctx = serde_json::to_value(ctx).map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
+        })?;
+        if let serde_json::Value::Object(map) = &mut ctx {
+            let lang = self.catalogues.by_tag(
+                map.get("lang")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or(i18n::DEFAULT),
+            );
+            map.insert("lang".into(), lang.tag().into());
+            map.insert("dir".into(), lang.dir().into());
+            self.catalogues.localize(lang.tag(), &mut ctx);
+        }
+        Ok(ctx)
+    }
+}
+
+/// The templates' `t(id, name=value, …)`: message `id` in the page's language (its
+/// `lang` variable), the keyword arguments as the message's variables.
+fn translate_fn(
+    catalogues: Arc<i18n::Catalogues>,
+) -> impl Fn(&minijinja::State, &str, minijinja::value::Kwargs) -> Result<String, minijinja::Error>
++ Send
++ Sync
++ 'static {
+    move |state, id, kwargs| {
+        let lang = state.lookup("lang");
+        let tag = lang
+            .as_ref()
+            .and_then(minijinja::Value::as_str)
+            .unwrap_or(i18n::DEFAULT);
+        let mut args = fluent_bundle::FluentArgs::new();
+        for key in kwargs.args() {
+            let value: minijinja::Value = kwargs.get(key)?;
+            let value = match value.as_i64() {
+                Some(n) if value.kind() == minijinja::value::ValueKind::Number => {
+                    fluent_bundle::FluentValue::from(n)
+                }
+                _ => fluent_bundle::FluentValue::from(value.to_string()),
+            };
+            args.set(key.to_owned(), value);
+        }
+        Ok(catalogues.text(tag, id, kwargs.args().next().is_some().then_some(&args)))
     }
 }
 
@@ -254,7 +324,7 @@ mod tests {
 
     #[test]
     fn defaults_compile_and_escape_html() {
-        let t = Templates::load(None).unwrap();
+        let t = Templates::load(None, None).unwrap();
         let body = t
             .render(
                 "error.html",
@@ -270,7 +340,7 @@ mod tests {
 
     #[test]
     fn mails_have_a_one_line_subject_an_unescaped_text_part_and_an_escaped_html_part() {
-        let t = Templates::load(None).unwrap();
+        let t = Templates::load(None, None).unwrap();
         let ctx = json!({
             "tenant_name": "Acme <R&D>\nBcc: x@y",
             "username": "<b>bob</b>",
@@ -311,7 +381,7 @@ mod tests {
             "{% block subject %}Reset {{ username }}{% endblock %}{% block body %}Go: {{ link }}{% endblock %}",
         )
         .unwrap();
-        let t = Templates::load(Some(dir.path())).unwrap();
+        let t = Templates::load(Some(dir.path()), None).unwrap();
         let m = t
             .render_mail(
                 "mail_password_reset",
@@ -330,12 +400,14 @@ mod tests {
             "{% extends \"base.html\" %}{% block content %}CUSTOM {{ message }}{% endblock %}",
         )
         .unwrap();
-        let t = Templates::load(Some(dir.path())).unwrap();
+        let t = Templates::load(Some(dir.path()), None).unwrap();
         let body = t.render("error.html", &json!({"message": "m"})).unwrap();
         assert!(body.contains("CUSTOM m"), "{body}");
 
         std::fs::write(dir.path().join("login.html"), "{% if %}").unwrap();
-        let e = Templates::load(Some(dir.path())).unwrap_err().to_string();
+        let e = Templates::load(Some(dir.path()), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("login.html"), "{e}");
     }
 }

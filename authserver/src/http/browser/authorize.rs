@@ -22,7 +22,6 @@ use super::page::{BrowserPage, PageError, PageRequest, render};
 use super::see_other;
 use crate::authorize::{AuthorizeError, ClientResponse};
 use crate::http::AppState;
-use crate::interaction::Visit;
 use crate::oauth::form::Form;
 
 pub const AUTHORIZE_PATH: &str = "/authorize";
@@ -77,11 +76,8 @@ pub async fn start(State(state): State<AppState>, req: PageRequest) -> Result<Re
         }
         Err(AuthorizeError::Server(e)) => return Err(PageError::Server(e)),
     };
-    let mut visit = Visit {
-        tenant: tenant.clone(),
-        origin: req.origin.clone(),
-        browser: req.browser(&state).await?,
-    };
+    let browser = req.browser(&state).await?;
+    let mut visit = req.visit(&state, browser);
     let outcome = state.interaction().start(&mut visit, auth).await?;
     Ok(render(&state, &visit, outcome))
 }

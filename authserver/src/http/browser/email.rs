@@ -170,7 +170,7 @@ fn render(state: &AppState, visit: &Visit, outcome: EmailPage) -> Response {
     let issuer = tenant.issuer.as_str();
     let browser = visit.browser.as_ref();
     let csrf = browser.map(|b| b.data.csrf.clone()).unwrap_or_default();
-    let mut ctx = base_context(tenant);
+    let mut ctx = base_context(tenant, &visit.lang);
     ctx.insert("csrf".into(), json!(csrf));
     ctx.insert("login_url".into(), json!(format!("{issuer}{LOGIN_PATH}")));
     let with_problem = |ctx: &mut serde_json::Map<_, _>, problem: Option<String>| match problem {

@@ -11,15 +11,14 @@ use serde_json::json;
 use super::page::{PageError, PageRequest, error_page};
 use super::{LOGOUT_PATH, base_context, page, see_other, set_cookie};
 use crate::http::AppState;
-use crate::interaction::{LogoutOutcome, LogoutRefusal, LogoutRequest, Posted, Visit};
+use crate::interaction::{LogoutOutcome, LogoutRefusal, LogoutRequest, Posted};
 use crate::session::{cookie, csrf_matches};
+use crate::ui::i18n::msg;
 
-/// Why a logout request is refused (shown on the error page).
-const INVALID_HINT: &str =
-    "The sign-out request is invalid: the ID token hint was not issued here.";
-const CLIENT_MISMATCH: &str =
-    "The sign-out request is invalid: client_id does not match the ID token hint.";
-const BAD_REDIRECT: &str = "The sign-out request is invalid: the address to return to is not registered for this application.";
+/// Why a logout request is refused (shown on the error page), by message id.
+const INVALID_HINT: &str = "logout-invalid-hint";
+const CLIENT_MISMATCH: &str = "logout-client-mismatch";
+const BAD_REDIRECT: &str = "logout-bad-redirect";
 
 /// Not a [`super::page::BrowserPage`]: a POST with an `id_token_hint` comes from the
 /// relying party, without our CSRF token, and is valid; only the confirmation form
@@ -36,11 +35,7 @@ pub async fn handle(
         }
         (true, _) => Posted::Forged,
     };
-    let mut visit = Visit {
-        tenant: req.tenant.clone(),
-        origin: req.origin.clone(),
-        browser,
-    };
+    let mut visit = req.visit(&state, browser);
     let request = LogoutRequest {
         id_token_hint: req.param("id_token_hint"),
         client_id: req.param("client_id"),
@@ -49,7 +44,9 @@ pub async fn handle(
         posted,
     };
     let tenant = &req.tenant;
-    let refused = |message| error_page(&state, tenant, StatusCode::BAD_REQUEST, message);
+    let lang = visit.lang.clone();
+    let refused =
+        |message| error_page(&state, tenant, &lang, StatusCode::BAD_REQUEST, msg(message));
     Ok(
         match state.interaction().logout(&mut visit, request).await? {
             LogoutOutcome::Refused(LogoutRefusal::InvalidHint) => refused(INVALID_HINT),
@@ -70,8 +67,8 @@ pub async fn handle(
                         hidden.push((name.to_owned(), v.to_owned()));
                     }
                 }
-                let mut ctx = base_context(tenant);
-                ctx.insert("title".into(), json!("Sign out"));
+                let mut ctx = base_context(tenant, &visit.lang);
+                ctx.insert("title".into(), msg("logout-title"));
                 ctx.insert(
                     "action".into(),
                     json!(format!("{}{LOGOUT_PATH}", req.issuer())),
@@ -95,8 +92,8 @@ pub async fn handle(
                 let mut resp = if let Some(uri) = redirect {
                     see_other(&uri)
                 } else {
-                    let mut ctx = base_context(tenant);
-                    ctx.insert("title".into(), json!("Signed out"));
+                    let mut ctx = base_context(tenant, &visit.lang);
+                    ctx.insert("title".into(), msg("signed-out-title"));
                     page(&state, None, StatusCode::OK, "signed_out.html", &ctx)
                 };
                 if clear_cookie {

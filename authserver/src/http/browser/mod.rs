@@ -173,8 +173,9 @@ pub(super) async fn rate_limited(
     let mut resp = error_page(
         state,
         &req.tenant,
+        &req.lang(state, None),
         StatusCode::TOO_MANY_REQUESTS,
-        "Too many requests from your network. Wait a moment, then try again.",
+        crate::ui::i18n::msg("too-many-requests"),
     );
     if let Some(rate) = e.rate {
         crate::http::error::rate_headers(resp.headers_mut(), rate);
@@ -186,11 +187,13 @@ pub(super) async fn rate_limited(
     Some(resp)
 }
 
-/// The variables every page gets.
-pub(super) fn base_context(tenant: &Tenant) -> Map<String, Value> {
+/// The variables every page gets: the tenant's name and issuer, and the page's
+/// language (`lang`, which picks the catalogue the page is rendered with).
+pub(super) fn base_context(tenant: &Tenant, lang: &crate::ui::i18n::Lang) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("tenant_name".into(), json!(tenant.display_name));
     m.insert("issuer".into(), json!(tenant.issuer));
+    m.insert("lang".into(), json!(lang.tag()));
     m
 }
 

@@ -30,28 +30,24 @@ use crate::http::error::ServerFailure;
 use crate::http::tenant_routing::{CurrentTenant, client_ip};
 use crate::interaction::{CodeProblem, LoginProblem, Outcome, Page, Problem, Visit};
 use crate::session::{self, Browser, CeremonyPurpose, Origin, csrf_matches};
+use crate::ui::i18n::{Lang, Wishes, msg, msg_with};
+use serde_json::Value;
 
 /// Form bodies larger than this are not ours.
 const MAX_FORM: usize = 16 * 1024;
 
-/// The message for a handle that is unknown, used, expired or from another browser.
-pub const STALE_REQUEST: &str = "This sign-in request has expired, was already completed, or \
-                                 was started in another browser. Go back to the application \
-                                 and start again.";
+// The messages of the sign-in pages, by their id in the catalogues (`messages.ftl`).
 
+/// A handle that is unknown, used, expired or from another browser.
+pub const STALE_REQUEST: &str = "stale-request";
 /// The one message for every failed sign-in (no user enumeration).
-pub const LOGIN_FAILED: &str = "Incorrect username or password.";
-
+pub const LOGIN_FAILED: &str = "login-failed";
 /// A sign-in refused until the account's address is confirmed.
-pub const EMAIL_UNVERIFIED: &str = "Confirm your e-mail address before you sign in: open the \
-                                    link we sent you, or ask for a new one below.";
-
-/// The message for a wrong or reused code.
-pub const WRONG_CODE: &str = "That code is not valid. Try again.";
-pub const PASSKEY_REFUSED: &str =
-    "That passkey could not be used. Try again, or use another way to sign in.";
-pub const PASSKEY_REQUIRED: &str =
-    "The application you are signing in to requires a passkey. Use your passkey to continue.";
+pub const EMAIL_UNVERIFIED: &str = "email-unverified";
+/// A wrong or reused code.
+pub const WRONG_CODE: &str = "wrong-code";
+pub const PASSKEY_REFUSED: &str = "passkey-refused";
+pub const PASSKEY_REQUIRED: &str = "passkey-required";
 
 /// A page request: tenant, where it came from, query and form.
 pub(in crate::http) struct PageRequest {
@@ -143,6 +139,28 @@ impl PageRequest {
         &self.tenant.issuer
     }
 
+    /// The language of this request's pages, with what `browser` remembers (see
+    /// [`choose_lang`]).
+    pub fn lang(&self, state: &AppState, browser: Option<&Browser>) -> Lang {
+        choose_lang(
+            state,
+            &self.tenant,
+            &self.headers,
+            self.param("ui_locales"),
+            browser,
+        )
+    }
+
+    /// The visit this request makes with `browser`, in its language.
+    pub fn visit(&self, state: &AppState, browser: Option<Browser>) -> Visit {
+        Visit {
+            tenant: self.tenant.clone(),
+            origin: self.origin.clone(),
+            lang: self.lang(state, browser.as_ref()),
+            browser,
+        }
+    }
+
     /// The browser session the request's cookie names, if it is still valid.
     pub async fn browser(&self, state: &AppState) -> Result<Option<Browser>, PageError> {
         let https = self.tenant.issuer.starts_with("https://");
@@ -154,6 +172,28 @@ impl PageRequest {
             .load(&self.tenant, handle.as_deref(), &self.origin)
             .await?)
     }
+}
+
+/// The language of a page: the request's `ui_locales`, else the one of the
+/// authorization request the browser is signing in for, else the preference of the user
+/// signing in or signed in last, else `Accept-Language`, else the tenant's default.
+pub(in crate::http) fn choose_lang(
+    state: &AppState,
+    tenant: &Tenant,
+    headers: &axum::http::HeaderMap,
+    ui_locales: Option<&str>,
+    browser: Option<&Browser>,
+) -> Lang {
+    let data = browser.map(|b| &b.data);
+    let policy = crate::domain::policy::TenantPolicy::of(tenant);
+    state.ui.catalogues().choose(&Wishes {
+        ui_locales: ui_locales.or_else(|| data.and_then(|d| d.ui_locales.as_deref())),
+        user: data.and_then(|d| d.user_locale.as_deref()),
+        accept_language: headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+        tenant_default: policy.default_locale.as_deref(),
+    })
 }
 
 /// First value wins; the forms are ours, so repeated names are not expected.
@@ -186,11 +226,7 @@ impl FromRequest<AppState> for BrowserPage {
         {
             return Err(PageError::Csrf);
         }
-        let visit = Visit {
-            tenant: req.tenant.clone(),
-            origin: req.origin.clone(),
-            browser,
-        };
+        let visit = req.visit(state, browser);
         Ok(Self { req, visit })
     }
 }
@@ -234,7 +270,9 @@ server_errors!(
 /// carries its [`ServerFailure`], which the logging middleware writes once.
 #[derive(Debug, Clone)]
 pub(in crate::http) struct ErrorPage {
+    /// A message id.
     message: &'static str,
+    /// Text for the user instead of the message (a protocol error's description).
     detail: Option<String>,
 }
 
@@ -242,29 +280,18 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (status, message, detail, failure) = match self {
             PageError::NoTenant => return StatusCode::NOT_FOUND.into_response(),
-            PageError::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The form was too large.",
-                None,
-                None,
-            ),
-            PageError::Csrf => (
-                StatusCode::FORBIDDEN,
-                "This form has expired or did not come from this site. Go back, reload the \
-                 page and try again.",
-                None,
-                None,
-            ),
-            PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, "", Some(m), None),
+            PageError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "form-too-large", None, None),
+            PageError::Csrf => (StatusCode::FORBIDDEN, "form-expired", None, None),
+            PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad-request", Some(m), None),
             PageError::Server(e) if crate::store::is_unavailable(&*e) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "This service is temporarily unavailable. Please try again in a moment.",
+                "service-unavailable",
                 None,
                 Some(e),
             ),
             PageError::Server(e) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on our side. Please try again later.",
+                "server-error",
                 None,
                 Some(e),
             ),
@@ -290,6 +317,10 @@ pub(in crate::http) async fn render_error_pages(
     next: Next,
 ) -> Response {
     let tenant = req.extensions().get::<CurrentTenant>().cloned();
+    // The language without the browser session: the handler that failed may not have
+    // read it, and an error page is no reason for a database read.
+    let headers = req.headers().clone();
+    let ui_locales = parse_pairs(req.uri().query().unwrap_or("").as_bytes()).remove("ui_locales");
     let resp = next.run(req).await;
     let (Some(page), Some(CurrentTenant(tenant))) =
         (resp.extensions().get::<ErrorPage>().cloned(), tenant)
@@ -297,8 +328,9 @@ pub(in crate::http) async fn render_error_pages(
         return resp;
     };
     let (parts, _) = resp.into_parts();
-    let message = page.detail.as_deref().unwrap_or(page.message);
-    let mut rendered = error_page(&state, &tenant, parts.status, message);
+    let lang = choose_lang(&state, &tenant, &headers, ui_locales.as_deref(), None);
+    let message = page.detail.map_or_else(|| msg(page.message), Value::String);
+    let mut rendered = error_page(&state, &tenant, &lang, parts.status, message);
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             rendered.headers_mut().append(name, value.clone());
@@ -309,25 +341,23 @@ pub(in crate::http) async fn render_error_pages(
 }
 
 /// An error page (never a redirect).
+/// An error page (never a redirect); `message` is text or a message ([`msg`]).
 pub(super) fn error_page(
     state: &AppState,
     tenant: &Tenant,
+    lang: &Lang,
     status: StatusCode,
-    message: &str,
+    message: Value,
 ) -> Response {
-    let mut ctx = base_context(tenant);
-    ctx.insert("message".into(), json!(message));
+    let mut ctx = base_context(tenant, lang);
+    ctx.insert("message".into(), message);
     html::page(&state.ui, status, "error.html", &ctx)
 }
 
-/// "Too many failed attempts. Try again in N minutes."
-pub fn locked_message(retry_after_seconds: u64) -> String {
+/// "Too many failed attempts. Try again in N minutes." (whole minutes, rounded up).
+pub fn locked_message(retry_after_seconds: u64) -> Value {
     let minutes = retry_after_seconds.div_ceil(60).max(1);
-    if minutes == 1 {
-        "Too many failed attempts. Try again in 1 minute.".to_owned()
-    } else {
-        format!("Too many failed attempts. Try again in {minutes} minutes.")
-    }
+    msg_with("locked", json!({ "minutes": minutes }))
 }
 
 /// Marks a form answer as a lockout: 429 with `Retry-After`.
@@ -353,21 +383,21 @@ fn path_of(page: Page) -> &'static str {
 }
 
 /// A scope in words a person understands.
-pub fn describe_scope(scope: &str) -> String {
+pub fn describe_scope(scope: &str) -> Value {
     match scope {
-        "openid" => "Sign you in with your account".to_owned(),
-        "profile" => "See your name and basic profile information".to_owned(),
-        "email" => "See your email address".to_owned(),
-        "offline_access" => "Keep access while you are not using it".to_owned(),
-        other => format!("Access \u{201c}{other}\u{201d}"),
+        "openid" => msg("scope-openid"),
+        "profile" => msg("scope-profile"),
+        "email" => msg("scope-email"),
+        "offline_access" => msg("scope-offline-access"),
+        other => msg_with("scope-other", json!({ "scope": other })),
     }
 }
 
 fn problem_message(p: &Problem) -> &'static str {
     match p {
         Problem::StaleRequest => STALE_REQUEST,
-        Problem::UnknownClient => "The client_id is not registered.",
-        Problem::NoDecision => "Choose Allow or Deny.",
+        Problem::UnknownClient => "unknown-client",
+        Problem::NoDecision => "choose-allow-or-deny",
     }
 }
 
@@ -377,6 +407,7 @@ fn problem_message(p: &Problem) -> &'static str {
 #[allow(clippy::too_many_lines)]
 pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome) -> Response {
     let tenant = &visit.tenant;
+    let lang = &visit.lang;
     let issuer = tenant.issuer.as_str();
     let browser = visit.browser.as_ref();
     let csrf = browser.map(|b| b.data.csrf.clone()).unwrap_or_default();
@@ -388,8 +419,8 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             see_other(&url_with_request(issuer, path_of(p), request.as_deref()))
         }
         Outcome::ShowLogin(form) => {
-            let mut ctx = base_context(tenant);
-            ctx.insert("title".into(), json!("Sign in"));
+            let mut ctx = base_context(tenant, lang);
+            ctx.insert("title".into(), msg("login-title"));
             ctx.insert(
                 "action".into(),
                 json!(url_with_request(
@@ -428,21 +459,21 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             match form.problem {
                 None => page("login.html", &ctx),
                 Some(LoginProblem::Failed) => {
-                    ctx.insert("error".into(), json!(LOGIN_FAILED));
+                    ctx.insert("error".into(), msg(LOGIN_FAILED));
                     page("login.html", &ctx)
                 }
                 Some(LoginProblem::Passkey) => {
-                    ctx.insert("error".into(), json!(PASSKEY_REFUSED));
+                    ctx.insert("error".into(), msg(PASSKEY_REFUSED));
                     page("login.html", &ctx)
                 }
                 Some(LoginProblem::Locked {
                     retry_after_seconds,
                 }) => {
-                    ctx.insert("error".into(), json!(locked_message(retry_after_seconds)));
+                    ctx.insert("error".into(), locked_message(retry_after_seconds));
                     locked(page("login.html", &ctx), retry_after_seconds)
                 }
                 Some(LoginProblem::Unverified) => {
-                    ctx.insert("error".into(), json!(EMAIL_UNVERIFIED));
+                    ctx.insert("error".into(), msg(EMAIL_UNVERIFIED));
                     ctx.insert("unverified".into(), json!(true));
                     ctx.insert(
                         "resend_action".into(),
@@ -455,8 +486,8 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             }
         }
         Outcome::ShowSecondFactor(form) => {
-            let mut ctx = base_context(tenant);
-            ctx.insert("title".into(), json!("Two-step verification"));
+            let mut ctx = base_context(tenant, lang);
+            ctx.insert("title".into(), msg("mfa-title"));
             ctx.insert(
                 "action".into(),
                 json!(url_with_request(issuer, MFA_PATH, form.request.as_deref())),
@@ -477,8 +508,8 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             code_problem(&mut ctx, form.problem, |ctx| page("mfa.html", ctx))
         }
         Outcome::ShowEnrollment(form) => {
-            let mut ctx = base_context(tenant);
-            ctx.insert("title".into(), json!("Set up two-step verification"));
+            let mut ctx = base_context(tenant, lang);
+            ctx.insert("title".into(), msg("enroll-title"));
             ctx.insert(
                 "action".into(),
                 json!(url_with_request(
@@ -504,8 +535,8 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             code_problem(&mut ctx, form.problem, |ctx| page("mfa_enroll.html", ctx))
         }
         Outcome::ShowRecoveryCodes(codes) => {
-            let mut ctx = base_context(tenant);
-            ctx.insert("title".into(), json!("Your recovery codes"));
+            let mut ctx = base_context(tenant, lang);
+            ctx.insert("title".into(), msg("recovery-title"));
             ctx.insert(
                 "action".into(),
                 json!(url_with_request(
@@ -524,8 +555,8 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
                 .iter()
                 .map(|(index, username)| json!({ "index": index, "username": username }))
                 .collect();
-            let mut ctx = base_context(tenant);
-            ctx.insert("title".into(), json!("Choose an account"));
+            let mut ctx = base_context(tenant, lang);
+            ctx.insert("title".into(), msg("chooser-title"));
             ctx.insert(
                 "action".into(),
                 json!(url_with_request(
@@ -539,8 +570,8 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             page("select_account.html", &ctx)
         }
         Outcome::ShowConsent(consent) => {
-            let mut ctx = base_context(tenant);
-            ctx.insert("title".into(), json!("Allow access?"));
+            let mut ctx = base_context(tenant, lang);
+            ctx.insert("title".into(), msg("consent-title"));
             ctx.insert(
                 "action".into(),
                 json!(url_with_request(
@@ -565,8 +596,8 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             page("consent.html", &ctx)
         }
         Outcome::SignedIn { username } => {
-            let mut ctx = base_context(tenant);
-            ctx.insert("title".into(), json!("Signed in"));
+            let mut ctx = base_context(tenant, lang);
+            ctx.insert("title".into(), msg("signed-in-title"));
             ctx.insert("username".into(), json!(username));
             page("signed_in.html", &ctx)
         }
@@ -578,9 +609,13 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             c.state.as_deref(),
         )),
         Outcome::RedirectWithError(e) => client_response::send(&ClientResponse::error(issuer, &e)),
-        Outcome::ShowErrorPage(p) => {
-            error_page(state, tenant, StatusCode::BAD_REQUEST, problem_message(&p))
-        }
+        Outcome::ShowErrorPage(p) => error_page(
+            state,
+            tenant,
+            lang,
+            StatusCode::BAD_REQUEST,
+            msg(problem_message(&p)),
+        ),
     };
     with_cookie(browser, resp)
 }
@@ -594,21 +629,21 @@ fn code_problem(
     match problem {
         None => render(ctx),
         Some(CodeProblem::Wrong) => {
-            ctx.insert("error".into(), json!(WRONG_CODE));
+            ctx.insert("error".into(), msg(WRONG_CODE));
             render(ctx)
         }
         Some(CodeProblem::Passkey) => {
-            ctx.insert("error".into(), json!(PASSKEY_REFUSED));
+            ctx.insert("error".into(), msg(PASSKEY_REFUSED));
             render(ctx)
         }
         Some(CodeProblem::PasskeyRequired) => {
-            ctx.insert("error".into(), json!(PASSKEY_REQUIRED));
+            ctx.insert("error".into(), msg(PASSKEY_REQUIRED));
             render(ctx)
         }
         Some(CodeProblem::Locked {
             retry_after_seconds,
         }) => {
-            ctx.insert("error".into(), json!(locked_message(retry_after_seconds)));
+            ctx.insert("error".into(), locked_message(retry_after_seconds));
             locked(render(ctx), retry_after_seconds)
         }
     }
@@ -625,30 +660,43 @@ mod tests {
         assert_eq!(m["b"], "x y");
     }
 
+    fn text(tag: &str, mut message: Value) -> String {
+        let catalogues = crate::ui::i18n::Catalogues::load(None).unwrap();
+        catalogues.localize(tag, &mut message);
+        message.as_str().unwrap().to_owned()
+    }
+
     #[test]
     fn the_lockout_message_rounds_the_wait_up_to_minutes() {
+        let en = |s| text("en", locked_message(s));
+        assert_eq!(en(1), "Too many failed attempts. Try again in 1 minute.");
+        assert_eq!(en(60), "Too many failed attempts. Try again in 1 minute.");
+        assert_eq!(en(61), "Too many failed attempts. Try again in 2 minutes.");
         assert_eq!(
-            locked_message(1),
-            "Too many failed attempts. Try again in 1 minute."
-        );
-        assert_eq!(
-            locked_message(60),
-            "Too many failed attempts. Try again in 1 minute."
-        );
-        assert_eq!(
-            locked_message(61),
-            "Too many failed attempts. Try again in 2 minutes."
-        );
-        assert_eq!(
-            locked_message(900),
+            en(900),
             "Too many failed attempts. Try again in 15 minutes."
+        );
+        assert_eq!(
+            text("de", locked_message(30)),
+            "Zu viele Fehlversuche. Versuchen Sie es in 1 Minute erneut."
+        );
+        assert_eq!(
+            text("de", locked_message(900)),
+            "Zu viele Fehlversuche. Versuchen Sie es in 15 Minuten erneut."
         );
     }
 
     #[test]
     fn scopes_are_described_in_plain_words() {
-        assert_eq!(describe_scope("email"), "See your email address");
-        assert!(describe_scope("api:read").contains("api:read"));
+        assert_eq!(
+            text("en", describe_scope("email")),
+            "See your email address"
+        );
+        assert_eq!(
+            text("de", describe_scope("email")),
+            "Ihre E-Mail-Adresse sehen"
+        );
+        assert!(text("de", describe_scope("api:read")).contains("api:read"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::http::AppState;
 use crate::interaction::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList, Visit};
 use crate::session::CeremonyPurpose;
 use crate::store::passkeys::StoredPasskey;
+use crate::ui::i18n::msg;
 
 pub const LOGIN_PASSKEY_PATH: &str = "/login/passkey";
 pub const MFA_PASSKEY_PATH: &str = "/login/mfa/passkey";
@@ -49,16 +50,12 @@ pub(super) fn button(
     request: Option<&str>,
     purpose: CeremonyPurpose,
 ) -> serde_json::Value {
-    let (hook, ceremony, label, class) = match purpose {
-        CeremonyPurpose::SignIn => (
-            "passkey-signin",
-            "get",
-            "Sign in with a passkey",
-            "secondary",
-        ),
-        CeremonyPurpose::SecondFactor => ("passkey-verify", "get", "Use a passkey", "primary"),
-        CeremonyPurpose::Enroll => ("passkey-enroll", "create", "Set up a passkey", "secondary"),
-        CeremonyPurpose::Register => ("passkey-register", "create", "Add a passkey", "primary"),
+    // The hook doubles as the id of the button's label in the catalogues.
+    let (hook, ceremony, class) = match purpose {
+        CeremonyPurpose::SignIn => ("passkey-signin", "get", "secondary"),
+        CeremonyPurpose::SecondFactor => ("passkey-verify", "get", "primary"),
+        CeremonyPurpose::Enroll => ("passkey-enroll", "create", "secondary"),
+        CeremonyPurpose::Register => ("passkey-register", "create", "primary"),
     };
     let options_path = format!("{path}{OPTIONS_SUFFIX}");
     json!({
@@ -66,7 +63,7 @@ pub(super) fn button(
         "options": url_with_request(issuer, &options_path, request),
         "hook": hook,
         "ceremony": ceremony,
-        "label": label,
+        "label": msg(hook),
         "class": class,
         "name_field": matches!(purpose, CeremonyPurpose::Enroll | CeremonyPurpose::Register),
     })
@@ -104,7 +101,10 @@ async fn options(
         .await?;
     let (status, body) = match started {
         CeremonyStart::Options(o) => (StatusCode::OK, o),
-        CeremonyStart::Unavailable(why) => (StatusCode::CONFLICT, json!({ "error": why })),
+        CeremonyStart::Unavailable(why) => (
+            StatusCode::CONFLICT,
+            json!({ "error": state.ui.catalogues().text(visit.lang.tag(), why, None) }),
+        ),
     };
     let mut resp = (status, Json(body)).into_response();
     resp.headers_mut()
@@ -203,19 +203,17 @@ pub async fn remove(
     Ok(account_page(&state, &req, &visit, shown))
 }
 
+/// The message id of a passkey change's outcome.
 fn change_message(c: PasskeyChange) -> &'static str {
     match c {
-        PasskeyChange::Added => "Passkey added.",
-        PasskeyChange::Removed => "Passkey removed.",
-        PasskeyChange::Refused => "The passkey could not be added. Try again.",
-        PasskeyChange::AlreadyRegistered => "That passkey is already registered.",
-        PasskeyChange::InvalidName => "Name the passkey (1 to 64 characters).",
-        PasskeyChange::SignInAgain => "For your security, sign in again to add a passkey.",
-        PasskeyChange::LastFactor => {
-            "This is your last second factor, and your account requires one. Add another \
-             passkey or an authenticator app first."
-        }
-        PasskeyChange::NotFound => "You have no passkey with that id.",
+        PasskeyChange::Added => "passkey-added",
+        PasskeyChange::Removed => "passkey-removed",
+        PasskeyChange::Refused => "passkey-not-added",
+        PasskeyChange::AlreadyRegistered => "passkey-already-registered",
+        PasskeyChange::InvalidName => "passkey-invalid-name",
+        PasskeyChange::SignInAgain => "passkey-reauth-to-add",
+        PasskeyChange::LastFactor => "passkey-last-factor",
+        PasskeyChange::NotFound => "passkey-not-found",
     }
 }
 
@@ -289,7 +287,7 @@ fn account_page(
         }
         _ => {}
     }
-    let mut ctx = account::account_context(req, visit, ACCOUNT_PASSKEYS_PATH, "Passkeys");
+    let mut ctx = account::account_context(req, visit, ACCOUNT_PASSKEYS_PATH, "nav-passkeys");
     ctx.insert("username".into(), json!(list.username));
     section(
         &mut ctx,
@@ -300,7 +298,7 @@ fn account_page(
     );
     let status = match list.problem {
         Some(p) => {
-            ctx.insert("error".into(), json!(change_message(p)));
+            ctx.insert("error".into(), msg(change_message(p)));
             match p {
                 PasskeyChange::NotFound => StatusCode::NOT_FOUND,
                 PasskeyChange::LastFactor | PasskeyChange::AlreadyRegistered => {

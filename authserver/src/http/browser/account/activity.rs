@@ -40,7 +40,7 @@ pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
         AccountPage::SignIn => return Ok(sign_in(&req.tenant)),
         AccountPage::Show(e) => e,
     };
-    let mut ctx = account_context(&req, &visit, ACTIVITY_PATH, "Activity");
+    let mut ctx = account_context(&req, &visit, ACTIVITY_PATH, "nav-activity");
     ctx.insert("limit".into(), json!(ACTIVITY_LIMIT));
     ctx.insert(
         "events".into(),

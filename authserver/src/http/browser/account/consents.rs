@@ -24,7 +24,7 @@ pub async fn show(
         AccountConsents::SignIn => return Ok(sign_in(&req.tenant)),
         AccountConsents::Show { username, consents } => (username, consents),
     };
-    let mut ctx = account_context(&req, &visit, ACCOUNT_CONSENTS_PATH, "Apps with access");
+    let mut ctx = account_context(&req, &visit, ACCOUNT_CONSENTS_PATH, "nav-consents");
     ctx.insert("action".into(), action(&req.tenant, ACCOUNT_CONSENTS_PATH));
     ctx.insert("username".into(), json!(username));
     ctx.insert(
@@ -59,7 +59,13 @@ pub async fn submit(
         {
             Revocation::SignIn => sign_in(tenant),
             Revocation::Done => done(tenant, ACCOUNT_CONSENTS_PATH, "consent"),
-            Revocation::NoClient => error_page(&state, tenant, StatusCode::BAD_REQUEST, NO_CLIENT),
+            Revocation::NoClient => error_page(
+                &state,
+                tenant,
+                &visit.lang,
+                StatusCode::BAD_REQUEST,
+                json!(NO_CLIENT),
+            ),
         },
     )
 }

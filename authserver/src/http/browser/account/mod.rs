@@ -26,6 +26,7 @@ use super::{LOGIN_PATH, base_context, page, see_other};
 use crate::domain::tenant::Tenant;
 use crate::http::AppState;
 use crate::interaction::{AccountOverview, AccountPage, Visit};
+use crate::ui::i18n::msg;
 
 pub const ACCOUNT_PATH: &str = "/account";
 pub const ACCOUNT_CONSENTS_PATH: &str = "/account/consents";
@@ -40,36 +41,31 @@ pub const SESSIONS_PATH: &str = "/account/sessions";
 pub const OTHER_SESSIONS_PATH: &str = "/account/sessions/others";
 pub const ACTIVITY_PATH: &str = "/account/activity";
 
-/// The navigation every account page shows, in order: path and label.
+/// The navigation every account page shows, in order: path and the message id of its
+/// label (which is also the page's title).
 const NAV: &[(&str, &str)] = &[
-    (ACCOUNT_PATH, "Overview"),
-    (PROFILE_PATH, "Profile"),
-    (PASSWORD_PATH, "Password"),
-    (SECURITY_PATH, "Security"),
-    (super::passkey::ACCOUNT_PASSKEYS_PATH, "Passkeys"),
-    (SESSIONS_PATH, "Sessions"),
-    (ACCOUNT_CONSENTS_PATH, "Apps with access"),
-    (ACTIVITY_PATH, "Activity"),
+    (ACCOUNT_PATH, "nav-overview"),
+    (PROFILE_PATH, "nav-profile"),
+    (PASSWORD_PATH, "nav-password"),
+    (SECURITY_PATH, "nav-security"),
+    (super::passkey::ACCOUNT_PASSKEYS_PATH, "nav-passkeys"),
+    (SESSIONS_PATH, "nav-sessions"),
+    (ACCOUNT_CONSENTS_PATH, "nav-consents"),
+    (ACTIVITY_PATH, "nav-activity"),
 ];
 
-/// The notices a page shows after a change (`?done=`): a closed list, so the query
-/// cannot put words on the page.
-const NOTICES: &[(&str, &str)] = &[
-    ("profile", "Your profile was saved."),
-    (
-        "email",
-        "Your profile was saved. Your new e-mail address is not verified yet.",
-    ),
-    (
-        "password",
-        "Your password was changed. You were signed out everywhere else.",
-    ),
-    ("totp-removed", "Your authenticator app was removed."),
-    ("signed-out", "The session was signed out."),
-    ("signed-out-others", "You were signed out everywhere else."),
-    ("consent", "Access was removed."),
-    ("passkey-added", "Passkey added."),
-    ("passkey-removed", "Passkey removed."),
+/// The notices a page shows after a change (`?done=<what>`), each the message
+/// `done-<what>`: a closed list, so the query cannot put words on the page.
+const NOTICES: &[&str] = &[
+    "profile",
+    "email",
+    "password",
+    "totp-removed",
+    "signed-out",
+    "signed-out-others",
+    "consent",
+    "passkey-added",
+    "passkey-removed",
 ];
 
 pub(super) fn router() -> Router<AppState> {
@@ -101,8 +97,8 @@ pub(in crate::http::browser) fn done(tenant: &Tenant, path: &str, what: &str) ->
     see_other(&format!("{}{path}?done={what}", tenant.issuer))
 }
 
-/// The context of an account page: the base, its title, the CSRF token for its forms,
-/// the navigation with `current` marked, and the notice `?done=` names.
+/// The context of an account page: the base, its title (a message id), the CSRF token
+/// for its forms, the navigation with `current` marked, and the notice `?done=` names.
 pub(in crate::http::browser) fn account_context(
     req: &PageRequest,
     visit: &Visit,
@@ -110,8 +106,8 @@ pub(in crate::http::browser) fn account_context(
     title: &str,
 ) -> Map<String, Value> {
     let tenant = &req.tenant;
-    let mut ctx = base_context(tenant);
-    ctx.insert("title".into(), json!(title));
+    let mut ctx = base_context(tenant, &visit.lang);
+    ctx.insert("title".into(), msg(title));
     ctx.insert(
         "csrf".into(),
         json!(visit.browser.as_ref().map(|b| b.data.csrf.clone())),
@@ -120,9 +116,9 @@ pub(in crate::http::browser) fn account_context(
     if let Some(notice) = req
         .query
         .get("done")
-        .and_then(|d| NOTICES.iter().find(|(k, _)| k == d))
+        .and_then(|d| NOTICES.iter().find(|k| *k == d))
     {
-        ctx.insert("notice".into(), json!(notice.1));
+        ctx.insert("notice".into(), msg(&format!("done-{notice}")));
     }
     ctx
 }
@@ -134,7 +130,7 @@ pub(super) fn nav(tenant: &Tenant, current: &str) -> Value {
         NAV.iter()
             .map(|(path, label)| json!({
                 "href": format!("{}{path}", tenant.issuer),
-                "label": label,
+                "label": msg(label),
                 "current": *path == current,
             }))
             .collect::<Vec<_>>()
@@ -166,7 +162,7 @@ async fn overview(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
         AccountPage::SignIn => return Ok(sign_in(&req.tenant)),
         AccountPage::Show(o) => o,
     };
-    let mut ctx = account_context(&req, &visit, ACCOUNT_PATH, "Your account");
+    let mut ctx = account_context(&req, &visit, ACCOUNT_PATH, "account-title");
     ctx.insert("username".into(), json!(o.username));
     ctx.insert("name".into(), json!(o.name));
     ctx.insert("email".into(), json!(o.email));

@@ -23,7 +23,7 @@ pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
         AccountPage::SignIn => return Ok(sign_in(&req.tenant)),
         AccountPage::Show(u) => u,
     };
-    let mut ctx = account_context(&req, &visit, PASSWORD_PATH, "Password");
+    let mut ctx = account_context(&req, &visit, PASSWORD_PATH, "nav-password");
     ctx.insert("action".into(), action(&req.tenant, PASSWORD_PATH));
     ctx.insert("username".into(), json!(username));
     Ok(show_page(&state, &visit, "account_password.html", &ctx))
@@ -47,10 +47,10 @@ pub async fn submit(State(state): State<AppState>, p: BrowserPage) -> Result<Res
     let (status, message, retry) = match problem {
         PasswordProblem::Missing => (
             StatusCode::BAD_REQUEST,
-            "Fill in your current password and the new one twice.".to_owned(),
+            json!("Fill in your current password and the new one twice."),
             None,
         ),
-        PasswordProblem::WrongCurrent => (StatusCode::BAD_REQUEST, WRONG_CURRENT.to_owned(), None),
+        PasswordProblem::WrongCurrent => (StatusCode::BAD_REQUEST, json!(WRONG_CURRENT), None),
         PasswordProblem::Locked {
             retry_after_seconds,
         } => (
@@ -60,14 +60,18 @@ pub async fn submit(State(state): State<AppState>, p: BrowserPage) -> Result<Res
         ),
         PasswordProblem::Mismatch => (
             StatusCode::BAD_REQUEST,
-            "The new password and its confirmation do not match.".to_owned(),
+            json!("The new password and its confirmation do not match."),
             None,
         ),
-        PasswordProblem::Policy(m) => (StatusCode::BAD_REQUEST, format!("New password: {m}"), None),
+        PasswordProblem::Policy(m) => (
+            StatusCode::BAD_REQUEST,
+            json!(format!("New password: {m}")),
+            None,
+        ),
     };
-    let mut ctx = account_context(&req, &visit, PASSWORD_PATH, "Password");
+    let mut ctx = account_context(&req, &visit, PASSWORD_PATH, "nav-password");
     ctx.insert("action".into(), action(&req.tenant, PASSWORD_PATH));
-    ctx.insert("error".into(), json!(message));
+    ctx.insert("error".into(), message);
     let mut resp = show_page(&state, &visit, "account_password.html", &ctx);
     *resp.status_mut() = status;
     if let Some(s) = retry {

@@ -24,7 +24,7 @@ pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
         AccountPage::SignIn => return Ok(sign_in(&req.tenant)),
         AccountPage::Show(p) => p,
     };
-    let mut ctx = account_context(&req, &visit, PROFILE_PATH, "Profile");
+    let mut ctx = account_context(&req, &visit, PROFILE_PATH, "nav-profile");
     ctx.insert("action".into(), action(&req.tenant, PROFILE_PATH));
     fill(&mut ctx, &profile);
     Ok(show_page(&state, &visit, "account_profile.html", &ctx))
@@ -51,7 +51,7 @@ pub async fn submit(State(state): State<AppState>, p: BrowserPage) -> Result<Res
             Ok(done(&req.tenant, PROFILE_PATH, what))
         }
         ProfileOutcome::Invalid { profile, errors } => {
-            let mut ctx = account_context(&req, &visit, PROFILE_PATH, "Profile");
+            let mut ctx = account_context(&req, &visit, PROFILE_PATH, "nav-profile");
             ctx.insert("action".into(), action(&req.tenant, PROFILE_PATH));
             fill(&mut ctx, &profile);
             let label = |field: &str| match field {

@@ -31,7 +31,7 @@ pub const WRONG_PROOF: &str = "Enter your current password or a valid code to re
 
 fn context(req: &PageRequest, visit: &Visit, s: &Security) -> Map<String, Value> {
     let tenant = &req.tenant;
-    let mut ctx = account_context(req, visit, SECURITY_PATH, "Security");
+    let mut ctx = account_context(req, visit, SECURITY_PATH, "nav-security");
     ctx.insert("username".into(), json!(s.username));
     ctx.insert("totp_enrolled".into(), json!(s.factors.totp));
     ctx.insert(
@@ -80,7 +80,7 @@ fn render(
             done(&req.tenant, SECURITY_PATH, "totp-removed")
         }
         SecurityOutcome::RecoveryCodes(codes) => {
-            let mut ctx = account_context(req, visit, SECURITY_PATH, "Your recovery codes");
+            let mut ctx = account_context(req, visit, SECURITY_PATH, "recovery-title");
             ctx.insert("codes".into(), json!(codes));
             ctx.insert("back".into(), action(&req.tenant, SECURITY_PATH));
             show_page(state, visit, "account_recovery_codes.html", &ctx)
@@ -91,12 +91,12 @@ fn render(
                 return show_page(state, visit, "account_security.html", &ctx);
             };
             let (status, message, retry) = match problem {
-                SecurityProblem::WrongCode => {
-                    (StatusCode::BAD_REQUEST, WRONG_CODE.to_owned(), None)
-                }
-                SecurityProblem::WrongProof => {
-                    (StatusCode::BAD_REQUEST, WRONG_PROOF.to_owned(), None)
-                }
+                SecurityProblem::WrongCode => (
+                    StatusCode::BAD_REQUEST,
+                    crate::ui::i18n::msg(WRONG_CODE),
+                    None,
+                ),
+                SecurityProblem::WrongProof => (StatusCode::BAD_REQUEST, json!(WRONG_PROOF), None),
                 SecurityProblem::Locked {
                     retry_after_seconds,
                 } => (
@@ -104,25 +104,26 @@ fn render(
                     locked_message(retry_after_seconds),
                     Some(retry_after_seconds),
                 ),
-                SecurityProblem::LastFactor => (StatusCode::CONFLICT, LAST_FACTOR.to_owned(), None),
+                SecurityProblem::LastFactor => (StatusCode::CONFLICT, json!(LAST_FACTOR), None),
                 SecurityProblem::NotEnrolled => (
                     StatusCode::CONFLICT,
-                    "No authenticator app is set up.".to_owned(),
+                    json!("No authenticator app is set up."),
                     None,
                 ),
                 SecurityProblem::AlreadyEnrolled => (
                     StatusCode::CONFLICT,
-                    "An authenticator app is already set up. Remove it first to set up another."
-                        .to_owned(),
+                    json!(
+                        "An authenticator app is already set up. Remove it first to set up another."
+                    ),
                     None,
                 ),
                 SecurityProblem::NoEnrolment => (
                     StatusCode::CONFLICT,
-                    "Start setting up an authenticator app first.".to_owned(),
+                    json!("Start setting up an authenticator app first."),
                     None,
                 ),
             };
-            ctx.insert("error".into(), json!(message));
+            ctx.insert("error".into(), message);
             let mut resp = show_page(state, visit, "account_security.html", &ctx);
             *resp.status_mut() = status;
             if let Some(s) = retry {

@@ -25,7 +25,7 @@ pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
         AccountPage::SignIn => return Ok(sign_in(&req.tenant)),
         AccountPage::Show(s) => s,
     };
-    let mut ctx = account_context(&req, &visit, SESSIONS_PATH, "Sessions");
+    let mut ctx = account_context(&req, &visit, SESSIONS_PATH, "nav-sessions");
     ctx.insert("action".into(), action(&req.tenant, SESSIONS_PATH));
     ctx.insert(
         "others_action".into(),
@@ -68,9 +68,13 @@ pub async fn revoke(State(state): State<AppState>, p: BrowserPage) -> Result<Res
             AccountPage::Show(SessionRevocation::Done(_)) => {
                 done(&tenant, SESSIONS_PATH, "signed-out")
             }
-            AccountPage::Show(SessionRevocation::NotFound) => {
-                error_page(&state, &tenant, StatusCode::NOT_FOUND, NO_SESSION)
-            }
+            AccountPage::Show(SessionRevocation::NotFound) => error_page(
+                &state,
+                &tenant,
+                &visit.lang,
+                StatusCode::NOT_FOUND,
+                json!(NO_SESSION),
+            ),
         },
     )
 }
