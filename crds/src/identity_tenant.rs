@@ -119,6 +119,19 @@ pub struct IdentityTenantSpec {
     #[serde(default)]
     pub registration: RegistrationPolicy,
 
+    /// Language of the sign-in and account pages and of mail when neither the
+    /// application's request (`ui_locales`), the user's own preference (the `locale`
+    /// profile claim) nor the browser's `Accept-Language` names a language the server
+    /// has. A BCP 47 tag such as `de` or `pt-BR`; the server ships `en` and `de`, and
+    /// more through `ui.locales_dir`. A tag it has no catalogue for is ignored (English).
+    /// Default: unset (English).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 2, max = 35),
+        regex(pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+    )]
+    pub default_locale: Option<String>,
+
     /// The CronJob that deletes expired rows (`authserver purge`) for this tenant.
     #[serde(default)]
     pub purge: PurgePolicy,

@@ -117,8 +117,8 @@ controller::shared_errors!(gate);
 // Pure steps: build
 
 /// The tenant's policies as the auth server's `settings_json`: the spec's `session`,
-/// `password`, `mfa`, `passkeys`, `tokens`, `subjectTypes`, `email` and `registration`,
-/// in the CRD's camelCase.
+/// `password`, `mfa`, `passkeys`, `tokens`, `subjectTypes`, `email`, `registration` and
+/// `defaultLocale`, in the CRD's camelCase.
 pub fn settings_json(spec: &IdentityTenantSpec) -> String {
     json!({
         "session": spec.session,
@@ -131,6 +131,7 @@ pub fn settings_json(spec: &IdentityTenantSpec) -> String {
         "requirePar": spec.require_par,
         "email": spec.email,
         "registration": spec.registration,
+        "defaultLocale": spec.default_locale,
     })
     .to_string()
 }
@@ -546,13 +547,16 @@ mod tests {
                 "requirePar": false,
                 "email": {"requireVerified": false, "newDeviceNotice": false},
                 "registration": {"enabled": false},
+                "defaultLocale": null,
             })
         );
         let t = tenant(json!({
             "email": {"from": "Acme <id@acme.example>", "requireVerified": true, "newDeviceNotice": true},
             "registration": {"enabled": true},
+            "defaultLocale": "de",
         }));
         let settings: serde_json::Value = serde_json::from_str(&settings_json(&t.spec)).unwrap();
+        assert_eq!(settings["defaultLocale"], "de");
         assert_eq!(
             settings["email"],
             json!({"from": "Acme <id@acme.example>", "requireVerified": true, "newDeviceNotice": true})

@@ -95,6 +95,8 @@ async fn discovery(
         // a request listing only other values fails with unmet_authentication_requirements.
         "acr_values_supported": crate::interaction::decide::ACR_VALUES_SUPPORTED,
         "claims_parameter_supported": false,
+        // The languages of the pages (OIDC Discovery §3): `ui_locales` picks among them.
+        "ui_locales_supported": state.ui.catalogues().languages(),
         "request_parameter_supported": false,
         // OIDC Discovery's default is true: say false explicitly.
         "request_uri_parameter_supported": false,

@@ -114,7 +114,7 @@ async fn login_page_is_accessible_and_carries_the_security_headers(backend: Back
     p.assert_status(200);
     assert_page_headers(&p);
     for needle in [
-        "<html lang=\"en\">",
+        "<html lang=\"en\" dir=\"ltr\">",
         "<label for=\"username\">",
         "<label for=\"password\">",
         "name=\"username\"",
@@ -459,7 +459,8 @@ async fn the_account_chooser_switches_between_signed_in_accounts(backend: Backen
     let p = b.submit(&chooser, &[("account", &alice)]).await;
     p.assert_status(200);
     assert!(
-        p.body.contains("Signed in as <strong>alice</strong>"),
+        p.body
+            .contains("Signed in as <strong><bdi>alice</bdi></strong>"),
         "{}",
         p.body
     );

@@ -82,6 +82,8 @@ pub struct Browser {
     http: reqwest::Client,
     jar: Arc<reqwest::cookie::Jar>,
     user_agent: String,
+    /// The `Accept-Language` it sends, if any.
+    accept_language: Option<String>,
     /// Sends requests for one origin to another server (same cookies, the original
     /// `Host`): a load balancer picking another pod.
     route: Option<(String, String)>,
@@ -109,7 +111,16 @@ impl Browser {
                 .unwrap(),
             jar,
             user_agent: ua.to_owned(),
+            accept_language: None,
             route: None,
+        }
+    }
+
+    /// The same browser (cookie jar) sending `Accept-Language: value` from now on.
+    pub fn speaking(&self, value: &str) -> Self {
+        Self {
+            accept_language: Some(value.to_owned()),
+            ..self.clone()
         }
     }
 
@@ -157,6 +168,9 @@ impl Browser {
         if let Some(h) = host {
             req = req.header(header::HOST, h);
         }
+        if let Some(l) = &self.accept_language {
+            req = req.header(header::ACCEPT_LANGUAGE, l);
+        }
         Self::read(
             req.header(header::USER_AGENT, &self.user_agent)
                 .send()
@@ -174,6 +188,9 @@ impl Browser {
         let mut req = self.http.post(&target);
         if let Some(h) = host {
             req = req.header(header::HOST, h);
+        }
+        if let Some(l) = &self.accept_language {
+            req = req.header(header::ACCEPT_LANGUAGE, l);
         }
         Self::read(
             req.header(header::USER_AGENT, &self.user_agent)
