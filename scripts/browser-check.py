@@ -174,8 +174,24 @@ def main():
         claims = redeem(query["code"][0], verifier)
         assert claims["nonce"] == nonce and claims.get("acr") == "phr", claims
         assert "hwk" in claims.get("amr", []) or "swk" in claims.get("amr", []), claims
+
+        # Languages: the application asks for German pages (ui_locales), the browser's
+        # own language is English; the sign-in page and its passkey button are German.
+        driver.get(f"{issuer}/authorize?" + urllib.parse.urlencode({
+            "response_type": "code", "client_id": "web", "redirect_uri": redirect,
+            "scope": "openid", "state": state, "nonce": nonce, "ui_locales": "fr de",
+            "prompt": "login",
+            "code_challenge": challenge, "code_challenge_method": "S256",
+        }))
+        wait.until(ec.presence_of_element_located((By.NAME, "username")))
+        html = driver.find_element(By.TAG_NAME, "html")
+        assert (html.get_attribute("lang"), html.get_attribute("dir")) == ("de", "ltr"), html.get_attribute("outerHTML")[:200]
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Anmelden", driver.page_source
+        button = driver.find_element(By.CSS_SELECTOR, "button[data-action=passkey-signin]")
+        assert button.text == "Mit einem Passkey anmelden", button.text
         print("browser check passed: sign-in page, consent, redirect with code, token with ID token; "
-              "passkey registered on the account page and passwordless sign-in with acr=phr "
+              "passkey registered on the account page and passwordless sign-in with acr=phr; "
+              "German pages for ui_locales=de "
               f"({driver.capabilities.get('browserVersion', 'chromium')})")
     finally:
         if driver is not None:
