@@ -265,15 +265,16 @@ impl KeyService {
 
     /// The tenant's JWK Set: pending, active and retiring keys, public members only.
     pub async fn jwks(&self, tenant_id: &str) -> Result<Value> {
+        Ok(self.jwks_version(tenant_id).await?.jwks())
+    }
+
+    /// What the tenant's JWK Set is made of right now, to build it or to tell whether a
+    /// copy built earlier is still current.
+    pub async fn jwks_version(&self, tenant_id: &str) -> Result<JwksVersion> {
         let now = self.clock.now();
-        let keys: Vec<Value> = self
-            .published_keys(tenant_id)
-            .await?
-            .iter()
-            .filter(|k| k.meta.state(now).published())
-            .map(|k| k.public_jwk.clone())
-            .collect();
-        Ok(json!({ "keys": keys }))
+        let keys = self.published_keys(tenant_id).await?;
+        let published = keys.iter().map(|k| k.meta.state(now).published()).collect();
+        Ok(JwksVersion { keys, published })
     }
 
     /// The published public JWK with `kid` (for verifying our own tokens).
@@ -367,6 +368,34 @@ impl KeyService {
         }
         self.store.reseal_keys(&updates).await?;
         Ok(updates.len())
+    }
+}
+
+/// A tenant's key list as cached, and which of its keys are published at one moment
+/// (a pending key becomes published, a retired one stops being, as time passes).
+#[derive(Debug, Clone)]
+pub struct JwksVersion {
+    keys: Arc<Vec<StoredKey>>,
+    published: Vec<bool>,
+}
+
+impl JwksVersion {
+    /// Whether both describe the same JWK Set: the same cached list (the cache reloads
+    /// it after every key change) with the same keys published.
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.keys, &other.keys) && self.published == other.published
+    }
+
+    /// The JWK Set: the public members of the published keys.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .zip(&self.published)
+            .filter(|(_, published)| **published)
+            .map(|(k, _)| k.public_jwk.clone())
+            .collect();
+        json!({ "keys": keys })
     }
 }
 

@@ -355,6 +355,7 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             ctx.settings.login,
         )),
         email,
+        documents: Arc::default(),
     })
 }
 

@@ -1,12 +1,12 @@
 //! `GET {issuer}/.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4).
 //! Advertises only endpoints and features that are implemented: clients act on it.
 
+use axum::Router;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::AppState;
 use super::tenant_routing::CurrentTenant;
@@ -18,10 +18,31 @@ pub fn router() -> Router<AppState> {
 /// Path of the JWKS under the issuer (see `jwks`).
 pub const JWKS_PATH: &str = "/jwks";
 
+/// Serialised once per tenant version (the tenant directory reloads a tenant after
+/// every change); `If-None-Match` with its `ETag` is answered `304`.
 async fn discovery(
     State(state): State<AppState>,
     Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    headers: HeaderMap,
 ) -> Response {
+    let doc = state.documents.discovery.get_or_build(
+        &tenant.id,
+        &tenant,
+        |a, b| std::sync::Arc::ptr_eq(a, b) || a == b,
+        || document(&state, &tenant),
+    );
+    doc.respond(
+        &headers,
+        "application/json",
+        HeaderValue::from_static("public, max-age=300"),
+    )
+}
+
+/// The discovery document of `tenant`: everything in it comes from the tenant and the
+/// process's settings.
+// One document, listed in one place.
+#[allow(clippy::too_many_lines)]
+fn document(state: &AppState, tenant: &crate::domain::tenant::Tenant) -> Value {
     let issuer = &tenant.issuer;
     let auth_methods = [
         "client_secret_basic",
@@ -34,7 +55,7 @@ async fn discovery(
         .map(|a| a.as_str())
         .collect();
     let dpop_algs = state.oauth.dpop.algorithm_names();
-    let policy = crate::domain::policy::TenantPolicy::of(&tenant);
+    let policy = crate::domain::policy::TenantPolicy::of(tenant);
     let subject_types: Vec<&str> = policy
         .subject_types
         .iter()
@@ -68,7 +89,7 @@ async fn discovery(
         "updated_at",
     ];
     claims.extend_from_slice(crate::domain::user::PROFILE_CLAIMS);
-    let doc = json!({
+    json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
         "token_endpoint": format!("{issuer}{}", super::token::TOKEN_PATH),
@@ -109,11 +130,5 @@ async fn discovery(
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "dpop_signing_alg_values_supported": dpop_algs,
-    });
-    let mut resp = Json(doc).into_response();
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    resp
+    })
 }

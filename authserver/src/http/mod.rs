@@ -5,6 +5,7 @@
 mod browser;
 mod cors;
 mod discovery;
+mod document;
 mod error;
 mod health;
 mod jwks;
@@ -61,6 +62,15 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// E-mail verification, password reset, registration, new-device notice.
     pub email: Arc<crate::email::EmailFlows>,
+    /// The serialised discovery documents and JWK Sets.
+    pub documents: Arc<Documents>,
+}
+
+/// The per-tenant documents served as stored bytes (see [`document`]).
+#[derive(Debug, Default)]
+pub struct Documents {
+    discovery: document::DocumentCache<Arc<crate::domain::tenant::Tenant>>,
+    jwks: document::DocumentCache<crate::keys::JwksVersion>,
 }
 
 /// Endpoints served under every tenant's issuer path. Paths here are relative to the

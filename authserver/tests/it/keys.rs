@@ -36,6 +36,7 @@ on_both_backends!(
     rotate_with_a_promotion_delay_publishes_pending_keys_beside_active_ones,
     rotate_publishes_new_keys_first_and_the_old_ones_keep_signing,
     rotate_now_signs_with_new_keys_at_once_and_withdraws_the_old_ones,
+    conditional_requests_get_304_until_the_keys_change,
     reencrypt_moves_private_keys_to_the_new_encryption_key,
     reencrypt_with_a_wrong_or_missing_old_key_changes_nothing,
 );
@@ -340,4 +341,70 @@ async fn reencrypt_with_a_wrong_or_missing_old_key_changes_nothing(backend: Back
         .assert_stderr_contains("OLD_ENCRYPTION_KEY is not a valid ENCRYPTION_KEY");
     assert!(!out.stderr.contains("abc\n"), "{out}");
     assert_eq!(db.key_snapshot().await, before);
+}
+
+/// A relying party polling with `If-None-Match`: `304` without a body while nothing
+/// changed, the new set with a new tag as soon as a rotation publishes keys.
+async fn conditional_requests_get_304_until_the_keys_change(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = db.serve().await;
+    let conditional = |path: &'static str, tag: String| {
+        let http = server.http().clone();
+        let url = server.url(path);
+        async move {
+            http.get(url)
+                .header(reqwest::header::IF_NONE_MATCH, tag)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for path in ["/jwks", "/.well-known/openid-configuration"] {
+        let (status, headers, _) = server.get_json(path).await;
+        assert_eq!(status, 200);
+        let tag = headers["etag"].to_str().unwrap().to_owned();
+        assert!(tag.starts_with('"') && tag.len() > 10, "{tag}");
+        let again = conditional(path, tag.clone()).await;
+        assert_eq!(again.status(), 304, "{path}");
+        assert_eq!(again.headers()["etag"], tag.as_str());
+        assert!(again.headers().contains_key("cache-control"));
+        assert!(again.text().await.unwrap().is_empty());
+        let weak = conditional(path, format!("\"old\", W/{tag}")).await;
+        assert_eq!(
+            weak.status(),
+            304,
+            "{path}: a weak match counts for If-None-Match"
+        );
+        let other = conditional(path, "\"something-else\"".to_owned()).await;
+        assert_eq!(other.status(), 200, "{path}");
+    }
+
+    let (_, headers, before) = server.get_json("/jwks").await;
+    let old_tag = headers["etag"].to_str().unwrap().to_owned();
+    db.cli()
+        .args(["keys", "rotate"])
+        .run()
+        .await
+        .assert_success();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = conditional("/jwks", old_tag.clone()).await;
+        if r.status() == 200 {
+            let tag = r.headers()["etag"].to_str().unwrap().to_owned();
+            let after: Value = r.json().await.unwrap();
+            assert_ne!(tag, old_tag);
+            assert_eq!(
+                after["keys"].as_array().unwrap().len(),
+                before["keys"].as_array().unwrap().len() + 3,
+                "{after}"
+            );
+            break;
+        }
+        assert_eq!(r.status(), 304);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotation never reached the JWKS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
