@@ -216,14 +216,21 @@ impl TenantPolicy {
         Ok(policy)
     }
 
-    /// The policy of a stored tenant. Settings are checked when written, so a failure
-    /// here means the row was edited by hand: fall back to the defaults (safe ones) and
-    /// say so, rather than fail every request of the tenant.
+    /// The policy of a stored tenant, parsed once per loaded tenant. Settings are
+    /// checked when written, so a failure here means the row was edited by hand: fall
+    /// back to the defaults (safe ones) and say so, rather than fail every request of
+    /// the tenant.
     pub fn of(tenant: &super::tenant::Tenant) -> Self {
-        Self::parse(&tenant.settings).unwrap_or_else(|e| {
-            tracing::warn!(tenant = %tenant.id, error = %e, "invalid tenant settings; using defaults");
-            Self::default()
-        })
+        tenant
+            .parsed
+            .0
+            .get_or_init(|| {
+                Self::parse(&tenant.settings).unwrap_or_else(|e| {
+                    tracing::warn!(tenant = %tenant.id, error = %e, "invalid tenant settings; using defaults");
+                    Self::default()
+                })
+            })
+            .clone()
     }
 
     fn check(&self) -> Result<(), String> {
@@ -400,6 +407,29 @@ mod tests {
         }
         let e = TenantPolicy::parse(&json!({"registration": {"open": true}})).unwrap_err();
         assert!(e.contains("registration"), "{e}");
+    }
+
+    #[test]
+    fn a_loaded_tenant_parses_its_policy_once_and_compares_without_it() {
+        let tenant = crate::domain::tenant::Tenant {
+            id: "t".into(),
+            issuer: "https://id.example.com".into(),
+            display_name: "T".into(),
+            settings: json!({"mfa": {"required": true}, "defaultLocale": "de"}),
+            created_at: 0,
+            updated_at: 0,
+            parsed: crate::domain::tenant::ParsedPolicy::default(),
+        };
+        let fresh = tenant.clone();
+        assert!(tenant.parsed.0.get().is_none());
+        let policy = TenantPolicy::of(&tenant);
+        assert!(policy.mfa.required);
+        assert_eq!(tenant.parsed.0.get(), Some(&policy), "kept for the next caller");
+        assert_eq!(TenantPolicy::of(&tenant), policy);
+        assert_eq!(tenant, fresh, "the parsed copy is not part of a tenant's identity");
+        let mut changed = fresh.clone();
+        changed.settings = json!({});
+        assert_ne!(tenant, changed);
     }
 
     #[test]

@@ -20,11 +20,27 @@ pub struct Tenant {
     pub id: String,
     pub issuer: String,
     pub display_name: String,
-    /// Tenant-specific settings (JSON object); later issues give it fields.
+    /// Tenant-specific settings (JSON object): the tenant's policy.
     pub settings: serde_json::Value,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `settings` parsed, on first use (see [`super::policy::TenantPolicy::of`]).
+    pub parsed: ParsedPolicy,
 }
+
+/// A tenant's policy parsed from its settings once: the request path asks for it
+/// several times per request, and parsing is most of what that costs. Derived data, so
+/// it takes no part in comparing tenants.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedPolicy(pub(crate) std::sync::OnceLock<super::policy::TenantPolicy>);
+
+impl PartialEq for ParsedPolicy {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ParsedPolicy {}
 
 /// Tenant ids are used in URLs, CLI flags and Kubernetes names: DNS-label-like.
 pub fn validate_id(id: &str) -> Result<(), String> {

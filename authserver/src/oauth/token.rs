@@ -692,6 +692,7 @@ mod tests {
             settings,
             created_at: 0,
             updated_at: 0,
+            parsed: crate::domain::tenant::ParsedPolicy::default(),
         }
     }
 

@@ -24,6 +24,7 @@ impl From<TenantRow> for Tenant {
                 .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new())),
             created_at: r.created_at,
             updated_at: r.updated_at,
+            parsed: crate::domain::tenant::ParsedPolicy::default(),
         }
     }
 }
