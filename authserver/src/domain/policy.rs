@@ -424,9 +424,16 @@ mod tests {
         assert!(tenant.parsed.0.get().is_none());
         let policy = TenantPolicy::of(&tenant);
         assert!(policy.mfa.required);
-        assert_eq!(tenant.parsed.0.get(), Some(&policy), "kept for the next caller");
+        assert_eq!(
+            tenant.parsed.0.get(),
+            Some(&policy),
+            "kept for the next caller"
+        );
         assert_eq!(TenantPolicy::of(&tenant), policy);
-        assert_eq!(tenant, fresh, "the parsed copy is not part of a tenant's identity");
+        assert_eq!(
+            tenant, fresh,
+            "the parsed copy is not part of a tenant's identity"
+        );
         let mut changed = fresh.clone();
         changed.settings = json!({});
         assert_ne!(tenant, changed);

@@ -404,6 +404,26 @@ mod tests {
         let body = t.render("error.html", &json!({"message": "m"})).unwrap();
         assert!(body.contains("CUSTOM m"), "{body}");
 
+        // An override written before translations existed shows its own words and the
+        // server's messages in the page's language; one that calls `t()` is translated.
+        std::fs::write(
+            dir.path().join("consent.html"),
+            "{% extends \"base.html\" %}{% block content %}OLD {{ error }} | {{ t(\"consent-allow\") }} | {{ t(\"logout-question-user\", username=who) }}{% endblock %}",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path()), None).unwrap();
+        let body = t
+            .render(
+                "consent.html",
+                &json!({"lang": "de", "error": i18n::msg("login-failed"), "who": "<b>"}),
+            )
+            .unwrap();
+        assert!(
+            body.contains("OLD Benutzername oder Passwort ist falsch. | Erlauben | Möchten Sie &lt;b&gt; abmelden?"),
+            "{body}"
+        );
+        assert!(body.contains("<html lang=\"de\" dir=\"ltr\">"), "{body}");
+
         std::fs::write(dir.path().join("login.html"), "{% if %}").unwrap();
         let e = Templates::load(Some(dir.path()), None)
             .unwrap_err()
