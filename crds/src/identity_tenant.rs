@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::federation::FederationPolicy;
 use crate::{DeletionPolicy, SubjectType, schema};
 
 /// An OpenID Connect issuer: its URL, who may register clients with it, and its session,
@@ -118,6 +119,11 @@ pub struct IdentityTenantSpec {
     /// Self-service registration at `{issuer}/register`.
     #[serde(default)]
     pub registration: RegistrationPolicy,
+
+    /// Upstream identity providers (OpenID Connect) users may sign in with, account
+    /// linking and just-in-time provisioning.
+    #[serde(default)]
+    pub federation: FederationPolicy,
 
     /// The CronJob that deletes expired rows (`authserver purge`) for this tenant.
     #[serde(default)]

@@ -352,6 +352,10 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             ctx.settings.login,
         )),
         email,
+        federation: Arc::new(crate::federation::FederationService::new(
+            Arc::clone(&ctx.outbound),
+            Arc::clone(&ctx.clock),
+        )),
     })
 }
 

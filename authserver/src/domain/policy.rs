@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::client::SubjectType;
+use super::federation::FederationPolicy;
 
 /// A tenant's policies. Unknown top-level sections are ignored so an older server keeps
 /// working with a newer operator; known sections are checked strictly.
@@ -28,6 +29,8 @@ pub struct TenantPolicy {
     pub email: EmailPolicy,
     /// Self-service registration (`{issuer}/register`).
     pub registration: RegistrationPolicy,
+    /// Upstream identity providers (sign in with another OpenID provider).
+    pub federation: FederationPolicy,
 }
 
 impl Default for TenantPolicy {
@@ -43,6 +46,7 @@ impl Default for TenantPolicy {
             require_par: false,
             email: EmailPolicy::default(),
             registration: RegistrationPolicy::default(),
+            federation: FederationPolicy::default(),
         }
     }
 }
@@ -281,7 +285,7 @@ impl TenantPolicy {
         if self.subject_types.is_empty() {
             return Err("subjectTypes: name at least one of public, pairwise".into());
         }
-        Ok(())
+        self.federation.check()
     }
 
     pub fn allows_subject_type(&self, t: SubjectType) -> bool {

@@ -61,6 +61,8 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// E-mail verification, password reset, registration, new-device notice.
     pub email: Arc<crate::email::EmailFlows>,
+    /// Upstream identity providers (discovery, keys, code exchange).
+    pub federation: Arc<crate::federation::FederationService>,
 }
 
 /// Endpoints served under every tenant's issuer path. Paths here are relative to the

@@ -9,6 +9,7 @@
 
 mod activity;
 mod consents;
+mod links;
 mod password;
 mod profile;
 mod security;
@@ -39,6 +40,8 @@ pub const RECOVERY_CODES_PATH: &str = "/account/security/recovery-codes";
 pub const SESSIONS_PATH: &str = "/account/sessions";
 pub const OTHER_SESSIONS_PATH: &str = "/account/sessions/others";
 pub const ACTIVITY_PATH: &str = "/account/activity";
+/// Linked upstream accounts (identity providers).
+pub const LINKS_PATH: &str = "/account/links";
 
 /// The navigation every account page shows, in order: path and label.
 const NAV: &[(&str, &str)] = &[
@@ -48,6 +51,7 @@ const NAV: &[(&str, &str)] = &[
     (SECURITY_PATH, "Security"),
     (super::passkey::ACCOUNT_PASSKEYS_PATH, "Passkeys"),
     (SESSIONS_PATH, "Sessions"),
+    (LINKS_PATH, "Linked sign-ins"),
     (ACCOUNT_CONSENTS_PATH, "Apps with access"),
     (ACTIVITY_PATH, "Activity"),
 ];
@@ -89,6 +93,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(SESSIONS_PATH, get(sessions::show).post(sessions::revoke))
         .route(OTHER_SESSIONS_PATH, post(sessions::revoke_others))
         .route(ACTIVITY_PATH, get(activity::show))
+        .route(LINKS_PATH, get(links::show).post(links::remove))
 }
 
 /// The sign-in page, coming back to the account pages afterwards.
@@ -195,6 +200,7 @@ mod tests {
             SECURITY_PATH,
             super::super::passkey::ACCOUNT_PASSKEYS_PATH,
             SESSIONS_PATH,
+            LINKS_PATH,
             ACCOUNT_CONSENTS_PATH,
             ACTIVITY_PATH,
         ] {
