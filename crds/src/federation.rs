@@ -39,9 +39,9 @@ pub struct FederationPolicy {
     pub require_second_factor: bool,
 }
 
-/// One upstream OpenID Connect provider (Google, Entra ID, Okta, Keycloak, Dex,
-/// another Gatehouse …). Register `<issuer of this tenant>/login/upstream/callback` as
-/// the redirect URI there.
+/// One upstream identity provider: OpenID Connect (Google, Entra ID, Okta, Keycloak,
+/// Dex, another Gatehouse …) or OAuth 2.0 with a user API (GitHub). Register
+/// `<issuer of this tenant>/login/upstream/callback` as the redirect URI there.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 // Independent switches, each its own API field.
@@ -56,9 +56,21 @@ pub struct UpstreamProvider {
     #[schemars(length(min = 1, max = 100))]
     pub display_name: String,
 
+    /// `oidc` (default): an OpenID Connect provider, from its discovery document.
+    /// `oauth2`: OAuth 2.0 without OpenID Connect (GitHub-style), with the endpoints and
+    /// user API in `oauth2`.
+    #[serde(default)]
+    pub kind: UpstreamKind,
+
     /// The provider's issuer, exactly as its discovery document and ID tokens say it.
+    /// For `oauth2`, the provider's URL (compared with an `iss` on the callback, should
+    /// it send one).
     #[schemars(length(min = 1, max = 512))]
     pub issuer: String,
+
+    /// The endpoints of an `oauth2` provider (required for it, refused for `oidc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Endpoints>,
 
     /// The discovery document's URL when it is not at
     /// `<issuer>/.well-known/openid-configuration`.
@@ -106,6 +118,47 @@ pub struct UpstreamProvider {
     pub claims: ClaimMapping,
 }
 
+/// What kind of upstream a provider is.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum UpstreamKind {
+    #[default]
+    Oidc,
+    Oauth2,
+}
+
+/// Endpoints of an OAuth 2.0 provider without OpenID Connect. GitHub:
+/// `https://github.com/login/oauth/authorize`, `https://github.com/login/oauth/access_token`,
+/// `https://api.github.com/user`, `…/user/emails`, `…/user/orgs`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2Endpoints {
+    /// Where the browser is sent to sign in.
+    #[schemars(length(min = 1, max = 512))]
+    pub authorization_endpoint: String,
+    /// Where the code is redeemed for an access token.
+    #[schemars(length(min = 1, max = 512))]
+    pub token_endpoint: String,
+    /// The user API (a JSON object) read with the access token; `claims` maps it.
+    #[schemars(length(min = 1, max = 512))]
+    pub user_url: String,
+    /// The user's addresses (`[{email, primary, verified}]`): the primary verified one
+    /// becomes the user's verified address. Without it no address counts as verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub emails_url: Option<String>,
+    /// The user's organisations (`[{login}]`): the claim `orgs`, and the
+    /// `allowedOrgs` check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub orgs_url: Option<String>,
+    /// Only members of one of these organisations sign in (case-insensitive); empty:
+    /// anyone with an account. Needs `orgsUrl` (GitHub: the `read:org` scope).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub allowed_orgs: Vec<String>,
+}
+
 /// A key of a Secret.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -132,6 +185,11 @@ pub enum UpstreamClientAuth {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimMapping {
+    /// The claim that identifies an `oauth2` provider's account (a string or an
+    /// integer; GitHub: `id`). OpenID providers always use the ID token's `sub`.
+    /// Default: sub.
+    #[serde(default = "default_subject_claim")]
+    pub subject: String,
     /// The claim a provisioned user's username comes from. Default: preferred_username.
     #[serde(default = "default_username_claim")]
     pub username: String,
@@ -153,6 +211,7 @@ pub struct ClaimMapping {
 impl Default for ClaimMapping {
     fn default() -> Self {
         Self {
+            subject: default_subject_claim(),
             username: default_username_claim(),
             email: default_email_claim(),
             name: default_name_claim(),
@@ -171,6 +230,10 @@ fn default_scopes() -> Vec<String> {
 
 fn default_secret_key() -> String {
     "client-secret".into()
+}
+
+fn default_subject_claim() -> String {
+    "sub".into()
 }
 
 fn default_username_claim() -> String {
@@ -259,6 +322,8 @@ mod tests {
         assert_eq!(p["jitProvisioning"], true);
         assert_eq!(p["tokenEndpointAuthMethod"], "client_secret_basic");
         assert_eq!(p["claims"]["forward"], json!(["groups"]));
+        assert_eq!(p["kind"], "oidc");
+        assert!(p.get("oauth2").is_none());
         assert_eq!(s["loginHintDomains"], json!({"corp.example": "corp"}));
     }
 }

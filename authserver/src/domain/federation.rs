@@ -1,6 +1,7 @@
 //! Federation policy: the upstream identity providers a tenant's users may sign in
-//! with, in the tenant's `settings.federation` (the IdentityTenant's camelCase). Only
-//! OpenID Connect providers exist so far; `kind` leaves room for the others.
+//! with, in the tenant's `settings.federation` (the IdentityTenant's camelCase):
+//! OpenID Connect providers, and OAuth 2.0 providers with a user API (GitHub-style,
+//! `kind: oauth2`).
 //!
 //! An upstream's client secret is never part of the policy: `clientSecret` names where
 //! to read it (an environment variable or a file of the auth server, e.g. a mounted
@@ -41,6 +42,31 @@ pub enum UpstreamKind {
     /// OpenID Connect (from the issuer's discovery document).
     #[default]
     Oidc,
+    /// OAuth 2.0 without OpenID Connect (GitHub-style): the code buys an access token
+    /// for a user API, whose answer the claim mapping reads (`oauth2`).
+    Oauth2,
+}
+
+/// The endpoints of an OAuth 2.0 provider without OpenID Connect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2Endpoints {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// The user API (a JSON object: id, login, name, …) read with the access token.
+    pub user_url: String,
+    /// A list of the user's addresses (`[{email, primary, verified}]`, GitHub's
+    /// `/user/emails`): the primary verified one becomes the user's verified address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emails_url: Option<String>,
+    /// A list of the user's organisations (`[{login}]`, GitHub's `/user/orgs`): given
+    /// to the claim mapping as the claim `orgs`, and checked against `allowedOrgs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orgs_url: Option<String>,
+    /// Only members of one of these organisations sign in (case-insensitive); empty:
+    /// anyone with an account. Needs `orgsUrl`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_orgs: Vec<String>,
 }
 
 /// How we authenticate at the upstream's token endpoint.
@@ -66,8 +92,12 @@ pub struct UpstreamProvider {
     #[serde(default)]
     pub kind: UpstreamKind,
     /// The upstream's issuer; it must equal the `issuer` of its discovery document and
-    /// the `iss` of its ID tokens.
+    /// the `iss` of its ID tokens. For `oauth2`, the provider's URL: compared with an
+    /// `iss` on the callback, should it send one.
     pub issuer: String,
+    /// The endpoints of an `oauth2` provider (required for it, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Endpoints>,
     /// Where the discovery document is, when not at
     /// `{issuer}/.well-known/openid-configuration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +142,9 @@ pub struct SecretSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimMapping {
+    /// The claim that identifies the upstream account (`oauth2` only: an OpenID
+    /// provider's is always the ID token's `sub`). A string or an integer (GitHub: `id`).
+    pub subject: String,
     /// The claim a provisioned user's username comes from.
     pub username: String,
     pub email: String,
@@ -125,6 +158,7 @@ pub struct ClaimMapping {
 impl Default for ClaimMapping {
     fn default() -> Self {
         Self {
+            subject: "sub".into(),
             username: "preferred_username".into(),
             email: "email".into(),
             name: "name".into(),
@@ -259,12 +293,38 @@ impl UpstreamProvider {
         }
         let c = &self.claims;
         for (name, v) in [
+            ("subject", &c.subject),
             ("username", &c.username),
             ("email", &c.email),
             ("name", &c.name),
         ] {
             if v.is_empty() {
                 return Err(format!("claims.{name}: name a claim"));
+            }
+        }
+        match (self.kind, &self.oauth2) {
+            (UpstreamKind::Oidc, None) => {}
+            (UpstreamKind::Oidc, Some(_)) => {
+                return Err("oauth2: only for kind oauth2".into());
+            }
+            (UpstreamKind::Oauth2, None) => {
+                return Err("oauth2: kind oauth2 needs its endpoints".into());
+            }
+            (UpstreamKind::Oauth2, Some(o)) => {
+                check_url("oauth2.authorizationEndpoint", &o.authorization_endpoint)?;
+                check_url("oauth2.tokenEndpoint", &o.token_endpoint)?;
+                check_url("oauth2.userUrl", &o.user_url)?;
+                for (field, url) in [
+                    ("oauth2.emailsUrl", &o.emails_url),
+                    ("oauth2.orgsUrl", &o.orgs_url),
+                ] {
+                    if let Some(u) = url {
+                        check_url(field, u)?;
+                    }
+                }
+                if !o.allowed_orgs.is_empty() && o.orgs_url.is_none() {
+                    return Err("oauth2.allowedOrgs: needs oauth2.orgsUrl".into());
+                }
             }
         }
         if c.forward.len() > MAX_FORWARDED {
@@ -393,6 +453,30 @@ mod tests {
             parse(json!({"providers": [bad_url]}))
                 .unwrap_err()
                 .contains("issuer")
+        );
+    }
+
+    #[test]
+    fn an_oauth2_provider_needs_its_endpoints_and_orgs_need_the_orgs_api() {
+        let mut github = provider();
+        github["kind"] = json!("oauth2");
+        let e = parse(json!({"providers": [github.clone()]})).unwrap_err();
+        assert!(e.contains("providers[0].oauth2"), "{e}");
+        github["oauth2"] = json!({"authorizationEndpoint": "https://github.com/login/oauth/authorize",
+            "tokenEndpoint": "https://github.com/login/oauth/access_token",
+            "userUrl": "https://api.github.com/user", "allowedOrgs": ["acme"]});
+        let e = parse(json!({"providers": [github.clone()]})).unwrap_err();
+        assert!(e.contains("allowedOrgs"), "{e}");
+        github["oauth2"]["orgsUrl"] = json!("https://api.github.com/user/orgs");
+        let p = parse(json!({"providers": [github]})).unwrap();
+        assert_eq!(p.providers[0].kind, UpstreamKind::Oauth2);
+        let mut oidc = provider();
+        oidc["oauth2"] = json!({"authorizationEndpoint": "https://a.example", "tokenEndpoint": "https://a.example",
+            "userUrl": "https://a.example"});
+        assert!(
+            parse(json!({"providers": [oidc]}))
+                .unwrap_err()
+                .contains("oauth2")
         );
     }
 

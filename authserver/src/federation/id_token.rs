@@ -262,5 +262,8 @@ mod tests {
             validate("not-a-jwt", &jwks, &expect()),
             Err(Refused::Malformed)
         );
+        // A huge token is refused before anything is decoded.
+        let huge = format!("{}.{}.{}", "a".repeat(40_000), body, "c2ln");
+        assert_eq!(validate(&huge, &jwks, &expect()), Err(Refused::Malformed));
     }
 }

@@ -1,5 +1,6 @@
-//! Signing in through an upstream OpenID Connect provider: the protocol half (the
-//! interaction engine's `upstream` step decides what a sign-in does with the result).
+//! Signing in through an upstream OpenID Connect provider, or an OAuth 2.0 provider
+//! with a user API (GitHub-style, [`user_api`]): the protocol half (the interaction
+//! engine's `upstream` step decides what a sign-in does with the result).
 //!
 //! [`FederationService::begin`] reads the upstream's discovery document and builds the
 //! authorization request: code flow, PKCE (S256), a fresh `state` and `nonce`, all three
@@ -16,6 +17,7 @@
 
 pub mod claims;
 pub mod id_token;
+mod user_api;
 
 use std::sync::Arc;
 
@@ -26,7 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::{Clock, UnixTime};
 use crate::crypto::{b64url, random_bytes};
-use crate::domain::federation::{SecretSource, UpstreamClientAuth, UpstreamProvider};
+use crate::domain::federation::{SecretSource, UpstreamClientAuth, UpstreamKind, UpstreamProvider};
 use crate::oauth::client_documents::{DocumentCache, UPSTREAM_DISCOVERY, UPSTREAM_JWKS};
 use crate::outbound::Fetcher;
 pub use claims::UpstreamIdentity;
@@ -76,14 +78,18 @@ pub enum FederationError {
     /// Our side: the client secret cannot be read.
     #[error("upstream provider misconfigured: {0}")]
     Config(String),
+    /// The account is not one the provider admits (`oauth2.allowedOrgs`).
+    #[error("denied by policy: {0}")]
+    Denied(String),
 }
 
 impl FederationError {
-    /// The audit class: `upstream_error` or `invalid_token`.
+    /// The audit class: `upstream_error`, `invalid_token` or `denied_by_policy`.
     pub fn class(&self) -> &'static str {
         match self {
             Self::Upstream(_) | Self::Config(_) => "upstream_error",
             Self::Invalid(_) => "invalid_token",
+            Self::Denied(_) => "denied_by_policy",
         }
     }
 
@@ -149,13 +155,19 @@ impl FederationService {
         };
         let mut url = url::Url::parse(&endpoints.authorization)
             .map_err(|_| FederationError::Upstream("authorization_endpoint is not a URL".into()))?;
-        let mut scopes: Vec<&str> = vec!["openid"];
+        // `openid` makes an OpenID Connect request; an OAuth 2.0 provider gets exactly
+        // the configured scopes.
+        let mut scopes: Vec<&str> = match p.kind {
+            UpstreamKind::Oidc => vec!["openid"],
+            UpstreamKind::Oauth2 => Vec::new(),
+        };
         scopes.extend(
             p.scopes
                 .iter()
                 .map(String::as_str)
                 .filter(|s| *s != "openid"),
         );
+
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("response_type", "code")
@@ -163,9 +175,11 @@ impl FederationService {
                 .append_pair("redirect_uri", redirect_uri)
                 .append_pair("scope", &scopes.join(" "))
                 .append_pair("state", &attempt.state)
-                .append_pair("nonce", &attempt.nonce)
                 .append_pair("code_challenge", &s256(&attempt.code_verifier))
                 .append_pair("code_challenge_method", "S256");
+            if p.kind == UpstreamKind::Oidc {
+                q.append_pair("nonce", &attempt.nonce);
+            }
             if let Some(hint) = login_hint {
                 q.append_pair("login_hint", hint);
             }
@@ -211,12 +225,35 @@ impl FederationService {
         let tokens = self
             .redeem(p, &endpoints, code, attempt, redirect_uri)
             .await?;
+        let (subject, claims) = match p.kind {
+            UpstreamKind::Oidc => self.oidc_claims(p, &endpoints, &tokens, attempt).await?,
+            UpstreamKind::Oauth2 => {
+                let access_token = tokens
+                    .get("access_token")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        FederationError::Upstream("no access_token in the token response".into())
+                    })?;
+                user_api::claims(&self.fetcher, p, access_token).await?
+            }
+        };
+        Ok(claims::identity(p, &subject, &claims))
+    }
+
+    /// The validated ID token's `sub` and claims, with userinfo's when configured.
+    async fn oidc_claims(
+        &self,
+        p: &UpstreamProvider,
+        endpoints: &Endpoints,
+        tokens: &Map<String, Value>,
+        attempt: &UpstreamAttempt,
+    ) -> Result<(String, Map<String, Value>)> {
         let id_token = tokens
             .get("id_token")
             .and_then(Value::as_str)
             .ok_or_else(|| FederationError::Invalid("no id_token in the token response".into()))?;
         let mut claims = self
-            .validate(p, &endpoints, id_token, &attempt.nonce)
+            .validate(p, endpoints, id_token, &attempt.nonce)
             .await?;
         let subject = claims
             .get("sub")
@@ -226,7 +263,7 @@ impl FederationService {
         if p.userinfo
             && let Some(access_token) = tokens.get("access_token").and_then(Value::as_str)
         {
-            let info = self.userinfo(&endpoints, access_token).await?;
+            let info = self.userinfo(endpoints, access_token).await?;
             if info.get("sub").and_then(Value::as_str) != Some(subject.as_str()) {
                 return Err(FederationError::Invalid(
                     "userinfo sub is not the ID token's".into(),
@@ -237,10 +274,20 @@ impl FederationService {
                 claims.entry(k).or_insert(v);
             }
         }
-        Ok(claims::identity(p, &subject, &claims))
+        Ok((subject, claims))
     }
 
     async fn endpoints(&self, p: &UpstreamProvider) -> Result<Endpoints> {
+        if let Some(o) = &p.oauth2 {
+            // No discovery, no keys: the configured endpoints.
+            return Ok(Endpoints {
+                authorization: o.authorization_endpoint.clone(),
+                token: o.token_endpoint.clone(),
+                jwks_uri: String::new(),
+                userinfo: None,
+                iss_parameter: false,
+            });
+        }
         let doc = self
             .discovery
             .get(&p.discovery_url(), false)
@@ -298,7 +345,8 @@ impl FederationService {
             .await
             .map_err(|e| FederationError::Upstream(format!("token endpoint: {e}")))?;
         let body: Value = serde_json::from_slice(&fetched.body).unwrap_or(Value::Null);
-        if !(200..300).contains(&status) {
+        // GitHub answers a bad code with 200 and an `error` member: an error either way.
+        if !(200..300).contains(&status) || body.get("error").is_some() {
             let code = body
                 .get("error")
                 .and_then(Value::as_str)

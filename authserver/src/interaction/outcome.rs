@@ -86,6 +86,9 @@ pub enum UpstreamProblem {
     CannotLink,
     /// The account's address must be verified first (tenant policy).
     EmailUnverified,
+    /// The provider admits the account, the tenant does not (not a member of an
+    /// allowed organisation).
+    NotAllowed,
 }
 
 impl UpstreamProblem {
@@ -101,6 +104,7 @@ impl UpstreamProblem {
             Self::UnverifiedEmail => "unverified_email",
             Self::CannotLink => "cannot_link",
             Self::EmailUnverified => "email_unverified",
+            Self::NotAllowed => "not_allowed",
         }
     }
 }

@@ -158,6 +158,7 @@ impl Engine<'_> {
                 self.upstream_failed(visit, provider, &e).await;
                 let problem = match &e {
                     FederationError::Invalid(_) => UpstreamProblem::InvalidResponse,
+                    FederationError::Denied(_) => UpstreamProblem::NotAllowed,
                     _ if e.upstream_code() == Some("access_denied") => UpstreamProblem::Cancelled,
                     _ => UpstreamProblem::UpstreamError,
                 };

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::authorize_flow::{CB, VERIFIER};
 use crate::harness::browser::{Browser, Page, fast, user_cli};
+use crate::harness::github::{Account, GitHubStub};
 use crate::harness::oauth::{Creds, create_client, post_form, send};
 use crate::harness::{Backend, Server, TestDb};
 
@@ -26,6 +27,7 @@ on_both_backends!(
     the_last_way_to_sign_in_cannot_be_unlinked,
     home_realm_discovery_goes_straight_to_the_upstream,
     our_second_factor_can_be_required_after_an_upstream_sign_in,
+    a_github_style_provider_admits_members_of_allowed_orgs_only,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -176,9 +178,16 @@ fn action_containing(p: &Page, needle: &str) -> String {
 
 /// Our sign-in page → "Sign in with Corp": the upstream's authorization URL.
 async fn to_upstream(b: &Browser, login: &Page) -> String {
+    to_provider(b, login, "corp").await
+}
+
+/// Our sign-in page → the button of `provider`: its authorization URL.
+async fn to_provider(b: &Browser, login: &Page, provider: &str) -> String {
     login.assert_status(200);
     assert!(
-        login.body.contains(r#"name="provider" value="corp""#),
+        login
+            .body
+            .contains(&format!(r#"name="provider" value="{provider}""#)),
         "the provider's button: {}",
         login.body
     );
@@ -186,7 +195,7 @@ async fn to_upstream(b: &Browser, login: &Page) -> String {
     let go = b
         .post(
             &action_containing(login, "/login/upstream"),
-            &[("_csrf", &csrf), ("provider", "corp")],
+            &[("_csrf", &csrf), ("provider", provider)],
         )
         .await;
     go.assert_status(303);
@@ -609,6 +618,21 @@ async fn a_replayed_state_signs_nobody_in(backend: Backend) {
     replayed.assert_status(400);
     assert_eq!(problem(&replayed), "stale");
     assert_eq!(fed.count("sessions").await, 1);
+    // Huge parameters are not read: no attempt matches them.
+    let huge = "x".repeat(4096);
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("state", huge.as_str()),
+            ("code", huge.as_str()),
+            ("iss", huge.as_str()),
+        ])
+        .finish();
+    let flooded = b
+        .get(&format!("{}/login/upstream/callback?{q}", fed.issuer()))
+        .await;
+    flooded.assert_status(400);
+    assert_eq!(problem(&flooded), "stale");
+    assert_eq!(fed.count("sessions").await, 1);
     let events = fed.events().await;
     assert!(
         events.iter().any(|e| e.starts_with("login.failed|")
@@ -777,4 +801,238 @@ async fn our_second_factor_can_be_required_after_an_upstream_sign_in(backend: Ba
     let form = b.follow(&page).await;
     form.assert_status(200);
     assert!(form.body.contains("name=\"totp\""), "{}", form.body);
+}
+
+/// Tenant `main` with a GitHub-style provider `github` (the stub), admitting members of
+/// the organisation `acme`.
+async fn setup_github(backend: Backend) -> (TestDb, Server, GitHubStub) {
+    let db = TestDb::migrated(backend).await;
+    let callback = format!("{}/login/upstream/callback", db.issuer(""));
+    let stub = GitHubStub::start("Iv1.gatehouse", "github-app-secret", &callback).await;
+    let secret_file = db.write_config("github-client-secret", "github-app-secret\n");
+    let settings = json!({"federation": {"providers": [{
+        "id": "github", "displayName": "GitHub", "kind": "oauth2",
+        "issuer": "https://github.com", "clientId": "Iv1.gatehouse",
+        "clientSecret": {"file": secret_file.display().to_string()},
+        "tokenEndpointAuthMethod": "client_secret_post",
+        "scopes": ["read:user", "user:email", "read:org"],
+        "oauth2": {
+            "authorizationEndpoint": format!("{}/login/oauth/authorize", stub.url),
+            "tokenEndpoint": format!("{}/login/oauth/access_token", stub.url),
+            "userUrl": format!("{}/user", stub.url),
+            "emailsUrl": format!("{}/user/emails", stub.url),
+            "orgsUrl": format!("{}/user/orgs", stub.url),
+            "allowedOrgs": ["ACME"]
+        },
+        "claims": {"subject": "id", "username": "login", "forward": ["orgs"]}
+    }]}});
+    db.write_config(
+        "config.yaml",
+        &format!(
+            "tenants:\n  - id: main\n    issuer: {}\n    display_name: Tenant main\n    settings: {settings}\n",
+            db.issuer("")
+        ),
+    );
+    let server = fast(db.cli()).serve_in_process(db.port).await;
+    stub.add(Account {
+        id: 4242,
+        login: "octo".into(),
+        name: "Octo Cat".into(),
+        emails: vec![
+            ("octo@users.noreply.example".into(), false, true),
+            ("octo@acme.example".into(), true, true),
+        ],
+        orgs: vec!["acme".into(), "tools".into()],
+    });
+    stub.add(Account {
+        id: 666,
+        login: "mallory".into(),
+        name: "Mallory".into(),
+        emails: vec![("mallory@evil.example".into(), true, true)],
+        orgs: vec!["evil".into()],
+    });
+    (db, server, stub)
+}
+
+/// Our sign-in page → GitHub (which approves at once) → the callback URL.
+async fn through_github(b: &Browser, db: &TestDb, stub: &GitHubStub) -> String {
+    let login = b.get(&format!("{}/login", db.issuer(""))).await;
+    let authorize = to_provider(b, &login, "github").await;
+    assert!(authorize.starts_with(&stub.url), "{authorize}");
+    assert!(
+        !authorize.contains("nonce="),
+        "no OpenID Connect: {authorize}"
+    );
+    assert!(
+        authorize.contains("code_challenge_method=S256"),
+        "{authorize}"
+    );
+    let approved = b.get(&authorize).await;
+    assert_eq!(approved.status, 302, "{}", approved.body);
+    approved.location().unwrap()
+}
+
+async fn a_github_style_provider_admits_members_of_allowed_orgs_only(backend: Backend) {
+    let (db, _server, stub) = setup_github(backend).await;
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.scalar(&format!("SELECT count(*) FROM {sql}")).await }
+    };
+
+    // A member of acme: provisioned from the user API, the verified primary address.
+    stub.sign_in_as("octo");
+    let b = Browser::new();
+    let callback = through_github(&b, &db, &stub).await;
+    let page = b.get(&callback).await;
+    page.assert_status(200);
+    assert!(page.body.contains("<strong>octo</strong>"), "{}", page.body);
+    assert_eq!(
+        count("users WHERE username = 'octo' AND email = 'octo@acme.example' AND email_verified")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.rows("SELECT subject || '|' || claims FROM federated_identities")
+            .await,
+        [r#"4242|{"orgs":["acme","tools"]}"#]
+    );
+    let amr = db.rows("SELECT amr FROM sessions").await;
+    assert_eq!(amr, [r#"["fed"]"#]);
+
+    // Not a member of an allowed organisation: refused, nobody created.
+    stub.sign_in_as("mallory");
+    let other = Browser::new();
+    let callback = through_github(&other, &db, &stub).await;
+    let refused = other.get(&callback).await;
+    refused.assert_status(403);
+    assert_eq!(problem(&refused), "not_allowed");
+    assert_eq!(count("users").await, 1);
+    assert_eq!(count("sessions").await, 1);
+    assert!(
+        db.audit().await.iter().any(|e| e.starts_with("login.failed|")
+            && e.contains(r#""reason":"denied_by_policy""#)),
+    );
+
+    // A code GitHub does not know: its 200-with-error answer is an upstream error.
+    stub.sign_in_as("octo");
+    let third = Browser::new();
+    let callback = through_github(&third, &db, &stub).await;
+    let mut url = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" {
+                "forged-code".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(&pairs);
+    let failed = third.get(url.as_str()).await;
+    failed.assert_status(502);
+    assert_eq!(problem(&failed), "upstream_error");
+    assert_eq!(count("sessions").await, 1);
+}
+
+/// The stub answers like GitHub where the code depends on it.
+#[tokio::test]
+async fn the_github_stub_answers_like_github() {
+    let stub = GitHubStub::start("app", "secret", "http://127.0.0.1:1/cb").await;
+    stub.add(Account {
+        id: 1,
+        login: "octo".into(),
+        name: "Octo".into(),
+        emails: vec![],
+        orgs: vec![],
+    });
+    stub.sign_in_as("octo");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = |redirect: &str| {
+        format!(
+            "{}/login/oauth/authorize?client_id=app&redirect_uri={}&state=s",
+            stub.url,
+            url::form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+        )
+    };
+    // Another redirect URI: no redirect at all.
+    let r = http
+        .get(authorize("http://127.0.0.1:1/evil"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .get(authorize("http://127.0.0.1:1/cb"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let code = url::Url::parse(&loc)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let form = [
+        ("client_id", "app"),
+        ("client_secret", "secret"),
+        ("code", code.as_str()),
+    ];
+    // Form-encoded unless JSON is asked for.
+    let r = http
+        .post(format!("{}/login/oauth/access_token", stub.url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("access_token=gho_"), "{body}");
+    let token = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .unwrap()
+        .1
+        .into_owned();
+    // Codes are single use; a bad one is HTTP 200 with an error.
+    let r = http
+        .post(format!("{}/login/oauth/access_token", stub.url))
+        .header("accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "bad_verification_code");
+    // The user API wants the token and a User-Agent.
+    let user = format!("{}/user", stub.url);
+    let r = http
+        .get(&user)
+        .header("user-agent", "t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(&user).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(&user)
+        .bearer_auth(&token)
+        .header("user-agent", "t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["id"].as_u64(), v["login"].as_str()),
+        (Some(1), Some("octo"))
+    );
 }

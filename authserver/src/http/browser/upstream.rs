@@ -104,6 +104,7 @@ pub(super) fn page(state: &AppState, tenant: &Tenant, csrf: &str, p: UpstreamPag
                 | UpstreamProblem::UnverifiedEmail
                 | UpstreamProblem::CannotLink
                 | UpstreamProblem::EmailUnverified
+                | UpstreamProblem::NotAllowed
                 | UpstreamProblem::Cancelled => StatusCode::FORBIDDEN,
                 UpstreamProblem::InvalidResponse
                 | UpstreamProblem::Stale
