@@ -22,8 +22,8 @@ fi
 
 status=0
 
-echo "validate-examples: manifests/examples/*.yaml against $CRDS (strict)"
-if ! "$PY" scripts/validate_cr.py "$CRDS" manifests/examples/*.yaml --strict; then
+echo "validate-examples: manifests/examples/*.yaml and */*.yaml against $CRDS (strict)"
+if ! "$PY" scripts/validate_cr.py "$CRDS" manifests/examples/*.yaml manifests/examples/*/*.yaml --strict; then
   status=1
 fi
 

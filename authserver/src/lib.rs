@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod email;
+pub mod federation;
 pub mod http;
 pub mod interaction;
 pub mod keys;

@@ -1,6 +1,6 @@
 //! The one bounded fetcher for everything the server downloads: clients' `jwks_uri`, the
-//! breached-password range API (and sector identifier documents, upstream providers as
-//! they come).
+//! breached-password range API, sector identifier documents, and upstream identity
+//! providers (discovery, keys, userinfo, and the token endpoint's POST).
 //!
 //! A URL a client registers is attacker-controlled input, so every fetch is bounded:
 //! the body is streamed and cut off at a hard byte cap (a 400 MiB `jwks_uri` must cost
@@ -185,6 +185,46 @@ impl Fetcher {
         limit: usize,
         timeout: Option<Duration>,
     ) -> Result<Fetched, FetchError> {
+        let parsed = self.destination(url)?;
+        let budget = timeout.map_or(self.timeout, |t| t.min(self.timeout));
+        let host = parsed.host_str().unwrap_or_default().to_owned();
+        let req = self.http.get(parsed);
+        tokio::time::timeout(budget, self.fetch(req, &host, headers, limit))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+    }
+
+    /// POSTs `form` (`application/x-www-form-urlencoded`) to `url` with `headers`,
+    /// bounded like [`Fetcher::get`] (an upstream's token endpoint). A non-2xx answer
+    /// still returns its body, capped, for the caller to read an OAuth error from:
+    /// `Err(FetchError::Status)` only when there is none.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        form: &[(&str, &str)],
+        limit: usize,
+    ) -> Result<(u16, Fetched), FetchError> {
+        let parsed = self.destination(url)?;
+        let host = parsed.host_str().unwrap_or_default().to_owned();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let req = self
+            .http
+            .post(parsed)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+        tokio::time::timeout(self.timeout, self.send(req, &host, headers, limit))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+    }
+
+    /// The URL, if its scheme and (literal) address are allowed.
+    fn destination(&self, url: &str) -> Result<url::Url, FetchError> {
         let parsed = url::Url::parse(url).map_err(|e| FetchError::BadUrl(e.to_string()))?;
         match parsed.scheme() {
             "https" => {}
@@ -203,28 +243,35 @@ impl Fetcher {
             None => return Err(FetchError::BadUrl("no host".to_owned())),
             _ => {}
         }
-        let budget = timeout.map_or(self.timeout, |t| t.min(self.timeout));
-        tokio::time::timeout(budget, self.fetch(parsed, headers, limit))
-            .await
-            .map_err(|_| FetchError::Timeout)?
+        Ok(parsed)
     }
 
     async fn fetch(
         &self,
-        url: url::Url,
+        req: reqwest::RequestBuilder,
+        host: &str,
         headers: &[(&str, &str)],
         limit: usize,
     ) -> Result<Fetched, FetchError> {
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let mut req = self.http.get(url);
+        match self.send(req, host, headers, limit).await? {
+            (status, fetched) if (200..300).contains(&status) => Ok(fetched),
+            (status, _) => Err(FetchError::Status(status)),
+        }
+    }
+
+    /// Sends `req` and reads its body up to `limit` bytes, whatever the status.
+    async fn send(
+        &self,
+        mut req: reqwest::RequestBuilder,
+        host: &str,
+        headers: &[(&str, &str)],
+        limit: usize,
+    ) -> Result<(u16, Fetched), FetchError> {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let mut resp = req.send().await.map_err(|e| classify(&e, &host))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(FetchError::Status(status.as_u16()));
-        }
+        let mut resp = req.send().await.map_err(|e| classify(&e, host))?;
+        let status = resp.status().as_u16();
         if resp
             .content_length()
             .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
@@ -237,13 +284,13 @@ impl Fetcher {
             .and_then(|v| v.to_str().ok())
             .and_then(max_age);
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, &host))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, host))? {
             if body.len() + chunk.len() > limit {
                 return Err(FetchError::TooLarge(limit));
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Fetched { body, max_age })
+        Ok((status, Fetched { body, max_age }))
     }
 }
 

@@ -49,9 +49,13 @@ pub const CLIENT_ID_RETIRED: &str = "ClientIdRetired";
 /// API server's message. The operator does not retry at once: it tries again when the
 /// resource changes, and at the resync interval (a quota or webhook may change meanwhile).
 pub const APPLY_FAILED: &str = "ApplyFailed";
+/// Ready=False (IdentityTenant): a Secret an upstream identity provider's
+/// `clientSecretRef` names does not exist in the auth server's namespace (yet); nothing
+/// is registered until it does (retried with backoff).
+pub const UPSTREAM_SECRET_MISSING: &str = "UpstreamSecretMissing";
 
 /// Every reason above, for tests and docs.
-pub const REASONS: [&str; 13] = [
+pub const REASONS: [&str; 14] = [
     RECONCILED,
     NAMESPACE_NOT_ALLOWED,
     SECRET_NOT_FOUND,
@@ -65,6 +69,7 @@ pub const REASONS: [&str; 13] = [
     DELETING,
     CLIENT_ID_RETIRED,
     APPLY_FAILED,
+    UPSTREAM_SECRET_MISSING,
 ];
 
 /// The `status` of a condition.

@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::federation::FederationPolicy;
 use crate::{DeletionPolicy, SubjectType, schema};
 
 /// An OpenID Connect issuer: its URL, who may register clients with it, and its session,
@@ -131,6 +132,10 @@ pub struct IdentityTenantSpec {
         regex(pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
     )]
     pub default_locale: Option<String>,
+    /// Upstream identity providers (OpenID Connect) users may sign in with, account
+    /// linking and just-in-time provisioning.
+    #[serde(default)]
+    pub federation: FederationPolicy,
 
     /// The CronJob that deletes expired rows (`authserver purge`) for this tenant.
     #[serde(default)]

@@ -12,6 +12,7 @@
 //! Field docs become `kubectl explain` output, so they are written for cluster users.
 
 pub mod conditions;
+pub mod federation;
 pub mod generate;
 pub mod identity_tenant;
 pub mod oidc_client;

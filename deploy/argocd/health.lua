@@ -14,6 +14,7 @@ local WAITING = {
   MigrationPending = true,      -- the schema migration Job has not finished
   TenantNotFound = true,        -- the tenant is not there or not registered yet
   SecretNotFound = true,        -- a referenced Secret does not exist yet
+  UpstreamSecretMissing = true, -- an upstream provider's client secret Secret is not there yet
   AuthServerUnavailable = true, -- the admin API is unreachable; retried with backoff
   Deleting = true,              -- cleanup on delete failed; retried with backoff
 }

@@ -11,6 +11,7 @@ use crds::conditions::{self, Status};
 use crds::identity_tenant::{IdentityTenant, IdentityTenantSpec, IdentityTenantStatus};
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -67,6 +68,15 @@ pub enum Error {
     RecordCleanupFailure(#[source] kube::Error),
     #[error("the object does not match the schema: {0}")]
     Malformed(String),
+    /// A Secret an upstream provider's `clientSecretRef` names does not exist (yet).
+    #[error("{0}")]
+    UpstreamSecretMissing(String),
+    #[error("failed to look up Secret {name}: {source}")]
+    ReadSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// Result of this controller's steps.
@@ -84,6 +94,8 @@ impl ReconcileError for Error {
             Error::ApplyRejected { .. } => conditions::APPLY_FAILED,
             Error::UpdateStatus(_) => "UpdateStatusFailed",
             Error::Finalizer(_) | Error::RecordCleanupFailure(_) => "FinalizerFailed",
+            Error::UpstreamSecretMissing(_) => conditions::UPSTREAM_SECRET_MISSING,
+            Error::ReadSecret { .. } => "ReadSecretFailed",
         }
     }
 
@@ -118,7 +130,8 @@ controller::shared_errors!(gate);
 
 /// The tenant's policies as the auth server's `settings_json`: the spec's `session`,
 /// `password`, `mfa`, `passkeys`, `tokens`, `subjectTypes`, `email`, `registration` and
-/// `defaultLocale`, in the CRD's camelCase.
+/// `defaultLocale` and `federation` (secret references as the files the auth pods
+/// mount), in the CRD's camelCase.
 pub fn settings_json(spec: &IdentityTenantSpec) -> String {
     json!({
         "session": spec.session,
@@ -132,6 +145,7 @@ pub fn settings_json(spec: &IdentityTenantSpec) -> String {
         "email": spec.email,
         "registration": spec.registration,
         "defaultLocale": spec.default_locale,
+        "federation": spec.federation.settings(),
     })
     .to_string()
 }
@@ -336,10 +350,11 @@ fn upsert_error(e: AdminError) -> Error {
     }
 }
 
-/// migration gate → plan → UpsertTenant → CronJob → status. Nothing to dereference: the
-/// tenant depends on no other object.
+/// migration gate → upstream Secrets → plan → UpsertTenant → CronJob → status. The one
+/// dereference: the Secrets the upstream providers' `clientSecretRef`s name.
 async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
     ctx.migration.borrow().gate()?;
+    upstream_secrets_exist(tenant, ctx).await?;
     let Plan { request, cronjob } = plan(tenant, &ctx.config)?;
 
     let response = ctx
@@ -382,6 +397,35 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
     controller::save_status(tenant, ctx, &status)
         .await
         .map_err(Error::UpdateStatus)
+}
+
+/// Every Secret an upstream provider references exists in the auth pods' namespace:
+/// otherwise nothing is registered and the tenant is `Ready=False`, reason
+/// `UpstreamSecretMissing` (retried with backoff: the Secret may come later). Only the
+/// metadata is read: the operator never holds the client secret.
+async fn upstream_secrets_exist(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
+    let names = tenant.spec.federation.secret_names();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let namespace = &ctx.config.namespace;
+    let api = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    for name in names {
+        let found = api
+            .get_metadata_opt(name)
+            .await
+            .map_err(|source| Error::ReadSecret {
+                name: format!("{namespace}/{name}"),
+                source,
+            })?;
+        if found.is_none() {
+            return Err(Error::UpstreamSecretMissing(format!(
+                "Secret {namespace}/{name}, named by spec.federation.providers[].clientSecretRef, \
+                 does not exist"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Releases the tenant's database rows per `deletionPolicy`. Idempotent, and fine when
@@ -548,6 +592,8 @@ mod tests {
                 "email": {"requireVerified": false, "newDeviceNotice": false},
                 "registration": {"enabled": false},
                 "defaultLocale": null,
+                "federation": {"providers": [], "loginHintDomains": {},
+                               "skipPasswordForm": false, "requireSecondFactor": false},
             })
         );
         let t = tenant(json!({
@@ -865,6 +911,58 @@ mod tests {
         .await;
         assert!(admin.calls().is_empty());
         assert!(!err.awaits_change());
+    }
+
+    #[tokio::test]
+    async fn a_missing_upstream_secret_is_ready_false_and_registers_nothing() {
+        let t = tenant(json!({"federation": {"providers": [{
+            "id": "corp", "displayName": "Corp", "issuer": "https://login.corp.example",
+            "clientId": "gh", "clientSecretRef": {"name": "corp-oidc"}}]}}))
+        .finalized();
+        let obj = t.clone();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::get("/api/v1/namespaces/gatehouse/secrets/corp-oidc").not_found(),
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(|body| {
+                    let m = assert_ready(body, "False", "UpstreamSecretMissing");
+                    assert!(m.contains("gatehouse/corp-oidc"), "{m}");
+                })
+                .respond_obj(&obj),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t.clone()), ctx.clone())
+            .await
+            .unwrap_err();
+        verifier.done().await;
+        assert!(admin.calls().is_empty(), "nothing registered");
+        assert!(
+            !err.awaits_change(),
+            "retried: the Secret may be created later"
+        );
+
+        // Once the Secret exists, the tenant is registered with the file the auth pods
+        // mount in place of the reference.
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::get("/api/v1/namespaces/gatehouse/secrets/corp-oidc").respond(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": "corp-oidc", "namespace": "gatehouse"}})),
+            Step::apply(CRONJOB, FIELD_MANAGER),
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(|body| {
+                    assert_ready(body, "True", "Reconciled");
+                })
+                .respond_obj(&obj),
+        ]);
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        reconcile(Arc::new(t), ctx).await.unwrap();
+        verifier.done().await;
+        let settings: serde_json::Value =
+            serde_json::from_str(&admin.state().tenants["acme"].settings_json).unwrap();
+        assert_eq!(
+            settings["federation"]["providers"][0]["clientSecret"],
+            json!({"file": "/var/run/gatehouse/upstream/corp-oidc/client-secret"})
+        );
     }
 
     #[tokio::test]

@@ -356,6 +356,10 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         )),
         email,
         documents: Arc::default(),
+        federation: Arc::new(crate::federation::FederationService::new(
+            Arc::clone(&ctx.outbound),
+            Arc::clone(&ctx.clock),
+        )),
     })
 }
 

@@ -150,7 +150,21 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
     for (i, t) in file.tenants.iter().enumerate() {
         if let Some(settings) = &t.settings {
             match crate::domain::policy::TenantPolicy::parse(settings) {
-                Ok(_) => tenant_settings.push((t.id.clone(), settings.clone())),
+                Ok(policy) => {
+                    // An upstream's client secret that cannot be read fails every
+                    // sign-in with it: say so at start-up (and in check-config).
+                    for (j, p) in policy.federation.providers.iter().enumerate() {
+                        if let Err(e) = crate::federation::read_secret(&p.client_secret) {
+                            problems.push(Problem::new(
+                                format!(
+                                    "tenants[{i}].settings.federation.providers[{j}].clientSecret"
+                                ),
+                                e.to_string(),
+                            ));
+                        }
+                    }
+                    tenant_settings.push((t.id.clone(), settings.clone()));
+                }
                 Err(e) => problems.push(Problem::new(format!("tenants[{i}].settings"), e)),
             }
         }

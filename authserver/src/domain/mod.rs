@@ -1,6 +1,7 @@
 //! Domain types and pure rules. No database, no HTTP.
 
 pub mod client;
+pub mod federation;
 pub mod policy;
 pub mod signing_key;
 pub mod tenant;

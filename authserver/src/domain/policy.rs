@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::client::SubjectType;
+use super::federation::FederationPolicy;
 
 /// A tenant's policies. Unknown top-level sections are ignored so an older server keeps
 /// working with a newer operator; known sections are checked strictly.
@@ -32,6 +33,8 @@ pub struct TenantPolicy {
     /// (`ui_locales`), the user nor the browser names one we have (a BCP 47 tag).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_locale: Option<String>,
+    /// Upstream identity providers (sign in with another OpenID provider).
+    pub federation: FederationPolicy,
 }
 
 impl Default for TenantPolicy {
@@ -48,6 +51,7 @@ impl Default for TenantPolicy {
             email: EmailPolicy::default(),
             registration: RegistrationPolicy::default(),
             default_locale: None,
+            federation: FederationPolicy::default(),
         }
     }
 }
@@ -300,7 +304,7 @@ impl TenantPolicy {
         if self.subject_types.is_empty() {
             return Err("subjectTypes: name at least one of public, pairwise".into());
         }
-        Ok(())
+        self.federation.check()
     }
 
     pub fn allows_subject_type(&self, t: SubjectType) -> bool {

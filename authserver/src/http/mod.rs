@@ -62,6 +62,8 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// E-mail verification, password reset, registration, new-device notice.
     pub email: Arc<crate::email::EmailFlows>,
+    /// Upstream identity providers (discovery, keys, code exchange).
+    pub federation: Arc<crate::federation::FederationService>,
     /// The serialised discovery documents and JWK Sets.
     pub documents: Arc<Documents>,
 }

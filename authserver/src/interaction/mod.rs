@@ -30,10 +30,10 @@
 //! finds nobody signed in sends the browser to the sign-in form with
 //! `return_to=account`, and the sign-in ([`Engine::signed_in`]) ends there.
 //!
-//! A new sign-in method (a passkey, an upstream identity provider) is a step of its own
-//! next to [`Engine::password`] and [`Engine::second_factor`]: it ends by calling
-//! `signed_in` with its `amr` and `acr`, which records the account session and sends the
-//! browser back to the request.
+//! A new sign-in method (a passkey, an upstream identity provider: `upstream`) is a step
+//! of its own next to [`Engine::password`] and [`Engine::second_factor`]: it ends by
+//! calling `signed_in` with its `amr` and `acr`, which records the account session and
+//! sends the browser back to the request.
 
 mod account;
 mod authorization;
@@ -47,6 +47,7 @@ mod second_factor;
 mod sign_in;
 #[cfg(test)]
 mod tests;
+mod upstream;
 
 use std::sync::Arc;
 
@@ -61,17 +62,20 @@ use crate::users::UserService;
 
 pub use account::{
     ACTIVITY_EVENTS, ACTIVITY_LIMIT, AccountConsents, AccountOverview, AccountPage, ActivityEntry,
-    DeviceSession, Factors, PasswordChange, PasswordOutcome, PasswordProblem, Profile,
-    ProfileOutcome, Proof, Revocation, Security, SecurityNotice, SecurityOutcome, SecurityProblem,
-    SessionRevocation, device_summary, may_remove, second_factor_count,
+    DeviceSession, Factors, LinkChange, LinkedAccount, LinkedAccounts, PasswordChange,
+    PasswordOutcome, PasswordProblem, Profile, ProfileOutcome, Proof, Revocation, Security,
+    SecurityNotice, SecurityOutcome, SecurityProblem, SessionRevocation, device_summary,
+    may_remove, second_factor_count,
 };
 pub use error::Error;
 pub use logout::{LogoutOutcome, LogoutRefusal, LogoutRequest, Posted};
 pub use outcome::{
-    Chooser, CodeProblem, CodeRedirect, ConsentRequest, Decision, EnrollmentForm, LoginForm,
-    LoginProblem, Outcome, Page, Problem, RecoveryCodes, SecondFactorForm,
+    Chooser, CodeProblem, CodeRedirect, ConsentRequest, Decision, EnrollmentForm, LinkForm,
+    LoginForm, LoginProblem, Outcome, Page, Problem, ProviderButton, RecoveryCodes,
+    SecondFactorForm, UpstreamPage, UpstreamProblem, UpstreamRefusal,
 };
 pub use passkey::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList};
+pub use upstream::{CALLBACK_PATH, callback_uri};
 
 /// How long an interactive authorization request waits for sign-in and consent.
 pub const INTERACTION_SECONDS: i64 = 600;
@@ -101,6 +105,8 @@ pub struct Engine<'a> {
     pub throttle: &'a LoginThrottle,
     /// E-mail: verified-address rule and new-device notice at sign-in.
     pub email: &'a crate::email::EmailFlows,
+    /// Upstream identity providers (the protocol half of an upstream sign-in).
+    pub federation: &'a crate::federation::FederationService,
 }
 
 impl Engine<'_> {

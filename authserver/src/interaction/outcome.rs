@@ -38,6 +38,91 @@ pub enum Outcome {
     RedirectWithError(ErrorRedirect),
     /// A page that ends here: nothing safe to send to the client.
     ShowErrorPage(Problem),
+    /// Off to an upstream identity provider's authorization endpoint (this URL).
+    GoUpstream(String),
+    /// An upstream sign-in that needs the user: refused, or waiting for the proof of
+    /// the local account it is to be linked to.
+    ShowUpstream(UpstreamPage),
+}
+
+/// A page of an upstream sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamPage {
+    Refused(UpstreamRefusal),
+    Link(LinkForm),
+}
+
+/// An upstream sign-in that ended without signing anyone in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRefusal {
+    /// The authorization request to go back to (the sign-in page offers to try again).
+    pub request: Option<String>,
+    /// The provider's display name, when known.
+    pub provider: Option<String>,
+    pub problem: UpstreamProblem,
+}
+
+/// Why an upstream sign-in was refused; each has its text in the page's template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProblem {
+    /// The user cancelled or the upstream refused (`error=access_denied`).
+    Cancelled,
+    /// The upstream failed or could not be reached.
+    UpstreamError,
+    /// The upstream's answer did not hold up (ID token, `iss`, `nonce`).
+    InvalidResponse,
+    /// No sign-in of this browser waits for this answer: replayed, expired, or
+    /// started in another browser.
+    Stale,
+    /// The tenant has no such provider (any more).
+    UnknownProvider,
+    /// The upstream account is not linked and the provider does not create users.
+    NotProvisioned,
+    /// A local account has the address, but the upstream does not vouch for it (or
+    /// the provider does not link by address): never linked silently.
+    UnverifiedEmail,
+    /// Several local accounts have the address, or the one that has it cannot prove
+    /// itself with a password.
+    CannotLink,
+    /// The account's address must be verified first (tenant policy).
+    EmailUnverified,
+    /// The provider admits the account, the tenant does not (not a member of an
+    /// allowed organisation).
+    NotAllowed,
+}
+
+impl UpstreamProblem {
+    /// The template's key for the problem, and the audit class of the refusal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::UpstreamError => "upstream_error",
+            Self::InvalidResponse => "invalid_response",
+            Self::Stale => "stale",
+            Self::UnknownProvider => "unknown_provider",
+            Self::NotProvisioned => "not_provisioned",
+            Self::UnverifiedEmail => "unverified_email",
+            Self::CannotLink => "cannot_link",
+            Self::EmailUnverified => "email_unverified",
+            Self::NotAllowed => "not_allowed",
+        }
+    }
+}
+
+/// "Prove it is your account": the local account's password links the upstream one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkForm {
+    pub request: Option<String>,
+    pub provider: String,
+    pub username: String,
+    pub problem: Option<LoginProblem>,
+}
+
+/// An upstream provider's button on the sign-in page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderButton {
+    pub id: String,
+    pub display_name: String,
 }
 
 /// The sign-in form.
@@ -48,6 +133,8 @@ pub struct LoginForm {
     pub username: Option<String>,
     /// Offer passwordless sign-in with a passkey.
     pub passkey: bool,
+    /// The tenant's upstream identity providers.
+    pub providers: Vec<ProviderButton>,
     pub problem: Option<LoginProblem>,
 }
 

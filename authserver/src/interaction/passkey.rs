@@ -82,8 +82,8 @@ pub enum PasskeyChange {
 const NO_PASSKEYS: &str = "passkey-unavailable";
 const NO_SIGN_IN: &str = "passkey-start-again";
 
-fn amr(first: &[&str], v: &Verified) -> Vec<String> {
-    let mut amr: Vec<String> = first.iter().map(|s| (*s).to_owned()).collect();
+fn amr(first: &[String], v: &Verified) -> Vec<String> {
+    let mut amr: Vec<String> = first.to_vec();
     amr.push(v.key_amr.to_owned());
     // RFC 8176 `user`: a user-presence test, which every accepted assertion includes
     // (WebAuthn's UP flag). Verification (PIN, biometric) has no value of its own.
@@ -271,7 +271,7 @@ impl Engine<'_> {
                         self.signed_in(
                             visit,
                             &user,
-                            amr(&["pwd"], &v),
+                            amr(&p.amr, &v),
                             ACR_PHISHING_RESISTANT,
                             p.request.as_deref(),
                         )
@@ -328,14 +328,8 @@ impl Engine<'_> {
                         // the password was the only earlier proof. Two factors, not a
                         // phishing-resistant sign-in (a phished password could enrol the
                         // attacker's key); the next passkey sign-in is `phr`.
-                        self.signed_in(
-                            visit,
-                            &user,
-                            amr(&["pwd"], &v),
-                            ACR_MFA,
-                            p.request.as_deref(),
-                        )
-                        .await
+                        self.signed_in(visit, &user, amr(&p.amr, &v), ACR_MFA, p.request.as_deref())
+                            .await
                     }
                     Err(e) => {
                         self.passkey_refused(visit, Some(&user.user_id), e).await?;

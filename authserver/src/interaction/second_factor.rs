@@ -1,7 +1,7 @@
 //! The second step of a sign-in: a TOTP code or one of the recovery codes and, when a
 //! second factor is required but not set up, enrolment (a new secret, a code to confirm
 //! it, then the recovery codes, shown once). Between the password and this step the
-//! browser session holds the pending sign-in (user, `amr: ["pwd"]`, five minutes).
+//! browser session holds the pending sign-in (user, first `amr`, five minutes).
 
 use super::authorization::browser_mut;
 use super::decide::ACR_MFA;
@@ -15,9 +15,16 @@ use crate::mfa::MfaError;
 use crate::session::{PendingLogin, PendingStage};
 use crate::throttle::{Locked, Reservation};
 
-/// `amr` after a second factor (RFC 8176).
-fn mfa_amr() -> Vec<String> {
-    vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()]
+/// `amr` after a second factor (RFC 8176): the first factor's (`pwd`, or `fed` and
+/// the upstream's after an upstream sign-in), then `otp` and `mfa`.
+fn mfa_amr(first: &[String]) -> Vec<String> {
+    let mut amr = first.to_vec();
+    for m in ["otp", "mfa"] {
+        if !amr.iter().any(|a| a == m) {
+            amr.push(m.to_owned());
+        }
+    }
+    amr
 }
 
 fn locked(l: Locked) -> CodeProblem {
@@ -196,7 +203,7 @@ impl Engine<'_> {
                 let browser = browser_mut(visit)?;
                 if let Some(pending) = browser.data.pending.as_mut() {
                     pending.stage = PendingStage::Enrolled;
-                    pending.amr = mfa_amr();
+                    pending.amr = mfa_amr(&pending.amr);
                 }
                 self.sessions.save(browser).await?;
                 Ok(Outcome::ShowRecoveryCodes(RecoveryCodes {
@@ -261,7 +268,7 @@ impl Engine<'_> {
             return restart(p.request.as_deref());
         };
         self.forget_failures(visit, &p.username).await;
-        self.signed_in(visit, &user, mfa_amr(), ACR_MFA, p.request.as_deref())
+        self.signed_in(visit, &user, mfa_amr(&p.amr), ACR_MFA, p.request.as_deref())
             .await
     }
 }

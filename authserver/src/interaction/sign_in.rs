@@ -8,8 +8,10 @@ use serde_json::json;
 use super::authorization::{browser, browser_mut};
 use super::decide::{ACR_PASSWORD, AcrDemand};
 use super::{
-    Engine, Error, LoginForm, LoginProblem, Outcome, Page, Problem, Step, Visit, finish, halt,
+    Engine, Error, LoginForm, LoginProblem, Outcome, Page, Problem, ProviderButton, Step, Visit,
+    finish, halt,
 };
+use crate::authorize::Prompt;
 use crate::crypto::handle_hash;
 use crate::domain::policy::TenantPolicy;
 use crate::session::{
@@ -43,10 +45,25 @@ impl Engine<'_> {
                     b.data.return_to = return_to;
                     self.sessions.save(b).await?;
                 }
-                let hint = match request {
-                    Some(handle) => self.bound(visit, handle).await?.auth.login_hint,
-                    None => None,
+                let (hint, prompt_login) = match request {
+                    Some(handle) => {
+                        let auth = self.bound(visit, handle).await?.auth;
+                        let login = auth.prompt.contains(&Prompt::Login);
+                        (auth.login_hint, login)
+                    }
+                    None => (None, false),
                 };
+                // Home-realm discovery, or the tenant's only upstream: straight there.
+                let federation = TenantPolicy::of(&visit.tenant).federation;
+                let direct = hint
+                    .as_deref()
+                    .and_then(|h| federation.provider_for_hint(h))
+                    .or_else(|| federation.only_provider());
+                if let Some(provider) = direct {
+                    return self
+                        .go_upstream(visit, request, provider, hint.as_deref(), prompt_login)
+                        .await;
+                }
                 Ok(self.show_login(visit, request, hint, None))
             }
             .await,
@@ -120,7 +137,7 @@ impl Engine<'_> {
             return Ok(form(Some(username), LoginProblem::Unverified));
         }
         if let Some(next) = self
-            .begin_second_factor(visit, &user, request, demand)
+            .begin_second_factor(visit, &user, request, demand, FirstFactor::Password)
             .await?
         {
             return Ok(next);
@@ -140,11 +157,20 @@ impl Engine<'_> {
         problem: Option<LoginProblem>,
     ) -> Outcome {
         let tenant = &visit.tenant;
+        let policy = TenantPolicy::of(tenant);
         Outcome::ShowLogin(LoginForm {
             request: request.map(str::to_owned),
             username,
-            passkey: TenantPolicy::of(tenant).passkeys.passwordless()
-                && self.passkeys.available(tenant),
+            passkey: policy.passkeys.passwordless() && self.passkeys.available(tenant),
+            providers: policy
+                .federation
+                .providers
+                .iter()
+                .map(|p| ProviderButton {
+                    id: p.id.clone(),
+                    display_name: p.display_name.clone(),
+                })
+                .collect(),
             problem,
         })
     }
@@ -154,16 +180,25 @@ impl Engine<'_> {
     /// (verification, or enrolment when required but not set up). A request that asks
     /// for phishing-resistant authentication takes only a passkey: a user without one
     /// sends the client `unmet_authentication_requirements`.
-    async fn begin_second_factor(
+    ///
+    /// The same rule after a password and after an upstream sign-in (an enrolled
+    /// factor is always asked for: an upstream account linked with the password alone
+    /// must not get past the user's authenticator); after an upstream sign-in the
+    /// tenant may also require one of everybody (`federation.requireSecondFactor`).
+    pub(super) async fn begin_second_factor(
         &self,
         visit: &mut Visit,
         user: &StoredUser,
         request: Option<&str>,
         demand: AcrDemand,
+        first: FirstFactor,
     ) -> Step<Option<Outcome>> {
         let status = self.mfa.status(&visit.tenant.id, &user.user_id).await?;
         let policy = TenantPolicy::of(&visit.tenant);
-        if !demand.needs_second_factor() && !self.mfa.required(&policy, &status) {
+        let required = self.mfa.required(&policy, &status)
+            || (matches!(first, FirstFactor::Upstream(_))
+                && policy.federation.require_second_factor);
+        if !demand.needs_second_factor() && !required {
             return Ok(None);
         }
         let usable_passkey = policy.passkeys.enabled && status.passkeys > 0;
@@ -186,7 +221,10 @@ impl Engine<'_> {
         browser.data.pending = Some(PendingLogin {
             user_id: user.user_id.clone(),
             username: user.username.clone(),
-            amr: vec!["pwd".to_owned()],
+            amr: match first {
+                FirstFactor::Password => vec!["pwd".to_owned()],
+                FirstFactor::Upstream(amr) => amr,
+            },
             stage,
             expires_at,
             request: request.map(str::to_owned),
@@ -327,7 +365,15 @@ impl Engine<'_> {
     }
 }
 
-fn locked_problem(l: Locked) -> LoginProblem {
+/// How the first step of a sign-in authenticated the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum FirstFactor {
+    Password,
+    /// An upstream identity provider; our `amr` for it (`fed`, then the upstream's).
+    Upstream(Vec<String>),
+}
+
+pub(super) fn locked_problem(l: Locked) -> LoginProblem {
     LoginProblem::Locked {
         retry_after_seconds: l.retry_after_seconds,
     }

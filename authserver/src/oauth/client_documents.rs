@@ -38,6 +38,12 @@ pub struct DocumentKind {
     pub expected: &'static str,
     pub accept: &'static str,
     pub is_valid: fn(&Value) -> bool,
+    /// A miss (`refresh`) refetches at once the first time after a fetch, and then at
+    /// most every 10 s — instead of at most every 10 s after any fetch. For key sets of
+    /// upstream providers we sign in with: their key rotation must not fail the
+    /// sign-ins of the next 10 s, and it is the operator, not a caller, who names the
+    /// URL. Forged kids still cost at most one fetch per 10 s.
+    pub refetch_first_miss: bool,
 }
 
 /// Clients' key sets (RFC 7517 §5).
@@ -46,6 +52,33 @@ pub const JWKS: DocumentKind = DocumentKind {
     expected: "a JWK Set",
     accept: "application/jwk-set+json, application/json",
     is_valid: |v| v.get("keys").is_some_and(Value::is_array),
+    refetch_first_miss: false,
+};
+
+/// Upstream identity providers' key sets (`jwks_uri` of their discovery documents).
+pub const UPSTREAM_JWKS: DocumentKind = DocumentKind {
+    field: "upstream jwks_uri",
+    refetch_first_miss: true,
+    ..JWKS
+};
+
+/// Upstream identity providers' discovery documents (OpenID Connect Discovery §3):
+/// a JSON object with the endpoints a sign-in needs.
+pub const UPSTREAM_DISCOVERY: DocumentKind = DocumentKind {
+    field: "upstream discovery document",
+    expected: "an OpenID Provider configuration",
+    accept: "application/json",
+    is_valid: |v| {
+        [
+            "issuer",
+            "authorization_endpoint",
+            "token_endpoint",
+            "jwks_uri",
+        ]
+        .iter()
+        .all(|k| v.get(*k).is_some_and(Value::is_string))
+    },
+    refetch_first_miss: false,
 };
 
 /// Sector identifier documents (OpenID Connect Registration §5): a JSON array of the
@@ -55,6 +88,7 @@ pub const SECTOR_DOCUMENTS: DocumentKind = DocumentKind {
     expected: "a JSON array of URIs",
     accept: "application/json",
     is_valid: |v| v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+    refetch_first_miss: false,
 };
 
 /// What is known about one URI.
@@ -64,6 +98,8 @@ struct Entry {
     good: Option<(Instant, Duration, Value)>,
     /// The last failure: when, the message, and how long to wait before trying again.
     failed: Option<(Instant, Duration, String)>,
+    /// When a miss last made us refetch ([`DocumentKind::refetch_first_miss`]).
+    forced: Option<Instant>,
     /// Held while a fetch of this URI runs.
     flight: Arc<tokio::sync::Mutex<()>>,
 }
@@ -110,6 +146,9 @@ impl DocumentCache {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = entries.entry(uri.to_owned()).or_default();
+        if refresh {
+            entry.forced = Some(Instant::now());
+        }
         match result {
             Ok((set, ttl)) => {
                 entry.good = Some((Instant::now(), ttl, set.clone()));
@@ -139,9 +178,16 @@ impl DocumentCache {
             .good
             .as_ref()
             .map(|(at, ttl, set)| (at.elapsed(), *ttl, set));
+        let recently_refetched = |age: Duration| {
+            if self.kind.refetch_first_miss {
+                entry.forced.is_some_and(|f| f.elapsed() < MIN_REFETCH)
+            } else {
+                age < MIN_REFETCH
+            }
+        };
         if let Some((age, ttl, set)) = good
             && age < ttl
-            && (!refresh || age < MIN_REFETCH)
+            && (!refresh || recently_refetched(age))
         {
             return Cached::Hit(Ok(set.clone()));
         }
@@ -231,6 +277,28 @@ mod tests {
         // A kid miss right after the fetch does not refetch.
         jwks.get(&uri, true).await.unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn upstream_key_sets_refetch_at_the_first_miss_then_at_most_every_10_s() {
+        let (uri, hits) = serve(200, r#"{"keys":[]}"#, Duration::ZERO).await;
+        let settings = OutboundSettings {
+            allowed_networks: IpNet::parse("127.0.0.0/8").into_iter().collect(),
+            allow_http: true,
+            ..OutboundSettings::default()
+        };
+        let jwks = DocumentCache::new(Arc::new(Fetcher::new(&settings).unwrap()), UPSTREAM_JWKS);
+        jwks.get(&uri, false).await.unwrap();
+        jwks.get(&uri, false).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "cached");
+        // The upstream rotated its keys: the first unknown kid refetches at once…
+        jwks.get(&uri, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // …and forged kids after it do not.
+        for _ in 0..5 {
+            jwks.get(&uri, true).await.unwrap();
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "rate-limited");
     }
 
     #[tokio::test]

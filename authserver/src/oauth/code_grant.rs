@@ -84,7 +84,9 @@ fn has(scopes: &[String], s: &str) -> bool {
 }
 
 /// The user's claims a set of scopes releases (OIDC Core §5.4): profile claims with
-/// `profile`, `email`/`email_verified` with `email`. Shared by ID token and userinfo.
+/// `profile`, `email`/`email_verified` with `email`. Shared by ID token and userinfo,
+/// which add the claims an upstream provider forwards with `profile`
+/// (`Store::forwarded_claims`).
 pub fn user_claims(user: &StoredUser, scopes: &[String]) -> Map<String, Value> {
     let mut out = Map::new();
     if has(scopes, "profile") {
@@ -553,6 +555,17 @@ impl OAuthService {
             claims.insert("at_hash".into(), at_hash(alg, &minted.token).into());
             for (k, v) in user_claims(user, t.scopes) {
                 claims.insert(k, v);
+            }
+            if has(t.scopes, "profile") {
+                // Claims an upstream identity provider forwards (`groups`, …), as of the
+                // user's last upstream sign-in; ours win on a clash.
+                for (k, v) in self
+                    .store
+                    .forwarded_claims(&tenant.id, &user.user_id)
+                    .await?
+                {
+                    claims.entry(k).or_insert(v);
+                }
             }
             let id_token = self
                 .sign(tenant, alg, ID_TOKEN_TYP, &Value::Object(claims))

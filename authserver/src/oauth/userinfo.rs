@@ -75,6 +75,15 @@ impl OAuthService {
         for (k, v) in user_claims(&user, &scopes) {
             out.insert(k, v);
         }
+        if scopes.iter().any(|s| s == "profile") {
+            for (k, v) in self
+                .store
+                .forwarded_claims(&tenant.id, &user.user_id)
+                .await?
+            {
+                out.entry(k).or_insert(v);
+            }
+        }
         Ok(Value::Object(out))
     }
 }

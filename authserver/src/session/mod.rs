@@ -67,6 +67,26 @@ pub struct BrowserData {
     /// or who is signing in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_locale: Option<String>,
+    /// A sign-in at an upstream identity provider waiting for its callback: the
+    /// `state` the callback must bring back, the `nonce` and the PKCE verifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::federation::UpstreamAttempt>,
+    /// An upstream account waiting for the user to prove the local account it is to
+    /// be linked to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<PendingLink>,
+}
+
+/// An upstream sign-in whose account matches a local user by verified e-mail address:
+/// it is linked (and signs in) only once the user proves that account's password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLink {
+    pub identity: crate::federation::UpstreamIdentity,
+    pub user_id: String,
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    pub expires_at: UnixTime,
 }
 
 /// What a passkey ceremony is for.
@@ -471,6 +491,7 @@ impl SessionService {
 
         let mut browser = b.clone();
         browser.data.pending = None;
+        browser.data.link = None;
         browser.data.return_to = None;
         browser.data.csrf = crypto::new_handle();
         browser.data.active_sid = Some(session.sid.clone());
@@ -801,6 +822,8 @@ mod tests {
             return_to: Some(ReturnTo::Account),
             ui_locales: Some("de".into()),
             user_locale: None,
+            upstream: None,
+            link: None,
         };
         let mut r = row(0, 100);
         r.data = svc.encode("t", "h", &data).unwrap();

@@ -13,6 +13,7 @@ pub mod clients;
 pub mod codes;
 pub mod consents;
 pub mod email;
+pub mod federation;
 pub mod grants;
 pub mod health;
 pub mod mfa;

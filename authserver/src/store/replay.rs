@@ -15,10 +15,15 @@ pub enum ReplayCache {
     /// assertions' table (and its purge target) under the client id `#passkey`, which
     /// no client can have (`#` is not allowed in a client id).
     PasskeyChallenge,
+    /// The `state` of a sign-in at an upstream identity provider, answered at most
+    /// once (under the client id `#upstream`, like passkey challenges).
+    UpstreamState,
 }
 
 /// The `assertion_jti.client_id` of passkey challenges.
 const PASSKEY_SCOPE: &str = "#passkey";
+/// The `assertion_jti.client_id` of upstream sign-in states.
+const UPSTREAM_SCOPE: &str = "#upstream";
 
 impl Store {
     /// Records `jti` as used until `expires_at`. Returns `false` when it was already
@@ -34,10 +39,11 @@ impl Store {
     ) -> Result<bool> {
         let scope = match cache {
             ReplayCache::PasskeyChallenge => PASSKEY_SCOPE,
+            ReplayCache::UpstreamState => UPSTREAM_SCOPE,
             _ => scope,
         };
         let sql = match cache {
-            ReplayCache::Assertion | ReplayCache::PasskeyChallenge => {
+            ReplayCache::Assertion | ReplayCache::PasskeyChallenge | ReplayCache::UpstreamState => {
                 "INSERT INTO assertion_jti (tenant_id, client_id, jti, expires_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
             }

@@ -18,6 +18,22 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("login.html", include_str!("../../templates/login.html")),
+    (
+        "upstream_buttons.html",
+        include_str!("../../templates/upstream_buttons.html"),
+    ),
+    (
+        "upstream_problem.html",
+        include_str!("../../templates/upstream_problem.html"),
+    ),
+    (
+        "upstream_link.html",
+        include_str!("../../templates/upstream_link.html"),
+    ),
+    (
+        "account_links.html",
+        include_str!("../../templates/account_links.html"),
+    ),
     ("mfa.html", include_str!("../../templates/mfa.html")),
     (
         "mfa_enroll.html",

@@ -32,6 +32,7 @@ mod discovery;
 mod docs;
 mod dpop;
 mod email;
+mod federation;
 mod introspection;
 mod keys;
 mod languages;

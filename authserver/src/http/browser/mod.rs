@@ -1,7 +1,8 @@
 //! The pages a person sees, under each issuer: sign-in (`/login`, `/login/mfa`,
 //! `/login/mfa/enroll`), the account chooser (`/select-account`), consent (`/consent`),
 //! the authorization endpoint's browser flow (`/authorize`, `/authorize/continue`) and
-//! RP-initiated logout (`/logout`, advertised as `end_session_endpoint`), the signed-in
+//! RP-initiated logout (`/logout`, advertised as `end_session_endpoint`), sign-in
+//! through upstream identity providers (`/login/upstream…`, see [`upstream`]), the signed-in
 //! user's account pages (`/account/…`, see [`account`]; passkeys at `/account/passkeys`,
 //! with the passkey ceremonies of the sign-in pages: [`passkey`]), plus the stylesheet
 //! (`/assets/gatehouse.css`) and the passkey script (`/assets/passkey.js`).
@@ -24,6 +25,7 @@ mod logout;
 mod mfa;
 mod page;
 mod passkey;
+mod upstream;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -50,6 +52,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(passkey::SCRIPT_PATH, get(|| async { passkey::script() }))
         .merge(passkey_routes())
         .route(LOGIN_PATH, get(login::show).post(login::submit))
+        .route(
+            upstream::UPSTREAM_PATH,
+            axum::routing::post(upstream::start),
+        )
+        .route(upstream::UPSTREAM_CALLBACK_PATH, get(upstream::callback))
+        .route(
+            upstream::UPSTREAM_LINK_PATH,
+            axum::routing::post(upstream::link),
+        )
         .route(MFA_PATH, get(mfa::verify).post(mfa::verify))
         .route(MFA_ENROLL_PATH, get(mfa::enroll).post(mfa::enroll))
         .route(
@@ -122,6 +133,7 @@ impl AppState {
             passkeys: &self.passkeys,
             throttle: &self.login_throttle,
             email: &self.email,
+            federation: &self.federation,
         }
     }
 }

@@ -444,6 +444,25 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
                     ),
                 );
             }
+            if !form.providers.is_empty() {
+                ctx.insert(
+                    "providers".into(),
+                    json!(
+                        form.providers
+                            .iter()
+                            .map(|p| json!({ "id": p.id, "name": p.display_name }))
+                            .collect::<Vec<_>>()
+                    ),
+                );
+                ctx.insert(
+                    "upstream_action".into(),
+                    json!(url_with_request(
+                        issuer,
+                        super::upstream::UPSTREAM_PATH,
+                        form.request.as_deref()
+                    )),
+                );
+            }
             if state.email.enabled() {
                 ctx.insert(
                     "forgot_url".into(),
@@ -616,6 +635,10 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             StatusCode::BAD_REQUEST,
             msg(problem_message(&p)),
         ),
+        // The upstream's authorization endpoint: a URL built from its discovery
+        // document, never from the request.
+        Outcome::GoUpstream(url) => see_other(&url),
+        Outcome::ShowUpstream(p) => super::upstream::page(state, tenant, lang, &csrf, p),
     };
     with_cookie(browser, resp)
 }

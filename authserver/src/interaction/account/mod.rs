@@ -8,12 +8,14 @@
 //! (see [`crate::users::UserService::revoke_consent_of`]).
 
 mod activity;
+mod links;
 mod password;
 mod profile;
 mod security;
 mod sessions;
 
 pub use activity::{ACTIVITY_EVENTS, ACTIVITY_LIMIT, ActivityEntry};
+pub use links::{LinkChange, LinkedAccount, LinkedAccounts};
 pub use password::{PasswordChange, PasswordOutcome, PasswordProblem};
 pub use profile::{Profile, ProfileOutcome};
 pub use security::{

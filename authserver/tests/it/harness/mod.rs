@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod browser;
+pub mod github;
 pub mod jose;
 pub mod oauth;
 mod process;

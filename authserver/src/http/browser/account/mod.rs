@@ -9,6 +9,7 @@
 
 mod activity;
 mod consents;
+mod links;
 mod password;
 mod profile;
 mod security;
@@ -40,6 +41,8 @@ pub const RECOVERY_CODES_PATH: &str = "/account/security/recovery-codes";
 pub const SESSIONS_PATH: &str = "/account/sessions";
 pub const OTHER_SESSIONS_PATH: &str = "/account/sessions/others";
 pub const ACTIVITY_PATH: &str = "/account/activity";
+/// Linked upstream accounts (identity providers).
+pub const LINKS_PATH: &str = "/account/links";
 
 /// The navigation every account page shows, in order: path and the message id of its
 /// label (which is also the page's title).
@@ -50,6 +53,7 @@ const NAV: &[(&str, &str)] = &[
     (SECURITY_PATH, "nav-security"),
     (super::passkey::ACCOUNT_PASSKEYS_PATH, "nav-passkeys"),
     (SESSIONS_PATH, "nav-sessions"),
+    (LINKS_PATH, "nav-links"),
     (ACCOUNT_CONSENTS_PATH, "nav-consents"),
     (ACTIVITY_PATH, "nav-activity"),
 ];
@@ -85,6 +89,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(SESSIONS_PATH, get(sessions::show).post(sessions::revoke))
         .route(OTHER_SESSIONS_PATH, post(sessions::revoke_others))
         .route(ACTIVITY_PATH, get(activity::show))
+        .route(LINKS_PATH, get(links::show).post(links::remove))
 }
 
 /// The sign-in page, coming back to the account pages afterwards.
@@ -191,6 +196,7 @@ mod tests {
             SECURITY_PATH,
             super::super::passkey::ACCOUNT_PASSKEYS_PATH,
             SESSIONS_PATH,
+            LINKS_PATH,
             ACCOUNT_CONSENTS_PATH,
             ACTIVITY_PATH,
         ] {

@@ -1,0 +1,260 @@
+//! Federated identities (`federated_identities`): upstream accounts (provider id and
+//! upstream `sub`) linked to local users, with the claims the provider forwards. A
+//! link is written with whatever else its step writes (a provisioned user, the audit
+//! event) in one unit of work.
+
+use serde_json::{Map, Value};
+
+use super::users::StoredUser;
+use super::{Conn, Error, Result, Store, on_conn, with_pool};
+use crate::clock::UnixTime;
+use crate::domain::user::normalize_username;
+
+/// A stored link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedIdentity {
+    pub tenant_id: String,
+    pub provider_id: String,
+    pub subject: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    /// The forwarded claims of the last upstream sign-in.
+    pub claims: Map<String, Value>,
+    pub created_at: UnixTime,
+    pub last_sign_in_at: UnixTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    tenant_id: String,
+    provider_id: String,
+    subject: String,
+    user_id: String,
+    email: Option<String>,
+    claims: String,
+    created_at: i64,
+    last_sign_in_at: i64,
+}
+
+const COLUMNS: &str =
+    "tenant_id, provider_id, subject, user_id, email, claims, created_at, last_sign_in_at";
+
+fn decode(row: Row) -> Result<FederatedIdentity> {
+    let Ok(Value::Object(claims)) = serde_json::from_str::<Value>(&row.claims) else {
+        return Err(Error::Corrupt(format!(
+            "claims of the {:?} link of user {:?} are not a JSON object",
+            row.provider_id, row.user_id
+        )));
+    };
+    Ok(FederatedIdentity {
+        tenant_id: row.tenant_id,
+        provider_id: row.provider_id,
+        subject: row.subject,
+        user_id: row.user_id,
+        email: row.email,
+        claims,
+        created_at: row.created_at,
+        last_sign_in_at: row.last_sign_in_at,
+    })
+}
+
+/// Links an upstream account in a unit of work. A link of the same upstream account
+/// that exists already (another tab linked it first) is
+/// `Conflict { constraint: "federated_identities_pkey" }` on PostgreSQL and a
+/// `Conflict` on SQLite: the caller shows it as a refused link.
+pub async fn insert(conn: Conn<'_>, f: &FederatedIdentity) -> Result<()> {
+    let claims = Value::Object(f.claims.clone()).to_string();
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO federated_identities (tenant_id, provider_id, subject, user_id, email, \
+                 claims, created_at, last_sign_in_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&f.tenant_id)
+        .bind(&f.provider_id)
+        .bind(&f.subject)
+        .bind(&f.user_id)
+        .bind(&f.email)
+        .bind(&claims)
+        .bind(f.created_at)
+        .bind(f.last_sign_in_at)
+        .execute(c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Inserts a provisioned user (no password) in a unit of work; a taken username is
+/// `Conflict { constraint: "users_username_key" }`.
+pub async fn insert_user(conn: Conn<'_>, user: &StoredUser) -> Result<()> {
+    let profile = Value::Object(user.profile.clone()).to_string();
+    on_conn!(conn, c => {
+        sqlx::query(
+            "INSERT INTO users (tenant_id, user_id, username, username_normalized, email, \
+             email_verified, profile, password_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&user.tenant_id)
+        .bind(&user.user_id)
+        .bind(&user.username)
+        .bind(normalize_username(&user.username))
+        .bind(&user.email)
+        .bind(user.email_verified)
+        .bind(&profile)
+        .bind(&user.password_hash)
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .execute(c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// What an upstream sign-in refreshes on the user row: the mapped profile claims and,
+/// when the upstream says it is verified, the e-mail address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refresh<'a> {
+    pub profile: &'a Map<String, Value>,
+    /// `Some` to replace the address and its verification.
+    pub email: Option<(&'a str, bool)>,
+    pub at: UnixTime,
+}
+
+/// Refreshes the link (forwarded claims, address, last sign-in) and the user's
+/// profile, in a unit of work.
+pub async fn refresh(
+    mut conn: Conn<'_>,
+    link: &FederatedIdentity,
+    user: &StoredUser,
+    r: &Refresh<'_>,
+) -> Result<()> {
+    let claims = Value::Object(link.claims.clone()).to_string();
+    let profile = Value::Object(r.profile.clone()).to_string();
+    on_conn!(conn.reborrow(), c => {
+        sqlx::query(
+            "UPDATE federated_identities SET claims = $4, email = $5, last_sign_in_at = $6 \
+             WHERE tenant_id = $1 AND provider_id = $2 AND subject = $3",
+        )
+        .bind(&link.tenant_id)
+        .bind(&link.provider_id)
+        .bind(&link.subject)
+        .bind(&claims)
+        .bind(&link.email)
+        .bind(r.at)
+        .execute(c)
+        .await?;
+    });
+    let (email, verified) = match r.email {
+        Some((e, v)) => (Some(e.to_owned()), v),
+        None => (user.email.clone(), user.email_verified),
+    };
+    on_conn!(conn, c => {
+        sqlx::query(
+            "UPDATE users SET profile = $3, email = $4, email_verified = $5, updated_at = $6 \
+             WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(&user.tenant_id)
+        .bind(&user.user_id)
+        .bind(&profile)
+        .bind(&email)
+        .bind(verified)
+        .bind(r.at)
+        .execute(c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Removes a user's link in a unit of work; `false` when the user has no such link
+/// (someone else's link removes nothing).
+pub async fn delete(
+    conn: Conn<'_>,
+    tenant_id: &str,
+    user_id: &str,
+    provider_id: &str,
+    subject: &str,
+) -> Result<bool> {
+    let n = on_conn!(conn, c => {
+        sqlx::query(
+            "DELETE FROM federated_identities \
+             WHERE tenant_id = $1 AND user_id = $2 AND provider_id = $3 AND subject = $4",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(provider_id)
+        .bind(subject)
+        .execute(c)
+        .await?
+        .rows_affected()
+    });
+    Ok(n > 0)
+}
+
+impl Store {
+    /// The link of an upstream account.
+    #[tracing::instrument(name = "db.get_federated_identity", skip_all)]
+    pub async fn get_federated_identity(
+        &self,
+        tenant_id: &str,
+        provider_id: &str,
+        subject: &str,
+    ) -> Result<Option<FederatedIdentity>> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM federated_identities \
+                 WHERE tenant_id = $1 AND provider_id = $2 AND subject = $3"
+            )))
+            .bind(tenant_id)
+            .bind(provider_id)
+            .bind(subject)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(decode).transpose()
+    }
+
+    /// A user's links, oldest first.
+    #[tracing::instrument(name = "db.list_federated_identities", skip_all)]
+    pub async fn list_federated_identities(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<FederatedIdentity>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM federated_identities WHERE tenant_id = $1 AND user_id = $2 \
+                 ORDER BY created_at, provider_id, subject"
+            )))
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(decode).collect()
+    }
+
+    /// The claims forwarded by the user's most recent upstream sign-in (empty when the
+    /// user has no link): what ID tokens and userinfo add.
+    #[tracing::instrument(name = "db.forwarded_claims", skip_all)]
+    pub async fn forwarded_claims(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<Map<String, Value>> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM federated_identities WHERE tenant_id = $1 AND user_id = $2 \
+                 ORDER BY last_sign_in_at DESC, provider_id, subject LIMIT 1"
+            )))
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row
+            .map(decode)
+            .transpose()?
+            .map(|f| f.claims)
+            .unwrap_or_default())
+    }
+}
