@@ -61,7 +61,7 @@ use crate::users::UserService;
 
 pub use account::{
     ACTIVITY_EVENTS, ACTIVITY_LIMIT, AccountConsents, AccountOverview, AccountPage, ActivityEntry,
-    DeviceSession, Factors, PasswordChange, PasswordOutcome, PasswordProblem, Profile,
+    Device, DeviceSession, Factors, PasswordChange, PasswordOutcome, PasswordProblem, Profile,
     ProfileOutcome, Proof, Revocation, Security, SecurityNotice, SecurityOutcome, SecurityProblem,
     SessionRevocation, device_summary, may_remove, second_factor_count,
 };
@@ -101,6 +101,8 @@ pub struct Engine<'a> {
     pub throttle: &'a LoginThrottle,
     /// E-mail: verified-address rule and new-device notice at sign-in.
     pub email: &'a crate::email::EmailFlows,
+    /// The languages we have (a user's preference must name one).
+    pub catalogues: &'a crate::ui::i18n::Catalogues,
 }
 
 impl Engine<'_> {

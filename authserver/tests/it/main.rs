@@ -34,6 +34,7 @@ mod dpop;
 mod email;
 mod introspection;
 mod keys;
+mod languages;
 mod lifecycle;
 mod login;
 mod management_api;

@@ -122,6 +122,7 @@ impl AppState {
             passkeys: &self.passkeys,
             throttle: &self.login_throttle,
             email: &self.email,
+            catalogues: self.ui.catalogues(),
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct Browser {
     /// Sends requests for one origin to another server (same cookies, the original
     /// `Host`): a load balancer picking another pod.
     route: Option<(String, String)>,
+    /// The `Accept-Language` header of every request, if any.
+    accept_language: Option<String>,
 }
 
 impl Default for Browser {
@@ -110,6 +112,15 @@ impl Browser {
             jar,
             user_agent: ua.to_owned(),
             route: None,
+            accept_language: None,
+        }
+    }
+
+    /// A new browser that asks for pages in `languages` (an `Accept-Language` value).
+    pub fn with_accept_language(languages: &str) -> Self {
+        Self {
+            accept_language: Some(languages.to_owned()),
+            ..Self::new()
         }
     }
 
@@ -157,6 +168,9 @@ impl Browser {
         if let Some(h) = host {
             req = req.header(header::HOST, h);
         }
+        if let Some(l) = &self.accept_language {
+            req = req.header(header::ACCEPT_LANGUAGE, l);
+        }
         Self::read(
             req.header(header::USER_AGENT, &self.user_agent)
                 .send()
@@ -174,6 +188,9 @@ impl Browser {
         let mut req = self.http.post(&target);
         if let Some(h) = host {
             req = req.header(header::HOST, h);
+        }
+        if let Some(l) = &self.accept_language {
+            req = req.header(header::ACCEPT_LANGUAGE, l);
         }
         Self::read(
             req.header(header::USER_AGENT, &self.user_agent)
