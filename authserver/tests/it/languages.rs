@@ -493,6 +493,38 @@ async fn a_mail_without_a_preference_follows_the_tenant_default(backend: Backend
     );
     assert_eq!(mails[0].header("content-language").as_deref(), Some("de"));
     assert!(text_part(&mails[0]).starts_with("Hallo bob,"));
+    // The link's page and its refusals are German too, with the policy's number.
+    let link = mails[0]
+        .link(&s.url("/password/reset?token="))
+        .unwrap_or_else(|| panic!("no link in {}", mails[0].decoded()));
+    let form = b.get(&link).await;
+    form.assert_status(200);
+    assert!(
+        form.body.contains("<h1>Neues Passwort wählen</h1>"),
+        "{}",
+        form.body
+    );
+    for (new, confirm, message) in [
+        (
+            "kurz",
+            "kurz",
+            "Das Passwort muss mindestens 8 Zeichen haben.",
+        ),
+        (
+            "ein ganz neues Passwort",
+            "ein anderes Passwort",
+            "Die beiden Passwörter stimmen nicht überein.",
+        ),
+    ] {
+        let p = b
+            .submit(
+                &form,
+                &[("new_password", new), ("confirm_password", confirm)],
+            )
+            .await;
+        p.assert_status(400);
+        assert!(p.body.contains(message), "{message}: {}", p.body);
+    }
     // Alice's own preference beats the tenant's.
     s.forgot(&b, "alice@example.com").await.assert_status(200);
     let mails = s.sink.wait_for(2).await;
