@@ -261,15 +261,12 @@ impl ClientService {
         let mut errors = spec.validate(&self.algorithms);
         if let SecretRequest::Supplied(s) = secret {
             if !spec.auth_method.uses_secret() {
-                errors.push(FieldError {
-                    field: "client_secret",
-                    message: format!("a client using {} has no secret", spec.auth_method.as_str()),
-                });
+                errors.push(FieldError::new(
+                    "client_secret",
+                    format!("a client using {} has no secret", spec.auth_method.as_str()),
+                ));
             } else if let Err(e) = secret::check_supplied(s) {
-                errors.push(FieldError {
-                    field: "client_secret",
-                    message: e,
-                });
+                errors.push(FieldError::new("client_secret", e));
             }
         }
         if errors.is_empty() {
@@ -516,21 +513,18 @@ impl ClientService {
             return Err(Error::NotFound(client_id.to_owned()));
         };
         if !client.spec.auth_method.uses_secret() {
-            return Err(Error::Invalid(vec![FieldError {
-                field: "client_secret",
-                message: format!(
+            return Err(Error::Invalid(vec![FieldError::new(
+                "client_secret",
+                format!(
                     "client {client_id:?} uses {} and has no secret to rotate",
                     client.spec.auth_method.as_str()
                 ),
-            }]));
+            )]));
         }
         if let Some(s) = &supplied
             && let Err(e) = secret::check_supplied(s)
         {
-            return Err(Error::Invalid(vec![FieldError {
-                field: "client_secret",
-                message: e,
-            }]));
+            return Err(Error::Invalid(vec![FieldError::new("client_secret", e)]));
         }
         let (new, generated) = if let Some(s) = supplied {
             (s, None)

@@ -15,7 +15,7 @@ use crate::clients::Actor;
 use crate::clock::Clock;
 use crate::config::{BreachPolicy, PasswordSettings};
 use crate::crypto::password;
-use crate::domain::client::{FieldError, validate_client_id};
+use crate::domain::client::{FieldError, Invalid, validate_client_id};
 use crate::domain::user::{NewUser, check_password_length, validate_email};
 use crate::store::audit::AuditEvent;
 use crate::store::consents::Consent;
@@ -66,23 +66,13 @@ pub fn preferred_locale(user: &StoredUser) -> Option<&str> {
         .filter(|l| !l.is_empty())
 }
 
-fn invalid_password(message: impl Into<String>) -> Error {
-    Error::Invalid(vec![FieldError {
-        field: "password",
-        message: message.into(),
-    }])
-}
-
 fn check_client_id(client_id: &str) -> Result<()> {
     validate_client_id(client_id).map_err(|message| {
         // The field is named once, by FieldError's Display.
         let message = message
             .strip_prefix("client_id ")
             .map_or_else(|| message.clone(), str::to_owned);
-        Error::Invalid(vec![FieldError {
-            field: "client_id",
-            message,
-        }])
+        Error::Invalid(vec![FieldError::new("client_id", message)])
     })
 }
 
@@ -103,6 +93,106 @@ pub enum EmailChange {
 pub struct ProfileChange {
     pub name_changed: bool,
     pub email: EmailChange,
+    /// The preferred language changed (to [`ProfileChange::locale`]).
+    pub locale_changed: bool,
+    /// The preferred language after the change (`None`: none, the browser's).
+    pub locale: Option<String>,
+}
+
+/// A user's own profile form (the account page).
+#[derive(Debug, Clone, Copy)]
+pub struct OwnProfile<'a> {
+    /// The display name (the `name` claim); empty removes it.
+    pub name: &'a str,
+    /// The e-mail address; empty removes it.
+    pub email: &'a str,
+    /// The preferred language (the `locale` claim): `None` leaves it as it is (a form
+    /// without the field), empty removes it, otherwise one of `languages`.
+    pub locale: Option<&'a str>,
+    /// The languages a preference may name: those the pages and mails exist in.
+    pub languages: &'a [String],
+}
+
+/// What a user's own profile form changes (see [`UserService::update_own_profile`]):
+/// every field checked, nothing written; the row to store, unless nothing changes.
+fn plan_own_profile(
+    user: &StoredUser,
+    form: &OwnProfile<'_>,
+) -> Result<(ProfileChange, Option<StoredUser>)> {
+    let (name, email) = (form.name.trim(), form.email.trim());
+    let old_locale = preferred_locale(user).map(str::to_owned);
+    let locale = match form.locale.map(str::trim) {
+        None => old_locale.clone(),
+        Some("") => None,
+        Some(tag) => Some(tag.to_owned()),
+    };
+    let mut errors = Vec::new();
+    if let Some(tag) = &locale
+        && form.locale.is_some()
+        && !form.languages.contains(tag)
+    {
+        // The value itself is not echoed: it is whatever was posted.
+        errors.push(FieldError::new(
+            "locale",
+            format!("must be one of: {}", form.languages.join(", ")),
+        ));
+    }
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters, without control characters"),
+        ));
+    }
+    if !email.is_empty()
+        && let Err(message) = validate_email(email)
+    {
+        errors.push(FieldError::new("email", message));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Invalid(errors));
+    }
+    let change = ProfileChange {
+        name_changed: user
+            .profile
+            .get("name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            != name,
+        email: match (user.email.as_deref(), email) {
+            (old, new) if old.unwrap_or("") == new => EmailChange::Unchanged,
+            (_, "") => EmailChange::Removed,
+            (_, new) => EmailChange::Changed(new.to_owned()),
+        },
+        locale_changed: locale != old_locale,
+        locale,
+    };
+    if !change.name_changed && change.email == EmailChange::Unchanged && !change.locale_changed {
+        return Ok((change, None));
+    }
+    let mut updated = user.clone();
+    match &change.locale {
+        Some(tag) => {
+            updated
+                .profile
+                .insert("locale".to_owned(), serde_json::Value::String(tag.clone()));
+        }
+        None => {
+            updated.profile.remove("locale");
+        }
+    }
+    if name.is_empty() {
+        updated.profile.remove("name");
+    } else {
+        updated.profile.insert(
+            "name".to_owned(),
+            serde_json::Value::String(name.to_owned()),
+        );
+    }
+    if change.email != EmailChange::Unchanged {
+        updated.email = (!email.is_empty()).then(|| email.to_owned());
+        updated.email_verified = false;
+    }
+    Ok((change, Some(updated)))
 }
 
 /// The user service.
@@ -155,10 +245,14 @@ impl UserService {
             self.policy.min_length,
             self.policy.max_length,
         )
-        .map_err(invalid_password)?;
+        .map_err(|e| Error::Invalid(vec![e]))?;
         if let Verdict::Breached(count) = self.breach.check(password).await {
             match self.policy.breached {
-                BreachPolicy::Reject => return Err(invalid_password(BREACHED_MESSAGE)),
+                BreachPolicy::Reject => {
+                    return Err(Error::Invalid(vec![
+                        FieldError::new("password", BREACHED_MESSAGE).with_kind(Invalid::Breached),
+                    ]));
+                }
                 BreachPolicy::Warn => tracing::warn!(
                     username,
                     breach_count = count,
@@ -204,15 +298,12 @@ impl UserService {
     ) -> Result<StoredUser> {
         self.require_tenant(tenant_id).await?;
         let mut errors = user.validate();
-        if let Err(message) = check_password_length(
+        if let Err(e) = check_password_length(
             password.expose_secret(),
             self.policy.min_length,
             self.policy.max_length,
         ) {
-            errors.push(FieldError {
-                field: "password",
-                message,
-            });
+            errors.push(e);
         }
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
@@ -395,77 +486,34 @@ impl UserService {
     }
 
     /// A signed-in user's own profile change (the account page): display name (the
-    /// profile claim `name`) and e-mail address. A new address is stored unverified
-    /// (`email_verified = false`) and audited as `user.email_changed`; the returned
-    /// [`ProfileChange::email`] says so, for the caller to send a verification mail.
-    /// Checked against the row it was read from (`user`): a concurrent change is
-    /// [`Error::Invalid`] on `profile`, nothing written.
+    /// profile claim `name`), e-mail address and preferred language (`locale`). A new
+    /// address is stored unverified (`email_verified = false`) and audited as
+    /// `user.email_changed`; the returned [`ProfileChange::email`] says so, for the
+    /// caller to send a verification mail. Checked against the row it was read from
+    /// (`user`): a concurrent change is [`Error::Invalid`] on `profile`, nothing
+    /// written; so is any invalid field.
     pub async fn update_own_profile(
         &self,
         user: &StoredUser,
-        name: &str,
-        email: &str,
+        form: &OwnProfile<'_>,
         ip: Option<&str>,
     ) -> Result<ProfileChange> {
-        let (name, email) = (name.trim(), email.trim());
-        let mut errors = Vec::new();
-        if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-            errors.push(FieldError {
-                field: "name",
-                message: format!(
-                    "must be at most {MAX_NAME_CHARS} characters, without control characters"
-                ),
-            });
-        }
-        if !email.is_empty()
-            && let Err(message) = validate_email(email)
-        {
-            errors.push(FieldError {
-                field: "email",
-                message,
-            });
-        }
-        if !errors.is_empty() {
-            return Err(Error::Invalid(errors));
-        }
-        let change = ProfileChange {
-            name_changed: user
-                .profile
-                .get("name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                != name,
-            email: match (user.email.as_deref(), email) {
-                (old, new) if old.unwrap_or("") == new => EmailChange::Unchanged,
-                (_, "") => EmailChange::Removed,
-                (_, new) => EmailChange::Changed(new.to_owned()),
-            },
-        };
-        if !change.name_changed && change.email == EmailChange::Unchanged {
+        let (change, updated) = plan_own_profile(user, form)?;
+        let Some(updated) = updated else {
             return Ok(change);
-        }
-        let mut updated = user.clone();
-        if name.is_empty() {
-            updated.profile.remove("name");
-        } else {
-            updated.profile.insert(
-                "name".to_owned(),
-                serde_json::Value::String(name.to_owned()),
-            );
-        }
-        if change.email != EmailChange::Unchanged {
-            updated.email = (!email.is_empty()).then(|| email.to_owned());
-            updated.email_verified = false;
-        }
+        };
         let now = self.clock.now();
         self.store
             .update_user_profile(&updated, now, &store::users::user_etag(user))
             .await
             .map_err(|e| match e {
-                store::Error::Stale => Error::Invalid(vec![FieldError {
-                    field: "profile",
-                    message: "changed meanwhile; reload the page and try again".to_owned(),
-                }]),
+                store::Error::Stale => Error::Invalid(vec![
+                    FieldError::new(
+                        "profile",
+                        "changed meanwhile; reload the page and try again",
+                    )
+                    .with_kind(Invalid::Stale),
+                ]),
                 store::Error::NotFound => Error::NotFound(user.username.clone()),
                 other => Error::Store(other),
             })?;
@@ -476,11 +524,18 @@ impl UserService {
                 .ip(ip)
                 .details(details)
         };
-        if change.name_changed {
+        let fields: Vec<&str> = [
+            (change.name_changed, "name"),
+            (change.locale_changed, "locale"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, field)| changed.then_some(field))
+        .collect();
+        if !fields.is_empty() {
             self.store
                 .audit(event(
                     "user.profile_updated",
-                    serde_json::json!({ "fields": ["name"] }),
+                    serde_json::json!({ "fields": fields }),
                 ))
                 .await;
         }
@@ -662,6 +717,55 @@ impl UserService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn alice(profile: serde_json::Value) -> StoredUser {
+        StoredUser {
+            tenant_id: "t".into(),
+            user_id: "u1".into(),
+            username: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            profile: match profile {
+                serde_json::Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            },
+            password_hash: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_preferred_language_must_be_one_we_have() {
+        let languages = ["en".to_owned(), "de".to_owned()];
+        let form = |locale| OwnProfile {
+            name: "",
+            email: "alice@example.com",
+            locale,
+            languages: &languages,
+        };
+        let user = alice(serde_json::json!({"locale": "de"}));
+        for bogus in ["fr", "de-CH", "DE", "de\nX: y", "en de"] {
+            let Err(Error::Invalid(errors)) = plan_own_profile(&user, &form(Some(bogus))) else {
+                panic!("{bogus:?} is refused");
+            };
+            assert_eq!(errors[0].field, "locale");
+            assert!(!errors[0].message.contains(bogus), "not echoed");
+        }
+        // No field: left as it is; the same: nothing to write.
+        let (change, row) = plan_own_profile(&user, &form(None)).unwrap();
+        assert!(!change.locale_changed && row.is_none());
+        assert_eq!(change.locale.as_deref(), Some("de"));
+        let (_, row) = plan_own_profile(&user, &form(Some("de"))).unwrap();
+        assert!(row.is_none());
+        // Another language we have, or none.
+        let (change, row) = plan_own_profile(&user, &form(Some("en"))).unwrap();
+        assert!(change.locale_changed);
+        assert_eq!(row.unwrap().profile["locale"], "en");
+        let (change, row) = plan_own_profile(&user, &form(Some(" "))).unwrap();
+        assert!(change.locale_changed && change.locale.is_none());
+        assert!(!row.unwrap().profile.contains_key("locale"));
+    }
 
     #[test]
     fn consent_client_ids_are_checked_naming_the_field_once() {

@@ -197,7 +197,42 @@ impl Default for ClientSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
     pub field: &'static str,
+    /// The problem in English, for the Management API, the admin API and the CLI.
     pub message: String,
+    /// The problem as data, for the pages that say it in the reader's language.
+    pub kind: Invalid,
+}
+
+/// What is wrong with a field ([`FieldError::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not of the right form (the message says how).
+    Malformed,
+    /// Fewer characters than allowed.
+    TooShort { min: usize },
+    /// More characters than allowed.
+    TooLong { max: usize },
+    /// A password that appears in a known data breach.
+    Breached,
+    /// The record changed since it was read.
+    Stale,
+}
+
+impl FieldError {
+    /// A malformed field; [`FieldError::kind`] says otherwise.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+            kind: Invalid::Malformed,
+        }
+    }
+
+    /// This error with a more precise kind.
+    #[must_use]
+    pub fn with_kind(self, kind: Invalid) -> Self {
+        Self { kind, ..self }
+    }
 }
 
 impl fmt::Display for FieldError {
@@ -284,7 +319,7 @@ impl ClientSpec {
     pub fn validate(&self, algorithms: &[Algorithm]) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let mut err = |field: &'static str, message: String| {
-            errors.push(FieldError { field, message });
+            errors.push(FieldError::new(field, message));
         };
         if let Err(e) = validate_client_id(&self.client_id) {
             err("client_id", e);

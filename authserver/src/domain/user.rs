@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::client::FieldError;
+use super::client::{FieldError, Invalid};
 
 /// Longest username, in characters.
 pub const MAX_USERNAME_LEN: usize = 64;
@@ -116,24 +116,15 @@ impl NewUser {
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         if let Err(message) = validate_username(&self.username) {
-            errors.push(FieldError {
-                field: "username",
-                message,
-            });
+            errors.push(FieldError::new("username", message));
         }
         if let Some(e) = &self.email
             && let Err(message) = validate_email(e)
         {
-            errors.push(FieldError {
-                field: "email",
-                message,
-            });
+            errors.push(FieldError::new("email", message));
         }
         if let Err(message) = validate_profile(&self.profile) {
-            errors.push(FieldError {
-                field: "profile",
-                message,
-            });
+            errors.push(FieldError::new("profile", message));
         }
         errors
     }
@@ -141,12 +132,18 @@ impl NewUser {
 
 /// Length limits, counted in characters (Unicode scalar values), as NIST SP 800-63B
 /// asks. The maximum bounds the hashing work a single request can cause.
-pub fn check_password_length(password: &str, min: usize, max: usize) -> Result<(), String> {
+pub fn check_password_length(password: &str, min: usize, max: usize) -> Result<(), FieldError> {
     let n = password.chars().count();
     if n < min {
-        Err(format!("must be at least {min} characters"))
+        Err(
+            FieldError::new("password", format!("must be at least {min} characters"))
+                .with_kind(Invalid::TooShort { min }),
+        )
     } else if n > max {
-        Err(format!("must be at most {max} characters"))
+        Err(
+            FieldError::new("password", format!("must be at most {max} characters"))
+                .with_kind(Invalid::TooLong { max }),
+        )
     } else {
         Ok(())
     }
@@ -212,9 +209,10 @@ mod tests {
         // Eight characters, sixteen bytes.
         assert!(check_password_length("éééééééé", 8, 128).is_ok());
         assert!(check_password_length(&"x".repeat(128), 8, 128).is_ok());
-        assert_eq!(
-            check_password_length(&"x".repeat(129), 8, 128),
-            Err("must be at most 128 characters".to_owned())
-        );
+        let long = check_password_length(&"x".repeat(129), 8, 128).unwrap_err();
+        assert_eq!(long.to_string(), "password: must be at most 128 characters");
+        assert_eq!(long.kind, Invalid::TooLong { max: 128 });
+        let short = check_password_length("1234567", 8, 128).unwrap_err();
+        assert_eq!(short.kind, Invalid::TooShort { min: 8 });
     }
 }

@@ -33,6 +33,7 @@ use crate::clock::{Clock, UnixTime};
 use crate::config::EmailSettings;
 use crate::crypto::kek::Kek;
 use crate::crypto::{handle_hash, new_handle};
+use crate::domain::client::{FieldError, Invalid};
 use crate::domain::policy::TenantPolicy;
 use crate::domain::tenant::Tenant;
 use crate::domain::user::{NewUser, check_password_length};
@@ -42,6 +43,7 @@ use crate::store::audit::{self, AuditEvent};
 use crate::store::email::{self as outbox, NewMail};
 use crate::store::users::StoredUser;
 use crate::store::{self, Conn, Store};
+use crate::ui::i18n::{Lang, Wishes};
 use crate::ui::{MailParts, Templates};
 use crate::users::{self, UserService};
 
@@ -112,15 +114,72 @@ pub enum EmailPage {
     /// The new-password form of a usable reset link.
     Reset {
         token: String,
-        problem: Option<String>,
+        problem: Option<FormProblem>,
     },
     /// The registration form, refilled after a problem.
     Register {
         username: String,
         email: String,
-        problem: Option<String>,
+        problem: Option<FormProblem>,
     },
     Notice(Notice),
+}
+
+/// What was wrong with a posted form of the flows. The flows know no language: the page
+/// says it with the message [`FormProblem::message`] names (`email.ftl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormProblem {
+    PasswordsDiffer,
+    PasswordTooShort {
+        min: usize,
+    },
+    PasswordTooLong {
+        max: usize,
+    },
+    PasswordBreached,
+    /// Refused by the password policy for another reason.
+    PasswordRefused,
+    UsernameMissing,
+    /// Not a valid username (length, characters).
+    UsernameInvalid,
+    UsernameTaken,
+    EmailInvalid,
+    /// Another field was refused.
+    Entries,
+}
+
+impl FormProblem {
+    /// The message id and its arguments.
+    pub fn message(self) -> (&'static str, Value) {
+        match self {
+            Self::PasswordsDiffer => ("problem-passwords-differ", Value::Null),
+            Self::PasswordTooShort { min } => ("problem-password-too-short", json!({ "min": min })),
+            Self::PasswordTooLong { max } => ("problem-password-too-long", json!({ "max": max })),
+            Self::PasswordBreached => ("problem-password-breached", Value::Null),
+            Self::PasswordRefused => ("problem-password-refused", Value::Null),
+            Self::UsernameMissing => ("problem-username-missing", Value::Null),
+            Self::UsernameInvalid => (
+                "problem-username-invalid",
+                json!({ "max": crate::domain::user::MAX_USERNAME_LEN }),
+            ),
+            Self::UsernameTaken => ("problem-username-taken", Value::Null),
+            Self::EmailInvalid => ("problem-email-invalid", Value::Null),
+            Self::Entries => ("problem-entries", Value::Null),
+        }
+    }
+
+    /// The problem of a refused field (the user service's validation).
+    fn of_field(e: &FieldError) -> Self {
+        match (e.field, e.kind) {
+            ("password", Invalid::TooShort { min }) => Self::PasswordTooShort { min },
+            ("password", Invalid::TooLong { max }) => Self::PasswordTooLong { max },
+            ("password", Invalid::Breached) => Self::PasswordBreached,
+            ("password", _) => Self::PasswordRefused,
+            ("username", _) => Self::UsernameInvalid,
+            ("email", _) => Self::EmailInvalid,
+            _ => Self::Entries,
+        }
+    }
 }
 
 /// The message pages of the flows.
@@ -154,6 +213,9 @@ pub struct Registration {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Sealed {
     from: String,
+    /// The mail's language (`Content-Language`); absent in mail queued before languages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lang: Option<String>,
     #[serde(flatten)]
     parts: MailParts,
 }
@@ -211,8 +273,10 @@ impl EmailFlows {
     /// Mails `user` a link that confirms their current address; `false` (nothing sent)
     /// when mail is off, the user has no address, or the address had its share of mail
     /// this hour. Call it after a self-registration and whenever a user's address
-    /// changes (the account pages); an older link stops working with the change.
-    pub async fn send_verification(&self, tenant: &Tenant, user: &StoredUser) -> Result<bool> {
+    /// changes (the account pages); an older link stops working with the change. The
+    /// mail is in the user's language, else the visit's (see [`EmailFlows::mail_lang`]).
+    pub async fn send_verification(&self, visit: &Visit, user: &StoredUser) -> Result<bool> {
+        let tenant = &visit.tenant;
         let Some(email) = user.email.as_deref().filter(|e| !e.is_empty()) else {
             return Ok(false);
         };
@@ -226,6 +290,7 @@ impl EmailFlows {
             tenant,
             Kind::VerifyEmail,
             email,
+            &self.mail_lang(tenant, Some(user), Some(&visit.lang)),
             &json!({
                 "username": user.username,
                 "email": email,
@@ -265,14 +330,16 @@ impl EmailFlows {
 
     /// Part of the sign-in's unit of work: remembers the device and, when the tenant
     /// asks for it, queues the new-device notice (to a verified address, and not for
-    /// the first device a user is ever seen on). Returns the device cookie value to
-    /// set when the browser had none.
+    /// the first device a user is ever seen on), in the user's language or else the
+    /// sign-in page's (`lang`). Returns the device cookie value to set when the browser
+    /// had none.
     pub async fn on_sign_in(
         &self,
         mut conn: Conn<'_>,
         tenant: &Tenant,
         user: &StoredUser,
         origin: &Origin,
+        lang: &Lang,
     ) -> Result<Option<String>> {
         if !self.enabled() || !TenantPolicy::of(tenant).email.new_device_notice {
             return Ok(None);
@@ -298,11 +365,13 @@ impl EmailFlows {
                 tenant,
                 Kind::NewDevice,
                 email,
+                &self.mail_lang(tenant, Some(user), Some(lang)),
                 &json!({
                     "username": user.username,
                     "time": crate::clock::rfc3339(now),
-                    "ip": origin.ip.as_deref().unwrap_or("unknown"),
-                    "user_agent": origin.user_agent.as_deref().unwrap_or("unknown"),
+                    // Missing ones are said in the mail's language.
+                    "ip": origin.ip,
+                    "user_agent": origin.user_agent,
                     "forgot_url": format!("{}{FORGOT_PATH}", tenant.issuer),
                 }),
             )?;
@@ -357,6 +426,7 @@ impl EmailFlows {
                 tenant,
                 Kind::PasswordReset,
                 email,
+                &self.mail_lang(tenant, None, Some(&visit.lang)),
                 &reset_context(tenant, "", &token),
             )?;
         }
@@ -372,6 +442,7 @@ impl EmailFlows {
                 tenant,
                 Kind::PasswordReset,
                 address,
+                &self.mail_lang(tenant, Some(user), Some(&visit.lang)),
                 &reset_context(tenant, &user.username, &token),
             )?;
             let event = self
@@ -428,14 +499,14 @@ impl EmailFlows {
         let Some(account) = self.usable_reset(visit, token).await? else {
             return Ok(EmailPage::Notice(Notice::BadLink));
         };
-        let form = |problem: String| {
+        let form = |problem: FormProblem| {
             Ok(EmailPage::Reset {
                 token: token.to_owned(),
                 problem: Some(problem),
             })
         };
         if new_password.expose_secret() != confirm_password.expose_secret() {
-            return form("The two passwords do not match.".to_owned());
+            return form(FormProblem::PasswordsDiffer);
         }
         if let Err(problem) = self
             .check_password(visit, &account.username, new_password)
@@ -532,7 +603,7 @@ impl EmailFlows {
             .get_by_username(&visit.tenant.id, username.trim())
             .await?;
         if let Some(user) = user.filter(|u| !u.email_verified) {
-            self.send_verification(&visit.tenant, &user).await?;
+            self.send_verification(visit, &user).await?;
         }
         Ok(EmailPage::Notice(Notice::LinkResent))
     }
@@ -559,7 +630,7 @@ impl EmailFlows {
         }
         let username = form.username.trim();
         let email = form.email.trim();
-        let again = |problem: String| {
+        let again = |problem: FormProblem| {
             Ok(EmailPage::Register {
                 username: username.to_owned(),
                 email: email.to_owned(),
@@ -567,21 +638,21 @@ impl EmailFlows {
             })
         };
         if username.is_empty() {
-            return again("Choose a username.".to_owned());
+            return again(FormProblem::UsernameMissing);
         }
         if !plausible_address(email) {
-            return again("Enter a valid e-mail address.".to_owned());
+            return again(FormProblem::EmailInvalid);
         }
         if form.password.expose_secret() != form.confirm_password.expose_secret() {
-            return again("The two passwords do not match.".to_owned());
+            return again(FormProblem::PasswordsDiffer);
         }
         let policy = TenantPolicy::of(tenant).password;
-        if let Err(m) = check_password_length(
+        if let Err(e) = check_password_length(
             form.password.expose_secret(),
             policy.min_length,
             policy.max_length,
         ) {
-            return again(format!("The password {m}."));
+            return again(FormProblem::of_field(&e));
         }
         let new = NewUser {
             username: username.to_owned(),
@@ -596,15 +667,14 @@ impl EmailFlows {
         {
             Ok(u) => u,
             Err(users::Error::AlreadyExists(_)) => {
-                return again("That username is taken. Choose another.".to_owned());
+                return again(FormProblem::UsernameTaken);
             }
             Err(users::Error::Invalid(fields)) => {
-                let text = fields
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return again(format!("Check your entries: {text}."));
+                return again(
+                    fields
+                        .first()
+                        .map_or(FormProblem::Entries, FormProblem::of_field),
+                );
             }
             Err(e) => return Err(e.into()),
         };
@@ -613,7 +683,7 @@ impl EmailFlows {
             .subject(Some(&user.user_id))
             .details(json!({ "username": user.username }));
         self.store.audit(event).await;
-        self.send_verification(tenant, &user).await?;
+        self.send_verification(visit, &user).await?;
         Ok(EmailPage::Notice(Notice::Registered {
             verify: TenantPolicy::of(tenant).email.require_verified,
         }))
@@ -655,22 +725,20 @@ impl EmailFlows {
         visit: &Visit,
         username: &str,
         password: &SecretString,
-    ) -> Result<Result<(), String>> {
+    ) -> Result<Result<(), FormProblem>> {
         let policy = TenantPolicy::of(&visit.tenant).password;
-        if let Err(m) = check_password_length(
+        if let Err(e) = check_password_length(
             password.expose_secret(),
             policy.min_length,
             policy.max_length,
         ) {
-            return Ok(Err(format!("The password {m}.")));
+            return Ok(Err(FormProblem::of_field(&e)));
         }
         match self.users.check_password(username, password).await {
             Ok(()) => Ok(Ok(())),
             Err(users::Error::Invalid(fields)) => Ok(Err(fields
-                .iter()
-                .map(|f| f.message.clone())
-                .collect::<Vec<_>>()
-                .join("; "))),
+                .first()
+                .map_or(FormProblem::PasswordRefused, FormProblem::of_field))),
             Err(e) => Err(e.into()),
         }
     }
@@ -707,11 +775,33 @@ impl EmailFlows {
         Ok(())
     }
 
-    fn compose(&self, tenant: &Tenant, kind: Kind, to: &str, ctx: &Value) -> Result<NewMail> {
+    /// The language of a mail: the recipient's preference (the `locale` claim), else
+    /// the language of the page that caused it (`visit`, itself chosen from the
+    /// request), else the tenant's default, else English.
+    fn mail_lang(&self, tenant: &Tenant, user: Option<&StoredUser>, visit: Option<&Lang>) -> Lang {
+        self.ui.catalogues().choose(&Wishes {
+            ui_locales: None,
+            user: user.and_then(users::preferred_locale),
+            // A chosen language is a valid `Accept-Language` of one tag, in the place
+            // the browser's wish has among the sources.
+            accept_language: visit.map(Lang::tag),
+            tenant_default: TenantPolicy::of(tenant).default_locale.as_deref(),
+        })
+    }
+
+    fn compose(
+        &self,
+        tenant: &Tenant,
+        kind: Kind,
+        to: &str,
+        lang: &Lang,
+        ctx: &Value,
+    ) -> Result<NewMail> {
         let mut ctx = ctx.clone();
         if let Value::Object(m) = &mut ctx {
             m.insert("tenant_name".into(), json!(tenant.display_name));
             m.insert("issuer".into(), json!(tenant.issuer));
+            m.insert("lang".into(), json!(lang.tag()));
         }
         let parts = self.ui.render_mail(&kind.template(), &ctx)?;
         let from = TenantPolicy::of(tenant)
@@ -719,8 +809,12 @@ impl EmailFlows {
             .from
             .unwrap_or_else(|| self.settings.from.clone());
         let id = new_handle();
-        let payload = serde_json::to_vec(&Sealed { from, parts })
-            .map_err(|e| store::Error::Corrupt(format!("failed to encode a mail: {e}")))?;
+        let payload = serde_json::to_vec(&Sealed {
+            from,
+            lang: Some(lang.tag().to_owned()),
+            parts,
+        })
+        .map_err(|e| store::Error::Corrupt(format!("failed to encode a mail: {e}")))?;
         Ok(NewMail {
             sealed: self.kek.seal(&payload, id.as_bytes()),
             kek_id: self.kek.id().to_owned(),

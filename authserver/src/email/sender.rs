@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
@@ -224,10 +225,23 @@ fn build(sealed: &Sealed, recipient: &str) -> Result<Message, Failure> {
     let to: Mailbox = recipient
         .parse()
         .map_err(|e| Failure::permanent(format!("invalid recipient: {e}")))?;
-    Message::builder()
+    let mut builder = Message::builder()
         .from(from)
         .to(to)
-        .subject(sealed.parts.subject.clone())
+        .subject(sealed.parts.subject.clone());
+    // Our own tags (BCP 47: letters, digits, `-`), checked again: a header value.
+    if let Some(tag) = sealed
+        .lang
+        .as_deref()
+        .filter(|t| !t.is_empty() && t.len() <= 35)
+        .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        builder = builder.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Content-Language"),
+            tag.to_owned(),
+        ));
+    }
+    builder
         .multipart(MultiPart::alternative_plain_html(
             sealed.parts.text.clone(),
             sealed.parts.html.clone(),
@@ -252,6 +266,7 @@ mod tests {
     fn messages_have_both_parts_and_refuse_bad_addresses_for_good() {
         let sealed = Sealed {
             from: "Acme <id@acme.example>".into(),
+            lang: Some("de".into()),
             parts: MailParts {
                 subject: "Hi".into(),
                 text: "plain body\n".into(),
@@ -266,6 +281,21 @@ mod tests {
             "{raw}"
         );
         assert!(raw.contains("Subject: Hi"), "{raw}");
+        assert!(raw.contains("Content-Language: de\r\n"), "{raw}");
+        let injected = Sealed {
+            lang: Some("de\r\nBcc: x@y.example".into()),
+            ..Sealed {
+                from: sealed.from.clone(),
+                lang: None,
+                parts: sealed.parts.clone(),
+            }
+        };
+        let raw = String::from_utf8(build(&injected, "bob@example.com").unwrap().formatted())
+            .expect("utf-8");
+        assert!(
+            !raw.contains("Content-Language") && !raw.contains("Bcc"),
+            "{raw}"
+        );
         let f = build(&sealed, "not an address").unwrap_err();
         assert!(f.permanent, "{f:?}");
         let bad_from = Sealed {

@@ -62,7 +62,7 @@ use crate::users::UserService;
 
 pub use account::{
     ACTIVITY_EVENTS, ACTIVITY_LIMIT, AccountConsents, AccountOverview, AccountPage, ActivityEntry,
-    DeviceSession, Factors, LinkChange, LinkedAccount, LinkedAccounts, PasswordChange,
+    Device, DeviceSession, Factors, LinkChange, LinkedAccount, LinkedAccounts, PasswordChange,
     PasswordOutcome, PasswordProblem, Profile, ProfileOutcome, Proof, Revocation, Security,
     SecurityNotice, SecurityOutcome, SecurityProblem, SessionRevocation, device_summary,
     may_remove, second_factor_count,
@@ -107,6 +107,8 @@ pub struct Engine<'a> {
     pub email: &'a crate::email::EmailFlows,
     /// Upstream identity providers (the protocol half of an upstream sign-in).
     pub federation: &'a crate::federation::FederationService,
+    /// The languages we have (a user's preference must name one).
+    pub catalogues: &'a crate::ui::i18n::Catalogues,
 }
 
 impl Engine<'_> {

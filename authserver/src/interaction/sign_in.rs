@@ -275,7 +275,7 @@ impl Engine<'_> {
         audit::insert(unit.conn(), &event).await?;
         let device_cookie = self
             .email
-            .on_sign_in(unit.conn(), &tenant, user, &visit.origin)
+            .on_sign_in(unit.conn(), &tenant, user, &visit.origin, &visit.lang)
             .await?;
         // The request moved with the browser's new id (see `sessions::rotate`).
         if let Some(handle) = request

@@ -390,6 +390,55 @@ mod tests {
     }
 
     #[test]
+    fn mails_are_in_the_language_their_context_names() {
+        let t = Templates::load(None, None).unwrap();
+        let ctx = |lang: &str| {
+            json!({
+                "lang": lang,
+                "tenant_name": "Acme",
+                "username": "bob",
+                "email": "bob@example.com",
+                "link": "https://id.example.com/x?token=t",
+                "forgot_url": "https://id.example.com/password/forgot",
+                "valid_hours": 24,
+                "valid_minutes": 30,
+                "time": "2026-12-06T10:30:00Z",
+                "ip": null,
+            })
+        };
+        let de = t.render_mail("mail_verify_email", &ctx("de")).unwrap();
+        assert_eq!(de.subject, "Bestätigen Sie Ihre E-Mail-Adresse für Acme");
+        assert!(de.text.starts_with("Hallo bob,"), "{}", de.text);
+        assert!(de.text.contains("in 24 Stunden ab"), "{}", de.text);
+        assert!(
+            de.html.contains("<html lang=\"de\" dir=\"ltr\">"),
+            "{}",
+            de.html
+        );
+        let de = t.render_mail("mail_password_reset", &ctx("de")).unwrap();
+        assert_eq!(de.subject, "Passwort zurücksetzen für Acme");
+        assert!(de.text.contains("in 30 Minuten ab"), "{}", de.text);
+        let de = t.render_mail("mail_new_device", &ctx("de")).unwrap();
+        assert_eq!(de.subject, "Neue Anmeldung bei Ihrem Konto für Acme");
+        // A missing value is said in the mail's language, not as `none`.
+        assert!(de.text.contains("Adresse: unbekannt"), "{}", de.text);
+        assert!(de.text.contains("Browser: unbekannt"), "{}", de.text);
+        for name in [
+            "mail_verify_email",
+            "mail_password_reset",
+            "mail_new_device",
+        ] {
+            let de = t.render_mail(name, &ctx("de")).unwrap();
+            for english in ["Hello", "The link", "If this was you", "none"] {
+                assert!(!de.text.contains(english), "{name}: {english}: {}", de.text);
+                assert!(!de.html.contains(english), "{name}: {english}: {}", de.html);
+            }
+            let en = t.render_mail(name, &ctx("en")).unwrap();
+            assert!(en.text.starts_with("Hello bob,"), "{name}: {}", en.text);
+        }
+    }
+
+    #[test]
     fn a_mail_template_is_overridable_like_a_page() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(

@@ -480,7 +480,7 @@ async fn the_account_page_lists_and_revokes_consents(backend: Backend) {
         "See your email address",
         "Keep access while you are not using it",
         "<button type=\"submit\"",
-        "Signed in as <strong>alice</strong>",
+        "Signed in as <strong><bdi>alice</bdi></strong>",
     ] {
         assert!(listed.body.contains(text), "{text}: {}", listed.body);
     }

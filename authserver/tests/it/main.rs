@@ -36,6 +36,7 @@ mod federation;
 mod introspection;
 mod keys;
 mod languages;
+mod languages_account;
 mod lifecycle;
 mod login;
 mod management_api;

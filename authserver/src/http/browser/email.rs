@@ -12,17 +12,18 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use secrecy::SecretString;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::page::{BrowserPage, PageError};
 use super::{LOGIN_PATH, Limited, base_context, page, rate_limited};
 use crate::email::{
-    EmailPage, FORGOT_PATH, Notice, REGISTER_PATH, RESEND_PATH, RESET_PATH, Registration,
-    VERIFY_PATH,
+    EmailPage, FORGOT_PATH, FormProblem, Notice, REGISTER_PATH, RESEND_PATH, RESET_PATH,
+    Registration, VERIFY_PATH,
 };
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::interaction::Visit;
+use crate::ui::i18n::{msg, msg_with};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -118,49 +119,55 @@ async fn register(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
     Ok(render(&state, &p.visit, outcome))
 }
 
-/// Title and text of each notice, and its status.
-fn notice(n: Notice) -> (StatusCode, &'static str, &'static str) {
+/// Status, title and text (message ids) of each notice.
+fn notice(n: Notice) -> (StatusCode, &'static str, Value) {
     match n {
         Notice::CheckInbox => (
             StatusCode::OK,
-            "Check your inbox",
-            "If an account uses that address, we have sent it a link to choose a new \
-             password. The link works once, for 30 minutes.",
+            "notice-check-inbox-title",
+            msg_with(
+                "notice-reset-sent",
+                json!({ "minutes": crate::email::RESET_SECONDS / 60 }),
+            ),
         ),
         Notice::LinkResent => (
             StatusCode::OK,
-            "Check your inbox",
-            "If the account's address still needs confirming, we have sent it a new link.",
+            "notice-check-inbox-title",
+            msg("notice-link-resent"),
         ),
         Notice::Verified => (
             StatusCode::OK,
-            "Address confirmed",
-            "Thank you: your e-mail address is confirmed.",
+            "notice-verified-title",
+            msg("notice-verified"),
         ),
         Notice::BadLink => (
             StatusCode::BAD_REQUEST,
-            "This link does not work",
-            "The link has expired, was already used, or is for an address the account no \
-             longer has. Ask for a new one.",
+            "notice-bad-link-title",
+            msg("notice-bad-link"),
         ),
         Notice::PasswordChanged => (
             StatusCode::OK,
-            "Password changed",
-            "Your new password is set, and you were signed out everywhere. Sign in with the \
-             new password.",
+            "notice-password-changed-title",
+            msg("notice-password-changed"),
         ),
         Notice::Registered { verify: true } => (
             StatusCode::OK,
-            "Confirm your address",
-            "Your account is created. Open the link we sent to your e-mail address to \
-             confirm it; then you can sign in.",
+            "notice-registered-verify-title",
+            msg("notice-registered-verify"),
         ),
         Notice::Registered { verify: false } => (
             StatusCode::OK,
-            "Account created",
-            "Your account is created and you can sign in. We also sent you a link to \
-             confirm your e-mail address.",
+            "notice-registered-title",
+            msg("notice-registered"),
         ),
+    }
+}
+
+/// A form problem of the flows in the page's language.
+fn problem_message(p: FormProblem) -> Value {
+    match p.message() {
+        (id, Value::Null) => msg(id),
+        (id, args) => msg_with(id, args),
     }
 }
 
@@ -173,9 +180,10 @@ fn render(state: &AppState, visit: &Visit, outcome: EmailPage) -> Response {
     let mut ctx = base_context(tenant, &visit.lang);
     ctx.insert("csrf".into(), json!(csrf));
     ctx.insert("login_url".into(), json!(format!("{issuer}{LOGIN_PATH}")));
-    let with_problem = |ctx: &mut serde_json::Map<_, _>, problem: Option<String>| match problem {
+    let with_problem = |ctx: &mut serde_json::Map<_, _>, problem: Option<FormProblem>| match problem
+    {
         Some(p) => {
-            ctx.insert("error".into(), json!(p));
+            ctx.insert("error".into(), problem_message(p));
             StatusCode::BAD_REQUEST
         }
         None => StatusCode::OK,
@@ -183,7 +191,7 @@ fn render(state: &AppState, visit: &Visit, outcome: EmailPage) -> Response {
     match outcome {
         EmailPage::NotFound => ApiError::NotFound.into_response(),
         EmailPage::Forgot => {
-            ctx.insert("title".into(), json!("Reset your password"));
+            ctx.insert("title".into(), msg("forgot-title"));
             ctx.insert("action".into(), json!(format!("{issuer}{FORGOT_PATH}")));
             page(state, browser, StatusCode::OK, "password_forgot.html", &ctx)
         }
@@ -191,7 +199,7 @@ fn render(state: &AppState, visit: &Visit, outcome: EmailPage) -> Response {
             let q: String = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("token", &token)
                 .finish();
-            ctx.insert("title".into(), json!("Choose a new password"));
+            ctx.insert("title".into(), msg("reset-title"));
             ctx.insert("action".into(), json!(format!("{issuer}{RESET_PATH}?{q}")));
             let status = with_problem(&mut ctx, problem);
             page(state, browser, status, "password_reset.html", &ctx)
@@ -201,7 +209,7 @@ fn render(state: &AppState, visit: &Visit, outcome: EmailPage) -> Response {
             email,
             problem,
         } => {
-            ctx.insert("title".into(), json!("Create an account"));
+            ctx.insert("title".into(), msg("register-title"));
             ctx.insert("action".into(), json!(format!("{issuer}{REGISTER_PATH}")));
             ctx.insert("username".into(), json!(username));
             ctx.insert("email".into(), json!(email));
@@ -210,8 +218,8 @@ fn render(state: &AppState, visit: &Visit, outcome: EmailPage) -> Response {
         }
         EmailPage::Notice(n) => {
             let (status, title, message) = notice(n);
-            ctx.insert("title".into(), json!(title));
-            ctx.insert("message".into(), json!(message));
+            ctx.insert("title".into(), msg(title));
+            ctx.insert("message".into(), message);
             page(state, browser, status, "email_notice.html", &ctx)
         }
     }

@@ -134,6 +134,7 @@ impl AppState {
             throttle: &self.login_throttle,
             email: &self.email,
             federation: &self.federation,
+            catalogues: self.ui.catalogues(),
         }
     }
 }

@@ -22,7 +22,7 @@ pub use security::{
     Factors, Proof, Security, SecurityNotice, SecurityOutcome, SecurityProblem, may_remove,
     second_factor_count,
 };
-pub use sessions::{DeviceSession, SessionRevocation, device_summary};
+pub use sessions::{Device, DeviceSession, SessionRevocation, device_summary};
 
 use super::{Engine, Error, Step, Visit};
 use crate::clients::Actor;

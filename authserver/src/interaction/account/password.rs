@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 
 use super::{AccountPage, Checked, Me, settle};
+use crate::domain::client::Invalid;
 use crate::interaction::{Engine, Error, Visit};
 
 /// The password form as posted.
@@ -37,8 +38,8 @@ pub enum PasswordProblem {
     Locked { retry_after_seconds: u64 },
     /// The new password and its confirmation differ.
     Mismatch,
-    /// The new password breaks the policy (too short or long, breached): the message.
-    Policy(String),
+    /// The new password breaks the policy (too short or long, breached): how.
+    Policy(Invalid),
 }
 
 impl Engine<'_> {
@@ -95,11 +96,7 @@ impl Engine<'_> {
                 sessions_ended: ended.sessions,
             })),
             Err(crate::users::Error::Invalid(errors)) => refused(PasswordProblem::Policy(
-                errors
-                    .into_iter()
-                    .map(|e| e.message)
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                errors.first().map_or(Invalid::Malformed, |e| e.kind),
             )),
             Err(e) => Err(e.into()),
         }

@@ -12,8 +12,8 @@ use crate::interaction::{Engine, Error, Visit};
 pub struct DeviceSession {
     /// The session id (`sid`), what the sign-out form posts as `session_id`.
     pub sid: String,
-    /// The browser and system, in words ([`device_summary`]).
-    pub device: String,
+    /// The browser and system ([`device_summary`]).
+    pub device: Device,
     pub ip: Option<String>,
     pub signed_in_at: UnixTime,
     pub last_seen_at: UnixTime,
@@ -32,12 +32,37 @@ pub enum SessionRevocation {
     NotFound,
 }
 
+/// A device as the sessions page names it: the page says it in the reader's language;
+/// `Display` is the English.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    /// No `User-Agent`.
+    Unknown,
+    /// A browser on a system ("Firefox on Linux").
+    BrowserOn {
+        browser: &'static str,
+        system: &'static str,
+    },
+    /// One name: a browser, a system, or the client's first product token.
+    Named(String),
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Unknown => f.write_str("Unknown device"),
+            Device::BrowserOn { browser, system } => write!(f, "{browser} on {system}"),
+            Device::Named(name) => f.write_str(name),
+        }
+    }
+}
+
 /// "Firefox on Linux" from a `User-Agent`: the first browser and system names found,
 /// in the order that tells them apart (Edge and Opera also say Chrome; Chrome also says
 /// Safari). Only for display: the header is whatever the client sent.
-pub fn device_summary(user_agent: Option<&str>) -> String {
+pub fn device_summary(user_agent: Option<&str>) -> Device {
     let Some(ua) = user_agent.filter(|u| !u.trim().is_empty()) else {
-        return "Unknown device".to_owned();
+        return Device::Unknown;
     };
     let browsers = [
         ("Edg/", "Edge"),
@@ -63,17 +88,12 @@ pub fn device_summary(user_agent: Option<&str>) -> String {
             .map(|(_, name)| *name)
     };
     match (find(&browsers), find(&systems)) {
-        (Some(b), Some(s)) => format!("{b} on {s}"),
-        (Some(b), None) => b.to_owned(),
-        (None, Some(s)) => s.to_owned(),
+        (Some(browser), Some(system)) => Device::BrowserOn { browser, system },
+        (Some(name), None) | (None, Some(name)) => Device::Named(name.to_owned()),
         // Not a browser we know: its first product token, kept short.
-        (None, None) => ua
-            .split_whitespace()
-            .next()
-            .unwrap_or("Unknown device")
-            .chars()
-            .take(40)
-            .collect(),
+        (None, None) => ua.split_whitespace().next().map_or(Device::Unknown, |t| {
+            Device::Named(t.chars().take(40).collect())
+        }),
     }
 }
 
@@ -158,18 +178,21 @@ mod tests {
     #[test]
     fn devices_are_named_by_browser_and_system() {
         let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
-        assert_eq!(device_summary(Some(firefox)), "Firefox on Linux");
+        assert_eq!(
+            device_summary(Some(firefox)).to_string(),
+            "Firefox on Linux"
+        );
         let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like \
                     Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0";
-        assert_eq!(device_summary(Some(edge)), "Edge on Windows");
+        assert_eq!(device_summary(Some(edge)).to_string(), "Edge on Windows");
         let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
                       (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
-        assert_eq!(device_summary(Some(iphone)), "Safari on iOS");
+        assert_eq!(device_summary(Some(iphone)).to_string(), "Safari on iOS");
         assert_eq!(
-            device_summary(Some("gatehouse-it-browser/1")),
+            device_summary(Some("gatehouse-it-browser/1")).to_string(),
             "gatehouse-it-browser/1"
         );
-        assert_eq!(device_summary(None), "Unknown device");
-        assert_eq!(device_summary(Some("  ")), "Unknown device");
+        assert_eq!(device_summary(None).to_string(), "Unknown device");
+        assert_eq!(device_summary(Some("  ")).to_string(), "Unknown device");
     }
 }

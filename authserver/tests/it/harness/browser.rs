@@ -116,6 +116,11 @@ impl Browser {
         }
     }
 
+    /// A new browser that asks for pages in `languages` (an `Accept-Language` value).
+    pub fn with_accept_language(languages: &str) -> Self {
+        Self::new().speaking(languages)
+    }
+
     /// The same browser (cookie jar) sending `Accept-Language: value` from now on.
     pub fn speaking(&self, value: &str) -> Self {
         Self {

@@ -8,29 +8,16 @@ use serde_json::json;
 use super::{ACTIVITY_PATH, account_context, show_page, sign_in, when};
 use crate::http::AppState;
 use crate::http::browser::page::{BrowserPage, PageError};
-use crate::interaction::{ACTIVITY_LIMIT, AccountPage};
+use crate::interaction::{ACTIVITY_EVENTS, ACTIVITY_LIMIT, AccountPage};
+use crate::ui::i18n::msg;
 
-/// An audit event name in words.
-fn describe(event: &str) -> &'static str {
-    match event {
-        "login.succeeded" => "Signed in",
-        "login.failed" => "Failed sign-in attempt",
-        "mfa.verified" => "Two-step verification code accepted",
-        "mfa.failed" => "Wrong two-step verification code",
-        "mfa.enrolled" => "Authenticator app set up",
-        "mfa.removed" => "Authenticator app removed",
-        "mfa.recovery_code_used" => "Recovery code used",
-        "mfa.recovery_codes_regenerated" => "New recovery codes created",
-        "mfa.required_changed" => "Two-step verification requirement changed",
-        "user.password_changed" => "Password changed",
-        "user.password_set" => "Password set by an administrator",
-        "user.reauthentication_failed" => "Wrong current password entered",
-        "user.email_changed" => "E-mail address changed",
-        "user.profile_updated" => "Profile updated",
-        "session.revoked" => "Session signed out",
-        "session.evicted" => "Session ended (too many sessions)",
-        "consent.revoked" => "App access removed",
-        _ => "Account event",
+/// The message that says an audit event in words: `event-<name>` with `.` and `_` as
+/// `-` for the events the page shows, a generic one otherwise.
+fn describe(event: &str) -> String {
+    if ACTIVITY_EVENTS.contains(&event) {
+        format!("event-{}", event.replace(['.', '_'], "-"))
+    } else {
+        "event-other".to_owned()
     }
 }
 
@@ -48,7 +35,7 @@ pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
             events
                 .iter()
                 .map(|e| json!({
-                    "what": describe(&e.event),
+                    "what": msg(&describe(&e.event)),
                     "event": e.event,
                     "at": when(e.at),
                     "ip": e.ip,
@@ -62,11 +49,18 @@ pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
 #[cfg(test)]
 mod tests {
     use super::describe;
+    use crate::ui::i18n::Catalogues;
 
     #[test]
-    fn every_shown_event_has_words() {
+    fn every_shown_event_has_words_in_every_language() {
+        let c = Catalogues::load(None).unwrap();
         for e in crate::interaction::ACTIVITY_EVENTS {
-            assert_ne!(describe(e), "Account event", "{e}");
+            let id = describe(e);
+            assert_ne!(id, "event-other", "{e}");
+            for tag in c.languages() {
+                assert_ne!(c.text(&tag, &id, None), id, "{e} in {tag}");
+            }
         }
+        assert_eq!(describe("tenant.created"), "event-other");
     }
 }

@@ -12,8 +12,7 @@ use super::{ACCOUNT_CONSENTS_PATH, account_context, action, done, show_page, sig
 use crate::http::AppState;
 use crate::http::browser::page::{BrowserPage, PageError, describe_scope, error_page};
 use crate::interaction::{AccountConsents, Revocation};
-
-const NO_CLIENT: &str = "Choose an application whose access to remove.";
+use crate::ui::i18n::msg;
 
 pub async fn show(
     State(state): State<AppState>,
@@ -64,7 +63,7 @@ pub async fn submit(
                 tenant,
                 &visit.lang,
                 StatusCode::BAD_REQUEST,
-                json!(NO_CLIENT),
+                msg("consents-no-client"),
             ),
         },
     )

@@ -7,15 +7,24 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use secrecy::SecretString;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{PASSWORD_PATH, account_context, action, done, show_page, sign_in};
+use crate::domain::client::Invalid;
 use crate::http::AppState;
 use crate::http::browser::page::{BrowserPage, PageError, locked_message};
 use crate::interaction::{AccountPage, PasswordChange, PasswordOutcome, PasswordProblem};
+use crate::ui::i18n::{msg, msg_with};
 
-/// The message for a wrong current password.
-pub const WRONG_CURRENT: &str = "Your current password is not correct.";
+/// The new password's problem in the reader's language.
+fn policy_message(kind: Invalid) -> Value {
+    match kind {
+        Invalid::TooShort { min } => msg_with("password-too-short", json!({ "min": min })),
+        Invalid::TooLong { max } => msg_with("password-too-long", json!({ "max": max })),
+        Invalid::Breached => msg("password-breached"),
+        Invalid::Malformed | Invalid::Stale => msg("password-refused"),
+    }
+}
 
 pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Response, PageError> {
     let BrowserPage { req, visit } = p;
@@ -45,12 +54,10 @@ pub async fn submit(State(state): State<AppState>, p: BrowserPage) -> Result<Res
         AccountPage::Show(PasswordOutcome::Refused(p)) => p,
     };
     let (status, message, retry) = match problem {
-        PasswordProblem::Missing => (
-            StatusCode::BAD_REQUEST,
-            json!("Fill in your current password and the new one twice."),
-            None,
-        ),
-        PasswordProblem::WrongCurrent => (StatusCode::BAD_REQUEST, json!(WRONG_CURRENT), None),
+        PasswordProblem::Missing => (StatusCode::BAD_REQUEST, msg("password-missing"), None),
+        PasswordProblem::WrongCurrent => {
+            (StatusCode::BAD_REQUEST, msg("password-wrong-current"), None)
+        }
         PasswordProblem::Locked {
             retry_after_seconds,
         } => (
@@ -58,16 +65,8 @@ pub async fn submit(State(state): State<AppState>, p: BrowserPage) -> Result<Res
             locked_message(retry_after_seconds),
             Some(retry_after_seconds),
         ),
-        PasswordProblem::Mismatch => (
-            StatusCode::BAD_REQUEST,
-            json!("The new password and its confirmation do not match."),
-            None,
-        ),
-        PasswordProblem::Policy(m) => (
-            StatusCode::BAD_REQUEST,
-            json!(format!("New password: {m}")),
-            None,
-        ),
+        PasswordProblem::Mismatch => (StatusCode::BAD_REQUEST, msg("password-mismatch"), None),
+        PasswordProblem::Policy(kind) => (StatusCode::BAD_REQUEST, policy_message(kind), None),
     };
     let mut ctx = account_context(&req, &visit, PASSWORD_PATH, "nav-password");
     ctx.insert("action".into(), action(&req.tenant, PASSWORD_PATH));

@@ -21,13 +21,7 @@ use crate::interaction::{
     AccountPage, Proof, Security, SecurityNotice, SecurityOutcome, SecurityProblem, Visit,
     second_factor_count,
 };
-
-/// The message for removing the last required second factor.
-pub const LAST_FACTOR: &str = "You cannot remove your last second factor: your account \
-                               requires two-step verification. Set up another one first.";
-
-/// The message for a wrong password or code when removing a factor.
-pub const WRONG_PROOF: &str = "Enter your current password or a valid code to remove it.";
+use crate::ui::i18n::msg;
 
 fn context(req: &PageRequest, visit: &Visit, s: &Security) -> Map<String, Value> {
     let tenant = &req.tenant;
@@ -91,37 +85,31 @@ fn render(
                 return show_page(state, visit, "account_security.html", &ctx);
             };
             let (status, message, retry) = match problem {
-                SecurityProblem::WrongCode => (
-                    StatusCode::BAD_REQUEST,
-                    crate::ui::i18n::msg(WRONG_CODE),
-                    None,
-                ),
-                SecurityProblem::WrongProof => (StatusCode::BAD_REQUEST, json!(WRONG_PROOF), None),
+                SecurityProblem::WrongCode => (StatusCode::BAD_REQUEST, WRONG_CODE, None),
+                SecurityProblem::WrongProof => {
+                    (StatusCode::BAD_REQUEST, "security-wrong-proof", None)
+                }
                 SecurityProblem::Locked {
                     retry_after_seconds,
                 } => (
                     StatusCode::TOO_MANY_REQUESTS,
-                    locked_message(retry_after_seconds),
+                    "locked",
                     Some(retry_after_seconds),
                 ),
-                SecurityProblem::LastFactor => (StatusCode::CONFLICT, json!(LAST_FACTOR), None),
-                SecurityProblem::NotEnrolled => (
-                    StatusCode::CONFLICT,
-                    json!("No authenticator app is set up."),
-                    None,
-                ),
-                SecurityProblem::AlreadyEnrolled => (
-                    StatusCode::CONFLICT,
-                    json!(
-                        "An authenticator app is already set up. Remove it first to set up another."
-                    ),
-                    None,
-                ),
-                SecurityProblem::NoEnrolment => (
-                    StatusCode::CONFLICT,
-                    json!("Start setting up an authenticator app first."),
-                    None,
-                ),
+                SecurityProblem::LastFactor => (StatusCode::CONFLICT, "security-last-factor", None),
+                SecurityProblem::NotEnrolled => {
+                    (StatusCode::CONFLICT, "security-not-enrolled", None)
+                }
+                SecurityProblem::AlreadyEnrolled => {
+                    (StatusCode::CONFLICT, "security-already-enrolled", None)
+                }
+                SecurityProblem::NoEnrolment => {
+                    (StatusCode::CONFLICT, "security-no-enrolment", None)
+                }
+            };
+            let message = match retry {
+                Some(seconds) => locked_message(seconds),
+                None => msg(message),
             };
             ctx.insert("error".into(), message);
             let mut resp = show_page(state, visit, "account_security.html", &ctx);

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{
     OTHER_SESSIONS_PATH, SESSIONS_PATH, account_context, action, done, show_page, sign_in, when,
@@ -14,10 +14,19 @@ use super::{
 use crate::http::AppState;
 use crate::http::browser::page::{BrowserPage, PageError, error_page};
 use crate::http::browser::{LOGIN_PATH, see_other, with_cookie};
-use crate::interaction::{AccountPage, SessionRevocation};
+use crate::interaction::{AccountPage, Device, SessionRevocation};
+use crate::ui::i18n::{msg, msg_with};
 
-/// The message for a session that is not (or no longer) one of the user's.
-pub const NO_SESSION: &str = "That session was not found. It may have ended already.";
+/// A device in the reader's language.
+fn device(d: &Device) -> Value {
+    match d {
+        Device::Unknown => msg("device-unknown"),
+        Device::BrowserOn { browser, system } => {
+            msg_with("device-on", json!({ "browser": browser, "system": system }))
+        }
+        Device::Named(name) => json!(name),
+    }
+}
 
 pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Response, PageError> {
     let BrowserPage { req, visit } = p;
@@ -42,7 +51,7 @@ pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
                 .iter()
                 .map(|s| json!({
                     "sid": s.sid,
-                    "device": s.device,
+                    "device": device(&s.device),
                     "ip": s.ip,
                     "signed_in": when(s.signed_in_at),
                     "last_seen": when(s.last_seen_at),
@@ -73,7 +82,7 @@ pub async fn revoke(State(state): State<AppState>, p: BrowserPage) -> Result<Res
                 &tenant,
                 &visit.lang,
                 StatusCode::NOT_FOUND,
-                json!(NO_SESSION),
+                msg("sessions-not-found"),
             ),
         },
     )
