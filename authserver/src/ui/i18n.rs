@@ -43,6 +43,7 @@ const SHIPPED: &[(&str, &[&str])] = &[
             include_str!("../../locales/en/account.ftl"),
             include_str!("../../locales/en/email.ftl"),
             include_str!("../../locales/en/messages.ftl"),
+            include_str!("../../locales/en/federation.ftl"),
         ],
     ),
     (
@@ -52,6 +53,7 @@ const SHIPPED: &[(&str, &[&str])] = &[
             include_str!("../../locales/de/account.ftl"),
             include_str!("../../locales/de/email.ftl"),
             include_str!("../../locales/de/messages.ftl"),
+            include_str!("../../locales/de/federation.ftl"),
         ],
     ),
 ];

@@ -95,7 +95,10 @@ pub(super) fn page(
     let mut ctx = base_context(tenant, lang);
     match p {
         UpstreamPage::Refused(r) => {
-            ctx.insert("title".into(), json!("Sign-in failed"));
+            ctx.insert(
+                "title".into(),
+                crate::ui::i18n::msg("upstream-failed-title"),
+            );
             ctx.insert("problem".into(), json!(r.problem.as_str()));
             if let Some(provider) = &r.provider {
                 ctx.insert("provider".into(), json!(provider));
@@ -119,7 +122,7 @@ pub(super) fn page(
             html::page(&state.ui, status, "upstream_problem.html", &ctx)
         }
         UpstreamPage::Link(form) => {
-            ctx.insert("title".into(), json!("Link your account"));
+            ctx.insert("title".into(), crate::ui::i18n::msg("upstream-link-title"));
             ctx.insert("csrf".into(), json!(csrf));
             ctx.insert(
                 "action".into(),
