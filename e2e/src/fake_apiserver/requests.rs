@@ -129,7 +129,11 @@ mod tests {
         assert_eq!(status.resource, "oidcclients.gatehouse.dev/status");
         let watch = RequestKey::new(None, &info("GET", "/api/v1/secrets", &[("watch", "1")]));
         assert_eq!(
-            (watch.user.as_str(), watch.verb.as_str(), watch.resource.as_str()),
+            (
+                watch.user.as_str(),
+                watch.verb.as_str(),
+                watch.resource.as_str()
+            ),
             (HARNESS, "watch", "secrets")
         );
         let discovery = RequestKey::new(Some("op"), &info("GET", "/version", &[]));

@@ -1071,7 +1071,9 @@ async fn requests_are_counted_by_user_verb_and_resource() {
     assert_eq!(mine.count("list", "configmaps"), 1);
     assert_eq!(mine.total(), 4, "{mine:?}");
     assert_eq!(
-        window.of(e2e::fake_apiserver::HARNESS).count("get", "configmaps"),
+        window
+            .of(e2e::fake_apiserver::HARNESS)
+            .count("get", "configmaps"),
         1,
         "a request that fails after routing is counted too"
     );
