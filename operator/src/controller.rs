@@ -512,13 +512,13 @@ pub enum ApplyFailure {
 }
 
 /// Server-side applies `child` (forced, as `field_manager`), telling a write the API
-/// server refuses for good from one worth retrying.
+/// server refuses for good from one worth retrying; returns the object as stored.
 pub async fn apply_child<K>(
     api: &Api<K>,
     name: &str,
     field_manager: &str,
     child: &K,
-) -> Result<(), ApplyFailure>
+) -> Result<K, ApplyFailure>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
@@ -528,7 +528,6 @@ where
         &Patch::Apply(child),
     )
     .await
-    .map(drop)
     .map_err(|source| match rejection(&source) {
         Some(message) => ApplyFailure::Rejected(message),
         None => ApplyFailure::Failed(source),

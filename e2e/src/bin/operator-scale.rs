@@ -284,7 +284,7 @@ impl Bench {
     ) -> anyhow::Result<()> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NAMESPACE);
         for (name, key, file) in mounts {
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + Duration::from_mins(1);
             let value = loop {
                 self.operator.check_running()?;
                 if let Some(data) = secrets.get_opt(name).await?.and_then(|s| s.data)
