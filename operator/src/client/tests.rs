@@ -1845,7 +1845,9 @@ async fn a_trigger_that_changes_nothing_skips_the_reconcile_until_the_resync() {
         with_caches(&fresh, &c, "6");
         let uid = c.uid().unwrap();
         let seen = Inputs::cached(&c, &ctx).unwrap();
-        fresh.settled.record(&uid, Fingerprint::of(&seen), fixtures::now());
+        fresh
+            .settled
+            .record(&uid, Fingerprint::of(&seen), fixtures::now());
         fresh
     };
     let changed = reconcile(Arc::new(c), ctx).await;
