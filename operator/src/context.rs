@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crds::{IdentityTenant, OidcClient, SigningKeySet};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::core::DeserializeGuard;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
@@ -176,6 +176,12 @@ pub struct Context {
     /// Namespaces (their labels decide `allowedNamespaces`), cached by the client
     /// controllers' watches (one per watched namespace, or one for all of them).
     pub namespace_store: OnceLock<Vec<Store<Namespace>>>,
+    /// Metadata (no data) of the Secrets in the watched namespaces, cached by the client
+    /// controllers' watches: their versions tell a reconcile whether a credentials or
+    /// referenced Secret changed without a GET.
+    pub secret_meta_store: OnceLock<Vec<Store<PartialObjectMeta<Secret>>>>,
+    /// What each object's last successful reconcile saw ([`crate::settled`]).
+    pub settled: crate::settled::Settled,
 }
 
 impl Context {
@@ -201,6 +207,8 @@ impl Context {
             keyset_store: OnceLock::new(),
             tenant_store: OnceLock::new(),
             namespace_store: OnceLock::new(),
+            secret_meta_store: OnceLock::new(),
+            settled: crate::settled::Settled::default(),
         }
     }
 

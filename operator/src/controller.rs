@@ -512,13 +512,13 @@ pub enum ApplyFailure {
 }
 
 /// Server-side applies `child` (forced, as `field_manager`), telling a write the API
-/// server refuses for good from one worth retrying.
+/// server refuses for good from one worth retrying; returns the object as stored.
 pub async fn apply_child<K>(
     api: &Api<K>,
     name: &str,
     field_manager: &str,
     child: &K,
-) -> Result<(), ApplyFailure>
+) -> Result<K, ApplyFailure>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
@@ -528,7 +528,6 @@ where
         &Patch::Apply(child),
     )
     .await
-    .map(drop)
     .map_err(|source| match rejection(&source) {
         Some(message) => ApplyFailure::Rejected(message),
         None => ApplyFailure::Failed(source),
@@ -832,7 +831,7 @@ where
 }
 
 /// Every well-formed object of kind `K` this operator reconciles (its instance, in the
-/// namespaces it watches): from the controllers' caches when they run — one per watched
+/// namespaces it watches) that `keep` selects: from the controllers' caches when they run — one per watched
 /// namespace, each after its first full LIST, so an established owner is never missed —
 /// else listed through `apis` (one per watched namespace, in the caches' order: never a
 /// cluster-wide LIST the namespaced RBAC would refuse) with the instance's label
@@ -841,6 +840,7 @@ pub async fn all_objects<K>(
     caches: Option<&[kube::runtime::reflector::Store<DeserializeGuard<K>>]>,
     apis: &[Api<DeserializeGuard<K>>],
     selector: &str,
+    keep: impl Fn(&K) -> bool,
 ) -> kube::Result<Vec<K>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
@@ -853,9 +853,11 @@ where
             _ => guards.extend(api.list(&params).await?.items.into_iter().map(Arc::new)),
         }
     }
+    // Only the objects `keep` selects are copied out of the cache: a reconcile that
+    // copied the whole cache cost O(objects) allocations each, O(objects²) per resync.
     Ok(guards
         .iter()
-        .filter_map(|g| g.0.as_ref().ok().cloned())
+        .filter_map(|g| g.0.as_ref().ok().filter(|o| keep(o)).cloned())
         .collect())
 }
 

@@ -364,6 +364,7 @@ async fn peers(ctx: &Context) -> Result<Vec<SigningKeySet>> {
         ctx.keyset_store.get().map(std::slice::from_ref),
         &[Api::all(ctx.client.clone())],
         &ctx.config.scope.selector(),
+        |_| true,
     )
     .await
     .map_err(|source| Error::Read {

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod migration;
 pub mod probes;
 pub mod scope;
+pub mod settled;
 pub mod telemetry;
 pub mod tenant;
 

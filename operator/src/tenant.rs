@@ -391,7 +391,8 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
             name: cronjob_name.clone(),
             source,
         },
-    })?;
+    })
+    .map(drop)?;
 
     let status = ready_status(tenant, issuer, namespace, &cronjob_name, ctx.now());
     controller::save_status(tenant, ctx, &status)

@@ -18,6 +18,7 @@ use super::authn::UserInfo;
 use super::error::{ApiError, Result};
 use super::patch::PatchKind;
 use super::rbac::{self, RequestInfo};
+use super::requests::RequestKey;
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{DeleteOptions, EventType, FieldManager, Store, Subresource};
@@ -97,6 +98,13 @@ fn dispatch(
         Ok(auth) => auth,
         Err(e) => return e.into_response(),
     };
+    // Counted once authenticated and authorized, as the API server's request metric
+    // counts what reached a handler (refusals are in `denied_requests`).
+    let key = match &auth {
+        Some((user, info)) => RequestKey::new(Some(&user.name), info),
+        None => RequestKey::new(None, &RequestInfo::parse(method.as_str(), path, &query.0)),
+    };
+    shared.record_request(key);
     let auth = auth.as_ref().map(|(user, info)| (user, info));
     let result = match segs.as_slice() {
         ["version"] => Ok(json_response(

@@ -43,6 +43,8 @@
 //!   real message; discovery granted to every authenticated user as the bootstrap
 //!   `system:discovery` role does); every refusal is recorded
 //!   ([`FakeApiServer::denied_requests`]).
+//! - Request counts by user, verb and resource ([`FakeApiServer::request_counts`]), like
+//!   the real server's `apiserver_request_total`.
 //! - A kubelet for Jobs (see [`crate::kubelet`]).
 //!
 //! # What it does not model
@@ -64,6 +66,7 @@ mod http;
 mod managed;
 mod patch;
 mod rbac;
+mod requests;
 mod resources;
 mod schema;
 mod selector;
@@ -81,6 +84,7 @@ use tokio::task::JoinHandle;
 pub use authn::UserInfo;
 pub use error::ApiError;
 pub use patch::PatchKind;
+pub use requests::{HARNESS, RequestCounts, RequestKey};
 pub use resources::ResourceType;
 pub use selector::{FieldSelector, LabelSelector};
 pub use store::{DeleteOptions, Subresource};
@@ -120,6 +124,8 @@ pub(crate) struct Shared {
     tokens: Mutex<authn::Tokens>,
     /// The messages of refused requests (401 and 403), oldest first.
     denials: Mutex<Vec<String>>,
+    /// The requests answered so far, by user, verb and resource.
+    requests: Mutex<RequestCounts>,
     pub(crate) changed: watch::Receiver<u64>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) options: Options,
@@ -140,6 +146,14 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(message.to_owned());
+    }
+
+    /// Counts a request that passed authentication and authorization.
+    pub(crate) fn record_request(&self, key: RequestKey) {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(key);
     }
 
     /// The issued tokens; taken before the store lock when both are needed.
@@ -180,6 +194,7 @@ impl FakeApiServer {
             store: Mutex::new(store),
             tokens: Mutex::default(),
             denials: Mutex::default(),
+            requests: Mutex::default(),
             changed: changed_rx,
             shutdown: shutdown_rx.clone(),
             options,
@@ -295,6 +310,18 @@ impl FakeApiServer {
     pub fn denied_requests(&self) -> Vec<String> {
         self.shared
             .denials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many requests were answered so far, by user (the harness as [`HARNESS`]), verb
+    /// and resource, like the real server's `apiserver_request_total`. A WATCH counts once,
+    /// when it starts; the events it streams are not requests. Take two snapshots and
+    /// subtract ([`RequestCounts::since`]) to count a window.
+    pub fn request_counts(&self) -> RequestCounts {
+        self.shared
+            .requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()

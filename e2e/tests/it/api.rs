@@ -1045,3 +1045,36 @@ async fn a_status_apply_removes_the_status_fields_only_its_own_manager_dropped()
         "a status write never touches the spec"
     );
 }
+
+#[tokio::test]
+async fn requests_are_counted_by_user_verb_and_resource() {
+    let (fake, harness) = start().await;
+    let user = e2e::UserInfo::new("counted", ["system:masters"]);
+    let client = fake.client_for(&user).unwrap();
+    let before = fake.request_counts();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    maps.create(&PostParams::default(), &config_map("a", &[("k", "v")]))
+        .await
+        .unwrap();
+    maps.get("a").await.unwrap();
+    maps.get("a").await.unwrap();
+    maps.list(&ListParams::default()).await.unwrap();
+    let refused = Api::<ConfigMap>::namespaced(harness, "default")
+        .get("missing")
+        .await;
+    assert_eq!(api_error(refused).0, 404);
+
+    let window = fake.request_counts().since(&before);
+    let mine = window.of("counted");
+    assert_eq!(mine.count("create", "configmaps"), 1);
+    assert_eq!(mine.count("get", "configmaps"), 2);
+    assert_eq!(mine.count("list", "configmaps"), 1);
+    assert_eq!(mine.total(), 4, "{mine:?}");
+    assert_eq!(
+        window
+            .of(e2e::fake_apiserver::HARNESS)
+            .count("get", "configmaps"),
+        1,
+        "a request that fails after routing is counted too"
+    );
+}

@@ -1769,3 +1769,91 @@ fn a_named_instance_labels_and_selects_its_credentials_secrets() {
     assert!(!secret.labels().contains_key(crate::scope::INSTANCE_LABEL));
     assert!(secret_selector(&default).ends_with(",!gatehouse.dev/instance"));
 }
+
+/// A cache holding `objects`, after its first full LIST.
+fn filled<K>(objects: Vec<K>) -> kube::runtime::reflector::Store<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    let (reader, mut writer) = kube::runtime::reflector::store();
+    for obj in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(obj));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    reader
+}
+
+fn secret_meta(name: &str, version: &str) -> PartialObjectMeta<Secret> {
+    let mut m = PartialObjectMeta::<Secret>::default();
+    m.metadata.name = Some(name.into());
+    m.metadata.namespace = Some("shop".into());
+    m.metadata.resource_version = Some(version.into());
+    m
+}
+
+/// The controllers' caches as `run` sets them, with the credentials Secret at `version`.
+fn with_caches(ctx: &Context, c: &OidcClient, version: &str) {
+    let ns: Namespace =
+        serde_json::from_value(namespace("shop", &[("gatehouse.dev/tenant", "acme")])).unwrap();
+    let _ = ctx
+        .tenant_store
+        .set(filled(vec![DeserializeGuard(Ok(tenant(json!({}))))]));
+    let _ = ctx.namespace_store.set(vec![filled(vec![ns])]);
+    let _ = ctx.client_store.set(vec![cache(vec![c.clone()])]);
+    let _ = ctx
+        .secret_meta_store
+        .set(vec![filled(vec![secret_meta("web-oidc", version)])]);
+}
+
+/// A watch event that changes nothing the reconcile reads (the status it just wrote, the
+/// Secret it just applied, coming back) costs no request and no upsert until the resync
+/// is due; a new version of the credentials Secret runs the reconcile in full again.
+#[tokio::test]
+async fn a_trigger_that_changes_nothing_skips_the_reconcile_until_the_resync() {
+    let mut c = client(json!({})).finalized();
+    c.status = Some(ready_status(&c, None));
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    // Tenant, namespace and peers from the caches: only the Secret (its value) is read.
+    let mut secret = our_secret(&stored);
+    secret["metadata"]["resourceVersion"] = json!("5");
+    let (kube, verifier) = ApiServerVerifier::run(vec![Step::get(SECRET).respond(secret)]);
+    let ctx = fixtures::context(kube, admin.clone(), MigrationState::Succeeded);
+    with_caches(&ctx, &c, "5");
+    let first = reconcile(Arc::new(c.clone()), ctx.clone()).await;
+    assert_eq!(first.unwrap(), Action::requeue(Duration::from_mins(5)));
+    // The mock API server answers nothing more: any request now fails the reconcile.
+    verifier.done().await;
+
+    let again = reconcile(Arc::new(c.clone()), ctx.clone()).await;
+    assert_eq!(
+        again.unwrap(),
+        Action::requeue(Duration::from_mins(5)),
+        "skipped: the fixed clock says the resync is 5 min away"
+    );
+    assert_eq!(
+        admin.calls(),
+        ["UpsertClient(acme/shop-web, supplied)"],
+        "one upsert for both triggers"
+    );
+
+    // Someone edited the Secret: its new version is a change.
+    let ctx = {
+        let (kube, _verifier) = ApiServerVerifier::run(vec![]);
+        let fresh = fixtures::context(kube, admin.clone(), MigrationState::Succeeded);
+        with_caches(&fresh, &c, "6");
+        let uid = c.uid().unwrap();
+        let seen = Inputs::cached(&c, &ctx).unwrap();
+        fresh
+            .settled
+            .record(&uid, Fingerprint::of(&seen), fixtures::now());
+        fresh
+    };
+    let changed = reconcile(Arc::new(c), ctx).await;
+    assert_eq!(
+        changed.unwrap_err().category(),
+        "ReadFailed",
+        "runs in full: it reads the Secret (which the finished mock refuses)"
+    );
+}
