@@ -409,7 +409,8 @@ async fn an_upstream_account_links_to_a_local_user_only_with_its_password(backen
     let (b, page) = upstream_sign_in(&fed, "ann").await;
     page.assert_status(200);
     assert!(
-        page.body.contains("An account here, alice, has the same e-mail address"),
+        page.body
+            .contains("An account here, alice, has the same e-mail address"),
         "{}",
         page.body
     );
@@ -885,7 +886,11 @@ async fn a_github_style_provider_admits_members_of_allowed_orgs_only(backend: Ba
     let callback = through_github(&b, &db, &stub).await;
     let page = b.get(&callback).await;
     page.assert_status(200);
-    assert!(page.body.contains("<strong><bdi>octo</bdi></strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("<strong><bdi>octo</bdi></strong>"),
+        "{}",
+        page.body
+    );
     assert_eq!(
         count("users WHERE username = 'octo' AND email = 'octo@acme.example' AND email_verified")
             .await,
