@@ -45,6 +45,26 @@ use crate::store::users::StoredUser;
 /// upstream.
 pub const CALLBACK_PATH: &str = "/login/upstream/callback";
 
+/// The link of `user_id` to the upstream account `identity`, made at `now`.
+fn new_link(
+    tenant_id: &str,
+    provider: &UpstreamProvider,
+    identity: &UpstreamIdentity,
+    user_id: &str,
+    now: crate::clock::UnixTime,
+) -> FederatedIdentity {
+    FederatedIdentity {
+        tenant_id: tenant_id.to_owned(),
+        provider_id: provider.id.clone(),
+        subject: identity.subject.clone(),
+        user_id: user_id.to_owned(),
+        email: identity.email.clone(),
+        claims: identity.forwarded.clone(),
+        created_at: now,
+        last_sign_in_at: now,
+    }
+}
+
 /// The redirect URI of a tenant's upstream sign-ins.
 pub fn callback_uri(tenant: &Tenant) -> String {
     format!("{}{CALLBACK_PATH}", tenant.issuer)
@@ -527,16 +547,7 @@ impl Engine<'_> {
         identity: &UpstreamIdentity,
     ) -> Step<bool> {
         let now = self.now();
-        let link = FederatedIdentity {
-            tenant_id: visit.tenant.id.clone(),
-            provider_id: provider.id.clone(),
-            subject: identity.subject.clone(),
-            user_id: user.user_id.clone(),
-            email: identity.email.clone(),
-            claims: identity.forwarded.clone(),
-            created_at: now,
-            last_sign_in_at: now,
-        };
+        let link = new_link(&visit.tenant.id, provider, identity, &user.user_id, now);
         let mut unit = self.store.begin().await?;
         match links::insert(unit.conn(), &link).await {
             Err(crate::store::Error::Conflict { .. }) => return Ok(false),
@@ -589,16 +600,7 @@ impl Engine<'_> {
                 created_at: now,
                 updated_at: now,
             };
-            let link = FederatedIdentity {
-                tenant_id: tenant.id.clone(),
-                provider_id: provider.id.clone(),
-                subject: identity.subject.clone(),
-                user_id: user.user_id.clone(),
-                email: identity.email.clone(),
-                claims: identity.forwarded.clone(),
-                created_at: now,
-                last_sign_in_at: now,
-            };
+            let link = new_link(&tenant.id, provider, identity, &user.user_id, now);
             let mut unit = self.store.begin().await?;
             match links::insert_user(unit.conn(), &user).await {
                 // Taken meanwhile: the next name.

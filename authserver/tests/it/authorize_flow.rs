@@ -871,12 +871,7 @@ async fn acr_values_step_up_to_a_second_factor_or_fail_unmet(backend: Backend) {
     b.sign_in(&issuer, "alice", PASSWORD)
         .await
         .assert_status(200);
-    let doc: serde_json::Value = reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = crate::harness::discovery(&issuer).await;
     assert_eq!(
         doc["acr_values_supported"],
         serde_json::json!(["1", "2", "phr"])

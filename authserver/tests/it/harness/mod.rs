@@ -344,3 +344,13 @@ impl TestDb {
         .await
     }
 }
+
+/// The discovery document of `issuer`, fetched as a relying party would.
+pub async fn discovery(issuer: &str) -> serde_json::Value {
+    reqwest::get(format!("{issuer}/.well-known/openid-configuration"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
