@@ -456,9 +456,14 @@ impl CapturedLogs {
             .with_span_list(false)
             .with_writer(move || Writer(Arc::clone(&sink)))
             .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        // A callsite first hit by another test's thread, with no subscriber there, may
+        // have cached "never interested": have every callsite ask again, now that this
+        // thread has one (else a line is lost now and then when tests run in parallel).
+        tracing::callsite::rebuild_interest_cache();
         Self {
             lines,
-            _guard: tracing::subscriber::set_default(subscriber),
+            _guard: guard,
         }
     }
 
