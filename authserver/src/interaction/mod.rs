@@ -74,7 +74,7 @@ pub use outcome::{
     LoginForm, LoginProblem, Outcome, Page, Problem, ProviderButton, RecoveryCodes,
     SecondFactorForm, UpstreamPage, UpstreamProblem, UpstreamRefusal,
 };
-pub use passkey::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList};
+pub use passkey::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList, StoredPasskey};
 pub use upstream::{CALLBACK_PATH, callback_uri};
 
 /// How long an interactive authorization request waits for sign-in and consent.

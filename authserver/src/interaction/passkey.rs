@@ -20,7 +20,7 @@ use crate::crypto::handle_hash;
 use crate::domain::policy::TenantPolicy;
 use crate::passkeys::{CEREMONY_SECONDS, Expect, PasskeyError, Verified};
 use crate::session::{Ceremony, CeremonyPurpose, PendingLogin, PendingStage};
-use crate::store::passkeys::StoredPasskey;
+pub use crate::store::passkeys::StoredPasskey;
 use crate::store::replay::ReplayCache;
 use crate::store::users::StoredUser;
 

@@ -25,9 +25,10 @@ use super::account::{self, when};
 use super::page::{BrowserPage, PageError, PageRequest, render};
 use super::{LOGIN_PATH, Limited, page, rate_limited, url_with_request};
 use crate::http::AppState;
-use crate::interaction::{AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList, Visit};
+use crate::interaction::{
+    AccountPasskeys, CeremonyStart, PasskeyChange, PasskeyList, StoredPasskey, Visit,
+};
 use crate::session::CeremonyPurpose;
-use crate::store::passkeys::StoredPasskey;
 use crate::ui::i18n::msg;
 
 pub const LOGIN_PASSKEY_PATH: &str = "/login/passkey";
