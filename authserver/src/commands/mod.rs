@@ -200,7 +200,7 @@ pub(crate) async fn open_with_clock(
             tracing::info!(count = applied.len(), "applied SQLite migrations");
         }
     }
-    let epoch = Epoch::new(Arc::clone(store.health()));
+    let epoch = Epoch::new(Arc::clone(store.health()), Arc::clone(store.revocations()));
     let keys = Arc::new(KeyService::new(
         store.clone(),
         Arc::clone(&kek),

@@ -305,6 +305,7 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             Arc::clone(&ctx.clock),
         )),
         issued: Arc::default(),
+        verified: crate::oauth::verified::VerifiedTokens::new(&ctx.epoch, s.cache.verified_tokens),
     };
     let ui = Arc::new(
         crate::ui::Templates::load(s.ui.templates_dir.as_deref(), s.ui.locales_dir.as_deref())

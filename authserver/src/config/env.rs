@@ -126,6 +126,10 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         "GATEHOUSE_CACHE_MAX_STALE_SECONDS_DURING_OUTAGE",
         &["cache", "max_stale_seconds_during_outage"],
     ),
+    number(
+        "GATEHOUSE_CACHE_VERIFIED_TOKENS",
+        &["cache", "verified_tokens"],
+    ),
     EnvOverride {
         alias: Some("ENCRYPTION_KEY"),
         ..text("GATEHOUSE_ENCRYPTION_KEY", &["encryption", "key"])

@@ -58,6 +58,7 @@ pub struct PurgeSection {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSection {
     pub max_stale_seconds_during_outage: Option<u64>,
+    pub verified_tokens: Option<u64>,
 }
 
 /// `outbound.*`

@@ -361,12 +361,19 @@ pub struct CacheSettings {
     /// While the database is unavailable, a client read from it at most this long ago is
     /// still served from memory (client_credentials keeps working); zero: never.
     pub max_stale_during_outage: std::time::Duration,
+    /// Most access tokens a pod remembers as verified and active (introspection and
+    /// userinfo skip the signature check and the database for them); zero: none.
+    pub verified_tokens: usize,
 }
+
+/// Most entries `cache.verified_tokens` may ask for (about 1 KiB each).
+pub const MAX_VERIFIED_TOKENS: usize = 1_000_000;
 
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             max_stale_during_outage: std::time::Duration::from_mins(1),
+            verified_tokens: 10_000,
         }
     }
 }
@@ -799,6 +806,41 @@ mod tests {
                 .iter()
                 .any(|p| p.starts_with("cache.max_stale_seconds_during_outage: must be 0 to 3600")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_verified_token_cache_has_a_bounded_size() {
+        let s = from_yaml("", &Source::default(), &prod_env).unwrap();
+        assert_eq!(s.cache.verified_tokens, 10_000);
+        let s = from_yaml(
+            "cache:\n  verified_tokens: 0\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap();
+        assert_eq!(s.cache.verified_tokens, 0);
+        let env = |name: &str| match name {
+            "GATEHOUSE_CACHE_VERIFIED_TOKENS" => Some("500".to_owned()),
+            other => prod_env(other),
+        };
+        assert_eq!(
+            from_yaml("", &Source::default(), &env)
+                .unwrap()
+                .cache
+                .verified_tokens,
+            500
+        );
+        let problems = from_yaml(
+            "cache:\n  verified_tokens: 5000000\n",
+            &Source::default(),
+            &prod_env,
+        )
+        .unwrap_err()
+        .problems();
+        assert_eq!(
+            problems,
+            vec!["cache.verified_tokens: must be 0 to 1000000 tokens".to_owned()]
         );
     }
 

@@ -663,8 +663,20 @@ fn cache(section: &super::file::CacheSection, problems: &mut Vec<Problem>) -> Ca
             d.max_stale_during_outage
         }
     };
+    let verified_tokens = match section.verified_tokens.map(usize::try_from) {
+        None => d.verified_tokens,
+        Some(Ok(n)) if n <= super::MAX_VERIFIED_TOKENS => n,
+        Some(_) => {
+            problems.push(Problem::new(
+                "cache.verified_tokens",
+                format!("must be 0 to {} tokens", super::MAX_VERIFIED_TOKENS),
+            ));
+            d.verified_tokens
+        }
+    };
     CacheSettings {
         max_stale_during_outage: max_stale,
+        verified_tokens,
     }
 }
 

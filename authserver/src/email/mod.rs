@@ -550,6 +550,8 @@ impl EmailFlows {
             }));
         audit::insert(unit.conn(), &event).await?;
         unit.commit().await?;
+        // The user's grants were revoked in the unit: drop cached token state now.
+        self.store.revoked();
         tracing::info!(
             tenant = %tenant.id,
             user_id = %used.user_id,

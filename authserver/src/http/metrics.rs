@@ -24,6 +24,8 @@ pub struct Metrics {
     database_available: IntGauge,
     keys: IntGaugeVec,
     runtime: IntGaugeVec,
+    verified_lookups: IntCounterVec,
+    verified_entries: IntGauge,
 }
 
 impl Metrics {
@@ -75,6 +77,17 @@ impl Metrics {
             ),
             &["measure"],
         )?;
+        let verified_lookups = IntCounterVec::new(
+            Opts::new(
+                p("verified_token_cache_lookups_total"),
+                "Access tokens looked up in the cache of verified tokens (introspection, userinfo), by result",
+            ),
+            &["result"],
+        )?;
+        let verified_entries = IntGauge::new(
+            p("verified_token_cache_entries"),
+            "Access tokens held in the cache of verified tokens",
+        )?;
         let registry = Registry::new();
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -83,6 +96,8 @@ impl Metrics {
         registry.register(Box::new(database_available.clone()))?;
         registry.register(Box::new(keys.clone()))?;
         registry.register(Box::new(runtime.clone()))?;
+        registry.register(Box::new(verified_lookups.clone()))?;
+        registry.register(Box::new(verified_entries.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -92,6 +107,8 @@ impl Metrics {
             database_available,
             keys,
             runtime,
+            verified_lookups,
+            verified_entries,
         })
     }
 
@@ -128,6 +145,14 @@ pub async fn render(State(state): State<AppState>) -> Response {
     ] {
         m.runtime.with_label_values(&[measure]).set(gauge(value));
     }
+    // The cache counts for itself (no registry on the request path); the counters
+    // catch up with it here.
+    let counts = state.oauth.verified.counts();
+    for (result, total) in [("hit", counts.hits), ("miss", counts.misses)] {
+        let counter = m.verified_lookups.with_label_values(&[result]);
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
+    m.verified_entries.set(gauge(counts.entries));
     // Key counts are read at scrape time: states change with time, not with writes.
     if let Ok(counts) = state.keys.count_by_state().await {
         for (s, n) in counts {

@@ -798,7 +798,7 @@ mod tests {
     fn a_users_token_names_the_user_a_client_token_only_the_client() {
         let token = |claims: serde_json::Value| VerifiedToken {
             scheme: TokenScheme::Bearer,
-            claims,
+            claims: claims.into(),
         };
         let service = token(serde_json::json!({"client_id": "ci", "sub": "ci"}));
         assert_eq!(

@@ -13,6 +13,7 @@ pub mod rate_limit;
 pub mod resource;
 mod token;
 pub mod userinfo;
+pub mod verified;
 
 use std::sync::Arc;
 
@@ -44,4 +45,6 @@ pub struct OAuthService {
     pub subjects: Arc<crate::subject::Subjects>,
     /// Tokens issued, per tenant and grant type (`GET /stats` of the Management API).
     pub issued: Arc<issuance::IssuanceCounter>,
+    /// Access tokens verified before (introspection, userinfo).
+    pub verified: verified::VerifiedTokens,
 }

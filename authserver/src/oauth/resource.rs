@@ -115,7 +115,7 @@ fn credentials(header: &str) -> Option<(TokenScheme, &str)> {
 #[derive(Debug)]
 pub struct VerifiedToken {
     pub scheme: TokenScheme,
-    pub claims: Value,
+    pub claims: std::sync::Arc<Value>,
 }
 
 impl VerifiedToken {

@@ -7,6 +7,7 @@ use super::OAuthService;
 use super::dpop::{self, Expectation, Proof};
 use super::error::{ErrorCode, OAuthError, RateHeaders};
 use super::form::Form;
+use super::verified::VerifiedTokens;
 use crate::crypto::{b64url, jws, random_bytes};
 use crate::domain::client::{AuthMethod, GrantType};
 use crate::domain::tenant::Tenant;
@@ -38,7 +39,7 @@ pub struct TokenResponse {
 /// Claims of an access token that passed every check.
 #[derive(Debug)]
 pub(super) struct ActiveToken {
-    pub claims: Value,
+    pub claims: std::sync::Arc<Value>,
 }
 
 /// Who a rate limit counts.
@@ -435,12 +436,33 @@ impl OAuthService {
     }
 
     /// Verifies an access token of this tenant: signature by one of its published keys,
-    /// `typ`, issuer, expiry, revocation, and that its client still exists.
+    /// `typ`, issuer, expiry, revocation, and that its client still exists. A token
+    /// that passed all of it before is answered from [`super::verified`].
     pub(super) async fn active_token(
         &self,
         tenant: &Tenant,
         token: &str,
     ) -> Result<Option<ActiveToken>, OAuthError> {
+        let key = VerifiedTokens::key(&tenant.id, token);
+        if let Some(claims) = self.verified.get(&key, self.clock.now()) {
+            return Ok(Some(ActiveToken { claims }));
+        }
+        let epoch = self.verified.begin();
+        let Some(claims) = self.verify_access_token(tenant, token).await? else {
+            return Ok(None);
+        };
+        let claims = std::sync::Arc::new(claims);
+        self.verified
+            .insert(key, epoch, std::sync::Arc::clone(&claims));
+        Ok(Some(ActiveToken { claims }))
+    }
+
+    /// [`OAuthService::active_token`] without the cache: the claims of an active token.
+    async fn verify_access_token(
+        &self,
+        tenant: &Tenant,
+        token: &str,
+    ) -> Result<Option<Value>, OAuthError> {
         let Ok(parsed) = jws::parse(token) else {
             return Ok(None);
         };
@@ -492,9 +514,7 @@ impl OAuthService {
         if client.is_none_or(|c| issued < c.created_at) {
             return Ok(None);
         }
-        Ok(Some(ActiveToken {
-            claims: parsed.claims,
-        }))
+        Ok(Some(parsed.claims))
     }
 
     /// `POST {issuer}/introspect` (RFC 7662). Inactive tokens get `{"active": false}`

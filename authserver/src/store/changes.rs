@@ -12,6 +12,19 @@ use crate::cache::Epoch;
 /// PostgreSQL channel the migration's triggers notify.
 pub const CHANNEL: &str = "gatehouse_changes";
 
+/// Tables whose notifications mean a token or grant was revoked (or deleted): they drop
+/// only the caches of token state (`Cached::dropped_on_revocation`). On SQLite their
+/// triggers advance the one counter, which drops every cache.
+const REVOCATION_TABLES: [&str; 2] = ["revoked_tokens", "grants"];
+
+/// The payload of the heartbeat every pod sends on [`CHANNEL`]: receiving any pod's
+/// proves this pod's listener delivers, which caches of token state require (see
+/// `cache::FEED_FRESHNESS`). It changes nothing.
+const HEARTBEAT: &str = "heartbeat";
+
+/// How often a pod sends its heartbeat; a few within `cache::FEED_FRESHNESS`.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+
 /// How often SQLite's counter is read; well under the one-second propagation target.
 const SQLITE_POLL: Duration = Duration::from_millis(250);
 
@@ -24,7 +37,12 @@ impl Store {
         let store = self.clone();
         tokio::spawn(async move {
             match &store.pool {
-                Pool::Postgres(pool) => listen_postgres(&store, pool.clone(), epoch).await,
+                Pool::Postgres(pool) => {
+                    tokio::join!(
+                        listen_postgres(&store, pool.clone(), epoch),
+                        heartbeat(pool.clone())
+                    );
+                }
                 Pool::Sqlite(_) => poll_sqlite(store.clone(), epoch).await,
             }
         })
@@ -53,6 +71,27 @@ async fn listen(pool: &sqlx::PgPool, deadline: Duration) -> Result<PgListener, S
         Ok(Ok(listener)) => Ok(listener),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no connection within {} ms", deadline.as_millis())),
+    }
+}
+
+/// Sends [`HEARTBEAT`] every [`HEARTBEAT_EVERY`] until the pool is closed. Failures are
+/// silent and bounded: the requests that need the database find an outage and report
+/// it; a missing heartbeat only stops token state from being served from memory.
+async fn heartbeat(pool: sqlx::PgPool) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        let send = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(HEARTBEAT)
+            .execute(&pool);
+        if let Ok(Err(e)) = tokio::time::timeout(HEARTBEAT_EVERY * 4, send).await {
+            tracing::debug!(error = %e, "change feed heartbeat not sent");
+        }
     }
 }
 
@@ -94,11 +133,18 @@ async fn listen_postgres(store: &Store, pool: sqlx::PgPool, epoch: Epoch) {
         backoff = Duration::from_millis(250);
         // Anything may have changed while we were not listening.
         epoch.resync();
+        epoch.feed_alive();
         loop {
             match listener.try_recv().await {
+                Ok(Some(n)) if n.payload() == HEARTBEAT => epoch.feed_alive(),
                 Ok(Some(n)) => {
                     tracing::debug!(table = n.payload(), "change notification");
-                    epoch.bump();
+                    epoch.feed_alive();
+                    if REVOCATION_TABLES.contains(&n.payload()) {
+                        epoch.revoked();
+                    } else {
+                        epoch.bump();
+                    }
                 }
                 Ok(None) => {
                     tracing::warn!("change listener connection lost, reconnecting");
@@ -131,6 +177,7 @@ async fn poll_sqlite(store: Store, epoch: Epoch) {
                     epoch.bump();
                 }
                 last = Some(g);
+                epoch.feed_alive();
             }
             Err(e) => tracing::warn!(error = %e, "cannot read change counter"),
         }

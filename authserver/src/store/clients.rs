@@ -372,7 +372,7 @@ impl Store {
         audit: &AuditEvent,
         guard: &Guard<'_>,
     ) -> Result<Option<Retirement>> {
-        in_transaction!(self, tx => {
+        let out = in_transaction!(self, tx => {
             let existing: Option<(String, Option<String>)> = sqlx::query_as(
                 "SELECT spec, managed_by FROM clients WHERE tenant_id = $1 AND client_id = $2",
             )
@@ -436,7 +436,10 @@ impl Store {
             }
             insert_audit!(&mut *tx, &event)?;
             Ok(Some(retirement))
-        })
+        });
+        // After the commit: see `Store::revoked`.
+        self.revoked();
+        out
     }
 
     /// The tombstone of a retired client id, if there is one.

@@ -121,7 +121,7 @@ impl Store {
         client_id: &str,
         now: UnixTime,
     ) -> Result<ConsentRevocation> {
-        in_transaction!(self, tx => {
+        let out = in_transaction!(self, tx => {
             let n = sqlx::query(
                 "DELETE FROM consents WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3",
             )
@@ -138,7 +138,10 @@ impl Store {
                 tx, tenant_id, now, "user_id" = user_id, "client_id" = client_id
             );
             Ok(ConsentRevocation { existed: true, grants_revoked })
-        })
+        });
+        // After the commit: see `Store::revoked`.
+        self.revoked();
+        out
     }
 }
 

@@ -246,7 +246,7 @@ impl Store {
     /// for it goes on the denylist until it expires. Idempotent.
     #[tracing::instrument(name = "db.revoke_grant", skip_all)]
     pub async fn revoke_grant(&self, tenant_id: &str, grant_id: &str, now: UnixTime) -> Result<()> {
-        in_transaction!(self, tx => {
+        let out = in_transaction!(self, tx => {
             sqlx::query(
                 "UPDATE grants SET revoked_at = $3 \
                  WHERE tenant_id = $1 AND grant_id = $2 AND revoked_at IS NULL",
@@ -267,7 +267,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             Ok(())
-        })
+        });
+        // After the commit: see `Store::revoked`.
+        self.revoked();
+        out
     }
 
     #[tracing::instrument(name = "db.insert_refresh_token", skip_all)]

@@ -257,7 +257,7 @@ impl Store {
         now: UnixTime,
         end: super::sessions::EndAccess<'_>,
     ) -> Result<Option<super::sessions::AccessEnded>> {
-        in_transaction!(self, tx => {
+        let out = in_transaction!(self, tx => {
             let totp = sqlx::query("DELETE FROM user_totp WHERE tenant_id = $1 AND user_id = $2")
                 .bind(tenant_id)
                 .bind(user_id)
@@ -275,7 +275,10 @@ impl Store {
                 return Ok(None);
             }
             Ok(Some(super::sessions::end_user_access!(tx, tenant_id, user_id, now, end)))
-        })
+        });
+        // After the commit: see `Store::revoked`.
+        self.revoked();
+        out
     }
 
     /// Replaces a user's recovery codes (digests) in one transaction: the old set stops

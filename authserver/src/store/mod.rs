@@ -172,6 +172,9 @@ enum Pool {
 pub struct Store {
     pool: Pool,
     health: Arc<DatabaseHealth>,
+    /// Revocations of tokens and grants this process committed (shared by every clone),
+    /// so caches of token state drop at once instead of at the change feed's pace.
+    revocations: Arc<crate::cache::Revocations>,
 }
 
 /// Runs the same body on a connection from whichever pool backs the store; `$pool` is
@@ -297,6 +300,7 @@ impl Store {
             health: Arc::new(DatabaseHealth::new(Duration::from_millis(
                 settings.acquire_timeout_ms.max(1),
             ))),
+            revocations: Arc::default(),
         };
         store.wait_reachable(settings, &describe_url(url)).await?;
         Ok(store)
@@ -355,6 +359,17 @@ impl Store {
     /// This database's shared availability state.
     pub fn health(&self) -> &Arc<DatabaseHealth> {
         &self.health
+    }
+
+    /// The count of revocations this process committed; see [`crate::cache::Epoch::new`].
+    pub fn revocations(&self) -> &Arc<crate::cache::Revocations> {
+        &self.revocations
+    }
+
+    /// Counts a committed revocation of tokens or grants (called after the commit: a
+    /// cache load racing the write then cannot keep the token's old state).
+    pub(crate) fn revoked(&self) {
+        self.revocations.record();
     }
 
     /// A connection or transaction (`acquire`) for one store call, through the

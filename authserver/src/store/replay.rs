@@ -87,6 +87,7 @@ impl Store {
             .execute(pool)
             .await?;
         });
+        self.revoked();
         Ok(())
     }
 

@@ -199,6 +199,8 @@ impl Store {
                 .await?
                 .rows_affected()
         });
+        // The user's grants went with it (ON DELETE CASCADE), and their tokens with them.
+        self.revoked();
         Ok(n > 0)
     }
 
@@ -253,7 +255,7 @@ impl Store {
         now: UnixTime,
         end: super::sessions::EndAccess<'_>,
     ) -> Result<super::sessions::AccessEnded> {
-        in_transaction!(self, tx => {
+        let out = in_transaction!(self, tx => {
             let n = sqlx::query(
                 "UPDATE users SET password_hash = $3, updated_at = $4 \
                  WHERE tenant_id = $1 AND user_id = $2",
@@ -269,7 +271,10 @@ impl Store {
                 return Err(Error::NotFound);
             }
             Ok(super::sessions::end_user_access!(tx, tenant_id, user_id, now, end))
-        })
+        });
+        // After the commit: see `Store::revoked`.
+        self.revoked();
+        out
     }
 
     /// Replaces the hash only if it is still `expected` (a transparent rehash must not

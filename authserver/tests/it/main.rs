@@ -56,3 +56,4 @@ mod telemetry;
 mod token;
 mod userinfo;
 mod users;
+mod verified_tokens;

@@ -1,7 +1,7 @@
 //! Several processes on one database: a key or client change made through the CLI or
 //! one pod's admin API reaches every other running server within a second (PostgreSQL
 //! LISTEN/NOTIFY; SQLite polls a trigger-maintained counter), though their caches live
-//! for 30 s; a revocation is seen everywhere at once.
+//! for 30 s; a revocation is seen on the pod that made it at once, on every other within a second.
 
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,8 @@ async fn a_client_registered_through_one_pods_admin_api_works_on_another_within_
         (call_took + polled_at.elapsed()).as_millis()
     );
 
-    // Revoked through A: inactive on B at once (the denylist is read, never cached).
+    // Revoked through A: inactive on A at once and on B within a second (B answers a
+    // token it verified before from its cache, which the change feed empties).
     let rs = Creds {
         id: "api".into(),
         secret: upsert(
@@ -140,12 +141,21 @@ async fn a_client_registered_through_one_pods_admin_api_works_on_another_within_
     }
     assert!(is_active(&a, &rs, &access).await);
     assert!(is_active(&b, &rs, &access).await);
+    assert!(is_active(&b, &rs, &access).await);
+    let revoked_at = Instant::now();
     assert_eq!(revoke(&a, &creds, &access, &[]).await.status, 200);
-    assert!(
-        !is_active(&b, &rs, &access).await,
-        "revoked token active on B"
-    );
     assert!(!is_active(&a, &rs, &access).await);
+    while is_active(&b, &rs, &access).await {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "revoked token still active on B after a second"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    println!(
+        "revoked on A, inactive on B {} ms after the revocation was sent",
+        revoked_at.elapsed().as_millis()
+    );
 }
 
 on_both_backends!(a_client_created_by_the_cli_is_usable_on_a_running_server_within_a_second);
