@@ -108,11 +108,18 @@ pub fn user_claims(user: &StoredUser, scopes: &[String]) -> Map<String, Value> {
 }
 
 /// How the refresh token of a response comes about.
-enum RefreshIssue {
+enum RefreshIssue<'a> {
     /// None for this response.
     None,
     /// A new family member, stored by the caller already.
     Issued(String),
+    /// The successor of the token whose hash is `old_hash`: stored, with the rotation
+    /// and the access token's record, in one write (`Store::rotate_refresh_token`).
+    Rotated {
+        token: String,
+        old_hash: &'a str,
+        new: NewRefresh<'a>,
+    },
 }
 
 impl OAuthService {
@@ -196,24 +203,32 @@ impl OAuthService {
         tenant: &Tenant,
         grant_id: &str,
     ) -> Result<(GrantRow, StoredUser), OAuthError> {
-        let now = self.clock.now();
         let grant = self
             .store
             .get_grant(&tenant.id, grant_id)
             .await?
             .ok_or_else(|| invalid_grant("the grant no longer exists"))?;
+        let user = self.grant_user(tenant, &grant).await?;
+        Ok((grant, user))
+    }
+
+    /// The user of `grant` if the grant is live: `invalid_grant` when it was revoked or
+    /// ran out, or the user is gone.
+    async fn grant_user(
+        &self,
+        tenant: &Tenant,
+        grant: &GrantRow,
+    ) -> Result<StoredUser, OAuthError> {
         if grant.revoked_at.is_some() {
             return Err(invalid_grant("the grant has been revoked"));
         }
-        if grant.expires_at <= now {
+        if grant.expires_at <= self.clock.now() {
             return Err(invalid_grant("the grant has expired"));
         }
-        let user = self
-            .store
+        self.store
             .get_user(&tenant.id, &grant.user_id)
             .await?
-            .ok_or_else(|| invalid_grant("the user no longer exists"))?;
-        Ok((grant, user))
+            .ok_or_else(|| invalid_grant("the user no longer exists"))
     }
 
     /// `grant_type=authorization_code`.
@@ -365,7 +380,8 @@ impl OAuthService {
                     refresh,
                 },
             )
-            .await?;
+            .await?
+            .ok_or_else(|| OAuthError::internal("a code's tokens were not recorded"))?;
         Ok((body, proof))
     }
 
@@ -388,14 +404,10 @@ impl OAuthService {
         let old_hash = handle_hash(presented);
         let now = self.clock.now();
         let unknown = || invalid_grant("the refresh token is invalid, expired or revoked");
-        let row = self
+        // One read for the token and its grant, one for the user, one write.
+        let (row, grant) = self
             .store
-            .find_refresh_token(&tenant.id, &old_hash)
-            .await?
-            .ok_or_else(unknown)?;
-        let grant = self
-            .store
-            .get_grant(&tenant.id, &row.grant_id)
+            .find_refresh_grant(&tenant.id, &old_hash)
             .await?
             .ok_or_else(unknown)?;
         if grant.client_id != spec.client_id {
@@ -416,7 +428,7 @@ impl OAuthService {
         if row.expires_at <= now {
             return Err(unknown());
         }
-        let (grant, user) = self.live_grant(tenant, &row.grant_id).await?;
+        let user = self.grant_user(tenant, &grant).await?;
         let granted = grant.scopes();
         let requested = req.form.list("scope");
         let scopes = if requested.is_empty() {
@@ -450,32 +462,7 @@ impl OAuthService {
         }
         let token = new_handle();
         let hash = handle_hash(&token);
-        let rotated = self
-            .store
-            .rotate_refresh_token(
-                &tenant.id,
-                &old_hash,
-                &NewRefresh {
-                    token_hash: &hash,
-                    grant_id: &grant.grant_id,
-                    dpop_jkt: row.dpop_jkt.as_deref(),
-                    created_at: now,
-                    expires_at: refresh_expiry(spec, &grant, now),
-                },
-            )
-            .await?;
-        if !rotated {
-            // Rotated by a concurrent request between our read and our write: reuse.
-            self.revoke_family(
-                tenant,
-                &grant,
-                "refresh_token.reuse_detected",
-                req.ip.as_deref(),
-            )
-            .await?;
-            return Err(unknown());
-        }
-        let body = self
+        let issued = self
             .user_tokens(
                 tenant,
                 spec,
@@ -488,15 +475,38 @@ impl OAuthService {
                     // OIDC Core §12.2: no nonce in a refreshed ID token.
                     nonce: None,
                     proof: proof.as_ref(),
-                    refresh: RefreshIssue::Issued(token),
+                    refresh: RefreshIssue::Rotated {
+                        token,
+                        old_hash: &old_hash,
+                        new: NewRefresh {
+                            token_hash: &hash,
+                            grant_id: &grant.grant_id,
+                            dpop_jkt: row.dpop_jkt.as_deref(),
+                            created_at: now,
+                            expires_at: refresh_expiry(spec, &grant, now),
+                        },
+                    },
                 },
             )
             .await?;
+        let Some(body) = issued else {
+            // Rotated by a concurrent request between our read and our write (reuse), or
+            // the grant was revoked meanwhile.
+            self.revoke_family(
+                tenant,
+                &grant,
+                "refresh_token.reuse_detected",
+                req.ip.as_deref(),
+            )
+            .await?;
+            return Err(unknown());
+        };
         Ok((body, proof))
     }
 
     /// Mints the access token (recorded under the grant) and, with `openid`, the ID
-    /// token; returns the token response.
+    /// token; returns the token response. `None` when a rotation (`RefreshIssue::Rotated`)
+    /// lost to a concurrent one or to a revocation: nothing was written, nothing issued.
     async fn user_tokens(
         &self,
         tenant: &Tenant,
@@ -504,7 +514,7 @@ impl OAuthService {
         grant: &GrantRow,
         user: &StoredUser,
         t: UserTokens<'_>,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Option<Value>, OAuthError> {
         let mut extra = Map::new();
         extra.insert("auth_time".into(), grant.auth_time.into());
         if let Some(acr) = &grant.acr {
@@ -523,9 +533,37 @@ impl OAuthService {
                 },
             )
             .await?;
-        self.store
-            .record_grant_access_token(&tenant.id, &minted.jti, &grant.grant_id, minted.expires_at)
-            .await?;
+        let refresh = match t.refresh {
+            RefreshIssue::None | RefreshIssue::Issued(_) => {
+                self.store
+                    .record_grant_access_token(
+                        &tenant.id,
+                        &minted.jti,
+                        &grant.grant_id,
+                        minted.expires_at,
+                    )
+                    .await?;
+                match t.refresh {
+                    RefreshIssue::Issued(token) => Some(token),
+                    _ => None,
+                }
+            }
+            RefreshIssue::Rotated {
+                token,
+                old_hash,
+                new,
+            } => {
+                let access = (minted.jti.as_str(), minted.expires_at);
+                if !self
+                    .store
+                    .rotate_refresh_token(&tenant.id, old_hash, &new, access)
+                    .await?
+                {
+                    return Ok(None);
+                }
+                Some(token)
+            }
+        };
         let mut body = minted.response(t.scopes, t.proof);
         if has(t.scopes, "openid") {
             let alg = spec.id_token_alg.unwrap_or(self.tokens.id_token_alg);
@@ -572,10 +610,10 @@ impl OAuthService {
                 .await?;
             body["id_token"] = id_token.into();
         }
-        if let RefreshIssue::Issued(token) = t.refresh {
+        if let Some(token) = refresh {
             body["refresh_token"] = token.into();
         }
-        Ok(body)
+        Ok(Some(body))
     }
 }
 
@@ -662,7 +700,7 @@ struct UserTokens<'a> {
     audiences: &'a [String],
     nonce: Option<&'a str>,
     proof: Option<&'a Proof>,
-    refresh: RefreshIssue,
+    refresh: RefreshIssue<'a>,
 }
 
 /// Sliding expiry of a new refresh token, never past the grant's absolute end.

@@ -2,7 +2,7 @@
 //! start, the access tokens and refresh tokens issued under a grant, and revoking a
 //! grant as a whole (code replay, refresh-token reuse, RFC 7009 revocation).
 
-use super::{Result, Store, in_transaction, with_pool};
+use super::{Pool, Result, Store, in_transaction, with_pool};
 use crate::clock::UnixTime;
 
 /// A stored authorization code (looked up by the hash of its value).
@@ -53,6 +53,33 @@ struct GrantDbRow {
     acr: Option<String>,
     expires_at: i64,
     revoked_at: Option<i64>,
+}
+
+impl From<GrantDbRow> for GrantRow {
+    fn from(r: GrantDbRow) -> Self {
+        GrantRow {
+            amr: serde_json::from_str(&r.amr).unwrap_or_default(),
+            grant_id: r.grant_id,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            sid: r.sid,
+            scope: r.scope,
+            auth_time: r.auth_time,
+            acr: r.acr,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+/// [`Store::find_refresh_grant`]'s row: the token's columns and its grant's.
+#[derive(sqlx::FromRow)]
+struct RefreshGrantDbRow {
+    dpop_jkt: Option<String>,
+    token_expires_at: i64,
+    rotated_at: Option<i64>,
+    #[sqlx(flatten)]
+    grant: GrantDbRow,
 }
 
 /// A stored refresh token.
@@ -170,18 +197,7 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(|r| GrantRow {
-            amr: serde_json::from_str(&r.amr).unwrap_or_default(),
-            grant_id: r.grant_id,
-            client_id: r.client_id,
-            user_id: r.user_id,
-            sid: r.sid,
-            scope: r.scope,
-            auth_time: r.auth_time,
-            acr: r.acr,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-        }))
+        Ok(row.map(GrantRow::from))
     }
 
     /// The grant an access token (`jti`) was issued under, if any.
@@ -310,45 +326,123 @@ impl Store {
         }))
     }
 
-    /// Rotates a refresh token: marks `old_hash` rotated and stores its successor, in
-    /// one transaction. `false` (and nothing written) when `old_hash` was already
-    /// rotated: a concurrent use of the same token, which is reuse.
+    /// A refresh token and its grant, in one statement (the refresh grant's read).
+    #[tracing::instrument(name = "db.find_refresh_grant", skip_all)]
+    pub async fn find_refresh_grant(
+        &self,
+        tenant_id: &str,
+        token_hash: &str,
+    ) -> Result<Option<(RefreshRow, GrantRow)>> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, RefreshGrantDbRow>(
+                "SELECT r.dpop_jkt, r.expires_at AS token_expires_at, r.rotated_at, \
+                 g.grant_id, g.client_id, g.user_id, g.sid, g.scope, g.auth_time, g.amr, g.acr, \
+                 g.expires_at, g.revoked_at FROM refresh_tokens r JOIN grants g \
+                 ON g.tenant_id = r.tenant_id AND g.grant_id = r.grant_id \
+                 WHERE r.tenant_id = $1 AND r.token_hash = $2",
+            )
+            .bind(tenant_id)
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|r| {
+            let token = RefreshRow {
+                grant_id: r.grant.grant_id.clone(),
+                dpop_jkt: r.dpop_jkt,
+                expires_at: r.token_expires_at,
+                rotated_at: r.rotated_at,
+            };
+            (token, r.grant.into())
+        }))
+    }
+
+    /// Rotates a refresh token: marks `old_hash` rotated, stores its successor and
+    /// records the access token issued with it (`access`: jti, expiry) — all or nothing.
+    /// `false` (and nothing written) when `old_hash` was already rotated (a concurrent
+    /// use of the same token, which is reuse) or its grant was revoked meanwhile.
+    /// On PostgreSQL one statement (its own transaction, one round trip).
     #[tracing::instrument(name = "db.rotate_refresh_token", skip_all)]
     pub async fn rotate_refresh_token(
         &self,
         tenant_id: &str,
         old_hash: &str,
         new: &NewRefresh<'_>,
+        access: (&str, UnixTime),
     ) -> Result<bool> {
-        in_transaction!(self, tx => {
-            let n = sqlx::query(
-                "UPDATE refresh_tokens SET rotated_at = $3 \
-                 WHERE tenant_id = $1 AND token_hash = $2 AND rotated_at IS NULL",
-            )
-            .bind(tenant_id)
-            .bind(old_hash)
-            .bind(new.created_at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n != 1 {
-                // Dropping the transaction rolls it back.
-                return Ok(false);
+        let (jti, access_expires_at) = access;
+        match &self.pool {
+            Pool::Postgres(_) => {
+                let rotated: i64 = with_pool!(self, pool => {
+                    sqlx::query_scalar(
+                        "WITH rotated AS (UPDATE refresh_tokens r SET rotated_at = $3 \
+                         FROM grants g WHERE r.tenant_id = $1 AND r.token_hash = $2 \
+                         AND r.rotated_at IS NULL AND g.tenant_id = r.tenant_id \
+                         AND g.grant_id = r.grant_id AND g.revoked_at IS NULL \
+                         RETURNING r.grant_id), \
+                         fresh AS (INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, \
+                         dpop_jkt, created_at, expires_at) \
+                         SELECT $1, $4, grant_id, $5, $3, $6 FROM rotated), \
+                         issued AS (INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, \
+                         expires_at) SELECT $1, $7, grant_id, $8 FROM rotated) \
+                         SELECT count(*) FROM rotated",
+                    )
+                    .bind(tenant_id)
+                    .bind(old_hash)
+                    .bind(new.created_at)
+                    .bind(new.token_hash)
+                    .bind(new.dpop_jkt)
+                    .bind(new.expires_at)
+                    .bind(jti)
+                    .bind(access_expires_at)
+                    .fetch_one(pool)
+                    .await?
+                });
+                Ok(rotated == 1)
             }
-            sqlx::query(
-                "INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, dpop_jkt, \
-                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(tenant_id)
-            .bind(new.token_hash)
-            .bind(new.grant_id)
-            .bind(new.dpop_jkt)
-            .bind(new.created_at)
-            .bind(new.expires_at)
-            .execute(&mut *tx)
-            .await?;
-            Ok(true)
-        })
+            // SQLite has no writing CTEs: the same three writes in one transaction.
+            Pool::Sqlite(_) => in_transaction!(self, tx => {
+                let n = sqlx::query(
+                    "UPDATE refresh_tokens SET rotated_at = $3 \
+                     WHERE tenant_id = $1 AND token_hash = $2 AND rotated_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM grants g WHERE g.tenant_id = refresh_tokens.tenant_id \
+                     AND g.grant_id = refresh_tokens.grant_id AND g.revoked_at IS NULL)",
+                )
+                .bind(tenant_id)
+                .bind(old_hash)
+                .bind(new.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n != 1 {
+                    // Dropping the transaction rolls it back.
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, dpop_jkt, \
+                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(tenant_id)
+                .bind(new.token_hash)
+                .bind(new.grant_id)
+                .bind(new.dpop_jkt)
+                .bind(new.created_at)
+                .bind(new.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(tenant_id)
+                .bind(jti)
+                .bind(new.grant_id)
+                .bind(access_expires_at)
+                .execute(&mut *tx)
+                .await?;
+                Ok(true)
+            }),
+        }
     }
 
     /// Reads a per-tenant secret: `(sealed, kek_id)`.
@@ -430,5 +524,142 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NewRefresh;
+    use crate::store::codes::{NewCode, NewGrant};
+    use crate::store::testing::{self, TestStore};
+
+    /// A grant of `user_id` with its first refresh token `old`.
+    async fn grant_with_refresh(db: &TestStore, user_id: &str) {
+        let grant = NewGrant {
+            tenant_id: "t".into(),
+            grant_id: "g1".into(),
+            client_id: "web".into(),
+            user_id: user_id.into(),
+            sid: None,
+            scope: "openid offline_access".into(),
+            auth_time: 1_000,
+            amr: vec!["pwd".into()],
+            acr: None,
+            created_at: 1_000,
+            expires_at: 100_000,
+        };
+        let code = NewCode {
+            code_hash: "c1".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            nonce: None,
+            code_challenge: None,
+            code_challenge_method: None,
+            dpop_jkt: None,
+            expires_at: 2_000,
+        };
+        db.store.insert_code(&grant, &code).await.expect("grant");
+        db.store
+            .insert_refresh_token("t", &refresh("old", 1_000))
+            .await
+            .expect("first refresh token");
+    }
+
+    fn refresh(hash: &str, at: i64) -> NewRefresh<'_> {
+        NewRefresh {
+            token_hash: hash,
+            grant_id: "g1",
+            dpop_jkt: None,
+            created_at: at,
+            expires_at: at + 3_600,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotation_writes_all_three_rows_or_none() {
+        for db in testing::both().await {
+            let user = db.user("t", "alice").await;
+            grant_with_refresh(&db, &user.user_id).await;
+            let store = &db.store;
+            let (row, grant) = store
+                .find_refresh_grant("t", "old")
+                .await
+                .expect("read")
+                .expect("found");
+            assert_eq!((row.grant_id.as_str(), row.rotated_at), ("g1", None));
+            assert_eq!(grant.user_id, user.user_id, "{}", db.name());
+            assert!(
+                store
+                    .rotate_refresh_token("t", "old", &refresh("new", 1_100), ("jti-1", 1_700))
+                    .await
+                    .expect("rotation")
+            );
+            assert_eq!(
+                store.live_grant_of_jti("t", "jti-1").await.expect("read"),
+                Some("g1".to_owned()),
+                "{}",
+                db.name()
+            );
+            let (old, _) = store
+                .find_refresh_grant("t", "old")
+                .await
+                .expect("read")
+                .expect("kept");
+            assert_eq!(old.rotated_at, Some(1_100), "{}", db.name());
+            // The same token again (a concurrent use): nothing is written.
+            assert!(
+                !store
+                    .rotate_refresh_token("t", "old", &refresh("other", 1_200), ("jti-2", 1_800))
+                    .await
+                    .expect("no rotation")
+            );
+            assert!(
+                store
+                    .find_refresh_grant("t", "other")
+                    .await
+                    .expect("read")
+                    .is_none()
+            );
+            assert!(
+                store
+                    .live_grant_of_jti("t", "jti-2")
+                    .await
+                    .expect("read")
+                    .is_none()
+            );
+            // A write that fails halfway (the access token's jti is taken) leaves the
+            // token unrotated and no successor behind.
+            let err = store
+                .rotate_refresh_token("t", "new", &refresh("newer", 1_300), ("jti-1", 1_900))
+                .await;
+            assert!(err.is_err(), "{}", db.name());
+            let (new, _) = store
+                .find_refresh_grant("t", "new")
+                .await
+                .expect("read")
+                .expect("kept");
+            assert_eq!(new.rotated_at, None, "{}", db.name());
+            assert!(
+                store
+                    .find_refresh_grant("t", "newer")
+                    .await
+                    .expect("read")
+                    .is_none()
+            );
+            // A revoked grant's token no longer rotates.
+            store.revoke_grant("t", "g1", 1_400).await.expect("revoke");
+            assert!(
+                !store
+                    .rotate_refresh_token("t", "new", &refresh("newest", 1_500), ("jti-3", 2_000))
+                    .await
+                    .expect("no rotation")
+            );
+            assert!(
+                store
+                    .find_refresh_grant("t", "newest")
+                    .await
+                    .expect("read")
+                    .is_none()
+            );
+        }
     }
 }
