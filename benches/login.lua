@@ -8,16 +8,26 @@
 -- sign-in is therefore one GET and one POST; the POST is the Argon2id verify plus the
 -- session writes. A failed sign-in answers 200 with the form and an error, so it is
 -- told apart by the page, counted, and reported in "failed" below.
+--
+-- Each browser signs in its own user, `$BENCH_USERNAME-<thread number>` (benches/load.sh
+-- creates as many as the most connections it runs): attempts in flight count towards a
+-- username's lockout budget, so one user shared by every browser would be locked out
+-- by design, and that is not what this measures.
 
-local body = "username=" .. os.getenv("BENCH_USERNAME")
-  .. "&password=" .. os.getenv("BENCH_PASSWORD") .. "&_csrf="
+local body
 local cookie, csrf = nil, nil
 ok = 0 -- globals: read by done() through thread:get
 failed = 0
 
 local threads = {}
 function setup(thread)
+  thread:set("id", #threads)
   table.insert(threads, thread)
+end
+
+function init(args)
+  body = "username=" .. os.getenv("BENCH_USERNAME") .. "-" .. tostring(id)
+    .. "&password=" .. os.getenv("BENCH_PASSWORD") .. "&_csrf="
 end
 
 function request()

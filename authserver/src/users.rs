@@ -203,7 +203,9 @@ pub struct UserService {
     policy: PasswordSettings,
     breach: BreachChecker,
     /// Argon2id takes `memory_kib` per hash: bounding how many run at once bounds the
-    /// memory a burst of sign-ins can take (the rest wait their turn).
+    /// memory a burst of sign-ins can take (the rest wait their turn). One per core:
+    /// more would not hash faster, and each keeps its working memory
+    /// (`crypto::password`).
     hashing: tokio::sync::Semaphore,
     /// `sessions.revoke_on_credential_reset`.
     revoke_on_reset: bool,
@@ -222,7 +224,7 @@ impl UserService {
             &policy.hibp_base_url,
             Duration::from_secs(policy.hibp_timeout_seconds),
         );
-        let slots = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+        let slots = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             store,
             clock,

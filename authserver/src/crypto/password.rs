@@ -6,8 +6,12 @@
 //! functions are CPU- and memory-bound (tens of milliseconds): async callers run them in
 //! `spawn_blocking`.
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
+use std::sync::Mutex;
+
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use secrecy::{ExposeSecret as _, SecretString};
+use subtle::ConstantTimeEq as _;
 
 use crate::config::Argon2Params;
 
@@ -33,18 +37,64 @@ fn argon2(p: Argon2Params) -> Result<Argon2<'static>, Error> {
     ))
 }
 
+/// Argon2's working memory (`memory_kib` per hash), kept for the next hash instead of
+/// freed. Allocating and freeing 19 MiB per sign-in on whichever blocking-pool thread
+/// ran it made the allocator keep a copy per thread arena: a burst of sign-ins grew the
+/// server to over a gigabyte. Kept, the memory is one buffer per hash that ever ran at
+/// once — what `UserService` allows (one per core) — and no more.
+static SCRATCH: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+
+/// Runs `f` on `blocks` blocks of reused working memory.
+fn with_scratch<R>(blocks: usize, f: impl FnOnce(&mut [Block]) -> R) -> R {
+    let mut buf = SCRATCH
+        .lock()
+        .ok()
+        .and_then(|mut free| free.pop())
+        .unwrap_or_default();
+    if buf.len() < blocks {
+        // Exactly sized: a bigger cost (a hash made with other parameters) reallocates.
+        buf = vec![Block::new(); blocks];
+    }
+    let out = f(&mut buf[..blocks]);
+    if let Ok(mut free) = SCRATCH.lock() {
+        free.push(buf);
+    }
+    out
+}
+
+/// Argon2 of `password` and `salt` into `out`, on reused working memory.
+fn derive(
+    a: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), Error> {
+    with_scratch(params.block_count(), |blocks| {
+        a.hash_password_into_with_memory(password, salt, out, blocks)
+    })
+    .map_err(|e| Error::Hash(e.to_string()))
+}
+
 /// Hashes `password` with a fresh random salt; returns the PHC string.
 pub fn hash(password: &SecretString, params: Argon2Params) -> Result<String, Error> {
     let salt = super::random_bytes::<SALT_LEN>();
-    let hash = argon2(params)?
-        .hash_password_with_salt(password.expose_secret().as_bytes(), &salt)
-        .map_err(|e| Error::Hash(e.to_string()))?;
-    Ok(hash.to_string())
+    let a = argon2(params)?;
+    let p = a.params().clone();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    derive(&a, &p, password.expose_secret().as_bytes(), &salt, &mut out)?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&p).map_err(|e| Error::Hash(e.to_string()))?,
+        salt: Some(Salt::new(&salt).map_err(|e| Error::Hash(e.to_string()))?),
+        hash: Some(Output::new(&out).map_err(|e| Error::Hash(e.to_string()))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Whether `password` matches the PHC string `stored`. The parameters come from the
-/// string; the final comparison is constant time (the `password-hash` crate compares
-/// outputs with `subtle`). An unparseable string never matches.
+/// string; the final comparison is constant time. An unparseable string never matches.
 pub fn verify(password: &SecretString, stored: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
@@ -52,9 +102,30 @@ pub fn verify(password: &SecretString, stored: &str) -> bool {
     if parsed.algorithm != argon2::ARGON2ID_IDENT {
         return false;
     }
-    Argon2::default()
-        .verify_password(password.expose_secret().as_bytes(), &parsed)
-        .is_ok()
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let version = parsed
+        .version
+        .map_or(Ok(Version::V0x13), Version::try_from)
+        .unwrap_or(Version::V0x13);
+    let a = Argon2::new(Algorithm::Argon2id, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    if derive(
+        &a,
+        &params,
+        password.expose_secret().as_bytes(),
+        salt,
+        &mut out,
+    )
+    .is_err()
+    {
+        return false;
+    }
+    bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 /// Whether `stored` was made with anything other than Argon2id v19 and exactly
@@ -127,6 +198,39 @@ mod tests {
         assert!(!verify(&pw(""), &h));
         assert!(!verify(&pw("s3cret-password"), "not a phc string"));
         assert!(!verify(&pw("s3cret-password"), ""));
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_argon2_crates_own_hasher_and_verifier() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let ours = hash(&pw("interop"), LIGHT).unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            argon2(LIGHT)
+                .unwrap()
+                .verify_password(b"interop", &parsed)
+                .is_ok()
+        );
+        let theirs = argon2(LIGHT)
+            .unwrap()
+            .hash_password_with_salt(b"interop", b"sixteen byte slt")
+            .unwrap()
+            .to_string();
+        assert!(verify(&pw("interop"), &theirs));
+        assert!(!verify(&pw("interoq"), &theirs));
+        // A truncated or altered output never matches (and never panics).
+        assert!(!verify(&pw("interop"), &theirs[..theirs.len() - 4]));
+        assert!(!verify(&pw("interop"), &format!("{theirs}AAAA")));
+    }
+
+    #[test]
+    fn working_memory_is_reused_not_reallocated() {
+        let before = SCRATCH.lock().unwrap().len();
+        for _ in 0..8 {
+            assert!(verify(&pw("x"), &hash(&pw("x"), LIGHT).unwrap()));
+        }
+        // One buffer per hash that ran at once (tests run in parallel: a few).
+        assert!(SCRATCH.lock().unwrap().len() <= before + 8);
     }
 
     #[test]
