@@ -63,7 +63,7 @@ async fn user_tokens(db: &TestDb, server: &Server, web: &Creds, user: &str) -> V
 }
 
 /// Introspects `token` until it is inactive; how long that took (panics after `WITHIN`).
-async fn inactive_within(server: &Server, rs: &Creds, token: &str, what: &str) -> Duration {
+pub async fn inactive_within(server: &Server, rs: &Creds, token: &str, what: &str) -> Duration {
     let start = Instant::now();
     while is_active(server, rs, token).await {
         assert!(
