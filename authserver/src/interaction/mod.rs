@@ -107,6 +107,8 @@ pub struct Engine<'a> {
     pub email: &'a crate::email::EmailFlows,
     /// Upstream identity providers (the protocol half of an upstream sign-in).
     pub federation: &'a crate::federation::FederationService,
+    /// Remembered devices: trust, GeoIP, impossible travel.
+    pub devices: &'a crate::devices::DeviceService,
     /// The languages we have (a user's preference must name one).
     pub catalogues: &'a crate::ui::i18n::Catalogues,
 }
