@@ -2,6 +2,11 @@
 //! second factor is required but not set up, enrolment (a new secret, a code to confirm
 //! it, then the recovery codes, shown once). Between the password and this step the
 //! browser session holds the pending sign-in (user, first `amr`, five minutes).
+//!
+//! New-device verification (`devices`) of a user without a factor of their own uses the
+//! same page with a code mailed to their verified address ([`PendingStage::EmailCode`]):
+//! only its hash is kept in the pending sign-in, it is compared in constant time,
+//! counted by the login throttle, and dies after [`MAX_EMAIL_CODE_FAILURES`] wrong ones.
 
 use super::authorization::browser_mut;
 use subtle::ConstantTimeEq as _;
