@@ -264,13 +264,13 @@ mod tests {
     fn sizes_take_the_extra_bytes_the_spec_defines() {
         let mut out = Vec::new();
         control(&mut out, 2, 28);
-        assert_eq!(out, [0x40 | 28]);
+        assert_eq!(out, [0x40 | 0x1c]);
         out.clear();
         control(&mut out, 2, 29);
-        assert_eq!(out, [0x40 | 29, 0]);
+        assert_eq!(out, [0x40 | 0x1d, 0]);
         out.clear();
         control(&mut out, 2, 300);
-        assert_eq!(out, [0x40 | 30, 0, 15]);
+        assert_eq!(out, [0x40 | 0x1e, 0, 15]);
         out.clear();
         control(&mut out, 11, 2);
         assert_eq!(out, [2, 4], "an extended type");

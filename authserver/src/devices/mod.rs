@@ -260,14 +260,13 @@ impl DeviceService {
         let (journey, impossible) = journey(previous.as_ref(), &out.place, &policy, now);
         out.journey = journey;
         out.impossible_travel = impossible;
-        let hash = match Self::cookie_hash(origin) {
-            Some(h) => h,
-            None => {
-                let value = new_handle();
-                let h = handle_hash(&value);
-                out.new_cookie = Some(value);
-                h
-            }
+        let hash = if let Some(h) = Self::cookie_hash(origin) {
+            h
+        } else {
+            let value = new_handle();
+            let h = handle_hash(&value);
+            out.new_cookie = Some(value);
+            h
         };
         let this_device = rows::get(conn.reborrow(), &tenant.id, user_id, &hash)
             .await?

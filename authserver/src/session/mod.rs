@@ -168,6 +168,8 @@ pub struct PendingLogin {
     pub email_code_failures: u8,
 }
 
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
 fn is_zero(n: &u8) -> bool {
     *n == 0
 }

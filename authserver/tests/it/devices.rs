@@ -30,7 +30,8 @@ const SYDNEY: &str = "203.0.113.9";
 
 struct Setup {
     db: TestDb,
-    server: Server,
+    /// Held: the server runs as long as the test does.
+    _server: Server,
     sink: SmtpSink,
 }
 
@@ -101,7 +102,11 @@ async fn setup(backend: Backend, devices: &str) -> Setup {
         .env("GATEHOUSE_LOGIN_MAX_FAILURES", "50")
         .serve_in_process(db.port)
         .await;
-    Setup { db, server, sink }
+    Setup {
+        db,
+        _server: server,
+        sink,
+    }
 }
 
 const NEW_DEVICE: &str = r#"{"requireSecondFactorOnNewDevice": true, "trustDays": 30}"#;
@@ -128,15 +133,6 @@ impl Setup {
             }
             s => panic!("unexpected status {s}: {}", p.body),
         }
-    }
-
-    /// Password, then `code` on the second-factor page (which must be asked for).
-    async fn sign_in_with_code(&self, b: &Browser, user: &str, code: &str) -> Page {
-        let p = self.password(b, user).await;
-        assert!(!Self::signed_in(&p), "a second factor was expected");
-        let form = b.follow(&p).await;
-        form.assert_status(200);
-        b.submit(&form, &[("totp", code)]).await
     }
 
     /// The code in the `n`-th mail (from 1) to `user`'s address.
@@ -220,7 +216,7 @@ impl Setup {
 
 async fn a_new_device_asks_for_the_second_factor_and_is_then_trusted(backend: Backend) {
     let s = setup(backend, NEW_DEVICE).await;
-    let laptop = Browser::new().from_ip(BERLIN);
+    let laptop = Browser::new().at_ip(BERLIN);
     let done = s.sign_in_by_mail(&laptop, "alice", 1).await;
     assert!(Setup::signed_in(&done), "{}", done.body);
     assert_eq!(s.trusted_devices_of("alice").await, 1);
@@ -235,7 +231,7 @@ async fn a_new_device_asks_for_the_second_factor_and_is_then_trusted(backend: Ba
     let again = s.password(&laptop, "alice").await;
     assert!(Setup::signed_in(&again), "{}", again.body);
     // Another browser is a new device.
-    let phone = Browser::with_user_agent("Phone/1.0").from_ip(BERLIN);
+    let phone = Browser::with_user_agent("Phone/1.0").at_ip(BERLIN);
     let p = s.password(&phone, "alice").await;
     assert!(!Setup::signed_in(&p));
     assert_eq!(
@@ -255,7 +251,7 @@ async fn a_new_device_asks_for_the_second_factor_and_is_then_trusted(backend: Ba
     ));
     // Off by default: no devices kept, the country is still audited.
     let plain = setup(backend, "{}").await;
-    let p = plain.password(&Browser::new().from_ip(SYDNEY), "bob").await;
+    let p = plain.password(&Browser::new().at_ip(SYDNEY), "bob").await;
     assert!(Setup::signed_in(&p));
     assert_eq!(
         plain.db.scalar("SELECT COUNT(*) FROM known_devices").await,
@@ -266,7 +262,7 @@ async fn a_new_device_asks_for_the_second_factor_and_is_then_trusted(backend: Ba
 
 async fn device_trust_runs_out(backend: Backend) {
     let s = setup(backend, NEW_DEVICE).await;
-    let b = Browser::new().from_ip(BERLIN);
+    let b = Browser::new().at_ip(BERLIN);
     assert!(Setup::signed_in(&s.sign_in_by_mail(&b, "alice", 1).await));
     let until =
         s.db.scalar("SELECT trusted_until - last_seen_at FROM known_devices")
@@ -295,12 +291,12 @@ async fn device_trust_runs_out(backend: Backend) {
 async fn another_users_forged_or_tampered_device_cookie_is_a_new_device(backend: Backend) {
     let s = setup(backend, NEW_DEVICE).await;
     // Bob's device, trusted for bob.
-    let bobs = Browser::new().from_ip(BERLIN);
+    let bobs = Browser::new().at_ip(BERLIN);
     assert!(Setup::signed_in(&s.sign_in_by_mail(&bobs, "bob", 1).await));
     let cookie = s.device_cookie(&bobs);
     assert!(Setup::signed_in(&s.password(&bobs, "bob").await), "trusted");
     // Alice's browser replays bob's device cookie: still a new device for alice.
-    let replay = Browser::new().from_ip(BERLIN);
+    let replay = Browser::new().at_ip(BERLIN);
     replay.add_cookie(&s.url("/"), &cookie);
     assert!(!Setup::signed_in(&s.password(&replay, "alice").await));
     // Bob's own cookie tampered with (one character changed), and a huge one: new
@@ -310,7 +306,7 @@ async fn another_users_forged_or_tampered_device_cookie_is_a_new_device(backend:
     let tampered = format!("{name}={}{last}", &value[..value.len() - 1]);
     let huge = format!("{name}={}", "A".repeat(6000));
     for forged in [tampered, huge] {
-        let b = Browser::new().from_ip(BERLIN);
+        let b = Browser::new().at_ip(BERLIN);
         b.add_cookie(&s.url("/"), &forged);
         let p = s.password(&b, "bob").await;
         assert!(!Setup::signed_in(&p), "{}", &forged[..60]);
@@ -328,7 +324,7 @@ async fn another_users_forged_or_tampered_device_cookie_is_a_new_device(backend:
 
 async fn the_second_factor_cannot_be_skipped(backend: Backend) {
     let s = setup(backend, NEW_DEVICE).await;
-    let b = Browser::new().from_ip(BERLIN);
+    let b = Browser::new().at_ip(BERLIN);
     assert!(!Setup::signed_in(&s.password(&b, "alice").await));
     // The account pages: nobody is signed in yet.
     let account = b.get(&s.url("/account")).await;
@@ -368,7 +364,7 @@ async fn the_second_factor_cannot_be_skipped(backend: Backend) {
 
 async fn a_user_without_a_factor_proves_a_new_device_with_a_mailed_code(backend: Backend) {
     let s = setup(backend, NEW_DEVICE).await;
-    let b = Browser::new().from_ip(BERLIN);
+    let b = Browser::new().at_ip(BERLIN);
     let p = s.password(&b, "alice").await;
     assert!(!Setup::signed_in(&p));
     let form = b.follow(&p).await;
@@ -399,7 +395,7 @@ async fn a_user_without_a_factor_proves_a_new_device_with_a_mailed_code(backend:
         "{replay:?}"
     );
     // Five wrong codes kill it: the sign-in starts over.
-    let other = Browser::new().from_ip(BERLIN);
+    let other = Browser::new().at_ip(BERLIN);
     let mut page = other.follow(&s.password(&other, "bob").await).await;
     for _ in 0..4 {
         page = other.submit(&page, &[("totp", "999999x")]).await;
@@ -414,7 +410,7 @@ async fn a_user_without_a_factor_proves_a_new_device_with_a_mailed_code(backend:
     // Without a verified address: the existing rule, enrol a factor first.
     s.db.execute("UPDATE users SET email_verified = false WHERE username = 'bob'")
         .await;
-    let p = s.password(&Browser::new().from_ip(BERLIN), "bob").await;
+    let p = s.password(&Browser::new().at_ip(BERLIN), "bob").await;
     assert!(
         p.location()
             .is_some_and(|l| l.contains("/login/mfa/enroll")),
@@ -428,11 +424,11 @@ async fn impossible_travel_is_flagged_and_challenged(backend: Backend) {
         r#"{"impossibleTravelKmh": 900, "secondFactorOnImpossibleTravel": true}"#,
     )
     .await;
-    let berlin = Browser::new().from_ip(BERLIN);
+    let berlin = Browser::new().at_ip(BERLIN);
     assert!(Setup::signed_in(&s.password(&berlin, "bob").await));
     // Sydney minutes later: flagged, and answered with a second factor (bob has no
     // factor of his own: a mailed code).
-    let sydney = Browser::new().from_ip(SYDNEY);
+    let sydney = Browser::new().at_ip(SYDNEY);
     let p = s.password(&sydney, "bob").await;
     assert!(!Setup::signed_in(&p));
     let code = s.mailed_code("bob", 1).await;
@@ -445,7 +441,7 @@ async fn impossible_travel_is_flagged_and_challenged(backend: Backend) {
         "{flagged:?}"
     );
     // Hamburg after Berlin is 255 km: a minute apart, too fast as well.
-    let hamburg = Browser::new().from_ip(HAMBURG);
+    let hamburg = Browser::new().at_ip(HAMBURG);
     assert!(!Setup::signed_in(&s.password(&hamburg, "bob").await));
     // Through the challenge: login.succeeded carries the flag too.
     let form = sydney.follow(&p).await;
@@ -462,12 +458,12 @@ async fn impossible_travel_is_flagged_and_challenged(backend: Backend) {
 async fn travel_that_is_slow_enough_is_not_flagged(backend: Backend) {
     // Flagged only (no challenge).
     let s = setup(backend, r#"{"impossibleTravelKmh": 900}"#).await;
-    let berlin = Browser::new().from_ip(BERLIN);
+    let berlin = Browser::new().at_ip(BERLIN);
     assert!(Setup::signed_in(&s.password(&berlin, "bob").await));
     // Two days pass: Berlin to Sydney in 48 hours is about 340 km/h.
     s.db.execute("UPDATE known_devices SET last_seen_at = last_seen_at - 172800")
         .await;
-    let sydney = Browser::new().from_ip(SYDNEY);
+    let sydney = Browser::new().at_ip(SYDNEY);
     assert!(Setup::signed_in(&s.password(&sydney, "bob").await));
     assert_eq!(s.events("login.impossible_travel").await.len(), 0);
     let last = s.events("login.succeeded").await.pop().unwrap();
@@ -483,10 +479,10 @@ async fn travel_that_is_slow_enough_is_not_flagged(backend: Backend) {
 
 async fn the_account_page_lists_and_forgets_only_the_users_own_devices(backend: Backend) {
     let s = setup(backend, r#"{"impossibleTravelKmh": 900}"#).await;
-    let alice = Browser::new().from_ip(BERLIN);
+    let alice = Browser::new().at_ip(BERLIN);
     assert!(Setup::signed_in(&s.password(&alice, "alice").await));
     let bob =
-        Browser::with_user_agent("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0").from_ip(BERLIN);
+        Browser::with_user_agent("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0").at_ip(BERLIN);
     assert!(Setup::signed_in(&s.password(&bob, "bob").await));
     let page = alice.get(&s.url("/account/sessions")).await;
     page.assert_status(200);

@@ -121,7 +121,7 @@ impl Browser {
 
     /// The same browser (cookie jar) reaching the server from `ip`, as a trusted proxy
     /// in front of it reports (`X-Forwarded-For`; the server must trust loopback).
-    pub fn from_ip(&self, ip: &str) -> Self {
+    pub fn at_ip(&self, ip: &str) -> Self {
         Self {
             forwarded_for: Some(ip.to_owned()),
             ..self.clone()
