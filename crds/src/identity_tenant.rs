@@ -356,7 +356,8 @@ pub struct EmailPolicy {
 /// a user's devices when they sign in on it (a long-lived cookie, stored as a hash); it
 /// is trusted for `trustDays` after a second factor on it. Users see and forget their
 /// devices on the account page (Sessions).
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!self.secondFactorOnImpossibleTravel || self.impossibleTravelKmh > 0").message("secondFactorOnImpossibleTravel needs impossibleTravelKmh above 0"))]
 #[serde(rename_all = "camelCase")]
 pub struct DevicePolicy {
     /// After the password (or an upstream sign-in) on a device that is new to the user
