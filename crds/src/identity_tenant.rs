@@ -801,6 +801,18 @@ mod tests {
     }
 
     #[test]
+    fn a_travel_challenge_needs_the_travel_check() {
+        let mut t = tenant("acme", "https://id.example.com");
+        t.spec.devices.second_factor_on_impossible_travel = true;
+        assert_fails_with(
+            &cel_errors(&t, None),
+            &["secondFactorOnImpossibleTravel needs impossibleTravelKmh above 0"],
+        );
+        t.spec.devices.impossible_travel_kmh = 900;
+        assert!(cel_errors(&t, None).is_empty());
+    }
+
+    #[test]
     fn status_conditions_merge_by_type_under_server_side_apply() {
         let schema = schema::<IdentityTenant>();
         let conditions = at(&schema, "properties.status.properties.conditions");
