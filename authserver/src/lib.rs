@@ -11,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod devices;
 pub mod domain;
 pub mod email;
 pub mod federation;

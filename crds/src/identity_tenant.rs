@@ -137,6 +137,11 @@ pub struct IdentityTenantSpec {
     #[serde(default)]
     pub federation: FederationPolicy,
 
+    /// Remembered devices: a second factor on new devices, and impossible-travel checks
+    /// on the auth server's GeoIP database (`geoip.database`).
+    #[serde(default)]
+    pub devices: DevicePolicy,
+
     /// The CronJob that deletes expired rows (`authserver purge`) for this tenant.
     #[serde(default)]
     pub purge: PurgePolicy,
@@ -345,6 +350,58 @@ pub struct EmailPolicy {
     /// (to a verified address). Default: false.
     #[serde(default)]
     pub new_device_notice: bool,
+}
+
+/// Remembered devices (docs/security.md "Remembered devices"). A browser becomes one of
+/// a user's devices when they sign in on it (a long-lived cookie, stored as a hash); it
+/// is trusted for `trustDays` after a second factor on it. Users see and forget their
+/// devices on the account page (Sessions).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!self.secondFactorOnImpossibleTravel || self.impossibleTravelKmh > 0").message("secondFactorOnImpossibleTravel needs impossibleTravelKmh above 0"))]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePolicy {
+    /// After the password (or an upstream sign-in) on a device that is new to the user
+    /// or no longer trusted, ask for a second factor: the user's authenticator app or
+    /// passkey; users without one get a one-time code mailed to their verified address
+    /// (needs the SMTP relay), and users without either enrol an authenticator first.
+    /// A factor the user has is asked for at every sign-in anyway; trust never waives
+    /// it. Default: false.
+    #[serde(default)]
+    pub require_second_factor_on_new_device: bool,
+    /// How long a device stays trusted after a second factor on it (or after any
+    /// sign-in while `requireSecondFactorOnNewDevice` is off). Default: 30. Range: 1
+    /// to 365.
+    #[serde(default = "default_trust_days")]
+    #[schemars(range(min = 1, max = 365))]
+    pub trust_days: u32,
+    /// Flag a sign-in (audit event `login.impossible_travel`) when reaching it from
+    /// the user's previous sign-in would have meant travelling faster than this many
+    /// km/h, places from the auth server's GeoIP city database; places less than 100
+    /// km apart are never flagged. 0 turns the check off. Default: 0. Range: 0 to
+    /// 20000 (900 is about an airliner).
+    #[serde(default)]
+    #[schemars(range(max = 20_000))]
+    pub impossible_travel_kmh: u32,
+    /// Answer impossible travel with a second-factor challenge, even on a trusted
+    /// device, instead of only flagging it. Needs `impossibleTravelKmh` above 0.
+    /// Default: false.
+    #[serde(default)]
+    pub second_factor_on_impossible_travel: bool,
+}
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        Self {
+            require_second_factor_on_new_device: false,
+            trust_days: default_trust_days(),
+            impossible_travel_kmh: 0,
+            second_factor_on_impossible_travel: false,
+        }
+    }
+}
+
+fn default_trust_days() -> u32 {
+    30
 }
 
 /// Self-service registration.
@@ -741,6 +798,18 @@ mod tests {
                 "refreshTokenSeconds must not be shorter than accessTokenSeconds",
             ],
         );
+    }
+
+    #[test]
+    fn a_travel_challenge_needs_the_travel_check() {
+        let mut t = tenant("acme", "https://id.example.com");
+        t.spec.devices.second_factor_on_impossible_travel = true;
+        assert_fails_with(
+            &cel_errors(&t, None),
+            &["secondFactorOnImpossibleTravel needs impossibleTravelKmh above 0"],
+        );
+        t.spec.devices.impossible_travel_kmh = 900;
+        assert!(cel_errors(&t, None).is_empty());
     }
 
     #[test]

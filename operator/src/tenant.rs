@@ -130,8 +130,8 @@ controller::shared_errors!(gate);
 
 /// The tenant's policies as the auth server's `settings_json`: the spec's `session`,
 /// `password`, `mfa`, `passkeys`, `tokens`, `subjectTypes`, `email`, `registration` and
-/// `defaultLocale` and `federation` (secret references as the files the auth pods
-/// mount), in the CRD's camelCase.
+/// `defaultLocale`, `federation` (secret references as the files the auth pods mount)
+/// and `devices`, in the CRD's camelCase.
 pub fn settings_json(spec: &IdentityTenantSpec) -> String {
     json!({
         "session": spec.session,
@@ -146,6 +146,7 @@ pub fn settings_json(spec: &IdentityTenantSpec) -> String {
         "registration": spec.registration,
         "defaultLocale": spec.default_locale,
         "federation": spec.federation.settings(),
+        "devices": spec.devices,
     })
     .to_string()
 }
@@ -595,6 +596,8 @@ mod tests {
                 "defaultLocale": null,
                 "federation": {"providers": [], "loginHintDomains": {},
                                "skipPasswordForm": false, "requireSecondFactor": false},
+                "devices": {"requireSecondFactorOnNewDevice": false, "trustDays": 30,
+                            "impossibleTravelKmh": 0, "secondFactorOnImpossibleTravel": false},
             })
         );
         let t = tenant(json!({
@@ -609,6 +612,14 @@ mod tests {
             json!({"from": "Acme <id@acme.example>", "requireVerified": true, "newDeviceNotice": true})
         );
         assert_eq!(settings["registration"], json!({"enabled": true}));
+        let t = tenant(json!({"devices": {"requireSecondFactorOnNewDevice": true,
+                                          "impossibleTravelKmh": 900}}));
+        let settings: serde_json::Value = serde_json::from_str(&settings_json(&t.spec)).unwrap();
+        assert_eq!(
+            settings["devices"],
+            json!({"requireSecondFactorOnNewDevice": true, "trustDays": 30,
+                   "impossibleTravelKmh": 900, "secondFactorOnImpossibleTravel": false})
+        );
         let req = upsert_request(&t);
         assert_eq!(req.id, "acme");
         assert_eq!(req.issuer, "https://id.example.com/t/acme");

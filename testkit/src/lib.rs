@@ -7,6 +7,7 @@
 //!   output is captured, or a long-running one (a server) whose logs go to files, killed
 //!   on drop, with readiness waits.
 //! - [`smtp`]: an SMTP server that records the mail a test's server sends.
+//! - [`mmdb`]: a tiny MaxMind DB (GeoIP) writer for the databases tests need.
 //! - [`free_port`], [`random_hex`], [`wait_until`], and the TLS fixtures in [`tls`].
 //!
 //! It depends on no Gatehouse crate: fixtures that need the auth server's library live
@@ -16,6 +17,7 @@
 // test would (clippy.toml's allow-*-in-tests covers only `#[test]` functions).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod mmdb;
 pub mod postgres;
 pub mod process;
 pub mod smtp;

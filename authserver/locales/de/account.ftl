@@ -19,6 +19,7 @@ done-signed-out-others = Sie wurden überall sonst abgemeldet.
 done-consent = Der Zugriff wurde entfernt.
 done-passkey-added = Passkey hinzugefügt.
 done-passkey-removed = Passkey entfernt.
+done-device-forgotten = Das Gerät wurde vergessen. Eine erneute Anmeldung darauf gilt als neues Gerät.
 
 # Die Übersicht.
 account-username = Benutzername
@@ -108,6 +109,17 @@ sessions-sign-out = Abmelden
 sessions-sign-out-here = Hier abmelden
 sessions-sign-out-others = Überall sonst abmelden
 sessions-not-found = Diese Sitzung wurde nicht gefunden. Vielleicht ist sie schon beendet.
+devices-heading = Gespeicherte Geräte
+devices-intro = Browser, in denen Sie sich angemeldet haben. Auf einem vertrauenswürdigen Gerät wird bei der Anmeldung kein zweiter Schritt verlangt, bis das Vertrauen abläuft; ein vergessenes Gerät gilt wieder als neu.
+devices-none = Keine gespeicherten Geräte.
+devices-this-browser = Dieser Browser
+devices-first-seen = Zuerst gesehen
+devices-last-seen = Zuletzt gesehen
+devices-country = Land
+devices-trusted-until = Vertrauenswürdig bis
+devices-not-trusted = Nicht vertrauenswürdig
+devices-forget = Dieses Gerät vergessen
+devices-not-found = Dieses Gerät wurde nicht gefunden. Vielleicht wurde es schon vergessen.
 device-on = { $browser } unter { $system }
 device-unknown = Unbekanntes Gerät
 
@@ -142,6 +154,8 @@ event-user-profile-updated = Profil aktualisiert
 event-session-revoked = Sitzung abgemeldet
 event-session-evicted = Sitzung beendet (zu viele Sitzungen)
 event-consent-revoked = App-Zugriff entfernt
+event-login-impossible-travel = Anmeldung von einem unwahrscheinlich weit entfernten Ort (unmögliche Reise)
+event-device-forgotten = Gespeichertes Gerät vergessen
 event-other = Kontoereignis
 
 # Der Name dieser Sprache in dieser Sprache (die Sprachwahl auf der Profilseite).

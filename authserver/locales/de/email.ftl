@@ -78,3 +78,9 @@ mail-device-browser = Browser: { $agent }
 mail-device-unknown = unbekannt
 mail-device-advice = Wenn Sie das waren, ist nichts zu tun. Wenn nicht, setzen Sie jetzt Ihr Passwort zurück:
 mail-device-button = Passwort jetzt zurücksetzen
+mail-code-subject = Ihr Anmeldecode für { $tenant }
+mail-code-intro = um die Anmeldung auf einem neuen Gerät abzuschließen, geben Sie diesen Code auf der Anmeldeseite ein:
+mail-code-expiry = { $minutes ->
+    [one] Der Code gilt einmal und läuft in 1 Minute ab. Wenn Sie sich nicht anmelden wollten, kennt jemand Ihr Passwort: Setzen Sie es jetzt zurück.
+   *[other] Der Code gilt einmal und läuft in { $minutes } Minuten ab. Wenn Sie sich nicht anmelden wollten, kennt jemand Ihr Passwort: Setzen Sie es jetzt zurück.
+}

@@ -3,6 +3,7 @@
 stale-request = Diese Anmeldeanfrage ist abgelaufen, wurde bereits abgeschlossen oder in einem anderen Browser begonnen. Kehren Sie zur Anwendung zurück und beginnen Sie erneut.
 login-failed = Benutzername oder Passwort ist falsch.
 email-unverified = Bestätigen Sie Ihre E-Mail-Adresse, bevor Sie sich anmelden: Öffnen Sie den Link, den wir Ihnen gesendet haben, oder fordern Sie unten einen neuen an.
+device-code-limit = Dieses Gerät ist für Ihr Konto neu und braucht einen Code per E-Mail, aber wir haben in der letzten Stunde zu viele Codes an Ihre Adresse gesendet. Versuchen Sie es später erneut.
 wrong-code = Dieser Code ist nicht gültig. Versuchen Sie es erneut.
 passkey-refused = Dieser Passkey konnte nicht verwendet werden. Versuchen Sie es erneut oder melden Sie sich auf andere Weise an.
 passkey-required = Die Anwendung, bei der Sie sich anmelden, verlangt einen Passkey. Verwenden Sie Ihren Passkey, um fortzufahren.

@@ -21,6 +21,7 @@ mfa-intro-or-passkey = Geben Sie den 6-stelligen Code aus Ihrer Authenticator-Ap
 mfa-code = Bestätigungscode
 mfa-verify = Bestätigen
 mfa-use-passkey = Verwenden Sie Ihren Passkey, um fortzufahren.
+mfa-intro-email = Dieses Gerät ist für Ihr Konto neu. Wir haben Ihnen einen 6-stelligen Code an Ihre E-Mail-Adresse gesendet: Geben Sie ihn ein, um fortzufahren.
 
 enroll-title = Bestätigung in zwei Schritten einrichten
 enroll-intro = Ihr Konto braucht einen zweiten Schritt. Scannen Sie diesen Code mit einer Authenticator-App und geben Sie dann den 6-stelligen Code ein, den sie anzeigt.

@@ -19,6 +19,7 @@ done-signed-out-others = You were signed out everywhere else.
 done-consent = Access was removed.
 done-passkey-added = Passkey added.
 done-passkey-removed = Passkey removed.
+done-device-forgotten = The device was forgotten. Signing in on it again counts as a new device.
 
 # The overview.
 account-username = Username
@@ -108,6 +109,17 @@ sessions-sign-out = Sign out
 sessions-sign-out-here = Sign out here
 sessions-sign-out-others = Sign out everywhere else
 sessions-not-found = That session was not found. It may have ended already.
+devices-heading = Remembered devices
+devices-intro = Browsers you signed in from. A trusted device is not asked for a second step at sign-in until its trust runs out; forgetting a device makes it new again.
+devices-none = No remembered devices.
+devices-this-browser = This browser
+devices-first-seen = First seen
+devices-last-seen = Last seen
+devices-country = Country
+devices-trusted-until = Trusted until
+devices-not-trusted = Not trusted
+devices-forget = Forget this device
+devices-not-found = This device was not found. Perhaps it was already forgotten.
 device-on = { $browser } on { $system }
 device-unknown = Unknown device
 
@@ -142,6 +154,8 @@ event-user-profile-updated = Profile updated
 event-session-revoked = Session signed out
 event-session-evicted = Session ended (too many sessions)
 event-consent-revoked = App access removed
+event-login-impossible-travel = Sign-in from an unlikely distant place (impossible travel)
+event-device-forgotten = Remembered device forgotten
 event-other = Account event
 
 # This language's name, in this language (the language choice on the profile page).

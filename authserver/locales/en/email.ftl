@@ -80,3 +80,9 @@ mail-device-browser = Browser: { $agent }
 mail-device-unknown = unknown
 mail-device-advice = If this was you, there is nothing to do. If not, reset your password now:
 mail-device-button = Reset your password now
+mail-code-subject = Your sign-in code for { $tenant }
+mail-code-intro = to finish signing in on a new device, enter this code on the sign-in page:
+mail-code-expiry = { $minutes ->
+    [one] The code works once and expires in 1 minute. If you did not try to sign in, someone knows your password: reset it now.
+   *[other] The code works once and expires in { $minutes } minutes. If you did not try to sign in, someone knows your password: reset it now.
+}

@@ -3,6 +3,7 @@
 stale-request = This sign-in request has expired, was already completed, or was started in another browser. Go back to the application and start again.
 login-failed = Incorrect username or password.
 email-unverified = Confirm your e-mail address before you sign in: open the link we sent you, or ask for a new one below.
+device-code-limit = This device is new to your account and needs a code by e-mail, but we have sent too many codes to your address in the last hour. Try again later.
 wrong-code = That code is not valid. Try again.
 passkey-refused = That passkey could not be used. Try again, or use another way to sign in.
 passkey-required = The application you are signing in to requires a passkey. Use your passkey to continue.

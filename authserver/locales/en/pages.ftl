@@ -24,6 +24,7 @@ mfa-intro-or-passkey = Enter the 6-digit code from your authenticator app, or on
 mfa-code = Verification code
 mfa-verify = Verify
 mfa-use-passkey = Use your passkey to continue.
+mfa-intro-email = This device is new to your account. We mailed a 6-digit code to your e-mail address: enter it to continue.
 
 enroll-title = Set up two-step verification
 enroll-intro = Your account needs a second step. Scan this code with an authenticator app, then enter the 6-digit code it shows.

@@ -329,6 +329,19 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         Arc::clone(&sessions),
         s.email.clone(),
     ));
+    // A configured database that cannot be read stops start-up: sign-ins would
+    // otherwise go unlocated (and impossible travel unchecked) without anyone noticing.
+    let geoip = match &s.geoip_database {
+        Some(path) => Some(Arc::new(
+            crate::devices::GeoIp::open(path).context("invalid geoip.database")?,
+        )),
+        None => None,
+    };
+    let devices = Arc::new(crate::devices::DeviceService::new(
+        ctx.store.clone(),
+        Arc::clone(&ctx.clock),
+        geoip,
+    ));
     Ok(AppState {
         store: ctx.store.clone(),
         oauth: Arc::new(oauth),
@@ -356,6 +369,7 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             ctx.settings.login,
         )),
         email,
+        devices,
         documents: Arc::default(),
         federation: Arc::new(crate::federation::FederationService::new(
             Arc::clone(&ctx.outbound),

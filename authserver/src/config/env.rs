@@ -93,6 +93,7 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         &["email", "smtp_timeout_seconds"],
     ),
     text("GATEHOUSE_EMAIL_FROM", &["email", "from"]),
+    text("GATEHOUSE_GEOIP_DATABASE", &["geoip", "database"]),
     number(
         "GATEHOUSE_EMAIL_POLL_INTERVAL_MS",
         &["email", "poll_interval_ms"],

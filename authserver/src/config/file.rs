@@ -27,6 +27,14 @@ pub struct FileConfig {
     pub cache: CacheSection,
     pub purge: PurgeSection,
     pub email: EmailSection,
+    pub geoip: GeoIpSection,
+}
+
+/// `geoip.*`: a MaxMind-format database for countries and impossible travel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoIpSection {
+    pub database: Option<String>,
 }
 
 /// `email.*`: outgoing mail (SMTP) and the outbox sender.

@@ -75,6 +75,9 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub outbound: OutboundSettings,
     pub email: EmailSettings,
+    /// `geoip.database`: a MaxMind-format database (GeoLite2/GeoIP2 Country or City);
+    /// `serve` opens it at start-up and refuses to start when it cannot.
+    pub geoip_database: Option<PathBuf>,
 }
 
 /// `email.*`: outgoing mail. Without `smtp_host` the e-mail flows are off (their pages

@@ -613,6 +613,12 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
         login,
         cache,
         email,
+        geoip_database: file
+            .geoip
+            .database
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
     })
 }
 

@@ -22,6 +22,20 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// `n` random decimal digits (a one-time code to type), each equally likely.
+pub fn random_digits(n: usize) -> String {
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        for b in random_bytes::<16>() {
+            // Rejection sampling: 250 = 25 × 10.
+            if b < 250 && out.len() < n {
+                out.push(char::from(b'0' + b % 10));
+            }
+        }
+    }
+    out
+}
+
 /// Decodes a PKCS#8 PEM private key ("-----BEGIN PRIVATE KEY-----") to DER.
 pub fn pkcs8_from_pem(pem: &str) -> Result<Vec<u8>, String> {
     const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";

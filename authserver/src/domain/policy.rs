@@ -35,6 +35,8 @@ pub struct TenantPolicy {
     pub default_locale: Option<String>,
     /// Upstream identity providers (sign in with another OpenID provider).
     pub federation: FederationPolicy,
+    /// Remembered devices: a second factor on new devices, impossible travel.
+    pub devices: DevicePolicy,
 }
 
 impl Default for TenantPolicy {
@@ -52,7 +54,67 @@ impl Default for TenantPolicy {
             registration: RegistrationPolicy::default(),
             default_locale: None,
             federation: FederationPolicy::default(),
+            devices: DevicePolicy::default(),
         }
+    }
+}
+
+/// Remembered devices (docs/security.md "Remembered devices"): a browser's device cookie
+/// becomes a device of the user once they sign in on it; a second factor passed on it
+/// (or a sign-in this policy did not ask one of) trusts it for `trust_days`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct DevicePolicy {
+    /// After the password (or an upstream sign-in) on a device that is new to the user
+    /// or no longer trusted, ask for a second factor: the user's authenticator or
+    /// passkey; an e-mail code to a verified address for users without one (when mail
+    /// is configured); otherwise enrolment.
+    pub require_second_factor_on_new_device: bool,
+    /// How long a device stays trusted after a second factor on it (1 to 365 days).
+    pub trust_days: u32,
+    /// Flag a sign-in whose distance from the user's previous one (GeoIP city
+    /// database) means travelling faster than this many km/h; 0 turns the check off.
+    pub impossible_travel_kmh: u32,
+    /// Answer impossible travel with a second-factor challenge, even on a trusted
+    /// device (otherwise it is only flagged in the audit log).
+    pub second_factor_on_impossible_travel: bool,
+}
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        Self {
+            require_second_factor_on_new_device: false,
+            trust_days: 30,
+            impossible_travel_kmh: 0,
+            second_factor_on_impossible_travel: false,
+        }
+    }
+}
+
+impl DevicePolicy {
+    /// Whether anything of this policy needs the user's devices remembered.
+    pub fn remembers(&self) -> bool {
+        self.require_second_factor_on_new_device || self.impossible_travel_kmh > 0
+    }
+
+    /// The trust duration in seconds.
+    pub fn trust_seconds(&self) -> i64 {
+        i64::from(self.trust_days) * 86_400
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(1..=365).contains(&self.trust_days) {
+            return Err("devices.trustDays: must be 1 to 365".into());
+        }
+        if self.impossible_travel_kmh > 20_000 {
+            return Err("devices.impossibleTravelKmh: must be 0 (off) to 20000".into());
+        }
+        if self.second_factor_on_impossible_travel && self.impossible_travel_kmh == 0 {
+            return Err(
+                "devices.secondFactorOnImpossibleTravel: needs impossibleTravelKmh above 0".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -304,6 +366,7 @@ impl TenantPolicy {
         if self.subject_types.is_empty() {
             return Err("subjectTypes: name at least one of public, pairwise".into());
         }
+        self.devices.check()?;
         self.federation.check()
     }
 
@@ -411,6 +474,37 @@ mod tests {
         }
         let e = TenantPolicy::parse(&json!({"registration": {"open": true}})).unwrap_err();
         assert!(e.contains("registration"), "{e}");
+    }
+
+    #[test]
+    fn device_checks_are_off_by_default_and_bad_values_name_the_field() {
+        let d = TenantPolicy::default().devices;
+        assert!(!d.remembers() && !d.require_second_factor_on_new_device);
+        assert_eq!(d.trust_seconds(), 30 * 86_400);
+        let p = TenantPolicy::parse(&json!({"devices": {
+            "requireSecondFactorOnNewDevice": true, "trustDays": 7,
+            "impossibleTravelKmh": 900, "secondFactorOnImpossibleTravel": true
+        }}))
+        .unwrap();
+        assert!(p.devices.remembers() && p.devices.second_factor_on_impossible_travel);
+        assert_eq!(p.devices.trust_days, 7);
+        for (bad, field) in [
+            (json!({"trustDays": 0}), "devices.trustDays"),
+            (json!({"trustDays": 366}), "devices.trustDays"),
+            (
+                json!({"impossibleTravelKmh": 99_999}),
+                "devices.impossibleTravelKmh",
+            ),
+            (
+                json!({"secondFactorOnImpossibleTravel": true}),
+                "devices.secondFactorOnImpossibleTravel",
+            ),
+            (json!({"trustdays": 3}), "devices"),
+            (json!({"trustDays": -1}), "devices.trustDays"),
+        ] {
+            let e = TenantPolicy::parse(&json!({ "devices": bad })).unwrap_err();
+            assert!(e.starts_with(field), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub enum Kind {
     VerifyEmail,
     PasswordReset,
     NewDevice,
+    /// The one-time code of new-device verification (users without a second factor).
+    DeviceCode,
 }
 
 impl Kind {
@@ -81,6 +83,7 @@ impl Kind {
             Kind::VerifyEmail => "verify_email",
             Kind::PasswordReset => "password_reset",
             Kind::NewDevice => "new_device",
+            Kind::DeviceCode => "device_code",
         }
     }
 
@@ -328,11 +331,16 @@ impl EmailFlows {
             && !user.email_verified
     }
 
-    /// Part of the sign-in's unit of work: remembers the device and, when the tenant
-    /// asks for it, queues the new-device notice (to a verified address, and not for
-    /// the first device a user is ever seen on), in the user's language or else the
-    /// sign-in page's (`lang`). Returns the device cookie value to set when the browser
-    /// had none.
+    /// Whether the tenant's new-device notice is on (and mail works): the sign-in must
+    /// then remember devices (`devices`) so that a new one can be told apart.
+    pub fn notices_new_devices(&self, tenant: &Tenant) -> bool {
+        self.enabled() && TenantPolicy::of(tenant).email.new_device_notice
+    }
+
+    /// Part of the sign-in's unit of work: when the tenant asks for it, queues the
+    /// new-device notice (to a verified address, and not for the first device a user is
+    /// ever seen on: `seen`, from `devices`), in the user's language or else the
+    /// sign-in page's (`lang`).
     pub async fn on_sign_in(
         &self,
         mut conn: Conn<'_>,
@@ -340,25 +348,12 @@ impl EmailFlows {
         user: &StoredUser,
         origin: &Origin,
         lang: &Lang,
-    ) -> Result<Option<String>> {
-        if !self.enabled() || !TenantPolicy::of(tenant).email.new_device_notice {
-            return Ok(None);
-        }
-        let known = origin.device.as_deref().filter(|d| device::valid(d));
-        let new_cookie = known.is_none().then(new_handle);
-        let device = known
-            .or(new_cookie.as_deref())
-            .unwrap_or_default()
-            .to_owned();
+        seen: Option<crate::devices::Seen>,
+    ) -> Result<()> {
+        let Some(seen) = seen.filter(|_| self.notices_new_devices(tenant)) else {
+            return Ok(());
+        };
         let now = self.now();
-        let seen = outbox::note_device(
-            conn.reborrow(),
-            &tenant.id,
-            &user.user_id,
-            &handle_hash(&device),
-            now,
-        )
-        .await?;
         let email = user.email.as_deref().filter(|_| user.email_verified);
         if let (false, true, Some(email)) = (seen.this_device, seen.any_device, email) {
             let mail = self.compose(
@@ -378,7 +373,51 @@ impl EmailFlows {
             outbox::insert_mail(conn.reborrow(), &mail).await?;
             tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "new-device notice queued");
         }
-        Ok(new_cookie)
+        Ok(())
+    }
+
+    /// Mails `code` (new-device verification) to the user's verified address, in their
+    /// language or else the page's. `false`, nothing sent: mail is off, the user has no
+    /// verified address, or the address had its share of these mails this hour.
+    pub async fn send_device_code(
+        &self,
+        tenant: &Tenant,
+        user: &StoredUser,
+        code: &str,
+        lang: &Lang,
+    ) -> Result<bool> {
+        let Some(email) = user
+            .email
+            .as_deref()
+            .filter(|e| !e.is_empty() && user.email_verified)
+        else {
+            return Ok(false);
+        };
+        if !self.enabled() || self.over_limit(tenant, email, Kind::DeviceCode).await? {
+            return Ok(false);
+        }
+        let mail = self.compose(
+            tenant,
+            Kind::DeviceCode,
+            email,
+            &self.mail_lang(tenant, Some(user), Some(lang)),
+            &json!({
+                "username": user.username,
+                "code": code,
+                "minutes": crate::session::PENDING_LOGIN_SECONDS / 60,
+            }),
+        )?;
+        self.store.queue_mail(&mail).await?;
+        tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "device verification code mailed");
+        Ok(true)
+    }
+
+    /// Whether a device code can be mailed to `user` at all (mail works, a verified
+    /// address): the engine offers the e-mail code only then.
+    pub fn can_send_device_code(&self, user: &StoredUser) -> bool {
+        self.enabled()
+            && user.email_verified
+            && user.email.as_deref().is_some_and(|e| !e.is_empty())
     }
 
     // ---------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ pub struct AppState {
     pub email: Arc<crate::email::EmailFlows>,
     /// Upstream identity providers (discovery, keys, code exchange).
     pub federation: Arc<crate::federation::FederationService>,
+    /// Remembered devices, GeoIP and impossible travel.
+    pub devices: Arc<crate::devices::DeviceService>,
     /// The serialised discovery documents and JWK Sets.
     pub documents: Arc<Documents>,
 }

@@ -30,6 +30,12 @@
 //! finds nobody signed in sends the browser to the sign-in form with
 //! `return_to=account`, and the sign-in ([`Engine::signed_in`]) ends there.
 //!
+//! Remembered devices (`crate::devices`) take part at two points: after the first factor
+//! (`begin_second_factor` asks the device service whether the device is trusted and the
+//! journey possible: a new device or impossible travel can demand the second-factor
+//! step) and in `signed_in` (the device's sighting, its trust, the country and the
+//! impossible-travel flag of `login.succeeded`, in the sign-in's unit of work).
+//!
 //! A new sign-in method (a passkey, an upstream identity provider: `upstream`) is a step
 //! of its own next to [`Engine::password`] and [`Engine::second_factor`]: it ends by
 //! calling `signed_in` with its `amr` and `acr`, which records the account session and
@@ -62,9 +68,9 @@ use crate::users::UserService;
 
 pub use account::{
     ACTIVITY_EVENTS, ACTIVITY_LIMIT, AccountConsents, AccountOverview, AccountPage, ActivityEntry,
-    Device, DeviceSession, Factors, LinkChange, LinkedAccount, LinkedAccounts, PasswordChange,
-    PasswordOutcome, PasswordProblem, Profile, ProfileOutcome, Proof, Revocation, Security,
-    SecurityNotice, SecurityOutcome, SecurityProblem, SessionRevocation, device_summary,
+    Device, DeviceForgetting, DeviceSession, Factors, LinkChange, LinkedAccount, LinkedAccounts,
+    PasswordChange, PasswordOutcome, PasswordProblem, Profile, ProfileOutcome, Proof, Revocation,
+    Security, SecurityNotice, SecurityOutcome, SecurityProblem, SessionRevocation, device_summary,
     may_remove, second_factor_count,
 };
 pub use error::Error;
@@ -107,6 +113,8 @@ pub struct Engine<'a> {
     pub email: &'a crate::email::EmailFlows,
     /// Upstream identity providers (the protocol half of an upstream sign-in).
     pub federation: &'a crate::federation::FederationService,
+    /// Remembered devices: trust, GeoIP, impossible travel.
+    pub devices: &'a crate::devices::DeviceService,
     /// The languages we have (a user's preference must name one).
     pub catalogues: &'a crate::ui::i18n::Catalogues,
 }

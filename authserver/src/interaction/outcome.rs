@@ -152,6 +152,9 @@ pub enum LoginProblem {
     /// offers a new link). Only shown after the password matched, so it reveals nothing
     /// to someone without it.
     Unverified,
+    /// A new device needs the code mailed to the user, and their address had its share
+    /// of codes this hour (`email.per_address_per_hour`). Only after the password.
+    DeviceCodeLimit,
 }
 
 /// A code form's problem (second factor or enrolment).
@@ -175,6 +178,8 @@ pub struct SecondFactorForm {
     /// Which factors the user can use: a TOTP (or recovery) code, a passkey.
     pub totp: bool,
     pub passkey: bool,
+    /// New-device verification by a code mailed to the user (no factor of their own).
+    pub email_code: bool,
     pub problem: Option<CodeProblem>,
 }
 

@@ -2,14 +2,22 @@
 //! second factor is required but not set up, enrolment (a new secret, a code to confirm
 //! it, then the recovery codes, shown once). Between the password and this step the
 //! browser session holds the pending sign-in (user, first `amr`, five minutes).
+//!
+//! New-device verification (`devices`) of a user without a factor of their own uses the
+//! same page with a code mailed to their verified address ([`PendingStage::EmailCode`]):
+//! only its hash is kept in the pending sign-in, it is compared in constant time,
+//! counted by the login throttle, and dies after [`MAX_EMAIL_CODE_FAILURES`] wrong ones.
 
 use super::authorization::browser_mut;
-use super::decide::ACR_MFA;
+use subtle::ConstantTimeEq as _;
+
+use super::decide::{ACR_MFA, ACR_PASSWORD};
 use super::sign_in::restart;
 use super::{
     CodeProblem, Engine, EnrollmentForm, Error, Outcome, Page, RecoveryCodes, SecondFactorForm,
     Step, Visit, finish,
 };
+use crate::crypto::handle_hash;
 use crate::domain::policy::TenantPolicy;
 use crate::mfa::MfaError;
 use crate::session::{PendingLogin, PendingStage};
@@ -26,6 +34,10 @@ fn mfa_amr(first: &[String]) -> Vec<String> {
     }
     amr
 }
+
+/// Wrong entries a mailed new-device code survives; then the sign-in starts over (and
+/// a new code is mailed, within `email.per_address_per_hour`).
+pub(super) const MAX_EMAIL_CODE_FAILURES: u8 = 5;
 
 fn locked(l: Locked) -> CodeProblem {
     CodeProblem::Locked {
@@ -55,7 +67,16 @@ impl Engine<'_> {
             return restart(request);
         };
         match &browser.data.pending {
-            Some(p) if p.expires_at > self.now() && stages.contains(&p.stage) => Ok(p.clone()),
+            // A mailed code that was guessed at too often is dead: the sign-in starts over.
+            Some(p)
+                if p.expires_at > self.now()
+                    && stages.contains(&p.stage)
+                    && (p.stage != PendingStage::EmailCode
+                        || (p.email_code_hash.is_some()
+                            && p.email_code_failures < MAX_EMAIL_CODE_FAILURES)) =>
+            {
+                Ok(p.clone())
+            }
             _ => restart(request),
         }
     }
@@ -69,7 +90,11 @@ impl Engine<'_> {
     ) -> Result<Outcome, Error> {
         finish(
             async {
-                let p = self.pending(visit, request, &[PendingStage::Verify])?;
+                let p = self.pending(
+                    visit,
+                    request,
+                    &[PendingStage::Verify, PendingStage::EmailCode],
+                )?;
                 self.factor_form(visit, &p, None).await
             }
             .await,
@@ -83,6 +108,15 @@ impl Engine<'_> {
         p: &PendingLogin,
         problem: Option<CodeProblem>,
     ) -> Step<Outcome> {
+        if p.stage == PendingStage::EmailCode {
+            return Ok(Outcome::ShowSecondFactor(SecondFactorForm {
+                request: p.request.clone(),
+                totp: false,
+                passkey: false,
+                email_code: true,
+                problem,
+            }));
+        }
         let status = self.mfa.status(&visit.tenant.id, &p.user_id).await?;
         let passkeys_on = TenantPolicy::of(&visit.tenant).passkeys.enabled
             && self.passkeys.available(&visit.tenant);
@@ -90,6 +124,7 @@ impl Engine<'_> {
             request: p.request.clone(),
             totp: status.totp_enrolled && !p.passkey_only,
             passkey: passkeys_on && status.passkeys > 0,
+            email_code: false,
             problem,
         }))
     }
@@ -103,7 +138,14 @@ impl Engine<'_> {
     ) -> Result<Outcome, Error> {
         finish(
             async {
-                let p = self.pending(visit, request, &[PendingStage::Verify])?;
+                let p = self.pending(
+                    visit,
+                    request,
+                    &[PendingStage::Verify, PendingStage::EmailCode],
+                )?;
+                if p.stage == PendingStage::EmailCode {
+                    return self.email_code(visit, &p, code).await;
+                }
                 if p.passkey_only {
                     return self
                         .factor_form(visit, &p, Some(CodeProblem::PasskeyRequired))
@@ -257,6 +299,49 @@ impl Engine<'_> {
             passkey: TenantPolicy::of(&tenant).passkeys.enabled && self.passkeys.available(&tenant),
             problem,
         }))
+    }
+
+    /// The code mailed for a new device: counted like a password attempt (per username
+    /// and address), and at most [`MAX_EMAIL_CODE_FAILURES`] wrong ones per code. The
+    /// code is compared by its hash, in constant time.
+    async fn email_code(&self, visit: &mut Visit, p: &PendingLogin, code: &str) -> Step<Outcome> {
+        let reservation = match self.reserve(visit, &p.username).await? {
+            Ok(r) => r,
+            Err(l) => return self.factor_form(visit, p, Some(locked(l))).await,
+        };
+        let given = handle_hash(code.trim());
+        let right = p
+            .email_code_hash
+            .as_deref()
+            .is_some_and(|h| bool::from(h.as_bytes().ct_eq(given.as_bytes())));
+        if !right {
+            let problem = self.wrong_code(reservation).await;
+            let browser = browser_mut(visit)?;
+            if let Some(pending) = browser.data.pending.as_mut() {
+                pending.email_code_failures = pending.email_code_failures.saturating_add(1);
+            }
+            self.sessions.save(browser).await?;
+            self.audit_failure(visit, Some(&p.user_id), "bad_device_code")
+                .await;
+            if p.email_code_failures.saturating_add(1) >= MAX_EMAIL_CODE_FAILURES {
+                return restart(p.request.as_deref());
+            }
+            return self.factor_form(visit, p, Some(problem)).await;
+        }
+        self.release(reservation).await;
+        let Some(user) = self.store.get_user(&visit.tenant.id, &p.user_id).await? else {
+            return restart(p.request.as_deref());
+        };
+        self.forget_failures(visit, &p.username).await;
+        // `otp` (RFC 8176), not `mfa`, and the password's acr: the code proves the
+        // mailbox for this device, but is not the authenticator a client asking for
+        // acr 2 means.
+        let mut amr = p.amr.clone();
+        if !amr.iter().any(|a| a == "otp") {
+            amr.push("otp".to_owned());
+        }
+        self.signed_in(visit, &user, amr, ACR_PASSWORD, p.request.as_deref())
+            .await
     }
 
     pub(super) async fn second_factor_done(

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use serde_json::json;
 
 use super::authorization::{browser, browser_mut};
-use super::decide::{ACR_PASSWORD, AcrDemand};
+use super::decide::{ACR_MFA, ACR_PASSWORD, AcrDemand, acr_level};
 use super::{
     Engine, Error, LoginForm, LoginProblem, Outcome, Page, Problem, ProviderButton, Step, Visit,
     finish, halt,
@@ -198,11 +198,16 @@ impl Engine<'_> {
         let required = self.mfa.required(&policy, &status)
             || (matches!(first, FirstFactor::Upstream(_))
                 && policy.federation.require_second_factor);
-        if !demand.needs_second_factor() && !required {
+        let device = self.device_challenge(visit, user).await?;
+        if !demand.needs_second_factor() && !required && device.is_none() {
             return Ok(None);
         }
         let usable_passkey = policy.passkeys.enabled && status.passkeys > 0;
         let passkey_only = demand.needs_passkey();
+        // Only the device asks (not the tenant's MFA rule, not the request): a user
+        // without a factor may prove the sign-in with a code mailed to their verified
+        // address instead of enrolling one.
+        let device_only = device.is_some() && !required && !demand.needs_second_factor();
         let stage = if passkey_only && !usable_passkey {
             return match request {
                 Some(handle) => {
@@ -213,8 +218,30 @@ impl Engine<'_> {
             };
         } else if status.totp_enrolled || usable_passkey {
             PendingStage::Verify
+        } else if device_only && self.email.can_send_device_code(user) {
+            PendingStage::EmailCode
         } else {
             PendingStage::Enroll
+        };
+        let email_code_hash = if stage == PendingStage::EmailCode {
+            let code = crate::crypto::random_digits(EMAIL_CODE_DIGITS);
+            let sent = self
+                .email
+                .send_device_code(&visit.tenant, user, &code, &visit.lang)
+                .await?;
+            if !sent {
+                self.audit_failure(visit, Some(&user.user_id), "device_code_limit")
+                    .await;
+                return Ok(Some(self.show_login(
+                    visit,
+                    request,
+                    Some(user.username.clone()),
+                    Some(LoginProblem::DeviceCodeLimit),
+                )));
+            }
+            Some(handle_hash(&code))
+        } else {
+            None
         };
         let expires_at = self.now() + PENDING_LOGIN_SECONDS;
         let browser = browser_mut(visit)?;
@@ -229,15 +256,47 @@ impl Engine<'_> {
             expires_at,
             request: request.map(str::to_owned),
             passkey_only,
+            email_code_hash,
+            email_code_failures: 0,
         });
         browser.data.user_locale = crate::users::preferred_locale(user).map(str::to_owned);
         self.sessions.save(browser).await?;
-        let page = if stage == PendingStage::Verify {
-            Page::SecondFactor
-        } else {
+        let page = if stage == PendingStage::Enroll {
             Page::Enrollment
+        } else {
+            Page::SecondFactor
         };
         Ok(Some(Outcome::Go(page, request.map(str::to_owned))))
+    }
+
+    /// Whether the visit's device asks for a second factor (the tenant's `devices`
+    /// policy): a new or no longer trusted device, or impossible travel. Impossible
+    /// travel is audited here (`login.impossible_travel`), whether or not the tenant
+    /// answers it with a challenge, and before the second factor: a sign-in with a
+    /// stolen password from far away is recorded even when it goes no further.
+    async fn device_challenge(
+        &self,
+        visit: &Visit,
+        user: &StoredUser,
+    ) -> Step<Option<crate::devices::Challenge>> {
+        let policy = TenantPolicy::of(&visit.tenant).devices;
+        let assessment = self
+            .devices
+            .assess(&visit.tenant, &user.user_id, &visit.origin)
+            .await?;
+        let challenge = assessment.challenge(&policy);
+        if assessment.impossible_travel {
+            let mut details = travel_details(assessment.journey.as_ref());
+            details["username"] = json!(user.username);
+            details["challenged"] = json!(challenge.is_some());
+            details["country"] = json!(self.devices.locate(visit.origin.ip.as_deref()).country);
+            let event = self
+                .event(visit, "login.impossible_travel", &user.user_id)
+                .details(details);
+            self.store.audit(event).await;
+            tracing::warn!(tenant = %visit.tenant.id, user_id = %user.user_id, "impossible travel");
+        }
+        Ok(challenge)
     }
 
     /// Finishes a sign-in, whatever its method: the account session (`amr`, `acr`),
@@ -255,6 +314,12 @@ impl Engine<'_> {
     ) -> Step<Outcome> {
         let tenant = visit.tenant.clone();
         let return_to = browser(visit)?.data.return_to;
+        // A second factor of ours (or the upstream's, acr 2 and up), or a mailed code
+        // (`otp` without `mfa`: see `second_factor`): what earns a device its trust.
+        let second_factor =
+            acr_level(Some(acr)) >= acr_level(Some(ACR_MFA)) || amr.iter().any(|a| a == "otp");
+        let remember = TenantPolicy::of(&tenant).devices.remembers()
+            || self.email.notices_new_devices(&tenant);
         let who = Authentication {
             user_id: user.user_id.clone(),
             locale: crate::users::preferred_locale(user).map(str::to_owned),
@@ -269,13 +334,38 @@ impl Engine<'_> {
             .sessions
             .sign_in(&mut unit, &tenant, browser(visit)?, who, &visit.origin)
             .await?;
+        let device = self
+            .devices
+            .on_sign_in(
+                unit.conn(),
+                &tenant,
+                &user.user_id,
+                &visit.origin,
+                remember,
+                second_factor,
+            )
+            .await?;
+        let mut details =
+            json!({ "username": user.username, "amr": session.amr, "sid": session.sid });
+        if let Some(country) = &device.place.country {
+            details["country"] = json!(country);
+        }
+        if device.impossible_travel {
+            details["impossible_travel"] = travel_details(device.journey.as_ref());
+        }
         let event = self
             .event(visit, "login.succeeded", &user.user_id)
-            .details(json!({ "username": user.username, "amr": session.amr, "sid": session.sid }));
+            .details(details);
         audit::insert(unit.conn(), &event).await?;
-        let device_cookie = self
-            .email
-            .on_sign_in(unit.conn(), &tenant, user, &visit.origin, &visit.lang)
+        self.email
+            .on_sign_in(
+                unit.conn(),
+                &tenant,
+                user,
+                &visit.origin,
+                &visit.lang,
+                device.seen,
+            )
             .await?;
         // The request moved with the browser's new id (see `sessions::rotate`).
         if let Some(handle) = request
@@ -292,7 +382,7 @@ impl Engine<'_> {
         }
         unit.commit().await?;
         visit.browser = Some(Browser {
-            device_cookie,
+            device_cookie: device.new_cookie,
             ..signed_in
         });
         tracing::info!(tenant = %tenant.id, user_id = %user.user_id, "user signed in");
@@ -341,10 +431,14 @@ impl Engine<'_> {
 
     /// `login.failed` with a reason class and, when known, the user id.
     pub(super) async fn audit_failure(&self, visit: &Visit, user_id: Option<&str>, reason: &str) {
+        let mut details = json!({ "reason": reason });
+        if let Some(country) = self.devices.locate(visit.origin.ip.as_deref()).country {
+            details["country"] = json!(country);
+        }
         let event = self
             .event(visit, "login.failed", "")
             .subject(user_id)
-            .details(json!({ "reason": reason }));
+            .details(details);
         self.store.audit(event).await;
     }
 
@@ -362,6 +456,21 @@ impl Engine<'_> {
             Some(u) => ("bad_password", Some(u.user_id.as_str())),
         };
         self.audit_failure(visit, subject, reason).await;
+    }
+}
+
+/// Digits of a mailed new-device code.
+pub(super) const EMAIL_CODE_DIGITS: usize = 6;
+
+/// An audit event's account of a journey (rounded: the GeoIP places are approximate).
+fn travel_details(journey: Option<&crate::devices::Journey>) -> serde_json::Value {
+    match journey {
+        Some(j) => json!({
+            "distance_km": j.distance_km.round(),
+            "elapsed_seconds": j.elapsed_seconds,
+            "speed_kmh": if j.speed_kmh.is_finite() { json!(j.speed_kmh.round()) } else { json!(null) },
+        }),
+        None => json!({}),
     }
 }
 

@@ -141,6 +141,9 @@ pub enum PendingStage {
     Enroll,
     /// Enrolled; the recovery codes were shown; continue to finish the sign-in.
     Enrolled,
+    /// New-device verification of a user without a second factor: enter the code
+    /// mailed to the verified address.
+    EmailCode,
 }
 
 /// Password verified, second factor outstanding.
@@ -157,6 +160,18 @@ pub struct PendingLogin {
     /// The request asked for phishing-resistant authentication: only a passkey will do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passkey_only: bool,
+    /// At [`PendingStage::EmailCode`]: the SHA-256 of the mailed code (never the code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_code_hash: Option<String>,
+    /// Wrong codes entered for it; at the limit the code is dead (`interaction`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub email_code_failures: u8,
+}
+
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// Where a request comes from, for binding checks and audit.

@@ -1,5 +1,5 @@
-//! E-mail rows: the outbox (`email_outbox`), single-use links (`email_tokens`, kept only
-//! as their hash) and the devices users signed in from (`known_devices`).
+//! E-mail rows: the outbox (`email_outbox`) and single-use links (`email_tokens`, kept
+//! only as their hash). The devices users signed in from are `store::devices`.
 //!
 //! The outbox is claimed with a lease by a conditional `UPDATE … RETURNING` (one
 //! statement, the same on both backends): whichever pod's update matches first owns the
@@ -217,52 +217,13 @@ pub async fn reset_password(
     })
 }
 
-/// What a sign-in's device was to its user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seen {
-    /// The user signed in from this device before.
-    pub this_device: bool,
-    /// The user signed in from any device before (recorded ones).
-    pub any_device: bool,
-}
-
-/// Whether the user signed in from this device (or any) before; records it either way.
-pub async fn note_device(
-    conn: Conn<'_>,
-    tenant_id: &str,
-    user_id: &str,
-    device_hash: &str,
-    now: UnixTime,
-) -> Result<Seen> {
-    on_conn!(conn, c => {
-        let (any, this): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COUNT(CASE WHEN device_hash = $3 THEN 1 END) FROM known_devices \
-             WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .bind(device_hash)
-        .fetch_one(&mut *c)
-        .await?;
-        sqlx::query(
-            "INSERT INTO known_devices (tenant_id, user_id, device_hash, first_seen_at, \
-             last_seen_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (tenant_id, user_id, \
-             device_hash) DO UPDATE SET last_seen_at = $4",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .bind(device_hash)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
-        Ok(Seen {
-            this_device: this > 0,
-            any_device: any > 0,
-        })
-    })
-}
-
 impl Store {
+    /// Queues a message on its own (not part of a larger unit of work).
+    #[tracing::instrument(name = "db.queue_mail", skip_all)]
+    pub async fn queue_mail(&self, m: &NewMail) -> Result<()> {
+        with_pool!(self, c => insert_mail(c.into(), m).await)
+    }
+
     /// Messages of `kind` queued for `recipient` (any case) since `since`.
     #[tracing::instrument(name = "db.count_recent_mail", skip_all)]
     pub async fn count_recent_mail(

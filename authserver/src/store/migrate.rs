@@ -131,3 +131,50 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Rows written before a migration survive it (STYLE §6), on both backends.
+
+    use sqlx::Connection as _;
+
+    use super::{POSTGRES, SQLITE};
+
+    /// A tenant, a user and a device as the schema before `0011_devices` had them.
+    const BEFORE_0011: [&str; 3] = [
+        "INSERT INTO tenants (id, issuer, display_name, created_at, updated_at) \
+         VALUES ('t', 'https://id.example.com', 'T', 1, 1)",
+        "INSERT INTO users (tenant_id, user_id, username, username_normalized, created_at, \
+         updated_at) VALUES ('t', 'u', 'alice', 'alice', 1, 1)",
+        "INSERT INTO known_devices (tenant_id, user_id, device_hash, first_seen_at, \
+         last_seen_at) VALUES ('t', 'u', 'h', 10, 20)",
+    ];
+    const AFTER: &str = "SELECT device_hash, first_seen_at, last_seen_at, trusted_until, \
+                         country, latitude FROM known_devices";
+
+    type Row = (String, i64, i64, Option<i64>, Option<String>, Option<f64>);
+
+    #[tokio::test]
+    async fn known_devices_keep_their_rows_through_the_devices_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        SQLITE.run_to(10, &mut c).await.unwrap();
+        for sql in BEFORE_0011 {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        SQLITE.run(&mut c).await.unwrap();
+        let row: Row = sqlx::query_as(AFTER).fetch_one(&mut c).await.unwrap();
+        assert_eq!(row, ("h".into(), 10, 20, None, None, None), "sqlite");
+
+        let db = testkit::postgres::Database::create("gh_migrate").await;
+        let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+        POSTGRES.run_to(10, &mut c).await.unwrap();
+        for sql in BEFORE_0011 {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        POSTGRES.run(&mut c).await.unwrap();
+        let row: Row = sqlx::query_as(AFTER).fetch_one(&mut c).await.unwrap();
+        assert_eq!(row, ("h".into(), 10, 20, None, None, None), "postgres");
+    }
+}

@@ -12,6 +12,7 @@ pub mod changes;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod devices;
 pub mod email;
 pub mod federation;
 pub mod grants;

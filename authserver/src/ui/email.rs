@@ -45,4 +45,12 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
         "mail_new_device.html",
         include_str!("../../templates/mail_new_device.html"),
     ),
+    (
+        "mail_device_code.txt",
+        include_str!("../../templates/mail_device_code.txt"),
+    ),
+    (
+        "mail_device_code.html",
+        include_str!("../../templates/mail_device_code.html"),
+    ),
 ];

@@ -383,7 +383,7 @@ mod tests {
         );
         assert!(m.html.contains("&lt;b&gt;bob&lt;&#x2f;b&gt;"), "{}", m.html);
         assert!(m.html.contains("token=a&amp;b"), "{}", m.html);
-        for name in ["mail_password_reset", "mail_new_device"] {
+        for name in ["mail_password_reset", "mail_new_device", "mail_device_code"] {
             let m = t.render_mail(name, &ctx).unwrap();
             assert!(!m.subject.is_empty() && !m.text.is_empty() && !m.html.is_empty());
         }
@@ -404,6 +404,8 @@ mod tests {
                 "valid_minutes": 30,
                 "time": "2026-12-06T10:30:00Z",
                 "ip": null,
+                "code": "123456",
+                "minutes": 5,
             })
         };
         let de = t.render_mail("mail_verify_email", &ctx("de")).unwrap();
@@ -423,10 +425,18 @@ mod tests {
         // A missing value is said in the mail's language, not as `none`.
         assert!(de.text.contains("Adresse: unbekannt"), "{}", de.text);
         assert!(de.text.contains("Browser: unbekannt"), "{}", de.text);
+        let de = t.render_mail("mail_device_code", &ctx("de")).unwrap();
+        assert_eq!(de.subject, "Ihr Anmeldecode für Acme");
+        assert!(
+            de.text.contains("123456") && de.text.contains("in 5 Minuten ab"),
+            "{}",
+            de.text
+        );
         for name in [
             "mail_verify_email",
             "mail_password_reset",
             "mail_new_device",
+            "mail_device_code",
         ] {
             let de = t.render_mail(name, &ctx("de")).unwrap();
             for english in ["Hello", "The link", "If this was you", "none"] {

@@ -164,7 +164,7 @@ async fn assert_all_dead(s: &Setup) {
 
 #[allow(clippy::too_many_lines)] // one attack, asserted step by step
 async fn a_deleted_client_leaves_nothing_a_new_client_with_its_id_could_inherit(backend: Backend) {
-    let s = setup(backend).await;
+    let s = Box::pin(setup(backend)).await;
     let web_access = field(&s.web_tokens, "access_token");
     assert_eq!(
         introspect(&s.server, &s.rs, &web_access).await.ok()["active"],

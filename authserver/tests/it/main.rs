@@ -28,6 +28,7 @@ mod config;
 mod consents;
 mod credential_reset;
 mod database_outage;
+mod devices;
 mod discovery;
 mod docs;
 mod dpop;

@@ -91,10 +91,11 @@ fn every_rule_compiles_within_scope_and_cost_budget() {
             }
         }
     }
-    // 1 root + 1 issuer + 3 nested (tenant), 2 root + 10 spec + 1 tenantRef + 1 jwksUri +
+    // 1 root + 1 issuer + 4 nested (tenant: devices among them), 2 root + 10 spec + 1
+    // tenantRef + 1 jwksUri +
     // 1 sectorIdentifierUri + 2 redirect lists + 1 origins (client), 2 spec + tenantRef +
     // algorithms + source (key set).
-    assert_eq!(total, 5 + 18 + 5);
+    assert_eq!(total, 6 + 18 + 5);
 }
 
 #[test]

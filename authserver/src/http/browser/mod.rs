@@ -134,6 +134,7 @@ impl AppState {
             throttle: &self.login_throttle,
             email: &self.email,
             federation: &self.federation,
+            devices: &self.devices,
             catalogues: self.ui.catalogues(),
         }
     }

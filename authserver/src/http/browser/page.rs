@@ -44,6 +44,8 @@ pub const STALE_REQUEST: &str = "stale-request";
 pub const LOGIN_FAILED: &str = "login-failed";
 /// A sign-in refused until the account's address is confirmed.
 pub const EMAIL_UNVERIFIED: &str = "email-unverified";
+/// A new device's code could not be mailed: the address had its share this hour.
+pub const DEVICE_CODE_LIMIT: &str = "device-code-limit";
 /// A wrong or reused code.
 pub const WRONG_CODE: &str = "wrong-code";
 pub const PASSKEY_REFUSED: &str = "passkey-refused";
@@ -491,6 +493,12 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
                     ctx.insert("error".into(), locked_message(retry_after_seconds));
                     locked(page("login.html", &ctx), retry_after_seconds)
                 }
+                Some(LoginProblem::DeviceCodeLimit) => {
+                    ctx.insert("error".into(), msg(DEVICE_CODE_LIMIT));
+                    let mut resp = page("login.html", &ctx);
+                    *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                    resp
+                }
                 Some(LoginProblem::Unverified) => {
                     ctx.insert("error".into(), msg(EMAIL_UNVERIFIED));
                     ctx.insert("unverified".into(), json!(true));
@@ -513,6 +521,7 @@ pub(in crate::http) fn render(state: &AppState, visit: &Visit, outcome: Outcome)
             );
             ctx.insert("csrf".into(), json!(csrf));
             ctx.insert("totp".into(), json!(form.totp));
+            ctx.insert("email_code".into(), json!(form.email_code));
             if form.passkey {
                 ctx.insert(
                     "passkey".into(),

@@ -31,6 +31,8 @@ pub const ACTIVITY_EVENTS: &[&str] = &[
     "session.revoked",
     "session.evicted",
     "consent.revoked",
+    "login.impossible_travel",
+    "device.forgotten",
 ];
 
 /// One event on the activity page.

@@ -8,6 +8,7 @@
 //! (see [`crate::users::UserService::revoke_consent_of`]).
 
 mod activity;
+mod devices;
 mod links;
 mod password;
 mod profile;
@@ -15,6 +16,7 @@ mod security;
 mod sessions;
 
 pub use activity::{ACTIVITY_EVENTS, ACTIVITY_LIMIT, ActivityEntry};
+pub use devices::DeviceForgetting;
 pub use links::{LinkChange, LinkedAccount, LinkedAccounts};
 pub use password::{PasswordChange, PasswordOutcome, PasswordProblem};
 pub use profile::{Profile, ProfileOutcome};

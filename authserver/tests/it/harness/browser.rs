@@ -87,6 +87,8 @@ pub struct Browser {
     /// Sends requests for one origin to another server (same cookies, the original
     /// `Host`): a load balancer picking another pod.
     route: Option<(String, String)>,
+    /// The client address it claims through a trusted proxy (`X-Forwarded-For`).
+    forwarded_for: Option<String>,
 }
 
 impl Default for Browser {
@@ -113,7 +115,23 @@ impl Browser {
             user_agent: ua.to_owned(),
             accept_language: None,
             route: None,
+            forwarded_for: None,
         }
+    }
+
+    /// The same browser (cookie jar) reaching the server from `ip`, as a trusted proxy
+    /// in front of it reports (`X-Forwarded-For`; the server must trust loopback).
+    pub fn at_ip(&self, ip: &str) -> Self {
+        Self {
+            forwarded_for: Some(ip.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// Puts `cookie` (`name=value`) into the jar for `url`, as a browser that was handed
+    /// it (a replayed or forged cookie).
+    pub fn add_cookie(&self, url: &str, cookie: &str) {
+        self.jar.add_cookie_str(cookie, &url.parse().unwrap());
     }
 
     /// A new browser that asks for pages in `languages` (an `Accept-Language` value).
@@ -176,6 +194,9 @@ impl Browser {
         if let Some(l) = &self.accept_language {
             req = req.header(header::ACCEPT_LANGUAGE, l);
         }
+        if let Some(ip) = &self.forwarded_for {
+            req = req.header("x-forwarded-for", ip);
+        }
         Self::read(
             req.header(header::USER_AGENT, &self.user_agent)
                 .send()
@@ -196,6 +217,9 @@ impl Browser {
         }
         if let Some(l) = &self.accept_language {
             req = req.header(header::ACCEPT_LANGUAGE, l);
+        }
+        if let Some(ip) = &self.forwarded_for {
+            req = req.header("x-forwarded-for", ip);
         }
         Self::read(
             req.header(header::USER_AGENT, &self.user_agent)

@@ -40,6 +40,8 @@ pub const TOTP_REMOVE_PATH: &str = "/account/security/totp/remove";
 pub const RECOVERY_CODES_PATH: &str = "/account/security/recovery-codes";
 pub const SESSIONS_PATH: &str = "/account/sessions";
 pub const OTHER_SESSIONS_PATH: &str = "/account/sessions/others";
+/// `POST`: forget one of the user's remembered devices (listed on the sessions page).
+pub const FORGET_DEVICE_PATH: &str = "/account/sessions/devices/forget";
 pub const ACTIVITY_PATH: &str = "/account/activity";
 /// Linked upstream accounts (identity providers).
 pub const LINKS_PATH: &str = "/account/links";
@@ -70,6 +72,7 @@ const NOTICES: &[&str] = &[
     "consent",
     "passkey-added",
     "passkey-removed",
+    "device-forgotten",
 ];
 
 pub(super) fn router() -> Router<AppState> {
@@ -88,6 +91,7 @@ pub(super) fn router() -> Router<AppState> {
         .route(RECOVERY_CODES_PATH, post(security::regenerate_codes))
         .route(SESSIONS_PATH, get(sessions::show).post(sessions::revoke))
         .route(OTHER_SESSIONS_PATH, post(sessions::revoke_others))
+        .route(FORGET_DEVICE_PATH, post(sessions::forget_device))
         .route(ACTIVITY_PATH, get(activity::show))
         .route(LINKS_PATH, get(links::show).post(links::remove))
 }

@@ -1,7 +1,9 @@
 //! `{issuer}/account/sessions`: the user's sessions in every browser (device, address,
 //! sign-in time, last activity; this browser marked). `POST` with `session_id` signs
 //! that one out (this browser's: signed out here, off to the sign-in page);
-//! `POST …/others` signs out every other.
+//! `POST …/others` signs out every other. Below them the user's remembered devices (last
+//! seen, country, trusted until; this browser's marked); `POST …/devices/forget` with
+//! `device_id` forgets one.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,12 +11,15 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{
-    OTHER_SESSIONS_PATH, SESSIONS_PATH, account_context, action, done, show_page, sign_in, when,
+    FORGET_DEVICE_PATH, OTHER_SESSIONS_PATH, SESSIONS_PATH, account_context, action, done,
+    show_page, sign_in, when,
 };
 use crate::http::AppState;
 use crate::http::browser::page::{BrowserPage, PageError, error_page};
 use crate::http::browser::{LOGIN_PATH, see_other, with_cookie};
-use crate::interaction::{AccountPage, Device, SessionRevocation};
+use crate::interaction::{
+    AccountPage, Device, DeviceForgetting, SessionRevocation, device_summary,
+};
 use crate::ui::i18n::{msg, msg_with};
 
 /// A device in the reader's language.
@@ -34,7 +39,33 @@ pub async fn show(State(state): State<AppState>, p: BrowserPage) -> Result<Respo
         AccountPage::SignIn => return Ok(sign_in(&req.tenant)),
         AccountPage::Show(s) => s,
     };
+    let devices = match state.interaction().account_devices(&visit).await? {
+        AccountPage::SignIn => return Ok(sign_in(&req.tenant)),
+        AccountPage::Show(d) => d,
+    };
     let mut ctx = account_context(&req, &visit, SESSIONS_PATH, "nav-sessions");
+    ctx.insert(
+        "forget_action".into(),
+        action(&req.tenant, FORGET_DEVICE_PATH),
+    );
+    ctx.insert(
+        "devices".into(),
+        json!(
+            devices
+                .iter()
+                .map(|d| json!({
+                    "id": d.id,
+                    "device": device(&device_summary(d.user_agent.as_deref())),
+                    "ip": d.ip,
+                    "country": d.country,
+                    "first_seen": when(d.first_seen_at),
+                    "last_seen": when(d.last_seen_at),
+                    "trusted_until": d.trusted_until.map(when),
+                    "this_browser": d.this_browser,
+                }))
+                .collect::<Vec<_>>()
+        ),
+    );
     ctx.insert("action".into(), action(&req.tenant, SESSIONS_PATH));
     ctx.insert(
         "others_action".into(),
@@ -99,4 +130,25 @@ pub async fn revoke_others(
             AccountPage::Show(_) => done(&req.tenant, SESSIONS_PATH, "signed-out-others"),
         },
     )
+}
+
+pub async fn forget_device(
+    State(state): State<AppState>,
+    p: BrowserPage,
+) -> Result<Response, PageError> {
+    let BrowserPage { req, visit } = p;
+    let id = req.form.get("device_id").map_or("", String::as_str);
+    Ok(match state.interaction().forget_device(&visit, id).await? {
+        AccountPage::SignIn => sign_in(&req.tenant),
+        AccountPage::Show(DeviceForgetting::Done) => {
+            done(&req.tenant, SESSIONS_PATH, "device-forgotten")
+        }
+        AccountPage::Show(DeviceForgetting::NotFound) => error_page(
+            &state,
+            &req.tenant,
+            &visit.lang,
+            StatusCode::NOT_FOUND,
+            msg("devices-not-found"),
+        ),
+    })
 }
