@@ -68,7 +68,7 @@ pub enum Error {
     RecordCleanupFailure(#[source] kube::Error),
     #[error("the object does not match the schema: {0}")]
     Malformed(String),
-    /// A Secret an upstream provider's `clientSecretRef` names does not exist (yet).
+    /// A Secret an upstream provider names (`clientSecretRef`, `ldap.bindPasswordRef`, `ldap.caRef`) does not exist (yet).
     #[error("{0}")]
     UpstreamSecretMissing(String),
     #[error("failed to look up Secret {name}: {source}")]
@@ -421,7 +421,7 @@ async fn upstream_secrets_exist(tenant: &IdentityTenant, ctx: &Context) -> Resul
             })?;
         if found.is_none() {
             return Err(Error::UpstreamSecretMissing(format!(
-                "Secret {namespace}/{name}, named by spec.federation.providers[].clientSecretRef, \
+                "Secret {namespace}/{name}, named by spec.federation.providers[] (clientSecretRef, ldap.bindPasswordRef or ldap.caRef), \
                  does not exist"
             )));
         }
