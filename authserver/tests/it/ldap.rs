@@ -292,8 +292,14 @@ async fn a_first_directory_sign_in_provisions_the_user_and_the_rp_gets_its_group
          dn: cn=admins,ou=groups,dc=corp,dc=example\nchangetype: add\nobjectClass: groupOfNames\n\
          cn: admins\nmember: uid=ann,ou=people,dc=corp,dc=example\n",
     );
+    let binds = dir.slapd.binds();
     let again = dir.sign_in("ann", "ann-password").await;
     again.assert_status(200);
+    assert_eq!(
+        dir.slapd.binds(),
+        binds + 1,
+        "only ann's bind: the service account's connection came from the pool"
+    );
     assert!(
         again.body.contains("<strong><bdi>ann</bdi></strong>"),
         "{}",
@@ -374,6 +380,8 @@ async fn ldap_injection_and_impossible_input_find_nobody(backend: Backend) {
         "*)(objectClass=*",
         "ann\\",
         "\\2a",
+        "\\00",
+        "ann\\00",
     ] {
         refused(&dir.sign_in(username, "ann-password").await);
     }
@@ -557,5 +565,52 @@ async fn an_unverified_directory_address_never_links_silently(backend: Backend) 
             .any(|e| e.starts_with("login.failed|")
                 && e.contains(r#""reason":"denied_by_policy""#)
                 && e.contains("unverified_email")),
+    );
+}
+
+/// `check-config` names the directory fields it cannot use (and touches no database).
+#[tokio::test]
+async fn check_config_names_the_directory_fields_it_cannot_use() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let check = async |ldap: Value| {
+        let settings = json!({"federation": {"providers": [{
+            "id": "corp-dir", "displayName": "Corp directory", "kind": "ldap", "ldap": ldap}]}});
+        let path = db.write_config(
+            "check.yaml",
+            &format!(
+                "tenants:\n  - id: main\n    issuer: https://id.example.com\n    settings: {settings}\n"
+            ),
+        );
+        db.cli()
+            .args(["check-config", "--config", &path.display().to_string()])
+            .run()
+            .await
+    };
+    let out = check(
+        json!({"url": "ldaps://dc1.corp.example", "bindDn": "cn=svc,dc=corp",
+        "bindPassword": {"file": "/nonexistent/gatehouse/bind"},
+        "caFile": "/nonexistent/gatehouse/ca.pem", "userBaseDn": "dc=corp"}),
+    )
+    .await;
+    out.assert_code(2)
+        .assert_stderr_contains("tenants[0].settings.federation.providers[0].ldap.bindPassword")
+        .assert_stderr_contains("tenants[0].settings.federation.providers[0].ldap.caFile");
+    let out = check(
+        json!({"url": "ldap://dc1.corp.example", "bindDn": "cn=svc,dc=corp",
+        "bindPassword": {"env": "PATH"}, "userBaseDn": "dc=corp", "userFilter": "(uid=alice)"}),
+    )
+    .await;
+    out.assert_code(2)
+        .assert_stderr_contains("ldap.userFilter: must contain {username}");
+    let out = check(
+        json!({"url": "ldap://dc1.corp.example", "bindDn": "cn=svc,dc=corp",
+        "bindPassword": "inline-secret", "userBaseDn": "dc=corp"}),
+    )
+    .await;
+    // Inline, not a reference: refused, naming the field.
+    out.assert_code(2).assert_stderr_contains("bindPassword");
+    assert!(
+        !db.sqlite_path().exists(),
+        "check-config touched the database"
     );
 }
