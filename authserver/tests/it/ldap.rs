@@ -28,6 +28,7 @@ on_both_backends!(
     a_directory_that_is_down_shows_a_clear_page,
     a_directory_account_links_to_a_local_user_only_with_its_password,
     an_unverified_directory_address_never_links_silently,
+    a_second_factor_can_be_required_after_a_directory_sign_in,
 );
 
 const LOCAL_PASSWORD: &str = "correct horse battery staple";
@@ -60,6 +61,16 @@ impl Dir {
 /// `departmentNumber` forwarded, addresses trusted; the members `ldap` returns (it
 /// sees the server) replace these. `env`: extra server settings.
 async fn setup(backend: Backend, ldap: impl FnOnce(&Slapd) -> Value, env: &[(&str, &str)]) -> Dir {
+    setup_with(backend, ldap, env, &json!({})).await
+}
+
+/// [`setup`] with extra members of `federation` (e.g. `requireSecondFactor`).
+async fn setup_with(
+    backend: Backend,
+    ldap: impl FnOnce(&Slapd) -> Value,
+    env: &[(&str, &str)],
+    federation: &Value,
+) -> Dir {
     let slapd = Slapd::start().await;
     let ldap = ldap(&slapd);
     let db = TestDb::migrated(backend).await;
@@ -77,11 +88,17 @@ async fn setup(backend: Backend, ldap: impl FnOnce(&Slapd) -> Value, env: &[(&st
     if let (Some(d), Some(extra)) = (directory.as_object_mut(), ldap.as_object()) {
         d.extend(extra.clone());
     }
-    let settings = json!({"federation": {"providers": [{
+    let mut settings = json!({"federation": {"providers": [{
         "id": "corp-dir", "displayName": "Corp directory", "kind": "ldap",
         "ldap": directory,
         "claims": {"forward": ["departmentNumber"]}
     }]}});
+    if let (Some(f), Some(extra)) = (
+        settings["federation"].as_object_mut(),
+        federation.as_object(),
+    ) {
+        f.extend(extra.clone());
+    }
     db.write_config(
         "config.yaml",
         &format!(
@@ -537,6 +554,10 @@ async fn a_directory_account_links_to_a_local_user_only_with_its_password(backen
             .iter()
             .any(|e| e.starts_with(&format!("upstream.linked|user|{alice}|"))),
     );
+    // alice sees the link on her account page (she has a password: she may remove it).
+    let links = b.get(&format!("{}/account/links", dir.issuer())).await;
+    links.assert_status(200);
+    assert!(links.body.contains("Corp directory"), "{}", links.body);
     // From now on bob's directory password signs in as alice, with no question.
     let next = dir.sign_in("bob", "bob-password").await;
     next.assert_status(200);
@@ -565,6 +586,30 @@ async fn an_unverified_directory_address_never_links_silently(backend: Backend) 
             .any(|e| e.starts_with("login.failed|")
                 && e.contains(r#""reason":"denied_by_policy""#)
                 && e.contains("unverified_email")),
+    );
+}
+
+async fn a_second_factor_can_be_required_after_a_directory_sign_in(backend: Backend) {
+    let dir = setup_with(
+        backend,
+        |_| json!({}),
+        &[],
+        &json!({"requireSecondFactor": true}),
+    )
+    .await;
+    let page = dir.sign_in("ann", "ann-password").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let next = page.location().unwrap();
+    assert!(next.contains("/login/mfa/enroll"), "{next}");
+    assert_eq!(
+        dir.count("sessions").await,
+        0,
+        "not signed in before the factor"
+    );
+    assert_eq!(
+        dir.count("users").await,
+        1,
+        "provisioned, waiting for the factor"
     );
 }
 
