@@ -291,9 +291,16 @@ async fn find_user(
     }
     let mut entries = result.0.into_iter();
     match (entries.next(), entries.next()) {
-        (Some(one), None) => Ok(Some(SearchEntry::construct(one))),
+        (Some(one), None) => parse_entry(one).map(Some),
         _ => Ok(None),
     }
+}
+
+/// `SearchEntry::construct` panics on an entry it cannot parse: a broken or hostile
+/// directory must fail the sign-in, not the request's task.
+fn parse_entry(entry: ldap3::ResultEntry) -> Result<SearchEntry> {
+    std::panic::catch_unwind(move || SearchEntry::construct(entry))
+        .map_err(|_| FederationError::Upstream("directory: an entry that does not parse".into()))
 }
 
 /// Every user attribute (`*`) as well: forwarded attributes are named by the claim
@@ -362,17 +369,18 @@ async fn read_groups(
                 result.1.rc
             )));
         }
-        result
-            .0
-            .into_iter()
-            .map(SearchEntry::construct)
-            .filter_map(|g| {
-                values(&g, &d.group_name_attribute)
-                    .into_iter()
-                    .next()
-                    .or_else(|| first_rdn_value(&g.dn))
-            })
-            .collect()
+        let mut names = Vec::new();
+        for group in result.0 {
+            let g = parse_entry(group)?;
+            if let Some(name) = values(&g, &d.group_name_attribute)
+                .into_iter()
+                .next()
+                .or_else(|| first_rdn_value(&g.dn))
+            {
+                names.push(name);
+            }
+        }
+        names
     } else {
         Vec::new()
     };
@@ -535,6 +543,20 @@ mod tests {
             matches!(err, FederationError::Config(ref m) if m.contains("entryUUID")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_entry_that_does_not_parse_fails_the_sign_in_not_the_task() {
+        use ldap3::asn1::{PL, StructureTag, TagClass};
+        let broken = ldap3::ResultEntry::new(StructureTag {
+            class: TagClass::Universal,
+            id: 4,
+            payload: PL::P(b"not an entry".to_vec()),
+        });
+        assert!(matches!(
+            parse_entry(broken),
+            Err(FederationError::Upstream(_))
+        ));
     }
 
     #[tokio::test]
