@@ -247,6 +247,16 @@ async fn a_first_directory_sign_in_provisions_the_user_and_the_rp_gets_its_group
         "a directory is no button: {}",
         login.body
     );
+    // Nor can it be posted as one.
+    let csrf = login.input("_csrf").expect("csrf");
+    let forged = b
+        .post(
+            &format!("{}/login/upstream", dir.issuer()),
+            &[("_csrf", &csrf), ("provider", "corp-dir")],
+        )
+        .await;
+    forged.assert_status(400);
+    assert_eq!(problem(&forged), "unknown_provider");
     let back = b
         .submit(&login, &[("username", "ann"), ("password", "ann-password")])
         .await;
