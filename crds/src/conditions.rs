@@ -49,8 +49,8 @@ pub const CLIENT_ID_RETIRED: &str = "ClientIdRetired";
 /// API server's message. The operator does not retry at once: it tries again when the
 /// resource changes, and at the resync interval (a quota or webhook may change meanwhile).
 pub const APPLY_FAILED: &str = "ApplyFailed";
-/// Ready=False (IdentityTenant): a Secret an upstream identity provider's
-/// `clientSecretRef` names does not exist in the auth server's namespace (yet); nothing
+/// Ready=False (IdentityTenant): a Secret an upstream identity provider names
+/// (`clientSecretRef`, an LDAP directory's `bindPasswordRef` or `caRef`) does not exist in the auth server's namespace (yet); nothing
 /// is registered until it does (retried with backoff).
 pub const UPSTREAM_SECRET_MISSING: &str = "UpstreamSecretMissing";
 

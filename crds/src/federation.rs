@@ -1,7 +1,8 @@
 //! `IdentityTenant.spec.federation`: upstream identity providers the tenant's users may
 //! sign in with. The operator passes it to the auth server as the tenant's
-//! `settings.federation`, with each `clientSecretRef` turned into the path where the
-//! auth pods have that Secret mounted (see `charts/gatehouse`, `federation.secrets`).
+//! `settings.federation`, with each `clientSecretRef` (and an LDAP directory's
+//! `bindPasswordRef` and `caRef`) turned into the path where the auth pods have that
+//! Secret mounted (see `charts/gatehouse`, `federation.secrets`).
 
 use std::collections::BTreeMap;
 
@@ -40,8 +41,9 @@ pub struct FederationPolicy {
 }
 
 /// One upstream identity provider: OpenID Connect (Google, Entra ID, Okta, Keycloak,
-/// Dex, another Gatehouse …) or OAuth 2.0 with a user API (GitHub). Register
-/// `<issuer of this tenant>/login/upstream/callback` as the redirect URI there.
+/// Dex, another Gatehouse …), OAuth 2.0 with a user API (GitHub), or an LDAP /
+/// Active Directory directory (`kind: ldap`). Register
+/// `<issuer of this tenant>/login/upstream/callback` as the redirect URI at the first two.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 // Independent switches, each its own API field.
@@ -58,13 +60,15 @@ pub struct UpstreamProvider {
 
     /// `oidc` (default): an OpenID Connect provider, from its discovery document.
     /// `oauth2`: OAuth 2.0 without OpenID Connect (GitHub-style), with the endpoints and
-    /// user API in `oauth2`.
+    /// user API in `oauth2`. `ldap`: an LDAP / Active Directory directory (`ldap`),
+    /// checked with the sign-in form's username and password (no button).
     #[serde(default)]
     pub kind: UpstreamKind,
 
     /// The provider's issuer, exactly as its discovery document and ID tokens say it.
     /// For `oauth2`, the provider's URL (compared with an `iss` on the callback, should
-    /// it send one).
+    /// it send one). Required, except for `ldap` (which has none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 512))]
     pub issuer: String,
 
@@ -72,21 +76,28 @@ pub struct UpstreamProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2Endpoints>,
 
+    /// The directory of an `ldap` provider (required for it, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<LdapDirectory>,
+
     /// The discovery document's URL when it is not at
     /// `<issuer>/.well-known/openid-configuration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub discovery_url: Option<String>,
 
-    /// The client id registered at the provider.
+    /// The client id registered at the provider. Required, except for `ldap`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 255))]
     pub client_id: String,
 
     /// The Secret (in the auth server's namespace) holding the client secret, and its
     /// key. Never inline: the auth pods read it from the mounted Secret at each use, so
     /// a rotated Secret is picked up without a restart. The IdentityTenant reports
-    /// Ready=False, reason UpstreamSecretMissing, while it does not exist.
-    pub client_secret_ref: SecretKeyRef,
+    /// Ready=False, reason UpstreamSecretMissing, while it does not exist. Required,
+    /// except for `ldap` (whose password is `ldap.bindPasswordRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_ref: Option<SecretKeyRef>,
 
     /// `client_secret_basic` (default) or `client_secret_post`.
     #[serde(default)]
@@ -125,6 +136,129 @@ pub enum UpstreamKind {
     #[default]
     Oidc,
     Oauth2,
+    Ldap,
+}
+
+/// An LDAP / Active Directory directory. The sign-in form's username is searched
+/// with the service account, then the password is checked by binding as the entry
+/// found (it is never stored). Active Directory: `url: ldaps://dc1.corp.example:636`,
+/// `userFilter: (&(objectClass=user)(sAMAccountName={username}))`,
+/// `subjectAttribute: objectGUID`, `usernameAttribute: sAMAccountName`,
+/// `groupsAttribute: memberOf`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+// Independent switches, each its own API field.
+#[allow(clippy::struct_excessive_bools)]
+pub struct LdapDirectory {
+    /// `ldap://host[:389]` or `ldaps://host[:636]` (scheme, host and port only).
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^ldaps?://"))]
+    pub url: String,
+    /// Upgrade the `ldap://` connection with StartTLS before anything is sent.
+    /// Default: false.
+    #[serde(default)]
+    pub start_tls: bool,
+    /// A Secret with the CA certificate(s), PEM, the directory's certificate must chain
+    /// to (LDAPS and StartTLS); key default `ca.crt`. Without it: the system's roots.
+    /// Mounted like the other upstream Secrets (chart `federation.secrets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_ref: Option<CaSecretRef>,
+    /// The service account's DN, which searches for users.
+    #[schemars(length(min = 1, max = 1024))]
+    pub bind_dn: String,
+    /// The Secret holding the service account's password (key default
+    /// `bind-password`). Never inline. Ready=False, reason UpstreamSecretMissing, while
+    /// it does not exist.
+    pub bind_password_ref: BindPasswordRef,
+    /// Where users are searched (subtree).
+    #[schemars(length(min = 1, max = 1024))]
+    pub user_base_dn: String,
+    /// The search filter; `{username}` becomes the typed username, escaped as RFC
+    /// 4515 requires (no LDAP injection). Exactly one entry must match, otherwise the
+    /// sign-in fails as a wrong password would. Default: `(uid={username})`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub user_filter: Option<String>,
+    /// The attribute that identifies an account for good (the key of its link; must
+    /// survive renames). Default: `entryUUID` (OpenLDAP); Active Directory: `objectGUID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_attribute: Option<String>,
+    /// The attribute a provisioned user's username comes from. Default: `uid`
+    /// (Active Directory: `sAMAccountName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_attribute: Option<String>,
+    /// The e-mail address attribute. Default: `mail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_attribute: Option<String>,
+    /// The full name attribute. Default: `cn` (Active Directory: `displayName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_attribute: Option<String>,
+    /// Groups from an attribute of the user's entry listing group DNs (`memberOf`);
+    /// each group's name is its DN's first RDN value (`cn=devs,…` → `devs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_attribute: Option<String>,
+    /// Groups from a search under this DN with `groupFilter` (instead of
+    /// `groupsAttribute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_base_dn: Option<String>,
+    /// The group search filter; `{dn}` becomes the user's DN (escaped), for example
+    /// `(&(objectClass=groupOfNames)(member={dn}))`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_filter: Option<String>,
+    /// The attribute naming a group found by the search. Default: `cn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name_attribute: Option<String>,
+    /// The claim the group names go into, forwarded into ID tokens and userinfo (e.g.
+    /// for kube-apiserver's `--oidc-groups-claim`). Refreshed at every sign-in.
+    /// Default: `groups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<String>,
+    /// Whether the directory's e-mail addresses count as verified: the user's
+    /// `email_verified`, and linking to the local account with the same address (after
+    /// its password). Default: false.
+    #[serde(default)]
+    pub email_verified: bool,
+    /// Limit for connecting and for each LDAP operation, in seconds (1-60). Default: 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 60))]
+    pub timeout_seconds: Option<u64>,
+    /// Most service-account connections each auth pod keeps open (1-64). Default: 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub pool_size: Option<u32>,
+}
+
+/// The Secret key of an LDAP service account's password.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BindPasswordRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key within the Secret. Default: `bind-password`.
+    #[serde(default = "default_bind_password_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// The Secret key of a directory's CA certificate(s).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key within the Secret. Default: `ca.crt`.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_bind_password_key() -> String {
+    "bind-password".into()
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".into()
 }
 
 /// Endpoints of an OAuth 2.0 provider without OpenID Connect. GitHub:
@@ -250,7 +384,8 @@ fn default_name_claim() -> String {
 
 impl FederationPolicy {
     /// The auth server's `settings.federation`: the same fields, each
-    /// `clientSecretRef` replaced by the mounted file the auth pods read.
+    /// `clientSecretRef` (and `ldap.bindPasswordRef`, `ldap.caRef`) replaced by the
+    /// mounted file the auth pods read.
     pub fn settings(&self) -> serde_json::Value {
         let providers: Vec<serde_json::Value> = self
             .providers
@@ -259,10 +394,32 @@ impl FederationPolicy {
                 let mut v = serde_json::to_value(p).unwrap_or_default();
                 if let Some(m) = v.as_object_mut() {
                     m.remove("clientSecretRef");
-                    m.insert(
-                        "clientSecret".into(),
-                        serde_json::json!({ "file": p.client_secret_ref.mounted_path() }),
+                    if let Some(r) = &p.client_secret_ref {
+                        m.insert(
+                            "clientSecret".into(),
+                            serde_json::json!({ "file": r.mounted_path() }),
+                        );
+                    }
+                    if p.kind == UpstreamKind::Ldap {
+                        // The auth server's defaults apply to a directory, not these.
+                        for unused in ["scopes", "tokenEndpointAuthMethod"] {
+                            m.remove(unused);
+                        }
+                    }
+                }
+                if let (Some(d), Some(l)) = (
+                    &p.ldap,
+                    v.get_mut("ldap").and_then(serde_json::Value::as_object_mut),
+                ) {
+                    l.remove("bindPasswordRef");
+                    l.remove("caRef");
+                    l.insert(
+                        "bindPassword".into(),
+                        serde_json::json!({ "file": mounted(&d.bind_password_ref.name, &d.bind_password_ref.key) }),
                     );
+                    if let Some(ca) = &d.ca_ref {
+                        l.insert("caFile".into(), mounted(&ca.name, &ca.key).into());
+                    }
                 }
                 v
             })
@@ -275,23 +432,36 @@ impl FederationPolicy {
         })
     }
 
-    /// The Secrets the providers reference, each once.
+    /// The Secrets the providers reference (client secrets, bind passwords, CAs), each
+    /// once.
     pub fn secret_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .providers
-            .iter()
-            .map(|p| p.client_secret_ref.name.as_str())
-            .collect();
+        let mut names: Vec<&str> = Vec::new();
+        for p in &self.providers {
+            if let Some(r) = &p.client_secret_ref {
+                names.push(&r.name);
+            }
+            if let Some(d) = &p.ldap {
+                names.push(&d.bind_password_ref.name);
+                if let Some(ca) = &d.ca_ref {
+                    names.push(&ca.name);
+                }
+            }
+        }
         names.sort_unstable();
         names.dedup();
         names
     }
 }
 
+/// Where the auth pods find `key` of the upstream Secret `name`.
+fn mounted(name: &str, key: &str) -> String {
+    format!("{UPSTREAM_SECRETS_DIR}/{name}/{key}")
+}
+
 impl SecretKeyRef {
     /// Where the auth pods find this key.
     pub fn mounted_path(&self) -> String {
-        format!("{UPSTREAM_SECRETS_DIR}/{}/{}", self.name, self.key)
+        mounted(&self.name, &self.key)
     }
 }
 
@@ -325,5 +495,38 @@ mod tests {
         assert_eq!(p["kind"], "oidc");
         assert!(p.get("oauth2").is_none());
         assert_eq!(s["loginHintDomains"], json!({"corp.example": "corp"}));
+    }
+
+    #[test]
+    fn a_directorys_bind_password_and_ca_become_mounted_files() {
+        let f: FederationPolicy = serde_json::from_value(json!({
+            "providers": [{"id": "corp-ad", "displayName": "Corp AD", "kind": "ldap",
+                "ldap": {"url": "ldaps://dc1.corp.example:636", "bindDn": "CN=svc,DC=corp",
+                         "bindPasswordRef": {"name": "corp-ldap"},
+                         "caRef": {"name": "corp-ca"},
+                         "userBaseDn": "DC=corp", "groupsAttribute": "memberOf",
+                         "subjectAttribute": "objectGUID"}}]
+        }))
+        .unwrap();
+        assert_eq!(f.secret_names(), ["corp-ca", "corp-ldap"]);
+        let s = f.settings();
+        let p = &s["providers"][0];
+        assert!(p.get("clientSecret").is_none() && p.get("issuer").is_none());
+        assert!(p.get("scopes").is_none(), "{p}");
+        assert_eq!(
+            p["ldap"]["bindPassword"],
+            json!({"file": "/var/run/gatehouse/upstream/corp-ldap/bind-password"})
+        );
+        assert_eq!(
+            p["ldap"]["caFile"],
+            "/var/run/gatehouse/upstream/corp-ca/ca.crt"
+        );
+        assert!(p["ldap"].get("bindPasswordRef").is_none());
+        assert_eq!(p["ldap"]["subjectAttribute"], "objectGUID");
+        assert!(
+            p["ldap"].get("userFilter").is_none(),
+            "the server's default"
+        );
+        assert_eq!(p["kind"], "ldap");
     }
 }

@@ -68,7 +68,7 @@ pub enum Error {
     RecordCleanupFailure(#[source] kube::Error),
     #[error("the object does not match the schema: {0}")]
     Malformed(String),
-    /// A Secret an upstream provider's `clientSecretRef` names does not exist (yet).
+    /// A Secret an upstream provider names (`clientSecretRef`, `ldap.bindPasswordRef`, `ldap.caRef`) does not exist (yet).
     #[error("{0}")]
     UpstreamSecretMissing(String),
     #[error("failed to look up Secret {name}: {source}")]
@@ -422,7 +422,7 @@ async fn upstream_secrets_exist(tenant: &IdentityTenant, ctx: &Context) -> Resul
             })?;
         if found.is_none() {
             return Err(Error::UpstreamSecretMissing(format!(
-                "Secret {namespace}/{name}, named by spec.federation.providers[].clientSecretRef, \
+                "Secret {namespace}/{name}, named by spec.federation.providers[] (clientSecretRef, ldap.bindPasswordRef or ldap.caRef), \
                  does not exist"
             )));
         }
@@ -975,6 +975,56 @@ mod tests {
             settings["federation"]["providers"][0]["clientSecret"],
             json!({"file": "/var/run/gatehouse/upstream/corp-oidc/client-secret"})
         );
+    }
+
+    #[tokio::test]
+    async fn a_missing_ldap_bind_password_secret_is_ready_false_and_registers_nothing() {
+        let t = tenant(json!({"federation": {"providers": [{
+            "id": "corp-ad", "displayName": "Corp AD", "kind": "ldap",
+            "ldap": {"url": "ldaps://dc1.corp.example:636", "bindDn": "CN=svc,DC=corp",
+                     "bindPasswordRef": {"name": "corp-ad-bind"}, "userBaseDn": "DC=corp"}}]}}))
+        .finalized();
+        let obj = t.clone();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::get("/api/v1/namespaces/gatehouse/secrets/corp-ad-bind").not_found(),
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(|body| {
+                    let m = assert_ready(body, "False", "UpstreamSecretMissing");
+                    assert!(m.contains("gatehouse/corp-ad-bind"), "{m}");
+                    assert!(m.contains("bindPasswordRef"), "{m}");
+                })
+                .respond_obj(&obj),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t.clone()), ctx).await.unwrap_err();
+        verifier.done().await;
+        assert!(admin.calls().is_empty(), "nothing registered");
+        assert!(!err.awaits_change());
+
+        // With the Secret, the directory's password is the mounted file.
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::get("/api/v1/namespaces/gatehouse/secrets/corp-ad-bind").respond(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": "corp-ad-bind", "namespace": "gatehouse"}})),
+            Step::apply(CRONJOB, FIELD_MANAGER),
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(|body| {
+                    assert_ready(body, "True", "Reconciled");
+                })
+                .respond_obj(&obj),
+        ]);
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        reconcile(Arc::new(t), ctx).await.unwrap();
+        verifier.done().await;
+        let settings: serde_json::Value =
+            serde_json::from_str(&admin.state().tenants["acme"].settings_json).unwrap();
+        let ldap = &settings["federation"]["providers"][0]["ldap"];
+        assert_eq!(
+            ldap["bindPassword"],
+            json!({"file": "/var/run/gatehouse/upstream/corp-ad-bind/bind-password"})
+        );
+        assert!(ldap.get("bindPasswordRef").is_none());
     }
 
     #[tokio::test]

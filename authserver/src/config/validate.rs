@@ -154,6 +154,25 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
                     // An upstream's client secret that cannot be read fails every
                     // sign-in with it: say so at start-up (and in check-config).
                     for (j, p) in policy.federation.providers.iter().enumerate() {
+                        if let Some(d) = &p.ldap {
+                            let at =
+                                format!("tenants[{i}].settings.federation.providers[{j}].ldap");
+                            if let Err(e) = crate::federation::read_secret(&d.bind_password) {
+                                problems.push(Problem::new(
+                                    format!("{at}.bindPassword"),
+                                    e.to_string(),
+                                ));
+                            }
+                            if let Some(ca) = &d.ca_file
+                                && let Err(e) = std::fs::metadata(ca)
+                            {
+                                problems.push(Problem::new(
+                                    format!("{at}.caFile"),
+                                    format!("cannot read {ca}: {}", e.kind()),
+                                ));
+                            }
+                            continue;
+                        }
                         if let Err(e) = crate::federation::read_secret(&p.client_secret) {
                             problems.push(Problem::new(
                                 format!(

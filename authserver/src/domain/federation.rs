@@ -1,7 +1,8 @@
 //! Federation policy: the upstream identity providers a tenant's users may sign in
 //! with, in the tenant's `settings.federation` (the IdentityTenant's camelCase):
-//! OpenID Connect providers, and OAuth 2.0 providers with a user API (GitHub-style,
-//! `kind: oauth2`).
+//! OpenID Connect providers, OAuth 2.0 providers with a user API (GitHub-style,
+//! `kind: oauth2`), and LDAP / Active Directory directories (`kind: ldap`, see
+//! [`super::ldap`]), which are signed in to with the ordinary password form.
 //!
 //! An upstream's client secret is never part of the policy: `clientSecret` names where
 //! to read it (an environment variable or a file of the auth server, e.g. a mounted
@@ -11,6 +12,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use super::ldap::LdapDirectory;
 
 /// Most providers a tenant may have (each is a button on the sign-in page).
 pub const MAX_PROVIDERS: usize = 16;
@@ -45,6 +48,9 @@ pub enum UpstreamKind {
     /// OAuth 2.0 without OpenID Connect (GitHub-style): the code buys an access token
     /// for a user API, whose answer the claim mapping reads (`oauth2`).
     Oauth2,
+    /// An LDAP directory (`ldap`): no button, no redirect — the sign-in form's username
+    /// and password are checked by binding to the directory.
+    Ldap,
 }
 
 /// The endpoints of an OAuth 2.0 provider without OpenID Connect.
@@ -93,16 +99,24 @@ pub struct UpstreamProvider {
     pub kind: UpstreamKind,
     /// The upstream's issuer; it must equal the `issuer` of its discovery document and
     /// the `iss` of its ID tokens. For `oauth2`, the provider's URL: compared with an
-    /// `iss` on the callback, should it send one.
+    /// `iss` on the callback, should it send one. Not for `ldap`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub issuer: String,
     /// The endpoints of an `oauth2` provider (required for it, refused otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2Endpoints>,
+    /// The directory of an `ldap` provider (required for it, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<LdapDirectory>,
     /// Where the discovery document is, when not at
     /// `{issuer}/.well-known/openid-configuration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovery_url: Option<String>,
+    /// Not for `ldap`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client_id: String,
+    /// Not for `ldap` (its bind password is `ldap.bindPassword`).
+    #[serde(default, skip_serializing_if = "SecretSource::is_empty")]
     pub client_secret: SecretSource,
     #[serde(default)]
     pub token_endpoint_auth_method: UpstreamClientAuth,
@@ -136,6 +150,13 @@ pub struct SecretSource {
     /// whitespace is ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+}
+
+impl SecretSource {
+    /// Names no source at all (an `ldap` provider's unused `clientSecret`).
+    pub fn is_empty(&self) -> bool {
+        self.env.is_none() && self.file.is_none()
+    }
 }
 
 /// Which upstream claims fill our user's profile, and which are forwarded as they are.
@@ -207,17 +228,37 @@ impl FederationPolicy {
         self.providers.iter().find(|p| p.id == id)
     }
 
+    /// The provider with this id that the browser is sent to (not a directory).
+    pub fn redirecting_provider(&self, id: &str) -> Option<&UpstreamProvider> {
+        self.provider(id).filter(|p| p.kind != UpstreamKind::Ldap)
+    }
+
+    /// The providers the sign-in page shows as buttons (directories use the form).
+    pub fn buttons(&self) -> impl Iterator<Item = &UpstreamProvider> {
+        self.providers
+            .iter()
+            .filter(|p| p.kind != UpstreamKind::Ldap)
+    }
+
+    /// The directories the password form is checked against, in order.
+    pub fn directories(&self) -> impl Iterator<Item = (&UpstreamProvider, &LdapDirectory)> {
+        self.providers
+            .iter()
+            .filter_map(|p| p.ldap.as_ref().map(|d| (p, d)))
+    }
+
     /// The provider a `login_hint` names by its domain (home-realm discovery).
     pub fn provider_for_hint(&self, login_hint: &str) -> Option<&UpstreamProvider> {
         let (_, domain) = login_hint.rsplit_once('@')?;
         let id = self.login_hint_domains.get(&domain.to_ascii_lowercase())?;
-        self.provider(id)
+        self.redirecting_provider(id)
     }
 
-    /// The one provider the sign-in form is skipped for, if the tenant says so.
+    /// The one provider the sign-in form is skipped for, if the tenant says so (never a
+    /// directory: it needs the form).
     pub fn only_provider(&self) -> Option<&UpstreamProvider> {
         match self.providers.as_slice() {
-            [one] if self.skip_password_form => Some(one),
+            [one] if self.skip_password_form && one.kind != UpstreamKind::Ldap => Some(one),
             _ => None,
         }
     }
@@ -242,9 +283,9 @@ impl FederationPolicy {
                     "federation.loginHintDomains: {domain:?} is not a lowercase domain"
                 ));
             }
-            if self.provider(id).is_none() {
+            if self.redirecting_provider(id).is_none() {
                 return Err(format!(
-                    "federation.loginHintDomains.{domain}: no provider has the id {id:?}"
+                    "federation.loginHintDomains.{domain}: no provider (other than a directory) has the id {id:?}"
                 ));
             }
         }
@@ -269,6 +310,13 @@ impl UpstreamProvider {
         if self.display_name.trim().is_empty() || self.display_name.len() > 100 {
             return Err("displayName: must be 1 to 100 characters".into());
         }
+        self.check_claims()?;
+        if self.kind == UpstreamKind::Ldap {
+            return self.check_directory();
+        }
+        if self.ldap.is_some() {
+            return Err("ldap: only for kind ldap".into());
+        }
         check_url("issuer", &self.issuer)?;
         if let Some(d) = &self.discovery_url {
             check_url("discoveryUrl", d)?;
@@ -291,19 +339,8 @@ impl UpstreamProvider {
         {
             return Err("scopes: each scope is one word".into());
         }
-        let c = &self.claims;
-        for (name, v) in [
-            ("subject", &c.subject),
-            ("username", &c.username),
-            ("email", &c.email),
-            ("name", &c.name),
-        ] {
-            if v.is_empty() {
-                return Err(format!("claims.{name}: name a claim"));
-            }
-        }
         match (self.kind, &self.oauth2) {
-            (UpstreamKind::Oidc, None) => {}
+            (UpstreamKind::Oidc, None) | (UpstreamKind::Ldap, _) => {}
             (UpstreamKind::Oidc, Some(_)) => {
                 return Err("oauth2: only for kind oauth2".into());
             }
@@ -327,6 +364,21 @@ impl UpstreamProvider {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn check_claims(&self) -> Result<(), String> {
+        let c = &self.claims;
+        for (name, v) in [
+            ("subject", &c.subject),
+            ("username", &c.username),
+            ("email", &c.email),
+            ("name", &c.name),
+        ] {
+            if v.is_empty() {
+                return Err(format!("claims.{name}: name a claim"));
+            }
+        }
         if c.forward.len() > MAX_FORWARDED {
             return Err(format!("claims.forward: at most {MAX_FORWARDED} claims"));
         }
@@ -337,6 +389,33 @@ impl UpstreamProvider {
         {
             return Err(format!(
                 "claims.forward: {r:?} is set by Gatehouse itself and cannot be forwarded"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A directory has its `ldap` block and none of the redirecting providers' fields.
+    fn check_directory(&self) -> Result<(), String> {
+        let Some(d) = &self.ldap else {
+            return Err("ldap: kind ldap needs its directory".into());
+        };
+        for (field, set) in [
+            ("issuer", !self.issuer.is_empty()),
+            ("clientId", !self.client_id.is_empty()),
+            ("clientSecret", !self.client_secret.is_empty()),
+            ("oauth2", self.oauth2.is_some()),
+            ("discoveryUrl", self.discovery_url.is_some()),
+            ("userinfo", self.userinfo),
+        ] {
+            if set {
+                return Err(format!("{field}: not for kind ldap"));
+            }
+        }
+        d.check()?;
+        if RESERVED_CLAIMS.contains(&d.groups_claim.as_str()) || d.groups_claim.is_empty() {
+            return Err(format!(
+                "ldap.groupsClaim: {:?} is set by Gatehouse itself",
+                d.groups_claim
             ));
         }
         Ok(())
@@ -478,6 +557,60 @@ mod tests {
                 .unwrap_err()
                 .contains("oauth2")
         );
+    }
+
+    fn directory() -> serde_json::Value {
+        json!({"id": "corp-dir", "displayName": "Corp directory", "kind": "ldap",
+               "ldap": {"url": "ldaps://dc1.corp.example", "bindDn": "cn=svc,dc=corp",
+                        "bindPassword": {"file": "/secrets/ldap"}, "userBaseDn": "dc=corp"}})
+    }
+
+    #[test]
+    fn a_directory_is_no_button_no_home_realm_and_never_skips_the_form() {
+        let p = parse(json!({"providers": [directory(), provider()]})).unwrap();
+        assert_eq!(p.providers[0].kind, UpstreamKind::Ldap);
+        assert_eq!(
+            p.buttons().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+            ["corp"]
+        );
+        assert_eq!(p.directories().count(), 1);
+        assert!(p.redirecting_provider("corp-dir").is_none());
+        let only = parse(json!({"providers": [directory()], "skipPasswordForm": true})).unwrap();
+        assert!(only.only_provider().is_none());
+        let e = parse(json!({"providers": [directory()],
+                             "loginHintDomains": {"corp.example": "corp-dir"}}))
+        .unwrap_err();
+        assert!(e.contains("loginHintDomains"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_has_its_block_and_none_of_the_redirect_fields() {
+        let mut bare = directory();
+        bare.as_object_mut().unwrap().remove("ldap");
+        let e = parse(json!({"providers": [bare]})).unwrap_err();
+        assert!(e.contains("providers[0].ldap"), "{e}");
+        for (field, value) in [
+            ("issuer", json!("https://x.example")),
+            ("clientId", json!("x")),
+            ("clientSecret", json!({"file": "/x"})),
+        ] {
+            let mut d = directory();
+            d[field] = value;
+            let e = parse(json!({"providers": [d]})).unwrap_err();
+            assert!(e.contains(&format!("providers[0].{field}")), "{e}");
+        }
+        let mut ldap_on_oidc = provider();
+        ldap_on_oidc["ldap"] = directory()["ldap"].clone();
+        let e = parse(json!({"providers": [ldap_on_oidc]})).unwrap_err();
+        assert!(e.contains("providers[0].ldap"), "{e}");
+        let mut bad = directory();
+        bad["ldap"]["url"] = json!("https://dc1.corp.example");
+        let e = parse(json!({"providers": [bad]})).unwrap_err();
+        assert!(e.contains("providers[0].ldap.url"), "{e}");
+        let mut reserved = directory();
+        reserved["ldap"]["groupsClaim"] = json!("sub");
+        let e = parse(json!({"providers": [reserved]})).unwrap_err();
+        assert!(e.contains("ldap.groupsClaim"), "{e}");
     }
 
     #[test]

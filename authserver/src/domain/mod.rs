@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod federation;
+pub mod ldap;
 pub mod policy;
 pub mod signing_key;
 pub mod tenant;

@@ -36,6 +36,10 @@ pub struct UpstreamIdentity {
     /// The upstream's `amr` values (RFC 8176), if it sent any.
     #[serde(default)]
     pub amr: Vec<String>,
+    /// The password was checked here against a directory (LDAP): our `amr` is `pwd`,
+    /// not `fed` — the user typed it into our own form.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub directory: bool,
 }
 
 /// Maps `claims` (the ID token's, with userinfo's merged in) by the provider's rules.
@@ -93,6 +97,7 @@ pub fn identity(
         name: text(&p.claims.name).filter(|n| n.chars().count() <= 200),
         forwarded,
         amr,
+        directory: false,
     }
 }
 
@@ -104,8 +109,11 @@ fn plausible_email(e: &str) -> bool {
 }
 
 /// Our `amr` for an upstream sign-in: `fed` (RFC 8176: federated), then what the
-/// upstream reported, without duplicates.
+/// upstream reported, without duplicates. A directory's sign-in is `pwd`.
 pub fn amr(identity: &UpstreamIdentity) -> Vec<String> {
+    if identity.directory {
+        return vec!["pwd".to_owned()];
+    }
     let mut amr = vec!["fed".to_owned()];
     for a in &identity.amr {
         if !amr.contains(a) {

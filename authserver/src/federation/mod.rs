@@ -1,5 +1,6 @@
-//! Signing in through an upstream OpenID Connect provider, or an OAuth 2.0 provider
-//! with a user API (GitHub-style, [`user_api`]): the protocol half (the interaction
+//! Signing in through an upstream OpenID Connect provider, an OAuth 2.0 provider
+//! with a user API (GitHub-style, [`user_api`]), or an LDAP directory ([`ldap`]): the
+//! protocol half (the interaction
 //! engine's `upstream` step decides what a sign-in does with the result).
 //!
 //! [`FederationService::begin`] reads the upstream's discovery document and builds the
@@ -17,6 +18,7 @@
 
 pub mod claims;
 pub mod id_token;
+pub mod ldap;
 mod user_api;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crate::domain::federation::{SecretSource, UpstreamClientAuth, UpstreamKind, 
 use crate::oauth::client_documents::{DocumentCache, UPSTREAM_DISCOVERY, UPSTREAM_JWKS};
 use crate::outbound::Fetcher;
 pub use claims::UpstreamIdentity;
+pub use ldap::DirectoryAnswer;
 
 /// How long a browser may take at the upstream before the callback.
 pub const ATTEMPT_SECONDS: i64 = 600;
@@ -122,6 +125,8 @@ pub struct FederationService {
     discovery: DocumentCache,
     jwks: DocumentCache,
     clock: Arc<dyn Clock>,
+    /// LDAP directories' service-account connections.
+    directories: ldap::Directories,
 }
 
 impl FederationService {
@@ -131,7 +136,23 @@ impl FederationService {
             jwks: DocumentCache::new(Arc::clone(&fetcher), UPSTREAM_JWKS),
             fetcher,
             clock,
+            directories: ldap::Directories::default(),
         }
+    }
+
+    /// Checks a username and password against the directory of `p` (`kind: ldap`).
+    pub async fn directory_sign_in(
+        &self,
+        p: &UpstreamProvider,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<DirectoryAnswer> {
+        let Some(d) = &p.ldap else {
+            return Err(FederationError::Config("not a directory".into()));
+        };
+        self.directories
+            .authenticate(p, d, username, password)
+            .await
     }
 
     /// The authorization URL to send the browser to, and the attempt to keep.
@@ -144,6 +165,11 @@ impl FederationService {
         login_hint: Option<&str>,
         prompt_login: bool,
     ) -> Result<(String, UpstreamAttempt)> {
+        if p.kind == UpstreamKind::Ldap {
+            return Err(FederationError::Config(
+                "a directory is signed in to with the password form".into(),
+            ));
+        }
         let endpoints = self.endpoints(p).await?;
         let attempt = UpstreamAttempt {
             provider: p.id.clone(),
@@ -159,7 +185,7 @@ impl FederationService {
         // the configured scopes.
         let mut scopes: Vec<&str> = match p.kind {
             UpstreamKind::Oidc => vec!["openid"],
-            UpstreamKind::Oauth2 => Vec::new(),
+            UpstreamKind::Oauth2 | UpstreamKind::Ldap => Vec::new(),
         };
         scopes.extend(
             p.scopes
@@ -235,6 +261,11 @@ impl FederationService {
                         FederationError::Upstream("no access_token in the token response".into())
                     })?;
                 user_api::claims(&self.fetcher, p, access_token).await?
+            }
+            UpstreamKind::Ldap => {
+                return Err(FederationError::Config(
+                    "a directory has no callback".into(),
+                ));
             }
         };
         Ok(claims::identity(p, &subject, &claims))

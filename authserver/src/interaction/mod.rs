@@ -45,6 +45,7 @@ mod account;
 mod authorization;
 mod chooser;
 pub mod decide;
+mod directory;
 mod error;
 mod logout;
 mod outcome;

@@ -104,6 +104,11 @@ impl Engine<'_> {
         if username.is_empty() {
             return Ok(form(None, LoginProblem::Failed));
         }
+        if username.chars().any(char::is_control) {
+            // No username has one (PostgreSQL could not even look a NUL up): refused
+            // before any lookup, local or in a directory.
+            return Ok(form(None, LoginProblem::Failed));
+        }
         let reservation = match self.reserve(visit, username).await? {
             Ok(r) => r,
             Err(locked) => {
@@ -123,6 +128,18 @@ impl Engine<'_> {
             }
         };
         let Some(user) = verified else {
+            // No local password decided it: the tenant's directories may.
+            if TenantPolicy::of(&visit.tenant)
+                .federation
+                .directories()
+                .next()
+                .is_some()
+                && !self.has_local_password(visit, username).await?
+            {
+                return self
+                    .directory_step(visit, request, username, password, reservation)
+                    .await;
+            }
             self.audit_wrong_password(visit, username).await;
             let problem = match self.throttle.failed(reservation).await {
                 Some(locked) => locked_problem(locked),
@@ -164,8 +181,7 @@ impl Engine<'_> {
             passkey: policy.passkeys.passwordless() && self.passkeys.available(tenant),
             providers: policy
                 .federation
-                .providers
-                .iter()
+                .buttons()
                 .map(|p| ProviderButton {
                     id: p.id.clone(),
                     display_name: p.display_name.clone(),

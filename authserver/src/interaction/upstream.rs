@@ -70,7 +70,7 @@ pub fn callback_uri(tenant: &Tenant) -> String {
     format!("{}{CALLBACK_PATH}", tenant.issuer)
 }
 
-fn refused(
+pub(super) fn refused(
     request: Option<&str>,
     provider: Option<&UpstreamProvider>,
     problem: UpstreamProblem,
@@ -102,7 +102,8 @@ impl Engine<'_> {
                     None => (None, false),
                 };
                 let federation = TenantPolicy::of(&visit.tenant).federation;
-                let Some(provider) = federation.provider(provider_id) else {
+                // A directory has no button: its sign-in is the password form.
+                let Some(provider) = federation.redirecting_provider(provider_id) else {
                     return Ok(refused(request, None, UpstreamProblem::UnknownProvider));
                 };
                 self.go_upstream(visit, request, provider, hint.as_deref(), prompt_login)
@@ -235,7 +236,7 @@ impl Engine<'_> {
     }
 
     /// Which local user the upstream account signs in as (see the module docs).
-    async fn upstream_account(
+    pub(super) async fn upstream_account(
         &self,
         visit: &mut Visit,
         provider: &UpstreamProvider,
@@ -627,7 +628,7 @@ impl Engine<'_> {
     }
 
     /// Logs and audits a failed exchange with the upstream by its class.
-    async fn upstream_failed(
+    pub(super) async fn upstream_failed(
         &self,
         visit: &Visit,
         provider: &UpstreamProvider,

@@ -38,6 +38,7 @@ mod introspection;
 mod keys;
 mod languages;
 mod languages_account;
+mod ldap;
 mod lifecycle;
 mod login;
 mod management_api;

@@ -16,6 +16,7 @@ pub mod jose;
 pub mod oauth;
 mod process;
 pub mod proxy;
+pub mod slapd;
 pub mod webauthn;
 
 use std::fmt::Write as _;
