@@ -79,12 +79,14 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         );
     });
     // Recorded after the log line so it does not repeat them; exported with the span.
+    // Without an exporter nobody reads them, and each record re-formats the span's
+    // fields for the log (measured: a fifth of a JWKS request's CPU at RUST_LOG=info).
     if state.tracing_export {
         crate::telemetry::rename(&span, format!("{method} {route}"));
+        span.record("http.route", route.as_str());
+        span.record("http.status", status.as_u16());
+        span.record("tenant", tenant_id);
     }
-    span.record("http.route", route.as_str());
-    span.record("http.status", status.as_u16());
-    span.record("tenant", tenant_id);
     resp
 }
 
