@@ -82,6 +82,14 @@ struct RefreshGrantDbRow {
     grant: GrantDbRow,
 }
 
+/// Stores a refresh token: `tenant_id, token_hash, grant_id, dpop_jkt, created_at,
+/// expires_at`.
+const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, \
+     dpop_jkt, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Records an access token under its grant: `tenant_id, jti, grant_id, expires_at`.
+const INSERT_ACCESS_RECORD: &str = "INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, expires_at) VALUES ($1, $2, $3, $4)";
+
 /// A stored refresh token.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RefreshRow {
@@ -244,8 +252,7 @@ impl Store {
     ) -> Result<()> {
         with_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
+                INSERT_ACCESS_RECORD,
             )
             .bind(tenant_id)
             .bind(jti)
@@ -293,8 +300,7 @@ impl Store {
     pub async fn insert_refresh_token(&self, tenant_id: &str, new: &NewRefresh<'_>) -> Result<()> {
         with_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, dpop_jkt, \
-                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                INSERT_REFRESH,
             )
             .bind(tenant_id)
             .bind(new.token_hash)
@@ -419,8 +425,7 @@ impl Store {
                     return Ok(false);
                 }
                 sqlx::query(
-                    "INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, dpop_jkt, \
-                     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    INSERT_REFRESH,
                 )
                 .bind(tenant_id)
                 .bind(new.token_hash)
@@ -431,8 +436,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, expires_at) \
-                     VALUES ($1, $2, $3, $4)",
+                    INSERT_ACCESS_RECORD,
                 )
                 .bind(tenant_id)
                 .bind(jti)

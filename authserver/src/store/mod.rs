@@ -167,6 +167,10 @@ enum Pool {
     Sqlite(SqlitePool),
 }
 
+/// How long a pooled PostgreSQL connection may sit idle before it is pinged when handed
+/// out again (see `Store::connect`).
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// The database handle every component shares. Cheap to clone; clones share the pool
 /// and its [`DatabaseHealth`].
 #[derive(Clone, Debug)]
@@ -293,6 +297,19 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(acquire)
+                // sqlx pings every connection before handing it out: a second round trip
+                // for every statement. A connection that answered within the last
+                // `PING_IDLE_AFTER` is evidently alive; only one idle for longer (a
+                // proxy or a restart may have closed it meanwhile) is pinged.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for < PING_IDLE_AFTER {
+                            return Ok(true);
+                        }
+                        sqlx::Connection::ping(conn).await.map(|()| true)
+                    })
+                })
                 .connect_lazy_with(opts);
             Pool::Postgres(pool)
         };

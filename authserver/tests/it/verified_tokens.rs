@@ -56,6 +56,19 @@ fn s(v: &Value, k: &str) -> String {
         .to_owned()
 }
 
+/// `grant_type=refresh_token` with `token`, as the confidential client `web`.
+async fn refresh(server: &Server, web: &Creds, token: &str) -> crate::harness::oauth::Reply {
+    send(
+        post_form(
+            server,
+            "/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", token)],
+        )
+        .header(reqwest::header::AUTHORIZATION, web.basic()),
+    )
+    .await
+}
+
 /// A user's tokens from a planted code (`openid offline_access`).
 async fn user_tokens(db: &TestDb, server: &Server, web: &Creds, user: &str) -> Value {
     let code = plant_code(db, &Plant::new(&web.id, user, "openid offline_access")).await;
@@ -175,37 +188,17 @@ async fn this_processes_revocations_reach_the_cache_at_once(backend: Backend) {
     // Reuse of a rotated refresh token revokes the family: its access tokens, seen
     // (and cached) before, are inactive in the very next request.
     let first = user_tokens(&db, &server, &web, &alice).await;
-    let rotated = send(
-        post_form(
-            &server,
-            "/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &s(&first, "refresh_token")),
-            ],
-        )
-        .header(reqwest::header::AUTHORIZATION, web.basic()),
-    )
-    .await
-    .ok()
-    .clone();
+    let rotated = refresh(&server, &web, &s(&first, "refresh_token"))
+        .await
+        .ok()
+        .clone();
     for t in [&first, &rotated] {
         assert!(is_active(&server, &rs, &s(t, "access_token")).await);
         assert!(is_active(&server, &rs, &s(t, "access_token")).await);
     }
-    let replay = send(
-        post_form(
-            &server,
-            "/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &s(&first, "refresh_token")),
-            ],
-        )
-        .header(reqwest::header::AUTHORIZATION, web.basic()),
-    )
-    .await;
-    replay.assert_error(400, "invalid_grant");
+    refresh(&server, &web, &s(&first, "refresh_token"))
+        .await
+        .assert_error(400, "invalid_grant");
     for t in [&first, &rotated] {
         assert!(
             !is_active(&server, &rs, &s(t, "access_token")).await,
