@@ -413,15 +413,18 @@ impl OAuthService {
         if grant.client_id != spec.client_id {
             return Err(unknown());
         }
+        // A rotated token presented again, or one rotated meanwhile: reuse.
+        let reuse_detected = || {
+            self.revoke_family(
+                tenant,
+                &grant,
+                "refresh_token.reuse_detected",
+                req.ip.as_deref(),
+            )
+        };
         if row.rotated_at.is_some() {
             if grant.revoked_at.is_none() {
-                self.revoke_family(
-                    tenant,
-                    &grant,
-                    "refresh_token.reuse_detected",
-                    req.ip.as_deref(),
-                )
-                .await?;
+                reuse_detected().await?;
             }
             return Err(unknown());
         }
@@ -492,13 +495,7 @@ impl OAuthService {
         let Some(body) = issued else {
             // Rotated by a concurrent request between our read and our write (reuse), or
             // the grant was revoked meanwhile.
-            self.revoke_family(
-                tenant,
-                &grant,
-                "refresh_token.reuse_detected",
-                req.ip.as_deref(),
-            )
-            .await?;
+            reuse_detected().await?;
             return Err(unknown());
         };
         Ok((body, proof))
