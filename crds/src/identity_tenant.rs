@@ -492,10 +492,10 @@ pub struct PurgePolicy {
 
     /// What to purge (`authserver purge --only`): dpop-nonces, dpop-jti, assertion-jti,
     /// jti, authorization-codes, refresh-tokens, sessions, par-requests, rate-limits,
-    /// audit. Empty (default): all of them.
+    /// audit, email-outbox, email-tokens, devices. Empty (default): all of them.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Set)]
-    #[schemars(length(max = 10))]
+    #[schemars(length(max = 13))]
     pub targets: Vec<PurgeTarget>,
 
     /// Longest a purge run may take (`authserver purge --timeout`), as a number with unit
@@ -547,11 +547,12 @@ pub enum PurgeTarget {
     Audit,
     EmailOutbox,
     EmailTokens,
+    Devices,
 }
 
 impl PurgeTarget {
     /// Every target.
-    pub const ALL: [PurgeTarget; 12] = [
+    pub const ALL: [PurgeTarget; 13] = [
         PurgeTarget::DpopNonces,
         PurgeTarget::DpopJti,
         PurgeTarget::AssertionJti,
@@ -564,6 +565,7 @@ impl PurgeTarget {
         PurgeTarget::Audit,
         PurgeTarget::EmailOutbox,
         PurgeTarget::EmailTokens,
+        PurgeTarget::Devices,
     ];
 
     /// The name used in the CRD and by `authserver purge --only`.
@@ -581,6 +583,7 @@ impl PurgeTarget {
             PurgeTarget::Audit => "audit",
             PurgeTarget::EmailOutbox => "email-outbox",
             PurgeTarget::EmailTokens => "email-tokens",
+            PurgeTarget::Devices => "devices",
         }
     }
 }
@@ -722,7 +725,8 @@ mod tests {
                 "rate-limits",
                 "audit",
                 "email-outbox",
-                "email-tokens"
+                "email-tokens",
+                "devices"
             ])
         );
         let names: Vec<_> = PurgeTarget::ALL.iter().map(|t| t.as_str()).collect();

@@ -18,6 +18,7 @@ upstream-problem-other = Niemand wurde angemeldet. Beginnen Sie die Anmeldung er
 upstream-back-to-sign-in = Zurück zur Anmeldung
 upstream-link-title = Konto verknüpfen
 upstream-link-intro = Ein Konto hier, { $username }, hat dieselbe E-Mail-Adresse wie Ihr Konto bei { $provider }. Geben Sie dessen Passwort ein, um zu zeigen, dass es Ihnen gehört; danach können Sie sich mit { $provider } anmelden.
+upstream-link-intro-passkey = Ein Konto hier, { $username }, hat dieselbe E-Mail-Adresse wie Ihr Konto bei { $provider }. Verwenden Sie einen seiner Passkeys, um zu zeigen, dass es Ihnen gehört; danach können Sie sich mit { $provider } anmelden.
 upstream-link-wrong-password = Das Passwort ist falsch.
 upstream-link-password = Passwort von { $username }
 upstream-link-submit = Verknüpfen und anmelden

@@ -31,6 +31,7 @@ passkey-signin = Mit einem Passkey anmelden
 passkey-verify = Einen Passkey verwenden
 passkey-enroll = Einen Passkey einrichten
 passkey-register = Einen Passkey hinzufügen
+passkey-link = Mit einem Passkey bestätigen
 passkey-unavailable = Passkeys sind hier nicht verfügbar.
 passkey-start-again = Beginnen Sie die Anmeldung erneut.
 passkey-sign-in-again = Melden Sie sich erneut an, um einen Passkey hinzuzufügen.

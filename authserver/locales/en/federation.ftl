@@ -19,6 +19,7 @@ upstream-problem-other = Nobody was signed in. Start signing in again.
 upstream-back-to-sign-in = Back to sign in
 upstream-link-title = Link your account
 upstream-link-intro = An account here, { $username }, has the same e-mail address as your { $provider } account. Enter its password to prove it is yours; from then on you can sign in with { $provider }.
+upstream-link-intro-passkey = An account here, { $username }, has the same e-mail address as your { $provider } account. Use one of its passkeys to prove it is yours; from then on you can sign in with { $provider }.
 upstream-link-wrong-password = Incorrect password.
 upstream-link-password = Password of { $username }
 upstream-link-submit = Link and sign in

@@ -31,6 +31,7 @@ passkey-signin = Sign in with a passkey
 passkey-verify = Use a passkey
 passkey-enroll = Set up a passkey
 passkey-register = Add a passkey
+passkey-link = Prove it with a passkey
 passkey-unavailable = Passkeys are not available here.
 passkey-start-again = Start signing in again.
 passkey-sign-in-again = Sign in again to add a passkey.

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::{UsageError, open, require_current_schema};
 use crate::cli::PurgeArgs;
 use crate::config::Settings;
-use crate::store::purge::{self, TARGETS, Target};
+use crate::store::purge::{self, Kept, TARGETS, Target};
 
 /// Parses `10m`, `90s`, `1h`, `2d` or a plain number of seconds; `0` = no deadline.
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -178,8 +178,9 @@ pub async fn run(settings: &Settings, args: PurgeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = (!timeout.is_zero()).then(|| started + timeout);
     let now = ctx.clock.now();
-    let retention =
-        i64::try_from(settings.audit_retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+    let days = |n: u64| i64::try_from(n.saturating_mul(86_400)).unwrap_or(i64::MAX);
+    let audit_retention = days(settings.audit_retention_days);
+    let device_retention = days(u64::from(settings.purge.device_retention_days));
     tracing::info!(
         batch_size = pace.batch_size,
         batch_pause_ms = millis(pace.pause),
@@ -188,10 +189,10 @@ pub async fn run(settings: &Settings, args: PurgeArgs) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     let mut interrupted = false;
     for target in targets {
-        let cutoff = if target.name == "audit" {
-            now.saturating_sub(retention)
-        } else {
-            now
+        let cutoff = match target.kept {
+            Kept::UntilExpiry => now,
+            Kept::AuditRetention => now.saturating_sub(audit_retention),
+            Kept::DeviceRetention => now.saturating_sub(device_retention),
         };
         let t0 = Instant::now();
         let r = purge_target(

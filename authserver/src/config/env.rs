@@ -267,6 +267,10 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         &["purge", "batch_pause_ms"],
     ),
     number(
+        "GATEHOUSE_PURGE_DEVICE_RETENTION_DAYS",
+        &["purge", "device_retention_days"],
+    ),
+    number(
         "GATEHOUSE_PASSWORDS_ARGON2_MEMORY_KIB",
         &["passwords", "argon2_memory_kib"],
     ),

@@ -59,6 +59,7 @@ pub struct EmailSection {
 pub struct PurgeSection {
     pub batch_size: Option<u32>,
     pub batch_pause_ms: Option<u64>,
+    pub device_retention_days: Option<u32>,
 }
 
 /// `cache.*`

@@ -342,18 +342,24 @@ pub struct PurgeSettings {
     pub batch_size: u32,
     /// Pause after each full batch, before the next one.
     pub batch_pause: std::time::Duration,
+    /// Remembered devices not seen for this many days (and no longer trusted) are
+    /// forgotten (target `devices`).
+    pub device_retention_days: u32,
 }
 
 /// Default of `purge.batch_size`.
 pub const DEFAULT_PURGE_BATCH_SIZE: u32 = 1000;
 /// Default of `purge.batch_pause_ms`.
 pub const DEFAULT_PURGE_BATCH_PAUSE_MS: u64 = 100;
+/// Default of `purge.device_retention_days`.
+pub const DEFAULT_DEVICE_RETENTION_DAYS: u32 = 180;
 
 impl Default for PurgeSettings {
     fn default() -> Self {
         Self {
             batch_size: DEFAULT_PURGE_BATCH_SIZE,
             batch_pause: std::time::Duration::from_millis(DEFAULT_PURGE_BATCH_PAUSE_MS),
+            device_retention_days: DEFAULT_DEVICE_RETENTION_DAYS,
         }
     }
 }
@@ -853,19 +859,22 @@ mod tests {
         assert_eq!(s.purge, PurgeSettings::default());
         assert_eq!(s.purge.batch_size, 1000);
         assert_eq!(s.purge.batch_pause, std::time::Duration::from_millis(100));
+        assert_eq!(s.purge.device_retention_days, 180);
         assert_eq!(s.shutdown_delay_seconds, 0);
         let env = |name: &str| match name {
             "GATEHOUSE_PURGE_BATCH_SIZE" => Some("250".to_owned()),
             "GATEHOUSE_PURGE_BATCH_PAUSE_MS" => Some("0".to_owned()),
+            "GATEHOUSE_PURGE_DEVICE_RETENTION_DAYS" => Some("30".to_owned()),
             "GATEHOUSE_SERVER_SHUTDOWN_DELAY_SECONDS" => Some("10".to_owned()),
             _ => prod_env(name),
         };
         let s = from_yaml("purge:\n  batch_size: 5000\n", &Source::default(), &env).unwrap();
         assert_eq!(s.purge.batch_size, 250);
         assert_eq!(s.purge.batch_pause, std::time::Duration::ZERO);
+        assert_eq!(s.purge.device_retention_days, 30);
         assert_eq!(s.shutdown_delay_seconds, 10);
         let problems = from_yaml(
-            "purge:\n  batch_size: 0\n  batch_pause_ms: 60001\nserver:\n  shutdown_delay_seconds: 301\n",
+            "purge:\n  batch_size: 0\n  batch_pause_ms: 60001\n  device_retention_days: 0\nserver:\n  shutdown_delay_seconds: 301\n",
             &Source::default(),
             &prod_env,
         )
@@ -874,6 +883,7 @@ mod tests {
         for expected in [
             "purge.batch_size: must be 1 to 100000 rows, got 0",
             "purge.batch_pause_ms: must be 0 to 60000 milliseconds, got 60001",
+            "purge.device_retention_days: must be 1 to 3650 days, got 0",
             "server.shutdown_delay_seconds: must be 0 to 300 seconds, got 301",
         ] {
             assert!(

@@ -642,7 +642,8 @@ pub(super) fn settings(file: FileConfig, source: &Source) -> Result<Settings, Er
 }
 
 /// `purge.*`: a batch of 1 to 100 000 rows (one statement; larger ones hold their locks
-/// too long to call the purge bounded), a pause of at most a minute.
+/// too long to call the purge bounded), a pause of at most a minute, devices kept 1 to
+/// 3650 days.
 fn purge(section: &super::file::PurgeSection, problems: &mut Vec<Problem>) -> PurgeSettings {
     let d = PurgeSettings::default();
     let batch_size = match section.batch_size {
@@ -667,9 +668,21 @@ fn purge(section: &super::file::PurgeSection, problems: &mut Vec<Problem>) -> Pu
             d.batch_pause
         }
     };
+    let device_retention_days = match section.device_retention_days {
+        None => d.device_retention_days,
+        Some(n) if (1..=3650).contains(&n) => n,
+        Some(n) => {
+            problems.push(Problem::new(
+                "purge.device_retention_days",
+                format!("must be 1 to 3650 days, got {n}"),
+            ));
+            d.device_retention_days
+        }
+    };
     PurgeSettings {
         batch_size,
         batch_pause,
+        device_retention_days,
     }
 }
 

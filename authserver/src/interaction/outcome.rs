@@ -109,12 +109,17 @@ impl UpstreamProblem {
     }
 }
 
-/// "Prove it is your account": the local account's password links the upstream one.
+/// "Prove it is your account": the local account's password, or one of its passkeys,
+/// links the upstream one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkForm {
     pub request: Option<String>,
     pub provider: String,
     pub username: String,
+    /// The local account has a password to prove it with.
+    pub password: bool,
+    /// The local account has a passkey to prove it with (and passkeys are on).
+    pub passkey: bool,
     pub problem: Option<LoginProblem>,
 }
 

@@ -1,6 +1,7 @@
 //! Passkey steps of the engine: passwordless sign-in with a discoverable passkey, a
 //! passkey as the pending sign-in's second factor, a passkey registered instead of TOTP
-//! during enrolment, and the account pages' passkeys (list, add, remove).
+//! during enrolment, the proof of a local account an upstream one is linked to, and the
+//! account pages' passkeys (list, add, remove).
 //!
 //! Each ceremony has two requests: the options (a challenge, kept in the browser
 //! session as a [`Ceremony`] for five minutes) and the authenticator's answer, which
@@ -82,7 +83,7 @@ pub enum PasskeyChange {
 const NO_PASSKEYS: &str = "passkey-unavailable";
 const NO_SIGN_IN: &str = "passkey-start-again";
 
-fn amr(first: &[String], v: &Verified) -> Vec<String> {
+pub(super) fn amr(first: &[String], v: &Verified) -> Vec<String> {
     let mut amr: Vec<String> = first.to_vec();
     amr.push(v.key_amr.to_owned());
     // RFC 8176 `user`: a user-presence test, which every accepted assertion includes
@@ -131,6 +132,17 @@ impl Engine<'_> {
                     .start_registration(&tenant, &policy, &user)
                     .await;
                 (c, Some(user.user_id))
+            }
+            CeremonyPurpose::Link => {
+                // Only the account the pending link was offered for, by one of its keys.
+                let Ok((link, _)) = self.pending_link(visit) else {
+                    return Ok(CeremonyStart::Unavailable(NO_SIGN_IN));
+                };
+                let c = self
+                    .passkeys
+                    .start_second_factor(&tenant, &policy, &link.user_id)
+                    .await;
+                (c, Some(link.user_id))
             }
             CeremonyPurpose::Register => {
                 let Some((user, recent)) = self.account_user(visit).await? else {
@@ -508,7 +520,7 @@ impl Engine<'_> {
 
     /// Takes the browser's ceremony out of its session (saved at once) and returns it
     /// when it is for `purpose`, not expired, and its challenge was not spent before.
-    async fn take_ceremony(
+    pub(super) async fn take_ceremony(
         &self,
         visit: &mut Visit,
         purpose: CeremonyPurpose,
@@ -552,7 +564,7 @@ impl Engine<'_> {
 
     /// Audits a refused passkey by its reason class; a store failure is the server's
     /// and fails the step instead.
-    async fn passkey_refused(
+    pub(super) async fn passkey_refused(
         &self,
         visit: &Visit,
         user_id: Option<&str>,

@@ -11,7 +11,8 @@
 //! 1. the user it is linked to (its claims refreshed);
 //! 2. otherwise, when a local user has its e-mail address: that user, but only if the
 //!    upstream says the address is verified, the provider links by address, and the
-//!    person proves the local account with its password — never silently;
+//!    person proves the local account with its password or one of its passkeys —
+//!    never silently;
 //! 3. otherwise a new user (just-in-time provisioning), if the provider creates users.
 //!
 //! The callback's `state` must be the one this browser's session holds; the attempt
@@ -23,10 +24,11 @@ use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
 use super::authorization::browser_mut;
-use super::decide::{ACR_MFA, ACR_PASSWORD, AcrDemand};
+use super::decide::{ACR_MFA, ACR_PASSWORD, ACR_PHISHING_RESISTANT, AcrDemand};
+use super::passkey::amr as passkey_amr;
 use super::sign_in::{FirstFactor, locked_problem};
 use super::{
-    Engine, Error, LinkForm, LoginProblem, Outcome, Step, UpstreamPage, UpstreamProblem,
+    Engine, Error, Halt, LinkForm, LoginProblem, Outcome, Step, UpstreamPage, UpstreamProblem,
     UpstreamRefusal, Visit, finish,
 };
 use crate::authorize::Prompt;
@@ -35,7 +37,8 @@ use crate::domain::federation::UpstreamProvider;
 use crate::domain::policy::TenantPolicy;
 use crate::domain::tenant::Tenant;
 use crate::federation::{Callback, FederationError, UpstreamAttempt, UpstreamIdentity, claims};
-use crate::session::{PENDING_LOGIN_SECONDS, PendingLink};
+use crate::passkeys::{Expect, PasskeyError, Verified};
+use crate::session::{CeremonyPurpose, PENDING_LOGIN_SECONDS, PendingLink};
 use crate::store::audit;
 use crate::store::federation::{self as links, FederatedIdentity, Refresh};
 use crate::store::replay::ReplayCache;
@@ -68,6 +71,53 @@ fn new_link(
 /// The redirect URI of a tenant's upstream sign-ins.
 pub fn callback_uri(tenant: &Tenant) -> String {
     format!("{}{CALLBACK_PATH}", tenant.issuer)
+}
+
+/// How the person proved the local account an upstream account is linked to.
+#[derive(Debug, Clone, Copy)]
+enum LinkProof<'a> {
+    Password,
+    Passkey(&'a Verified),
+}
+
+impl LinkProof<'_> {
+    /// Its name in the `upstream.linked` audit event.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Passkey(_) => "passkey",
+        }
+    }
+}
+
+/// The ways the owner of an address can prove the local account.
+#[derive(Debug, Clone, Copy)]
+struct LinkProofs {
+    password: bool,
+    passkey: bool,
+}
+
+impl LinkProofs {
+    fn any(self) -> bool {
+        self.password || self.passkey
+    }
+}
+
+/// "Prove it is your account", for `pending`.
+fn link_form(
+    provider: &UpstreamProvider,
+    pending: &PendingLink,
+    proofs: LinkProofs,
+    problem: Option<LoginProblem>,
+) -> Outcome {
+    Outcome::ShowUpstream(UpstreamPage::Link(LinkForm {
+        request: pending.request.clone(),
+        provider: provider.display_name.clone(),
+        username: pending.username.clone(),
+        password: proofs.password,
+        passkey: proofs.passkey,
+        problem,
+    }))
 }
 
 pub(super) fn refused(
@@ -254,7 +304,7 @@ impl Engine<'_> {
             };
             let user = self.refresh_link(link, user, &identity).await?;
             return self
-                .finish_upstream(visit, &user, &identity, request, false)
+                .finish_upstream(visit, &user, &identity, request, None)
                 .await;
         }
         if let Some(email) = identity.email.as_deref() {
@@ -283,13 +333,14 @@ impl Engine<'_> {
         let Some(user) = self.provision(visit, provider, &identity).await? else {
             return Ok(refused(request, Some(provider), UpstreamProblem::Stale));
         };
-        self.finish_upstream(visit, &user, &identity, request, false)
+        self.finish_upstream(visit, &user, &identity, request, None)
             .await
     }
 
-    /// A local user has the upstream account's address: ask for that account's
-    /// password — if the upstream vouches for the address and the provider links by
-    /// address; otherwise refuse (never a silent link).
+    /// A local user has the upstream account's address: ask for the proof of that
+    /// account (its password or a passkey) — if the upstream vouches for the address,
+    /// the provider links by address and the account has a way to prove it; otherwise
+    /// refuse (never a silent link).
     async fn offer_link(
         &self,
         visit: &mut Visit,
@@ -329,7 +380,8 @@ impl Engine<'_> {
                 UpstreamProblem::CannotLink,
             ));
         };
-        if owner.password_hash.is_none() {
+        let proofs = self.link_proofs(visit, owner).await?;
+        if !proofs.any() {
             self.audit_refusal(
                 visit,
                 Some(&owner.user_id),
@@ -345,21 +397,17 @@ impl Engine<'_> {
             ));
         }
         let expires_at = self.now() + PENDING_LOGIN_SECONDS;
-        let browser = browser_mut(visit)?;
-        browser.data.link = Some(PendingLink {
+        let pending = PendingLink {
             identity,
             user_id: owner.user_id.clone(),
             username: owner.username.clone(),
             request: request.map(str::to_owned),
             expires_at,
-        });
+        };
+        let browser = browser_mut(visit)?;
+        browser.data.link = Some(pending.clone());
         self.sessions.save(browser).await?;
-        Ok(Outcome::ShowUpstream(UpstreamPage::Link(LinkForm {
-            request: request.map(str::to_owned),
-            provider: provider.display_name.clone(),
-            username: owner.username.clone(),
-            problem: None,
-        })))
+        Ok(link_form(provider, &pending, proofs, None))
     }
 
     /// The local account's password for a pending link (`POST /login/upstream/link`,
@@ -373,34 +421,15 @@ impl Engine<'_> {
     }
 
     async fn link_step(&self, visit: &mut Visit, password: &SecretString) -> Step<Outcome> {
-        let now = self.now();
-        let Some(pending) = visit
-            .browser
-            .as_ref()
-            .and_then(|b| b.data.link.clone())
-            .filter(|l| l.expires_at > now)
-        else {
-            return Ok(refused(None, None, UpstreamProblem::Stale));
-        };
-        let request = pending.request.as_deref();
-        let federation = TenantPolicy::of(&visit.tenant).federation;
-        let Some(provider) = federation.provider(&pending.identity.provider_id) else {
-            return Ok(refused(request, None, UpstreamProblem::UnknownProvider));
-        };
-        let form = |problem: LoginProblem| {
-            Outcome::ShowUpstream(UpstreamPage::Link(LinkForm {
-                request: pending.request.clone(),
-                provider: provider.display_name.clone(),
-                username: pending.username.clone(),
-                problem: Some(problem),
-            }))
-        };
+        let (pending, provider) = self.pending_link(visit)?;
         let reservation = match self.reserve(visit, &pending.username).await? {
             Ok(r) => r,
             Err(locked) => {
                 self.audit_failure(visit, Some(&pending.user_id), "locked")
                     .await;
-                return Ok(form(locked_problem(locked)));
+                return self
+                    .link_problem(visit, &provider, &pending, locked_problem(locked))
+                    .await;
             }
         };
         let verified = match self
@@ -422,34 +451,167 @@ impl Engine<'_> {
                 Some(locked) => locked_problem(locked),
                 None => LoginProblem::Failed,
             };
-            return Ok(form(problem));
+            return self.link_problem(visit, &provider, &pending, problem).await;
         };
         self.release(reservation).await;
         self.forget_failures(visit, &user.username).await;
+        self.complete_link(visit, &provider, &pending, LinkProof::Password)
+            .await
+    }
+
+    /// A passkey of the local account for a pending link (`POST
+    /// /login/upstream/link/passkey`, CSRF already checked): the answer to the
+    /// [`CeremonyPurpose::Link`] ceremony started for that account.
+    pub async fn upstream_link_passkey(
+        &self,
+        visit: &mut Visit,
+        response: &str,
+    ) -> Result<Outcome, Error> {
+        finish(
+            async {
+                let (pending, provider) = self.pending_link(visit)?;
+                let ceremony = self
+                    .take_ceremony(visit, CeremonyPurpose::Link)
+                    .await?
+                    .filter(|c| c.user_id.as_deref() == Some(pending.user_id.as_str()));
+                let verified = match ceremony {
+                    Some(c) => {
+                        self.passkeys
+                            .finish_assertion(
+                                &visit.tenant,
+                                &c.state,
+                                response,
+                                Expect::User(&pending.user_id),
+                            )
+                            .await
+                    }
+                    None => Err(PasskeyError::Malformed("no ceremony".into())),
+                };
+                match verified {
+                    Ok(v) => {
+                        self.forget_failures(visit, &pending.username).await;
+                        self.complete_link(visit, &provider, &pending, LinkProof::Passkey(&v))
+                            .await
+                    }
+                    Err(e) => {
+                        self.passkey_refused(visit, Some(&pending.user_id), e)
+                            .await?;
+                        self.link_problem(visit, &provider, &pending, LoginProblem::Passkey)
+                            .await
+                    }
+                }
+            }
+            .await,
+        )
+    }
+
+    /// The browser's pending link (unexpired) and its provider, or the page that says
+    /// there is none.
+    pub(super) fn pending_link(&self, visit: &Visit) -> Step<(PendingLink, UpstreamProvider)> {
+        let now = self.now();
+        let Some(pending) = visit
+            .browser
+            .as_ref()
+            .and_then(|b| b.data.link.clone())
+            .filter(|l| l.expires_at > now)
+        else {
+            return Err(Halt::Show(refused(None, None, UpstreamProblem::Stale)));
+        };
+        let federation = TenantPolicy::of(&visit.tenant).federation;
+        let Some(provider) = federation.provider(&pending.identity.provider_id).cloned() else {
+            let problem = UpstreamProblem::UnknownProvider;
+            return Err(Halt::Show(refused(
+                pending.request.as_deref(),
+                None,
+                problem,
+            )));
+        };
+        Ok((pending, provider))
+    }
+
+    /// How the owner of an address can prove the account here: its password, and its
+    /// passkeys when the tenant's passkeys are on.
+    async fn link_proofs(&self, visit: &Visit, owner: &StoredUser) -> Step<LinkProofs> {
+        let passkeys_on = TenantPolicy::of(&visit.tenant).passkeys.enabled
+            && self.passkeys.available(&visit.tenant);
+        let passkey = passkeys_on
+            && self
+                .mfa
+                .status(&visit.tenant.id, &owner.user_id)
+                .await?
+                .passkeys
+                > 0;
+        Ok(LinkProofs {
+            password: owner.password_hash.is_some(),
+            passkey,
+        })
+    }
+
+    /// The link page again, with `problem`.
+    async fn link_problem(
+        &self,
+        visit: &Visit,
+        provider: &UpstreamProvider,
+        pending: &PendingLink,
+        problem: LoginProblem,
+    ) -> Step<Outcome> {
+        let Some(owner) = self
+            .store
+            .get_user(&visit.tenant.id, &pending.user_id)
+            .await?
+        else {
+            return Ok(refused(
+                pending.request.as_deref(),
+                Some(provider),
+                UpstreamProblem::Stale,
+            ));
+        };
+        let proofs = self.link_proofs(visit, &owner).await?;
+        Ok(link_form(provider, pending, proofs, Some(problem)))
+    }
+
+    /// The local account is proved: the pending link is used up, the link made (unless
+    /// another tab made it meanwhile), and the sign-in ends as the linked user.
+    async fn complete_link(
+        &self,
+        visit: &mut Visit,
+        provider: &UpstreamProvider,
+        pending: &PendingLink,
+        proof: LinkProof<'_>,
+    ) -> Step<Outcome> {
+        let request = pending.request.as_deref();
         let browser = browser_mut(visit)?;
         browser.data.link = None;
         self.sessions.save(browser).await?;
-        if !self.link(visit, provider, &user, &pending.identity).await? {
+        let Some(user) = self
+            .store
+            .get_user(&visit.tenant.id, &pending.user_id)
+            .await?
+        else {
+            return Ok(refused(request, Some(provider), UpstreamProblem::Stale));
+        };
+        if !self
+            .link(visit, provider, &user, &pending.identity, proof)
+            .await?
+        {
             // Another tab linked this upstream account meanwhile.
             return Ok(refused(request, Some(provider), UpstreamProblem::Stale));
         }
-        let Some(user) = self.store.get_user(&visit.tenant.id, &user.user_id).await? else {
-            return Ok(refused(request, Some(provider), UpstreamProblem::Stale));
-        };
-        self.finish_upstream(visit, &user, &pending.identity, request, true)
+        self.finish_upstream(visit, &user, &pending.identity, request, Some(proof))
             .await
     }
 
     /// Ends an upstream sign-in of `user` like every other: the e-mail gate, our second
     /// factor when it applies, then `signed_in` with `amr` `fed` + the upstream's (+
-    /// `pwd` when the local password was just proved).
+    /// `pwd` when the local password was just proved). A passkey that proved the local
+    /// account ends it as a passkey sign-in does: it is a second factor already.
     async fn finish_upstream(
         &self,
         visit: &mut Visit,
         user: &StoredUser,
         identity: &UpstreamIdentity,
         request: Option<&str>,
-        proved_password: bool,
+        proof: Option<LinkProof<'_>>,
     ) -> Step<Outcome> {
         let event = self
             .event(visit, "upstream.sign_in", &user.user_id)
@@ -465,8 +627,17 @@ impl Engine<'_> {
             return Ok(refused(request, None, UpstreamProblem::EmailUnverified));
         }
         let mut amr = claims::amr(identity);
-        if proved_password && !amr.iter().any(|a| a == "pwd") {
-            amr.push("pwd".to_owned());
+        match proof {
+            Some(LinkProof::Password) if !amr.iter().any(|a| a == "pwd") => {
+                amr.push("pwd".to_owned());
+            }
+            Some(LinkProof::Passkey(v)) => {
+                let amr = passkey_amr(&amr, v);
+                return self
+                    .signed_in(visit, user, amr, ACR_PHISHING_RESISTANT, request)
+                    .await;
+            }
+            _ => {}
         }
         let demand = match request {
             Some(handle) => AcrDemand::of(&self.bound(visit, handle).await?.auth.acr_values),
@@ -546,6 +717,7 @@ impl Engine<'_> {
         provider: &UpstreamProvider,
         user: &StoredUser,
         identity: &UpstreamIdentity,
+        proof: LinkProof<'_>,
     ) -> Step<bool> {
         let now = self.now();
         let link = new_link(&visit.tenant.id, provider, identity, &user.user_id, now);
@@ -556,7 +728,7 @@ impl Engine<'_> {
         }
         let event = self
             .event(visit, "upstream.linked", &user.user_id)
-            .details(json!({ "provider": provider.id, "upstream_sub": identity.subject, "proof": "password" }));
+            .details(json!({ "provider": provider.id, "upstream_sub": identity.subject, "proof": proof.name() }));
         audit::insert(unit.conn(), &event).await?;
         unit.commit().await?;
         tracing::info!(tenant = %visit.tenant.id, provider = %provider.id, user_id = %user.user_id, "upstream account linked");

@@ -101,6 +101,8 @@ pub enum CeremonyPurpose {
     Enroll,
     /// A passkey added on the account pages.
     Register,
+    /// The proof of the local account an upstream account is to be linked to.
+    Link,
 }
 
 /// A started WebAuthn ceremony: the library's state (its challenge), kept on the server

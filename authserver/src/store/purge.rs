@@ -4,10 +4,22 @@
 use super::{Result, Store, with_pool};
 use crate::clock::UnixTime;
 
+/// How long a target's rows are kept: the cutoff `$1` its statements get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Until their own expiry (`$1` is now).
+    UntilExpiry,
+    /// `audit.retention_days` (`$1` is that long ago).
+    AuditRetention,
+    /// `purge.device_retention_days` since last seen, and their trust over.
+    DeviceRetention,
+}
+
 /// A purge target as users type it, and the table it cleans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
     pub name: &'static str,
+    pub kept: Kept,
     /// `DELETE`s of at most `$3` rows expired before `$1`, of tenant `$2` (or all when
     /// `$2` is NULL), keyed by the primary key so it works on both backends. A target
     /// that cleans related tables runs one statement per table, in order.
@@ -18,6 +30,7 @@ pub struct Target {
 /// add their target here.
 pub const TARGETS: &[Target] = &[
     Target {
+        kept: Kept::UntilExpiry,
         name: "dpop-nonces",
         sql: &[
             "DELETE FROM dpop_nonces WHERE (tenant_id, nonce) IN (SELECT tenant_id, nonce FROM dpop_nonces \
@@ -25,6 +38,7 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::UntilExpiry,
         name: "dpop-jti",
         sql: &[
             "DELETE FROM dpop_jti WHERE (tenant_id, jti) IN (SELECT tenant_id, jti FROM dpop_jti \
@@ -32,6 +46,7 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::UntilExpiry,
         name: "assertion-jti",
         sql: &[
             "DELETE FROM assertion_jti WHERE (tenant_id, client_id, jti) IN (SELECT tenant_id, client_id, jti \
@@ -39,6 +54,7 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::UntilExpiry,
         name: "jti",
         sql: &[
             "DELETE FROM revoked_tokens WHERE (tenant_id, jti) IN (SELECT tenant_id, jti FROM revoked_tokens \
@@ -46,6 +62,7 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::UntilExpiry,
         name: "authorization-codes",
         sql: &[
             "DELETE FROM authorization_codes WHERE (tenant_id, code_hash) IN (SELECT tenant_id, code_hash \
@@ -56,6 +73,7 @@ pub const TARGETS: &[Target] = &[
     // end (their codes, refresh tokens and access-token records go with them, ON DELETE
     // CASCADE); then access-token records whose token has expired.
     Target {
+        kept: Kept::UntilExpiry,
         name: "refresh-tokens",
         sql: &[
             "DELETE FROM refresh_tokens WHERE (tenant_id, token_hash) IN (SELECT tenant_id, token_hash \
@@ -67,6 +85,7 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::UntilExpiry,
         name: "sessions",
         // Accounts go with their browser session (ON DELETE CASCADE); an account that
         // ended on its own is removed when its browser is next seen.
@@ -76,6 +95,7 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::UntilExpiry,
         name: "par-requests",
         sql: &[
             "DELETE FROM authorization_requests WHERE (tenant_id, id_hash) IN (SELECT tenant_id, id_hash \
@@ -83,6 +103,7 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::UntilExpiry,
         name: "rate-limits",
         sql: &[
             "DELETE FROM login_throttles WHERE (tenant_id, throttle_key) IN (SELECT tenant_id, throttle_key \
@@ -90,6 +111,7 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::AuditRetention,
         name: "audit",
         sql: &[
             "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
@@ -99,6 +121,7 @@ pub const TARGETS: &[Target] = &[
     // Mail sent or given up (its content was erased then); `expires_at` is NULL while
     // a message is still queued, so queued mail is never purged.
     Target {
+        kept: Kept::UntilExpiry,
         name: "email-outbox",
         sql: &[
             "DELETE FROM email_outbox WHERE id IN (SELECT id FROM email_outbox \
@@ -106,10 +129,22 @@ pub const TARGETS: &[Target] = &[
         ],
     },
     Target {
+        kept: Kept::UntilExpiry,
         name: "email-tokens",
         sql: &[
             "DELETE FROM email_tokens WHERE (tenant_id, token_hash) IN (SELECT tenant_id, token_hash \
               FROM email_tokens WHERE expires_at < $1 AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
+        ],
+    },
+    // Remembered devices nobody signed in on for the retention period. A device still
+    // trusted is kept (forgetting it would ask its user for a second factor early).
+    Target {
+        kept: Kept::DeviceRetention,
+        name: "devices",
+        sql: &[
+            "DELETE FROM known_devices WHERE (tenant_id, user_id, device_hash) IN (SELECT tenant_id, user_id, device_hash \
+              FROM known_devices WHERE last_seen_at < $1 AND (trusted_until IS NULL OR trusted_until < $1) \
+              AND ($2 IS NULL OR tenant_id = $2) LIMIT $3)",
         ],
     },
 ];

@@ -14,11 +14,14 @@ use crate::authorize_flow::{CB, VERIFIER};
 use crate::harness::browser::{Browser, Page, fast, user_cli};
 use crate::harness::github::{Account, GitHubStub};
 use crate::harness::oauth::{Creds, create_client, post_form, send};
+use crate::harness::webauthn::SoftAuthenticator;
 use crate::harness::{Backend, Server, TestDb};
+use crate::passkeys::{REFUSED, answer, attr, ceremony};
 
 on_both_backends!(
     a_first_upstream_sign_in_provisions_a_user_and_the_rp_gets_its_claims,
     an_upstream_account_links_to_a_local_user_only_with_its_password,
+    an_upstream_account_links_with_a_passkey_of_the_local_user_and_no_other,
     an_unverified_upstream_address_never_links_silently,
     an_upstream_error_signs_nobody_in,
     a_replayed_state_signs_nobody_in,
@@ -35,6 +38,8 @@ const UP_PASSWORD: &str = "upstream horse battery staple";
 
 /// Tenant `main` federating to tenant `corp` of another server.
 struct Fed {
+    /// The downstream tenant's issuer.
+    issuer: String,
     up_db: TestDb,
     up: Server,
     db: TestDb,
@@ -45,7 +50,7 @@ struct Fed {
 
 impl Fed {
     fn issuer(&self) -> String {
-        self.db.issuer("")
+        self.issuer.clone()
     }
 
     fn up_issuer(&self) -> String {
@@ -70,13 +75,20 @@ struct Options {
     provider: &'static str,
     /// Extra members of `federation` (JSON object text without braces).
     federation: &'static str,
+    /// The downstream issuer is `http://localhost:PORT` (passkeys need a host name).
+    localhost: bool,
 }
 
 async fn setup(backend: Backend, o: Options) -> Fed {
     let up_db = TestDb::migrated(backend).await;
     up_db.write_config("config.yaml", &up_db.tenant_config(&[("corp", "")]));
     let db = TestDb::migrated(backend).await;
-    let callback = format!("{}/login/upstream/callback", db.issuer(""));
+    let issuer = if o.localhost {
+        format!("http://localhost:{}", db.port)
+    } else {
+        db.issuer("")
+    };
+    let callback = format!("{issuer}/login/upstream/callback");
     let mut args = vec!["--redirect-uri", callback.as_str()];
     if !o.consent_upstream {
         args.push("--first-party");
@@ -103,14 +115,14 @@ async fn setup(backend: Backend, o: Options) -> Fed {
     db.write_config(
         "config.yaml",
         &format!(
-            "tenants:\n  - id: main\n    issuer: {}\n    display_name: Tenant main\n    settings: {settings}\n",
-            db.issuer("")
+            "tenants:\n  - id: main\n    issuer: {issuer}\n    display_name: Tenant main\n    settings: {settings}\n",
         ),
     );
     let rp = create_client(&db, "rp", &["--redirect-uri", CB, "--first-party"]).await;
     let up = fast(up_db.cli()).serve_in_process(up_db.port).await;
     let down = fast(db.cli()).serve_in_process(db.port).await;
     Fed {
+        issuer,
         up_db,
         up,
         db,
@@ -517,6 +529,179 @@ async fn an_upstream_account_links_to_a_local_user_only_with_its_password(backen
             .iter()
             .any(|e| e.starts_with(&format!("upstream.unlinked|user|{alice}|"))),
     );
+}
+
+/// `username` (password [`PASSWORD`]) adds a passkey on the account page: the
+/// authenticator that holds it.
+async fn with_a_passkey(fed: &Fed, username: &str) -> SoftAuthenticator {
+    let b = Browser::new();
+    b.sign_in(&fed.issuer(), username, PASSWORD)
+        .await
+        .assert_status(200);
+    let page = b.get(&format!("{}/account/security", fed.issuer())).await;
+    page.assert_status(200);
+    let mut auth = SoftAuthenticator::new(&fed.issuer());
+    let done = ceremony(
+        &b,
+        &page,
+        "passkey-register",
+        &mut auth,
+        &[("passkey_name", "Laptop")],
+    )
+    .await;
+    done.assert_status(303);
+    auth
+}
+
+/// On alice's passkey-only link page: a password, bob's passkey, and an answer to
+/// another ceremony each prove nothing — no link, nobody signed in.
+async fn refused_link_proofs(
+    fed: &Fed,
+    b: &Browser,
+    page: &Page,
+    alice_key: &mut SoftAuthenticator,
+    bob_key: &mut SoftAuthenticator,
+) {
+    let sessions = fed.count("sessions").await;
+    let csrf = page.input("_csrf").unwrap();
+    let link_url = format!("{}/login/upstream/link", fed.issuer());
+
+    // A password posted anyway proves nothing.
+    let r = b
+        .post(&link_url, &[("_csrf", &csrf), ("password", PASSWORD)])
+        .await;
+    r.assert_status(200);
+    assert!(r.body.contains("Incorrect password."), "{}", r.body);
+
+    // Bob's passkey answering the challenge of alice's ceremony is refused.
+    let options_url =
+        attr(page, r#"data-action="passkey-link""#, "data-options").expect("the passkey button");
+    let options = b.post(&options_url, &[("_csrf", &csrf)]).await;
+    options.assert_status(200);
+    let options: Value = serde_json::from_str(&options.body).unwrap();
+    let allowed = options["publicKey"]["allowCredentials"].as_array().unwrap();
+    assert_eq!(allowed.len(), 1, "only alice's key: {options}");
+    let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+    let forged = bob_key.assert_with(0, challenge).to_string();
+    let answer_url = options_url.replacen("/options", "", 1);
+    let r = b
+        .post(&answer_url, &[("_csrf", &csrf), ("credential", &forged)])
+        .await;
+    r.assert_status(200);
+    assert!(r.body.contains(REFUSED), "{}", r.body);
+
+    // An answer to another ceremony (the sign-in page's discoverable one) is refused.
+    let signin_options = b
+        .post(
+            &format!("{}/login/passkey/options", fed.issuer()),
+            &[("_csrf", &csrf)],
+        )
+        .await;
+    signin_options.assert_status(200);
+    let signin_options: Value = serde_json::from_str(&signin_options.body).unwrap();
+    let other = alice_key.assert(&signin_options).to_string();
+    let r = b
+        .post(&answer_url, &[("_csrf", &csrf), ("credential", &other)])
+        .await;
+    r.assert_status(200);
+    assert!(r.body.contains(REFUSED), "{}", r.body);
+    assert_eq!(fed.count("federated_identities").await, 0);
+    assert_eq!(fed.count("sessions").await, sessions);
+}
+
+async fn an_upstream_account_links_with_a_passkey_of_the_local_user_and_no_other(backend: Backend) {
+    let fed = setup(
+        backend,
+        Options {
+            localhost: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    user(
+        &fed.up_db,
+        "ann",
+        UP_PASSWORD,
+        Some(("ann@corp.example", true)),
+    )
+    .await;
+    user(&fed.db, "alice", PASSWORD, Some(("ann@corp.example", true))).await;
+    user(&fed.db, "bob", PASSWORD, None).await;
+    let mut alice_key = with_a_passkey(&fed, "alice").await;
+    let mut bob_key = with_a_passkey(&fed, "bob").await;
+
+    // With a password and a passkey, the page offers both.
+    let (_, both) = upstream_sign_in(&fed, "ann").await;
+    both.assert_status(200);
+    assert!(both.body.contains(r#"name="password""#), "{}", both.body);
+    assert!(
+        both.body.contains(r#"data-action="passkey-link""#),
+        "{}",
+        both.body
+    );
+
+    // Without a password, the passkey is the only proof.
+    fed.db
+        .execute("UPDATE users SET password_hash = NULL WHERE username = 'alice'")
+        .await;
+    let (b, page) = upstream_sign_in(&fed, "ann").await;
+    page.assert_status(200);
+    assert!(
+        page.body.contains("Use one of its passkeys"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains(r#"name="password""#), "{}", page.body);
+    refused_link_proofs(&fed, &b, &page, &mut alice_key, &mut bob_key).await;
+
+    // Alice's passkey links the accounts and signs her in.
+    let (credential, action, csrf) = answer(&b, &page, "passkey-link", &mut alice_key).await;
+    let ok = b
+        .post(&action, &[("_csrf", &csrf), ("credential", &credential)])
+        .await;
+    ok.assert_status(200);
+    assert!(ok.body.contains("alice"), "signed in as alice: {}", ok.body);
+    let alice = fed
+        .db
+        .rows("SELECT user_id FROM users WHERE username = 'alice'")
+        .await
+        .remove(0);
+    assert_eq!(
+        fed.db
+            .rows("SELECT user_id FROM federated_identities")
+            .await,
+        std::slice::from_ref(&alice)
+    );
+    let amr = fed
+        .db
+        .rows(&format!(
+            "SELECT amr FROM sessions WHERE user_id = '{alice}' AND amr LIKE '%fed%'"
+        ))
+        .await;
+    // The upstream's sign-in (`fed`, its `pwd`), then the passkey's: two factors.
+    assert_eq!(amr, [r#"["fed","pwd","hwk","user","mfa"]"#], "{amr:?}");
+    let events = fed.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with(&format!("upstream.linked|user|{alice}|"))
+                && e.contains(r#""proof":"passkey""#)),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("login.failed|") && e.contains("passkey_")),
+        "the refused passkeys are audited: {events:?}"
+    );
+
+    // The same answer again links nothing more: the pending link is used up.
+    let csrf = login_page(&b, &fed).await.input("_csrf").unwrap();
+    let again = b
+        .post(&action, &[("_csrf", &csrf), ("credential", &credential)])
+        .await;
+    assert_eq!(problem(&again), "stale");
+    assert_eq!(fed.count("federated_identities").await, 1);
 }
 
 async fn an_unverified_upstream_address_never_links_silently(backend: Backend) {

@@ -30,7 +30,7 @@ on_both_backends!(
 );
 
 const PASSWORD: &str = "correct horse battery staple";
-const REFUSED: &str = "That passkey could not be used.";
+pub(crate) const REFUSED: &str = "That passkey could not be used.";
 
 /// What an attacker changes in the authenticator's answer.
 type Tamper = Box<dyn Fn(&mut SoftAuthenticator)>;
@@ -77,7 +77,7 @@ async fn setup(backend: Backend, settings: &str) -> Fixture {
 }
 
 /// The value of `attr` on the element that carries `marker`.
-fn attr(page: &Page, marker: &str, attr: &str) -> Option<String> {
+pub(crate) fn attr(page: &Page, marker: &str, attr: &str) -> Option<String> {
     let at = page.body.find(marker)?;
     let start = page.body[..at].rfind('<')?;
     let end = at + page.body[at..].find('>')?;
@@ -90,7 +90,7 @@ fn attr(page: &Page, marker: &str, attr: &str) -> Option<String> {
 
 /// The ceremony behind the button `data-action=hook` on `page`: its options (asserted
 /// 200), the authenticator's answer, and the page the answer's POST returns.
-async fn ceremony(
+pub(crate) async fn ceremony(
     b: &Browser,
     page: &Page,
     hook: &str,
@@ -108,7 +108,7 @@ async fn ceremony(
 
 /// Options and the authenticator's answer for the button `hook`, without posting it:
 /// (credential JSON, answer URL, CSRF token).
-async fn answer(
+pub(crate) async fn answer(
     b: &Browser,
     page: &Page,
     hook: &str,

@@ -19,7 +19,8 @@ const TENANTS: [&str; 2] = ["main", "other"];
 
 /// Inserts, for each tenant, `EXPIRED` expired rows and one live row into every
 /// purgeable table (audit: 100 days old vs. an hour old; the default retention is 90
-/// days). Each row's id says which it is.
+/// days; devices: all last seen 200 days ago, the default retention is 180 days, and
+/// the live one still trusted). Each row's id says which it is.
 async fn seed(db: &TestDb) {
     let now = now();
     let day = 86_400;
@@ -101,6 +102,20 @@ async fn seed(db: &TestDb) {
                 "INSERT INTO audit_events (tenant_id, at, event, details) \
                  VALUES ('{t}', {audit_at}, '{id}', '{{}}')"
             ));
+            // Trust that ended long ago, or never was; the live device is trusted still.
+            let trusted_until = if id.starts_with("live") {
+                (now + 10 * day).to_string()
+            } else if id.starts_with("expired0") {
+                "NULL".to_owned()
+            } else {
+                (now - 190 * day).to_string()
+            };
+            sql.push(format!(
+                "INSERT INTO known_devices (tenant_id, user_id, device_hash, first_seen_at, \
+                 last_seen_at, trusted_until) VALUES ('{t}', 'u-{t}', '{id}', {}, {}, {trusted_until})",
+                now - 300 * day,
+                now - 200 * day
+            ));
         }
     }
     for s in sql {
@@ -126,6 +141,7 @@ async fn state(db: &TestDb) -> Vec<String> {
         ("refresh-tokens", "SELECT token_hash FROM refresh_tokens"),
         ("refresh-tokens", "SELECT grant_id FROM grants"),
         ("refresh-tokens", "SELECT jti FROM grant_access_tokens"),
+        ("devices", "SELECT device_hash FROM known_devices"),
         (
             "audit",
             "SELECT event FROM audit_events WHERE event LIKE '%-main' OR event LIKE '%-other'",
@@ -156,7 +172,7 @@ fn expected(all: &[String], targets: &[&str], tenants: &[&str]) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     "dpop-nonces",
     "dpop-jti",
     "assertion-jti",
@@ -167,11 +183,12 @@ const ALL: [&str; 10] = [
     "par-requests",
     "rate-limits",
     "audit",
+    "devices",
 ];
 
 /// Purgeable rows per tenant and expiry class: one per table, three tables for
 /// refresh-tokens (refresh tokens, grants, access-token records).
-const TABLES: usize = 12;
+const TABLES: usize = 13;
 
 /// One line of purge's stdout: `target=… rows=… batches=… paused_ms=… elapsed_ms=…`,
 /// then ` incomplete` or ` error` when the target did not complete.
@@ -272,6 +289,7 @@ async fn purge_removes_expired_rows_of_the_chosen_targets_only(backend: Backend)
             ("audit", per_target),
             ("email-outbox", 0),
             ("email-tokens", 0),
+            ("devices", per_target),
         ])
     );
     let left = state(&db).await;
@@ -286,10 +304,12 @@ async fn tenant_and_batch_size_options(backend: Backend) {
     let seeded = state(&db).await;
     let per_tenant = u64::try_from(EXPIRED).unwrap();
 
-    // A long audit retention keeps the 100-day-old events.
+    // A long audit and device retention keeps the 100-day-old events and the devices
+    // last seen 200 days ago.
     let out = db
         .cli()
         .env("GATEHOUSE_AUDIT_RETENTION_DAYS", "365")
+        .env("GATEHOUSE_PURGE_DEVICE_RETENTION_DAYS", "365")
         .args(["purge", "--tenant", "other"])
         .run()
         .await;
@@ -309,6 +329,7 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("audit", 0),
             ("email-outbox", 0),
             ("email-tokens", 0),
+            ("devices", 0),
         ])
     );
     assert_eq!(state(&db).await, expected(&seeded, &ALL[..9], &["other"]));
@@ -335,6 +356,7 @@ async fn tenant_and_batch_size_options(backend: Backend) {
             ("audit", 2 * per_tenant),
             ("email-outbox", 0),
             ("email-tokens", 0),
+            ("devices", 2 * per_tenant),
         ])
     );
     assert_eq!(state(&db).await, expected(&seeded, &ALL, &TENANTS));

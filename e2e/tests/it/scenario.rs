@@ -70,7 +70,7 @@ const MACHINE_CLIENT: &str = "billing-worker";
 /// The audience the machine client's tokens are for.
 const MACHINE_AUDIENCE: &str = "https://billing.example.com";
 /// The purge targets `authserver purge` knows (`authserver/src/store/purge.rs`).
-const PURGE_TARGETS: [&str; 12] = [
+const PURGE_TARGETS: [&str; 13] = [
     "dpop-nonces",
     "dpop-jti",
     "assertion-jti",
@@ -83,6 +83,7 @@ const PURGE_TARGETS: [&str; 12] = [
     "audit",
     "email-outbox",
     "email-tokens",
+    "devices",
 ];
 
 /// Where the scenario runs.

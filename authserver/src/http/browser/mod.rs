@@ -119,6 +119,14 @@ fn passkey_routes() -> Router<AppState> {
             options_route(CeremonyPurpose::Register),
         )
         .route(ACCOUNT_PASSKEYS_REMOVE_PATH, post(passkey::remove))
+        .route(
+            upstream::UPSTREAM_LINK_PASSKEY_PATH,
+            post(upstream::link_passkey),
+        )
+        .route(
+            &options(upstream::UPSTREAM_LINK_PASSKEY_PATH),
+            options_route(CeremonyPurpose::Link),
+        )
 }
 
 impl AppState {

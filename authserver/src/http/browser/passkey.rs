@@ -41,7 +41,7 @@ pub const OPTIONS_SUFFIX: &str = "/options";
 pub const SCRIPT_PATH: &str = "/assets/passkey.js";
 
 /// The answer field every ceremony form posts.
-const CREDENTIAL_FIELD: &str = "credential";
+pub(super) const CREDENTIAL_FIELD: &str = "credential";
 
 /// The page's `passkey` button: which ceremony, where its options and answer go, and
 /// the stable `data-action` hook for browser automation.
@@ -57,6 +57,7 @@ pub(super) fn button(
         CeremonyPurpose::SecondFactor => ("passkey-verify", "get", "primary"),
         CeremonyPurpose::Enroll => ("passkey-enroll", "create", "secondary"),
         CeremonyPurpose::Register => ("passkey-register", "create", "primary"),
+        CeremonyPurpose::Link => ("passkey-link", "get", "secondary"),
     };
     let options_path = format!("{path}{OPTIONS_SUFFIX}");
     json!({

@@ -2,7 +2,9 @@
 //! sign-in page's `button[name=provider]`, CSRF-checked) sends the browser to the
 //! provider; the provider sends it back to `GET {issuer}/login/upstream/callback`
 //! (the redirect URI to register there); `POST {issuer}/login/upstream/link` takes the
-//! local account's password when an upstream account is to be linked to it. The rules
+//! local account's password when an upstream account is to be linked to it, and `POST
+//! {issuer}/login/upstream/link/passkey` one of its passkeys instead (button
+//! `data-action=passkey-link`, options at `…/link/passkey/options`). The rules
 //! are the interaction engine's (`interaction::upstream`); the words of the pages are
 //! in `upstream_problem.html` and `upstream_link.html` (problems passed as keys).
 
@@ -18,9 +20,11 @@ use crate::domain::tenant::Tenant;
 use crate::federation::{Callback, MAX_PARAM_LEN};
 use crate::http::AppState;
 use crate::interaction::{LoginProblem, UpstreamPage, UpstreamProblem};
+use crate::session::CeremonyPurpose;
 
 pub const UPSTREAM_PATH: &str = "/login/upstream";
 pub const UPSTREAM_LINK_PATH: &str = "/login/upstream/link";
+pub const UPSTREAM_LINK_PASSKEY_PATH: &str = "/login/upstream/link/passkey";
 pub use crate::interaction::CALLBACK_PATH as UPSTREAM_CALLBACK_PATH;
 
 /// `POST /login/upstream`: "Sign in with …".
@@ -83,6 +87,26 @@ pub async fn link(State(state): State<AppState>, page: BrowserPage) -> Result<Re
     Ok(render(&state, &visit, outcome))
 }
 
+/// `POST /login/upstream/link/passkey`: a passkey of the local account.
+pub async fn link_passkey(
+    State(state): State<AppState>,
+    page: BrowserPage,
+) -> Result<Response, PageError> {
+    let BrowserPage { req, mut visit } = page;
+    if let Some(resp) = super::rate_limited(&state, &req, super::Limited::Login, None).await {
+        return Ok(resp);
+    }
+    let credential = req
+        .form
+        .get(super::passkey::CREDENTIAL_FIELD)
+        .map_or("", String::as_str);
+    let outcome = state
+        .interaction()
+        .upstream_link_passkey(&mut visit, credential)
+        .await?;
+    Ok(render(&state, &visit, outcome))
+}
+
 /// Renders a page of an upstream sign-in.
 pub(super) fn page(
     state: &AppState,
@@ -130,6 +154,18 @@ pub(super) fn page(
             );
             ctx.insert("provider".into(), json!(form.provider));
             ctx.insert("username".into(), json!(form.username));
+            ctx.insert("password".into(), json!(form.password));
+            if form.passkey {
+                ctx.insert(
+                    "passkey".into(),
+                    super::passkey::button(
+                        issuer,
+                        UPSTREAM_LINK_PASSKEY_PATH,
+                        form.request.as_deref(),
+                        CeremonyPurpose::Link,
+                    ),
+                );
+            }
             ctx.insert(
                 "login_url".into(),
                 json!(url_with_request(
@@ -149,6 +185,9 @@ pub(super) fn page(
                         json!(retry_after_seconds.div_ceil(60).max(1)),
                     );
                     status = StatusCode::TOO_MANY_REQUESTS;
+                }
+                Some(LoginProblem::Passkey) => {
+                    ctx.insert("link_problem".into(), json!("passkey"));
                 }
                 Some(_) => {
                     ctx.insert("link_problem".into(), json!("failed"));
