@@ -116,7 +116,8 @@ pub struct UpstreamProvider {
 
     /// Offer to link an upstream account to the user with the same e-mail address —
     /// only when the provider says the address is verified (`email_verified: true`),
-    /// and only after the user enters that account's password. Default: true.
+    /// and only after the user proves that account with its password or one of its
+    /// passkeys. Default: true.
     #[serde(default = "default_true")]
     pub link_by_email: bool,
 
@@ -127,6 +128,20 @@ pub struct UpstreamProvider {
     /// Which upstream claims fill the user's profile and which are forwarded.
     #[serde(default)]
     pub claims: ClaimMapping,
+
+    /// Keep the provider's tokens of each linked account's last sign-in, sealed with
+    /// AES-256-GCM under the auth server's ENCRYPTION_KEY (re-sealed by `authserver
+    /// keys reencrypt`), so that the `tokenReaders` can call the provider's APIs as the
+    /// user. Not for `kind: ldap`. Default: false (no upstream token is kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_tokens: bool,
+
+    /// Client ids of this tenant whose access tokens (issued for a user) may read that
+    /// user's kept upstream access token at `{issuer}/upstream/{id}/token`. Needs
+    /// `storeTokens`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub token_readers: Vec<String>,
 }
 
 /// What kind of upstream a provider is.

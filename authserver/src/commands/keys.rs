@@ -178,5 +178,9 @@ async fn reencrypt(ctx: &Context, old_key_env: &str) -> anyhow::Result<()> {
     );
     let n = crate::subject::reseal_tenant_secrets(&ctx.store, &old, &ctx.kek).await?;
     println!("re-encrypted {n} tenant secret(s)");
+    let n = crate::federation::tokens::reseal(&ctx.store, &old, &ctx.kek)
+        .await
+        .context("failed to re-encrypt the kept upstream tokens")?;
+    println!("re-encrypted {n} upstream token set(s)");
     Ok(())
 }

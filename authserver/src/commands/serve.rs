@@ -374,6 +374,8 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         federation: Arc::new(crate::federation::FederationService::new(
             Arc::clone(&ctx.outbound),
             Arc::clone(&ctx.clock),
+            ctx.store.clone(),
+            Arc::clone(&ctx.kek),
         )),
     })
 }

@@ -137,6 +137,14 @@ pub struct UpstreamProvider {
     pub userinfo: bool,
     #[serde(default)]
     pub claims: ClaimMapping,
+    /// Keep the upstream's tokens of each link's last sign-in, sealed under the
+    /// ENCRYPTION_KEY, for the `tokenReaders` to call the upstream's APIs with.
+    #[serde(default)]
+    pub store_tokens: bool,
+    /// Client ids of ours whose access tokens (for a user) may read that user's kept
+    /// upstream access token at `{issuer}/upstream/{id}/token`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_readers: Vec<String>,
 }
 
 /// Where a secret is read from. Exactly one of the two.
@@ -311,6 +319,17 @@ impl UpstreamProvider {
             return Err("displayName: must be 1 to 100 characters".into());
         }
         self.check_claims()?;
+        if !self.token_readers.is_empty() && !self.store_tokens {
+            return Err("tokenReaders: needs storeTokens".into());
+        }
+        if self.token_readers.len() > 32
+            || self
+                .token_readers
+                .iter()
+                .any(|c| c.is_empty() || c.len() > 255)
+        {
+            return Err("tokenReaders: at most 32 client ids of 1 to 255 characters".into());
+        }
         if self.kind == UpstreamKind::Ldap {
             return self.check_directory();
         }
@@ -406,6 +425,7 @@ impl UpstreamProvider {
             ("oauth2", self.oauth2.is_some()),
             ("discoveryUrl", self.discovery_url.is_some()),
             ("userinfo", self.userinfo),
+            ("storeTokens", self.store_tokens),
         ] {
             if set {
                 return Err(format!("{field}: not for kind ldap"));
@@ -477,6 +497,24 @@ mod tests {
             UpstreamClientAuth::ClientSecretBasic
         );
         assert!(!p.skip_password_form && !p.require_second_factor);
+    }
+
+    #[test]
+    fn token_readers_need_kept_tokens_and_a_directory_keeps_none() {
+        let mut p = provider();
+        p["tokenReaders"] = json!(["app"]);
+        let e = parse(json!({"providers": [p.clone()]})).unwrap_err();
+        assert!(e.contains("tokenReaders: needs storeTokens"), "{e}");
+        p["storeTokens"] = json!(true);
+        let ok = parse(json!({"providers": [p.clone()]})).unwrap();
+        assert_eq!(ok.provider("corp").unwrap().token_readers, ["app"]);
+        p["tokenReaders"] = json!([""]);
+        assert!(parse(json!({"providers": [p]})).is_err());
+        let directory = json!({"id": "ad", "displayName": "AD", "kind": "ldap", "storeTokens": true,
+            "ldap": {"url": "ldap://dc", "bindDn": "cn=svc", "bindPassword": {"env": "P"},
+                     "userBaseDn": "dc=corp"}});
+        let e = parse(json!({"providers": [directory]})).unwrap_err();
+        assert!(e.contains("storeTokens: not for kind ldap"), "{e}");
     }
 
     #[test]

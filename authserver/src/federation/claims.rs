@@ -40,6 +40,9 @@ pub struct UpstreamIdentity {
     /// not `fed` — the user typed it into our own form.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub directory: bool,
+    /// The upstream's tokens, sealed, when the provider keeps them (`storeTokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<crate::store::federation::SealedTokens>,
 }
 
 /// Maps `claims` (the ID token's, with userinfo's merged in) by the provider's rules.
@@ -98,6 +101,7 @@ pub fn identity(
         forwarded,
         amr,
         directory: false,
+        tokens: None,
     }
 }
 

@@ -8,8 +8,9 @@
 //! secrets kept by the caller in the browser's server-side session ([`UpstreamAttempt`]).
 //! [`FederationService::complete`] checks the callback (an error, RFC 9207 `iss`),
 //! redeems the code at the token endpoint with the client secret, validates the ID
-//! token ([`id_token`]) and, when configured, reads userinfo (same `sub`). No upstream
-//! token is kept: nothing here needs one after the sign-in.
+//! token ([`id_token`]) and, when configured, reads userinfo (same `sub`). The
+//! upstream's tokens are kept, sealed, only for a provider with `storeTokens`
+//! ([`tokens`]).
 //!
 //! Everything goes through the bounded fetcher. Discovery documents are cached; the
 //! upstream's key set too, refetched when a token names an unknown `kid` (upstream key
@@ -19,6 +20,7 @@
 pub mod claims;
 pub mod id_token;
 pub mod ldap;
+pub mod tokens;
 mod user_api;
 
 use std::sync::Arc;
@@ -29,10 +31,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::clock::{Clock, UnixTime};
+use crate::crypto::kek::Kek;
 use crate::crypto::{b64url, random_bytes};
 use crate::domain::federation::{SecretSource, UpstreamClientAuth, UpstreamKind, UpstreamProvider};
+use crate::domain::policy::TenantPolicy;
+use crate::domain::tenant::Tenant;
 use crate::oauth::client_documents::{DocumentCache, UPSTREAM_DISCOVERY, UPSTREAM_JWKS};
 use crate::outbound::Fetcher;
+use crate::store::Store;
 pub use claims::UpstreamIdentity;
 pub use ldap::DirectoryAnswer;
 
@@ -127,17 +133,74 @@ pub struct FederationService {
     clock: Arc<dyn Clock>,
     /// LDAP directories' service-account connections.
     directories: ldap::Directories,
+    /// Seals and opens kept upstream tokens.
+    kek: Arc<Kek>,
+    store: Store,
+}
+
+/// Why a token reader gets no upstream token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenReadError {
+    #[error("no such provider, or it keeps no tokens")]
+    UnknownProvider,
+    #[error("the client is not one of the provider's tokenReaders")]
+    NotAReader,
+    #[error("no upstream token is kept for the user, or it has expired")]
+    NoneKept,
+    #[error("the kept upstream token does not open: {0}")]
+    Sealed(#[from] crate::crypto::kek::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
 }
 
 impl FederationService {
-    pub fn new(fetcher: Arc<Fetcher>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(fetcher: Arc<Fetcher>, clock: Arc<dyn Clock>, store: Store, kek: Arc<Kek>) -> Self {
         Self {
             discovery: DocumentCache::new(Arc::clone(&fetcher), UPSTREAM_DISCOVERY),
             jwks: DocumentCache::new(Arc::clone(&fetcher), UPSTREAM_JWKS),
             fetcher,
             clock,
             directories: ldap::Directories::default(),
+            kek,
+            store,
         }
+    }
+
+    /// The upstream access token kept for `user_id` at `provider_id`, for `client_id`:
+    /// the provider must keep tokens and list the client in `tokenReaders`. Audited
+    /// (`upstream.token_read`).
+    pub async fn upstream_token(
+        &self,
+        tenant: &Tenant,
+        provider_id: &str,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<Value, TokenReadError> {
+        let federation = TenantPolicy::of(tenant).federation;
+        let provider = federation
+            .provider(provider_id)
+            .filter(|p| p.store_tokens)
+            .ok_or(TokenReadError::UnknownProvider)?;
+        if !provider.token_readers.iter().any(|c| c == client_id) {
+            return Err(TokenReadError::NotAReader);
+        }
+        let now = self.clock.now();
+        let Some(link) = self
+            .store
+            .link_with_tokens(&tenant.id, user_id, provider_id)
+            .await?
+        else {
+            return Err(TokenReadError::NoneKept);
+        };
+        let kept = tokens::open(&self.kek, &link)?
+            .filter(|k| !k.expired(now))
+            .ok_or(TokenReadError::NoneKept)?;
+        let event = crate::store::audit::AuditEvent::new(&tenant.id, now, "upstream.token_read")
+            .actor(Some(client_id))
+            .subject(Some(user_id))
+            .details(serde_json::json!({ "provider": provider_id, "upstream_sub": link.subject }));
+        self.store.audit(event).await;
+        Ok(kept.for_reader(provider_id, now))
     }
 
     /// Checks a username and password against the directory of `p` (`kind: ldap`).
@@ -220,6 +283,7 @@ impl FederationService {
     /// the caller): the upstream account, or why not.
     pub async fn complete(
         &self,
+        tenant_id: &str,
         p: &UpstreamProvider,
         attempt: &UpstreamAttempt,
         redirect_uri: &str,
@@ -268,7 +332,18 @@ impl FederationService {
                 ));
             }
         };
-        Ok(claims::identity(p, &subject, &claims))
+        let mut identity = claims::identity(p, &subject, &claims);
+        if p.store_tokens {
+            identity.tokens = tokens::seal(
+                &self.kek,
+                tenant_id,
+                &p.id,
+                &identity.subject,
+                &tokens,
+                self.clock.now(),
+            );
+        }
+        Ok(identity)
     }
 
     /// The validated ID token's `sub` and claims, with userinfo's when configured.

@@ -16,6 +16,7 @@ pub mod tenant_routing;
 #[cfg(test)]
 pub(crate) mod testing;
 mod token;
+mod upstream_token;
 mod userinfo;
 
 use std::sync::Arc;
@@ -86,6 +87,7 @@ fn tenant_router(state: &AppState) -> Router<AppState> {
         .merge(token::router())
         .merge(browser::router(state))
         .merge(userinfo::router())
+        .merge(upstream_token::router())
         .merge(management::router(state))
         .route(
             &format!("{}/{{*rest}}", crate::management::API_PATH),

@@ -64,7 +64,7 @@ fn challenge(e: &ResourceError, dpop_algs: &str, resource_metadata: Option<&str>
 
 /// The answer to a refused resource request: status, challenge, JSON error, and for a
 /// failure on our side `Retry-After` (outage) and the detail for the log.
-fn refused(state: &AppState, e: &ResourceError) -> Response {
+pub(super) fn refused(state: &AppState, e: &ResourceError) -> Response {
     let status = resource_status(e.error.as_ref());
     let body = match &e.error {
         Some(err) => serde_json::json!({

@@ -65,6 +65,7 @@ fn new_link(
         claims: identity.forwarded.clone(),
         created_at: now,
         last_sign_in_at: now,
+        tokens: identity.tokens.clone(),
     }
 }
 
@@ -221,7 +222,13 @@ impl Engine<'_> {
         let redirect_uri = callback_uri(&visit.tenant);
         let identity = match self
             .federation
-            .complete(provider, &attempt, &redirect_uri, &callback)
+            .complete(
+                &visit.tenant.id,
+                provider,
+                &attempt,
+                &redirect_uri,
+                &callback,
+            )
             .await
         {
             Ok(i) => i,
@@ -685,6 +692,7 @@ impl Engine<'_> {
         let link = FederatedIdentity {
             claims: identity.forwarded.clone(),
             email: identity.email.clone(),
+            tokens: identity.tokens.clone(),
             ..link
         };
         let mut unit = self.store.begin().await?;

@@ -54,7 +54,7 @@ pub struct ResourceError {
 }
 
 impl ResourceError {
-    pub(super) fn new(scheme: TokenScheme, code: ErrorCode, d: &str) -> Self {
+    pub(crate) fn new(scheme: TokenScheme, code: ErrorCode, d: &str) -> Self {
         Self {
             scheme,
             error: Some(OAuthError::new(code, d)),
@@ -143,7 +143,53 @@ impl VerifiedToken {
     }
 }
 
+/// The user and the client an access token was issued to, through its live grant.
+#[derive(Debug)]
+pub struct TokenHolder {
+    pub user: crate::store::users::StoredUser,
+    pub client: std::sync::Arc<crate::store::clients::StoredClient>,
+}
+
 impl OAuthService {
+    /// Who holds the verified access token with `claims`: its grant must be live, its
+    /// user and client still there; a token without a user (client credentials) is
+    /// `invalid_token` here.
+    pub async fn token_holder(
+        &self,
+        tenant: &Tenant,
+        scheme: TokenScheme,
+        claims: &Value,
+    ) -> Result<TokenHolder, ResourceError> {
+        let not_user =
+            || ResourceError::invalid_token(scheme, "the access token is invalid or expired");
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let grant_id = self
+            .store
+            .grant_of_jti(&tenant.id, jti)
+            .await?
+            .ok_or_else(not_user)?;
+        let grant = self
+            .store
+            .get_grant(&tenant.id, &grant_id)
+            .await?
+            .filter(|g| g.revoked_at.is_none())
+            .ok_or_else(not_user)?;
+        let user = self
+            .store
+            .get_user(&tenant.id, &grant.user_id)
+            .await?
+            .ok_or_else(not_user)?;
+        let client = self
+            .clients
+            .get(&tenant.id, &grant.client_id)
+            .await?
+            .ok_or_else(not_user)?;
+        Ok(TokenHolder { user, client })
+    }
+
     /// The access token of `req`, verified and its binding checked; what it may be used
     /// for (scopes, audience) is the resource's to decide.
     pub async fn verify_resource_token(

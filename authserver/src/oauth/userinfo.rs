@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::OAuthService;
 use super::code_grant::user_claims;
 use super::error::ErrorCode;
-use super::resource::{ResourceError, ResourceRequest, VerifiedToken};
+use super::resource::{ResourceError, ResourceRequest, TokenHolder, VerifiedToken};
 use crate::domain::tenant::Tenant;
 
 impl OAuthService {
@@ -35,31 +35,7 @@ impl OAuthService {
         }
         let not_user =
             || ResourceError::invalid_token(scheme, "the access token is invalid or expired");
-        let jti = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let grant_id = self
-            .store
-            .grant_of_jti(&tenant.id, jti)
-            .await?
-            .ok_or_else(not_user)?;
-        let grant = self
-            .store
-            .get_grant(&tenant.id, &grant_id)
-            .await?
-            .filter(|g| g.revoked_at.is_none())
-            .ok_or_else(not_user)?;
-        let user = self
-            .store
-            .get_user(&tenant.id, &grant.user_id)
-            .await?
-            .ok_or_else(not_user)?;
-        let client = self
-            .clients
-            .get(&tenant.id, &grant.client_id)
-            .await?
-            .ok_or_else(not_user)?;
+        let TokenHolder { user, client } = self.token_holder(tenant, scheme, claims).await?;
         let sub = self
             .user_subject(tenant, &client.spec, &user.user_id)
             .await

@@ -10,6 +10,15 @@ use super::{Conn, Error, Result, Store, on_conn, with_pool};
 use crate::clock::UnixTime;
 use crate::domain::user::normalize_username;
 
+/// The upstream's tokens of a link's last sign-in, sealed under the KEK `kek_id`
+/// (`federation::tokens` seals and opens them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SealedTokens {
+    pub kek_id: String,
+    /// base64url of the sealed bytes.
+    pub sealed: String,
+}
+
 /// A stored link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FederatedIdentity {
@@ -22,6 +31,8 @@ pub struct FederatedIdentity {
     pub claims: Map<String, Value>,
     pub created_at: UnixTime,
     pub last_sign_in_at: UnixTime,
+    /// Kept when the provider has `storeTokens`; replaced (or cleared) at every sign-in.
+    pub tokens: Option<SealedTokens>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -34,10 +45,12 @@ struct Row {
     claims: String,
     created_at: i64,
     last_sign_in_at: i64,
+    tokens_sealed: Option<String>,
+    tokens_kek_id: Option<String>,
 }
 
-const COLUMNS: &str =
-    "tenant_id, provider_id, subject, user_id, email, claims, created_at, last_sign_in_at";
+const COLUMNS: &str = "tenant_id, provider_id, subject, user_id, email, claims, created_at, \
+     last_sign_in_at, tokens_sealed, tokens_kek_id";
 
 fn decode(row: Row) -> Result<FederatedIdentity> {
     let Ok(Value::Object(claims)) = serde_json::from_str::<Value>(&row.claims) else {
@@ -55,6 +68,17 @@ fn decode(row: Row) -> Result<FederatedIdentity> {
         claims,
         created_at: row.created_at,
         last_sign_in_at: row.last_sign_in_at,
+        tokens: match (row.tokens_sealed, row.tokens_kek_id) {
+            (Some(sealed), Some(kek_id)) => Some(SealedTokens { kek_id, sealed }),
+            _ => None,
+        },
+    })
+}
+
+/// The sealed tokens as their two columns.
+fn token_columns(f: &FederatedIdentity) -> (Option<&str>, Option<&str>) {
+    f.tokens.as_ref().map_or((None, None), |t| {
+        (Some(t.sealed.as_str()), Some(t.kek_id.as_str()))
     })
 }
 
@@ -64,11 +88,12 @@ fn decode(row: Row) -> Result<FederatedIdentity> {
 /// `Conflict` on SQLite: the caller shows it as a refused link.
 pub async fn insert(conn: Conn<'_>, f: &FederatedIdentity) -> Result<()> {
     let claims = Value::Object(f.claims.clone()).to_string();
+    let (sealed, kek_id) = token_columns(f);
     on_conn!(conn, c => {
         sqlx::query(
             "INSERT INTO federated_identities (tenant_id, provider_id, subject, user_id, email, \
-                 claims, created_at, last_sign_in_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 claims, created_at, last_sign_in_at, tokens_sealed, tokens_kek_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&f.tenant_id)
         .bind(&f.provider_id)
@@ -78,6 +103,8 @@ pub async fn insert(conn: Conn<'_>, f: &FederatedIdentity) -> Result<()> {
         .bind(&claims)
         .bind(f.created_at)
         .bind(f.last_sign_in_at)
+        .bind(sealed)
+        .bind(kek_id)
         .execute(c)
         .await?;
     });
@@ -120,8 +147,8 @@ pub struct Refresh<'a> {
     pub at: UnixTime,
 }
 
-/// Refreshes the link (forwarded claims, address, last sign-in) and the user's
-/// profile, in a unit of work.
+/// Refreshes the link (forwarded claims, address, last sign-in, kept tokens) and the
+/// user's profile, in a unit of work.
 pub async fn refresh(
     mut conn: Conn<'_>,
     link: &FederatedIdentity,
@@ -130,9 +157,11 @@ pub async fn refresh(
 ) -> Result<()> {
     let claims = Value::Object(link.claims.clone()).to_string();
     let profile = Value::Object(r.profile.clone()).to_string();
+    let (sealed, kek_id) = token_columns(link);
     on_conn!(conn.reborrow(), c => {
         sqlx::query(
-            "UPDATE federated_identities SET claims = $4, email = $5, last_sign_in_at = $6 \
+            "UPDATE federated_identities SET claims = $4, email = $5, last_sign_in_at = $6, \
+                 tokens_sealed = $7, tokens_kek_id = $8 \
              WHERE tenant_id = $1 AND provider_id = $2 AND subject = $3",
         )
         .bind(&link.tenant_id)
@@ -141,6 +170,8 @@ pub async fn refresh(
         .bind(&claims)
         .bind(&link.email)
         .bind(r.at)
+        .bind(sealed)
+        .bind(kek_id)
         .execute(c)
         .await?;
     });
@@ -256,5 +287,75 @@ impl Store {
             .transpose()?
             .map(|f| f.claims)
             .unwrap_or_default())
+    }
+
+    /// The user's most recently used link with `provider_id` that keeps tokens.
+    #[tracing::instrument(name = "db.link_with_tokens", skip_all)]
+    pub async fn link_with_tokens(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        provider_id: &str,
+    ) -> Result<Option<FederatedIdentity>> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM federated_identities WHERE tenant_id = $1 AND user_id = $2 \
+                 AND provider_id = $3 AND tokens_sealed IS NOT NULL \
+                 ORDER BY last_sign_in_at DESC, subject LIMIT 1"
+            )))
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(provider_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(decode).transpose()
+    }
+
+    /// Every link whose kept tokens are sealed under another KEK than `kek_id`.
+    #[tracing::instrument(name = "db.links_sealed_elsewhere", skip_all)]
+    pub async fn links_sealed_elsewhere(&self, kek_id: &str) -> Result<Vec<FederatedIdentity>> {
+        let rows = with_pool!(self, pool => {
+            sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM federated_identities \
+                 WHERE tokens_sealed IS NOT NULL AND tokens_kek_id <> $1"
+            )))
+            .bind(kek_id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(decode).collect()
+    }
+
+    /// Replaces kept tokens sealed under `(link, old kek id)` with theirs re-sealed, in one
+    /// transaction; a link whose tokens changed meanwhile (a sign-in) is left alone.
+    #[tracing::instrument(name = "db.reseal_upstream_tokens", skip_all)]
+    pub async fn reseal_upstream_tokens(
+        &self,
+        updates: &[(FederatedIdentity, String)],
+    ) -> Result<u64> {
+        let mut unit = self.begin().await?;
+        let mut n = 0;
+        for (link, old_kek_id) in updates {
+            let (sealed, kek_id) = token_columns(link);
+            n += on_conn!(unit.conn(), c => {
+                sqlx::query(
+                    "UPDATE federated_identities SET tokens_sealed = $4, tokens_kek_id = $5 \
+                     WHERE tenant_id = $1 AND provider_id = $2 AND subject = $3 \
+                     AND tokens_kek_id = $6",
+                )
+                .bind(&link.tenant_id)
+                .bind(&link.provider_id)
+                .bind(&link.subject)
+                .bind(sealed)
+                .bind(kek_id)
+                .bind(old_kek_id)
+                .execute(c)
+                .await?
+                .rows_affected()
+            });
+        }
+        unit.commit().await?;
+        Ok(n)
     }
 }

@@ -31,6 +31,7 @@ on_both_backends!(
     home_realm_discovery_goes_straight_to_the_upstream,
     our_second_factor_can_be_required_after_an_upstream_sign_in,
     a_github_style_provider_admits_members_of_allowed_orgs_only,
+    kept_upstream_tokens_are_sealed_and_read_only_by_token_readers,
 );
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -270,8 +271,8 @@ fn jwt_claims(token: &str) -> Value {
     .unwrap()
 }
 
-/// Redeems the downstream code of a redirect to [`CB`]: the ID token's claims.
-async fn redeem(fed: &Fed, redirect: &Page) -> Value {
+/// Redeems the downstream code of a redirect to [`CB`] as `client`: the token response.
+async fn token_response(fed: &Fed, redirect: &Page, client: &Creds) -> Value {
     assert_eq!(redirect.status, 303, "{}", redirect.body);
     let loc = redirect.location().unwrap();
     assert!(loc.starts_with(CB), "{loc}");
@@ -292,12 +293,18 @@ async fn redeem(fed: &Fed, redirect: &Page) -> Value {
                 ("code_verifier", VERIFIER),
             ],
         )
-        .header(reqwest::header::AUTHORIZATION, fed.rp.basic()),
+        .header(reqwest::header::AUTHORIZATION, client.basic()),
     )
     .await;
     assert_eq!(tokens.status, 200, "{tokens:?}");
-    let claims = jwt_claims(tokens.body["id_token"].as_str().expect("an ID token"));
-    let access = tokens.body["access_token"].as_str().unwrap().to_owned();
+    tokens.body
+}
+
+/// Redeems the downstream code of a redirect to [`CB`]: the ID token's claims.
+async fn redeem(fed: &Fed, redirect: &Page) -> Value {
+    let tokens = token_response(fed, redirect, &fed.rp).await;
+    let claims = jwt_claims(tokens["id_token"].as_str().expect("an ID token"));
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
     let info = fed
         .down
         .http()
@@ -991,6 +998,159 @@ async fn our_second_factor_can_be_required_after_an_upstream_sign_in(backend: Ba
 
 /// Tenant `main` with a GitHub-style provider `github` (the stub), admitting members of
 /// the organisation `acme`.
+/// GET `{issuer}/upstream/corp/token` with `bearer` (none: no Authorization).
+async fn read_upstream_token(fed: &Fed, provider: &str, bearer: Option<&str>) -> reqwest::Response {
+    let mut req = fed
+        .down
+        .http()
+        .get(fed.down.url(&format!("/upstream/{provider}/token")));
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+/// Follows the browser's redirects from `url` until one goes to [`CB`].
+async fn code_redirect(b: &Browser, url: &str) -> Page {
+    let mut page = b.get(url).await;
+    while page.status == 303 && !page.location().is_some_and(|l| l.starts_with(CB)) {
+        page = b.follow(&page).await;
+    }
+    page
+}
+
+#[allow(clippy::too_many_lines)]
+async fn kept_upstream_tokens_are_sealed_and_read_only_by_token_readers(backend: Backend) {
+    let fed = setup(
+        backend,
+        Options {
+            provider: r#""storeTokens": true, "tokenReaders": ["rp"]"#,
+            ..Options::default()
+        },
+    )
+    .await;
+    user(
+        &fed.up_db,
+        "ann",
+        UP_PASSWORD,
+        Some(("ann@corp.example", true)),
+    )
+    .await;
+    let other = create_client(&fed.db, "other", &["--redirect-uri", CB, "--first-party"]).await;
+    let b = Browser::new();
+    let login = b.follow(&b.get(&rp_authorize(&fed, &[])).await).await;
+    let authorize = to_upstream(&b, &login).await;
+    let callback = sign_in_upstream(&b, &fed, &authorize, "ann").await;
+    let redirect = b.follow(&b.get(&callback).await).await;
+    let tokens = token_response(&fed, &redirect, &fed.rp).await;
+    let access = tokens["access_token"].as_str().unwrap();
+
+    // A reader gets the upstream's access token, never its refresh or ID token.
+    let r = read_upstream_token(&fed, "corp", Some(access)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let kept: Value = r.json().await.unwrap();
+    assert_eq!(kept["provider"], "corp");
+    assert_eq!(kept["token_type"], "Bearer");
+    assert!(kept["expires_in"].as_i64().unwrap() > 0, "{kept}");
+    assert!(kept.get("refresh_token").is_none() && kept.get("id_token").is_none());
+    let upstream_access = kept["access_token"].as_str().unwrap().to_owned();
+    // It is the upstream's own: its userinfo answers as ann there.
+    let info = fed
+        .up
+        .http()
+        .get(fed.up.url("/userinfo"))
+        .bearer_auth(&upstream_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 200);
+    let info: Value = info.json().await.unwrap();
+    let up_sub = fed
+        .up_db
+        .rows("SELECT user_id FROM users WHERE username = 'ann'")
+        .await
+        .remove(0);
+    assert_eq!(info["sub"], up_sub.as_str());
+    // Sealed at rest: the database never holds it in clear.
+    let stored = fed
+        .db
+        .rows("SELECT tokens_kek_id || ' ' || tokens_sealed FROM federated_identities")
+        .await;
+    assert_eq!(stored.len(), 1);
+    assert!(!stored[0].contains(&upstream_access), "{stored:?}");
+    let old_kek = stored[0].split(' ').next().unwrap().to_owned();
+
+    // No token, a forged one, another provider, another client: nothing.
+    let r = read_upstream_token(&fed, "corp", None).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = read_upstream_token(&fed, "corp", Some("not-a-token")).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        read_upstream_token(&fed, "nope", Some(access))
+            .await
+            .status(),
+        404
+    );
+    let redirect = code_redirect(
+        &b,
+        &rp_authorize(&fed, &[]).replace("client_id=rp", "client_id=other"),
+    )
+    .await;
+    let theirs = token_response(&fed, &redirect, &other).await;
+    let r = read_upstream_token(&fed, "corp", theirs["access_token"].as_str()).await;
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+    let events = fed.events().await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.starts_with("upstream.token_read|rp|"))
+            .count(),
+        1,
+        "{events:?}"
+    );
+
+    // `keys reencrypt` re-seals them under the new ENCRYPTION_KEY, where they open.
+    let new_key = crate::harness::new_encryption_key();
+    let out = fed
+        .db
+        .cli()
+        .env("ENCRYPTION_KEY", new_key.as_str())
+        .env("OLD_ENCRYPTION_KEY", fed.db.key())
+        .args(["keys", "reencrypt", "--old-key-env", "OLD_ENCRYPTION_KEY"])
+        .run()
+        .await;
+    out.assert_success();
+    assert!(
+        out.stdout.contains("re-encrypted 1 upstream token set(s)"),
+        "{out}"
+    );
+    let kek = fed
+        .db
+        .rows("SELECT tokens_kek_id FROM federated_identities")
+        .await;
+    assert_ne!(kek, [old_kek]);
+    let Fed { db, down, .. } = fed;
+    drop(down);
+    let down = fast(db.cli())
+        .env("ENCRYPTION_KEY", new_key.as_str())
+        .serve_in_process(db.port)
+        .await;
+    let r = down
+        .http()
+        .get(down.url("/upstream/corp/token"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let kept: Value = r.json().await.unwrap();
+    assert_eq!(kept["access_token"], upstream_access.as_str());
+}
+
 async fn setup_github(backend: Backend) -> (TestDb, Server, GitHubStub) {
     let db = TestDb::migrated(backend).await;
     let callback = format!("{}/login/upstream/callback", db.issuer(""));
