@@ -49,6 +49,8 @@ pub struct Fetched {
     /// `Cache-Control: max-age` (or `None`: no usable directive; `no-store`/`no-cache`
     /// give `Some(0)`).
     pub max_age: Option<Duration>,
+    /// The `Link` header (RFC 8288), for paged lists.
+    pub link: Option<String>,
 }
 
 /// Which destinations may be fetched.
@@ -283,6 +285,11 @@ impl Fetcher {
             .get(reqwest::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .and_then(max_age);
+        let link = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, host))? {
             if body.len() + chunk.len() > limit {
@@ -290,7 +297,14 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((status, Fetched { body, max_age }))
+        Ok((
+            status,
+            Fetched {
+                body,
+                max_age,
+                link,
+            },
+        ))
     }
 }
 

@@ -278,7 +278,7 @@ fn default_ca_key() -> String {
 
 /// Endpoints of an OAuth 2.0 provider without OpenID Connect. GitHub:
 /// `https://github.com/login/oauth/authorize`, `https://github.com/login/oauth/access_token`,
-/// `https://api.github.com/user`, `…/user/emails`, `…/user/orgs`.
+/// `https://api.github.com/user`, `…/user/emails`, `…/user/orgs`, `…/user/teams`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuth2Endpoints {
@@ -301,11 +301,23 @@ pub struct OAuth2Endpoints {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub orgs_url: Option<String>,
-    /// Only members of one of these organisations sign in (case-insensitive); empty:
-    /// anyone with an account. Needs `orgsUrl` (GitHub: the `read:org` scope).
+    /// Only members of one of these organisations — or of one of `allowedTeams` —
+    /// sign in (case-insensitive); both empty: anyone with an account. Needs `orgsUrl`
+    /// (GitHub: the `read:org` scope).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub allowed_orgs: Vec<String>,
+    /// The user's teams (`[{slug, organization: {login}}]`, GitHub:
+    /// `https://api.github.com/user/teams`): the claim `teams` (`org/slug`), and the
+    /// `allowedTeams` check. Lists are read page by page (`Link: rel="next"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub teams_url: Option<String>,
+    /// Only members of one of these teams, as `org/slug` — or of one of `allowedOrgs`
+    /// — sign in (case-insensitive). Needs `teamsUrl` (GitHub: the `read:org` scope).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub allowed_teams: Vec<String>,
 }
 
 /// A key of a Secret.

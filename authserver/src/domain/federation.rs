@@ -69,10 +69,19 @@ pub struct OAuth2Endpoints {
     /// to the claim mapping as the claim `orgs`, and checked against `allowedOrgs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orgs_url: Option<String>,
-    /// Only members of one of these organisations sign in (case-insensitive); empty:
-    /// anyone with an account. Needs `orgsUrl`.
+    /// Only members of one of these organisations — or of one of `allowedTeams` —
+    /// sign in (case-insensitive); both empty: anyone with an account. Needs `orgsUrl`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_orgs: Vec<String>,
+    /// A list of the user's teams (`[{slug, organization: {login}}]`, GitHub's
+    /// `/user/teams`): given to the claim mapping as the claim `teams` (`org/slug`),
+    /// and checked against `allowedTeams`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_url: Option<String>,
+    /// Only members of one of these teams (`org/slug`) — or of one of `allowedOrgs` —
+    /// sign in (case-insensitive). Needs `teamsUrl`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_teams: Vec<String>,
 }
 
 /// How we authenticate at the upstream's token endpoint.
@@ -373,6 +382,7 @@ impl UpstreamProvider {
                 for (field, url) in [
                     ("oauth2.emailsUrl", &o.emails_url),
                     ("oauth2.orgsUrl", &o.orgs_url),
+                    ("oauth2.teamsUrl", &o.teams_url),
                 ] {
                     if let Some(u) = url {
                         check_url(field, u)?;
@@ -380,6 +390,14 @@ impl UpstreamProvider {
                 }
                 if !o.allowed_orgs.is_empty() && o.orgs_url.is_none() {
                     return Err("oauth2.allowedOrgs: needs oauth2.orgsUrl".into());
+                }
+                if !o.allowed_teams.is_empty() && o.teams_url.is_none() {
+                    return Err("oauth2.allowedTeams: needs oauth2.teamsUrl".into());
+                }
+                if o.allowed_teams.iter().any(|t| {
+                    !matches!(t.split_once('/'), Some((org, slug)) if !org.is_empty() && !slug.is_empty() && !slug.contains('/'))
+                }) {
+                    return Err("oauth2.allowedTeams: each team is org/slug".into());
                 }
             }
         }

@@ -30,7 +30,7 @@ on_both_backends!(
     the_last_way_to_sign_in_cannot_be_unlinked,
     home_realm_discovery_goes_straight_to_the_upstream,
     our_second_factor_can_be_required_after_an_upstream_sign_in,
-    a_github_style_provider_admits_members_of_allowed_orgs_only,
+    a_github_style_provider_admits_members_of_allowed_orgs_or_teams_only,
     kept_upstream_tokens_are_sealed_and_read_only_by_token_readers,
 );
 
@@ -1168,9 +1168,11 @@ async fn setup_github(backend: Backend) -> (TestDb, Server, GitHubStub) {
             "userUrl": format!("{}/user", stub.url),
             "emailsUrl": format!("{}/user/emails", stub.url),
             "orgsUrl": format!("{}/user/orgs", stub.url),
-            "allowedOrgs": ["ACME"]
+            "allowedOrgs": ["ACME"],
+            "teamsUrl": format!("{}/user/teams", stub.url),
+            "allowedTeams": ["Partners/Auditors"]
         },
-        "claims": {"subject": "id", "username": "login", "forward": ["orgs"]}
+        "claims": {"subject": "id", "username": "login", "forward": ["orgs", "teams"]}
     }]}});
     db.write_config(
         "config.yaml",
@@ -1189,6 +1191,7 @@ async fn setup_github(backend: Backend) -> (TestDb, Server, GitHubStub) {
             ("octo@acme.example".into(), true, true),
         ],
         orgs: vec!["acme".into(), "tools".into()],
+        teams: vec![("acme".into(), "developers".into())],
     });
     stub.add(Account {
         id: 666,
@@ -1196,6 +1199,34 @@ async fn setup_github(backend: Backend) -> (TestDb, Server, GitHubStub) {
         name: "Mallory".into(),
         emails: vec![("mallory@evil.example".into(), true, true)],
         orgs: vec!["evil".into()],
+        // A team named like an allowed one, in another organisation.
+        teams: vec![("evil".into(), "auditors".into())],
+    });
+    // Many organisations, none allowed; admitted through a team.
+    stub.add(Account {
+        id: 7,
+        login: "carol".into(),
+        name: "Carol".into(),
+        emails: vec![("carol@partners.example".into(), true, true)],
+        orgs: (0..150).map(|i| format!("org{i}")).collect(),
+        teams: vec![("partners".into(), "auditors".into())],
+    });
+    // The allowed organisation on the second page of 100.
+    stub.add(Account {
+        id: 8,
+        login: "dave".into(),
+        name: "Dave".into(),
+        emails: vec![("dave@acme.example".into(), true, true)],
+        orgs: (0..130)
+            .map(|i| {
+                if i == 120 {
+                    "acme".into()
+                } else {
+                    format!("org{i}")
+                }
+            })
+            .collect(),
+        teams: vec![],
     });
     (db, server, stub)
 }
@@ -1218,7 +1249,7 @@ async fn through_github(b: &Browser, db: &TestDb, stub: &GitHubStub) -> String {
     approved.location().unwrap()
 }
 
-async fn a_github_style_provider_admits_members_of_allowed_orgs_only(backend: Backend) {
+async fn a_github_style_provider_admits_members_of_allowed_orgs_or_teams_only(backend: Backend) {
     let (db, _server, stub) = setup_github(backend).await;
     let count = |sql: &'static str| {
         let db = &db;
@@ -1244,20 +1275,41 @@ async fn a_github_style_provider_admits_members_of_allowed_orgs_only(backend: Ba
     assert_eq!(
         db.rows("SELECT subject || '|' || claims FROM federated_identities")
             .await,
-        [r#"4242|{"orgs":["acme","tools"]}"#]
+        [r#"4242|{"orgs":["acme","tools"],"teams":["acme/developers"]}"#]
     );
     let amr = db.rows("SELECT amr FROM sessions").await;
     assert_eq!(amr, [r#"["fed"]"#]);
 
-    // Not a member of an allowed organisation: refused, nobody created.
+    // A member of an allowed team only, and a member of an allowed organisation listed
+    // on the second page: both admitted.
+    for (login, id) in [("carol", "7"), ("dave", "8")] {
+        stub.sign_in_as(login);
+        let b = Browser::new();
+        let callback = through_github(&b, &db, &stub).await;
+        b.get(&callback).await.assert_status(200);
+        let claims = db
+            .rows(&format!(
+                "SELECT claims FROM federated_identities WHERE subject = '{id}'"
+            ))
+            .await;
+        let claims: Value = serde_json::from_str(&claims[0]).unwrap();
+        let orgs = claims["orgs"].as_array().unwrap().len();
+        assert_eq!((login, orgs), (login, if id == "7" { 150 } else { 130 }));
+        if login == "carol" {
+            assert_eq!(claims["teams"], json!(["partners/auditors"]));
+        }
+    }
+    assert_eq!(count("users").await, 3);
+
+    // Not a member of an allowed organisation or team: refused, nobody created.
     stub.sign_in_as("mallory");
     let other = Browser::new();
     let callback = through_github(&other, &db, &stub).await;
     let refused = other.get(&callback).await;
     refused.assert_status(403);
     assert_eq!(problem(&refused), "not_allowed");
-    assert_eq!(count("users").await, 1);
-    assert_eq!(count("sessions").await, 1);
+    assert_eq!(count("users").await, 3);
+    assert_eq!(count("sessions").await, 3);
     assert!(
         db.audit().await.iter().any(|e| e.starts_with("login.failed|")
             && e.contains(r#""reason":"denied_by_policy""#)),
@@ -1283,11 +1335,13 @@ async fn a_github_style_provider_admits_members_of_allowed_orgs_only(backend: Ba
     let failed = third.get(url.as_str()).await;
     failed.assert_status(502);
     assert_eq!(problem(&failed), "upstream_error");
-    assert_eq!(count("sessions").await, 1);
+    assert_eq!(count("sessions").await, 3);
 }
 
-/// The stub answers like GitHub where the code depends on it.
+/// The stub answers like GitHub where the code depends on it (one session with it,
+/// asserted step by step).
 #[tokio::test]
+#[allow(clippy::too_many_lines)]
 async fn the_github_stub_answers_like_github() {
     let stub = GitHubStub::start("app", "secret", "http://127.0.0.1:1/cb").await;
     stub.add(Account {
@@ -1295,7 +1349,8 @@ async fn the_github_stub_answers_like_github() {
         login: "octo".into(),
         name: "Octo".into(),
         emails: vec![],
-        orgs: vec![],
+        orgs: vec!["a".into(), "b".into(), "c".into()],
+        teams: vec![],
     });
     stub.sign_in_as("octo");
     let http = reqwest::Client::builder()
@@ -1385,4 +1440,26 @@ async fn the_github_stub_answers_like_github() {
         (v["id"].as_u64(), v["login"].as_str()),
         (Some(1), Some("octo"))
     );
+    // Lists are paged with a Link header while there are more.
+    let page = |n: u32| {
+        http.get(format!("{}/user/orgs?per_page=2&page={n}", stub.url))
+            .bearer_auth(&token)
+            .header("user-agent", "t")
+            .send()
+    };
+    let r = page(1).await.unwrap();
+    let link = r.headers()["link"].to_str().unwrap().to_owned();
+    assert_eq!(
+        link,
+        format!(
+            "<{0}/user/orgs?per_page=2&page=2>; rel=\"next\", <{0}/user/orgs?per_page=2&page=2>; rel=\"last\"",
+            stub.url
+        )
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!([{"login": "a", "id": 1}, {"login": "b", "id": 1}]));
+    let r = page(2).await.unwrap();
+    assert!(r.headers().get("link").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!([{"login": "c", "id": 1}]));
 }

@@ -13,12 +13,14 @@
 //!   is form-encoded unless `Accept: application/json`; a bad code or client is **HTTP
 //!   200** with an `error` member (`bad_verification_code`,
 //!   `incorrect_client_credentials`), as GitHub does.
-//! - `GET /user`, `/user/emails`, `/user/orgs` with `Authorization: Bearer <token>`:
-//!   401 `Bad credentials` without a valid token, 403 without a `User-Agent` (GitHub
-//!   refuses those).
+//! - `GET /user`, `/user/emails`, `/user/orgs`, `/user/teams` with `Authorization:
+//!   Bearer <token>`: 401 `Bad credentials` without a valid token, 403 without a
+//!   `User-Agent` (GitHub refuses those). The lists are paged as GitHub pages them:
+//!   `per_page` (default 30, at most 100) and `page`, with a `Link` header naming the
+//!   `next` and `last` pages while there are more.
 //!
-//! Not modelled: code expiry (10 minutes), scopes (every token sees everything), paging
-//! of the lists, rate limits, GitHub Apps, device flow, `login` and `allow_signup`.
+//! Not modelled: code expiry (10 minutes), scopes (every token sees everything), rate
+//! limits, GitHub Apps, device flow, `login` and `allow_signup`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,10 +42,14 @@ pub struct Account {
     /// `(address, primary, verified)`.
     pub emails: Vec<(String, bool, bool)>,
     pub orgs: Vec<String>,
+    /// `(organisation, team slug)`.
+    pub teams: Vec<(String, String)>,
 }
 
 #[derive(Default)]
 struct Stub {
+    /// Where the stub listens, for the `Link` headers.
+    url: String,
     client_id: String,
     client_secret: String,
     redirect_uri: String,
@@ -66,7 +72,11 @@ pub struct GitHubStub {
 impl GitHubStub {
     /// Starts the stub for one OAuth app.
     pub async fn start(client_id: &str, client_secret: &str, redirect_uri: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}");
         let state: Shared = Arc::new(Mutex::new(Stub {
+            url: url.clone(),
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
             redirect_uri: redirect_uri.to_owned(),
@@ -78,14 +88,10 @@ impl GitHubStub {
             .route("/user", get(user))
             .route("/user/emails", get(emails))
             .route("/user/orgs", get(orgs))
+            .route("/user/teams", get(teams))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            state,
-        }
+        Self { url, state }
     }
 
     pub fn add(&self, account: Account) {
@@ -239,15 +245,62 @@ async fn emails(State(s): State<Shared>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn orgs(State(s): State<Shared>, headers: HeaderMap) -> Response {
+/// One page of `items` at `path`, as GitHub pages its lists.
+fn paged(s: &Shared, path: &str, q: &HashMap<String, String>, items: Vec<Value>) -> Response {
+    let number = |k: &str| q.get(k).and_then(|v| v.parse::<usize>().ok());
+    let per_page = number("per_page").unwrap_or(30).clamp(1, 100);
+    let page = number("page").unwrap_or(1).max(1);
+    let last = items.len().div_ceil(per_page).max(1);
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let mut resp = Json(Value::Array(slice)).into_response();
+    if page < last {
+        let base = format!("{}{path}?per_page={per_page}", s.lock().unwrap().url);
+        let link = format!(
+            "<{base}&page={}>; rel=\"next\", <{base}&page={last}>; rel=\"last\"",
+            page + 1
+        );
+        resp.headers_mut()
+            .insert(header::LINK, link.parse().unwrap());
+    }
+    resp
+}
+
+async fn orgs(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     match account(&s, &headers) {
-        Ok(a) => Json(json!(
-            a.orgs
+        Ok(a) => {
+            let items = a
+                .orgs
                 .iter()
                 .map(|o| json!({"login": o, "id": 1}))
-                .collect::<Vec<_>>()
-        ))
-        .into_response(),
+                .collect();
+            paged(&s, "/user/orgs", &q, items)
+        }
+        Err(r) => *r,
+    }
+}
+
+async fn teams(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    match account(&s, &headers) {
+        Ok(a) => {
+            let items = a
+                .teams
+                .iter()
+                .map(|(org, slug)| json!({"slug": slug, "name": slug, "organization": {"login": org}}))
+                .collect();
+            paged(&s, "/user/teams", &q, items)
+        }
         Err(r) => *r,
     }
 }
