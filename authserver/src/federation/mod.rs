@@ -16,6 +16,7 @@
 //! rotation) — at once for the first miss, then at most every 10 s, so forged kids
 //! cannot turn us into a request amplifier.
 
+mod check;
 pub mod claims;
 pub mod id_token;
 pub mod ldap;
@@ -93,6 +94,13 @@ impl FederationError {
             Self::Upstream(_) | Self::Config(_) => "upstream_error",
             Self::Invalid(_) => "invalid_token",
             Self::Denied(_) => "denied_by_policy",
+        }
+    }
+
+    /// The message without the class's prefix.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Upstream(m) | Self::Invalid(m) | Self::Config(m) | Self::Denied(m) => m,
         }
     }
 
@@ -324,22 +332,7 @@ impl FederationService {
             .get(&p.discovery_url(), false)
             .await
             .map_err(FederationError::Upstream)?;
-        let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
-        // OpenID Connect Discovery §4.3: the document must be the configured issuer's.
-        if text("issuer").as_deref() != Some(p.issuer.as_str()) {
-            return Err(FederationError::Upstream(
-                "the discovery document names another issuer".into(),
-            ));
-        }
-        let missing = || FederationError::Upstream("discovery document incomplete".into());
-        Ok(Endpoints {
-            authorization: text("authorization_endpoint").ok_or_else(missing)?,
-            token: text("token_endpoint").ok_or_else(missing)?,
-            jwks_uri: text("jwks_uri").ok_or_else(missing)?,
-            userinfo: text("userinfo_endpoint"),
-            iss_parameter: doc.get("authorization_response_iss_parameter_supported")
-                == Some(&Value::Bool(true)),
-        })
+        discovered(p, &doc)
     }
 
     /// The token response for `code` (RFC 6749 §4.1.3, with the PKCE verifier).
@@ -458,6 +451,29 @@ impl FederationService {
             )),
         }
     }
+}
+
+/// The endpoints of `p`'s discovery document `doc`, if it is `p`'s.
+fn discovered(p: &UpstreamProvider, doc: &Value) -> Result<Endpoints> {
+    let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
+    // OpenID Connect Discovery §4.3: the document must be the configured issuer's.
+    let issuer = text("issuer").unwrap_or_default();
+    if issuer != p.issuer {
+        // The upstream's text, cut short and escaped: it goes into logs and conditions.
+        let named: String = issuer.chars().take(100).collect();
+        return Err(FederationError::Upstream(format!(
+            "the discovery document names another issuer ({named:?})"
+        )));
+    }
+    let missing = || FederationError::Upstream("discovery document incomplete".into());
+    Ok(Endpoints {
+        authorization: text("authorization_endpoint").ok_or_else(missing)?,
+        token: text("token_endpoint").ok_or_else(missing)?,
+        jwks_uri: text("jwks_uri").ok_or_else(missing)?,
+        userinfo: text("userinfo_endpoint"),
+        iss_parameter: doc.get("authorization_response_iss_parameter_supported")
+            == Some(&Value::Bool(true)),
+    })
 }
 
 /// Reads a client secret where its source says; checked again at every use, so a
