@@ -457,13 +457,15 @@ impl FederationService {
 fn discovered(p: &UpstreamProvider, doc: &Value) -> Result<Endpoints> {
     let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
     // OpenID Connect Discovery §4.3: the document must be the configured issuer's.
-    let issuer = text("issuer").unwrap_or_default();
-    if issuer != p.issuer {
-        // The upstream's text, cut short and escaped: it goes into logs and conditions.
-        let named: String = issuer.chars().take(100).collect();
-        return Err(FederationError::Upstream(format!(
-            "the discovery document names another issuer ({named:?})"
-        )));
+    match text("issuer") {
+        Some(issuer) if issuer == p.issuer => {}
+        other => {
+            // The upstream's text, cut short and escaped: it goes into logs and conditions.
+            let named: String = other.unwrap_or_default().chars().take(100).collect();
+            return Err(FederationError::Upstream(format!(
+                "the discovery document names another issuer ({named:?})"
+            )));
+        }
     }
     let missing = || FederationError::Upstream("discovery document incomplete".into());
     Ok(Endpoints {
@@ -554,6 +556,43 @@ mod tests {
         assert_eq!(
             FederationError::Invalid("x".into()).class(),
             "invalid_token"
+        );
+    }
+
+    #[test]
+    fn a_discovery_document_must_name_the_configured_issuer() {
+        let p: UpstreamProvider = serde_json::from_value(serde_json::json!({
+            "id": "corp", "displayName": "Corp", "issuer": "https://login.corp.example",
+            "clientId": "c", "clientSecret": {"env": "X"}}))
+        .unwrap();
+        let doc = |issuer: Value| {
+            serde_json::json!({"issuer": issuer, "authorization_endpoint": "https://a",
+                               "token_endpoint": "https://t", "jwks_uri": "https://j"})
+        };
+        let ok = discovered(&p, &doc("https://login.corp.example".into())).unwrap();
+        assert_eq!(ok.jwks_uri, "https://j");
+        for (named, quoted) in [
+            (
+                Value::from("https://evil.example"),
+                "\"https://evil.example\"",
+            ),
+            (Value::Null, "\"\""),
+            (
+                Value::from("x".repeat(500)),
+                &*format!("{:?}", "x".repeat(100)),
+            ),
+        ] {
+            let err = discovered(&p, &doc(named)).unwrap_err();
+            assert_eq!(
+                err.detail(),
+                format!("the discovery document names another issuer ({quoted})")
+            );
+        }
+        let mut incomplete = doc("https://login.corp.example".into());
+        incomplete.as_object_mut().unwrap().remove("jwks_uri");
+        assert_eq!(
+            discovered(&p, &incomplete).unwrap_err().detail(),
+            "discovery document incomplete"
         );
     }
 
