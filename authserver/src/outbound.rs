@@ -32,8 +32,10 @@ pub enum FetchError {
     Forbidden(String),
     #[error("timed out")]
     Timeout,
-    #[error("cannot connect")]
-    Connect,
+    /// With what the connection failed on: the I/O error's kind (`connection
+    /// refused`) or the TLS error (`invalid peer certificate: UnknownIssuer`).
+    #[error("cannot connect: {0}")]
+    Connect(String),
     #[error("answered HTTP {0}")]
     Status(u16),
     #[error("the response is larger than {0} bytes")]
@@ -319,7 +321,7 @@ fn classify(e: &reqwest::Error, host: &str) -> FetchError {
     if e.is_timeout() {
         FetchError::Timeout
     } else if e.is_connect() {
-        FetchError::Connect
+        FetchError::Connect(connect_failure(e))
     } else {
         // Without the URL: it may carry a secret in its path or query.
         let mut text = e.to_string();
@@ -327,6 +329,25 @@ fn classify(e: &reqwest::Error, host: &str) -> FetchError {
             text = text.replace(url.as_str(), "<url>");
         }
         FetchError::Other(text)
+    }
+}
+
+/// Why a connection failed, without the URL: the innermost I/O error's kind, or the
+/// error it wraps (rustls reports certificate problems as an I/O error around its own).
+fn connect_failure(e: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut io = None;
+    while let Some(s) = source {
+        if let Some(e) = s.downcast_ref::<std::io::Error>() {
+            io = Some(e);
+        }
+        source = s.source();
+    }
+    match io {
+        Some(e) => e
+            .get_ref()
+            .map_or_else(|| e.kind().to_string(), ToString::to_string),
+        None => "no connection".to_owned(),
     }
 }
 
@@ -449,6 +470,28 @@ mod tests {
             strict.get("ftp://example.com/x", &[], 1024, None).await,
             Err(FetchError::BadUrl(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so_without_the_url() {
+        let loopback = Fetcher::new(&settings(&["127.0.0.0/8"], true)).unwrap();
+        // Bound and dropped: nothing listens there any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = loopback
+            .get(
+                &format!("http://127.0.0.1:{port}/x?secret=1"),
+                &[],
+                1024,
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err, FetchError::Connect("connection refused".into()));
+        assert_eq!(err.to_string(), "cannot connect: connection refused");
     }
 
     /// A local server that streams `size` bytes (with or without Content-Length).

@@ -53,9 +53,16 @@ pub const APPLY_FAILED: &str = "ApplyFailed";
 /// (`clientSecretRef`, an LDAP directory's `bindPasswordRef` or `caRef`) does not exist in the auth server's namespace (yet); nothing
 /// is registered until it does (retried with backoff).
 pub const UPSTREAM_SECRET_MISSING: &str = "UpstreamSecretMissing";
+/// Ready=False (IdentityTenant): the auth server cannot start a sign-in through an
+/// upstream identity provider: its discovery document or key set cannot be fetched or
+/// is not the configured issuer's, or an LDAP directory refuses the connection or the
+/// service account's bind. The message names each failing provider and why. The tenant
+/// stays registered (local sign-ins work); retried with backoff, `Ready=True` once the
+/// upstream answers.
+pub const UPSTREAM_UNREACHABLE: &str = "UpstreamUnreachable";
 
 /// Every reason above, for tests and docs.
-pub const REASONS: [&str; 14] = [
+pub const REASONS: [&str; 15] = [
     RECONCILED,
     NAMESPACE_NOT_ALLOWED,
     SECRET_NOT_FOUND,
@@ -70,6 +77,7 @@ pub const REASONS: [&str; 14] = [
     CLIENT_ID_RETIRED,
     APPLY_FAILED,
     UPSTREAM_SECRET_MISSING,
+    UPSTREAM_UNREACHABLE,
 ];
 
 /// The `status` of a condition.

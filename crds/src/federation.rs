@@ -17,7 +17,11 @@ pub const UPSTREAM_SECRETS_DIR: &str = "/var/run/gatehouse/upstream";
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FederationPolicy {
-    /// The providers, in the order the sign-in page lists them ("Sign in with …").
+    /// The providers, in the order the sign-in page lists them ("Sign in with …"). The
+    /// auth server checks each at every reconcile (discovery and keys fetched, an LDAP
+    /// directory's service-account bind); while one fails the IdentityTenant reports
+    /// Ready=False, reason UpstreamUnreachable, naming the provider and why, and stays
+    /// registered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub providers: Vec<UpstreamProvider>,

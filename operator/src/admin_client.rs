@@ -38,6 +38,9 @@ pub enum AdminErrorKind {
     /// The client id is retired: a client with that id was deleted (admin.proto's one
     /// FAILED_PRECONDITION); waits for a spec change.
     ClientIdRetired,
+    /// The server does not know the call: an auth server older than the operator
+    /// (during a rolling upgrade, or pinned to an older version).
+    Unimplemented,
     /// Anything else (the server logged the detail): retry with backoff.
     Other,
 }
@@ -76,6 +79,7 @@ impl From<Status> for AdminError {
             Code::AlreadyExists => AdminErrorKind::AlreadyExists,
             Code::FailedPrecondition => AdminErrorKind::ClientIdRetired,
             Code::Unauthenticated | Code::PermissionDenied => AdminErrorKind::Unauthenticated,
+            Code::Unimplemented => AdminErrorKind::Unimplemented,
             _ => AdminErrorKind::Other,
         };
         let message = if status.message().is_empty() {
@@ -101,6 +105,9 @@ pub trait AdminApi: Send + Sync {
     ) -> AdminResult<proto::UpsertTenantResponse>;
     /// Whether the tenant existed.
     async fn delete_tenant(&self, id: &str) -> AdminResult<bool>;
+    /// Whether a sign-in through each of the tenant's upstream providers can start, as
+    /// the auth server sees it (one check per provider, in order).
+    async fn check_upstreams(&self, tenant_id: &str) -> AdminResult<Vec<proto::UpstreamCheck>>;
     async fn upsert_client(
         &self,
         req: proto::UpsertClientRequest,
@@ -371,6 +378,14 @@ impl AdminApi for GrpcAdmin {
         Ok(c.delete_tenant(req).await?.into_inner().deleted)
     }
 
+    async fn check_upstreams(&self, tenant_id: &str) -> AdminResult<Vec<proto::UpstreamCheck>> {
+        let mut c = self.client()?;
+        let req = proto::CheckUpstreamsRequest {
+            tenant_id: tenant_id.to_owned(),
+        };
+        Ok(c.check_upstreams(req).await?.into_inner().checks)
+    }
+
     async fn upsert_client(
         &self,
         req: proto::UpsertClientRequest,
@@ -517,6 +532,11 @@ mod tests {
         assert_eq!(
             kind(Status::failed_precondition("client id \"web\" is retired")),
             AdminErrorKind::ClientIdRetired
+        );
+        assert_eq!(
+            kind(Status::unimplemented("")),
+            AdminErrorKind::Unimplemented,
+            "an older auth server"
         );
         assert_eq!(kind(Status::internal("x")), AdminErrorKind::Other);
         assert_eq!(

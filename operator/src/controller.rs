@@ -476,9 +476,10 @@ pub fn admin_reason(error: &AdminError) -> &'static str {
         AdminErrorKind::NotFound => conditions::TENANT_NOT_FOUND,
         AdminErrorKind::AlreadyExists => conditions::CONFLICT,
         AdminErrorKind::ClientIdRetired => conditions::CLIENT_ID_RETIRED,
-        AdminErrorKind::Unavailable | AdminErrorKind::Unauthenticated | AdminErrorKind::Other => {
-            conditions::AUTH_SERVER_UNAVAILABLE
-        }
+        AdminErrorKind::Unavailable
+        | AdminErrorKind::Unauthenticated
+        | AdminErrorKind::Unimplemented
+        | AdminErrorKind::Other => conditions::AUTH_SERVER_UNAVAILABLE,
     }
 }
 

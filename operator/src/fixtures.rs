@@ -496,6 +496,9 @@ pub struct FakeState {
     pub next_rotation: Option<i64>,
     /// Whether `if_due` rotates (the fake has no notion of age).
     pub rotation_due: bool,
+    /// Upstream providers (by id) whose check fails, with the reason; every other
+    /// provider of a tenant's settings checks out.
+    pub upstreams_down: BTreeMap<String, String>,
     counter: u32,
 }
 
@@ -539,6 +542,18 @@ impl FakeAdmin {
     /// Every call fails with `kind` from now on.
     pub fn fail_with(&self, kind: AdminErrorKind, message: &str) {
         self.state().fail = Some(AdminError::new(kind, message));
+    }
+
+    /// The check of upstream provider `id` fails with `message` from now on.
+    pub fn upstream_down(&self, id: &str, message: &str) {
+        self.state()
+            .upstreams_down
+            .insert(id.to_owned(), message.to_owned());
+    }
+
+    /// The check of upstream provider `id` passes again.
+    pub fn upstream_up(&self, id: &str) {
+        self.state().upstreams_down.remove(id);
     }
 
     /// Calls of `method` fail with `kind`.
@@ -629,6 +644,33 @@ impl AdminApi for FakeAdmin {
         s.retired.retain(|(t, _)| t != id);
         s.keys.remove(id);
         Ok(s.tenants.remove(id).is_some())
+    }
+
+    /// As the server: one check per provider of the stored settings, in order.
+    async fn check_upstreams(&self, tenant_id: &str) -> AdminResult<Vec<proto::UpstreamCheck>> {
+        let s = self.enter("CheckUpstreams", tenant_id)?;
+        s.require_tenant(tenant_id)?;
+        let settings: Value =
+            serde_json::from_str(&s.tenants[tenant_id].settings_json).unwrap_or_default();
+        let providers = settings["federation"]["providers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(providers
+            .iter()
+            .map(|p| {
+                let id = p["id"].as_str().unwrap_or_default().to_owned();
+                let down = s.upstreams_down.get(&id);
+                proto::UpstreamCheck {
+                    kind: p["kind"].as_str().unwrap_or("oidc").to_owned(),
+                    ok: down.is_none(),
+                    message: down
+                        .cloned()
+                        .unwrap_or_else(|| "fake: reachable".to_owned()),
+                    provider_id: id,
+                }
+            })
+            .collect())
     }
 
     async fn upsert_client(

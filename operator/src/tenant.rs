@@ -5,6 +5,7 @@
 //! the tenant and everything in it from the database; `Retain` (default) keeps the rows.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crds::DeletionPolicy;
 use crds::conditions::{self, Status};
@@ -77,6 +78,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The auth server cannot start a sign-in through some upstream provider (the
+    /// message names each and why); the tenant is registered all the same.
+    #[error("{0}")]
+    UpstreamUnreachable(String),
+    #[error("failed to check the upstream providers: {0}")]
+    CheckUpstreams(#[source] AdminError),
 }
 
 /// Result of this controller's steps.
@@ -89,13 +96,16 @@ impl ReconcileError for Error {
             Error::MigrationFailed(_) => conditions::MIGRATION_FAILED,
             Error::InvalidSpec(_) | Error::Malformed(_) => conditions::INVALID_SPEC,
             Error::Conflict(_) => conditions::CONFLICT,
-            Error::UpsertTenant(e) | Error::DeleteTenant(e) => admin_reason(e),
+            Error::UpsertTenant(e) | Error::DeleteTenant(e) | Error::CheckUpstreams(e) => {
+                admin_reason(e)
+            }
             Error::ApplyCronJob { .. } => "ApplyCronJobFailed",
             Error::ApplyRejected { .. } => conditions::APPLY_FAILED,
             Error::UpdateStatus(_) => "UpdateStatusFailed",
             Error::Finalizer(_) | Error::RecordCleanupFailure(_) => "FinalizerFailed",
             Error::UpstreamSecretMissing(_) => conditions::UPSTREAM_SECRET_MISSING,
             Error::ReadSecret { .. } => "ReadSecretFailed",
+            Error::UpstreamUnreachable(_) => conditions::UPSTREAM_UNREACHABLE,
         }
     }
 
@@ -307,23 +317,46 @@ pub fn registration_event(
     )
 }
 
+/// What the auth server said about the tenant's upstream providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstreams {
+    /// The tenant has none.
+    None,
+    /// This many, every one reachable.
+    Reachable(usize),
+    /// Not checked: the auth server predates `CheckUpstreams`.
+    Unchecked,
+}
+
 /// The status after a successful reconcile: registered with `issuer`, purged by the
-/// CronJob `namespace/cronjob`.
+/// CronJob `namespace/cronjob`, upstreams as checked.
 pub fn ready_status(
     tenant: &IdentityTenant,
     issuer: String,
     namespace: &str,
     cronjob: &str,
+    upstreams: Upstreams,
     now: jiff::Timestamp,
 ) -> IdentityTenantStatus {
     let current = tenant.status.clone().unwrap_or_default();
+    let upstreams = match upstreams {
+        Upstreams::None => String::new(),
+        Upstreams::Reachable(1) => "; its upstream provider is reachable".to_owned(),
+        Upstreams::Reachable(n) => format!("; its {n} upstream providers are reachable"),
+        Upstreams::Unchecked => {
+            "; upstream providers not checked (the auth server does not offer CheckUpstreams yet)"
+                .to_owned()
+        }
+    };
+    let message =
+        format!("registered with the auth server; purge CronJob {namespace}/{cronjob}{upstreams}");
     IdentityTenantStatus {
         observed_generation: generation(tenant),
         conditions: with_ready(
             &current.conditions,
             Status::True,
             conditions::RECONCILED,
-            format!("registered with the auth server; purge CronJob {namespace}/{cronjob}"),
+            message,
             generation(tenant),
             Time(now),
         ),
@@ -351,8 +384,9 @@ fn upsert_error(e: AdminError) -> Error {
     }
 }
 
-/// migration gate → upstream Secrets → plan → UpsertTenant → CronJob → status. The one
-/// dereference: the Secrets the upstream providers' `clientSecretRef`s name.
+/// migration gate → upstream Secrets → plan → UpsertTenant → CronJob → upstream checks
+/// → status. The one dereference: the Secrets the upstream providers' `clientSecretRef`s
+/// name.
 async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
     ctx.migration.borrow().gate()?;
     upstream_secrets_exist(tenant, ctx).await?;
@@ -395,7 +429,15 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
     })
     .map(drop)?;
 
-    let status = ready_status(tenant, issuer, namespace, &cronjob_name, ctx.now());
+    let upstreams = upstreams_reachable(tenant, ctx).await?;
+    let status = ready_status(
+        tenant,
+        issuer,
+        namespace,
+        &cronjob_name,
+        upstreams,
+        ctx.now(),
+    );
     controller::save_status(tenant, ctx, &status)
         .await
         .map_err(Error::UpdateStatus)
@@ -428,6 +470,69 @@ async fn upstream_secrets_exist(tenant: &IdentityTenant, ctx: &Context) -> Resul
         }
     }
     Ok(())
+}
+
+/// Set once an auth server answered UNIMPLEMENTED to `CheckUpstreams`: said once at
+/// warning level, not at every reconcile of every tenant.
+static UNCHECKED_SAID: AtomicBool = AtomicBool::new(false);
+
+/// Asks the auth server (after the registration: the check reads the tenant's stored
+/// settings) whether a sign-in through each upstream provider can start. Any that
+/// cannot → `Ready=False`, reason `UpstreamUnreachable`, retried with backoff; the tenant
+/// stays registered, so local sign-ins and the other providers keep working. An auth
+/// server without the call (older than this operator) leaves the upstreams unchecked
+/// instead of failing every tenant that has one.
+async fn upstreams_reachable(tenant: &IdentityTenant, ctx: &Context) -> Result<Upstreams> {
+    if tenant.spec.federation.providers.is_empty() {
+        return Ok(Upstreams::None);
+    }
+    let name = tenant.name_any();
+    let checks = match ctx.admin.check_upstreams(&name).await {
+        Ok(checks) => checks,
+        Err(e) if e.is(AdminErrorKind::Unimplemented) => {
+            if UNCHECKED_SAID.swap(true, Ordering::Relaxed) {
+                tracing::debug!(tenant = %name, "upstream providers not checked: the auth server has no CheckUpstreams");
+            } else {
+                tracing::warn!(tenant = %name, "the auth server does not offer CheckUpstreams (older than this operator): upstream providers stay unchecked until it is upgraded");
+            }
+            return Ok(Upstreams::Unchecked);
+        }
+        Err(e) => return Err(Error::CheckUpstreams(e)),
+    };
+    match unreachable_message(&checks) {
+        Some(message) => Err(Error::UpstreamUnreachable(message)),
+        None => Ok(Upstreams::Reachable(checks.len())),
+    }
+}
+
+/// Longest reason quoted per provider: a condition message stays readable (and far
+/// below the API server's 32 KiB) with every provider failing.
+const MAX_CHECK_MESSAGE: usize = 300;
+
+/// `Ready=False`'s message for the failed checks, naming each provider and why; `None`
+/// when every one passed. Pure.
+pub fn unreachable_message(checks: &[proto::UpstreamCheck]) -> Option<String> {
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| {
+            let mut why: String = c.message.chars().take(MAX_CHECK_MESSAGE).collect();
+            if why.len() < c.message.len() {
+                why.push('…');
+            }
+            format!("{} ({}): {why}", c.provider_id, c.kind)
+        })
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the auth server cannot start a sign-in through {} of {} upstream providers \
+         (spec.federation.providers[]); the tenant is registered and local sign-ins work: {}",
+        failed.len(),
+        checks.len(),
+        failed.join("; ")
+    ))
 }
 
 /// Releases the tenant's database rows per `deletionPolicy`. Idempotent, and fine when
@@ -745,6 +850,7 @@ mod tests {
             "https://x".into(),
             "gatehouse",
             "gatehouse-purge-acme",
+            Upstreams::None,
             fixtures::now(),
         ));
         assert_eq!(
@@ -1025,6 +1131,174 @@ mod tests {
             json!({"file": "/var/run/gatehouse/upstream/corp-ad-bind/bind-password"})
         );
         assert!(ldap.get("bindPasswordRef").is_none());
+    }
+
+    /// Tenant `acme` federating to `corp` (OpenID Connect) and `corp-ad` (a directory).
+    fn federated_tenant() -> IdentityTenant {
+        tenant(json!({"federation": {"providers": [
+            {"id": "corp", "displayName": "Corp", "issuer": "https://login.corp.example",
+             "clientId": "gh", "clientSecretRef": {"name": "corp-oidc"}},
+            {"id": "corp-ad", "displayName": "Corp AD", "kind": "ldap",
+             "ldap": {"url": "ldaps://dc1.corp.example:636", "bindDn": "CN=svc,DC=corp",
+                      "bindPasswordRef": {"name": "corp-ad-bind"}, "userBaseDn": "DC=corp"}}]}}))
+        .finalized()
+    }
+
+    /// The API server's side of a reconcile of [`federated_tenant`] that gets as far as
+    /// the status: the two Secrets exist, the CronJob applies, the status is `check`ed.
+    fn federated_steps(
+        obj: &IdentityTenant,
+        check: impl FnOnce(&serde_json::Value) + Send + 'static,
+    ) -> Vec<Step> {
+        let secret = |name: &str| {
+            Step::get(&format!("/api/v1/namespaces/gatehouse/secrets/{name}")).respond(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": name, "namespace": "gatehouse"}}))
+        };
+        vec![
+            secret("corp-ad-bind"),
+            secret("corp-oidc"),
+            Step::apply(CRONJOB, FIELD_MANAGER),
+            Step::apply(&status_path(), FIELD_MANAGER)
+                .check(check)
+                .respond_obj(obj),
+        ]
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_upstream_is_ready_false_while_the_tenant_stays_registered() {
+        let t = federated_tenant();
+        let admin = FakeAdmin::new();
+        admin.upstream_down(
+            "corp",
+            "discovery https://login.corp.example/.well-known/openid-configuration: cannot connect: connection refused",
+        );
+        let (client, verifier) = ApiServerVerifier::run(federated_steps(&t, |body| {
+            let m = assert_ready(body, "False", "UpstreamUnreachable");
+            assert!(
+                m.contains(
+                    "corp (oidc): discovery https://login.corp.example/.well-known/openid-configuration: \
+                     cannot connect: connection refused"
+                ),
+                "{m}"
+            );
+            assert!(m.contains("1 of 2 upstream providers"), "{m}");
+            assert!(!m.contains("corp-ad"), "only the failing provider: {m}");
+        }));
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t.clone()), ctx.clone())
+            .await
+            .unwrap_err();
+        verifier.done().await;
+        assert_eq!(err.category(), "UpstreamUnreachable");
+        assert_eq!(
+            admin.calls(),
+            ["UpsertTenant(acme)", "CheckUpstreams(acme)"],
+            "registered, then checked"
+        );
+        assert!(
+            admin.state().tenants.contains_key("acme"),
+            "still registered"
+        );
+        let events = ctx.events.recorded();
+        assert_eq!(events[0].reason, "TenantRegistered");
+        let warning = events.last().unwrap();
+        assert!(warning.warning);
+        assert_eq!(warning.reason, "UpstreamUnreachable");
+        assert!(warning.note.contains("corp (oidc)"), "{}", warning.note);
+        // Retried with backoff: the upstream may come back by itself.
+        assert!(!err.awaits_change());
+        let guard = DeserializeGuard(Ok(t.clone()));
+        for secs in [5, 10, 20] {
+            assert_eq!(
+                controller::error_policy(&guard, &err, &ctx),
+                Action::requeue(std::time::Duration::from_secs(secs))
+            );
+        }
+
+        // The upstream is back: the next reconcile is Ready=True.
+        admin.upstream_up("corp");
+        let (client, verifier) = ApiServerVerifier::run(federated_steps(&t, |body| {
+            let m = assert_ready(body, "True", "Reconciled");
+            assert!(
+                m.ends_with("; its 2 upstream providers are reachable"),
+                "{m}"
+            );
+        }));
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        reconcile(Arc::new(t), ctx).await.unwrap();
+        verifier.done().await;
+    }
+
+    #[tokio::test]
+    async fn an_auth_server_without_check_upstreams_leaves_the_upstreams_unchecked() {
+        let t = federated_tenant();
+        let admin = FakeAdmin::new();
+        admin.upstream_down("corp", "would fail if asked");
+        admin.fail_method(
+            "CheckUpstreams",
+            AdminErrorKind::Unimplemented,
+            "Operation is not implemented or not supported",
+        );
+        let (client, verifier) = ApiServerVerifier::run(federated_steps(&t, |body| {
+            let m = assert_ready(body, "True", "Reconciled");
+            assert!(m.contains("upstream providers not checked"), "{m}");
+        }));
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        reconcile(Arc::new(t.clone()), ctx).await.unwrap();
+        verifier.done().await;
+        assert_eq!(
+            admin.calls(),
+            ["UpsertTenant(acme)", "CheckUpstreams(acme)"]
+        );
+
+        // Any other failure of the call is the auth server's: retried as unavailable.
+        admin.fail_method(
+            "CheckUpstreams",
+            AdminErrorKind::Unavailable,
+            "connection reset",
+        );
+        let (client, verifier) = ApiServerVerifier::run(federated_steps(&t, |body| {
+            let m = assert_ready(body, "False", "AuthServerUnavailable");
+            assert!(
+                m.contains("failed to check the upstream providers: connection reset"),
+                "{m}"
+            );
+        }));
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        let err = reconcile(Arc::new(t), ctx).await.unwrap_err();
+        verifier.done().await;
+        assert_eq!(err.category(), "AuthServerUnavailable");
+    }
+
+    #[test]
+    fn the_unreachable_message_names_each_failing_provider_and_stays_short() {
+        let check = |id: &str, ok: bool, message: &str| proto::UpstreamCheck {
+            provider_id: id.into(),
+            kind: "ldap".into(),
+            ok,
+            message: message.into(),
+        };
+        assert_eq!(unreachable_message(&[check("a", true, "fine")]), None);
+        assert_eq!(unreachable_message(&[]), None);
+        let long = "x".repeat(10_000);
+        let m = unreachable_message(&[
+            check(
+                "a",
+                false,
+                "LDAP ldaps://dc1:636: service-account bind failed: invalidCredentials",
+            ),
+            check("b", true, "fine"),
+            check("c", false, &long),
+        ])
+        .unwrap();
+        assert!(m.contains("2 of 3 upstream providers"), "{m}");
+        assert!(
+            m.contains("a (ldap): LDAP ldaps://dc1:636: service-account bind failed: invalidCredentials; c (ldap): xxx"),
+            "{m}"
+        );
+        assert!(m.ends_with("x…"), "cut short");
+        assert!(m.len() < 1000, "{}", m.len());
     }
 
     #[tokio::test]

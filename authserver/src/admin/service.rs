@@ -14,8 +14,10 @@ use super::convert::{
 use super::proto::{self, admin_server::Admin};
 use crate::clients::{self, Actor, ClientService, SecretRequest};
 use crate::clock::Clock;
+use crate::domain::policy::TenantPolicy;
 use crate::domain::signing_key::{RotationMode, next_rotation};
 use crate::domain::tenant::{self, TenantSpec};
+use crate::federation::FederationService;
 use crate::keys::{self, KeyService};
 use crate::mfa::{self, MfaService};
 use crate::store::audit::AuditEvent;
@@ -32,6 +34,8 @@ pub struct AdminService {
     pub clients: Arc<ClientService>,
     pub users: Arc<UserService>,
     pub mfa: Arc<MfaService>,
+    /// The sign-ins' own: checks reuse (and fill) their document caches.
+    pub federation: Arc<FederationService>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -310,6 +314,42 @@ impl Admin for AdminService {
             tracing::info!(tenant = %id, "tenant deleted via admin API");
         }
         Ok(Response::new(proto::DeleteTenantResponse { deleted }))
+    }
+
+    async fn check_upstreams(
+        &self,
+        req: Request<proto::CheckUpstreamsRequest>,
+    ) -> Result<Response<proto::CheckUpstreamsResponse>, Status> {
+        let tenant_id = req.into_inner().tenant_id;
+        required("tenant_id", &tenant_id)?;
+        let tenant = self
+            .store
+            .get_tenant(&tenant_id)
+            .await
+            .map_err(|e| store_err(&e))?
+            .ok_or_else(|| Status::not_found(format!("tenant {tenant_id:?} does not exist")))?;
+        let providers = &TenantPolicy::of(&tenant).federation.providers;
+        let outcomes = self.federation.check_all(providers).await;
+        let checks = providers
+            .iter()
+            .zip(outcomes)
+            .map(|(p, outcome)| {
+                if let Err(why) = &outcome {
+                    tracing::warn!(tenant = %tenant_id, provider = %p.id, error = %why, "upstream check failed");
+                }
+                let (ok, message) = match outcome {
+                    Ok(m) => (true, m),
+                    Err(m) => (false, m),
+                };
+                proto::UpstreamCheck {
+                    provider_id: p.id.clone(),
+                    kind: p.kind.as_str().to_owned(),
+                    ok,
+                    message,
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::CheckUpstreamsResponse { checks }))
     }
 
     async fn upsert_client(

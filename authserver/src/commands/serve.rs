@@ -72,6 +72,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     } else {
         http::PublicOps::All
     };
+    let federation = Arc::clone(&state.federation);
     let ops_app = http::ops_app(state.clone());
     let readiness = Arc::clone(&state.readiness);
     let app = http::public_app(state, public_ops);
@@ -92,6 +93,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             clients: Arc::clone(&ctx.clients),
             users: Arc::clone(&ctx.users),
             mfa: Arc::clone(&ctx.mfa),
+            federation,
             clock: Arc::clone(&ctx.clock),
         };
         Some(tokio::spawn(crate::admin::serve(

@@ -53,6 +53,17 @@ pub enum UpstreamKind {
     Ldap,
 }
 
+impl UpstreamKind {
+    /// The settings' name: `oidc`, `oauth2` or `ldap`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oidc => "oidc",
+            Self::Oauth2 => "oauth2",
+            Self::Ldap => "ldap",
+        }
+    }
+}
+
 /// The endpoints of an OAuth 2.0 provider without OpenID Connect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

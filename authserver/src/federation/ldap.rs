@@ -148,14 +148,7 @@ impl Directories {
             }
         }
         let mut ldap = connect(d, timeout).await?;
-        let password = read_secret(&d.bind_password)
-            .map_err(|e| FederationError::Config(format!("ldap.bindPassword: {e}")))?;
-        let bound = ldap
-            .with_timeout(timeout)
-            .simple_bind(&d.bind_dn, password.expose_secret())
-            .await
-            .map_err(|e| unreachable("service bind", &e))?;
-        match bound.rc {
+        match service_bind(&mut ldap, d, timeout).await? {
             0 => Ok(Lease {
                 ldap,
                 pool,
@@ -184,6 +177,69 @@ impl Directories {
                 slots: Arc::new(Semaphore::new(d.pool_size)),
             })
         })))
+    }
+}
+
+/// Connects (TLS as configured) and binds as the service account on a connection of
+/// its own, then unbinds: what every directory sign-in needs first. A pooled
+/// connection would prove only that the directory was there when it was opened. What
+/// was checked, or why it failed; never the password.
+pub async fn check(d: &LdapDirectory) -> std::result::Result<String, String> {
+    let url = &d.url;
+    let failed = |e: FederationError| {
+        let why = e.detail().trim_start_matches("directory: ").to_owned();
+        format!("LDAP {url}: {why}")
+    };
+    let timeout = Duration::from_secs(d.timeout_seconds);
+    let mut ldap = connect(d, timeout).await.map_err(failed)?;
+    let rc = service_bind(&mut ldap, d, timeout).await.map_err(failed);
+    // Best effort: the connection is dropped anyway, and a hung server must not hold
+    // the check past its timeout.
+    let _ = tokio::time::timeout(timeout, ldap.unbind()).await;
+    match rc? {
+        0 => {
+            let how = if d.start_tls {
+                " with StartTLS"
+            } else if url.starts_with("ldaps:") {
+                " over TLS"
+            } else {
+                ""
+            };
+            Ok(format!(
+                "LDAP {url}: connected{how} and bound as the service account"
+            ))
+        }
+        rc => Err(format!(
+            "LDAP {url}: service-account bind failed: {} (ldap.bindDn, ldap.bindPassword)",
+            result_name(rc)
+        )),
+    }
+}
+
+/// Binds `ldap` as the service account: the result code the directory answered.
+async fn service_bind(ldap: &mut Ldap, d: &LdapDirectory, timeout: Duration) -> Result<u32> {
+    let password = read_secret(&d.bind_password)
+        .map_err(|e| FederationError::Config(format!("ldap.bindPassword: {}", e.detail())))?;
+    let bound = ldap
+        .with_timeout(timeout)
+        .simple_bind(&d.bind_dn, password.expose_secret())
+        .await
+        .map_err(|e| unreachable("service bind", &e))?;
+    Ok(bound.rc)
+}
+
+/// An LDAP result code's name (RFC 4511 Appendix A) for the codes a bind answers.
+fn result_name(rc: u32) -> String {
+    match rc {
+        RC_NO_SUCH_OBJECT => "noSuchObject".to_owned(),
+        34 => "invalidDNSyntax".to_owned(),
+        48 => "inappropriateAuthentication".to_owned(),
+        RC_INVALID_CREDENTIALS => "invalidCredentials".to_owned(),
+        RC_INSUFFICIENT_ACCESS => "insufficientAccessRights".to_owned(),
+        51 => "busy".to_owned(),
+        52 => "unavailable".to_owned(),
+        RC_UNWILLING_TO_PERFORM => "unwillingToPerform".to_owned(),
+        rc => format!("result code {rc}"),
     }
 }
 

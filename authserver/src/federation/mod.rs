@@ -17,6 +17,7 @@
 //! rotation) — at once for the first miss, then at most every 10 s, so forged kids
 //! cannot turn us into a request amplifier.
 
+mod check;
 pub mod claims;
 pub mod id_token;
 pub mod ldap;
@@ -99,6 +100,13 @@ impl FederationError {
             Self::Upstream(_) | Self::Config(_) => "upstream_error",
             Self::Invalid(_) => "invalid_token",
             Self::Denied(_) => "denied_by_policy",
+        }
+    }
+
+    /// The message without the class's prefix.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Upstream(m) | Self::Invalid(m) | Self::Config(m) | Self::Denied(m) => m,
         }
     }
 
@@ -399,22 +407,7 @@ impl FederationService {
             .get(&p.discovery_url(), false)
             .await
             .map_err(FederationError::Upstream)?;
-        let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
-        // OpenID Connect Discovery §4.3: the document must be the configured issuer's.
-        if text("issuer").as_deref() != Some(p.issuer.as_str()) {
-            return Err(FederationError::Upstream(
-                "the discovery document names another issuer".into(),
-            ));
-        }
-        let missing = || FederationError::Upstream("discovery document incomplete".into());
-        Ok(Endpoints {
-            authorization: text("authorization_endpoint").ok_or_else(missing)?,
-            token: text("token_endpoint").ok_or_else(missing)?,
-            jwks_uri: text("jwks_uri").ok_or_else(missing)?,
-            userinfo: text("userinfo_endpoint"),
-            iss_parameter: doc.get("authorization_response_iss_parameter_supported")
-                == Some(&Value::Bool(true)),
-        })
+        discovered(p, &doc)
     }
 
     /// The token response for `code` (RFC 6749 §4.1.3, with the PKCE verifier).
@@ -535,6 +528,31 @@ impl FederationService {
     }
 }
 
+/// The endpoints of `p`'s discovery document `doc`, if it is `p`'s.
+fn discovered(p: &UpstreamProvider, doc: &Value) -> Result<Endpoints> {
+    let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
+    // OpenID Connect Discovery §4.3: the document must be the configured issuer's.
+    match text("issuer") {
+        Some(issuer) if issuer == p.issuer => {}
+        other => {
+            // The upstream's text, cut short and escaped: it goes into logs and conditions.
+            let named: String = other.unwrap_or_default().chars().take(100).collect();
+            return Err(FederationError::Upstream(format!(
+                "the discovery document names another issuer ({named:?})"
+            )));
+        }
+    }
+    let missing = || FederationError::Upstream("discovery document incomplete".into());
+    Ok(Endpoints {
+        authorization: text("authorization_endpoint").ok_or_else(missing)?,
+        token: text("token_endpoint").ok_or_else(missing)?,
+        jwks_uri: text("jwks_uri").ok_or_else(missing)?,
+        userinfo: text("userinfo_endpoint"),
+        iss_parameter: doc.get("authorization_response_iss_parameter_supported")
+            == Some(&Value::Bool(true)),
+    })
+}
+
 /// Reads a client secret where its source says; checked again at every use, so a
 /// rotated file is picked up.
 pub fn read_secret(source: &SecretSource) -> Result<SecretString> {
@@ -613,6 +631,43 @@ mod tests {
         assert_eq!(
             FederationError::Invalid("x".into()).class(),
             "invalid_token"
+        );
+    }
+
+    #[test]
+    fn a_discovery_document_must_name_the_configured_issuer() {
+        let p: UpstreamProvider = serde_json::from_value(serde_json::json!({
+            "id": "corp", "displayName": "Corp", "issuer": "https://login.corp.example",
+            "clientId": "c", "clientSecret": {"env": "X"}}))
+        .unwrap();
+        let doc = |issuer: Value| {
+            serde_json::json!({"issuer": issuer, "authorization_endpoint": "https://a",
+                               "token_endpoint": "https://t", "jwks_uri": "https://j"})
+        };
+        let ok = discovered(&p, &doc("https://login.corp.example".into())).unwrap();
+        assert_eq!(ok.jwks_uri, "https://j");
+        for (named, quoted) in [
+            (
+                Value::from("https://evil.example"),
+                "\"https://evil.example\"",
+            ),
+            (Value::Null, "\"\""),
+            (
+                Value::from("x".repeat(500)),
+                &*format!("{:?}", "x".repeat(100)),
+            ),
+        ] {
+            let err = discovered(&p, &doc(named)).unwrap_err();
+            assert_eq!(
+                err.detail(),
+                format!("the discovery document names another issuer ({quoted})")
+            );
+        }
+        let mut incomplete = doc("https://login.corp.example".into());
+        incomplete.as_object_mut().unwrap().remove("jwks_uri");
+        assert_eq!(
+            discovered(&p, &incomplete).unwrap_err().detail(),
+            "discovery document incomplete"
         );
     }
 

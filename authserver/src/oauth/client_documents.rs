@@ -199,23 +199,83 @@ impl DocumentCache {
         Cached::Fetch(Arc::clone(&entry.flight))
     }
 
+    /// The document at `uri` for a health check ([`crate::federation::FederationService::check`]):
+    /// a fresh cached one, else fetched now — past any backoff, since the check is
+    /// there to see a recovery. A good answer is cached for everyone; a failure is not
+    /// remembered, so a check never holds back the next sign-in. The error names what
+    /// went wrong without the field (`answered HTTP 404`, `not JSON`).
+    pub async fn probe(&self, uri: &str) -> Result<Value, String> {
+        let flight = match self.fresh(uri) {
+            Ok(fresh) => return Ok(fresh),
+            Err(flight) => flight,
+        };
+        // Single flight as for sign-ins: checks of several providers sharing a
+        // document (or a sign-in fetching it) meet here and share a good answer.
+        let _flying = flight.lock().await;
+        if let Ok(fresh) = self.fresh(uri) {
+            return Ok(fresh);
+        }
+        let (doc, ttl) = self.fetch_document(uri).await.map_err(|e| match e {
+            Invalid::Fetch(e) => e.to_string(),
+            Invalid::NotJson => "not JSON".to_owned(),
+            Invalid::NotExpected => format!("not {}", self.kind.expected),
+        })?;
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = entries.entry(uri.to_owned()).or_default();
+        entry.good = Some((Instant::now(), ttl, doc.clone()));
+        entry.failed = None;
+        Ok(doc)
+    }
+
+    /// The document at `uri` if it is fresh (a remembered failure's stale fallback is
+    /// not), or the flight lock to fetch it under.
+    fn fresh(&self, uri: &str) -> Result<Value, Arc<tokio::sync::Mutex<()>>> {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = entries.entry(uri.to_owned()).or_default();
+        match &entry.good {
+            Some((at, ttl, set)) if at.elapsed() < *ttl => Ok(set.clone()),
+            _ => Err(Arc::clone(&entry.flight)),
+        }
+    }
+
     async fn fetch(&self, uri: &str) -> Result<(Value, Duration), String> {
         let field = self.kind.field;
+        self.fetch_document(uri).await.map_err(|e| match e {
+            Invalid::Fetch(e) => format!("cannot fetch {field}: {e}"),
+            Invalid::NotJson => format!("{field} is not JSON"),
+            Invalid::NotExpected => format!("{field} is not {}", self.kind.expected),
+        })
+    }
+
+    async fn fetch_document(&self, uri: &str) -> Result<(Value, Duration), Invalid> {
         let fetched = self
             .fetcher
             .get(uri, &[("accept", self.kind.accept)], MAX_BYTES, None)
             .await
-            .map_err(|e: FetchError| format!("cannot fetch {field}: {e}"))?;
-        let set: Value =
-            serde_json::from_slice(&fetched.body).map_err(|_| format!("{field} is not JSON"))?;
+            .map_err(Invalid::Fetch)?;
+        let set: Value = serde_json::from_slice(&fetched.body).map_err(|_| Invalid::NotJson)?;
         if !(self.kind.is_valid)(&set) {
-            return Err(format!("{field} is not {}", self.kind.expected));
+            return Err(Invalid::NotExpected);
         }
         let ttl = fetched
             .max_age
             .map_or(DEFAULT_TTL, |a| a.clamp(MIN_TTL, MAX_TTL));
         Ok((set, ttl))
     }
+}
+
+/// Why a fetched document is unusable; [`DocumentCache::fetch`] and
+/// [`DocumentCache::probe`] word it for their callers.
+enum Invalid {
+    Fetch(FetchError),
+    NotJson,
+    NotExpected,
 }
 
 #[cfg(test)]
@@ -320,5 +380,43 @@ mod tests {
             jwks.get(&not_a_set, false).await.unwrap_err(),
             "jwks_uri is not a JWK Set"
         );
+    }
+
+    #[tokio::test]
+    async fn a_probe_neither_remembers_its_failure_nor_waits_out_a_backoff() {
+        let (down, hits) = serve(503, "", Duration::ZERO).await;
+        let jwks = fetcher();
+        assert_eq!(jwks.probe(&down).await.unwrap_err(), "answered HTTP 503");
+        // The next sign-in fetches for itself instead of meeting the probe's failure…
+        assert!(
+            jwks.get(&down, false)
+                .await
+                .unwrap_err()
+                .contains("HTTP 503")
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        // …and a probe goes past the backoff that sign-in's failure started.
+        jwks.probe(&down).await.unwrap_err();
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+        let (up, hits) = serve(200, r#"{"keys":[]}"#, Duration::from_millis(100)).await;
+        let (a, b) = tokio::join!(jwks.probe(&up), jwks.probe(&up));
+        assert_eq!(a.unwrap(), serde_json::json!({"keys": []}));
+        assert_eq!(
+            b.unwrap(),
+            serde_json::json!({"keys": []}),
+            "shared one fetch"
+        );
+        jwks.probe(&up).await.unwrap();
+        jwks.get(&up, false).await.unwrap();
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "a good answer is cached for all"
+        );
+        let (bad, _) = serve(200, "not json", Duration::ZERO).await;
+        assert_eq!(jwks.probe(&bad).await.unwrap_err(), "not JSON");
+        let (not_a_set, _) = serve(200, r#"{"k":1}"#, Duration::ZERO).await;
+        assert_eq!(jwks.probe(&not_a_set).await.unwrap_err(), "not a JWK Set");
     }
 }

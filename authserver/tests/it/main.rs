@@ -56,6 +56,7 @@ mod refresh;
 mod routing;
 mod telemetry;
 mod token;
+mod upstream_check;
 mod userinfo;
 mod users;
 mod verified_tokens;

@@ -64,6 +64,25 @@ impl AdminApi for AdminStub {
         Ok(self.tenants.lock().unwrap().remove(id).is_some())
     }
 
+    /// Every provider is reachable for the stub.
+    async fn check_upstreams(&self, tenant_id: &str) -> AdminResult<Vec<proto::UpstreamCheck>> {
+        let tenants = self.tenants.lock().unwrap();
+        let tenant = tenants.get(tenant_id).ok_or_else(|| not_found("tenant"))?;
+        let settings: serde_json::Value =
+            serde_json::from_str(&tenant.settings_json).unwrap_or_default();
+        Ok(settings["federation"]["providers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| proto::UpstreamCheck {
+                provider_id: p["id"].as_str().unwrap_or_default().to_owned(),
+                kind: p["kind"].as_str().unwrap_or("oidc").to_owned(),
+                ok: true,
+                message: "stub: reachable".to_owned(),
+            })
+            .collect())
+    }
+
     async fn upsert_client(
         &self,
         req: proto::UpsertClientRequest,

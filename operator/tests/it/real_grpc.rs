@@ -503,3 +503,56 @@ async fn an_unreachable_admin_api_is_auth_server_unavailable() {
         .collect();
     assert_eq!(warnings[0].reason, "AuthServerUnavailable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_the_auth_server_may_not_fetch_is_upstream_unreachable_over_the_wire() {
+    let env = env().await;
+    env.fake.insert(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "corp-oidc", "namespace": "gatehouse"},
+        "data": {"client-secret": "czNjcmV0"}}));
+    // A plain-http upstream: the auth server's default outbound rules refuse it, and the
+    // check runs under the same rules as a sign-in.
+    let provider = json!([{"id": "corp", "displayName": "Corp",
+        "issuer": "http://127.0.0.1:9/corp", "clientId": "gatehouse",
+        "clientSecretRef": {"name": "corp-oidc"}}]);
+    env.fake
+        .edit(GROUP_VERSION, "identitytenants", None, "acme", |t| {
+            t["spec"]["federation"] = json!({"providers": provider});
+        });
+    // The first reconcile adds the finalizer.
+    let mut failed = None;
+    for _ in 0..3 {
+        let t: IdentityTenant = serde_json::from_value(env.tenant()).unwrap();
+        if let Err(e) = tenant::reconcile(Arc::new(t), env.ctx.clone()).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = failed.expect("the upstream check fails");
+    assert_eq!(err.category(), "UpstreamUnreachable");
+    let (status, reason, message) = ready(&env.tenant());
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "UpstreamUnreachable")
+    );
+    assert!(
+        message.contains(
+            "corp (oidc): discovery http://127.0.0.1:9/corp/.well-known/openid-configuration: \
+             plain http is not allowed (outbound.allow_http)"
+        ),
+        "{message}"
+    );
+    // Registered all the same: the server answers for the tenant.
+    let checks = env.admin.check_upstreams("acme").await.unwrap();
+    assert_eq!(checks.len(), 1);
+    assert!(!checks[0].ok);
+
+    // Without the provider the tenant is Ready again.
+    env.fake
+        .edit(GROUP_VERSION, "identitytenants", None, "acme", |t| {
+            t["spec"]["federation"] = json!({"providers": []});
+        });
+    let (_, reason, message) = ready(&env.settle_tenant().await);
+    assert_eq!(reason, "Reconciled", "{message}");
+    assert_eq!(env.admin.check_upstreams("acme").await.unwrap(), []);
+}

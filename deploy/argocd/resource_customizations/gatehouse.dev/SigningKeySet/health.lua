@@ -21,8 +21,10 @@ local WAITING = {
 -- Every other Ready=False reason needs a change by someone (MigrationFailed,
 -- InvalidSpec, Conflict, SecretInvalid, NamespaceNotAllowed, ClientIdRetired, and
 -- ApplyFailed: the API server rejected the credentials Secret or purge CronJob, e.g. an
--- admission webhook or a quota, and the operator waits for a change), and so does a
--- reason this script does not know yet: Degraded.
+-- admission webhook or a quota, and the operator waits for a change), or is a real
+-- outage (UpstreamUnreachable: sign-ins through an upstream provider fail now; the
+-- operator keeps checking and the tenant turns Healthy when the upstream answers), and
+-- so does a reason this script does not know yet: Degraded.
 
 local function find_condition(status, type_)
   if status == nil or status.conditions == nil then
