@@ -173,6 +173,8 @@ pub struct Context {
     /// The IdentityTenant controller's cache: the client and key set reconcilers read
     /// their tenant from it instead of a GET per reconcile.
     pub tenant_store: OnceLock<Store<DeserializeGuard<IdentityTenant>>>,
+    /// The purge CronJobs' cache, set by the tenant controller ([`crate::tenant::Inputs`]).
+    pub cronjob_store: OnceLock<Store<k8s_openapi::api::batch::v1::CronJob>>,
     /// Namespaces (their labels decide `allowedNamespaces`), cached by the client
     /// controllers' watches (one per watched namespace, or one for all of them).
     pub namespace_store: OnceLock<Vec<Store<Namespace>>>,
@@ -206,6 +208,7 @@ impl Context {
             client_store: OnceLock::new(),
             keyset_store: OnceLock::new(),
             tenant_store: OnceLock::new(),
+            cronjob_store: OnceLock::new(),
             namespace_store: OnceLock::new(),
             secret_meta_store: OnceLock::new(),
             settled: crate::settled::Settled::default(),

@@ -17,7 +17,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, WatchStreamExt as _, watcher};
 use kube::{Api, Resource as _, ResourceExt as _};
 use serde_json::json;
 
@@ -25,6 +26,7 @@ use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_mess
 use crate::authserver_pod::{self, bounded_name};
 use crate::context::{Config, Context};
 use crate::controller::{self, ReconcileError, admin_reason, generation, with_ready};
+use crate::settled::Fingerprint;
 
 /// Field manager of everything this controller writes.
 pub const FIELD_MANAGER: &str = "gatehouse-operator/identitytenant";
@@ -269,11 +271,75 @@ pub async fn reconcile(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result
     controller::with_finalizer(tenant, ctx, apply, cleanup, Error::Finalizer).await
 }
 
+/// Runs the steps, unless nothing they read has changed since the last successful run and
+/// the resync is not due yet ([`crate::settled`]): the controller's own status write or
+/// CronJob apply coming back costs no request (before, each did a whole round: upsert,
+/// CronJob apply, upstream check, status).
 async fn apply(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
-    let result = apply_steps(&tenant, &ctx)
-        .await
-        .map(|()| Action::requeue(ctx.config.resync));
+    let uid = tenant.uid().unwrap_or_default();
+    let started = ctx.now();
+    // With the migration gate closed the steps report it: never skipped.
+    let inputs = if ctx.migration.borrow().gate().is_ok() {
+        Inputs::cached(&tenant, &ctx)
+    } else {
+        None
+    };
+    if let Some(inputs) = &inputs
+        && let Some(wait) =
+            ctx.settled
+                .unchanged(&uid, Fingerprint::of(inputs), started, ctx.config.resync)
+    {
+        tracing::debug!("nothing changed since the last reconcile: skipped");
+        return Ok(Action::requeue(wait));
+    }
+    let result = apply_steps(&tenant, &ctx).await;
+    match (&result, inputs) {
+        (Ok(cronjob_version), Some(mut inputs)) => {
+            // The CronJob as this reconcile left it: its own apply must not count as a
+            // change the next time.
+            inputs.cronjob.clone_from(cronjob_version);
+            ctx.settled.record(&uid, Fingerprint::of(&inputs), started);
+        }
+        _ => ctx.settled.forget(&uid),
+    }
+    let result = result.map(|_| Action::requeue(ctx.config.resync));
     controller::reported(&*tenant, &ctx, result).await
+}
+
+/// What a reconcile of a tenant reads from the controller's caches, fingerprinted to tell
+/// a trigger that changes nothing from a change ([`crate::settled`]): the tenant's own
+/// metadata (not its status) and the purge CronJob's version, so a CronJob deleted or
+/// edited by someone is a change. Not in it, so only seen at the resync: the upstream
+/// Secrets (their absence is a failure, and failures are never settled) and the
+/// upstreams' reachability.
+#[derive(Debug, Clone, Hash)]
+pub struct Inputs {
+    pub generation: Option<i64>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub finalizers: Vec<String>,
+    pub deleting: bool,
+    pub cronjob: Option<String>,
+}
+
+impl Inputs {
+    /// From the caches; `None` when the controller's caches are not running (tests that
+    /// call the reconciler directly), so every reconcile runs in full.
+    pub fn cached(tenant: &IdentityTenant, ctx: &Context) -> Option<Self> {
+        let cronjobs = ctx.cronjob_store.get()?;
+        let key =
+            ObjectRef::new(&purge_cronjob_name(&tenant.name_any())).within(&ctx.config.namespace);
+        Some(Self {
+            generation: tenant.meta().generation,
+            annotations: tenant.annotations().clone(),
+            labels: tenant.labels().clone(),
+            finalizers: tenant.finalizers().to_vec(),
+            deleting: controller::is_deleting(tenant),
+            cronjob: cronjobs
+                .get(&key)
+                .and_then(|c| c.metadata.resource_version.clone()),
+        })
+    }
 }
 
 /// What must change: the registration to upsert and the purge CronJob to apply. Pure.
@@ -386,8 +452,8 @@ fn upsert_error(e: AdminError) -> Error {
 
 /// migration gate → upstream Secrets → plan → UpsertTenant → CronJob → upstream checks
 /// → status. The one dereference: the Secrets the upstream providers' `clientSecretRef`s
-/// name.
-async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
+/// name. Returns the applied CronJob's version.
+async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<Option<String>> {
     ctx.migration.borrow().gate()?;
     upstream_secrets_exist(tenant, ctx).await?;
     let Plan { request, cronjob } = plan(tenant, &ctx.config)?;
@@ -410,7 +476,7 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
 
     let namespace = &ctx.config.namespace;
     let cronjob_name = cronjob.metadata.name.clone().unwrap_or_default();
-    controller::apply_child(
+    let applied = controller::apply_child(
         &Api::<CronJob>::namespaced(ctx.client.clone(), namespace),
         &cronjob_name,
         FIELD_MANAGER,
@@ -426,8 +492,9 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
             name: cronjob_name.clone(),
             source,
         },
-    })
-    .map(drop)?;
+    })?
+    .metadata
+    .resource_version;
 
     let upstreams = upstreams_reachable(tenant, ctx).await?;
     let status = ready_status(
@@ -440,7 +507,8 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<()> {
     );
     controller::save_status(tenant, ctx, &status)
         .await
-        .map_err(Error::UpdateStatus)
+        .map_err(Error::UpdateStatus)?;
+    Ok(applied)
 }
 
 /// Every Secret an upstream provider references exists in the auth pods' namespace:
@@ -542,6 +610,7 @@ pub fn unreachable_message(checks: &[proto::UpstreamCheck]) -> Option<String> {
 /// failures with the auth server unreachable, the rows are left in place.
 async fn cleanup(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
     let (tenant, ctx) = (&*tenant, &*ctx);
+    ctx.settled.forget(&tenant.uid().unwrap_or_default());
     let name = tenant.name_any();
     if controller::skips_cleanup(tenant) {
         tracing::warn!(tenant = %name, "cleanup skipped by annotation; tenant left in the database");
@@ -643,13 +712,23 @@ pub async fn run(
         .with_config(controller::runtime_config(&ctx.config));
     let store = controller.store();
     let _ = ctx.tenant_store.set(store.clone());
-    controller
-        // kube-runtime finds the cluster-scoped owner of a namespaced CronJob (its
-        // store retries an owner lookup without the namespace).
-        .owns(
+    // The purge CronJobs through a reflector of our own: its cache holds their versions
+    // ([`Inputs`]), its events reconcile their owners as `.owns()` would.
+    let (cronjob_cache, cronjob_writer) = kube::runtime::reflector::store();
+    let _ = ctx.cronjob_store.set(cronjob_cache);
+    let cronjob_events = kube::runtime::reflector(
+        cronjob_writer,
+        watcher(
             cronjobs,
             watcher::Config::default().labels(&purge_selector(&ctx.config.scope)),
         )
+        .default_backoff(),
+    )
+    .touched_objects();
+    controller
+        // kube-runtime finds the cluster-scoped owner of a namespaced CronJob (its
+        // store retries an owner lookup without the namespace).
+        .owns_stream(cronjob_events)
         .reconcile_on(controller::gate_release(ctx.migration.clone(), store))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_guarded, controller::policy, ctx)
@@ -663,6 +742,8 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::*;
@@ -933,6 +1014,72 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].reason, "TenantRegistered");
         assert!(!events[0].warning);
+        verifier.done().await;
+    }
+
+    /// The purge CronJobs' cache as `run` sets it, holding `versions` of the tenant's.
+    fn with_cronjob_cache(ctx: &Context, version: Option<&str>) {
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        if let Some(v) = version {
+            let cj: CronJob = serde_json::from_value(json!({
+                "apiVersion": "batch/v1", "kind": "CronJob",
+                "metadata": {"name": "gatehouse-purge-acme", "namespace": "gatehouse",
+                             "resourceVersion": v}
+            }))
+            .unwrap();
+            writer.apply_watcher_event(&watcher::Event::InitApply(cj));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let _ = ctx.cronjob_store.set(reader);
+    }
+
+    fn applied_cronjob(version: &str) -> serde_json::Value {
+        json!({"apiVersion": "batch/v1", "kind": "CronJob",
+               "metadata": {"name": "gatehouse-purge-acme", "namespace": "gatehouse",
+                            "resourceVersion": version}})
+    }
+
+    /// A watch event that changes nothing the reconcile reads (its status write, its
+    /// CronJob apply, coming back) costs no request and no upsert until the resync is
+    /// due; the CronJob gone from the cache (deleted by someone) runs it in full again.
+    #[tokio::test]
+    async fn a_trigger_that_changes_nothing_skips_the_reconcile_until_the_resync() {
+        let t = tenant(json!({})).finalized();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(CRONJOB, FIELD_MANAGER).respond(applied_cronjob("7")),
+            Step::apply(&status_path(), FIELD_MANAGER).respond_obj(&t),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        // The watch brought the applied CronJob back.
+        with_cronjob_cache(&ctx, Some("7"));
+        let first = reconcile(Arc::new(t.clone()), ctx.clone()).await;
+        assert_eq!(first.unwrap(), Action::requeue(Duration::from_mins(5)));
+        // The mock API server answers nothing more: any request now fails the reconcile.
+        verifier.done().await;
+        let again = reconcile(Arc::new(t.clone()), ctx.clone()).await;
+        assert_eq!(
+            again.unwrap(),
+            Action::requeue(Duration::from_mins(5)),
+            "skipped: the fixed clock says the resync is 5 min away"
+        );
+        assert_eq!(admin.calls(), ["UpsertTenant(acme)"], "one upsert for both");
+
+        // The CronJob deleted: a change, so the whole reconcile runs (and re-creates it).
+        let seen = Inputs::cached(&t, &ctx).unwrap();
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(CRONJOB, FIELD_MANAGER).respond(applied_cronjob("9")),
+            Step::apply(&status_path(), FIELD_MANAGER).respond_obj(&t),
+        ]);
+        let fresh = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        with_cronjob_cache(&fresh, None);
+        fresh.settled.record(
+            &t.uid().unwrap_or_default(),
+            Fingerprint::of(&seen),
+            fixtures::now(),
+        );
+        reconcile(Arc::new(t), fresh).await.unwrap();
+        assert_eq!(admin.calls(), ["UpsertTenant(acme)", "UpsertTenant(acme)"]);
         verifier.done().await;
     }
 
