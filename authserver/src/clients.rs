@@ -196,6 +196,13 @@ impl ClientService {
         if let Some(hit) = self.cache.get(&key) {
             return Ok(hit);
         }
+        // Boxed: the query's future would otherwise be part of every token request's
+        // future, copied whole each time that future is boxed, hit or miss.
+        Box::pin(self.load(key)).await
+    }
+
+    async fn load(&self, key: (String, String)) -> Result<Option<Arc<StoredClient>>> {
+        let (tenant_id, client_id) = (key.0.as_str(), key.1.as_str());
         let epoch = self.cache.begin_load();
         let found = match self.store.get_client(tenant_id, client_id).await {
             Ok(found) => found.map(Arc::new),

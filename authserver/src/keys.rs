@@ -252,6 +252,12 @@ impl KeyService {
         if let Some(keys) = self.published.get(&tenant_id.to_owned()) {
             return Ok(keys);
         }
+        // Boxed: the query's future would otherwise be part of every caller's future,
+        // copied whole each time a request's future is boxed, hit or miss.
+        Box::pin(self.load_published_keys(tenant_id)).await
+    }
+
+    async fn load_published_keys(&self, tenant_id: &str) -> Result<Arc<Vec<StoredKey>>> {
         let epoch = self.published.begin_load();
         let keys = Arc::new(
             self.store

@@ -14,6 +14,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
+mod json;
 mod sink;
 
 /// Flushes and stops the OTLP exporter, and writes the queued log lines, when dropped (at
@@ -56,12 +57,12 @@ pub fn init(level: &str, format: LogFormat, otlp_endpoint: Option<&str>) -> anyh
         logs: Some(logs.flush_on_drop()),
     };
     let fmt_layer = match format {
+        // The lines of `.json().flatten_event(true).with_current_span(true)
+        // .with_span_list(false)`, written faster (see `json`).
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(logs)
             .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .event_format(json::JsonLine::<tracing_subscriber::fmt::time::SystemTime>::default())
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(logs)

@@ -30,6 +30,12 @@ impl TenantDirectory {
         if let Some(r) = self.cache.get(&()) {
             return Ok(r);
         }
+        // Boxed: the query's future would otherwise be part of every request's routing
+        // future, copied whole each time that future is boxed, hit or miss.
+        Box::pin(self.load()).await
+    }
+
+    async fn load(&self) -> store::Result<Arc<Routes>> {
         let epoch = self.cache.begin_load();
         let tenants = match self.store.list_tenants().await {
             Ok(t) => t,

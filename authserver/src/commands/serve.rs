@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use super::{Context, open};
 use crate::admin::AdminService;
 use crate::config::Settings;
-use crate::http::{self, AppState, Readiness, metrics::Metrics};
+use crate::http::{self, AppServices, AppState, Readiness, metrics::Metrics};
 use crate::oauth::OAuthService;
 use crate::oauth::client_documents::{self, DocumentCache};
 use crate::oauth::dpop::Dpop;
@@ -344,7 +344,7 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
         Arc::clone(&ctx.clock),
         geoip,
     ));
-    Ok(AppState {
+    Ok(AppState::new(AppServices {
         store: ctx.store.clone(),
         oauth: Arc::new(oauth),
         keys: Arc::clone(&ctx.keys),
@@ -379,7 +379,7 @@ pub(crate) async fn build_state(ctx: &Context) -> anyhow::Result<AppState> {
             ctx.store.clone(),
             Arc::clone(&ctx.kek),
         )),
-    })
+    }))
 }
 
 /// The outbox sender of this pod (`None` without an SMTP relay): see `email::sender`.

@@ -160,7 +160,7 @@ impl OAuthService {
         let p = presented(authorization, form)?;
         let basic = matches!(p, Presented::Basic { .. });
         let fail = |id: Option<String>, why: Failure| async move {
-            self.audit_auth_failure(tenant, id, why, ip).await;
+            Box::pin(self.audit_auth_failure(tenant, id, why, ip)).await;
             OAuthError::invalid_client("client authentication failed").with_basic_challenge(basic)
         };
         match p {
@@ -198,10 +198,10 @@ impl OAuthService {
                 })
             }
             Presented::Assertion { assertion } => {
-                match self
-                    .check_assertion(tenant, endpoint_url, &assertion, form)
-                    .await
-                {
+                // Boxed, like the audit below: an assertion may fetch the client's JWKS,
+                // and that future would otherwise be part of every token request's, copied
+                // whole each time the request's future is boxed.
+                match Box::pin(self.check_assertion(tenant, endpoint_url, &assertion, form)).await {
                     Ok(client) => Ok(Authenticated {
                         client,
                         method: AuthMethod::PrivateKeyJwt,

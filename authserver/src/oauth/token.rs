@@ -293,13 +293,13 @@ impl OAuthService {
                     .await?;
                 (body, proof)
             }
+            // Boxed: their futures are many times the size of the rest, and would be
+            // copied whole, as part of the request's future, on every token request.
             "authorization_code" => {
-                self.authorization_code_grant(tenant, &client.client, &req)
-                    .await?
+                Box::pin(self.authorization_code_grant(tenant, &client.client, &req)).await?
             }
             "refresh_token" => {
-                self.refresh_token_grant(tenant, &client.client, &req)
-                    .await?
+                Box::pin(self.refresh_token_grant(tenant, &client.client, &req)).await?
             }
             other => {
                 return Err(OAuthError::new(

@@ -9,6 +9,12 @@
 //! is full the line is dropped and counted (the count is written as a warning once the
 //! writer catches up): losing log lines during an I/O stall is better than stopping
 //! sign-ins and token requests. Audit events are in the database, not in this log.
+//!
+//! The writer works in batches: woken by a line, it lets more arrive for
+//! [`GATHER`], then writes everything queued with one `write(2)`. Per line, a `write(2)`
+//! and waking a parked thread cost more CPU than formatting the line (measured: see
+//! README, Benchmarks); while it gathers, senders find no one to wake. A line waits at
+//! most [`GATHER`] plus the write before it reaches the output.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -21,6 +27,12 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Lines the queue holds before new ones are dropped: a few MiB of JSON lines, seconds of
 /// a busy server's logging.
 pub const CAPACITY: usize = 16_384;
+
+/// How long the writer lets lines accumulate after the first one wakes it.
+const GATHER: Duration = Duration::from_millis(2);
+
+/// The writer's buffer: a batch larger than this is written in several calls.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// What goes down the queue.
 enum Message {
@@ -92,18 +104,29 @@ impl Sink {
     }
 }
 
-fn write_lines(rx: &Receiver<Message>, mut out: impl Write, dropped: &AtomicU64) {
+fn write_lines(rx: &Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
+    let mut out = std::io::BufWriter::with_capacity(BATCH_BYTES, out);
     let mut reported = 0;
-    for message in rx {
-        match message {
-            Message::Line(line) => {
-                let _ = out.write_all(&line);
-            }
-            Message::Flush(ack) => {
-                let _ = out.flush();
-                let _ = ack.send(());
+    // Blocks only while the queue is empty: then the next line wakes this thread.
+    while let Ok(first) = rx.recv() {
+        let mut acks = Vec::new();
+        if !matches!(first, Message::Flush(_)) {
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "this thread only writes logs; no async task runs on it"
+            )]
+            std::thread::sleep(GATHER);
+        }
+        for message in std::iter::once(first).chain(rx.try_iter()) {
+            match message {
+                Message::Line(line) => {
+                    let _ = out.write_all(&line);
+                }
+                Message::Flush(ack) => acks.push(ack),
             }
         }
+        let _ = out.flush();
+        // After the flush: lines dropped while it was blocked are counted in this report.
         let now = dropped.load(Ordering::Relaxed);
         if now > reported {
             let _ = writeln!(
@@ -111,7 +134,11 @@ fn write_lines(rx: &Receiver<Message>, mut out: impl Write, dropped: &AtomicU64)
                 r#"{{"level":"WARN","message":"log lines dropped: the log output was blocked and the queue full","dropped":{}}}"#,
                 now - reported
             );
+            let _ = out.flush();
             reported = now;
+        }
+        for ack in acks {
+            let _ = ack.send(());
         }
     }
 }
@@ -146,7 +173,8 @@ impl<'a> MakeWriter<'a> for Sink {
 
     fn make_writer(&'a self) -> Self::Writer {
         LineWriter {
-            buf: Vec::with_capacity(256),
+            // An access-log line is 250–300 bytes: one allocation, no regrowth.
+            buf: Vec::with_capacity(512),
             sink: self.clone(),
         }
     }

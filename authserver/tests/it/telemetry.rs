@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use reqwest::header;
 
 use crate::harness::oauth::{access_token, create_client, post_form, send};
-use crate::harness::{Backend, POLL, Server, TestDb, free_port};
+use crate::harness::{Backend, TestDb, free_port};
 
 /// (trace id hex, parent span id hex, span name) of every exported span.
 type Received = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -119,7 +119,7 @@ async fn requests_join_the_callers_trace_and_logs_carry_the_trace_id() {
     );
     assert_eq!(span.2, "GET {issuer}/jwks");
 
-    let logs = server.logs();
+    let logs = server.logs_with(r#""route":"{issuer}/jwks""#).await;
     let line = logs
         .lines()
         .find(|l| l.contains(r#""route":"{issuer}/jwks""#))
@@ -140,7 +140,7 @@ async fn without_an_endpoint_no_trace_id_is_logged() {
         .send()
         .await
         .unwrap();
-    let logs = server.logs();
+    let logs = server.logs_with(r#""route":"{issuer}/jwks""#).await;
     let line = logs
         .lines()
         .find(|l| l.contains(r#""route":"{issuer}/jwks""#))
@@ -149,19 +149,6 @@ async fn without_an_endpoint_no_trace_id_is_logged() {
 }
 
 on_both_backends!(a_server_error_is_logged_once_with_the_requests_trace_id);
-
-/// The server's log once it contains `text` (lines are written by a thread of their own).
-async fn log_with(server: &Server, text: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let logs = server.logs();
-        if logs.contains(text) {
-            return logs;
-        }
-        assert!(Instant::now() < deadline, "no {text:?} in the log:\n{logs}");
-        tokio::time::sleep(POLL).await;
-    }
-}
 
 /// A database failure that is not an outage (a table gone) answers 500 `server_error`
 /// with nothing of the database in the body, and is logged exactly once: at ERROR,
@@ -195,7 +182,7 @@ async fn a_server_error_is_logged_once_with_the_requests_trace_id(backend: Backe
     }
 
     // The request's own line is written after the failure's.
-    let logs = log_with(&server, r#""status":500"#).await;
+    let logs = server.logs_with(r#""status":500"#).await;
     let failures: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("revoked_tokens"))

@@ -204,6 +204,21 @@ impl Server {
         self.process().logs()
     }
 
+    /// The server's log once it contains `text`: log lines reach the output from a
+    /// thread of their own, in batches a few milliseconds apart, so a line about a
+    /// request that just finished may not be there yet.
+    pub async fn logs_with(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.contains(text) {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "no {text:?} in the log:\n{logs}");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Polls `path` until it answers 200; fails early if the process exits. An
     /// in-process server is ready once it listens.
     async fn wait_for(&mut self, path: &str) {

@@ -1,0 +1,320 @@
+//! The JSON log line: the same bytes as `tracing_subscriber`'s JSON formatter (flattened
+//! event, current span, no span list), written straight into one buffer.
+//!
+//! Every request writes an access-log line, so the formatter is on the hot path of every
+//! endpoint. The stock one serialises through a `fmt::Write` adaptor a few bytes at a
+//! time and, for the span, parses the span's stored JSON fields back into a map only to
+//! serialise them again. Here the span's fields, which its field formatter
+//! (`JsonFields`) stored as a JSON object, are copied as they are and the span's name is
+//! appended. The unit tests below hold the output to the stock formatter's, byte for
+//! byte, so log shippers and the tests that read logs see no difference.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::Serialize;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent as _;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The event formatter of JSON logs (`LogFormat::Json`).
+#[derive(Debug, Default)]
+pub struct JsonLine<T = SystemTime> {
+    timer: T,
+}
+
+impl<T> JsonLine<T> {
+    /// Timestamps from `timer` instead of the system clock (tests).
+    #[cfg(test)]
+    pub fn with_timer(timer: T) -> Self {
+        Self { timer }
+    }
+}
+
+thread_local! {
+    /// The line being built, reused: a line costs no allocation once the buffer has grown.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<S, N, T> FormatEvent<S, N> for JsonLine<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                self.format(ctx, &mut writer, event, &mut buf)
+            }
+            // Only if formatting re-entered itself (a field's `Debug` that logs).
+            Err(_) => self.format(ctx, &mut writer, event, &mut Vec::new()),
+        })
+    }
+}
+
+impl<T: FormatTime> JsonLine<T> {
+    fn format<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        writer: &mut Writer<'_>,
+        event: &Event<'_>,
+        buf: &mut Vec<u8>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'w> FormatFields<'w> + 'static,
+    {
+        let mut timestamp = String::new();
+        self.timer.format_time(&mut Writer::new(&mut timestamp))?;
+        // Events from the `log` crate carry their real target and level here.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+
+        buf.extend_from_slice(b"{\"timestamp\":");
+        json(buf, timestamp.as_str())?;
+        buf.extend_from_slice(b",\"level\":");
+        json(buf, meta.level().as_str())?;
+        let mut fields = Fields {
+            buf,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        buf.extend_from_slice(b",\"target\":");
+        json(buf, meta.target())?;
+
+        let span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if let Some(span) = span {
+            let ext = span.extensions();
+            let stored = ext.get::<FormattedFields<N>>().map(|f| f.fields.as_str());
+            // `JsonFields` stores `{…}`: open it, add the name, close it again.
+            if let Some(object) = stored.and_then(|s| s.strip_suffix('}')) {
+                buf.extend_from_slice(b",\"span\":");
+                buf.extend_from_slice(object.as_bytes());
+                if object != "{" {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(b"\"name\":");
+                json(buf, span.name())?;
+                buf.push(b'}');
+            }
+        }
+        buf.extend_from_slice(b"}\n");
+        let text = std::str::from_utf8(buf).map_err(|_| fmt::Error)?;
+        writer.write_str(text)
+    }
+}
+
+/// Appends `value` as JSON (strings escaped as serde_json escapes them).
+fn json(buf: &mut Vec<u8>, value: impl Serialize) -> fmt::Result {
+    serde_json::to_writer(buf, &value).map_err(|_| fmt::Error)
+}
+
+/// The event's fields as `,"name":value` entries, in the order they were recorded.
+struct Fields<'a> {
+    buf: &'a mut Vec<u8>,
+    result: fmt::Result,
+}
+
+impl Fields<'_> {
+    fn entry(&mut self, field: &Field, value: impl Serialize) {
+        if self.result.is_ok() {
+            self.buf.push(b',');
+            self.result = json(self.buf, field.name()).and_then(|()| {
+                self.buf.push(b':');
+                json(self.buf, value)
+            });
+        }
+    }
+}
+
+impl Visit for Fields<'_> {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.entry(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.entry(field, format_args!("{value:?}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.entry(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.entry(field, value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.entry(field, value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.entry(field, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    impl Buffer {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    struct Fixed;
+
+    impl FormatTime for Fixed {
+        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+            w.write_str("2026-12-06T20:00:00.123456Z")
+        }
+    }
+
+    #[derive(Debug)]
+    struct Failure;
+
+    impl fmt::Display for Failure {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("failed to \"reach\" the database\n\tat once")
+        }
+    }
+
+    impl std::error::Error for Failure {}
+
+    /// Every kind of field, span and event the server logs, and awkward text.
+    fn log_everything() {
+        tracing::info!("no span, no fields");
+        tracing::warn!(count = 3_u64, delta = -7_i64, ok = true, "numbers");
+        tracing::error!(
+            ratio = 0.125,
+            latency_ms = 1.0 / 3.0,
+            nan = f64::NAN,
+            huge = 1e300,
+            "floats"
+        );
+        tracing::info!(
+            text = "quote \" backslash \\ newline \n tab \t bell \u{7} esc \u{1b} é ✓ 🦀",
+            "strings"
+        );
+        let error = Failure;
+        tracing::error!(error = &error as &dyn std::error::Error, "an error");
+        tracing::info!(shown = %"display", debugged = ?vec!["a", "b"], "formats");
+        tracing::info!(message = "explicit message field");
+        tracing::info!(target: "some::other::target", "another target");
+        let span = tracing::info_span!(
+            "http_request",
+            http.method = %"GET",
+            http.route = tracing::field::Empty,
+            tenant = tracing::field::Empty,
+        );
+        span.in_scope(|| {
+            tracing::info!(
+                method = %"GET",
+                route = %"{issuer}/jwks",
+                status = 200_u16,
+                latency_ms = 0.04,
+                tenant = "main",
+                "request"
+            );
+        });
+        span.record("http.route", "{issuer}/jwks");
+        span.record("tenant", "ma\"in");
+        span.in_scope(|| tracing::info!("after the span's fields were recorded"));
+        let bare = tracing::info_span!("no_fields");
+        bare.in_scope(|| {
+            let inner = tracing::debug_span!("inner", n = 1_u64, name = "field named name");
+            inner.in_scope(|| tracing::debug!("innermost span is the current one"));
+            tracing::info!(parent: &span, "explicit parent");
+            tracing::info!(parent: None, "explicitly no parent");
+        });
+        let answer = 42;
+        span.in_scope(|| {
+            tracing_log::format_trace(
+                &log::Record::builder()
+                    .args(format_args!("from the log crate: {answer}"))
+                    .level(log::Level::Warn)
+                    .target("a_log_crate::module")
+                    .module_path(Some("a_log_crate::module"))
+                    .file(Some("src/module.rs"))
+                    .line(Some(7))
+                    .build(),
+            )
+            .unwrap();
+        });
+    }
+
+    #[test]
+    fn lines_are_byte_for_byte_those_of_the_stock_json_formatter() {
+        let stock = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(stock.clone())
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_timer(Fixed),
+        );
+        tracing::subscriber::with_default(subscriber, log_everything);
+
+        let ours = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(ours.clone())
+                .json()
+                .event_format(JsonLine::with_timer(Fixed)),
+        );
+        tracing::subscriber::with_default(subscriber, log_everything);
+
+        let (stock, ours) = (stock.text(), ours.text());
+        assert_eq!(stock.lines().count(), 14, "{stock}");
+        for (s, o) in stock.lines().zip(ours.lines()) {
+            assert_eq!(o, s);
+            serde_json::from_str::<serde_json::Value>(o).unwrap();
+        }
+        assert_eq!(ours, stock);
+    }
+}
