@@ -62,7 +62,10 @@ async fn a_missing_key_file_keeps_serve_unready_until_its_secret_appears(backend
     std::fs::write(&key_file, format!("{}\n", db.key())).unwrap();
     server.wait_ready().await;
     assert_eq!(server.get("/jwks").await.unwrap().status(), 200);
-    assert!(!server.logs().contains(db.key()), "the key was logged");
+    assert!(
+        !server.logs_settled().await.contains(db.key()),
+        "the key was logged"
+    );
 }
 
 /// The admin token comes from a mounted Secret: rotating the Secret reaches the running

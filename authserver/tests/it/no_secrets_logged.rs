@@ -174,7 +174,7 @@ async fn no_secret_is_ever_logged_even_at_trace(backend: Backend) {
         .await
         .unwrap();
 
-    let logs = server.logs();
+    let logs = server.logs_settled().await;
     assert!(
         logs.lines().count() > 100 && logs.contains("TRACE"),
         "the server logged at trace level"

@@ -365,7 +365,7 @@ async fn token_endpoint_errors_are_oauth_json_and_change_nothing(backend: Backen
             "{row}"
         );
     }
-    let logs = server.logs();
+    let logs = server.logs_settled().await;
     for secret in [basic.secret(), post.secret(), "not-the-secret"] {
         assert!(!logs.contains(secret), "a secret was logged:\n{logs}");
     }

@@ -581,7 +581,7 @@ async fn admin_api_user_calls(backend: Backend) {
     assert!(audit.contains("user.created|admin-api|"), "{audit}");
     assert!(audit.contains("user.password_set|admin-api|"), "{audit}");
     assert!(audit.contains("user.deleted|admin-api|"), "{audit}");
-    let logs = server.logs();
+    let logs = server.logs_settled().await;
     for secret in [PASSWORD, BREACHED, "a-brand-new-passphrase"] {
         assert!(
             !logs.contains(secret) && !audit.contains(secret),

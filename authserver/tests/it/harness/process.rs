@@ -219,6 +219,22 @@ impl Server {
         }
     }
 
+    /// The log once the writer has caught up — unchanged for 50 ms (it writes its
+    /// batches a few milliseconds apart), or as it is after 5 s of steady logging — for
+    /// tests that look for what must *not* be in it.
+    pub async fn logs_settled(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = self.logs();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.logs();
+            if now == last || Instant::now() >= deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     /// Polls `path` until it answers 200; fails early if the process exits. An
     /// in-process server is ready once it listens.
     async fn wait_for(&mut self, path: &str) {
