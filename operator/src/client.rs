@@ -33,7 +33,6 @@ use crate::authserver_pod;
 use crate::context::Context;
 use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
 use crate::scope::Scope;
-use crate::settled::Fingerprint;
 
 /// Field manager of everything this controller writes.
 pub const FIELD_MANAGER: &str = "gatehouse-operator/oidcclient";
@@ -406,33 +405,30 @@ pub async fn reconcile(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Act
 /// writes then costs no request.
 async fn apply(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
     let uid = client.uid().unwrap_or_default();
-    let started = ctx.now();
     // With the migration gate closed the steps report it: never skipped.
-    let inputs = if ctx.migration.borrow().gate().is_ok() {
-        Inputs::cached(&client, &ctx)
-    } else {
-        None
+    let inputs = ctx
+        .gate_open()
+        .then(|| Inputs::cached(&client, &ctx))
+        .flatten();
+    let steps = Box::pin(apply_steps(&client, &ctx));
+    // The Secret as this reconcile left it: its own write must not count as a change.
+    let own = |inputs: &mut Inputs, credentials: &Option<String>| {
+        inputs.credentials.clone_from(credentials);
     };
-    if let Some(inputs) = &inputs
-        && let Some(wait) =
-            ctx.settled
-                .unchanged(&uid, Fingerprint::of(inputs), started, ctx.config.resync)
+    match ctx
+        .settled
+        .run(&uid, inputs, ctx.now(), ctx.config.resync, steps, own)
+        .await
     {
-        tracing::debug!("nothing changed since the last reconcile: skipped");
-        return Ok(Action::requeue(wait));
-    }
-    let result = apply_steps(&client, &ctx).await;
-    match (&result, inputs) {
-        (Ok(credentials), Some(mut inputs)) => {
-            // The Secret as this reconcile left it: its own write must not count as a
-            // change the next time.
-            inputs.credentials.clone_from(credentials);
-            ctx.settled.record(&uid, Fingerprint::of(&inputs), started);
+        Err(wait) => {
+            tracing::debug!("nothing changed since the last reconcile: skipped");
+            Ok(Action::requeue(wait))
         }
-        _ => ctx.settled.forget(&uid),
+        Ok(result) => {
+            let result = result.map(|_| Action::requeue(ctx.config.resync));
+            controller::reported(&*client, &ctx, result).await
+        }
     }
-    let result = result.map(|_| Action::requeue(ctx.config.resync));
-    controller::reported(&*client, &ctx, result).await
 }
 
 /// What a reconcile of a client reads from the controllers' caches, fingerprinted to tell

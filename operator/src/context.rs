@@ -219,6 +219,11 @@ impl Context {
         self.clock.now()
     }
 
+    /// The schema migration's gate is open: reconciles may run their steps.
+    pub fn gate_open(&self) -> bool {
+        self.migration.borrow().gate().is_ok()
+    }
+
     /// Records one more failure of `key` and returns how long to wait before the next
     /// attempt: 5 s, 10 s, 20 s … doubling up to the resync interval (at most 5 min).
     pub fn backoff(&self, key: &str) -> Duration {

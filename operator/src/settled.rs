@@ -21,6 +21,7 @@
 //! operator or a new leader reconciles everything once in full.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{Hash, Hasher as _};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -73,6 +74,37 @@ impl Settled {
             .lock()
             .expect("settled lock")
             .insert(uid.to_owned(), (fingerprint, now));
+    }
+
+    /// Runs `steps` unless `inputs` (what they read from the caches; `None`: unknown,
+    /// always run) are those of the last success and the resync is not due: `Err(wait)`
+    /// when skipped. After a success the inputs are recorded, first updated by
+    /// `own_writes` with what the steps wrote themselves (their own writes coming back
+    /// must not count as a change); after a failure the object is forgotten.
+    pub async fn run<I: Hash, T, E>(
+        &self,
+        uid: &str,
+        inputs: Option<I>,
+        now: Timestamp,
+        resync: Duration,
+        steps: impl Future<Output = Result<T, E>>,
+        own_writes: impl FnOnce(&mut I, &T),
+    ) -> Result<Result<T, E>, Duration> {
+        if let Some(wait) = inputs
+            .as_ref()
+            .and_then(|i| self.unchanged(uid, Fingerprint::of(i), now, resync))
+        {
+            return Err(wait);
+        }
+        let result = steps.await;
+        match (&result, inputs) {
+            (Ok(done), Some(mut inputs)) => {
+                own_writes(&mut inputs, done);
+                self.record(uid, Fingerprint::of(&inputs), now);
+            }
+            _ => self.forget(uid),
+        }
+        Ok(result)
     }
 
     /// Forgets `uid`: its next reconcile runs in full (after a failure, on deletion).

@@ -26,7 +26,6 @@ use crate::admin_client::{AdminError, AdminErrorKind, proto, resource_field_mess
 use crate::authserver_pod::{self, bounded_name};
 use crate::context::{Config, Context};
 use crate::controller::{self, ReconcileError, admin_reason, generation, with_ready};
-use crate::settled::Fingerprint;
 
 /// Field manager of everything this controller writes.
 pub const FIELD_MANAGER: &str = "gatehouse-operator/identitytenant";
@@ -277,33 +276,30 @@ pub async fn reconcile(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result
 /// CronJob apply, upstream check, status).
 async fn apply(tenant: Arc<IdentityTenant>, ctx: Arc<Context>) -> Result<Action> {
     let uid = tenant.uid().unwrap_or_default();
-    let started = ctx.now();
     // With the migration gate closed the steps report it: never skipped.
-    let inputs = if ctx.migration.borrow().gate().is_ok() {
-        Inputs::cached(&tenant, &ctx)
-    } else {
-        None
+    let inputs = ctx
+        .gate_open()
+        .then(|| Inputs::cached(&tenant, &ctx))
+        .flatten();
+    let steps = Box::pin(apply_steps(&tenant, &ctx));
+    // The CronJob as this reconcile left it: its own apply must not count as a change.
+    let own = |inputs: &mut Inputs, cronjob: &Option<String>| {
+        inputs.cronjob.clone_from(cronjob);
     };
-    if let Some(inputs) = &inputs
-        && let Some(wait) =
-            ctx.settled
-                .unchanged(&uid, Fingerprint::of(inputs), started, ctx.config.resync)
+    match ctx
+        .settled
+        .run(&uid, inputs, ctx.now(), ctx.config.resync, steps, own)
+        .await
     {
-        tracing::debug!("nothing changed since the last reconcile: skipped");
-        return Ok(Action::requeue(wait));
-    }
-    let result = apply_steps(&tenant, &ctx).await;
-    match (&result, inputs) {
-        (Ok(cronjob_version), Some(mut inputs)) => {
-            // The CronJob as this reconcile left it: its own apply must not count as a
-            // change the next time.
-            inputs.cronjob.clone_from(cronjob_version);
-            ctx.settled.record(&uid, Fingerprint::of(&inputs), started);
+        Err(wait) => {
+            tracing::debug!("nothing changed since the last reconcile: skipped");
+            Ok(Action::requeue(wait))
         }
-        _ => ctx.settled.forget(&uid),
+        Ok(result) => {
+            let result = result.map(|_| Action::requeue(ctx.config.resync));
+            controller::reported(&*tenant, &ctx, result).await
+        }
     }
-    let result = result.map(|_| Action::requeue(ctx.config.resync));
-    controller::reported(&*tenant, &ctx, result).await
 }
 
 /// What a reconcile of a tenant reads from the controller's caches, fingerprinted to tell
@@ -751,6 +747,7 @@ mod tests {
         self, ApiServerVerifier, FakeAdmin, Step, TestObject as _, assert_ready, tenant,
     };
     use crate::migration::MigrationState;
+    use crate::settled::Fingerprint;
 
     const TENANT: &str = "/apis/gatehouse.dev/v1alpha1/identitytenants/acme";
     const CRONJOB: &str = "/apis/batch/v1/namespaces/gatehouse/cronjobs/gatehouse-purge-acme";

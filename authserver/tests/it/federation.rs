@@ -16,7 +16,7 @@ use crate::harness::github::{Account, GitHubStub};
 use crate::harness::oauth::{Creds, create_client, post_form, send};
 use crate::harness::webauthn::SoftAuthenticator;
 use crate::harness::{Backend, Server, TestDb};
-use crate::passkeys::{REFUSED, answer, attr, ceremony};
+use crate::passkeys::{REFUSED, answer, attr, user_with_a_passkey};
 
 on_both_backends!(
     a_first_upstream_sign_in_provisions_a_user_and_the_rp_gets_its_claims,
@@ -541,23 +541,7 @@ async fn an_upstream_account_links_to_a_local_user_only_with_its_password(backen
 /// `username` (password [`PASSWORD`]) adds a passkey on the account page: the
 /// authenticator that holds it.
 async fn with_a_passkey(fed: &Fed, username: &str) -> SoftAuthenticator {
-    let b = Browser::new();
-    b.sign_in(&fed.issuer(), username, PASSWORD)
-        .await
-        .assert_status(200);
-    let page = b.get(&format!("{}/account/security", fed.issuer())).await;
-    page.assert_status(200);
-    let mut auth = SoftAuthenticator::new(&fed.issuer());
-    let done = ceremony(
-        &b,
-        &page,
-        "passkey-register",
-        &mut auth,
-        &[("passkey_name", "Laptop")],
-    )
-    .await;
-    done.assert_status(303);
-    auth
+    user_with_a_passkey(&fed.issuer(), username, PASSWORD).await
 }
 
 /// On alice's passkey-only link page: a password, bob's passkey, and an answer to

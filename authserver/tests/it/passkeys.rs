@@ -137,14 +137,24 @@ async fn sessions(db: &TestDb) -> i64 {
 
 /// Signs alice in with her password and adds a passkey on the account page.
 async fn alice_with_a_passkey(f: &Fixture) -> SoftAuthenticator {
+    user_with_a_passkey(&f.issuer, "alice", PASSWORD).await
+}
+
+/// Signs `username` in at `issuer` with `password` and adds a passkey ("Laptop") on the
+/// account page: the authenticator that holds it.
+pub(crate) async fn user_with_a_passkey(
+    issuer: &str,
+    username: &str,
+    password: &str,
+) -> SoftAuthenticator {
     let b = Browser::new();
-    b.sign_in(&f.issuer, "alice", PASSWORD)
+    b.sign_in(issuer, username, password)
         .await
         .assert_status(200);
     // The hook is on the account security page (and on /account/passkeys).
-    let page = b.get(&format!("{}/account/security", f.issuer)).await;
+    let page = b.get(&format!("{issuer}/account/security")).await;
     page.assert_status(200);
-    let mut auth = SoftAuthenticator::new(&f.issuer);
+    let mut auth = SoftAuthenticator::new(issuer);
     let done = ceremony(
         &b,
         &page,

@@ -10,6 +10,7 @@ use crate::fixtures::{
     list, namespace, secret, secret_data, tenant,
 };
 use crate::migration::MigrationState;
+use crate::settled::Fingerprint;
 
 const TENANT: &str = "/apis/gatehouse.dev/v1alpha1/identitytenants/acme";
 const NAMESPACE: &str = "/api/v1/namespaces/shop";
