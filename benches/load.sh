@@ -17,8 +17,8 @@
 #                      count themselves (broken refresh chains, failed sign-ins).
 #
 # then `bench: idle_rss_mib=…`, `bench: peak_rss_mib=…`, and the single-core signing
-# and single-thread Argon2id rates of the same run (`cargo bench`), the floors to
-# compare the token endpoint and sign-ins with.
+# rates and the Argon2id rates (one thread, then every core at once) of the same run
+# (`cargo bench`), the floors to compare the token endpoint and sign-ins with.
 #
 #   benches/load.sh                          # PostgreSQL (DATABASE_URL's server)
 #   BACKEND=sqlite benches/load.sh           # serve --dev on a SQLite file
@@ -41,7 +41,7 @@ LOG="${LOG:-info}"
 # Each sign-in holds 19 MiB and a core for tens of milliseconds; more connections only
 # queue, but must not fail.
 LOGIN_CONNECTIONS="${LOGIN_CONNECTIONS:-8 64}"
-WORKLOADS="${WORKLOADS:-discovery discovery_304 jwks jwks_304 client_credentials introspection introspection_uncached refresh login rate_limits log_warn}"
+WORKLOADS="${WORKLOADS:-discovery discovery_304 jwks jwks_304 http_floor client_credentials introspection introspection_uncached refresh login rate_limits log_warn}"
 PORT="${PORT:-18090}"
 URL="http://127.0.0.1:$PORT"
 for tool in wrk curl python3; do
@@ -61,8 +61,10 @@ DATA="$(mktemp -d)"
 SERVER=""
 BENCH_DB=""
 ADMIN_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+FLOOR=""
 cleanup() {
   [ -z "$SERVER" ] || kill "$SERVER" 2>/dev/null || true
+  [ -z "$FLOOR" ] || kill "$FLOOR" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ -n "$BENCH_DB" ]; then
     psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
@@ -157,13 +159,14 @@ measure() { # name path script connections(threads = 1 unless $BENCH_THREADS)
   local name="$1" path="$2" script="$3" conns="$4"
   local threads="${BENCH_THREADS_WRK:-1}"
   local cpu0 db0 cpu1 db1 out
-  cpu0="$(ticks "$SERVER")"
+  local pid="${MEASURE_PID:-$SERVER}" url="${MEASURE_URL:-$URL}"
+  cpu0="$(ticks "$pid")"
   db0="$(db_ticks)"
-  out="$(wrk -t"$threads" -c"$conns" -d"$DURATION" --timeout 10s --latency -s "$script" "$URL$path")"
-  cpu1="$(ticks "$SERVER")"
+  out="$(wrk -t"$threads" -c"$conns" -d"$DURATION" --timeout 10s --latency -s "$script" "$url$path")"
+  cpu1="$(ticks "$pid")"
   db1="$(db_ticks)"
   WRK_OUT="$out" DB0="$db0" DB1="$db1" python3 - "$name" "$conns" "$((cpu1 - cpu0))" "$HZ" \
-    "$(rss_mib "$SERVER" VmRSS)" <<'PY'
+    "$(rss_mib "$pid" VmRSS)" <<'PY'
 import os, re, sys
 name, conns, cpu, hz, rss = sys.argv[1:6]
 out = os.environ["WRK_OUT"]
@@ -242,6 +245,28 @@ if wants discovery_304; then
 fi
 if wants jwks; then run jwks /jwks; fi
 if wants jwks_304; then BENCH_IF_NONE_MATCH="$(etag /jwks)" run jwks_304 /jwks; fi
+if wants http_floor; then
+  # The same JWK Set from axum with one route and nothing else (authserver/benches/
+  # http_floor.rs): what hyper and loopback TCP cost here, the floor of the rows above.
+  curl -fsS "$URL/jwks" >"$DATA/jwks.json"
+  FLOOR_BIN="$(cargo bench -q -p authserver --bench http_floor --no-run --message-format=json |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "http_floor" and m.get("executable"):
+        print(m["executable"])')"
+  FLOOR_PORT=$((PORT + 1))
+  "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "$DATA/jwks.json" &
+  FLOOR=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$FLOOR_PORT/jwks" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  MEASURE_PID="$FLOOR" MEASURE_URL="http://127.0.0.1:$FLOOR_PORT" run http_floor_jwks /jwks
+  kill "$FLOOR"
+  wait "$FLOOR" 2>/dev/null || true
+  FLOOR=""
+fi
 if wants client_credentials; then
   for alg in ES256 EdDSA RS256; do
     run "client_credentials_$alg" /token POST "${AUTH[$alg]}" "$TOKEN_BODY"
@@ -274,9 +299,11 @@ for line in sys.stdin:
   { echo "creating the bench user failed" >&2; exit 1; }
 REDIRECT=https://app.example.com/cb
 SCOPE="openid offline_access"
+# ES256 access and ID tokens, as issue 13's refresh goal states it (the ID token's default,
+# RS256, alone costs about 250 µs of CPU: the RS256 row of client_credentials).
 WEB_AUTH="$(basic bench-web "$(create_client bench-web --redirect-uri "$REDIRECT" \
   --grant-types authorization_code,refresh_token --scopes "$SCOPE" \
-  --auth-method client_secret_basic --first-party)")"
+  --auth-method client_secret_basic --first-party --id-token-alg ES256)")"
 sleep 1
 
 if wants refresh; then

@@ -225,6 +225,16 @@ impl ClientService {
         if let Some(hit) = self.cors.get(&key) {
             return Ok(hit);
         }
+        // Boxed: the query's future would otherwise be part of the future of every
+        // request through the tenant router, copied whole each time it is boxed.
+        Box::pin(self.load_cors_origins(key)).await
+    }
+
+    async fn load_cors_origins(
+        &self,
+        key: String,
+    ) -> Result<Arc<std::collections::HashSet<String>>> {
+        let tenant_id = key.as_str();
         let epoch = self.cors.begin_load();
         let origins: std::collections::HashSet<String> = self
             .store

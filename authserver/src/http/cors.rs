@@ -4,13 +4,13 @@
 //! tenant lists in `allowed_cors_origins`. Other origins get no CORS headers, so the
 //! browser withholds the response.
 
-use axum::extract::{Extension, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::tenant_routing::CurrentTenant;
+use crate::domain::tenant::Tenant;
 
 /// Who may read an endpoint's responses from a browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,13 +46,10 @@ fn add_headers(h: &mut HeaderMap, allow_origin: HeaderValue, varies: bool) {
     }
 }
 
-/// Middleware over the tenant router.
-pub async fn cors(
-    State(state): State<AppState>,
-    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// Runs `req` through `next` with the CORS headers of its endpoint, or answers its
+/// preflight. Part of the one middleware over the tenant router
+/// ([`super::observe::tenant_request`]).
+pub async fn apply(state: &AppState, tenant: &Tenant, req: Request, next: Next) -> Response {
     let Some(policy) = policy(req.uri().path()) else {
         return next.run(req).await;
     };

@@ -5,9 +5,8 @@
 use std::sync::{Arc, RwLock};
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, Version, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -18,19 +17,13 @@ use super::error::retry_after_outage;
 /// holding a keep-alive connection never sees the load balancer drop this pod, so it is
 /// told to reconnect (and reaches a ready pod) before this one stops listening, instead
 /// of racing the listener's close with its next request. (HTTP/2 has no such header.)
-pub async fn close_connections_while_draining(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let version = req.version();
+/// Called by [`super::observe::observe`] for every response of the public listener.
+pub fn close_connection_while_draining(state: &AppState, version: Version, resp: &mut Response) {
     let http1 = version == Version::HTTP_10 || version == Version::HTTP_11;
-    let mut resp = next.run(req).await;
     if http1 && state.readiness.is_draining() {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    resp
 }
 
 /// The probes served while `serve` waits for its encryption key: `/healthz`, and a

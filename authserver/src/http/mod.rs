@@ -123,26 +123,27 @@ fn tenant_router(state: &AppState) -> Router<AppState> {
 /// The largest request body any endpoint reads (forms and JSON are a few KiB).
 pub const MAX_REQUEST_BODY: u64 = 64 * 1024;
 
-/// Refuses a request whose declared body is larger than any endpoint reads, before a
-/// byte of it is read: a 5 MiB upload costs a header, not 5 MiB. Bodies without a
-/// declared length are cut off by each endpoint's own limit.
-async fn body_limit(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// The refusal of a request whose declared body is larger than any endpoint reads,
+/// before a byte of it is read: a 5 MiB upload costs a header, not 5 MiB. Bodies
+/// without a declared length are cut off by each endpoint's own limit. Called by
+/// [`observe::observe`] for every request of the public listener.
+fn refuse_body(req: &axum::extract::Request) -> Option<axum::response::Response> {
     let declared = req
         .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()
         .map(|v| v.trim().parse::<u64>());
     match declared {
-        Some(Ok(n)) if n > MAX_REQUEST_BODY => {
-            axum::response::IntoResponse::into_response(ApiError::PayloadTooLarge)
-        }
-        Some(Err(_)) => axum::response::IntoResponse::into_response(ApiError::OAuth(
-            crate::oauth::OAuthError::invalid_request("invalid Content-Length"),
+        Some(Ok(n)) if n > MAX_REQUEST_BODY => Some(axum::response::IntoResponse::into_response(
+            ApiError::PayloadTooLarge,
         )),
-        _ => next.run(req).await,
+        Some(Err(_)) => Some(axum::response::IntoResponse::into_response(
+            ApiError::OAuth(crate::oauth::OAuthError::invalid_request(
+                "invalid Content-Length",
+            )),
+        )),
+        _ => None,
     }
 }
 
@@ -166,11 +167,12 @@ pub fn app(state: AppState) -> Router {
 
 /// The public HTTP application: the protocol under each issuer plus `ops`.
 pub fn public_app(state: AppState, ops: PublicOps) -> Router {
+    // One middleware per router, each doing all its per-request work: every layer is
+    // another boxed future and service clone on every request (README, Benchmarks).
     let tenant_app = tenant_router(&state)
-        .layer(axum::middleware::from_fn(observe::label_route))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            cors::cors,
+            observe::tenant_request,
         ))
         .with_state(state.clone());
     let router = Router::new().route("/healthz", get(health::healthz));
@@ -182,11 +184,6 @@ pub fn public_app(state: AppState, ops: PublicOps) -> Router {
     };
     router
         .fallback(move |st, req| tenant_routing::dispatch(st, tenant_app.clone(), req))
-        .layer(axum::middleware::from_fn(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            health::close_connections_while_draining,
-        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,

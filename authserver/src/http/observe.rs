@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Extension, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -12,32 +12,36 @@ use tracing::Instrument as _;
 
 use super::AppState;
 use super::error::ServerFailure;
-use super::tenant_routing::TenantLabel;
+use super::tenant_routing::{CurrentTenant, TenantLabel};
 
 /// The matched route inside the tenant router (response extension).
 #[derive(Debug, Clone)]
-struct RouteLabel(String);
+struct RouteLabel(MatchedPath);
 
-/// Inner-router middleware: exposes the matched path to the outer `observe`.
-pub async fn label_route(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| format!("{{issuer}}{}", p.as_str()));
-    let mut resp = next.run(req).await;
+/// The one middleware of the tenant router: exposes the matched path to the outer
+/// [`observe`] and applies the endpoint's CORS policy ([`super::cors`]).
+pub async fn tenant_request(
+    State(state): State<AppState>,
+    Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = super::cors::apply(&state, &tenant, req, next).await;
     if let Some(route) = route {
         resp.extensions_mut().insert(RouteLabel(route));
     }
     resp
 }
 
+/// The one middleware of the public listener, around everything: a span, the body
+/// limit ([`super::refuse_body`]), the `Connection: close` of a draining pod, security
+/// headers, metrics and the access-log line.
 pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let outer_route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let version = req.version();
+    let outer_route = req.extensions().get::<MatchedPath>().cloned();
     let span = tracing::info_span!(
         "http_request",
         http.method = %method,
@@ -51,20 +55,24 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         crate::telemetry::join_remote_trace(&span, &HeaderExtractor(req.headers()));
     }
 
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = match super::refuse_body(&req) {
+        Some(refused) => refused,
+        None => next.run(req).instrument(span.clone()).await,
+    };
+    super::health::close_connection_while_draining(&state, version, &mut resp);
 
     let tenant = resp.extensions().get::<TenantLabel>().cloned();
-    let route = resp
-        .extensions()
-        .get::<RouteLabel>()
-        .map(|r| r.0.clone())
-        .or(outer_route)
+    let route = match (resp.extensions().get::<RouteLabel>(), outer_route) {
+        (Some(inner), _) => format!("{{issuer}}{}", inner.0.as_str()),
+        (None, Some(outer)) => outer.as_str().to_owned(),
         // Unmatched paths are not labels: that would let clients mint metric series.
-        .unwrap_or_else(|| "unmatched".to_owned());
+        (None, None) => "unmatched".to_owned(),
+    };
     let status = resp.status();
     security_headers(&mut resp, tenant.as_ref().is_some_and(|t| t.https));
     let took = start.elapsed();
-    state.metrics.observe_request(&method, &route, status, took);
+    let method = method.as_str();
+    state.metrics.observe_request(method, &route, status, took);
 
     let tenant_id = tenant.as_ref().map_or("", |t| t.id.as_str());
     span.in_scope(|| {

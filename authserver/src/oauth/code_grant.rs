@@ -219,16 +219,22 @@ impl OAuthService {
         tenant: &Tenant,
         grant: &GrantRow,
     ) -> Result<StoredUser, OAuthError> {
+        self.require_live(grant)?;
+        self.store
+            .get_user(&tenant.id, &grant.user_id)
+            .await?
+            .ok_or_else(|| invalid_grant("the user no longer exists"))
+    }
+
+    /// `invalid_grant` when `grant` was revoked or ran out.
+    fn require_live(&self, grant: &GrantRow) -> Result<(), OAuthError> {
         if grant.revoked_at.is_some() {
             return Err(invalid_grant("the grant has been revoked"));
         }
         if grant.expires_at <= self.clock.now() {
             return Err(invalid_grant("the grant has expired"));
         }
-        self.store
-            .get_user(&tenant.id, &grant.user_id)
-            .await?
-            .ok_or_else(|| invalid_grant("the user no longer exists"))
+        Ok(())
     }
 
     /// `grant_type=authorization_code`.
@@ -404,8 +410,8 @@ impl OAuthService {
         let old_hash = handle_hash(presented);
         let now = self.clock.now();
         let unknown = || invalid_grant("the refresh token is invalid, expired or revoked");
-        // One read for the token and its grant, one for the user, one write.
-        let (row, grant) = self
+        // One read for the token, its grant and its user; one write.
+        let (row, grant, user) = self
             .store
             .find_refresh_grant(&tenant.id, &old_hash)
             .await?
@@ -431,7 +437,7 @@ impl OAuthService {
         if row.expires_at <= now {
             return Err(unknown());
         }
-        let user = self.grant_user(tenant, &grant).await?;
+        self.require_live(&grant)?;
         let granted = grant.scopes();
         let requested = req.form.list("scope");
         let scopes = if requested.is_empty() {

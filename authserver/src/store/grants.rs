@@ -2,6 +2,7 @@
 //! start, the access tokens and refresh tokens issued under a grant, and revoking a
 //! grant as a whole (code replay, refresh-token reuse, RFC 7009 revocation).
 
+use super::users::StoredUser;
 use super::{Pool, Result, Store, in_transaction, with_pool};
 use crate::clock::UnixTime;
 
@@ -72,7 +73,8 @@ impl From<GrantDbRow> for GrantRow {
     }
 }
 
-/// [`Store::find_refresh_grant`]'s row: the token's columns and its grant's.
+/// [`Store::find_refresh_grant`]'s row: the token's columns, its grant's and its user's
+/// (`user_id` is the grant's and the user's: the join's column).
 #[derive(sqlx::FromRow)]
 struct RefreshGrantDbRow {
     dpop_jkt: Option<String>,
@@ -80,6 +82,8 @@ struct RefreshGrantDbRow {
     rotated_at: Option<i64>,
     #[sqlx(flatten)]
     grant: GrantDbRow,
+    #[sqlx(flatten)]
+    user: super::users::UserRow,
 }
 
 /// Stores a refresh token: `tenant_id, token_hash, grant_id, dpop_jkt, created_at,
@@ -332,19 +336,24 @@ impl Store {
         }))
     }
 
-    /// A refresh token and its grant, in one statement (the refresh grant's read).
+    /// A refresh token with its grant and the grant's user, in one statement (the
+    /// refresh grant's read). A grant goes with its user (`ON DELETE CASCADE`), so a
+    /// token whose user is gone is not found.
     #[tracing::instrument(name = "db.find_refresh_grant", skip_all)]
     pub async fn find_refresh_grant(
         &self,
         tenant_id: &str,
         token_hash: &str,
-    ) -> Result<Option<(RefreshRow, GrantRow)>> {
+    ) -> Result<Option<(RefreshRow, GrantRow, StoredUser)>> {
         let row = with_pool!(self, pool => {
             sqlx::query_as::<_, RefreshGrantDbRow>(
                 "SELECT r.dpop_jkt, r.expires_at AS token_expires_at, r.rotated_at, \
                  g.grant_id, g.client_id, g.user_id, g.sid, g.scope, g.auth_time, g.amr, g.acr, \
-                 g.expires_at, g.revoked_at FROM refresh_tokens r JOIN grants g \
+                 g.expires_at, g.revoked_at, u.tenant_id, u.username, u.email, \
+                 u.email_verified, u.profile, u.password_hash, u.created_at, u.updated_at \
+                 FROM refresh_tokens r JOIN grants g \
                  ON g.tenant_id = r.tenant_id AND g.grant_id = r.grant_id \
+                 JOIN users u ON u.tenant_id = g.tenant_id AND u.user_id = g.user_id \
                  WHERE r.tenant_id = $1 AND r.token_hash = $2",
             )
             .bind(tenant_id)
@@ -352,15 +361,16 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(row.map(|r| {
+        row.map(|r| {
             let token = RefreshRow {
                 grant_id: r.grant.grant_id.clone(),
                 dpop_jkt: r.dpop_jkt,
                 expires_at: r.token_expires_at,
                 rotated_at: r.rotated_at,
             };
-            (token, r.grant.into())
-        }))
+            Ok((token, r.grant.into(), super::users::decode(r.user)?))
+        })
+        .transpose()
     }
 
     /// Rotates a refresh token: marks `old_hash` rotated, stores its successor and
@@ -579,18 +589,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_refresh_token_of_a_deleted_user_is_not_found() {
+        for db in testing::both().await {
+            let user = db.user("t", "alice").await;
+            grant_with_refresh(&db, &user.user_id).await;
+            let store = &db.store;
+            assert!(store.delete_user("t", &user.user_id).await.expect("delete"));
+            let found = store.find_refresh_grant("t", "old").await.expect("read");
+            assert!(found.is_none(), "{}", db.name());
+        }
+    }
+
+    #[tokio::test]
     async fn a_rotation_writes_all_three_rows_or_none() {
         for db in testing::both().await {
             let user = db.user("t", "alice").await;
             grant_with_refresh(&db, &user.user_id).await;
             let store = &db.store;
-            let (row, grant) = store
+            let (row, grant, owner) = store
                 .find_refresh_grant("t", "old")
                 .await
                 .expect("read")
                 .expect("found");
             assert_eq!((row.grant_id.as_str(), row.rotated_at), ("g1", None));
             assert_eq!(grant.user_id, user.user_id, "{}", db.name());
+            assert_eq!(
+                (owner.user_id.as_str(), owner.username.as_str()),
+                (user.user_id.as_str(), "alice"),
+                "{}",
+                db.name()
+            );
             assert!(
                 store
                     .rotate_refresh_token("t", "old", &refresh("new", 1_100), ("jti-1", 1_700))
@@ -603,7 +631,7 @@ mod tests {
                 "{}",
                 db.name()
             );
-            let (old, _) = store
+            let (old, _, _) = store
                 .find_refresh_grant("t", "old")
                 .await
                 .expect("read")
@@ -636,7 +664,7 @@ mod tests {
                 .rotate_refresh_token("t", "new", &refresh("newer", 1_300), ("jti-1", 1_900))
                 .await;
             assert!(err.is_err(), "{}", db.name());
-            let (new, _) = store
+            let (new, _, _) = store
                 .find_refresh_grant("t", "new")
                 .await
                 .expect("read")

@@ -42,7 +42,7 @@ impl std::fmt::Debug for StoredUser {
 }
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     tenant_id: String,
     user_id: String,
     username: String,
@@ -65,7 +65,7 @@ macro_rules! select_users {
     };
 }
 
-fn decode(row: UserRow) -> Result<StoredUser> {
+pub(super) fn decode(row: UserRow) -> Result<StoredUser> {
     let Ok(Value::Object(profile)) = serde_json::from_str::<Value>(&row.profile) else {
         return Err(Error::Corrupt(format!(
             "profile of user {:?} is not a JSON object",
