@@ -81,6 +81,10 @@ struct Args {
     /// Server-side applies in flight while the clients are applied.
     #[arg(long, default_value_t = 16)]
     apply_parallelism: usize,
+    /// Milliseconds every API request waits in the fake before it is handled (a real API
+    /// server's round trip; 0: the in-process fake answers at once).
+    #[arg(long, default_value_t = 0)]
+    api_latency_ms: u64,
     /// How long every client may take to become Ready before the run fails.
     #[arg(long, default_value_t = 600)]
     timeout_seconds: u64,
@@ -171,14 +175,15 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let mut bench = Bench::start(args).await?;
     println!(
         "operator-scale: setup clients={} namespaces={} tenants={} resync_seconds={} \
-         max_concurrent_reconciles={} apply_parallelism={}",
+         max_concurrent_reconciles={} apply_parallelism={} api_latency_ms={}",
         args.clients,
         args.namespaces,
         args.tenants,
         args.resync_seconds,
         args.max_concurrent_reconciles
             .map_or_else(|| "default".to_owned(), |n| n.to_string()),
-        args.apply_parallelism
+        args.apply_parallelism,
+        args.api_latency_ms
     );
     let started = Instant::now();
     bench.apply_tenants(args).await?;
@@ -198,6 +203,7 @@ impl Bench {
         let fake = FakeApiServer::start_with(Options {
             namespaces: vec!["default".into(), "kube-system".into(), NAMESPACE.into()],
             images: vec![ImageMapping::new("authserver", &args.authserver)],
+            request_latency: Duration::from_millis(args.api_latency_ms),
             ..Options::default()
         })
         .await

@@ -34,6 +34,10 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let latency = shared.options.request_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let response = dispatch(&shared, &method, &uri, &headers, &body);
     tracing::debug!(%method, %uri, status = %response.status(), "fake apiserver request");
     response

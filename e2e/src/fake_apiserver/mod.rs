@@ -105,6 +105,10 @@ pub struct Options {
     /// How many events the watch history keeps (default 100 000); a watch from an older
     /// `resourceVersion` gets 410 `Expired`.
     pub history_limit: usize,
+    /// How long every request waits before it is handled (default none): a real API
+    /// server is a network round trip and an etcd write away, which the in-process fake
+    /// is not, and a controller's concurrency only shows against that latency.
+    pub request_latency: Duration,
 }
 
 impl Default for Options {
@@ -114,6 +118,7 @@ impl Default for Options {
             images: Vec::new(),
             bookmark_interval: Duration::from_secs(1),
             history_limit: 100_000,
+            request_latency: Duration::ZERO,
         }
     }
 }

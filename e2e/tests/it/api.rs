@@ -38,6 +38,28 @@ fn rv(obj: &impl Resource) -> u64 {
     obj.resource_version().unwrap().parse().unwrap()
 }
 
+/// `Options::request_latency` stands for a real API server's round trip: every request,
+/// answered or refused, waits that long first; the default fake answers at once.
+#[tokio::test]
+async fn a_request_latency_delays_every_request() {
+    let latency = Duration::from_millis(150);
+    let fake = e2e::FakeApiServer::start_with(e2e::Options {
+        request_latency: latency,
+        ..e2e::Options::default()
+    })
+    .await
+    .expect("fake apiserver starts");
+    let namespaces: Api<Namespace> = Api::all(fake.client().expect("client"));
+    for _ in 0..2 {
+        let started = Instant::now();
+        namespaces.get("default").await.expect("default exists");
+        assert!(started.elapsed() >= latency, "{:?}", started.elapsed());
+    }
+    let started = Instant::now();
+    assert_eq!(api_error(namespaces.get("nowhere").await).0, 404);
+    assert!(started.elapsed() >= latency, "{:?}", started.elapsed());
+}
+
 #[tokio::test]
 async fn crud_round_trip_with_not_found_already_exists_and_conflict() {
     let (_fake, client) = start().await;
