@@ -157,17 +157,15 @@ impl MfaService {
 
     /// A user's factors; `UnknownUser` when there is no such user.
     pub async fn status(&self, tenant_id: &str, user_id: &str) -> Result<MfaStatus> {
-        let Some(required_for_user) = self.store.user_mfa_required(tenant_id, user_id).await?
-        else {
+        let Some(f) = self.store.mfa_factors(tenant_id, user_id).await? else {
             return Err(MfaError::UnknownUser);
         };
-        let totp = self.store.get_totp(tenant_id, user_id).await?;
         Ok(MfaStatus {
-            totp_enrolled: totp.as_ref().is_some_and(|t| t.confirmed_at.is_some()),
-            totp_pending: totp.as_ref().is_some_and(|t| t.confirmed_at.is_none()),
-            recovery_codes_left: self.store.count_recovery_codes(tenant_id, user_id).await?,
-            required_for_user,
-            passkeys: self.store.count_passkeys(tenant_id, user_id).await?,
+            totp_enrolled: f.totp_confirmed == Some(true),
+            totp_pending: f.totp_confirmed == Some(false),
+            recovery_codes_left: f.recovery_codes,
+            required_for_user: f.required,
+            passkeys: f.passkeys,
         })
     }
 

@@ -9,6 +9,20 @@ use super::{Error, Result, Store, in_transaction, with_pool};
 use crate::clock::UnixTime;
 
 /// A stored TOTP enrolment. The secret stays sealed here.
+/// A user's second factors, as a sign-in needs them ([`Store::mfa_factors`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MfaFactors {
+    /// The user's own "MFA required" flag.
+    pub required: bool,
+    /// The TOTP authenticator: `Some(true)` confirmed, `Some(false)` enrolment started,
+    /// `None` none.
+    pub totp_confirmed: Option<bool>,
+    /// Unused recovery codes.
+    pub recovery_codes: usize,
+    /// Registered passkeys.
+    pub passkeys: usize,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredTotp {
     pub tenant_id: String,
@@ -374,18 +388,35 @@ impl Store {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
-    /// The user's own "MFA required" flag; `None` when the user does not exist.
-    #[tracing::instrument(name = "db.user_mfa_required", skip_all)]
-    pub async fn user_mfa_required(&self, tenant_id: &str, user_id: &str) -> Result<Option<bool>> {
-        Ok(with_pool!(self, pool => {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT mfa_required FROM users WHERE tenant_id = $1 AND user_id = $2",
+    /// The user's second factors in one statement (a sign-in reads them every time):
+    /// the user's own "MFA required" flag, the TOTP authenticator's state, unused
+    /// recovery codes and passkeys. `None` when the user does not exist.
+    #[tracing::instrument(name = "db.mfa_factors", skip_all)]
+    pub async fn mfa_factors(&self, tenant_id: &str, user_id: &str) -> Result<Option<MfaFactors>> {
+        let row = with_pool!(self, pool => {
+            sqlx::query_as::<_, (bool, Option<bool>, i64, i64)>(
+                "SELECT u.mfa_required, \
+                 (SELECT t.confirmed_at IS NOT NULL FROM user_totp t \
+                  WHERE t.tenant_id = u.tenant_id AND t.user_id = u.user_id), \
+                 (SELECT COUNT(*) FROM recovery_codes r WHERE r.tenant_id = u.tenant_id \
+                  AND r.user_id = u.user_id AND r.used_at IS NULL), \
+                 (SELECT COUNT(*) FROM passkeys p \
+                  WHERE p.tenant_id = u.tenant_id AND p.user_id = u.user_id) \
+                 FROM users u WHERE u.tenant_id = $1 AND u.user_id = $2",
             )
             .bind(tenant_id)
             .bind(user_id)
             .fetch_optional(pool)
             .await?
-        }))
+        });
+        Ok(row.map(
+            |(required, totp_confirmed, recovery_codes, passkeys)| MfaFactors {
+                required,
+                totp_confirmed,
+                recovery_codes: usize::try_from(recovery_codes).unwrap_or(0),
+                passkeys: usize::try_from(passkeys).unwrap_or(0),
+            },
+        ))
     }
 
     /// Sets the user's "MFA required" flag; `NotFound` when the user does not exist.
@@ -419,6 +450,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::MfaFactors;
     use crate::store::sessions::EndAccess;
     use crate::store::testing;
 
@@ -443,6 +475,12 @@ mod tests {
                 (t.confirmed_at, t.last_step, t.created_at),
                 (None, None, 11)
             );
+            let pending = s.mfa_factors("t", &u.user_id).await.unwrap().unwrap();
+            assert_eq!(
+                (pending.totp_confirmed, pending.recovery_codes),
+                (Some(false), 0),
+                "{be}"
+            );
             let digests = vec!["d1".to_owned(), "d2".to_owned()];
             assert!(
                 s.confirm_totp("t", &u.user_id, 100, &digests, 12)
@@ -459,6 +497,16 @@ mod tests {
             let t = s.get_totp("t", &u.user_id).await.unwrap().unwrap();
             assert_eq!(t.secret_sealed, b"two", "{be}");
             assert_eq!((t.confirmed_at, t.last_step), (Some(12), Some(100)), "{be}");
+            let confirmed = s.mfa_factors("t", &u.user_id).await.unwrap().unwrap();
+            assert_eq!(
+                (
+                    confirmed.totp_confirmed,
+                    confirmed.recovery_codes,
+                    confirmed.passkeys
+                ),
+                (Some(true), 2, 0),
+                "{be}"
+            );
             assert_eq!(s.count_recovery_codes("t", &u.user_id).await.unwrap(), 2);
             assert!(s.get_totp("t", "nobody").await.unwrap().is_none());
         }
@@ -567,19 +615,25 @@ mod tests {
             assert!(s.get_totp("t", &u.user_id).await.unwrap().is_none());
             assert_eq!(s.count_recovery_codes("t", &u.user_id).await.unwrap(), 0);
 
-            assert_eq!(
-                s.user_mfa_required("t", &u.user_id).await.unwrap(),
-                Some(false)
-            );
+            let none = MfaFactors {
+                required: false,
+                totp_confirmed: None,
+                recovery_codes: 0,
+                passkeys: 0,
+            };
+            assert_eq!(s.mfa_factors("t", &u.user_id).await.unwrap(), Some(none));
             s.set_user_mfa_required("t", &u.user_id, true, 5)
                 .await
                 .unwrap();
             assert_eq!(
-                s.user_mfa_required("t", &u.user_id).await.unwrap(),
-                Some(true),
+                s.mfa_factors("t", &u.user_id).await.unwrap(),
+                Some(MfaFactors {
+                    required: true,
+                    ..none
+                }),
                 "{be}"
             );
-            assert_eq!(s.user_mfa_required("t", "nobody").await.unwrap(), None);
+            assert_eq!(s.mfa_factors("t", "nobody").await.unwrap(), None);
             assert!(matches!(
                 s.set_user_mfa_required("t", "nobody", true, 5).await,
                 Err(crate::store::Error::NotFound)
