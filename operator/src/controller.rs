@@ -535,6 +535,51 @@ where
     })
 }
 
+/// Annotation on a child object the operator applies: a hash of the object as the
+/// operator last built it. With it [`holds`] notices a field the operator stopped setting
+/// (a server-side apply would remove it; a comparison of the fields alone would not).
+pub const DESIRED_HASH_ANNOTATION: &str = "gatehouse.dev/desired-hash";
+
+/// Stamps `child` with [`DESIRED_HASH_ANNOTATION`], the hash of `child` without it.
+pub fn stamp<K: Resource + Serialize>(child: &mut K) {
+    child.annotations_mut().remove(DESIRED_HASH_ANNOTATION);
+    let hash = serde_json::to_string(child)
+        .map(|s| crate::authserver_pod::short_hash(&s))
+        .unwrap_or_default();
+    child
+        .annotations_mut()
+        .insert(DESIRED_HASH_ANNOTATION.to_owned(), hash);
+}
+
+/// Whether `existing` (from a watch cache) already holds everything the stamped
+/// `desired` sets, so that a server-side apply of `desired` would change nothing: every
+/// field of `desired` is in `existing` with the same value, where the API server may have
+/// added defaults beside them (inside list items too, so lists must have the same length).
+/// A value the API server normalises differently reads as a change: one apply too many,
+/// never one too few.
+pub fn holds<K: Serialize>(existing: &K, desired: &K) -> bool {
+    match (
+        serde_json::to_value(existing),
+        serde_json::to_value(desired),
+    ) {
+        (Ok(have), Ok(want)) => contains(&have, &want),
+        _ => false,
+    }
+}
+
+fn contains(have: &serde_json::Value, want: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (have, want) {
+        (Value::Object(have), Value::Object(want)) => want
+            .iter()
+            .all(|(k, w)| have.get(k).is_some_and(|h| contains(h, w))),
+        (Value::Array(have), Value::Array(want)) => {
+            have.len() == want.len() && have.iter().zip(want).all(|(h, w)| contains(h, w))
+        }
+        _ => have == want,
+    }
+}
+
 /// Flattens the finalizer helper's error into the controller's: reconcile errors come
 /// back as they were, finalizer bookkeeping errors through `wrap`.
 pub fn flatten_finalizer_error<E>(error: finalizer::Error<E>, wrap: impl FnOnce(String) -> E) -> E
@@ -1051,6 +1096,71 @@ mod tests {
         (0..n)
             .map(|i| ObjectRef::new(&format!("client-{i}")).within("shop"))
             .collect()
+    }
+
+    fn config_map(value: serde_json::Value) -> k8s_openapi::api::core::v1::ConfigMap {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_cached_child_holds_the_desired_one_only_with_every_field_and_the_same_stamp() {
+        let mut desired = config_map(json!({
+            "metadata": {"name": "c", "namespace": "ns", "labels": {"a": "1"}},
+            "data": {"k": "v"}
+        }));
+        stamp(&mut desired);
+        let stamped = serde_json::to_value(&desired).unwrap();
+        let hash = stamped["metadata"]["annotations"][DESIRED_HASH_ANNOTATION].clone();
+        assert_eq!(hash.as_str().map(str::len), Some(8), "{stamped}");
+        let mut again = desired.clone();
+        stamp(&mut again);
+        assert_eq!(again, desired, "stamping twice gives the same hash");
+
+        // As the API server stores it: what it adds around our fields changes nothing.
+        let mut stored = stamped.clone();
+        stored["metadata"]["resourceVersion"] = json!("7");
+        stored["metadata"]["labels"]["added-by-someone"] = json!("x");
+        stored["metadata"]["annotations"]["kubectl.kubernetes.io/note"] = json!("y");
+        assert!(holds(&config_map(stored.clone()), &desired));
+
+        // A value of ours changed or removed by someone: apply again.
+        let mut edited = stored.clone();
+        edited["data"]["k"] = json!("other");
+        assert!(!holds(&config_map(edited), &desired));
+        let mut removed = stored.clone();
+        removed["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("a");
+        assert!(!holds(&config_map(removed), &desired));
+
+        // The operator stopped setting a field: the stamp differs, so apply (which
+        // removes it) even though every field still set is in place.
+        let mut fewer = config_map(json!({"metadata": {"name": "c", "namespace": "ns",
+            "labels": {"a": "1"}}}));
+        stamp(&mut fewer);
+        assert!(!holds(&config_map(stored), &fewer));
+    }
+
+    #[test]
+    fn lists_hold_only_item_by_item_with_the_same_length() {
+        let have = json!({"args": [{"name": "a", "default": 1}, {"name": "b"}]});
+        assert!(contains(
+            &have,
+            &json!({"args": [{"name": "a"}, {"name": "b"}]})
+        ));
+        assert!(
+            !contains(&have, &json!({"args": [{"name": "a"}]})),
+            "one removed"
+        );
+        assert!(
+            !contains(&have, &json!({"args": [{"name": "b"}, {"name": "a"}]})),
+            "order"
+        );
+        assert!(
+            !contains(&json!({"n": 1}), &json!({"n": "1"})),
+            "types count"
+        );
     }
 
     #[test]

@@ -452,7 +452,11 @@ fn upsert_error(e: AdminError) -> Error {
 async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<Option<String>> {
     ctx.migration.borrow().gate()?;
     upstream_secrets_exist(tenant, ctx).await?;
-    let Plan { request, cronjob } = plan(tenant, &ctx.config)?;
+    let Plan {
+        request,
+        mut cronjob,
+    } = plan(tenant, &ctx.config)?;
+    controller::stamp(&mut cronjob);
 
     let response = ctx
         .admin
@@ -472,25 +476,37 @@ async fn apply_steps(tenant: &IdentityTenant, ctx: &Context) -> Result<Option<St
 
     let namespace = &ctx.config.namespace;
     let cronjob_name = cronjob.metadata.name.clone().unwrap_or_default();
-    let applied = controller::apply_child(
-        &Api::<CronJob>::namespaced(ctx.client.clone(), namespace),
-        &cronjob_name,
-        FIELD_MANAGER,
-        &cronjob,
-    )
-    .await
-    .map_err(|failure| match failure {
-        controller::ApplyFailure::Rejected(message) => Error::ApplyRejected {
-            object: format!("CronJob {namespace}/{cronjob_name}"),
-            message,
-        },
-        controller::ApplyFailure::Failed(source) => Error::ApplyCronJob {
-            name: cronjob_name.clone(),
-            source,
-        },
-    })?
-    .metadata
-    .resource_version;
+    // The resync of an unchanged tenant writes nothing: the watch cache shows whether the
+    // CronJob already is what we would apply.
+    let cached = ctx
+        .cronjob_store
+        .get()
+        .and_then(|s| s.get(&ObjectRef::new(&cronjob_name).within(namespace)))
+        .filter(|cached| controller::holds(&**cached, &cronjob));
+    let applied = match cached {
+        Some(cached) => cached.metadata.resource_version.clone(),
+        None => {
+            controller::apply_child(
+                &Api::<CronJob>::namespaced(ctx.client.clone(), namespace),
+                &cronjob_name,
+                FIELD_MANAGER,
+                &cronjob,
+            )
+            .await
+            .map_err(|failure| match failure {
+                controller::ApplyFailure::Rejected(message) => Error::ApplyRejected {
+                    object: format!("CronJob {namespace}/{cronjob_name}"),
+                    message,
+                },
+                controller::ApplyFailure::Failed(source) => Error::ApplyCronJob {
+                    name: cronjob_name.clone(),
+                    source,
+                },
+            })?
+            .metadata
+            .resource_version
+        }
+    };
 
     let upstreams = upstreams_reachable(tenant, ctx).await?;
     let status = ready_status(
@@ -1077,6 +1093,53 @@ mod tests {
         );
         reconcile(Arc::new(t), fresh).await.unwrap();
         assert_eq!(admin.calls(), ["UpsertTenant(acme)", "UpsertTenant(acme)"]);
+        verifier.done().await;
+    }
+
+    /// The resync of a tenant whose purge CronJob the watch cache shows as the operator
+    /// would apply it (with the API server's defaults added) sends no CronJob write; one
+    /// edited by someone is applied again.
+    #[tokio::test]
+    async fn a_resync_writes_the_cronjob_only_when_the_cache_shows_it_differs() {
+        let t = tenant(json!({})).finalized();
+        let mut desired = plan(&t, &fixtures::config()).unwrap().cronjob;
+        controller::stamp(&mut desired);
+        let mut stored = serde_json::to_value(&desired).unwrap();
+        stored["metadata"]["resourceVersion"] = json!("7");
+        stored["spec"]["suspend"] = json!(false);
+        stored["spec"]["jobTemplate"]["spec"]["template"]["spec"]["dnsPolicy"] =
+            json!("ClusterFirst");
+        let cache = |cronjob: serde_json::Value, ctx: &Context| {
+            let (reader, mut writer) = kube::runtime::reflector::store();
+            writer.apply_watcher_event(&watcher::Event::InitApply(
+                serde_json::from_value::<CronJob>(cronjob).unwrap(),
+            ));
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            let _ = ctx.cronjob_store.set(reader);
+        };
+
+        // Only the status: any CronJob request would find the mock API server answering
+        // nothing more and fail the reconcile.
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(&status_path(), FIELD_MANAGER).respond_obj(&t),
+        ]);
+        let admin = FakeAdmin::new();
+        let ctx = fixtures::context(client, admin.clone(), MigrationState::Succeeded);
+        cache(stored.clone(), &ctx);
+        reconcile(Arc::new(t.clone()), ctx).await.unwrap();
+        assert_eq!(admin.calls(), ["UpsertTenant(acme)"]);
+        verifier.done().await;
+
+        // Someone changed the schedule: applied again.
+        let mut edited = stored;
+        edited["spec"]["schedule"] = json!("* * * * *");
+        let (client, verifier) = ApiServerVerifier::run(vec![
+            Step::apply(CRONJOB, FIELD_MANAGER).respond(applied_cronjob("8")),
+            Step::apply(&status_path(), FIELD_MANAGER).respond_obj(&t),
+        ]);
+        let ctx = fixtures::context(client, admin, MigrationState::Succeeded);
+        cache(edited, &ctx);
+        reconcile(Arc::new(t), ctx).await.unwrap();
         verifier.done().await;
     }
 
