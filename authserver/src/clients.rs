@@ -95,6 +95,10 @@ pub enum SecretRequest {
     GenerateIfMissing,
     /// Use this caller-supplied secret (at least 32 characters).
     Supplied(SecretString),
+    /// Keep the current secret, known to the caller by this fingerprint
+    /// ([`secret::fingerprint`]); [`Error::Stale`] when the client has no current secret
+    /// with it.
+    Expect(String),
 }
 
 /// Result of a registration.
@@ -380,6 +384,16 @@ impl ClientService {
                 SecretChange::Set(self.hasher.digest(tenant_id, &spec.client_id, s)),
                 None,
             ),
+            // Set to the digest it names rather than kept: a concurrent change of the
+            // secret between the read above and the write is undone, not kept.
+            (SecretRequest::Expect(fingerprint), true) => {
+                let current = existing
+                    .as_ref()
+                    .and_then(StoredClient::current_secret)
+                    .filter(|s| secret::fingerprint(&s.digest) == *fingerprint)
+                    .ok_or_else(|| Error::Stale(spec.client_id.clone()))?;
+                (SecretChange::Set(current.digest.clone()), None)
+            }
             (SecretRequest::GenerateIfMissing, true) if has_valid_secret => {
                 (SecretChange::Keep, None)
             }

@@ -9,6 +9,10 @@
 //! the client through the admin API), and a Secret that was deleted or lost its value is
 //! restored by rotating (the previous secret stays valid for the overlap). With
 //! `secretRef`, the referenced Secret's value is supplied instead and never replaced.
+//! The resync of a client nothing changed about names its secret by fingerprint instead
+//! of reading the Secret ([`KnownSecrets`]).
+
+mod known_secret;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +37,8 @@ use crate::authserver_pod;
 use crate::context::Context;
 use crate::controller::{self, ReconcileError, admin_reason, annotation, generation, with_ready};
 use crate::scope::Scope;
+use crate::settled::Fingerprint;
+pub use known_secret::{Known, KnownSecrets};
 
 /// Field manager of everything this controller writes.
 pub const FIELD_MANAGER: &str = "gatehouse-operator/oidcclient";
@@ -410,10 +416,15 @@ async fn apply(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
         .gate_open()
         .then(|| Inputs::cached(&client, &ctx))
         .flatten();
-    let steps = Box::pin(apply_steps(&client, &ctx));
+    // A due resync with nothing changed and the Secret as the last reconcile left it.
+    let known = inputs
+        .as_ref()
+        .filter(|i| ctx.settled.same(&uid, Fingerprint::of(i)))
+        .and_then(|i| ctx.known_secrets.get(&uid, i.credentials.as_deref()));
+    let steps = Box::pin(apply_steps(&client, &ctx, known));
     // The Secret as this reconcile left it: its own write must not count as a change.
-    let own = |inputs: &mut Inputs, credentials: &Option<String>| {
-        inputs.credentials.clone_from(credentials);
+    let own = |inputs: &mut Inputs, applied: &Applied| {
+        inputs.credentials.clone_from(&applied.credentials);
     };
     match ctx
         .settled
@@ -425,10 +436,28 @@ async fn apply(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
             Ok(Action::requeue(wait))
         }
         Ok(result) => {
+            match &result {
+                Ok(applied) => ctx.known_secrets.record(
+                    &uid,
+                    applied.credentials.clone(),
+                    applied.fingerprint.clone(),
+                ),
+                Err(_) => ctx.known_secrets.forget(&uid),
+            }
             let result = result.map(|_| Action::requeue(ctx.config.resync));
             controller::reported(&*client, &ctx, result).await
         }
     }
+}
+
+/// What a successful reconcile left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The credentials Secret's `resourceVersion`.
+    pub credentials: Option<String>,
+    /// The fingerprint of the generated secret the Secret holds (see [`KnownSecrets`]):
+    /// `None` when there is none, it comes from `secretRef`, or the auth server gave none.
+    pub fingerprint: Option<String>,
 }
 
 /// What a reconcile of a client reads from the controllers' caches, fingerprinted to tell
@@ -751,9 +780,10 @@ async fn peers(ctx: &Context, me: &OidcClient) -> Result<Vec<OidcClient>> {
     })
 }
 
-/// Reads what [`plan`] decides on. A missing tenant ends the reconcile here: nothing
-/// else can be judged without it.
-async fn observe(client: &OidcClient, ctx: &Context) -> Result<Observed> {
+/// Reads what [`plan`] decides on; the credentials Secret only with `read_credentials`
+/// (its value is never cached). A missing tenant ends the reconcile here: nothing else
+/// can be judged without it.
+async fn observe(client: &OidcClient, ctx: &Context, read_credentials: bool) -> Result<Observed> {
     let namespace = client.namespace().unwrap_or_default();
     let tenant = controller::referenced_tenant(ctx, &client.spec.tenant_ref).await?;
     let namespace_labels = controller::cached(
@@ -769,7 +799,11 @@ async fn observe(client: &OidcClient, ctx: &Context) -> Result<Observed> {
     .and_then(|ns| ns.metadata.labels.clone())
     .unwrap_or_default();
     let peers = peers(ctx, client).await?;
-    let credentials = controller::secret(ctx, &namespace, &client.secret_name()).await?;
+    let credentials = if read_credentials {
+        controller::secret(ctx, &namespace, &client.secret_name()).await?
+    } else {
+        None
+    };
     let referenced = match &client.spec.secret_ref {
         Some(r) if client.spec.auth_method().uses_secret() => {
             Some(controller::secret(ctx, &namespace, &r.name).await?)
@@ -785,13 +819,22 @@ async fn observe(client: &OidcClient, ctx: &Context) -> Result<Observed> {
     })
 }
 
-/// migration gate → observe → plan → register (rotate, upsert, rotate) → Secret → status.
-/// Returns the `resourceVersion` of the credentials Secret as the reconcile left it.
-async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<Option<String>> {
+/// migration gate → observe → plan → register (rotate, upsert, rotate) → Secret → status,
+/// or, for a resync with the secret `known` by its fingerprint, [`resync_known`] first.
+async fn apply_steps(client: &OidcClient, ctx: &Context, known: Option<Known>) -> Result<Applied> {
     ctx.migration.borrow().gate()?;
-    let observed = observe(client, ctx).await?;
+    if let Some(known) = known
+        && let Some(applied) = resync_known(client, ctx, known).await?
+    {
+        return Ok(applied);
+    }
+    let observed = observe(client, ctx, true).await?;
     let plan = plan(client, &observed)?;
-    let (secret_value, rotated) = register(client, ctx, &plan).await?;
+    let Registered {
+        secret_value,
+        rotated,
+        fingerprint,
+    } = register(client, ctx, &plan).await?;
 
     let namespace = client.namespace().unwrap_or_default();
     let secret_name = client.secret_name();
@@ -837,16 +880,98 @@ async fn apply_steps(client: &OidcClient, ctx: &Context) -> Result<Option<String
     )
     .await
     .map_err(Error::UpdateStatus)?;
-    Ok(credentials_version)
+    Ok(Applied {
+        credentials: credentials_version,
+        fingerprint,
+    })
 }
 
-/// Carries out the plan against the auth server; returns the client secret the
-/// credentials Secret must hold and whether it was rotated.
-async fn register(
-    client: &OidcClient,
-    ctx: &Context,
-    plan: &Plan,
-) -> Result<(Option<String>, bool)> {
+/// The resync of a client nothing changed about, whose credentials Secret is as the last
+/// reconcile left it (`known`: its version, the fingerprint of its secret): the registration is upserted
+/// naming that secret by its fingerprint, so the Secret is neither read nor written and
+/// the secret not sent ([`KnownSecrets`]). `None` when that did not settle it — the auth
+/// server's secret is another one, the client is gone, a rotation is asked for, or the
+/// server is older and knows no fingerprints: the full reconcile follows and repairs it.
+async fn resync_known(client: &OidcClient, ctx: &Context, known: Known) -> Result<Option<Applied>> {
+    let Known {
+        version,
+        fingerprint,
+    } = known;
+    let observed = observe(client, ctx, false).await?;
+    let plan = plan(client, &observed)?;
+    if plan.rotation_requested || client.spec.secret_ref.is_some() {
+        return Ok(None);
+    }
+    let request = proto::UpsertClientRequest {
+        managed_by: plan.managed_by.clone(),
+        tenant_id: client.spec.tenant_ref.clone(),
+        spec: Some(plan.spec.clone()),
+        secret: Some(
+            proto::upsert_client_request::Secret::ExpectSecretFingerprint(fingerprint.clone()),
+        ),
+    };
+    let response = match ctx.admin.upsert_client(request).await {
+        Ok(response) => response,
+        // The full reconcile would fail the same way, after reading the Secret.
+        Err(e) if e.is(AdminErrorKind::Unavailable) => return Err(Error::UpsertClient(e)),
+        Err(e) => {
+            tracing::info!(client_id = %client.client_id(), reason = %e, "the secret is not the known one: full reconcile");
+            return Ok(None);
+        }
+    };
+    let outcome = crate::admin_client::upsert_outcome(&response);
+    // An older server ignores the fingerprint: it may have created the client or made a
+    // secret up. The full reconcile supplies the Secret's value, which replaces it.
+    let confirmed = response
+        .client
+        .as_ref()
+        .is_some_and(|c| c.secret_fingerprint == fingerprint);
+    if !confirmed || outcome == proto::UpsertOutcome::Created || response.generated_secret.is_some()
+    {
+        return Ok(None);
+    }
+    registration_changed(client, ctx, outcome).await;
+    controller::save_status(client, ctx, &ready_status(client, &plan, false, ctx.now()))
+        .await
+        .map_err(Error::UpdateStatus)?;
+    Ok(Some(Applied {
+        credentials: Some(version),
+        fingerprint: Some(fingerprint),
+    }))
+}
+
+/// Logs and publishes (an Event) what an upsert with `outcome` changed, if anything.
+async fn registration_changed(client: &OidcClient, ctx: &Context, outcome: proto::UpsertOutcome) {
+    let (client_id, tenant_name) = (client.client_id(), &client.spec.tenant_ref);
+    let (reason, message) = match outcome {
+        proto::UpsertOutcome::Created => (
+            "ClientRegistered",
+            format!("client {client_id} registered with tenant {tenant_name}"),
+        ),
+        proto::UpsertOutcome::Updated => (
+            "ClientUpdated",
+            format!("client {client_id} in tenant {tenant_name} set to match the spec"),
+        ),
+        proto::UpsertOutcome::Unchanged | proto::UpsertOutcome::Unspecified => return,
+    };
+    tracing::info!(%client_id, tenant = %tenant_name, reason, "client registration changed");
+    ctx.events
+        .publish(&client.object_ref(&()), EventType::Normal, reason, message)
+        .await;
+}
+
+/// What [`register`] did.
+struct Registered {
+    /// The client secret the credentials Secret must hold.
+    secret_value: Option<String>,
+    rotated: bool,
+    /// The auth server's fingerprint of that secret, when it is a generated one and the
+    /// upsert's answer names it (not after a rotation).
+    fingerprint: Option<String>,
+}
+
+/// Carries out the plan against the auth server.
+async fn register(client: &OidcClient, ctx: &Context, plan: &Plan) -> Result<Registered> {
     let tenant_name = &client.spec.tenant_ref;
     let client_id = client.client_id();
     let secret_name = client.secret_name();
@@ -888,26 +1013,20 @@ async fn register(
         .await
         .map_err(|e| upsert_error(e, &plan.secret, &client.namespace().unwrap_or_default()))?;
     let outcome = crate::admin_client::upsert_outcome(&response);
-    let changed = match outcome {
-        proto::UpsertOutcome::Created => Some((
-            "ClientRegistered",
-            format!("client {client_id} registered with tenant {tenant_name}"),
-        )),
-        proto::UpsertOutcome::Updated => Some((
-            "ClientUpdated",
-            format!("client {client_id} in tenant {tenant_name} set to match the spec"),
-        )),
-        proto::UpsertOutcome::Unchanged | proto::UpsertOutcome::Unspecified => None,
-    };
-    if let Some((reason, message)) = changed {
-        tracing::info!(%client_id, tenant = %tenant_name, reason, "client registration changed");
-        ctx.events
-            .publish(&object_ref, EventType::Normal, reason, message)
-            .await;
-    }
+    registration_changed(client, ctx, outcome).await;
 
+    let answered = response
+        .client
+        .as_ref()
+        .map(|c| c.secret_fingerprint.clone());
+    let mut fingerprint = None;
     let value = match secret_step(plan, outcome, response.generated_secret) {
-        SecretStep::Keep(value) => value,
+        SecretStep::Keep(value) => {
+            if matches!(plan.secret, SecretPlan::Stored(_)) {
+                fingerprint = answered;
+            }
+            value
+        }
         SecretStep::Issued(value) => {
             ctx.events
                 .publish(
@@ -917,6 +1036,7 @@ async fn register(
                     format!("client secret written to Secret {secret_name}"),
                 )
                 .await;
+            fingerprint = answered;
             Some(value)
         }
         SecretStep::RestoreLost => {
@@ -947,7 +1067,11 @@ async fn register(
             new
         }
     };
-    Ok((value, rotated))
+    Ok(Registered {
+        secret_value: value,
+        rotated,
+        fingerprint,
+    })
 }
 
 fn upsert_error(e: AdminError, plan: &SecretPlan, namespace: &str) -> Error {
@@ -993,6 +1117,7 @@ fn upsert_error(e: AdminError, plan: &SecretPlan, namespace: &str) -> Error {
 async fn cleanup(client: Arc<OidcClient>, ctx: Arc<Context>) -> Result<Action> {
     let (client, ctx) = (&*client, &*ctx);
     ctx.settled.forget(&client.uid().unwrap_or_default());
+    ctx.known_secrets.forget(&client.uid().unwrap_or_default());
     let object_ref = client.object_ref(&());
     let tenant = &client.spec.tenant_ref;
     let client_id = client

@@ -184,6 +184,9 @@ pub struct Context {
     pub secret_meta_store: OnceLock<Vec<Store<PartialObjectMeta<Secret>>>>,
     /// What each object's last successful reconcile saw ([`crate::settled`]).
     pub settled: crate::settled::Settled,
+    /// The secret each client's credentials Secret holds, by fingerprint
+    /// ([`crate::client::KnownSecrets`]).
+    pub known_secrets: crate::client::KnownSecrets,
 }
 
 impl Context {
@@ -212,6 +215,7 @@ impl Context {
             namespace_store: OnceLock::new(),
             secret_meta_store: OnceLock::new(),
             settled: crate::settled::Settled::default(),
+            known_secrets: crate::client::KnownSecrets::default(),
         }
     }
 

@@ -598,6 +598,12 @@ impl FakeState {
     }
 }
 
+/// The fake's `Client.secret_fingerprint` of a secret (the server's is a hash of its
+/// keyed digest; any function of the secret that does not show it serves here).
+pub fn fingerprint(secret: &str) -> String {
+    format!("fp-{}", crate::authserver_pod::short_hash(secret))
+}
+
 fn uses_secret(spec: &proto::ClientSpec) -> bool {
     matches!(
         spec.token_endpoint_auth_method.as_str(),
@@ -681,6 +687,7 @@ impl AdminApi for FakeAdmin {
         let how = match &req.secret {
             Some(proto::upsert_client_request::Secret::SuppliedSecret(_)) => "supplied",
             Some(proto::upsert_client_request::Secret::GenerateIfMissing(_)) => "generate",
+            Some(proto::upsert_client_request::Secret::ExpectSecretFingerprint(_)) => "expect",
             None => "none",
         };
         let mut s = self.enter(
@@ -704,6 +711,16 @@ impl AdminApi for FakeAdmin {
         let mut secret_changed = false;
         if uses_secret(&spec) {
             match req.secret {
+                // As the server: the current secret must be the one named, else ABORTED
+                // and nothing changed (a missing client too).
+                Some(proto::upsert_client_request::Secret::ExpectSecretFingerprint(f))
+                    if secrets.first().map(|s| fingerprint(s)) != Some(f.clone()) =>
+                {
+                    return Err(AdminError::new(
+                        AdminErrorKind::Other,
+                        format!("client {:?} changed since it was read", spec.client_id),
+                    ));
+                }
                 // The server replaces all secrets unless the supplied one is the current
                 // one (a rotation overlap survives re-supplying it).
                 Some(proto::upsert_client_request::Secret::SuppliedSecret(v))
@@ -712,7 +729,10 @@ impl AdminApi for FakeAdmin {
                     secrets = vec![v];
                     secret_changed = true;
                 }
-                Some(proto::upsert_client_request::Secret::SuppliedSecret(_)) => {}
+                Some(
+                    proto::upsert_client_request::Secret::SuppliedSecret(_)
+                    | proto::upsert_client_request::Secret::ExpectSecretFingerprint(_),
+                ) => {}
                 _ if secrets.is_empty() => {
                     let new = s.new_secret();
                     secrets = vec![new.clone()];
@@ -748,6 +768,7 @@ impl AdminApi for FakeAdmin {
                 valid_secrets: u32::try_from(secrets.len()).unwrap(),
                 created_at: 0,
                 updated_at: 0,
+                secret_fingerprint: secrets.first().map(|s| fingerprint(s)).unwrap_or_default(),
             }),
         })
     }

@@ -68,6 +68,17 @@ impl Settled {
         resync.checked_sub(elapsed).filter(|left| !left.is_zero())
     }
 
+    /// Whether the last successful reconcile of `uid` saw `fingerprint`, however long ago:
+    /// a due resync of an object nothing changed about (the client controller then
+    /// verifies the auth server's side without reading the credentials Secret).
+    pub fn same(&self, uid: &str, fingerprint: Fingerprint) -> bool {
+        self.seen
+            .lock()
+            .expect("settled lock")
+            .get(uid)
+            .is_some_and(|(was, _)| *was == fingerprint)
+    }
+
     /// Records a successful full reconcile of `uid` at `now` that left `fingerprint`.
     pub fn record(&self, uid: &str, fingerprint: Fingerprint, now: Timestamp) {
         self.seen
@@ -143,6 +154,9 @@ mod tests {
             "the resync runs in full"
         );
         assert_eq!(settled.unchanged("other", fp, at(60), RESYNC), None);
+        assert!(settled.same("u", fp), "due, but nothing changed");
+        assert!(!settled.same("u", Fingerprint::of(&"other")));
+        assert!(!settled.same("other", fp));
     }
 
     #[test]

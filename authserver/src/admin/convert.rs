@@ -234,6 +234,10 @@ pub fn client_to_proto(c: &StoredClient, now: i64) -> proto::Client {
             .unwrap_or(u32::MAX),
         created_at: c.created_at,
         updated_at: c.updated_at,
+        secret_fingerprint: c
+            .current_secret()
+            .map(|s| crate::crypto::secret::fingerprint(&s.digest))
+            .unwrap_or_default(),
     }
 }
 

@@ -363,6 +363,9 @@ impl Admin for AdminService {
             Some(proto::upsert_client_request::Secret::SuppliedSecret(s)) => {
                 SecretRequest::Supplied(SecretString::from(s))
             }
+            Some(proto::upsert_client_request::Secret::ExpectSecretFingerprint(f)) => {
+                SecretRequest::Expect(f)
+            }
             Some(proto::upsert_client_request::Secret::GenerateIfMissing(_)) | None => {
                 SecretRequest::GenerateIfMissing
             }

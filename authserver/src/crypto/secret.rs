@@ -78,6 +78,16 @@ impl SecretHasher {
     }
 }
 
+/// A fingerprint of a stored digest (`Client.secret_fingerprint` of the admin API): names
+/// a secret without revealing it. The digest is keyed, and this is a hash of the digest,
+/// so it is of no use for guessing the secret.
+pub fn fingerprint(digest: &[u8]) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(b"gatehouse client secret fingerprint v1\0");
+    ctx.update(digest);
+    b64url(&ctx.finish().as_ref()[..16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +118,18 @@ mod tests {
         assert!(!h.matches("t", "c", &generate(), &[&d]));
         let previous = h.digest("t", "c", &generate());
         assert!(h.matches("t", "c", &s, &[&previous, &d]));
+    }
+
+    #[test]
+    fn a_fingerprint_names_one_digest_and_is_not_the_digest() {
+        let h = hasher();
+        let s = generate();
+        let d = h.digest("t", "c", &s);
+        let f = fingerprint(&d);
+        assert_eq!(f.len(), 22);
+        assert_eq!(f, fingerprint(&d), "stable");
+        assert_ne!(f, fingerprint(&h.digest("t", "c", &generate())));
+        assert!(!b64url(&d).starts_with(&f[..8]));
     }
 
     #[test]

@@ -51,6 +51,18 @@ impl SecretDigest {
     }
 }
 
+impl StoredClient {
+    /// The current secret (the one without an end): `None` when there is none or, which
+    /// a registration never leaves, more than one.
+    pub fn current_secret(&self) -> Option<&SecretDigest> {
+        let mut current = self.secrets.iter().filter(|s| s.expires_at.is_none());
+        match (current.next(), current.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+}
+
 /// A stored client with its secret digests.
 #[derive(Debug, Clone)]
 pub struct StoredClient {

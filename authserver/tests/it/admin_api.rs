@@ -23,6 +23,7 @@ on_both_backends!(
     invalid_arguments_name_the_field_and_change_nothing,
     upsert_client_is_idempotent,
     a_rotated_secret_overlaps_with_the_previous_one,
+    a_secret_known_by_its_fingerprint_is_kept_without_being_sent,
     tenants_are_upserted_read_and_deleted,
     signing_keys_are_rotated_and_imported,
     an_emergency_rotation_signs_at_once_and_withdraws_the_previous_keys,
@@ -503,6 +504,102 @@ async fn a_rotated_secret_overlaps_with_the_previous_one(backend: Backend) {
             .any(|r| r.starts_with("client.secret_rotated|admin-api|app|")),
         "{audit:?}"
     );
+}
+
+/// `expect_secret_fingerprint`: an upsert that names the current secret by the
+/// fingerprint an earlier answer gave keeps it (and may change the spec); a fingerprint
+/// that is not the current secret's, or a client that does not exist, is ABORTED and
+/// changes nothing.
+async fn a_secret_known_by_its_fingerprint_is_kept_without_being_sent(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let (server, mut admin) = serve_with_admin(&db).await;
+    let created = upsert(&mut admin, machine_spec("app")).await;
+    let creds = Creds {
+        id: "app".into(),
+        secret: created.generated_secret.clone(),
+    };
+    let secret = creds.secret.clone().expect("a generated secret");
+    let fingerprint = created.client.expect("the client").secret_fingerprint;
+    assert_eq!(fingerprint.len(), 22, "{fingerprint}");
+    assert!(!fingerprint.contains(&secret[..8]));
+    let got = admin
+        .get_client(authed(GetClientRequest {
+            tenant_id: "main".into(),
+            client_id: "app".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.secret_fingerprint, fingerprint,
+        "GetClient says the same"
+    );
+
+    let expect = |spec: ClientSpec, fingerprint: &str| {
+        crate::harness::admin::upsert_request(
+            spec,
+            proto::upsert_client_request::Secret::ExpectSecretFingerprint(fingerprint.to_owned()),
+        )
+    };
+    let snapshot = db.snapshot().await;
+    let same = admin
+        .upsert_client(expect(machine_spec("app"), &fingerprint))
+        .await
+        .unwrap()
+        .into_inner();
+    crate::harness::admin::assert_upsert_outcome(&same, "unchanged");
+    assert_eq!(same.generated_secret, None);
+    assert_eq!(db.snapshot().await, snapshot, "nothing written");
+
+    // Not the current secret's, or no such client: refused, nothing written.
+    for (id, fp) in [
+        ("app", "AAAAAAAAAAAAAAAAAAAAAA"),
+        ("app", ""),
+        ("other", fingerprint.as_str()),
+    ] {
+        let e = admin
+            .upsert_client(expect(machine_spec(id), fp))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Aborted, "{id} {fp:?}: {e:?}");
+        assert_eq!(
+            db.snapshot().await,
+            snapshot,
+            "{id} {fp:?}: nothing written"
+        );
+    }
+
+    // A spec change with the known secret: updated, the secret kept.
+    let changed = admin
+        .upsert_client(expect(
+            ClientSpec {
+                scopes: vec!["read".into()],
+                ..machine_spec("app")
+            },
+            &fingerprint,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    crate::harness::admin::assert_upsert_outcome(&changed, "updated");
+    assert_eq!(changed.client.unwrap().secret_fingerprint, fingerprint);
+    token(&server, &creds, &[("scope", "read")]).await.ok();
+
+    // After a rotation the old fingerprint names the previous secret, not the current.
+    admin
+        .rotate_client_secret(authed(RotateClientSecretRequest {
+            tenant_id: "main".into(),
+            client_id: "app".into(),
+            supplied_secret: None,
+            overlap_seconds: 60,
+        }))
+        .await
+        .unwrap();
+    let e = admin
+        .upsert_client(expect(machine_spec("app"), &fingerprint))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted, "{e:?}");
 }
 
 #[allow(clippy::too_many_lines)] // the tenant life cycle, asserted step by step

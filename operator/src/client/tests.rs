@@ -1858,3 +1858,88 @@ async fn a_trigger_that_changes_nothing_skips_the_reconcile_until_the_resync() {
         "runs in full: it reads the Secret (which the finished mock refuses)"
     );
 }
+
+/// A due resync of a client nothing changed about sends the registration with its secret
+/// named by the fingerprint the auth server gave: no request to the API server (the
+/// Secret is not read) and no secret on the wire. When the auth server's secret is
+/// another one (changed behind the operator's back), the resync reads the Secret and
+/// supplies its value, which makes it the secret again.
+#[tokio::test]
+async fn a_resync_names_the_known_secret_by_fingerprint_and_reads_the_secret_only_on_drift() {
+    let mut c = client(json!({})).finalized();
+    c.status = Some(ready_status(&c, None));
+    let uid = c.uid().unwrap();
+    let stored = format!("stored-secret-{}", "s".repeat(32));
+    let admin = FakeAdmin::with_tenant();
+    let mut secret = our_secret(&stored);
+    secret["metadata"]["resourceVersion"] = json!("5");
+    let (kube, verifier) = ApiServerVerifier::run(vec![Step::get(SECRET).respond(secret.clone())]);
+    let ctx = fixtures::context(kube, admin.clone(), MigrationState::Succeeded);
+    with_caches(&ctx, &c, "5");
+    reconcile(Arc::new(c.clone()), ctx.clone()).await.unwrap();
+    verifier.done().await;
+    let known = ctx.known_secrets.get(&uid, Some("5")).expect("known");
+    assert_eq!(known.fingerprint, fixtures::fingerprint(&stored));
+
+    // The resync is due (its last full run 6 minutes ago), nothing changed: the mock API
+    // server, finished, would fail any request.
+    let due = |ctx: &Context| {
+        let seen = Inputs::cached(&c, ctx).unwrap();
+        let earlier = fixtures::now() - jiff::SignedDuration::from_mins(6);
+        ctx.settled.record(&uid, Fingerprint::of(&seen), earlier);
+    };
+    due(&ctx);
+    let resync = reconcile(Arc::new(c.clone()), ctx.clone()).await;
+    assert_eq!(resync.unwrap(), Action::requeue(Duration::from_mins(5)));
+    assert_eq!(
+        admin.calls(),
+        [
+            "UpsertClient(acme/shop-web, supplied)",
+            "UpsertClient(acme/shop-web, expect)"
+        ]
+    );
+    assert_eq!(
+        ctx.settled.unchanged(
+            &uid,
+            Fingerprint::of(&Inputs::cached(&c, &ctx).unwrap()),
+            fixtures::now(),
+            Duration::from_mins(5)
+        ),
+        Some(Duration::from_mins(5)),
+        "recorded as a full reconcile: the next resync is 5 min away"
+    );
+
+    // Someone rotated the secret through the admin API: the fingerprint no longer names
+    // the current secret, so the resync reads the Secret and supplies its value.
+    admin
+        .state()
+        .clients
+        .get_mut(&("acme".to_owned(), "shop-web".to_owned()))
+        .unwrap()
+        .secrets = vec!["rotated-by-hand".into()];
+    let (kube, verifier) = ApiServerVerifier::run(vec![Step::get(SECRET).respond(secret)]);
+    let fresh = fixtures::context(kube, admin.clone(), MigrationState::Succeeded);
+    with_caches(&fresh, &c, "5");
+    fresh
+        .known_secrets
+        .record(&uid, Some("5".into()), Some(known.fingerprint));
+    due(&fresh);
+    reconcile(Arc::new(c.clone()), fresh.clone()).await.unwrap();
+    verifier.done().await;
+    assert_eq!(
+        admin.calls()[2..],
+        [
+            "UpsertClient(acme/shop-web, expect)",
+            "UpsertClient(acme/shop-web, supplied)"
+        ]
+    );
+    let registered = admin.state().clients[&("acme".to_owned(), "shop-web".to_owned())].clone();
+    assert_eq!(
+        registered.secrets,
+        [stored],
+        "the Secret's value is the secret again"
+    );
+
+    // The Secret changed (a new version in the cache): not known, read in full.
+    assert!(fresh.known_secrets.get(&uid, Some("6")).is_none());
+}

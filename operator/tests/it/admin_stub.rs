@@ -124,6 +124,8 @@ impl AdminApi for AdminStub {
                 valid_secrets: 1,
                 created_at: 0,
                 updated_at: 0,
+                // Older still: no fingerprints, so every resync reads the Secret.
+                secret_fingerprint: String::new(),
             }),
         })
     }
