@@ -31,6 +31,7 @@ pub(crate) mod testing;
 pub mod throttle;
 pub mod unit;
 pub mod users;
+mod warm;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -180,15 +181,19 @@ pub struct Store {
     /// Revocations of tokens and grants this process committed (shared by every clone),
     /// so caches of token state drop at once instead of at the change feed's pace.
     revocations: Arc<crate::cache::Revocations>,
+    /// PostgreSQL connections kept between calls, sparing sqlx's ping on release
+    /// ([`warm`]).
+    warm: Arc<warm::Warm>,
 }
 
 /// Runs the same body on a connection from whichever pool backs the store; `$pool` is
 /// bound to a `&mut PgConnection` or `&mut SqliteConnection` (pass `&mut *pool` to use
 /// it twice). The body must be valid for both drivers.
 ///
-/// On PostgreSQL the connection comes through [`Store::gated`]: refused at once while
-/// the database is unavailable, and at most `database.acquire_timeout_ms` of waiting
-/// otherwise. SQLite is embedded: a slow checkout there is lock contention, which
+/// On PostgreSQL the connection is one a finished call left clean ([`warm`]) or comes
+/// through [`Store::gated`]: refused at once while the database is unavailable, and at
+/// most `database.acquire_timeout_ms` of waiting otherwise. A body that completes hands
+/// it on to the next call; one that returns early (`?`) gives it back to sqlx. SQLite is embedded: a slow checkout there is lock contention, which
 /// waiting resolves, not an outage.
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
@@ -197,9 +202,11 @@ macro_rules! with_pool {
                 // For bodies that open their own transaction (`pool.begin()`).
                 #[allow(unused_imports)]
                 use sqlx::Connection as _;
-                let mut conn = $store.gated(pool.acquire()).await?;
+                let mut conn = $store.pg_connection(pool).await?;
                 let $pool = &mut *conn;
-                $body
+                let out = $body;
+                $store.keep_warm(conn);
+                out
             }
             $crate::store::Pool::Sqlite(pool) => {
                 #[allow(unused_imports)]
@@ -313,12 +320,18 @@ impl Store {
                 .connect_lazy_with(opts);
             Pool::Postgres(pool)
         };
+        let kept = if matches!(pool, Pool::Postgres(_)) {
+            settings.max_connections
+        } else {
+            0
+        };
         let store = Self {
             pool,
             health: Arc::new(DatabaseHealth::new(Duration::from_millis(
                 settings.acquire_timeout_ms.max(1),
             ))),
             revocations: Arc::default(),
+            warm: Arc::new(warm::Warm::new(kept)),
         };
         store.wait_reachable(settings, &describe_url(url)).await?;
         Ok(store)
@@ -390,6 +403,28 @@ impl Store {
         self.revocations.record();
     }
 
+    /// A PostgreSQL connection for one [`with_pool!`] call: a kept one ([`warm`]) if
+    /// there is a fresh one, else a checkout through [`Store::gated`]. An outage refuses
+    /// at once either way.
+    async fn pg_connection(
+        &self,
+        pool: &sqlx::PgPool,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        let now = Instant::now();
+        self.health.admit(now).map_err(Error::Unavailable)?;
+        match self.warm.take(now) {
+            Some(conn) => Ok(conn),
+            // Boxed: sqlx's checkout future is large, and this one is part of every
+            // store call's future, copied whole each time an enclosing future moves.
+            None => Box::pin(self.gated(pool.acquire())).await,
+        }
+    }
+
+    /// Hands the connection of a finished [`with_pool!`] call on to the next ([`warm`]).
+    fn keep_warm(&self, conn: sqlx::pool::PoolConnection<sqlx::Postgres>) {
+        self.warm.keep(conn, Instant::now());
+    }
+
     /// A connection or transaction (`acquire`) for one store call, through the
     /// availability gate: refused at once while the database is unavailable, otherwise
     /// given `database.acquire_timeout_ms`, and its outcome updates the shared state.
@@ -397,9 +432,9 @@ impl Store {
         &self,
         acquire: impl Future<Output = std::result::Result<T, sqlx::Error>>,
     ) -> Result<T> {
-        self.health
-            .admit(Instant::now())
-            .map_err(Error::Unavailable)?;
+        let now = Instant::now();
+        self.health.admit(now).map_err(Error::Unavailable)?;
+        self.warm.release_stale(now);
         let deadline = self.health.acquire_timeout();
         let failure = match tokio::time::timeout(deadline, acquire).await {
             Ok(Ok(conn)) => {
@@ -498,7 +533,7 @@ impl Store {
     pub fn pool_stats(&self) -> PoolStats {
         let (size, idle, max) = match_pool!(self, pool => (
             pool.size(),
-            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            u32::try_from(pool.num_idle() + self.warm.len()).unwrap_or(u32::MAX),
             pool.options().get_max_connections(),
         ));
         PoolStats { size, idle, max }
@@ -512,6 +547,8 @@ impl Store {
     /// Closes every connection (on shutdown), once nothing uses the pool any more: a
     /// call after this fails with `PoolClosed`, which is neither an outage nor logged.
     pub async fn close(&self) {
+        // The pool waits for every checked-out connection, kept ones too.
+        self.warm.close();
         match_pool!(self, pool => pool.close().await);
     }
 }
