@@ -202,10 +202,11 @@ macro_rules! with_pool {
                 // For bodies that open their own transaction (`pool.begin()`).
                 #[allow(unused_imports)]
                 use sqlx::Connection as _;
-                let mut conn = $store.pg_connection(pool).await?;
+                let (mut conn, turn) = $store.pg_connection(pool).await?;
                 let $pool = &mut *conn;
                 let out = $body;
                 $store.keep_warm(conn);
+                drop(turn);
                 out
             }
             $crate::store::Pool::Sqlite(pool) => {
@@ -403,21 +404,28 @@ impl Store {
         self.revocations.record();
     }
 
-    /// A PostgreSQL connection for one [`with_pool!`] call: a kept one ([`warm`]) if
-    /// there is a fresh one, else a checkout through [`Store::gated`]. An outage refuses
-    /// at once either way.
+    /// A PostgreSQL connection for one [`with_pool!`] call, and the call's turn
+    /// ([`warm`]; held until the connection is handed on): a kept connection if there
+    /// is a fresh one, else a checkout. Both through [`Store::gated`]: an outage refuses
+    /// at once, and the wait for a turn and a connection together is bounded.
     async fn pg_connection(
         &self,
         pool: &sqlx::PgPool,
-    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-        let now = Instant::now();
-        self.health.admit(now).map_err(Error::Unavailable)?;
-        match self.warm.take(now) {
-            Some(conn) => Ok(conn),
-            // Boxed: sqlx's checkout future is large, and this one is part of every
-            // store call's future, copied whole each time an enclosing future moves.
-            None => Box::pin(self.gated(pool.acquire())).await,
-        }
+    ) -> Result<(
+        sqlx::pool::PoolConnection<sqlx::Postgres>,
+        tokio::sync::OwnedSemaphorePermit,
+    )> {
+        // Boxed: sqlx's checkout future is large, and this one is part of every store
+        // call's future, copied whole each time an enclosing future moves.
+        Box::pin(self.gated(async {
+            let turn = self.warm.turn().await?;
+            let conn = match self.warm.take(Instant::now()) {
+                Some(conn) => conn,
+                None => pool.acquire().await?,
+            };
+            Ok((conn, turn))
+        }))
+        .await
     }
 
     /// Hands the connection of a finished [`with_pool!`] call on to the next ([`warm`]).

@@ -9,13 +9,20 @@
 //! drops its connection, which goes back to sqlx and its ping: that is what the ping is
 //! for (a cancelled statement, a rollback still queued).
 //!
-//! Kept connections are checked out as far as sqlx knows, so at most half the pool is
-//! kept (the rest stays with sqlx for transactions, units of work and new calls), and one
-//! unused for longer than [`super::PING_IDLE_AFTER`] goes back to sqlx, which pings it
-//! before it is used again and reaps it by its idle and lifetime rules.
+//! Kept connections are checked out as far as sqlx knows, so the calls that use them
+//! take turns through a fair (first come, first served) semaphore of half the pool's
+//! connections: the other half stays with sqlx for transactions and units of work, and a
+//! call waiting for a connection is served in order — handing a finished call's
+//! connection to whichever call came next, instead of to sqlx's queue, made some calls
+//! wait for hundreds of milliseconds while others never waited (p99 of refresh grants
+//! 39 → 280 ms). One unused for longer than [`super::PING_IDLE_AFTER`] goes back to
+//! sqlx, which pings it before it is used again and reaps it by its idle and lifetime
+//! rules.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use sqlx::Connection as _;
 use sqlx::pool::PoolConnection;
@@ -29,7 +36,9 @@ type Kept = (PoolConnection<Postgres>, Instant);
 #[derive(Debug)]
 pub(super) struct Warm {
     state: Mutex<State>,
-    cap: usize,
+    /// Turns of the calls that use kept connections (half the pool).
+    turns: Arc<Semaphore>,
+    max_turns: usize,
 }
 
 #[derive(Debug, Default)]
@@ -41,12 +50,22 @@ struct State {
 }
 
 impl Warm {
-    /// Keeps at most half of a pool of `max_connections`.
+    /// For a pool of `max_connections`: half of them take turns here.
     pub(super) fn new(max_connections: u32) -> Self {
+        let turns = usize::try_from(max_connections / 2).unwrap_or(0).max(1);
         Self {
             state: Mutex::default(),
-            cap: usize::try_from(max_connections / 2).unwrap_or(0),
+            turns: Arc::new(Semaphore::new(turns)),
+            max_turns: turns,
         }
+    }
+
+    /// Waits for this call's turn, in order of arrival; `PoolClosed` once closing.
+    pub(super) async fn turn(&self) -> Result<OwnedSemaphorePermit, sqlx::Error> {
+        Arc::clone(&self.turns)
+            .acquire_owned()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)
     }
 
     /// The most recently used kept connection, if it was used within
@@ -80,7 +99,8 @@ impl Warm {
             return;
         }
         let mut guard = self.state.lock().expect("warm connections lock");
-        if guard.closed || guard.kept.len() >= self.cap {
+        // No more than there are turns (a call that found none kept checked one out).
+        if guard.closed || guard.kept.len() >= self.max_turns {
             return;
         }
         guard.kept.push((conn, now));
@@ -89,6 +109,7 @@ impl Warm {
     /// Gives every kept connection back and keeps none from now on: the pool is closing
     /// and waits until every connection is back.
     pub(super) fn close(&self) {
+        self.turns.close();
         let kept = {
             let mut guard = self.state.lock().expect("warm connections lock");
             guard.closed = true;
@@ -184,6 +205,44 @@ mod tests {
         std::mem::forget(tx);
         warm.keep(conn, now);
         assert_eq!(warm.len(), 0, "a transaction open");
+    }
+
+    #[tokio::test]
+    async fn calls_take_turns_in_order_of_arrival_and_none_after_close() {
+        let warm = Arc::new(Warm::new(3));
+        let first = warm.turn().await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for i in 0..3 {
+            let (warm, order) = (Arc::clone(&warm), Arc::clone(&order));
+            waiting.push(tokio::spawn(async move {
+                let turn = warm.turn().await.unwrap();
+                order.lock().unwrap().push(i);
+                drop(turn);
+            }));
+            // Each queued before the next arrives.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(order.lock().unwrap().is_empty(), "one turn: all wait");
+        drop(first);
+        for w in waiting {
+            w.await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            [0, 1, 2],
+            "first come, first served"
+        );
+
+        let held = warm.turn().await.unwrap();
+        let late = tokio::spawn({
+            let warm = Arc::clone(&warm);
+            async move { warm.turn().await.map(drop) }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        warm.close();
+        assert!(matches!(late.await.unwrap(), Err(sqlx::Error::PoolClosed)));
+        drop(held);
     }
 
     #[tokio::test]
