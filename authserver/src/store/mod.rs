@@ -413,17 +413,20 @@ impl Store {
         pool: &sqlx::PgPool,
     ) -> Result<(
         sqlx::pool::PoolConnection<sqlx::Postgres>,
-        tokio::sync::OwnedSemaphorePermit,
+        Option<tokio::sync::OwnedSemaphorePermit>,
     )> {
         // Boxed: sqlx's checkout future is large, and this one is part of every store
         // call's future, copied whole each time an enclosing future moves.
         Box::pin(self.gated(async {
+            if !self.warm.enabled() {
+                return Ok((pool.acquire().await?, None));
+            }
             let turn = self.warm.turn().await?;
             let conn = match self.warm.take(Instant::now()) {
                 Some(conn) => conn,
                 None => pool.acquire().await?,
             };
-            Ok((conn, turn))
+            Ok((conn, Some(turn)))
         }))
         .await
     }

@@ -10,9 +10,11 @@
 //! for (a cancelled statement, a rollback still queued).
 //!
 //! Kept connections are checked out as far as sqlx knows, so the calls that use them
-//! take turns through a fair (first come, first served) semaphore of half the pool's
-//! connections: the other half stays with sqlx for transactions and units of work, and a
-//! call waiting for a connection is served in order — handing a finished call's
+//! take turns through a fair (first come, first served) semaphore of
+//! `(max_connections - 2) / 2` turns, each holding at most one connection: the rest
+//! stays with sqlx for transactions, units of work and the change listener (a pool of 3
+//! or fewer keeps nothing — a unit of work could otherwise wait for the one connection
+//! a kept one holds), and a call waiting for a connection is served in order — handing a finished call's
 //! connection to whichever call came next, instead of to sqlx's queue, made some calls
 //! wait for hundreds of milliseconds while others never waited (p99 of refresh grants
 //! 39 → 280 ms). One unused for longer than [`super::PING_IDLE_AFTER`] goes back to
@@ -36,7 +38,7 @@ type Kept = (PoolConnection<Postgres>, Instant);
 #[derive(Debug)]
 pub(super) struct Warm {
     state: Mutex<State>,
-    /// Turns of the calls that use kept connections (half the pool).
+    /// Turns of the calls that use kept connections (see the module docs).
     turns: Arc<Semaphore>,
     max_turns: usize,
 }
@@ -50,9 +52,9 @@ struct State {
 }
 
 impl Warm {
-    /// For a pool of `max_connections`: half of them take turns here.
+    /// For a pool of `max_connections` (see the module docs).
     pub(super) fn new(max_connections: u32) -> Self {
-        let turns = usize::try_from(max_connections / 2).unwrap_or(0).max(1);
+        let turns = usize::try_from(max_connections.saturating_sub(2) / 2).unwrap_or(0);
         Self {
             state: Mutex::default(),
             turns: Arc::new(Semaphore::new(turns)),
@@ -60,7 +62,13 @@ impl Warm {
         }
     }
 
+    /// Whether connections are kept at all (a pool of more than 3).
+    pub(super) fn enabled(&self) -> bool {
+        self.max_turns > 0
+    }
+
     /// Waits for this call's turn, in order of arrival; `PoolClosed` once closing.
+    /// Only when [`Warm::enabled`]: there are no turns otherwise.
     pub(super) async fn turn(&self) -> Result<OwnedSemaphorePermit, sqlx::Error> {
         Arc::clone(&self.turns)
             .acquire_owned()
@@ -158,8 +166,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_clean_connection_is_kept_for_the_next_call_until_it_goes_stale() {
-        let (_db, pool) = pool(4).await;
-        let warm = Warm::new(4);
+        let (_db, pool) = pool(6).await;
+        let warm = Warm::new(6);
         let t0 = Instant::now();
         let mut conn = pool.acquire().await.unwrap();
         sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
@@ -191,8 +199,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_in_a_transaction_or_with_a_rollback_queued_is_not_kept() {
-        let (_db, pool) = pool(4).await;
-        let warm = Warm::new(4);
+        let (_db, pool) = pool(6).await;
+        let warm = Warm::new(6);
         let now = Instant::now();
         let mut conn = pool.acquire().await.unwrap();
         let tx = conn.begin().await.unwrap();
@@ -207,9 +215,38 @@ mod tests {
         assert_eq!(warm.len(), 0, "a transaction open");
     }
 
+    /// A unit of work checks its connection out of sqlx: a kept connection must never be
+    /// the one it waits for (with one connection in all it was: timed out after 1 s).
+    #[tokio::test]
+    async fn a_unit_of_work_never_waits_for_a_kept_connection() {
+        for max in [1, 2, 3, 4, 6] {
+            let db = testkit::postgres::Database::create("gh_warm").await;
+            let store = crate::store::Store::connect(&crate::config::DatabaseSettings {
+                url: secrecy::SecretString::from(db.url().to_owned()),
+                max_connections: max,
+                connect_timeout_seconds: 5,
+                startup_timeout_seconds: 10,
+                acquire_timeout_ms: crate::config::DEFAULT_ACQUIRE_TIMEOUT_MS,
+            })
+            .await
+            .expect("connects");
+            store.ping().await.expect("a call");
+            let unit = tokio::time::timeout(Duration::from_millis(500), store.begin())
+                .await
+                .unwrap_or_else(|_| panic!("max {max}: the unit of work waited"))
+                .expect("a unit of work");
+            if max > 1 {
+                store.ping().await.expect("a call beside the unit");
+            }
+            unit.commit().await.expect("commit");
+            store.close().await;
+        }
+    }
+
     #[tokio::test]
     async fn calls_take_turns_in_order_of_arrival_and_none_after_close() {
-        let warm = Arc::new(Warm::new(3));
+        let warm = Arc::new(Warm::new(4));
+        assert!(warm.enabled() && !Warm::new(3).enabled());
         let first = warm.turn().await.unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut waiting = Vec::new();
@@ -246,14 +283,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn at_most_half_the_pool_is_kept_and_none_after_close() {
-        let (_db, pool) = pool(4).await;
-        let warm = Warm::new(4);
+    async fn at_most_one_per_turn_is_kept_and_none_after_close() {
+        let (_db, pool) = pool(6).await;
+        let warm = Warm::new(6);
         let now = Instant::now();
         for _ in 0..3 {
             warm.keep(pool.acquire().await.unwrap(), now);
         }
-        assert_eq!(warm.len(), 2);
+        assert_eq!(warm.len(), 2, "(6 - 2) / 2 turns");
+        Warm::new(3).keep(pool.acquire().await.unwrap(), now);
         warm.close();
         assert_eq!(warm.len(), 0);
         warm.keep(pool.acquire().await.unwrap(), now);
