@@ -367,14 +367,7 @@ async fn upsert_client_is_idempotent(backend: Backend) {
     .await;
     crate::harness::admin::assert_upsert_outcome(&third, "updated");
     assert_eq!(third.generated_secret, None);
-    let got = admin
-        .get_client(authed(GetClientRequest {
-            tenant_id: "main".into(),
-            client_id: "app".into(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let got = crate::harness::admin::get_client(&mut admin, "app").await;
     assert_eq!(got.valid_secrets, 1);
     assert_eq!(got.spec.unwrap().scopes, ["read"]);
     token(&server, &creds, &[("scope", "read")]).await.ok();
@@ -522,14 +515,7 @@ async fn a_secret_known_by_its_fingerprint_is_kept_without_being_sent(backend: B
     let fingerprint = created.client.expect("the client").secret_fingerprint;
     assert_eq!(fingerprint.len(), 22, "{fingerprint}");
     assert!(!fingerprint.contains(&secret[..8]));
-    let got = admin
-        .get_client(authed(GetClientRequest {
-            tenant_id: "main".into(),
-            client_id: "app".into(),
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let got = crate::harness::admin::get_client(&mut admin, "app").await;
     assert_eq!(
         got.secret_fingerprint, fingerprint,
         "GetClient says the same"

@@ -85,6 +85,21 @@ pub async fn upsert(
         .into_inner()
 }
 
+/// The client `id` of tenant `main`, which must exist.
+pub async fn get_client(
+    admin: &mut AdminClient<Channel>,
+    id: &str,
+) -> authserver::admin::proto::Client {
+    admin
+        .get_client(authed(authserver::admin::proto::GetClientRequest {
+            tenant_id: "main".into(),
+            client_id: id.into(),
+        }))
+        .await
+        .expect("GetClient succeeds")
+        .into_inner()
+}
+
 /// An upsert's outcome as the typed field says it and as the name older operators read.
 pub fn assert_upsert_outcome(response: &proto::UpsertClientResponse, name: &str) {
     let typed = match name {
