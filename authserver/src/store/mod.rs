@@ -193,8 +193,9 @@ pub struct Store {
 /// On PostgreSQL the connection is one a finished call left clean ([`warm`]) or comes
 /// through [`Store::gated`]: refused at once while the database is unavailable, and at
 /// most `database.acquire_timeout_ms` of waiting otherwise. A body that completes hands
-/// it on to the next call; one that returns early (`?`) gives it back to sqlx. SQLite is embedded: a slow checkout there is lock contention, which
-/// waiting resolves, not an outage.
+/// it on to the next call; one that returns early (`?`) gives it back to sqlx. SQLite is
+/// embedded: a slow checkout there is lock contention, which waiting resolves, not an
+/// outage.
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
@@ -321,7 +322,8 @@ impl Store {
                 .connect_lazy_with(opts);
             Pool::Postgres(pool)
         };
-        let kept = if matches!(pool, Pool::Postgres(_)) {
+        // SQLite connections are not pinged when they go back: none is kept.
+        let warm_of = if matches!(pool, Pool::Postgres(_)) {
             settings.max_connections
         } else {
             0
@@ -332,7 +334,7 @@ impl Store {
                 settings.acquire_timeout_ms.max(1),
             ))),
             revocations: Arc::default(),
-            warm: Arc::new(warm::Warm::new(kept)),
+            warm: Arc::new(warm::Warm::new(warm_of)),
         };
         store.wait_reachable(settings, &describe_url(url)).await?;
         Ok(store)
