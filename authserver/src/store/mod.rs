@@ -228,7 +228,7 @@ macro_rules! in_transaction {
     ($store:expr, $tx:ident => $body:expr) => {
         match &$store.pool {
             $crate::store::Pool::Postgres(pool) => {
-                let mut $tx = $store.gated(pool.begin()).await?;
+                let mut $tx = $store.pg_begin(pool).await?;
                 let out = $body;
                 $tx.commit().await?;
                 out
@@ -429,6 +429,40 @@ impl Store {
                 None => pool.acquire().await?,
             };
             Ok((conn, Some(turn)))
+        }))
+        .await
+    }
+
+    /// A PostgreSQL transaction, through [`Store::gated`].
+    ///
+    /// sqlx counts a transaction only once PostgreSQL has answered its `BEGIN`: a `begin`
+    /// dropped in between — the gate's deadline, a client that went away — left the
+    /// connection inside a transaction sqlx did not know of, and it went back to the pool
+    /// that way; later calls' statements ran in it, uncommitted and holding their locks.
+    /// So the `BEGIN` runs in a task of its own, which finishes whatever becomes of the
+    /// caller: a transaction nobody waits for any more is dropped there, and that rolls
+    /// it back. Only the checkout is given up with the caller, so that callers that gave
+    /// up leave no work behind in an overloaded pool.
+    async fn pg_begin(
+        &self,
+        pool: &sqlx::PgPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        // Boxed like `pg_connection`'s checkout: the future would be part of every
+        // transaction's.
+        Box::pin(self.gated(async {
+            let conn = pool.acquire().await?;
+            // `Transaction::begin` is what `Pool::begin` runs after its checkout; it is
+            // the one way to begin on a connection the pool owns (`'static`).
+            // Cancelled: the runtime is shutting down, like a closed pool.
+            tokio::spawn(sqlx::Transaction::begin(conn, None))
+                .await
+                .map_err(|e| {
+                    if e.is_cancelled() {
+                        sqlx::Error::PoolClosed
+                    } else {
+                        sqlx::Error::WorkerCrashed
+                    }
+                })?
         }))
         .await
     }

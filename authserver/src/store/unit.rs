@@ -73,7 +73,7 @@ impl Store {
     /// (refused at once during an outage, bounded wait otherwise).
     pub async fn begin(&self) -> Result<UnitOfWork> {
         let tx = match &self.pool {
-            Pool::Postgres(pool) => Tx::Postgres(self.gated(pool.begin()).await?),
+            Pool::Postgres(pool) => Tx::Postgres(self.pg_begin(pool).await?),
             Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         };
         Ok(UnitOfWork { tx })

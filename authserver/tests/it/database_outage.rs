@@ -247,3 +247,58 @@ async fn without_an_outage_the_database_counts_as_available(backend: Backend) {
             .contains("gatehouse_database_available 1")
     );
 }
+
+/// A partition while a transaction's `BEGIN` is on the wire. sqlx counts a transaction
+/// only once PostgreSQL has answered its `BEGIN`: a `begin` given up in between (the
+/// request deadline here; a client that goes away does the same) used to leave the
+/// connection inside a transaction nobody knew of, and it went back to the pool that
+/// way — the next calls' statements ran in it, uncommitted, holding their locks (seen as
+/// the notice "there is already a transaction in progress"). Once the partition ends, no
+/// connection of the pool may sit idle inside a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_given_up_during_a_partition_leaves_no_connection_inside_a_transaction() {
+    use authserver::config::DatabaseSettings;
+    use authserver::store::Store;
+    use secrecy::SecretString;
+
+    let db = TestDb::migrated(Backend::Postgres).await;
+    let mut proxy = Proxy::start(db.url()).await;
+    let store = Store::connect(&DatabaseSettings {
+        url: SecretString::from(proxy.url(db.url())),
+        max_connections: 2,
+        connect_timeout_seconds: 5,
+        startup_timeout_seconds: 10,
+        acquire_timeout_ms: 300,
+    })
+    .await
+    .unwrap();
+    // A connection idle in the pool, so that the next `begin` sends its BEGIN at once.
+    store.begin().await.unwrap().commit().await.unwrap();
+    let in_transaction = "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'gatehouse-authserver' \
+         AND state LIKE 'idle in transaction%'";
+    assert_eq!(db.scalar(in_transaction).await, 0);
+
+    proxy.stall().await;
+    let (r, took) = timed(store.begin()).await;
+    assert!(r.is_err(), "no transaction during a partition");
+    assert!(took < FIRST_ANSWER, "given up after {took:?}");
+    proxy.restore().await;
+
+    // The BEGIN and whatever followed it reach PostgreSQL now; wait until every
+    // connection is back in the pool.
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let stats = store.pool_stats();
+        if stats.size > 0 && stats.idle == stats.size {
+            break;
+        }
+        assert!(Instant::now() < deadline, "connections back: {stats:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(
+        db.scalar(in_transaction).await,
+        0,
+        "a pooled connection is inside a transaction"
+    );
+}
