@@ -195,4 +195,46 @@ mod tests {
             .expect("read");
         assert_eq!(consent, Some(vec!["a".to_owned(), "b".to_owned()]));
     }
+
+    /// A request that goes away while its unit waits for SQLite's write lock (a client
+    /// that disconnects, a deadline). Its `BEGIN IMMEDIATE` still runs once the lock is
+    /// free, and nothing is left to end that transaction: it must not keep the lock
+    /// (sqlx's SQLite worker rolls back a `BEGIN` nobody took; on PostgreSQL the store
+    /// does it, see `Store::pg_begin`). Every later unit gets the lock at once.
+    #[tokio::test]
+    async fn a_sqlite_unit_given_up_while_waiting_for_the_write_lock_leaves_it_free() {
+        use std::time::Duration;
+
+        let db = testing::sqlite().await;
+        let user = db.user("t", "alice").await;
+        let first = db.store.begin().await.expect("begin");
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), db.store.begin()).await;
+        assert!(gave_up.is_err(), "the second unit waits for the first");
+        first.commit().await.expect("first commits");
+
+        for n in 0..3_i64 {
+            let mut unit = tokio::time::timeout(Duration::from_secs(2), db.store.begin())
+                .await
+                .expect("the write lock is free")
+                .expect("begin");
+            consents::record(
+                unit.conn(),
+                "t",
+                &user.user_id,
+                "rp",
+                &[format!("s{n}")],
+                2_000 + n,
+            )
+            .await
+            .expect("writes");
+            unit.commit().await.expect("commits");
+        }
+        let consent = db
+            .store
+            .consent_scopes("t", &user.user_id, "rp")
+            .await
+            .expect("read");
+        let all: Vec<String> = (0..3).map(|n| format!("s{n}")).collect();
+        assert_eq!(consent, Some(all), "every unit committed");
+    }
 }
