@@ -206,7 +206,7 @@ pub struct UserService {
     /// memory a burst of sign-ins can take (the rest wait their turn). One per core:
     /// more would not hash faster, and each keeps its working memory
     /// (`crypto::password`).
-    hashing: tokio::sync::Semaphore,
+    hashing: Arc<tokio::sync::Semaphore>,
     /// `sessions.revoke_on_credential_reset`.
     revoke_on_reset: bool,
 }
@@ -230,7 +230,7 @@ impl UserService {
             clock,
             policy,
             breach,
-            hashing: tokio::sync::Semaphore::new(slots),
+            hashing: Arc::new(tokio::sync::Semaphore::new(slots)),
             revoke_on_reset,
         }
     }
@@ -275,11 +275,32 @@ impl UserService {
     async fn hash(&self, password: &SecretString) -> Result<String> {
         let params = self.policy.argon2;
         let password = password.clone();
-        let _slot = self.hashing.acquire().await.map_err(|_| Error::Busy)?;
-        tokio::task::spawn_blocking(move || password::hash(&password, params))
-            .await
-            .map_err(Error::Join)?
+        self.in_hashing_slot(move || password::hash(&password, params))
+            .await?
             .map_err(Error::Hash)
+    }
+
+    /// Runs Argon2 work on the blocking pool in one of the hashing slots, which it holds
+    /// until the work is done. The slot goes with the work, not with the request: a
+    /// request given up mid-hash (a client that disconnects) cannot stop the hash, and
+    /// had it freed its slot, every sign-in abandoned that way would have started one
+    /// more hash of 19 MiB beside the bounded ones — memory without bound for anyone who
+    /// can post a sign-in form and hang up.
+    async fn in_hashing_slot<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R> {
+        let slot = Arc::clone(&self.hashing)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(slot);
+            out
+        })
+        .await
+        .map_err(Error::Join)
     }
 
     async fn require_tenant(&self, tenant_id: &str) -> Result<()> {
@@ -648,18 +669,18 @@ impl UserService {
         let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
         let params = self.policy.argon2;
         let candidate = password.clone();
-        let _slot = self.hashing.acquire().await.map_err(|_| Error::Busy)?;
-        let matched = tokio::task::spawn_blocking(move || {
-            if let Some(h) = stored_hash {
-                password::verify(&candidate, &h)
-            } else {
-                // Same cost as a real check for unknown users (no enumeration by timing).
-                let _ = password::dummy_hash(params);
-                false
-            }
-        })
-        .await
-        .map_err(Error::Join)?;
+        let matched = self
+            .in_hashing_slot(move || {
+                if let Some(h) = stored_hash {
+                    password::verify(&candidate, &h)
+                } else {
+                    // Same cost as a real check for unknown users (no enumeration by
+                    // timing).
+                    let _ = password::dummy_hash(params);
+                    false
+                }
+            })
+            .await?;
         let Some(user) = user.filter(|_| matched) else {
             return Ok(None);
         };
@@ -719,6 +740,51 @@ impl UserService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attack: post a sign-in form and hang up while its password is being hashed,
+    /// over and over. The hash cannot be stopped, so it must keep its slot until it
+    /// ends: otherwise each abandoned sign-in lets one more 19 MiB hash start beside
+    /// the bounded ones.
+    #[tokio::test]
+    async fn a_sign_in_given_up_mid_hash_keeps_its_slot_until_the_hash_ends() {
+        use crate::testing::{PASSWORD, TestApp};
+        use std::time::{Duration, Instant};
+
+        let app = TestApp::new(crate::store::Backend::Sqlite).await;
+        app.user("alice").await;
+        let users = Arc::clone(&app.state.users);
+        let slots = users.hashing.available_permits();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let u = Arc::clone(&users);
+        let sign_in = tokio::spawn(async move {
+            u.verify_and_maybe_rehash("main", "alice", &SecretString::from(PASSWORD))
+                .await
+        });
+        while users.hashing.available_permits() == slots {
+            assert!(Instant::now() < deadline, "the sign-in starts hashing");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sign_in.abort();
+        assert!(sign_in.await.unwrap_err().is_cancelled());
+        // Argon2id takes milliseconds: the hash is still running, and holds its slot.
+        assert_eq!(
+            users.hashing.available_permits(),
+            slots - 1,
+            "an abandoned hash gave its slot away while it ran"
+        );
+        while users.hashing.available_permits() < slots {
+            assert!(
+                Instant::now() < deadline,
+                "the slot comes back once the hash ends"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let user = users
+            .verify_and_maybe_rehash("main", "alice", &SecretString::from(PASSWORD))
+            .await
+            .expect("verify");
+        assert!(user.is_some(), "sign-ins go on");
+    }
 
     fn alice(profile: serde_json::Value) -> StoredUser {
         StoredUser {
