@@ -453,10 +453,10 @@ impl Store {
             let conn = pool.acquire().await?;
             // `Transaction::begin` is what `Pool::begin` runs after its checkout; it is
             // the one way to begin on a connection the pool owns (`'static`).
-            // Cancelled: the runtime is shutting down, like a closed pool.
             tokio::spawn(sqlx::Transaction::begin(conn, None))
                 .await
                 .map_err(|e| {
+                    // Cancelled: the runtime is shutting down, like a closed pool.
                     if e.is_cancelled() {
                         sqlx::Error::PoolClosed
                     } else {
