@@ -37,8 +37,9 @@ printf 'tenants:\n  - id: main\n    issuer: http://127.0.0.1:%s\n    display_nam
 export GATEHOUSE_CONFIG="$DATA/config.yaml" GATEHOUSE_PASSWORDS_BREACHED=warn \
   GATEHOUSE_PASSWORDS_HIBP_BASE_URL=http://127.0.0.1:1 GATEHOUSE_RATE_LIMITS_ENABLED=false \
   GATEHOUSE_LOGIN_MAX_FAILURES=1000 GATEHOUSE_LOGIN_MAX_FAILURES_PER_IP=100000 RUST_LOG=warn
+export BENCH_PASSWORD=bench-correct-horse-battery-42
 for i in $(seq 0 $((BROWSERS - 1))); do
-  printf 'bench-correct-horse-battery-42\n' |
+  printf '%s\n' "$BENCH_PASSWORD" |
     "$BIN" users create --dev --data-dir "$DATA" --username "u$i" --password-stdin >/dev/null 2>&1
 done
 "$BIN" serve --dev --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$DATA/serve.log" 2>&1 &
