@@ -105,7 +105,10 @@ fi
 
 start_server() { # extra environment for this server, as NAME=value words
   stop_server
-  env "$@" "$BIN" serve "${CLI[@]}" --listen "127.0.0.1:$PORT" >"$DATA/serve.log" 2>&1 &
+  # Redis only where a workload names it: an exported REDIS_URL (CI has one) would
+  # otherwise put every server's rate limiter there, the in-memory row included.
+  env -u REDIS_URL -u GATEHOUSE_REDIS_URL "$@" "$BIN" serve "${CLI[@]}" \
+    --listen "127.0.0.1:$PORT" >"$DATA/serve.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 200); do
     curl -fsS "$URL/readyz" >/dev/null 2>&1 && return

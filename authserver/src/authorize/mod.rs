@@ -14,7 +14,7 @@ use crate::domain::tenant::Tenant;
 use crate::oauth::dpop::Expectation;
 use crate::oauth::form::Form;
 use crate::oauth::{
-    Counted, EndpointRequest, ErrorCode, OAuthError, OAuthService, RateHeaders, tighter,
+    EndpointLimits, EndpointRequest, ErrorCode, OAuthError, OAuthService, RateHeaders,
 };
 use crate::store::authorization_requests::NewAuthRequest;
 
@@ -89,32 +89,12 @@ impl OAuthService {
         tenant: &Tenant,
         req: EndpointRequest<'_>,
     ) -> Result<(Value, Option<RateHeaders>), OAuthError> {
-        let ip_rate = self
-            .limit(
-                "par",
-                tenant,
-                Counted::Ip(req.ip.as_deref()),
-                self.rate_limits.par_per_ip,
-            )
-            .await?;
-        let client = self
-            .authenticate(
-                tenant,
-                &req.url,
-                req.authorization,
-                &req.form,
-                req.ip.as_deref(),
-            )
-            .await?;
-        let rate = self
-            .limit(
-                "par",
-                tenant,
-                Counted::Client(&client.client.spec.client_id),
-                self.rate_limits.par_per_client,
-            )
-            .await?
-            .map(|c| tighter(c, ip_rate));
+        let limits = EndpointLimits {
+            endpoint: "par",
+            per_ip: self.rate_limits.par_per_ip,
+            per_client: self.rate_limits.par_per_client,
+        };
+        let (client, rate) = self.authenticate_within(tenant, &req, limits).await?;
         if req.form.get("request_uri").is_some() {
             return Err(OAuthError::invalid_request(
                 "request_uri must not be pushed (RFC 9126 §2.1)",

@@ -147,6 +147,18 @@ fn presented(authorization: Option<&str>, form: &Form) -> Result<Presented, OAut
     }
 }
 
+/// The client a request names, unchecked: the id [`OAuthService::authenticate`] goes on
+/// to check, found by the same rules (an assertion names its client in `sub`). `None`
+/// when the request names none, or names it in a way authentication refuses anyway.
+pub(super) fn claimed_client(authorization: Option<&str>, form: &Form) -> Option<String> {
+    Some(match presented(authorization, form).ok()? {
+        Presented::Basic { id, .. } | Presented::Post { id, .. } | Presented::None { id } => id,
+        Presented::Assertion { assertion } => {
+            jws::parse(&assertion).ok()?.claim_str("sub")?.to_owned()
+        }
+    })
+}
+
 impl OAuthService {
     /// Authenticates the client of a request to `endpoint_url` (the assertion audience).
     pub async fn authenticate(

@@ -24,7 +24,7 @@ use crate::keys::KeyService;
 use crate::store::Store;
 
 pub use error::{ErrorCode, OAuthError, RateHeaders};
-pub(crate) use token::{Counted, tighter};
+pub(crate) use token::{Counted, EndpointLimits};
 pub use token::{EndpointRequest, TokenResponse};
 
 /// Everything the protocol endpoints need, shared by all requests.

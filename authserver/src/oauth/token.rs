@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::OAuthService;
+use super::client_auth::{Authenticated, claimed_client};
 use super::dpop::{self, Expectation, Proof};
 use super::error::{ErrorCode, OAuthError, RateHeaders};
 use super::form::Form;
@@ -57,8 +58,24 @@ fn slow_down(headers: RateHeaders) -> OAuthError {
     e
 }
 
+/// The limits of one client-authenticating endpoint, per source IP and per client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EndpointLimits {
+    pub endpoint: &'static str,
+    pub per_ip: u64,
+    pub per_client: u64,
+}
+
+/// The limiter's key for `who` at `endpoint` of `tenant`.
+fn limit_key(endpoint: &str, tenant: &Tenant, who: Counted<'_>) -> String {
+    match who {
+        Counted::Ip(ip) => format!("{endpoint}:ip:{}:{}", tenant.id, ip.unwrap_or("")),
+        Counted::Client(id) => format!("{endpoint}:client:{}:{id}", tenant.id),
+    }
+}
+
 /// The tighter of two limit states, for the response headers.
-pub(crate) fn tighter(a: RateHeaders, b: Option<RateHeaders>) -> RateHeaders {
+fn tighter(a: RateHeaders, b: Option<RateHeaders>) -> RateHeaders {
     match b {
         Some(b) if b.remaining < a.remaining => b,
         _ => a,
@@ -216,6 +233,87 @@ impl OAuthService {
             .await
     }
 
+    /// Authenticates the client of `req` and counts the request against the endpoint's
+    /// per-IP and per-client limits, both in one round trip to a shared limiter.
+    ///
+    /// The IP's limit is applied before authentication, so a refused IP costs no
+    /// authentication work and writes no audit row; only authenticated requests use up a
+    /// client's budget, or anyone could spend another client's by naming it. So the
+    /// client the request names is counted with the IP, and given back when the IP is
+    /// refused or authentication fails (a second round trip, on those paths only).
+    pub(crate) async fn authenticate_within(
+        &self,
+        tenant: &Tenant,
+        req: &EndpointRequest<'_>,
+        limits: EndpointLimits,
+    ) -> Result<(Authenticated, Option<RateHeaders>), OAuthError> {
+        let authenticate = || {
+            self.authenticate(
+                tenant,
+                &req.url,
+                req.authorization,
+                &req.form,
+                req.ip.as_deref(),
+            )
+        };
+        if !self.rate_limits.enabled {
+            return Ok((authenticate().await?, None));
+        }
+        let ip_key = req
+            .ip
+            .as_deref()
+            .map(|ip| limit_key(limits.endpoint, tenant, Counted::Ip(Some(ip))));
+        let claimed = claimed_client(req.authorization, &req.form);
+        let client_key = claimed
+            .as_deref()
+            .map(|id| limit_key(limits.endpoint, tenant, Counted::Client(id)));
+        let keys: Vec<(&str, u64)> = ip_key
+            .iter()
+            .map(|k| (k.as_str(), limits.per_ip))
+            .chain(client_key.iter().map(|k| (k.as_str(), limits.per_client)))
+            .collect();
+        let hits = self.limiter.hit_all(&keys, self.clock.now()).await;
+        let mut decisions = hits.decisions.iter().copied();
+        let ip = ip_key.as_ref().and_then(|_| decisions.next());
+        let named = client_key.as_ref().and_then(|_| decisions.next());
+        let give_back = || async {
+            if let Some(k) = &client_key {
+                self.limiter.give_back(k, &hits).await;
+            }
+        };
+        if let Some(ip) = ip
+            && !ip.allowed
+        {
+            give_back().await;
+            return Err(slow_down(ip.headers));
+        }
+        let client = match authenticate().await {
+            Ok(client) => client,
+            Err(e) => {
+                give_back().await;
+                return Err(e);
+            }
+        };
+        let id = client.client.spec.client_id.as_str();
+        let counted = match named {
+            Some(d) if claimed.as_deref() == Some(id) => d,
+            // Both follow the same rules, so this is not expected; should they ever
+            // differ, the client that authenticated pays, not the one named.
+            _ => {
+                give_back().await;
+                let key = limit_key(limits.endpoint, tenant, Counted::Client(id));
+                self.limiter
+                    .hit(&key, limits.per_client, self.clock.now())
+                    .await
+            }
+        };
+        if !counted.allowed {
+            return Err(slow_down(counted.headers));
+        }
+        let rate = tighter(counted.headers, ip.map(|d| d.headers));
+        Ok((client, Some(rate)))
+    }
+
     /// Counts a request to `endpoint` of `tenant` against `limit` for `who`; `Err`
     /// (`slow_down`, with the rate headers) when exceeded. Unlimited when rate limits
     /// are off or the source IP is unknown.
@@ -229,11 +327,10 @@ impl OAuthService {
         if !self.rate_limits.enabled {
             return Ok(None);
         }
-        let key = match who {
-            Counted::Ip(None) => return Ok(None),
-            Counted::Ip(Some(ip)) => format!("{endpoint}:ip:{}:{ip}", tenant.id),
-            Counted::Client(id) => format!("{endpoint}:client:{}:{id}", tenant.id),
-        };
+        if matches!(who, Counted::Ip(None)) {
+            return Ok(None);
+        }
+        let key = limit_key(endpoint, tenant, who);
         let d = self.limiter.hit(&key, limit, self.clock.now()).await;
         if d.allowed {
             Ok(Some(d.headers))
@@ -248,33 +345,13 @@ impl OAuthService {
         tenant: &Tenant,
         req: EndpointRequest<'_>,
     ) -> Result<TokenResponse, OAuthError> {
-        let ip_rate = self
-            .limit(
-                "token",
-                tenant,
-                Counted::Ip(req.ip.as_deref()),
-                self.rate_limits.token_per_ip,
-            )
-            .await?;
+        let limits = EndpointLimits {
+            endpoint: "token",
+            per_ip: self.rate_limits.token_per_ip,
+            per_client: self.rate_limits.token_per_client,
+        };
+        let (client, rate) = self.authenticate_within(tenant, &req, limits).await?;
         let grant = req.form.require("grant_type")?.to_owned();
-        let client = self
-            .authenticate(
-                tenant,
-                &req.url,
-                req.authorization,
-                &req.form,
-                req.ip.as_deref(),
-            )
-            .await?;
-        let client_rate = self
-            .limit(
-                "token",
-                tenant,
-                Counted::Client(&client.client.spec.client_id),
-                self.rate_limits.token_per_client,
-            )
-            .await?;
-        let rate = client_rate.map(|c| tighter(c, ip_rate));
 
         let spec = &client.client.spec;
         let (body, proof) = match grant.as_str() {
@@ -524,22 +601,12 @@ impl OAuthService {
         tenant: &Tenant,
         req: EndpointRequest<'_>,
     ) -> Result<(Value, Option<RateHeaders>), OAuthError> {
-        self.limit(
-            "introspect",
-            tenant,
-            Counted::Ip(req.ip.as_deref()),
-            self.rate_limits.introspection_per_ip,
-        )
-        .await?;
-        let caller = self
-            .authenticate(
-                tenant,
-                &req.url,
-                req.authorization,
-                &req.form,
-                req.ip.as_deref(),
-            )
-            .await?;
+        let limits = EndpointLimits {
+            endpoint: "introspect",
+            per_ip: self.rate_limits.introspection_per_ip,
+            per_client: self.rate_limits.introspection_per_client,
+        };
+        let (caller, rate) = self.authenticate_within(tenant, &req, limits).await?;
         // RFC 7662 §2.1 demands authorization against token scanning; a public client's
         // id is no credential (it travels in browser URLs), so it cannot introspect.
         if caller.method == AuthMethod::None {
@@ -547,14 +614,6 @@ impl OAuthService {
                 "introspection requires client credentials; public clients cannot introspect",
             ));
         }
-        let rate = self
-            .limit(
-                "introspect",
-                tenant,
-                Counted::Client(&caller.client.spec.client_id),
-                self.rate_limits.introspection_per_client,
-            )
-            .await?;
         let token = req.form.require("token")?;
         let Some(active) = self.active_token(tenant, token).await? else {
             let refresh = self
@@ -599,32 +658,12 @@ impl OAuthService {
         tenant: &Tenant,
         req: EndpointRequest<'_>,
     ) -> Result<Option<RateHeaders>, OAuthError> {
-        let ip_rate = self
-            .limit(
-                "revoke",
-                tenant,
-                Counted::Ip(req.ip.as_deref()),
-                self.rate_limits.revocation_per_ip,
-            )
-            .await?;
-        let caller = self
-            .authenticate(
-                tenant,
-                &req.url,
-                req.authorization,
-                &req.form,
-                req.ip.as_deref(),
-            )
-            .await?;
-        let rate = self
-            .limit(
-                "revoke",
-                tenant,
-                Counted::Client(&caller.client.spec.client_id),
-                self.rate_limits.revocation_per_client,
-            )
-            .await?
-            .map(|c| tighter(c, ip_rate));
+        let limits = EndpointLimits {
+            endpoint: "revoke",
+            per_ip: self.rate_limits.revocation_per_ip,
+            per_client: self.rate_limits.revocation_per_client,
+        };
+        let (caller, rate) = self.authenticate_within(tenant, &req, limits).await?;
         let token = req.form.require("token")?;
         if let Some(hint) = req.form.get("token_type_hint")
             && !matches!(hint, "access_token" | "refresh_token")

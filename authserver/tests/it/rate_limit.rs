@@ -10,6 +10,7 @@ use crate::harness::{Backend, Cli, Server, TestDb, free_port, random_hex};
 
 on_both_backends!(
     requests_beyond_the_client_limit_get_429_slow_down,
+    failed_authentications_spend_the_ips_budget_and_not_the_named_clients,
     forwarded_for_counts_only_from_trusted_proxies,
     revocation_and_par_are_limited_per_client_and_ip,
     unauthenticated_browser_traffic_is_limited_and_leaves_short_lived_rows,
@@ -75,6 +76,41 @@ async fn requests_beyond_the_client_limit_get_429_slow_down(backend: Backend) {
     }
     assert_limited(&introspect(&server, &other, &access).await, 2);
     introspect(&server, &app, &access).await.ok();
+}
+
+/// Attacks on the budgets: someone else's client id with a wrong secret must not use up
+/// that client's budget, and an IP over its limit is refused before its credentials are
+/// checked (no authentication work, no audit row).
+async fn failed_authentications_spend_the_ips_budget_and_not_the_named_clients(backend: Backend) {
+    let db = TestDb::migrated(backend).await;
+    let server = limited(&db)
+        .env("GATEHOUSE_RATE_LIMITS_TOKEN_PER_CLIENT", "2")
+        .env("GATEHOUSE_RATE_LIMITS_TOKEN_PER_IP", "5")
+        .serve_in_process(db.port)
+        .await;
+    let app = create_client(&db, "app", &[]).await;
+    let forged = Creds {
+        secret: Some("not-the-secret".into()),
+        ..app.clone()
+    };
+    for _ in 0..2 {
+        token(&server, &forged, &[])
+            .await
+            .assert_error(401, "invalid_client");
+    }
+    // The victim's whole budget is still there.
+    for remaining in [1, 0] {
+        let r = token(&server, &app, &[]).await;
+        r.ok();
+        assert_eq!(header_u64(&r, "x-ratelimit-remaining"), remaining);
+    }
+    assert_limited(&token(&server, &app, &[]).await, 2);
+    // Five requests reached us from this IP; the sixth is refused whoever it claims to
+    // be, before its secret is looked at: nothing is written, not even an audit row.
+    let before = (db.snapshot().await, db.audit().await);
+    let r = token(&server, &forged, &[]).await;
+    assert_limited(&r, 5);
+    assert_eq!((db.snapshot().await, db.audit().await), before);
 }
 
 /// Two `serve` pods on one PostgreSQL sharing their counters through Redis.
