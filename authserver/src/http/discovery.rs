@@ -3,12 +3,13 @@
 
 use axum::Router;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::document::IfNoneMatch;
 use super::tenant_routing::CurrentTenant;
 
 pub fn router() -> Router<AppState> {
@@ -23,7 +24,7 @@ pub const JWKS_PATH: &str = "/jwks";
 async fn discovery(
     State(state): State<AppState>,
     Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
-    headers: HeaderMap,
+    if_none_match: IfNoneMatch,
 ) -> Response {
     let doc = state.documents.discovery.get_or_build(
         &tenant.id,
@@ -32,7 +33,7 @@ async fn discovery(
         || document(&state, &tenant),
     );
     doc.respond(
-        &headers,
+        &if_none_match,
         "application/json",
         HeaderValue::from_static("public, max-age=300"),
     )

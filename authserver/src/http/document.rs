@@ -7,9 +7,33 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use std::convert::Infallible;
+
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+
+/// A request's `If-None-Match` lines. Extracted alone: the `HeaderMap` extractor copies
+/// every header of the request, on the two endpoints relying parties poll most.
+#[derive(Debug, Default)]
+pub struct IfNoneMatch(Vec<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(
+            parts
+                .headers
+                .get_all(header::IF_NONE_MATCH)
+                .iter()
+                .cloned()
+                .collect(),
+        ))
+    }
+}
 
 /// A serialised document and its entity tag.
 #[derive(Debug)]
@@ -30,16 +54,17 @@ impl Document {
         }
     }
 
-    /// The response to a request with `headers`: the document, or `304 Not Modified`
-    /// when the request already holds it. Both carry the `ETag` and `cache_control`.
+    /// The response to a request with `if_none_match`: the document, or `304 Not
+    /// Modified` when the request already holds it. Both carry the `ETag` and
+    /// `cache_control`.
     pub fn respond(
         &self,
-        headers: &HeaderMap,
+        if_none_match: &IfNoneMatch,
         content_type: &'static str,
         cache_control: HeaderValue,
     ) -> Response {
-        let fresh = headers
-            .get_all(header::IF_NONE_MATCH)
+        let fresh = if_none_match
+            .0
             .iter()
             .any(|v| v.to_str().is_ok_and(|v| names(v, &self.etag)));
         let (status, body) = if fresh {
@@ -117,12 +142,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn request(if_none_match: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(v) = if_none_match {
-            h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
-        }
-        h
+    fn request(if_none_match: Option<&str>) -> IfNoneMatch {
+        IfNoneMatch(
+            if_none_match
+                .map(|v| HeaderValue::from_str(v).unwrap())
+                .into_iter()
+                .collect(),
+        )
     }
 
     #[test]

@@ -3,10 +3,11 @@
 
 use axum::Router;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::get;
 
+use super::document::IfNoneMatch;
 use super::tenant_routing::CurrentTenant;
 use super::{ApiError, AppState};
 
@@ -19,7 +20,7 @@ pub fn router() -> Router<AppState> {
 async fn jwks(
     State(state): State<AppState>,
     Extension(CurrentTenant(tenant)): Extension<CurrentTenant>,
-    headers: HeaderMap,
+    if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let version = state.keys.jwks_version(&tenant.id).await?;
     let doc = state.documents.jwks.get_or_build(
@@ -34,5 +35,5 @@ async fn jwks(
         state.keys.policy().jwks_max_age()
     ))
     .unwrap_or(HeaderValue::from_static("no-cache"));
-    Ok(doc.respond(&headers, "application/jwk-set+json", cache))
+    Ok(doc.respond(&if_none_match, "application/jwk-set+json", cache))
 }
