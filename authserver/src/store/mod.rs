@@ -230,7 +230,7 @@ macro_rules! in_transaction {
             $crate::store::Pool::Postgres(pool) => {
                 let mut $tx = $store.pg_begin(pool).await?;
                 let out = $body;
-                $tx.commit().await?;
+                $crate::store::Store::pg_commit($tx).await?;
                 out
             }
             // IMMEDIATE takes the write lock up front: a deferred transaction that
@@ -246,6 +246,16 @@ macro_rules! in_transaction {
     };
 }
 pub(crate) use in_transaction;
+
+/// The error of a store task that did not finish: cancelled (the runtime is shutting
+/// down, like a closed pool) or panicked.
+fn task_failed(e: &tokio::task::JoinError) -> sqlx::Error {
+    if e.is_cancelled() {
+        sqlx::Error::PoolClosed
+    } else {
+        sqlx::Error::WorkerCrashed
+    }
+}
 
 /// The pool itself (`$pool`: `&PgPool` or `&SqlitePool`), for what is not a store call:
 /// statistics, shutdown.
@@ -455,16 +465,21 @@ impl Store {
             // the one way to begin on a connection the pool owns (`'static`).
             tokio::spawn(sqlx::Transaction::begin(conn, None))
                 .await
-                .map_err(|e| {
-                    // Cancelled: the runtime is shutting down, like a closed pool.
-                    if e.is_cancelled() {
-                        sqlx::Error::PoolClosed
-                    } else {
-                        sqlx::Error::WorkerCrashed
-                    }
-                })?
+                .map_err(|e| task_failed(&e))?
         }))
         .await
+    }
+
+    /// Commits `tx` in a task of its own, for the reason `pg_begin` begins in one: a
+    /// `COMMIT` given up on the wire (a client that hung up) is committed by PostgreSQL
+    /// all the same, but sqlx, which never read the answer, would take the transaction
+    /// for open and send a `ROLLBACK` before the connection's next use — answered with
+    /// the notice "there is no transaction in progress".
+    pub(crate) async fn pg_commit(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
+        tokio::spawn(tx.commit())
+            .await
+            .map_err(|e| task_failed(&e))??;
+        Ok(())
     }
 
     /// Hands the connection of a finished [`with_pool!`] call on to the next ([`warm`]).

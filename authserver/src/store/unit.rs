@@ -91,7 +91,7 @@ impl UnitOfWork {
 
     pub async fn commit(self) -> Result<()> {
         match self.tx {
-            Tx::Postgres(t) => t.commit().await?,
+            Tx::Postgres(t) => Store::pg_commit(t).await?,
             Tx::Sqlite(t) => t.commit().await?,
         }
         Ok(())

@@ -248,6 +248,53 @@ async fn without_an_outage_the_database_counts_as_available(backend: Backend) {
     );
 }
 
+/// A partition while a transaction's `COMMIT` is on the wire, and a caller that gives up
+/// (a client that hung up: `wrk` does at the end of every benchmark workload).
+/// PostgreSQL commits once the bytes arrive; sqlx, which never read the answer, used to
+/// treat the transaction as still open and send a `ROLLBACK` before the connection's
+/// next use, which PostgreSQL answered with the notice "there is no transaction in
+/// progress" (once in a labelled benchmark run's log). The `COMMIT` now finishes in a
+/// task of its own.
+#[tokio::test(flavor = "current_thread")]
+async fn a_commit_given_up_during_a_partition_is_finished_and_leaves_no_rollback_behind() {
+    use authserver::config::DatabaseSettings;
+    use authserver::store::Store;
+    use authserver::testing::CapturedLogs;
+    use secrecy::SecretString;
+
+    // This runtime's one thread runs the store, the proxy and the tasks sqlx spawns, so
+    // whatever they log is captured.
+    let logs = CapturedLogs::start();
+    let db = TestDb::migrated(Backend::Postgres).await;
+    let mut proxy = Proxy::start(db.url()).await;
+    let store = Store::connect(&DatabaseSettings {
+        url: SecretString::from(proxy.url(db.url())),
+        max_connections: 1,
+        connect_timeout_seconds: 5,
+        startup_timeout_seconds: 10,
+        acquire_timeout_ms: 5_000,
+    })
+    .await
+    .unwrap();
+    store.begin().await.unwrap().commit().await.unwrap();
+
+    let unit = store.begin().await.unwrap();
+    proxy.stall().await;
+    let given_up = tokio::time::timeout(Duration::from_millis(300), unit.commit()).await;
+    assert!(given_up.is_err(), "the COMMIT waits for the partition");
+    proxy.restore().await;
+    // The pool's one connection, for the next units of work.
+    for _ in 0..3 {
+        store.begin().await.unwrap().commit().await.unwrap();
+    }
+    let notices: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.to_string().contains("no transaction in progress"))
+        .collect();
+    assert!(notices.is_empty(), "{notices:#?}");
+}
+
 /// A partition while a transaction's `BEGIN` is on the wire. sqlx counts a transaction
 /// only once PostgreSQL has answered its `BEGIN`: a `begin` given up in between (the
 /// request deadline here; a client that goes away does the same) used to leave the
