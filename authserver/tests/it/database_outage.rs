@@ -248,6 +248,27 @@ async fn without_an_outage_the_database_counts_as_available(backend: Backend) {
     );
 }
 
+/// A store on `db` through a proxy the test can stall, with a connection idle in its
+/// pool, so that the next unit of work puts its `BEGIN` on the wire at once.
+async fn store_behind_proxy(
+    db: &TestDb,
+    max_connections: u32,
+    acquire_timeout_ms: u64,
+) -> (authserver::store::Store, Proxy) {
+    let proxy = Proxy::start(db.url()).await;
+    let store = authserver::store::Store::connect(&authserver::config::DatabaseSettings {
+        url: secrecy::SecretString::from(proxy.url(db.url())),
+        max_connections,
+        connect_timeout_seconds: 5,
+        startup_timeout_seconds: 10,
+        acquire_timeout_ms,
+    })
+    .await
+    .unwrap();
+    store.begin().await.unwrap().commit().await.unwrap();
+    (store, proxy)
+}
+
 /// A partition while a transaction's `COMMIT` is on the wire, and a caller that gives up
 /// (a client that hung up: `wrk` does at the end of every benchmark workload).
 /// PostgreSQL commits once the bytes arrive; sqlx, which never read the answer, used to
@@ -257,26 +278,11 @@ async fn without_an_outage_the_database_counts_as_available(backend: Backend) {
 /// task of its own.
 #[tokio::test(flavor = "current_thread")]
 async fn a_commit_given_up_during_a_partition_is_finished_and_leaves_no_rollback_behind() {
-    use authserver::config::DatabaseSettings;
-    use authserver::store::Store;
-    use authserver::testing::CapturedLogs;
-    use secrecy::SecretString;
-
     // This runtime's one thread runs the store, the proxy and the tasks sqlx spawns, so
     // whatever they log is captured.
-    let logs = CapturedLogs::start();
+    let logs = authserver::testing::CapturedLogs::start();
     let db = TestDb::migrated(Backend::Postgres).await;
-    let mut proxy = Proxy::start(db.url()).await;
-    let store = Store::connect(&DatabaseSettings {
-        url: SecretString::from(proxy.url(db.url())),
-        max_connections: 1,
-        connect_timeout_seconds: 5,
-        startup_timeout_seconds: 10,
-        acquire_timeout_ms: 5_000,
-    })
-    .await
-    .unwrap();
-    store.begin().await.unwrap().commit().await.unwrap();
+    let (store, mut proxy) = store_behind_proxy(&db, 1, 5_000).await;
 
     let unit = store.begin().await.unwrap();
     proxy.stall().await;
@@ -304,23 +310,8 @@ async fn a_commit_given_up_during_a_partition_is_finished_and_leaves_no_rollback
 /// connection of the pool may sit idle inside a transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_begin_given_up_during_a_partition_leaves_no_connection_inside_a_transaction() {
-    use authserver::config::DatabaseSettings;
-    use authserver::store::Store;
-    use secrecy::SecretString;
-
     let db = TestDb::migrated(Backend::Postgres).await;
-    let mut proxy = Proxy::start(db.url()).await;
-    let store = Store::connect(&DatabaseSettings {
-        url: SecretString::from(proxy.url(db.url())),
-        max_connections: 2,
-        connect_timeout_seconds: 5,
-        startup_timeout_seconds: 10,
-        acquire_timeout_ms: 300,
-    })
-    .await
-    .unwrap();
-    // A connection idle in the pool, so that the next `begin` sends its BEGIN at once.
-    store.begin().await.unwrap().commit().await.unwrap();
+    let (store, mut proxy) = store_behind_proxy(&db, 2, 300).await;
     let in_transaction = "SELECT count(*) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = 'gatehouse-authserver' \
          AND state LIKE 'idle in transaction%'";
