@@ -24,7 +24,7 @@ use crate::keys::KeyService;
 use crate::store::Store;
 
 pub use error::{ErrorCode, OAuthError, RateHeaders};
-pub(crate) use token::{Counted, EndpointLimits};
+pub(crate) use token::EndpointLimits;
 pub use token::{EndpointRequest, TokenResponse};
 
 /// Everything the protocol endpoints need, shared by all requests.

@@ -8,6 +8,7 @@ use super::client_auth::{Authenticated, claimed_client};
 use super::dpop::{self, Expectation, Proof};
 use super::error::{ErrorCode, OAuthError, RateHeaders};
 use super::form::Form;
+use super::rate_limit::{Decision, Hits};
 use super::verified::VerifiedTokens;
 use crate::crypto::{b64url, jws, random_bytes};
 use crate::domain::client::{AuthMethod, GrantType};
@@ -45,9 +46,9 @@ pub(super) struct ActiveToken {
 
 /// Who a rate limit counts.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Counted<'a> {
-    /// The source IP (`None`: unknown, not counted).
-    Ip(Option<&'a str>),
+enum Counted<'a> {
+    /// The source IP.
+    Ip(&'a str),
     /// An authenticated client (or the `client_id` a browser request names).
     Client(&'a str),
 }
@@ -66,10 +67,29 @@ pub(crate) struct EndpointLimits {
     pub per_client: u64,
 }
 
+/// A request counted against its IP and the client it names
+/// ([`OAuthService::count_ip_and_client`]).
+#[derive(Debug)]
+pub(crate) struct IpAndClient {
+    pub ip: Option<Decision>,
+    pub client: Option<Decision>,
+    client_key: Option<String>,
+    hits: Hits,
+}
+
+impl IpAndClient {
+    /// Takes back the client's count: the request turned out not to be the client's.
+    async fn give_back_client(&self, service: &OAuthService) {
+        if let Some(key) = &self.client_key {
+            service.limiter.give_back(key, &self.hits).await;
+        }
+    }
+}
+
 /// The limiter's key for `who` at `endpoint` of `tenant`.
 fn limit_key(endpoint: &str, tenant: &Tenant, who: Counted<'_>) -> String {
     match who {
-        Counted::Ip(ip) => format!("{endpoint}:ip:{}:{}", tenant.id, ip.unwrap_or("")),
+        Counted::Ip(ip) => format!("{endpoint}:ip:{}:{ip}", tenant.id),
         Counted::Client(id) => format!("{endpoint}:client:{}:{id}", tenant.id),
     }
 }
@@ -247,96 +267,108 @@ impl OAuthService {
         req: &EndpointRequest<'_>,
         limits: EndpointLimits,
     ) -> Result<(Authenticated, Option<RateHeaders>), OAuthError> {
-        let authenticate = || {
-            self.authenticate(
+        let claimed = if self.rate_limits.enabled {
+            claimed_client(req.authorization, &req.form)
+        } else {
+            None
+        };
+        let counted = self
+            .count_ip_and_client(
+                limits.endpoint,
+                tenant,
+                req.ip.as_deref(),
+                limits.per_ip,
+                claimed.as_deref().map(|id| (id, limits.per_client)),
+            )
+            .await?;
+        let Some(counted) = counted else {
+            let client = self
+                .authenticate(
+                    tenant,
+                    &req.url,
+                    req.authorization,
+                    &req.form,
+                    req.ip.as_deref(),
+                )
+                .await?;
+            return Ok((client, None));
+        };
+        let client = match self
+            .authenticate(
                 tenant,
                 &req.url,
                 req.authorization,
                 &req.form,
                 req.ip.as_deref(),
             )
-        };
-        if !self.rate_limits.enabled {
-            return Ok((authenticate().await?, None));
-        }
-        let ip_key = req
-            .ip
-            .as_deref()
-            .map(|ip| limit_key(limits.endpoint, tenant, Counted::Ip(Some(ip))));
-        let claimed = claimed_client(req.authorization, &req.form);
-        let client_key = claimed
-            .as_deref()
-            .map(|id| limit_key(limits.endpoint, tenant, Counted::Client(id)));
-        let keys: Vec<(&str, u64)> = ip_key
-            .iter()
-            .map(|k| (k.as_str(), limits.per_ip))
-            .chain(client_key.iter().map(|k| (k.as_str(), limits.per_client)))
-            .collect();
-        let hits = self.limiter.hit_all(&keys, self.clock.now()).await;
-        let mut decisions = hits.decisions.iter().copied();
-        let ip = ip_key.as_ref().and_then(|_| decisions.next());
-        let named = client_key.as_ref().and_then(|_| decisions.next());
-        let give_back = || async {
-            if let Some(k) = &client_key {
-                self.limiter.give_back(k, &hits).await;
-            }
-        };
-        if let Some(ip) = ip
-            && !ip.allowed
+            .await
         {
-            give_back().await;
-            return Err(slow_down(ip.headers));
-        }
-        let client = match authenticate().await {
             Ok(client) => client,
             Err(e) => {
-                give_back().await;
+                counted.give_back_client(self).await;
                 return Err(e);
             }
         };
         let id = client.client.spec.client_id.as_str();
-        let counted = match named {
+        let decision = match counted.client {
             Some(d) if claimed.as_deref() == Some(id) => d,
             // Both follow the same rules, so this is not expected; should they ever
             // differ, the client that authenticated pays, not the one named.
             _ => {
-                give_back().await;
+                counted.give_back_client(self).await;
                 let key = limit_key(limits.endpoint, tenant, Counted::Client(id));
                 self.limiter
                     .hit(&key, limits.per_client, self.clock.now())
                     .await
             }
         };
-        if !counted.allowed {
-            return Err(slow_down(counted.headers));
+        if !decision.allowed {
+            return Err(slow_down(decision.headers));
         }
-        let rate = tighter(counted.headers, ip.map(|d| d.headers));
+        let rate = tighter(decision.headers, counted.ip.map(|d| d.headers));
         Ok((client, Some(rate)))
     }
 
-    /// Counts a request to `endpoint` of `tenant` against `limit` for `who`; `Err`
-    /// (`slow_down`, with the rate headers) when exceeded. Unlimited when rate limits
-    /// are off or the source IP is unknown.
-    pub(crate) async fn limit(
+    /// Counts a request to `endpoint` against its source IP and, when `client` names
+    /// one, against that client (`id`, limit): one round trip to a shared limiter.
+    /// `Err` (`slow_down`) when the IP is over its limit, and then the client's count is
+    /// given back: a refused request is nobody's to pay for. `None` when rate limits are
+    /// off. Whether the client is over its limit is the caller's to act on
+    /// ([`IpAndClient::client`]).
+    pub(crate) async fn count_ip_and_client(
         &self,
         endpoint: &str,
         tenant: &Tenant,
-        who: Counted<'_>,
-        limit: u64,
-    ) -> Result<Option<RateHeaders>, OAuthError> {
+        ip: Option<&str>,
+        per_ip: u64,
+        client: Option<(&str, u64)>,
+    ) -> Result<Option<IpAndClient>, OAuthError> {
         if !self.rate_limits.enabled {
             return Ok(None);
         }
-        if matches!(who, Counted::Ip(None)) {
-            return Ok(None);
+        let ip_key = ip.map(|ip| limit_key(endpoint, tenant, Counted::Ip(ip)));
+        let client_key =
+            client.map(|(id, limit)| (limit_key(endpoint, tenant, Counted::Client(id)), limit));
+        let keys: Vec<(&str, u64)> = ip_key
+            .iter()
+            .map(|k| (k.as_str(), per_ip))
+            .chain(client_key.iter().map(|(k, limit)| (k.as_str(), *limit)))
+            .collect();
+        let hits = self.limiter.hit_all(&keys, self.clock.now()).await;
+        let mut decisions = hits.decisions.iter().copied();
+        let counted = IpAndClient {
+            ip: ip_key.as_ref().and_then(|_| decisions.next()),
+            client: client_key.as_ref().and_then(|_| decisions.next()),
+            client_key: client_key.map(|(k, _)| k),
+            hits,
+        };
+        if let Some(ip) = counted.ip
+            && !ip.allowed
+        {
+            counted.give_back_client(self).await;
+            return Err(slow_down(ip.headers));
         }
-        let key = limit_key(endpoint, tenant, who);
-        let d = self.limiter.hit(&key, limit, self.clock.now()).await;
-        if d.allowed {
-            Ok(Some(d.headers))
-        } else {
-            Err(slow_down(d.headers))
-        }
+        Ok(Some(counted))
     }
 
     /// `POST {issuer}/token`.

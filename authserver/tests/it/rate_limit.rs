@@ -14,6 +14,7 @@ on_both_backends!(
     forwarded_for_counts_only_from_trusted_proxies,
     revocation_and_par_are_limited_per_client_and_ip,
     unauthenticated_browser_traffic_is_limited_and_leaves_short_lived_rows,
+    authorize_is_limited_per_client_id_as_well,
 );
 
 /// A window long enough that a test never straddles two.
@@ -340,4 +341,33 @@ async fn unauthenticated_browser_traffic_is_limited_and_leaves_short_lived_rows(
     let p = b.get(&format!("{}/login", db.issuer(""))).await;
     assert_eq!(p.status, 429, "{}", p.body);
     drop(server);
+}
+
+/// `/authorize` counts the `client_id` it names beside the source IP (one round trip to a
+/// shared limiter); a client over its budget gets the 429 page, others carry on.
+async fn authorize_is_limited_per_client_id_as_well(backend: Backend) {
+    use crate::authorize_flow::{CB, authorize_url};
+    use crate::harness::browser::Browser;
+    let db = TestDb::migrated(backend).await;
+    create_client(&db, "app", &["--redirect-uri", CB]).await;
+    create_client(&db, "other", &["--redirect-uri", CB]).await;
+    let _server = limited(&db)
+        .env("GATEHOUSE_RATE_LIMITS_AUTHORIZE_PER_CLIENT", "2")
+        .env("GATEHOUSE_RATE_LIMITS_AUTHORIZE_PER_IP", "10")
+        .serve_in_process(db.port)
+        .await;
+    let get = |client: &str| {
+        let url = authorize_url(&db, client, &[]);
+        async move { Browser::new().get(&url).await }
+    };
+    for _ in 0..2 {
+        let p = get("app").await;
+        assert_eq!(p.status, 303, "{}", p.body);
+    }
+    let p = get("app").await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert_eq!(p.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(p.header("x-ratelimit-remaining"), Some("0"));
+    let p = get("other").await;
+    assert_eq!(p.status, 303, "per client: {}", p.body);
 }

@@ -165,7 +165,6 @@ pub(super) async fn rate_limited(
     endpoint: Limited,
     client_id: Option<&str>,
 ) -> Option<Response> {
-    use crate::oauth::Counted;
     let limits = &state.oauth.rate_limits;
     let (name, per_ip, per_client) = match endpoint {
         Limited::Authorize => (
@@ -176,22 +175,26 @@ pub(super) async fn rate_limited(
         Limited::Login => ("login", limits.login_per_ip, None),
         Limited::Email => ("email", limits.email_per_ip, None),
     };
-    let mut result = state
+    // The named client is not authenticated here: `/authorize` is where anyone starts
+    // a sign-in for a client, so its budget is the client's whatever the caller.
+    let counted = state
         .oauth
-        .limit(
+        .count_ip_and_client(
             name,
             &req.tenant,
-            Counted::Ip(req.origin.ip.as_deref()),
+            req.origin.ip.as_deref(),
             per_ip,
+            client_id.zip(per_client),
         )
         .await;
-    if let (Ok(_), Some(limit), Some(id)) = (&result, per_client, client_id) {
-        result = state
-            .oauth
-            .limit(name, &req.tenant, Counted::Client(id), limit)
-            .await;
-    }
-    let e = result.err()?;
+    let refused = match counted {
+        Err(e) => e.rate,
+        Ok(Some(counted)) => match counted.client {
+            Some(client) if !client.allowed => Some(client.headers),
+            _ => return None,
+        },
+        Ok(None) => return None,
+    };
     let mut resp = error_page(
         state,
         &req.tenant,
@@ -199,7 +202,7 @@ pub(super) async fn rate_limited(
         StatusCode::TOO_MANY_REQUESTS,
         crate::ui::i18n::msg("too-many-requests"),
     );
-    if let Some(rate) = e.rate {
+    if let Some(rate) = refused {
         crate::http::error::rate_headers(resp.headers_mut(), rate);
         resp.headers_mut().insert(
             header::RETRY_AFTER,
