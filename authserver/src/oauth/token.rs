@@ -281,28 +281,19 @@ impl OAuthService {
                 claimed.as_deref().map(|id| (id, limits.per_client)),
             )
             .await?;
-        let Some(counted) = counted else {
-            let client = self
-                .authenticate(
-                    tenant,
-                    &req.url,
-                    req.authorization,
-                    &req.form,
-                    req.ip.as_deref(),
-                )
-                .await?;
-            return Ok((client, None));
-        };
-        let client = match self
-            .authenticate(
+        let authenticate = || {
+            self.authenticate(
                 tenant,
                 &req.url,
                 req.authorization,
                 &req.form,
                 req.ip.as_deref(),
             )
-            .await
-        {
+        };
+        let Some(counted) = counted else {
+            return Ok((authenticate().await?, None));
+        };
+        let client = match authenticate().await {
             Ok(client) => client,
             Err(e) => {
                 counted.give_back_client(self).await;
