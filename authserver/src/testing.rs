@@ -475,6 +475,16 @@ impl CapturedLogs {
             .map(|l| serde_json::from_str(l).expect("a JSON log line"))
             .collect()
     }
+
+    /// The database statements run so far (sqlx's summary of each, e.g. `INSERT INTO
+    /// login_throttles …`): one per round trip.
+    pub fn statements(&self) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["target"] == "sqlx::query")
+            .map(|l| l["summary"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
 }
 
 struct Writer(Arc<Mutex<Vec<u8>>>);

@@ -3,10 +3,10 @@
 //! locks that key for the lockout period.
 //!
 //! Check and count are one step: [`LoginThrottle::reserve`] counts the attempt *before*
-//! the password or code is checked, in one statement per key that refuses it while the
-//! key is locked. Only then is the secret verified; a parallel burst of guesses therefore
-//! gets at most `max_failures` of them checked, whatever their timing, and the rest are
-//! refused with the time to wait. Afterwards the [`Reservation`] is settled:
+//! the password or code is checked, in one statement for both keys that leaves a locked
+//! key alone (and then the attempt is refused). Only then is the secret verified; a
+//! parallel burst of guesses therefore gets at most `max_failures` of them checked,
+//! whatever their timing, and the rest are refused with the time to wait. Afterwards the [`Reservation`] is settled:
 //! [`LoginThrottle::failed`] keeps the count (the attempt was a failure all along) and
 //! audits a lock it started; [`LoginThrottle::release`] gives the attempt back (the count
 //! goes down by one, and a lock that this very attempt started is lifted), so successful
@@ -90,7 +90,7 @@ pub fn lock_at(locked_until: Option<UnixTime>, now: UnixTime) -> Option<Locked> 
 }
 
 /// What the store computes when an attempt is reserved, as a pure function (the SQL of
-/// `Store::reserve_login_attempt` implements exactly this; a test holds them together):
+/// `Store::reserve_login_attempts` implements exactly this; a test holds them together):
 /// `None` while a lock is in force (the attempt is refused and nothing changes).
 pub fn reserve_state(
     prev: Option<ThrottleState>,
@@ -198,44 +198,47 @@ impl LoginThrottle {
         ip: Option<IpAddr>,
     ) -> Result<Reservation, CheckError> {
         let now = self.clock.now();
-        let mut keys = vec![(user_key(username), self.user_limits())];
-        if let Some(ip) = ip {
-            keys.push((ip_key(ip), self.ip_limits()));
+        let user = user_key(username);
+        let address = ip.map(ip_key);
+        let mut keys = vec![(user.as_str(), self.user_limits())];
+        if let Some(key) = &address {
+            keys.push((key.as_str(), self.ip_limits()));
         }
-        let mut reservation = Reservation {
+        let reserved = self
+            .store
+            .reserve_login_attempts(tenant_id, &keys, now)
+            .await?;
+        let reservation = Reservation {
             tenant_id: tenant_id.to_owned(),
             ip,
-            taken: Vec::with_capacity(keys.len()),
+            taken: reserved
+                .into_iter()
+                .map(|(key, state)| Taken { key, state })
+                .collect(),
         };
-        for (key, limits) in keys {
-            let reserved = self
-                .store
-                .reserve_login_attempt(tenant_id, &key, limits, now)
-                .await;
-            let refused = match reserved {
-                Ok(Some(state)) => {
-                    reservation.taken.push(Taken { key, state });
-                    continue;
-                }
-                Ok(None) => self
-                    .store
-                    .login_locked_until(tenant_id, &[&key], now)
-                    .await
-                    .map_or_else(CheckError::Store, |until| {
-                        // The lock ended between the two statements: refuse this once anyway.
-                        CheckError::Locked(lock_at(until, now).unwrap_or(Locked {
-                            retry_after_seconds: 1,
-                        }))
-                    }),
-                Err(e) => CheckError::Store(e),
-            };
-            // Keys already reserved give their attempt back: this one was never checked.
-            if let Err(e) = self.release(reservation).await {
-                tracing::warn!(error = %e, "failed to give back a refused sign-in attempt");
-            }
-            return Err(refused);
+        let refused: Vec<&str> = keys
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| !reservation.taken.iter().any(|t| t.key == *key))
+            .collect();
+        if refused.is_empty() {
+            return Ok(reservation);
         }
-        Ok(reservation)
+        let refusal = self
+            .store
+            .login_locked_until(tenant_id, &refused, now)
+            .await
+            .map_or_else(CheckError::Store, |until| {
+                // The lock ended between the two statements: refuse this once anyway.
+                CheckError::Locked(lock_at(until, now).unwrap_or(Locked {
+                    retry_after_seconds: 1,
+                }))
+            });
+        // Keys reserved with it give their attempt back: this one is never checked.
+        if let Err(e) = self.release(reservation).await {
+            tracing::warn!(error = %e, "failed to give back a refused sign-in attempt");
+        }
+        Err(refusal)
     }
 
     /// The reserved attempt failed (wrong password, unknown user, wrong second factor):
@@ -460,9 +463,11 @@ mod tests {
                 for &(t, release) in &script {
                     let got = db
                         .store
-                        .reserve_login_attempt("t", key, limits, t)
+                        .reserve_login_attempts("t", &[(key, limits)], t)
                         .await
-                        .unwrap();
+                        .unwrap()
+                        .pop()
+                        .map(|(_, state)| state);
                     let want = reserve_state(model, limits, t);
                     assert_eq!(got, want, "{} {key} at {t}", db.name());
                     model = want.or(model);
@@ -533,6 +538,52 @@ mod tests {
             clock.advance(1);
             let r = pod_a.reserve("t", "alice", None).await.unwrap();
             pod_a.release(r).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_is_counted_on_the_username_and_the_address_in_one_statement() {
+        for db in testing::both().await {
+            db.user("t", "u").await;
+            let th = LoginThrottle::new(db.store.clone(), FixedClock::new(3_000), settings());
+            let ip: IpAddr = "192.0.2.60".parse().unwrap();
+            let logs = crate::testing::CapturedLogs::start();
+            let r = th.reserve("t", "alice", Some(ip)).await.unwrap();
+            let statements = logs.statements();
+            drop(logs);
+            // SQLite runs (and logs) its statements on a thread of its own, out of the
+            // captured thread's sight; its round trips cost nothing anyway.
+            if db.name() == "postgres" {
+                assert_eq!(statements.len(), 1, "{statements:?}");
+                assert!(statements[0].starts_with("INSERT INTO login_throttles"));
+            }
+            let keys: Vec<&str> = r.taken.iter().map(|t| t.key.as_str()).collect();
+            assert_eq!(keys, ["ip:192.0.2.60", "user:alice"], "{}", db.name());
+            assert!(r.taken.iter().all(|t| t.state.failures == 1));
+            th.failed(r).await;
+            // Both rows hold the attempt.
+            let r = th.reserve("t", "alice", Some(ip)).await.unwrap();
+            assert!(
+                r.taken.iter().all(|t| t.state.failures == 2),
+                "{}",
+                db.name()
+            );
+            th.release(r).await.unwrap();
+            // A locked username: the address counted with it in the same statement is
+            // given back, so the refusal costs the address nothing.
+            for _ in 0..3 {
+                let r = th.reserve("t", "bob", None).await.unwrap();
+                th.failed(r).await;
+            }
+            let fresh: IpAddr = "192.0.2.61".parse().unwrap();
+            assert!(matches!(
+                th.reserve("t", "bob", Some(fresh)).await,
+                Err(CheckError::Locked(l)) if l.retry_after_seconds == 600
+            ));
+            let r = th.reserve("t", "carol", Some(fresh)).await.unwrap();
+            let counted: Vec<i32> = r.taken.iter().map(|t| t.state.failures).collect();
+            assert_eq!(counted, [1, 1], "{}", db.name());
+            th.release(r).await.unwrap();
         }
     }
 

@@ -39,7 +39,7 @@ use crate::domain::tenant::Tenant;
 use crate::domain::user::{NewUser, check_password_length};
 use crate::interaction::Visit;
 use crate::session::{Origin, SessionService};
-use crate::store::audit::{self, AuditEvent};
+use crate::store::audit::AuditEvent;
 use crate::store::email::{self as outbox, NewMail};
 use crate::store::users::StoredUser;
 use crate::store::{self, Conn, Store};
@@ -587,7 +587,7 @@ impl EmailFlows {
                 "sessions_ended": ended.sessions,
                 "grants_revoked": ended.grants,
             }));
-        audit::insert(unit.conn(), &event).await?;
+        unit.audit(event);
         unit.commit().await?;
         // The user's grants were revoked in the unit: drop cached token state now.
         self.store.revoked();
@@ -627,7 +627,7 @@ impl EmailFlows {
         let event = self
             .event(visit, "user.email_verified")
             .subject(Some(&used.user_id));
-        audit::insert(unit.conn(), &event).await?;
+        unit.audit(event);
         unit.commit().await?;
         tracing::info!(tenant = %tenant.id, user_id = %used.user_id, "e-mail address verified");
         Ok(EmailPage::Notice(Notice::Verified))
@@ -811,7 +811,7 @@ impl EmailFlows {
         )
         .await?;
         outbox::insert_mail(unit.conn(), &m.mail).await?;
-        audit::insert(unit.conn(), event).await?;
+        unit.audit(event.clone());
         unit.commit().await?;
         Ok(())
     }

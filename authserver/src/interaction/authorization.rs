@@ -17,7 +17,7 @@ use crate::crypto::{handle_hash, new_handle};
 use crate::domain::policy::TenantPolicy;
 use crate::oauth::ErrorCode;
 use crate::session::Browser;
-use crate::store::audit::{self, AuditEvent};
+use crate::store::audit::AuditEvent;
 use crate::store::authorization_requests::{self, NewAuthRequest, StoredAuthRequest};
 use crate::store::codes::{self, NewCode, NewGrant};
 use crate::store::consents;
@@ -419,8 +419,8 @@ impl Engine<'_> {
         event: Option<AuditEvent>,
     ) -> Step<Outcome> {
         let mut unit = self.store.begin().await?;
-        if let Some(e) = &event {
-            audit::insert(unit.conn(), e).await?;
+        if let Some(e) = event {
+            unit.audit(e);
         }
         authorization_requests::consume(
             unit.conn(),
@@ -496,7 +496,7 @@ impl Engine<'_> {
             let event = self
                 .event(visit, "consent.granted", &session.user_id)
                 .details(json!({ "client_id": auth.client_id, "scopes": auth.scopes }));
-            audit::insert(unit.conn(), &event).await?;
+            unit.audit(event);
         }
         if !authorization_requests::consume(unit.conn(), &tenant.id, &bound.stored.handle_hash, now)
             .await?
@@ -513,7 +513,7 @@ impl Engine<'_> {
                 "grant_id": grant.grant_id,
                 "sid": session.sid,
             }));
-        audit::insert(unit.conn(), &event).await?;
+        unit.audit(event);
         unit.commit().await?;
         Ok(Outcome::RedirectWithCode(CodeRedirect {
             redirect_uri: auth.redirect_uri.clone(),

@@ -17,8 +17,8 @@ use crate::domain::policy::TenantPolicy;
 use crate::session::{
     Authentication, Browser, PENDING_LOGIN_SECONDS, PendingLogin, PendingStage, ReturnTo, SignedIn,
 };
+use crate::store::authorization_requests;
 use crate::store::users::StoredUser;
-use crate::store::{audit, authorization_requests};
 use crate::throttle::{CheckError, Locked, Reservation};
 
 impl Engine<'_> {
@@ -372,7 +372,7 @@ impl Engine<'_> {
         let event = self
             .event(visit, "login.succeeded", &user.user_id)
             .details(details);
-        audit::insert(unit.conn(), &event).await?;
+        unit.audit(event);
         self.email
             .on_sign_in(
                 unit.conn(),

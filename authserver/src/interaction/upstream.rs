@@ -39,7 +39,6 @@ use crate::domain::tenant::Tenant;
 use crate::federation::{Callback, FederationError, UpstreamAttempt, UpstreamIdentity, claims};
 use crate::passkeys::{Expect, PasskeyError, Verified};
 use crate::session::{CeremonyPurpose, PENDING_LOGIN_SECONDS, PendingLink};
-use crate::store::audit;
 use crate::store::federation::{self as links, FederatedIdentity, Refresh};
 use crate::store::replay::ReplayCache;
 use crate::store::users::StoredUser;
@@ -737,7 +736,7 @@ impl Engine<'_> {
         let event = self
             .event(visit, "upstream.linked", &user.user_id)
             .details(json!({ "provider": provider.id, "upstream_sub": identity.subject, "proof": proof.name() }));
-        audit::insert(unit.conn(), &event).await?;
+        unit.audit(event);
         unit.commit().await?;
         tracing::info!(tenant = %visit.tenant.id, provider = %provider.id, user_id = %user.user_id, "upstream account linked");
         Ok(true)
@@ -799,7 +798,7 @@ impl Engine<'_> {
                     "upstream_sub": identity.subject,
                     "username": user.username,
                 }));
-            audit::insert(unit.conn(), &event).await?;
+            unit.audit(event);
             unit.commit().await?;
             tracing::info!(tenant = %tenant.id, provider = %provider.id, user_id = %user.user_id, "user provisioned from an upstream account");
             return Ok(Some(user));

@@ -21,7 +21,7 @@ use crate::config::SessionSettings;
 use crate::crypto::{self, kek::Kek};
 use crate::domain::policy::{SessionPolicy, TenantPolicy};
 use crate::domain::tenant::Tenant;
-use crate::store::audit::{self, AuditEvent};
+use crate::store::audit::AuditEvent;
 use crate::store::sessions::{self, AccountSession, BrowserRow};
 use crate::store::{self, Store, UnitOfWork};
 
@@ -532,12 +532,12 @@ impl SessionService {
         let created = self
             .audit(tenant, "session.created", &session.user_id, origin)
             .details(serde_json::json!({ "sid": session.sid, "amr": session.amr }));
-        audit::insert(unit.conn(), &created.0).await?;
+        unit.audit(created.0);
         for (sid, victim) in outcome.evicted {
             let evicted = self
                 .audit(tenant, "session.evicted", &victim, origin)
                 .details(serde_json::json!({ "sid": sid }));
-            audit::insert(unit.conn(), &evicted.0).await?;
+            unit.audit(evicted.0);
         }
         Ok(SignedIn { browser, session })
     }

@@ -101,35 +101,48 @@ struct AuditRow {
     details: String,
 }
 
-/// Inserts one event through `$conn` (a pool, or `&mut *tx` so that the event commits
-/// with the change it describes). A macro, like `with_pool!`, so one statement serves
-/// both drivers.
-macro_rules! insert_audit {
-    ($conn:expr, $e:expr) => {{
-        let e: &$crate::store::audit::AuditEvent = $e;
-        sqlx::query(
-            "INSERT INTO audit_events (tenant_id, at, event, actor, subject, ip, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&e.tenant_id)
-        .bind(e.at)
-        .bind(&e.event)
-        .bind(&e.actor)
-        .bind(&e.subject)
-        .bind(&e.ip)
-        .bind(e.details.to_string())
-        .execute($conn)
-        .await
-        .map(|_| ())
-    }};
-}
-pub(crate) use insert_audit;
-
 /// Records `e` on `conn`: in a unit of work, the event commits with the change it
-/// describes, or not at all.
+/// describes, or not at all (a unit's own events: [`super::UnitOfWork::audit`]).
 pub async fn insert(conn: Conn<'_>, e: &AuditEvent) -> Result<()> {
-    on_conn!(conn, c => insert_audit!(c, e))?;
+    insert_all(conn, std::slice::from_ref(e)).await
+}
+
+/// Records `events` on `conn` in one statement (the events of a unit of work, at its
+/// commit: one round trip however many it has).
+pub async fn insert_all(conn: Conn<'_>, events: &[AuditEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let sql = insert_sql(events.len());
+    on_conn!(conn, c => {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for e in events {
+            query = query
+                .bind(&e.tenant_id)
+                .bind(e.at)
+                .bind(&e.event)
+                .bind(&e.actor)
+                .bind(&e.subject)
+                .bind(&e.ip)
+                .bind(e.details.to_string());
+        }
+        query.execute(c).await.map(|_| ())
+    })?;
     Ok(())
+}
+
+/// `INSERT` of `n` events, seven parameters each.
+fn insert_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p: Vec<String> = (1..=7).map(|f| format!("${}", i * 7 + f)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO audit_events (tenant_id, at, event, actor, subject, ip, details) VALUES {}",
+        rows.join(", ")
+    )
 }
 
 impl Store {

@@ -1,6 +1,6 @@
 //! Client rows and their secret digests.
 
-use super::audit::{AuditEvent, insert_audit};
+use super::audit::{self, AuditEvent};
 use super::{Error, Result, Store, in_transaction, with_pool};
 use crate::clock::UnixTime;
 use crate::domain::client::ClientSpec;
@@ -446,7 +446,7 @@ impl Store {
                 details.insert("requests_deleted".into(), deleted[2].into());
                 details.insert("reusable_at".into(), reusable_at.into());
             }
-            insert_audit!(&mut *tx, &event)?;
+            audit::insert((&mut *tx).into(), &event).await?;
             Ok(Some(retirement))
         });
         // After the commit: see `Store::revoked`.
@@ -514,7 +514,7 @@ impl Store {
                         .bind(client_id)
                         .execute(&mut *tx)
                         .await?;
-                    insert_audit!(&mut *tx, audit)?;
+                    audit::insert((&mut *tx).into(), audit).await?;
                     Ok(PurgeRetired::Purged)
                 }
             }

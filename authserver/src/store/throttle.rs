@@ -35,70 +35,124 @@ fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A row [`Store::reserve_login_attempts`] returns.
+#[derive(sqlx::FromRow)]
+struct ReservedRow {
+    throttle_key: String,
+    failures: i32,
+    window_started_at: i64,
+    locked_until: Option<i64>,
+}
+
+/// The reservation statement for `n` keys. Parameters: `$1` tenant, `$2` now, then six
+/// per key: key, `max_failures`, window, lockout, the lock a first failure starts (when
+/// `max_failures` is 1), and `expires_at`. The `WHERE` of `DO UPDATE` leaves a locked
+/// row alone, and then nothing is returned for it. Otherwise a fresh count starts when
+/// the stored lock has ended, or (with no lock) the stored window has run out; each SET
+/// expression says so again because every one of them sees the old row. A key's limits
+/// are chosen by the row's key (`CASE`), as `DO UPDATE` sees only the row and the
+/// proposed one.
+fn reserve_sql(n: usize) -> String {
+    let param = |key: usize, field: usize| format!("${}", 3 + key * 6 + field);
+    let per_key = |field: usize| {
+        let arms: Vec<String> = (0..n)
+            .map(|k| format!("WHEN {} THEN {}", param(k, 0), param(k, field)))
+            .collect();
+        format!("(CASE login_throttles.throttle_key {} END)", arms.join(" "))
+    };
+    let (max, window, lockout) = (per_key(1), per_key(2), per_key(3));
+    let values: Vec<String> = (0..n)
+        .map(|k| {
+            format!(
+                "($1, {}, 1, $2, {}, {})",
+                param(k, 0),
+                param(k, 4),
+                param(k, 5)
+            )
+        })
+        .collect();
+    let fresh = format!(
+        "login_throttles.locked_until IS NOT NULL \
+         OR login_throttles.window_started_at + {window} <= $2"
+    );
+    format!(
+        "INSERT INTO login_throttles (tenant_id, throttle_key, failures, \
+             window_started_at, locked_until, expires_at) \
+         VALUES {} \
+         ON CONFLICT (tenant_id, throttle_key) DO UPDATE SET \
+           failures = CASE WHEN {fresh} THEN 1 ELSE login_throttles.failures + 1 END, \
+           window_started_at = CASE WHEN {fresh} THEN $2 \
+             ELSE login_throttles.window_started_at END, \
+           locked_until = CASE WHEN {fresh} THEN excluded.locked_until \
+             WHEN login_throttles.failures + 1 >= {max} THEN $2 + {lockout} \
+             ELSE NULL END, \
+           expires_at = excluded.expires_at \
+         WHERE login_throttles.locked_until IS NULL OR login_throttles.locked_until <= $2 \
+         RETURNING throttle_key, failures, window_started_at, locked_until",
+        values.join(", ")
+    )
+}
+
 impl Store {
-    /// Reserves one attempt for `key` at `now`, before the password or code is checked:
-    /// counts it as a failure in advance and returns the key's new state, or `None` (and
-    /// writes nothing) while a lock is in force. A lock that has ended, or (when
-    /// unlocked) a window that has run out, starts a fresh count at 1; the reservation
-    /// that brings the count to `max_failures` locks the key until `now +
-    /// lockout_seconds` (and is itself still evaluated: see `crate::throttle`). One
-    /// statement, so concurrent attempts on many pods each see the count the others
-    /// left: no more than `max_failures` are ever let through. The row may be purged
-    /// once both its window and its lock are over (`expires_at`).
-    #[tracing::instrument(name = "db.reserve_login_attempt", skip_all)]
-    pub async fn reserve_login_attempt(
+    /// Reserves one attempt on each of `keys` at `now`, before the password or code is
+    /// checked: counts it as a failure in advance on every key that is not locked and
+    /// returns those keys with their new state; a key locked at `now` is left out (and
+    /// nothing is written for it). A lock that has ended, or (when unlocked) a window
+    /// that has run out, starts a fresh count at 1; the reservation that brings the count
+    /// to `max_failures` locks the key until `now + lockout_seconds` (and is itself still
+    /// evaluated: see `crate::throttle`).
+    ///
+    /// One statement for all the keys (a sign-in counts its username and its address in
+    /// one round trip), so concurrent attempts on many pods each see the count the
+    /// others left: no more than `max_failures` are ever let through. Rows are written in
+    /// key order, whoever calls: two attempts that both hold one key's row and wait for
+    /// the other's cannot happen. The row may be purged once both its window and its
+    /// lock are over (`expires_at`).
+    #[tracing::instrument(name = "db.reserve_login_attempts", skip_all)]
+    pub async fn reserve_login_attempts(
         &self,
         tenant_id: &str,
-        key: &str,
-        limits: ThrottleLimits,
+        keys: &[(&str, ThrottleLimits)],
         now: UnixTime,
-    ) -> Result<Option<ThrottleState>> {
-        let window = secs(limits.window_seconds);
-        let lockout = secs(limits.lockout_seconds);
-        let expires_at = now.saturating_add(window.max(lockout));
-        // The `WHERE` of `DO UPDATE` leaves a locked row alone, and then nothing is
-        // returned. Otherwise a fresh count starts when the stored lock has ended, or
-        // (with no lock) the stored window has run out. Written out in each SET
-        // expression because every one of them sees the old row.
-        let state = with_pool!(self, pool => {
-            sqlx::query_as::<_, ThrottleState>(
-                "INSERT INTO login_throttles (tenant_id, throttle_key, failures, \
-                     window_started_at, locked_until, expires_at) \
-                 VALUES ($1, $2, 1, $3, CASE WHEN $4 <= 1 THEN $3 + $6 ELSE NULL END, $7) \
-                 ON CONFLICT (tenant_id, throttle_key) DO UPDATE SET \
-                   failures = CASE \
-                     WHEN login_throttles.locked_until IS NOT NULL \
-                       OR login_throttles.window_started_at + $5 <= $3 THEN 1 \
-                     ELSE login_throttles.failures + 1 END, \
-                   window_started_at = CASE \
-                     WHEN login_throttles.locked_until IS NOT NULL \
-                       OR login_throttles.window_started_at + $5 <= $3 THEN $3 \
-                     ELSE login_throttles.window_started_at END, \
-                   locked_until = CASE \
-                     WHEN login_throttles.locked_until IS NOT NULL \
-                       OR login_throttles.window_started_at + $5 <= $3 \
-                       THEN CASE WHEN $4 <= 1 THEN $3 + $6 ELSE NULL END \
-                     WHEN login_throttles.failures + 1 >= $4 THEN $3 + $6 \
-                     ELSE NULL END, \
-                   expires_at = $7 \
-                 WHERE login_throttles.locked_until IS NULL \
-                    OR login_throttles.locked_until <= $3 \
-                 RETURNING failures, window_started_at, locked_until",
-            )
-            .bind(tenant_id)
-            .bind(key)
-            .bind(now)
-            .bind(i64::from(limits.max_failures))
-            .bind(window)
-            .bind(lockout)
-            .bind(expires_at)
-            .fetch_optional(pool)
-            .await?
+    ) -> Result<Vec<(String, ThrottleState)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut keys = keys.to_vec();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        keys.dedup_by(|a, b| a.0 == b.0);
+        let sql = reserve_sql(keys.len());
+        let rows = with_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, ReservedRow>(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(tenant_id)
+                .bind(now);
+            for (key, limits) in &keys {
+                let lockout = secs(limits.lockout_seconds);
+                let first_lock = (limits.max_failures <= 1).then(|| now.saturating_add(lockout));
+                query = query
+                    .bind(*key)
+                    .bind(i64::from(limits.max_failures))
+                    .bind(secs(limits.window_seconds))
+                    .bind(lockout)
+                    .bind(first_lock)
+                    .bind(now.saturating_add(secs(limits.window_seconds).max(lockout)));
+            }
+            query.fetch_all(pool).await?
         });
-        Ok(state)
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let state = ThrottleState {
+                    failures: r.failures,
+                    window_started_at: r.window_started_at,
+                    locked_until: r.locked_until,
+                };
+                (r.throttle_key, state)
+            })
+            .collect())
     }
 
-    /// Gives back an attempt reserved with [`Store::reserve_login_attempt`] that did not
+    /// Gives back an attempt reserved with [`Store::reserve_login_attempts`] that did not
     /// fail (a right password, a code accepted, an attempt refused on another key): the
     /// count goes down by one, and a lock that this very reservation started (`reserved`
     /// is the state it returned) is lifted. Nothing changes once the key's window has

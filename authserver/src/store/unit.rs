@@ -9,6 +9,7 @@
 
 use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
 
+use super::audit::{self, AuditEvent};
 use super::{Pool, Result, Store};
 
 /// A connection of either backend, from the pool or from a [`UnitOfWork`].
@@ -55,6 +56,8 @@ pub(crate) use on_conn;
 /// An open transaction; committed by [`UnitOfWork::commit`], rolled back when dropped.
 pub struct UnitOfWork {
     tx: Tx,
+    /// Events of the unit ([`UnitOfWork::audit`]), written at its commit.
+    audits: Vec<AuditEvent>,
 }
 
 enum Tx {
@@ -76,7 +79,10 @@ impl Store {
             Pool::Postgres(pool) => Tx::Postgres(self.pg_begin(pool).await?),
             Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         };
-        Ok(UnitOfWork { tx })
+        Ok(UnitOfWork {
+            tx,
+            audits: Vec::new(),
+        })
     }
 }
 
@@ -89,7 +95,17 @@ impl UnitOfWork {
         }
     }
 
-    pub async fn commit(self) -> Result<()> {
+    /// Records `event` with the unit: written at [`UnitOfWork::commit`], all of the
+    /// unit's events in one statement just before the `COMMIT`, and never if the unit
+    /// is dropped (rolled back).
+    pub fn audit(&mut self, event: AuditEvent) {
+        self.audits.push(event);
+    }
+
+    /// Writes the unit's events, then commits.
+    pub async fn commit(mut self) -> Result<()> {
+        let events = std::mem::take(&mut self.audits);
+        audit::insert_all(self.conn(), &events).await?;
         match self.tx {
             Tx::Postgres(t) => Store::pg_commit(t).await?,
             Tx::Sqlite(t) => t.commit().await?,
@@ -100,7 +116,7 @@ impl UnitOfWork {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::audit::{self, AuditEvent};
+    use crate::store::audit::AuditEvent;
     use crate::store::consents;
     use crate::store::testing;
 
@@ -111,7 +127,71 @@ mod tests {
         scopes: &[String],
     ) -> crate::store::Result<()> {
         consents::record(unit.conn(), "t", user_id, "rp", scopes, 2_000).await?;
-        audit::insert(unit.conn(), &AuditEvent::new("t", 2_000, "consent.granted")).await
+        unit.audit(AuditEvent::new("t", 2_000, "consent.granted"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_units_events_are_written_in_one_statement_at_its_commit() {
+        for db in testing::both().await {
+            db.user("t", "alice").await;
+            let mut unit = db.store.begin().await.expect("begin");
+            for (i, name) in ["session.created", "session.evicted", "login.succeeded"]
+                .into_iter()
+                .enumerate()
+            {
+                unit.audit(
+                    AuditEvent::new("t", 3_000, name)
+                        .subject(Some(&format!("s{i}")))
+                        .details(serde_json::json!({ "n": i })),
+                );
+            }
+            // Nothing is written before the commit.
+            let before = db.store.list_audit("t", 10).await.expect("audit");
+            assert!(before.iter().all(|e| e.at != 3_000), "{}", db.name());
+            let logs = crate::testing::CapturedLogs::start();
+            unit.commit().await.expect("commit");
+            let statements = logs.statements();
+            drop(logs);
+            // SQLite logs its statements on a thread of its own (see `throttle`'s test).
+            if db.name() == "postgres" {
+                assert_eq!(statements.len(), 2, "{statements:?}");
+                assert!(statements[0].starts_with("INSERT INTO audit_events"));
+                assert_eq!(statements[1], "COMMIT");
+            }
+            let mut written: Vec<_> = db
+                .store
+                .list_audit("t", 10)
+                .await
+                .expect("audit")
+                .into_iter()
+                .filter(|e| e.at == 3_000)
+                .map(|e| (e.event, e.subject, e.details))
+                .collect();
+            written.sort_by(|a, b| a.1.cmp(&b.1));
+            assert_eq!(
+                written,
+                [
+                    (
+                        "session.created".into(),
+                        Some("s0".into()),
+                        serde_json::json!({ "n": 0 })
+                    ),
+                    (
+                        "session.evicted".into(),
+                        Some("s1".into()),
+                        serde_json::json!({ "n": 1 })
+                    ),
+                    (
+                        "login.succeeded".into(),
+                        Some("s2".into()),
+                        serde_json::json!({ "n": 2 })
+                    ),
+                ],
+                "{}",
+                db.name()
+            );
+        }
     }
 
     #[tokio::test]

@@ -93,7 +93,7 @@ impl Engine<'_> {
                         "upstream_sub": subject,
                         "actor": Actor::User.as_str(),
                     }));
-                crate::store::audit::insert(unit.conn(), &event).await?;
+                unit.audit(event);
             }
             unit.commit().await?;
             if removed {
