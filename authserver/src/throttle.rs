@@ -6,11 +6,11 @@
 //! the password or code is checked, in one statement for both keys that leaves a locked
 //! key alone (and then the attempt is refused). Only then is the secret verified; a
 //! parallel burst of guesses therefore gets at most `max_failures` of them checked,
-//! whatever their timing, and the rest are refused with the time to wait. Afterwards the [`Reservation`] is settled:
-//! [`LoginThrottle::failed`] keeps the count (the attempt was a failure all along) and
-//! audits a lock it started; [`LoginThrottle::release`] gives the attempt back (the count
-//! goes down by one, and a lock that this very attempt started is lifted), so successful
-//! sign-ins never accumulate on a shared address. While attempts are in flight they
+//! whatever their timing, and the rest are refused with the time to wait. Afterwards the
+//! [`Reservation`] is settled: [`LoginThrottle::failed`] keeps the count (the attempt was
+//! a failure all along) and audits a lock it started; [`LoginThrottle::release`] gives
+//! the attempt back (the count goes down by one, and a lock that this very attempt
+//! started is lifted), so successful sign-ins never accumulate on a shared address. While attempts are in flight they
 //! count, so a user at `max_failures - 1` who sends two attempts at once may see the
 //! second refused until the first is settled.
 //!
@@ -282,7 +282,34 @@ impl LoginThrottle {
     /// The reserved attempt did not fail (the password or code was right, or it could
     /// not be checked): gives it back on every key, lifting a lock it started.
     pub async fn release(&self, reservation: Reservation) -> Result<(), store::Error> {
+        self.give_back(&reservation, None).await
+    }
+
+    /// The reserved attempt completed a sign-in: [`Self::release`] and
+    /// [`Self::record_success`] in one, the username's row deleted instead of first
+    /// given its attempt back (one statement fewer).
+    pub async fn succeeded(
+        &self,
+        reservation: Reservation,
+        username: &str,
+    ) -> Result<(), store::Error> {
+        let user = user_key(username);
+        self.give_back(&reservation, Some(&user)).await?;
+        self.store
+            .clear_login_failures(&reservation.tenant_id, &user)
+            .await
+    }
+
+    /// Gives the attempt back on every key of `reservation` but `except`.
+    async fn give_back(
+        &self,
+        reservation: &Reservation,
+        except: Option<&str>,
+    ) -> Result<(), store::Error> {
         for taken in &reservation.taken {
+            if except == Some(taken.key.as_str()) {
+                continue;
+            }
             self.store
                 .release_login_attempt(&reservation.tenant_id, &taken.key, &taken.state)
                 .await?;
@@ -583,6 +610,45 @@ mod tests {
             let r = th.reserve("t", "carol", Some(fresh)).await.unwrap();
             let counted: Vec<i32> = r.taken.iter().map(|t| t.state.failures).collect();
             assert_eq!(counted, [1, 1], "{}", db.name());
+            th.release(r).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_complete_sign_in_gives_the_address_back_and_forgets_the_username() {
+        for db in testing::both().await {
+            db.user("t", "u").await;
+            let th = LoginThrottle::new(db.store.clone(), FixedClock::new(4_000), settings());
+            let ip: IpAddr = "192.0.2.70".parse().unwrap();
+            for _ in 0..2 {
+                let r = th.reserve("t", "erin", Some(ip)).await.unwrap();
+                th.failed(r).await;
+            }
+            let r = th.reserve("t", "Erin", Some(ip)).await.unwrap();
+            let logs = crate::testing::CapturedLogs::start();
+            th.succeeded(r, "ERIN").await.unwrap();
+            let statements = logs.statements();
+            drop(logs);
+            // SQLite logs on a thread of its own (see the test above).
+            if db.name() == "postgres" {
+                assert_eq!(statements.len(), 2, "{statements:?}");
+                assert!(statements[0].starts_with("UPDATE login_throttles"));
+                assert!(statements[1].starts_with("DELETE FROM login_throttles"));
+            }
+            // The username starts afresh; the address keeps its two failures and got
+            // the successful attempt back.
+            let r = th.reserve("t", "erin", Some(ip)).await.unwrap();
+            let counted: Vec<(&str, i32)> = r
+                .taken
+                .iter()
+                .map(|t| (t.key.as_str(), t.state.failures))
+                .collect();
+            assert_eq!(
+                counted,
+                [("ip:192.0.2.70", 3), ("user:erin", 1)],
+                "{}",
+                db.name()
+            );
             th.release(r).await.unwrap();
         }
     }

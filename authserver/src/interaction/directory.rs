@@ -53,8 +53,7 @@ impl Engine<'_> {
                     .await
                 {
                     Ok(DirectoryAnswer::Accepted(identity)) => {
-                        self.release(reservation).await;
-                        self.forget_failures(visit, username).await;
+                        self.succeeded(visit, reservation, username).await;
                         return self
                             .upstream_account(visit, provider, *identity, request)
                             .await;

@@ -147,19 +147,28 @@ impl Engine<'_> {
             };
             return Ok(form(Some(username), problem));
         };
-        self.release(reservation).await;
+        // The password was right: the attempt is given back whatever comes next.
         if self.email.blocks_sign_in(&visit.tenant, &user) {
+            self.release(reservation).await;
             self.audit_failure(visit, Some(&user.user_id), "email_unverified")
                 .await;
             return Ok(form(Some(username), LoginProblem::Unverified));
         }
-        if let Some(next) = self
+        match self
             .begin_second_factor(visit, &user, request, demand, FirstFactor::Password)
-            .await?
+            .await
         {
-            return Ok(next);
+            Ok(None) => {}
+            Ok(Some(next)) => {
+                self.release(reservation).await;
+                return Ok(next);
+            }
+            Err(stop) => {
+                self.release(reservation).await;
+                return Err(stop);
+            }
         }
-        self.forget_failures(visit, username).await;
+        self.succeeded(visit, reservation, username).await;
         self.signed_in(visit, &user, vec!["pwd".to_owned()], ACR_PASSWORD, request)
             .await
     }
@@ -431,6 +440,14 @@ impl Engine<'_> {
     pub(super) async fn release(&self, reservation: Reservation) {
         if let Err(e) = self.throttle.release(reservation).await {
             tracing::warn!(error = %e, "failed to give back a sign-in attempt");
+        }
+    }
+
+    /// Settles the attempt of a complete sign-in: given back on the address, the
+    /// username's failures forgotten.
+    pub(super) async fn succeeded(&self, visit: &Visit, reservation: Reservation, username: &str) {
+        if let Err(e) = self.throttle.succeeded(reservation, username).await {
+            tracing::warn!(tenant = %visit.tenant.id, error = %e, "failed to settle a complete sign-in's attempt");
         }
     }
 
