@@ -499,6 +499,25 @@ impl CapturedLogs {
             .map(|l| l["summary"].as_str().unwrap_or_default().to_owned())
             .collect()
     }
+
+    /// Ends the capture and, on PostgreSQL (`backend`), asserts that exactly the
+    /// statements `expected` ran, in order, each named by how its summary begins.
+    /// SQLite runs (and logs) its statements on a thread of its own, out of the
+    /// captured thread's sight; its round trips cost nothing anyway.
+    pub fn assert_postgres_statements(self, backend: &str, expected: &[&str]) {
+        let statements = self.statements();
+        drop(self);
+        if backend != "postgres" {
+            return;
+        }
+        assert_eq!(statements.len(), expected.len(), "{statements:?}");
+        for (ran, want) in statements.iter().zip(expected) {
+            assert!(
+                ran.starts_with(want),
+                "{ran:?} is not {want:?}: {statements:?}"
+            );
+        }
+    }
 }
 
 struct Writer(Arc<Mutex<Vec<u8>>>);

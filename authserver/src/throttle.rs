@@ -576,14 +576,7 @@ mod tests {
             let ip: IpAddr = "192.0.2.60".parse().unwrap();
             let logs = crate::testing::CapturedLogs::start();
             let r = th.reserve("t", "alice", Some(ip)).await.unwrap();
-            let statements = logs.statements();
-            drop(logs);
-            // SQLite runs (and logs) its statements on a thread of its own, out of the
-            // captured thread's sight; its round trips cost nothing anyway.
-            if db.name() == "postgres" {
-                assert_eq!(statements.len(), 1, "{statements:?}");
-                assert!(statements[0].starts_with("INSERT INTO login_throttles"));
-            }
+            logs.assert_postgres_statements(db.name(), &["INSERT INTO login_throttles"]);
             let keys: Vec<&str> = r.taken.iter().map(|t| t.key.as_str()).collect();
             assert_eq!(keys, ["ip:192.0.2.60", "user:alice"], "{}", db.name());
             assert!(r.taken.iter().all(|t| t.state.failures == 1));
@@ -627,14 +620,10 @@ mod tests {
             let r = th.reserve("t", "Erin", Some(ip)).await.unwrap();
             let logs = crate::testing::CapturedLogs::start();
             th.succeeded(r, "ERIN").await.unwrap();
-            let statements = logs.statements();
-            drop(logs);
-            // SQLite logs on a thread of its own (see the test above).
-            if db.name() == "postgres" {
-                assert_eq!(statements.len(), 2, "{statements:?}");
-                assert!(statements[0].starts_with("UPDATE login_throttles"));
-                assert!(statements[1].starts_with("DELETE FROM login_throttles"));
-            }
+            logs.assert_postgres_statements(
+                db.name(),
+                &["UPDATE login_throttles", "DELETE FROM login_throttles"],
+            );
             // The username starts afresh; the address keeps its two failures and got
             // the successful attempt back.
             let r = th.reserve("t", "erin", Some(ip)).await.unwrap();

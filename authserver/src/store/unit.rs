@@ -151,14 +151,8 @@ mod tests {
             assert!(before.iter().all(|e| e.at != 3_000), "{}", db.name());
             let logs = crate::testing::CapturedLogs::start();
             unit.commit().await.expect("commit");
-            let statements = logs.statements();
-            drop(logs);
-            // SQLite logs its statements on a thread of its own (see `throttle`'s test).
-            if db.name() == "postgres" {
-                assert_eq!(statements.len(), 2, "{statements:?}");
-                assert!(statements[0].starts_with("INSERT INTO audit_events"));
-                assert_eq!(statements[1], "COMMIT");
-            }
+            // One INSERT for the three events.
+            logs.assert_postgres_statements(db.name(), &["INSERT INTO audit_events", "COMMIT"]);
             let mut written: Vec<_> = db
                 .store
                 .list_audit("t", 10)
