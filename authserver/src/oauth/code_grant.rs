@@ -10,7 +10,7 @@ use super::OAuthService;
 use super::dpop::Proof;
 use super::error::{ErrorCode, OAuthError};
 use super::token::{
-    AccessTokenRequest, EndpointRequest, requested_audiences, require_dpop_if_bound,
+    AccessTokenId, AccessTokenRequest, EndpointRequest, requested_audiences, require_dpop_if_bound,
 };
 use crate::crypto::{b64url, handle_hash, new_handle};
 use crate::domain::client::{ClientSpec, ClientType, GrantType, SubjectType};
@@ -20,7 +20,7 @@ use crate::domain::tenant::Tenant;
 use crate::domain::user::PROFILE_CLAIMS;
 use crate::store::audit::AuditEvent;
 use crate::store::clients::StoredClient;
-use crate::store::grants::{GrantRow, NewRefresh};
+use crate::store::grants::{GrantRow, NewRefresh, Redeemed, RefreshRedemption, RefreshRefusal};
 use crate::store::users::StoredUser;
 
 /// JOSE `typ` of ID tokens.
@@ -108,17 +108,17 @@ pub fn user_claims(user: &StoredUser, scopes: &[String]) -> Map<String, Value> {
 }
 
 /// How the refresh token of a response comes about.
-enum RefreshIssue<'a> {
+enum RefreshIssue {
     /// None for this response.
     None,
     /// A new family member, stored by the caller already.
     Issued(String),
-    /// The successor of the token whose hash is `old_hash`: stored, with the rotation
-    /// and the access token's record, in one write (`Store::rotate_refresh_token`).
+    /// The successor of a redeemed token, stored by the rotation
+    /// (`Store::redeem_refresh_token`) together with the record of the access token
+    /// `access` names: that is the access token to mint.
     Rotated {
         token: String,
-        old_hash: &'a str,
-        new: NewRefresh<'a>,
+        access: AccessTokenId,
     },
 }
 
@@ -131,20 +131,30 @@ impl OAuthService {
         spec: &ClientSpec,
         user_id: &str,
     ) -> Result<String, OAuthError> {
-        if spec.subject_type == SubjectType::Pairwise
-            && !TenantPolicy::of(tenant).allows_subject_type(SubjectType::Pairwise)
-        {
+        self.require_subject_type(tenant, spec).await?;
+        Ok(self.subjects.subject(&tenant.id, spec, user_id).await?)
+    }
+
+    /// Whether the client may be given subjects at all: a pairwise client needs a
+    /// tenant that offers them and a sector document that lists its redirect URIs.
+    async fn require_subject_type(
+        &self,
+        tenant: &Tenant,
+        spec: &ClientSpec,
+    ) -> Result<(), OAuthError> {
+        if spec.subject_type != SubjectType::Pairwise {
+            return Ok(());
+        }
+        if !TenantPolicy::of(tenant).allows_subject_type(SubjectType::Pairwise) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "the client uses pairwise subjects, which this tenant does not offer",
             ));
         }
-        if spec.subject_type == SubjectType::Pairwise
-            && let Some(uri) = &spec.sector_identifier_uri
-        {
+        if let Some(uri) = &spec.sector_identifier_uri {
             self.verify_sector(uri, &spec.redirect_uris).await?;
         }
-        Ok(self.subjects.subject(&tenant.id, spec, user_id).await?)
+        Ok(())
     }
 
     /// OpenID Connect Registration §5: the document at `sector_identifier_uri` must list
@@ -228,13 +238,9 @@ impl OAuthService {
 
     /// `invalid_grant` when `grant` was revoked or ran out.
     fn require_live(&self, grant: &GrantRow) -> Result<(), OAuthError> {
-        if grant.revoked_at.is_some() {
-            return Err(invalid_grant("the grant has been revoked"));
-        }
-        if grant.expires_at <= self.clock.now() {
-            return Err(invalid_grant("the grant has expired"));
-        }
-        Ok(())
+        grant
+            .refusal(self.clock.now())
+            .map_or(Ok(()), |r| Err(refusal_error(r)))
     }
 
     /// `grant_type=authorization_code`.
@@ -386,13 +392,13 @@ impl OAuthService {
                     refresh,
                 },
             )
-            .await?
-            .ok_or_else(|| OAuthError::internal("a code's tokens were not recorded"))?;
+            .await?;
         Ok((body, proof))
     }
 
-    /// `grant_type=refresh_token`.
-    #[allow(clippy::too_many_lines)] // the checks of RFC 6749 §6, in order
+    /// `grant_type=refresh_token`: everything that needs no stored row is checked first,
+    /// then one statement redeems the token (`Store::redeem_refresh_token`: read,
+    /// checked and rotated in one round trip), then the tokens are signed.
     pub(super) async fn refresh_token_grant(
         &self,
         tenant: &Tenant,
@@ -407,18 +413,36 @@ impl OAuthService {
             ));
         }
         let presented = req.form.require("refresh_token")?;
-        let old_hash = handle_hash(presented);
+        let requested = req.form.list("scope");
+        let audiences = requested_audiences(spec, &req.form)?;
+        require_dpop_if_bound(spec, req)?;
+        let proof = self.token_proof(tenant, req).await?;
+        self.require_subject_type(tenant, spec).await?;
         let now = self.clock.now();
+        let access = AccessTokenId::new(tenant, spec, now);
+        let token = new_handle();
+        let hash = handle_hash(&token);
+        let redemption = RefreshRedemption {
+            token_hash: &handle_hash(presented),
+            client_id: &spec.client_id,
+            now,
+            scopes: &requested,
+            proof_jkt: proof.as_ref().map(|p| p.jkt.as_str()),
+            successor_hash: &hash,
+            successor_expires_at: now + refresh_lifetime(spec),
+            access: (&access.jti, access.expires_at()),
+        };
         let unknown = || invalid_grant("the refresh token is invalid, expired or revoked");
-        // One read for the token, its grant and its user; one write.
-        let (row, grant, user) = self
+        let Redeemed {
+            token: row,
+            grant,
+            user,
+            rotated,
+        } = self
             .store
-            .find_refresh_grant(&tenant.id, &old_hash)
+            .redeem_refresh_token(&tenant.id, &redemption)
             .await?
             .ok_or_else(unknown)?;
-        if grant.client_id != spec.client_id {
-            return Err(unknown());
-        }
         // A rotated token presented again, or one rotated meanwhile: reuse.
         let reuse_detected = || {
             self.revoke_family(
@@ -428,50 +452,32 @@ impl OAuthService {
                 req.ip.as_deref(),
             )
         };
-        if row.rotated_at.is_some() {
-            if grant.revoked_at.is_none() {
+        match redemption.refusal(&row, &grant) {
+            Some(RefreshRefusal::Rotated) => {
+                if grant.revoked_at.is_none() {
+                    reuse_detected().await?;
+                }
+                return Err(unknown());
+            }
+            Some(refusal) => return Err(refusal_error(refusal)),
+            None if !rotated => {
+                // Rotated by a concurrent request between this one's read and its
+                // write (reuse), or the grant was revoked meanwhile.
                 reuse_detected().await?;
+                return Err(unknown());
             }
-            return Err(unknown());
+            None => {}
         }
-        if row.expires_at <= now {
-            return Err(unknown());
-        }
-        self.require_live(&grant)?;
-        let granted = grant.scopes();
-        let requested = req.form.list("scope");
         let scopes = if requested.is_empty() {
-            granted
+            grant.scopes()
         } else {
-            // RFC 6749 §6: narrowing is allowed, widening is not.
-            if let Some(bad) = requested.iter().find(|s| !granted.contains(s)) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    format!("scope {bad:?} was not granted"),
-                ));
-            }
             requested
         };
-        let sub = self.user_subject(tenant, spec, &user.user_id).await?;
-        let audiences = requested_audiences(spec, &req.form)?;
-        require_dpop_if_bound(spec, req)?;
-        if row.dpop_jkt.is_some() && req.dpop.is_empty() {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidDpopProof,
-                "this refresh token is DPoP-bound: send a DPoP proof",
-            ));
-        }
-        let proof = self.token_proof(tenant, req).await?;
-        if let Some(jkt) = &row.dpop_jkt
-            && proof.as_ref().is_none_or(|p| &p.jkt != jkt)
-        {
-            return Err(invalid_grant(
-                "the DPoP proof key differs from the key the refresh token is bound to",
-            ));
-        }
-        let token = new_handle();
-        let hash = handle_hash(&token);
-        let issued = self
+        let sub = self
+            .subjects
+            .subject(&tenant.id, spec, &user.user_id)
+            .await?;
+        let body = self
             .user_tokens(
                 tenant,
                 spec,
@@ -484,32 +490,15 @@ impl OAuthService {
                     // OIDC Core §12.2: no nonce in a refreshed ID token.
                     nonce: None,
                     proof: proof.as_ref(),
-                    refresh: RefreshIssue::Rotated {
-                        token,
-                        old_hash: &old_hash,
-                        new: NewRefresh {
-                            token_hash: &hash,
-                            grant_id: &grant.grant_id,
-                            dpop_jkt: row.dpop_jkt.as_deref(),
-                            created_at: now,
-                            expires_at: refresh_expiry(spec, &grant, now),
-                        },
-                    },
+                    refresh: RefreshIssue::Rotated { token, access },
                 },
             )
             .await?;
-        let Some(body) = issued else {
-            // Rotated by a concurrent request between our read and our write (reuse), or
-            // the grant was revoked meanwhile.
-            reuse_detected().await?;
-            return Err(unknown());
-        };
         Ok((body, proof))
     }
 
     /// Mints the access token (recorded under the grant) and, with `openid`, the ID
-    /// token; returns the token response. `None` when a rotation (`RefreshIssue::Rotated`)
-    /// lost to a concurrent one or to a revocation: nothing was written, nothing issued.
+    /// token; returns the token response.
     async fn user_tokens(
         &self,
         tenant: &Tenant,
@@ -517,27 +506,27 @@ impl OAuthService {
         grant: &GrantRow,
         user: &StoredUser,
         t: UserTokens<'_>,
-    ) -> Result<Option<Value>, OAuthError> {
+    ) -> Result<Value, OAuthError> {
         let mut extra = Map::new();
         extra.insert("auth_time".into(), grant.auth_time.into());
         if let Some(acr) = &grant.acr {
             extra.insert("acr".into(), acr.clone().into());
         }
-        let minted = self
-            .mint_access_token(
-                tenant,
-                spec,
-                AccessTokenRequest {
-                    sub: t.sub,
-                    scopes: t.scopes,
-                    audiences: t.audiences,
-                    proof: t.proof,
-                    extra,
-                },
-            )
-            .await?;
-        let refresh = match t.refresh {
+        let request = AccessTokenRequest {
+            sub: t.sub,
+            scopes: t.scopes,
+            audiences: t.audiences,
+            proof: t.proof,
+            extra,
+        };
+        let (minted, refresh) = match t.refresh {
+            RefreshIssue::Rotated { token, access } => (
+                self.mint_access_token_as(tenant, spec, request, access)
+                    .await?,
+                Some(token),
+            ),
             RefreshIssue::None | RefreshIssue::Issued(_) => {
+                let minted = self.mint_access_token(tenant, spec, request).await?;
                 self.store
                     .record_grant_access_token(
                         &tenant.id,
@@ -546,25 +535,11 @@ impl OAuthService {
                         minted.expires_at,
                     )
                     .await?;
-                match t.refresh {
+                let refresh = match t.refresh {
                     RefreshIssue::Issued(token) => Some(token),
                     _ => None,
-                }
-            }
-            RefreshIssue::Rotated {
-                token,
-                old_hash,
-                new,
-            } => {
-                let access = (minted.jti.as_str(), minted.expires_at);
-                if !self
-                    .store
-                    .rotate_refresh_token(&tenant.id, old_hash, &new, access)
-                    .await?
-                {
-                    return Ok(None);
-                }
-                Some(token)
+                };
+                (minted, refresh)
             }
         };
         let mut body = minted.response(t.scopes, t.proof);
@@ -616,7 +591,7 @@ impl OAuthService {
         if let Some(token) = refresh {
             body["refresh_token"] = token.into();
         }
-        Ok(Some(body))
+        Ok(body)
     }
 }
 
@@ -703,13 +678,40 @@ struct UserTokens<'a> {
     audiences: &'a [String],
     nonce: Option<&'a str>,
     proof: Option<&'a Proof>,
-    refresh: RefreshIssue<'a>,
+    refresh: RefreshIssue,
 }
 
 /// Sliding expiry of a new refresh token, never past the grant's absolute end.
 fn refresh_expiry(spec: &ClientSpec, grant: &GrantRow, now: i64) -> i64 {
-    let sliding = i64::try_from(spec.refresh_token_lifetime_seconds).unwrap_or(86_400);
-    (now + sliding).min(grant.expires_at)
+    (now + refresh_lifetime(spec)).min(grant.expires_at)
+}
+
+/// The client's sliding refresh-token lifetime in seconds.
+fn refresh_lifetime(spec: &ClientSpec) -> i64 {
+    i64::try_from(spec.refresh_token_lifetime_seconds).unwrap_or(86_400)
+}
+
+/// The error a refused refresh token (or a grant no longer live) answers with.
+fn refusal_error(refusal: RefreshRefusal) -> OAuthError {
+    match refusal {
+        RefreshRefusal::OtherClient | RefreshRefusal::Rotated | RefreshRefusal::Expired => {
+            invalid_grant("the refresh token is invalid, expired or revoked")
+        }
+        RefreshRefusal::GrantRevoked => invalid_grant("the grant has been revoked"),
+        RefreshRefusal::GrantExpired => invalid_grant("the grant has expired"),
+        // RFC 6749 §6: narrowing is allowed, widening is not.
+        RefreshRefusal::ScopeNotGranted(scope) => OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!("scope {scope:?} was not granted"),
+        ),
+        RefreshRefusal::ProofMissing => OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            "this refresh token is DPoP-bound: send a DPoP proof",
+        ),
+        RefreshRefusal::ProofMismatch => {
+            invalid_grant("the DPoP proof key differs from the key the refresh token is bound to")
+        }
+    }
 }
 
 #[cfg(test)]

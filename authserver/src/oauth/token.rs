@@ -172,6 +172,29 @@ pub(super) struct AccessTokenRequest<'a> {
     pub extra: Map<String, Value>,
 }
 
+/// Who an access token is and when it lives: chosen before it is signed.
+#[derive(Debug)]
+pub(super) struct AccessTokenId {
+    pub jti: String,
+    pub issued_at: i64,
+    pub lifetime: i64,
+}
+
+impl AccessTokenId {
+    /// A fresh random jti, issued `now`, for the lifetime `spec` gets in `tenant`.
+    pub fn new(tenant: &Tenant, spec: &crate::domain::client::ClientSpec, now: i64) -> Self {
+        AccessTokenId {
+            jti: b64url(&random_bytes::<16>()),
+            issued_at: now,
+            lifetime: access_token_lifetime(tenant, spec),
+        }
+    }
+
+    pub fn expires_at(&self) -> i64 {
+        self.issued_at + self.lifetime
+    }
+}
+
 /// A signed access token.
 #[derive(Debug)]
 pub(super) struct MintedAccessToken {
@@ -473,9 +496,19 @@ impl OAuthService {
         spec: &crate::domain::client::ClientSpec,
         req: AccessTokenRequest<'_>,
     ) -> Result<MintedAccessToken, OAuthError> {
-        let now = self.clock.now();
-        let lifetime = access_token_lifetime(tenant, spec);
-        let jti = b64url(&random_bytes::<16>());
+        let id = AccessTokenId::new(tenant, spec, self.clock.now());
+        self.mint_access_token_as(tenant, spec, req, id).await
+    }
+
+    /// [`OAuthService::mint_access_token`] with the jti and times chosen beforehand (a
+    /// refresh grant records them before it signs).
+    pub(super) async fn mint_access_token_as(
+        &self,
+        tenant: &Tenant,
+        spec: &crate::domain::client::ClientSpec,
+        req: AccessTokenRequest<'_>,
+        id: AccessTokenId,
+    ) -> Result<MintedAccessToken, OAuthError> {
         let mut claims = Map::new();
         claims.insert("iss".into(), tenant.issuer.clone().into());
         claims.insert("sub".into(), req.sub.into());
@@ -488,9 +521,9 @@ impl OAuthService {
                 json!(req.audiences)
             },
         );
-        claims.insert("iat".into(), now.into());
-        claims.insert("exp".into(), (now + lifetime).into());
-        claims.insert("jti".into(), jti.clone().into());
+        claims.insert("iat".into(), id.issued_at.into());
+        claims.insert("exp".into(), id.expires_at().into());
+        claims.insert("jti".into(), id.jti.clone().into());
         if !req.scopes.is_empty() {
             claims.insert("scope".into(), req.scopes.join(" ").into());
         }
@@ -508,9 +541,9 @@ impl OAuthService {
             .await?;
         Ok(MintedAccessToken {
             token,
-            jti,
-            expires_at: now + lifetime,
-            lifetime,
+            expires_at: id.expires_at(),
+            jti: id.jti,
+            lifetime: id.lifetime,
         })
     }
 

@@ -40,9 +40,21 @@ impl GrantRow {
     pub fn scopes(&self) -> Vec<String> {
         self.scope.split_whitespace().map(str::to_owned).collect()
     }
+
+    /// Why nothing more may be issued under this grant at `now`: revoked, or past its
+    /// absolute end.
+    pub fn refusal(&self, now: UnixTime) -> Option<RefreshRefusal> {
+        if self.revoked_at.is_some() {
+            Some(RefreshRefusal::GrantRevoked)
+        } else if self.expires_at <= now {
+            Some(RefreshRefusal::GrantExpired)
+        } else {
+            None
+        }
+    }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct GrantDbRow {
     grant_id: String,
     client_id: String,
@@ -73,8 +85,9 @@ impl From<GrantDbRow> for GrantRow {
     }
 }
 
-/// [`Store::find_refresh_grant`]'s row: the token's columns, its grant's and its user's
-/// (`user_id` is the grant's and the user's: the join's column).
+/// [`Store::redeem_refresh_token`]'s row: the token's columns, its grant's and its
+/// user's (`user_id` is the grant's and the user's: the join's column), and whether the
+/// token was rotated (1) or not (0).
 #[derive(sqlx::FromRow)]
 struct RefreshGrantDbRow {
     dpop_jkt: Option<String>,
@@ -84,6 +97,96 @@ struct RefreshGrantDbRow {
     grant: GrantDbRow,
     #[sqlx(flatten)]
     user: super::users::UserRow,
+    rotated: i64,
+}
+
+impl RefreshGrantDbRow {
+    fn token_and_grant(&self) -> (RefreshRow, GrantRow) {
+        let token = RefreshRow {
+            grant_id: self.grant.grant_id.clone(),
+            dpop_jkt: self.dpop_jkt.clone(),
+            expires_at: self.token_expires_at,
+            rotated_at: self.rotated_at,
+        };
+        (token, self.grant.clone().into())
+    }
+}
+
+/// A request to redeem a refresh token: what it presents and what it would store.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRedemption<'a> {
+    /// The hash of the presented token.
+    pub token_hash: &'a str,
+    /// The authenticated client.
+    pub client_id: &'a str,
+    pub now: UnixTime,
+    /// The scopes asked for (RFC 6749 §6: a subset of the grant's); empty for all.
+    pub scopes: &'a [String],
+    /// The thumbprint of the request's DPoP proof key, if it sent one.
+    pub proof_jkt: Option<&'a str>,
+    /// The successor's hash and its sliding expiry (cut to the grant's end).
+    pub successor_hash: &'a str,
+    pub successor_expires_at: UnixTime,
+    /// The access token issued with the successor: jti, expiry.
+    pub access: (&'a str, UnixTime),
+}
+
+/// Why a refresh token may not be redeemed by a request, in the order they are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshRefusal {
+    /// Another client's token: as good as unknown to this one.
+    OtherClient,
+    /// Rotated before: presenting it again is reuse.
+    Rotated,
+    Expired,
+    GrantRevoked,
+    GrantExpired,
+    /// A scope the grant does not hold was asked for.
+    ScopeNotGranted(String),
+    /// The token is bound to a DPoP key and the request sent no proof.
+    ProofMissing,
+    /// The token is bound to another DPoP key than the proof's.
+    ProofMismatch,
+}
+
+impl RefreshRedemption<'_> {
+    /// What stands against rotating `token` of `grant` for this request; `None` when
+    /// nothing does. PostgreSQL evaluates the same conditions in the rotation's SQL
+    /// (`Store::redeem_refresh_token`), so a token is rotated exactly when this is
+    /// `None` for the rows the rotation saw.
+    pub fn refusal(&self, token: &RefreshRow, grant: &GrantRow) -> Option<RefreshRefusal> {
+        if grant.client_id != self.client_id {
+            return Some(RefreshRefusal::OtherClient);
+        }
+        if token.rotated_at.is_some() {
+            return Some(RefreshRefusal::Rotated);
+        }
+        if token.expires_at <= self.now {
+            return Some(RefreshRefusal::Expired);
+        }
+        if let Some(dead) = grant.refusal(self.now) {
+            return Some(dead);
+        }
+        let granted: Vec<&str> = grant.scope.split(' ').collect();
+        if let Some(extra) = self.scopes.iter().find(|s| !granted.contains(&s.as_str())) {
+            return Some(RefreshRefusal::ScopeNotGranted(extra.clone()));
+        }
+        match (&token.dpop_jkt, self.proof_jkt) {
+            (Some(_), None) => Some(RefreshRefusal::ProofMissing),
+            (Some(bound), Some(jkt)) if bound != jkt => Some(RefreshRefusal::ProofMismatch),
+            _ => None,
+        }
+    }
+}
+
+/// A redeemed refresh token: its rows as they were before the rotation.
+#[derive(Debug)]
+pub struct Redeemed {
+    pub token: RefreshRow,
+    pub grant: GrantRow,
+    pub user: StoredUser,
+    /// Whether this request rotated it (and stored the successor and access record).
+    pub rotated: bool,
 }
 
 /// Stores a refresh token: `tenant_id, token_hash, grant_id, dpop_jkt, created_at,
@@ -93,6 +196,53 @@ const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (tenant_id, token_hash,
 
 /// Records an access token under its grant: `tenant_id, jti, grant_id, expires_at`.
 const INSERT_ACCESS_RECORD: &str = "INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, expires_at) VALUES ($1, $2, $3, $4)";
+
+/// A refresh token with its grant and the grant's user, by tenant (`$1`) and token hash
+/// (`$2`); a grant goes with its user (`ON DELETE CASCADE`).
+macro_rules! select_refresh_grant {
+    () => {
+        "SELECT r.dpop_jkt, r.expires_at AS token_expires_at, r.rotated_at, g.grant_id, \
+         g.client_id, g.user_id, g.sid, g.scope, g.auth_time, g.amr, g.acr, g.expires_at, \
+         g.revoked_at, u.tenant_id, u.username, u.email, u.email_verified, u.profile, \
+         u.password_hash, u.created_at, u.updated_at \
+         FROM refresh_tokens r JOIN grants g \
+         ON g.tenant_id = r.tenant_id AND g.grant_id = r.grant_id \
+         JOIN users u ON u.tenant_id = g.tenant_id AND u.user_id = g.user_id \
+         WHERE r.tenant_id = $1 AND r.token_hash = $2"
+    };
+}
+
+/// [`Store::redeem_refresh_token`] on PostgreSQL. `cur` reads the rows as they were
+/// before the statement; `rotated` marks the token rotated when nothing stands against
+/// it — the conditions of [`RefreshRedemption::refusal`], in SQL — and the successor
+/// and the access token's record follow from it. Parameters: tenant, token hash, now,
+/// client, asked scopes (text[]), proof jkt, successor hash, successor's sliding
+/// expiry, access jti, access expiry.
+const REDEEM_REFRESH: &str = concat!(
+    "WITH cur AS (",
+    select_refresh_grant!(),
+    "), rotated AS (UPDATE refresh_tokens r SET rotated_at = $3 \
+     FROM grants g WHERE r.tenant_id = $1 AND r.token_hash = $2 \
+     AND g.tenant_id = r.tenant_id AND g.grant_id = r.grant_id \
+     AND g.client_id = $4 AND r.rotated_at IS NULL AND r.expires_at > $3 \
+     AND g.revoked_at IS NULL AND g.expires_at > $3 \
+     AND string_to_array(g.scope, ' ') @> $5::text[] \
+     AND (r.dpop_jkt IS NULL OR r.dpop_jkt = $6) \
+     RETURNING r.grant_id, r.dpop_jkt, g.expires_at AS grant_expires_at), \
+     fresh AS (INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, dpop_jkt, \
+     created_at, expires_at) \
+     SELECT $1, $7, grant_id, dpop_jkt, $3, LEAST($8, grant_expires_at) FROM rotated), \
+     issued AS (INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, expires_at) \
+     SELECT $1, $9, grant_id, $10 FROM rotated) \
+     SELECT cur.*, (SELECT count(*) FROM rotated) AS rotated FROM cur"
+);
+
+/// [`Store::redeem_refresh_token`]'s read on SQLite (nothing rotated yet).
+const READ_REFRESH: &str = concat!(
+    "SELECT cur.*, 0 AS rotated FROM (",
+    select_refresh_grant!(),
+    ") cur"
+);
 
 /// A stored refresh token.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -336,127 +486,97 @@ impl Store {
         }))
     }
 
-    /// A refresh token with its grant and the grant's user, in one statement (the
-    /// refresh grant's read). A grant goes with its user (`ON DELETE CASCADE`), so a
-    /// token whose user is gone is not found.
-    #[tracing::instrument(name = "db.find_refresh_grant", skip_all)]
-    pub async fn find_refresh_grant(
+    /// Redeems a refresh token (RFC 6749 §6): reads the token, its grant and the grant's
+    /// user, and — when [`RefreshRedemption::refusal`] has nothing against them — marks
+    /// the token rotated, stores its successor and records the access token issued with
+    /// it. All in one statement on PostgreSQL (one round trip, its own transaction);
+    /// one transaction on SQLite. `None` when the token is unknown (or its user gone:
+    /// a grant goes with its user). The rows are returned as they were before the
+    /// rotation, with `rotated` false when nothing was written: refused, or the token
+    /// was rotated or its grant revoked by a concurrent request (which is reuse).
+    #[tracing::instrument(name = "db.redeem_refresh_token", skip_all)]
+    pub async fn redeem_refresh_token(
         &self,
         tenant_id: &str,
-        token_hash: &str,
-    ) -> Result<Option<(RefreshRow, GrantRow, StoredUser)>> {
-        let row = with_pool!(self, pool => {
-            sqlx::query_as::<_, RefreshGrantDbRow>(
-                "SELECT r.dpop_jkt, r.expires_at AS token_expires_at, r.rotated_at, \
-                 g.grant_id, g.client_id, g.user_id, g.sid, g.scope, g.auth_time, g.amr, g.acr, \
-                 g.expires_at, g.revoked_at, u.tenant_id, u.username, u.email, \
-                 u.email_verified, u.profile, u.password_hash, u.created_at, u.updated_at \
-                 FROM refresh_tokens r JOIN grants g \
-                 ON g.tenant_id = r.tenant_id AND g.grant_id = r.grant_id \
-                 JOIN users u ON u.tenant_id = g.tenant_id AND u.user_id = g.user_id \
-                 WHERE r.tenant_id = $1 AND r.token_hash = $2",
-            )
-            .bind(tenant_id)
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?
-        });
-        row.map(|r| {
-            let token = RefreshRow {
-                grant_id: r.grant.grant_id.clone(),
-                dpop_jkt: r.dpop_jkt,
-                expires_at: r.token_expires_at,
-                rotated_at: r.rotated_at,
-            };
-            Ok((token, r.grant.into(), super::users::decode(r.user)?))
-        })
-        .transpose()
-    }
-
-    /// Rotates a refresh token: marks `old_hash` rotated, stores its successor and
-    /// records the access token issued with it (`access`: jti, expiry) — all or nothing.
-    /// `false` (and nothing written) when `old_hash` was already rotated (a concurrent
-    /// use of the same token, which is reuse) or its grant was revoked meanwhile.
-    /// On PostgreSQL one statement (its own transaction, one round trip).
-    #[tracing::instrument(name = "db.rotate_refresh_token", skip_all)]
-    pub async fn rotate_refresh_token(
-        &self,
-        tenant_id: &str,
-        old_hash: &str,
-        new: &NewRefresh<'_>,
-        access: (&str, UnixTime),
-    ) -> Result<bool> {
-        let (jti, access_expires_at) = access;
-        match &self.pool {
-            Pool::Postgres(_) => {
-                let rotated: i64 = with_pool!(self, pool => {
-                    sqlx::query_scalar(
-                        "WITH rotated AS (UPDATE refresh_tokens r SET rotated_at = $3 \
-                         FROM grants g WHERE r.tenant_id = $1 AND r.token_hash = $2 \
-                         AND r.rotated_at IS NULL AND g.tenant_id = r.tenant_id \
-                         AND g.grant_id = r.grant_id AND g.revoked_at IS NULL \
-                         RETURNING r.grant_id), \
-                         fresh AS (INSERT INTO refresh_tokens (tenant_id, token_hash, grant_id, \
-                         dpop_jkt, created_at, expires_at) \
-                         SELECT $1, $4, grant_id, $5, $3, $6 FROM rotated), \
-                         issued AS (INSERT INTO grant_access_tokens (tenant_id, jti, grant_id, \
-                         expires_at) SELECT $1, $7, grant_id, $8 FROM rotated) \
-                         SELECT count(*) FROM rotated",
-                    )
+        r: &RefreshRedemption<'_>,
+    ) -> Result<Option<Redeemed>> {
+        let (jti, access_expires_at) = r.access;
+        let row = match &self.pool {
+            // The UPDATE's conditions are `RefreshRedemption::refusal`'s, in SQL; the
+            // CTE `cur` reads the rows as they were before it.
+            Pool::Postgres(pool) => {
+                // `with_pool!` less its SQLite arm: SQLite cannot bind a text array.
+                let (mut conn, turn) = self.pg_connection(pool).await?;
+                let row = sqlx::query_as::<_, RefreshGrantDbRow>(REDEEM_REFRESH)
                     .bind(tenant_id)
-                    .bind(old_hash)
-                    .bind(new.created_at)
-                    .bind(new.token_hash)
-                    .bind(new.dpop_jkt)
-                    .bind(new.expires_at)
+                    .bind(r.token_hash)
+                    .bind(r.now)
+                    .bind(r.client_id)
+                    .bind(r.scopes)
+                    .bind(r.proof_jkt)
+                    .bind(r.successor_hash)
+                    .bind(r.successor_expires_at)
                     .bind(jti)
                     .bind(access_expires_at)
-                    .fetch_one(pool)
-                    .await?
-                });
-                Ok(rotated == 1)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                self.keep_warm(conn);
+                drop(turn);
+                row
             }
-            // SQLite has no writing CTEs: the same three writes in one transaction.
+            // SQLite has no writing CTEs: the same read and writes in one transaction,
+            // the conditions checked by `refusal` itself.
             Pool::Sqlite(_) => in_transaction!(self, tx => {
-                let n = sqlx::query(
-                    "UPDATE refresh_tokens SET rotated_at = $3 \
-                     WHERE tenant_id = $1 AND token_hash = $2 AND rotated_at IS NULL \
-                     AND EXISTS (SELECT 1 FROM grants g WHERE g.tenant_id = refresh_tokens.tenant_id \
-                     AND g.grant_id = refresh_tokens.grant_id AND g.revoked_at IS NULL)",
-                )
+                let Some(mut row) = sqlx::query_as::<_, RefreshGrantDbRow>(READ_REFRESH)
                 .bind(tenant_id)
-                .bind(old_hash)
-                .bind(new.created_at)
-                .execute(&mut *tx)
+                .bind(r.token_hash)
+                .fetch_optional(&mut *tx)
                 .await?
-                .rows_affected();
-                if n != 1 {
-                    // Dropping the transaction rolls it back.
-                    return Ok(false);
+                else {
+                    return Ok(None);
+                };
+                let (token, grant) = row.token_and_grant();
+                if r.refusal(&token, &grant).is_none() {
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET rotated_at = $3 \
+                         WHERE tenant_id = $1 AND token_hash = $2",
+                    )
+                    .bind(tenant_id)
+                    .bind(r.token_hash)
+                    .bind(r.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(INSERT_REFRESH)
+                        .bind(tenant_id)
+                        .bind(r.successor_hash)
+                        .bind(&grant.grant_id)
+                        .bind(token.dpop_jkt.as_deref())
+                        .bind(r.now)
+                        .bind(r.successor_expires_at.min(grant.expires_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(INSERT_ACCESS_RECORD)
+                        .bind(tenant_id)
+                        .bind(jti)
+                        .bind(&grant.grant_id)
+                        .bind(access_expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    row.rotated = 1;
                 }
-                sqlx::query(
-                    INSERT_REFRESH,
-                )
-                .bind(tenant_id)
-                .bind(new.token_hash)
-                .bind(new.grant_id)
-                .bind(new.dpop_jkt)
-                .bind(new.created_at)
-                .bind(new.expires_at)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    INSERT_ACCESS_RECORD,
-                )
-                .bind(tenant_id)
-                .bind(jti)
-                .bind(new.grant_id)
-                .bind(access_expires_at)
-                .execute(&mut *tx)
-                .await?;
-                Ok(true)
+                Some(row)
             }),
-        }
+        };
+        row.map(|r| {
+            let (token, grant) = r.token_and_grant();
+            Ok(Redeemed {
+                token,
+                grant,
+                user: super::users::decode(r.user)?,
+                rotated: r.rotated == 1,
+            })
+        })
+        .transpose()
     }
 
     /// Reads a per-tenant secret: `(sealed, kek_id)`.
@@ -543,7 +663,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::NewRefresh;
+    use super::{NewRefresh, RefreshRedemption, RefreshRefusal};
     use crate::store::codes::{NewCode, NewGrant};
     use crate::store::testing::{self, TestStore};
 
@@ -588,6 +708,21 @@ mod tests {
         }
     }
 
+    /// A redemption of `hash` by the grant's client at `now`, asking for nothing more:
+    /// successor `next`, access token `jti`.
+    fn redeem<'a>(hash: &'a str, now: i64, next: &'a str, jti: &'a str) -> RefreshRedemption<'a> {
+        RefreshRedemption {
+            token_hash: hash,
+            client_id: "web",
+            now,
+            scopes: &[],
+            proof_jkt: None,
+            successor_hash: next,
+            successor_expires_at: now + 3_600,
+            access: (jti, now + 600),
+        }
+    }
+
     #[tokio::test]
     async fn a_refresh_token_of_a_deleted_user_is_not_found() {
         for db in testing::both().await {
@@ -595,35 +730,47 @@ mod tests {
             grant_with_refresh(&db, &user.user_id).await;
             let store = &db.store;
             assert!(store.delete_user("t", &user.user_id).await.expect("delete"));
-            let found = store.find_refresh_grant("t", "old").await.expect("read");
+            let found = store
+                .redeem_refresh_token("t", &redeem("old", 1_100, "new", "jti-1"))
+                .await
+                .expect("read");
             assert!(found.is_none(), "{}", db.name());
+            assert!(
+                store
+                    .find_refresh_token("t", "new")
+                    .await
+                    .expect("read")
+                    .is_none()
+            );
         }
     }
 
     #[tokio::test]
-    async fn a_rotation_writes_all_three_rows_or_none() {
+    async fn a_redemption_writes_all_three_rows_or_none() {
         for db in testing::both().await {
             let user = db.user("t", "alice").await;
             grant_with_refresh(&db, &user.user_id).await;
             let store = &db.store;
-            let (row, grant, owner) = store
-                .find_refresh_grant("t", "old")
+            let mut first = redeem("old", 1_100, "new", "jti-1");
+            // Past the grant's end (100 000): the successor's expiry is cut to it.
+            first.successor_expires_at = 250_000;
+            let r = store
+                .redeem_refresh_token("t", &first)
                 .await
-                .expect("read")
+                .expect("redeem")
                 .expect("found");
-            assert_eq!((row.grant_id.as_str(), row.rotated_at), ("g1", None));
-            assert_eq!(grant.user_id, user.user_id, "{}", db.name());
+            assert!(r.rotated, "{}", db.name());
+            // The rows as they were before the rotation.
             assert_eq!(
-                (owner.user_id.as_str(), owner.username.as_str()),
+                (r.token.grant_id.as_str(), r.token.rotated_at),
+                ("g1", None)
+            );
+            assert_eq!(r.grant.user_id, user.user_id, "{}", db.name());
+            assert_eq!(
+                (r.user.user_id.as_str(), r.user.username.as_str()),
                 (user.user_id.as_str(), "alice"),
                 "{}",
                 db.name()
-            );
-            assert!(
-                store
-                    .rotate_refresh_token("t", "old", &refresh("new", 1_100), ("jti-1", 1_700))
-                    .await
-                    .expect("rotation")
             );
             assert_eq!(
                 store.live_grant_of_jti("t", "jti-1").await.expect("read"),
@@ -631,22 +778,22 @@ mod tests {
                 "{}",
                 db.name()
             );
-            let (old, _, _) = store
-                .find_refresh_grant("t", "old")
+            let old = store.find_refresh_token("t", "old").await.expect("read");
+            assert_eq!(old.expect("kept").rotated_at, Some(1_100), "{}", db.name());
+            let new = store.find_refresh_token("t", "new").await.expect("read");
+            let new = new.expect("successor");
+            assert_eq!((new.grant_id.as_str(), new.expires_at), ("g1", 100_000));
+            // The same token again (reuse, or a concurrent use): found, nothing written.
+            let again = store
+                .redeem_refresh_token("t", &redeem("old", 1_200, "other", "jti-2"))
                 .await
-                .expect("read")
-                .expect("kept");
-            assert_eq!(old.rotated_at, Some(1_100), "{}", db.name());
-            // The same token again (a concurrent use): nothing is written.
-            assert!(
-                !store
-                    .rotate_refresh_token("t", "old", &refresh("other", 1_200), ("jti-2", 1_800))
-                    .await
-                    .expect("no rotation")
-            );
+                .expect("redeem")
+                .expect("found");
+            assert!(!again.rotated, "{}", db.name());
+            assert_eq!(again.token.rotated_at, Some(1_100), "{}", db.name());
             assert!(
                 store
-                    .find_refresh_grant("t", "other")
+                    .find_refresh_token("t", "other")
                     .await
                     .expect("read")
                     .is_none()
@@ -661,37 +808,175 @@ mod tests {
             // A write that fails halfway (the access token's jti is taken) leaves the
             // token unrotated and no successor behind.
             let err = store
-                .rotate_refresh_token("t", "new", &refresh("newer", 1_300), ("jti-1", 1_900))
+                .redeem_refresh_token("t", &redeem("new", 1_300, "newer", "jti-1"))
                 .await;
             assert!(err.is_err(), "{}", db.name());
-            let (new, _, _) = store
-                .find_refresh_grant("t", "new")
-                .await
-                .expect("read")
-                .expect("kept");
-            assert_eq!(new.rotated_at, None, "{}", db.name());
+            let new = store.find_refresh_token("t", "new").await.expect("read");
+            assert_eq!(new.expect("kept").rotated_at, None, "{}", db.name());
             assert!(
                 store
-                    .find_refresh_grant("t", "newer")
+                    .find_refresh_token("t", "newer")
                     .await
                     .expect("read")
                     .is_none()
             );
             // A revoked grant's token no longer rotates.
             store.revoke_grant("t", "g1", 1_400).await.expect("revoke");
-            assert!(
-                !store
-                    .rotate_refresh_token("t", "new", &refresh("newest", 1_500), ("jti-3", 2_000))
-                    .await
-                    .expect("no rotation")
-            );
+            let revoked = store
+                .redeem_refresh_token("t", &redeem("new", 1_500, "newest", "jti-3"))
+                .await
+                .expect("redeem")
+                .expect("found");
+            assert!(!revoked.rotated, "{}", db.name());
             assert!(
                 store
-                    .find_refresh_grant("t", "newest")
+                    .find_refresh_token("t", "newest")
                     .await
                     .expect("read")
                     .is_none()
             );
+        }
+    }
+
+    /// [`grant_with_refresh`] and a second token of the grant, "bound": bound to DPoP key
+    /// `jkt-1` and living past the grant's end (100 000).
+    async fn with_bound_token(db: &TestStore) {
+        let user = db.user("t", "alice").await;
+        grant_with_refresh(db, &user.user_id).await;
+        let bound = NewRefresh {
+            token_hash: "bound",
+            grant_id: "g1",
+            dpop_jkt: Some("jkt-1"),
+            created_at: 1_000,
+            expires_at: 200_000,
+        };
+        db.store
+            .insert_refresh_token("t", &bound)
+            .await
+            .expect("bound");
+    }
+
+    /// PostgreSQL decides in SQL and SQLite by `RefreshRedemption::refusal`: for every
+    /// refusal, both leave the token as it was and write nothing, and the refusal read
+    /// back from the returned rows names the reason.
+    #[tokio::test]
+    async fn every_refusal_leaves_the_token_unrotated_and_the_sql_agrees_with_the_rust() {
+        let mut checked = 0;
+        for db in testing::both().await {
+            with_bound_token(&db).await;
+            let store = &db.store;
+            let email = ["email".to_owned()];
+            let cases: Vec<(&str, RefreshRedemption<'_>, RefreshRefusal)> = vec![
+                (
+                    "another client",
+                    RefreshRedemption {
+                        client_id: "other",
+                        ..redeem("old", 1_100, "n1", "j1")
+                    },
+                    RefreshRefusal::OtherClient,
+                ),
+                (
+                    "expired token",
+                    redeem("old", 4_600, "n2", "j2"),
+                    RefreshRefusal::Expired,
+                ),
+                (
+                    "expired grant",
+                    RefreshRedemption {
+                        proof_jkt: Some("jkt-1"),
+                        ..redeem("bound", 150_000, "n3", "j3")
+                    },
+                    RefreshRefusal::GrantExpired,
+                ),
+                (
+                    "a scope never granted",
+                    RefreshRedemption {
+                        scopes: &email,
+                        ..redeem("old", 1_100, "n4", "j4")
+                    },
+                    RefreshRefusal::ScopeNotGranted("email".into()),
+                ),
+                (
+                    "no proof for a bound token",
+                    redeem("bound", 1_100, "n5", "j5"),
+                    RefreshRefusal::ProofMissing,
+                ),
+                (
+                    "another key's proof",
+                    RefreshRedemption {
+                        proof_jkt: Some("jkt-2"),
+                        ..redeem("bound", 1_100, "n6", "j6")
+                    },
+                    RefreshRefusal::ProofMismatch,
+                ),
+            ];
+            for (what, r, expected) in &cases {
+                let got = store
+                    .redeem_refresh_token("t", r)
+                    .await
+                    .expect("redeem")
+                    .expect("found");
+                assert!(!got.rotated, "{what} on {}", db.name());
+                assert_eq!(
+                    r.refusal(&got.token, &got.grant).as_ref(),
+                    Some(expected),
+                    "{what}"
+                );
+                assert_eq!(got.token.rotated_at, None, "{what} on {}", db.name());
+                assert!(
+                    store
+                        .find_refresh_token("t", r.successor_hash)
+                        .await
+                        .expect("read")
+                        .is_none(),
+                    "{what} on {}",
+                    db.name()
+                );
+                assert!(
+                    store
+                        .live_grant_of_jti("t", r.access.0)
+                        .await
+                        .expect("read")
+                        .is_none()
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 12, "six refusals on each backend");
+    }
+
+    /// The near misses of the refusals above rotate: a scope the grant holds, the proof
+    /// of the key the token is bound to.
+    #[tokio::test]
+    async fn a_granted_scope_and_the_bound_keys_proof_rotate() {
+        for db in testing::both().await {
+            with_bound_token(&db).await;
+            let store = &db.store;
+            let openid = ["openid".to_owned()];
+            let narrowed = RefreshRedemption {
+                scopes: &openid,
+                ..redeem("old", 1_100, "n7", "j7")
+            };
+            let proven = RefreshRedemption {
+                proof_jkt: Some("jkt-1"),
+                ..redeem("bound", 1_100, "n8", "j8")
+            };
+            for r in [narrowed, proven] {
+                let got = store
+                    .redeem_refresh_token("t", &r)
+                    .await
+                    .expect("redeem")
+                    .expect("found");
+                assert_eq!(r.refusal(&got.token, &got.grant), None, "{}", db.name());
+                assert!(got.rotated, "{}", db.name());
+                assert!(
+                    store
+                        .find_refresh_token("t", r.successor_hash)
+                        .await
+                        .expect("read")
+                        .is_some()
+                );
+            }
         }
     }
 }
