@@ -329,93 +329,116 @@ mod tests {
         assert_eq!(errors, 1, "{lines:#?}");
     }
 
-    /// A refresh grant reads, checks and rotates its token in one statement (one round
-    /// trip to PostgreSQL); the second grant is counted, once caches are warm.
-    #[tokio::test]
-    async fn a_refresh_grant_is_one_statement() {
+    /// Client `web` (ES256 tokens, secret returned) and alice's grant `g1` ("openid
+    /// offline_access") with the live refresh token "first".
+    async fn web_with_refresh_token(app: &TestApp) -> String {
         use crate::crypto::handle_hash;
         use crate::domain::client::GrantType;
         use crate::store::codes::{NewCode, NewGrant};
         use crate::store::grants::NewRefresh;
 
+        let spec = ClientSpec {
+            client_id: "web".into(),
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            redirect_uris: vec!["https://app.example/cb".into()],
+            id_token_alg: Some(Algorithm::Es256),
+            access_token_alg: Some(Algorithm::Es256),
+            ..ClientSpec::default()
+        };
+        let secret = app.client(spec).await.expect("a generated secret");
+        let alice = app.user("alice").await;
+        let grant = NewGrant {
+            tenant_id: "main".into(),
+            grant_id: "g1".into(),
+            client_id: "web".into(),
+            user_id: alice.user_id.clone(),
+            sid: None,
+            scope: "openid offline_access".into(),
+            auth_time: NOW,
+            amr: vec!["pwd".into()],
+            acr: None,
+            created_at: NOW,
+            expires_at: NOW + 86_400,
+        };
+        let code = NewCode {
+            code_hash: "c1".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            nonce: None,
+            code_challenge: None,
+            code_challenge_method: None,
+            dpop_jkt: None,
+            expires_at: NOW + 60,
+        };
+        let store = &app.state.store;
+        store.insert_code(&grant, &code).await.expect("grant");
+        let first = NewRefresh {
+            token_hash: &handle_hash("first"),
+            grant_id: "g1",
+            dpop_jkt: None,
+            created_at: NOW,
+            expires_at: NOW + 3_600,
+        };
+        store
+            .insert_refresh_token("main", &first)
+            .await
+            .expect("token");
+        secret.expose_secret().to_owned()
+    }
+
+    async fn refresh(app: &TestApp, secret: &str, token: &str) -> Reply {
+        let body = form(&[("grant_type", "refresh_token"), ("refresh_token", token)]);
+        app.post_form("/token", &body, &[("authorization", &basic("web", secret))])
+            .await
+    }
+
+    /// A refresh grant reads, checks and rotates its token in one statement (one round
+    /// trip to PostgreSQL); the second grant is counted, once caches are warm.
+    #[tokio::test]
+    async fn a_refresh_grant_is_one_statement() {
         for backend in [Backend::Sqlite, Backend::Postgres] {
             let app = TestApp::new(backend).await;
-            let spec = ClientSpec {
-                client_id: "web".into(),
-                grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-                redirect_uris: vec!["https://app.example/cb".into()],
-                id_token_alg: Some(Algorithm::Es256),
-                access_token_alg: Some(Algorithm::Es256),
-                ..ClientSpec::default()
-            };
-            let secret = app.client(spec).await.expect("a generated secret");
-            let secret = secret.expose_secret().to_owned();
-            let alice = app.user("alice").await;
-            let store = &app.state.store;
-            let grant = NewGrant {
-                tenant_id: "main".into(),
-                grant_id: "g1".into(),
-                client_id: "web".into(),
-                user_id: alice.user_id.clone(),
-                sid: None,
-                scope: "openid offline_access".into(),
-                auth_time: NOW,
-                amr: vec!["pwd".into()],
-                acr: None,
-                created_at: NOW,
-                expires_at: NOW + 86_400,
-            };
-            let code = NewCode {
-                code_hash: "c1".into(),
-                redirect_uri: "https://app.example/cb".into(),
-                nonce: None,
-                code_challenge: None,
-                code_challenge_method: None,
-                dpop_jkt: None,
-                expires_at: NOW + 60,
-            };
-            store.insert_code(&grant, &code).await.expect("grant");
-            let first = NewRefresh {
-                token_hash: &handle_hash("first"),
-                grant_id: "g1",
-                dpop_jkt: None,
-                created_at: NOW,
-                expires_at: NOW + 3_600,
-            };
-            store
-                .insert_refresh_token("main", &first)
-                .await
-                .expect("token");
-            let refresh = |token: String| {
-                let body = form(&[("grant_type", "refresh_token"), ("refresh_token", &token)]);
-                let auth = basic("web", &secret);
-                let app = &app;
-                async move {
-                    app.post_form("/token", &body, &[("authorization", &auth)])
-                        .await
-                }
-            };
-            let warm = refresh("first".into()).await;
+            let secret = web_with_refresh_token(&app).await;
+            let warm = refresh(&app, &secret, "first").await;
             assert_eq!(warm.status, 200, "{warm:?}");
-            let next = warm.json["refresh_token"]
-                .as_str()
-                .expect("rotated")
-                .to_owned();
+            let next = warm.json["refresh_token"].as_str().expect("rotated");
             // The first token of the pod started a flush of the issuance counts in the
             // background (`oauth::issuance`): let it finish outside the count.
             for _ in 0..500 {
-                let counted = store.token_counts_since("main", 0).await.expect("counts");
-                if !counted.is_empty() {
+                let counted = app.state.store.token_counts_since("main", 0).await;
+                if !counted.expect("counts").is_empty() {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
 
             let logs = CapturedLogs::start();
-            let r = refresh(next).await;
+            let r = refresh(&app, &secret, next).await;
             assert_eq!(r.status, 200, "{r:?}");
             assert!(r.json["id_token"].is_string(), "{r:?}");
             logs.assert_postgres_statements(app.backend().as_str(), &["WITH cur AS"]);
+        }
+    }
+
+    /// The tokens are signed after the rotation: a tenant without a key for the client's
+    /// algorithm is refused before it, and the refresh token stays usable.
+    #[tokio::test]
+    async fn a_refresh_without_a_signing_key_leaves_the_token_unused() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let app = TestApp::new(backend).await;
+            let secret = web_with_refresh_token(&app).await;
+            app.sql("UPDATE signing_keys SET alg = 'ES256-gone' WHERE alg = 'ES256'")
+                .await;
+            assert_ours(&refresh(&app, &secret, "first").await, 500, "server_error");
+            let token = app
+                .state
+                .store
+                .find_refresh_token("main", &crate::crypto::handle_hash("first"))
+                .await
+                .expect("read")
+                .expect("kept");
+            assert_eq!(token.rotated_at, None, "{backend:?}");
+            let grants = app.state.store.get_grant("main", "g1").await.expect("read");
+            assert_eq!(grants.expect("kept").revoked_at, None, "{backend:?}");
         }
     }
 }

@@ -418,6 +418,12 @@ impl OAuthService {
         require_dpop_if_bound(spec, req)?;
         let proof = self.token_proof(tenant, req).await?;
         self.require_subject_type(tenant, spec).await?;
+        // The access token is signed after the rotation: a missing key must refuse
+        // before it, or the client would lose its refresh token to our failure.
+        let alg = spec
+            .access_token_alg
+            .unwrap_or(self.tokens.access_token_alg);
+        self.active_signer(tenant, alg).await?;
         let now = self.clock.now();
         let access = AccessTokenId::new(tenant, spec, now);
         let token = new_handle();

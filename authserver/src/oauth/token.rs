@@ -547,6 +547,17 @@ impl OAuthService {
         })
     }
 
+    /// The tenant's active signing key for `alg`; a tenant without one is our failure.
+    pub(super) async fn active_signer(
+        &self,
+        tenant: &Tenant,
+        alg: crate::domain::signing_key::Algorithm,
+    ) -> Result<std::sync::Arc<crate::crypto::signing::SigningKey>, OAuthError> {
+        self.keys.signer(&tenant.id, alg).await?.ok_or_else(|| {
+            OAuthError::internal(format!("tenant {} has no active {alg} key", tenant.id))
+        })
+    }
+
     /// Signs `claims` with the tenant's active key for `alg`.
     pub(super) async fn sign(
         &self,
@@ -555,9 +566,7 @@ impl OAuthService {
         typ: &str,
         claims: &Value,
     ) -> Result<String, OAuthError> {
-        let key = self.keys.signer(&tenant.id, alg).await?.ok_or_else(|| {
-            OAuthError::internal(format!("tenant {} has no active {alg} key", tenant.id))
-        })?;
+        let key = self.active_signer(tenant, alg).await?;
         if alg != crate::domain::signing_key::Algorithm::Rs256 {
             // ES256 and EdDSA sign in tens of microseconds: not worth a thread hop.
             return Ok(key.sign_jwt(typ, claims)?);
