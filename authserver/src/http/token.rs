@@ -332,10 +332,7 @@ mod tests {
     /// Client `web` (ES256 tokens, secret returned) and alice's grant `g1` ("openid
     /// offline_access") with the live refresh token "first".
     async fn web_with_refresh_token(app: &TestApp) -> String {
-        use crate::crypto::handle_hash;
         use crate::domain::client::GrantType;
-        use crate::store::codes::{NewCode, NewGrant};
-        use crate::store::grants::NewRefresh;
 
         let spec = ClientSpec {
             client_id: "web".into(),
@@ -347,41 +344,16 @@ mod tests {
         };
         let secret = app.client(spec).await.expect("a generated secret");
         let alice = app.user("alice").await;
-        let grant = NewGrant {
-            tenant_id: "main".into(),
-            grant_id: "g1".into(),
-            client_id: "web".into(),
-            user_id: alice.user_id.clone(),
-            sid: None,
-            scope: "openid offline_access".into(),
-            auth_time: NOW,
-            amr: vec!["pwd".into()],
-            acr: None,
-            created_at: NOW,
-            expires_at: NOW + 86_400,
-        };
-        let code = NewCode {
-            code_hash: "c1".into(),
-            redirect_uri: "https://app.example/cb".into(),
-            nonce: None,
-            code_challenge: None,
-            code_challenge_method: None,
-            dpop_jkt: None,
-            expires_at: NOW + 60,
-        };
-        let store = &app.state.store;
-        store.insert_code(&grant, &code).await.expect("grant");
-        let first = NewRefresh {
-            token_hash: &handle_hash("first"),
-            grant_id: "g1",
-            dpop_jkt: None,
-            created_at: NOW,
-            expires_at: NOW + 3_600,
-        };
-        store
-            .insert_refresh_token("main", &first)
-            .await
-            .expect("token");
+        let first = crate::crypto::handle_hash("first");
+        crate::store::testing::plant_grant(
+            &app.state.store,
+            "main",
+            &alice.user_id,
+            NOW,
+            NOW + 86_400,
+            &first,
+        )
+        .await;
         secret.expose_secret().to_owned()
     }
 

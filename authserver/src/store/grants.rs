@@ -664,48 +664,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::{NewRefresh, RefreshRedemption, RefreshRefusal};
-    use crate::store::codes::{NewCode, NewGrant};
     use crate::store::testing::{self, TestStore};
 
-    /// A grant of `user_id` with its first refresh token `old`.
+    /// A grant of `user_id` with its first refresh token `old` (1 000 to 4 600; the grant
+    /// ends at 100 000).
     async fn grant_with_refresh(db: &TestStore, user_id: &str) {
-        let grant = NewGrant {
-            tenant_id: "t".into(),
-            grant_id: "g1".into(),
-            client_id: "web".into(),
-            user_id: user_id.into(),
-            sid: None,
-            scope: "openid offline_access".into(),
-            auth_time: 1_000,
-            amr: vec!["pwd".into()],
-            acr: None,
-            created_at: 1_000,
-            expires_at: 100_000,
-        };
-        let code = NewCode {
-            code_hash: "c1".into(),
-            redirect_uri: "https://app.example/cb".into(),
-            nonce: None,
-            code_challenge: None,
-            code_challenge_method: None,
-            dpop_jkt: None,
-            expires_at: 2_000,
-        };
-        db.store.insert_code(&grant, &code).await.expect("grant");
-        db.store
-            .insert_refresh_token("t", &refresh("old", 1_000))
-            .await
-            .expect("first refresh token");
-    }
-
-    fn refresh(hash: &str, at: i64) -> NewRefresh<'_> {
-        NewRefresh {
-            token_hash: hash,
-            grant_id: "g1",
-            dpop_jkt: None,
-            created_at: at,
-            expires_at: at + 3_600,
-        }
+        testing::plant_grant(&db.store, "t", user_id, 1_000, 100_000, "old").await;
     }
 
     /// A redemption of `hash` by the grant's client at `now`, asking for nothing more:

@@ -101,3 +101,52 @@ impl TestStore {
         self.store.backend().as_str()
     }
 }
+
+/// Plants grant `g1` of `user_id` in `tenant_id` for client `web` ("openid
+/// offline_access", authenticated at `at`, ending at `grant_end`) with its code `c1`, and
+/// its first refresh token, hashed `refresh_hash`, living an hour from `at`.
+pub async fn plant_grant(
+    store: &Store,
+    tenant_id: &str,
+    user_id: &str,
+    at: i64,
+    grant_end: i64,
+    refresh_hash: &str,
+) {
+    use super::codes::{NewCode, NewGrant};
+    use super::grants::NewRefresh;
+    let grant = NewGrant {
+        tenant_id: tenant_id.into(),
+        grant_id: "g1".into(),
+        client_id: "web".into(),
+        user_id: user_id.into(),
+        sid: None,
+        scope: "openid offline_access".into(),
+        auth_time: at,
+        amr: vec!["pwd".into()],
+        acr: None,
+        created_at: at,
+        expires_at: grant_end,
+    };
+    let code = NewCode {
+        code_hash: "c1".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        nonce: None,
+        code_challenge: None,
+        code_challenge_method: None,
+        dpop_jkt: None,
+        expires_at: at + 60,
+    };
+    store.insert_code(&grant, &code).await.expect("grant");
+    let refresh = NewRefresh {
+        token_hash: refresh_hash,
+        grant_id: "g1",
+        dpop_jkt: None,
+        created_at: at,
+        expires_at: at + 3_600,
+    };
+    store
+        .insert_refresh_token(tenant_id, &refresh)
+        .await
+        .expect("first refresh token");
+}
