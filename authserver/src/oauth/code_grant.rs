@@ -624,10 +624,7 @@ impl OAuthService {
             return Ok(None);
         }
         Ok(Some((row, grant)).filter(|(row, grant)| {
-            row.rotated_at.is_none()
-                && row.expires_at > now
-                && grant.revoked_at.is_none()
-                && grant.expires_at > now
+            row.rotated_at.is_none() && row.expires_at > now && grant.refusal(now).is_none()
         }))
     }
 
