@@ -26,6 +26,17 @@
 #   AUTHSERVER_BIN=/path/to/authserver benches/load.sh   # measure another build
 #   WORKLOADS="jwks introspection" benches/load.sh       # a subset
 #   benches/run-all.sh                       # this, then the operator at scale
+#   INSTRUCTIONS=1 benches/load.sh           # instructions per request (callgrind)
+#
+# INSTRUCTIONS=1 runs the server under valgrind's callgrind and adds, after each
+# workload's line, `bench: instructions workload=<name> requests=<n> instr_per_req=<n>`:
+# the user-space instructions the server executed during the workload (every thread,
+# the kernel's work not included) over the requests completed. Unlike CPU time, this
+# count repeats to within a percent or two on a busy or stolen-from machine, so it is
+# the figure to compare two builds with; everything else in such a run is ~50x slower
+# and not a measurement. It defaults to 4 connections and needs valgrind
+# (`apt-get install -y valgrind`). INSTRUCTIONS_DIR=<dir> keeps each workload's dump
+# there as <workload>.callgrind, for `callgrind_annotate --inclusive=yes <file>`.
 #
 # PostgreSQL: DATABASE_URL names a server and a role that may CREATE DATABASE
 # (default postgres://postgres@127.0.0.1:5432/postgres); a fresh database is created
@@ -36,6 +47,12 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target}"
 BACKEND="${BACKEND:-postgres}"
 DURATION="${DURATION:-8s}"
+INSTRUCTIONS="${INSTRUCTIONS:-0}"
+if [ "$INSTRUCTIONS" = 1 ]; then
+  command -v valgrind >/dev/null || { echo "valgrind is required (apt-get install -y valgrind)" >&2; exit 1; }
+  CONNECTIONS="${CONNECTIONS:-4}"
+  LOGIN_CONNECTIONS="${LOGIN_CONNECTIONS:-4}"
+fi
 CONNECTIONS="${CONNECTIONS:-64}"
 LOG="${LOG:-info}"
 # Each sign-in holds 19 MiB and a core for tens of milliseconds; more connections only
@@ -107,10 +124,16 @@ start_server() { # extra environment for this server, as NAME=value words
   stop_server
   # Redis only where a workload names it: an exported REDIS_URL (CI has one) would
   # otherwise put every server's rate limiter there, the in-memory row included.
-  env -u REDIS_URL -u GATEHOUSE_REDIS_URL "$@" "$BIN" serve "${CLI[@]}" \
+  local under=() tries=200
+  if [ "$INSTRUCTIONS" = 1 ]; then
+    # Counting from the start; each workload zeroes the counters and dumps them.
+    under=(valgrind -q --tool=callgrind "--callgrind-out-file=$DATA/callgrind.%p")
+    tries=1200
+  fi
+  env -u REDIS_URL -u GATEHOUSE_REDIS_URL "$@" "${under[@]}" "$BIN" serve "${CLI[@]}" \
     --listen "127.0.0.1:$PORT" >"$DATA/serve.log" 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 "$tries"); do
     curl -fsS "$URL/readyz" >/dev/null 2>&1 && return
     sleep 0.1
   done
@@ -163,11 +186,37 @@ measure() { # name path script connections(threads = 1 unless $BENCH_THREADS)
   local threads="${BENCH_THREADS_WRK:-1}"
   local cpu0 db0 cpu1 db1 out
   local pid="${MEASURE_PID:-$SERVER}" url="${MEASURE_URL:-$URL}"
+  local counting=0
+  if [ "$INSTRUCTIONS" = 1 ] && [ "$pid" = "$SERVER" ]; then counting=1; fi
+  [ "$counting" = 0 ] || callgrind_control -z "$pid" >/dev/null
   cpu0="$(ticks "$pid")"
   db0="$(db_ticks)"
-  out="$(wrk -t"$threads" -c"$conns" -d"$DURATION" --timeout 10s --latency -s "$script" "$url$path")"
+  out="$(wrk -t"$threads" -c"$conns" -d"$DURATION" --timeout 30s --latency -s "$script" "$url$path")"
   cpu1="$(ticks "$pid")"
   db1="$(db_ticks)"
+  local instructions=""
+  if [ "$counting" = 1 ]; then
+    rm -f "$DATA/callgrind.$pid".*
+    callgrind_control -d "$pid" >/dev/null
+    if [ -n "${INSTRUCTIONS_DIR:-}" ]; then
+      mkdir -p "$INSTRUCTIONS_DIR"
+      cat "$DATA/callgrind.$pid".* >"$INSTRUCTIONS_DIR/$name.callgrind"
+    fi
+    instructions="$(WRK_OUT="$out" python3 - "$name" "$DATA/callgrind.$pid" <<'PY'
+import glob, os, re, sys
+name, prefix = sys.argv[1:3]
+total = 0
+for dump in glob.glob(prefix + ".*"):  # one file per thread with --separate-threads
+    for line in open(dump):
+        if line.startswith(("summary:", "totals:")):
+            total += int(line.split()[1])
+            break
+reqs = int(re.search(r"(\d+) requests in", os.environ["WRK_OUT"]).group(1))
+print("bench: instructions workload=%s requests=%d instr_per_req=%d"
+      % (name, reqs, total // max(reqs, 1)))
+PY
+)"
+  fi
   WRK_OUT="$out" DB0="$db0" DB1="$db1" python3 - "$name" "$conns" "$((cpu1 - cpu0))" "$HZ" \
     "$(rss_mib "$pid" VmRSS)" <<'PY'
 import os, re, sys
@@ -201,6 +250,7 @@ print("bench: workload=%s conns=%s req_s=%.0f p50_ms=%s p99_ms=%s cpu_us_per_req
       "db_cpu_us_per_req=%s rss_mib=%s errors=%d"
       % (name, conns, rps, ms("50%"), ms("99%"), per(cpu), per(db), rss, errors))
 PY
+  [ -z "$instructions" ] || echo "$instructions"
 }
 
 run() { # name path [method auth body]: one thread leaves the second core to the server
