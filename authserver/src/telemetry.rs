@@ -62,7 +62,7 @@ pub fn init(level: &str, format: LogFormat, otlp_endpoint: Option<&str>) -> anyh
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(logs)
             .json()
-            .event_format(json::JsonLine::<tracing_subscriber::fmt::time::SystemTime>::default())
+            .event_format(json::JsonLine::<json::UtcMicros>::default())
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(logs)

@@ -9,7 +9,7 @@
 //! appended. The unit tests below hold the output to the stock formatter's, byte for
 //! byte, so log shippers and the tests that read logs see no difference.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::Serialize;
@@ -23,7 +23,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The event formatter of JSON logs (`LogFormat::Json`).
 #[derive(Debug, Default)]
-pub struct JsonLine<T = SystemTime> {
+pub struct JsonLine<T = UtcMicros> {
     timer: T,
 }
 
@@ -75,14 +75,24 @@ impl<T: FormatTime> JsonLine<T> {
         S: Subscriber + for<'a> LookupSpan<'a>,
         N: for<'w> FormatFields<'w> + 'static,
     {
-        let mut timestamp = String::new();
-        self.timer.format_time(&mut Writer::new(&mut timestamp))?;
         // Events from the `log` crate carry their real target and level here.
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
 
-        buf.extend_from_slice(b"{\"timestamp\":");
-        json(buf, timestamp.as_str())?;
+        buf.extend_from_slice(b"{\"timestamp\":\"");
+        let start = buf.len();
+        self.timer.format_time(&mut Writer::new(&mut Utf8(buf)))?;
+        if buf[start..]
+            .iter()
+            .any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        {
+            // Not a timestamp as ours are: escaped like any string.
+            let raw = buf.split_off(start);
+            buf.pop();
+            json(buf, std::str::from_utf8(&raw).map_err(|_| fmt::Error)?)?;
+        } else {
+            buf.push(b'"');
+        }
         buf.extend_from_slice(b",\"level\":");
         json(buf, meta.level().as_str())?;
         let mut fields = Fields {
@@ -117,6 +127,65 @@ impl<T: FormatTime> JsonLine<T> {
         let text = std::str::from_utf8(buf).map_err(|_| fmt::Error)?;
         writer.write_str(text)
     }
+}
+
+/// `fmt::Write` into a byte buffer (what is written is UTF-8 by construction).
+struct Utf8<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Utf8<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The log lines' timestamps: the bytes of `tracing_subscriber`'s `SystemTime`
+/// (`2026-12-07T18:32:33.123456Z`, UTC, microseconds), with the date and time of day
+/// worked out once per second and thread instead of through `fmt` for every line (a
+/// sixteenth of a JWKS request's instructions).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UtcMicros;
+
+thread_local! {
+    /// The second last formatted on this thread, and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+impl FormatTime for UtcMicros {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        // A clock before 1970 or past 9999 gets the stock formatter.
+        match crate::clock::since_epoch().and_then(|d| timestamp(d.as_secs(), d.subsec_micros())) {
+            Some(text) => w.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?),
+            None => SystemTime.format_time(w),
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of a Unix second and its microseconds.
+fn timestamp(second: u64, micros: u32) -> Option<[u8; 27]> {
+    let (cached, mut date) = SECOND.get();
+    if cached != second {
+        date = date_and_time(second)?;
+        SECOND.set((second, date));
+    }
+    let mut out = [0u8; 27];
+    out[..19].copy_from_slice(&date);
+    out[19] = b'.';
+    let mut rest = micros;
+    for digit in out[20..26].iter_mut().rev() {
+        // Below 10: the cast cannot truncate.
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out[26] = b'Z';
+    Some(out)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix second, up to the last days of 9999 (jiff's range).
+fn date_and_time(second: u64) -> Option<[u8; 19]> {
+    let at = jiff::Timestamp::from_second(i64::try_from(second).ok()?).ok()?;
+    let text = at.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    text.as_bytes().try_into().ok()
 }
 
 /// Appends `value` as JSON (strings escaped as serde_json escapes them).
@@ -205,6 +274,7 @@ mod tests {
         }
     }
 
+    #[derive(Clone, Copy)]
     struct Fixed;
 
     impl FormatTime for Fixed {
@@ -286,8 +356,47 @@ mod tests {
         });
     }
 
+    fn text(t: Option<[u8; 27]>) -> String {
+        String::from_utf8(t.expect("a year up to 9999").to_vec()).unwrap()
+    }
+
     #[test]
-    fn lines_are_byte_for_byte_those_of_the_stock_json_formatter() {
+    fn timestamps_are_utc_with_microseconds() {
+        for (second, micros, expected) in [
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, 7, "2000-02-29T00:00:00.000007Z"),
+            (1_796_668_353, 999_999, "2026-12-07T18:32:33.999999Z"),
+            (1_796_668_353, 120_000, "2026-12-07T18:32:33.120000Z"),
+            (1_796_668_354, 5, "2026-12-07T18:32:34.000005Z"),
+            (4_107_542_399, 1, "2100-02-28T23:59:59.000001Z"),
+            (253_402_041_600, 0, "9999-12-29T00:00:00.000000Z"),
+        ] {
+            assert_eq!(text(timestamp(second, micros)), expected);
+        }
+        // Where jiff's range ends (the last day of 9999) the stock timer takes over.
+        assert_eq!(timestamp(253_402_300_800, 0), None, "year 10000");
+    }
+
+    #[test]
+    fn timestamps_are_those_of_the_stock_timer() {
+        let format = |timer: &dyn FormatTime| {
+            let mut s = String::new();
+            timer.format_time(&mut Writer::new(&mut s)).unwrap();
+            s
+        };
+        // Taken one after the other they agree but for the microseconds, unless a
+        // second ended in between: then the next try.
+        let agreed = (0..3).any(|_| {
+            let (stock, ours) = (format(&SystemTime), format(&UtcMicros));
+            assert_eq!(ours.len(), stock.len(), "{ours} {stock}");
+            assert!(ours.ends_with('Z') && ours.as_bytes()[19] == b'.', "{ours}");
+            ours[..19] == stock[..19]
+        });
+        assert!(agreed);
+    }
+
+    /// Both formatters' output of [`log_everything`] with `timer`.
+    fn stock_and_ours<T: FormatTime + Copy + Send + Sync + 'static>(timer: T) -> (String, String) {
         let stock = Buffer::default();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
@@ -296,7 +405,7 @@ mod tests {
                 .flatten_event(true)
                 .with_current_span(true)
                 .with_span_list(false)
-                .with_timer(Fixed),
+                .with_timer(timer),
         );
         tracing::subscriber::with_default(subscriber, log_everything);
 
@@ -305,16 +414,39 @@ mod tests {
             tracing_subscriber::fmt::layer()
                 .with_writer(ours.clone())
                 .json()
-                .event_format(JsonLine::with_timer(Fixed)),
+                .event_format(JsonLine::with_timer(timer)),
         );
         tracing::subscriber::with_default(subscriber, log_everything);
+        (stock.text(), ours.text())
+    }
 
-        let (stock, ours) = (stock.text(), ours.text());
+    #[test]
+    fn lines_are_byte_for_byte_those_of_the_stock_json_formatter() {
+        let (stock, ours) = stock_and_ours(Fixed);
         assert_eq!(stock.lines().count(), 14, "{stock}");
         for (s, o) in stock.lines().zip(ours.lines()) {
             assert_eq!(o, s);
             serde_json::from_str::<serde_json::Value>(o).unwrap();
         }
+        assert_eq!(ours, stock);
+    }
+
+    /// A timer whose text needs escaping (none of ours) is escaped as the stock
+    /// formatter escapes it.
+    #[test]
+    fn an_odd_timers_text_is_escaped() {
+        #[derive(Clone, Copy)]
+        struct Odd;
+        impl FormatTime for Odd {
+            fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+                w.write_str("a \"quoted\"\ttime\\")
+            }
+        }
+        let (stock, ours) = stock_and_ours(Odd);
+        assert!(
+            ours.starts_with(r#"{"timestamp":"a \"quoted\"\ttime\\","#),
+            "{ours}"
+        );
         assert_eq!(ours, stock);
     }
 }
