@@ -451,14 +451,21 @@ pub struct CapturedLogs {
 /// server error's log line, once in a full run).
 static CAPTURING: Mutex<()> = Mutex::new(());
 
+/// The turn of a test that installs a subscriber of its own: one at a time, with the
+/// captures (see `CAPTURING`). Creating a subscriber makes every callsite ask again
+/// which subscribers want it, while a capture's events go on elsewhere.
+pub fn subscriber_turn() -> std::sync::MutexGuard<'static, ()> {
+    // A capture whose test failed left the lock poisoned: the next may still run.
+    CAPTURING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl CapturedLogs {
     /// Captures from now on, at `debug`. The test's runtime must be current-thread, so
     /// the requests run on this thread.
     pub fn start() -> Self {
-        // A capture whose test failed left the lock poisoned: the next may still run.
-        let turn = CAPTURING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let turn = subscriber_turn();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
         let subscriber = tracing_subscriber::fmt()

@@ -397,6 +397,7 @@ mod tests {
 
     /// Both formatters' output of [`log_everything`] with `timer`.
     fn stock_and_ours<T: FormatTime + Copy + Send + Sync + 'static>(timer: T) -> (String, String) {
+        let _turn = crate::testing::subscriber_turn();
         let stock = Buffer::default();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
