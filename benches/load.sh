@@ -36,7 +36,9 @@
 # the figure to compare two builds with; everything else in such a run is ~50x slower
 # and not a measurement. It defaults to 4 connections and needs valgrind
 # (`apt-get install -y valgrind`). INSTRUCTIONS_DIR=<dir> keeps each workload's dump
-# there as <workload>.callgrind, for `callgrind_annotate --inclusive=yes <file>`.
+# there as <workload>.callgrind, for `callgrind_annotate --inclusive=yes <file>`, and
+# what each server ran until it was ready as startup-<n>.callgrind; CALLGRIND_ARGS adds
+# valgrind options (benches/symbol-order.sh passes --demangle=no).
 #
 # PostgreSQL: DATABASE_URL names a server and a role that may CREATE DATABASE
 # (default postgres://postgres@127.0.0.1:5432/postgres); a fresh database is created
@@ -134,20 +136,33 @@ start_server() { # extra environment for this server, as NAME=value words
   local under=() tries=200
   if [ "$INSTRUCTIONS" = 1 ]; then
     # Counting from the start; each workload zeroes the counters and dumps them.
-    under=(valgrind -q --tool=callgrind "--callgrind-out-file=$DATA/callgrind.%p")
+    # shellcheck disable=SC2206 # CALLGRIND_ARGS is words by design
+    under=(valgrind -q --tool=callgrind "--callgrind-out-file=$DATA/callgrind.%p" ${CALLGRIND_ARGS:-})
     tries=1200
   fi
   env -u REDIS_URL -u GATEHOUSE_REDIS_URL "$@" "${under[@]}" "$BIN" serve "${CLI[@]}" \
     --listen "127.0.0.1:$PORT" >"$DATA/serve.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 "$tries"); do
-    curl -fsS "$URL/readyz" >/dev/null 2>&1 && return
+    if curl -fsS "$URL/readyz" >/dev/null 2>&1; then
+      keep_startup_dump
+      return
+    fi
     sleep 0.1
   done
   echo "the server did not become ready:" >&2
   tail -n 20 "$DATA/serve.log" >&2
   exit 1
 }
+keep_startup_dump() { # what the server ran until ready, as startup-<n>.callgrind
+  [ "$INSTRUCTIONS" = 1 ] && [ -n "${INSTRUCTIONS_DIR:-}" ] || return 0
+  STARTS=$((STARTS + 1))
+  rm -f "$DATA/callgrind.$SERVER".*
+  callgrind_control -d "$SERVER" >/dev/null
+  mkdir -p "$INSTRUCTIONS_DIR"
+  cat "$DATA/callgrind.$SERVER".* >"$INSTRUCTIONS_DIR/startup-$STARTS.callgrind"
+}
+STARTS=0
 stop_server() {
   if [ -n "$SERVER" ]; then
     cat "$DATA/serve.log" >>"$DATA/serve-all.log"

@@ -40,6 +40,7 @@ mod languages;
 mod languages_account;
 mod ldap;
 mod lifecycle;
+mod link_order;
 mod login;
 mod management_api;
 mod metrics;
