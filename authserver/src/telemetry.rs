@@ -62,6 +62,7 @@ pub fn init(level: &str, format: LogFormat, otlp_endpoint: Option<&str>) -> anyh
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(logs)
             .json()
+            .fmt_fields(json::SpanFields)
             .event_format(json::JsonLine::<json::UtcMicros>::default())
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()

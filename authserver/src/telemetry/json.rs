@@ -16,6 +16,8 @@ use serde::Serialize;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent as _;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -126,6 +128,119 @@ impl<T: FormatTime> JsonLine<T> {
         buf.extend_from_slice(b"}\n");
         let text = std::str::from_utf8(buf).map_err(|_| fmt::Error)?;
         writer.write_str(text)
+    }
+}
+
+/// The span field formatter of JSON logs: the object `JsonFields` stores for a span
+/// (fields sorted by name, a later field of the same name winning), written straight
+/// into the span's string.
+///
+/// Every request opens a span, and `JsonFields` collects its fields into a map of
+/// `serde_json::Value`s first, each `Debug` field through a `String` of its own: 2 800
+/// of a JWKS request's 49 800 instructions for the one field a request span starts with
+/// (docs/benchmarks.md, eighth round).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpanFields;
+
+impl<'w> FormatFields<'w> for SpanFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut values = SpanValues {
+            entries: Vec::new(),
+            bytes: Vec::new(),
+            result: Ok(()),
+        };
+        fields.record(&mut values);
+        values.result?;
+        let mut entries = values.entries;
+        // Stable: of two fields with one name, the later stays last and is kept.
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut object = Vec::with_capacity(values.bytes.len() + 16 * entries.len() + 2);
+        object.push(b'{');
+        for (i, &(name, start, end)) in entries.iter().enumerate() {
+            if entries.get(i + 1).is_some_and(|next| next.0 == name) {
+                continue;
+            }
+            if object.len() > 1 {
+                object.push(b',');
+            }
+            json(&mut object, name)?;
+            object.push(b':');
+            object.extend_from_slice(&values.bytes[start..end]);
+        }
+        object.push(b'}');
+        writer.write_str(std::str::from_utf8(&object).map_err(|_| fmt::Error)?)
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        if current.fields.is_empty() {
+            return self.format_fields(current.as_writer(), fields);
+        }
+        // Fields recorded after the span opened (only when traces are exported): merged
+        // into the stored object as `JsonFields` merges them, by parsing it back.
+        let mut stock = FormattedFields::<JsonFields>::new(std::mem::take(&mut current.fields));
+        let merged = JsonFields::new().add_fields(&mut stock, fields);
+        current.fields = stock.fields;
+        merged
+    }
+}
+
+/// A span's fields as `JsonFields` sees them: each value written as JSON into one
+/// buffer, found again by its field's name.
+struct SpanValues {
+    entries: Vec<(&'static str, usize, usize)>,
+    bytes: Vec<u8>,
+    result: fmt::Result,
+}
+
+impl SpanValues {
+    fn value(&mut self, name: &'static str, value: impl Serialize) {
+        if self.result.is_ok() {
+            let start = self.bytes.len();
+            self.result = json(&mut self.bytes, value);
+            self.entries.push((name, start, self.bytes.len()));
+        }
+    }
+}
+
+impl Visit for SpanValues {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.value(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            // As `JsonFields`: what the `log` crate's records carry in `log.*` fields is
+            // their metadata, shown elsewhere, and a raw identifier loses its `r#`.
+            name if name.starts_with("log.") => {}
+            name => {
+                let name = name.strip_prefix("r#").unwrap_or(name);
+                self.value(name, format_args!("{value:?}"));
+            }
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.value(field.name(), value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.value(field.name(), value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.value(field.name(), value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.value(field.name(), value);
+    }
+
+    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
+        self.value(field.name(), value);
     }
 }
 
@@ -333,6 +448,24 @@ mod tests {
         span.record("http.route", "{issuer}/jwks");
         span.record("tenant", "ma\"in");
         span.in_scope(|| tracing::info!("after the span's fields were recorded"));
+        let kinds = tracing::info_span!(
+            "every_kind",
+            z = 1_u64,
+            a = -2_i64,
+            m = true,
+            f = 0.5,
+            nan = f64::NAN,
+            r#type = ?"raw",
+            r#loop = 3_u64,
+            log.target = ?"skipped",
+            shown = %"display \" quoted",
+            text = "tab \t é ✓",
+            debugged = ?vec![1, 2],
+            empty = tracing::field::Empty,
+        );
+        kinds.in_scope(|| tracing::info!("inside a span with every kind of field"));
+        kinds.record("empty", "recorded later");
+        kinds.in_scope(|| tracing::info!("and after a field was recorded"));
         let bare = tracing::info_span!("no_fields");
         bare.in_scope(|| {
             let inner = tracing::debug_span!("inner", n = 1_u64, name = "field named name");
@@ -415,6 +548,7 @@ mod tests {
             tracing_subscriber::fmt::layer()
                 .with_writer(ours.clone())
                 .json()
+                .fmt_fields(SpanFields)
                 .event_format(JsonLine::with_timer(timer)),
         );
         tracing::subscriber::with_default(subscriber, log_everything);
@@ -424,7 +558,7 @@ mod tests {
     #[test]
     fn lines_are_byte_for_byte_those_of_the_stock_json_formatter() {
         let (stock, ours) = stock_and_ours(Fixed);
-        assert_eq!(stock.lines().count(), 14, "{stock}");
+        assert_eq!(stock.lines().count(), 16, "{stock}");
         for (s, o) in stock.lines().zip(ours.lines()) {
             assert_eq!(o, s);
             serde_json::from_str::<serde_json::Value>(o).unwrap();
