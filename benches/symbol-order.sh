@@ -15,13 +15,8 @@
 # correctness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gatehouse/target}"
-if [ -z "${AUTHSERVER_BIN:-}" ]; then
-  cargo build --release -q -p authserver
-  TARGET_DIR="$(cargo metadata -q --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-  export AUTHSERVER_BIN="$TARGET_DIR/release/authserver"
-fi
+# Without AUTHSERVER_BIN, load.sh builds the release binary (named authserver).
+BINARY="$(basename "${AUTHSERVER_BIN:-authserver}")"
 # Every workload of the server itself (http_floor is another program).
 WORKLOADS="discovery discovery_304 jwks jwks_304 client_credentials introspection introspection_uncached refresh login rate_limits log_warn"
 DUMPS="$(mktemp -d)"
@@ -35,6 +30,6 @@ for backend in postgres sqlite; do
   fi
   grep -E '^bench: (workload|instructions)' "$DUMPS/$backend.log"
 done
-python3 benches/symbol_order.py "$(basename "$AUTHSERVER_BIN")" "$DUMPS"/*/*.callgrind \
+python3 benches/symbol_order.py "$BINARY" "$DUMPS"/*/*.callgrind \
   >authserver/link/symbol-order.txt
 echo "symbol-order: $(wc -l <authserver/link/symbol-order.txt) functions in authserver/link/symbol-order.txt"
